@@ -1,0 +1,55 @@
+# The two commands: `make run` and `make test`. Both create .venv and install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+JUPYTER_ETC := $(VENV)/etc/jupyter
+
+.PHONY: run test bench sysdeps check-sync clean
+
+run: $(VENV)/.installed
+	$(BIN)/aiplatform serve
+
+test: $(VENV)/.installed-dev sysdeps check-sync
+	AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $(BIN)/nbdev-test
+	$(BIN)/pytest
+
+bench: $(VENV)/.installed-dev
+	@for b in benchmarks/bench_*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(BIN)/python "$$b" || exit 1; done
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# The package, its Jupyter server configuration (sys-prefix) and the AI Platform kernelspec.
+$(VENV)/.installed: pyproject.toml extensions/voila.json extensions/jupyter_server_config.d/*.json kernels/aiplatform/kernel.json | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	mkdir -p $(JUPYTER_ETC)/jupyter_server_config.d
+	cp extensions/jupyter_server_config.d/*.json $(JUPYTER_ETC)/jupyter_server_config.d/
+	cp extensions/voila.json $(JUPYTER_ETC)/voila.json
+	$(BIN)/jupyter-kernelspec install --sys-prefix --replace kernels/aiplatform >/dev/null
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+# Debian packages the tests need: Chromium (browser tests) and PostgreSQL (store tests), installed when run as root.
+sysdeps:
+	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing; run 'sudo apt-get install$$missing'"; exit 1; fi; fi
+
+# nbdev-clean and nbdev-export must change nothing: the notebooks are clean and the package matches them.
+check-sync: $(VENV)/.installed-dev
+	@before=$$({ git diff -- nbs aiplatform; git status --porcelain -- nbs aiplatform; } | md5sum); \
+	$(BIN)/nbdev-clean && $(BIN)/nbdev-export; \
+	after=$$({ git diff -- nbs aiplatform; git status --porcelain -- nbs aiplatform; } | md5sum); \
+	if [ "$$before" != "$$after" ]; then \
+	  echo "nbdev-clean or nbdev-export changed files: commit clean notebooks and the package exported from them"; \
+	  git status --short -- nbs aiplatform; exit 1; fi
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,75 @@
+"Shared fixtures: a clean platform environment, the `aiplatform` command, and a real Jupyter gateway."
+import json, os, signal, socket, subprocess, sys, time, urllib.error, urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PLUGINS = Path(__file__).parent/"plugins"
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+def clean_env(**extra) -> dict:
+    "The test process's environment without any AIPLATFORM_ variable, plus `extra`."
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIPLATFORM_")}
+    return env | {k: str(v) for k, v in extra.items()}
+
+def cli(*args, env, stdin=None) -> subprocess.CompletedProcess:
+    "Run `aiplatform ARGS` and return the finished process."
+    return subprocess.run([str(BIN/"aiplatform"), *map(str, args)], env=env, input=stdin, capture_output=True, text=True, timeout=120)
+
+def http(url, token=None, data=None, headers=None):
+    "Status, headers and body (JSON when it parses) of one request; never raises for an HTTP status."
+    headers = dict(headers or {})
+    if token: headers["Authorization"] = f"token {token}"
+    req = urllib.request.Request(url, data=data, headers=headers)
+    opener = urllib.request.build_opener(NoRedirect)
+    try: r = opener.open(req, timeout=60)
+    except urllib.error.HTTPError as e: r = e
+    body = r.read()
+    try: body = json.loads(body)
+    except ValueError: pass
+    return r.status if hasattr(r, "status") else r.code, r.headers, body
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs): return None
+
+def wait_for(url, proc, timeout=90):
+    "Wait until `url` answers 200, failing early if `proc` dies."
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None: raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            if http(url)[0] == 200: return
+        except OSError: pass
+        time.sleep(0.3)
+    raise TimeoutError(url)
+
+@pytest.fixture
+def env(tmp_path):
+    "An environment whose data folder is a fresh temporary one and that reads no settings file."
+    return clean_env(AIPLATFORM_PLATFORM__DATA_DIR=tmp_path/"data", HOME=tmp_path)
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory):
+    "A Jupyter gateway started by `aiplatform serve` on a free port, with the echo test plugin installed."
+    root = tmp_path_factory.mktemp("gateway")
+    port = free_port()
+    (root/"settings.ini").write_text(f"[platform]\ndata_dir = data\n[server]\nport = {port}\nnotebooks = {REPO/'nbs'}\n"
+                                     "[services]\nhealth_timeout = 30\n")
+    env = clean_env(AIPLATFORM_SETTINGS=root/"settings.ini", PYTHONPATH=PLUGINS, JUPYTER_CONFIG_DIR=root/"jupyter",
+                    JUPYTER_RUNTIME_DIR=root/"runtime", HOME=root)
+    log = open(root/"server.log", "w")
+    proc = subprocess.Popen([str(BIN/"aiplatform"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    try: wait_for(url + "aiplatform/api/health", proc)
+    except Exception: raise RuntimeError((root/"server.log").read_text())
+    yield SimpleNamespace(url=url, token=(root/"data"/"jupyter_token").read_text().strip(), root=root, env=env, proc=proc,
+                          log=root/"server.log")
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(30)

@@ -1,0 +1,85 @@
+"Store: a new database at the newest schema, in-place upgrades without loss, round trips, on SQLite and PostgreSQL."
+import glob, os, pwd, shutil, subprocess, tempfile, time
+from pathlib import Path
+import pytest
+import sqlalchemy as sa
+from aiplatform.core import ConfigError, load_settings
+from aiplatform.store import SCHEMA_VERSION, api_keys, make_engine, metadata, migrate, schema_version, users
+from conftest import free_port
+
+def _pg_bin(name):
+    return shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)
+
+@pytest.fixture(scope="module")
+def postgres():
+    "A throw-away PostgreSQL server on a free port (run as the `postgres` user when the tests run as root)."
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb: pytest.skip("PostgreSQL server binaries not installed")
+    root = Path(tempfile.mkdtemp(prefix="aip-pg-"))  # not under pytest's folder, which the postgres user cannot enter
+    data, port = root/"data", free_port()
+    as_user = []
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("postgres")
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_user, initdb, "-D", data, "-U", "aip", "--auth=trust"], check=True, capture_output=True)
+    subprocess.run([*as_user, pg_ctl, "-D", data, "-l", root/"log", "-w", "-o", f"-p {port} -k {root} -h 127.0.0.1", "start"],
+                   check=True, capture_output=True)
+    yield f"postgresql+psycopg://aip@127.0.0.1:{port}/postgres"
+    subprocess.run([*as_user, pg_ctl, "-D", data, "-m", "fast", "stop"], capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite": return f"sqlite:///{tmp_path/'aip.db'}"
+    url = request.getfixturevalue("postgres")
+    engine = make_engine(url)
+    with engine.begin() as conn:  # each test starts from an empty database
+        for t in ("api_keys", "users", "schema_version"): conn.execute(sa.text(f"DROP TABLE IF EXISTS {t}"))
+    engine.dispose()
+    return url
+
+def columns(engine):
+    insp = sa.inspect(engine)
+    return {t: sorted(c["name"] for c in insp.get_columns(t)) for t in ("users", "api_keys")}
+
+def test_new_database_is_at_newest_schema_matching_the_tables(url):
+    engine = make_engine(url)
+    assert schema_version(engine) == 0
+    assert migrate(engine) == SCHEMA_VERSION == schema_version(engine)
+    assert columns(engine) == {t.name: sorted(t.c.keys()) for t in (users, api_keys)}
+    assert migrate(engine) == SCHEMA_VERSION  # running it again is harmless
+
+def test_upgrade_in_place_keeps_rows(url):
+    engine = make_engine(url)
+    migrate(engine, to=1)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO users (username, role, active, created_ns) VALUES ('ada', 'admin', true, 1), ('bob', 'viewer', false, 2)"))
+        uid = conn.execute(sa.text("SELECT id FROM users WHERE username = 'ada'")).scalar_one()
+        conn.execute(sa.text("INSERT INTO api_keys (user_id, key_id, key_hash, label, active, created_ns) "
+                             "VALUES (:u, 'k1', 'h', 'l', true, 3)"), dict(u=uid))
+    assert "email" not in columns(engine)["users"]
+    assert migrate(engine) == SCHEMA_VERSION
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(users.c.username, users.c.role, users.c.active, users.c.email, users.c.profile)
+                            .order_by(users.c.username)).all()
+        assert conn.execute(sa.select(api_keys.c.key_id)).scalars().all() == ["k1"]
+    assert [tuple(r) for r in rows] == [("ada", "admin", True, "", {}), ("bob", "viewer", False, "", {})]
+
+def test_round_trip(url):
+    engine = make_engine(url)
+    migrate(engine)
+    row = dict(username="zoe", role="trader", active=True, created_ns=time.time_ns(), display_name="Zoë Ω",
+               email="zoe@example.org", profile={"desk": "rates", "limits": [1, 2.5], "note": "ünïcode"})
+    with engine.begin() as conn: conn.execute(users.insert().values(**row))
+    with engine.connect() as conn: got = conn.execute(sa.select(users).where(users.c.username == "zoe")).one()._asdict()
+    assert {k: got[k] for k in row} == row
+
+def test_newer_schema_is_refused(url):
+    engine = make_engine(url)
+    migrate(engine)
+    with engine.begin() as conn: conn.execute(sa.text(f"UPDATE schema_version SET version = {SCHEMA_VERSION + 1}"))
+    with pytest.raises(ConfigError, match="newer than this aiplatform knows"): migrate(engine)
+
+def test_url_without_driver_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"\[database\] url = 'oracle\+nope://u:\*\*\*\*@h/db'"): make_engine("oracle+nope://u:pw@h/db")
