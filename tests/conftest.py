@@ -54,22 +54,30 @@ def env(tmp_path):
     "An environment whose data folder is a fresh temporary one and that reads no settings file."
     return clean_env(AIPLATFORM_PLATFORM__DATA_DIR=tmp_path/"data", HOME=tmp_path)
 
-@pytest.fixture(scope="session")
-def gateway(tmp_path_factory):
-    "A Jupyter gateway started by `aiplatform serve` on a free port, with the echo test plugin installed."
-    root = tmp_path_factory.mktemp("gateway")
+def start_gateway(root, server=""):
+    "Start `aiplatform serve` on a free port with its data in `root`, the echo test plugin installed, and `server` settings lines."
     port = free_port()
-    (root/"settings.ini").write_text(f"[platform]\ndata_dir = data\n[server]\nport = {port}\nnotebooks = {REPO/'nbs'}\n"
+    (root/"settings.ini").write_text(f"[platform]\ndata_dir = data\n[server]\nport = {port}\nnotebooks = {REPO/'nbs'}\n{server}"
                                      "[services]\nhealth_timeout = 30\n")
     env = clean_env(AIPLATFORM_SETTINGS=root/"settings.ini", PYTHONPATH=PLUGINS, JUPYTER_CONFIG_DIR=root/"jupyter",
                     JUPYTER_RUNTIME_DIR=root/"runtime", HOME=root)
-    log = open(root/"server.log", "w")
-    proc = subprocess.Popen([str(BIN/"aiplatform"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    with open(root/"server.log", "w") as log:
+        proc = subprocess.Popen([str(BIN/"aiplatform"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     try: wait_for(url + "aiplatform/api/health", proc)
     except Exception: raise RuntimeError((root/"server.log").read_text())
-    yield SimpleNamespace(url=url, token=(root/"data"/"jupyter_token").read_text().strip(), root=root, env=env, proc=proc,
-                          log=root/"server.log")
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(30)
+    token_file = root/"data"/"jupyter_token"
+    return SimpleNamespace(url=url, token=token_file.read_text().strip() if token_file.exists() else None, root=root,
+                           env=env, proc=proc, log=root/"server.log")
+
+def stop_gateway(gw):
+    os.killpg(gw.proc.pid, signal.SIGTERM)
+    gw.proc.wait(30)
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory):
+    "A Jupyter gateway started by `aiplatform serve` with token login."
+    gw = start_gateway(tmp_path_factory.mktemp("gateway"))
+    yield gw
+    stop_gateway(gw)

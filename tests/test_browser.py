@@ -2,6 +2,7 @@
 import shutil
 import pytest
 from playwright.sync_api import expect, sync_playwright
+from conftest import cli, clean_env, http, start_gateway, stop_gateway
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -39,3 +40,19 @@ def test_status_card_opens_the_status_app(gateway, page):
     page.get_by_role("tab", name="Services").click()
     expect(page.get_by_text("aiplatform/echo/")).to_be_visible()
     page.screenshot(path=gateway.root/"status.png", full_page=True)
+
+def test_password_login(tmp_path, page):
+    r = cli("password", env=clean_env(AIPLATFORM_PLATFORM__DATA_DIR=tmp_path/"x"), stdin="correct horse battery\n")
+    hashed = r.stdout.strip()
+    assert r.returncode == 0 and hashed.startswith("argon2:") and "correct" not in hashed
+    gw = start_gateway(tmp_path, f"auth = password\npassword = {hashed}\n")
+    try:
+        assert http(gw.url + "aiplatform/api/me")[0] == 403
+        page.goto(gw.url + "login")
+        page.fill("input[name=password]", "wrong password")
+        page.click("button[type=submit], input[type=submit]")
+        expect(page.locator("input[name=password]")).to_be_visible()
+        page.fill("input[name=password]", "correct horse battery")
+        page.click("button[type=submit], input[type=submit]")
+        expect(page.locator(".aip-card[data-app=status]")).to_be_visible()
+    finally: stop_gateway(gw)
