@@ -278,9 +278,9 @@ def gpu_info():
 def get_xp(settings=None):
     "The array module for the configured backend: `cupy` or `numpy`."
     backend = (settings or get_settings()).platform.backend
-    if backend == "cpu" or (backend == "auto" and gpu_info() is None):
-        import numpy
-        return numpy
-    if gpu_info() is None: raise ConfigError("[platform] backend = 'gpu': expected a usable CUDA device, found none")
-    import cupy
-    return cupy
+    if backend != "cpu" and gpu_info() is not None:
+        import cupy
+        return cupy
+    if backend == "gpu": raise ConfigError("[platform] backend = 'gpu': expected a usable CUDA device, found none")
+    import numpy
+    return numpy

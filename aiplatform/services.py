@@ -64,7 +64,9 @@ def serverproxy_entry(name) -> dict:
 
 class _ProxyEntries:
     "`proxy.<name>` is the zero-argument callable jupyter-server-proxy calls for service `name`."
-    def __getattr__(self, name): return lambda: serverproxy_entry(name)
+    def __getattr__(self, name):
+        if name.startswith("_"): raise AttributeError(name)
+        return lambda: serverproxy_entry(name)
 
 proxy = _ProxyEntries()
 
