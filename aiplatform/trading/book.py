@@ -520,11 +520,17 @@ class OrderBook:
         self._E, n = _run(self._O, self._L, self._P, self._PL, self._H, self._S, C, self._E)
         return self._E[:n]
 
-    def process(self, commands) -> np.ndarray:
-        "Apply a `COMMAND_DTYPE` array of commands in order; returns an `EVENT_DTYPE` array of their events."
-        commands = np.ascontiguousarray(commands, dtype=COMMAND_DTYPE)
-        C = commands.view(np.int64).reshape(-1, len(COMMAND_FIELDS))
-        parts = [self._apply(C[i:i + _CHUNK]).copy() for i in range(0, len(C), _CHUNK)]
+    def process(self, commands, keep_events=True) -> np.ndarray | int:
+        "Apply a `COMMAND_DTYPE` array of commands in order; returns their events (`EVENT_DTYPE`), or only how many."
+        commands = np.asarray(commands)
+        if commands.dtype != COMMAND_DTYPE: raise ValidationError(f"commands: expected an array of COMMAND_DTYPE, got {commands.dtype}")
+        C = np.ascontiguousarray(commands).view(np.int64).reshape(-1, len(COMMAND_FIELDS))
+        parts, count = [], 0
+        for i in range(0, len(C), _CHUNK):
+            rows = self._apply(C[i:i + _CHUNK])
+            count += len(rows)
+            if keep_events: parts.append(rows.copy())
+        if not keep_events: return count
         rows = np.concatenate(parts) if parts else np.empty((0, len(EVENT_FIELDS)), np.int64)
         return rows.view(EVENT_DTYPE).reshape(-1)
 
@@ -566,6 +572,38 @@ class OrderBook:
         row = self._O[o].tolist()
         stop = row[O_STOP] if row[O_BSIDE] >= 2 else None
         return OrderInfo(SIDES[row[O_SIDE]], row[O_PRICE], row[O_REMAIN], row[O_VIS], row[O_USER], stop)
+
+    def queues(self) -> dict:
+        "Every level and its queue in priority order, best level first: the book's whole visible state."
+        out = {}
+        for bside, name in enumerate(("bids", "asks", "buy_stops", "sell_stops")):
+            levels = []
+            for lv in self._PL[bside, :int(self._S[S_PN + bside])][::-1].tolist():
+                queue, o = [], int(self._L[lv, L_HEAD])
+                while o != -1:
+                    queue.append((int(self._O[o, O_ID]), int(self._O[o, O_VIS]), int(self._O[o, O_REMAIN])))
+                    o = int(self._O[o, O_NEXT])
+                levels.append((int(self._L[lv, L_PRICE]), queue))
+            out[name] = levels
+        return out
+
+    _STATE = ("_O", "_L", "_P", "_PL", "_H", "_S")
+
+    def to_arrays(self) -> dict:
+        "The book's complete state as arrays (what a snapshot saves)."
+        return {name[1:]: getattr(self, name) for name in self._STATE}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "OrderBook":
+        "The book `to_arrays` saved."
+        book = cls(tick_size=int(arrays["S"][S_TICK]))
+        for name in cls._STATE: setattr(book, name, np.array(arrays[name[1:]], np.int64))
+        return book
+
+    @property
+    def seq(self) -> int:
+        "The sequence number of the last event."
+        return int(self._S[S_SEQ])
 
     def __len__(self): return int(self._S[S_NORD])
 
