@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from aiplatform.core import ValidationError
-from aiplatform.trading.book import COMMAND_DTYPE, COMMAND_FIELDS, MAX_QTY, OrderBook
+from aiplatform.trading.book import COMMAND_DTYPE, COMMAND_FIELDS, MAX_QTY, S_PN, OrderBook
 from reference_book import ReferenceBook
 
 IDS = range(1, 25)
@@ -13,10 +13,10 @@ BAD = [("side", 2), ("kind", 4), ("tif", 3), ("stp", 4), ("qty", 0), ("qty", -1)
        ("op", 3), ("op", -1)]
 
 @st.composite
-def command(draw):
+def command(draw, near=near, ids=IDS):
     "A command of any kind, valid but for one in twenty that breaks one rule."
     op = draw(st.sampled_from([0, 0, 0, 0, 0, 0, 1, 2, 2]))
-    c = dict(op=op, order_id=draw(st.sampled_from(IDS)), user=draw(st.integers(1, 3)))
+    c = dict(op=op, order_id=draw(st.sampled_from(ids)), user=draw(st.integers(1, 3)))
     if op == 0:
         kind, tif, qty = draw(st.sampled_from([0, 0, 0, 0, 0, 1, 2, 3])), draw(st.sampled_from([0, 0, 0, 1, 2])), draw(st.integers(1, 12))
         iceberg = kind in (0, 3) and tif == 0 and draw(st.integers(0, 3)) == 0
@@ -50,6 +50,26 @@ def test_compiled_book_matches_reference(cmds, tick):
     assert book.depth(1000) == ref.depth(1000)
     assert {k: tuple(v) for k, v in live_orders(book).items()} == ref_live_orders(ref)
     assert len(book) == len(ref.orders) and book.last_price == ref.last
+
+WIDE_IDS = range(1, 400)
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(command(st.integers(1, 800), WIDE_IDS), min_size=300, max_size=800))
+def test_compiled_book_matches_reference_over_many_levels(cmds):
+    "Hundreds of price levels: empty levels kept in place, then compacted away, must not change anything."
+    arr = as_array(cmds)
+    book, ref = OrderBook(capacity=16), ReferenceBook()
+    assert book.process(arr).tolist() == ref.process(arr)
+    assert book.depth(10_000) == ref.depth(10_000) and book.queues()["bids"] == [
+        (p, [(o.id, o.visible, o.remaining) for o in q]) for p, q in sorted(ref.levels[0].items(), reverse=True)]
+
+def test_empty_levels_are_compacted():
+    book = OrderBook()
+    for i in range(1, 301): book.submit(i, "buy", i, 1)
+    for i in range(2, 300): book.cancel(i)  # all but the best and the worst level
+    assert book._S[S_PN + 0] < 100 and book.depth(5) == {"bids": [(300, 1), (1, 1)], "asks": []}
+    for i in range(2, 300): book.submit(i, "buy", i, 2)
+    assert book.depth(2) == {"bids": [(300, 1), (299, 2)], "asks": []}
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(command(), min_size=1, max_size=60))

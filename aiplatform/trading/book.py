@@ -12,9 +12,9 @@ __all__ = ['BUY', 'SELL', 'LIMIT', 'MARKET', 'STOP', 'STOP_LIMIT', 'GTC', 'IOC',
            'COMMAND_FIELDS', 'EVENT_FIELDS', 'COMMAND_DTYPE', 'EVENT_DTYPE', 'O_ID', 'O_USER', 'O_SIDE', 'O_PRICE',
            'O_REMAIN', 'O_VIS', 'O_DISPLAY', 'O_STP', 'O_NEXT', 'O_PREV', 'O_LEVEL', 'O_BSIDE', 'O_KIND', 'O_STOP',
            'O_TIF', 'O_POST', 'O_ARRIVAL', 'L_PRICE', 'L_HEAD', 'L_TAIL', 'L_QTY', 'L_COUNT', 'L_NEXT_FREE', 'S_SEQ',
-           'S_OFREE', 'S_LFREE', 'S_NORD', 'S_LAST', 'S_HASLAST', 'S_TICK', 'S_ARRIVAL', 'S_PN', 'N_SCALARS', 'C_OP',
-           'C_ID', 'C_USER', 'C_SIDE', 'C_KIND', 'C_TIF', 'C_PRICE', 'C_QTY', 'C_STOP', 'C_DISPLAY', 'C_POST', 'C_STP',
-           'Event', 'OrderInfo', 'events_of', 'OrderBook']
+           'S_OFREE', 'S_LFREE', 'S_NORD', 'S_LAST', 'S_HASLAST', 'S_TICK', 'S_ARRIVAL', 'S_PN', 'S_EMPTY', 'N_SCALARS',
+           'C_OP', 'C_ID', 'C_USER', 'C_SIDE', 'C_KIND', 'C_TIF', 'C_PRICE', 'C_QTY', 'C_STOP', 'C_DISPLAY', 'C_POST',
+           'C_STP', 'Event', 'OrderInfo', 'events_of', 'OrderBook']
 
 # %% ../../nbs/10_trading_book.ipynb #d09370d6
 from typing import NamedTuple
@@ -58,13 +58,14 @@ EVENT_DTYPE = np.dtype([(f, np.int64) for f in EVENT_FIELDS])
 # Columns of the level pool L[level, ...]
 L_PRICE, L_HEAD, L_TAIL, L_QTY, L_COUNT, L_NEXT_FREE = range(6)
 # Scalars S[...]; S_PN + b is the number of price levels of book side b (0 bids, 1 asks, 2 buy stops, 3 sell stops)
-S_SEQ, S_OFREE, S_LFREE, S_NORD, S_LAST, S_HASLAST, S_TICK, S_ARRIVAL, S_PN = range(9)
-N_SCALARS = S_PN + 4
+# S_EMPTY + b counts the empty levels kept inside side b's array
+S_SEQ, S_OFREE, S_LFREE, S_NORD, S_LAST, S_HASLAST, S_TICK, S_ARRIVAL, S_PN, S_EMPTY = 0, 1, 2, 3, 4, 5, 6, 7, 8, 12
+N_SCALARS = S_EMPTY + 4
 # Command columns, as in COMMAND_FIELDS
 C_OP, C_ID, C_USER, C_SIDE, C_KIND, C_TIF, C_PRICE, C_QTY, C_STOP, C_DISPLAY, C_POST, C_STP = range(12)
 
 # %% ../../nbs/10_trading_book.ipynb #3fdf7951
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _hash(key, mask):
     x = key ^ (key >> 33)
     x *= -49064778989728563  # 0xff51afd7ed558ccd, murmur3's finaliser constant
@@ -81,7 +82,7 @@ def _hget(H, key):
         i = (i + 1) & mask
     return -1
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _hput(H, key, slot):
     mask = H.shape[0] - 1
     i = _hash(key, mask)
@@ -89,7 +90,7 @@ def _hput(H, key, slot):
     H[i, 0] = key
     H[i, 1] = slot
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _hdel(H, key):
     "Remove `key` by linear probing with backward shift (no tombstones)."
     mask = H.shape[0] - 1
@@ -115,12 +116,12 @@ def _rehash(H, new_size):
     return H2
 
 # %% ../../nbs/10_trading_book.ipynb #6336b434
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _key(bside, price):
     "Sort key of `price` on book side `bside`: every side is kept ascending with its best price last."
     return price if bside == 0 or bside == 3 else -price
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _search(P, S, bside, key):
     "Index of `key` among side `bside`'s levels, or -(insertion point)-1."
     lo, hi = 0, S[S_PN + bside]
@@ -131,12 +132,15 @@ def _search(P, S, bside, key):
     if lo < S[S_PN + bside] and P[bside, lo] == key: return lo
     return -lo - 1
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _level_for(L, P, PL, S, bside, price):
     "The level of `price` on side `bside`, made if missing."
     key = _key(bside, price)
     i = _search(P, S, bside, key)
-    if i >= 0: return PL[bside, i]
+    if i >= 0:
+        lv = PL[bside, i]
+        if L[lv, L_COUNT] == 0: S[S_EMPTY + bside] -= 1  # an empty level kept in place comes back into use
+        return lv
     i = -i - 1
     n = S[S_PN + bside]
     for j in range(n, i, -1):
@@ -154,18 +158,44 @@ def _level_for(L, P, PL, S, bside, price):
     S[S_PN + bside] = n + 1
     return lv
 
-@njit(cache=True)
-def _level_drop(L, P, PL, S, bside, lv):
-    i = _search(P, S, bside, _key(bside, L[lv, L_PRICE]))
-    n = S[S_PN + bside]
-    for j in range(i, n - 1):
-        P[bside, j] = P[bside, j + 1]
-        PL[bside, j] = PL[bside, j + 1]
-    S[S_PN + bside] = n - 1
+@njit(cache=True, inline='always')
+def _free_level(L, S, lv):
     L[lv, L_NEXT_FREE] = S[S_LFREE]
     S[S_LFREE] = lv
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
+def _level_emptied(L, P, PL, S, bside, lv):
+    """Level `lv` has no orders left. The best level is removed, with any empty ones behind it, so the best
+    level is never empty; one inside the book stays in place, empty, so that the next order at its price
+    needs no shift of the array. Empty levels are compacted away once they are as many as the live ones."""
+    n = S[S_PN + bside]
+    if PL[bside, n - 1] != lv:
+        S[S_EMPTY + bside] += 1
+        if S[S_EMPTY + bside] > 64 and 2 * S[S_EMPTY + bside] > n: _compact(L, P, PL, S, bside)
+        return
+    _free_level(L, S, lv)
+    n -= 1
+    while n > 0 and L[PL[bside, n - 1], L_COUNT] == 0:
+        n -= 1
+        _free_level(L, S, PL[bside, n])
+        S[S_EMPTY + bside] -= 1
+    S[S_PN + bside] = n
+
+@njit(cache=True, inline='always')
+def _compact(L, P, PL, S, bside):
+    "Drop side `bside`'s empty levels from its array."
+    k = 0
+    for i in range(S[S_PN + bside]):
+        lv = PL[bside, i]
+        if L[lv, L_COUNT] == 0: _free_level(L, S, lv)
+        else:
+            P[bside, k] = P[bside, i]
+            PL[bside, k] = lv
+            k += 1
+    S[S_PN + bside] = k
+    S[S_EMPTY + bside] = 0
+
+@njit(cache=True, inline='always')
 def _append(O, L, lv, o):
     "Put order `o` at the back of level `lv`'s queue."
     t = L[lv, L_TAIL]
@@ -178,7 +208,7 @@ def _append(O, L, lv, o):
     L[lv, L_QTY] += O[o, O_VIS]
     O[o, O_LEVEL] = lv
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _unlink(O, L, o):
     lv, p, nx = O[o, O_LEVEL], O[o, O_PREV], O[o, O_NEXT]
     if p == -1: L[lv, L_HEAD] = nx
@@ -188,14 +218,14 @@ def _unlink(O, L, o):
     L[lv, L_COUNT] -= 1
     L[lv, L_QTY] -= O[o, O_VIS]
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _remove(O, L, P, PL, S, o):
     "Take order `o` out of its queue, dropping the level when it empties."
     lv = O[o, O_LEVEL]
     _unlink(O, L, o)
-    if L[lv, L_COUNT] == 0: _level_drop(L, P, PL, S, O[o, O_BSIDE], lv)
+    if L[lv, L_COUNT] == 0: _level_emptied(L, P, PL, S, O[o, O_BSIDE], lv)
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _free(O, H, S, o):
     "Forget order `o` and return its slot to the pool."
     _hdel(H, O[o, O_ID])
@@ -203,7 +233,7 @@ def _free(O, H, S, o):
     S[S_OFREE] = o
     S[S_NORD] -= 1
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _emit(E, n, S, kind, oid, maker, user, maker_user, price, qty, reason):
     "Write event `n`, growing the buffer when full; returns the buffer."
     if n == E.shape[0]:
@@ -223,7 +253,7 @@ def _emit(E, n, S, kind, oid, maker, user, maker_user, price, qty, reason):
     return E
 
 # %% ../../nbs/10_trading_book.ipynb #d3a875e7
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _crosses(L, PL, S, side, price):
     "Would a limit order at `price` on `side` take liquidity now?"
     opp = 1 - side
@@ -231,7 +261,7 @@ def _crosses(L, PL, S, side, price):
     best = L[PL[opp, S[S_PN + opp] - 1], L_PRICE]
     return best <= price if side == BUY else best >= price
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _fok_fillable(O, L, P, PL, S, o):
     "Can taker `o` fill completely, walking the book as matching would (self-trade prevention included)?"
     need, side, user, stp = O[o, O_REMAIN], O[o, O_SIDE], O[o, O_USER], O[o, O_STP]
@@ -254,14 +284,14 @@ def _fok_fillable(O, L, P, PL, S, o):
         if avail >= need: return True
     return False
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _cancel_resting(O, L, P, PL, H, S, E, n, m, reason):
     E = _emit(E, n, S, CANCELLED, O[m, O_ID], 0, O[m, O_USER], 0, O[m, O_PRICE], O[m, O_REMAIN], reason)
     _remove(O, L, P, PL, S, m)
     _free(O, H, S, m)
     return E, n + 1
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _match(O, L, P, PL, H, S, E, n, o):
     "Trade taker `o` against the opposite side; returns (E, n, cancelled by self-trade prevention)."
     side, user, stp = O[o, O_SIDE], O[o, O_USER], O[o, O_STP]
@@ -295,7 +325,7 @@ def _match(O, L, P, PL, H, S, E, n, o):
                 _append(O, L, lv, m)
     return E, n, False
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _execute(O, L, P, PL, H, S, E, n, o):
     "Run accepted order `o` (limit or market, new, modified or triggered): match, then rest or cancel the remainder."
     if O[o, O_TIF] == FOK and not _fok_fillable(O, L, P, PL, S, o):
@@ -317,6 +347,11 @@ def _execute(O, L, P, PL, H, S, E, n, o):
     return E, n
 
 @njit(cache=True)
+def _execute_outlined(O, L, P, PL, H, S, E, n, o):
+    "`_execute` as a call, for the rarer trigger path (inlining it everywhere doubles the compile time)."
+    return _execute(O, L, P, PL, H, S, E, n, o)
+
+@njit(cache=True, inline='always')
 def _trigger_stops(O, L, P, PL, H, S, E, n):
     "Trigger every stop the last trade price has reached, earliest accepted first when both sides are due."
     while S[S_HASLAST]:
@@ -331,11 +366,11 @@ def _trigger_stops(O, L, P, PL, H, S, E, n):
         _remove(O, L, P, PL, S, o)
         E = _emit(E, n, S, TRIGGERED, O[o, O_ID], 0, O[o, O_USER], 0, O[o, O_STOP], O[o, O_REMAIN], R_NONE)
         O[o, O_KIND] = MARKET if O[o, O_KIND] == STOP else LIMIT
-        E, n = _execute(O, L, P, PL, H, S, E, n + 1, o)
+        E, n = _execute_outlined(O, L, P, PL, H, S, E, n + 1, o)
     return E, n
 
 # %% ../../nbs/10_trading_book.ipynb #f103b2eb
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _check_submit(S, c):
     "The reason code a submit command is rejected for, or R_NONE."
     side, kind, tif, stp = c[C_SIDE], c[C_KIND], c[C_TIF], c[C_STP]
@@ -356,14 +391,15 @@ def _check_submit(S, c):
     if disp != 0 and ((kind != LIMIT and kind != STOP_LIMIT) or tif != GTC): return R_COMBINATION
     return R_NONE
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _submit(O, L, P, PL, H, S, E, n, c):
+    "Accept or reject a new order; returns the slot of an order to execute now, or -1."
     oid, user, kind = c[C_ID], c[C_USER], c[C_KIND]
     reason = _check_submit(S, c)
     if reason == R_NONE and _hget(H, oid) != -1: reason = R_DUPLICATE
     if reason == R_NONE and c[C_POST] != 0 and _crosses(L, PL, S, c[C_SIDE], c[C_PRICE]): reason = R_POST_ONLY
     if reason != R_NONE:
-        return _emit(E, n, S, REJECTED, oid, 0, user, 0, c[C_PRICE], c[C_QTY], reason), n + 1
+        return _emit(E, n, S, REJECTED, oid, 0, user, 0, c[C_PRICE], c[C_QTY], reason), n + 1, -1
     o = S[S_OFREE]
     S[S_OFREE] = O[o, O_NEXT]
     S[S_NORD] += 1
@@ -379,10 +415,10 @@ def _submit(O, L, P, PL, H, S, E, n, c):
     if kind == STOP or kind == STOP_LIMIT:
         O[o, O_BSIDE] = 2 if c[C_SIDE] == BUY else 3
         _append(O, L, _level_for(L, P, PL, S, O[o, O_BSIDE], c[C_STOP]), o)
-        return E, n
-    return _execute(O, L, P, PL, H, S, E, n, o)
+        return E, n, -1
+    return E, n, o
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _owned(O, H, S, E, n, c):
     "The slot of the live order a cancel or modify names, or -1 with a rejected event written."
     o = _hget(H, c[C_ID])
@@ -390,16 +426,17 @@ def _owned(O, H, S, E, n, c):
     if reason == R_NONE: return o, E, n
     return -1, _emit(E, n, S, REJECTED, c[C_ID], 0, c[C_USER], 0, c[C_PRICE], c[C_QTY], reason), n + 1
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _cancel(O, L, P, PL, H, S, E, n, c):
     o, E, n = _owned(O, H, S, E, n, c)
     if o == -1: return E, n
     return _cancel_resting(O, L, P, PL, H, S, E, n, o, R_USER_CANCEL)
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _modify(O, L, P, PL, H, S, E, n, c):
+    "Change a resting order; returns its slot when it must execute again (a new price or more quantity), or -1."
     o, E, n = _owned(O, H, S, E, n, c)
-    if o == -1: return E, n
+    if o == -1: return E, n, -1
     price = c[C_PRICE] if c[C_PRICE] != 0 else O[o, O_PRICE]
     qty = c[C_QTY] if c[C_QTY] != 0 else O[o, O_REMAIN]
     reason = R_NONE
@@ -409,17 +446,17 @@ def _modify(O, L, P, PL, H, S, E, n, c):
     elif price % S[S_TICK] != 0: reason = R_OFF_TICK
     elif O[o, O_POST] and _crosses(L, PL, S, O[o, O_SIDE], price): reason = R_POST_ONLY
     if reason != R_NONE:
-        return _emit(E, n, S, REJECTED, c[C_ID], 0, c[C_USER], 0, c[C_PRICE], c[C_QTY], reason), n + 1
+        return _emit(E, n, S, REJECTED, c[C_ID], 0, c[C_USER], 0, c[C_PRICE], c[C_QTY], reason), n + 1, -1
     E = _emit(E, n, S, ACCEPTED, O[o, O_ID], 0, O[o, O_USER], 0, price, qty, R_NONE)
     n += 1
     if price == O[o, O_PRICE] and qty <= O[o, O_REMAIN]:  # smaller, same price: keeps its place
         vis = min(O[o, O_VIS], qty)
         L[O[o, O_LEVEL], L_QTY] -= O[o, O_VIS] - vis
         O[o, O_VIS], O[o, O_REMAIN] = vis, qty
-        return E, n
+        return E, n, -1
     _remove(O, L, P, PL, S, o)  # a new price or more quantity: to the back, and it may trade
     O[o, O_PRICE], O[o, O_REMAIN], O[o, O_VIS] = price, qty, 0
-    return _execute(O, L, P, PL, H, S, E, n, o)
+    return E, n, o
 
 @njit(cache=True)
 def _run(O, L, P, PL, H, S, C, E):
@@ -427,14 +464,15 @@ def _run(O, L, P, PL, H, S, C, E):
     n = 0
     for i in range(C.shape[0]):
         c = C[i]
-        op = c[C_OP]
-        if op == OP_SUBMIT: E, n = _submit(O, L, P, PL, H, S, E, n, c)
+        op, o = c[C_OP], -1
+        if op == OP_SUBMIT: E, n, o = _submit(O, L, P, PL, H, S, E, n, c)
         elif op == OP_CANCEL: E, n = _cancel(O, L, P, PL, H, S, E, n, c)
-        elif op == OP_MODIFY: E, n = _modify(O, L, P, PL, H, S, E, n, c)
+        elif op == OP_MODIFY: E, n, o = _modify(O, L, P, PL, H, S, E, n, c)
         else:
             E = _emit(E, n, S, REJECTED, c[C_ID], 0, c[C_USER], 0, c[C_PRICE], c[C_QTY], R_OP)
             n += 1
-        E, n = _trigger_stops(O, L, P, PL, H, S, E, n)
+        if o != -1: E, n = _execute(O, L, P, PL, H, S, E, n, o)
+        if S[S_PN + 2] + S[S_PN + 3] > 0: E, n = _trigger_stops(O, L, P, PL, H, S, E, n)
     return E, n
 
 # %% ../../nbs/10_trading_book.ipynb #876b563d
@@ -500,19 +538,23 @@ class OrderBook:
         self._one = np.zeros((1, len(COMMAND_FIELDS)), np.int64)
 
     def _reserve(self, k):
-        "Grow the pools so that `k` more orders (and levels) fit, the id table staying at most half full."
-        cap = self._O.shape[0]
-        if self._S[S_NORD] + k <= cap: return
-        new = 1 << (max(2 * cap, int(self._S[S_NORD]) + k) - 1).bit_length()  # a power of two: the id table masks with it
-        O = np.zeros((new, 17), np.int64); O[:cap] = self._O
-        O[cap:, O_NEXT] = np.arange(cap + 1, new + 1); O[-1, O_NEXT] = self._S[S_OFREE]
-        L = np.zeros((new, 6), np.int64); L[:cap] = self._L
-        L[cap:, L_NEXT_FREE] = np.arange(cap + 1, new + 1); L[-1, L_NEXT_FREE] = self._S[S_LFREE]
-        P = np.zeros((4, new), np.int64); P[:, :cap] = self._P
-        PL = np.zeros((4, new), np.int64); PL[:, :cap] = self._PL
-        self._O, self._L, self._P, self._PL = O, L, P, PL
-        self._S[S_OFREE], self._S[S_LFREE] = cap, cap
-        self._H = _rehash(self._H, 4 * new)
+        "Grow the pools between compiled calls so that `k` more commands fit whatever they do."
+        S = self._S
+        orders = int(S[S_NORD]) + k
+        if orders > self._O.shape[0]:
+            cap, new = self._O.shape[0], 1 << (max(2 * self._O.shape[0], orders) - 1).bit_length()  # a power of two: the id table masks with it
+            O = np.zeros((new, 17), np.int64); O[:cap] = self._O
+            O[cap:, O_NEXT] = np.arange(cap + 1, new + 1); O[-1, O_NEXT] = S[S_OFREE]
+            self._O, S[S_OFREE] = O, cap
+            self._H = _rehash(self._H, 4 * new)
+        levels = int(S[S_PN:S_PN + 4].sum()) + 2 * orders  # each command adds at most two levels per live order it touches
+        if levels > self._L.shape[0]:
+            cap, new = self._L.shape[0], max(2 * self._L.shape[0], levels)
+            L = np.zeros((new, 6), np.int64); L[:cap] = self._L
+            L[cap:, L_NEXT_FREE] = np.arange(cap + 1, new + 1); L[-1, L_NEXT_FREE] = S[S_LFREE]
+            P = np.zeros((4, new), np.int64); P[:, :cap] = self._P
+            PL = np.zeros((4, new), np.int64); PL[:, :cap] = self._PL
+            self._L, self._P, self._PL, S[S_LFREE] = L, P, PL, cap
 
     def _apply(self, C):
         "Run the int64 command rows `C`; returns the event rows (a view of the buffer, valid until the next call)."
@@ -560,9 +602,12 @@ class OrderBook:
         "Aggregated visible quantity per price, best first: `{'bids': [(price, qty), ...], 'asks': [...]}`."
         out = {}
         for side, name in ((BUY, "bids"), (SELL, "asks")):
-            n = int(self._S[S_PN + side])
-            lv = self._PL[side, max(0, n - levels):n][::-1]
-            out[name] = list(zip(self._L[lv, L_PRICE].tolist(), self._L[lv, L_QTY].tolist()))
+            rows, n = [], int(self._S[S_PN + side])
+            while n > 0 and len(rows) < levels:  # best first, past the empty levels kept in place
+                n -= 1
+                lv = self._PL[side, n]
+                if self._L[lv, L_COUNT]: rows.append((int(self._L[lv, L_PRICE]), int(self._L[lv, L_QTY])))
+            out[name] = rows
         return out
 
     def order(self, order_id) -> OrderInfo | None:
@@ -579,6 +624,7 @@ class OrderBook:
         for bside, name in enumerate(("bids", "asks", "buy_stops", "sell_stops")):
             levels = []
             for lv in self._PL[bside, :int(self._S[S_PN + bside])][::-1].tolist():
+                if self._L[lv, L_COUNT] == 0: continue
                 queue, o = [], int(self._L[lv, L_HEAD])
                 while o != -1:
                     queue.append((int(self._O[o, O_ID]), int(self._O[o, O_VIS]), int(self._O[o, O_REMAIN])))
