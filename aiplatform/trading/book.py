@@ -536,9 +536,13 @@ class OrderBook:
         self._S[S_TICK] = self.tick_size
         self._E = np.empty((1024, len(EVENT_FIELDS)), np.int64)
         self._one = np.zeros((1, len(COMMAND_FIELDS)), np.int64)
+        self._room = 0  # commands that surely fit the pools as they are
 
     def _reserve(self, k):
         "Grow the pools between compiled calls so that `k` more commands fit whatever they do."
+        if k <= self._room:  # the common case, checked without touching the arrays
+            self._room -= k
+            return
         S = self._S
         orders = int(S[S_NORD]) + k
         if orders > self._O.shape[0]:
@@ -555,6 +559,8 @@ class OrderBook:
             P = np.zeros((4, new), np.int64); P[:, :cap] = self._P
             PL = np.zeros((4, new), np.int64); PL[:, :cap] = self._PL
             self._L, self._P, self._PL, S[S_LFREE] = L, P, PL, cap
+        nord, levels = int(S[S_NORD]), int(S[S_PN:S_PN + 4].sum())
+        self._room = max(0, min(self._O.shape[0] - nord, (self._L.shape[0] - levels) // 2 - nord) - k)
 
     def _apply(self, C):
         "Run the int64 command rows `C`; returns the event rows (a view of the buffer, valid until the next call)."
@@ -644,6 +650,7 @@ class OrderBook:
         "The book `to_arrays` saved."
         book = cls(tick_size=int(arrays["S"][S_TICK]))
         for name in cls._STATE: setattr(book, name, np.array(arrays[name[1:]], np.int64))
+        book._room = 0
         return book
 
     @property

@@ -134,8 +134,8 @@ def read_journal(folder, after=0, repair=True):
                 with open(path, "r+b") as f: f.truncate(len(HEADER) + good * RECORD_BYTES); os.fsync(f.fileno())
         R = R[:good]
         expected = first + good
-        parts.append(R[R[:, 0] > after])
-    R = np.concatenate(parts) if parts else np.zeros((0, RECORD_WORDS), np.int64)
+        parts.append(R if not len(R) or R[0, 0] > after else R[R[:, 0] > after])
+    R = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros((0, RECORD_WORDS), np.int64)
     report["last_seq"] = expected - 1 if expected is not None else after
     return R, report
 
@@ -166,7 +166,7 @@ class JournaledBook:
             except (OSError, ValueError, KeyError) as e: get_logger("journal").warning("snapshot %s unreadable (%s)", path, e)
         if book is None: book = OrderBook(tick_size)  # not `or`: an empty book is falsy
         R, report = read_journal(folder, after)
-        book.process(commands_of(R), keep_events=False)
+        for i in range(0, len(R), 1 << 16): book.process(commands_of(R[i:i + (1 << 16)]), keep_events=False)  # small copies stay in cache
         report |= dict(snapshot_seq=after, replayed=len(R))
         return cls(folder, book, max(report["last_seq"], after) + 1, fsync, snapshot_every, report)
 
