@@ -15,6 +15,7 @@ test: $(VENV)/.installed-dev sysdeps check-sync
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed-dev
+	$(BIN)/pip install -q -e ".[bench]"
 	@for b in benchmarks/bench_*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(BIN)/python "$$b" || exit 1; done
 
 $(BIN)/python:

@@ -1,0 +1,59 @@
+"The engine: many symbols, risk checks that keep commands from the books, and accounts that follow every fill."
+import random
+from fractions import Fraction
+import pytest
+from aiplatform.core import NotFound
+from aiplatform.trading.engine import Engine, Position, RiskLimits
+
+def test_accounts_follow_a_random_session():
+    rng = random.Random(7)
+    eng = Engine({"A": 1, "B": 5}, limits=RiskLimits(max_order_qty=50, price_band_pct=20, max_open_orders=40))
+    trades = []
+    for oid in range(1, 3000):
+        sym, user = rng.choice("AB"), rng.randint(1, 4)
+        tick = 1 if sym == "A" else 5
+        r = rng.random()
+        if r < 0.6:
+            events = eng.submit(sym, oid, rng.choice(["buy", "sell"]), tick * rng.randint(18, 22), rng.randint(1, 60), user,
+                                tif=rng.choice(["GTC", "GTC", "IOC"]))
+        elif r < 0.8: events = eng.cancel(sym, rng.randint(1, oid), user)
+        else: events = eng.modify(sym, rng.randint(1, oid), qty=rng.randint(1, 60), user=user)
+        trades += [(sym, e) for e in events if e.kind == "trade"]
+    assert len(trades) > 100
+    for sym in "AB":
+        assert sum(eng.position(u, sym).qty for u in range(1, 5)) == 0  # every fill has two sides
+        cash = [eng.position(u, sym).realized - eng.position(u, sym).avg_price * eng.position(u, sym).qty for u in range(1, 5)]
+        assert sum(cash) == 0  # what buyers paid, sellers received
+    live = {}
+    for (sym, oid), (user, side, remaining) in eng.live.items():
+        order = eng.books[sym].order(oid)
+        assert order is not None and order.remaining == remaining and order.user == user and order.side == side
+        live[user] = live.get(user, 0) + 1
+    assert {u: n for u, n in eng.open_orders.items() if n} == live
+    assert all(n <= 40 for n in eng.open_orders.values())
+
+def test_position_average_and_realised_pnl_are_exact():
+    p = Position()
+    for q, price in [(3, 101), (4, 102), (-10, 99), (5, 97)]: p.fill(q, price)
+    assert (p.qty, p.avg_price) == (2, Fraction(97))
+    assert p.realized == (99 - Fraction(3 * 101 + 4 * 102, 7)) * 7 + (99 - 97) * 3
+
+@pytest.mark.parametrize("call,reason", [
+    (lambda e: e.submit("X", 9, "buy", 100, 11, user=1), "risk_max_order_qty"),
+    (lambda e: e.submit("X", 9, "buy", 10_000, 10, user=2), "risk_max_notional"),
+    (lambda e: e.submit("X", 9, "buy", 111, 1, user=1), "risk_price_band"),
+    (lambda e: e.submit("X", 9, "sell", 89, 1, user=1), "risk_price_band"),
+    (lambda e: e.modify("X", 3, price=120, user=1), "risk_price_band"),
+    (lambda e: e.submit("X", 9, "buy", 95, 1, user=3), "risk_max_open_orders")])
+def test_risk_rejections_never_reach_the_book(call, reason):
+    eng = Engine({"X": 1}, limits=RiskLimits(max_order_qty=10, max_notional=50_000, price_band_pct=10, max_open_orders=1),
+                 user_limits={2: RiskLimits(max_order_qty=100, max_notional=5_000, price_band_pct=0)})
+    eng.submit("X", 1, "sell", 100, 5, user=1)
+    eng.submit("X", 2, "buy", 100, 1, user=4)  # last trade 100
+    eng.submit("X", 3, "buy", 98, 1, user=3)
+    before = eng.books["X"].queues()
+    [event] = call(eng)
+    assert (event.kind, event.reason) == ("rejected", reason) and eng.books["X"].queues() == before
+
+def test_unknown_symbol():
+    with pytest.raises(NotFound, match="symbol 'Z': not traded"): Engine({"X": 1}).cancel("Z", 1)
