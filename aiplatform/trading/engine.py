@@ -41,8 +41,9 @@ class Position:
         elif (self.qty > 0) == (signed_qty > 0): self.avg_price = Fraction(price)  # flipped: the rest opened at this price
 
 # %% ../../nbs/12_trading_engine.ipynb #083f7fb3
-def _reject(book, order_id, user, price, qty, reason):
-    return [Event(book.seq, "rejected", order_id, 0, user, 0, price or 0, qty or 0, reason)]
+def _reject(order_id, user, price, qty, reason):
+    "A risk rejection: it never reached a book, so it carries no sequence number (0)."
+    return [Event(0, "rejected", order_id, 0, user, 0, price or 0, qty or 0, reason)]
 
 class Engine:
     "Order books for many symbols with per-user risk checks, fills and positions."
@@ -73,7 +74,7 @@ class Engine:
     def submit(self, symbol, order_id, side, price, qty, user=0, **kwargs) -> list[Event]:
         "Risk-check, then submit an order to `symbol`'s book (arguments as `OrderBook.submit`)."
         book = self.book(symbol)
-        if (reason := self._risk(book, user, price, qty, True)): return _reject(book, order_id, user, price, qty, reason)
+        if (reason := self._risk(book, user, price, qty, True)): return _reject(order_id, user, price, qty, reason)
         return self._account(symbol, book.submit(order_id, side, price, qty, user, **kwargs), side)
 
     def cancel(self, symbol, order_id, user=0) -> list[Event]:
@@ -81,7 +82,7 @@ class Engine:
 
     def modify(self, symbol, order_id, price=None, qty=None, user=0) -> list[Event]:
         book = self.book(symbol)
-        if (reason := self._risk(book, user, price, qty, False)): return _reject(book, order_id, user, price, qty, reason)
+        if (reason := self._risk(book, user, price, qty, False)): return _reject(order_id, user, price, qty, reason)
         return self._account(symbol, book.modify(order_id, price, qty, user))
 
     def _account(self, symbol, events, side=None):
