@@ -42,7 +42,7 @@ def _check_profile(role, display_name, email, profile):
         raise ValidationError(f"email {email!r}: expected an address like name@example.org, at most 254 characters")
     try: size = len(json.dumps(profile))
     except TypeError as e: raise ValidationError(f"profile: expected JSON values ({e})") from None
-    if not isinstance(profile, dict) or size > 4096: raise ValidationError(f"profile: expected a JSON object of at most 4096 bytes")
+    if not isinstance(profile, dict) or size > 4096: raise ValidationError("profile: expected a JSON object of at most 4096 bytes")
 
 # %% ../nbs/02_auth.ipynb #d4529565
 def add_user(username, role="viewer", display_name="", email="", profile=None, settings=None) -> User:

@@ -8,7 +8,7 @@ __all__ = ['SCHEMA', 'ENV_PREFIX', 'AIPlatformError', 'ConfigError', 'Validation
            'write_secret', 'get_logger', 'gpu_info', 'get_xp']
 
 # %% ../nbs/00_core.ipynb #8c60a065
-import configparser, logging, os, re, stat
+import configparser, logging, os, stat
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace

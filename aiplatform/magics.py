@@ -6,8 +6,7 @@
 __all__ = ['aiplatform_magic', 'load_ipython_extension']
 
 # %% ../nbs/05_magics.ipynb #911f5e66
-from IPython.core.magic import register_line_magic
-from .core import get_settings, load_settings
+from .core import get_settings
 from .status import platform_status
 
 # %% ../nbs/05_magics.ipynb #37aa0a74

@@ -6,7 +6,6 @@
 __all__ = ['database_status', 'local_jupyter_server', 'services_status', 'PlatformStatus', 'platform_status']
 
 # %% ../nbs/04_status.ipynb #a5669396
-import os
 from pathlib import Path
 import sqlalchemy as sa
 from . import __version__

@@ -166,7 +166,7 @@ def bench_nautilus(stream):
     from nautilus_trader.model.enums import BookType, OrderSide
     from nautilus_trader.model.identifiers import InstrumentId
     from nautilus_trader.model.objects import Price, Quantity
-    sides, ops, side_of, price_of, qty_of = (OrderSide.BUY, OrderSide.SELL), [], {}, {}, {}
+    sides, ops, side_of, qty_of = (OrderSide.BUY, OrderSide.SELL), [], {}, {}
     for op, oid, user, side, kind, tif, price, qty, *_ in stream.tolist():
         if op == OP_SUBMIT and tif == GTC:
             side_of[oid], qty_of[oid] = side, qty
@@ -189,7 +189,6 @@ def bench_nautilus(stream):
 
 def bench_order_matching(stream):
     "The pure-Python `order-matching` engine on the same stream: place + match, cancels, moves as cancel + place."
-    import logging
     from loguru import logger
     logger.remove()
     from order_matching.enums import Side

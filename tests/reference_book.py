@@ -7,7 +7,7 @@ from collections import deque
 from dataclasses import dataclass
 from aiplatform.trading.book import (ACCEPTED, BUY, CANCELLED, FOK, GTC, LIMIT, MARKET, MAX_PRICE, MAX_QTY, OP_CANCEL,
                                      OP_MODIFY, OP_SUBMIT, REJECTED, SELL, STOP, STOP_LIMIT, STP_CANCEL_BOTH,
-                                     STP_CANCEL_NEWEST, STP_CANCEL_OLDEST, STP_NONE, TRADE, TRIGGERED, R_COMBINATION,
+                                     STP_CANCEL_OLDEST, STP_NONE, TRADE, TRIGGERED, R_COMBINATION,
                                      R_DISPLAY, R_DUPLICATE, R_FOK, R_IOC, R_KIND, R_NO_LIQUIDITY, R_NONE, R_NOT_MODIFIABLE,
                                      R_NOT_OWNER, R_OFF_TICK, R_OP, R_POST_ONLY, R_PRICE, R_QTY, R_SELF_TRADE, R_SIDE,
                                      R_STOP_PRICE, R_STP, R_TIF, R_UNKNOWN, R_USER_CANCEL)

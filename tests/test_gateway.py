@@ -1,6 +1,6 @@
 "The Jupyter gateway started by `aiplatform serve`: its API behind Jupyter's login, and services proxied at /aiplatform/<name>/."
-import json, subprocess, time
-from conftest import BIN, PLUGINS, clean_env, cli, free_port, http, wait_for
+import subprocess
+from conftest import BIN, PLUGINS, cli, free_port, http, wait_for
 
 def test_health_needs_no_login_and_says_little(gateway):
     status, _, body = http(gateway.url + "aiplatform/api/health")

@@ -1,7 +1,6 @@
 "The AI Platform kernel: it starts through jupyter_client with the extension loaded, and `%aiplatform` answers."
 import json
 import aiplatform
-from pathlib import Path
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import start_new_kernel
 from conftest import REPO, clean_env

@@ -1,7 +1,6 @@
 "Settings: precedence, sources, masking, and every kind of bad setting stopping the command with a clear error."
-import os
 import pytest
-from aiplatform.core import ConfigError, load_settings
+from aiplatform.core import load_settings
 from conftest import cli
 
 def test_precedence_defaults_file_env_arguments(tmp_path):

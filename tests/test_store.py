@@ -3,8 +3,8 @@ import glob, os, pwd, shutil, subprocess, tempfile, time
 from pathlib import Path
 import pytest
 import sqlalchemy as sa
-from aiplatform.core import ConfigError, load_settings
-from aiplatform.store import SCHEMA_VERSION, api_keys, make_engine, metadata, migrate, schema_version, users
+from aiplatform.core import ConfigError
+from aiplatform.store import SCHEMA_VERSION, api_keys, make_engine, migrate, schema_version, users
 from conftest import free_port
 
 def _pg_bin(name):

@@ -6,9 +6,9 @@
 __all__ = ['RiskLimits', 'Position', 'Engine']
 
 # %% ../../nbs/12_trading_engine.ipynb #71b8aef0
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
-from ..core import NotFound, ValidationError
+from ..core import NotFound
 from .book import Event, OrderBook
 
 # %% ../../nbs/12_trading_engine.ipynb #97e8d98f
