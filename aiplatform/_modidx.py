@@ -274,6 +274,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                        'aiplatform/trading/journal.py'),
                                             'aiplatform.trading.journal._fsync_dir': ( 'trading_journal.html#_fsync_dir',
                                                                                        'aiplatform/trading/journal.py'),
+                                            'aiplatform.trading.journal._intact_chunks': ( 'trading_journal.html#_intact_chunks',
+                                                                                           'aiplatform/trading/journal.py'),
                                             'aiplatform.trading.journal._seal': ( 'trading_journal.html#_seal',
                                                                                   'aiplatform/trading/journal.py'),
                                             'aiplatform.trading.journal._segment_name': ( 'trading_journal.html#_segment_name',

@@ -458,7 +458,7 @@ def _modify(O, L, P, PL, H, S, E, n, c):
     O[o, O_PRICE], O[o, O_REMAIN], O[o, O_VIS] = price, qty, 0
     return E, n, o
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _run(O, L, P, PL, H, S, C, E):
     "Apply commands `C` in order; returns the event buffer and the number of events written."
     n = 0

@@ -8,6 +8,7 @@ __all__ = ['RECORD_WORDS', 'RECORD_BYTES', 'MAGIC', 'HEADER', 'FSYNC_POLICIES', 
 
 # %% ../../nbs/11_trading_journal.ipynb #f637c227
 import os, time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
 from numba import njit
@@ -37,7 +38,7 @@ def _seal(R, first_seq):
         R[i, 0] = first_seq + i
         R[i, RECORD_WORDS - 1] = _checksum(R, i)
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _first_bad(R, first_seq):
     "Index of the first record with a wrong checksum or sequence number, or -1."
     for i in range(R.shape[0]):
@@ -108,36 +109,48 @@ def _fsync_dir(folder):
     finally: os.close(fd)
 
 # %% ../../nbs/11_trading_journal.ipynb #f0e7a591
+def _intact_chunks(folder, after, repair, report, chunk=1 << 16):
+    """Yield the intact records above `after`, chunk by chunk, filling `report`. The next chunk's checksums are
+    checked on a second thread while the caller uses the current one; segments are memory-mapped, not read."""
+    segments = sorted(Path(folder).glob("journal-*.log"))
+    report |= dict(segments=len(segments), cut_bytes=0, cut_records=0, last_seq=after)
+    expected = None
+    with ThreadPoolExecutor(1) as pool:
+        for k, path in enumerate(segments):
+            size, first = path.stat().st_size, int(path.stem.split("-")[1])
+            with open(path, "rb") as f:
+                if f.read(len(MAGIC)) != MAGIC: raise JournalError(f"{path}: not a journal segment (bad header)")
+            if expected is not None and first != expected:
+                raise JournalError(f"{path}: starts at sequence {first}, expected {expected}")
+            whole = (size - len(HEADER)) // RECORD_BYTES
+            R = np.memmap(path, np.int64, "r", len(HEADER), (whole, RECORD_WORDS)) if whole else np.zeros((0, RECORD_WORDS), np.int64)
+            check = lambda i: pool.submit(_first_bad, np.asarray(R[i:i + chunk]), first + i)
+            good, pending = whole, check(0)
+            for start in range(0, whole, chunk):
+                bad = pending.result()
+                if bad == -1 and start + chunk < whole: pending = check(start + chunk)
+                part = np.asarray(R[start:start + chunk if bad == -1 else start + bad])
+                if len(part) and part[-1, 0] > after: yield part if part[0, 0] > after else part[part[:, 0] > after]
+                if bad != -1:
+                    good = start + bad
+                    break
+            del R
+            if good < whole or (size - len(HEADER)) % RECORD_BYTES:
+                if k != len(segments) - 1: raise JournalError(f"{path}: damaged at record {first + good}, before the last segment")
+                cut = size - len(HEADER) - good * RECORD_BYTES
+                report |= dict(cut_bytes=cut, cut_records=whole - good, cut_at_seq=first + good)
+                get_logger("journal").warning("journal %s: cut %d bytes (%d whole records) of a torn or corrupt tail at "
+                                              "sequence %d", path, cut, whole - good, first + good)
+                if repair:
+                    with open(path, "r+b") as f: f.truncate(len(HEADER) + good * RECORD_BYTES); os.fsync(f.fileno())
+            expected = first + good
+            report["last_seq"] = max(after, expected - 1)
+
 def read_journal(folder, after=0, repair=True):
     "Records with sequence numbers above `after`, and a report of what was cut from the tail."
-    log = get_logger("journal")
-    segments = sorted(Path(folder).glob("journal-*.log"))
-    parts, report, expected = [], dict(segments=len(segments), cut_bytes=0, cut_records=0), None
-    for k, path in enumerate(segments):
-        raw = path.read_bytes()
-        if raw[:8] != MAGIC: raise JournalError(f"{path}: not a journal segment (bad header)")
-        body = raw[len(HEADER):]
-        whole = len(body) // RECORD_BYTES
-        R = np.frombuffer(body[:whole * RECORD_BYTES], np.int64).reshape(-1, RECORD_WORDS)
-        first = int(path.stem.split("-")[1])
-        if expected is not None and first != expected:
-            raise JournalError(f"{path}: starts at sequence {first}, expected {expected}")
-        bad = _first_bad(R, first)
-        good = whole if bad == -1 else bad
-        if good < whole or len(body) % RECORD_BYTES:
-            if k != len(segments) - 1: raise JournalError(f"{path}: damaged at record {first + good}, before the last segment")
-            cut = len(body) - good * RECORD_BYTES
-            report |= dict(cut_bytes=cut, cut_records=whole - good, cut_at_seq=first + good)
-            log.warning("journal %s: cut %d bytes (%d whole records) of a torn or corrupt tail at sequence %d",
-                        path, cut, whole - good, first + good)
-            if repair:
-                with open(path, "r+b") as f: f.truncate(len(HEADER) + good * RECORD_BYTES); os.fsync(f.fileno())
-        R = R[:good]
-        expected = first + good
-        parts.append(R if not len(R) or R[0, 0] > after else R[R[:, 0] > after])
-    R = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros((0, RECORD_WORDS), np.int64)
-    report["last_seq"] = expected - 1 if expected is not None else after
-    return R, report
+    report = {}
+    parts = list(_intact_chunks(folder, after, repair, report))
+    return (np.concatenate(parts) if parts else np.zeros((0, RECORD_WORDS), np.int64)), report
 
 def commands_of(R) -> np.ndarray:
     "The `COMMAND_DTYPE` commands of journal records."
@@ -165,9 +178,11 @@ class JournaledBook:
                 break
             except (OSError, ValueError, KeyError) as e: get_logger("journal").warning("snapshot %s unreadable (%s)", path, e)
         if book is None: book = OrderBook(tick_size)  # not `or`: an empty book is falsy
-        R, report = read_journal(folder, after)
-        for i in range(0, len(R), 1 << 16): book.process(commands_of(R[i:i + (1 << 16)]), keep_events=False)  # small copies stay in cache
-        report |= dict(snapshot_seq=after, replayed=len(R))
+        report, replayed = {}, 0
+        for part in _intact_chunks(folder, after, True, report):
+            book.process(commands_of(part), keep_events=False)
+            replayed += len(part)
+        report |= dict(snapshot_seq=after, replayed=replayed)
         return cls(folder, book, max(report["last_seq"], after) + 1, fsync, snapshot_every, report)
 
     def process(self, commands, keep_events=True):
