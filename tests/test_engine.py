@@ -5,11 +5,12 @@ import pytest
 from aiplatform.core import NotFound
 from aiplatform.trading.engine import Engine, Position, RiskLimits
 
-def test_accounts_follow_a_random_session():
-    rng = random.Random(7)
-    eng = Engine({"A": 1, "B": 5}, limits=RiskLimits(max_order_qty=50, price_band_pct=20, max_open_orders=40))
+LIMITS = RiskLimits(max_order_qty=50, price_band_pct=20, max_open_orders=40)
+
+def session(eng, rng, ids):
+    "Random commands on two symbols; returns the trade events."
     trades = []
-    for oid in range(1, 3000):
+    for oid in ids:
         sym, user = rng.choice("AB"), rng.randint(1, 4)
         tick = 1 if sym == "A" else 5
         r = rng.random()
@@ -19,6 +20,11 @@ def test_accounts_follow_a_random_session():
         elif r < 0.8: events = eng.cancel(sym, rng.randint(1, oid), user)
         else: events = eng.modify(sym, rng.randint(1, oid), qty=rng.randint(1, 60), user=user)
         trades += [(sym, e) for e in events if e.kind == "trade"]
+    return trades
+
+def test_accounts_follow_a_random_session():
+    eng = Engine({"A": 1, "B": 5}, limits=LIMITS)
+    trades = session(eng, random.Random(7), range(1, 3000))
     assert len(trades) > 100
     for sym in "AB":
         assert sum(eng.position(u, sym).qty for u in range(1, 5)) == 0  # every fill has two sides
@@ -57,3 +63,23 @@ def test_risk_rejections_never_reach_the_book(call, reason):
 
 def test_unknown_symbol():
     with pytest.raises(NotFound, match="symbol 'Z': not traded"): Engine({"X": 1}).cancel("Z", 1)
+
+def accounts(eng):
+    return eng.positions, eng.live, {u: n for u, n in eng.open_orders.items() if n}, {s: b.queues() for s, b in eng.books.items()}
+
+@pytest.mark.parametrize("close", [True, False])
+def test_journaled_engine_recovers_books_and_accounts(tmp_path, close):
+    plain = Engine({"A": 1, "B": 5}, limits=LIMITS)
+    session(plain, random.Random(11), range(1, 2500))
+    eng = Engine({"A": 1, "B": 5}, limits=LIMITS, folder=tmp_path, snapshot_every=300, fsync="always" if not close else "batch")
+    session(eng, random.Random(11), range(1, 2500))
+    assert accounts(eng) == accounts(plain)
+    if close: eng.close()
+    else:  # a crash between the books' snapshots and the accounts that match them
+        for jb in eng.journals.values(): jb.snapshot()
+    again = Engine({"A": 1, "B": 5}, limits=LIMITS, folder=tmp_path)
+    assert accounts(again) == accounts(plain)
+    session(again, random.Random(12), range(2500, 3000))  # and it goes on as the plain engine does
+    session(plain, random.Random(12), range(2500, 3000))
+    assert accounts(again) == accounts(plain)
+    again.close()

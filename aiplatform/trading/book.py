@@ -14,7 +14,7 @@ __all__ = ['BUY', 'SELL', 'LIMIT', 'MARKET', 'STOP', 'STOP_LIMIT', 'GTC', 'IOC',
            'O_TIF', 'O_POST', 'O_ARRIVAL', 'L_PRICE', 'L_HEAD', 'L_TAIL', 'L_QTY', 'L_COUNT', 'L_NEXT_FREE', 'S_SEQ',
            'S_OFREE', 'S_LFREE', 'S_NORD', 'S_LAST', 'S_HASLAST', 'S_TICK', 'S_ARRIVAL', 'S_PN', 'S_EMPTY', 'N_SCALARS',
            'C_OP', 'C_ID', 'C_USER', 'C_SIDE', 'C_KIND', 'C_TIF', 'C_PRICE', 'C_QTY', 'C_STOP', 'C_DISPLAY', 'C_POST',
-           'C_STP', 'Event', 'OrderInfo', 'events_of', 'OrderBook']
+           'C_STP', 'Event', 'OrderInfo', 'events_of', 'submit_fields', 'cancel_fields', 'modify_fields', 'OrderBook']
 
 # %% ../../nbs/10_trading_book.ipynb #d09370d6
 from typing import NamedTuple
@@ -514,6 +514,22 @@ def _code(name, value, names):
     if value not in names: raise ValidationError(f"{name}: expected one of {', '.join(names)}, got {value!r}")
     return names.index(value)
 
+def submit_fields(order_id, side, price, qty, user=0, kind="limit", tif="GTC", stop_price=None, post_only=False,
+                  display_qty=None, stp="none") -> tuple:
+    "The command fields (`COMMAND_FIELDS`) of a new order; `ValidationError` for a wrong type."
+    return (OP_SUBMIT, _int("order_id", order_id), _int("user", user), _code("side", side, SIDES), _code("kind", kind, KINDS),
+            _code("tif", tif, TIFS), _int("price", price), _int("qty", qty), _int("stop_price", stop_price),
+            _int("display_qty", display_qty), int(bool(post_only)), _code("stp", stp, STPS))
+
+def cancel_fields(order_id, user=0) -> tuple:
+    "The command fields of a cancel."
+    return (OP_CANCEL, _int("order_id", order_id), _int("user", user), 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+def modify_fields(order_id, price=None, qty=None, user=0) -> tuple:
+    "The command fields of a modify: a new price, a new remaining quantity, or both."
+    if price is None and qty is None: raise ValidationError("modify: expected a new price, a new qty or both")
+    return (OP_MODIFY, _int("order_id", order_id), _int("user", user), 0, 0, 0, _int("price", price), _int("qty", qty), 0, 0, 0, 0)
+
 # %% ../../nbs/10_trading_book.ipynb #1074035f
 _CHUNK = 1 << 16  # commands per compiled call; bounds the pool growth one call may need
 
@@ -589,20 +605,16 @@ class OrderBook:
     def submit(self, order_id, side, price, qty, user=0, kind="limit", tif="GTC", stop_price=None, post_only=False,
                display_qty=None, stp="none") -> list[Event]:
         "Submit an order; returns its events (accepted or rejected, trades, cancels, triggered stops)."
-        return self._one_command(OP_SUBMIT, _int("order_id", order_id), _int("user", user), _code("side", side, SIDES),
-                                 _code("kind", kind, KINDS), _code("tif", tif, TIFS), _int("price", price),
-                                 _int("qty", qty), _int("stop_price", stop_price), _int("display_qty", display_qty),
-                                 int(bool(post_only)), _code("stp", stp, STPS))
+        return self._one_command(*submit_fields(order_id, side, price, qty, user, kind, tif, stop_price, post_only,
+                                                display_qty, stp))
 
     def cancel(self, order_id, user=0) -> list[Event]:
         "Cancel a live order of `user`."
-        return self._one_command(OP_CANCEL, _int("order_id", order_id), _int("user", user), 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        return self._one_command(*cancel_fields(order_id, user))
 
     def modify(self, order_id, price=None, qty=None, user=0) -> list[Event]:
         "Change a resting order's price and/or remaining quantity: smaller at the same price keeps its place."
-        if price is None and qty is None: raise ValidationError("modify: expected a new price, a new qty or both")
-        return self._one_command(OP_MODIFY, _int("order_id", order_id), _int("user", user), 0, 0, 0,
-                                 _int("price", price), _int("qty", qty), 0, 0, 0, 0)
+        return self._one_command(*modify_fields(order_id, price, qty, user))
 
     def depth(self, levels=10) -> dict:
         "Aggregated visible quantity per price, best first: `{'bids': [(price, qty), ...], 'asks': [...]}`."

@@ -6,10 +6,14 @@
 __all__ = ['RiskLimits', 'Position', 'Engine']
 
 # %% ../../nbs/12_trading_engine.ipynb #71b8aef0
+import json, os
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from ..core import NotFound
-from .book import Event, OrderBook
+from .book import (OP_SUBMIT, SIDES, Event, OrderBook, cancel_fields, events_of, modify_fields,
+                                     submit_fields)
+from .journal import JournaledBook
 
 # %% ../../nbs/12_trading_engine.ipynb #97e8d98f
 @dataclass(frozen=True)
@@ -46,14 +50,36 @@ def _reject(order_id, user, price, qty, reason):
     return [Event(0, "rejected", order_id, 0, user, 0, price or 0, qty or 0, reason)]
 
 class Engine:
-    "Order books for many symbols with per-user risk checks, fills and positions."
-    def __init__(self, symbols, limits=None, user_limits=None):
+    "Order books for many symbols with per-user risk checks, fills and positions; journaled when given a folder."
+    def __init__(self, symbols, limits=None, user_limits=None, folder=None, fsync="batch", snapshot_every=100_000):
         "`symbols`: {symbol: tick_size}; `limits`: the default `RiskLimits`; `user_limits`: {user: RiskLimits}."
-        self.books = {s: OrderBook(tick_size=t) for s, t in dict(symbols).items()}
         self.limits, self.user_limits = limits or RiskLimits(), dict(user_limits or {})
         self.live = {}  # (symbol, order_id) -> [user, side, remaining]
         self.open_orders = {}  # user -> number of live orders
         self.positions = {}  # (user, symbol) -> Position
+        self.folder, self.snapshot_every, self._since_snapshot = folder and Path(folder), snapshot_every, 0
+        symbols = dict(symbols)
+        if self.folder is None:
+            self.journals, self.books = {}, {s: OrderBook(tick_size=t) for s, t in symbols.items()}
+        else: self._recover(symbols, fsync)
+
+    def _recover(self, symbols, fsync):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        saved, seqs = self.folder/"accounts.json", {}
+        if saved.exists():
+            state = json.loads(saved.read_text())
+            seqs = state["seqs"]
+            self.positions = {(u, s): Position(q, Fraction(a), Fraction(r)) for u, s, q, a, r in state["positions"]}
+            self.live = {(s, oid): [u, side, rem] for s, oid, u, side, rem in state["live"]}
+            self.open_orders = {u: n for u, n in state["open_orders"]}
+        def replay(symbol):
+            def on_replay(command, events):
+                side = SIDES[command["side"]] if command["op"] == OP_SUBMIT and command["side"] in (0, 1) else None
+                self._account(symbol, events_of(events), side)
+            return on_replay
+        self.journals = {s: JournaledBook.open(self.folder/s, t, fsync, snapshot_every=1 << 62, snapshot_seq=seqs.get(s, 0),
+                                               on_replay=replay(s)) for s, t in symbols.items()}
+        self.books = {s: jb.book for s, jb in self.journals.items()}
 
     def book(self, symbol) -> OrderBook:
         if symbol not in self.books: raise NotFound(f"symbol {symbol!r}: not traded; symbols: {', '.join(self.books)}")
@@ -71,19 +97,28 @@ class Engine:
         if new_order and self.open_orders.get(user, 0) >= lim.max_open_orders: return "risk_max_open_orders"
         return None
 
+    def _send(self, symbol, fields, side=None) -> list[Event]:
+        "Apply one command to `symbol`'s book (journaled first when there is a folder), then account for it."
+        book = self.book(symbol)
+        events = self.journals[symbol].command(fields) if self.journals else book._one_command(*fields)
+        self._account(symbol, events, side)
+        self._since_snapshot += 1
+        if self.journals and self._since_snapshot >= self.snapshot_every: self.snapshot()
+        return events
+
     def submit(self, symbol, order_id, side, price, qty, user=0, **kwargs) -> list[Event]:
         "Risk-check, then submit an order to `symbol`'s book (arguments as `OrderBook.submit`)."
-        book = self.book(symbol)
-        if (reason := self._risk(book, user, price, qty, True)): return _reject(order_id, user, price, qty, reason)
-        return self._account(symbol, book.submit(order_id, side, price, qty, user, **kwargs), side)
+        fields = submit_fields(order_id, side, price, qty, user, **kwargs)
+        if (reason := self._risk(self.book(symbol), user, price, qty, True)): return _reject(order_id, user, price, qty, reason)
+        return self._send(symbol, fields, side)
 
     def cancel(self, symbol, order_id, user=0) -> list[Event]:
-        return self._account(symbol, self.book(symbol).cancel(order_id, user))
+        return self._send(symbol, cancel_fields(order_id, user))
 
     def modify(self, symbol, order_id, price=None, qty=None, user=0) -> list[Event]:
-        book = self.book(symbol)
-        if (reason := self._risk(book, user, price, qty, False)): return _reject(order_id, user, price, qty, reason)
-        return self._account(symbol, book.modify(order_id, price, qty, user))
+        fields = modify_fields(order_id, price, qty, user)
+        if (reason := self._risk(self.book(symbol), user, price, qty, False)): return _reject(order_id, user, price, qty, reason)
+        return self._send(symbol, fields)
 
     def _account(self, symbol, events, side=None):
         "Follow live orders and positions through a command's events."
@@ -93,7 +128,7 @@ class Engine:
                 if key not in self.live: self.open_orders[e.user] = self.open_orders.get(e.user, 0) + 1
                 self.live[key] = [e.user, side if key not in self.live else self.live[key][1], e.qty]
             elif e.kind == "trade":
-                for oid, user, sign in ((e.order_id, e.user, 1), (e.maker_id, e.maker_user, -1)):
+                for oid, user in ((e.order_id, e.user), (e.maker_id, e.maker_user)):
                     order = self.live[(symbol, oid)]
                     direction = 1 if order[1] == "buy" else -1
                     self.positions.setdefault((user, symbol), Position()).fill(direction * e.qty, e.price)
@@ -105,6 +140,22 @@ class Engine:
     def _done(self, symbol, order_id):
         user = self.live.pop((symbol, order_id))[0]
         self.open_orders[user] -= 1
+
+    def snapshot(self):
+        "Snapshot every book, then the accounts that match them."
+        seqs = {s: int(jb.snapshot().stem.split("-")[1]) for s, jb in self.journals.items()}
+        state = dict(seqs=seqs, open_orders=[[u, n] for u, n in self.open_orders.items() if n],
+                     positions=[[u, s, p.qty, str(p.avg_price), str(p.realized)] for (u, s), p in self.positions.items()],
+                     live=[[s, oid, *order] for (s, oid), order in self.live.items()])
+        tmp = self.folder/"accounts.json.tmp"
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+            f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, self.folder/"accounts.json")
+        self._since_snapshot = 0
+
+    def close(self):
+        for jb in self.journals.values(): jb.close()
 
     def position(self, user, symbol) -> Position:
         "`user`'s position in `symbol`."

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 from ..core import AIPlatformError, ValidationError, get_logger
-from .book import COMMAND_DTYPE, COMMAND_FIELDS, OrderBook
+from .book import COMMAND_DTYPE, COMMAND_FIELDS, Event, OrderBook, events_of
 
 # %% ../../nbs/11_trading_journal.ipynb #9f9aa769
 RECORD_WORDS = 2 + len(COMMAND_FIELDS)
@@ -166,12 +166,18 @@ class JournaledBook:
         self._since_snapshot = 0
 
     @classmethod
-    def open(cls, folder, tick_size=1, fsync="batch", snapshot_every=1_000_000) -> "JournaledBook":
-        "Recover the book kept in `folder` (a new one if it is empty)."
+    def open(cls, folder, tick_size=1, fsync="batch", snapshot_every=1_000_000, snapshot_seq=None,
+             on_replay=None) -> "JournaledBook":
+        """Recover the book kept in `folder` (a new one if it is empty): from the newest snapshot, or the one at
+        `snapshot_seq` (0: none). `on_replay(command, events)`, if given, sees each replayed command and its events."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         book, after = None, 0
-        for path in sorted(folder.glob("snapshot-*.npz"), reverse=True):
+        snapshots = sorted(folder.glob("snapshot-*.npz"), reverse=True)
+        if snapshot_seq is not None:
+            snapshots = [folder/_snapshot_name(snapshot_seq)] if snapshot_seq else []
+            if snapshots and not snapshots[0].exists(): raise JournalError(f"{snapshots[0]}: snapshot missing")
+        for path in snapshots:
             try:
                 with np.load(path) as arrays: book = OrderBook.from_arrays(arrays)
                 after = int(path.stem.split("-")[1])
@@ -180,7 +186,10 @@ class JournaledBook:
         if book is None: book = OrderBook(tick_size)  # not `or`: an empty book is falsy
         report, replayed = {}, 0
         for part in _intact_chunks(folder, after, True, report):
-            book.process(commands_of(part), keep_events=False)
+            commands = commands_of(part)
+            if on_replay is None: book.process(commands, keep_events=False)
+            else:
+                for i in range(len(commands)): on_replay(commands[i], book.process(commands[i:i + 1]))
             replayed += len(part)
         report |= dict(snapshot_seq=after, replayed=replayed)
         return cls(folder, book, max(report["last_seq"], after) + 1, fsync, snapshot_every, report)
@@ -194,6 +203,10 @@ class JournaledBook:
         self._since_snapshot += len(commands)
         if self._since_snapshot >= self.snapshot_every: self.snapshot()
         return events
+
+    def command(self, fields) -> list[Event]:
+        "Journal, then apply, one command given as its fields (`submit_fields`, `cancel_fields`, `modify_fields`)."
+        return events_of(self.process(np.array([fields], COMMAND_DTYPE)))
 
     def snapshot(self) -> Path:
         "Save the book at the last journaled sequence number and start a new segment."
