@@ -124,7 +124,7 @@ def _intact_chunks(folder, after, repair, report, chunk=1 << 16):
                 raise JournalError(f"{path}: starts at sequence {first}, expected {expected}")
             whole = (size - len(HEADER)) // RECORD_BYTES
             R = np.memmap(path, np.int64, "r", len(HEADER), (whole, RECORD_WORDS)) if whole else np.zeros((0, RECORD_WORDS), np.int64)
-            check = lambda i: pool.submit(_first_bad, np.asarray(R[i:i + chunk]), first + i)
+            check = lambda i, R=R: pool.submit(_first_bad, np.asarray(R[i:i + chunk]), first + i)
             good, pending = whole, check(0)
             for start in range(0, whole, chunk):
                 bad = pending.result()
@@ -134,7 +134,7 @@ def _intact_chunks(folder, after, repair, report, chunk=1 << 16):
                 if bad != -1:
                     good = start + bad
                     break
-            del R
+            del R, check, pending  # unmap before a possible truncation
             if good < whole or (size - len(HEADER)) % RECORD_BYTES:
                 if k != len(segments) - 1: raise JournalError(f"{path}: damaged at record {first + good}, before the last segment")
                 cut = size - len(HEADER) - good * RECORD_BYTES
