@@ -505,14 +505,19 @@ _INT64 = (-(1 << 63), (1 << 63) - 1)
 
 def _int(name, value, none=0):
     "`value` as an int64 for the compiled book; `ValidationError` for a wrong type; out-of-range values are clamped (the book rejects them)."
+    if type(value) is int and _INT64[0] <= value <= _INT64[1]: return value  # the common case, first
     if value is None: return none
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValidationError(f"{name}: expected an integer, got {value!r}")
     return min(max(int(value), _INT64[0]), _INT64[1])
 
+_CODES = {names: {n: i for i, n in enumerate(names)} for names in (SIDES, KINDS, TIFS, STPS)}
+
 def _code(name, value, names):
-    if value not in names: raise ValidationError(f"{name}: expected one of {', '.join(names)}, got {value!r}")
-    return names.index(value)
+    "The code of `value` among `names`; `ValidationError` naming the choices otherwise."
+    code = _CODES[names].get(value) if isinstance(value, str) else None
+    if code is None: raise ValidationError(f"{name}: expected one of {', '.join(names)}, got {value!r}")
+    return code
 
 def submit_fields(order_id, side, price, qty, user=0, kind="limit", tif="GTC", stop_price=None, post_only=False,
                   display_qty=None, stp="none") -> tuple:
