@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from aiplatform.core import ValidationError
 from aiplatform.trading.book import COMMAND_DTYPE, OrderBook
 from aiplatform.trading.journal import (HEADER, RECORD_BYTES, JournaledBook, JournalError, JournalWriter, commands_of,
-                                        read_journal)
+                                        read_journal, seq_of)
 from test_book import as_array, command
 
 def stream(n, seed=0):
@@ -38,7 +38,7 @@ def test_replay_is_deterministic_byte_for_byte(tmp_path_factory, cmds, snapshot_
     snapshots = sorted(snapped.glob("snapshot-*.npz"))
     if snapshots:  # replaying the tail after the latest snapshot gives the same events as they were first
         with np.load(snapshots[-1]) as arrays: book = OrderBook.from_arrays(arrays)
-        tail = book.process(commands_of(read_journal(snapped, after=int(snapshots[-1].stem.split("-")[1]))[0]))
+        tail = book.process(commands_of(read_journal(snapped, after=seq_of(snapshots[-1]))[0]))
         assert tail.tobytes() == events[len(events) - len(tail):].tobytes()
     recovered = JournaledBook.open(snapped)  # the latest snapshot plus the tail
     assert recovered.book.queues() == live.book.queues() and recovered.book.seq == live.book.seq

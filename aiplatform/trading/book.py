@@ -538,18 +538,22 @@ def modify_fields(order_id, price=None, qty=None, user=0) -> tuple:
 # %% ../../nbs/10_trading_book.ipynb #1074035f
 _CHUNK = 1 << 16  # commands per compiled call; bounds the pool growth one call may need
 
+def _pool(old, rows, next_col, free_head):
+    "`old` grown to `rows` rows, the new ones threaded onto a free list (through `next_col`) that ends in `free_head`."
+    pool = np.zeros((rows, old.shape[1]), np.int64)
+    pool[:len(old)] = old
+    pool[len(old):, next_col] = np.arange(len(old) + 1, rows + 1)
+    pool[-1, next_col] = free_head
+    return pool
+
 class OrderBook:
     "One instrument's limit order book: price-time priority, integer prices and quantities, a compiled matching loop."
     def __init__(self, tick_size=1, capacity=1024):
         self.tick_size = _int("tick_size", tick_size)
         if not 1 <= self.tick_size <= MAX_PRICE: raise ValidationError(f"tick_size: {tick_size}, expected 1 to {MAX_PRICE}")
         cap = 1 << (max(16, int(capacity)) - 1).bit_length()
-        self._O = np.zeros((cap, 17), np.int64)
-        self._O[:, O_NEXT] = np.arange(1, cap + 1)
-        self._O[-1, O_NEXT] = -1
-        self._L = np.zeros((cap, 6), np.int64)
-        self._L[:, L_NEXT_FREE] = np.arange(1, cap + 1)
-        self._L[-1, L_NEXT_FREE] = -1
+        self._O = _pool(np.zeros((0, 17), np.int64), cap, O_NEXT, -1)
+        self._L = _pool(np.zeros((0, 6), np.int64), cap, L_NEXT_FREE, -1)
         self._P = np.zeros((4, cap), np.int64)
         self._PL = np.zeros((4, cap), np.int64)
         self._H = np.full((4 * cap, 2), -1, np.int64)
@@ -568,18 +572,14 @@ class OrderBook:
         orders = int(S[S_NORD]) + k
         if orders > self._O.shape[0]:
             cap, new = self._O.shape[0], 1 << (max(2 * self._O.shape[0], orders) - 1).bit_length()  # a power of two: the id table masks with it
-            O = np.zeros((new, 17), np.int64); O[:cap] = self._O
-            O[cap:, O_NEXT] = np.arange(cap + 1, new + 1); O[-1, O_NEXT] = S[S_OFREE]
-            self._O, S[S_OFREE] = O, cap
+            self._O, S[S_OFREE] = _pool(self._O, new, O_NEXT, S[S_OFREE]), cap
             self._H = _rehash(self._H, 4 * new)
-        levels = int(S[S_PN:S_PN + 4].sum()) + 2 * orders  # each command adds at most two levels per live order it touches
+        # a new level needs an order resting or waiting there: at most two per order (a stop, then its triggered order)
+        levels = int(S[S_PN:S_PN + 4].sum()) + 2 * orders
         if levels > self._L.shape[0]:
             cap, new = self._L.shape[0], max(2 * self._L.shape[0], levels)
-            L = np.zeros((new, 6), np.int64); L[:cap] = self._L
-            L[cap:, L_NEXT_FREE] = np.arange(cap + 1, new + 1); L[-1, L_NEXT_FREE] = S[S_LFREE]
-            P = np.zeros((4, new), np.int64); P[:, :cap] = self._P
-            PL = np.zeros((4, new), np.int64); PL[:, :cap] = self._PL
-            self._L, self._P, self._PL, S[S_LFREE] = L, P, PL, cap
+            self._L, S[S_LFREE] = _pool(self._L, new, L_NEXT_FREE, S[S_LFREE]), cap
+            self._P, self._PL = (np.pad(A, ((0, 0), (0, new - cap))) for A in (self._P, self._PL))
         nord, levels = int(S[S_NORD]), int(S[S_PN:S_PN + 4].sum())
         self._room = max(0, min(self._O.shape[0] - nord, (self._L.shape[0] - levels) // 2 - nord) - k)
 
@@ -603,23 +603,24 @@ class OrderBook:
         rows = np.concatenate(parts) if parts else np.empty((0, len(EVENT_FIELDS)), np.int64)
         return rows.view(EVENT_DTYPE).reshape(-1)
 
-    def _one_command(self, *fields) -> list[Event]:
+    def command(self, fields) -> list[Event]:
+        "Apply one command given as its fields (`submit_fields`, `cancel_fields`, `modify_fields`)."
         self._one[0] = fields
         return events_of(self._apply(self._one))
 
     def submit(self, order_id, side, price, qty, user=0, kind="limit", tif="GTC", stop_price=None, post_only=False,
                display_qty=None, stp="none") -> list[Event]:
         "Submit an order; returns its events (accepted or rejected, trades, cancels, triggered stops)."
-        return self._one_command(*submit_fields(order_id, side, price, qty, user, kind, tif, stop_price, post_only,
+        return self.command(submit_fields(order_id, side, price, qty, user, kind, tif, stop_price, post_only,
                                                 display_qty, stp))
 
     def cancel(self, order_id, user=0) -> list[Event]:
         "Cancel a live order of `user`."
-        return self._one_command(*cancel_fields(order_id, user))
+        return self.command(cancel_fields(order_id, user))
 
     def modify(self, order_id, price=None, qty=None, user=0) -> list[Event]:
         "Change a resting order's price and/or remaining quantity: smaller at the same price keeps its place."
-        return self._one_command(*modify_fields(order_id, price, qty, user))
+        return self.command(modify_fields(order_id, price, qty, user))
 
     def depth(self, levels=10) -> dict:
         "Aggregated visible quantity per price, best first: `{'bids': [(price, qty), ...], 'asks': [...]}`."

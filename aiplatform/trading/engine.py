@@ -99,8 +99,7 @@ class Engine:
 
     def _send(self, symbol, fields, side=None) -> list[Event]:
         "Apply one command to `symbol`'s book (journaled first when there is a folder), then account for it."
-        book = self.book(symbol)
-        events = self.journals[symbol].command(fields) if self.journals else book._one_command(*fields)
+        events = (self.journals[symbol] if self.journals else self.book(symbol)).command(fields)
         self._account(symbol, events, side)
         self._since_snapshot += 1
         if self.journals and self._since_snapshot >= self.snapshot_every: self.snapshot()
@@ -143,7 +142,7 @@ class Engine:
 
     def snapshot(self):
         "Snapshot every book, then the accounts that match them."
-        seqs = {s: int(jb.snapshot().stem.split("-")[1]) for s, jb in self.journals.items()}
+        seqs = {s: jb.snapshot() for s, jb in self.journals.items()}
         state = dict(seqs=seqs, open_orders=[[u, n] for u, n in self.open_orders.items() if n],
                      positions=[[u, s, p.qty, str(p.avg_price), str(p.realized)] for (u, s), p in self.positions.items()],
                      live=[[s, oid, *order] for (s, oid), order in self.live.items()])
