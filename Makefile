@@ -14,9 +14,16 @@ test: $(VENV)/.installed-dev sysdeps check-sync
 	AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $(BIN)/nbdev-test
 	$(BIN)/pytest
 
-bench: $(VENV)/.installed-dev
-	$(BIN)/pip install -q -e ".[bench]"
-	@for b in benchmarks/bench_*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(BIN)/python "$$b" || exit 1; done
+# The matching engine's peers (nautilus-trader) need pandas 2, vectorbt 1.2 needs pandas 3: the peers get their own venv.
+PEERS := .venv-peers
+bench: $(VENV)/.installed-dev $(PEERS)/.installed
+	@for b in bench_indicators bench_sweep; do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
+	@echo "== benchmarks/bench_matching.py"; $(PEERS)/bin/python benchmarks/bench_matching.py
+
+$(PEERS)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install -q -e ".[bench]"
+	touch $@
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,4 +60,4 @@ check-sync: $(VENV)/.installed-dev
 	  git status --short -- nbs aiplatform; exit 1; fi
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(PEERS)

@@ -1,7 +1,8 @@
 """Matching-engine benchmark: our compiled book against nautilus-trader's and order-matching's books, same streams.
 
-Run: `.venv/bin/python benchmarks/bench_matching.py` (peers: `pip install -e ".[bench]"`). Prints a table, then
-one JSON line with the figures the issue asks for. Medians of repeated runs.
+Run: `make bench`, or `.venv-peers/bin/python benchmarks/bench_matching.py` in a venv with the `bench` extra (its
+peers need pandas 2, vectorbt 1.2 pandas 3). Prints a table, then one JSON line with the figures the issue asks
+for. Medians of repeated runs.
 """
 import json, os, platform, statistics, subprocess, sys, tempfile, time
 from datetime import datetime, timedelta

@@ -188,7 +188,7 @@ def gbm_bars(symbols=("AAA", "BBB", "CCC"), n=1_000, freq="1D", start="2020-01-0
     if k < 1 or n < 2: raise ValidationError(f"gbm_bars: expected at least one symbol and n >= 2 (got {k} symbols, n={n})")
     if not -1 / max(k - 1, 1) <= corr <= 1: raise ValidationError(f"corr {corr}: must be in [{-1 / max(k - 1, 1):.3g}, 1] for {k} symbols")
     rng = np.random.default_rng(seed)
-    index = pd.date_range(start, periods=n, freq=freq, name="ts")
+    index = pd.date_range(start, periods=n, freq=freq, name="ts").as_unit("ns")  # nanoseconds, as everywhere
     dt = (index[1] - index[0]) / pd.Timedelta(days=365)
     chol = np.linalg.cholesky(np.full((k, k), corr) + (1 - corr) * np.eye(k) + 1e-12 * np.eye(k))
     r = (mu - sigma**2 / 2) * dt + sigma * np.sqrt(dt) * rng.standard_normal((n, k)) @ chol.T
