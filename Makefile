@@ -42,9 +42,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
-# Debian packages the tests need: Chromium (browser tests) and PostgreSQL (store tests), installed when run as root.
+# Debian packages the tests need: Chromium (browser tests), PostgreSQL (store tests) and g++ (the CUDA kernels run on
+# the CPU), installed when run as root.
 sysdeps:
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
+	command -v g++ >/dev/null || missing="$$missing g++"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

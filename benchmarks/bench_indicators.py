@@ -2,11 +2,11 @@
 
 Run: `.venv/bin/python benchmarks/bench_indicators.py [--sizes 1000x1000,100000x250,1000000x250]`. Every kernel on
 each (bars × assets) float64 array; one window (20, RSI/ATR 14); the correlation's peer is NumPy's `corrcoef`
-(pandas' `DataFrame.corr` is slower still). Prints a table of median milliseconds with each
-peer's time as a ratio to ours, then one JSON line. With a GPU it adds the CuPy column and the smallest size at
-which the GPU beats our CPU twin.
+(pandas' `DataFrame.corr` is slower still). Prints a table of median milliseconds with each peer's time as a ratio
+to ours, then one JSON line. Each kernel and size runs in its own process (the largest arrays are 2 GB each). With
+a GPU it adds the CuPy column and the smallest size at which the GPU beats our CPU twin.
 """
-import argparse, json, os, platform, statistics, time
+import argparse, json, os, platform, statistics, subprocess, sys, time
 import numpy as np
 import pandas as pd
 import vectorbt as vbt
@@ -34,10 +34,12 @@ def pandas_atr(h, l, c, w):
     tr = np.maximum(h - l, np.maximum((h - pc).abs(), (l - pc).abs()))
     return tr.ewm(alpha=1 / w, adjust=False, min_periods=w).mean()
 
+NEEDS_HLV = {"atr", "vwap"}
+
 def kernels(x, h, l, v):
     "name → (ours, pandas (NumPy for corr), vectorbt or None), each a no-argument callable over the same data."
-    df, hd, ld, vd = (pd.DataFrame(a) for a in (x, h, l, v))
-    tp = (hd + ld + df) / 3
+    df = pd.DataFrame(x, copy=False)
+    frame = lambda a: pd.DataFrame(a, copy=False)
     return {
         "rolling_mean": (lambda: gpu.rolling_mean(x, W), lambda: df.rolling(W).mean(), lambda: vbt.MA.run(df, W).ma),
         "rolling_std": (lambda: gpu.rolling_std(x, W), lambda: df.rolling(W).std(), lambda: vbt.MSTD.run(df, W).mstd),
@@ -47,53 +49,58 @@ def kernels(x, h, l, v):
         "ema": (lambda: gpu.ema(x, W), lambda: df.ewm(span=W, adjust=False, min_periods=W).mean(),
                 lambda: vbt.MA.run(df, W, ewm=True).ma),
         "rsi": (lambda: gpu.rsi(x, 14), lambda: pandas_rsi(df, 14), lambda: vbt.RSI.run(df, 14, ewm=True).rsi),
-        "atr": (lambda: gpu.atr(h, l, x, 14), lambda: pandas_atr(hd, ld, df, 14), lambda: vbt.ATR.run(hd, ld, df, 14, ewm=True).atr),
-        "vwap": (lambda: gpu.vwap(h, l, x, v, W), lambda: (tp * vd).rolling(W).sum() / vd.rolling(W).sum(), None),
+        "atr": (lambda: gpu.atr(h, l, x, 14), lambda: pandas_atr(frame(h), frame(l), df, 14),
+                lambda: vbt.ATR.run(frame(h), frame(l), df, 14, ewm=True).atr),
+        "vwap": (lambda: gpu.vwap(h, l, x, v, W), lambda: ((frame(h) + frame(l) + df) / 3 * frame(v)).rolling(W).sum() / frame(v).rolling(W).sum(),
+                 None),
         "corr": (lambda: gpu.corr(x), lambda: np.corrcoef(x[1:] / x[:-1] - 1, rowvar=False), None),  # NumPy: faster than pandas
     }
 
-def data(n, m, seed=0):
+def one(name, n, m):
+    "Time kernel `name` at (n × m) in this process: ours, the peers and, with a GPU, CuPy; a dict of medians (ms)."
+    repeats = 7 if n * m <= 1e6 else 5 if n * m <= 3e7 else 3
+    x, h, l, v = data(n, m, with_hlv=name in NEEDS_HLV)
+    ours, theirs, vb = kernels(x, h, l, v)[name]
+    out = dict(ours_ms=median_ms(ours, repeats), peer_ms=median_ms(theirs, repeats), vectorbt_ms=median_ms(vb, repeats) if vb else None)
+    if gpu_info():
+        import cupy
+        dev = [gpu.to_device(a) if a is not None else None for a in (x, h, l, v)]
+        out["gpu_ms"] = median_ms(kernels(*dev)[name][0], max(repeats, 10), cupy.cuda.Device().synchronize)
+    return out
+
+def data(n, m, seed=0, with_hlv=True):
+    "Random-walk closes, and highs, lows and volumes when asked (a 1,000,000 × 250 array is 2 GB)."
     rng = np.random.default_rng(seed)
     x = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (n, m)), axis=0))
+    if not with_hlv: return x, None, None, None
     return x, x * 1.005, x * 0.995, rng.integers(1, 1000, (n, m)).astype(float)
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000x1000,100000x250,1000000x250")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # NAME:NxM, run by main in a child process
     args = ap.parse_args()
+    if args.one:
+        name, size = args.one.split(":")
+        return print(json.dumps(one(name, *map(int, size.split("x")))))
     sizes = [tuple(map(int, s.split("x"))) for s in args.sizes.split(",")]
-    card = gpu_info()
-    rows, results = [], {}
+    card, results = gpu_info(), {}
     for n, m in sizes:
-        repeats = 7 if n * m <= 1e6 else 5 if n * m <= 3e7 else 3
-        x, h, l, v = data(n, m)
-        on_gpu = {}
-        if card:
-            import cupy
-            sync = cupy.cuda.Device().synchronize
-            dx, dh, dl, dv = (gpu.to_device(a) for a in (x, h, l, v))
-            on_gpu = {k: f for k, (f, _, _) in kernels(dx, dh, dl, dv).items()}
-        for name, (ours, theirs, vb) in kernels(x, h, l, v).items():
-            t_ours = median_ms(ours, repeats)
-            t_pd = median_ms(theirs, repeats)
-            t_vbt = median_ms(vb, repeats) if vb else None
-            t_gpu = median_ms(on_gpu[name], max(repeats, 10), sync) if card else None
-            results[f"{name}_{n}x{m}"] = dict(ours_ms=round(t_ours, 2), peer_ms=round(t_pd, 2),
-                                               vectorbt_ms=round(t_vbt, 2) if t_vbt else None,
-                                               gpu_ms=round(t_gpu, 3) if t_gpu else None)
-            rows.append((f"{n:,} x {m:,}", name, t_ours, t_pd, t_vbt, t_gpu))
-            print(f"{n:>9,} x {m:<5,} {name:<13} ours {t_ours:10.1f} ms   {'numpy' if name == 'corr' else 'pandas'} {t_pd:10.1f} ms ({t_pd / t_ours:5.1f}x)   "
-                  + (f"vectorbt {t_vbt:10.1f} ms ({t_vbt / t_ours:5.1f}x)" if t_vbt else "vectorbt        n/a          ")
-                  + (f"   gpu {t_gpu:8.3f} ms ({t_ours / t_gpu:6.1f}x)" if t_gpu else ""), flush=True)
-        del x, h, l, v
+        for name in kernels(*data(3, 2)):  # each in its own process, so big arrays never pile up
+            r = subprocess.run([sys.executable, __file__, "--one", f"{name}:{n}x{m}"], capture_output=True, text=True)
+            if r.returncode != 0: raise SystemExit(f"{name} at {n}x{m} failed (exit status {r.returncode}):\n{r.stderr[-2000:]}")
+            t = json.loads(r.stdout.strip().splitlines()[-1])
+            results[f"{name}_{n}x{m}"] = {k: round(val, 3) if val is not None else None for k, val in t.items()}
+            peer = "numpy " if name == "corr" else "pandas"
+            vb = f"vectorbt {t['vectorbt_ms']:10.1f} ms ({t['vectorbt_ms'] / t['ours_ms']:5.1f}x)" if t["vectorbt_ms"] else "vectorbt        n/a          "
+            on_gpu = f"   gpu {t['gpu_ms']:8.3f} ms ({t['ours_ms'] / t['gpu_ms']:6.1f}x)" if t.get("gpu_ms") else ""
+            print(f"{n:>9,} x {m:<5,} {name:<13} ours {t['ours_ms']:10.1f} ms   {peer} {t['peer_ms']:10.1f} ms "
+                  f"({t['peer_ms'] / t['ours_ms']:5.1f}x)   {vb}{on_gpu}", flush=True)
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; GPU: {card['name'] if card else 'none'}")
     summary = dict(gpu=card["name"] if card else None, results=results)
     if card:
-        wins = {}
-        for name in kernels(*data(3, 2)):
-            won = [s for s in sizes if results[f"{name}_{s[0]}x{s[1]}"]["gpu_ms"] < results[f"{name}_{s[0]}x{s[1]}"]["ours_ms"]]
-            wins[name] = f"{won[0][0]}x{won[0][1]}" if won else None
-        summary["gpu_wins_from"] = wins
+        summary["gpu_wins_from"] = {name: next((f"{n}x{m}" for n, m in sizes if results[f"{name}_{n}x{m}"]["gpu_ms"] <
+                                                results[f"{name}_{n}x{m}"]["ours_ms"]), None) for name in kernels(*data(3, 2))}
     ratios = lambda key: [r[key] / r["ours_ms"] for r in results.values() if r[key]]
     summary["median_speedup_vs_pandas"] = round(statistics.median(ratios("peer_ms")), 2)
     summary["median_speedup_vs_vectorbt"] = round(statistics.median(ratios("vectorbt_ms")), 2)

@@ -117,6 +117,8 @@ class MarketStore:
         lo, hi = (t.strftime(fmt) if t is not None else None for t in (start, end))
         paths = sorted(str(p) for d in folder.iterdir() if d.is_dir() and (lo is None or d.name >= lo) and (hi is None or d.name <= hi)
                        for p in d.glob("part-*.parquet"))
+        unknown = set(columns or ()) - set(COLUMNS[kind])
+        if unknown: raise ValidationError(f"columns: {', '.join(sorted(unknown))} not among the {kind} columns {', '.join(COLUMNS[kind])}")
         cols = ["ts"] + list(columns or COLUMNS[kind])
         if not paths: return pd.DataFrame(columns=cols).set_index("ts")
         df = pd.concat([fastparquet.ParquetFile(p).to_pandas(columns=cols) for p in paths], ignore_index=True).set_index("ts")
@@ -139,7 +141,8 @@ def resample(df, rule, kind="bars") -> pd.DataFrame:
         size = df.qty if kind == "trades" else (df.bid_size + df.ask_size) / 2
         frame = pd.DataFrame(dict(open=price, high=price, low=price, close=price, volume=size, pv=price * size, n=1), index=df.index)
         agg = dict(open="first", high="max", low="min", close="last", volume="sum", pv="sum", n="sum")
-    out = frame.resample(rule).agg(agg)
+    try: out = frame.resample(rule).agg(agg)
+    except ValueError: raise ValidationError(f"rule {rule!r}: expected a pandas frequency such as '5min', '1h' or '1D'") from None
     out = out[out.n > 0]
     vwap = np.where(out.volume > 0, out.pv / out.volume.where(out.volume > 0, 1), out.close)
     return out.drop(columns=["pv", "n"]).assign(vwap=vwap, trades=out.n.astype("int64"))
