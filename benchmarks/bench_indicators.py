@@ -35,6 +35,7 @@ def pandas_atr(h, l, c, w):
     return tr.ewm(alpha=1 / w, adjust=False, min_periods=w).mean()
 
 NEEDS_HLV = {"atr", "vwap"}
+VECTORBT = {"rolling_mean", "rolling_std", "bollinger", "ema", "rsi", "atr"}  # the kernels vectorbt has
 
 def kernels(x, h, l, v):
     "name → (ours, pandas (NumPy for corr), vectorbt or None), each a no-argument callable over the same data."
@@ -57,16 +58,16 @@ def kernels(x, h, l, v):
     }
 
 def one(name, n, m):
-    "Time kernel `name` at (n × m) in this process: ours, the peers and, with a GPU, CuPy; a dict of medians (ms)."
+    "Time kernel `name` at (n × m) in this process: ours, the peers and, with a GPU, CuPy; one JSON line of median ms each."
     repeats = 7 if n * m <= 1e6 else 5 if n * m <= 3e7 else 3
     x, h, l, v = data(n, m, with_hlv=name in NEEDS_HLV)
     ours, theirs, vb = kernels(x, h, l, v)[name]
-    out = dict(ours_ms=median_ms(ours, repeats), peer_ms=median_ms(theirs, repeats), vectorbt_ms=median_ms(vb, repeats) if vb else None)
+    for key, fn in (("ours_ms", ours), ("peer_ms", theirs), ("vectorbt_ms", vb)):  # a line each: a peer killed for memory loses only itself
+        if fn: print(json.dumps({key: median_ms(fn, repeats)}), flush=True)
     if gpu_info():
         import cupy
         dev = [gpu.to_device(a) if a is not None else None for a in (x, h, l, v)]
-        out["gpu_ms"] = median_ms(kernels(*dev)[name][0], max(repeats, 10), cupy.cuda.Device().synchronize)
-    return out
+        print(json.dumps({"gpu_ms": median_ms(kernels(*dev)[name][0], max(repeats, 10), cupy.cuda.Device().synchronize)}))
 
 def data(n, m, seed=0, with_hlv=True):
     "Random-walk closes, and highs, lows and volumes when asked (a 1,000,000 × 250 array is 2 GB)."
@@ -78,21 +79,26 @@ def data(n, m, seed=0, with_hlv=True):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000x1000,100000x250,1000000x250")
+    ap.add_argument("--kernels", help="comma-separated subset, e.g. ema,rsi")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # NAME:NxM, run by main in a child process
     args = ap.parse_args()
     if args.one:
         name, size = args.one.split(":")
-        return print(json.dumps(one(name, *map(int, size.split("x")))))
+        return one(name, *map(int, size.split("x")))
     sizes = [tuple(map(int, s.split("x"))) for s in args.sizes.split(",")]
     card, results = gpu_info(), {}
     for n, m in sizes:
-        for name in kernels(*data(3, 2)):  # each in its own process, so big arrays never pile up
+        for name in (args.kernels.split(",") if args.kernels else kernels(*data(3, 2))):  # each in its own process
             r = subprocess.run([sys.executable, __file__, "--one", f"{name}:{n}x{m}"], capture_output=True, text=True)
-            if r.returncode != 0: raise SystemExit(f"{name} at {n}x{m} failed (exit status {r.returncode}):\n{r.stderr[-2000:]}")
-            t = json.loads(r.stdout.strip().splitlines()[-1])
-            results[f"{name}_{n}x{m}"] = {k: round(val, 3) if val is not None else None for k, val in t.items()}
+            t = dict(vectorbt_ms=None)
+            for line in r.stdout.splitlines(): t.update(json.loads(line))
+            if "ours_ms" not in t or "peer_ms" not in t: raise SystemExit(f"{name} at {n}x{m} failed (exit status {r.returncode}):\n{r.stderr[-2000:]}")
+            killed = r.returncode != 0 and name in VECTORBT and t["vectorbt_ms"] is None  # vectorbt ran out of memory
+            results[f"{name}_{n}x{m}"] = {k: round(val, 3) if val is not None else None for k, val in t.items()} | (
+                dict(vectorbt="killed: out of memory") if killed else {})
             peer = "numpy " if name == "corr" else "pandas"
-            vb = f"vectorbt {t['vectorbt_ms']:10.1f} ms ({t['vectorbt_ms'] / t['ours_ms']:5.1f}x)" if t["vectorbt_ms"] else "vectorbt        n/a          "
+            vb = (f"vectorbt {t['vectorbt_ms']:10.1f} ms ({t['vectorbt_ms'] / t['ours_ms']:5.1f}x)" if t["vectorbt_ms"] else
+                  "vectorbt out of memory     " if killed else "vectorbt        n/a          ")
             on_gpu = f"   gpu {t['gpu_ms']:8.3f} ms ({t['ours_ms'] / t['gpu_ms']:6.1f}x)" if t.get("gpu_ms") else ""
             print(f"{n:>9,} x {m:<5,} {name:<13} ours {t['ours_ms']:10.1f} ms   {peer} {t['peer_ms']:10.1f} ms "
                   f"({t['peer_ms'] / t['ours_ms']:5.1f}x)   {vb}{on_gpu}", flush=True)
@@ -100,8 +106,8 @@ def main():
     summary = dict(gpu=card["name"] if card else None, results=results)
     if card:
         summary["gpu_wins_from"] = {name: next((f"{n}x{m}" for n, m in sizes if results[f"{name}_{n}x{m}"]["gpu_ms"] <
-                                                results[f"{name}_{n}x{m}"]["ours_ms"]), None) for name in kernels(*data(3, 2))}
-    ratios = lambda key: [r[key] / r["ours_ms"] for r in results.values() if r[key]]
+                                                results[f"{name}_{n}x{m}"]["ours_ms"]), None) for name in {k.rsplit("_", 1)[0] for k in results}}
+    ratios = lambda key: [r[key] / r["ours_ms"] for r in results.values() if r.get(key)]
     summary["median_speedup_vs_pandas"] = round(statistics.median(ratios("peer_ms")), 2)
     summary["median_speedup_vs_vectorbt"] = round(statistics.median(ratios("vectorbt_ms")), 2)
     print(json.dumps(summary))

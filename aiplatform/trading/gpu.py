@@ -377,7 +377,9 @@ def corr(prices):
     "Correlation matrix (assets × assets) of the simple returns of `prices` (bars × assets)."
     a, _ = _prepare(prices, "prices")
     if len(a) < 3: raise ValidationError(f"prices: expected at least 3 bars for a correlation, got {len(a)}")
-    r = a[1:] / a[:-1] - 1
-    r = r - r.mean(axis=0)
-    r = r / ((r * r).sum(axis=0) ** 0.5)
-    return r.T @ r
+    r = a[1:] / a[:-1]
+    r -= 1
+    r -= r.mean(axis=0)
+    c = r.T @ r  # one GEMM over the bars; the scaling is done on the small (assets × assets) result
+    d = c.diagonal() ** 0.5
+    return c / d[:, None] / d[None, :]
