@@ -2,7 +2,7 @@
 (everywhere) and on a real GPU (wherever one is present)."""
 import numpy as np, pandas as pd, pytest
 from hypothesis import given, settings, strategies as st
-from aiplatform.core import gpu_info
+from aiplatform.core import ValidationError, gpu_info
 from aiplatform.trading import gpu
 from aiplatform.trading.backtest import Options, combinations, ma_sweep
 from aiplatform.trading.data import gbm_bars
@@ -61,11 +61,11 @@ def test_a_parameter_grid_equals_one_call_per_window():
 
 def test_bad_input_is_named():
     x = prices(3, 100, 2)
-    with pytest.raises(Exception, match="window 101: each must be between 1 and the 100 bars"): gpu.rolling_mean(x, 101)
-    with pytest.raises(Exception, match="window 1: each must be between 2"): gpu.rsi(x, 1)
-    with pytest.raises(Exception, match="expected a non-empty 1-D or 2-D array"): gpu.ema(np.zeros((2, 2, 2)), 2)
-    with pytest.raises(Exception, match="volume: shape"): gpu.vwap(x, x, x, x[:50], 5)
-    with pytest.raises(Exception, match="at least 3 bars"): gpu.corr(x[:2])
+    with pytest.raises(ValidationError, match="window 101: each must be between 1 and the 100 bars"): gpu.rolling_mean(x, 101)
+    with pytest.raises(ValidationError, match="window 1: each must be between 2"): gpu.rsi(x, 1)
+    with pytest.raises(ValidationError, match="expected a non-empty 1-D or 2-D array"): gpu.ema(np.zeros((2, 2, 2)), 2)
+    with pytest.raises(ValidationError, match="volume: shape"): gpu.vwap(x, x, x, x[:50], 5)
+    with pytest.raises(ValidationError, match="at least 3 bars"): gpu.corr(x[:2])
 
 def _all_indicators(x, vol):
     "Every kernel over a grid of windows that crosses block boundaries."
