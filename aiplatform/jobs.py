@@ -7,7 +7,7 @@ __all__ = ['reports_dir', 'list_reports', 'report_template', 'report_parameters'
            'report_figure']
 
 # %% ../nbs/17_jobs.ipynb #dcbbbec9
-import ast, html, re, time
+import ast, re, time
 from pathlib import Path
 from .core import AIPlatformError, NotFound, ValidationError, data_path, get_settings
 

@@ -1,6 +1,6 @@
 """Market data: appends in any split read back whole and by range, bad files name file, column and row, resampling,
 imports with a mapping, and the synthetic generators."""
-import numpy as np, pandas as pd, pytest
+import pandas as pd, pytest
 from hypothesis import given, settings, strategies as st
 from aiplatform.core import NotFound, ValidationError
 from aiplatform.trading.data import MarketStore, gbm_bars, order_flow, read_table, resample, sample_bars, validate

@@ -6,7 +6,7 @@
 __all__ = ['MAX_COMBOS', 'log', 'APP', 'parse_values', 'default_text', 'BacktestLab']
 
 # %% ../../nbs/16_apps_backtest.ipynb #176b144b
-import base64, html, io, tempfile, time
+import base64, html, tempfile, time
 from pathlib import Path
 import numpy as np
 import pandas as pd

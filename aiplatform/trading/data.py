@@ -14,7 +14,7 @@ import fastparquet
 import numpy as np
 import pandas as pd
 from ..core import NotFound, ValidationError, data_path
-from .book import COMMAND_DTYPE, OP_CANCEL, OP_SUBMIT, IOC, MARKET, BUY, SELL
+from .book import BUY, COMMAND_DTYPE, IOC, MARKET, OP_CANCEL, OP_SUBMIT
 
 # %% ../../nbs/13_trading_data.ipynb #88fb2f1a
 COLUMNS = {
