@@ -98,10 +98,10 @@ def test_cuda_sweep_equals_the_compiled_sweep(cuda_on_the_cpu):
     bars["close"] = bars["close"].round(0)  # plateaus make moving-average ties, the tricky case
     bars["open"] = bars["open"].round(0)
     c = combinations("ma_cross", dict(fast=[2, 3, 5, 8], slow=[4, 10, 30, 90]))
-    for opts in (Options(), Options(fees=0.003, slippage=0.002, fill="next_open")):
-        ours = ma_sweep(bars, c.fast, c.slow, opts, device=False)
-        cuda_on_the_cpu()
-        np.testing.assert_allclose(ma_sweep(bars, c.fast, c.slow, opts, device=True), ours, rtol=1e-12)
+    options = (Options(), Options(fees=0.003, slippage=0.002, fill="next_open"))
+    twins = [ma_sweep(bars, c.fast, c.slow, opts, device=False) for opts in options]
+    cuda_on_the_cpu()
+    for opts, twin in zip(options, twins): np.testing.assert_allclose(ma_sweep(bars, c.fast, c.slow, opts, device=True), twin, rtol=1e-12)
 
 @pytest.mark.skipif(gpu_info() is None, reason="no GPU")
 def test_gpu_equals_the_twins():

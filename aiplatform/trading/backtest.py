@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 from numba import njit, prange
-from ..core import ValidationError
+from ..core import ValidationError, get_xp
 from . import gpu
 
 # %% ../../nbs/15_trading_backtest.ipynb #b98cab38
@@ -375,7 +375,7 @@ def ma_sweep(bars, fast, slow, opts: Options = None, freq=None, chunk=256, progr
     if fast.shape != slow.shape or fast.min() < 1 or slow.min() < 1: raise ValidationError("fast, slow: expected positive windows in pairs")
     ann = pd.Timedelta("365 days") / (freq or bar_freq(bars))
     args = (opts.fees, opts.slippage, opts.min_size, opts.init_cash, opts.fill == "next_open", ann)
-    device = gpu.is_device(gpu.to_device(close[:1])) if device is None else device
+    if device is None: device = get_xp().__name__ == "cupy"
     if device: return _ma_sweep_gpu(close, open_, fast, slow, *args)
     out = np.empty((len(fast), 6))
     for lo in range(0, len(fast), chunk):
@@ -395,7 +395,7 @@ class Sweep:
     params: list = field(default_factory=list)
 
     def best(self, metric="sharpe") -> pd.Series:
-        "The row with the highest `metric` (lowest drawdown for `max_drawdown`, which is negative: highest too)."
+        "The row with the highest `metric` (for `max_drawdown`, a negative number, the shallowest drawdown)."
         if metric not in STATS: raise ValidationError(f"metric {metric!r}: expected one of {', '.join(STATS)}")
         col = self.table[metric].replace([np.inf, -np.inf], np.nan)
         if col.isna().all(): raise ValidationError(f"metric {metric!r}: no combination has a finite value")

@@ -134,13 +134,12 @@ def resample(df, rule, kind="bars") -> pd.DataFrame:
     df = validate(df, kind)
     if kind == "bars":
         price, size = (df.high + df.low + df.close) / 3, df.volume
-        frame = df.assign(pv=price * size, n=df["trades"] if "trades" in df else 1)
-        agg = dict(open="first", high="max", low="min", close="last", volume="sum", pv="sum", n="sum")
+        frame = df.assign(pv=price * size, n=1)
     else:
         price = df.price if kind == "trades" else (df.bid + df.ask) / 2
         size = df.qty if kind == "trades" else (df.bid_size + df.ask_size) / 2
         frame = pd.DataFrame(dict(open=price, high=price, low=price, close=price, volume=size, pv=price * size, n=1), index=df.index)
-        agg = dict(open="first", high="max", low="min", close="last", volume="sum", pv="sum", n="sum")
+    agg = dict(open="first", high="max", low="min", close="last", volume="sum", pv="sum", n="sum")
     try: out = frame.resample(rule).agg(agg)
     except ValueError: raise ValidationError(f"rule {rule!r}: expected a pandas frequency such as '5min', '1h' or '1D'") from None
     out = out[out.n > 0]
