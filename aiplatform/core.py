@@ -115,6 +115,23 @@ SCHEMA = {
     "models": {
         "dir": Setting("path", "", "folder of local model files; empty: models/ in the data folder"),
     },
+    "codegen": {
+        "api_key": Setting("str", "", "Anthropic API key; empty: $ANTHROPIC_API_KEY", secret=True),
+        "base_url": Setting("str", "", "Anthropic API address; empty: $ANTHROPIC_BASE_URL, else Anthropic's own"),
+        "model": Setting("str", "", "Claude model; empty: the newest Sonnet the installed anthropic SDK lists"),
+        "max_tokens": Setting("int", 8192, "most tokens one answer may have", lo=1, hi=128000),
+        "temperature": Setting("float", 0.2, "sampling temperature", lo=0, hi=1),
+        "timeout": Setting("float", 120.0, "seconds one request may take", lo=1, hi=3600),
+        "max_retries": Setting("int", 2, "retries, with backoff, after a rate limit, overload or network error", lo=0, hi=10),
+        "max_prompt_kb": Setting("int", 400, "largest prompt with its context; larger ones are refused before sending",
+                                 lo=1, hi=10240),
+        "repair_rounds": Setting("int", 2, "times failing code goes back to Claude with its error", lo=0, hi=10),
+        "sandbox_timeout": Setting("float", 10.0, "seconds a sandboxed test run may take", lo=0.1, hi=600),
+        "sandbox_memory_mb": Setting("int", 1024, "memory a sandboxed test run may use", lo=64, hi=65536),
+        "memory_turns": Setting("int", 6, "earlier questions and answers a notebook's %%claude remembers", lo=0, hi=100),
+        "prices": Setting("str", "opus 5 25, sonnet 3 15, haiku 1 5",
+                          "US dollars per million input and output tokens, by model family"),
+    },
     "limits": {
         "request_kb": Setting("int", 1024, "largest JSON request body an endpoint accepts", lo=1, hi=1048576),
         "keys_per_user": Setting("int", 10, "most active API keys one user may hold", lo=1, hi=1000),
