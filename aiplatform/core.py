@@ -120,7 +120,6 @@ SCHEMA = {
         "base_url": Setting("str", "", "Anthropic API address; empty: $ANTHROPIC_BASE_URL, else Anthropic's own"),
         "model": Setting("str", "", "Claude model; empty: the newest Sonnet the installed anthropic SDK lists"),
         "max_tokens": Setting("int", 8192, "most tokens one answer may have", lo=1, hi=128000),
-        "temperature": Setting("float", 0.2, "sampling temperature", lo=0, hi=1),
         "timeout": Setting("float", 120.0, "seconds one request may take", lo=1, hi=3600),
         "max_retries": Setting("int", 2, "retries, with backoff, after a rate limit, overload or network error", lo=0, hi=10),
         "max_prompt_kb": Setting("int", 400, "largest prompt with its context; larger ones are refused before sending",
