@@ -56,7 +56,8 @@ def explain(e, model=None) -> ClaudeError:
     "A `ClaudeError` in one sentence for the SDK's exception `e`."
     import anthropic
     retries = get_settings().codegen.max_retries
-    tried = f" (tried {retries + 1} times)" if retries else ""
+    midstream = isinstance(e, anthropic.APIStatusError) and e.status_code < 400  # an error event: never retried
+    tried = f" (tried {retries + 1} times)" if retries and not midstream else ""
     if isinstance(e, anthropic.APITimeoutError):
         return ClaudeError(f"The Anthropic API did not answer within {get_settings().codegen.timeout:g} s{tried}; "
                            "try again, or raise [codegen] timeout.", "timeout", 504)
@@ -144,7 +145,8 @@ LANGUAGES = ("python", "sql", "javascript", "typescript", "bash", "r", "julia", 
 
 SYSTEM = """You are an expert {language} programmer helping a user inside a Jupyter notebook.
 Answer with a short explanation, then the complete code in one fenced ```{language} block.{tests}
-Use only names the user gave you or that the code defines; write clear names and short docstrings."""
+Put the work in functions or classes that take their inputs as arguments, with no statements at module level
+that use the user's variables, so the code can be tested on its own. Write clear names and short docstrings."""
 
 PY_TESTS = """
 Then write tests in a second fenced ```python block whose first line is `# tests`: plain `test_*` functions using
@@ -236,7 +238,7 @@ def _stream(client, model, system, messages, listener, cancel):
     return text, message.usage.input_tokens, message.usage.output_tokens
 
 def generate(prompt: str, context=(), language="python", model=None, history=(), listener=None, test=True,
-             repair_rounds=None, cancel=None, client=None, save=True, source="library", username=None,
+             repair_rounds=None, cancel=None, client=None, known=(), save=True, source="library", username=None,
              notebook=None) -> Generation:
     "Ask Claude for code; check it, run its tests, repair it, and keep the record."
     model = model or default_model()
@@ -259,7 +261,7 @@ def generate(prompt: str, context=(), language="python", model=None, history=(),
             g.input_tokens, g.output_tokens = g.input_tokens + tin, g.output_tokens + tout
             g.code, g.tests = extract(g.answer)
             if cancel is not None and cancel.is_set(): g.status = "cancelled"; break
-            failure = _verify(g, test, listener)
+            failure = _verify(g, test, known, listener)
             if failure is None or n > rounds: break
             messages += [{"role": "assistant", "content": g.answer},
                          {"role": "user", "content": f"The code did not work:\n\n{failure}\n\nFix it and answer in the "
@@ -273,11 +275,11 @@ def generate(prompt: str, context=(), language="python", model=None, history=(),
         if save: g.id = save_generation(g, source, username, notebook)
     return g
 
-def _verify(g, test, listener) -> str | None:
+def _verify(g, test, known, listener) -> str | None:
     "Check and test the code of `g`, setting its status; what failed, for a repair round, or `None`."
     g.checks, g.test_run = [], None
     if g.language != "python" or not g.code: g.status = "untested"; return None
-    g.checks = check_code(g.code)
+    g.checks = check_code(g.code, known)
     listener("checks", g.checks)
     if any(c.fatal for c in g.checks):
         g.status = "invalid"

@@ -32,13 +32,14 @@ def ruff_bin() -> str | None:
         return str(find_ruff_bin())
     except (ImportError, FileNotFoundError): return shutil.which("ruff")
 
-def check_code(code: str) -> list[Check]:
-    "Syntax and lint findings for the Python `code`; empty when it is clean."
+def check_code(code: str, known=()) -> list[Check]:
+    "Syntax and lint findings for the Python `code`, whose `known` names are defined elsewhere; empty when clean."
     try: ast.parse(code, "generated.py")
     except SyntaxError as e: return [Check(e.lineno or 1, e.offset or 1, "syntax", e.msg, True)]
     ruff = ruff_bin()
     if ruff is None: return []
     out = subprocess.run([ruff, "check", "--isolated", "--no-cache", "--select=E4,E7,E9,F", "--output-format=json",
+                          "--config", f"builtins = {json.dumps(sorted(known))}",
                           "--stdin-filename",
                           "generated.py", "-"], input=code, capture_output=True, text=True, timeout=60)
     if out.returncode not in (0, 1): raise RuntimeError(f"ruff failed: {out.stderr.strip()}")
