@@ -9,7 +9,7 @@ __all__ = ['NO_KEY', 'LANGUAGES', 'SYSTEM', 'PY_TESTS', 'FENCE', 'sdk_models', '
 
 # %% ../nbs/19_codegen.ipynb #af34acfe
 import json, os, re, time, typing
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 import sqlalchemy as sa
 from .core import AIPlatformError, ConfigError, NotFound, TooLarge, ValidationError, get_settings
@@ -215,6 +215,10 @@ class Generation:
         if self.test_run is not None: parts.append(self.test_run.summary)
         if self.error: parts.append(self.error)
         return " · ".join(parts)
+
+    def to_dict(self) -> dict:
+        "The generation as plain JSON-ready data, with its `summary`."
+        return asdict(self) | {"summary": self.summary}
 
 def _check_prompt(prompt, language, context, history, model):
     if not isinstance(prompt, str) or not prompt.strip(): raise ValidationError("prompt: expected some text")
