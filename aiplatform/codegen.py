@@ -230,16 +230,16 @@ def _check_prompt(prompt, language, context, history, model):
                                     "bytes ([codegen] max_prompt_kb)")
 
 def _stream(client, model, system, messages, listener, cancel):
-    "One streamed request: the answer's text and the usage reported."
-    s = get_settings().codegen
-    with client.messages.stream(model=model, max_tokens=s.max_tokens, system=system,
-                                messages=messages) as stream:
+    "One streamed request: the text delivered to `listener` and the usage reported."
+    s, parts = get_settings().codegen, []
+    with client.messages.stream(model=model, max_tokens=s.max_tokens, system=system, messages=messages) as stream:
         for event in stream:
             if cancel is not None and cancel.is_set(): break
-            if event.type == "text": listener("text", event.text)
-        message = stream.current_message_snapshot
-    text = "".join(b.text for b in message.content if b.type == "text")
-    return text, message.usage.input_tokens, message.usage.output_tokens
+            if event.type == "text":
+                parts.append(event.text)
+                listener("text", event.text)
+        usage = stream.current_message_snapshot.usage
+    return "".join(parts), usage.input_tokens, usage.output_tokens
 
 def generate(prompt: str, context=(), language="python", model=None, history=(), listener=None, test=True,
              repair_rounds=None, cancel=None, client=None, known=(), save=True, source="library", username=None,
