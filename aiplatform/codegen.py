@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['NO_KEY', 'LANGUAGES', 'SYSTEM', 'PY_TESTS', 'FENCE', 'sdk_models', 'default_model', 'make_client', 'ClaudeError',
            'explain', 'Replay', 'recording', 'describe', 'context_text', 'system_prompt', 'extract', 'prices', 'cost',
-           'Generation', 'generate', 'save_generation', 'history', 'get_generation']
+           'Generation', 'check_prompt', 'generate', 'save_generation', 'history', 'get_generation']
 
 # %% ../nbs/19_codegen.ipynb #af34acfe
 import json, os, re, time, typing
@@ -211,6 +211,7 @@ class Generation:
         parts = [self.model, f"{self.input_tokens:,} in / {self.output_tokens:,} out tokens",
                  "cost unknown" if self.cost_usd is None else f"${self.cost_usd:.4f}", f"{self.latency_ms/1e3:.2f} s"]
         if self.rounds > 1: parts.append(f"{self.rounds} rounds")
+        if self.status == "cancelled": parts.append("stopped")
         if any(c.fatal for c in self.checks): parts.append("invalid: " + "; ".join(str(c) for c in self.checks if c.fatal))
         if self.test_run is not None: parts.append(self.test_run.summary)
         if self.error: parts.append(self.error)
@@ -220,7 +221,9 @@ class Generation:
         "The generation as plain JSON-ready data, with its `summary`."
         return asdict(self) | {"summary": self.summary}
 
-def _check_prompt(prompt, language, context, history, model):
+def check_prompt(prompt, language="python", context=(), history=(), model=None):
+    "Refuse, naming the field and the limit, a request that must not be sent."
+    model = model or default_model()
     if not isinstance(prompt, str) or not prompt.strip(): raise ValidationError("prompt: expected some text")
     if language not in LANGUAGES: raise ValidationError(f"language {language!r}: expected one of {', '.join(LANGUAGES)}")
     if not re.fullmatch(r"claude-[a-z0-9.-]{1,80}", model): raise ValidationError(f"model {model!r}: expected a Claude model name")
@@ -245,9 +248,8 @@ def generate(prompt: str, context=(), language="python", model=None, history=(),
              repair_rounds=None, cancel=None, client=None, known=(), save=True, source="library", username=None,
              notebook=None) -> Generation:
     "Ask Claude for code; check it, run its tests, repair it, and keep the record."
-    model = model or default_model()
-    history = list(history)
-    _check_prompt(prompt, language, context, history, model)
+    model, history = model or default_model(), list(history)
+    check_prompt(prompt, language, context, history, model)
     listener = listener or (lambda kind, data: None)
     rounds = get_settings().codegen.repair_rounds if repair_rounds is None else repair_rounds
     g = Generation(prompt, model, language, ", ".join(label for label, _ in context), created_ns=now_ns())

@@ -100,7 +100,7 @@ class ClaudeMagics(Magics):
         args = parse_argstring(self.claude, line)
         if cell is not None:
             if args.words: raise UsageError(f"%%claude {' '.join(args.words)}: a cell takes options only; the prompt is the cell")
-            prompt, context = self.interpolate(cell, args.rows)
+            prompt, context = self.interpolate(cell.strip(), args.rows)
             return self.ask(prompt, context, args.format, args.model, not args.no_tests)
         command, rest = (args.words or [""])[0], args.words[1:]
         if command == "fix": return self.fix(" ".join(rest), args.model)

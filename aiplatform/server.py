@@ -76,7 +76,9 @@ def generate_request(body: bytes, settings=None) -> dict:
             raise ValidationError(f"history[{i}]: expected {{\"role\": \"user\" or \"assistant\", \"content\": text}}")
     most = settings.codegen.repair_rounds
     if not 0 <= data.get("repair_rounds", 0) <= most: raise ValidationError(f"repair_rounds: expected 0 to {most} ([codegen] repair_rounds)")
-    return data | {"context": [(p["label"], p["text"]) for p in context]}
+    data["context"] = [(p["label"], p["text"]) for p in context]
+    codegen.check_prompt(**{k: data[k] for k in ("prompt", "language", "context", "history", "model") if k in data})
+    return data
 
 def _event(kind, data) -> str:
     "One server-sent event."

@@ -54,11 +54,11 @@ def env(tmp_path):
     "An environment whose data folder is a fresh temporary one and that reads no settings file."
     return clean_env(AIPLATFORM_PLATFORM__DATA_DIR=tmp_path/"data", HOME=tmp_path)
 
-def start_gateway(root, server=""):
-    "Start `aiplatform serve` on a free port with its data in `root`, the echo test plugin installed, and `server` settings lines."
+def start_gateway(root, server="", sections=""):
+    "Start `aiplatform serve` on a free port with its data in `root`, the echo test plugin installed, `server` settings lines and more `sections`."
     port = free_port()
     (root/"settings.ini").write_text(f"[platform]\ndata_dir = data\n[server]\nport = {port}\nnotebooks = {REPO/'nbs'}\n{server}"
-                                     "[services]\nhealth_timeout = 30\n")
+                                     f"[services]\nhealth_timeout = 30\n{sections}")
     env = clean_env(AIPLATFORM_SETTINGS=root/"settings.ini", PYTHONPATH=PLUGINS, JUPYTER_CONFIG_DIR=root/"jupyter",
                     JUPYTER_RUNTIME_DIR=root/"runtime", HOME=root)
     with open(root/"server.log", "w") as log:

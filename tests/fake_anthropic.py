@@ -24,8 +24,10 @@ class FakeAnthropic:
                 self.end_headers()
                 for event in r["body"].split("\n\n") if r["status"] == 200 else [r["body"]]:
                     if not event: continue
-                    self.wfile.write(event.encode() + (b"\n\n" if r["status"] == 200 else b""))
-                    self.wfile.flush()
+                    try:
+                        self.wfile.write(event.encode() + (b"\n\n" if r["status"] == 200 else b""))
+                        self.wfile.flush()
+                    except (BrokenPipeError, ConnectionResetError): break  # the client stopped listening
                     if fake.event_delay: time.sleep(fake.event_delay)
                 self.close_connection = True
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

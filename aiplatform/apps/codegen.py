@@ -117,6 +117,7 @@ class CodeGenerator(widgets.VBox):
         self.search = widgets.Text(placeholder="search prompts and code", description="History", style=style)
         self.search.observe(lambda _: self.refresh_history(), "value")
         self.history = widgets.Select(rows=8, layout=dict(width="100%"))
+        self.history.add_class("aip-history")
         self.history.observe(lambda _: self._load(), "value")
         self.refresh_history()
         h = lambda text: widgets.HTML(f"<h4 style='margin:8px 0 2px;font-family:system-ui'>{text}</h4>")
