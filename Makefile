@@ -17,7 +17,7 @@ test: $(VENV)/.installed-dev sysdeps check-sync
 # The matching engine's peers (nautilus-trader) need pandas 2, vectorbt 1.2 needs pandas 3: the peers get their own venv.
 PEERS := .venv-peers
 bench: $(VENV)/.installed-dev $(PEERS)/.installed
-	@for b in bench_indicators bench_sweep; do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
+	@for b in bench_indicators bench_sweep bench_codegen; do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
 	@echo "== benchmarks/bench_matching.py"; $(PEERS)/bin/python benchmarks/bench_matching.py
 
 $(PEERS)/.installed: pyproject.toml
