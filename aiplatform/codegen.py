@@ -30,6 +30,7 @@ def default_model() -> str:
     if get_settings().codegen.model: return get_settings().codegen.model
     sonnets = [(tuple(map(int, m.groups(default="0"))), name) for name in sdk_models()
                if (m := re.fullmatch(r"claude-sonnet-(\d+)(?:-(\d))?", name))]
+    if not sonnets: raise ConfigError("the installed anthropic SDK lists no Sonnet model: set [codegen] model")
     return max(sonnets)[1]
 
 def make_client(http_client=None):

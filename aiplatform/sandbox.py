@@ -47,7 +47,8 @@ def check_code(code: str, known=()) -> list[Check]:
                   (f["code"] or "E9").startswith(FATAL_RULES)) for f in json.loads(out.stdout)]
 
 # %% ../nbs/18_sandbox.ipynb #5eda2d51
-_READABLE = ("/usr", "/proc", "/sys", "/dev", "/etc/localtime", "/etc/ssl", "/etc/mime.types")
+_READABLE = ("/usr", "/sys", "/proc/cpuinfo", "/proc/meminfo", "/dev/null", "/dev/zero", "/dev/random", "/dev/urandom",
+             "/etc/localtime")
 _BLOCKED = {"subprocess.Popen": "start processes", "os.system": "start processes", "os.exec": "start processes",
             "os.posix_spawn": "start processes", "os.spawn": "start processes", "os.fork": "start processes",
             "os.forkpty": "start processes", "pty.spawn": "start processes", "socket.connect": "use the network",
@@ -61,8 +62,8 @@ def _confine(folder, memory_mb, cpu_s):
     for limit, value in ((resource.RLIMIT_AS, memory_mb << 20), (resource.RLIMIT_CPU, cpu_s),
                          (resource.RLIMIT_FSIZE, 256 << 20), (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(limit, (value, value))
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    readable = (folder, package, sys.prefix, sys.base_prefix, sys.exec_prefix, *_READABLE,
+    package = os.path.dirname(os.path.abspath(__file__))  # aiplatform itself, not the folder it sits in
+    readable = (folder, package, f"/proc/{os.getpid()}", sys.prefix, sys.base_prefix, sys.exec_prefix, *_READABLE,
                 *(p for p in sys.path if os.path.isabs(p)))
     def hook(event, args):
         if event == "open" and isinstance(args[0], (str, bytes)):

@@ -3,6 +3,7 @@ import os, time
 import pytest
 from aiplatform.core import get_settings
 from aiplatform.sandbox import check_code, ruff_bin, run_tests
+from conftest import REPO
 
 @pytest.fixture(autouse=True)
 def secrets(tmp_path, monkeypatch):
@@ -47,9 +48,12 @@ def test_generated_tests_cannot_reach_the_api_key(secrets):
     tests = ("import os\n"
              "def test_environment():\n    assert not any('sk-ant' in v for v in os.environ.values())\n\n"
              f"def test_settings_file():\n    open({str(secrets)!r}).read()\n\n"
-             "def test_home_folder():\n    open(os.path.expanduser('~/../../etc/passwd')).read()\n")
+             "def test_parent_environment():\n    open(f'/proc/{os.getppid()}/environ').read()\n\n"
+             f"def test_repository_settings():\n    open({str(REPO/'settings.ini')!r}).read()\n\n"
+             "def test_home_folder():\n    open(os.path.expanduser('~/../../etc/passwd')).read()\n\n"
+             "def test_own_proc_entry():\n    assert open('/proc/self/status').read().startswith('Name:')\n")
     run = run_tests("", tests)
-    assert [t["outcome"] for t in run.tests] == ["passed", "error", "error"]
+    assert [t["outcome"] for t in run.tests] == ["passed", "error", "error", "error", "error", "passed"], run.tests
     assert f"the sandbox cannot read {secrets}: outside its folder" in run.tests[1]["error"]
     assert "sk-ant" not in run.stdout + run.stderr + str(run.tests)
 
