@@ -6,7 +6,7 @@
 __all__ = ['aiplatform_magic', 'ClaudeMagics', 'load_ipython_extension']
 
 # %% ../nbs/05_magics.ipynb #911f5e66
-import re, traceback
+import html, re, traceback
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
@@ -35,9 +35,10 @@ class ClaudeMagics(Magics):
         shell.events.register("post_run_cell", self._keep_error)
 
     def _keep_error(self, result):
-        "Remember the error a cell raised, by its execution count (for `{Err[n]}` and `%claude fix`)."
+        "Remember the error a cell raised, by its execution count (for `{Err[n]}` and `%claude fix`); not the magic's own."
         e = result.error_in_exec or result.error_before_exec
-        if e is not None and result.execution_count is not None:
+        own = (result.info.raw_cell or "").lstrip().startswith(("%claude", "%%claude"))
+        if e is not None and result.execution_count is not None and not own:
             self.errors[result.execution_count] = "".join(traceback.format_exception(e))[-_ERROR_CHARS:]
 
     def interpolate(self, text, rows=False):
@@ -84,7 +85,7 @@ class ClaudeMagics(Magics):
         except AIPlatformError as e: raise UsageError(str(e)) from None
         user = (codegen.context_text(context) + "\n" if context else "") + prompt
         self.memory += [{"role": "user", "content": user}, {"role": "assistant", "content": g.answer}]
-        display(HTML(f"<small style='color:#57606a'>{g.summary}</small>"))
+        display(HTML(f"<small style='color:#57606a'>{html.escape(g.summary)}</small>"))
         if fmt == "code" and g.code: self.shell.set_next_input(g.code, replace=False)
         return None
 

@@ -1,8 +1,10 @@
 "Code generation through the gateway: `POST /aiplatform/api/code/generate` as server-sent events, and the Code Generator app under Voila in headless Chromium, both against a local stand-in for the Anthropic API."
-import json, re, urllib.request
+import http.client, json, re, time, urllib.request
 import pytest
+import sqlalchemy as sa
+from aiplatform.store import generations
 from playwright.sync_api import expect, sync_playwright
-from conftest import http, start_gateway, stop_gateway
+from conftest import start_gateway, stop_gateway
 from fake_anthropic import FakeAnthropic
 from test_browser import CHROMIUM, FLAGS
 
@@ -76,6 +78,24 @@ def test_an_upstream_error_is_an_error_event(gw, fake):
     status, _, events = post(gw, {"prompt": "anything"})
     assert status == 200 and events[-1] == ("error", {"error": "Anthropic's rate limit was reached; wait 1 s and try again.",
                                                       "kind": "rate_limit", "status": 429})
+
+def test_a_client_that_leaves_stops_the_generation(gw, fake):
+    fake.event_delay = 0.3  # about 10 s for the whole answer
+    fake.expect("stream_sharpe_markdown")
+    host, port = gw.url.split("//")[1].rstrip("/").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn.request("POST", "/aiplatform/api/code/generate", json.dumps({"prompt": "What is the Sharpe ratio?"}),
+                 {"Authorization": f"token {gw.token}", "Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200 and response.read(11) == b"event: text"
+    conn.close()
+    engine = sa.create_engine(f"sqlite:///{gw.root/'data'/'aiplatform.db'}")
+    query = sa.select(generations.c.status, generations.c.answer).where(generations.c.prompt == "What is the Sharpe ratio?")
+    deadline = time.monotonic() + 20
+    while not (rows := engine.connect().execute(query).all()) and time.monotonic() < deadline: time.sleep(0.2)
+    fake.event_delay = 0.01
+    [(status, answer)] = rows
+    assert status == "cancelled" and "Sortino" not in answer
 
 @pytest.fixture(scope="module")
 def page(gw):
