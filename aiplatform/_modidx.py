@@ -45,6 +45,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                              'aiplatform/apps/codegen.py'),
                                          'aiplatform.apps.codegen.CodeGenerator._code_changed': ( 'apps_codegen.html#codegenerator._code_changed',
                                                                                                   'aiplatform/apps/codegen.py'),
+                                         'aiplatform.apps.codegen.CodeGenerator._detach': ( 'apps_codegen.html#codegenerator._detach',
+                                                                                            'aiplatform/apps/codegen.py'),
                                          'aiplatform.apps.codegen.CodeGenerator._load': ( 'apps_codegen.html#codegenerator._load',
                                                                                           'aiplatform/apps/codegen.py'),
                                          'aiplatform.apps.codegen.CodeGenerator._on': ( 'apps_codegen.html#codegenerator._on',

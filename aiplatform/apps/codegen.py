@@ -94,7 +94,10 @@ class CodeGenerator(widgets.VBox):
         self.upload = widgets.FileUpload(accept="", description="Context file")
         self.rows = widgets.Checkbox(value=False, description="send a table's first rows", indent=False)
         self.context_label = widgets.HTML()
+        self.detach_button = widgets.Button(description="Detach", icon="times", layout=dict(display="none"))
         self.upload.observe(lambda _: self._read_upload(), "value")
+        self.rows.observe(lambda _: self._read_upload(), "value")
+        self.detach_button.on_click(lambda _: self._detach())
         self.generate_button = widgets.Button(description="Generate", button_style="primary", icon="magic")
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
         self.regenerate_button = widgets.Button(description="Regenerate", icon="refresh", disabled=True)
@@ -123,7 +126,7 @@ class CodeGenerator(widgets.VBox):
         h = lambda text: widgets.HTML(f"<h4 style='margin:8px 0 2px;font-family:system-ui'>{text}</h4>")
         super().__init__([
             widgets.HTML("<h2 style='font-family:system-ui'>Code Generator</h2>"), self.prompt,
-            widgets.HBox([self.language, self.upload, self.rows, self.context_label]),
+            widgets.HBox([self.language, self.upload, self.rows, self.context_label, self.detach_button]),
             widgets.HBox([self.generate_button, self.stop_button, self.regenerate_button, self.status]),
             h("Answer"), self.answer, h("Code"), self.code, h("Tests"), self.tests,
             widgets.HBox([self.check_button, self.test_button, self.copy, self.downloads]), self.results,
@@ -141,6 +144,12 @@ class CodeGenerator(widgets.VBox):
             self._say(str(e), error=True)
             return
         self.context_label.value = f"<span class='aip-context'>attached: {html.escape(f['name'])}</span>"
+        self.detach_button.layout.display = None
+
+    def _detach(self):
+        "Send no file with the next prompt."
+        self.context, self.upload.value = [], ()
+        self.context_label.value, self.detach_button.layout.display = "", "none"
 
     def _on(self, kind, data):
         "Show each event of a running generation."
