@@ -273,8 +273,8 @@ def generate(prompt: str, context=(), language="python", model=None, history=(),
             messages += [{"role": "assistant", "content": g.answer},
                          {"role": "user", "content": f"The code did not work:\n\n{failure}\n\nFix it and answer in the "
                                                      "same format, with the whole code and the tests."}]
-    except ClaudeError as e:
-        g.status, g.error = "error", str(e)
+    except Exception as e:  # kept with the reason, then raised
+        g.status, g.error = "error", str(e) if isinstance(e, ClaudeError) else f"{type(e).__name__}: {e}"
         raise
     finally:
         g.latency_ms = (time.perf_counter() - start) * 1e3
