@@ -1,9 +1,9 @@
 "Code generation through the real anthropic SDK over an httpx2 MockTransport replaying recorded responses: streaming, every error, the repair loop, cancelling, history."
-import json, subprocess, sys, threading
+import json, os, subprocess, sys, threading
 import pytest
 from aiplatform import codegen
 from aiplatform.core import ConfigError, TooLarge, ValidationError, get_settings
-from conftest import REPO, clean_env
+from conftest import clean_env
 from fake_anthropic import RECORDINGS
 
 def rec(name): return codegen.recording(RECORDINGS/f"{name}.json")
@@ -16,7 +16,7 @@ def deltas(name) -> list[str]:
 @pytest.fixture(autouse=True)
 def platform(tmp_path, monkeypatch):
     "A fresh data folder, a key, no retries unless a test asks, and settings read again."
-    for k in list(__import__("os").environ):
+    for k in list(os.environ):
         if k.startswith("AIPLATFORM_"): monkeypatch.delenv(k)
     monkeypatch.setenv("AIPLATFORM_PLATFORM__DATA_DIR", str(tmp_path/"data"))
     monkeypatch.setenv("AIPLATFORM_CODEGEN__MAX_RETRIES", "0")

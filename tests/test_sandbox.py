@@ -1,5 +1,5 @@
 "The sandbox that runs generated tests: its limits hold, secrets stay out of reach, outcomes are reported by name."
-import os, time
+import time
 import pytest
 from aiplatform.core import get_settings
 from aiplatform.sandbox import check_code, ruff_bin, run_tests
