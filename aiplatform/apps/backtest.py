@@ -6,13 +6,13 @@
 __all__ = ['MAX_COMBOS', 'log', 'APP', 'parse_values', 'default_text', 'BacktestLab']
 
 # %% ../../nbs/16_apps_backtest.ipynb #176b144b
-import base64, html, tempfile, time
+import html, tempfile, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import ipywidgets as widgets
 import plotly.graph_objects as go
-from .gallery import App
+from .gallery import App, StatusLine, download_link
 from ..core import AIPlatformError, ValidationError, data_path, get_logger
 from ..trading.backtest import STATS, STRATEGIES, Options, backtest
 from ..trading.data import MarketStore, ensure_samples, gbm_bars, read_table
@@ -45,11 +45,6 @@ def default_text(values) -> str:
 # %% ../../nbs/16_apps_backtest.ipynb #7fc9c030
 log = get_logger("apps.backtest")
 APP = App("backtest_lab", "Backtest Lab", "Sweep strategy parameters over real or synthetic prices with vectorbt.", "📈")
-
-def _download_link(data: bytes, filename, label) -> str:
-    b64 = base64.b64encode(data).decode()
-    return (f'<a download="{html.escape(filename)}" href="data:application/octet-stream;base64,{b64}" '
-            f'class="aip-download" style="margin-right:12px">{html.escape(label)}</a>')
 
 def _replace(widget, fig):
     "Show `fig` in a plotly `FigureWidget`, in place."
@@ -86,7 +81,7 @@ class BacktestLab(widgets.VBox):
         self.run_button = widgets.Button(description="Run sweep", button_style="primary", icon="play")
         self.run_button.on_click(lambda _: self.run())
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="", layout=dict(width="300px"))
-        self.status = widgets.HTML()
+        self.status = StatusLine()
         # results
         self.metric = widgets.Dropdown(options=STATS[:-1], value="sharpe", description="Metric", style=style)
         self.x_param, self.y_param = (widgets.Dropdown(description=d, style=style) for d in ("Heatmap x", "Heatmap y"))
@@ -116,10 +111,6 @@ class BacktestLab(widgets.VBox):
                              for k, v in s.grid.items()}
         self.params_box.children = list(self.param_fields.values())
 
-    def _say(self, text, error=False):
-        color = "#cf222e" if error else "#57606a"
-        self.status.value = f"<span class='aip-status' style='color:{color};font-family:system-ui'>{html.escape(text)}</span>"
-
     def _read_upload(self):
         if not self.upload.value: return
         f = self.upload.value[0]
@@ -128,10 +119,10 @@ class BacktestLab(widgets.VBox):
             with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
                 tmp.write(bytes(f["content"])); tmp.flush()
                 self.uploaded = read_table(tmp.name)
-            self._say(f"{f['name']}: {len(self.uploaded):,} bars from {self.uploaded.index[0]} to {self.uploaded.index[-1]}")
+            self.status.say(f"{f['name']}: {len(self.uploaded):,} bars from {self.uploaded.index[0]} to {self.uploaded.index[-1]}")
         except AIPlatformError as e:
             self.uploaded = None
-            self._say(str(e).replace(Path(tmp.name).name, f["name"]), error=True)
+            self.status.say(str(e).replace(Path(tmp.name).name, f["name"]), error=True)
 
     def bars(self) -> pd.DataFrame:
         "The chosen data."
@@ -156,16 +147,16 @@ class BacktestLab(widgets.VBox):
             t0 = time.perf_counter()
             def progress(done, total): self.progress.max, self.progress.value = total, done
             self.sweep = backtest(bars, self.strategy.value, grid, opts, progress=progress, max_combos=MAX_COMBOS)
-            self._say(f"{len(self.sweep.table):,} combinations over {len(bars):,} bars in {time.perf_counter() - t0:.2f} s "
+            self.status.say(f"{len(self.sweep.table):,} combinations over {len(bars):,} bars in {time.perf_counter() - t0:.2f} s "
                       f"({self.sweep.engine})")
         except AIPlatformError as e:
-            self._say(str(e), error=True)
+            self.status.say(str(e), error=True)
             return
         finally: self.run_button.disabled = False
         try: self._show_results()
         except Exception as e:  # a bug, not the user's input: say so in one line, keep the traceback in the log
             log.exception("Backtest Lab could not show the results")
-            self._say(f"could not show the results ({type(e).__name__}: {e}); the sweep itself finished", error=True)
+            self.status.say(f"could not show the results ({type(e).__name__}: {e}); the sweep itself finished", error=True)
 
     def _show_results(self):
         params = self.sweep.params
@@ -210,6 +201,6 @@ class BacktestLab(widgets.VBox):
         name = f"{self.sweep.strategy.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.sweep.save(folder / f"{name}.parquet")
         csv = self.sweep.table.to_csv(index=False).encode()
-        self.downloads.value = (_download_link(csv, f"{name}.csv", "Download CSV") +
-                                _download_link((folder / f"{name}.parquet").read_bytes(), f"{name}.parquet", "Download Parquet") +
+        self.downloads.value = (download_link(csv, f"{name}.csv", "Download CSV") +
+                                download_link((folder / f"{name}.parquet").read_bytes(), f"{name}.parquet", "Download Parquet") +
                                 f"<span style='color:#57606a'>saved to {html.escape(str(folder / name))}.parquet</span>")
