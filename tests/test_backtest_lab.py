@@ -1,22 +1,13 @@
 "The Backtest Lab under Voila in headless Chromium: a sweep on synthetic data, its heatmap, equity, trades and download; uploads."
 import pytest
-from playwright.sync_api import expect, sync_playwright
-from test_browser import CHROMIUM, FLAGS
+from playwright.sync_api import expect
+from test_browser import app_page
 
 expect.set_options(timeout=120_000)  # the first sweep in a fresh kernel loads vectorbt
 
 @pytest.fixture(scope="module")
 def page(gateway):
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        page.set_default_timeout(120_000)
-        page.goto(gateway.url + f"voila/render/apps/index.ipynb?token={gateway.token}")
-        page.click(".aip-card[data-app=backtest_lab]")
-        page.wait_for_url("**/voila/render/apps/backtest_lab.ipynb")
-        expect(page.get_by_text("Backtest Lab", exact=True)).to_be_visible()
-        yield page
-        browser.close()
+    with app_page(gateway, "backtest_lab", "Backtest Lab", timeout=120_000) as page: yield page
 
 def test_a_sweep_fills_every_view(page, gateway, tmp_path):
     page.get_by_role("button", name="Synthetic").click()

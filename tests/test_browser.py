@@ -1,5 +1,6 @@
 "The gallery under Voila in headless Debian Chromium driven by Playwright: it renders, and its status card opens the status app."
 import shutil
+from contextlib import contextmanager
 import pytest
 from playwright.sync_api import expect, sync_playwright
 from conftest import cli, clean_env, http, start_gateway, stop_gateway
@@ -7,6 +8,22 @@ from conftest import cli, clean_env, http, start_gateway, stop_gateway
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+@contextmanager
+def app_page(gw, app, title, timeout=90_000):
+    "A Chromium page opened on the gallery of gateway `gw`, after a click on `app`'s card, once the app shows `title`."
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=gw.url.rstrip("/"))
+        page = context.new_page()
+        page.set_default_timeout(timeout)
+        page.goto(gw.url + f"voila/render/apps/index.ipynb?token={gw.token}")
+        page.click(f".aip-card[data-app={app}]")
+        page.wait_for_url(f"**/voila/render/apps/{app}.ipynb")
+        expect(page.get_by_text(title, exact=True)).to_be_visible()
+        yield page
+        browser.close()
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):

@@ -3,10 +3,10 @@ import http.client, json, re, time, urllib.request
 import pytest
 import sqlalchemy as sa
 from aiplatform.store import generations
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from conftest import start_gateway, stop_gateway
 from fake_anthropic import FakeAnthropic
-from test_browser import CHROMIUM, FLAGS
+from test_browser import app_page
 
 expect.set_options(timeout=90_000)
 
@@ -99,18 +99,7 @@ def test_a_client_that_leaves_stops_the_generation(gw, fake):
 
 @pytest.fixture(scope="module")
 def page(gw):
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        context = browser.new_context(viewport={"width": 1300, "height": 1100}, accept_downloads=True)
-        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=gw.url.rstrip("/"))
-        page = context.new_page()
-        page.set_default_timeout(90_000)
-        page.goto(gw.url + f"voila/render/apps/index.ipynb?token={gw.token}")
-        page.click(".aip-card[data-app=code_generator]")
-        page.wait_for_url("**/voila/render/apps/code_generator.ipynb")
-        expect(page.get_by_text("Code Generator", exact=True)).to_be_visible()
-        yield page
-        browser.close()
+    with app_page(gw, "code_generator", "Code Generator") as page: yield page
 
 def test_the_app_streams_the_answer_then_checks_and_tests_it(page, gw, fake, tmp_path):
     fake.event_delay = 0.03  # about 3 s for the whole answer: long enough to watch it arrive
