@@ -5,10 +5,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 JUPYTER_ETC := $(VENV)/etc/jupyter
 
-.PHONY: run test bench sysdeps check-sync clean
+.PHONY: run test bench sysdeps sandbox check-sync clean
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed sandbox
 	$(BIN)/aiplatform serve
+
+# bubblewrap confines the tests of generated code; without it they are not run (and the apps say why).
+sandbox:
+	@command -v bwrap >/dev/null || if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	else echo "note: generated code's tests need bubblewrap: sudo apt-get install bubblewrap"; fi
 
 test: $(VENV)/.installed-dev sysdeps check-sync
 	AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $(BIN)/nbdev-test
@@ -42,10 +48,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
-# Debian packages the tests need: Chromium (browser tests), PostgreSQL (store tests) and g++ (the CUDA kernels run on
-# the CPU), installed when run as root.
+# Debian packages the tests need: Chromium (browser tests), PostgreSQL (store tests), g++ (the CUDA kernels run on
+# the CPU) and bubblewrap (the code sandbox), installed when run as root.
 sysdeps:
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v g++ >/dev/null || missing="$$missing g++"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \

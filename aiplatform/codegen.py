@@ -294,6 +294,7 @@ def _verify(g, test, known, listener) -> str | None:
     if not (test and g.tests): g.status = "untested"; return None
     g.test_run = run_tests(g.code, g.tests)
     listener("tests", g.test_run)
+    if g.test_run.status == "unavailable": g.status = "untested"; return None  # no sandbox here: nothing to repair
     g.status = "passed" if g.test_run.status == "passed" else "failed"
     return g.test_run.failure
 
