@@ -4,10 +4,12 @@
 
 # %% auto #0
 __all__ = ['FATAL_RULES', 'PROCESS_LIMIT', 'FILE_LIMIT', 'OUTCOMES', 'REPORT_LIMIT', 'OUTPUT_LIMIT', 'Check', 'ruff_bin',
-           'check_code', 'bwrap_command', 'sandbox_problem', 'sandbox_main', 'TestRun', 'test_names', 'run_tests']
+           'check_code', 'seccomp_filter', 'bwrap_command', 'sandbox_problem', 'sandbox_main', 'TestRun', 'test_names',
+           'run_tests']
 
 # %% ../nbs/18_sandbox.ipynb #e1aa72ee
-import ast, ctypes, functools, json, os, random, resource, select, shutil, signal, subprocess, sys, tempfile, threading, time, traceback
+import ast, ctypes, errno, functools, json, os, platform, random, resource, select, shutil, signal, struct, subprocess, sys
+import tempfile, threading, time, traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from .core import ValidationError, get_settings
@@ -63,9 +65,35 @@ def _readonly_paths() -> list[str]:
     real = sorted(p if os.path.islink(p) and p in _SYSTEM else os.path.realpath(p) for p in paths)
     return [p for p in real if not any(p.startswith(q.rstrip("/") + "/") for q in real if q != p)]
 
+# %% ../nbs/18_sandbox.ipynb #374e5795
+_SYSCALLS = {  # machine: (audit arch, clone, the system calls refused)
+    "x86_64": (0xC000003E, 56, (101, 310, 311, 272, 308, 165, 166, 155, 250, 248, 249, 321, 298, 323, 425, 426, 427,
+                                246, 320, 175, 313, 176, 304, 303, 430, 432, 433, 428, 429, 442, 103, 163, 167, 168, 169)),
+    "aarch64": (0xC00000B7, 220, (117, 270, 271, 97, 268, 40, 39, 41, 219, 217, 218, 280, 241, 282, 425, 426, 427,
+                                  104, 294, 105, 273, 106, 265, 264, 430, 432, 433, 428, 429, 442, 116, 89, 224, 225, 142))}
+_NEW_NAMESPACES = 0x7E020080  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET | NEWTIME
+
+def seccomp_filter(machine: str = platform.machine()) -> bytes | None:
+    "The seccomp BPF program (`struct sock_filter[]`) that bwrap loads for a run; `None` on an unknown CPU."
+    if machine not in _SYSCALLS: return None
+    arch, clone, refused = _SYSCALLS[machine]
+    LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, …, BPF_RET|K
+    ALLOW, EPERM, ENOSYS = 0x7FFF0000, 0x50000 | errno.EPERM, 0x50000 | errno.ENOSYS  # SECCOMP_RET_*
+    prog = [(LD, 0, 0, 4), (JEQ, 1, 0, arch), (RET, 0, 0, EPERM), (LD, 0, 0, 0), (JGE, 0, 1, 0x40000000), (RET, 0, 0, EPERM)]
+    for nr in refused: prog += [(JEQ, 0, 1, nr), (RET, 0, 0, EPERM)]
+    prog += [(JEQ, 0, 1, 435), (RET, 0, 0, ENOSYS),  # clone3
+             (JEQ, 0, 3, clone), (LD, 0, 0, 16), (JSET, 0, 1, _NEW_NAMESPACES), (RET, 0, 0, EPERM), (RET, 0, 0, ALLOW)]
+    return b"".join(struct.pack("HBBI", *op) for op in prog)
+
 # %% ../nbs/18_sandbox.ipynb #35aad4d6
-def bwrap_command(memory_mb: int) -> list[str]:
-    "The `bwrap` command line that confines a run whose `/sandbox` folder may hold about `memory_mb` MB."
+def _memfd(name: str, data: bytes) -> int:
+    "A file in memory holding `data`, read from its start: how bwrap receives the code, the tests and the filter."
+    fd = os.memfd_create(name)
+    os.write(fd, data); os.lseek(fd, 0, 0)
+    return fd
+
+def bwrap_command(memory_mb: int, files: dict | None = None) -> tuple[list[str], list[int]]:
+    "The `bwrap` arguments confining a run with `files` (name: text) in `/sandbox`, and the descriptors they pass."
     cmd = ["bwrap", "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-pid", "--unshare-net",
            "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox", "--clearenv", "--cap-drop", "ALL"]
     if os.geteuid() == 0: cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]  # for the drop to a fresh uid
@@ -80,14 +108,24 @@ def bwrap_command(memory_mb: int) -> list[str]:
     cmd += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm",
             "--perms", "1777", "--size", size, "--tmpfs", "/sandbox", "--chdir", "/sandbox"]
     for k, v in _ENV.items(): cmd += ["--setenv", k, v]
-    return cmd
+    fds = []
+    for name, text in (files or {}).items():
+        fds.append(_memfd(name, text.encode(errors="replace")))
+        cmd += ["--perms", "0644", "--file", str(fds[-1]), f"/sandbox/{name}"]
+    if (prog := seccomp_filter()) is not None:
+        fds.append(_memfd("seccomp", prog))
+        cmd += ["--seccomp", str(fds[-1])]
+    return cmd, fds
 
 @functools.cache
 def sandbox_problem() -> str | None:
     "Why generated tests cannot run on this machine, in one line; `None` when the sandbox works."
     if shutil.which("bwrap") is None: return "no sandbox on this machine: bubblewrap is not installed (apt-get install bubblewrap)"
-    try: r = subprocess.run(bwrap_command(64) + [sys.executable, "-I", "-c", ""], env={}, capture_output=True, text=True, timeout=60)
+    cmd, fds = bwrap_command(64)
+    try: r = subprocess.run(cmd + [sys.executable, "-I", "-c", ""], env={}, pass_fds=fds, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e: return f"no sandbox on this machine: bubblewrap failed to start ({e})"
+    finally:
+        for fd in fds: os.close(fd)
     if r.returncode: return f"no sandbox on this machine: {(r.stderr.strip().splitlines() or ['bubblewrap failed'])[-1]}"
     return None
 
@@ -246,11 +284,8 @@ def run_tests(code: str, tests: str, timeout: float | None = None, memory_mb: in
     if not 0 < timeout <= 600: raise ValidationError(f"timeout {timeout}: expected 0 to 600 seconds")
     if not 64 <= memory_mb <= 65536: raise ValidationError(f"memory_mb {memory_mb}: expected 64 to 65536")
     if problem := sandbox_problem(): return TestRun("unavailable", error=problem)
-    names, start, cmd, fds = test_names(tests), time.perf_counter(), bwrap_command(memory_mb), []
-    for name, text in (("code.py", code), ("tests.py", tests)):
-        fds.append(os.memfd_create(name))
-        os.write(fds[-1], text.encode(errors="replace")); os.lseek(fds[-1], 0, 0)
-        cmd += ["--perms", "0644", "--file", str(fds[-1]), f"/sandbox/{name}"]
+    names, start = test_names(tests), time.perf_counter()
+    cmd, fds = bwrap_command(memory_mb, {"code.py": code, "tests.py": tests})
     r, w = os.pipe()
     args = [w, random.randrange(1 << 20, 1 << 30), int(memory_mb), int(timeout) + 1, names]
     cmd += [sys.executable, "-I", "-c", "import json, sys; from aiplatform.sandbox import sandbox_main; "

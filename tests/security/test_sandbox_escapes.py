@@ -1,6 +1,6 @@
 """The code sandbox against hostile code: each escape that worked against the audit-hook sandbox (issue 10), done
 through ctypes so no Python-level check can see it, and each must now fail because the kernel refuses it."""
-import os, socket, time, uuid
+import os, platform, socket, time, uuid
 import pytest
 from aiplatform import sandbox
 from aiplatform.codegen import Generation, _verify
@@ -10,7 +10,7 @@ from aiplatform.sandbox import PROCESS_LIMIT, run_tests
 LIBC = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
 
 @pytest.fixture(autouse=True)
-def platform(tmp_path, monkeypatch):
+def data_folder(tmp_path, monkeypatch):
     "A caller holding the Anthropic key in its environment and an admin key and settings in its data folder."
     data = tmp_path/"data"
     data.mkdir()
@@ -37,11 +37,11 @@ def test_only_the_sandboxs_own_processes_are_visible():
     run = run_tests(LIBC, "def test_pids():\n    assert len([p for p in os.listdir('/proc') if p.isdigit()]) <= 4, os.listdir('/proc')\n")
     assert run.status == "passed", run.failure
 
-def test_the_admin_key_and_the_data_folder_are_out_of_reach(platform):
-    key = platform/"admin.key"
+def test_the_admin_key_and_the_data_folder_are_out_of_reach(data_folder):
+    key = data_folder/"admin.key"
     tests = (f"def test_link():\n    assert libc.link({str(key).encode()!r}, b'k') != 0\n    assert not os.path.exists('k')\n\n"
              f"def test_open():\n    open({str(key)!r}).read()\n\n"
-             f"def test_list():\n    os.listdir({str(platform)!r})\n\n"
+             f"def test_list():\n    os.listdir({str(data_folder)!r})\n\n"
              "def test_home():\n    os.listdir(os.path.expanduser('~root'))\n")
     run = run_tests(LIBC, tests)
     assert outcomes(run) == {"test_link": "passed", "test_open": "error", "test_list": "error", "test_home": "error"}, run.tests
@@ -161,3 +161,19 @@ def test_a_platform_not_started_by_root_gets_a_user_namespace(monkeypatch):
              "    assert int(caps['CapEff'], 16) == 0, caps\n")
     run = run_tests(LIBC, tests)
     assert run.status == "passed", run.failure
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the system call numbers below are x86-64's")
+def test_the_seccomp_filter_refuses_what_a_test_has_no_use_for():
+    "New namespaces (also through a raw clone), tracing, keyrings, BPF, io_uring and mounts: EPERM; threads and fork work."
+    code = LIBC + ("import errno, threading\ndef refused(nr, *args):\n"
+                   "    r = libc.syscall(nr, *map(ctypes.c_long, args))\n    if r == 0 and nr == 56: os._exit(0)  # a forked child\n"
+                   "    return r == -1 and ctypes.get_errno() == errno.EPERM\n")
+    tests = ("def test_namespaces():\n    assert refused(272, 0x10000000) and refused(272, 0x40000000) and refused(56, 0x40000000 | 17, 0, 0, 0, 0)\n\n"
+             "def test_ptrace():\n    assert refused(101, 0, 0, 0, 0)\n\n"
+             "def test_keyring_bpf_io_uring_mount():\n    assert refused(250, 0, -3, 0) and refused(321, 0, 0, 0) and refused(425, 1, 0)\n"
+             "    assert refused(165, 0, 0, 0, 0, 0)\n\n"
+             "def test_threads_and_processes_still_work():\n    t = threading.Thread(target=print, args=('thread',)); t.start(); t.join()\n"
+             "    pid = os.fork()\n    if pid == 0: os._exit(7)\n    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 7\n")
+    run = run_tests(code, tests)
+    assert run.status == "passed", run.failure
+    assert run.stdout == "thread\n"
