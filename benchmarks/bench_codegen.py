@@ -106,7 +106,7 @@ if __name__ == "__main__":
     sdk = sdk_per_token()
     ours, peer = sandbox_ms(), pytest_ms()
     p = lambda a, q: float(np.percentile(a, q))
-    print(f"{"path":<34}{"p50 ms":>10}{"p99 ms":>10}{"deltas":>9}")
+    print(f"{'path':<34}{'p50 ms':>10}{'p99 ms':>10}{'deltas':>9}")
     print(f"{'SDK -> Code Generator widget':<34}{p(widget, 50):>10.3f}{p(widget, 99):>10.3f}{len(widget):>9}")
     print(f"{'SDK -> %%claude cell output':<34}{p(cell, 50):>10.3f}{p(cell, 99):>10.3f}{len(cell):>9}")
     print(f"{'peer: the SDK itself, per token':<34}{sdk:>10.3f}")

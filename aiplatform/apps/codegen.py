@@ -74,7 +74,7 @@ def results_html(checks=(), run=None) -> str:
                        for t in run.tests)
         out.append(f"<p class='aip-tests'>{html.escape(run.summary)}</p>")
         if rows: out.append(f"<table class='aip-test-table'><tr><th>test</th><th>outcome</th><th>time</th><th>error</th></tr>{rows}</table>")
-        if run.error: out.append(f"<pre>{html.escape(run.error)}</pre>")
+        if run.error and run.status != "unavailable": out.append(f"<pre>{html.escape(run.error)}</pre>")  # else in the summary
     return "".join(out)
 
 class CodeGenerator(widgets.VBox):
