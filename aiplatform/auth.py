@@ -4,14 +4,15 @@
 
 # %% auto #0
 __all__ = ['ROLES', 'User', 'add_user', 'get_user', 'list_users', 'set_active', 'hash_secret', 'check_secret', 'create_key',
-           'list_keys', 'revoke_key', 'verify_key', 'check_bearer', 'ensure_admin']
+           'list_keys', 'revoke_key', 'parse_expiry', 'verify_key', 'check_bearer', 'ensure_admin']
 
 # %% ../nbs/02_auth.ipynb #c51907bf
-import hashlib, hmac, json, re, secrets
+import functools, hashlib, hmac, json, re, secrets
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 from .core import Conflict, Forbidden, NotFound, Unauthorized, ValidationError, get_settings, write_secret
-from .store import api_keys, get_engine, now_ns, users
+from .store import api_keys, get_engine, now_ns, users, utc_text
 
 # %% ../nbs/02_auth.ipynb #7bfd45e9
 ROLES = ("admin", "trader", "analyst", "viewer")
@@ -90,27 +91,33 @@ def check_secret(secret, stored) -> bool:
     candidate = hashlib.scrypt(secret.encode(), salt=bytes.fromhex(salt), dklen=32, n=int(n), r=int(r), p=int(p))
     return hmac.compare_digest(candidate.hex(), digest)
 
-def create_key(username, label="", settings=None) -> str:
-    "A new API key for `username`; the only time its plaintext exists."
+def create_key(username, label="", settings=None, expires=None) -> str:
+    "A new API key for `username` that stops working at `expires` (see `parse_expiry`; `None`: never); the only time its plaintext exists."
     user = get_user(username, settings)
     if not user.active: raise ValidationError(f"user {username!r}: disabled; enable it before making keys")
     if len(label) > 100: raise ValidationError(f"label: {len(label)} characters, at most 100")
+    now = now_ns()
+    expires_ns = None if expires is None else parse_expiry(expires, now)
     limit = (settings or get_settings()).limits.keys_per_user
     engine = get_engine(settings)
     with engine.begin() as conn:
-        held = conn.execute(sa.select(sa.func.count()).where(api_keys.c.user_id == user.id, api_keys.c.active)).scalar_one()
+        live = sa.or_(api_keys.c.expires_ns.is_(None), api_keys.c.expires_ns > now)  # an expired key no longer counts
+        held = conn.execute(sa.select(sa.func.count()).where(api_keys.c.user_id == user.id, api_keys.c.active, live)).scalar_one()
         if held >= limit: raise ValidationError(f"user {username!r}: holds {held} active keys, at most {limit} ([limits] keys_per_user)")
         key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         conn.execute(api_keys.insert().values(user_id=user.id, key_id=key_id, key_hash=hash_secret(secret), label=label,
-                                              active=True, created_ns=now_ns()))
+                                              active=True, created_ns=now, expires_ns=expires_ns))
     return f"aip_{key_id}_{secret}"
 
 def list_keys(username, settings=None) -> list[dict]:
-    "The keys of `username`: id, label, active, created and last used; never the secret."
+    "The keys of `username`: id, label, active, created, last used, expiry and whether it has passed; never the secret."
     user = get_user(username, settings)
-    cols = api_keys.c.key_id, api_keys.c.label, api_keys.c.active, api_keys.c.created_ns, api_keys.c.last_used_ns
+    cols = (api_keys.c.key_id, api_keys.c.label, api_keys.c.active, api_keys.c.created_ns, api_keys.c.last_used_ns,
+            api_keys.c.expires_ns)
+    now = now_ns()
     with get_engine(settings).connect() as conn:
-        return [r._asdict() for r in conn.execute(sa.select(*cols).where(api_keys.c.user_id == user.id).order_by(api_keys.c.id))]
+        rows = [r._asdict() for r in conn.execute(sa.select(*cols).where(api_keys.c.user_id == user.id).order_by(api_keys.c.id))]
+    return [r | dict(expired=r["expires_ns"] is not None and r["expires_ns"] <= now) for r in rows]
 
 def revoke_key(key_id, settings=None):
     "Revoke the key `key_id` for good."
@@ -118,20 +125,54 @@ def revoke_key(key_id, settings=None):
         if conn.execute(api_keys.update().where(api_keys.c.key_id == key_id).values(active=False)).rowcount == 0:
             raise NotFound(f"key {key_id!r}: no such key")
 
+# %% ../nbs/02_auth.ipynb #368c6a50
+_DURATION = re.compile(r"([0-9]+)([hdw])")
+_HOURS = dict(h=1, d=24, w=24 * 7)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MAX_AHEAD_NS = 36500 * 86400 * 10**9  # 100 years
+
+def _expiry_ns(when, now):
+    if isinstance(when, datetime): at = when
+    elif m := _DURATION.fullmatch(str(when).strip()): return now + int(m[1]) * _HOURS[m[2]] * 3600 * 10**9
+    else:
+        text = str(when).strip()
+        try: at = datetime.fromisoformat(text) if text.isascii() else None
+        except ValueError: at = None
+        if at is None: raise ValidationError(f"expires {when!r}: expected a duration like 30d, 12h or 2w, or an ISO date or time "
+                                             "like 2030-01-31 or 2030-01-31T18:00+01:00")
+    if at.tzinfo is None: at = at.replace(tzinfo=timezone.utc)
+    return (at - _EPOCH) // timedelta(microseconds=1) * 1000
+
+def parse_expiry(when, now=None) -> int:
+    "The time, in nanoseconds since the epoch, at which a key made `now` and set to expire `when` stops working."
+    now = now_ns() if now is None else now
+    ns = _expiry_ns(when, now)
+    if ns <= now: raise ValidationError(f"expires {when!r}: has passed; expected a later time")
+    if ns - now > _MAX_AHEAD_NS: raise ValidationError(f"expires {when!r}: expected a time at most 100 years ahead")
+    return ns
+
 # %% ../nbs/02_auth.ipynb #91f5bd24
 _KEY = re.compile(r"aip_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 
+@functools.cache
+def _decoy_hash():
+    "The hash of a random secret that an unknown key id is checked against."
+    return hash_secret(secrets.token_urlsafe(32))
+
 def verify_key(key, settings=None) -> User:
-    "The active user holding the active API key `key`; `Unauthorized` otherwise."
+    "The active user holding the active, unexpired API key `key`; `Unauthorized` otherwise."
     match = _KEY.fullmatch(key) if isinstance(key, str) else None
     refused = Unauthorized("API key: unknown, revoked or of a disabled user")
     if match is None: raise refused
     engine = get_engine(settings)
     with engine.connect() as conn:
-        row = conn.execute(sa.select(api_keys.c.id, api_keys.c.key_hash, api_keys.c.active.label("key_active"),
+        row = conn.execute(sa.select(api_keys.c.id, api_keys.c.key_hash, api_keys.c.expires_ns, api_keys.c.active.label("key_active"),
                                      users.c.active.label("user_active"), users.c.username)
                            .join(users, users.c.id == api_keys.c.user_id).where(api_keys.c.key_id == match[1])).first()
-    if row is None or not check_secret(match[2], row.key_hash) or not (row.key_active and row.user_active): raise refused
+    good = check_secret(match[2], _decoy_hash() if row is None else row.key_hash)  # the same scrypt work for an unknown id
+    if row is None or not good or not (row.key_active and row.user_active): raise refused
+    if row.expires_ns is not None and row.expires_ns <= now_ns():
+        raise Unauthorized(f"API key {match[1]}: expired at {utc_text(row.expires_ns)}; ask an admin for a new one")
     with engine.begin() as conn: conn.execute(api_keys.update().where(api_keys.c.id == row.id).values(last_used_ns=now_ns()))
     return get_user(row.username, settings)
 

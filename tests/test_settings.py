@@ -57,7 +57,7 @@ def test_serve_refuses_password_auth_without_a_password(tmp_path, env):
 
 def test_config_prints_values_sources_and_masks_secrets(tmp_path, env):
     ini = tmp_path/"settings.ini"
-    ini.write_text("[server]\ntoken = s3cr3t-token\n[database]\nurl = postgresql+psycopg://ops:pa55@db.example/aip\n")
+    ini.write_text("[server]\ntoken = s3cr3t-token-of-at-least-32-characters\n[database]\nurl = postgresql+psycopg://ops:pa55@db.example/aip\n")
     r = cli("--settings", ini, "config", env=env | {"AIPLATFORM_SERVER__PORT": "8899"})
     assert r.returncode == 0, r.stderr
     lines = {l.split(" = ")[0]: l for l in r.stdout.splitlines() if " = " in l}
