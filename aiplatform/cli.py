@@ -11,13 +11,13 @@ import argparse, getpass, json, os, secrets, sys
 from . import __version__
 from .auth import ROLES, add_user, create_key, ensure_admin, list_keys, list_users, revoke_key, set_active
 from .core import AIPlatformError, ConfigError, ValidationError, get_settings, write_secret
-from .store import get_engine, schema_version
+from .store import get_engine, schema_version, utc_text
 
 # %% ../nbs/09_cli.ipynb #f5a63125
 def cmd_config(args, settings):
     "Print the effective settings and their sources."
+    rows = settings.table()  # before any output: a setting that fails in use is then the only line
     print(f"# settings file: {settings.file or 'none (defaults)'}")
-    rows = settings.table()
     width = max(len(f"{r['section']}.{r['key']} = {r['value']}") for r in rows)
     for r in rows: print(f"{r['section']}.{r['key']} = {r['value']}".ljust(width + 2) + f"# {r['source']}")
 
@@ -39,10 +39,13 @@ def cmd_users(args, settings):
         set_active(args.username, args.action == "enable", settings)
         print(f"{args.action}d {args.username}")
     elif args.action == "key":
-        print(create_key(args.username, args.label, settings))
+        print(create_key(args.username, args.label, settings, expires=args.expires))
         print("# shown once: store it now", file=sys.stderr)
     elif args.action == "keys":
-        for k in list_keys(args.username, settings): print(f"{k['key_id']}  {'active' if k['active'] else 'revoked':<7}  {k['label']}")
+        for k in list_keys(args.username, settings):
+            state = "revoked" if not k["active"] else "expired" if k["expired"] else "active"
+            expires = "never" if k["expires_ns"] is None else utc_text(k["expires_ns"])
+            print(f"{k['key_id']}  {state:<7}  expires {expires:<20}  {k['label']}".rstrip())
     elif args.action == "revoke":
         revoke_key(args.key_id, settings)
         print(f"revoked {args.key_id}")
@@ -66,16 +69,26 @@ def cmd_service(args, settings):
 HOME_PAGE = "/voila/render/apps/index.ipynb"
 
 def server_config(settings) -> dict:
-    "The Jupyter server configuration for `settings`: address, root folder, home page, login."
-    srv = settings.server
+    "The Jupyter server configuration for `settings`: address, root folder, home page, login, request and kernel limits."
+    srv, lim = settings.server, settings.limits
     if not (srv.notebooks/"apps"/"index.ipynb").is_file():
         raise ConfigError(f"[server] notebooks = {str(srv.notebooks)!r}: expected a folder holding apps/index.ipynb")
+    body, wait, idle = lim.upload_mb << 20, lim.body_timeout, srv.kernel_idle_timeout
     config = dict(ServerApp=dict(ip=srv.host, port=srv.port, port_retries=0, root_dir=str(srv.notebooks),
-                                 open_browser=False, default_url=HOME_PAGE, allow_root=os.geteuid() == 0))
+                                 open_browser=False, default_url=HOME_PAGE, allow_root=os.geteuid() == 0,
+                                 max_body_size=body, max_buffer_size=body,
+                                 kernel_manager_class="aiplatform.server.PlatformKernelManager",
+                                 jpserver_extensions={"jupyter_server_proxy": False}),  # aiplatform.server mounts the services
+                  AIPlatformExtension=dict(body_timeout=wait, idle_connection_timeout=wait),
+                  MappingKernelManager=dict(cull_idle_timeout=idle, cull_interval=max(1, min(60, idle // 3)),
+                                            cull_connected=False, cull_busy=False),
+                  PlatformKernelManager=dict(max_kernels=srv.max_kernels),
+                  IdentityProvider=dict(cookie_options=dict(samesite="Lax")))
     if srv.auth == "password":
         if not srv.password: raise ConfigError("[server] password = '': with auth = password, expected the hash `aiplatform password` prints")
-        config |= dict(IdentityProvider=dict(token=""), PasswordIdentityProvider=dict(hashed_password=srv.password))
-    else: config |= dict(IdentityProvider=dict(token=server_token(settings)))
+        config["IdentityProvider"]["token"] = ""
+        config["PasswordIdentityProvider"] = dict(hashed_password=srv.password)
+    else: config["IdentityProvider"]["token"] = server_token(settings)
     return config
 
 def cmd_report(args, settings):
@@ -133,6 +146,7 @@ def _parser():
     key = users.add_parser("key", help="make an API key (printed once)")
     key.add_argument("username")
     key.add_argument("--label", default="")
+    key.add_argument("--expires", help="when it stops working: 12h, 30d, 2w, or an ISO date or time (UTC unless given); default: never")
     users.add_parser("revoke", help="revoke an API key").add_argument("key_id")
     report = sub.add_parser("report", help="run report templates").add_subparsers(dest="action", required=True, metavar="ACTION")
     report.add_parser("list", help="list report templates and their parameters")

@@ -8,7 +8,7 @@ __all__ = ['SCHEMA', 'ENV_PREFIX', 'AIPlatformError', 'ConfigError', 'Validation
            'write_secret', 'get_logger', 'gpu_info', 'get_xp']
 
 # %% ../nbs/00_core.ipynb #8c60a065
-import configparser, logging, os, stat
+import configparser, ipaddress, logging, os, re, stat
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -48,35 +48,54 @@ class Conflict(AIPlatformError):
     status = 409
 
 # %% ../nbs/00_core.ipynb #37736847
+_INT = re.compile(r"[+-]?[0-9]+")  # ASCII digits only: int() alone also takes '８８８８' and '8_888'
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_HOST_CHARS = re.compile(r"[0-9A-Za-z.:%_-]+")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"({_LABEL}\.)*{_LABEL}")
+
+def _is_host(text):
+    "True when `text` is an IP address, or a hostname of RFC 1123 labels whose last one is not all digits."
+    if not _HOST_CHARS.fullmatch(text): return False
+    try: ipaddress.ip_address(text)
+    except ValueError: return len(text) <= 253 and bool(_HOSTNAME.fullmatch(text)) and not text.rsplit(".", 1)[-1].isdigit()
+    return True
+
 @dataclass(frozen=True)
 class Setting:
     "One key of the settings schema."
-    kind: str  # str, int, float, bool, choice or path
+    kind: str  # str, int, float, bool, choice, path (a folder) or host (a hostname or an IP address)
     default: object
     help: str
     lo: float | None = None  # smallest allowed number
     hi: float | None = None  # largest allowed number
     choices: tuple = ()  # allowed values of a `choice`
     secret: bool = False  # masked wherever settings are shown
+    min_len: int = 0  # fewest characters of a `str` that is not empty
 
     @property
     def expected(self):
         "What a valid value looks like, in words."
         if self.kind in ("int", "float"):
             noun = "an integer" if self.kind == "int" else "a number"
-            return f"{noun} from {self.lo:g} to {self.hi:g}"
+            num = lambda x: str(int(x)) if float(x).is_integer() else f"{x:g}"  # 1048576, never 1.04858e+06
+            return f"{noun} from {num(self.lo)} to {num(self.hi)}"
         if self.kind == "bool": return "true or false"
         if self.kind == "choice": return "one of " + ", ".join(self.choices)
-        return "a path" if self.kind == "path" else "text"
+        if self.kind == "host": return "a hostname or an IP address"
+        if self.kind == "path": return "a folder"
+        return f"empty or text of at least {self.min_len} characters" if self.min_len else "text"
 
     def parse(self, raw):
         "The typed value of `raw` (text or an already typed value); `ValueError` when it breaks the rule."
         text = raw.strip() if isinstance(raw, str) else raw
         try:
             if self.kind == "int":
-                if isinstance(text, bool) or isinstance(text, float): raise ValueError
+                if isinstance(text, (bool, float)) or (isinstance(text, str) and not _INT.fullmatch(text)): raise ValueError
                 value = int(text)
-            elif self.kind == "float": value = float(text)
+            elif self.kind == "float":
+                if isinstance(text, str) and not _FLOAT.fullmatch(text): raise ValueError
+                value = float(text)
             elif self.kind == "bool":
                 value = {"true": True, "yes": True, "1": True, "on": True,
                          "false": False, "no": False, "0": False, "off": False}[str(text).lower()]
@@ -84,6 +103,8 @@ class Setting:
         except (ValueError, TypeError, KeyError): raise ValueError(self.expected) from None
         if self.kind in ("int", "float") and not (self.lo <= value <= self.hi): raise ValueError(self.expected)
         if self.kind == "choice" and value not in self.choices: raise ValueError(self.expected)
+        if self.kind == "host" and not _is_host(value): raise ValueError(self.expected)
+        if self.min_len and value and len(value) < self.min_len: raise ValueError(self.expected)
         return value
 
 # %% ../nbs/00_core.ipynb #97fc32ca
@@ -100,13 +121,17 @@ SCHEMA = {
         "echo": Setting("bool", False, "log every SQL statement"),
     },
     "server": {
-        "host": Setting("str", "127.0.0.1", "address the Jupyter server listens on"),
+        "host": Setting("host", "127.0.0.1", "address the Jupyter server listens on: a hostname or an IP address"),
         "port": Setting("int", 8888, "port the Jupyter server listens on", lo=1, hi=65535),
         "auth": Setting("choice", "token", "how people log in", choices=("token", "password")),
-        "token": Setting("str", "", "login token; empty: one is made on first run and kept in the data folder",
-                         secret=True),
+        "token": Setting("str", "", "login token of at least 32 characters; empty: one is made on first run and kept in "
+                         "the data folder", secret=True, min_len=32),
         "password": Setting("str", "", "hashed password from `aiplatform password` (auth = password)", secret=True),
         "notebooks": Setting("path", "nbs", "folder the server shows: the apps live in its apps/ subfolder"),
+        "kernel_idle_timeout": Setting("int", 1800, "seconds a kernel with nothing connected (a closed notebook, an app "
+                                       "page that never opened its WebSocket) may stay idle before it is shut down",
+                                       lo=1, hi=604800),
+        "max_kernels": Setting("int", 32, "most kernels running at once, notebooks and app pages together", lo=1, hi=10000),
     },
     "services": {
         "start_timeout": Setting("int", 30, "seconds a proxied service may take to start", lo=1, hi=600),
@@ -134,6 +159,10 @@ SCHEMA = {
     "limits": {
         "request_kb": Setting("int", 1024, "largest JSON request body an endpoint accepts", lo=1, hi=1048576),
         "keys_per_user": Setting("int", 10, "most active API keys one user may hold", lo=1, hi=1000),
+        "upload_mb": Setting("int", 64, "largest request body the gateway reads, uploads and notebook saves included; a "
+                             "larger declared length is refused before reading", lo=1, hi=4096),
+        "body_timeout": Setting("float", 120.0, "seconds a client may take to send a request's headers, and again its body",
+                                lo=1, hi=3600),
     },
 }
 
@@ -165,11 +194,17 @@ class Settings:
         return [dict(section=s, key=k, value=self.shown(s, k), source=self.source(s, k))
                 for s, keys in SCHEMA.items() for k in keys]
 
+    def error(self, section, key, value, problem) -> ConfigError:
+        "A `ConfigError` for a value that fails in use: where it came from, section, key, value and problem."
+        source = self.source(section, key)
+        return ConfigError(f"{'' if source == 'default' else source + ' '}[{section}] {key} = {value!r}: {problem}")
+
     @property
     def data_dir(self):
-        "The data folder, made (mode 0700) when missing."
+        "The data folder, made (mode 0700) when missing; `ConfigError` when it cannot be."
         d = self.platform.data_dir or _xdg_data_home()/"aiplatform"
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try: d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as e: raise self.error("platform", "data_dir", str(d), f"expected a folder that can be made ({e.strerror})") from None
         return d
 
     @property
@@ -190,13 +225,18 @@ def mask_url(url):
     return urlunsplit(parts._replace(netloc=netloc))
 
 # %% ../nbs/00_core.ipynb #8b22d9a9
+_MAX_FILE = 2**20  # bytes: a settings file is small, and a device or a huge file is a mistake
+
 def _settle(spec, raw, where, section, key, base):
-    "Parse one raw value; a `ConfigError` names where it came from and what was expected."
+    "Parse one raw value; a `ConfigError` names where it came from and what was expected, never a secret's value."
+    shown = "****" if spec.secret else repr(raw)
     try: value = spec.parse(raw)
-    except ValueError as e: raise ConfigError(f"{where} [{section}] {key} = {raw!r}: expected {e}") from None
+    except ValueError as e: raise ConfigError(f"{where} [{section}] {key} = {shown}: expected {e}") from None
     if spec.kind == "path" and value:
         value = Path(value).expanduser()
         if not value.is_absolute(): value = (base/value).resolve()
+        if os.path.exists(value) and not os.path.isdir(value):
+            raise ConfigError(f"{where} [{section}] {key} = {shown}: expected a folder; {value} is not one")
     return value
 
 def _check_key(where, section, key):
@@ -206,11 +246,18 @@ def _check_key(where, section, key):
         raise ConfigError(f"{where} [{section}] {key}: unknown key; expected one of {', '.join(SCHEMA[section])}")
 
 def _read_file(file):
-    "The sections of the settings file `file` as plain dicts."
-    parser = configparser.ConfigParser(interpolation=None)
+    "The sections of the settings file `file`, a regular file of at most 1 MB of UTF-8 text, as plain dicts."
     try:
-        with open(file, encoding="utf-8") as f: parser.read_file(f)
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once instead of waiting for a writer
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode): raise ConfigError(f"settings file {file}: cannot be read (not a regular file)")
+            data = f.read(_MAX_FILE + 1)
     except OSError as e: raise ConfigError(f"settings file {file}: cannot be read ({e.strerror})") from None
+    if len(data) > _MAX_FILE: raise ConfigError(f"settings file {file}: larger than 1 MB; expected at most {_MAX_FILE} bytes")
+    try: text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e: raise ConfigError(f"settings file {file}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
+    parser = configparser.ConfigParser(interpolation=None)
+    try: parser.read_string(text, source=str(file))
     except configparser.Error as e: raise ConfigError(f"settings file {file}: not an INI file ({e.message.splitlines()[0]})") from None
     return {s: dict(parser[s]) for s in parser.sections()}
 
