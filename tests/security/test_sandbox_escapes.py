@@ -1,11 +1,11 @@
 """The code sandbox against hostile code: each escape that worked against the audit-hook sandbox (issue 10), done
 through ctypes so no Python-level check can see it, and each must now fail because the kernel refuses it."""
-import os, platform, socket, time, uuid
+import json, os, platform, socket, subprocess, sys, time, uuid
 import pytest
 from aiplatform import sandbox
 from aiplatform.codegen import Generation, _verify
 from aiplatform.core import get_settings
-from aiplatform.sandbox import PROCESS_LIMIT, run_tests
+from aiplatform.sandbox import PROCESS_LIMIT, TestRun, run_tests
 
 LIBC = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
 
@@ -24,13 +24,19 @@ def data_folder(tmp_path, monkeypatch):
 
 def outcomes(run): return {t["name"]: t["outcome"] for t in run.tests}
 
-def test_native_code_cannot_read_any_environment():
-    "libc.system in a shell: the parent's environ, every process's environ, the runner's: no key anywhere."
-    tests = ("def test_parent():\n    assert libc.system(b\"tr '\\\\0' '\\\\n' < /proc/$PPID/environ | grep -q 'sk[-]ant'\") != 0\n\n"
+def test_native_code_cannot_read_any_environment(tmp_path):
+    """A caller started with the key in its environment (as a kernel or the gateway is): libc.system in a shell reads
+    its parent's environ and every process's; no key anywhere."""
+    tests = ("def test_parent():\n    cmd = \"tr '\\\\0' '\\\\n' < /proc/%d/environ | grep -q 'sk[-]ant'\" % os.getppid()\n"
+             "    assert libc.system(cmd.encode()) != 0\n\n"
              "def test_every_process():\n    assert libc.system(b\"grep -rqs 'sk[-]ant' /proc/*/environ /proc/*/cmdline\") != 0\n\n"
              "def test_own():\n    assert not any('sk-ant' in v for v in os.environ.values())\n")
-    run = run_tests(LIBC, tests)
-    assert run.status == "passed", run.failure
+    caller = ("import json, sys\nfrom aiplatform.sandbox import run_tests\n"
+              "print(json.dumps(run_tests(sys.argv[1], sys.argv[2]).to_dict()))\n")
+    out = subprocess.run([sys.executable, "-c", caller, LIBC, tests], capture_output=True, text=True, timeout=120,
+                         env=os.environ | {"ANTHROPIC_API_KEY": "sk-ant-in-the-environment", "HOME": str(tmp_path)})
+    run = TestRun(**json.loads(out.stdout))
+    assert run.status == "passed" and len(run.tests) == 3, run.failure
     assert "sk-ant" not in run.stdout + run.stderr
 
 def test_only_the_sandboxs_own_processes_are_visible():
