@@ -18,8 +18,8 @@ RECORDING = REPO/"tests"/"recordings"/"anthropic"/"stream_moving_average.json"
 RUNS = 40
 
 os.environ |= {"AIPLATFORM_PLATFORM__DATA_DIR": tempfile.mkdtemp(), "ANTHROPIC_API_KEY": "sk-ant-bench"}
-from aiplatform import codegen  # noqa: E402  (after the environment is set)
-from aiplatform.sandbox import run_tests  # noqa: E402
+from aiplatform.codegen import client as codegen  # noqa: E402  (after the environment is set)
+from aiplatform.codegen.sandbox import run_tests  # noqa: E402
 
 left = []  # perf_counter_ns when the SDK yielded each text event
 _iter = MessageStream.__iter__
@@ -43,7 +43,7 @@ def overheads(run_once, arrived) -> np.ndarray:
     return np.array(out)
 
 def widget_path() -> np.ndarray:
-    from aiplatform.apps.codegen import CodeGenerator
+    from aiplatform.codegen.app import CodeGenerator
     app, arrived = CodeGenerator(), []
     app.answer.observe(lambda change: change["new"] and arrived.append(time.perf_counter_ns()), "value")  # not the reset
     app.prompt.value = "A moving average of a list over a window"

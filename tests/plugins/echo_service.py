@@ -1,5 +1,5 @@
 "A test plugin: a service registered through the platform's registry, as a third-party package would."
-from aiplatform.services import Service, ServiceHandler, service_app
+from aiplatform.platform.services import Service, ServiceHandler, service_app
 
 class Echo(ServiceHandler):
     "Answers with the JSON object it is sent."

@@ -3,12 +3,12 @@ import re, statistics, time
 from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
-from aiplatform import auth
-from aiplatform.auth import add_user, check_bearer, create_key, list_keys, parse_expiry, verify_key
+from aiplatform.platform import auth
+from aiplatform.platform.auth import add_user, check_bearer, create_key, list_keys, parse_expiry, verify_key
 from aiplatform.core import Unauthorized, ValidationError, load_settings
-from aiplatform.store import SCHEMA_VERSION, api_keys, make_engine, migrate, now_ns
+from aiplatform.platform.store import SCHEMA_VERSION, api_keys, make_engine, migrate, now_ns
 from conftest import cli
-from test_store import postgres, url  # noqa: F401 (the fixtures: SQLite and a throw-away PostgreSQL)
+from database import postgres, url  # noqa: F401 (the fixtures: SQLite and a throw-away PostgreSQL)
 
 @pytest.fixture
 def s(tmp_path): return load_settings(env={}, platform={"data_dir": tmp_path/"data"}, limits={"keys_per_user": 2})

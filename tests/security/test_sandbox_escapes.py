@@ -2,10 +2,10 @@
 through ctypes so no Python-level check can see it, and each must now fail because the kernel refuses it."""
 import json, os, platform, socket, subprocess, sys, time, uuid
 import pytest
-from aiplatform import sandbox
-from aiplatform.codegen import Generation, _verify
+from aiplatform.codegen import sandbox
+from aiplatform.codegen.client import Generation, _verify
 from aiplatform.core import get_settings
-from aiplatform.sandbox import PROCESS_LIMIT, TestRun, run_tests
+from aiplatform.codegen.sandbox import PROCESS_LIMIT, TestRun, run_tests
 
 LIBC = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
 
@@ -31,7 +31,7 @@ def test_native_code_cannot_read_any_environment(tmp_path):
              "    assert libc.system(cmd.encode()) != 0\n\n"
              "def test_every_process():\n    assert libc.system(b\"grep -rqs 'sk[-]ant' /proc/*/environ /proc/*/cmdline\") != 0\n\n"
              "def test_own():\n    assert not any('sk-ant' in v for v in os.environ.values())\n")
-    caller = ("import json, sys\nfrom aiplatform.sandbox import run_tests\n"
+    caller = ("import json, sys\nfrom aiplatform.codegen.sandbox import run_tests\n"
               "print(json.dumps(run_tests(sys.argv[1], sys.argv[2]).to_dict()))\n")
     out = subprocess.run([sys.executable, "-c", caller, LIBC, tests], capture_output=True, text=True, timeout=120,
                          env=os.environ | {"ANTHROPIC_API_KEY": "sk-ant-in-the-environment", "HOME": str(tmp_path)})

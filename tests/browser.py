@@ -1,0 +1,24 @@
+"Headless Debian Chromium for the browser tests: its flags, and an app opened from the gallery."
+import shutil
+from contextlib import contextmanager
+from playwright.sync_api import expect, sync_playwright
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+@contextmanager
+def app_page(gw, app, title, timeout=90_000):
+    "A Chromium page opened on the gallery of gateway `gw`, after a click on `app`'s card, once the app shows `title`."
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=gw.url.rstrip("/"))
+        page = context.new_page()
+        page.set_default_timeout(timeout)
+        page.goto(gw.url + f"voila/render/apps/index.ipynb?token={gw.token}")
+        page.click(f".aip-card[data-app={app}]")
+        page.wait_for_url(f"**/voila/render/apps/{app}.ipynb")
+        expect(page.get_by_text(title, exact=True)).to_be_visible()
+        yield page
+        browser.close()
