@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['reports_dir', 'list_reports', 'report_template', 'report_parameters', 'parse_parameters', 'to_html', 'run_report',
-           'report_figure']
+           'report_figure', 'cmd_report', 'commands']
 
 # %% ../../nbs/jobs/00_reports.ipynb #dcbbbec9
-import ast, re, time
+import ast, re, sys, time
 from pathlib import Path
 from ..core import AIPlatformError, NotFound, ValidationError, data_path, get_settings
 
@@ -80,3 +80,24 @@ def report_figure(fig):
     from IPython.display import HTML, display
     display(HTML(fig.to_html(full_html=False, include_plotlyjs=not _plotly_embedded)))
     _plotly_embedded = True
+
+# %% ../../nbs/jobs/00_reports.ipynb #8e2deae5
+def cmd_report(args, settings):
+    "List report templates, or run one and print where its notebook and HTML page are."
+    if args.action == "list":
+        for name in list_reports(settings): print(f"{name:<24} {', '.join(report_parameters(name, settings))}")
+        return
+    params = dict(args.parameter or [])
+    if len(params) != len(args.parameter or []): raise ValidationError("-p: a parameter was given twice")
+    done = run_report(args.name, params, args.out, settings, progress=sys.stderr.isatty())
+    print(f"{done['html']}\n{done['notebook']}\n# {args.name} ran in {done['seconds']} s")
+
+def commands(sub) -> dict:
+    "Add `report list` and `report run` to the `aiplatform` command's subparsers `sub`."
+    report = sub.add_parser("report", help="run report templates").add_subparsers(dest="action", required=True, metavar="ACTION")
+    report.add_parser("list", help="list report templates and their parameters")
+    run = report.add_parser("run", help="run a report and render it to HTML")
+    run.add_argument("name")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("KEY", "VALUE"), help="a parameter (repeatable)")
+    run.add_argument("--out", help="folder for the notebook and HTML (default: reports/NAME/TIME in the data folder)")
+    return {"report": cmd_report}

@@ -1,4 +1,4 @@
-"Code generation through the gateway: `POST /aiplatform/api/code/generate` as server-sent events, and the Code Generator app under Voila in headless Chromium, both against a local stand-in for the Anthropic API."
+"Code generation through the gateway: `POST /aiplatform/api/codegen/generate` as server-sent events, and the Code Generator app under Voila in headless Chromium, both against a local stand-in for the Anthropic API."
 import http.client, json, re, time, urllib.request
 import pytest
 import sqlalchemy as sa
@@ -26,7 +26,7 @@ def gw(fake, tmp_path_factory):
 def post(gw, body, token=True):
     "POST to the code API; the status, the content type and the server-sent events (or the JSON error)."
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    req = urllib.request.Request(gw.url + "aiplatform/api/code/generate", data=data, method="POST",
+    req = urllib.request.Request(gw.url + "aiplatform/api/codegen/generate", data=data, method="POST",
                                  headers={"Content-Type": "application/json"} | ({"Authorization": f"token {gw.token}"} if token else {}))
     try: r = urllib.request.urlopen(req, timeout=120)
     except urllib.error.HTTPError as e: return e.code, e.headers["Content-Type"], json.loads(e.read())
@@ -84,7 +84,7 @@ def test_a_client_that_leaves_stops_the_generation(gw, fake):
     fake.expect("stream_sharpe_markdown")
     host, port = gw.url.split("//")[1].rstrip("/").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
-    conn.request("POST", "/aiplatform/api/code/generate", json.dumps({"prompt": "What is the Sharpe ratio?"}),
+    conn.request("POST", "/aiplatform/api/codegen/generate", json.dumps({"prompt": "What is the Sharpe ratio?"}),
                  {"Authorization": f"token {gw.token}", "Content-Type": "application/json"})
     response = conn.getresponse()
     assert response.status == 200 and response.read(11) == b"event: text"

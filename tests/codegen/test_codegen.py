@@ -52,7 +52,7 @@ def edited(name, old, new) -> dict:
 def test_importing_needs_no_key_the_call_says_how_to_set_one():
     env = clean_env(HOME="/nonexistent")
     env.pop("ANTHROPIC_API_KEY", None)
-    code = ("import aiplatform.codegen.client as c, aiplatform.platform.magics\n"
+    code = ("import aiplatform.codegen.client as c, aiplatform.codegen.magics\n"
             "try: c.generate('hi')\nexcept Exception as e: print(type(e).__name__, e)")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

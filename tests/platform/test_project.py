@@ -1,6 +1,5 @@
-"Project conformance: environment.yml matches pyproject, every service has its proxy entry, README matches the index notebook."
-import re, subprocess, sys, tomllib
-from importlib.metadata import entry_points
+"Project conformance: environment.yml matches pyproject, the platform imports no tool, every app has its notebook, README matches the index notebook."
+import ast, re, subprocess, sys, tomllib
 from packaging.requirements import Requirement
 from conftest import REPO
 
@@ -18,16 +17,21 @@ def test_environment_yml_lists_pyprojects_dependencies():
         if m and m[1] not in ("python", "pip"): conda[_canon(m[1])] = m[2].strip()
     assert conda == wanted
 
-def test_every_service_has_its_proxy_entry():
-    project = tomllib.loads((REPO/"pyproject.toml").read_text())["project"]["entry-points"]
-    services = project.get("aiplatform.platform.services", {})
-    proxies = project.get("jupyter_serverproxy_servers", {})
-    assert proxies == {f"aiplatform/{name}": f"aiplatform.platform.services:proxy.{name}" for name in services}
+def test_no_module_of_the_platform_imports_a_tool():
+    "The platform finds tools through the registry only: no `aiplatform.platform` module imports a tool's package."
+    tools = {p.name for p in (REPO/"aiplatform").iterdir() if p.is_dir() and (p/"__init__.py").exists()} - {"platform"}
+    for module in (REPO/"aiplatform"/"platform").glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom): names = [("." * node.level) + (node.module or "")]
+            for name in names:
+                parts = name.lstrip(".").split(".")
+                top = parts[1] if parts[0] == "aiplatform" else parts[0] if name.startswith("..") else None
+                assert top not in tools, f"{module.name} imports {name}"
 
 def test_every_app_has_its_notebook():
-    for ep in entry_points(group="aiplatform.apps"):
-        nb = REPO/"nbs"/"apps"/f"{ep.name}.ipynb"
-        assert nb.is_file() and ep.load().name == ep.name
+    from aiplatform.platform.registry import registered_apps
+    for app in registered_apps(): assert (REPO/"nbs"/"apps"/app.notebook).is_file(), app
 
 def test_readme_is_the_index_notebook():
     md = subprocess.run([sys.executable, "-m", "nbconvert", "--to", "markdown", "--stdout", str(REPO/"nbs"/"index.ipynb")],

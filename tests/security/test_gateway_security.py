@@ -93,7 +93,7 @@ DEEP = b"[" * 100_000 + b"]" * 100_000
      "history[1].content:"),
 ])
 def test_deep_json_and_lone_surrogates_are_400_naming_the_field(gw, body, field):
-    status, _, answer = request(gw, "POST", "aiplatform/api/code/generate", body,
+    status, _, answer = request(gw, "POST", "aiplatform/api/codegen/generate", body,
                             {"Authorization": f"token {gw.token}", "Content-Type": "application/json"}, timeout=30)
     answer = json.loads(answer)
     assert (status, answer["status"]) == (400, 400) and answer["error"].startswith(field), answer
@@ -114,12 +114,12 @@ def answer_or_close(s, timeout):
 def test_a_huge_body_is_refused_by_its_declared_length_before_it_is_read(gw):
     before = rss_mb(gw)
     with raw(gw) as s:
-        s.sendall(f"POST /aiplatform/api/code/generate HTTP/1.1\r\nHost: {gw.url.split('//')[1].rstrip('/')}\r\n"
+        s.sendall(f"POST /aiplatform/api/codegen/generate HTTP/1.1\r\nHost: {gw.url.split('//')[1].rstrip('/')}\r\n"
                   f"Authorization: token {gw.token}\r\nContent-Type: application/json\r\nContent-Length: {300 << 20}\r\n\r\n".encode())
         got = answer_or_close(s, 10)
     assert got is not None and (got == b"" or re.match(rb"HTTP/1.1 (400|413)", got)), got
     with raw(gw) as s:  # sent without a length, in chunks: cut off once past the limit, never buffered whole
-        s.sendall(f"POST /aiplatform/api/code/generate HTTP/1.1\r\nHost: x\r\nAuthorization: token {gw.token}\r\n"
+        s.sendall(f"POST /aiplatform/api/codegen/generate HTTP/1.1\r\nHost: x\r\nAuthorization: token {gw.token}\r\n"
                   f"Transfer-Encoding: chunked\r\n\r\n".encode())
         chunk, sent = b"%x\r\n" % (1 << 20) + b"x" * (1 << 20) + b"\r\n", 0
         try:
@@ -132,7 +132,7 @@ def test_a_huge_body_is_refused_by_its_declared_length_before_it_is_read(gw):
 
 @pytest.mark.parametrize("part", ["headers", "body"])
 def test_a_request_trickled_byte_by_byte_is_cut_off(gw, part):
-    head = f"POST /aiplatform/api/code/generate HTTP/1.1\r\nHost: x\r\nAuthorization: token {gw.token}\r\nContent-Length: 1000\r\n"
+    head = f"POST /aiplatform/api/codegen/generate HTTP/1.1\r\nHost: x\r\nAuthorization: token {gw.token}\r\nContent-Length: 1000\r\n"
     with raw(gw) as s:
         if part == "body": s.sendall(head.encode() + b"\r\n")
         trickle, started = (head * 50 if part == "headers" else "x" * 1000).encode(), time.monotonic()
