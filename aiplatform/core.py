@@ -133,6 +133,8 @@ SCHEMA = {
                                        "page that never opened its WebSocket) may stay idle before it is shut down",
                                        lo=1, hi=604800),
         "max_kernels": Setting("int", 32, "most kernels running at once, notebooks and app pages together", lo=1, hi=10000),
+        "app_kernels": Setting("int", 1, "kernels kept started, the app already run, for each app; 0: one is started per page view",
+                               lo=0, hi=16),
     },
     "services": {
         "start_timeout": Setting("int", 30, "seconds a proxied service may take to start", lo=1, hi=600),

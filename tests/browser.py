@@ -16,9 +16,9 @@ def app_page(gw, app, title, timeout=90_000):
         context.grant_permissions(["clipboard-read", "clipboard-write"], origin=gw.url.rstrip("/"))
         page = context.new_page()
         page.set_default_timeout(timeout)
-        page.goto(gw.url + f"voila/render/apps/index.ipynb?token={gw.token}")
+        page.goto(gw.url + f"aiplatform/apps/voila/render/index.ipynb?token={gw.token}")
         page.click(f".aip-card[data-app={app}]")
-        page.wait_for_url(f"**/voila/render/apps/{app}.ipynb")
+        page.wait_for_url(f"**/aiplatform/apps/voila/render/{app}.ipynb")
         expect(page.get_by_text(title, exact=True)).to_be_visible()
         yield page
         browser.close()

@@ -7,6 +7,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PLUGINS = Path(__file__).parent/"plugins"
+pytest_plugins = ["database"]  # its fixtures: `url` (each test's SQLite and PostgreSQL database) and `postgres`
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -54,9 +55,23 @@ def env(tmp_path):
     "An environment whose data folder is a fresh temporary one and that reads no settings file."
     return clean_env(AIPLATFORM_PLATFORM__DATA_DIR=tmp_path/"data", HOME=tmp_path)
 
+def wait_for_apps(config, proc, timeout=90):
+    "Wait until the apps' Voilà server that `serve` started (its port and token are in the gateway's `config`) answers."
+    apps = json.loads(config.read_text())["ServerProxy"]["servers"]["aiplatform/apps"]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None: raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            if http(f"http://127.0.0.1:{apps['port']}/aiplatform/apps/", headers=apps["request_headers_override"])[0] == 200: return
+        except OSError: pass
+        time.sleep(0.3)
+    raise TimeoutError("the apps' Voila server")
+
 def start_gateway(root, server="", sections=""):
-    "Start `aiplatform serve` on a free port with its data in `root`, the echo test plugin installed, `server` settings lines and more `sections`."
+    """Start `aiplatform serve` on a free port with its data in `root`, the echo test plugin installed, `server` settings lines
+    (no preheated app kernels unless they say so) and more `sections`."""
     port = free_port()
+    if "app_kernels" not in server: server = "app_kernels = 0\n" + server
     (root/"settings.ini").write_text(f"[platform]\ndata_dir = data\n[server]\nport = {port}\nnotebooks = {REPO/'nbs'}\n{server}"
                                      f"[services]\nhealth_timeout = 30\n{sections}")
     env = clean_env(AIPLATFORM_SETTINGS=root/"settings.ini", PYTHONPATH=PLUGINS, JUPYTER_CONFIG_DIR=root/"jupyter",
@@ -65,7 +80,9 @@ def start_gateway(root, server="", sections=""):
         proc = subprocess.Popen([str(BIN/"aiplatform"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
-    try: wait_for(url + "aiplatform/api/health", proc)
+    try:
+        wait_for(url + "aiplatform/api/health", proc)
+        wait_for_apps(root/"data"/"jupyter_server_config.json", proc)
     except Exception: raise RuntimeError((root/"server.log").read_text())
     token_file = root/"data"/"jupyter_token"
     return SimpleNamespace(url=url, token=token_file.read_text().strip() if token_file.exists() else None, root=root,

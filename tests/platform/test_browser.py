@@ -4,6 +4,8 @@ from playwright.sync_api import expect, sync_playwright
 from browser import CHROMIUM, FLAGS
 from conftest import cli, clean_env, http, start_gateway, stop_gateway
 
+pytestmark = pytest.mark.browser
+
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     with sync_playwright() as p:
@@ -18,14 +20,14 @@ def test_login_opens_the_gallery_as_home_page(gateway, page, tmp_path):
     page.fill("input[name=password]", gateway.token)  # Jupyter's login form takes the token
     page.click("button[type=submit], input[type=submit]")
     expect(page.locator(".aip-card[data-app=status]")).to_be_visible()
-    assert page.url.startswith(gateway.url + "voila/render/apps/index.ipynb")
+    assert page.url.startswith(gateway.url + "aiplatform/apps/voila/render/index.ipynb")
     expect(page.locator(".aip-card[data-app=status] h3")).to_have_text("Platform status")
     page.screenshot(path=gateway.root/"gallery.png", full_page=True)
 
 def test_status_card_opens_the_status_app(gateway, page):
-    page.goto(gateway.url + "voila/render/apps/index.ipynb")
+    page.goto(gateway.url + "aiplatform/apps/voila/render/index.ipynb")
     page.click(".aip-card[data-app=status]")
-    page.wait_for_url("**/voila/render/apps/status.ipynb")
+    page.wait_for_url("**/aiplatform/apps/voila/render/status.ipynb")
     expect(page.get_by_text("Platform status", exact=True)).to_be_visible()
     overview = page.locator("table").first
     expect(overview).to_contain_text("data folder")

@@ -1,0 +1,44 @@
+"""The apps' own Voilà server: kernels preheated before anyone asks, reachable only through the gateway's proxy and
+login, gone with the gateway."""
+import json, time
+import pytest
+from conftest import http, start_gateway, stop_gateway
+
+APPS = ("index", "status", "backtest_lab", "code_generator")
+
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory):
+    gw = start_gateway(tmp_path_factory.mktemp("apps"), "app_kernels = 1\n")
+    gw.apps = json.loads((gw.root/"data"/"jupyter_server_config.json").read_text())["ServerProxy"]["servers"]["aiplatform/apps"]
+    yield gw
+    stop_gateway(gw)
+
+def filled(gw): return {a for a in APPS if f"Kernel pool of {a}.ipynb is filled" in gw.log.read_text()}
+
+def test_every_app_has_a_kernel_that_ran_it_before_the_first_visit(warm):
+    end = time.monotonic() + 240
+    while filled(warm) != set(APPS) and time.monotonic() < end: time.sleep(1)
+    assert filled(warm) == set(APPS), warm.log.read_text()[-3000:]
+    status, _, body = http(warm.url + "aiplatform/apps/voila/render/status.ipynb", token=warm.token)
+    assert status == 200 and b"Platform status" in body  # rendered when the kernel was preheated
+    assert "Using pre-heated kernel" in warm.log.read_text()
+
+def test_the_apps_server_takes_only_the_gateways_proxy(warm):
+    direct = f"http://127.0.0.1:{warm.apps['port']}/aiplatform/apps/voila/render/index.ipynb"
+    assert http(direct)[0] in (302, 403)
+    assert http(direct + f"?token={warm.token}")[0] in (302, 403)  # the gateway's token is no key here
+    assert http(direct, token=warm.token)[0] in (302, 403)
+    assert http(direct.replace("voila/render/index.ipynb", ""), headers=warm.apps["request_headers_override"])[0] == 200
+    assert http(warm.url + "aiplatform/apps/voila/render/index.ipynb")[0] == 302  # to the gateway's login
+
+def test_the_apps_server_ends_with_the_gateway(tmp_path):
+    gw = start_gateway(tmp_path)
+    port = json.loads((gw.root/"data"/"jupyter_server_config.json").read_text())["ServerProxy"]["servers"]["aiplatform/apps"]["port"]
+    assert http(f"http://127.0.0.1:{port}/aiplatform/apps/")[0] in (302, 403)
+    stop_gateway(gw)
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        try: http(f"http://127.0.0.1:{port}/aiplatform/apps/")
+        except OSError: return
+        time.sleep(0.3)
+    pytest.fail(f"the apps' server on port {port} outlived the gateway")
