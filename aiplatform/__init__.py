@@ -1,3 +1,12 @@
+"""A Jupyter-centric AI platform: trading, analysis and generation tools for notebooks, Voila apps and papermill jobs
+
+Modules:
+
+- `aiplatform.codegen.migrations.codegen_0001_generations`: Claude code generations: prompt, context, answer, checks, test run, tokens and cost.
+- `aiplatform.platform.migrations.platform_0001_users_and_keys`: Users with a role, and their API keys.
+- `aiplatform.platform.migrations.platform_0002_profiles`: Profile fields on users: display name, email and free-form profile.
+- `aiplatform.platform.migrations.platform_0003_key_expiry`: API keys may expire: `expires_ns`, NULL for a key that never does."""
+
 __version__ = "0.1.0"
 
 def load_ipython_extension(ipython):

@@ -4,11 +4,12 @@
 
 # %% auto #0
 __all__ = ['SCHEMA', 'TOOL_GROUP', 'ENV_PREFIX', 'AIPlatformError', 'ConfigError', 'ValidationError', 'TooLarge', 'Unauthorized',
-           'Forbidden', 'NotFound', 'Conflict', 'Setting', 'tools', 'schema', 'Settings', 'mask_url', 'load_settings',
-           'get_settings', 'data_path', 'write_secret', 'get_logger', 'gpu_info', 'get_xp']
+           'Forbidden', 'NotFound', 'Conflict', 'validation_error', 'Setting', 'tools', 'schema', 'Settings',
+           'mask_url', 'load_settings', 'get_settings', 'data_path', 'write_secret', 'get_logger', 'gpu_info', 'get_xp']
 
 # %% ../nbs/00_core.ipynb #8c60a065
 import configparser, functools, ipaddress, logging, os, re, stat
+from typing import get_args
 from importlib.metadata import entry_points
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,42 @@ class NotFound(AIPlatformError):
 class Conflict(AIPlatformError):
     "The request clashes with what already exists."
     status = 409
+
+# %% ../nbs/00_core.ipynb #4905a1dd
+_EXPECTED = {"string_type": "text", "bool_type": "bool", "int_type": "int", "float_type": "a number", "list_type": "a list",
+             "dict_type": "a JSON object", "model_type": "a JSON object", "string_unicode": "Unicode text"}
+
+def _model_at(model, loc):
+    "The pydantic model that holds the field at `loc` inside `model`, or None."
+    from pydantic import BaseModel  # imported when an error is described, not with the platform
+    for step in loc[:-1]:
+        if isinstance(step, int): continue
+        kind = model.model_fields[step].annotation
+        model = next((a for a in (kind, *get_args(kind)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None: return None
+    return model
+
+def _shown(value) -> str:
+    "` value` (its repr) when short and printable enough to quote in a one-line message, else nothing."
+    if isinstance(value, str) and not value.isprintable(): return ""
+    text = repr(value) if value is None or isinstance(value, (bool, int, float, str)) else ""
+    return f" {text}" if 0 < len(text) <= 40 else ""
+
+def validation_error(e, model, root="request body") -> ValidationError:
+    "Our one-line `ValidationError` for the first of pydantic's errors `e` on `model`: field path, value, what was expected."
+    err = e.errors(include_url=False)[0]
+    loc, kind = err["loc"], err["type"]
+    path = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in loc).lstrip(".") or root
+    holder = _model_at(model, loc)
+    field = holder.model_fields.get(loc[-1]) if holder and loc and isinstance(loc[-1], str) else None
+    if kind == "missing": return ValidationError(f"{path}: required")
+    if kind == "extra_forbidden":
+        return ValidationError(f"{path}: unknown field" + (f" (expected {', '.join(holder.model_fields)})" if holder else ""))
+    if kind == "value_error": why = str(err["ctx"]["error"])
+    elif field and field.description: why = f"expected {field.description}"
+    elif kind in _EXPECTED: why = f"expected {_EXPECTED[kind]}"
+    else: why = err["msg"][:1].lower() + err["msg"][1:]
+    return ValidationError(f"{path}{_shown(err['input']) if loc else ''}: {why}")
 
 # %% ../nbs/00_core.ipynb #37736847
 _INT = re.compile(r"[+-]?[0-9]+")  # ASCII digits only: int() alone also takes '８８８８' and '8_888'

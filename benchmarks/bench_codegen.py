@@ -6,16 +6,16 @@ httpx2.MockTransport, so no network time is in the figures. Each token's time is
 it and again when it has reached the widget (its `value` is set and sent to the comm) or the cell (the display
 publisher has sent the updated Markdown). Peers, side by side: the SDK's own time per token on the same stream
 (iterating `text_stream` and nothing else), and running the same generated test with pytest in a fresh process.
-The last line is a JSON object.
+The last line is a JSON object. `--quick` (run by `make test`): 3 runs of each instead of 40 (and 10 of pytest).
 """
-import json, os, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 from anthropic.lib.streaming import MessageStream
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDING = REPO/"tests"/"recordings"/"anthropic"/"stream_moving_average.json"
-RUNS = 40
+RUNS, PYTEST_RUNS = 40, 10
 
 os.environ |= {"AIPLATFORM_PLATFORM__DATA_DIR": tempfile.mkdtemp(), "ANTHROPIC_API_KEY": "sk-ant-bench"}
 from aiplatform.codegen import client as codegen  # noqa: E402  (after the environment is set)
@@ -94,7 +94,7 @@ def pytest_ms() -> float:
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, "test_generated.py").write_text(CODE + "\n" + TESTS)
         times = []
-        for _ in range(10):
+        for _ in range(PYTEST_RUNS):
             start = time.perf_counter()
             subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_generated.py"], cwd=folder,
                            check=True, capture_output=True)
@@ -102,6 +102,10 @@ def pytest_ms() -> float:
     return statistics.median(times)
 
 if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="3 runs of each (a few seconds)")
+    quick = ap.parse_args().quick
+    if quick: RUNS, PYTEST_RUNS = 3, 3
     widget, cell = widget_path(), cell_path()
     sdk = sdk_per_token()
     ours, peer = sandbox_ms(), pytest_ms()
@@ -117,4 +121,4 @@ if __name__ == "__main__":
     print(json.dumps({"token_overhead_p50_ms": round(p(both, 50), 4), "token_overhead_p99_ms": round(p(both, 99), 4),
                       "widget_p50_ms": round(p(widget, 50), 4), "widget_p99_ms": round(p(widget, 99), 4),
                       "cell_p50_ms": round(p(cell, 50), 4), "cell_p99_ms": round(p(cell, 99), 4),
-                      "sdk_per_token_ms": round(sdk, 4), "sandbox_start_ms": round(ours, 1), "pytest_run_ms": round(peer, 1)}))
+                      "sdk_per_token_ms": round(sdk, 4), "sandbox_start_ms": round(ours, 1), "pytest_run_ms": round(peer, 1)} | ({"quick": True} if quick else {})))

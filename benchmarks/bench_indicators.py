@@ -4,7 +4,8 @@ Run: `.venv/bin/python benchmarks/bench_indicators.py [--sizes 1000x1000,100000x
 each (bars × assets) float64 array; one window (20, RSI/ATR 14); the correlation's peer is NumPy's `corrcoef`
 (pandas' `DataFrame.corr` is slower still). Prints a table of median milliseconds with each peer's time as a ratio
 to ours, then one JSON line. Each kernel and size runs in its own process (the largest arrays are 2 GB each). With
-a GPU it adds the CuPy column and the smallest size at which the GPU beats our CPU twin.
+a GPU it adds the CuPy column and the smallest size at which the GPU beats our CPU twin. `--quick` (run by
+`make test`): every kernel at 500 × 50 only, all in one process, a few seconds; its figures say only that it runs.
 """
 import argparse, json, os, platform, statistics, subprocess, sys, time
 import numpy as np
@@ -57,17 +58,18 @@ def kernels(x, h, l, v):
         "corr": (lambda: gpu.corr(x), lambda: np.corrcoef(x[1:] / x[:-1] - 1, rowvar=False), None),  # NumPy: faster than pandas
     }
 
-def one(name, n, m):
-    "Time kernel `name` at (n × m) in this process: ours, the peers and, with a GPU, CuPy; one JSON line of median ms each."
+def one(names, n, m):
+    "Time kernels `names` at (n × m) in this process: ours, the peers and, with a GPU, CuPy; a JSON line per median ms."
     repeats = 7 if n * m <= 1e6 else 5 if n * m <= 3e7 else 3
-    x, h, l, v = data(n, m, with_hlv=name in NEEDS_HLV)
-    ours, theirs, vb = kernels(x, h, l, v)[name]
-    for key, fn in (("ours_ms", ours), ("peer_ms", theirs), ("vectorbt_ms", vb)):  # a line each: a peer killed for memory loses only itself
-        if fn: print(json.dumps({key: median_ms(fn, repeats)}), flush=True)
-    if gpu_info():
-        import cupy
-        dev = [gpu.to_device(a) if a is not None else None for a in (x, h, l, v)]
-        print(json.dumps({"gpu_ms": median_ms(kernels(*dev)[name][0], max(repeats, 10), cupy.cuda.Device().synchronize)}))
+    for name in names:
+        x, h, l, v = data(n, m, with_hlv=name in NEEDS_HLV)
+        ours, theirs, vb = kernels(x, h, l, v)[name]
+        for key, fn in (("ours_ms", ours), ("peer_ms", theirs), ("vectorbt_ms", vb)):  # a line each: a peer killed for memory loses only itself
+            if fn: print(json.dumps({"kernel": name, key: median_ms(fn, repeats)}), flush=True)
+        if gpu_info():
+            import cupy
+            dev = [gpu.to_device(a) if a is not None else None for a in (x, h, l, v)]
+            print(json.dumps({"kernel": name, "gpu_ms": median_ms(kernels(*dev)[name][0], max(repeats, 10), cupy.cuda.Device().synchronize)}))
 
 def data(n, m, seed=0, with_hlv=True):
     "Random-walk closes, and highs, lows and volumes when asked (a 1,000,000 × 250 array is 2 GB)."
@@ -80,28 +82,34 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000x1000,100000x250,1000000x250")
     ap.add_argument("--kernels", help="comma-separated subset, e.g. ema,rsi")
-    ap.add_argument("--one", help=argparse.SUPPRESS)  # NAME:NxM, run by main in a child process
+    ap.add_argument("--quick", action="store_true", help="every kernel at 500x50 in one child process (a few seconds)")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # NAME[,NAME...]:NxM, run by main in a child process
     args = ap.parse_args()
     if args.one:
-        name, size = args.one.split(":")
-        return one(name, *map(int, size.split("x")))
-    sizes = [tuple(map(int, s.split("x"))) for s in args.sizes.split(",")]
+        names, size = args.one.split(":")
+        return one(names.split(","), *map(int, size.split("x")))
+    sizes = [tuple(map(int, s.split("x"))) for s in ("500x50" if args.quick else args.sizes).split(",")]
+    names = args.kernels.split(",") if args.kernels else list(kernels(*data(3, 2)))
+    groups = [names] if args.quick else [[name] for name in names]  # each kernel in its own process, but for --quick
     card, results = gpu_info(), {}
     for n, m in sizes:
-        for name in (args.kernels.split(",") if args.kernels else kernels(*data(3, 2))):  # each in its own process
-            r = subprocess.run([sys.executable, __file__, "--one", f"{name}:{n}x{m}"], capture_output=True, text=True)
-            t = dict(vectorbt_ms=None)
-            for line in r.stdout.splitlines(): t.update(json.loads(line))
-            if "ours_ms" not in t or "peer_ms" not in t: raise SystemExit(f"{name} at {n}x{m} failed (exit status {r.returncode}):\n{r.stderr[-2000:]}")
-            killed = r.returncode != 0 and name in VECTORBT and t["vectorbt_ms"] is None  # vectorbt ran out of memory
-            results[f"{name}_{n}x{m}"] = {k: round(val, 3) if val is not None else None for k, val in t.items()} | (
-                dict(vectorbt="killed: out of memory") if killed else {})
-            peer = "numpy " if name == "corr" else "pandas"
-            vb = (f"vectorbt {t['vectorbt_ms']:10.1f} ms ({t['vectorbt_ms'] / t['ours_ms']:5.1f}x)" if t["vectorbt_ms"] else
-                  "vectorbt out of memory     " if killed else "vectorbt        n/a          ")
-            on_gpu = f"   gpu {t['gpu_ms']:8.3f} ms ({t['ours_ms'] / t['gpu_ms']:6.1f}x)" if t.get("gpu_ms") else ""
-            print(f"{n:>9,} x {m:<5,} {name:<13} ours {t['ours_ms']:10.1f} ms   {peer} {t['peer_ms']:10.1f} ms "
-                  f"({t['peer_ms'] / t['ours_ms']:5.1f}x)   {vb}{on_gpu}", flush=True)
+        for group in groups:
+            r = subprocess.run([sys.executable, __file__, "--one", f"{','.join(group)}:{n}x{m}"], capture_output=True, text=True)
+            got = {name: dict(vectorbt_ms=None) for name in group}
+            for line in r.stdout.splitlines():
+                t = json.loads(line)
+                got[t.pop("kernel")].update(t)
+            for name, t in got.items():
+                if "ours_ms" not in t or "peer_ms" not in t: raise SystemExit(f"{name} at {n}x{m} failed (exit status {r.returncode}):\n{r.stderr[-2000:]}")
+                killed = r.returncode != 0 and name in VECTORBT and t["vectorbt_ms"] is None  # vectorbt ran out of memory
+                results[f"{name}_{n}x{m}"] = {k: round(val, 3) if val is not None else None for k, val in t.items()} | (
+                    dict(vectorbt="killed: out of memory") if killed else {})
+                peer = "numpy " if name == "corr" else "pandas"
+                vb = (f"vectorbt {t['vectorbt_ms']:10.1f} ms ({t['vectorbt_ms'] / t['ours_ms']:5.1f}x)" if t["vectorbt_ms"] else
+                      "vectorbt out of memory     " if killed else "vectorbt        n/a          ")
+                on_gpu = f"   gpu {t['gpu_ms']:8.3f} ms ({t['ours_ms'] / t['gpu_ms']:6.1f}x)" if t.get("gpu_ms") else ""
+                print(f"{n:>9,} x {m:<5,} {name:<13} ours {t['ours_ms']:10.1f} ms   {peer} {t['peer_ms']:10.1f} ms "
+                      f"({t['peer_ms'] / t['ours_ms']:5.1f}x)   {vb}{on_gpu}", flush=True)
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; GPU: {card['name'] if card else 'none'}")
     summary = dict(gpu=card["name"] if card else None, results=results)
     if card:
@@ -110,6 +118,7 @@ def main():
     ratios = lambda key: [r[key] / r["ours_ms"] for r in results.values() if r.get(key)]
     summary["median_speedup_vs_pandas"] = round(statistics.median(ratios("peer_ms")), 2)
     summary["median_speedup_vs_vectorbt"] = round(statistics.median(ratios("vectorbt_ms")), 2)
+    if args.quick: summary["quick"] = True
     print(json.dumps(summary))
 
 if __name__ == "__main__":

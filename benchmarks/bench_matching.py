@@ -2,9 +2,11 @@
 
 Run: `make bench`, or `.venv-peers/bin/python benchmarks/bench_matching.py` in a venv with the `bench` extra (its
 peers need pandas 2, vectorbt 1.2 pandas 3). Prints a table, then one JSON line with the figures the issue asks
-for. Medians of repeated runs.
+for. Medians of repeated runs. `--quick` (run by `make test`): the same steps on streams a hundredth the size and
+fewer repeats, a few seconds; where the peers are not installed (the main venv) their rows say so and their
+ratios are `null`.
 """
-import json, os, platform, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, platform, statistics, subprocess, sys, tempfile, time
 from datetime import datetime, timedelta
 import numpy as np
 from llvmlite import ir
@@ -91,10 +93,14 @@ def warm_book(stream, warm):
     book.process(stream[:warm], keep_events=False)
     return book
 
-def bench_mixed(stream, warm):
+FULL = dict(warm=20_000, mixed=2_000_000, insert=2_000_000, submit=100_000, replay=10_000_000, peers=200_000,
+            order_matching=3_000, repeats=5)
+QUICK = dict(warm=2_000, mixed=20_000, insert=20_000, submit=2_000, replay=100_000, peers=10_000, order_matching=300, repeats=3)
+
+def bench_mixed(stream, warm, repeats=5):
     "Throughput of the mixed stream in one batch, and per-command latency inside the compiled loop."
     times = []
-    for _ in range(5):
+    for _ in range(repeats):
         book = warm_book(stream, warm)
         t = time.perf_counter()
         book.process(stream[warm:], keep_events=False)
@@ -108,9 +114,9 @@ def bench_mixed(stream, warm):
     ns = lat * ns_per_cycle()
     return ops, {p: float(np.percentile(ns, p)) for p in (50, 99, 99.9, 99.99)}
 
-def bench_insert(stream):
+def bench_insert(stream, repeats=5):
     times = []
-    for _ in range(5):
+    for _ in range(repeats):
         book = OrderBook(capacity=len(stream))
         t = time.perf_counter()
         book.process(stream, keep_events=False)
@@ -128,7 +134,7 @@ def bench_python_submit(n=100_000):
         lat[i] = time.perf_counter_ns() - t
     return float(np.percentile(lat, 50)) / 1000, float(np.percentile(lat, 99)) / 1000
 
-def bench_replay(n=10_000_000):
+def bench_replay(n=10_000_000, repeats=3):
     "Recover a book from a journal of `n` commands (no snapshot): read, verify checksums, replay."
     stream = mixed_stream(min(n, 2_000_000), seed=4)
     with tempfile.TemporaryDirectory() as folder:
@@ -142,7 +148,7 @@ def bench_replay(n=10_000_000):
             written += k
         jb.close()
         times = []
-        for _ in range(3):
+        for _ in range(repeats):
             t = time.perf_counter()
             again = JournaledBook.open(folder, fsync="never", snapshot_every=10**12)
             times.append(time.perf_counter() - t)
@@ -150,17 +156,17 @@ def bench_replay(n=10_000_000):
             again.close()
     return n / statistics.median(times)
 
-def bench_cold_start():
+def bench_cold_start(repeats=5):
     code = "from aiplatform.trading.book import OrderBook; b = OrderBook(); b.submit(1, 'sell', 100, 1); assert b.submit(2, 'buy', 100, 1)[1].kind == 'trade'"
     subprocess.run([sys.executable, "-c", code], check=True)  # warms the compile cache
     times = []
-    for _ in range(5):
+    for _ in range(repeats):
         t = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], check=True)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
-def bench_nautilus(stream):
+def bench_nautilus(stream, repeats=3):
     "nautilus-trader's L3 book on the same stream as adds (GTC), updates (moves) and deletes (cancels); IOCs skipped."
     from nautilus_trader.model.book import OrderBook as NBook
     from nautilus_trader.model.data import BookOrder
@@ -177,7 +183,7 @@ def bench_nautilus(stream):
         elif op == OP_CANCEL and oid in side_of:
             ops.append((2, BookOrder(sides[side_of.pop(oid)], Price(MID, 0), Quantity(1, 0), oid)))
     times = []
-    for _ in range(3):
+    for _ in range(repeats):
         book = NBook(InstrumentId.from_str("BENCH.SIM"), BookType.L3_MBO)
         add, update, delete = book.add, book.update, book.delete
         t = time.perf_counter()
@@ -215,33 +221,42 @@ def bench_order_matching(stream):
     return len(stream) / (time.perf_counter() - t)
 
 def main():
-    warm = 20_000
-    stream = mixed_stream(2_000_000 + warm)
-    mixed_ops, lat = bench_mixed(stream, warm)
-    insert = bench_insert(crossing_stream(2_000_000))
-    submit_p50, submit_p99 = bench_python_submit()
-    replay = bench_replay()
-    cold = bench_cold_start()
-    peer_stream = stream[:200_000 + warm]
-    ours_peer = len(peer_stream) / min(_time(lambda: OrderBook(capacity=4096).process(peer_stream, keep_events=False)) for _ in range(3))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="the same steps on small streams with few repeats (a few seconds)")
+    z = QUICK if ap.parse_args().quick else FULL
+    warm, repeats = z["warm"], z["repeats"]
+    stream = mixed_stream(z["mixed"] + warm)
+    mixed_ops, lat = bench_mixed(stream, warm, repeats)
+    insert = bench_insert(crossing_stream(z["insert"]), repeats)
+    submit_p50, submit_p99 = bench_python_submit(z["submit"])
+    replay = bench_replay(z["replay"])
+    cold = bench_cold_start(repeats)
+    peer_stream = stream[:z["peers"] + warm]
+    ours_peer = len(peer_stream) / statistics.median(_time(lambda: OrderBook(capacity=4096).process(peer_stream, keep_events=False))
+                                                     for _ in range(3))
     try: nautilus, nautilus_ops = bench_nautilus(peer_stream)
-    except ImportError: nautilus, nautilus_ops = float("nan"), 0
-    try: om = bench_order_matching(stream[:3_000])
-    except ImportError: om = float("nan")
+    except ImportError: nautilus, nautilus_ops = None, 0
+    try: om = bench_order_matching(stream[:z["order_matching"]])
+    except ImportError: om = None
+    missing = "not installed (the `bench` extra: make bench)"
     rows = [("mixed load (exchange-core mix)", f"{mixed_ops:,.0f} ops/s"),
             ("  latency p50 / p99 / p99.9 / p99.99", " / ".join(f"{lat[p]:,.0f} ns" for p in (50, 99, 99.9, 99.99))),
             ("insert, crossing stream", f"{insert:,.0f} orders/s"), ("Python submit p50 / p99", f"{submit_p50:.2f} / {submit_p99:.2f} us"),
-            ("journal replay (10M commands)", f"{replay:,.0f} commands/s"), ("cold start (cache warm)", f"{cold:.2f} s"),
-            ("ours on the peers' stream (220k)", f"{ours_peer:,.0f} ops/s"),
-            (f"nautilus-trader L3 book ({nautilus_ops:,} add/update/delete)", f"{nautilus:,.0f} ops/s  -> ours {ours_peer / nautilus:.1f}x"),
-            ("order-matching (3k commands)", f"{om:,.0f} ops/s  -> ours {ours_peer / om:,.0f}x")]
+            (f"journal replay ({_count(z['replay'])} commands)", f"{replay:,.0f} commands/s"), ("cold start (cache warm)", f"{cold:.2f} s"),
+            (f"ours on the peers' stream ({_count(len(peer_stream))})", f"{ours_peer:,.0f} ops/s"),
+            ("nautilus-trader L3 book" + (f" ({nautilus_ops:,} add/update/delete)" if nautilus else ""),
+             f"{nautilus:,.0f} ops/s  -> ours {ours_peer / nautilus:.1f}x" if nautilus else missing),
+            (f"order-matching ({_count(z['order_matching'])} commands)", f"{om:,.0f} ops/s  -> ours {ours_peer / om:,.0f}x" if om else missing)]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     for name, value in rows: print(f"{name:<52} {value}")
     print(json.dumps(dict(mixed_ops_per_s=round(mixed_ops), mixed_p50_ns=round(lat[50]), mixed_p99_ns=round(lat[99]),
                           mixed_p999_ns=round(lat[99.9]), mixed_p9999_ns=round(lat[99.99]), insert_per_s=round(insert),
                           submit_p50_us=round(submit_p50, 2), submit_p99_us=round(submit_p99, 2), replay_per_s=round(replay),
-                          cold_start_s=round(cold, 3), vs_nautilus=round(ours_peer / nautilus, 2),
-                          vs_order_matching=round(ours_peer / om, 1))))
+                          cold_start_s=round(cold, 3), vs_nautilus=round(ours_peer / nautilus, 2) if nautilus else None,
+                          vs_order_matching=round(ours_peer / om, 1) if om else None)
+                     | (dict(quick=True) if z is QUICK else {})))
+
+def _count(n): return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n / 1000:g}k" if n >= 1000 else str(n)
 
 def _time(f):
     t = time.perf_counter()

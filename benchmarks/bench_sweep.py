@@ -8,9 +8,10 @@ small run first; ours is the median of 5 runs (3 at a million bars), vectorbt's 
 memory (vectorbt 1.2 at 50,000 bars in 24 GB), the same vectorbt calls run on a twentieth of the combinations at
 a time and their times are added up.
 
-Run: `.venv/bin/python benchmarks/bench_sweep.py` (about 10 minutes here; `--quick` skips 50,000 bars for
-vectorbt). Prints a table, then one JSON line with `speedup_vs_vectorbt_50k`, `peak_gb_50k`, `seconds_1m` and
-`stats_match_vectorbt`.
+Run: `.venv/bin/python benchmarks/bench_sweep.py` (about 10 minutes here; `--vectorbt-10k-only` skips 50,000 bars
+for vectorbt). Prints a table, then one JSON line with `speedup_vs_vectorbt_50k`, `peak_gb_50k`, `seconds_1m` and
+`stats_match_vectorbt`. `--quick` (run by `make test`): the same runs with windows 2..20 (171 combinations) at
+2,000 bars against vectorbt and 20,000 bars alone, under half a minute; its JSON keys name those sizes (`_2k`, `_20k`).
 """
 import argparse, json, os, platform, resource, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -23,19 +24,19 @@ def prices(n):
     from aiplatform.trading.data import gbm_bars
     return gbm_bars(("X",), n=n, freq="1D" if n <= 100_000 else "1min", seed=42)["X"]  # a million days overflow pandas' dates
 
-def run_ours(n, device=False):
+def run_ours(n, windows=WINDOWS, device=False):
     from aiplatform.trading.backtest import Options, backtest, ma_sweep
     bars = prices(n)
     opts = Options(fees=0.001, init_cash=100.0)
     backtest(bars.iloc[:500], "ma_cross", dict(fast=[2, 3], slow=[5, 6]), opts, progress=False)  # warm compile caches
     if device: ma_sweep(bars.iloc[:500], [2], [5], opts, device=True)
     from aiplatform.trading.backtest import combinations
-    c = combinations("ma_cross", dict(fast=WINDOWS, slow=WINDOWS))
+    c = combinations("ma_cross", dict(fast=windows, slow=windows))
     times = []
     for _ in range(5 if n <= 100_000 else 3):  # the median of a few runs
         t = time.perf_counter()
         if device: stats = ma_sweep(bars, c.fast, c.slow, opts, device=True)
-        else: stats = backtest(bars, "ma_cross", dict(fast=WINDOWS, slow=WINDOWS), opts, progress=False).table.iloc[:, 2:].to_numpy(float)
+        else: stats = backtest(bars, "ma_cross", dict(fast=windows, slow=windows), opts, progress=False).table.iloc[:, 2:].to_numpy(float)
         times.append(time.perf_counter() - t)
     return statistics.median(times), stats
 
@@ -43,7 +44,7 @@ def vectorbt_stats(pf):
     return np.column_stack([np.asarray(v, float) for v in (pf.total_return(), pf.sharpe_ratio(), pf.sortino_ratio(),
                             pf.max_drawdown(), pf.trades.win_rate(), pf.trades.count())])
 
-def run_vectorbt(n, chunks=1):
+def run_vectorbt(n, windows=WINDOWS, chunks=1):
     "vectorbt's README: `chunks=1` exactly; more splits the combinations (same calls on column subsets) to fit memory."
     import vectorbt as vbt
     def readme(price, windows):
@@ -64,21 +65,21 @@ def run_vectorbt(n, chunks=1):
     price = prices(n)["close"]
     run(price.iloc[:150], np.arange(2, 6))  # warm compile caches
     t = time.perf_counter()
-    stats = run(price, np.arange(2, 101))
+    stats = run(price, np.arange(windows.start, windows.stop))
     return time.perf_counter() - t, stats
 
-def child(kind, n, out, chunks):
+def child(kind, n, out, chunks, windows=WINDOWS):
     "One measurement, in this process: writes the statistics to `out`, prints seconds and peak GB."
-    seconds, stats = {"ours": run_ours, "gpu": lambda n: run_ours(n, device=True),
-                      "vectorbt": lambda n: run_vectorbt(n, chunks)}[kind](n)
+    seconds, stats = {"ours": lambda n: run_ours(n, windows), "gpu": lambda n: run_ours(n, windows, device=True),
+                      "vectorbt": lambda n: run_vectorbt(n, windows, chunks)}[kind](n)
     np.save(out, stats)
     print(json.dumps(dict(seconds=seconds, peak_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)))
 
-def measure(kind, n, folder, chunks=1, may_fail=False):
+def measure(kind, n, folder, chunks=1, may_fail=False, windows=WINDOWS):
     "Run one measurement in a child process; `None` if it may fail and did (killed for memory, say)."
     out = Path(folder) / f"{kind}-{n}-{chunks}.npy"
-    r = subprocess.run([sys.executable, __file__, "--child", kind, "--bars", str(n), "--out", str(out), "--chunks", str(chunks)],
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, __file__, "--child", kind, "--bars", str(n), "--out", str(out), "--chunks", str(chunks),
+                        "--max-window", str(windows.stop - 1)], capture_output=True, text=True)
     if r.returncode != 0:
         if may_fail: return None
         raise SystemExit(f"{kind} at {n:,} bars failed (exit status {r.returncode}):\n{r.stderr[-3000:]}")
@@ -92,47 +93,52 @@ def same(a, b) -> tuple[bool, int]:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--child"); ap.add_argument("--bars", type=int); ap.add_argument("--out"); ap.add_argument("--chunks", type=int, default=1)
-    ap.add_argument("--quick", action="store_true", help="vectorbt at 10,000 bars only")
+    ap.add_argument("--max-window", type=int, default=WINDOWS.stop - 1, help=argparse.SUPPRESS)
+    ap.add_argument("--vectorbt-10k-only", action="store_true", help="vectorbt at 10,000 bars only")
+    ap.add_argument("--quick", action="store_true", help="windows 2..20, 2,000 bars against vectorbt, 20,000 alone (seconds)")
     args = ap.parse_args()
-    if args.child: return child(args.child, args.bars, args.out, args.chunks)
+    if args.child: return child(args.child, args.bars, args.out, args.chunks, range(2, args.max_window + 1))
     from aiplatform.core import gpu_info
     card = gpu_info()
-    combos = len(WINDOWS) * (len(WINDOWS) - 1) // 2
+    sizes, big_n, windows = ((2_000,), 20_000, range(2, 21)) if args.quick else ((10_000, 50_000), 1_000_000, WINDOWS)
+    combos = len(windows) * (len(windows) - 1) // 2
     rows, figures, matches, unchunked_failed = [], {}, [], {}
     with tempfile.TemporaryDirectory() as folder:
-        for n in (10_000, 50_000):
-            ours = measure("ours", n, folder)
+        for n in sizes:
+            ours = measure("ours", n, folder, windows=windows)
             rows.append((f"ours, {n:,} bars", ours))
-            if n == 50_000 and args.quick: continue
-            theirs = measure("vectorbt", n, folder, may_fail=True)
+            if n == 50_000 and args.vectorbt_10k_only: continue
+            theirs = measure("vectorbt", n, folder, may_fail=True, windows=windows)
             if theirs is None:  # the README as written did not fit in memory: the same calls on a twentieth of the columns at a time
                 unchunked_failed[n] = True
                 print(f"plain vectorbt at {n:,} bars was killed (out of memory); running it in 20 column chunks", flush=True)
-                theirs = measure("vectorbt", n, folder, chunks=20)
+                theirs = measure("vectorbt", n, folder, chunks=20, windows=windows)
             rows.append((f"plain vectorbt, {n:,} bars" + (" (20 chunks)" if n in unchunked_failed else ""), theirs))
             ok, differ = same(ours["stats"], theirs["stats"])
             matches.append(ok)
             figures[n] = dict(speedup=theirs["seconds"] / ours["seconds"], differ=differ)
             print(f"{n:,} bars: ours {ours['seconds']:.2f} s, {ours['peak_gb']:.2f} GB; vectorbt {theirs['seconds']:.2f} s, "
                   f"{theirs['peak_gb']:.2f} GB; {figures[n]['speedup']:.1f}x faster; statistics differ in {differ} of {combos}", flush=True)
-        big = measure("ours", 1_000_000, folder)
-        rows.append(("ours, 1,000,000 bars", big))
+        big = measure("ours", big_n, folder, windows=windows)
+        rows.append((f"ours, {big_n:,} bars", big))
         if card:
-            on_gpu = measure("gpu", 1_000_000, folder)
-            rows.append((f"ours on {card['name']}, 1,000,000 bars", on_gpu))
+            on_gpu = measure("gpu", big_n, folder, windows=windows)
+            rows.append((f"ours on {card['name']}, {big_n:,} bars", on_gpu))
             gpu_ok, _ = same(on_gpu["stats"], big["stats"])
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"GPU: {card['name'] if card else 'none'}")
     print(f"{'run':<44} {'seconds':>9} {'combinations/s':>15} {'peak GB':>8}")
     for name, r in rows: print(f"{name:<44} {r['seconds']:9.2f} {combos / r['seconds']:15,.0f} {r['peak_gb']:8.2f}")
-    ours50 = next(r for name, r in rows if name == "ours, 50,000 bars")
-    result = dict(speedup_vs_vectorbt_10k=round(figures[10_000]["speedup"], 1),
-                  speedup_vs_vectorbt_50k=round(figures[50_000]["speedup"], 1) if 50_000 in figures else None,
-                  peak_gb_50k=round(ours50["peak_gb"], 3), seconds_1m=round(big["seconds"], 2),
-                  combos_per_s_1m=round(combos / big["seconds"]), stats_match_vectorbt=all(matches),
-                  vectorbt_unchunked_out_of_memory_at=sorted(unchunked_failed))
-    if card: result.update(gpu_seconds_1m=round(on_gpu["seconds"], 3), gpu_stats_match_cpu=gpu_ok)
+    last = next(r for name, r in rows if name == f"ours, {sizes[-1]:,} bars")
+    result = {f"speedup_vs_vectorbt_{size(n)}": round(figures[n]["speedup"], 1) if n in figures else None for n in sizes}
+    result |= {f"peak_gb_{size(sizes[-1])}": round(last["peak_gb"], 3), f"seconds_{size(big_n)}": round(big["seconds"], 2),
+               f"combos_per_s_{size(big_n)}": round(combos / big["seconds"]), "stats_match_vectorbt": all(matches),
+               "vectorbt_unchunked_out_of_memory_at": sorted(unchunked_failed)}
+    if card: result.update({f"gpu_seconds_{size(big_n)}": round(on_gpu["seconds"], 3), "gpu_stats_match_cpu": gpu_ok})
+    if args.quick: result["quick"] = True
     print(json.dumps(result))
+
+def size(n): return f"{n // 1_000_000}m" if n % 1_000_000 == 0 else f"{n // 1000}k"
 
 if __name__ == "__main__":
     main()

@@ -28,12 +28,12 @@ def postgres():
     subprocess.run([*as_user, pg_ctl, "-D", data, "-m", "fast", "stop"], capture_output=True)
     shutil.rmtree(root, ignore_errors=True)
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def url(request, tmp_path):
     if request.param == "sqlite": return f"sqlite:///{tmp_path/'aip.db'}"
     url = request.getfixturevalue("postgres")
     engine = make_engine(url)
     with engine.begin() as conn:  # each test starts from an empty database
-        for t in ("api_keys", "users", "generations", "schema_version"): conn.execute(sa.text(f"DROP TABLE IF EXISTS {t}"))
+        for t in ("api_keys", "users", "generations", "echoes", "schema_version", "alembic_version"): conn.execute(sa.text(f"DROP TABLE IF EXISTS {t}"))
     engine.dispose()
     return url

@@ -28,4 +28,5 @@ TOOL = Tool("codegen", "Code generation with Claude",
     }},
     routes=(("generate", "aiplatform.codegen.api:GenerateHandler"),),
     magics="aiplatform.codegen.magics:register",
-    apps=(App("code_generator", "Code Generator", "Describe code, get it from Claude, checked and tested in a sandbox.", "✨"),))
+    apps=(App("code_generator", "Code Generator", "Describe code, get it from Claude, checked and tested in a sandbox.", "code"),),
+    migrations="aiplatform.codegen.migrations")

@@ -12,6 +12,7 @@ from .. import __version__
 from .auth import ROLES, add_user, create_key, ensure_admin, list_keys, list_users, revoke_key, set_active
 from ..core import AIPlatformError, ConfigError, get_settings, tools, write_secret
 from .apps import HOME_PAGE, run_apps, start_apps
+from .metrics import share
 from .registry import load
 from .store import get_engine, schema_version, utc_text
 
@@ -24,9 +25,10 @@ def cmd_config(args, settings):
     for r in rows: print(f"{r['section']}.{r['key']} = {r['value']}".ljust(width + 2) + f"# {r['source']}")
 
 def cmd_init(args, settings):
-    "Create or upgrade the database; make the first admin."
+    "Create or upgrade the database, every tool's branch to its head; make the first admin."
     engine = get_engine(settings)
-    print(f"database {settings.shown('database', 'url') or engine.url}: schema version {schema_version(engine)}")
+    at = ", ".join(f"{tool} {revision}" for tool, revision in schema_version(engine).items())
+    print(f"database {settings.shown('database', 'url') or engine.url}: at {at or 'no migrations'}")
     if path := ensure_admin(settings): print(f"created user admin; its API key is in {path} (readable by you only)")
 
 def cmd_users(args, settings):
@@ -107,6 +109,7 @@ def cmd_serve(args, settings):
     cmd_init(args, settings)
     config = server_config(settings)
     if settings.file: os.environ["AIPLATFORM_SETTINGS"] = str(settings.file)
+    share(settings, fresh=True)  # the apps' server, the gateway and every kernel record metrics in one folder
     config["ServerProxy"] = dict(servers={"aiplatform/apps": start_apps(settings)})
     path = settings.data_dir/"jupyter_server_config.json"
     write_secret(path, json.dumps(config, indent=1))

@@ -24,7 +24,7 @@ class App:
     name: str
     title: str
     description: str
-    icon: str = "▦"
+    icon: str = "app"  # a name in `aiplatform.platform.gallery.ICONS`
 
     @property
     def notebook(self) -> str: return f"{self.name}.ipynb"
@@ -58,6 +58,7 @@ class Tool:
     cli: str = ""  # "module:function" adding subcommands to `aiplatform`'s parser, returning {command: handler}
     apps: tuple = ()  # App records
     services: tuple = ()  # Service records
+    migrations: str = ""  # "package.folder" of the Alembic version scripts of its tables, shipped as package data
 
 # %% ../../nbs/platform/09_registry.ipynb #76f0aa8c
 def registered_apps() -> list[App]:
@@ -80,4 +81,5 @@ def api_routes() -> list[tuple]:
 
 # %% ../../nbs/platform/09_registry.ipynb #edb8fe91
 PLATFORM = Tool("platform", "AI Platform",
-                apps=(App("status", "Platform status", "Settings, database, services health and GPU at a glance.", "✓"),))
+                apps=(App("status", "Platform status", "Settings, database, services health and GPU at a glance.", "status"),),
+                migrations="aiplatform.platform.migrations")

@@ -10,27 +10,31 @@ from pathlib import Path
 import sqlalchemy as sa
 from .. import __version__
 from ..core import AIPlatformError, get_settings, gpu_info, mask_url
-from .services import check_health, registered_services
-from .store import SCHEMA_VERSION, make_engine, schema_version, users
+from .metrics import duration, operations, shared_dir
+from .registry import registered_services
+from .services import check_health
+from .store import make_engine, schema_heads, schema_version, users
 
 # %% ../../nbs/platform/03_status.ipynb #fa0dc757
 def database_status(settings=None) -> dict:
-    "The database's URL (password masked), whether it answers, its schema version and user count."
+    "The database's URL (password masked), whether it answers with every branch at its head, each tool's revision and the user count."
     settings = settings or get_settings()
     url = settings.database_url
-    info = dict(url=mask_url(url), ok=False, schema=None, expected_schema=SCHEMA_VERSION, users=None)
+    info = dict(url=mask_url(url), ok=False, schema=None, expected_schema=None, users=None)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
         return info | dict(detail="not initialised: run `aiplatform init`")
     try:
+        info["expected_schema"] = schema_heads()
         engine = make_engine(url)
         info["schema"] = schema_version(engine)
         with engine.connect() as conn:
-            if info["schema"]: info["users"] = conn.execute(sa.select(sa.func.count()).select_from(users)).scalar_one()
+            if sa.inspect(conn).has_table("users"): info["users"] = conn.execute(sa.select(sa.func.count()).select_from(users)).scalar_one()
         engine.dispose()
     except (sa.exc.SQLAlchemyError, AIPlatformError) as e:
         return info | dict(detail=str(e).splitlines()[0])
-    ok = info["schema"] == SCHEMA_VERSION
-    return info | dict(ok=ok, detail="ok" if ok else f"schema {info['schema']}, expected {SCHEMA_VERSION}: run `aiplatform init`")
+    behind = [f"{tool} at {info['schema'].get(tool) or 'nothing'}, head {head}" for tool, head in info["expected_schema"].items()
+              if info["schema"].get(tool) != head]
+    return info | dict(ok=not behind, detail="ok" if not behind else f"behind: {'; '.join(behind)}: run `aiplatform init`")
 
 # %% ../../nbs/platform/03_status.ipynb #45507ad0
 def local_jupyter_server(settings=None):
@@ -64,13 +68,16 @@ class PlatformStatus(dict):
                  f"| backend | {be['name']}{' on ' + be['gpu']['name'] if be['gpu'] else ''} |"]
         lines += [f"| service {s['name']} | {'up' if s['ok'] else 'down'}: {s['detail']} |" for s in self["services"]]
         if not self["services"]: lines.append("| services | none registered |")
+        lines += [f"| {o['tool']} {o['operation']} | p50 {duration(o['p50'])}, p99 {duration(o['p99'])}, budget {duration(o['budget'])}"
+                  f"{'' if o['ok'] is None else ': within' if o['ok'] else ': over'} ({o['count']} calls, {o['failures']} failed) |"
+                  for o in self["operations"]]
         return "\n".join(lines)
 
 def platform_status(settings=None, base_url=None, headers=None) -> PlatformStatus:
-    "Version, settings file, data folder, database, array backend and services health."
+    "Version, settings file, data folder, database, array backend, services health and the tools' operation timings."
     settings = settings or get_settings()
     gpu = gpu_info() if settings.platform.backend != "cpu" else None
     return PlatformStatus(version=__version__, settings_file=str(settings.file) if settings.file else None,
                           data_dir=str(settings.data_dir), database=database_status(settings),
                           backend=dict(name="CuPy (GPU)" if gpu else "NumPy (CPU)", gpu=gpu, setting=settings.platform.backend),
-                          services=services_status(settings, base_url, headers))
+                          services=services_status(settings, base_url, headers), operations=operations(shared_dir(settings)))

@@ -10,11 +10,14 @@ __all__ = ['STRATEGIES', 'STATS', 'FILLS', 'SWEEP_SOURCE', 'crossed_above', 'vec
 # %% ../../nbs/trading/05_backtest.ipynb #b03e95ef
 import itertools, math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal
 import numpy as np
 import pandas as pd
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from numba import njit, prange
-from ..core import ValidationError, get_xp
+from ..core import ValidationError, get_xp, validation_error
+from ..platform.metrics import timed
 from . import gpu
 
 # %% ../../nbs/trading/05_backtest.ipynb #b98cab38
@@ -150,30 +153,30 @@ def bar_freq(bars) -> pd.Timedelta:
     if len(bars) < 2: raise ValidationError("bars: expected at least 2 rows")
     return pd.Timedelta(int(np.median(np.diff(bars.index.asi8))), "ns")
 
-@dataclass
-class Options:
+class Options(BaseModel):
     "How orders are filled and sized; checked on creation."
-    fees: float = 0.001
-    slippage: float = 0.0
-    sl_stop: float | None = None
-    tp_stop: float | None = None
-    fill: str = "close"
-    size: float = np.inf
-    size_type: str = "amount"
-    init_cash: float = 10_000.0
-    min_size: float = 1e-8
+    model_config = ConfigDict(extra="forbid", strict=True)
+    fees: float = Field(0.001, ge=0, le=0.5, description="a fraction from 0 to 0.5")
+    slippage: float = Field(0.0, ge=0, le=0.5, description="a fraction from 0 to 0.5")
+    sl_stop: float | None = Field(None, gt=0, le=1, description="a fraction above 0 to 1")
+    tp_stop: float | None = Field(None, gt=0, le=100, description="a fraction above 0 to 100")
+    fill: Literal[FILLS] = Field("close", description=f"one of {', '.join(FILLS)}")
+    size_type: Literal["amount", "value", "percent"] = Field("amount", description="amount, value or percent")
+    size: float = Field(np.inf, gt=0, description="a positive number (inf: all the cash buys)")
+    init_cash: float = Field(10_000.0, gt=0, lt=1e15, description="a positive amount under 1e15")
+    min_size: float = Field(1e-8, ge=0, le=1e9, description="0 to 1e9 units")
 
-    def __post_init__(self):
-        for name, lo, hi in (("fees", 0, 0.5), ("slippage", 0, 0.5), ("sl_stop", 0, 1), ("tp_stop", 0, 100)):
-            v = getattr(self, name)
-            if v is not None and not (isinstance(v, (int, float)) and lo <= v <= hi and not (name.endswith("stop") and v == 0)):
-                raise ValidationError(f"{name} {v!r}: expected a fraction {'above' if name.endswith('stop') else 'from'} {lo} to {hi}")
-        if self.fill not in FILLS: raise ValidationError(f"fill {self.fill!r}: expected one of {', '.join(FILLS)}")
-        if self.size_type not in ("amount", "value", "percent"): raise ValidationError(f"size_type {self.size_type!r}: expected amount, value or percent")
-        if not (self.size > 0): raise ValidationError(f"size {self.size!r}: must be positive")
-        if self.size_type == "percent" and self.size > 1: raise ValidationError(f"size {self.size}: a percent size is a fraction up to 1")
-        if not (0 < self.init_cash < 1e15): raise ValidationError(f"init_cash {self.init_cash!r}: must be positive")
-        if not (0 <= self.min_size <= 1e9): raise ValidationError(f"min_size {self.min_size!r}: expected 0 to 1e9 units")
+    def __init__(self, **options):
+        try: super().__init__(**options)
+        except pydantic.ValidationError as e:
+            raise validation_error(e, Options, "options") from None
+
+    @field_validator("size")
+    @classmethod
+    def _percent(cls, size, info: ValidationInfo):
+        "A percent size is a fraction up to 1."
+        if info.data.get("size_type") == "percent" and size > 1: raise ValueError("a percent size is a fraction up to 1")
+        return size
 
     @property
     def fusable(self) -> bool:
@@ -453,6 +456,7 @@ def _progress_bar(total, progress):
         return update
     return progress if callable(progress) else (lambda done, total: None)
 
+@timed("trading", "sweep")
 def backtest(bars, strategy="ma_cross", grid=None, opts: Options = None, chunk=256, progress=True, max_combos=1_000_000,
              engine="auto") -> Sweep:
     "Backtest every combination of `grid` for `strategy` over `bars`; `engine` is auto, fused or vectorbt."

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import ipywidgets as widgets
 import plotly.graph_objects as go
+from fastcore.basics import patch
 from ..platform.gallery import StatusLine, download_link
 from ..core import AIPlatformError, ValidationError, data_path, get_logger
 from .backtest import STATS, STRATEGIES, Options, backtest
@@ -203,3 +204,14 @@ class BacktestLab(widgets.VBox):
         self.downloads.value = (download_link(csv, f"{name}.csv", "Download CSV") +
                                 download_link((folder / f"{name}.parquet").read_bytes(), f"{name}.parquet", "Download Parquet") +
                                 f"<span style='color:#57606a'>saved to {html.escape(str(folder / name))}.parquet</span>")
+
+# %% ../../nbs/trading/06_backtest_lab.ipynb #aa2d7ed4
+@patch
+def warm(self: BacktestLab):
+    "Run the default sweep once off screen and draw its figures, so the first real one waits for nothing."
+    grid = {k: parse_values(k, f.value) for k, f in self.param_fields.items()}
+    sweep = backtest(self.bars(), self.strategy.value, grid, self.options(), progress=False, max_combos=MAX_COMBOS)
+    best = int(sweep.table[self.metric.value].replace([np.inf, -np.inf], np.nan).idxmax())
+    go.FigureWidget(sweep.heatmap(sweep.params[0], sweep.params[1 % len(sweep.params)], self.metric.value))
+    go.FigureWidget(sweep.figure(best)); sweep.trades(best)
+    return self

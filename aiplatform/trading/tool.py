@@ -9,4 +9,4 @@ __all__ = ['TOOL']
 from ..platform.registry import App, Tool
 
 TOOL = Tool("trading", "Trading", apps=(
-    App("backtest_lab", "Backtest Lab", "Sweep strategy parameters over real or synthetic prices with vectorbt.", "📈"),))
+    App("backtest_lab", "Backtest Lab", "Sweep strategy parameters over real or synthetic prices with vectorbt.", "chart"),))

@@ -8,6 +8,8 @@ from browser import CHROMIUM, FLAGS
 def env(tmp_path_factory):
     return clean_env(AIPLATFORM_PLATFORM__DATA_DIR=tmp_path_factory.mktemp("data"), AIPLATFORM_SERVER__NOTEBOOKS=REPO / "nbs")
 
+@pytest.mark.browser
+@pytest.mark.slow  # papermill runs the report: ~13 s
 def test_report_run_renders_html_with_its_figures(env, tmp_path):
     r = cli("report", "run", "backtest_report", "-p", "symbol", "EURUSD", "-p", "grid", '{"fast": [5, 10], "slow": [50, 100]}',
             "-p", "splits", "2", "--out", str(tmp_path), env=env)

@@ -22,6 +22,8 @@ def test_every_app_has_a_kernel_that_ran_it_before_the_first_visit(warm):
     status, _, body = http(warm.url + "aiplatform/apps/voila/render/status.ipynb", token=warm.token)
     assert status == 200 and b"Platform status" in body  # rendered when the kernel was preheated
     assert "Using pre-heated kernel" in warm.log.read_text()
+    status, _, body = http(warm.url + "aiplatform/apps/voila/render/backtest_lab.ipynb", token=warm.token)
+    assert status == 200 and b"Backtest Lab" in body and b"There was an error when executing cell" not in body  # warm() ran
 
 def test_the_apps_server_takes_only_the_gateways_proxy(warm):
     direct = f"http://127.0.0.1:{warm.apps['port']}/aiplatform/apps/voila/render/index.ipynb"

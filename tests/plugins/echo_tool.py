@@ -32,4 +32,5 @@ def commands(sub):
 TOOL = Tool("echo", "Echo", settings={"echo": {"greeting": Setting("str", "hello", "what the echo tool says first")}},
             routes=(("ping", "echo_tool:Ping"),), magics="echo_tool:magics", cli="echo_tool:commands",
             apps=(App("echo", "Echo", "Says hello."),),
-            services=(Service("echo", "Echo", "Answers with what it is sent.", "echo_tool:make_app"),))
+            services=(Service("echo", "Echo", "Answers with what it is sent.", "echo_tool:make_app"),),
+            migrations="echo_migrations")  # tests/plugins/echo_migrations: its own Alembic branch, the table echoes

@@ -6,9 +6,8 @@ import sqlalchemy as sa
 from aiplatform.platform import auth
 from aiplatform.platform.auth import add_user, check_bearer, create_key, list_keys, parse_expiry, verify_key
 from aiplatform.core import Unauthorized, ValidationError, load_settings
-from aiplatform.platform.store import SCHEMA_VERSION, api_keys, make_engine, migrate, now_ns
+from aiplatform.platform.store import api_keys, make_engine, migrate, now_ns, schema_heads
 from conftest import cli
-from database import postgres, url  # noqa: F401 (the fixtures: SQLite and a throw-away PostgreSQL)
 
 @pytest.fixture
 def s(tmp_path): return load_settings(env={}, platform={"data_dir": tmp_path/"data"}, limits={"keys_per_user": 2})
@@ -77,13 +76,13 @@ def test_expiry_on_sqlite_and_postgresql(url, tmp_path, monkeypatch):
 
 def test_upgrade_keeps_keys_that_never_expire(url):
     engine = make_engine(url)
-    migrate(engine, to=SCHEMA_VERSION - 1)
+    migrate(engine, to="platform_0002")  # the platform's branch before key expiry
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO users (username, role, active, created_ns) VALUES ('ada', 'admin', true, 1)"))
         conn.execute(sa.text("INSERT INTO api_keys (user_id, key_id, key_hash, label, active, created_ns) "
                              "VALUES ((SELECT id FROM users), 'k1', 'h', 'l', true, 3)"))
     assert "expires_ns" not in [c["name"] for c in sa.inspect(engine).get_columns("api_keys")]
-    assert migrate(engine) == SCHEMA_VERSION
+    assert migrate(engine) == schema_heads()
     with engine.connect() as conn: assert conn.execute(sa.select(api_keys.c.key_id, api_keys.c.expires_ns)).all() == [("k1", None)]
 
 def test_users_cli_key_expiry(env):

@@ -3,6 +3,8 @@ import pytest
 from playwright.sync_api import expect
 from browser import app_page
 
+pytestmark = pytest.mark.browser
+
 expect.set_options(timeout=120_000)  # the first sweep in a fresh kernel loads vectorbt
 
 @pytest.fixture(scope="module")

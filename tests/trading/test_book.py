@@ -40,6 +40,7 @@ def ref_live_orders(ref):
     return {o.id: (("buy", "sell")[o.side], o.price, o.remaining, o.visible, o.user, o.stop if o.stop_waiting else None)
             for o in ref.orders.values()}
 
+@pytest.mark.slow  # ~11 s
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(command(), min_size=40, max_size=200), st.sampled_from([1, 1, 1, 2]))
 def test_compiled_book_matches_reference(cmds, tick):
@@ -53,6 +54,7 @@ def test_compiled_book_matches_reference(cmds, tick):
 
 WIDE_IDS = range(1, 400)
 
+@pytest.mark.slow  # ~11 s
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(command(st.integers(1, 800), WIDE_IDS), min_size=300, max_size=800))
 def test_compiled_book_matches_reference_over_many_levels(cmds):

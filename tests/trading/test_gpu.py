@@ -103,6 +103,7 @@ def test_cuda_sweep_equals_the_compiled_sweep(cuda_on_the_cpu):
     cuda_on_the_cpu()
     for opts, twin in zip(options, twins): np.testing.assert_allclose(ma_sweep(bars, c.fast, c.slow, opts, device=True), twin, rtol=1e-12)
 
+@pytest.mark.gpu
 @pytest.mark.skipif(gpu_info() is None, reason="no GPU")
 def test_gpu_equals_the_twins():
     x = prices(7, 5000, 40)
