@@ -1,6 +1,6 @@
 """The apps' own Voilà server: kernels preheated before anyone asks, reachable only through the gateway's proxy and
 login, gone with the gateway."""
-import json, time
+import json, re, time
 import pytest
 from conftest import http, start_gateway, stop_gateway
 
@@ -8,7 +8,7 @@ APPS = ("index", "status", "backtest_lab", "code_generator")
 
 @pytest.fixture(scope="module")
 def warm(tmp_path_factory):
-    gw = start_gateway(tmp_path_factory.mktemp("apps"), "app_kernels = 1\n")
+    gw = start_gateway(tmp_path_factory.mktemp("apps"), "app_kernels = 1\nkernel_idle_timeout = 3\n")
     gw.apps = json.loads((gw.root/"data"/"jupyter_server_config.json").read_text())["ServerProxy"]["servers"]["aiplatform/apps"]
     yield gw
     stop_gateway(gw)
@@ -19,6 +19,8 @@ def test_every_app_has_a_kernel_that_ran_it_before_the_first_visit(warm):
     end = time.monotonic() + 240
     while filled(warm) != set(APPS) and time.monotonic() < end: time.sleep(1)
     assert filled(warm) == set(APPS), warm.log.read_text()[-3000:]
+    time.sleep(8)  # well past the idle timeout: kernels kept ready for visitors are not culled
+    assert not re.search(r"Culling '\w+' kernel", warm.log.read_text())
     status, _, body = http(warm.url + "aiplatform/apps/voila/render/status.ipynb", token=warm.token)
     assert status == 200 and b"Platform status" in body  # rendered when the kernel was preheated
     assert "Using pre-heated kernel" in warm.log.read_text()
