@@ -96,18 +96,19 @@ def main():
             login.close()
             ours = lambda a: url + f"aiplatform/apps/voila/render/{a}.ipynb"
             peer = lambda a: url + f"voila/render/apps/{a}.ipynb"
+            seen = {}
             for app in apps:
-                seen = pools_filled(log, app)
+                seen[app] = pools_filled(log, app)
                 r = rows[app] = {"ours_cold": view(browser, ours(app), app), "peer_cold": view(browser, peer(app), app)}
                 ours_warm, peer_warm = [], []
                 for _ in range(warm_n):
-                    wait_refill(log, app, seen)
-                    seen = pools_filled(log, app)
+                    wait_refill(log, app, seen[app])
+                    seen[app] = pools_filled(log, app)
                     ours_warm.append(view(browser, ours(app), app))
                     peer_warm.append(view(browser, peer(app), app))
                 r["ours_warm"], r["peer_warm"] = statistics.median(ours_warm), statistics.median(peer_warm)
             if not args.quick:
-                wait_refill(log, "backtest_lab", seen if apps[-1] == "backtest_lab" else 0)
+                wait_refill(log, "backtest_lab", seen["backtest_lab"])
                 rows["sweep"] = {"ours": first_sweep(browser, ours("backtest_lab")), "peer": first_sweep(browser, peer("backtest_lab"))}
             browser.browser.close()
     except Exception:

@@ -11,6 +11,7 @@ import os
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.application import ExtensionApp
+from datetime import datetime, timezone
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from jupyter_server_proxy import IconHandler, ServerProxyConfig, ServersInfoHandler, make_handlers
 from jupyter_server_proxy.config import ServerProcess
@@ -76,9 +77,9 @@ def service_proxy_handlers(servers=()) -> list:
 
 # %% ../../nbs/platform/05_server.ipynb #97223fe8
 class PlatformKernelManager(AsyncMappingKernelManager):
-    "Jupyter's kernel manager, refusing a new kernel past `max_kernels` running or starting."
+    "Jupyter's kernel manager, refusing a new kernel past `max_kernels` running or starting; never culling one Voilà keeps ready."
     max_kernels = Integer(32, config=True, help="most kernels running or starting at once")
-    _starting = 0
+    _starting, _waiting = 0, set()
 
     def check_room(self):
         "`web.HTTPError` 503 when `max_kernels` kernels are already running or starting."
@@ -91,6 +92,22 @@ class PlatformKernelManager(AsyncMappingKernelManager):
         self._starting += 1
         try: return await super().start_kernel(kernel_id=kernel_id, path=path, **kwargs)
         finally: self._starting -= 1
+
+    def pooled(self) -> set:
+        "The kernels waiting in Voilà's preheated pools (the apps' server): started and ready, no one connected yet."
+        items = (t for pool in getattr(self, "_pools", {}).values() for t in pool)
+        return {t.result()["kernel_id"] for t in items if t.done() and not t.cancelled() and t.exception() is None}
+
+    async def cull_kernels(self):
+        "Jupyter's idle culling, where a kernel handed to a visitor since the last pass counts as active then."
+        pooled = self.pooled()
+        for kernel_id in self._waiting - pooled:
+            if kernel_id in self._kernels: self._kernels[kernel_id].last_activity = datetime.now(timezone.utc)
+        self._waiting = pooled
+        await super().cull_kernels()
+
+    async def cull_kernel_if_idle(self, kernel_id):
+        if kernel_id not in self.pooled(): await super().cull_kernel_if_idle(kernel_id)
 
 # %% ../../nbs/platform/05_server.ipynb #afed1b35
 class AIPlatformExtension(ExtensionApp):

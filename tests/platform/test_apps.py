@@ -27,6 +27,17 @@ def test_every_app_has_a_kernel_that_ran_it_before_the_first_visit(warm):
     status, _, body = http(warm.url + "aiplatform/apps/voila/render/backtest_lab.ipynb", token=warm.token)
     assert status == 200 and b"Backtest Lab" in body and b"There was an error when executing cell" not in body  # warm() ran
 
+def kernel_of(page: bytes) -> str: return re.search(rb'"kernelId": "([0-9a-f-]{36})"', page)[1].decode()
+
+def test_a_kernel_waiting_in_the_pool_past_the_idle_timeout_is_still_there_for_the_next_visitor(warm):
+    page = lambda: http(warm.url + "aiplatform/apps/voila/render/code_generator.ipynb", token=warm.token)[2]
+    page()  # takes the pool's kernel; another one is started for the next visitor
+    time.sleep(15)  # five idle timeouts
+    kernel = kernel_of(page())  # waited 15 s in the pool: handed out now, it must not be culled before the page connects
+    time.sleep(1.5)  # a cull pass (every second here) after the hand-out
+    status, _, _ = http(warm.url + f"aiplatform/apps/api/kernels/{kernel}/channels", token=warm.token)
+    assert status == 400, status  # it exists: only the WebSocket upgrade is missing (404 for a culled one)
+
 def test_the_apps_server_takes_only_the_gateways_proxy(warm):
     direct = f"http://127.0.0.1:{warm.apps['port']}/aiplatform/apps/voila/render/index.ipynb"
     assert http(direct)[0] in (302, 403)
