@@ -52,6 +52,7 @@ $(VENV)/.installed: pyproject.toml extensions/voila.json extensions/jupyter_serv
 	cp extensions/jupyter_server_config.d/*.json $(JUPYTER_ETC)/jupyter_server_config.d/
 	cp extensions/voila.json $(JUPYTER_ETC)/voila.json
 	$(BIN)/jupyter-kernelspec install --sys-prefix --replace kernels/aiplatform >/dev/null
+	$(BIN)/aiplatform warm
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

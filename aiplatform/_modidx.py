@@ -294,6 +294,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                          'aiplatform.platform.cli.cmd_service': ( 'platform/cli.html#cmd_service',
                                                                                   'aiplatform/platform/cli.py'),
                                          'aiplatform.platform.cli.cmd_users': ('platform/cli.html#cmd_users', 'aiplatform/platform/cli.py'),
+                                         'aiplatform.platform.cli.cmd_warm': ('platform/cli.html#cmd_warm', 'aiplatform/platform/cli.py'),
                                          'aiplatform.platform.cli.main': ('platform/cli.html#main', 'aiplatform/platform/cli.py'),
                                          'aiplatform.platform.cli.server_config': ( 'platform/cli.html#server_config',
                                                                                     'aiplatform/platform/cli.py'),
@@ -854,4 +855,5 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                             'aiplatform.trading.journal.records': ( 'trading/journal.html#records',
                                                                                     'aiplatform/trading/journal.py'),
                                             'aiplatform.trading.journal.seq_of': ( 'trading/journal.html#seq_of',
-                                                                                   'aiplatform/trading/journal.py')}}}
+                                                                                   'aiplatform/trading/journal.py')},
+            'aiplatform.trading.tool': {'aiplatform.trading.tool.warm': ('trading/tool.html#warm', 'aiplatform/trading/tool.py')}}}

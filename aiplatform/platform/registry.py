@@ -59,6 +59,7 @@ class Tool:
     apps: tuple = ()  # App records
     services: tuple = ()  # Service records
     migrations: str = ""  # "package.folder" of the Alembic version scripts of its tables, shipped as package data
+    warm: str = ""  # "module:function" compiling ahead what the tool would compile on first use (`aiplatform warm`)
 
 # %% ../../nbs/platform/09_registry.ipynb #76f0aa8c
 def registered_apps() -> list[App]:
