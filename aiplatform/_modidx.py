@@ -400,8 +400,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                   'aiplatform/platform/server.py'),
                                             'aiplatform.platform.server.PlatformKernelManager.check_room': ( 'platform/server.html#platformkernelmanager.check_room',
                                                                                                              'aiplatform/platform/server.py'),
-                                            'aiplatform.platform.server.PlatformKernelManager.cull_kernel_if_idle': ( 'platform/server.html#platformkernelmanager.cull_kernel_if_idle',
-                                                                                                                      'aiplatform/platform/server.py'),
                                             'aiplatform.platform.server.PlatformKernelManager.cull_kernels': ( 'platform/server.html#platformkernelmanager.cull_kernels',
                                                                                                                'aiplatform/platform/server.py'),
                                             'aiplatform.platform.server.PlatformKernelManager.pooled': ( 'platform/server.html#platformkernelmanager.pooled',

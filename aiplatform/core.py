@@ -169,7 +169,7 @@ SCHEMA = {
         "kernel_idle_timeout": Setting("int", 1800, "seconds a kernel with nothing connected (a closed notebook, an app "
                                        "page that never opened its WebSocket) may stay idle before it is shut down",
                                        lo=1, hi=604800),
-        "max_kernels": Setting("int", 32, "most kernels running at once, notebooks and app pages together", lo=1, hi=10000),
+        "max_kernels": Setting("int", 32, "most kernels running at once in the gateway, and again in the apps' server", lo=1, hi=10000),
         "app_kernels": Setting("int", 1, "kernels kept started, the app already run, for each app; 0: one is started per page view",
                                lo=0, hi=16),
     },
@@ -210,7 +210,7 @@ def schema() -> dict:
     full, owner = dict(SCHEMA), dict.fromkeys(SCHEMA, "the platform")
     for name, tool in tools().items():
         for section, keys in tool.settings.items():
-            if section in full: raise ConfigError(f"tool {name}: settings section [{section}] is already declared by {owner[section]}")
+            if section in full: raise ConfigError(f"settings section [{section}]: declared by both {owner[section]} and {name}")
             full[section], owner[section] = keys, name
     return full
 
@@ -364,9 +364,9 @@ def data_path(*parts, settings=None) -> Path:
 
 def write_secret(path, text):
     "Write `text` to `path` readable by its owner only (mode 0600)."
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)  # before the text: a file that was there keeps no looser mode meanwhile
     with os.fdopen(fd, "w") as f: f.write(text)
-    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
 
 # %% ../nbs/00_core.ipynb #603491f5
 def get_logger(name, settings=None) -> logging.Logger:

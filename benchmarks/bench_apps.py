@@ -34,13 +34,18 @@ def start(root: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIPLATFORM_")} | dict(
         AIPLATFORM_SETTINGS=str(root/"settings.ini"), HOME=str(root), JUPYTER_CONFIG_DIR=str(root/"jupyter"),
         JUPYTER_RUNTIME_DIR=str(root/"runtime"))
-    log = open(root/"server.log", "w")
-    proc = subprocess.Popen([str(BIN/"aiplatform"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(root/"server.log", "w") as log:
+        proc = subprocess.Popen([str(BIN/"aiplatform"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
-    for _ in range(600):
+    end = time.monotonic() + 180
+    while True:
         try:
             with urllib.request.urlopen(url + "aiplatform/api/health", timeout=2): break
-        except OSError: time.sleep(0.2)
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > end:
+                os.killpg(proc.pid, signal.SIGTERM)
+                raise RuntimeError(f"the gateway did not start:\n{(root/'server.log').read_text()[-3000:]}")
+            time.sleep(0.2)
     return url, (root/"data"/"jupyter_token").read_text().strip(), proc, root/"server.log"
 
 READY = {"backtest_lab": "Backtest Lab warmed in"}  # apps whose preheated kernel says when it has done its extra work
@@ -77,7 +82,9 @@ def first_sweep(browser, url: str) -> float:
 def wait_refill(log: Path, app: str, seen: int, limit=180):
     "Wait until the app's pool has been filled more than `seen` times, and its notebook has run: the last view's kernel is replaced."
     end = time.monotonic() + limit
-    while pools_filled(log, app) <= seen and time.monotonic() < end: time.sleep(0.2)
+    while pools_filled(log, app) <= seen:
+        if time.monotonic() > end: raise TimeoutError(f"{app}: no kernel made ready in {limit} s")
+        time.sleep(0.2)
     time.sleep(3)  # "filled" is said when the kernel starts the notebook, not when it has run it
 
 def main():

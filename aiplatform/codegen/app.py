@@ -53,7 +53,7 @@ def file_context(name: str, content: bytes, rows=False) -> tuple[str, str]:
     except UnicodeDecodeError: raise ValidationError(f"{name}: not UTF-8 text; attach code, text, CSV or Parquet") from None
 
 # %% ../../nbs/codegen/02_app.ipynb #18ca62a2
-log = get_logger("apps.codegen")
+log = get_logger("codegen.app")
 _MONO = dict(width="100%", font_family="monospace")
 
 def _pre(text) -> str: return f"<pre class='aip-answer' style='white-space:pre-wrap;margin:0'>{html.escape(text)}</pre>"

@@ -294,6 +294,7 @@ def run_tests(code: str, tests: str, timeout: float | None = None, memory_mb: in
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try: proc = subprocess.Popen(cmd, env={}, stdin=subprocess.DEVNULL, stdout=out, stderr=err, pass_fds=(w, *fds),
                                      start_new_session=True)
+        except OSError: os.close(r); raise
         finally:
             for fd in (w, *fds): os.close(fd)
         reader = threading.Thread(target=lambda: report.append(os.fdopen(r, "rb").read(2 * REPORT_LIMIT)), daemon=True)

@@ -55,5 +55,5 @@ def start_apps(settings) -> dict:
     token, port = secrets.token_hex(32), _free_port()
     subprocess.Popen([str(Path(sys.executable).parent/"aiplatform"), "apps", "--port", str(port)], env=os.environ | {TOKEN_ENV: token},
                      stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-    return dict(port=port, absolute_url=True, request_headers_override={"Authorization": f"token {token}"},
+    return dict(port=port, absolute_url=True, request_headers_override={"Authorization": f"token {token}", "Cookie": ""},
                 launcher_entry=dict(enabled=False))

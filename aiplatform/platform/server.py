@@ -7,7 +7,6 @@ __all__ = ['HealthHandler', 'ServicesHandler', 'MeHandler', 'NotFoundHandler', '
            'PlatformKernelManager', 'AIPlatformExtension']
 
 # %% ../../nbs/platform/05_server.ipynb #a939a291
-import os
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.application import ExtensionApp
@@ -23,7 +22,7 @@ from .. import __version__
 from .auth import get_user
 from ..core import NotFound, get_settings
 from .registry import api_routes, registered_services
-from .metrics import ENV, expose, share
+from .metrics import expose, share
 from .services import measured, serverproxy_entry
 from .status import services_status
 
@@ -106,8 +105,6 @@ class PlatformKernelManager(AsyncMappingKernelManager):
         self._waiting = pooled
         await super().cull_kernels()
 
-    async def cull_kernel_if_idle(self, kernel_id):
-        if kernel_id not in self.pooled(): await super().cull_kernel_if_idle(kernel_id)
 
 # %% ../../nbs/platform/05_server.ipynb #afed1b35
 class AIPlatformExtension(ExtensionApp):
@@ -120,7 +117,7 @@ class AIPlatformExtension(ExtensionApp):
         HTTPServer.configure(HTTPServer.configured_class(), body_timeout=self.body_timeout,
                              idle_connection_timeout=self.idle_connection_timeout)
         settings = get_settings()
-        expose(share(settings, fresh=ENV not in os.environ))  # fresh unless a platform process started this one
+        expose(share(settings))  # emptied by `aiplatform serve` alone, never by another server on the same data
         if not self.serverapp.authenticate_prometheus: self.log.warning("aiplatform: /metrics stays behind the login; ignoring ServerApp.authenticate_prometheus = False")
         self.settings["authenticate_prometheus"] = True
         self.log.info("aiplatform %s: settings %s, database %s", __version__, settings.file or "defaults",
@@ -128,8 +125,9 @@ class AIPlatformExtension(ExtensionApp):
 
     def initialize_handlers(self):
         self.handlers.extend(api_handlers())
-        if not self.serverapp.jpserver_extensions.get("jupyter_server_proxy"):  # else it mounts the services itself
-            self.handlers.extend(service_proxy_handlers(ServerProxyConfig(parent=self.serverapp).servers.values()))
+        if self.serverapp.jpserver_extensions.get("jupyter_server_proxy"):  # on (a plain `jupyter lab`): it serves its own list
+            self.handlers.extend(h for h in service_proxy_handlers() if not h[0].startswith("/server-proxy/"))
+        else: self.handlers.extend(service_proxy_handlers(ServerProxyConfig(parent=self.serverapp).servers.values()))
 
 def _jupyter_server_extension_points():
     return [{"module": "aiplatform.platform.server", "app": AIPlatformExtension}]

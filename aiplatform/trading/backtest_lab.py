@@ -44,7 +44,7 @@ def default_text(values) -> str:
     return f"{v[0]}:{v[-1]}:{steps.pop()}" if len(steps) == 1 else ", ".join(map(str, v))
 
 # %% ../../nbs/trading/06_backtest_lab.ipynb #7fc9c030
-log = get_logger("apps.backtest")
+log = get_logger("trading.backtest_lab")
 
 def _replace(widget, fig):
     "Show `fig` in a plotly `FigureWidget`, in place."

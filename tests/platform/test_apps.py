@@ -1,6 +1,6 @@
 """The apps' own Voilà server: kernels preheated before anyone asks, reachable only through the gateway's proxy and
 login, gone with the gateway."""
-import json, re, time
+import json, os, re, signal, time
 import pytest
 from conftest import http, start_gateway, stop_gateway
 
@@ -50,10 +50,12 @@ def test_the_apps_server_ends_with_the_gateway(tmp_path):
     gw = start_gateway(tmp_path)
     port = json.loads((gw.root/"data"/"jupyter_server_config.json").read_text())["ServerProxy"]["servers"]["aiplatform/apps"]["port"]
     assert http(f"http://127.0.0.1:{port}/aiplatform/apps/")[0] in (302, 403)
-    stop_gateway(gw)
+    os.kill(gw.proc.pid, signal.SIGKILL)  # the gateway alone, as a crash would: its apps' server must follow
+    gw.proc.wait(30)
     end = time.monotonic() + 20
     while time.monotonic() < end:
         try: http(f"http://127.0.0.1:{port}/aiplatform/apps/")
         except OSError: return
         time.sleep(0.3)
+    os.killpg(gw.proc.pid, signal.SIGTERM)
     pytest.fail(f"the apps' server on port {port} outlived the gateway")

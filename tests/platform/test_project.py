@@ -23,7 +23,8 @@ def test_no_module_of_the_platform_imports_a_tool():
     for module in (REPO/"aiplatform"/"platform").glob("*.py"):
         for node in ast.walk(ast.parse(module.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom): names = [("." * node.level) + (node.module or "")]
+            if isinstance(node, ast.ImportFrom):  # `from ..codegen import x`, and `from .. import codegen`
+                names = [("." * node.level) + node.module] if node.module else [("." * node.level) + a.name for a in node.names]
             for name in names:
                 parts = name.lstrip(".").split(".")
                 top = parts[1] if parts[0] == "aiplatform" else parts[0] if name.startswith("..") else None

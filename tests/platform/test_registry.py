@@ -52,4 +52,4 @@ def test_a_record_under_another_name_is_refused(tmp_path):
 
 def test_two_tools_cannot_declare_one_section(tmp_path):
     out = _bad_tool(tmp_path, "TOOL = Tool('bad', 'Bad', settings={'codegen': {'x': Setting('str', '', 'x')}})\n")
-    assert out.returncode == 2 and out.stderr.strip() == "aiplatform: error: tool codegen: settings section [codegen] is already declared by bad"
+    assert out.returncode == 2 and out.stderr.strip() == "aiplatform: error: settings section [codegen]: declared by both bad and codegen"
