@@ -165,7 +165,7 @@ SCHEMA = {
         "token": Setting("str", "", "login token of at least 32 characters; empty: one is made on first run and kept in "
                          "the data folder", secret=True, min_len=32),
         "password": Setting("str", "", "hashed password from `aiplatform password` (auth = password)", secret=True),
-        "notebooks": Setting("path", "nbs", "folder the server shows: the apps live in its apps/ subfolder"),
+        "notebooks": Setting("path", "", "the users' workspace, the Jupyter server's root folder; empty: notebooks/ in the data folder"),
         "kernel_idle_timeout": Setting("int", 1800, "seconds a kernel with nothing connected (a closed notebook, an app "
                                        "page that never opened its WebSocket) may stay idle before it is shut down",
                                        lo=1, hi=604800),
@@ -235,6 +235,7 @@ class Settings:
         if (section, key) == ("database", "url"): return mask_url(self.database_url)
         if (section, key) == ("platform", "data_dir"): return self.data_dir
         if (section, key) == ("models", "dir"): return self.models_dir
+        if (section, key) == ("server", "notebooks"): return self.workspace
         return "****" if spec.secret and value else value
 
     def table(self):
@@ -259,6 +260,13 @@ class Settings:
     def database_url(self):
         "The database URL: the setting, or a SQLite file in the data folder."
         return self.database.url or f"sqlite:///{self.data_dir/'aiplatform.db'}"
+
+    @property
+    def workspace(self):
+        "The users' notebooks folder, the Jupyter server's root: the setting, or notebooks/ in the data folder (made)."
+        d = self.server.notebooks or self.data_dir/"notebooks"
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return d
 
     @property
     def models_dir(self):

@@ -15,7 +15,6 @@ import argparse, json, os, platform, shutil, signal, socket, statistics, subproc
 from pathlib import Path
 from playwright.sync_api import expect, sync_playwright
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage"]
@@ -29,7 +28,7 @@ def free_port() -> int:
 def start(root: Path):
     "`aiplatform serve` in `root`, preheating one kernel per app; its URL, token, process and log."
     port = free_port()
-    (root/"settings.ini").write_text(f"[platform]\ndata_dir = data\n[server]\nport = {port}\nnotebooks = {REPO/'nbs'}\n"
+    (root/"settings.ini").write_text(f"[platform]\ndata_dir = data\n[server]\nport = {port}\nnotebooks = data\n"
                                      "app_kernels = 1\nkernel_idle_timeout = 20\nmax_kernels = 64\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIPLATFORM_")} | dict(
         AIPLATFORM_SETTINGS=str(root/"settings.ini"), HOME=str(root), JUPYTER_CONFIG_DIR=str(root/"jupyter"),

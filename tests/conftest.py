@@ -72,7 +72,7 @@ def start_gateway(root, server="", sections=""):
     (no preheated app kernels unless they say so) and more `sections`."""
     port = free_port()
     if "app_kernels" not in server: server = "app_kernels = 0\n" + server
-    (root/"settings.ini").write_text(f"[platform]\ndata_dir = data\n[server]\nport = {port}\nnotebooks = {REPO/'nbs'}\n{server}"
+    (root/"settings.ini").write_text(f"[platform]\ndata_dir = data\n[server]\nport = {port}\nnotebooks = data\n{server}"
                                      f"[services]\nhealth_timeout = 30\n{sections}")
     env = clean_env(AIPLATFORM_SETTINGS=root/"settings.ini", PYTHONPATH=PLUGINS, JUPYTER_CONFIG_DIR=root/"jupyter",
                     JUPYTER_RUNTIME_DIR=root/"runtime", HOME=root)

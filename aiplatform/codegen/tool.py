@@ -28,5 +28,6 @@ TOOL = Tool("codegen", "Code generation with Claude",
     }},
     routes=(("generate", "aiplatform.codegen.api:GenerateHandler"),),
     magics="aiplatform.codegen.magics:register",
-    apps=(App("code_generator", "Code Generator", "Describe code, get it from Claude, checked and tested in a sandbox.", "code"),),
+    apps=(App("code_generator", "Code Generator", "Describe code, get it from Claude, checked and tested in a sandbox.", "code",
+                 "aiplatform.codegen.app:CodeGenerator"),),
     migrations="aiplatform.codegen.migrations")

@@ -73,19 +73,19 @@ def cmd_service(args, settings):
 def server_config(settings) -> dict:
     "The Jupyter server configuration for `settings`: address, root folder, home page, login, request and kernel limits."
     srv, lim = settings.server, settings.limits
-    if not (srv.notebooks/"apps"/"index.ipynb").is_file():
-        raise ConfigError(f"[server] notebooks = {str(srv.notebooks)!r}: expected a folder holding apps/index.ipynb")
     body, wait, idle = lim.upload_mb << 20, lim.body_timeout, srv.kernel_idle_timeout
-    config = dict(ServerApp=dict(ip=srv.host, port=srv.port, port_retries=0, root_dir=str(srv.notebooks),
+    config = dict(ServerApp=dict(ip=srv.host, port=srv.port, port_retries=0, root_dir=str(settings.workspace),
                                  open_browser=False, default_url=HOME_PAGE, allow_root=os.geteuid() == 0,
                                  max_body_size=body, max_buffer_size=body,
                                  kernel_manager_class="aiplatform.platform.server.PlatformKernelManager",
-                                 jpserver_extensions={"jupyter_server_proxy": False}),  # aiplatform.platform.server mounts the services
+                                 jpserver_extensions={"aiplatform.platform.server": True, "voila.server_extension": True,
+                                                     "jupyter_server_proxy": False}),  # ours mounts the services
                   AIPlatformExtension=dict(body_timeout=wait, idle_connection_timeout=wait),
                   MappingKernelManager=dict(cull_idle_timeout=idle, cull_interval=max(1, min(60, idle // 3)),
                                             cull_connected=False, cull_busy=False),
                   PlatformKernelManager=dict(max_kernels=srv.max_kernels),
-                  IdentityProvider=dict(cookie_options=dict(samesite="Lax")))
+                  IdentityProvider=dict(cookie_options=dict(samesite="Lax")),
+                  VoilaConfiguration=dict(show_tracebacks=False, theme="light"))  # complete: an installed wheel needs no other file
     if srv.auth == "password":
         if not srv.password: raise ConfigError("[server] password = '': with auth = password, expected the hash `aiplatform password` prints")
         config["IdentityProvider"]["token"] = ""

@@ -25,6 +25,7 @@ class App:
     title: str
     description: str
     icon: str = "app"  # a name in `aiplatform.platform.gallery.ICONS`
+    widget: str = ""  # "module:callable" returning the app's widget tree
 
     @property
     def notebook(self) -> str: return f"{self.name}.ipynb"
@@ -60,6 +61,7 @@ class Tool:
     services: tuple = ()  # Service records
     migrations: str = ""  # "package.folder" of the Alembic version scripts of its tables, shipped as package data
     warm: str = ""  # "module:function" compiling ahead what the tool would compile on first use (`aiplatform warm`)
+    reports: str = ""  # "package.folder" of its papermill report templates, shipped as package data
 
 # %% ../../nbs/platform/09_registry.ipynb #76f0aa8c
 def registered_apps() -> list[App]:
@@ -82,5 +84,6 @@ def api_routes() -> list[tuple]:
 
 # %% ../../nbs/platform/09_registry.ipynb #edb8fe91
 PLATFORM = Tool("platform", "AI Platform",
-                apps=(App("status", "Platform status", "Settings, database, services health and GPU at a glance.", "status"),),
+                apps=(App("status", "Platform status", "Settings, database, services health and GPU at a glance.", "status",
+                                "aiplatform.platform.status_app:StatusApp"),),
                 migrations="aiplatform.platform.migrations")

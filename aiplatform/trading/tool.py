@@ -17,4 +17,5 @@ def warm():
     backtest(gbm_bars(("W",), n=300, seed=1)["W"], "ma_cross", dict(fast=[2, 3], slow=[5, 8]), Options(), progress=False)
 
 TOOL = Tool("trading", "Trading", warm="aiplatform.trading.tool:warm", apps=(
-    App("backtest_lab", "Backtest Lab", "Sweep strategy parameters over real or synthetic prices with vectorbt.", "chart"),))
+    App("backtest_lab", "Backtest Lab", "Sweep strategy parameters over real or synthetic prices with vectorbt.", "chart",
+    "aiplatform.trading.backtest_lab:BacktestLab"),), reports="aiplatform.trading.reports")

@@ -30,9 +30,9 @@ def test_no_module_of_the_platform_imports_a_tool():
                 top = parts[1] if parts[0] == "aiplatform" else parts[0] if name.startswith("..") else None
                 assert top not in tools, f"{module.name} imports {name}"
 
-def test_every_app_has_its_notebook():
-    from aiplatform.platform.registry import registered_apps
-    for app in registered_apps(): assert (REPO/"nbs"/"apps"/app.notebook).is_file(), app
+def test_every_app_names_its_widget():
+    from aiplatform.platform.registry import load, registered_apps
+    for app in registered_apps(): assert callable(load(app.widget)), app
 
 def test_readme_is_the_index_notebook():
     md = subprocess.run([sys.executable, "-m", "nbconvert", "--to", "markdown", "--stdout", str(REPO/"nbs"/"index.ipynb")],

@@ -21,6 +21,10 @@ class Ping(APIHandler):
     @web.authenticated
     def get(self): self.finish({"greeting": get_settings().echo.greeting})
 
+def echo_widget():
+    import ipywidgets
+    return ipywidgets.HTML(f"<h3>{get_settings().echo.greeting}</h3>")
+
 def echo_magic(line): return f"{get_settings().echo.greeting}, {line}"
 
 def magics(ipython): ipython.register_magic_function(echo_magic, "line", "echo")
@@ -31,6 +35,6 @@ def commands(sub):
 
 TOOL = Tool("echo", "Echo", settings={"echo": {"greeting": Setting("str", "hello", "what the echo tool says first")}},
             routes=(("ping", "echo_tool:Ping"),), magics="echo_tool:magics", cli="echo_tool:commands",
-            apps=(App("echo", "Echo", "Says hello."),),
+            apps=(App("echo", "Echo", "Says hello.", widget="echo_tool:echo_widget"),),
             services=(Service("echo", "Echo", "Answers with what it is sent.", "echo_tool:make_app"),),
             migrations="echo_migrations")  # tests/plugins/echo_migrations: its own Alembic branch, the table echoes
