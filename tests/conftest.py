@@ -1,5 +1,6 @@
 "Shared fixtures: a clean platform environment, the `aiplatform` command, and a real Jupyter gateway."
 import json, os, signal, socket, subprocess, sys, time, urllib.error, urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 import pytest
@@ -54,6 +55,21 @@ def wait_for(url, proc, timeout=90):
 def env(tmp_path):
     "An environment whose data folder is a fresh temporary one and that reads no settings file."
     return clean_env(AIPLATFORM_PLATFORM__DATA_DIR=tmp_path/"data", HOME=tmp_path)
+
+@contextmanager
+def standalone_echo(env, username, role):
+    "The echo test tool's service run on its own (`aiplatform service echo`): its URL, and an API key of a new `role` user."
+    assert cli("users", "add", username, "--role", role, env=env).returncode == 0
+    key = cli("users", "key", username, env=env).stdout.strip()
+    port = free_port()
+    proc = subprocess.Popen([str(BIN/"aiplatform"), "service", "echo", "--port", str(port)], env=env | {"PYTHONPATH": str(PLUGINS)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_for(url + "health", proc, timeout=30)
+        yield url, key
+    finally:
+        proc.terminate(); proc.wait(10)
 
 def wait_for_apps(config, proc, timeout=90):
     "Wait until the apps' Voilà server that `serve` started (its port and token are in the gateway's `config`) answers."

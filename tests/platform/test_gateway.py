@@ -1,6 +1,5 @@
 "The Jupyter gateway started by `aiplatform serve`: its API behind Jupyter's login, and services proxied at /aiplatform/<name>/."
-import subprocess
-from conftest import BIN, PLUGINS, cli, free_port, http, wait_for
+from conftest import cli, http, standalone_echo
 
 def test_health_needs_no_login_and_says_little(gateway):
     status, _, body = http(gateway.url + "aiplatform/api/health")
@@ -35,14 +34,7 @@ def test_proxied_service_answers_behind_the_login(gateway):
     assert entry["launcher_entry"]["title"] == "Echo" and entry["launcher_entry"]["path_info"] == "aiplatform/echo/"
 
 def test_service_runs_standalone_and_checks_api_keys(env):
-    assert cli("users", "add", "ada", "--role", "analyst", env=env).returncode == 0
-    key = cli("users", "key", "ada", env=env).stdout.strip()
-    port = free_port()
-    proc = subprocess.Popen([str(BIN/"aiplatform"), "service", "echo", "--port", str(port)], env=env | {"PYTHONPATH": str(PLUGINS)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_for(url + "health", proc, timeout=30)
+    with standalone_echo(env, "ada", "analyst") as (url, key):
         assert http(url + "whoami", headers={"Authorization": f"Bearer {key}"})[2] == {"user": "ada"}
         status, headers, body = http(url + "whoami")
         assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer") and "Bearer <API key>" in body["error"]
@@ -50,8 +42,6 @@ def test_service_runs_standalone_and_checks_api_keys(env):
         status, _, body = http(url + "echo", data=b"x" * (1024 * 1024 + 10))
         assert (status, body["error"]) == (413, "request body: 1048586 bytes, at most 1048576 ([limits] request_kb)")
         assert http(url + "nope")[0] == 404
-    finally:
-        proc.terminate(); proc.wait(10)
 
 def test_unknown_service_is_refused(env):
     r = cli("service", "nope", "--port", "1", env=env)

@@ -6,7 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.testing import bind_unused_port
-from conftest import BIN, PLUGINS, cli, free_port, http, wait_for
+from conftest import http, standalone_echo
 from aiplatform.core import load_settings
 from aiplatform.platform.metrics import ENV, SharedMetrics, operations, timed
 from aiplatform.platform.services import ServiceHandler, service_app
@@ -93,14 +93,7 @@ def test_kernels_the_gateway_starts_record_into_its_shared_folder(gateway):
 # A service on its own
 
 def test_a_service_metrics_need_an_api_key(env):
-    assert cli("users", "add", "vic", "--role", "viewer", env=env).returncode == 0
-    key = cli("users", "key", "vic", env=env).stdout.strip()
-    port = free_port()
-    proc = subprocess.Popen([str(BIN/"aiplatform"), "service", "echo", "--port", str(port)], env=env | {"PYTHONPATH": str(PLUGINS)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_for(url + "health", proc, timeout=30)
+    with standalone_echo(env, "vic", "viewer") as (url, key):
         status, headers, body = http(url + "metrics")
         assert (status, body) == (401, {"error": "Authorization header: expected 'Bearer <API key>'", "status": 401})
         assert headers["WWW-Authenticate"].startswith("Bearer")
@@ -111,8 +104,6 @@ def test_a_service_metrics_need_an_api_key(env):
         assert status == 200 and headers["Content-Type"].startswith("text/plain")
         assert request_count(found, "echo", "/echo", "POST", 200) == 1 and request_count(found, "echo", "/health", "GET", 200) >= 1
         assert value(found, "aiplatform_http_errors_total", app="echo", route="/metrics", method="GET", status="401", error="Unauthorized") == 2
-    finally:
-        proc.terminate(); proc.wait(10)
 
 class Boom(ServiceHandler):
     def get(self): raise RuntimeError("/etc/secret: a detail for the log only")
