@@ -4,12 +4,13 @@
 
 # %% auto #0
 __all__ = ['HealthHandler', 'ServicesHandler', 'MeHandler', 'NotFoundHandler', 'api_handlers', 'service_proxy_handlers',
-           'PlatformKernelManager', 'AIPlatformExtension']
+           'PlatformKernelManager', 'static_handlers', 'AIPlatformExtension']
 
 # %% ../../nbs/platform/05_server.ipynb #a939a291
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.application import ExtensionApp
+import re
 from datetime import datetime, timezone
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from jupyter_server_proxy import IconHandler, ServerProxyConfig, ServersInfoHandler, make_handlers
@@ -25,6 +26,7 @@ from .registry import api_routes, registered_services
 from .metrics import expose, share
 from .services import measured, serverproxy_entry
 from .status import services_status
+from .figures import PLOTLY_URL, plotly_bundle
 
 # %% ../../nbs/platform/05_server.ipynb #caa1a0c7
 class HealthHandler(APIHandler):
@@ -106,6 +108,12 @@ class PlatformKernelManager(AsyncMappingKernelManager):
         await super().cull_kernels()
 
 
+# %% ../../nbs/platform/05_server.ipynb #8ed4e6fb
+def static_handlers() -> list[tuple]:
+    "The route to plotly's widget bundle, cached by browsers while the version in its URL stays."
+    folder, name = PLOTLY_URL.rsplit("/", 1)
+    return [(f"/{folder}/({re.escape(name)})", web.StaticFileHandler, {"path": str(plotly_bundle().parent)})]
+
 # %% ../../nbs/platform/05_server.ipynb #afed1b35
 class AIPlatformExtension(ExtensionApp):
     "The aiplatform Jupyter server extension."
@@ -124,7 +132,7 @@ class AIPlatformExtension(ExtensionApp):
                       settings.shown("database", "url") or "SQLite in the data folder")
 
     def initialize_handlers(self):
-        self.handlers.extend(api_handlers())
+        self.handlers.extend(api_handlers() + static_handlers())
         if self.serverapp.jpserver_extensions.get("jupyter_server_proxy"):  # on (a plain `jupyter lab`): it serves its own list
             self.handlers.extend(h for h in service_proxy_handlers() if not h[0].startswith("/server-proxy/"))
         else: self.handlers.extend(service_proxy_handlers(ServerProxyConfig(parent=self.serverapp).servers.values()))

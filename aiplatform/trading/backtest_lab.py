@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import ipywidgets as widgets
-import plotly.graph_objects as go
 from fastcore.basics import patch
 from ..platform.gallery import StatusLine, download_link
+from ..platform.figures import FigureWidget
 from ..core import AIPlatformError, ValidationError, data_path, get_logger
 from .backtest import STATS, STRATEGIES, Options, backtest
 from .data import MarketStore, ensure_samples, gbm_bars, read_table
@@ -86,14 +86,15 @@ class BacktestLab(widgets.VBox):
         self.metric = widgets.Dropdown(options=STATS[:-1], value="sharpe", description="Metric", style=style)
         self.x_param, self.y_param = (widgets.Dropdown(description=d, style=style) for d in ("Heatmap x", "Heatmap y"))
         self.combo = widgets.Dropdown(description="Combination", style=style, layout=dict(width="460px"))
-        self.heatmap, self.equity = go.FigureWidget(), go.FigureWidget()  # with the app: made with the first results, they add 3 s to it
+        self.heatmap = self.equity = None  # made with the first results (`_make_figures`): the page opens without plotly
+        self.heatmap_box, self.equity_box = widgets.Box(), widgets.Box()
         self.trades = widgets.HTML()
         self.downloads = widgets.HTML()
         for w in (self.metric, self.x_param, self.y_param): w.observe(lambda _: self._draw_heatmap(), "value")
         self.metric.observe(lambda _: self._fill_combos(), "value")
         self.combo.observe(lambda _: self._draw_combo(), "value")
-        self.results = widgets.VBox([widgets.HBox([self.metric, self.x_param, self.y_param]), self.heatmap,
-                                     self.combo, self.equity, widgets.HTML("<h4>Trades</h4>"), self.trades, self.downloads],
+        self.results = widgets.VBox([widgets.HBox([self.metric, self.x_param, self.y_param]), self.heatmap_box,
+                                     self.combo, self.equity_box, widgets.HTML("<h4>Trades</h4>"), self.trades, self.downloads],
                                     layout=dict(display="none"))
         self._show_data(); self._show_params()
         super().__init__([widgets.HTML("<h2 style='font-family:system-ui'>Backtest Lab</h2>"),
@@ -159,11 +160,16 @@ class BacktestLab(widgets.VBox):
             self.status.say(f"could not show the results ({type(e).__name__}: {e}); the sweep itself finished", error=True)
 
     def _show_results(self):
+        if self.heatmap is None: self._make_figures()
         params = self.sweep.params
         self.x_param.options, self.y_param.options = params, params
         self.x_param.value, self.y_param.value = params[0], params[1 % len(params)]
         self._draw_heatmap(); self._fill_combos(); self._export()
         self.results.layout.display = "flex"
+
+    def _make_figures(self):
+        self.heatmap, self.equity = FigureWidget(), FigureWidget()
+        self.heatmap_box.children, self.equity_box.children = [self.heatmap], [self.equity]
 
     def _draw_heatmap(self):
         if self.sweep is None or None in (self.x_param.value, self.y_param.value): return
@@ -214,7 +220,7 @@ def warm(self: BacktestLab):
     sweep = backtest(self.bars(), self.strategy.value, grid, self.options(), progress=False, max_combos=MAX_COMBOS)
     best = int(sweep.table[self.metric.value].replace([np.inf, -np.inf], np.nan).idxmax())
     for fig in (sweep.heatmap(sweep.params[0], sweep.params[1 % len(sweep.params)], self.metric.value), sweep.figure(best)):
-        go.FigureWidget(fig).close()  # closed: an open widget would be sent to every visitor's browser
+        FigureWidget(fig).close()  # closed: an open widget would be sent to every visitor's browser
     sweep.trades(best)
     print(f"aiplatform: Backtest Lab warmed in {time.perf_counter() - start:.1f} s", file=sys.__stderr__, flush=True)  # the server's log
     return self

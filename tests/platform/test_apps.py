@@ -59,3 +59,18 @@ def test_the_apps_server_ends_with_the_gateway(tmp_path):
         time.sleep(0.3)
     os.killpg(gw.proc.pid, signal.SIGTERM)
     pytest.fail(f"the apps' server on port {port} outlived the gateway")
+
+def test_browsers_keep_what_cannot_change_and_pages_load_no_extension_they_do_not_use(warm):
+    import plotly, sys
+    from pathlib import Path
+    from aiplatform.platform.figures import PLOTLY_URL, plotly_bundle
+    status, headers, body = http(warm.url + PLOTLY_URL + f"?v={plotly.__version__}")
+    assert status == 200 and "max-age=" in headers["Cache-Control"] and body == plotly_bundle().read_bytes()
+    for other in ("plotly.min.js", "..%2F__init__.py", "%2E%2E/__init__.py"):
+        assert http(warm.url + PLOTLY_URL.replace("widgetbundle.js", other))[0] in (403, 404), other
+    manager = "@jupyter-widgets/jupyterlab-manager/static/"
+    entry = next((Path(sys.prefix)/"share/jupyter/labextensions"/manager).glob("remoteEntry.*.js")).name
+    status, headers, _ = http(warm.url + f"aiplatform/apps/voila/labextensions/{manager}{entry}?v=1", token=warm.token)
+    assert status == 200 and "immutable" in headers["Cache-Control"]
+    status, _, page = http(warm.url + "aiplatform/apps/voila/render/index.ipynb", token=warm.token)
+    assert b"@jupyter-widgets/jupyterlab-manager" in page and b"jupyterlab-plotly" not in page
