@@ -612,7 +612,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                           'aiplatform/trading/backtest_lab.py'),
                                                  'aiplatform.trading.backtest_lab.BacktestLab._fill_combos': ( 'trading/backtest_lab.html#backtestlab._fill_combos',
                                                                                                                'aiplatform/trading/backtest_lab.py'),
-                                                 'aiplatform.trading.backtest_lab.BacktestLab._make_figures': ( 'trading/backtest_lab.html#backtestlab._make_figures',
+                                                 'aiplatform.trading.backtest_lab.BacktestLab._make_results': ( 'trading/backtest_lab.html#backtestlab._make_results',
                                                                                                                 'aiplatform/trading/backtest_lab.py'),
                                                  'aiplatform.trading.backtest_lab.BacktestLab._pick': ( 'trading/backtest_lab.html#backtestlab._pick',
                                                                                                         'aiplatform/trading/backtest_lab.py'),
