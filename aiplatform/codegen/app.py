@@ -11,6 +11,7 @@ from pathlib import Path
 import anywidget, traitlets
 import ipywidgets as widgets
 import pandas as pd
+from fastcore.basics import patch
 from . import client as codegen
 from ..platform.gallery import StatusLine, download_link
 from ..core import AIPlatformError, TooLarge, ValidationError, get_logger, get_settings
@@ -52,7 +53,7 @@ def file_context(name: str, content: bytes, rows=False) -> tuple[str, str]:
     try: return f"file {name}", content.decode()
     except UnicodeDecodeError: raise ValidationError(f"{name}: not UTF-8 text; attach code, text, CSV or Parquet") from None
 
-# %% ../../nbs/codegen/02_app.ipynb #18ca62a2
+# %% ../../nbs/codegen/02_app.ipynb #26f1c3f1
 log = get_logger("codegen.app")
 _MONO = dict(width="100%", font_family="monospace")
 
@@ -76,6 +77,7 @@ def results_html(checks=(), run=None) -> str:
         if run.error and run.status != "unavailable": out.append(f"<pre>{html.escape(run.error)}</pre>")  # else in the summary
     return "".join(out)
 
+# %% ../../nbs/codegen/02_app.ipynb #c476bf3a
 class CodeGenerator(widgets.VBox):
     "Code Generator: prompt, language and context file in; streamed answer, checked and tested code, history out."
     def __init__(self, client=None):
@@ -125,101 +127,120 @@ class CodeGenerator(widgets.VBox):
             widgets.HBox([self.check_button, self.test_button, self.copy, self.downloads]), self.results,
             h("History"), self.search, self.history])
 
-    def _read_upload(self):
-        if not self.upload.value: return
-        f = self.upload.value[0]
-        try: self.context = [file_context(f["name"], bytes(f["content"]), self.rows.value)]
-        except AIPlatformError as e:
-            self.status.say(str(e), error=True)
-            return
-        self.context_label.value = f"<span class='aip-context'>attached: {html.escape(f['name'])}</span>"
-        self.detach_button.layout.display = None
+# %% ../../nbs/codegen/02_app.ipynb #6dc56342
+@patch
+def _read_upload(self: CodeGenerator):
+    if not self.upload.value: return
+    f = self.upload.value[0]
+    try: self.context = [file_context(f["name"], bytes(f["content"]), self.rows.value)]
+    except AIPlatformError as e:
+        self.status.say(str(e), error=True)
+        return
+    self.context_label.value = f"<span class='aip-context'>attached: {html.escape(f['name'])}</span>"
+    self.detach_button.layout.display = None
 
-    def _detach(self):
-        "Send no file with the next prompt."
-        self.context, self.upload.value = [], ()
-        self.context_label.value, self.detach_button.layout.display = "", "none"
+@patch
+def _detach(self: CodeGenerator):
+    "Send no file with the next prompt."
+    self.context, self.upload.value = [], ()
+    self.context_label.value, self.detach_button.layout.display = "", "none"
 
-    def _on(self, kind, data):
-        "Show each event of a running generation."
-        if kind == "round":
-            self.round = data
-            self._text += f"\n\n──── round {data}: the code did not pass; asking again ────\n\n"
-        elif kind == "tests": self.status.say(f"round {self.round}: {data.summary}")
-        if kind == "text": self._text += data
-        if kind in ("text", "round"): self.answer.value = _pre(self._text)
 
-    def start(self, regenerate=False):
-        "Start generating on a thread (what Generate and Regenerate do)."
-        if self.worker is not None and self.worker.is_alive(): return
-        if regenerate and self.generation is not None: self.prompt.value = self.generation.prompt
-        self.cancel.clear()
-        self.worker = threading.Thread(target=self.generate, daemon=True)
-        self.worker.start()
+# %% ../../nbs/codegen/02_app.ipynb #fc7f12d6
+@patch
+def _on(self: CodeGenerator, kind, data):
+    "Show each event of a running generation."
+    if kind == "round":
+        self.round = data
+        self._text += f"\n\n──── round {data}: the code did not pass; asking again ────\n\n"
+    elif kind == "tests": self.status.say(f"round {self.round}: {data.summary}")
+    if kind == "text": self._text += data
+    if kind in ("text", "round"): self.answer.value = _pre(self._text)
 
-    def generate(self):
-        "Ask Claude for the prompt, streaming the answer into the page."
-        self._text, self.round = "", 1
-        self.answer.value = ""
-        self.generate_button.disabled = self.regenerate_button.disabled = True
-        self.stop_button.disabled = False
-        self.status.say("asking Claude…")
-        try:
-            g = codegen.generate(self.prompt.value, self.context, language=self.language.value, listener=self._on,
-                                 cancel=self.cancel, client=self.client, source="app")
-            self._show(g)
-            self.status.say(g.summary)
-        except AIPlatformError as e: self.status.say(str(e), error=True)
-        except Exception as e:  # a bug: one line here, the traceback in the log
-            log.exception("Code Generator failed")
-            self.status.say(f"the generation failed ({type(e).__name__}: {e})", error=True)
-        finally:
-            self.generate_button.disabled, self.stop_button.disabled = False, True
-            self.regenerate_button.disabled = self.generation is None
-            self.refresh_history()
+@patch
+def start(self: CodeGenerator, regenerate=False):
+    "Start generating on a thread (what Generate and Regenerate do)."
+    if self.worker is not None and self.worker.is_alive(): return
+    if regenerate and self.generation is not None: self.prompt.value = self.generation.prompt
+    self.cancel.clear()
+    self.worker = threading.Thread(target=self.generate, daemon=True)
+    self.worker.start()
 
-    def _show(self, g):
-        self.generation = g
-        self.answer.value = _pre(g.answer)
-        self.code.value, self.tests.value = g.code, g.tests
-        self.results.value = results_html(g.checks, g.test_run) if g.language == "python" and g.code else ""
-
-    def _code_changed(self):
-        self.copy.text = self.code.value
-        stem = re.sub(r"\W+", "_", (self.generation.prompt if self.generation else "generated").lower())[:40].strip("_") or "generated"
-        ext = {"python": "py", "javascript": "js", "typescript": "ts", "bash": "sh", "cpp": "cpp", "julia": "jl"}.get(self.language.value, self.language.value)
-        self.downloads.value = (download_link(self.code.value, f"{stem}.{ext}", "Download code") +
-                                (download_link(self.tests.value, f"test_{stem}.py", "Download tests") if self.tests.value else ""))
-
-    def check(self):
-        "Check the code in the box (syntax and lint)."
-        if self.language.value != "python": return self.status.say("checks and tests are for Python code", error=True)
-        checks = check_code(self.code.value)
-        self.results.value = results_html(checks)
-        self.status.say(f"{sum(c.fatal for c in checks)} errors, {sum(not c.fatal for c in checks)} warnings")
-
-    def test(self):
-        "Run the tests in the box against the code in the box, in the sandbox."
-        if self.language.value != "python": return self.status.say("checks and tests are for Python code", error=True)
-        if not self.tests.value.strip(): return self.status.say("no tests to run", error=True)
-        self.status.say("running the tests in the sandbox…")
-        run = run_tests(self.code.value, self.tests.value)
-        self.results.value = results_html(check_code(self.code.value), run)
-        self.status.say(run.summary, error=run.status != "passed")
-
-    def refresh_history(self):
-        "List the stored generations that match the search box."
-        try: rows = codegen.history(self.search.value, limit=200)
-        except AIPlatformError as e: return self.status.say(str(e), error=True)
-        label = lambda g: (f"#{g.id} {pd.Timestamp(g.created_ns, unit='ns'):%Y-%m-%d %H:%M} · {g.status} · "
-                           f"{g.prompt.strip().splitlines()[0][:90]}")
-        self.history.options = [(label(g), g.id) for g in rows]
-
-    def _load(self):
-        if self.history.value is None: return
-        g = codegen.get_generation(self.history.value)
-        self.prompt.value = g.prompt
-        self.language.value = g.language
+@patch
+def generate(self: CodeGenerator):
+    "Ask Claude for the prompt, streaming the answer into the page."
+    self._text, self.round = "", 1
+    self.answer.value = ""
+    self.generate_button.disabled = self.regenerate_button.disabled = True
+    self.stop_button.disabled = False
+    self.status.say("asking Claude…")
+    try:
+        g = codegen.generate(self.prompt.value, self.context, language=self.language.value, listener=self._on,
+                             cancel=self.cancel, client=self.client, source="app")
         self._show(g)
-        self.regenerate_button.disabled = False
-        self.status.say(f"#{g.id}: {g.summary}")
+        self.status.say(g.summary)
+    except AIPlatformError as e: self.status.say(str(e), error=True)
+    except Exception as e:  # a bug: one line here, the traceback in the log
+        log.exception("Code Generator failed")
+        self.status.say(f"the generation failed ({type(e).__name__}: {e})", error=True)
+    finally:
+        self.generate_button.disabled, self.stop_button.disabled = False, True
+        self.regenerate_button.disabled = self.generation is None
+        self.refresh_history()
+
+
+# %% ../../nbs/codegen/02_app.ipynb #3d808c8f
+@patch
+def _show(self: CodeGenerator, g):
+    self.generation = g
+    self.answer.value = _pre(g.answer)
+    self.code.value, self.tests.value = g.code, g.tests
+    self.results.value = results_html(g.checks, g.test_run) if g.language == "python" and g.code else ""
+
+@patch
+def _code_changed(self: CodeGenerator):
+    self.copy.text = self.code.value
+    stem = re.sub(r"\W+", "_", (self.generation.prompt if self.generation else "generated").lower())[:40].strip("_") or "generated"
+    ext = {"python": "py", "javascript": "js", "typescript": "ts", "bash": "sh", "cpp": "cpp", "julia": "jl"}.get(self.language.value, self.language.value)
+    self.downloads.value = (download_link(self.code.value, f"{stem}.{ext}", "Download code") +
+                            (download_link(self.tests.value, f"test_{stem}.py", "Download tests") if self.tests.value else ""))
+
+@patch
+def check(self: CodeGenerator):
+    "Check the code in the box (syntax and lint)."
+    if self.language.value != "python": return self.status.say("checks and tests are for Python code", error=True)
+    checks = check_code(self.code.value)
+    self.results.value = results_html(checks)
+    self.status.say(f"{sum(c.fatal for c in checks)} errors, {sum(not c.fatal for c in checks)} warnings")
+
+@patch
+def test(self: CodeGenerator):
+    "Run the tests in the box against the code in the box, in the sandbox."
+    if self.language.value != "python": return self.status.say("checks and tests are for Python code", error=True)
+    if not self.tests.value.strip(): return self.status.say("no tests to run", error=True)
+    self.status.say("running the tests in the sandbox…")
+    run = run_tests(self.code.value, self.tests.value)
+    self.results.value = results_html(check_code(self.code.value), run)
+    self.status.say(run.summary, error=run.status != "passed")
+
+
+# %% ../../nbs/codegen/02_app.ipynb #37b8738b
+@patch
+def refresh_history(self: CodeGenerator):
+    "List the stored generations that match the search box."
+    try: rows = codegen.history(self.search.value, limit=200)
+    except AIPlatformError as e: return self.status.say(str(e), error=True)
+    label = lambda g: (f"#{g.id} {pd.Timestamp(g.created_ns, unit='ns'):%Y-%m-%d %H:%M} · {g.status} · "
+                       f"{g.prompt.strip().splitlines()[0][:90]}")
+    self.history.options = [(label(g), g.id) for g in rows]
+
+@patch
+def _load(self: CodeGenerator):
+    if self.history.value is None: return
+    g = codegen.get_generation(self.history.value)
+    self.prompt.value = g.prompt
+    self.language.value = g.language
+    self._show(g)
+    self.regenerate_button.disabled = False
+    self.status.say(f"#{g.id}: {g.summary}")
+
