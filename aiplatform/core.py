@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit, urlunsplit
+from fastcore.basics import patch
 
 # %% ../nbs/00_core.ipynb #73c938ec
 class AIPlatformError(Exception):
@@ -214,7 +215,7 @@ def schema() -> dict:
             full[section], owner[section] = keys, name
     return full
 
-# %% ../nbs/00_core.ipynb #62166b0c
+# %% ../nbs/00_core.ipynb #a0905373
 ENV_PREFIX = "AIPLATFORM_"
 
 def _xdg_data_home(): return Path(os.environ.get("XDG_DATA_HOME") or Path.home()/".local"/"share")
@@ -224,29 +225,6 @@ class Settings:
     def __init__(self, values, sources, file=None):
         self._values, self._sources, self.file = values, sources, file
         for section, keys in values.items(): setattr(self, section, SimpleNamespace(**keys))
-
-    def source(self, section, key):
-        "Where the value of `section.key` came from: default, a file, an environment variable or argument."
-        return self._sources[section][key]
-
-    def shown(self, section, key):
-        "The value in force as it may be shown to a person: secrets masked, a database password hidden."
-        value, spec = self._values[section][key], schema()[section][key]
-        if (section, key) == ("database", "url"): return mask_url(self.database_url)
-        if (section, key) == ("platform", "data_dir"): return self.data_dir
-        if (section, key) == ("models", "dir"): return self.models_dir
-        if (section, key) == ("server", "notebooks"): return self.workspace
-        return "****" if spec.secret and value else value
-
-    def table(self):
-        "Every setting as a row of section, key, shown value and source."
-        return [dict(section=s, key=k, value=self.shown(s, k), source=self.source(s, k))
-                for s, keys in schema().items() for k in keys]
-
-    def error(self, section, key, value, problem) -> ConfigError:
-        "A `ConfigError` for a value that fails in use: where it came from, section, key, value and problem."
-        source = self.source(section, key)
-        return ConfigError(f"{'' if source == 'default' else source + ' '}[{section}] {key} = {value!r}: {problem}")
 
     @property
     def data_dir(self):
@@ -273,6 +251,35 @@ class Settings:
         "The folder of local model files."
         return self.models.dir or self.data_dir/"models"
 
+# %% ../nbs/00_core.ipynb #e95249a6
+@patch
+def source(self: Settings, section, key):
+    "Where the value of `section.key` came from: default, a file, an environment variable or argument."
+    return self._sources[section][key]
+
+@patch
+def shown(self: Settings, section, key):
+    "The value in force as it may be shown to a person: secrets masked, a database password hidden."
+    value, spec = self._values[section][key], schema()[section][key]
+    if (section, key) == ("database", "url"): return mask_url(self.database_url)
+    if (section, key) == ("platform", "data_dir"): return self.data_dir
+    if (section, key) == ("models", "dir"): return self.models_dir
+    if (section, key) == ("server", "notebooks"): return self.workspace
+    return "****" if spec.secret and value else value
+
+@patch
+def table(self: Settings):
+    "Every setting as a row of section, key, shown value and source."
+    return [dict(section=s, key=k, value=self.shown(s, k), source=self.source(s, k))
+            for s, keys in schema().items() for k in keys]
+
+@patch
+def error(self: Settings, section, key, value, problem) -> ConfigError:
+    "A `ConfigError` for a value that fails in use: where it came from, section, key, value and problem."
+    source = self.source(section, key)
+    return ConfigError(f"{'' if source == 'default' else source + ' '}[{section}] {key} = {value!r}: {problem}")
+
+# %% ../nbs/00_core.ipynb #56465295
 def mask_url(url):
     "`url` with its password replaced by ****."
     parts = urlsplit(url)

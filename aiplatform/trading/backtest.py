@@ -19,6 +19,7 @@ from numba import njit, prange
 from ..core import ValidationError, get_xp, validation_error
 from ..platform.metrics import timed
 from . import gpu
+from fastcore.basics import patch
 
 # %% ../../nbs/trading/05_backtest.ipynb #b98cab38
 @njit(inline="always")
@@ -386,7 +387,7 @@ def ma_sweep(bars, fast, slow, opts: Options = None, freq=None, chunk=256, progr
         if progress: progress(min(lo + chunk, len(fast)), len(fast))
     return out
 
-# %% ../../nbs/trading/05_backtest.ipynb #a6da1b7f
+# %% ../../nbs/trading/05_backtest.ipynb #f1eabe49
 @dataclass
 class Sweep:
     "Results of a parameter sweep: `table` has one row per combination (parameters, then `STATS`)."
@@ -397,54 +398,62 @@ class Sweep:
     engine: str
     params: list = field(default_factory=list)
 
-    def best(self, metric="sharpe") -> pd.Series:
-        "The row with the highest `metric` (for `max_drawdown`, a negative number, the shallowest drawdown)."
-        if metric not in STATS: raise ValidationError(f"metric {metric!r}: expected one of {', '.join(STATS)}")
-        col = self.table[metric].replace([np.inf, -np.inf], np.nan)
-        if col.isna().all(): raise ValidationError(f"metric {metric!r}: no combination has a finite value")
-        return self.table.loc[col.idxmax()]
-
     def portfolio(self, i):
         "vectorbt portfolio of combination `i` (a row number of `table`)."
         combo = {k: np.asarray([self.table[k].iloc[i]]) for k in self.params}
         e, x = self.strategy.signals(self.bars, combo)
         return portfolio(self.bars, e[:, 0], x[:, 0], self.opts)
 
-    def heatmap(self, x, y, metric="sharpe"):
-        "Plotly heatmap of `metric` over parameters `x` and `y` (the best over any other parameters)."
-        import plotly.graph_objects as go
-        for p in (x, y):
-            if p not in self.params: raise ValidationError(f"heatmap: {p!r} is not a parameter ({', '.join(self.params)})")
-        grid = self.table.replace([np.inf, -np.inf], np.nan).pivot_table(index=y, columns=x, values=metric, aggfunc="max")
-        fig = go.Figure(go.Heatmap(z=grid.to_numpy(), x=grid.columns, y=grid.index, colorscale="RdYlGn",
-                                   colorbar=dict(title=metric)))
-        return fig.update_layout(title=f"{metric} by {x} and {y}", xaxis_title=x, yaxis_title=y, height=420,
-                                 margin=dict(l=60, r=20, t=50, b=50))
+# %% ../../nbs/trading/05_backtest.ipynb #ec8baeee
+@patch
+def best(self: Sweep, metric="sharpe") -> pd.Series:
+    "The row with the highest `metric` (for `max_drawdown`, a negative number, the shallowest drawdown)."
+    if metric not in STATS: raise ValidationError(f"metric {metric!r}: expected one of {', '.join(STATS)}")
+    col = self.table[metric].replace([np.inf, -np.inf], np.nan)
+    if col.isna().all(): raise ValidationError(f"metric {metric!r}: no combination has a finite value")
+    return self.table.loc[col.idxmax()]
 
-    def figure(self, i):
-        "Plotly figure of combination `i`: equity and drawdown."
-        import plotly.graph_objects as go
-        from plotly.subplots import make_subplots
-        pf = self.portfolio(i)
-        value, dd = pf.value(), pf.drawdown() * 100
-        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.05)
-        fig.add_trace(go.Scatter(x=value.index, y=value.to_numpy(), name="equity"), row=1, col=1)
-        fig.add_trace(go.Scatter(x=dd.index, y=dd.to_numpy(), name="drawdown %", fill="tozeroy", line=dict(color="firebrick")), row=2, col=1)
-        label = ", ".join(f"{k}={self.table[k].iloc[i]}" for k in self.params)
-        return fig.update_layout(title=f"{self.strategy.label}: {label}", height=480, margin=dict(l=60, r=20, t=50, b=40))
+@patch
+def heatmap(self: Sweep, x, y, metric="sharpe"):
+    "Plotly heatmap of `metric` over parameters `x` and `y` (the best over any other parameters)."
+    import plotly.graph_objects as go
+    for p in (x, y):
+        if p not in self.params: raise ValidationError(f"heatmap: {p!r} is not a parameter ({', '.join(self.params)})")
+    grid = self.table.replace([np.inf, -np.inf], np.nan).pivot_table(index=y, columns=x, values=metric, aggfunc="max")
+    fig = go.Figure(go.Heatmap(z=grid.to_numpy(), x=grid.columns, y=grid.index, colorscale="RdYlGn",
+                               colorbar=dict(title=metric)))
+    return fig.update_layout(title=f"{metric} by {x} and {y}", xaxis_title=x, yaxis_title=y, height=420,
+                             margin=dict(l=60, r=20, t=50, b=50))
 
-    def trades(self, i) -> pd.DataFrame:
-        "The trades of combination `i`: entry and exit time and price, size, P&L, return, status."
-        t = self.portfolio(i).trades.records_readable
-        keep = {"Entry Timestamp": "entry", "Avg Entry Price": "entry_price", "Exit Timestamp": "exit",
-                "Avg Exit Price": "exit_price", "Size": "size", "PnL": "pnl", "Return": "return", "Status": "status"}
-        return t[[c for c in keep if c in t]].rename(columns=keep)
+@patch
+def figure(self: Sweep, i):
+    "Plotly figure of combination `i`: equity and drawdown."
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    pf = self.portfolio(i)
+    value, dd = pf.value(), pf.drawdown() * 100
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.05)
+    fig.add_trace(go.Scatter(x=value.index, y=value.to_numpy(), name="equity"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=dd.index, y=dd.to_numpy(), name="drawdown %", fill="tozeroy", line=dict(color="firebrick")), row=2, col=1)
+    label = ", ".join(f"{k}={self.table[k].iloc[i]}" for k in self.params)
+    return fig.update_layout(title=f"{self.strategy.label}: {label}", height=480, margin=dict(l=60, r=20, t=50, b=40))
 
-    def save(self, path):
-        "Write `table` to a Parquet file (fastparquet)."
-        import fastparquet
-        fastparquet.write(str(path), self.table, compression="SNAPPY")
+@patch
+def trades(self: Sweep, i) -> pd.DataFrame:
+    "The trades of combination `i`: entry and exit time and price, size, P&L, return, status."
+    t = self.portfolio(i).trades.records_readable
+    keep = {"Entry Timestamp": "entry", "Avg Entry Price": "entry_price", "Exit Timestamp": "exit",
+            "Avg Exit Price": "exit_price", "Size": "size", "PnL": "pnl", "Return": "return", "Status": "status"}
+    return t[[c for c in keep if c in t]].rename(columns=keep)
 
+# %% ../../nbs/trading/05_backtest.ipynb #34bdfcf6
+@patch
+def save(self: Sweep, path):
+    "Write `table` to a Parquet file (fastparquet)."
+    import fastparquet
+    fastparquet.write(str(path), self.table, compression="SNAPPY")
+
+# %% ../../nbs/trading/05_backtest.ipynb #20fa7641
 def _progress_bar(total, progress):
     "`progress(done, total)`: a tqdm bar for `True`, the caller's function, or nothing."
     if progress is True:

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 from ..core import ValidationError
+from fastcore.basics import patch
 
 # %% ../../nbs/trading/00_book.ipynb #90618451
 BUY, SELL = 0, 1
@@ -535,7 +536,7 @@ def modify_fields(order_id, price=None, qty=None, user=0) -> tuple:
     if price is None and qty is None: raise ValidationError("modify: expected a new price, a new qty or both")
     return (OP_MODIFY, _int("order_id", order_id), _int("user", user), 0, 0, 0, _int("price", price), _int("qty", qty), 0, 0, 0, 0)
 
-# %% ../../nbs/trading/00_book.ipynb #1074035f
+# %% ../../nbs/trading/00_book.ipynb #6b5d6790
 _CHUNK = 1 << 16  # commands per compiled call; bounds the pool growth one call may need
 
 def _pool(old, rows, next_col, free_head):
@@ -563,105 +564,7 @@ class OrderBook:
         self._one = np.zeros((1, len(COMMAND_FIELDS)), np.int64)
         self._room = 0  # commands that surely fit the pools as they are
 
-    def _reserve(self, k):
-        "Grow the pools between compiled calls so that `k` more commands fit whatever they do."
-        if k <= self._room:  # the common case, checked without touching the arrays
-            self._room -= k
-            return
-        S = self._S
-        orders = int(S[S_NORD]) + k
-        if orders > self._O.shape[0]:
-            cap, new = self._O.shape[0], 1 << (max(2 * self._O.shape[0], orders) - 1).bit_length()  # a power of two: the id table masks with it
-            self._O, S[S_OFREE] = _pool(self._O, new, O_NEXT, S[S_OFREE]), cap
-            self._H = _rehash(self._H, 4 * new)
-        # a new level needs an order resting or waiting there: at most two per order (a stop, then its triggered order)
-        levels = int(S[S_PN:S_PN + 4].sum()) + 2 * orders
-        if levels > self._L.shape[0]:
-            cap, new = self._L.shape[0], max(2 * self._L.shape[0], levels)
-            self._L, S[S_LFREE] = _pool(self._L, new, L_NEXT_FREE, S[S_LFREE]), cap
-            self._P, self._PL = (np.pad(A, ((0, 0), (0, new - cap))) for A in (self._P, self._PL))
-        nord, levels = int(S[S_NORD]), int(S[S_PN:S_PN + 4].sum())
-        self._room = max(0, min(self._O.shape[0] - nord, (self._L.shape[0] - levels) // 2 - nord) - k)
-
-    def _apply(self, C):
-        "Run the int64 command rows `C`; returns the event rows (a view of the buffer, valid until the next call)."
-        self._reserve(C.shape[0])
-        self._E, n = _run(self._O, self._L, self._P, self._PL, self._H, self._S, C, self._E)
-        return self._E[:n]
-
-    def process(self, commands, keep_events=True) -> np.ndarray | int:
-        "Apply a `COMMAND_DTYPE` array of commands in order; returns their events (`EVENT_DTYPE`), or only how many."
-        commands = np.asarray(commands)
-        if commands.dtype != COMMAND_DTYPE: raise ValidationError(f"commands: expected an array of COMMAND_DTYPE, got {commands.dtype}")
-        C = np.ascontiguousarray(commands).view(np.int64).reshape(-1, len(COMMAND_FIELDS))
-        parts, count = [], 0
-        for i in range(0, len(C), _CHUNK):
-            rows = self._apply(C[i:i + _CHUNK])
-            count += len(rows)
-            if keep_events: parts.append(rows.copy())
-        if not keep_events: return count
-        rows = np.concatenate(parts) if parts else np.empty((0, len(EVENT_FIELDS)), np.int64)
-        return rows.view(EVENT_DTYPE).reshape(-1)
-
-    def command(self, fields) -> list[Event]:
-        "Apply one command given as its fields (`submit_fields`, `cancel_fields`, `modify_fields`)."
-        self._one[0] = fields
-        return events_of(self._apply(self._one))
-
-    def submit(self, order_id, side, price, qty, user=0, kind="limit", tif="GTC", stop_price=None, post_only=False,
-               display_qty=None, stp="none") -> list[Event]:
-        "Submit an order; returns its events (accepted or rejected, trades, cancels, triggered stops)."
-        return self.command(submit_fields(order_id, side, price, qty, user, kind, tif, stop_price, post_only,
-                                                display_qty, stp))
-
-    def cancel(self, order_id, user=0) -> list[Event]:
-        "Cancel a live order of `user`."
-        return self.command(cancel_fields(order_id, user))
-
-    def modify(self, order_id, price=None, qty=None, user=0) -> list[Event]:
-        "Change a resting order's price and/or remaining quantity: smaller at the same price keeps its place."
-        return self.command(modify_fields(order_id, price, qty, user))
-
-    def depth(self, levels=10) -> dict:
-        "Aggregated visible quantity per price, best first: `{'bids': [(price, qty), ...], 'asks': [...]}`."
-        out = {}
-        for side, name in ((BUY, "bids"), (SELL, "asks")):
-            rows, n = [], int(self._S[S_PN + side])
-            while n > 0 and len(rows) < levels:  # best first, past the empty levels kept in place
-                n -= 1
-                lv = self._PL[side, n]
-                if self._L[lv, L_COUNT]: rows.append((int(self._L[lv, L_PRICE]), int(self._L[lv, L_QTY])))
-            out[name] = rows
-        return out
-
-    def order(self, order_id) -> OrderInfo | None:
-        "The live order `order_id`, or `None`."
-        o = _hget(self._H, _int("order_id", order_id))
-        if o == -1: return None
-        row = self._O[o].tolist()
-        stop = row[O_STOP] if row[O_BSIDE] >= 2 else None
-        return OrderInfo(SIDES[row[O_SIDE]], row[O_PRICE], row[O_REMAIN], row[O_VIS], row[O_USER], stop)
-
-    def queues(self) -> dict:
-        "Every level and its queue in priority order, best level first: the book's whole visible state."
-        out = {}
-        for bside, name in enumerate(("bids", "asks", "buy_stops", "sell_stops")):
-            levels = []
-            for lv in self._PL[bside, :int(self._S[S_PN + bside])][::-1].tolist():
-                if self._L[lv, L_COUNT] == 0: continue
-                queue, o = [], int(self._L[lv, L_HEAD])
-                while o != -1:
-                    queue.append((int(self._O[o, O_ID]), int(self._O[o, O_VIS]), int(self._O[o, O_REMAIN])))
-                    o = int(self._O[o, O_NEXT])
-                levels.append((int(self._L[lv, L_PRICE]), queue))
-            out[name] = levels
-        return out
-
     _STATE = ("_O", "_L", "_P", "_PL", "_H", "_S")
-
-    def to_arrays(self) -> dict:
-        "The book's complete state as arrays (what a snapshot saves)."
-        return {name[1:]: getattr(self, name) for name in self._STATE}
 
     @classmethod
     def from_arrays(cls, arrays) -> "OrderBook":
@@ -682,3 +585,115 @@ class OrderBook:
     def last_price(self) -> int | None:
         "The price of the last trade, or `None` before the first."
         return int(self._S[S_LAST]) if self._S[S_HASLAST] else None
+
+# %% ../../nbs/trading/00_book.ipynb #e859b9cb
+@patch
+def _reserve(self: OrderBook, k):
+    "Grow the pools between compiled calls so that `k` more commands fit whatever they do."
+    if k <= self._room:  # the common case, checked without touching the arrays
+        self._room -= k
+        return
+    S = self._S
+    orders = int(S[S_NORD]) + k
+    if orders > self._O.shape[0]:
+        cap, new = self._O.shape[0], 1 << (max(2 * self._O.shape[0], orders) - 1).bit_length()  # a power of two: the id table masks with it
+        self._O, S[S_OFREE] = _pool(self._O, new, O_NEXT, S[S_OFREE]), cap
+        self._H = _rehash(self._H, 4 * new)
+    # a new level needs an order resting or waiting there: at most two per order (a stop, then its triggered order)
+    levels = int(S[S_PN:S_PN + 4].sum()) + 2 * orders
+    if levels > self._L.shape[0]:
+        cap, new = self._L.shape[0], max(2 * self._L.shape[0], levels)
+        self._L, S[S_LFREE] = _pool(self._L, new, L_NEXT_FREE, S[S_LFREE]), cap
+        self._P, self._PL = (np.pad(A, ((0, 0), (0, new - cap))) for A in (self._P, self._PL))
+    nord, levels = int(S[S_NORD]), int(S[S_PN:S_PN + 4].sum())
+    self._room = max(0, min(self._O.shape[0] - nord, (self._L.shape[0] - levels) // 2 - nord) - k)
+
+@patch
+def _apply(self: OrderBook, C):
+    "Run the int64 command rows `C`; returns the event rows (a view of the buffer, valid until the next call)."
+    self._reserve(C.shape[0])
+    self._E, n = _run(self._O, self._L, self._P, self._PL, self._H, self._S, C, self._E)
+    return self._E[:n]
+
+@patch
+def process(self: OrderBook, commands, keep_events=True) -> np.ndarray | int:
+    "Apply a `COMMAND_DTYPE` array of commands in order; returns their events (`EVENT_DTYPE`), or only how many."
+    commands = np.asarray(commands)
+    if commands.dtype != COMMAND_DTYPE: raise ValidationError(f"commands: expected an array of COMMAND_DTYPE, got {commands.dtype}")
+    C = np.ascontiguousarray(commands).view(np.int64).reshape(-1, len(COMMAND_FIELDS))
+    parts, count = [], 0
+    for i in range(0, len(C), _CHUNK):
+        rows = self._apply(C[i:i + _CHUNK])
+        count += len(rows)
+        if keep_events: parts.append(rows.copy())
+    if not keep_events: return count
+    rows = np.concatenate(parts) if parts else np.empty((0, len(EVENT_FIELDS)), np.int64)
+    return rows.view(EVENT_DTYPE).reshape(-1)
+
+# %% ../../nbs/trading/00_book.ipynb #8758228b
+@patch
+def command(self: OrderBook, fields) -> list[Event]:
+    "Apply one command given as its fields (`submit_fields`, `cancel_fields`, `modify_fields`)."
+    self._one[0] = fields
+    return events_of(self._apply(self._one))
+
+@patch
+def submit(self: OrderBook, order_id, side, price, qty, user=0, kind="limit", tif="GTC", stop_price=None, post_only=False,
+           display_qty=None, stp="none") -> list[Event]:
+    "Submit an order; returns its events (accepted or rejected, trades, cancels, triggered stops)."
+    return self.command(submit_fields(order_id, side, price, qty, user, kind, tif, stop_price, post_only,
+                                            display_qty, stp))
+
+@patch
+def cancel(self: OrderBook, order_id, user=0) -> list[Event]:
+    "Cancel a live order of `user`."
+    return self.command(cancel_fields(order_id, user))
+
+@patch
+def modify(self: OrderBook, order_id, price=None, qty=None, user=0) -> list[Event]:
+    "Change a resting order's price and/or remaining quantity: smaller at the same price keeps its place."
+    return self.command(modify_fields(order_id, price, qty, user))
+
+@patch
+def depth(self: OrderBook, levels=10) -> dict:
+    "Aggregated visible quantity per price, best first: `{'bids': [(price, qty), ...], 'asks': [...]}`."
+    out = {}
+    for side, name in ((BUY, "bids"), (SELL, "asks")):
+        rows, n = [], int(self._S[S_PN + side])
+        while n > 0 and len(rows) < levels:  # best first, past the empty levels kept in place
+            n -= 1
+            lv = self._PL[side, n]
+            if self._L[lv, L_COUNT]: rows.append((int(self._L[lv, L_PRICE]), int(self._L[lv, L_QTY])))
+        out[name] = rows
+    return out
+
+@patch
+def order(self: OrderBook, order_id) -> OrderInfo | None:
+    "The live order `order_id`, or `None`."
+    o = _hget(self._H, _int("order_id", order_id))
+    if o == -1: return None
+    row = self._O[o].tolist()
+    stop = row[O_STOP] if row[O_BSIDE] >= 2 else None
+    return OrderInfo(SIDES[row[O_SIDE]], row[O_PRICE], row[O_REMAIN], row[O_VIS], row[O_USER], stop)
+
+# %% ../../nbs/trading/00_book.ipynb #17ec7dd0
+@patch
+def queues(self: OrderBook) -> dict:
+    "Every level and its queue in priority order, best level first: the book's whole visible state."
+    out = {}
+    for bside, name in enumerate(("bids", "asks", "buy_stops", "sell_stops")):
+        levels = []
+        for lv in self._PL[bside, :int(self._S[S_PN + bside])][::-1].tolist():
+            if self._L[lv, L_COUNT] == 0: continue
+            queue, o = [], int(self._L[lv, L_HEAD])
+            while o != -1:
+                queue.append((int(self._O[o, O_ID]), int(self._O[o, O_VIS]), int(self._O[o, O_REMAIN])))
+                o = int(self._O[o, O_NEXT])
+            levels.append((int(self._L[lv, L_PRICE]), queue))
+        out[name] = levels
+    return out
+
+@patch
+def to_arrays(self: OrderBook) -> dict:
+    "The book's complete state as arrays (what a snapshot saves)."
+    return {name[1:]: getattr(self, name) for name in self._STATE}

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from ..core import NotFound, ValidationError, data_path
 from .book import BUY, COMMAND_DTYPE, IOC, MARKET, OP_CANCEL, OP_SUBMIT
+from fastcore.basics import patch
 
 # %% ../../nbs/trading/03_data.ipynb #88fb2f1a
 COLUMNS = {
@@ -56,7 +57,7 @@ def validate(df, kind="bars", source="data") -> pd.DataFrame:
         if lo.any(): raise ValidationError(f"{source}: column 'low' row {_first_bad(lo)}: above open, close or high")
     return out
 
-# %% ../../nbs/trading/03_data.ipynb #40369bd9
+# %% ../../nbs/trading/03_data.ipynb #8de31f30
 PERIODS = {"year": "%Y", "month": "%Y-%m", "day": "%Y-%m-%d"}
 
 def _period_for(index) -> str:
@@ -74,59 +75,66 @@ class MarketStore:
     "Ticks, trades and bars per symbol as partitioned Parquet files (fastparquet) under `root`."
     def __init__(self, root=None): self.root = Path(root) if root else data_path("market")
 
-    def _folder(self, kind, symbol) -> Path:
-        if kind not in COLUMNS: raise ValidationError(f"kind {kind!r}: expected one of {', '.join(COLUMNS)}")
-        _check_name("symbol", symbol)
-        return self.root / kind / symbol
+# %% ../../nbs/trading/03_data.ipynb #2c72f7e4
+@patch
+def _folder(self: MarketStore, kind, symbol) -> Path:
+    if kind not in COLUMNS: raise ValidationError(f"kind {kind!r}: expected one of {', '.join(COLUMNS)}")
+    _check_name("symbol", symbol)
+    return self.root / kind / symbol
 
-    def meta(self, kind, symbol) -> dict | None:
-        "Period, first and last timestamp (ns) and row count of a stored symbol, or `None`."
-        f = self._folder(kind, symbol) / "meta.json"
-        return json.loads(f.read_text()) if f.exists() else None
+@patch
+def meta(self: MarketStore, kind, symbol) -> dict | None:
+    "Period, first and last timestamp (ns) and row count of a stored symbol, or `None`."
+    f = self._folder(kind, symbol) / "meta.json"
+    return json.loads(f.read_text()) if f.exists() else None
 
-    def symbols(self, kind="bars") -> list[str]:
-        "Stored symbols of `kind`."
-        folder = self.root / kind
-        return sorted(p.name for p in folder.iterdir() if (p / "meta.json").exists()) if folder.exists() else []
+@patch
+def symbols(self: MarketStore, kind="bars") -> list[str]:
+    "Stored symbols of `kind`."
+    folder = self.root / kind
+    return sorted(p.name for p in folder.iterdir() if (p / "meta.json").exists()) if folder.exists() else []
 
-    def write(self, symbol, df, kind="bars", source=None) -> int:
-        "Validate `df` and append it after the stored rows of `symbol`; the number of rows written."
-        df = validate(df, kind, source or f"{kind} {symbol}")
-        folder, meta = self._folder(kind, symbol), self.meta(kind, symbol)
-        if meta and df.index.asi8[0] <= meta["last"]:
-            raise ValidationError(f"{source or symbol}: column 'ts' row 0: {df.index[0]} is not after the stored data, which ends at "
-                                  f"{pd.Timestamp(meta['last'])}; appends never rewrite history")
-        meta = meta or dict(period=_period_for(df.index), first=int(df.index.asi8[0]), rows=0)
-        stamp = time.time_ns()
-        for period, part in df.groupby(df.index.strftime(PERIODS[meta["period"]])):
-            (folder / period).mkdir(parents=True, exist_ok=True)
-            tmp = folder / period / f".part-{stamp}.parquet"
-            fastparquet.write(str(tmp), part.reset_index(), compression="SNAPPY", stats=False)
-            tmp.rename(folder / period / f"part-{stamp}.parquet")
-        meta.update(last=int(df.index.asi8[-1]), rows=meta["rows"] + len(df))
-        (folder / "meta.json.tmp").write_text(json.dumps(meta))
-        (folder / "meta.json.tmp").replace(folder / "meta.json")
-        return len(df)
+@patch
+def write(self: MarketStore, symbol, df, kind="bars", source=None) -> int:
+    "Validate `df` and append it after the stored rows of `symbol`; the number of rows written."
+    df = validate(df, kind, source or f"{kind} {symbol}")
+    folder, meta = self._folder(kind, symbol), self.meta(kind, symbol)
+    if meta and df.index.asi8[0] <= meta["last"]:
+        raise ValidationError(f"{source or symbol}: column 'ts' row 0: {df.index[0]} is not after the stored data, which ends at "
+                              f"{pd.Timestamp(meta['last'])}; appends never rewrite history")
+    meta = meta or dict(period=_period_for(df.index), first=int(df.index.asi8[0]), rows=0)
+    stamp = time.time_ns()
+    for period, part in df.groupby(df.index.strftime(PERIODS[meta["period"]])):
+        (folder / period).mkdir(parents=True, exist_ok=True)
+        tmp = folder / period / f".part-{stamp}.parquet"
+        fastparquet.write(str(tmp), part.reset_index(), compression="SNAPPY", stats=False)
+        tmp.rename(folder / period / f"part-{stamp}.parquet")
+    meta.update(last=int(df.index.asi8[-1]), rows=meta["rows"] + len(df))
+    (folder / "meta.json.tmp").write_text(json.dumps(meta))
+    (folder / "meta.json.tmp").replace(folder / "meta.json")
+    return len(df)
 
-    def read(self, symbol, kind="bars", start=None, end=None, columns=None) -> pd.DataFrame:
-        "Rows of `symbol` with `start <= ts < end` (either may be `None`), indexed by `ts`."
-        folder, meta = self._folder(kind, symbol), self.meta(kind, symbol)
-        if meta is None: raise NotFound(f"{kind} {symbol!r}: not in the store (stored: {', '.join(self.symbols(kind)) or 'none'})")
-        start, end = (pd.Timestamp(t) if t is not None else None for t in (start, end))
-        fmt = PERIODS[meta["period"]]
-        lo, hi = (t.strftime(fmt) if t is not None else None for t in (start, end))
-        paths = sorted(str(p) for d in folder.iterdir() if d.is_dir() and (lo is None or d.name >= lo) and (hi is None or d.name <= hi)
-                       for p in d.glob("part-*.parquet"))
-        unknown = set(columns or ()) - set(COLUMNS[kind])
-        if unknown: raise ValidationError(f"columns: {', '.join(sorted(unknown))} not among the {kind} columns {', '.join(COLUMNS[kind])}")
-        cols = ["ts"] + list(columns or COLUMNS[kind])
-        if not paths: return pd.DataFrame(columns=cols).set_index("ts")
-        df = pd.concat([fastparquet.ParquetFile(p).to_pandas(columns=cols) for p in paths], ignore_index=True).set_index("ts")
-        if start is not None or end is not None:
-            i = df.index.searchsorted(start) if start is not None else 0
-            j = df.index.searchsorted(end) if end is not None else len(df)
-            df = df.iloc[i:j]
-        return df
+# %% ../../nbs/trading/03_data.ipynb #1803542e
+@patch
+def read(self: MarketStore, symbol, kind="bars", start=None, end=None, columns=None) -> pd.DataFrame:
+    "Rows of `symbol` with `start <= ts < end` (either may be `None`), indexed by `ts`."
+    folder, meta = self._folder(kind, symbol), self.meta(kind, symbol)
+    if meta is None: raise NotFound(f"{kind} {symbol!r}: not in the store (stored: {', '.join(self.symbols(kind)) or 'none'})")
+    start, end = (pd.Timestamp(t) if t is not None else None for t in (start, end))
+    fmt = PERIODS[meta["period"]]
+    lo, hi = (t.strftime(fmt) if t is not None else None for t in (start, end))
+    paths = sorted(str(p) for d in folder.iterdir() if d.is_dir() and (lo is None or d.name >= lo) and (hi is None or d.name <= hi)
+                   for p in d.glob("part-*.parquet"))
+    unknown = set(columns or ()) - set(COLUMNS[kind])
+    if unknown: raise ValidationError(f"columns: {', '.join(sorted(unknown))} not among the {kind} columns {', '.join(COLUMNS[kind])}")
+    cols = ["ts"] + list(columns or COLUMNS[kind])
+    if not paths: return pd.DataFrame(columns=cols).set_index("ts")
+    df = pd.concat([fastparquet.ParquetFile(p).to_pandas(columns=cols) for p in paths], ignore_index=True).set_index("ts")
+    if start is not None or end is not None:
+        i = df.index.searchsorted(start) if start is not None else 0
+        j = df.index.searchsorted(end) if end is not None else len(df)
+        df = df.iloc[i:j]
+    return df
 
 # %% ../../nbs/trading/03_data.ipynb #d79f36e8
 def resample(df, rule, kind="bars") -> pd.DataFrame:

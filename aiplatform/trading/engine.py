@@ -14,6 +14,7 @@ from ..core import NotFound
 from .book import (OP_SUBMIT, SIDES, Event, OrderBook, cancel_fields, events_of, modify_fields,
                                      submit_fields)
 from .journal import JournaledBook
+from fastcore.basics import patch
 
 # %% ../../nbs/trading/02_engine.ipynb #97e8d98f
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Position:
         if self.qty == 0: self.avg_price = Fraction(0)
         elif (self.qty > 0) == (signed_qty > 0): self.avg_price = Fraction(price)  # flipped: the rest opened at this price
 
-# %% ../../nbs/trading/02_engine.ipynb #083f7fb3
+# %% ../../nbs/trading/02_engine.ipynb #8ead9b97
 def _reject(order_id, user, price, qty, reason):
     "A risk rejection: it never reached a book, so it carries no sequence number (0)."
     return [Event(0, "rejected", order_id, 0, user, 0, price or 0, qty or 0, reason)]
@@ -63,99 +64,114 @@ class Engine:
             self.journals, self.books = {}, {s: OrderBook(tick_size=t) for s, t in symbols.items()}
         else: self._recover(symbols, fsync)
 
-    def _recover(self, symbols, fsync):
-        self.folder.mkdir(parents=True, exist_ok=True)
-        saved, seqs = self.folder/"accounts.json", {}
-        if saved.exists():
-            state = json.loads(saved.read_text())
-            seqs = state["seqs"]
-            self.positions = {(u, s): Position(q, Fraction(a), Fraction(r)) for u, s, q, a, r in state["positions"]}
-            self.live = {(s, oid): [u, side, rem] for s, oid, u, side, rem in state["live"]}
-            self.open_orders = {u: n for u, n in state["open_orders"]}
-        def replay(symbol):
-            def on_replay(command, events):
-                side = SIDES[command["side"]] if command["op"] == OP_SUBMIT and command["side"] in (0, 1) else None
-                self._account(symbol, events_of(events), side)
-            return on_replay
-        self.journals = {s: JournaledBook.open(self.folder/s, t, fsync, snapshot_every=1 << 62, snapshot_seq=seqs.get(s, 0),
-                                               on_replay=replay(s)) for s, t in symbols.items()}
-        self.books = {s: jb.book for s, jb in self.journals.items()}
+# %% ../../nbs/trading/02_engine.ipynb #cb378b4b
+@patch
+def _recover(self: Engine, symbols, fsync):
+    self.folder.mkdir(parents=True, exist_ok=True)
+    saved, seqs = self.folder/"accounts.json", {}
+    if saved.exists():
+        state = json.loads(saved.read_text())
+        seqs = state["seqs"]
+        self.positions = {(u, s): Position(q, Fraction(a), Fraction(r)) for u, s, q, a, r in state["positions"]}
+        self.live = {(s, oid): [u, side, rem] for s, oid, u, side, rem in state["live"]}
+        self.open_orders = {u: n for u, n in state["open_orders"]}
+    def replay(symbol):
+        def on_replay(command, events):
+            side = SIDES[command["side"]] if command["op"] == OP_SUBMIT and command["side"] in (0, 1) else None
+            self._account(symbol, events_of(events), side)
+        return on_replay
+    self.journals = {s: JournaledBook.open(self.folder/s, t, fsync, snapshot_every=1 << 62, snapshot_seq=seqs.get(s, 0),
+                                           on_replay=replay(s)) for s, t in symbols.items()}
+    self.books = {s: jb.book for s, jb in self.journals.items()}
 
-    def book(self, symbol) -> OrderBook:
-        if symbol not in self.books: raise NotFound(f"symbol {symbol!r}: not traded; symbols: {', '.join(self.books)}")
-        return self.books[symbol]
+@patch
+def book(self: Engine, symbol) -> OrderBook:
+    if symbol not in self.books: raise NotFound(f"symbol {symbol!r}: not traded; symbols: {', '.join(self.books)}")
+    return self.books[symbol]
 
-    def _risk(self, book, user, price, qty, new_order):
-        "The name of the limit a command breaks, or None."
-        lim = self.user_limits.get(user, self.limits)
-        if qty is not None and qty > lim.max_order_qty: return "risk_max_order_qty"
-        ref = price if price is not None else book.last_price
-        if qty is not None and ref is not None and ref * qty > lim.max_notional: return "risk_max_notional"
-        last = book.last_price
-        if price is not None and last is not None and lim.price_band_pct and abs(price - last) * 100 > lim.price_band_pct * last:
-            return "risk_price_band"
-        if new_order and self.open_orders.get(user, 0) >= lim.max_open_orders: return "risk_max_open_orders"
-        return None
+@patch
+def _risk(self: Engine, book, user, price, qty, new_order):
+    "The name of the limit a command breaks, or None."
+    lim = self.user_limits.get(user, self.limits)
+    if qty is not None and qty > lim.max_order_qty: return "risk_max_order_qty"
+    ref = price if price is not None else book.last_price
+    if qty is not None and ref is not None and ref * qty > lim.max_notional: return "risk_max_notional"
+    last = book.last_price
+    if price is not None and last is not None and lim.price_band_pct and abs(price - last) * 100 > lim.price_band_pct * last:
+        return "risk_price_band"
+    if new_order and self.open_orders.get(user, 0) >= lim.max_open_orders: return "risk_max_open_orders"
+    return None
 
-    def _send(self, symbol, fields, side=None) -> list[Event]:
-        "Apply one command to `symbol`'s book (journaled first when there is a folder), then account for it."
-        events = (self.journals[symbol] if self.journals else self.book(symbol)).command(fields)
-        self._account(symbol, events, side)
-        self._since_snapshot += 1
-        if self.journals and self._since_snapshot >= self.snapshot_every: self.snapshot()
-        return events
+# %% ../../nbs/trading/02_engine.ipynb #1c19880b
+@patch
+def _send(self: Engine, symbol, fields, side=None) -> list[Event]:
+    "Apply one command to `symbol`'s book (journaled first when there is a folder), then account for it."
+    events = (self.journals[symbol] if self.journals else self.book(symbol)).command(fields)
+    self._account(symbol, events, side)
+    self._since_snapshot += 1
+    if self.journals and self._since_snapshot >= self.snapshot_every: self.snapshot()
+    return events
 
-    def submit(self, symbol, order_id, side, price, qty, user=0, **kwargs) -> list[Event]:
-        "Risk-check, then submit an order to `symbol`'s book (arguments as `OrderBook.submit`)."
-        fields = submit_fields(order_id, side, price, qty, user, **kwargs)
-        if (reason := self._risk(self.book(symbol), user, price, qty, True)): return _reject(order_id, user, price, qty, reason)
-        return self._send(symbol, fields, side)
+@patch
+def submit(self: Engine, symbol, order_id, side, price, qty, user=0, **kwargs) -> list[Event]:
+    "Risk-check, then submit an order to `symbol`'s book (arguments as `OrderBook.submit`)."
+    fields = submit_fields(order_id, side, price, qty, user, **kwargs)
+    if (reason := self._risk(self.book(symbol), user, price, qty, True)): return _reject(order_id, user, price, qty, reason)
+    return self._send(symbol, fields, side)
 
-    def cancel(self, symbol, order_id, user=0) -> list[Event]:
-        return self._send(symbol, cancel_fields(order_id, user))
+@patch
+def cancel(self: Engine, symbol, order_id, user=0) -> list[Event]:
+    return self._send(symbol, cancel_fields(order_id, user))
 
-    def modify(self, symbol, order_id, price=None, qty=None, user=0) -> list[Event]:
-        fields = modify_fields(order_id, price, qty, user)
-        if (reason := self._risk(self.book(symbol), user, price, qty, False)): return _reject(order_id, user, price, qty, reason)
-        return self._send(symbol, fields)
+@patch
+def modify(self: Engine, symbol, order_id, price=None, qty=None, user=0) -> list[Event]:
+    fields = modify_fields(order_id, price, qty, user)
+    if (reason := self._risk(self.book(symbol), user, price, qty, False)): return _reject(order_id, user, price, qty, reason)
+    return self._send(symbol, fields)
 
-    def _account(self, symbol, events, side=None):
-        "Follow live orders and positions through a command's events."
-        for e in events:
-            key = (symbol, e.order_id)
-            if e.kind == "accepted":
-                if key not in self.live: self.open_orders[e.user] = self.open_orders.get(e.user, 0) + 1
-                self.live[key] = [e.user, side if key not in self.live else self.live[key][1], e.qty]
-            elif e.kind == "trade":
-                for oid, user in ((e.order_id, e.user), (e.maker_id, e.maker_user)):
-                    order = self.live[(symbol, oid)]
-                    direction = 1 if order[1] == "buy" else -1
-                    self.positions.setdefault((user, symbol), Position()).fill(direction * e.qty, e.price)
-                    order[2] -= e.qty
-                    if order[2] == 0: self._done(symbol, oid)
-            elif e.kind == "cancelled" and key in self.live: self._done(symbol, e.order_id)
-        return events
+@patch
+def _account(self: Engine, symbol, events, side=None):
+    "Follow live orders and positions through a command's events."
+    for e in events:
+        key = (symbol, e.order_id)
+        if e.kind == "accepted":
+            if key not in self.live: self.open_orders[e.user] = self.open_orders.get(e.user, 0) + 1
+            self.live[key] = [e.user, side if key not in self.live else self.live[key][1], e.qty]
+        elif e.kind == "trade":
+            for oid, user in ((e.order_id, e.user), (e.maker_id, e.maker_user)):
+                order = self.live[(symbol, oid)]
+                direction = 1 if order[1] == "buy" else -1
+                self.positions.setdefault((user, symbol), Position()).fill(direction * e.qty, e.price)
+                order[2] -= e.qty
+                if order[2] == 0: self._done(symbol, oid)
+        elif e.kind == "cancelled" and key in self.live: self._done(symbol, e.order_id)
+    return events
 
-    def _done(self, symbol, order_id):
-        user = self.live.pop((symbol, order_id))[0]
-        self.open_orders[user] -= 1
+# %% ../../nbs/trading/02_engine.ipynb #e955a844
+@patch
+def _done(self: Engine, symbol, order_id):
+    user = self.live.pop((symbol, order_id))[0]
+    self.open_orders[user] -= 1
 
-    def snapshot(self):
-        "Snapshot every book, then the accounts that match them."
-        seqs = {s: jb.snapshot() for s, jb in self.journals.items()}
-        state = dict(seqs=seqs, open_orders=[[u, n] for u, n in self.open_orders.items() if n],
-                     positions=[[u, s, p.qty, str(p.avg_price), str(p.realized)] for (u, s), p in self.positions.items()],
-                     live=[[s, oid, *order] for (s, oid), order in self.live.items()])
-        tmp = self.folder/"accounts.json.tmp"
-        with open(tmp, "w") as f:
-            json.dump(state, f)
-            f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, self.folder/"accounts.json")
-        self._since_snapshot = 0
+@patch
+def snapshot(self: Engine):
+    "Snapshot every book, then the accounts that match them."
+    seqs = {s: jb.snapshot() for s, jb in self.journals.items()}
+    state = dict(seqs=seqs, open_orders=[[u, n] for u, n in self.open_orders.items() if n],
+                 positions=[[u, s, p.qty, str(p.avg_price), str(p.realized)] for (u, s), p in self.positions.items()],
+                 live=[[s, oid, *order] for (s, oid), order in self.live.items()])
+    tmp = self.folder/"accounts.json.tmp"
+    with open(tmp, "w") as f:
+        json.dump(state, f)
+        f.flush(); os.fsync(f.fileno())
+    os.replace(tmp, self.folder/"accounts.json")
+    self._since_snapshot = 0
 
-    def close(self):
-        for jb in self.journals.values(): jb.close()
+@patch
+def close(self: Engine):
+    for jb in self.journals.values(): jb.close()
 
-    def position(self, user, symbol) -> Position:
-        "`user`'s position in `symbol`."
-        return self.positions.get((user, symbol), Position())
+@patch
+def position(self: Engine, user, symbol) -> Position:
+    "`user`'s position in `symbol`."
+    return self.positions.get((user, symbol), Position())

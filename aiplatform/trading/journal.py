@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 from ..core import AIPlatformError, ValidationError, get_logger
 from .book import COMMAND_DTYPE, COMMAND_FIELDS, Event, OrderBook, events_of
+from fastcore.basics import patch
 
 # %% ../../nbs/trading/01_journal.ipynb #9f9aa769
 RECORD_WORDS = 2 + len(COMMAND_FIELDS)
@@ -159,7 +160,7 @@ def commands_of(R) -> np.ndarray:
     "The `COMMAND_DTYPE` commands of journal records."
     return np.ascontiguousarray(R[:, 1:-1]).view(COMMAND_DTYPE).reshape(-1)
 
-# %% ../../nbs/trading/01_journal.ipynb #17422998
+# %% ../../nbs/trading/01_journal.ipynb #b41578f4
 class JournaledBook:
     "An `OrderBook` whose commands are journaled before they are applied, with periodic snapshots."
     def __init__(self, folder, book, next_seq, fsync="batch", snapshot_every=1_000_000, recovery=None):
@@ -197,39 +198,44 @@ class JournaledBook:
         report |= dict(snapshot_seq=after, replayed=replayed)
         return cls(folder, book, max(report["last_seq"], after) + 1, fsync, snapshot_every, report)
 
-    def process(self, commands, keep_events=True):
-        "Journal, then apply, a `COMMAND_DTYPE` array of commands."
-        commands = np.asarray(commands)
-        if commands.dtype != COMMAND_DTYPE: raise ValidationError(f"commands: expected an array of COMMAND_DTYPE, got {commands.dtype}")
-        self.writer.append(commands)
-        events = self.book.process(commands, keep_events)
-        self._since_snapshot += len(commands)
-        if self._since_snapshot >= self.snapshot_every: self.snapshot()
-        return events
+# %% ../../nbs/trading/01_journal.ipynb #6533ad03
+@patch
+def process(self: JournaledBook, commands, keep_events=True):
+    "Journal, then apply, a `COMMAND_DTYPE` array of commands."
+    commands = np.asarray(commands)
+    if commands.dtype != COMMAND_DTYPE: raise ValidationError(f"commands: expected an array of COMMAND_DTYPE, got {commands.dtype}")
+    self.writer.append(commands)
+    events = self.book.process(commands, keep_events)
+    self._since_snapshot += len(commands)
+    if self._since_snapshot >= self.snapshot_every: self.snapshot()
+    return events
 
-    def command(self, fields) -> list[Event]:
-        "Journal, then apply, one command given as its fields (`submit_fields`, `cancel_fields`, `modify_fields`)."
-        return events_of(self.process(np.array([fields], COMMAND_DTYPE)))
+@patch
+def command(self: JournaledBook, fields) -> list[Event]:
+    "Journal, then apply, one command given as its fields (`submit_fields`, `cancel_fields`, `modify_fields`)."
+    return events_of(self.process(np.array([fields], COMMAND_DTYPE)))
 
-    def snapshot(self) -> int:
-        "Save the book at the last journaled sequence number and start a new segment; returns that number."
-        self.writer.sync()  # the journal is never behind a snapshot
-        seq = self.writer.next_seq - 1
-        path = self.folder/_snapshot_name(seq)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **self.book.to_arrays())
-            f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-        self.writer.rotate()
-        self._since_snapshot = 0
-        snapshots = sorted(self.folder.glob("snapshot-*.npz"))
-        if len(snapshots) > 2:  # keep two; drop what only older snapshots need
-            keep_from = seq_of(snapshots[-2])
-            for old in snapshots[:-2]: old.unlink()
-            segments = sorted(self.folder.glob("journal-*.log"))
-            for seg, nxt in zip(segments, segments[1:]):
-                if seq_of(nxt) <= keep_from + 1: seg.unlink()
-        return seq
+@patch
+def snapshot(self: JournaledBook) -> int:
+    "Save the book at the last journaled sequence number and start a new segment; returns that number."
+    self.writer.sync()  # the journal is never behind a snapshot
+    seq = self.writer.next_seq - 1
+    path = self.folder/_snapshot_name(seq)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **self.book.to_arrays())
+        f.flush(); os.fsync(f.fileno())
+    os.replace(tmp, path)
+    self.writer.rotate()
+    self._since_snapshot = 0
+    snapshots = sorted(self.folder.glob("snapshot-*.npz"))
+    if len(snapshots) > 2:  # keep two; drop what only older snapshots need
+        keep_from = seq_of(snapshots[-2])
+        for old in snapshots[:-2]: old.unlink()
+        segments = sorted(self.folder.glob("journal-*.log"))
+        for seg, nxt in zip(segments, segments[1:]):
+            if seq_of(nxt) <= keep_from + 1: seg.unlink()
+    return seq
 
-    def close(self): self.writer.close()
+@patch
+def close(self: JournaledBook): self.writer.close()
