@@ -7,7 +7,7 @@ __all__ = ['cmd_config', 'cmd_init', 'cmd_users', 'cmd_password', 'cmd_service',
            'cmd_apps', 'cmd_serve', 'main']
 
 # %% ../../nbs/platform/08_cli.ipynb #0af2032c
-import argparse, getpass, json, os, secrets, sys, time
+import argparse, getpass, json, os, secrets, subprocess, sys, time
 from .. import __version__
 from .auth import ROLES, add_user, create_key, ensure_admin, list_keys, list_users, revoke_key, set_active
 from ..core import AIPlatformError, ConfigError, get_settings, tools, write_secret
@@ -113,11 +113,11 @@ def cmd_apps(args, settings):
     run_apps(settings, args.port)
 
 def cmd_serve(args, settings):
-    "Initialise, start the apps' Voilà server, then run the Jupyter gateway in place of this process."
+    "Initialise, compile ahead in the background, start the apps' Voilà server, then run the Jupyter gateway in place of this process."
     cmd_init(args, settings)
-    cmd_warm(args, settings)
-    config = server_config(settings)
     if settings.file: os.environ["AIPLATFORM_SETTINGS"] = str(settings.file)
+    subprocess.Popen([sys.executable, "-c", "from aiplatform.platform.cli import main; main(['warm'])"])  # a no-op once compiled
+    config = server_config(settings)
     share(settings, fresh=True)  # the apps' server, the gateway and every kernel record metrics in one folder
     config["ServerProxy"] = dict(servers={"aiplatform/apps": start_apps(settings)})
     path = settings.data_dir/"jupyter_server_config.json"
