@@ -112,11 +112,13 @@ def cmd_apps(args, settings):
     "Serve the apps with preheated kernels for the gateway (`serve` starts it)."
     run_apps(settings, args.port)
 
+_WARM_BEHIND = "import os\nif os.fork(): os._exit(0)\nfrom aiplatform.platform.cli import main; main(['warm'])"  # orphaned at once: init reaps it
+
 def cmd_serve(args, settings):
     "Initialise, compile ahead in the background, start the apps' Voilà server, then run the Jupyter gateway in place of this process."
     cmd_init(args, settings)
     if settings.file: os.environ["AIPLATFORM_SETTINGS"] = str(settings.file)
-    subprocess.Popen([sys.executable, "-c", "from aiplatform.platform.cli import main; main(['warm'])"])  # a no-op once compiled
+    subprocess.run([sys.executable, "-c", _WARM_BEHIND], check=True)  # a no-op once compiled
     config = server_config(settings)
     share(settings, fresh=True)  # the apps' server, the gateway and every kernel record metrics in one folder
     config["ServerProxy"] = dict(servers={"aiplatform/apps": start_apps(settings)})
