@@ -1,0 +1,56 @@
+"""The book feed against the book itself: a subscriber that applies every snapshot and delta holds exactly the
+publisher's view after each batch of orders, and one that misses a delta or receives a wrong one is told so."""
+import random
+from hypothesis import given, settings, strategies as st
+import pytest
+from aiplatform.trading.book import OrderBook
+from aiplatform.trading.feed import TOP, BookFeed, BookOutOfSync, LocalBook
+
+def random_batches(seed, batches):
+    "A book and, per batch, a few random limit orders, cancels and market orders around a mid of 1000."
+    rng, book, live, next_id = random.Random(seed), OrderBook(tick_size=1), [], 1
+    def batch():
+        nonlocal next_id
+        for _ in range(rng.randint(1, 8)):
+            r = rng.random()
+            if r < 0.2 and live: book.cancel(live.pop(rng.randrange(len(live))))
+            elif r < 0.3: book.submit(next_id, rng.choice(("buy", "sell")), 0, rng.randint(1, 30), kind="market"); next_id += 1
+            else:
+                side = rng.choice(("buy", "sell"))
+                price = 1000 - rng.randint(0, 30) if side == "buy" else 1001 + rng.randint(0, 30)
+                book.submit(next_id, side, price, rng.randint(1, 50)); live.append(next_id); next_id += 1
+    return book, (batch for _ in range(batches))
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), depth=st.sampled_from([TOP, 25]))
+def test_a_subscriber_holds_the_publishers_view_after_every_batch(seed, depth):
+    book, batches = random_batches(seed, 40)
+    feed, local = BookFeed("SYM", book, depth), LocalBook("SYM")
+    local.apply(feed.snapshot())
+    for _ in batches:
+        if (delta := feed.update()) is not None: local.apply(delta)
+        assert local.depth() == book.depth(depth) and local.seq == feed.seq
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), drop=st.integers(0, 30))
+def test_a_missed_delta_is_noticed_and_a_snapshot_repairs_it(seed, drop):
+    book, batches = random_batches(seed, 40)
+    feed, local = BookFeed("SYM", book), LocalBook("SYM")
+    local.apply(feed.snapshot())
+    deltas = [d for _ in batches if (d := feed.update()) is not None]
+    if drop + 1 >= len(deltas): return
+    for d in deltas[:drop]: local.apply(d)
+    with pytest.raises(BookOutOfSync, match=f"delta {drop + 2} after {drop}: a delta was missed"): local.apply(deltas[drop + 1])
+    with pytest.raises(BookOutOfSync, match="before any snapshot"): local.apply(deltas[drop + 1])  # unusable until resynced
+    local.apply(feed.snapshot())
+    assert local.depth() == book.depth(TOP)
+
+def test_a_wrong_quantity_in_the_top_levels_fails_the_checksum():
+    book, batches = random_batches(7, 20)
+    for _ in batches: pass
+    feed, local = BookFeed("SYM", book), LocalBook("SYM")
+    local.apply(feed.snapshot())
+    book.submit(10_000, "buy", 1000, 3)
+    delta = feed.update()
+    delta["changes"] = [(side, price, qty + 1) for side, price, qty in delta["changes"]]
+    with pytest.raises(BookOutOfSync, match=r"SYM: checksum \d+ after message 1, the publisher's \d+"): local.apply(delta)
