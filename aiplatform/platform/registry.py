@@ -36,7 +36,7 @@ class Service:
     name: str
     title: str
     description: str
-    app: str  # "module:function"; the function takes the settings and returns a tornado Application
+    app: str  # "module:function"; the function takes the settings and returns a tornado or aiohttp Application
 
     @property
     def path(self) -> str:
