@@ -1,0 +1,47 @@
+"""A connection's outbox between the book feed and a reader of random speed: memory stays bounded, the reader's
+local book never goes out of sync, and it ends equal to the book."""
+import random
+from hypothesis import given, settings, strategies as st
+from aiplatform.trading.book import OrderBook
+from aiplatform.trading.feed import BookFeed, LocalBook
+from aiplatform.trading.sessions import Outbox, RateLimit
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), limit=st.integers(1, 20))
+def test_a_slow_reader_stays_in_sync_within_bounded_memory(seed, limit):
+    rng, book = random.Random(seed), OrderBook(tick_size=1)
+    feeds = {s: BookFeed(s, book if s == "A" else OrderBook(tick_size=1)) for s in ("A", "B")}
+    books = {s: f.book for s, f in feeds.items()}
+    locals_ = {s: LocalBook(s) for s in feeds}
+    box = Outbox(limit)
+    for s, f in feeds.items(): locals_[s].apply(f.snapshot())
+    live = {s: [] for s in feeds}
+    for i in range(1, 300):
+        s = rng.choice("AB")
+        if live[s] and rng.random() < 0.3: books[s].cancel(live[s].pop(rng.randrange(len(live[s]))))
+        else:
+            side = rng.choice(("buy", "sell"))
+            books[s].submit(i, side, (100 - rng.randint(0, 15)) if side == "buy" else (101 + rng.randint(0, 15)), rng.randint(1, 9))
+            live[s].append(i)
+        if (delta := feeds[s].update()) is not None: box.put(delta)
+        assert len(box.queue) <= limit and box.closed is None
+        if rng.random() < 0.2:
+            for m in box.take(lambda symbol: feeds[symbol].snapshot(), n=rng.randint(1, 3)): locals_[m["symbol"]].apply(m)
+    for m in box.take(lambda symbol: feeds[symbol].snapshot()): locals_[m["symbol"]].apply(m)
+    assert all(locals_[s].depth() == books[s].depth() for s in feeds)
+
+def test_other_messages_past_the_limit_close_the_connection_and_free_its_queue():
+    box = Outbox(limit=2)
+    for i in range(3): box.put({"type": "fill", "order_id": i})
+    assert (box.closed, len(box.queue)) == ("slow consumer: 2 messages waiting, at most 2", 0)
+    box.put({"type": "fill", "order_id": 9})
+    assert len(box.queue) == 0
+
+def test_the_rate_limit_refills_at_its_rate():
+    now = [0.0]
+    limit = RateLimit(rate=10, burst=1, clock=lambda: now[0])
+    passed = 0
+    for _ in range(1000):
+        now[0] += 0.01
+        passed += limit.take()
+    assert passed == 100
