@@ -145,7 +145,9 @@ def _platform(name):
     async def platform(request, handler):
         start, kind = time.perf_counter(), None
         try: response = await handler(request)
-        except aioweb.HTTPException as e: status, body, kind = _http_error(e, request)
+        except aioweb.HTTPException as e:
+            if e.status < 400: raise  # a redirect, not an error
+            status, body, kind = _http_error(e, request)
         except Exception as e:
             status, body, kind = error_reply(e)
             if status < 500: log.warning("%d %s %s: %s", status, request.method, request.path, e)

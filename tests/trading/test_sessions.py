@@ -9,9 +9,8 @@ from aiplatform.trading.sessions import Outbox, RateLimit
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), limit=st.integers(1, 20))
 def test_a_slow_reader_stays_in_sync_within_bounded_memory(seed, limit):
-    rng, book = random.Random(seed), OrderBook(tick_size=1)
-    feeds = {s: BookFeed(s, book if s == "A" else OrderBook(tick_size=1)) for s in ("A", "B")}
-    books = {s: f.book for s, f in feeds.items()}
+    rng, books = random.Random(seed), {s: OrderBook(tick_size=1) for s in "AB"}
+    feeds = {s: BookFeed(s, b) for s, b in books.items()}
     locals_ = {s: LocalBook(s) for s in feeds}
     box = Outbox(limit)
     for s, f in feeds.items(): locals_[s].apply(f.snapshot())
