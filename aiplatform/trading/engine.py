@@ -10,9 +10,10 @@ import json, os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from ..core import NotFound
-from .book import (OP_SUBMIT, SIDES, Event, OrderBook, cancel_fields, events_of, modify_fields,
-                                     submit_fields)
+from ..core import NotFound, ValidationError
+import numpy as np
+from .book import (COMMAND_DTYPE, OP_CANCEL, OP_SUBMIT, SIDES, Event, OrderBook, cancel_fields, events_of,
+                                     modify_fields, submit_fields)
 from .journal import JournaledBook
 from fastcore.basics import patch
 
@@ -52,21 +53,23 @@ def _reject(order_id, user, price, qty, reason):
 
 class Engine:
     "Order books for many symbols with per-user risk checks, fills and positions; journaled when given a folder."
-    def __init__(self, symbols, limits=None, user_limits=None, folder=None, fsync="batch", snapshot_every=100_000):
-        "`symbols`: {symbol: tick_size}; `limits`: the default `RiskLimits`; `user_limits`: {user: RiskLimits}."
+    def __init__(self, symbols, limits=None, user_limits=None, folder=None, fsync="batch", snapshot_every=100_000, on_replay=None):
+        """`symbols`: {symbol: tick_size}; `limits`: the default `RiskLimits`; `user_limits`: {user: RiskLimits};
+        `on_replay(symbol, command, events)` sees each command replayed from the journal while the engine opens."""
         self.limits, self.user_limits = limits or RiskLimits(), dict(user_limits or {})
         self.live = {}  # (symbol, order_id) -> [user, side, remaining]
         self.open_orders = {}  # user -> number of live orders
         self.positions = {}  # (user, symbol) -> Position
         self.folder, self.snapshot_every, self._since_snapshot = folder and Path(folder), snapshot_every, 0
+        self.fsync, self.on_replay = fsync, on_replay
         symbols = dict(symbols)
         if self.folder is None:
             self.journals, self.books = {}, {s: OrderBook(tick_size=t) for s, t in symbols.items()}
-        else: self._recover(symbols, fsync)
+        else: self._recover(symbols)
 
 # %% ../../nbs/trading/02_engine.ipynb #cb378b4b
 @patch
-def _recover(self: Engine, symbols, fsync):
+def _recover(self: Engine, symbols):
     self.folder.mkdir(parents=True, exist_ok=True)
     saved, seqs = self.folder/"accounts.json", {}
     if saved.exists():
@@ -75,14 +78,27 @@ def _recover(self: Engine, symbols, fsync):
         self.positions = {(u, s): Position(q, Fraction(a), Fraction(r)) for u, s, q, a, r in state["positions"]}
         self.live = {(s, oid): [u, side, rem] for s, oid, u, side, rem in state["live"]}
         self.open_orders = {u: n for u, n in state["open_orders"]}
-    def replay(symbol):
-        def on_replay(command, events):
-            side = SIDES[command["side"]] if command["op"] == OP_SUBMIT and command["side"] in (0, 1) else None
-            self._account(symbol, events_of(events), side)
-        return on_replay
-    self.journals = {s: JournaledBook.open(self.folder/s, t, fsync, snapshot_every=1 << 62, snapshot_seq=seqs.get(s, 0),
-                                           on_replay=replay(s)) for s, t in symbols.items()}
-    self.books = {s: jb.book for s, jb in self.journals.items()}
+    self.journals, self.books = {}, {}
+    for symbol, tick in symbols.items(): self._open(symbol, tick, seqs.get(symbol, 0))
+
+@patch
+def _open(self: Engine, symbol, tick, snapshot_seq):
+    "Open `symbol`'s journaled book, replaying its journal after the snapshot at `snapshot_seq` (0: none)."
+    def replay(command, events):
+        side = SIDES[command["side"]] if command["op"] == OP_SUBMIT and command["side"] in (0, 1) else None
+        events = self._account(symbol, events_of(events), {int(command["order_id"]): side})
+        if self.on_replay: self.on_replay(symbol, command, events)
+    jb = JournaledBook.open(self.folder/symbol, tick, self.fsync, snapshot_every=1 << 62, snapshot_seq=snapshot_seq, on_replay=replay)
+    self.journals[symbol], self.books[symbol] = jb, jb.book
+
+@patch
+def add_symbol(self: Engine, symbol, tick_size):
+    "Trade `symbol` from now on, with an empty book (journaled when the engine is)."
+    if symbol in self.books: raise ValidationError(f"symbol {symbol!r}: already traded")
+    if self.folder is None: self.books[symbol] = OrderBook(tick_size=tick_size)
+    else:
+        if (self.folder/symbol).exists(): raise ValidationError(f"symbol {symbol!r}: {self.folder/symbol} already holds a journal")
+        self._open(symbol, tick_size, 0)
 
 @patch
 def book(self: Engine, symbol) -> OrderBook:
@@ -90,7 +106,7 @@ def book(self: Engine, symbol) -> OrderBook:
     return self.books[symbol]
 
 @patch
-def _risk(self: Engine, book, user, price, qty, new_order):
+def _risk(self: Engine, book, user, price, qty, new_order, pending=0):
     "The name of the limit a command breaks, or None."
     lim = self.user_limits.get(user, self.limits)
     if qty is not None and qty > lim.max_order_qty: return "risk_max_order_qty"
@@ -99,7 +115,7 @@ def _risk(self: Engine, book, user, price, qty, new_order):
     last = book.last_price
     if price is not None and last is not None and lim.price_band_pct and abs(price - last) * 100 > lim.price_band_pct * last:
         return "risk_price_band"
-    if new_order and self.open_orders.get(user, 0) >= lim.max_open_orders: return "risk_max_open_orders"
+    if new_order and self.open_orders.get(user, 0) + pending >= lim.max_open_orders: return "risk_max_open_orders"
     return None
 
 # %% ../../nbs/trading/02_engine.ipynb #1c19880b
@@ -107,10 +123,15 @@ def _risk(self: Engine, book, user, price, qty, new_order):
 def _send(self: Engine, symbol, fields, side=None) -> list[Event]:
     "Apply one command to `symbol`'s book (journaled first when there is a folder), then account for it."
     events = (self.journals[symbol] if self.journals else self.book(symbol)).command(fields)
-    self._account(symbol, events, side)
-    self._since_snapshot += 1
-    if self.journals and self._since_snapshot >= self.snapshot_every: self.snapshot()
+    self._account(symbol, events, {fields[1]: side})
+    self._counted(1)
     return events
+
+@patch
+def _counted(self: Engine, n):
+    "Count `n` more journaled commands; snapshot every `snapshot_every`."
+    self._since_snapshot += n
+    if self.journals and self._since_snapshot >= self.snapshot_every: self.snapshot()
 
 @patch
 def submit(self: Engine, symbol, order_id, side, price, qty, user=0, **kwargs) -> list[Event]:
@@ -130,13 +151,13 @@ def modify(self: Engine, symbol, order_id, price=None, qty=None, user=0) -> list
     return self._send(symbol, fields)
 
 @patch
-def _account(self: Engine, symbol, events, side=None):
-    "Follow live orders and positions through a command's events."
+def _account(self: Engine, symbol, events, sides):
+    "Follow live orders and positions through events; `sides`: {order_id: side} of the orders submitted."
     for e in events:
         key = (symbol, e.order_id)
         if e.kind == "accepted":
             if key not in self.live: self.open_orders[e.user] = self.open_orders.get(e.user, 0) + 1
-            self.live[key] = [e.user, side if key not in self.live else self.live[key][1], e.qty]
+            self.live[key] = [e.user, sides.get(e.order_id) if key not in self.live else self.live[key][1], e.qty]
         elif e.kind == "trade":
             for oid, user in ((e.order_id, e.user), (e.maker_id, e.maker_user)):
                 order = self.live[(symbol, oid)]
@@ -175,3 +196,23 @@ def close(self: Engine):
 def position(self: Engine, user, symbol) -> Position:
     "`user`'s position in `symbol`."
     return self.positions.get((user, symbol), Position())
+
+# %% ../../nbs/trading/02_engine.ipynb #a0993747
+@patch
+def process(self: Engine, symbol, rows) -> list[Event]:
+    "Risk-check, then journal and apply as one batch, commands given as fields (`submit_fields`, `cancel_fields`, `modify_fields`)."
+    book, rejected, passed, pending = self.book(symbol), [], [], {}
+    for row in rows:
+        op, order_id, user, price, qty = row[0], row[1], row[2], row[6] or None, row[7] or None
+        if op != OP_CANCEL:  # a cancel is never refused by risk
+            if (reason := self._risk(book, user, price, qty, op == OP_SUBMIT, pending.get(user, 0))):
+                rejected += _reject(order_id, user, price, qty, reason)
+                continue
+            if op == OP_SUBMIT: pending[user] = pending.get(user, 0) + 1
+        passed.append(row)
+    if not passed: return rejected
+    commands = np.array(passed, COMMAND_DTYPE)
+    events = events_of((self.journals[symbol] if self.journals else book).process(commands))
+    self._account(symbol, events, {r[1]: SIDES[r[3]] for r in passed if r[0] == OP_SUBMIT and r[3] in (0, 1)})
+    self._counted(len(passed))
+    return rejected + events
