@@ -18,7 +18,7 @@ class ClientIds:
     "Client order ids per account and the engine order ids they were given, in an append-only file."
     def __init__(self, path, fsync="batch"):
         if fsync not in FSYNC_POLICIES: raise ValidationError(f"fsync: {fsync!r}, expected one of {', '.join(FSYNC_POLICIES)}")
-        self.path, self.fsync, self.ids, self.pending = Path(path), fsync, {}, []
+        self.path, self.fsync, self.ids, self.pending, self._unsynced = Path(path), fsync, {}, [], False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists(): self._load()
         self.next_id = max(self.ids.values(), default=0) + 1
@@ -50,14 +50,20 @@ def assign(self: ClientIds, account: int, cid: str) -> tuple[int, bool]:
 
 @patch
 def flush(self: ClientIds):
-    "Write the ids assigned since the last flush; durable unless `fsync` is `never`."
+    "Write the ids assigned since the last flush."
     if not self.pending: return
     data = memoryview("".join(self.pending).encode())
-    self.pending = []
+    self.pending, self._unsynced = [], True
     while data: data = data[os.write(self._fd, data):]
-    if self.fsync != "never": os.fsync(self._fd)
+
+@patch
+def sync(self: ClientIds):
+    "Make what was flushed durable, unless `fsync` is `never`."
+    if self._unsynced and self.fsync != "never": os.fsync(self._fd)
+    self._unsynced = False
 
 @patch
 def close(self: ClientIds):
     self.flush()
+    self.sync()
     os.close(self._fd)

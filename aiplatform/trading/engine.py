@@ -53,15 +53,17 @@ def _reject(order_id, user, price, qty, reason):
 
 class Engine:
     "Order books for many symbols with per-user risk checks, fills and positions; journaled when given a folder."
-    def __init__(self, symbols, limits=None, user_limits=None, folder=None, fsync="batch", snapshot_every=100_000, on_replay=None):
+    def __init__(self, symbols, limits=None, user_limits=None, folder=None, fsync="batch", snapshot_every=100_000, on_replay=None,
+                 before_sync=None):
         """`symbols`: {symbol: tick_size}; `limits`: the default `RiskLimits`; `user_limits`: {user: RiskLimits};
-        `on_replay(symbol, command, events)` sees each command replayed from the journal while the engine opens."""
+        `on_replay(symbol, command, events)` sees each command replayed from the journal while the engine opens;
+        `before_sync()` runs before each fsync of a journal."""
         self.limits, self.user_limits = limits or RiskLimits(), dict(user_limits or {})
         self.live = {}  # (symbol, order_id) -> [user, side, remaining]
         self.open_orders = {}  # user -> number of live orders
         self.positions = {}  # (user, symbol) -> Position
         self.folder, self.snapshot_every, self._since_snapshot = folder and Path(folder), snapshot_every, 0
-        self.fsync, self.on_replay = fsync, on_replay
+        self.fsync, self.on_replay, self.before_sync = fsync, on_replay, before_sync
         symbols = dict(symbols)
         if self.folder is None:
             self.journals, self.books = {}, {s: OrderBook(tick_size=t) for s, t in symbols.items()}
@@ -88,7 +90,8 @@ def _open(self: Engine, symbol, tick, snapshot_seq):
         side = SIDES[command["side"]] if command["op"] == OP_SUBMIT and command["side"] in (0, 1) else None
         events = self._account(symbol, events_of(events), {int(command["order_id"]): side})
         if self.on_replay: self.on_replay(symbol, command, events)
-    jb = JournaledBook.open(self.folder/symbol, tick, self.fsync, snapshot_every=1 << 62, snapshot_seq=snapshot_seq, on_replay=replay)
+    jb = JournaledBook.open(self.folder/symbol, tick, self.fsync, snapshot_every=1 << 62, snapshot_seq=snapshot_seq, on_replay=replay,
+                            before_sync=self.before_sync)
     self.journals[symbol], self.books[symbol] = jb, jb.book
 
 @patch

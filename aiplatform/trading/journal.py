@@ -66,11 +66,11 @@ def seq_of(path) -> int:
     return int(Path(path).stem.split("-")[1])
 
 class JournalWriter:
-    "Appends sealed records to segment files in `folder`."
-    def __init__(self, folder, next_seq=1, fsync="batch", group=4096, interval_ms=5):
+    "Appends sealed records to segment files in `folder`; `before_sync()`, if given, runs before each fsync."
+    def __init__(self, folder, next_seq=1, fsync="batch", group=4096, interval_ms=5, before_sync=None):
         if fsync not in FSYNC_POLICIES: raise ValidationError(f"fsync: {fsync!r}, expected one of {', '.join(FSYNC_POLICIES)}")
         self.folder, self.next_seq, self.fsync = Path(folder), next_seq, fsync
-        self.group, self.interval = group, interval_ms / 1000
+        self.group, self.interval, self.before_sync = group, interval_ms / 1000, before_sync
         self.folder.mkdir(parents=True, exist_ok=True)
         self._fd, self._unsynced, self._synced_at = None, 0, time.monotonic()
         self.rotate()
@@ -98,6 +98,7 @@ class JournalWriter:
 
     def sync(self):
         "Make everything written so far durable."
+        if self.before_sync: self.before_sync()
         os.fsync(self._fd)
         self._unsynced, self._synced_at = 0, time.monotonic()
 
@@ -163,17 +164,18 @@ def commands_of(R) -> np.ndarray:
 # %% ../../nbs/trading/01_journal.ipynb #b41578f4
 class JournaledBook:
     "An `OrderBook` whose commands are journaled before they are applied, with periodic snapshots."
-    def __init__(self, folder, book, next_seq, fsync="batch", snapshot_every=1_000_000, recovery=None):
+    def __init__(self, folder, book, next_seq, fsync="batch", snapshot_every=1_000_000, recovery=None, before_sync=None):
         self.folder, self.book, self.snapshot_every = Path(folder), book, snapshot_every
-        self.writer = JournalWriter(folder, next_seq, fsync)
+        self.writer = JournalWriter(folder, next_seq, fsync, before_sync=before_sync)
         self.recovery = recovery or {}
         self._since_snapshot = 0
 
     @classmethod
     def open(cls, folder, tick_size=1, fsync="batch", snapshot_every=1_000_000, snapshot_seq=None,
-             on_replay=None) -> "JournaledBook":
+             on_replay=None, before_sync=None) -> "JournaledBook":
         """Recover the book kept in `folder` (a new one if it is empty): from the newest snapshot, or the one at
-        `snapshot_seq` (0: none). `on_replay(command, events)`, if given, sees each replayed command and its events."""
+        `snapshot_seq` (0: none). `on_replay(command, events)`, if given, sees each replayed command and its events;
+        `before_sync()` runs before each fsync of the journal."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         book, after = None, 0
@@ -196,7 +198,7 @@ class JournaledBook:
                 for i in range(len(commands)): on_replay(commands[i], book.process(commands[i:i + 1]))
             replayed += len(part)
         report |= dict(snapshot_seq=after, replayed=replayed)
-        return cls(folder, book, max(report["last_seq"], after) + 1, fsync, snapshot_every, report)
+        return cls(folder, book, max(report["last_seq"], after) + 1, fsync, snapshot_every, report, before_sync)
 
 # %% ../../nbs/trading/01_journal.ipynb #6533ad03
 @patch

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['LOST', 'shard_of', 'Misdirected', 'SymbolSpec', 'symbol_spec', 'Request', 'Market']
 
-# %% ../../nbs/trading/13_market.ipynb #566abe27
+# %% ../../nbs/trading/13_market.ipynb #f98cb752
 import json, os, time, zlib
 from collections import deque
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ from .feed import BookFeed
 from .ledger import Ledger
 from .orders import SYMBOL, Cancel, Modify, Order
 
-# %% ../../nbs/trading/13_market.ipynb #daaced71
+# %% ../../nbs/trading/13_market.ipynb #2a52fe29
 def shard_of(symbol: str, shards: int) -> int:
     "The shard that owns `symbol` when the market has `shards` of them."
     return zlib.crc32(symbol.encode()) % shards
@@ -30,7 +30,7 @@ class Misdirected(Conflict):
     "A symbol asked of a shard that does not own it."
     status = 421
 
-# %% ../../nbs/trading/13_market.ipynb #537ba98d
+# %% ../../nbs/trading/13_market.ipynb #ed3c623e
 class SymbolSpec(BaseModel):
     "A traded symbol's rules, as an admin gives them."
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -45,7 +45,7 @@ def symbol_spec(fields: dict) -> SymbolSpec:
     try: return SymbolSpec.model_validate(fields)
     except pydantic.ValidationError as e: raise validation_error(e, SymbolSpec, "symbol") from None
 
-# %% ../../nbs/trading/13_market.ipynb #64e5f7ac
+# %% ../../nbs/trading/13_market.ipynb #cecf7c8a
 LOST = "never reached the journal before the service stopped: not acknowledged, not traded"
 
 @dataclass
@@ -70,7 +70,8 @@ class Market:
         owners = {oid: key for key, oid in self.cids.ids.items()}
         replay = lambda symbol, command, events: self.ledger.replayed(symbol, command, events, owners, self.clock())
         self.engine = Engine({s: spec.tick_size for s, spec in self.specs.items()}, limits or RiskLimits(price_band_pct=0),
-                             folder=self.folder/"books", fsync=fsync, snapshot_every=1 << 62, on_replay=replay)
+                             folder=self.folder/"books", fsync=fsync, snapshot_every=1 << 62, on_replay=replay,
+                             before_sync=self.cids.sync)
         for (account, cid), oid in self.cids.ids.items():
             if oid not in self.ledger.orders: self.ledger.new(oid, account, cid, "", now=self.clock(), status="lost").reason = LOST
         self.feeds = {s: BookFeed(s, self.engine.book(s)) for s in self.specs}
@@ -78,7 +79,7 @@ class Market:
         self.pending, self.listeners, self.schedule = [], [], None
         self._save_symbols()
 
-# %% ../../nbs/trading/13_market.ipynb #10298eee
+# %% ../../nbs/trading/13_market.ipynb #e08cb210
 @patch
 def _save_symbols(self: Market):
     tmp = self.folder/"symbols.json.tmp"
@@ -113,7 +114,7 @@ def halt(self: Market, symbol, halted=True) -> SymbolSpec:
 @patch(as_prop=True)
 def tape_len(self: Market) -> int: return next(iter(self.tape.values())).maxlen if self.tape else 1_000
 
-# %% ../../nbs/trading/13_market.ipynb #54f8d73e
+# %% ../../nbs/trading/13_market.ipynb #8ed2e335
 @patch
 def _check_price(self: Market, spec, price, what="price"):
     if price is None: return
@@ -155,7 +156,7 @@ def _answer(self: Market, order_id, reply):
     error = state.reason if state.status in ("rejected", "lost") else None
     reply(error is None, state, error)
 
-# %% ../../nbs/trading/13_market.ipynb #d98f6857
+# %% ../../nbs/trading/13_market.ipynb #4eef2a74
 @patch
 def order(self: Market, account: int, cid: str):
     "The state of `account`'s order `cid`; `NotFound` otherwise."
@@ -192,7 +193,7 @@ def cancel_all(self: Market, account: int, symbol=None, reply=None) -> list:
     for s in states: self._queue(Request(s.symbol, s.order_id, cancel_fields(s.order_id, account), reply or (lambda *a: None)))
     return states
 
-# %% ../../nbs/trading/13_market.ipynb #e2fffa87
+# %% ../../nbs/trading/13_market.ipynb #54c5d8f8
 @patch
 def flush(self: Market):
     "Send every queued command to the engine, one batch per symbol; answer each; tell the listeners."
@@ -220,7 +221,7 @@ def flush(self: Market):
     self._since_snapshot += len(pending)
     if self._since_snapshot >= self.snapshot_every: self.snapshot()
 
-# %% ../../nbs/trading/13_market.ipynb #fd021f3a
+# %% ../../nbs/trading/13_market.ipynb #bb208ec6
 @patch
 def snapshot(self: Market):
     "Snapshot the engine, the ledger first (the journal it was rebuilt from goes)."
@@ -232,4 +233,4 @@ def snapshot(self: Market):
 @patch
 def close(self: Market):
     self.flush()
-    self.cids.close(), self.engine.close(), self.ledger.close()
+    self.engine.close(), self.cids.close(), self.ledger.close()

@@ -1,0 +1,246 @@
+"""The trading service in its own process: every HTTP route and WebSocket message, with bad input on each field;
+accounts kept apart; idempotent client order ids; subscriptions; slow consumers; rate limits; cancel on disconnect."""
+import asyncio, json, socket
+import aiohttp, pytest
+from conftest import http
+from trading_service import RawSocket, make_users, start_trading, stop
+from aiplatform.trading.feed import LocalBook
+from aiplatform.trading.client import AsyncTradingClient, order_message
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory):
+    data = tmp_path_factory.mktemp("trading")
+    keys = make_users(data)
+    service = start_trading(data, symbols="DEMO ACME LOTS", heartbeat=0.5, rate=200, burst=300, queue_limit=50, send_buffer_kb=8)
+    service.keys = keys
+    yield service
+    stop(service)
+
+def call(svc, method, path, user="tess", body=None, raw=None):
+    "Status and JSON body of one request to the service as `user`."
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    headers = {"Authorization": f"Bearer {svc.keys[user]}"} if user else {}
+    req_method = method
+    import urllib.request
+    request = urllib.request.Request(svc.url + path, data=data, headers=headers | {"Content-Type": "application/json"}, method=req_method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r: return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e: return e.code, json.loads(e.read())
+
+def test_openapi_describes_every_route(svc):
+    status, doc = call(svc, "GET", "openapi.json", user=None)
+    assert status == 200 and doc["openapi"].startswith("3.")
+    assert {(p, m) for p, ops in doc["paths"].items() for m in ops} >= {("/orders", "post"), ("/orders/{cid}", "delete"),
+        ("/orders/{cid}", "patch"), ("/orders/cancel-all", "post"), ("/fills", "get"), ("/positions", "get"),
+        ("/depth/{symbol}", "get"), ("/trades/{symbol}", "get"), ("/symbols", "get"), ("/admin/symbols", "post"),
+        ("/admin/symbols/{symbol}/halt", "post"), ("/admin/symbols/{symbol}/resume", "post")}
+
+def test_orders_over_http_from_submit_to_fill(svc):
+    order = dict(cid="h-1", symbol="DEMO", side="sell", price=100, qty=5)
+    status, state = call(svc, "POST", "orders", body=order)
+    assert status == 200 and (state["status"], state["remaining"]) == ("open", 5)
+    assert call(svc, "POST", "orders", body=order)[1]["order_id"] == state["order_id"]  # the same cid: the same order
+    status, modified = call(svc, "PATCH", "orders/h-1", body={"qty": 4})
+    assert (status, modified["remaining"]) == (200, 4)
+    status, taker = call(svc, "POST", "orders", user="tom", body=dict(cid="t-1", symbol="DEMO", side="buy", price=100, qty=3))
+    assert (status, taker["status"], taker["avg_price"]) == (200, "filled", 100.0)
+    assert call(svc, "GET", "depth/DEMO?levels=5")[1]["asks"] == [[100, 1]]
+    assert [(t["price"], t["qty"], t["side"]) for t in call(svc, "GET", "trades/DEMO")[1]["trades"]][-1:] == [(100, 3, "buy")]
+    assert [(f["cid"], f["qty"], f["liquidity"]) for f in call(svc, "GET", "fills?symbol=DEMO")[1]["fills"]] == [("h-1", 3, "maker")]
+    pos = {p["symbol"]: p for p in call(svc, "GET", "positions")[1]["positions"]}
+    assert (pos["DEMO"]["qty"], pos["DEMO"]["avg_price"]) == (-3, 100.0)
+    status, cancelled = call(svc, "DELETE", "orders/h-1")
+    assert (status, cancelled["status"], cancelled["reason"]) == (200, "cancelled", "user_cancel")
+    assert call(svc, "DELETE", "orders/h-1") == (409, {"error": "order 'h-1': already cancelled (user_cancel)", "status": 409})
+    assert [o["cid"] for o in call(svc, "GET", "orders?status=done")[1]["orders"]] == ["h-1"]
+
+def test_engine_refusals_are_422_with_the_order(svc):
+    call(svc, "POST", "orders", body=dict(cid="r-1", symbol="ACME", side="sell", price=200, qty=1))
+    status, body = call(svc, "POST", "orders", body=dict(cid="r-2", symbol="ACME", side="buy", price=200, qty=1, post_only=True))
+    assert (status, body["error"], body["order"]["status"]) == (422, "order 'r-2': post_only_would_take", "rejected")
+    status, body = call(svc, "POST", "orders", body=dict(cid="r-3", symbol="ACME", side="buy", price=150, qty=2_000_000))
+    assert (status, body["order"]["reason"]) == (422, "risk_max_order_qty")
+    call(svc, "POST", "orders/cancel-all", body={})
+
+@pytest.mark.parametrize("body, error", [
+    (dict(cid="b", symbol="DEMO", side="buy", price=100, qty=0), "qty 0: expected a quantity in lots, from 1 to 10**12"),
+    (dict(cid="b", symbol="DEMO", side="hold", price=100, qty=1), "side 'hold': expected \"buy\" or \"sell\""),
+    (dict(cid="b", symbol="DEMO", side="buy", price=-1, qty=1), "price -1: expected a price in ticks, from 1 to 2**53"),
+    (dict(cid="b" * 37, symbol="DEMO", side="buy", price=100, qty=1), "cid"),
+    (dict(cid="b", symbol="demo", side="buy", price=100, qty=1), "symbol 'demo'"),
+    (dict(cid="b", symbol="DEMO", side="buy", qty=1), "price: required for a limit order"),
+    (dict(cid="b", symbol="DEMO", side="buy", price=100, qty=1, colour="red"), "colour: unknown field"),
+    (dict(cid="b", symbol="NOPE", side="buy", price=100, qty=1), "symbol 'NOPE': not traded"),
+    (dict(cid="b", symbol="DEMO", side="buy", price=300, qty=1), "outside DEMO's band of 10%"),
+])
+def test_a_bad_order_is_a_4xx_naming_its_field_and_changes_nothing(svc, body, error):
+    before = call(svc, "GET", "orders?status=all")[1]
+    status, answer = call(svc, "POST", "orders", body=body)
+    assert 400 <= status < 500 and error in answer["error"], answer
+    assert call(svc, "GET", "orders?status=all")[1] == before
+
+def test_bad_queries_bodies_and_callers(svc):
+    assert call(svc, "GET", "depth/DEMO?levels=0")[1]["error"] == "levels '0': expected an integer from 1 to 1000"
+    assert call(svc, "GET", "orders?colour=red")[1]["error"].startswith("query parameter 'colour': unknown")
+    assert call(svc, "GET", "orders?status=gone")[1]["error"] == "status 'gone': expected one of open, done, all"
+    assert call(svc, "POST", "orders", raw=b"[1, 2]")[1]["error"] == "request body: expected a JSON object"
+    assert call(svc, "POST", "orders", raw=b"{")[0] == 400
+    assert call(svc, "PATCH", "orders/nope", body={"qty": 1})[0] == 404
+    assert call(svc, "PATCH", "orders/x", body={"cid": "y", "qty": 1})[1]["error"] == "cid: given in the path; leave it out of the body"
+    assert call(svc, "GET", "orders", user=None)[0] == 401
+    assert call(svc, "GET", "orders", user="vic")[1]["error"] == "user 'vic' (role viewer): needs one of trader, admin"
+    assert call(svc, "GET", "depth/DEMO", user="vic")[0] == 200
+
+def test_accounts_are_kept_apart_and_an_admin_sees_every_one(svc):
+    call(svc, "POST", "orders", body=dict(cid="mine", symbol="ACME", side="buy", price=90, qty=1))
+    assert call(svc, "GET", "orders/mine", user="tom")[0] == 404
+    assert call(svc, "DELETE", "orders/mine", user="tom")[0] == 404
+    assert "mine" not in [o["cid"] for o in call(svc, "GET", "orders?status=all", user="tom")[1]["orders"]]
+    assert call(svc, "GET", "orders?account=tess", user="tom")[1]["error"].startswith("account: only an admin")
+    assert call(svc, "GET", "orders/mine?account=tess", user="ada")[1]["status"] == "open"
+    assert call(svc, "DELETE", "orders/mine?account=tess", user="ada")[1]["status"] == "cancelled"
+
+def test_admin_adds_halts_and_resumes_symbols(svc):
+    assert call(svc, "POST", "admin/symbols", user="tess", body={"symbol": "NEW"})[0] == 403
+    spec = dict(symbol="NEW", tick_size=5, lot_size=10, price_band_pct=5.0)
+    assert call(svc, "POST", "admin/symbols", user="ada", body=spec)[0] == 201
+    assert call(svc, "POST", "admin/symbols", user="ada", body=spec)[0] == 409
+    assert call(svc, "POST", "admin/symbols", user="ada", body={"symbol": "X", "tick_size": 0})[1]["error"] == "tick_size 0: expected a tick size from 1 to 2**40"
+    order = dict(cid="n-1", symbol="NEW", side="buy", price=102, qty=10)
+    assert call(svc, "POST", "orders", body=order)[1]["error"] == "price 102: expected a multiple of NEW's tick size 5"
+    assert call(svc, "POST", "orders", body=order | {"price": 100, "qty": 15})[1]["error"] == "qty 15: expected a multiple of NEW's lot size 10"
+    assert call(svc, "POST", "orders", body=order | {"price": 100})[0] == 200
+    assert call(svc, "POST", "admin/symbols/NEW/halt", user="ada")[1]["halted"] is True
+    assert call(svc, "POST", "orders", body=order | {"cid": "n-2", "price": 100})[0] == 409
+    assert call(svc, "DELETE", "orders/n-1")[1]["status"] == "cancelled"  # cancels pass a halt
+    assert call(svc, "POST", "admin/symbols/NEW/resume", user="ada")[1]["halted"] is False
+    assert "NEW" in [s["symbol"] for s in call(svc, "GET", "symbols")[1]["symbols"]]
+
+async def _ws(svc, user, **query):
+    session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {svc.keys[user]}"})
+    ws = await session.ws_connect(svc.url + "ws", params={k: str(v).lower() for k, v in query.items()})
+    return session, ws
+
+async def _until(ws, pred, timeout=10):
+    "Messages received until one satisfies `pred` (included)."
+    seen = []
+    async with asyncio.timeout(timeout):
+        while True:
+            data = json.loads((await ws.receive()).data)
+            for m in data if isinstance(data, list) else [data]:
+                seen.append(m)
+                if pred(m): return seen
+
+def test_websocket_orders_acks_rejects_and_idempotent_ids(svc):
+    async def scenario():
+        session, ws = await _ws(svc, "tess")
+        await ws.send_json([order_message("ACME", "sell", 2, 110, cid="w-1") | {"req": 1},
+                            order_message("ACME", "sell", 2, 110, cid="w-1") | {"req": 2},
+                            {"op": "order", "cid": "w-2", "symbol": "ACME", "side": "buy", "qty": 1, "req": 3},
+                            {"op": "nope", "req": 4}, ["not", "an", "object"], {"op": "ping", "req": {"a": 1}},
+                            {"op": "cancel", "cid": "w-404", "req": 5}, {"op": "modify", "cid": "w-1", "req": 6}])
+        seen = await _until(ws, lambda m: m.get("req") == 2)
+        got = {m.get("req"): m for m in seen}
+        assert (got[1]["type"], got[2]["type"], got[1]["order"]["order_id"]) == ("ack", "ack", got[2]["order"]["order_id"])
+        assert got[3]["error"] == "price: required for a limit order"
+        assert got[4]["error"].startswith("op 'nope': expected one of order, cancel")
+        assert got[5]["error"] == "order 'w-404': no such client order id in this account"
+        assert got[6]["error"] == "modify: expected a new price, a new qty or both"
+        errors = [m["error"] for m in seen if m.get("req") is None]
+        assert "message: expected a JSON object with an op, got list" in errors
+        assert "req: expected an integer or text of at most 64 characters, echoed in the answer" in errors
+        await ws.send_json({"op": "order", "cid": "w-3", "symbol": "ACME", "side": "buy", "qty": 1, "kind": "market", "tif": "FOK",
+                            "req": 7})
+        (answer,) = [m for m in await _until(ws, lambda m: m.get("req") == 7) if m.get("req") == 7]
+        assert (answer["type"], answer["order"]["status"], answer["order"]["filled"]) == ("ack", "filled", 1)
+        await ws.send_str("{oops")
+        assert (await _until(ws, lambda m: m["type"] == "error"))[-1]["error"].startswith("frame: not JSON")
+        await session.close()
+    asyncio.run(scenario())
+
+def test_a_viewer_gets_market_data_only(svc):
+    async def scenario():
+        session, ws = await _ws(svc, "vic")
+        await ws.send_json([{"op": "subscribe", "channel": "orders", "req": 1}, order_message("DEMO", "buy", 1, 100) | {"req": 2},
+                            {"op": "subscribe", "channel": "book", "symbol": "DEMO", "req": 3}])
+        got = {m.get("req"): m for m in await _until(ws, lambda m: m["type"] == "book_snapshot")}
+        assert got[1]["error"] == got[2]["error"] == "user 'vic' (role viewer): market data only"
+        assert got[3]["type"] == "subscribed"
+        await session.close()
+    asyncio.run(scenario())
+
+def test_book_trades_orders_positions_and_heartbeats_stream(svc):
+    async def scenario():
+        async with AsyncTradingClient(svc.url, svc.keys["tess"]) as tess, AsyncTradingClient(svc.url, svc.keys["tom"]) as tom:
+            for channel, symbol in [("book", "LOTS"), ("trades", "LOTS"), ("orders", None), ("positions", None)]:
+                await tess.subscribe(channel, symbol)
+            beats = []
+            tess.listeners.append(lambda m: m["type"] == "heartbeat" and beats.append(m))
+            for i in range(20): await tom.order("LOTS", "sell", 2, 100 + i % 5)
+            await tess.order("LOTS", "buy", 7, 102, cid="sweep")
+            await asyncio.sleep(0.8)
+            depth = await tess.depth("LOTS")
+            assert tess.books["LOTS"].depth() == {"bids": [tuple(x) for x in depth["bids"]], "asks": [tuple(x) for x in depth["asks"]]}
+            assert (tess.orders["sweep"]["status"], sum(f["qty"] for f in tess.fills if f["cid"] == "sweep")) == ("filled", 7)
+            assert tess.positions["LOTS"]["qty"] == 7 and [t["price"] for t in tess.trades["LOTS"]] == [100, 100, 100, 100]
+            assert beats and tess.resyncs == 0
+            await tom.cancel_all()
+    asyncio.run(scenario())
+
+def test_the_rate_limit_refuses_with_the_limit(svc):
+    async def scenario():
+        session, ws = await _ws(svc, "tom")
+        seen = []
+        for k in range(8):  # frames of 40: their answers fit the outbox (50 here)
+            await ws.send_json([{"op": "ping", "req": i} for i in range(k * 40, k * 40 + 40)])
+            seen += await _until(ws, lambda m: m.get("req") == k * 40 + 39)
+
+        refused = [m for m in seen if m["type"] == "error"]
+        assert 10 <= len(refused) < 320 and refused[0]["error"] == "rate limit: 200 messages a second, bursts of 300"
+        await session.close()
+    asyncio.run(scenario())
+
+def test_an_overflowing_consumer_is_closed_with_the_reason(svc):
+    async def scenario():
+        session, ws = await _ws(svc, "tom")
+        await ws.send_json([{"op": "subscribe", "channel": "orders"}] + [order_message("ACME", "buy", 1, 95) for _ in range(60)])
+        async with asyncio.timeout(10):
+            while (msg := await ws.receive()).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED): pass
+        assert (ws.close_code, msg.extra) == (1008, "slow consumer: 50 messages waiting, at most 50")
+        await session.close()
+        async with AsyncTradingClient(svc.url, svc.keys["tom"]) as tom: await tom.cancel_all()
+    asyncio.run(scenario())
+
+def test_a_slow_book_reader_gets_a_fresh_snapshot_and_stays_in_sync(svc):
+    slow = RawSocket(svc.url, svc.keys["vic"])
+    slow.send({"op": "subscribe", "channel": "book", "symbol": "DEMO"})
+    async def scenario():
+        async with AsyncTradingClient(svc.url, svc.keys["tom"]) as tom:
+            for _ in range(20):  # 5,000 book deltas while `slow` reads nothing; each client within its burst
+                async with AsyncTradingClient(svc.url, svc.keys["tom"]) as writer:
+                    for j in range(250): await writer.requests([order_message("DEMO", "buy", 1, 91 + j % 9)])
+            await tom.cancel_all()
+            await asyncio.sleep(0.2)
+            return await tom.depth("DEMO", 10)
+    depth = asyncio.run(scenario())
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    book, snapshots = LocalBook("DEMO"), 0
+    while book.seq != depth["seq"]:
+        for m in slow.messages():
+            if m["type"] in ("book", "book_snapshot"):
+                snapshots += m["type"] == "book_snapshot"
+                book.apply(m)  # raises on a gap or a wrong checksum
+                if book.seq == depth["seq"]: break
+    assert snapshots >= 2  # the first, and at least one that replaced dropped deltas
+    assert book.depth()["bids"] == [tuple(x) for x in depth["bids"]]
+
+def test_cancel_on_disconnect_is_chosen_per_connection(svc):
+    async def scenario():
+        async with AsyncTradingClient(svc.url, svc.keys["tom"], cancel_on_disconnect=True) as leaving:
+            await leaving.order("ACME", "buy", 1, 105, cid="cod-1")
+        async with AsyncTradingClient(svc.url, svc.keys["tom"]) as staying:
+            await staying.order("ACME", "buy", 1, 105, cid="cod-2")
+        await asyncio.sleep(0.3)
+        status = {cid: call(svc, "GET", f"orders/{cid}", user="tom")[1]["status"] for cid in ("cod-1", "cod-2")}
+        assert status == {"cod-1": "cancelled", "cod-2": "open"}
+    asyncio.run(scenario())

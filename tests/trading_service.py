@@ -1,0 +1,72 @@
+"The trading service run as `aiplatform service trading` runs it, with users of each role and their API keys."
+import base64, json, os, signal, socket, struct, subprocess
+from types import SimpleNamespace
+from conftest import BIN, clean_env, free_port, wait_for
+from aiplatform.core import load_settings
+from aiplatform.platform.auth import add_user, create_key
+
+ROLES = {"ada": "admin", "tess": "trader", "tom": "trader", "vic": "viewer"}
+
+def make_users(data_dir) -> dict:
+    "A user of each role in `data_dir`'s store; their API keys by name."
+    settings = load_settings(env={}, platform={"data_dir": data_dir})
+    keys = {}
+    for name, role in ROLES.items():
+        add_user(name, role, settings=settings)
+        keys[name] = create_key(name, settings=settings)
+    return keys
+
+def start_trading(data_dir, **trading) -> SimpleNamespace:
+    "Start the trading service on a free port with `[trading]` settings `trading`; its URL and process."
+    port = free_port()
+    env = clean_env(AIPLATFORM_PLATFORM__DATA_DIR=data_dir, **{f"AIPLATFORM_TRADING__{k.upper()}": v for k, v in trading.items()})
+    log = open(os.path.join(data_dir, f"trading-{port}.log"), "w")
+    proc = subprocess.Popen([str(BIN/"aiplatform"), "service", "trading", "--port", str(port)], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    wait_for(url + "health", proc, timeout=60)
+    return SimpleNamespace(url=url, proc=proc, log=log.name)
+
+def stop(service, sig=signal.SIGTERM):
+    if service.proc.poll() is None:
+        os.killpg(service.proc.pid, sig)
+        service.proc.wait(30)
+
+class RawSocket:
+    """A WebSocket client on a plain socket with a small receive buffer that reads only when asked: a truly slow
+    reader (aiohttp's client keeps reading into its own buffer)."""
+    def __init__(self, url, key, rcvbuf=4096):
+        host, port = url.split("//")[1].rstrip("/").split(":")
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect((host, int(port)))
+        self.sock.sendall((f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
+                           f"Authorization: Bearer {key}\r\n\r\n").encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf: self.buf += self.sock.recv(4096)
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        assert b" 101 " in head.split(b"\r\n")[0], head
+
+    def send(self, message):
+        "Send `message` as one masked text frame."
+        data, mask = json.dumps(message).encode(), os.urandom(4)
+        n = len(data)
+        head = bytes([0x81, 0x80 | n]) if n < 126 else bytes([0x81, 0x80 | 126]) + struct.pack(">H", n)
+        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    def _need(self, n):
+        while len(self.buf) < n: self.buf += self.sock.recv(1 << 16)
+
+    def messages(self) -> list:
+        "The messages of the next frame."
+        self._need(2)
+        n, at = self.buf[1] & 0x7F, 2
+        if n == 126: self._need(4); n, at = struct.unpack(">H", self.buf[2:4])[0], 4
+        elif n == 127: self._need(10); n, at = struct.unpack(">Q", self.buf[2:10])[0], 10
+        self._need(at + n)
+        opcode, payload, self.buf = self.buf[0] & 0x0F, self.buf[at:at + n], self.buf[at + n:]
+        if opcode == 8: raise ConnectionError(f"closed by the service: {struct.unpack('>H', payload[:2])[0]} {payload[2:].decode()}")
+        if opcode != 1: return []  # a ping
+        data = json.loads(payload)
+        return data if isinstance(data, list) else [data]
