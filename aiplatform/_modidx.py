@@ -746,6 +746,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                  'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.AsyncTradingClient._read': ( 'trading/client.html#asynctradingclient._read',
                                                                                                    'aiplatform/trading/client.py'),
+                                           'aiplatform.trading.client.AsyncTradingClient._reconnect': ( 'trading/client.html#asynctradingclient._reconnect',
+                                                                                                        'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.AsyncTradingClient._resubscribe': ( 'trading/client.html#asynctradingclient._resubscribe',
                                                                                                           'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.AsyncTradingClient._shard_of_order': ( 'trading/client.html#asynctradingclient._shard_of_order',

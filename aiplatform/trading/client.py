@@ -5,18 +5,18 @@
 # %% auto #0
 __all__ = ['OrderRejected', 'RateLimited', 'error_of', 'AsyncTradingClient', 'new_cid', 'order_message', 'TradingClient']
 
-# %% ../../nbs/trading/15_client.ipynb #65f14cb3
+# %% ../../nbs/trading/15_client.ipynb #e0384862
 import asyncio, itertools, json, secrets, threading
 from collections import deque
 from urllib.parse import urlencode
 import aiohttp
 import pandas as pd
 from fastcore.basics import patch
-from ..core import AIPlatformError, Conflict, Forbidden, NotFound, Unauthorized, ValidationError
+from ..core import AIPlatformError, Conflict, Forbidden, NotFound, Unauthorized, ValidationError, get_logger
 from .feed import BookOutOfSync, LocalBook
 from .market import Misdirected, shard_of
 
-# %% ../../nbs/trading/15_client.ipynb #a42aef82
+# %% ../../nbs/trading/15_client.ipynb #bd91670c
 class OrderRejected(AIPlatformError):
     "The engine refused an order command; `order` is the order's state."
     status = 422
@@ -34,15 +34,16 @@ def error_of(status: int, message: str, order=None) -> AIPlatformError:
     if status == 422 or (order is not None and status < 400): return OrderRejected(message, order)
     return _ERRORS.get(status, AIPlatformError)(message)
 
-# %% ../../nbs/trading/15_client.ipynb #008c4b6e
+# %% ../../nbs/trading/15_client.ipynb #48469626
 class AsyncTradingClient:
     "The trading service from asyncio code; `urls`: the service's base URL, or every shard's in shard order."
     def __init__(self, urls, key: str, cancel_on_disconnect=False, tape=1_000):
         self.urls = [u.rstrip("/") + "/" for u in ([urls] if isinstance(urls, str) else urls)]
         self.key, self.cancel_on_disconnect = key, cancel_on_disconnect
         self.books, self.trades, self.orders, self.positions, self.fills = {}, {}, {}, {}, []
-        self.resyncs, self.listeners, self.tape = 0, [], tape
+        self.resyncs, self.reconnects, self.listeners, self.tape = 0, 0, [], tape
         self._session, self._ws, self._readers, self._waiting, self._resyncing = None, {}, {}, {}, set()
+        self._subscribed, self._closing = set(), False
         self._reqs = itertools.count(1)
 
     def shard(self, symbol) -> int: return shard_of(symbol, len(self.urls))
@@ -50,7 +51,7 @@ class AsyncTradingClient:
     async def __aenter__(self): return self
     async def __aexit__(self, *exc): await self.close()
 
-# %% ../../nbs/trading/15_client.ipynb #805f6d55
+# %% ../../nbs/trading/15_client.ipynb #14be4861
 @patch
 async def _socket(self: AsyncTradingClient, shard: int):
     "The WebSocket to `shard`, opened on first use."
@@ -69,15 +70,17 @@ async def _read(self: AsyncTradingClient, ws):
         data = json.loads(msg.data)
         for m in data if isinstance(data, list) else [data]: self._on(m)
     for future in self._waiting.values():
-        if not future.done(): future.set_exception(ConnectionError(f"connection closed ({ws.close_code})"))
+        if not future.done(): future.set_exception(ConnectionError(f"connection closed (code {ws.close_code})"))
+    if not self._closing: asyncio.get_running_loop().create_task(self._reconnect(ws))
 
 @patch
 async def close(self: AsyncTradingClient):
+    self._closing = True
     for ws in self._ws.values(): await ws.close()
     if self._session: await self._session.close()
     self._ws, self._session = {}, None
 
-# %% ../../nbs/trading/15_client.ipynb #0209e761
+# %% ../../nbs/trading/15_client.ipynb #0caab9e0
 @patch
 def _on(self: AsyncTradingClient, m: dict):
     "Take in one message from the service."
@@ -111,7 +114,28 @@ async def _resubscribe(self: AsyncTradingClient, symbol):
     await ws.send_str(json.dumps([{"op": "unsubscribe", "channel": "book", "symbol": symbol},
                                   {"op": "subscribe", "channel": "book", "symbol": symbol}]))
 
-# %% ../../nbs/trading/15_client.ipynb #23b16019
+# %% ../../nbs/trading/15_client.ipynb #b31ede45
+@patch
+async def _reconnect(self: AsyncTradingClient, ws, reconnect_s=30.0):
+    shard = next((s for s, w in self._ws.items() if w is ws), None)
+    if shard is None: return
+    del self._ws[shard]
+    deadline = asyncio.get_running_loop().time() + reconnect_s
+    while not self._closing:
+        try:
+            await self._socket(shard)
+            break
+        except (aiohttp.ClientError, OSError, AIPlatformError) as e:  # not up yet, or refusing us
+            if asyncio.get_running_loop().time() > deadline:
+                return get_logger("trading.client").warning("%sws: gave up reconnecting after %gs (%s)", self.urls[shard], reconnect_s, e)
+            await asyncio.sleep(0.2)
+    for channel, symbol in sorted(self._subscribed, key=str):
+        if symbol is None or self.shard(symbol) == shard:
+            if channel == "book": self.books.pop(symbol, None)
+            await self.requests([dict(op="subscribe", channel=channel, **({"symbol": symbol} if symbol else {}))], shard, check=False)
+    self.reconnects += 1
+
+# %% ../../nbs/trading/15_client.ipynb #267faf04
 def _raise(answer: dict) -> dict:
     "`answer`, or the error it reports."
     if answer["type"] in ("reject", "error"): raise error_of(answer.get("status", 422), answer["error"], answer.get("order"))
@@ -124,6 +148,9 @@ async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, chec
     for m in messages:
         m["req"] = next(self._reqs)
         futures.append(self._waiting.setdefault(m["req"], loop.create_future()))
+    if ws.closed:  # its reader has ended and failed the requests it knew
+        for m in messages: self._waiting.pop(m["req"], None)
+        raise ConnectionError(f"{self.urls[shard]}ws: connection closed; reconnecting")
     await ws.send_str(json.dumps(messages if len(messages) > 1 else messages[0]))
     answers = await asyncio.gather(*futures)
     return [_raise(a) for a in answers] if check else answers
@@ -133,7 +160,7 @@ async def request(self: AsyncTradingClient, op: str, shard=0, **fields) -> dict:
     "Send one message and wait for its answer."
     return (await self.requests([dict(op=op, **fields)], shard))[0]
 
-# %% ../../nbs/trading/15_client.ipynb #168b1080
+# %% ../../nbs/trading/15_client.ipynb #bd61346f
 def new_cid() -> str: return secrets.token_hex(8)
 
 def order_message(symbol, side, qty, price=None, cid=None, **kwargs) -> dict:
@@ -170,14 +197,15 @@ def _shard_of_order(self: AsyncTradingClient, cid):
 @patch
 def _unknown(self: AsyncTradingClient, cid): raise NotFound(f"order {cid!r}: not seen by this client; its shard is unknown")
 
-# %% ../../nbs/trading/15_client.ipynb #ff376358
+# %% ../../nbs/trading/15_client.ipynb #06d152f4
 @patch
 async def subscribe(self: AsyncTradingClient, channel, symbol=None):
     "Subscribe to a symbol's `book` or `trades`, or to your own `orders` or `positions` (on every shard)."
     shards = [self.shard(symbol)] if symbol else range(len(self.urls))
     for s in shards: await self.request("subscribe", s, channel=channel, **({"symbol": symbol} if symbol else {}))
+    self._subscribed.add((channel, symbol))
 
-# %% ../../nbs/trading/15_client.ipynb #1bc37cc5
+# %% ../../nbs/trading/15_client.ipynb #ee47bd6f
 @patch
 async def get(self: AsyncTradingClient, path, shard=0, **params) -> dict:
     "GET the service's `path` (JSON); the platform error it answers otherwise."
@@ -200,20 +228,21 @@ async def depth(self: AsyncTradingClient, symbol, levels=10) -> dict:
     return await self.get(f"depth/{symbol}", self.shard(symbol), levels=levels)
 
 @patch
-async def orders_frame(self: AsyncTradingClient, status="open", symbol=None) -> pd.DataFrame:
-    "Your orders (`open`, `done` or `all`) as a table."
-    return pd.DataFrame(await self._everywhere("orders", "orders", status=status, symbol=symbol))
+async def orders_frame(self: AsyncTradingClient, status="open", symbol=None, limit=1_000) -> pd.DataFrame:
+    "Your newest `limit` orders (`open`, `done` or `all`) of each shard as a table."
+    return pd.DataFrame(await self._everywhere("orders", "orders", status=status, symbol=symbol, limit=limit))
 
 @patch
-async def fills_frame(self: AsyncTradingClient, symbol=None) -> pd.DataFrame:
-    return pd.DataFrame(await self._everywhere("fills", "fills", symbol=symbol))
+async def fills_frame(self: AsyncTradingClient, symbol=None, limit=1_000) -> pd.DataFrame:
+    "Your newest `limit` fills of each shard as a table."
+    return pd.DataFrame(await self._everywhere("fills", "fills", symbol=symbol, limit=limit))
 
 @patch
 async def positions_frame(self: AsyncTradingClient) -> pd.DataFrame:
     "Your positions with their P&L at the last price."
     return pd.DataFrame(await self._everywhere("positions", "positions"))
 
-# %% ../../nbs/trading/15_client.ipynb #f39936a3
+# %% ../../nbs/trading/15_client.ipynb #63d1e311
 class TradingClient:
     "The trading service from plain (not async) code, e.g. a notebook."
     def __init__(self, urls, key: str, cancel_on_disconnect=False):

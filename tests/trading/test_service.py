@@ -1,8 +1,7 @@
 """The trading service in its own process: every HTTP route and WebSocket message, with bad input on each field;
 accounts kept apart; idempotent client order ids; subscriptions; slow consumers; rate limits; cancel on disconnect."""
-import asyncio, json, socket
+import asyncio, json, socket, urllib.error, urllib.request
 import aiohttp, pytest
-from conftest import http
 from trading_service import RawSocket, make_users, start_trading, stop
 from aiplatform.trading.feed import LocalBook
 from aiplatform.trading.client import AsyncTradingClient, order_message
@@ -20,9 +19,7 @@ def call(svc, method, path, user="tess", body=None, raw=None):
     "Status and JSON body of one request to the service as `user`."
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     headers = {"Authorization": f"Bearer {svc.keys[user]}"} if user else {}
-    req_method = method
-    import urllib.request
-    request = urllib.request.Request(svc.url + path, data=data, headers=headers | {"Content-Type": "application/json"}, method=req_method)
+    request = urllib.request.Request(svc.url + path, data=data, headers=headers | {"Content-Type": "application/json"}, method=method)
     try:
         with urllib.request.urlopen(request, timeout=30) as r: return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e: return e.code, json.loads(e.read())

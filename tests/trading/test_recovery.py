@@ -1,0 +1,90 @@
+"""The trading service killed with SIGKILL under load and started again: every acknowledged order is back, positions
+equal the fills, a repeated client order id is never a second order, clients reconnect and resync. And a market split
+over two shards."""
+import asyncio, random, signal, time
+import pytest
+from trading_service import make_users, start_trading, stop
+from aiplatform.trading.client import AsyncTradingClient, order_message
+from aiplatform.trading.market import shard_of
+
+async def _trade(url, key, name, acked, sent, stop_at):
+    "Send crossing orders in small frames until the connection fails or time is up; record what was acknowledged."
+    rng = random.Random(name)
+    async with AsyncTradingClient(url, key) as c:
+        i = 0
+        while time.monotonic() < stop_at:
+            frame = [order_message("DEMO", rng.choice(["buy", "sell"]), rng.randint(1, 5), rng.randint(95, 105), cid=f"{name}-{i + k}")
+                     for k in range(rng.randint(1, 20))]
+            i += len(frame)
+            sent.extend(m["cid"] for m in frame)
+            try: answers = await c.requests(frame, check=False)
+            except ConnectionError: return
+            for a in answers:
+                if a["type"] == "ack": acked[a["order"]["cid"]] = a["order"]
+
+def test_a_killed_service_loses_no_acknowledged_order(tmp_path):
+    keys = make_users(tmp_path)
+    svc = start_trading(tmp_path, symbols="DEMO", price_band_pct=0, fsync="batch")
+    acked, sent = {"tess": {}, "tom": {}}, {"tess": [], "tom": []}
+    async def load_then_kill():
+        watcher = AsyncTradingClient(svc.url, keys["vic"])
+        await watcher.subscribe("book", "DEMO")
+        stop_at = time.monotonic() + 30
+        traders = [asyncio.create_task(_trade(svc.url, keys[n], n, acked[n], sent[n], stop_at)) for n in ("tess", "tom")]
+        await asyncio.sleep(0.6)
+        stop(svc, signal.SIGKILL)  # mid-load: frames in flight, answers unsent
+        await asyncio.gather(*traders)
+        return watcher
+    async def restart_and_check(watcher):
+        nonlocal svc
+        svc2 = start_trading(tmp_path, symbols="DEMO", price_band_pct=0, fsync="batch", port=port)
+        for name in ("tess", "tom"):
+            async with AsyncTradingClient(svc2.url, keys[name]) as c:
+                after = {o["cid"]: o for o in (await c.orders_frame("all", limit=10_000)).to_dict("records")}
+                for cid, state in acked[name].items():  # every acknowledged order is back, at least as far along
+                    assert cid in after and after[cid]["status"] != "lost" and after[cid]["filled"] >= state["filled"], cid
+                fills = await c.fills_frame(limit=10_000)
+                positions = (await c.positions_frame()).set_index("symbol")
+                signed = (fills.qty * fills.side.map({"buy": 1, "sell": -1})).sum()
+                assert positions.loc["DEMO", "qty"] == signed
+                known = [cid for cid in sent[name] if cid not in acked[name] and cid in after]  # reached the service, answer lost
+                if known:  # sent again, each is the order it was (or lost), never a second one
+                    again = await c.requests([order_message("DEMO", "buy", 1, 100, cid=cid) for cid in known], check=False)
+                    assert [a["order"]["order_id"] for a in again] == [after[cid]["order_id"] for cid in known]
+        for _ in range(100):  # the watcher reconnected by itself and its book follows the service again
+            if watcher.reconnects and "DEMO" in watcher.books: break
+            await asyncio.sleep(0.1)
+        depth = await watcher.depth("DEMO", 10)
+        assert watcher.books["DEMO"].seq == depth["seq"]
+        assert watcher.books["DEMO"].depth()["asks"] == [tuple(x) for x in depth["asks"]]
+        await watcher.close()
+        return svc2
+    async def main():
+        watcher = await load_then_kill()
+        return await restart_and_check(watcher)
+    port = int(svc.url.rsplit(":", 1)[1].strip("/"))
+    svc2 = asyncio.run(main())
+    assert 100 < sum(len(a) for a in acked.values()) and max(len(s) for s in sent.values()) < 10_000
+    stop(svc2)
+
+def test_two_shards_own_disjoint_symbols(tmp_path):
+    keys = make_users(tmp_path)
+    symbols = "DEMO ACME GOOG EURUSD"
+    shards = [start_trading(tmp_path, symbols=symbols, shards=2, shard=k) for k in (0, 1)]
+    try:
+        async def main():
+            async with AsyncTradingClient([s.url for s in shards], keys["tess"]) as c:
+                listed = await c.symbols()
+                assert sorted(listed.symbol) == sorted(symbols.split())
+                assert all(shard_of(row.symbol, 2) == row.shard for row in listed.itertuples())
+                for symbol in symbols.split():
+                    await c.order(symbol, "sell", 1, 100, cid=f"s-{symbol}")
+                open_ = await c.orders_frame()
+                assert sorted(open_.symbol) == sorted(symbols.split())
+                wrong = next(s for s in symbols.split() if shard_of(s, 2) == 1)
+                answer = (await c.requests([order_message(wrong, "buy", 1, 100)], shard=0, check=False))[0]
+                assert (answer["status"], answer["error"]) == (421, f"symbol {wrong!r}: traded on shard 1, this is shard 0 of 2")
+                assert sorted(await c.cancel_all()) == sorted(f"s-{s}" for s in symbols.split())
+        asyncio.run(main())
+    finally:
+        for s in shards: stop(s)
