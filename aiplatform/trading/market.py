@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['LOST', 'shard_of', 'Misdirected', 'SymbolSpec', 'symbol_spec', 'Request', 'Market']
 
-# %% ../../nbs/trading/13_market.ipynb #f98cb752
+# %% ../../nbs/trading/13_market.ipynb #c238bc7d
 import json, os, time, zlib
 from collections import deque
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ from .feed import BookFeed
 from .ledger import Ledger
 from .orders import SYMBOL, Cancel, Modify, Order
 
-# %% ../../nbs/trading/13_market.ipynb #2a52fe29
+# %% ../../nbs/trading/13_market.ipynb #70593b25
 def shard_of(symbol: str, shards: int) -> int:
     "The shard that owns `symbol` when the market has `shards` of them."
     return zlib.crc32(symbol.encode()) % shards
@@ -30,7 +30,7 @@ class Misdirected(Conflict):
     "A symbol asked of a shard that does not own it."
     status = 421
 
-# %% ../../nbs/trading/13_market.ipynb #ed3c623e
+# %% ../../nbs/trading/13_market.ipynb #87569255
 class SymbolSpec(BaseModel):
     "A traded symbol's rules, as an admin gives them."
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -45,7 +45,7 @@ def symbol_spec(fields: dict) -> SymbolSpec:
     try: return SymbolSpec.model_validate(fields)
     except pydantic.ValidationError as e: raise validation_error(e, SymbolSpec, "symbol") from None
 
-# %% ../../nbs/trading/13_market.ipynb #cecf7c8a
+# %% ../../nbs/trading/13_market.ipynb #ca50305f
 LOST = "never reached the journal before the service stopped: not acknowledged, not traded"
 
 @dataclass
@@ -79,7 +79,7 @@ class Market:
         self.pending, self.listeners, self.schedule = [], [], None
         self._save_symbols()
 
-# %% ../../nbs/trading/13_market.ipynb #e08cb210
+# %% ../../nbs/trading/13_market.ipynb #d67b2cd3
 @patch
 def _save_symbols(self: Market):
     tmp = self.folder/"symbols.json.tmp"
@@ -114,7 +114,7 @@ def halt(self: Market, symbol, halted=True) -> SymbolSpec:
 @patch(as_prop=True)
 def tape_len(self: Market) -> int: return next(iter(self.tape.values())).maxlen if self.tape else 1_000
 
-# %% ../../nbs/trading/13_market.ipynb #8ed2e335
+# %% ../../nbs/trading/13_market.ipynb #28517367
 @patch
 def _check_price(self: Market, spec, price, what="price"):
     if price is None: return
@@ -156,7 +156,7 @@ def _answer(self: Market, order_id, reply):
     error = state.reason if state.status in ("rejected", "lost") else None
     reply(error is None, state, error)
 
-# %% ../../nbs/trading/13_market.ipynb #4eef2a74
+# %% ../../nbs/trading/13_market.ipynb #0d39dfc4
 @patch
 def order(self: Market, account: int, cid: str):
     "The state of `account`'s order `cid`; `NotFound` otherwise."
@@ -193,7 +193,7 @@ def cancel_all(self: Market, account: int, symbol=None, reply=None) -> list:
     for s in states: self._queue(Request(s.symbol, s.order_id, cancel_fields(s.order_id, account), reply or (lambda *a: None)))
     return states
 
-# %% ../../nbs/trading/13_market.ipynb #54c5d8f8
+# %% ../../nbs/trading/13_market.ipynb #edf635d0
 @patch
 def flush(self: Market):
     "Send every queued command to the engine, one batch per symbol; answer each; tell the listeners."
@@ -216,12 +216,12 @@ def flush(self: Market):
             if r.row is not None and r.row[0] != OP_SUBMIT: error = refused.get(r.order_id)
             else: error = state.reason if state.status in ("rejected", "lost") else None
             r.reply(error is None, state, error)
-        delta = self.feeds[symbol].update()
+        if (delta := self.feeds[symbol].update()) is not None: delta["ns"] = now  # when it was published
         for listen in self.listeners: listen(symbol, changed, fills, trades, delta)
     self._since_snapshot += len(pending)
     if self._since_snapshot >= self.snapshot_every: self.snapshot()
 
-# %% ../../nbs/trading/13_market.ipynb #bb208ec6
+# %% ../../nbs/trading/13_market.ipynb #7dbc9dcf
 @patch
 def snapshot(self: Market):
     "Snapshot the engine, the ledger first (the journal it was rebuilt from goes)."

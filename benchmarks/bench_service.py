@@ -1,0 +1,213 @@
+"""The trading service on loopback, end to end: a client's order over the WebSocket to its acknowledgement (after the
+journal write), sustained orders per second from 100 clients (one order per frame, then 100 per frame), and book
+deltas fanned out to 1,000 subscribers of one symbol. The peer in the same run is a bare echo server on the same
+WebSocket library (aiohttp, `bench_ws.py`'s): `vs_echo` is our ack round trip over its echo round trip, the cost of
+validation, client ids, the batch, the journal, matching and the answer.
+
+The service and the echo server each run in their own process, the clients in this one (picows, so the client costs
+little); everything shares this machine's cores. The last line is a JSON object. `--quick` (run by `make test`):
+a fraction of a second per figure, 10 clients and 20 subscribers.
+"""
+import argparse, asyncio, json, os, platform, signal, socket, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
+from picows import WSListener, WSMsgType, ws_connect
+
+HERE = Path(__file__).parent
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+def wait_port(port, proc, what):
+    end = time.monotonic() + 60
+    while True:
+        try: return socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > end: raise RuntimeError(f"{what} did not start")
+            time.sleep(0.05)
+
+def start_service(data, fsync):
+    "The trading service on a free port, with limits that stay out of a benchmark's way."
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIPLATFORM_")} | {
+        "AIPLATFORM_PLATFORM__DATA_DIR": str(data), "AIPLATFORM_TRADING__SYMBOLS": "DEMO", "AIPLATFORM_TRADING__FSYNC": fsync,
+        "AIPLATFORM_TRADING__PRICE_BAND_PCT": "0", "AIPLATFORM_TRADING__RATE": "10000000", "AIPLATFORM_TRADING__BURST": "10000000",
+        "AIPLATFORM_TRADING__QUEUE_LIMIT": "1000000", "AIPLATFORM_TRADING__MAX_OPEN_ORDERS": "10000000"}
+    proc = subprocess.Popen([str(Path(sys.executable).parent/"aiplatform"), "service", "trading", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_port(port, proc, "the trading service")
+    return proc, f"ws://127.0.0.1:{port}/ws"
+
+def start_echo():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(HERE/"bench_ws.py"), "--serve", "aiohttp", "--port", str(port)], start_new_session=True)
+    wait_port(port, proc, "the echo server")
+    return proc, f"ws://127.0.0.1:{port}/ws"
+
+def stop(proc):
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(30)
+
+def users(data, n) -> list[str]:
+    "API keys of `n` traders in `data`'s store."
+    from aiplatform.core import load_settings
+    from aiplatform.platform.auth import add_user, create_key
+    settings = load_settings(env={}, platform={"data_dir": data})
+    keys = []
+    for i in range(n):
+        add_user(f"bench{i}", "trader", settings=settings)
+        keys.append(create_key(f"bench{i}", settings=settings))
+    return keys
+
+class Orders(WSListener):
+    "Sends orders (`per_frame` to a frame, `window` frames in flight) and counts their acknowledgements."
+    def __init__(self, name, per_frame=1, window=1):
+        self.name, self.per_frame, self.window, self.n, self.acks, self.rtts, self.sent = name, per_frame, window, 0, 0, [], []
+        self.running, self.transport, self.unanswered = False, None, 0
+
+    def frame(self) -> bytes:
+        orders = []
+        for _ in range(self.per_frame):
+            self.n += 1
+            orders.append(f'{{"op":"order","cid":"{self.name}-{self.n}","symbol":"DEMO","side":"{"buy" if self.n % 2 else "sell"}","price":100,"qty":1}}')
+        return (orders[0] if self.per_frame == 1 else "[" + ",".join(orders) + "]").encode()
+
+    def send(self):
+        self.sent.append(time.perf_counter_ns())
+        self.transport.send(WSMsgType.TEXT, self.frame())
+
+    def on_ws_connected(self, transport): self.transport = transport
+
+    def on_ws_frame(self, transport, frame):
+        if frame.msg_type != WSMsgType.TEXT: return
+        now, acks = time.perf_counter_ns(), frame.get_payload_as_bytes().count(b'"type": "ack"')
+        self.acks, self.unanswered = self.acks + acks, self.unanswered + acks
+        while self.unanswered >= self.per_frame and self.sent:  # a whole frame of orders answered
+            self.unanswered -= self.per_frame
+            self.rtts.append(now - self.sent.pop(0))
+            if self.running: self.send()
+
+    def start(self):
+        self.running = True
+        for _ in range(self.window): self.send()
+
+async def connect(url, key, factory):
+    return (await ws_connect(factory, url, extra_headers={"Authorization": f"Bearer {key}"}))[1]
+
+async def round_trips(url, key, seconds) -> dict:
+    "One order at a time: ack round trip p50 and p99 in microseconds."
+    client = await connect(url, key, lambda: Orders("rt"))
+    client.start()
+    await asyncio.sleep(seconds)
+    client.running = False
+    await asyncio.sleep(0.05)
+    client.transport.disconnect()
+    rtts = sorted(client.rtts[len(client.rtts) // 10:])  # past the warm-up
+    return {"p50_us": rtts[len(rtts) // 2] / 1e3, "p99_us": rtts[int(len(rtts) * 0.99)] / 1e3, "n": len(rtts)}
+
+class Echo(Orders):
+    "The same round trip against an echo server: the frame comes back instead of an ack."
+    def on_ws_frame(self, transport, frame):
+        self.rtts.append(time.perf_counter_ns() - self.sent.pop(0))
+        if self.running: self.send()
+
+async def echo_trips(url, seconds) -> dict:
+    transport, client = await ws_connect(lambda: Echo("echo"), url)
+    client.start()
+    await asyncio.sleep(seconds)
+    client.running = False
+    await asyncio.sleep(0.05)
+    transport.disconnect()
+    rtts = sorted(client.rtts[len(client.rtts) // 10:])
+    return {"p50_us": rtts[len(rtts) // 2] / 1e3, "p99_us": rtts[int(len(rtts) * 0.99)] / 1e3}
+
+async def throughput(url, keys, clients, per_frame, window, seconds) -> float:
+    "Acknowledged orders per second from `clients` connections."
+    conns = [await connect(url, keys[i % len(keys)], lambda i=i: Orders(f"c{i}-{per_frame}", per_frame, window)) for i in range(clients)]
+    for c in conns: c.start()
+    await asyncio.sleep(seconds / 5)  # warm-up
+    start, acks = time.perf_counter(), sum(c.acks for c in conns)
+    await asyncio.sleep(seconds)
+    rate = (sum(c.acks for c in conns) - acks) / (time.perf_counter() - start)
+    for c in conns: c.running = False
+    await asyncio.sleep(0.2)
+    for c in conns: c.transport.disconnect()
+    return rate
+
+class Subscriber(WSListener):
+    "A book subscriber noting how long each delta took from its publication to here."
+    def __init__(self): self.delays, self.deltas = [], 0
+    def on_ws_connected(self, transport):
+        self.transport = transport
+        transport.send(WSMsgType.TEXT, b'{"op":"subscribe","channel":"book","symbol":"DEMO"}')
+    def on_ws_frame(self, transport, frame):
+        if frame.msg_type != WSMsgType.TEXT: return
+        now, data = time.time_ns(), json.loads(frame.get_payload_as_bytes())
+        for m in data if isinstance(data, list) else [data]:
+            if m.get("type") == "book":
+                self.deltas += 1
+                self.delays.append(now - m["ns"])
+
+async def fanout(url, keys, subscribers, rate, seconds) -> dict:
+    "`subscribers` on one symbol while orders come at `rate` a second, each changing the book's top levels."
+    subs = [await connect(url, keys[i % len(keys)], Subscriber) for i in range(subscribers)]
+    writer = await connect(url, keys[0], lambda: Orders("fan"))
+    await asyncio.sleep(0.5)
+    start, sent = time.perf_counter(), 0
+    while (elapsed := time.perf_counter() - start) < seconds:
+        while sent < elapsed * rate:  # paced: orders at distinct prices below the market, each a delta
+            sent += 1
+            writer.transport.send(WSMsgType.TEXT, f'{{"op":"order","cid":"f{sent}","symbol":"DEMO","side":"buy","price":{50 + sent % 10},"qty":1}}'.encode())
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.5)
+    delays = sorted(d for s in subs for d in s.delays)
+    for s in subs: s.transport.disconnect()
+    writer.transport.disconnect()
+    deltas = statistics.median(s.deltas for s in subs)
+    return {"p50_ms": delays[len(delays) // 2] / 1e6, "p99_ms": delays[int(len(delays) * 0.99)] / 1e6,
+            "deltas_per_s": deltas / seconds, "orders_per_s": sent / seconds}
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a fraction of a second per figure, few clients")
+    args = ap.parse_args()
+    seconds, runs, clients, subscribers = (0.5, 1, 10, 20) if args.quick else (3.0, 3, 100, 1000)
+    data = Path(tempfile.mkdtemp())
+    echo, echo_url = start_echo()
+    figures = {}
+    try:
+        for fsync in ("batch", "always"):
+            (data/fsync).mkdir()
+            keys = users(data/fsync, 10)
+            service, url = start_service(data/fsync, fsync)
+            try:
+                rt = [asyncio.run(round_trips(url, keys[0], seconds)) for _ in range(runs)]
+                figures[fsync] = {k: statistics.median(r[k] for r in rt) for k in ("p50_us", "p99_us")}
+                if fsync == "batch":
+                    ec = [asyncio.run(echo_trips(echo_url, seconds)) for _ in range(runs)]
+                    figures["echo"] = {k: statistics.median(r[k] for r in ec) for k in ("p50_us", "p99_us")}
+                    figures["single"] = statistics.median(asyncio.run(throughput(url, keys, clients, 1, 4, seconds)) for _ in range(runs))
+                    figures["batched"] = statistics.median(asyncio.run(throughput(url, keys, clients, 100, 2, seconds)) for _ in range(runs))
+                    fo = [asyncio.run(fanout(url, keys, subscribers, 10_000, seconds)) for _ in range(runs)]
+                    figures["fanout"] = {k: statistics.median(r[k] for r in fo) for k in fo[0]}
+            finally: stop(service)
+    finally: stop(echo)
+    b, e, fo = figures["batch"], figures["echo"], figures["fanout"]
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; clients in one process "
+          f"(picows), medians of {runs} runs of {seconds:g} s")
+    print(f"{'order -> ack round trip':<44}{'p50':>10}{'p99':>10}")
+    print(f"{'  service, fsync = batch':<44}{b['p50_us']:>8.0f}us{b['p99_us']:>8.0f}us")
+    print(f"{'  service, fsync = always':<44}{figures['always']['p50_us']:>8.0f}us{figures['always']['p99_us']:>8.0f}us")
+    print(f"{'  bare aiohttp echo (peer)':<44}{e['p50_us']:>8.0f}us{e['p99_us']:>8.0f}us   service / echo: {b['p50_us'] / e['p50_us']:.2f}x")
+    print(f"orders/s from {clients} clients: {figures['single']:,.0f} one per frame, {figures['batched']:,.0f} 100 per frame")
+    print(f"book fanout to {subscribers} subscribers, {fo['orders_per_s']:,.0f} orders/s offered: {fo['deltas_per_s']:,.0f} deltas/s "
+          f"delivered to each, delay p50 {fo['p50_ms']:.1f} ms, p99 {fo['p99_ms']:.1f} ms")
+    print(json.dumps({"ack_p50_us": round(b["p50_us"], 1), "ack_p99_us": round(b["p99_us"], 1),
+                      "ack_p50_us_fsync_always": round(figures["always"]["p50_us"], 1), "ack_p99_us_fsync_always": round(figures["always"]["p99_us"], 1),
+                      "echo_p50_us": round(e["p50_us"], 1), "orders_per_s_single": round(figures["single"]),
+                      "orders_per_s_batched": round(figures["batched"]), "fanout_p99_ms": round(fo["p99_ms"], 2),
+                      "fanout_deltas_per_s": round(fo["deltas_per_s"]), "vs_echo": round(b["p50_us"] / e["p50_us"], 2)}))
+
+if __name__ == "__main__":
+    main()

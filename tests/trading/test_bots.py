@@ -1,0 +1,69 @@
+"""The built-in bots trading against a real service: a market maker quoting with inventory skew, a noise trader from
+the order-flow generator and an MA momentum bot make a market together; each one's P&L and position are live; a bot
+stopped leaves no open order; replay streams a generated session at N× speed; a bot runs as its own process."""
+import asyncio, subprocess, sys, time
+import pytest
+from trading_service import make_users, start_trading, stop
+from aiplatform.trading.bots import BotThread, MarketMaker, MomentumMA, NoiseTrader, replay
+from aiplatform.trading.client import AsyncTradingClient, TradingClient
+from aiplatform.trading.data import order_flow
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    data = tmp_path_factory.mktemp("bots")
+    keys = make_users(data)
+    svc = start_trading(data, symbols="DEMO SIM", price_band_pct=0, max_order_qty=50)
+    svc.keys, svc.data = keys, data
+    yield svc
+    stop(svc)
+
+def test_three_bots_make_a_market(market):
+    maker = BotThread(MarketMaker("DEMO", spread=2, qty=5, refresh_s=0.5, max_inventory=20, fair=10_000), market.url, market.keys["tess"])
+    noise = BotThread(NoiseTrader("DEMO", rate=40, spread=6, max_qty=8, fair=10_000, seed=1), market.url, market.keys["tom"])
+    momentum = BotThread(MomentumMA("DEMO", fast=2, slow=5, qty=3, max_position=9, interval_s=0.1), market.url, market.keys["ada"])
+    try:
+        time.sleep(6)
+        assert maker.running and noise.running and momentum.running, (maker.error, noise.error, momentum.error)
+        assert len(maker.strategy.client.fills) > 0 and maker.strategy.pnl_history  # it traded, its P&L followed
+        assert abs(maker.strategy.position) <= 20 + 2 * 5  # the skew keeps inventory near its limit
+        assert momentum.strategy.prices and momentum.strategy.signal in (-1, 0, 1)
+        assert maker.strategy.pnl == maker.strategy.client.positions["DEMO"]["pnl"]
+    finally:
+        for bot in (maker, noise, momentum): bot.stop()
+    with TradingClient(market.url, market.keys["tess"]) as tess:
+        assert tess.orders_frame(symbol="DEMO").empty  # a stopped bot leaves no open order
+        positions = tess.positions_frame().set_index("symbol")
+        assert positions.loc["DEMO", "qty"] == maker.strategy.position
+
+def test_replay_streams_a_generated_session_at_n_times_speed(market):
+    times, commands = order_flow(300, mid=5_000, spread=10, rate=100.0, max_qty=40, seed=3)  # 3 s of flow
+    async def main():
+        async with AsyncTradingClient(market.url, market.keys["tom"]) as c:
+            start = time.perf_counter()
+            counts = await replay(c, "SIM", times, commands, speed=10)
+            took = time.perf_counter() - start
+            await c.cancel_all("SIM")
+            return counts, took, await c.get("trades/SIM")
+    counts, took, tape = asyncio.run(main())
+    assert counts["sent"] == 300 and counts["acked"] > 250
+    assert 0.25 < took < 3  # ~0.3 s of a 3 s session at 10x
+    assert tape["trades"]
+
+def test_the_risk_limits_apply_to_bots(market):
+    async def main():
+        async with AsyncTradingClient(market.url, market.keys["tom"]) as c:
+            return await replay(c, "SIM", times[:1], commands[:1], prefix="risk")
+    times, commands = order_flow(1, max_qty=1, seed=0)
+    commands["qty"] = 60  # above [trading] max_order_qty = 50 here
+    assert asyncio.run(main())["rejected"] == 1
+
+def test_a_bot_runs_as_its_own_process(market, tmp_path):
+    (tmp_path/"key").write_text(market.keys["tess"])
+    done = subprocess.run([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "SIM", "--url", market.url,
+                           "--key-file", tmp_path/"key", "--set", "spread=3", "--set", "fair=5000", "--seconds", "1"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("market_maker on SIM: position ")
+    bad = subprocess.run([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "SIM", "--url", market.url,
+                          "--key-file", tmp_path/"key", "--set", "width=3"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "market_maker: unknown parameter 'width'" in bad.stderr
