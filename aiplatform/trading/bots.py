@@ -6,9 +6,8 @@
 __all__ = ['BOTS', 'Strategy', 'run', 'BotThread', 'skewed', 'MarketMaker', 'ma_signal', 'MomentumMA', 'replay', 'NoiseTrader',
            'make_bot', 'main']
 
-# %% ../../nbs/trading/16_bots.ipynb #dea8edf6
+# %% ../../nbs/trading/16_bots.ipynb #8120b379
 import argparse, asyncio, itertools, threading, time
-from dataclasses import dataclass, field
 import numpy as np
 from fastcore.basics import patch
 from ..core import ValidationError, get_logger
@@ -17,7 +16,7 @@ from .client import AsyncTradingClient, OrderRejected, new_cid
 from .data import order_flow
 from .gpu import rolling_mean
 
-# %% ../../nbs/trading/16_bots.ipynb #e8a9d670
+# %% ../../nbs/trading/16_bots.ipynb #b257ec2a
 class Strategy:
     "A trading bot for one symbol: override the hooks it needs."
     name = "strategy"
@@ -49,7 +48,7 @@ class Strategy:
         tape = self.client.trades.get(self.symbol)
         return tape[-1]["price"] if tape else None
 
-# %% ../../nbs/trading/16_bots.ipynb #401c5f06
+# %% ../../nbs/trading/16_bots.ipynb #bf369c37
 async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, stop: asyncio.Event | None = None):
     "Run `strategy` against the service until `stop` is set or `seconds` pass; returns the strategy."
     inbox, stop = asyncio.Queue(), stop or asyncio.Event()
@@ -79,7 +78,7 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
             await strategy.on_stop()
     return strategy
 
-# %% ../../nbs/trading/16_bots.ipynb #73fb079d
+# %% ../../nbs/trading/16_bots.ipynb #d73df524
 class BotThread:
     "A strategy running in the background; `stop()` ends it."
     def __init__(self, strategy: Strategy, urls, key: str):
@@ -106,7 +105,7 @@ class BotThread:
         if self.running: self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)
 
-# %% ../../nbs/trading/16_bots.ipynb #b0be171b
+# %% ../../nbs/trading/16_bots.ipynb #27981993
 def skewed(qty: int, position: int, max_inventory: int) -> tuple[int, int]:
     "Bid and ask sizes for `position`: `qty` each when flat, moving to (0, 2·qty) at +max_inventory and (2·qty, 0) at -max_inventory."
     r = max(-1.0, min(1.0, position / max_inventory))
@@ -120,7 +119,7 @@ class MarketMaker(Strategy):
         super().__init__(symbol, spread=spread, qty=qty, refresh_s=refresh_s, max_inventory=max_inventory, fair=fair)
         self.quotes, self.quoted_at, self.quoted_mid = {}, 0.0, None
 
-# %% ../../nbs/trading/16_bots.ipynb #4185ab99
+# %% ../../nbs/trading/16_bots.ipynb #b14758c2
 @patch
 async def requote(self: MarketMaker):
     "Cancel the standing quotes and place new ones around the mid."
@@ -151,7 +150,7 @@ async def on_book(self: MarketMaker, book):
 @patch
 async def on_fill(self: MarketMaker, fill): await self.requote()
 
-# %% ../../nbs/trading/16_bots.ipynb #fce1cb36
+# %% ../../nbs/trading/16_bots.ipynb #940f1939
 def ma_signal(prices, fast: int, slow: int) -> int:
     "+1 when the fast mean of `prices` is above the slow one at the end, -1 below, 0 before there are `slow` prices."
     if len(prices) < slow: return 0
@@ -167,21 +166,20 @@ class MomentumMA(Strategy):
         super().__init__(symbol, fast=fast, slow=slow, qty=qty, max_position=max_position, interval_s=interval_s)
         self.prices, self.sampled_at, self.signal = [], 0.0, 0
 
-# %% ../../nbs/trading/16_bots.ipynb #684a22c8
-@patch
-async def on_book(self: MomentumMA, book):
-    p, now = self.params, time.monotonic()
-    if now - self.sampled_at < p["interval_s"] or (mid := self.mid()) is None: return
-    self.sampled_at = now
-    self.prices = (self.prices + [mid])[-p["slow"]:]
-    self.signal = ma_signal(self.prices, p["fast"], p["slow"])
-    target = self.signal * p["max_position"]
-    if (gap := target - self.position) and self.signal:
-        qty = min(abs(gap), p["qty"])
-        try: await self.client.order(self.symbol, "buy" if gap > 0 else "sell", qty, kind="market", tif="IOC")
-        except OrderRejected as e: get_logger("trading.bots").info("momentum %s: %s", self.symbol, e)
+    async def on_book(self, book):
+        "Sample the mid; trade towards the signal's target position."
+        p, now = self.params, time.monotonic()
+        if now - self.sampled_at < p["interval_s"] or (mid := self.mid()) is None: return
+        self.sampled_at = now
+        self.prices = (self.prices + [mid])[-p["slow"]:]
+        self.signal = ma_signal(self.prices, p["fast"], p["slow"])
+        target = self.signal * p["max_position"]
+        if (gap := target - self.position) and self.signal:
+            qty = min(abs(gap), p["qty"])
+            try: await self.client.order(self.symbol, "buy" if gap > 0 else "sell", qty, kind="market", tif="IOC")
+            except OrderRejected as e: get_logger("trading.bots").info("momentum %s: %s", self.symbol, e)
 
-# %% ../../nbs/trading/16_bots.ipynb #e3964f4c
+# %% ../../nbs/trading/16_bots.ipynb #2c089a5b
 async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, speed: float = 1.0, offset: int = 0,
                  prefix: str = "r", stop: asyncio.Event | None = None) -> dict:
     "Send `commands` to `symbol` at `speed`× the pace of `times_ns`, prices shifted by `offset`; counts of what was answered."
@@ -220,7 +218,7 @@ class NoiseTrader(Strategy):
     async def on_stop(self):
         if self._task: self._task.cancel()
 
-# %% ../../nbs/trading/16_bots.ipynb #ab8d1da5
+# %% ../../nbs/trading/16_bots.ipynb #89f05ae8
 BOTS = {cls.name: cls for cls in (MarketMaker, MomentumMA, NoiseTrader)}
 
 def make_bot(name: str, symbol: str, **params) -> Strategy:
@@ -231,7 +229,7 @@ def make_bot(name: str, symbol: str, **params) -> Strategy:
     if unknown := sorted(set(params) - set(allowed)): raise ValidationError(f"{name}: unknown parameter {unknown[0]!r} (expected {', '.join(allowed)})")
     return BOTS[name](symbol, **params)
 
-# %% ../../nbs/trading/16_bots.ipynb #fad18ce2
+# %% ../../nbs/trading/16_bots.ipynb #e97bae5a
 def _value(text: str):
     for kind in (int, float):
         try: return kind(text)
@@ -253,5 +251,5 @@ def main(argv=None):
     asyncio.run(run(bot, args.url, key, args.seconds))
     print(f"{bot.name} on {bot.symbol}: position {bot.position}, P&L {bot.pnl:,.2f}")
 
-# %% ../../nbs/trading/16_bots.ipynb #9de3194e
+# %% ../../nbs/trading/16_bots.ipynb #fa838375
 if __name__ == "__main__": main()

@@ -2,7 +2,6 @@
 equal the fills, a repeated client order id is never a second order, clients reconnect and resync. And a market split
 over two shards."""
 import asyncio, random, signal, time
-import pytest
 from trading_service import make_users, start_trading, stop
 from aiplatform.trading.client import AsyncTradingClient, order_message
 from aiplatform.trading.market import shard_of
