@@ -37,6 +37,7 @@ class Service:
     title: str
     description: str
     app: str  # "module:function"; the function takes the settings and returns a tornado or aiohttp Application
+    port: str = ""  # "section.key" of a setting holding the fixed loopback port it is started on (0: a free one)
 
     @property
     def path(self) -> str:

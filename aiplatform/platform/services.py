@@ -26,9 +26,12 @@ from .registry import get_service
 def serverproxy_entry(name) -> dict:
     "The jupyter-server-proxy configuration of the registered service `name`."
     service, settings = get_service(name), get_settings()
-    return dict(command=[str(Path(sys.executable).parent/"aiplatform"), "service", name, "--port", "{port}"],
-                timeout=settings.services.start_timeout, absolute_url=False, new_browser_tab=True,
-                launcher_entry=dict(title=service.title, path_info=service.path, category="AI Platform"))
+    entry = dict(command=[str(Path(sys.executable).parent/"aiplatform"), "service", name, "--port", "{port}"],
+                 timeout=settings.services.start_timeout, absolute_url=False, new_browser_tab=True,
+                 launcher_entry=dict(title=service.title, path_info=service.path, category="AI Platform"))
+    if service.port and (port := getattr(getattr(settings, service.port.split(".")[0]), service.port.split(".")[1])):
+        entry["port"] = port  # where the apps' kernels reach it too
+    return entry
 
 # %% ../../nbs/platform/02_services.ipynb #a7aae8cb
 def error_reply(exc, status=500) -> tuple[int, dict, str]:

@@ -5,15 +5,15 @@
 # %% auto #0
 __all__ = ['LOST', 'shard_of', 'Misdirected', 'SymbolSpec', 'symbol_spec', 'Request', 'Market']
 
-# %% ../../nbs/trading/13_market.ipynb #c238bc7d
-import json, os, time, zlib
+# %% ../../nbs/trading/13_market.ipynb #d4c456a7
+import fcntl, json, os, time, zlib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from fastcore.basics import patch
-from ..core import Conflict, NotFound, ValidationError, validation_error
+from ..core import ConfigError, Conflict, NotFound, ValidationError, validation_error
 from .book import OP_SUBMIT, cancel_fields, modify_fields, submit_fields
 from .client_ids import ClientIds
 from .engine import Engine, RiskLimits
@@ -21,7 +21,7 @@ from .feed import BookFeed
 from .ledger import Ledger
 from .orders import SYMBOL, Cancel, Modify, Order
 
-# %% ../../nbs/trading/13_market.ipynb #70593b25
+# %% ../../nbs/trading/13_market.ipynb #35249b91
 def shard_of(symbol: str, shards: int) -> int:
     "The shard that owns `symbol` when the market has `shards` of them."
     return zlib.crc32(symbol.encode()) % shards
@@ -30,7 +30,7 @@ class Misdirected(Conflict):
     "A symbol asked of a shard that does not own it."
     status = 421
 
-# %% ../../nbs/trading/13_market.ipynb #87569255
+# %% ../../nbs/trading/13_market.ipynb #e5d10b78
 class SymbolSpec(BaseModel):
     "A traded symbol's rules, as an admin gives them."
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -45,8 +45,18 @@ def symbol_spec(fields: dict) -> SymbolSpec:
     try: return SymbolSpec.model_validate(fields)
     except pydantic.ValidationError as e: raise validation_error(e, SymbolSpec, "symbol") from None
 
-# %% ../../nbs/trading/13_market.ipynb #ca50305f
+# %% ../../nbs/trading/13_market.ipynb #a1901e4b
 LOST = "never reached the journal before the service stopped: not acknowledged, not traded"
+
+def _lock(path):
+    "Hold `path` locked for as long as this process runs: one process owns a shard's folder."
+    f = open(path, "a+")
+    try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        raise ConfigError(f"{path.parent}: already served by another process (pid {f.read().strip() or '?'}); one process owns a shard") from None
+    f.seek(0); f.truncate(); f.write(str(os.getpid())); f.flush()
+    return f
 
 @dataclass
 class Request:
@@ -63,6 +73,7 @@ class Market:
         self.folder, self.shard, self.shards, self.clock = Path(folder), shard, shards, clock
         self.snapshot_every, self.keep_fills, self._since_snapshot = snapshot_every, keep_fills, 0
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock(self.folder/"lock")
         saved = self.folder/"symbols.json"
         specs = [SymbolSpec(**s) for s in json.loads(saved.read_text())] if saved.exists() else [symbol_spec(s) for s in symbols]
         self.specs = {s.symbol: s for s in specs if shard_of(s.symbol, shards) == shard}
@@ -79,7 +90,7 @@ class Market:
         self.pending, self.listeners, self.schedule = [], [], None
         self._save_symbols()
 
-# %% ../../nbs/trading/13_market.ipynb #d67b2cd3
+# %% ../../nbs/trading/13_market.ipynb #e127bc20
 @patch
 def _save_symbols(self: Market):
     tmp = self.folder/"symbols.json.tmp"
@@ -114,7 +125,7 @@ def halt(self: Market, symbol, halted=True) -> SymbolSpec:
 @patch(as_prop=True)
 def tape_len(self: Market) -> int: return next(iter(self.tape.values())).maxlen if self.tape else 1_000
 
-# %% ../../nbs/trading/13_market.ipynb #28517367
+# %% ../../nbs/trading/13_market.ipynb #b65111cc
 @patch
 def _check_price(self: Market, spec, price, what="price"):
     if price is None: return
@@ -156,7 +167,7 @@ def _answer(self: Market, order_id, reply):
     error = state.reason if state.status in ("rejected", "lost") else None
     reply(error is None, state, error)
 
-# %% ../../nbs/trading/13_market.ipynb #0d39dfc4
+# %% ../../nbs/trading/13_market.ipynb #8862218e
 @patch
 def order(self: Market, account: int, cid: str):
     "The state of `account`'s order `cid`; `NotFound` otherwise."
@@ -193,7 +204,7 @@ def cancel_all(self: Market, account: int, symbol=None, reply=None) -> list:
     for s in states: self._queue(Request(s.symbol, s.order_id, cancel_fields(s.order_id, account), reply or (lambda *a: None)))
     return states
 
-# %% ../../nbs/trading/13_market.ipynb #edf635d0
+# %% ../../nbs/trading/13_market.ipynb #20aa0814
 @patch
 def flush(self: Market):
     "Send every queued command to the engine, one batch per symbol; answer each; tell the listeners."
@@ -221,7 +232,7 @@ def flush(self: Market):
     self._since_snapshot += len(pending)
     if self._since_snapshot >= self.snapshot_every: self.snapshot()
 
-# %% ../../nbs/trading/13_market.ipynb #7dbc9dcf
+# %% ../../nbs/trading/13_market.ipynb #71a7be48
 @patch
 def snapshot(self: Market):
     "Snapshot the engine, the ledger first (the journal it was rebuilt from goes)."
@@ -234,3 +245,4 @@ def snapshot(self: Market):
 def close(self: Market):
     self.flush()
     self.engine.close(), self.cids.close(), self.ledger.close()
+    self._lock.close()

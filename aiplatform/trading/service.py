@@ -8,8 +8,8 @@ __all__ = ['ORDER_OPS', 'CHANNELS', 'MAX_FRAME', 'PING_S', 'MARKET', 'HUB', 'ACC
            'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders', 'order', 'fills', 'positions',
            'add_symbol', 'halt', 'resume', 'websocket', 'openapi', 'make_app']
 
-# %% ../../nbs/trading/14_service.ipynb #97ef70fa
-import asyncio, json, re, socket
+# %% ../../nbs/trading/14_service.ipynb #9d174f8e
+import asyncio, json, re, resource, socket
 from dataclasses import dataclass
 from aiohttp import WSMsgType, web
 from fastcore.basics import patch
@@ -21,7 +21,7 @@ from .market import Market, SymbolSpec, symbol_spec
 from .orders import Cancel, Modify, Order
 from .sessions import Outbox, RateLimit
 
-# %% ../../nbs/trading/14_service.ipynb #cc34b7b3
+# %% ../../nbs/trading/14_service.ipynb #e3d01d38
 class Shared(dict):
     "A message for many connections, encoded once."
     @property
@@ -34,7 +34,7 @@ def frame(messages) -> str:
     texts = [m.text if isinstance(m, Shared) else json.dumps(m) for m in messages]
     return texts[0] if len(texts) == 1 else "[" + ",".join(texts) + "]"
 
-# %% ../../nbs/trading/14_service.ipynb #a5dc708d
+# %% ../../nbs/trading/14_service.ipynb #ec87fa85
 def market(settings) -> Market:
     "This shard's `Market`, from `[trading]`."
     t = settings.trading
@@ -50,7 +50,7 @@ def position(m: Market, account, symbol) -> dict:
     return dict(type="position", symbol=symbol, qty=p.qty, avg_price=float(p.avg_price), last=last, realized=float(p.realized),
                 unrealized=unrealized, pnl=float(p.realized) + unrealized)
 
-# %% ../../nbs/trading/14_service.ipynb #2d04139e
+# %% ../../nbs/trading/14_service.ipynb #437dd9d9
 class Hub:
     "Each symbol's book and trade subscribers, each account's order and position subscribers."
     def __init__(self, market: Market):
@@ -80,7 +80,7 @@ class Hub:
                 message = Shared(position(self.market, account, symbol))
                 for c in subs: c.push(message)
 
-# %% ../../nbs/trading/14_service.ipynb #1b732d49
+# %% ../../nbs/trading/14_service.ipynb #6904c891
 ORDER_OPS = ("order", "cancel", "modify", "cancel_all")
 CHANNELS = ("book", "trades", "orders", "positions")
 MAX_FRAME = 1_000  # messages in one client frame
@@ -104,7 +104,7 @@ class Connection:
         self.outbox.put(message)
         self.wake.set()
 
-# %% ../../nbs/trading/14_service.ipynb #8d2a8fed
+# %% ../../nbs/trading/14_service.ipynb #e7465f5a
 @patch
 async def write(self: Connection, ws):
     "Send what waits in the outbox until the connection ends; close it with the reason when the outbox overflowed."
@@ -119,7 +119,7 @@ async def write(self: Connection, ws):
         if messages := self.outbox.take(snapshot, MAX_FRAME): await ws.send_str(frame(messages))
         if self.outbox.queue or self.outbox.stale: self.wake.set()
 
-# %% ../../nbs/trading/14_service.ipynb #5fc26560
+# %% ../../nbs/trading/14_service.ipynb #80514ebb
 @patch
 def handle(self: Connection, message):
     "Act on one client message; every mistake is answered with a message naming it, and changes nothing."
@@ -149,7 +149,7 @@ def _reply(self: Connection, req):
         self.push(answer)
     return reply
 
-# %% ../../nbs/trading/14_service.ipynb #1b4eb445
+# %% ../../nbs/trading/14_service.ipynb #73ad1bf5
 @patch
 def _trade(self: Connection, op, fields, req):
     if not self.user.allowed("trader", "admin"): raise Forbidden(f"user {self.user.username!r} (role {self.user.role}): market data only")
@@ -199,7 +199,7 @@ def closed(self: Connection):
         for cid in self.placed:
             if self.market.order(self.account, cid).status == "open": self.market.cancel(self.account, Cancel(cid=cid), lambda *a: None)
 
-# %% ../../nbs/trading/14_service.ipynb #604faff4
+# %% ../../nbs/trading/14_service.ipynb #5a70ab01
 MARKET = web.AppKey("market", Market)
 HUB = web.AppKey("hub", Hub)
 
@@ -232,7 +232,7 @@ def query(request, route: Route) -> dict:
             out[name] = raw
     return out
 
-# %% ../../nbs/trading/14_service.ipynb #66c44908
+# %% ../../nbs/trading/14_service.ipynb #b48e6fe2
 async def _answer(call):
     "Queue an order command and wait for its answer: 200 with the order's state, or 422 with the reason too."
     done = asyncio.get_running_loop().create_future()
@@ -254,7 +254,7 @@ def _body(model, data: dict, **extra):
     if clash: raise ValidationError(f"{clash[0]}: given in the path; leave it out of the body")
     return model(**data, **extra)
 
-# %% ../../nbs/trading/14_service.ipynb #d4cf1ebd
+# %% ../../nbs/trading/14_service.ipynb #af6d4920
 ACCOUNT = ("a username, for an admin acting on another account", {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,64}$"})
 SYMBOL_Q = ("a traded symbol", {"type": "string", "pattern": r"^[A-Z0-9][A-Z0-9._-]{0,15}$"})
 LIMIT = ("how many, newest last", {"type": "integer", "minimum": 1, "maximum": 10_000})
@@ -281,7 +281,7 @@ async def trades(request):
     m.spec(symbol)
     return web.json_response({"symbol": symbol, "trades": list(m.tape[symbol])[-q.get("limit", 100):]})
 
-# %% ../../nbs/trading/14_service.ipynb #508a9839
+# %% ../../nbs/trading/14_service.ipynb #f3ac689b
 async def submit(request):
     q = query(request, ROUTES["submit"])
     _, account = await _who(request, TRADERS, q)
@@ -306,7 +306,7 @@ async def cancel_all(request):
     states = request.app[MARKET].cancel_all(account, q.get("symbol"))
     return web.json_response({"cancelling": [s.cid for s in states]})
 
-# %% ../../nbs/trading/14_service.ipynb #d785e035
+# %% ../../nbs/trading/14_service.ipynb #6b3dbe9e
 async def orders(request):
     q = query(request, ROUTES["orders"])
     _, account = await _who(request, TRADERS, q)
@@ -332,7 +332,7 @@ async def positions(request):
     m = request.app[MARKET]
     return web.json_response({"positions": [position(m, account, s) for s in m.specs if (account, s) in m.engine.positions]})
 
-# %% ../../nbs/trading/14_service.ipynb #fd2965f3
+# %% ../../nbs/trading/14_service.ipynb #722255fc
 async def add_symbol(request):
     await caller(request, "admin")
     spec = symbol_spec(await read_json(request))
@@ -347,7 +347,7 @@ async def resume(request):
     await caller(request, "admin")
     return web.json_response(request.app[MARKET].halt(request.match_info["symbol"], False).model_dump())
 
-# %% ../../nbs/trading/14_service.ipynb #068cf623
+# %% ../../nbs/trading/14_service.ipynb #74abddb8
 async def websocket(request):
     cod = request.query.get("cancel_on_disconnect", "false")
     if set(request.query) - {"cancel_on_disconnect"} or cod not in ("true", "false"):
@@ -381,7 +381,7 @@ async def websocket(request):
         writer.cancel()
     return ws
 
-# %% ../../nbs/trading/14_service.ipynb #003c3e1f
+# %% ../../nbs/trading/14_service.ipynb #74a43907
 def _routes() -> dict:
     s, cid = {"symbol": SYMBOL_Q}, {"account": ACCOUNT}
     return {r.handler.__name__ if name is None else name: r for name, r in [
@@ -405,7 +405,7 @@ def _routes() -> dict:
 
 ROUTES = _routes()
 
-# %% ../../nbs/trading/14_service.ipynb #ee846680
+# %% ../../nbs/trading/14_service.ipynb #2b0d316e
 def openapi() -> dict:
     "The service's OpenAPI 3.1 document."
     paths = {}
@@ -425,9 +425,15 @@ def openapi() -> dict:
 
 async def _openapi(request): return web.json_response(openapi())
 
-# %% ../../nbs/trading/14_service.ipynb #884cbe07
+# %% ../../nbs/trading/14_service.ipynb #fc5090d5
+def _more_files():
+    "Raise this process's open-file limit to its hard limit: each connection is a file, and a service holds thousands."
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard: resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
 def make_app(settings) -> web.Application:
     "The trading service's aiohttp app for this shard."
+    _more_files()
     m = market(settings)
     app = aiohttp_service("trading", [web.get("/openapi.json", _openapi), web.get("/ws", websocket),
                                       *(web.route(r.method, r.path, r.handler) for r in ROUTES.values())], settings)

@@ -21,7 +21,9 @@ SETTINGS = {"trading": {
     "symbols": Setting("str", "DEMO ACME", "symbols traded from the start (tick and lot size 1), by spaces or commas; admins add more"),
     "shards": Setting("int", 1, "processes the symbols are split over, each owning those with crc32(symbol) % shards = its shard", lo=1, hi=64),
     "shard": Setting("int", 0, "which shard this process is, from 0", lo=0, hi=63),
-    "shard_urls": Setting("str", "", "every shard's base URL in shard order, by spaces, for clients; empty: the gateway's /aiplatform/trading/"),
+    "port": Setting("int", 8765, "the loopback port the service is started on, by the gateway or by the Trading Desk (0: any)",
+                    lo=0, hi=65535),
+    "shard_urls": Setting("str", "", "every shard's base URL in shard order, by spaces, for clients; empty: http://127.0.0.1:<port>/"),
     "fsync": Setting("choice", "batch", "journal durability: always (each batch, before its acks), batch (every 5 ms), never (the OS's)",
                      choices=("always", "batch", "never")),
     "price_band_pct": Setting("float", 10.0, "a limit price's farthest distance from the last trade, in percent (0: none)", lo=0, hi=100),
@@ -39,7 +41,10 @@ SETTINGS = {"trading": {
 }}
 
 TOOL = Tool("trading", "Trading", settings=SETTINGS, warm="aiplatform.trading.tool:warm",
-    services=(Service("trading", "Trading", "Order entry and market data over HTTP and WebSocket.", "aiplatform.trading.service:make_app"),),
+    services=(Service("trading", "Trading", "Order entry and market data over HTTP and WebSocket.", "aiplatform.trading.service:make_app",
+                      port="trading.port"),),
     apps=(
     App("backtest_lab", "Backtest Lab", "Sweep strategy parameters over real or synthetic prices with vectorbt.", "chart",
-    "aiplatform.trading.backtest_lab:BacktestLab"),), reports="aiplatform.trading.reports")
+    "aiplatform.trading.backtest_lab:BacktestLab"),
+          App("trading_desk", "Trading Desk", "Trade live: ticket, ladder, tape, orders, fills, P&L and bots.", "chart",
+              "aiplatform.trading.desk:TradingDesk")), reports="aiplatform.trading.reports")

@@ -1,0 +1,66 @@
+"""The Trading Desk under Voila in headless Chromium: connect with a key, a ticket's order acknowledged, the ladder
+showing it, another trader's order filling it, the fill, the position and its P&L on the desk; a bot started and
+stopped from the bots panel."""
+import os, signal
+import pytest
+from playwright.sync_api import expect
+from browser import app_page
+from conftest import cli, free_port, start_gateway, stop_gateway
+from aiplatform.trading.client import TradingClient
+
+pytestmark = pytest.mark.browser
+expect.set_options(timeout=60_000)
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory):
+    root = tmp_path_factory.mktemp("desk")
+    port = free_port()
+    gw = start_gateway(root, sections=f"[trading]\nport = {port}\nsymbols = DEMO\nprice_band_pct = 0\n")
+    keys = {}
+    for name in ("tess", "tom"):
+        assert cli("users", "add", name, "--role", "trader", env=gw.env).returncode == 0
+        keys[name] = cli("users", "key", name, env=gw.env).stdout.strip()
+    gw.keys, gw.trading = keys, f"http://127.0.0.1:{port}/"
+    try:
+        with app_page(gw, "trading_desk", "Trading Desk") as page: yield gw, page
+    finally:
+        lock = root/"data"/"trading"/"shard-0"/"lock"  # the service the desk started, in a session of its own
+        if lock.exists() and lock.read_text().strip(): os.kill(int(lock.read_text()), signal.SIGTERM)
+        stop_gateway(gw)
+
+def test_ticket_ack_ladder_fill_and_pnl(desk):
+    gw, page = desk
+    page.get_by_role("button", name="Connect").click()
+    expect(page.locator(".aip-status")).to_contain_text("API key: required")
+    page.get_by_label("API key").fill(gw.keys["tess"])
+    page.get_by_role("button", name="Connect").click()
+    expect(page.locator(".aip-status")).to_contain_text("connected: 1 symbols")
+    page.get_by_role("button", name="sell").click()
+    page.get_by_label("Price").fill("100")
+    page.get_by_label("Qty").fill("5")
+    page.get_by_role("button", name="Send order").click()
+    expect(page.locator(".aip-status")).to_contain_text("open, 0 of 5 filled")
+    expect(page.locator(".aip-ladder")).to_contain_text("100")
+    with TradingClient(gw.trading, gw.keys["tom"]) as tom:
+        assert tom.order("DEMO", "buy", 3, 100)["status"] == "filled"
+    fills = page.locator("table").filter(has_text="liquidity")
+    expect(fills).to_contain_text("maker")
+    positions = page.locator("table").filter(has_text="unrealized")
+    expect(positions).to_contain_text("-3")
+    expect(page.locator(".js-plotly-plot .scatterlayer .trace").first).to_be_attached()
+    page.screenshot(path=gw.root/"trading_desk.png", full_page=True)
+
+def test_a_bot_from_the_panel(desk):
+    gw, page = desk
+    page.get_by_label("Params").fill("spread=2, qty=4, fair=100")
+    page.get_by_role("button", name="Start bot").click()
+    expect(page.locator(".aip-status")).to_contain_text("market_maker started on DEMO")
+    bots = page.locator("table").filter(has_text="running")
+    expect(bots).to_contain_text("market_maker DEMO #1")
+    expect(page.locator(".aip-ladder")).to_contain_text("98")  # its bid, 2 ticks under the mid
+    page.get_by_label("Params").fill("spread")
+    page.get_by_role("button", name="Start bot").click()
+    expect(page.locator(".aip-status")).to_contain_text("parameter 'spread': expected name=value")
+    page.get_by_role("button", name="Stop bots").click()
+    expect(page.locator(".aip-status")).to_contain_text("1 bots stopped")
+    expect(bots).to_contain_text("False")
