@@ -67,3 +67,11 @@ def test_a_bot_runs_as_its_own_process(market, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "SIM", "--url", market.url,
                           "--key-file", tmp_path/"key", "--set", "width=3"], capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "market_maker: unknown parameter 'width'" in bad.stderr
+
+def test_a_bot_runs_as_a_papermill_report(market, tmp_path):
+    from aiplatform.jobs.reports import run_report
+    (tmp_path/"key").write_text(market.keys["tom"])
+    result = run_report("bot_session", {"bot": "noise_trader", "symbol": "SIM", "params": {"rate": 30, "fair": 5000, "seed": 2},
+                                        "seconds": 2, "key_file": str(tmp_path/"key"), "urls": [market.url]}, out_dir=tmp_path/"out")
+    page = (tmp_path/"out"/"bot_session.html").read_text()
+    assert "noise_trader" in page and "fills, position" in page and "P&amp;L and position" in page, result
