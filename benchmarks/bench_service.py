@@ -143,11 +143,13 @@ class Subscriber(WSListener):
         transport.send(WSMsgType.TEXT, b'{"op":"subscribe","channel":"book","symbol":"DEMO"}')
     def on_ws_frame(self, transport, frame):
         if frame.msg_type != WSMsgType.TEXT: return
-        now, data = time.time_ns(), json.loads(frame.get_payload_as_bytes())
-        for m in data if isinstance(data, list) else [data]:
-            if m.get("type") == "book":
-                self.deltas += 1
-                self.delays.append(now - m["ns"])
+        now, data = time.time_ns(), frame.get_payload_as_bytes()
+        at = 0
+        while (at := data.find(b'"type": "book", ', at)) != -1:  # each delta's "ns", without parsing the JSON: the
+            ns = data.index(b'"ns": ', at) + 6                   # clients share the cores with the service
+            self.deltas += 1
+            self.delays.append(now - int(data[ns:data.index(b"}", ns)]))
+            at = ns
 
 async def fanout(url, keys, subscribers, rate, seconds) -> dict:
     "`subscribers` on one symbol while orders come at `rate` a second, each changing the book's top levels."
