@@ -20,7 +20,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from traitlets import Float, Integer
 from .. import __version__
-from .auth import get_user
+from .auth import GATEWAY_HEADERS, get_user, sign_gateway_user
 from ..core import NotFound, get_settings
 from .registry import api_routes, registered_services
 from .metrics import expose, share
@@ -71,10 +71,24 @@ def api_handlers() -> list[tuple]:
 # %% ../../nbs/platform/05_server.ipynb #3d6309bb
 def service_proxy_handlers(servers=()) -> list:
     "jupyter-server-proxy's handlers for the registered services and `servers`, with the launcher's; never `/proxy/<port>`."
-    processes = [ServerProcess(name=f"aiplatform/{name}", **serverproxy_entry(name)) for name in registered_services()] + list(servers)
+    services = [ServerProcess(name=f"aiplatform/{name}", **serverproxy_entry(name)) for name in registered_services()]
+    processes = services + list(servers)
     icons = {p.name: p.launcher_entry.icon_path for p in processes if p.launcher_entry.enabled and p.launcher_entry.icon_path}
-    return make_handlers("/", processes) + [(r"/server-proxy/servers-info", ServersInfoHandler, {"server_processes": processes}),
-                                          (r"/server-proxy/icon/(.*)", IconHandler, {"icons": icons})]
+    vouched = [(pattern, _vouching(handler), *rest) if rest else (pattern, handler) for pattern, handler, *rest in make_handlers("/", services)]
+    return vouched + make_handlers("/", list(servers)) + [
+        (r"/server-proxy/servers-info", ServersInfoHandler, {"server_processes": processes}), (r"/server-proxy/icon/(.*)", IconHandler, {"icons": icons})]
+
+def _vouching(handler) -> type:
+    "A proxy `handler` that names the logged-in user to the service, signed (`auth.sign_gateway_user`), and never passes a client's own claim."
+    class Vouching(handler):
+        def proxy_request_headers(self):
+            headers = super().proxy_request_headers()
+            for name in GATEWAY_HEADERS: headers.pop(name, None)
+            if self.current_user:
+                headers[GATEWAY_HEADERS[0]] = self.current_user.username
+                headers[GATEWAY_HEADERS[1]] = sign_gateway_user(self.current_user.username)
+            return headers
+    return Vouching
 
 # %% ../../nbs/platform/05_server.ipynb #97223fe8
 class PlatformKernelManager(AsyncMappingKernelManager):

@@ -17,7 +17,7 @@ from tornado import web
 from tornado.ioloop import IOLoop
 from tornado.log import gen_log
 from .. import __version__
-from .auth import check_bearer
+from .auth import GATEWAY_HEADERS, check_bearer, check_gateway_user
 from ..core import AIPlatformError, NotFound, TooLarge, ValidationError, get_logger, get_settings
 from .metrics import REGISTRY, observe_request
 from .registry import get_service
@@ -174,8 +174,11 @@ async def read_json(request) -> dict:
     return body
 
 async def caller(request, *roles):
-    "The caller, from `Authorization: Bearer <key>`, holding one of `roles`."
-    return await asyncio.to_thread(check_bearer, request.headers.get("Authorization"), *roles, settings=request.app[SETTINGS])
+    "The caller, from `Authorization: Bearer <key>` or, through the gateway's proxy, the user it vouches for, holding one of `roles`."
+    h, settings = request.headers, request.app[SETTINGS]
+    if GATEWAY_HEADERS[0] in h and not h.get("Authorization", "").lower().startswith("bearer "):
+        return await asyncio.to_thread(check_gateway_user, h[GATEWAY_HEADERS[0]], h.get(GATEWAY_HEADERS[1]), *roles, settings=settings)
+    return await asyncio.to_thread(check_bearer, h.get("Authorization"), *roles, settings=settings)
 
 # %% ../../nbs/platform/02_services.ipynb #d0191fa5
 def aiohttp_service(name, routes, settings) -> aioweb.Application:

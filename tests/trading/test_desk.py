@@ -1,11 +1,11 @@
 """The Trading Desk under Voila in headless Chromium: connect with a key, a ticket's order acknowledged, the ladder
 showing it, another trader's order filling it, the fill, the position and its P&L on the desk; a bot started and
 stopped from the bots panel."""
-import os, signal
+import os, re, signal
 import pytest
 from playwright.sync_api import expect
 from browser import app_page
-from conftest import cli, free_port, start_gateway, stop_gateway
+from conftest import cli, free_port, http, start_gateway, stop_gateway
 from aiplatform.trading.client import TradingClient
 
 pytestmark = pytest.mark.browser
@@ -64,3 +64,10 @@ def test_a_bot_from_the_panel(desk):
     page.get_by_role("button", name="Stop bots").click()
     expect(page.locator(".aip-status")).to_contain_text("1 bots stopped")
     expect(bots).to_contain_text("False")
+
+def test_the_gateway_vouches_for_its_user_and_drops_a_forged_claim(desk):
+    gw, _ = desk  # token login: Jupyter names an anonymous user per request, never a platform user
+    status, _, body = http(gw.url + "aiplatform/trading/positions", token=gw.token, headers={"X-AIPlatform-User": "tess"})
+    assert status == 403 and re.fullmatch(r"gateway user '[0-9a-f]{32}': not a platform user \(.*\)", body["error"])
+    status, _, body = http(gw.trading + "positions", headers={"X-AIPlatform-User": "tess", "X-AIPlatform-Signature": "1:00"})
+    assert (status, body["error"]) == (401, "X-AIPlatform-User: not signed by this platform's gateway")
