@@ -8,7 +8,7 @@ The service and the echo server each run in their own process, the clients in th
 little); everything shares this machine's cores. The last line is a JSON object. `--quick` (run by `make test`):
 a fraction of a second per figure, 10 clients and 20 subscribers.
 """
-import argparse, asyncio, json, os, platform, signal, socket, statistics, subprocess, sys, tempfile, time
+import argparse, asyncio, itertools, json, os, platform, signal, socket, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 from picows import WSListener, WSMsgType, ws_connect
 
@@ -60,9 +60,12 @@ def users(data, n) -> list[str]:
         keys.append(create_key(f"bench{i}", settings=settings))
     return keys
 
+RUN = itertools.count()  # client order ids differ from run to run: a repeated id is answered, not traded
+
 class Orders(WSListener):
     "Sends orders (`per_frame` to a frame, `window` frames in flight) and counts their acknowledgements."
     def __init__(self, name, per_frame=1, window=1):
+        name = f"{name}.{os.getpid()}.{next(RUN)}"
         self.name, self.per_frame, self.window, self.n, self.acks, self.rtts, self.sent = name, per_frame, window, 0, 0, [], []
         self.running, self.transport, self.unanswered = False, None, 0
 
@@ -160,7 +163,7 @@ async def fanout(url, keys, subscribers, rate, seconds) -> dict:
     while (elapsed := time.perf_counter() - start) < seconds:
         while sent < elapsed * rate:  # paced: orders at distinct prices below the market, each a delta
             sent += 1
-            writer.transport.send(WSMsgType.TEXT, f'{{"op":"order","cid":"f{sent}","symbol":"DEMO","side":"buy","price":{50 + sent % 10},"qty":1}}'.encode())
+            writer.transport.send(WSMsgType.TEXT, f'{{"op":"order","cid":"{writer.name}-{sent}","symbol":"DEMO","side":"buy","price":{50 + sent % 10},"qty":1}}'.encode())
         await asyncio.sleep(0.001)
     await asyncio.sleep(0.5)
     delays = sorted(d for s in subs for d in s.delays)
