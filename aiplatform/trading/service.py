@@ -8,7 +8,7 @@ __all__ = ['ORDER_OPS', 'CHANNELS', 'MAX_FRAME', 'PING_S', 'BACKLOG', 'MARKET', 
            'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders', 'order', 'fills',
            'positions', 'add_symbol', 'halt', 'resume', 'websocket', 'openapi', 'make_app']
 
-# %% ../../nbs/trading/14_service.ipynb #90d0cfb4
+# %% ../../nbs/trading/14_service.ipynb #aa5031b2
 import asyncio, json, re, resource, socket
 from dataclasses import dataclass
 from aiohttp import WSMsgType, web
@@ -21,7 +21,7 @@ from .market import Market, SymbolSpec, symbol_spec
 from .orders import Cancel, Modify, Order
 from .sessions import Outbox, RateLimit
 
-# %% ../../nbs/trading/14_service.ipynb #ad463648
+# %% ../../nbs/trading/14_service.ipynb #9923b89d
 class Shared(dict):
     "A message for many connections, encoded once."
     @property
@@ -47,7 +47,7 @@ def wire(text: str) -> bytes:
     head = bytes([0x81, n]) if n < 126 else bytes([0x81, 126]) + n.to_bytes(2, "big") if n < 65536 else bytes([0x81, 127]) + n.to_bytes(8, "big")
     return head + data
 
-# %% ../../nbs/trading/14_service.ipynb #26bb692a
+# %% ../../nbs/trading/14_service.ipynb #2cd30d5f
 def market(settings) -> Market:
     "This shard's `Market`, from `[trading]`."
     t = settings.trading
@@ -63,7 +63,7 @@ def position(m: Market, account, symbol) -> dict:
     return dict(type="position", symbol=symbol, qty=p.qty, avg_price=float(p.avg_price), last=last, realized=float(p.realized),
                 unrealized=unrealized, pnl=float(p.realized) + unrealized)
 
-# %% ../../nbs/trading/14_service.ipynb #5dc4e5e8
+# %% ../../nbs/trading/14_service.ipynb #928592e2
 class Hub:
     "Each symbol's book and trade subscribers, each account's order and position subscribers."
     def __init__(self, market: Market):
@@ -99,7 +99,7 @@ class Hub:
                 message = Shared(position(self.market, account, symbol))
                 for c in subs: c.push(message)
 
-# %% ../../nbs/trading/14_service.ipynb #e6e23103
+# %% ../../nbs/trading/14_service.ipynb #7fd3b86e
 ORDER_OPS = ("order", "cancel", "modify", "cancel_all")
 CHANNELS = ("book", "trades", "orders", "positions")
 MAX_FRAME = 1_000  # messages in one client frame
@@ -127,7 +127,7 @@ class Connection:
 
     def _snapshot(self, symbol): return self.market.feeds[symbol].snapshot()
 
-# %% ../../nbs/trading/14_service.ipynb #9e302f3d
+# %% ../../nbs/trading/14_service.ipynb #04061f22
 BACKLOG = 1 << 16  # bytes waiting in a connection's transport past which its messages wait in its outbox instead
 
 @patch
@@ -155,10 +155,11 @@ async def write(self: Connection, ws):
         if messages := self.outbox.take(snapshot, MAX_FRAME):
             self.sending = True
             try: await ws.send_str(frame(messages))
+            except ConnectionResetError: return  # the client left; the reader ends the connection
             finally: self.sending = False
         if self.outbox.queue or self.outbox.stale: self.wake.set()
 
-# %% ../../nbs/trading/14_service.ipynb #cadeb0a0
+# %% ../../nbs/trading/14_service.ipynb #4041589c
 @patch
 def handle(self: Connection, message):
     "Act on one client message; every mistake is answered with a message naming it, and changes nothing."
@@ -182,13 +183,13 @@ def handle(self: Connection, message):
 def _reply(self: Connection, req):
     "The answer to one order command: an ack or a reject, with the order's state."
     def reply(ok, state, error):
-        if ok: self.placed.add(state.cid)
+        if ok and self.cancel_on_disconnect: self.placed.add(state.cid)
         answer = {"type": "ack" if ok else "reject", "req": req, "order": state.public()}
         if error: answer["error"] = error
         self.push(answer)
     return reply
 
-# %% ../../nbs/trading/14_service.ipynb #b9549aca
+# %% ../../nbs/trading/14_service.ipynb #57cc4d93
 @patch
 def _trade(self: Connection, op, fields, req):
     if not self.user.allowed("trader", "admin"): raise Forbidden(f"user {self.user.username!r} (role {self.user.role}): market data only")
@@ -238,7 +239,7 @@ def closed(self: Connection):
         for cid in self.placed:
             if self.market.order(self.account, cid).status == "open": self.market.cancel(self.account, Cancel(cid=cid), lambda *a: None)
 
-# %% ../../nbs/trading/14_service.ipynb #f5ef3b0d
+# %% ../../nbs/trading/14_service.ipynb #35dd6e77
 MARKET = web.AppKey("market", Market)
 HUB = web.AppKey("hub", Hub)
 
@@ -271,7 +272,7 @@ def query(request, route: Route) -> dict:
             out[name] = raw
     return out
 
-# %% ../../nbs/trading/14_service.ipynb #a7a15713
+# %% ../../nbs/trading/14_service.ipynb #f879976f
 async def _answer(call):
     "Queue an order command and wait for its answer: 200 with the order's state, or 422 with the reason too."
     done = asyncio.get_running_loop().create_future()
@@ -293,7 +294,7 @@ def _body(model, data: dict, **extra):
     if clash: raise ValidationError(f"{clash[0]}: given in the path; leave it out of the body")
     return model(**data, **extra)
 
-# %% ../../nbs/trading/14_service.ipynb #98050583
+# %% ../../nbs/trading/14_service.ipynb #ee915519
 ACCOUNT = ("a username, for an admin acting on another account", {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,64}$"})
 SYMBOL_Q = ("a traded symbol", {"type": "string", "pattern": r"^[A-Z0-9][A-Z0-9._-]{0,15}$"})
 LIMIT = ("how many, newest last", {"type": "integer", "minimum": 1, "maximum": 10_000})
@@ -320,7 +321,7 @@ async def trades(request):
     m.spec(symbol)
     return web.json_response({"symbol": symbol, "trades": list(m.tape[symbol])[-q.get("limit", 100):]})
 
-# %% ../../nbs/trading/14_service.ipynb #a4bacfe0
+# %% ../../nbs/trading/14_service.ipynb #d8dc4170
 async def submit(request):
     q = query(request, ROUTES["submit"])
     _, account = await _who(request, TRADERS, q)
@@ -345,7 +346,7 @@ async def cancel_all(request):
     states = request.app[MARKET].cancel_all(account, q.get("symbol"))
     return web.json_response({"cancelling": [s.cid for s in states]})
 
-# %% ../../nbs/trading/14_service.ipynb #a74eed8a
+# %% ../../nbs/trading/14_service.ipynb #4841539b
 async def orders(request):
     q = query(request, ROUTES["orders"])
     _, account = await _who(request, TRADERS, q)
@@ -371,7 +372,7 @@ async def positions(request):
     m = request.app[MARKET]
     return web.json_response({"positions": [position(m, account, s) for s in m.specs if (account, s) in m.engine.positions]})
 
-# %% ../../nbs/trading/14_service.ipynb #c25e1c93
+# %% ../../nbs/trading/14_service.ipynb #bfb19904
 async def add_symbol(request):
     await caller(request, "admin")
     spec = symbol_spec(await read_json(request))
@@ -386,7 +387,7 @@ async def resume(request):
     await caller(request, "admin")
     return web.json_response(request.app[MARKET].halt(request.match_info["symbol"], False).model_dump())
 
-# %% ../../nbs/trading/14_service.ipynb #685f90d2
+# %% ../../nbs/trading/14_service.ipynb #acbb6493
 async def websocket(request):
     cod = request.query.get("cancel_on_disconnect", "false")
     if set(request.query) - {"cancel_on_disconnect"} or cod not in ("true", "false"):
@@ -421,7 +422,7 @@ async def websocket(request):
         writer.cancel()
     return ws
 
-# %% ../../nbs/trading/14_service.ipynb #7b574e66
+# %% ../../nbs/trading/14_service.ipynb #6caee618
 def _routes() -> dict:
     s, cid = {"symbol": SYMBOL_Q}, {"account": ACCOUNT}
     return {r.handler.__name__ if name is None else name: r for name, r in [
@@ -445,7 +446,7 @@ def _routes() -> dict:
 
 ROUTES = _routes()
 
-# %% ../../nbs/trading/14_service.ipynb #4ca10ebd
+# %% ../../nbs/trading/14_service.ipynb #b412c209
 def openapi() -> dict:
     "The service's OpenAPI 3.1 document."
     paths = {}
@@ -465,7 +466,7 @@ def openapi() -> dict:
 
 async def _openapi(request): return web.json_response(openapi())
 
-# %% ../../nbs/trading/14_service.ipynb #d49fe8f5
+# %% ../../nbs/trading/14_service.ipynb #8704522e
 def _more_files():
     "Raise this process's open-file limit to its hard limit: each connection is a file, and a service holds thousands."
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
