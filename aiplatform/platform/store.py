@@ -7,7 +7,7 @@ __all__ = ['metadata', 'users', 'api_keys', 'now_ns', 'utc_text', 'migration_fol
            'schema_version', 'migrate', 'downgrade', 'make_engine', 'get_engine']
 
 # %% ../../nbs/platform/00_store.ipynb #bcfbd464
-import functools, importlib.util, os, time
+import functools, importlib.util, os, threading, time
 from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.exc import NoSuchModuleError, ArgumentError
@@ -163,7 +163,7 @@ def downgrade(engine, to, tools=None) -> dict:
     return schema_version(engine, tools)
 
 # %% ../../nbs/platform/00_store.ipynb #f31d5e3b
-_engines = {}
+_engines, _engines_lock = {}, threading.Lock()  # Alembic's migration context is process-global: one at a time
 
 def _sqlite_pragmas(dbapi_conn, _):
     cur = dbapi_conn.cursor()
@@ -199,7 +199,9 @@ def get_engine(settings=None) -> sa.Engine:
     "The shared engine of the configured database, every branch brought to its head; `ConfigError` when it cannot be used."
     settings = settings or get_settings()
     url = settings.database_url
-    if url not in _engines:
+    if url in _engines: return _engines[url]
+    with _engines_lock:  # services check keys on worker threads: the first few at once
+        if url in _engines: return _engines[url]
         engine = make_engine(url)
         try: migrate(engine)
         except sa.exc.DBAPIError as e:

@@ -123,8 +123,13 @@ def _intact_chunks(folder, after, repair, report, chunk=1 << 16):
     with ThreadPoolExecutor(1) as pool:
         for k, path in enumerate(segments):
             size, first = path.stat().st_size, seq_of(path)
-            with open(path, "rb") as f:
-                if f.read(len(MAGIC)) != MAGIC: raise JournalError(f"{path}: not a journal segment (bad header)")
+            with open(path, "rb") as f: head = f.read(len(HEADER))
+            if len(head) < len(HEADER) and HEADER.startswith(head) and k == len(segments) - 1:  # killed while starting it
+                get_logger("journal").warning("journal %s: cut a segment of %d bytes killed before its header was whole", path, size)
+                if repair: os.truncate(path, 0)  # reopened, the writer writes its header again
+                report["last_seq"] = max(after, (expected or first) - 1)
+                continue
+            if head[:len(MAGIC)] != MAGIC: raise JournalError(f"{path}: not a journal segment (bad header)")
             if expected is not None and first != expected:
                 raise JournalError(f"{path}: starts at sequence {first}, expected {expected}")
             whole = (size - len(HEADER)) // RECORD_BYTES

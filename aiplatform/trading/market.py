@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['LOST', 'shard_of', 'Misdirected', 'SymbolSpec', 'symbol_spec', 'Request', 'Market']
 
-# %% ../../nbs/trading/13_market.ipynb #74ac833f
+# %% ../../nbs/trading/13_market.ipynb #a3662daa
 import fcntl, json, os, time, zlib
 from collections import deque
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ from .feed import BookFeed
 from .ledger import Ledger
 from .orders import SYMBOL, Cancel, Modify, Order
 
-# %% ../../nbs/trading/13_market.ipynb #e7f3ebbb
+# %% ../../nbs/trading/13_market.ipynb #bd1d8b12
 def shard_of(symbol: str, shards: int) -> int:
     "The shard that owns `symbol` when the market has `shards` of them."
     return zlib.crc32(symbol.encode()) % shards
@@ -30,7 +30,7 @@ class Misdirected(Conflict):
     "A symbol asked of a shard that does not own it."
     status = 421
 
-# %% ../../nbs/trading/13_market.ipynb #c0a8bcba
+# %% ../../nbs/trading/13_market.ipynb #b1a0055c
 class SymbolSpec(BaseModel):
     "A traded symbol's rules, as an admin gives them."
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -45,7 +45,7 @@ def symbol_spec(fields: dict) -> SymbolSpec:
     try: return SymbolSpec.model_validate(fields)
     except pydantic.ValidationError as e: raise validation_error(e, SymbolSpec, "symbol") from None
 
-# %% ../../nbs/trading/13_market.ipynb #1aec9455
+# %% ../../nbs/trading/13_market.ipynb #c2c7bf1d
 LOST = "never reached the journal before the service stopped: not acknowledged, not traded"
 
 def _lock(path):
@@ -86,11 +86,12 @@ class Market:
         for (account, cid), oid in self.cids.ids.items():
             if oid not in self.ledger.orders: self.ledger.new(oid, account, cid, "", now=self.clock(), status="lost").reason = LOST
         self.feeds = {s: BookFeed(s, self.engine.book(s)) for s in self.specs}
+        self.tape_len = tape
         self.tape = {s: deque(maxlen=tape) for s in self.specs}
         self.pending, self.listeners, self.flushed, self.schedule = [], [], [], None
         self._save_symbols()
 
-# %% ../../nbs/trading/13_market.ipynb #535b9d86
+# %% ../../nbs/trading/13_market.ipynb #867bec02
 @patch
 def _save_symbols(self: Market):
     tmp = self.folder/"symbols.json.tmp"
@@ -122,10 +123,7 @@ def halt(self: Market, symbol, halted=True) -> SymbolSpec:
     self._save_symbols()
     return self.specs[symbol]
 
-@patch(as_prop=True)
-def tape_len(self: Market) -> int: return next(iter(self.tape.values())).maxlen if self.tape else 1_000
-
-# %% ../../nbs/trading/13_market.ipynb #db7dd2ea
+# %% ../../nbs/trading/13_market.ipynb #7b7ec74a
 @patch
 def _check_price(self: Market, spec, price, what="price"):
     if price is None: return
@@ -167,7 +165,7 @@ def _answer(self: Market, order_id, reply):
     error = state.reason if state.status in ("rejected", "lost") else None
     reply(error is None, state, error)
 
-# %% ../../nbs/trading/13_market.ipynb #8ee12f15
+# %% ../../nbs/trading/13_market.ipynb #9219b90f
 @patch
 def order(self: Market, account: int, cid: str):
     "The state of `account`'s order `cid`; `NotFound` otherwise."
@@ -204,7 +202,7 @@ def cancel_all(self: Market, account: int, symbol=None, reply=None) -> list:
     for s in states: self._queue(Request(s.symbol, s.order_id, cancel_fields(s.order_id, account), reply or (lambda *a: None)))
     return states
 
-# %% ../../nbs/trading/13_market.ipynb #50d2f2bb
+# %% ../../nbs/trading/13_market.ipynb #05805b5c
 @patch
 def flush(self: Market):
     "Send every queued command to the engine, one batch per symbol; answer each; tell the listeners."
@@ -233,7 +231,7 @@ def flush(self: Market):
     if self._since_snapshot >= self.snapshot_every: self.snapshot()
     for done in self.flushed: done()
 
-# %% ../../nbs/trading/13_market.ipynb #13a6eb05
+# %% ../../nbs/trading/13_market.ipynb #4e47ff33
 @patch
 def snapshot(self: Market):
     "Snapshot the engine, the ledger first (the journal it was rebuilt from goes)."

@@ -33,7 +33,7 @@ def test_status_card_opens_the_status_app(gateway, page):
     expect(overview).to_contain_text("data folder")
     expect(overview).to_contain_text(str(gateway.root/"data"))
     page.get_by_role("tab", name="Settings").click()
-    expect(page.get_by_role("cell", name="port", exact=True)).to_be_visible()
+    expect(page.get_by_role("cell", name="port", exact=True).first).to_be_visible()  # [server] port, [trading] port
     expect(page.get_by_role("cell", name=str(gateway.root/"settings.ini")).first).to_be_visible()
     page.get_by_role("tab", name="Services").click()
     expect(page.get_by_text("aiplatform/echo/")).to_be_visible()

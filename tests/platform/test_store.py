@@ -243,3 +243,11 @@ def test_generations_are_stored_and_searched(url, monkeypatch, tmp_path):
     finally:
         monkeypatch.undo()
         get_settings(reload=True)
+
+def test_first_use_from_many_threads_at_once(tmp_path):
+    "A service checks its first API keys on worker threads at once: one engine, migrated once, for all of them."
+    from concurrent.futures import ThreadPoolExecutor
+    from aiplatform.platform.store import get_engine
+    settings = load_settings(env={}, platform={"data_dir": tmp_path})
+    with ThreadPoolExecutor(8) as pool: engines = list(pool.map(lambda _: get_engine(settings), range(8)))
+    assert len({id(e) for e in engines}) == 1

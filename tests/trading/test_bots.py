@@ -4,7 +4,7 @@ stopped leaves no open order; replay streams a generated session at N× speed; a
 import asyncio, subprocess, sys, time
 import pytest
 from trading_service import make_users, start_trading, stop
-from aiplatform.trading.bots import BotThread, MarketMaker, MomentumMA, NoiseTrader, replay
+from aiplatform.trading.bots import BotThread, MarketMaker, MomentumMA, NoiseTrader, journal_session, replay
 from aiplatform.trading.client import AsyncTradingClient, TradingClient
 from aiplatform.trading.data import order_flow
 
@@ -75,3 +75,14 @@ def test_a_bot_runs_as_a_papermill_report(market, tmp_path):
                                         "seconds": 2, "key_file": str(tmp_path/"key"), "urls": [market.url]}, out_dir=tmp_path/"out")
     page = (tmp_path/"out"/"bot_session.html").read_text()
     assert "noise_trader" in page and "fills, position" in page and "P&amp;L and position" in page, result
+
+def test_replay_of_a_recorded_session(market):
+    times, commands = journal_session(market.data/"trading"/"shard-0"/"books"/"SIM", rate=2_000)  # what the tests above traded
+    assert len(commands) > 300
+    async def main():
+        async with AsyncTradingClient(market.url, market.keys["ada"]) as c:
+            counts = await replay(c, "DEMO", times, commands, speed=1, prefix="rec")
+            await c.cancel_all("DEMO")
+            return counts
+    counts = asyncio.run(main())
+    assert counts["sent"] == len(commands) and counts["acked"] > len(commands) // 2

@@ -71,6 +71,21 @@ def test_damaged_tail_is_cut_and_reported(tmp_path, damage):
     assert again.recovery["cut_bytes"] == 0 and again.book.queues() == _expected_after(cmds)
     again.close()
 
+@pytest.mark.parametrize("written", [0, 5, len(HEADER) - 1])
+def test_a_segment_killed_before_its_header_was_whole_is_started_again(tmp_path, written):
+    cmds = stream(600)
+    jb = JournaledBook.open(tmp_path, snapshot_every=10**9)
+    jb.process(cmds[:400], keep_events=False)
+    jb.close()
+    (tmp_path/f"journal-{401:020d}.log").write_bytes(HEADER[:written])  # as if killed inside `rotate`
+    jb = JournaledBook.open(tmp_path)
+    assert jb.writer.next_seq == 401 and jb.book.queues() == _expected_after(cmds[:400])
+    jb.process(cmds[400:], keep_events=False)
+    jb.close()
+    again = JournaledBook.open(tmp_path)
+    assert again.book.queues() == _expected_after(cmds) and again.recovery["cut_bytes"] == 0
+    again.close()
+
 def test_damage_before_the_last_segment_is_an_error(tmp_path):
     jb = JournaledBook.open(tmp_path, snapshot_every=100, fsync="never")
     jb.process(stream(250), keep_events=False)
