@@ -177,7 +177,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="a fraction of a second per figure, few clients")
     args = ap.parse_args()
-    seconds, runs, clients, subscribers = (0.5, 1, 10, 20) if args.quick else (3.0, 3, 100, 1000)
+    seconds, runs, clients, subscribers = (0.3, 1, 10, 10) if args.quick else (3.0, 3, 100, 1000)
     data = Path(tempfile.mkdtemp())
     echo, echo_url = start_echo()
     figures = {}

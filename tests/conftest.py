@@ -110,7 +110,7 @@ def stop_gateway(gw):
 
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory):
-    "A Jupyter gateway started by `aiplatform serve` with token login."
-    gw = start_gateway(tmp_path_factory.mktemp("gateway"))
+    "A Jupyter gateway started by `aiplatform serve` with token login; its trading service (started by the desk) on a free port."
+    gw = start_gateway(tmp_path_factory.mktemp("gateway"), sections=f"[trading]\nport = {free_port()}\nsymbols = DEMO\nprice_band_pct = 0\n")
     yield gw
     stop_gateway(gw)

@@ -22,7 +22,7 @@ def test_three_bots_make_a_market(market):
     noise = BotThread(NoiseTrader("DEMO", rate=40, spread=6, max_qty=8, fair=10_000, seed=1), market.url, market.keys["tom"])
     momentum = BotThread(MomentumMA("DEMO", fast=2, slow=5, qty=3, max_position=9, interval_s=0.1), market.url, market.keys["ada"])
     try:
-        time.sleep(6)
+        time.sleep(4)
         assert maker.running and noise.running and momentum.running, (maker.error, noise.error, momentum.error)
         assert len(maker.strategy.client.fills) > 0 and maker.strategy.pnl_history  # it traded, its P&L followed
         assert abs(maker.strategy.position) <= 20 + 2 * 5  # the skew keeps inventory near its limit

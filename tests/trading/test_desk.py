@@ -5,28 +5,26 @@ import os, re, signal
 import pytest
 from playwright.sync_api import expect
 from browser import app_page
-from conftest import cli, free_port, http, start_gateway, stop_gateway
+from conftest import cli, http
 from aiplatform.trading.client import TradingClient
 
 pytestmark = pytest.mark.browser
 expect.set_options(timeout=60_000)
 
 @pytest.fixture(scope="module")
-def desk(tmp_path_factory):
-    root = tmp_path_factory.mktemp("desk")
-    port = free_port()
-    gw = start_gateway(root, sections=f"[trading]\nport = {port}\nsymbols = DEMO\nprice_band_pct = 0\n")
+def desk(gateway):
+    gw = gateway
     keys = {}
     for name in ("tess", "tom"):
         assert cli("users", "add", name, "--role", "trader", env=gw.env).returncode == 0
         keys[name] = cli("users", "key", name, env=gw.env).stdout.strip()
+    port = int(re.search(r"\[trading\]\nport = (\d+)", (gw.root/"settings.ini").read_text())[1])
     gw.keys, gw.trading = keys, f"http://127.0.0.1:{port}/"
     try:
         with app_page(gw, "trading_desk", "Trading Desk") as page: yield gw, page
     finally:
-        lock = root/"data"/"trading"/"shard-0"/"lock"  # the service the desk started, in a session of its own
+        lock = gw.root/"data"/"trading"/"shard-0"/"lock"  # the service the desk started, in a session of its own
         if lock.exists() and lock.read_text().strip(): os.kill(int(lock.read_text()), signal.SIGTERM)
-        stop_gateway(gw)
 
 def test_ticket_ack_ladder_fill_and_pnl(desk):
     gw, page = desk
