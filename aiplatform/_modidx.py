@@ -826,8 +826,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                              'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.AsyncTradingClient._socket': ( 'trading/client.html#asynctradingclient._socket',
                                                                                                      'aiplatform/trading/client.py'),
-                                           'aiplatform.trading.client.AsyncTradingClient._unknown': ( 'trading/client.html#asynctradingclient._unknown',
-                                                                                                      'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.AsyncTradingClient.cancel': ( 'trading/client.html#asynctradingclient.cancel',
                                                                                                     'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.AsyncTradingClient.cancel_all': ( 'trading/client.html#asynctradingclient.cancel_all',

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['OrderRejected', 'RateLimited', 'error_of', 'AsyncTradingClient', 'new_cid', 'order_message', 'TradingClient']
 
-# %% ../../nbs/trading/15_client.ipynb #6096d4b5
+# %% ../../nbs/trading/15_client.ipynb #c1517e7c
 import asyncio, itertools, json, secrets, threading
 from collections import deque
 from urllib.parse import urlencode
@@ -16,7 +16,7 @@ from ..core import AIPlatformError, Conflict, Forbidden, NotFound, Unauthorized,
 from .feed import BookOutOfSync, LocalBook
 from .market import Misdirected, shard_of
 
-# %% ../../nbs/trading/15_client.ipynb #99c9d496
+# %% ../../nbs/trading/15_client.ipynb #07709d0c
 class OrderRejected(AIPlatformError):
     "The engine refused an order command; `order` is the order's state."
     status = 422
@@ -34,7 +34,7 @@ def error_of(status: int, message: str, order=None) -> AIPlatformError:
     if status == 422 or (order is not None and status < 400): return OrderRejected(message, order)
     return _ERRORS.get(status, AIPlatformError)(message)
 
-# %% ../../nbs/trading/15_client.ipynb #53c16a45
+# %% ../../nbs/trading/15_client.ipynb #46ca8a72
 class AsyncTradingClient:
     "The trading service from asyncio code; `urls`: the service's base URL, or every shard's in shard order."
     def __init__(self, urls, key: str, cancel_on_disconnect=False, tape=1_000):
@@ -51,7 +51,7 @@ class AsyncTradingClient:
     async def __aenter__(self): return self
     async def __aexit__(self, *exc): await self.close()
 
-# %% ../../nbs/trading/15_client.ipynb #ba3dcd7e
+# %% ../../nbs/trading/15_client.ipynb #a4e6fd85
 @patch
 async def _socket(self: AsyncTradingClient, shard: int):
     "The WebSocket to `shard`, opened on first use."
@@ -80,7 +80,7 @@ async def close(self: AsyncTradingClient):
     if self._session: await self._session.close()
     self._ws, self._session = {}, None
 
-# %% ../../nbs/trading/15_client.ipynb #6a2307ba
+# %% ../../nbs/trading/15_client.ipynb #f0549767
 @patch
 def _on(self: AsyncTradingClient, m: dict):
     "Take in one message from the service."
@@ -114,7 +114,7 @@ async def _resubscribe(self: AsyncTradingClient, symbol):
     await ws.send_str(json.dumps([{"op": "unsubscribe", "channel": "book", "symbol": symbol},
                                   {"op": "subscribe", "channel": "book", "symbol": symbol}]))
 
-# %% ../../nbs/trading/15_client.ipynb #3224fda4
+# %% ../../nbs/trading/15_client.ipynb #f07b7913
 @patch
 async def _reconnect(self: AsyncTradingClient, ws, reconnect_s=30.0):
     shard = next((s for s, w in self._ws.items() if w is ws), None)
@@ -135,7 +135,7 @@ async def _reconnect(self: AsyncTradingClient, ws, reconnect_s=30.0):
             await self.requests([dict(op="subscribe", channel=channel, **({"symbol": symbol} if symbol else {}))], shard, check=False)
     self.reconnects += 1
 
-# %% ../../nbs/trading/15_client.ipynb #4733d278
+# %% ../../nbs/trading/15_client.ipynb #59a7b31a
 def _raise(answer: dict) -> dict:
     "`answer`, or the error it reports."
     if answer["type"] in ("reject", "error"): raise error_of(answer.get("status", 422), answer["error"], answer.get("order"))
@@ -160,7 +160,7 @@ async def request(self: AsyncTradingClient, op: str, shard=0, **fields) -> dict:
     "Send one message and wait for its answer."
     return (await self.requests([dict(op=op, **fields)], shard))[0]
 
-# %% ../../nbs/trading/15_client.ipynb #060acce7
+# %% ../../nbs/trading/15_client.ipynb #a0a71eed
 def new_cid() -> str: return secrets.token_hex(8)
 
 def order_message(symbol, side, qty, price=None, cid=None, **kwargs) -> dict:
@@ -191,13 +191,12 @@ async def cancel_all(self: AsyncTradingClient, symbol=None) -> list[str]:
 
 @patch
 def _shard_of_order(self: AsyncTradingClient, cid):
-    if cid not in self.orders: return 0 if len(self.urls) == 1 else self._unknown(cid)
-    return self.shard(self.orders[cid]["symbol"])
+    "The shard that holds order `cid`: the only one, or its symbol's."
+    if cid in self.orders: return self.shard(self.orders[cid]["symbol"])
+    if len(self.urls) == 1: return 0
+    raise NotFound(f"order {cid!r}: not seen by this client; its shard is unknown")
 
-@patch
-def _unknown(self: AsyncTradingClient, cid): raise NotFound(f"order {cid!r}: not seen by this client; its shard is unknown")
-
-# %% ../../nbs/trading/15_client.ipynb #64f89ad9
+# %% ../../nbs/trading/15_client.ipynb #8114a281
 @patch
 async def subscribe(self: AsyncTradingClient, channel, symbol=None):
     "Subscribe to a symbol's `book` or `trades`, or to your own `orders` or `positions` (on every shard)."
@@ -205,7 +204,7 @@ async def subscribe(self: AsyncTradingClient, channel, symbol=None):
     for s in shards: await self.request("subscribe", s, channel=channel, **({"symbol": symbol} if symbol else {}))
     self._subscribed.add((channel, symbol))
 
-# %% ../../nbs/trading/15_client.ipynb #d0ab479b
+# %% ../../nbs/trading/15_client.ipynb #67ba3d7b
 @patch
 async def get(self: AsyncTradingClient, path, shard=0, **params) -> dict:
     "GET the service's `path` (JSON); the platform error it answers otherwise."
@@ -242,7 +241,7 @@ async def positions_frame(self: AsyncTradingClient) -> pd.DataFrame:
     "Your positions with their P&L at the last price."
     return pd.DataFrame(await self._everywhere("positions", "positions"))
 
-# %% ../../nbs/trading/15_client.ipynb #c6b41801
+# %% ../../nbs/trading/15_client.ipynb #3948ed66
 class TradingClient:
     "The trading service from plain (not async) code, e.g. a notebook."
     def __init__(self, urls, key: str, cancel_on_disconnect=False):

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['LOST', 'MAX_BATCH', 'shard_of', 'Misdirected', 'SymbolSpec', 'symbol_spec', 'Request', 'Market']
 
-# %% ../../nbs/trading/13_market.ipynb #17d8be57
+# %% ../../nbs/trading/13_market.ipynb #555ed271
 import fcntl, json, os, time, zlib
 from collections import deque
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ from .feed import BookFeed
 from .ledger import Ledger
 from .orders import SYMBOL, Cancel, Modify, Order
 
-# %% ../../nbs/trading/13_market.ipynb #683a768f
+# %% ../../nbs/trading/13_market.ipynb #764017e5
 def shard_of(symbol: str, shards: int) -> int:
     "The shard that owns `symbol` when the market has `shards` of them."
     return zlib.crc32(symbol.encode()) % shards
@@ -30,7 +30,7 @@ class Misdirected(Conflict):
     "A symbol asked of a shard that does not own it."
     status = 421
 
-# %% ../../nbs/trading/13_market.ipynb #1cbf69ea
+# %% ../../nbs/trading/13_market.ipynb #7495565a
 class SymbolSpec(BaseModel):
     "A traded symbol's rules, as an admin gives them."
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -45,7 +45,7 @@ def symbol_spec(fields: dict) -> SymbolSpec:
     try: return SymbolSpec.model_validate(fields)
     except pydantic.ValidationError as e: raise validation_error(e, SymbolSpec, "symbol") from None
 
-# %% ../../nbs/trading/13_market.ipynb #d4251252
+# %% ../../nbs/trading/13_market.ipynb #3167a963
 LOST = "never reached the journal before the service stopped: not acknowledged, not traded"
 
 def _lock(path):
@@ -91,7 +91,7 @@ class Market:
         self.pending, self.listeners, self.flushed, self.schedule = [], [], [], None
         self._save_symbols()
 
-# %% ../../nbs/trading/13_market.ipynb #cd0edfbc
+# %% ../../nbs/trading/13_market.ipynb #53a2bd30
 @patch
 def _save_symbols(self: Market):
     tmp = self.folder/"symbols.json.tmp"
@@ -123,7 +123,7 @@ def halt(self: Market, symbol, halted=True) -> SymbolSpec:
     self._save_symbols()
     return self.specs[symbol]
 
-# %% ../../nbs/trading/13_market.ipynb #78423302
+# %% ../../nbs/trading/13_market.ipynb #281f5f87
 @patch
 def _check_price(self: Market, spec, price, what="price"):
     if price is None: return
@@ -165,7 +165,7 @@ def _answer(self: Market, order_id, reply):
     error = state.reason if state.status in ("rejected", "lost") else None
     reply(error is None, state, error)
 
-# %% ../../nbs/trading/13_market.ipynb #804e7e6f
+# %% ../../nbs/trading/13_market.ipynb #7c23fedc
 @patch
 def order(self: Market, account: int, cid: str):
     "The state of `account`'s order `cid`; `NotFound` otherwise."
@@ -195,14 +195,14 @@ def modify(self: Market, account: int, modify: Modify, reply):
     self._queue(Request(state.symbol, state.order_id, modify_fields(state.order_id, modify.price, modify.qty, account), reply))
 
 @patch
-def cancel_all(self: Market, account: int, symbol=None, reply=None) -> list:
+def cancel_all(self: Market, account: int, symbol=None) -> list:
     "Queue the cancel of each of `account`'s open orders (in `symbol` only, if given); their states."
     if symbol is not None: self.spec(symbol)
     states = [s for s in self.ledger.accounts.get(account, {}).values() if s.status == "open" and symbol in (None, s.symbol)]
-    for s in states: self._queue(Request(s.symbol, s.order_id, cancel_fields(s.order_id, account), reply or (lambda *a: None)))
+    for s in states: self._queue(Request(s.symbol, s.order_id, cancel_fields(s.order_id, account), lambda *a: None))
     return states
 
-# %% ../../nbs/trading/13_market.ipynb #293ed107
+# %% ../../nbs/trading/13_market.ipynb #b84f0938
 MAX_BATCH = 2_048  # commands one batch takes: under a flood, answers go out every few milliseconds, not after all of it
 
 @patch
@@ -234,7 +234,7 @@ def flush(self: Market):
     if self._since_snapshot >= self.snapshot_every: self.snapshot()
     for done in self.flushed: done()
 
-# %% ../../nbs/trading/13_market.ipynb #1e21923c
+# %% ../../nbs/trading/13_market.ipynb #06153d94
 @patch
 def snapshot(self: Market):
     "Snapshot the engine, the ledger first (the journal it was rebuilt from goes)."
