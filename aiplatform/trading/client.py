@@ -60,6 +60,7 @@ async def _socket(self: AsyncTradingClient, shard: int):
         query = urlencode({"cancel_on_disconnect": str(self.cancel_on_disconnect).lower()})
         try: ws = await self._session.ws_connect(f"{self.urls[shard]}ws?{query}", max_msg_size=0, heartbeat=60)
         except aiohttp.WSServerHandshakeError as e: raise error_of(e.status, f"{self.urls[shard]}ws: {e.message}") from None
+        except aiohttp.ClientConnectionError as e: raise ConnectionError(f"{self.urls[shard]}ws: cannot connect ({e})") from e
         self._ws[shard], self._readers[shard] = ws, asyncio.create_task(self._read(ws))
     return self._ws[shard]
 

@@ -30,7 +30,7 @@ def test_a_killed_service_loses_no_acknowledged_order(tmp_path):
         await watcher.subscribe("book", "DEMO")
         stop_at = time.monotonic() + 30
         traders = [asyncio.create_task(_trade(svc.url, keys[n], n, acked[n], sent[n], stop_at)) for n in ("tess", "tom")]
-        await asyncio.sleep(0.6)
+        while min(len(a) for a in acked.values()) < 50 and time.monotonic() < stop_at: await asyncio.sleep(0.05)
         stop(svc, signal.SIGKILL)  # mid-load: frames in flight, answers unsent
         await asyncio.gather(*traders)
         return watcher
