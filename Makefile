@@ -19,7 +19,7 @@ sandbox:
 test: $(VENV)/.installed-dev sysdeps check-sync
 	$(BIN)/ruff check .
 	AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $(BIN)/nbdev-test
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile  # a worker per core; a file's tests stay together and share its fixtures
 	@$(MAKE) --no-print-directory bench-quick
 
 # The matching engine's peers (nautilus-trader) need pandas 2, vectorbt 1.2 needs pandas 3: the peers get their own venv.
