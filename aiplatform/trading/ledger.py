@@ -6,7 +6,8 @@
 __all__ = ['DONE', 'OrderState', 'Ledger']
 
 # %% ../../nbs/trading/12_ledger.ipynb #d4513827
-import json, os
+import os
+import orjson
 from dataclasses import dataclass
 from pathlib import Path
 from fastcore.basics import patch
@@ -99,16 +100,16 @@ def apply(self: Ledger, symbol, events, now=0) -> tuple[dict, list, dict]:
 def record(self: Ledger, symbol, changed, fills):
     "Append a batch's changed orders and fills to the file."
     if self._fd is None or not (changed or fills): return
-    line = json.dumps({"s": symbol, "q": self.seqs.get(symbol, 0), "o": [vars(o) for o in changed.values()], "f": fills})
-    data = memoryview((line + "\n").encode())
+    line = orjson.dumps({"s": symbol, "q": self.seqs.get(symbol, 0), "o": list(changed.values()), "f": fills})  # dataclasses as objects
+    data = memoryview(line + b"\n")
     while data: data = data[os.write(self._fd, data):]
 
 @patch
 def _load(self: Ledger):
     data = self.path.read_bytes()
     whole = data[:data.rfind(b"\n") + 1]
-    for line in whole.decode().splitlines():
-        batch = json.loads(line)
+    for line in whole.splitlines():
+        batch = orjson.loads(line)
         if batch["s"]: self.seqs[batch["s"]] = max(self.seqs.get(batch["s"], 0), batch["q"])
         for o in batch["o"]:
             state = OrderState(**o)
@@ -129,10 +130,10 @@ def compact(self: Ledger, keep_fills=10_000):
     self.fills = {a: f[-keep_fills:] for a, f in self.fills.items()}
     if self._fd is None: return
     tmp = self.path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        for symbol, seq in self.seqs.items(): f.write(json.dumps({"s": symbol, "q": seq, "o": [], "f": []}) + "\n")
-        for orders in self.accounts.values(): f.write(json.dumps({"s": "", "q": 0, "o": [vars(o) for o in orders.values()], "f": []}) + "\n")
-        for fills in self.fills.values(): f.write(json.dumps({"s": "", "q": 0, "o": [], "f": fills}) + "\n")
+    with open(tmp, "wb") as f:
+        for symbol, seq in self.seqs.items(): f.write(orjson.dumps({"s": symbol, "q": seq, "o": [], "f": []}) + b"\n")
+        for orders in self.accounts.values(): f.write(orjson.dumps({"s": "", "q": 0, "o": list(orders.values()), "f": []}) + b"\n")
+        for fills in self.fills.values(): f.write(orjson.dumps({"s": "", "q": 0, "o": [], "f": fills}) + b"\n")
         f.flush(); os.fsync(f.fileno())
     os.replace(tmp, self.path)
     os.close(self._fd)

@@ -9,7 +9,8 @@ __all__ = ['ORDER_OPS', 'CHANNELS', 'MAX_FRAME', 'PING_S', 'BACKLOG', 'MARKET', 
            'positions', 'add_symbol', 'halt', 'resume', 'websocket', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
-import asyncio, json, re, resource, socket
+import asyncio, gc, re, resource, socket
+import orjson
 from dataclasses import dataclass
 from aiohttp import WSMsgType, web
 from fastcore.basics import patch
@@ -25,24 +26,23 @@ from .sessions import Outbox, RateLimit
 class Shared(dict):
     "A message for many connections, encoded once."
     @property
-    def text(self) -> str:
-        if "_text" not in self.__dict__: self.__dict__["_text"] = json.dumps(self)
-        return self.__dict__["_text"]
+    def json(self) -> bytes:
+        if "_json" not in self.__dict__: self.__dict__["_json"] = orjson.dumps(self)
+        return self.__dict__["_json"]
 
     @property
     def wire(self) -> bytes:
         "The whole WebSocket frame that carries this message alone."
-        if "_wire" not in self.__dict__: self.__dict__["_wire"] = wire(self.text)
+        if "_wire" not in self.__dict__: self.__dict__["_wire"] = wire(self.json)
         return self.__dict__["_wire"]
 
-def frame(messages) -> str:
-    "The text of one frame holding `messages`: the object itself when there is one, else a list."
-    texts = [m.text if isinstance(m, Shared) else json.dumps(m) for m in messages]
-    return texts[0] if len(texts) == 1 else "[" + ",".join(texts) + "]"
+def frame(messages) -> bytes:
+    "The JSON text (UTF-8) of one frame holding `messages`: the object itself when there is one, else a list."
+    parts = [m.json if isinstance(m, Shared) else orjson.dumps(m) for m in messages]
+    return parts[0] if len(parts) == 1 else b"[" + b",".join(parts) + b"]"
 
-def wire(text: str) -> bytes:
-    "A server's (unmasked, uncompressed) WebSocket text frame carrying `text`."
-    data = text.encode()
+def wire(data: bytes) -> bytes:
+    "A server's (unmasked, uncompressed) WebSocket text frame carrying the UTF-8 text `data`."
     n = len(data)
     head = bytes([0x81, n]) if n < 126 else bytes([0x81, 126]) + n.to_bytes(2, "big") if n < 65536 else bytes([0x81, 127]) + n.to_bytes(8, "big")
     return head + data
@@ -154,7 +154,7 @@ async def write(self: Connection, ws):
             return await ws.close(code=1008, message=self.outbox.closed[:120].encode())
         if messages := self.outbox.take(snapshot, MAX_FRAME):
             self.sending = True
-            try: await ws.send_str(frame(messages))
+            try: await ws.send_frame(frame(messages), WSMsgType.TEXT)
             except ConnectionResetError: return  # the client left; the reader ends the connection
             finally: self.sending = False
         if self.outbox.queue or self.outbox.stale: self.wake.set()
@@ -406,7 +406,7 @@ async def websocket(request):
             if msg.type != WSMsgType.TEXT:
                 conn.push({"type": "error", "req": None, "error": "frame: expected text (JSON), got binary", "status": 400})
                 continue
-            try: data = json.loads(msg.data)
+            try: data = orjson.loads(msg.data)
             except ValueError as e:
                 conn.push({"type": "error", "req": None, "error": f"frame: not JSON ({e})", "status": 400})
                 continue
@@ -472,6 +472,15 @@ def _more_files():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard: resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
+def _rare_full_collections():
+    """Keep the collector off the market's long-lived objects: what is loaded now is never scanned again, and a full
+    collection comes after 100 times as many young ones as by default. Each order leaves objects that live as long as
+    the service (its state in the ledger, its fills); rescanning them all every few thousand orders cost half of the
+    service's time (in process, 100 orders a frame: 24 k orders/s with the defaults, 43 k without)."""
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 1_000)
+
 def make_app(settings) -> web.Application:
     "The trading service's aiohttp app for this shard."
     _more_files()
@@ -486,4 +495,5 @@ def make_app(settings) -> web.Application:
     app.on_startup.append(started)
     app.on_shutdown.append(stopping)
     app.on_cleanup.append(stopped)
+    _rare_full_collections()
     return app
