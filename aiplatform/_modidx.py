@@ -1128,6 +1128,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'aiplatform/trading/ledger.py'),
                                            'aiplatform.trading.ledger.Ledger.replayed': ( 'trading/ledger.html#ledger.replayed',
                                                                                           'aiplatform/trading/ledger.py'),
+                                           'aiplatform.trading.ledger.Ledger.size': ( 'trading/ledger.html#ledger.size',
+                                                                                      'aiplatform/trading/ledger.py'),
                                            'aiplatform.trading.ledger.Ledger.sync': ( 'trading/ledger.html#ledger.sync',
                                                                                       'aiplatform/trading/ledger.py'),
                                            'aiplatform.trading.ledger.OrderState': ( 'trading/ledger.html#orderstate',

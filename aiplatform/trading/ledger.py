@@ -124,6 +124,11 @@ def _load(self: Ledger):
 def sync(self: Ledger):
     if self._fd is not None: os.fsync(self._fd)
 
+@patch(as_prop=True)
+def size(self: Ledger) -> int:
+    "The file's size in bytes (0 without one)."
+    return os.fstat(self._fd).st_size if self._fd is not None else 0
+
 @patch
 def compact(self: Ledger, keep_fills=10_000):
     "Rewrite the file as it would be read back: every order once, the newest `keep_fills` fills of each account."

@@ -89,6 +89,7 @@ class Market:
         self.tape_len = tape
         self.tape = {s: deque(maxlen=tape) for s in self.specs}
         self.pending, self.listeners, self.flushed, self.schedule = [], [], [], None
+        self._compacted = self.ledger.size  # the ledger file's size after its last compaction
         self._save_symbols()
 
 # %% ../../nbs/trading/13_market.ipynb #53a2bd30
@@ -237,10 +238,12 @@ def flush(self: Market):
 # %% ../../nbs/trading/13_market.ipynb #06153d94
 @patch
 def snapshot(self: Market):
-    "Snapshot the engine, the ledger first (the journal it was rebuilt from goes)."
+    "Snapshot the engine, the ledger first (the journal it was rebuilt from goes); compact the ledger once its file has doubled."
     self.ledger.sync()
     self.engine.snapshot()
-    self.ledger.compact(self.keep_fills)
+    if self.ledger.size > 2 * self._compacted:
+        self.ledger.compact(self.keep_fills)
+        self._compacted = self.ledger.size
     self._since_snapshot = 0
 
 @patch
