@@ -30,11 +30,16 @@ bench: $(VENV)/.installed-dev $(PEERS)/.installed
 
 # Every benchmark end to end on tiny sizes with --quick (about a minute; the figures mean nothing), so that one that no
 # longer runs fails `make test`. bench_matching.py runs in the peers' venv where `make bench` made one, else without them.
+# The browser benchmark (bench_apps) runs beside the others, its output shown after theirs.
 bench-quick: $(VENV)/.installed-dev
-	@for b in bench_indicators bench_sweep bench_codegen gpu_check bench_apps bench_ws bench_service; do echo "== benchmarks/$$b.py --quick"; \
-	  AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $(BIN)/python benchmarks/$$b.py --quick || exit 1; done
-	@py=$(BIN)/python; if [ -x $(PEERS)/bin/python ]; then py=$(PEERS)/bin/python; fi; \
-	echo "== benchmarks/bench_matching.py --quick ($$py)"; AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $$py benchmarks/bench_matching.py --quick
+	@apps_log=$$(mktemp); \
+	( AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $(BIN)/python benchmarks/bench_apps.py --quick ) > $$apps_log 2>&1 & apps=$$!; \
+	for b in bench_indicators bench_sweep bench_codegen gpu_check bench_ws bench_service; do echo "== benchmarks/$$b.py --quick"; \
+	  AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $(BIN)/python benchmarks/$$b.py --quick || { kill $$apps; exit 1; }; done; \
+	py=$(BIN)/python; if [ -x $(PEERS)/bin/python ]; then py=$(PEERS)/bin/python; fi; \
+	echo "== benchmarks/bench_matching.py --quick ($$py)"; \
+	AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $$py benchmarks/bench_matching.py --quick || { kill $$apps; exit 1; }; \
+	wait $$apps; status=$$?; echo "== benchmarks/bench_apps.py --quick"; cat $$apps_log; exit $$status
 
 $(PEERS)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(PEERS)
@@ -70,10 +75,14 @@ sysdeps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing Debian packages:$$missing; run 'sudo apt-get install$$missing'"; exit 1; fi; fi
 
-# nbdev-clean and nbdev-export must change nothing: the notebooks are clean and the package matches them.
+# nbdev-clean and nbdev-export must change nothing: the notebooks are clean and the package matches them. A module
+# exported unchanged keeps its modification time, and so the Numba caches `aiplatform warm` compiled from it.
 check-sync: $(VENV)/.installed-dev
 	@before=$$({ git diff -- nbs aiplatform; git status --porcelain -- nbs aiplatform; } | md5sum); \
+	kept=$$(mktemp -d); find aiplatform -name '*.py' -print0 | xargs -0 cp --parents -p -t $$kept; \
 	$(BIN)/nbdev-clean && $(BIN)/nbdev-export; \
+	(cd $$kept && find aiplatform -name '*.py') | while read -r f; do cmp -s "$$kept/$$f" "$$f" && touch -r "$$kept/$$f" "$$f"; done; \
+	rm -rf $$kept; \
 	after=$$({ git diff -- nbs aiplatform; git status --porcelain -- nbs aiplatform; } | md5sum); \
 	if [ "$$before" != "$$after" ]; then \
 	  echo "nbdev-clean or nbdev-export changed files: commit clean notebooks and the package exported from them"; \

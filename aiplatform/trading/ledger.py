@@ -6,7 +6,7 @@
 __all__ = ['DONE', 'OrderState', 'Ledger']
 
 # %% ../../nbs/trading/12_ledger.ipynb #d4513827
-import os
+import json, os
 import orjson
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,12 +96,16 @@ def apply(self: Ledger, symbol, events, now=0) -> tuple[dict, list, dict]:
     return changed, fills, refused
 
 # %% ../../nbs/trading/12_ledger.ipynb #407a3b77
+def _line(batch: dict) -> bytes:
+    "One line of the file: orjson's JSON (orders as objects), or the standard library's past its 64-bit integers (a notional can be)."
+    try: return orjson.dumps(batch) + b"\n"
+    except TypeError: return json.dumps(batch, default=vars).encode() + b"\n"
+
 @patch
 def record(self: Ledger, symbol, changed, fills):
     "Append a batch's changed orders and fills to the file."
     if self._fd is None or not (changed or fills): return
-    line = orjson.dumps({"s": symbol, "q": self.seqs.get(symbol, 0), "o": list(changed.values()), "f": fills})  # dataclasses as objects
-    data = memoryview(line + b"\n")
+    data = memoryview(_line({"s": symbol, "q": self.seqs.get(symbol, 0), "o": list(changed.values()), "f": fills}))
     while data: data = data[os.write(self._fd, data):]
 
 @patch
@@ -136,9 +140,9 @@ def compact(self: Ledger, keep_fills=10_000):
     if self._fd is None: return
     tmp = self.path.with_suffix(".tmp")
     with open(tmp, "wb") as f:
-        for symbol, seq in self.seqs.items(): f.write(orjson.dumps({"s": symbol, "q": seq, "o": [], "f": []}) + b"\n")
-        for orders in self.accounts.values(): f.write(orjson.dumps({"s": "", "q": 0, "o": list(orders.values()), "f": []}) + b"\n")
-        for fills in self.fills.values(): f.write(orjson.dumps({"s": "", "q": 0, "o": [], "f": fills}) + b"\n")
+        for symbol, seq in self.seqs.items(): f.write(_line({"s": symbol, "q": seq, "o": [], "f": []}))
+        for orders in self.accounts.values(): f.write(_line({"s": "", "q": 0, "o": list(orders.values()), "f": []}))
+        for fills in self.fills.values(): f.write(_line({"s": "", "q": 0, "o": [], "f": fills}))
         f.flush(); os.fsync(f.fileno())
     os.replace(tmp, self.path)
     os.close(self._fd)
