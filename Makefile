@@ -75,13 +75,14 @@ sysdeps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing Debian packages:$$missing; run 'sudo apt-get install$$missing'"; exit 1; fi; fi
 
-# nbdev-clean and nbdev-export must change nothing: the notebooks are clean and the package matches them. A module
-# exported unchanged keeps its modification time, and so the Numba caches `aiplatform warm` compiled from it.
+# nbdev-clean and nbdev-export must change nothing: the notebooks are clean and the package matches them. A file
+# they rewrite unchanged keeps its modification time: a module, and so the Numba caches `aiplatform warm` compiled
+# from it; pyproject.toml, and so the installation.
 check-sync: $(VENV)/.installed-dev
 	@before=$$({ git diff -- nbs aiplatform; git status --porcelain -- nbs aiplatform; } | md5sum); \
-	kept=$$(mktemp -d); find aiplatform -name '*.py' -print0 | xargs -0 cp --parents -p -t $$kept; \
+	kept=$$(mktemp -d); { find aiplatform -name '*.py' -print0; printf 'pyproject.toml\0'; } | xargs -0 cp --parents -p -t $$kept; \
 	$(BIN)/nbdev-clean && $(BIN)/nbdev-export; \
-	(cd $$kept && find aiplatform -name '*.py') | while read -r f; do cmp -s "$$kept/$$f" "$$f" && touch -r "$$kept/$$f" "$$f"; done; \
+	(cd $$kept && find . -type f) | while read -r f; do cmp -s "$$kept/$$f" "$$f" && touch -r "$$kept/$$f" "$$f"; done; \
 	rm -rf $$kept; \
 	after=$$({ git diff -- nbs aiplatform; git status --porcelain -- nbs aiplatform; } | md5sum); \
 	if [ "$$before" != "$$after" ]; then \
