@@ -18,8 +18,7 @@ def desk(gateway):
     for name in ("tess", "tom"):
         assert cli("users", "add", name, "--role", "trader", env=gw.env).returncode == 0
         keys[name] = cli("users", "key", name, env=gw.env).stdout.strip()
-    port = int(re.search(r"\[trading\]\nport = (\d+)", (gw.root/"settings.ini").read_text())[1])
-    gw.keys, gw.trading = keys, f"http://127.0.0.1:{port}/"
+    gw.keys = keys
     try:
         with app_page(gw, "trading_desk", "Trading Desk") as page: yield gw, page
     finally:
