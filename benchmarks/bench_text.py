@@ -3,8 +3,12 @@
 Accuracy: macro-F1 and accuracy on the held-out halves of the tweets, movie and Amazon sets and on the NYT editorials
 (never trained on), for our head, VADER (compound +-0.05, as its README says) and TextBlob (polarity's sign), on the same
 rows. Speed: texts a second through the MiniLM encoder, ours and sentence-transformers' (the peer) on the same texts, one
-at a time and 64 at a time, and through the whole sentiment call. Last line: a JSON object."""
-import argparse, json, os, platform, statistics, sys, time
+at a time and 64 at a time, and through the whole sentiment call. Service: one short text's round trip through the ML
+service (p50, p99), and texts a second from 50 concurrent clients with micro-batching and without it (`[ml] max_batch`
+= 1), on the same machine. Last line: a JSON object."""
+import argparse, asyncio, json, os, platform, socket, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
+import httpx
 import numpy as np
 from aiplatform.core import get_settings
 from aiplatform.ml.models import available, load
@@ -23,6 +27,57 @@ def rate(fn, texts, batch, runs) -> float:
         for i in range(0, len(texts), batch): fn(texts[i:i + batch])
         times.append(time.perf_counter() - start)
     return len(texts) / statistics.median(times)
+
+def start_service(data, max_batch):
+    "The ML service on a free port with a user's key, started as `aiplatform service ml` would be."
+    from aiplatform.core import load_settings
+    from aiplatform.platform.auth import add_user, create_key
+    settings = load_settings(env={}, platform={"data_dir": data})
+    add_user(f"bench{max_batch}", "analyst", settings=settings)
+    key = create_key(f"bench{max_batch}", settings=settings)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIPLATFORM_")} | {
+        "AIPLATFORM_PLATFORM__DATA_DIR": str(data), "AIPLATFORM_ML__MAX_BATCH": str(max_batch)}
+    proc = subprocess.Popen([str(Path(sys.executable).parent/"aiplatform"), "service", "ml", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url, end = f"http://127.0.0.1:{port}/", time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(url + "health").status_code == 200: return proc, url, key
+        except httpx.TransportError: pass
+        if proc.poll() is not None or time.monotonic() > end: raise RuntimeError("the ML service did not start")
+        time.sleep(0.2)
+
+def round_trips(url, key, n) -> dict:
+    "One short text at a time through the client: p50 and p99 in milliseconds."
+    from aiplatform.ml.client import MLClient
+    with MLClient(url, key) as ml:
+        ml.sentiment("warm up")
+        times = []
+        for i in range(n):
+            start = time.perf_counter()
+            ml.sentiment(f"Delivery number {i} arrived early and intact, great job.")
+            times.append(time.perf_counter() - start)
+    times.sort()
+    return {"p50_ms": times[len(times) // 2] * 1e3, "p99_ms": times[int(len(times) * 0.99)] * 1e3}
+
+async def concurrent(url, key, clients, seconds) -> float:
+    "Texts a second answered to `clients` connections each sending one short text at a time."
+    from aiplatform.ml.client import MLClient
+    with MLClient(url, key) as ml: headers = ml._headers()
+    done, stop = 0, time.monotonic() + seconds
+    async def client(http, i):
+        nonlocal done
+        while time.monotonic() < stop:
+            r = await http.post(url + "sentiment", json={"texts": [f"Client {i} finds this service quick and pleasant."]}, headers=headers)
+            assert r.status_code == 200, r.text
+            done += 1
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=clients)) as http:
+        start = time.monotonic()
+        await asyncio.gather(*(client(http, i) for i in range(clients)))
+        return done / (time.monotonic() - start)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -54,10 +109,23 @@ def main():
               f"   ours / peer: {speed[f'ours_b{batch}'] / speed[f'peer_b{batch}']:.2f}")
     speed["sentiment_b64"] = rate(sentiment, sample, 64, runs)
     print(f"sentiment (checks, encoder, VADER, head), batch 64: {speed['sentiment_b64']:.0f} texts/s")
+    data, figures = Path(tempfile.mkdtemp()), {}
+    for max_batch in (64, 1):
+        proc, url, key = start_service(data/str(max_batch), max_batch)
+        try:
+            if max_batch == 64: figures["rt"] = round_trips(url, key, 20 if args.quick else 300)
+            figures[max_batch] = asyncio.run(concurrent(url, key, 10 if args.quick else 50, 1.0 if args.quick else 10.0))
+        finally:
+            proc.terminate(); proc.wait(30)
+    rt = figures["rt"]
+    print(f"service, one short text: p50 {rt['p50_ms']:.1f} ms, p99 {rt['p99_ms']:.1f} ms (target p99 50 ms)")
+    print(f"service, {10 if args.quick else 50} concurrent clients: {figures[64]:.0f} texts/s micro-batched, {figures[1]:.0f} texts/s one "
+          f"at a time: {figures[64] / figures[1]:.2f}x")
     print(json.dumps({"f1_nyt": f1.loc["nyt", "ours"], "f1_nyt_vader": f1.loc["nyt", "vader"], "f1_nyt_textblob": f1.loc["nyt", "textblob"],
                       "f1_min_margin_vs_vader": round(float(margin), 3), "texts_per_s_b1": round(speed["ours_b1"]),
                       "texts_per_s_b64": round(speed["ours_b64"]), "vs_sentence_transformers_b64": round(speed["ours_b64"] / speed["peer_b64"], 2),
-                      "sentiment_texts_per_s": round(speed["sentiment_b64"])}))
+                      "sentiment_texts_per_s": round(speed["sentiment_b64"]), "service_p50_ms": round(rt["p50_ms"], 1),
+                      "service_p99_ms": round(rt["p99_ms"], 1), "batching_speedup": round(figures[64] / figures[1], 2)}))
 
 if __name__ == "__main__":
     sys.exit(main())
