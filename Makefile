@@ -20,7 +20,9 @@ sandbox:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
 	else echo "note: generated code's tests need bubblewrap: sudo apt-get install bubblewrap"; fi
 
-test: $(VENV)/.installed-dev sysdeps check-sync
+test:  # the Debian packages (apt-get) install beside the Python ones (pip, then Numba's compilation)
+	@$(MAKE) --no-print-directory -j2 $(VENV)/.installed-dev sysdeps
+	@$(MAKE) --no-print-directory check-sync
 	$(BIN)/ruff check .
 	AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $(BIN)/nbdev-test
 	$(BIN)/pytest -n auto --dist loadfile  # a worker per core; a file's tests stay together and share its fixtures

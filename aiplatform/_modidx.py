@@ -344,6 +344,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'aiplatform.ml.text.sentiment': ('ml/text.html#sentiment', 'aiplatform/ml/text.py'),
                                     'aiplatform.ml.text.sentiment_features': ('ml/text.html#sentiment_features', 'aiplatform/ml/text.py'),
                                     'aiplatform.ml.text.summary': ('ml/text.html#summary', 'aiplatform/ml/text.py'),
+                                    'aiplatform.ml.text.vader': ('ml/text.html#vader', 'aiplatform/ml/text.py'),
                                     'aiplatform.ml.text.zero_shot': ('ml/text.html#zero_shot', 'aiplatform/ml/text.py')},
             'aiplatform.ml.text_analyzer': { 'aiplatform.ml.text_analyzer.TextAnalyzer': ( 'ml/text_analyzer.html#textanalyzer',
                                                                                            'aiplatform/ml/text_analyzer.py'),

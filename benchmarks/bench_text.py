@@ -42,10 +42,14 @@ def start_service(data, max_batch):
         "AIPLATFORM_PLATFORM__DATA_DIR": str(data), "AIPLATFORM_ML__MAX_BATCH": str(max_batch)}
     proc = subprocess.Popen([str(Path(sys.executable).parent/"aiplatform"), "service", "ml", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url, end = f"http://127.0.0.1:{port}/", time.monotonic() + 120
+    return proc, f"http://127.0.0.1:{port}/", key
+
+def ready(proc, url):
+    "Wait until the service at `url` answers its health check."
+    end = time.monotonic() + 120
     while True:
         try:
-            if httpx.get(url + "health").status_code == 200: return proc, url, key
+            if httpx.get(url + "health").status_code == 200: return
         except httpx.TransportError: pass
         if proc.poll() is not None or time.monotonic() > end: raise RuntimeError("the ML service did not start")
         time.sleep(0.2)
@@ -81,11 +85,11 @@ async def concurrent(url, key, clients, seconds) -> float:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="100 texts of each set and few timing runs")
+    ap.add_argument("--quick", action="store_true", help="30 texts of each set, few timing runs, a short service run")
     args = ap.parse_args()
     df = icwsm_2014(get_settings().data_dir/"ml")
     test = df[~split(df)]
-    if args.quick: test = test.groupby("set", sort=False).head(100)
+    if args.quick: test = test.groupby("set", sort=False).head(30)
     texts = test["text"].tolist()
     ours = sentiment(texts)
     table = scores(test, {"ours": ours["label"], "vader": vader_labels(texts), "textblob": textblob_labels(texts)})
@@ -98,28 +102,29 @@ def main():
     from sentence_transformers import SentenceTransformer
     encoder = load("minilm")
     peer = SentenceTransformer(str(available()["minilm"].path), device="cpu")
-    sample = [t for t in texts if len(t) < 400][:64 if args.quick else 512]
+    sample = [t for t in texts if len(t) < 400][:16 if args.quick else 512]
     runs = 1 if args.quick else 3
     speed = {}
     for batch in (1, 64):
-        n = sample[:32] if batch == 1 else sample
+        n = sample[:8 if args.quick else 32] if batch == 1 else sample
         speed[f"ours_b{batch}"] = rate(lambda b: encoder.encode(b, batch_size=batch), n, batch, runs)
         speed[f"peer_b{batch}"] = rate(lambda b: peer.encode(b, batch_size=batch, normalize_embeddings=True), n, batch, runs)
         print(f"encoder, batch {batch:>2}: {speed[f'ours_b{batch}']:8.0f} texts/s   sentence-transformers: {speed[f'peer_b{batch}']:8.0f} texts/s"
               f"   ours / peer: {speed[f'ours_b{batch}'] / speed[f'peer_b{batch}']:.2f}")
     speed["sentiment_b64"] = rate(sentiment, sample, 64, runs)
     print(f"sentiment (checks, encoder, VADER, head), batch 64: {speed['sentiment_b64']:.0f} texts/s")
-    data, figures = Path(tempfile.mkdtemp()), {}
-    for max_batch in (64, 1):
-        proc, url, key = start_service(data/str(max_batch), max_batch)
-        try:
-            if max_batch == 64: figures["rt"] = round_trips(url, key, 20 if args.quick else 300)
-            figures[max_batch] = asyncio.run(concurrent(url, key, 10 if args.quick else 50, 1.0 if args.quick else 10.0))
-        finally:
-            proc.terminate(); proc.wait(30)
+    data, figures, services = Path(tempfile.mkdtemp()), {}, {}
+    try:
+        for max_batch in (64, 1): services[max_batch] = start_service(data/str(max_batch), max_batch)  # both start at once
+        for max_batch, (proc, url, key) in services.items():
+            ready(proc, url)
+            if max_batch == 64: figures["rt"] = round_trips(url, key, 10 if args.quick else 300)
+            figures[max_batch] = asyncio.run(concurrent(url, key, 5 if args.quick else 50, 0.5 if args.quick else 10.0))
+    finally:
+        for proc, _, _ in services.values(): proc.terminate(), proc.wait(30)
     rt = figures["rt"]
     print(f"service, one short text: p50 {rt['p50_ms']:.1f} ms, p99 {rt['p99_ms']:.1f} ms (target p99 50 ms)")
-    print(f"service, {10 if args.quick else 50} concurrent clients: {figures[64]:.0f} texts/s micro-batched, {figures[1]:.0f} texts/s one "
+    print(f"service, {5 if args.quick else 50} concurrent clients: {figures[64]:.0f} texts/s micro-batched, {figures[1]:.0f} texts/s one "
           f"at a time: {figures[64] / figures[1]:.2f}x")
     print(json.dumps({"f1_nyt": f1.loc["nyt", "ours"], "f1_nyt_vader": f1.loc["nyt", "vader"], "f1_nyt_textblob": f1.loc["nyt", "textblob"],
                       "f1_min_margin_vs_vader": round(float(margin), 3), "texts_per_s_b1": round(speed["ours_b1"]),

@@ -1,4 +1,4 @@
-"Headless Debian Chromium for the browser tests: its flags, and an app opened from the gallery."
+"Headless Debian Chromium for the browser tests: its flags, an app opened from the gallery, uploads and downloads."
 import shutil
 from contextlib import contextmanager
 from playwright.sync_api import expect, sync_playwright
@@ -22,3 +22,16 @@ def app_page(gw, app, title, timeout=90_000):
         expect(page.get_by_text(title, exact=True)).to_be_visible()
         yield page
         browser.close()
+
+def upload(page, button, path):
+    "Choose the file `path` in the file chooser that the button named `button` opens."
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name=button).click()
+    chooser.value.set_files(str(path))
+
+def download(page, link, path):
+    "Save what a click on the text `link` downloads to `path`; its text."
+    with page.expect_download() as dl:
+        page.get_by_text(link).click()
+    dl.value.save_as(path)
+    return path.read_text()

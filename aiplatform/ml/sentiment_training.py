@@ -10,7 +10,7 @@ import subprocess, sys, tarfile, tempfile
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .text import LABELS, labels
+from .text import LABELS, labels, vader
 
 # %% ../../nbs/ml/02_sentiment_training.ipynb #d437bc9c
 SETS = {"tweets": "tweets", "movies": "movieReviewSnippets", "amazon": "amazonReviewSnippets", "nyt": "nytEditorialSnippets"}
@@ -60,8 +60,7 @@ def scores(df, predicted: dict) -> pd.DataFrame:
 
 def vader_labels(texts) -> np.ndarray:
     "VADER's class of each text: its compound score from 0.05 up positive, from -0.05 down negative (as its README says)."
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-    compound = np.array([s["compound"] for s in map(SentimentIntensityAnalyzer().polarity_scores, texts)])
+    compound = np.array([s["compound"] for s in map(vader().polarity_scores, texts)])
     return labels(compound, 0.05)
 
 # %% ../../nbs/ml/02_sentiment_training.ipynb #075b3a87

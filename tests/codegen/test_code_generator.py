@@ -6,7 +6,7 @@ from aiplatform.codegen.client import generations
 from playwright.sync_api import expect
 from conftest import start_gateway, stop_gateway
 from fake_anthropic import FakeAnthropic
-from browser import app_page
+from browser import app_page, download, upload
 
 expect.set_options(timeout=90_000)
 
@@ -119,10 +119,7 @@ def test_the_app_streams_the_answer_then_checks_and_tests_it(page, gw, fake, tmp
     assert code.input_value().startswith("def moving_average(values, window):")
     page.get_by_role("button", name="Copy code").click()
     assert page.evaluate("navigator.clipboard.readText()") == code.input_value()
-    with page.expect_download() as dl:
-        page.get_by_text("Download code").click()
-    dl.value.save_as(tmp_path/"code.py")
-    assert (tmp_path/"code.py").read_text() == code.input_value()
+    assert download(page, "Download code", tmp_path/"code.py") == code.input_value()
     page.screenshot(path=gw.root/"code_generator.png", full_page=True)
 
 @pytest.mark.browser
@@ -159,9 +156,7 @@ def test_a_context_file_goes_with_the_prompt_and_the_history_finds_it(page, fake
     fake.expect("stream_word_counts_fixed")
     table = tmp_path/"trades.csv"
     table.write_text("account,pnl\nACC-1,12.5\n")
-    with page.expect_file_chooser() as chooser:
-        page.get_by_role("button", name="Context file").click()
-    chooser.value.set_files(str(table))
+    upload(page, "Context file", table)
     expect(page.locator(".aip-context")).to_have_text("attached: trades.csv")
     page.get_by_placeholder("Describe the code you need…").fill("Count words ignoring case")
     page.locator("button[title=Generate]").click()

@@ -1,7 +1,7 @@
 "The Text Analyzer under Voila in headless Chromium: a pasted text, an uploaded table with its charts and download, a search."
 import pytest
 from playwright.sync_api import expect
-from browser import app_page
+from browser import app_page, download, upload
 
 pytestmark = pytest.mark.browser
 
@@ -26,20 +26,14 @@ def test_a_table_gets_a_row_each_charts_and_a_download(page, tmp_path):
     page.get_by_role("tab", name="Table").click()
     table = tmp_path / "reviews.csv"
     table.write_text("id,review\n1,Absolutely love it\n2,Terrible quality and slow delivery\n3,\n4,C'est un excellent produit\n")
-    with page.expect_file_chooser() as chooser:
-        page.get_by_role("button", name="Upload CSV/Parquet").click()
-    chooser.value.set_files(str(table))
+    upload(page, "Upload CSV/Parquet", table)
     expect(page.locator(".aip-status")).to_contain_text("reviews.csv: 4 rows")
     page.get_by_role("button", name="Analyze rows").click()
     expect(page.locator(".aip-status")).to_contain_text("4 rows analysed")
     expect(page.locator(".aip-status")).to_contain_text("1 could not be")
     expect(page.locator(".js-plotly-plot").first).to_be_attached()
     expect(page.locator(".aip-rows table")).to_contain_text("texts[2]")
-    with page.expect_download() as dl:
-        page.get_by_text("Download CSV").click()
-    path = tmp_path / "out.csv"
-    dl.value.save_as(path)
-    header, *rows = path.read_text().splitlines()
+    header, *rows = download(page, "Download CSV", tmp_path / "out.csv").splitlines()
     assert header == "id,review,sentiment,score,language,error" and len(rows) == 4
     assert rows[0].split(",")[2] == "positive" and rows[1].split(",")[2] == "negative" and rows[3].split(",")[4] == "fr"
 

@@ -1,7 +1,7 @@
 "The Backtest Lab under Voila in headless Chromium: a sweep on synthetic data, its heatmap, equity, trades and download; uploads."
 import pytest
 from playwright.sync_api import expect
-from browser import app_page
+from browser import app_page, download, upload
 
 pytestmark = pytest.mark.browser
 
@@ -20,11 +20,7 @@ def test_a_sweep_fills_every_view(page, gateway, tmp_path):
     expect(page.locator(".js-plotly-plot .heatmaplayer").first).to_be_attached()
     expect(page.locator(".js-plotly-plot .scatterlayer .trace").first).to_be_attached()
     expect(page.locator(".aip-trades table")).to_contain_text("entry_price")
-    with page.expect_download() as dl:
-        page.get_by_text("Download CSV").click()
-    path = tmp_path / "sweep.csv"
-    dl.value.save_as(path)
-    header, *rows = path.read_text().splitlines()
+    header, *rows = download(page, "Download CSV", tmp_path / "sweep.csv").splitlines()
     assert header == "fast,slow,total_return,sharpe,sortino,max_drawdown,win_rate,trades" and len(rows) == 8
     page.screenshot(path=gateway.root / "backtest_lab.png", full_page=True)
 
@@ -34,22 +30,16 @@ def test_a_bad_range_is_named_and_the_results_stay(page):
     expect(page.locator(".aip-status")).to_contain_text("slow '60:30': expected start:stop:step")
     expect(page.locator(".aip-trades table")).to_be_visible()
 
-def upload(page, path):
-    "Choose `path` in the app's upload button (ipywidgets opens a file chooser)."
-    with page.expect_file_chooser() as chooser:
-        page.get_by_role("button", name="Upload CSV/Parquet").click()
-    chooser.value.set_files(str(path))
-
 def test_uploads_are_checked(page, tmp_path):
     page.get_by_role("button", name="Upload").click()
     bad = tmp_path / "prices.csv"
     bad.write_text("Date,Open,High,Low,Close,Volume\n2024-01-02,10,11,9,10.5,100\n2024-01-01,10,11,9,10.5,100\n")
-    upload(page, bad)
+    upload(page, "Upload CSV/Parquet", bad)
     expect(page.locator(".aip-status")).to_contain_text("prices.csv: column 'ts' row 1: unsorted timestamp")
     good = tmp_path / "mine.csv"
     good.write_text("Date,Open,High,Low,Close,Volume\n" + "".join(
         f"2024-01-{d:02d},{10 + d % 3},{12 + d % 3},{9 + d % 3},{11 + d % 3},100\n" for d in range(1, 31)))
-    upload(page, good)
+    upload(page, "Upload CSV/Parquet", good)
     expect(page.locator(".aip-status")).to_contain_text("mine.csv: 30 bars")
     page.get_by_label("fast").fill("2, 3")
     page.get_by_label("slow").fill("5")
