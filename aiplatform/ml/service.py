@@ -32,20 +32,22 @@ class MicroBatcher:
     "Concurrent `await batcher(items)` calls of `fn` (a function of a list) run as one call per batch."
     def __init__(self, fn, name, max_batch, max_wait_ms, executor):
         self.fn, self.name, self.max_batch, self.wait, self.executor = fn, name, max_batch, max_wait_ms / 1000, executor
-        self.open, self.size, self.timer = [], 0, None
+        self.open, self.size, self.timer, self.running = [], 0, None, 0
 
     async def __call__(self, items: list):
         future = asyncio.get_running_loop().create_future()
         self.open.append((items, future))
         self.size += len(items)
         if self.size >= self.max_batch: self._close()
-        elif self.timer is None: self.timer = asyncio.get_running_loop().call_later(self.wait, self._close)
+        elif self.timer is None and not self.running: self.timer = asyncio.get_running_loop().call_later(self.wait, self._close)
         return await future
 
     def _close(self):
         if self.timer: self.timer.cancel()
         batch, self.open, self.size, self.timer = self.open, [], 0, None
-        if batch: asyncio.ensure_future(self._run(batch))
+        if batch:
+            self.running += 1
+            asyncio.ensure_future(self._run(batch))
 
     async def _run(self, batch):
         items = [x for part, _ in batch for x in part]
@@ -54,6 +56,9 @@ class MicroBatcher:
         except Exception as e:
             for _, future in batch: future.done() or future.set_exception(e)
             return
+        finally:
+            self.running -= 1
+            if self.open and not self.running: self._close()  # those that came while this batch ran
         at = 0
         for part, future in batch:
             rows = result.iloc[at:at + len(part)].reset_index(drop=True) if hasattr(result, "iloc") else result[at:at + len(part)]

@@ -12,7 +12,8 @@ from ..platform.registry import App, Service, Tool
 TOOL = Tool("ml", "Local models and text analysis", settings={"ml": {
     "max_text_kb": Setting("int", 100, "largest text one analysis takes; a larger one is refused with this limit", lo=1, hi=102400),
     "max_batch": Setting("int", 64, "texts the ML service runs through a model at once, from concurrent requests", lo=1, hi=4096),
-    "max_wait_ms": Setting("float", 5.0, "milliseconds a request waits for others to share its batch", lo=0, hi=1000),
+    "max_wait_ms": Setting("float", 2.0, "milliseconds a request waits for others to share its batch while the model is idle (while it "
+                           "runs, requests gather until it is done)", lo=0, hi=1000),
     "port": Setting("int", 8766, "the loopback port the ML service is started on by the gateway (0: any)", lo=0, hi=65535),
 }}, services=(Service("ml", "Local models", "Text analysis on local models: sentiment, keywords, summaries, language, labels, search.",
                       "aiplatform.ml.service:make_app", port="ml.port"),),
