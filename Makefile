@@ -11,7 +11,7 @@ UNSLOW := $(BIN)/pip uninstall -y -q rfc3987-syntax
 
 .PHONY: run test bench bench-quick sysdeps sandbox check-sync clean
 
-run: $(VENV)/.installed sandbox
+run: $(VENV)/.warmed sandbox
 	$(BIN)/aiplatform serve
 
 # bubblewrap confines the tests of generated code; without it they are not run (and the apps say why).
@@ -20,8 +20,8 @@ sandbox:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
 	else echo "note: generated code's tests need bubblewrap: sudo apt-get install bubblewrap"; fi
 
-test:  # the Debian packages (apt-get) install beside the Python ones (pip, then Numba's compilation)
-	@$(MAKE) --no-print-directory -j2 $(VENV)/.installed-dev sysdeps
+test:  # the Debian packages (apt-get) beside the Python ones; then the dev tools (pip) beside Numba's compilation
+	@$(MAKE) --no-print-directory -j3 $(VENV)/.installed-dev $(VENV)/.warmed sysdeps
 	@$(MAKE) --no-print-directory check-sync
 	$(BIN)/ruff check .
 	AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $(BIN)/nbdev-test
@@ -64,11 +64,18 @@ $(VENV)/.installed: pyproject.toml extensions/voila.json extensions/jupyter_serv
 	cp extensions/jupyter_server_config.d/*.json $(JUPYTER_ETC)/jupyter_server_config.d/
 	cp extensions/voila.json $(JUPYTER_ETC)/voila.json
 	$(BIN)/jupyter-kernelspec install --sys-prefix --replace kernels/aiplatform >/dev/null
+	touch $@
+
+# What each tool compiles on first use (Numba caches it on disk), compiled now.
+$(VENV)/.warmed: $(VENV)/.installed
 	$(BIN)/aiplatform warm
 	touch $@
 
+# The dev extra's packages, not the package again: so they install while `aiplatform warm` runs from it.
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["dev"]))' \
+	  > $(VENV)/dev-requirements.txt
+	$(BIN)/pip install -q -r $(VENV)/dev-requirements.txt
 	$(UNSLOW)
 	touch $@
 
