@@ -121,7 +121,7 @@ def zero_shot(texts, labels, template="This text is about {}.", settings=None) -
     out = pd.DataFrame(np.nan, index=range(len(texts)), columns=labels)
     if good:
         encoder = load("minilm", settings)
-        logits = 20 * encoder.encode([texts[i] for i in good]) @ encoder.encode([template.format(x) for x in labels]).T
+        logits = 20 * encoder.encode([texts[i] for i in good]) @ encoder.encode([template.replace("{}", x) for x in labels]).T
         p = np.exp(logits - logits.max(1, keepdims=True))
         out.loc[good, labels] = (p / p.sum(1, keepdims=True)).round(3)
     out.insert(0, "label", [None if i in errors else labels[int(np.argmax(out.loc[i, labels]))] for i in range(len(texts))])

@@ -22,3 +22,9 @@ def test_scores_order_texts_by_feeling():
                      "Not great, somewhat disappointing.", "Horrible, disgusting, the worst experience of my life."])
     assert list(out.score) == sorted(out.score, reverse=True)
     assert list(out.label) == ["positive", "positive", "neutral", "negative", "negative"]
+
+def test_a_labels_template_is_text_not_a_format_string():
+    "Only `{}` is replaced: `{x}` or `{0.__class__}` in a template stay as they are (str.format would read them)."
+    from aiplatform.ml.text import zero_shot
+    out = zero_shot("The striker scored twice.", ["sports", "cooking"], template="{0.__class__} {x} This text is about {}.")
+    assert out.label[0] == "sports" and out.error[0] is None
