@@ -101,7 +101,7 @@ def collection(request, user):
     return request.app[SETTINGS].data_dir/"ml"/"search"/str(user.id)/name
 
 # %% ../../nbs/ml/05_service.ipynb #e52e8f67
-ML = web.AppKey("ml", dict)  # the batchers by name, and "run": the model thread
+ML = web.AppKey("ml", dict)  # the batchers by name, "run": the model thread, "indexes": the open collections by folder
 
 def _records(result) -> list:
     if isinstance(result, np.ndarray): return [{"vector": v.round(6).tolist()} for v in result]
@@ -140,20 +140,26 @@ async def summary_route(request):
     with timed("text", "summary"): return web.json_response({"sentences": await _run(request, lambda: summary(b.text, b.n, settings))})
 
 # %% ../../nbs/ml/05_service.ipynb #355e785f
+def _index(request, folder) -> SearchIndex:
+    "The collection in `folder`, read once and kept (only the model thread, which runs this, changes it)."
+    indexes = request.app[ML]["indexes"]
+    if folder not in indexes: indexes[folder] = SearchIndex(folder, request.app[SETTINGS])
+    return indexes[folder]
+
 async def add_route(request):
     folder = collection(request, await caller(request))
-    b, settings = body(Add, await read_json(request)), request.app[SETTINGS]
+    b = body(Add, await read_json(request))
     def add():
-        index = SearchIndex(folder, settings)
+        index = _index(request, folder)
         errors = index.add(b.texts, b.ids)
         return {"added": len(b.texts) - len(errors), "texts": len(index), "errors": {str(i): e for i, e in errors.items()}}
     with timed("text", "index"): return web.json_response(await _run(request, add))
 
 async def search_route(request):
     folder = collection(request, await caller(request))
-    b, settings = body(Search, await read_json(request)), request.app[SETTINGS]
+    b = body(Search, await read_json(request))
     if not (folder/"texts.parquet").exists(): raise ValidationError(f"collection {folder.name!r}: empty; add texts first")
-    with timed("text", "search"): found = await _run(request, lambda: SearchIndex(folder, settings).search(b.query, b.k))
+    with timed("text", "search"): found = await _run(request, lambda: _index(request, folder).search(b.query, b.k))
     return web.json_response({"results": _records(found)})
 
 async def models_route(request):
@@ -179,7 +185,7 @@ def make_app(settings) -> web.Application:
               web.post("/search/{collection}/add", add_route), web.post("/search/{collection}", search_route),
               web.get("/models", models_route), web.post("/session", session_route)]
     app = aiohttp_service("ml", routes, settings)
-    app[ML] = batchers | {"run": run}
+    app[ML] = batchers | {"run": run, "indexes": {}}
     async def loaded_first(app):
         await asyncio.get_running_loop().run_in_executor(run, lambda: (load("minilm", settings), load("sentiment", settings)))
     app.on_startup.append(loaded_first)

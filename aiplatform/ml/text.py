@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['LABELS', 'checked', 'vader', 'sentiment_features', 'labels', 'sentiment', 'sentences', 'keywords', 'summary',
-           'language', 'zero_shot']
+           'langid', 'language', 'zero_shot']
 
 # %% ../../nbs/ml/01_text.ipynb #7bf54166
 import functools, re
@@ -98,14 +98,16 @@ def summary(text, n=2, settings=None) -> list:
     return [parts[i] for i in sorted(np.argsort(-centrality)[:n])]
 
 # %% ../../nbs/ml/01_text.ipynb #2a17eb74
-_LANGID = []
+@functools.cache
+def langid():
+    "py3langid's identifier with probabilities, its model read once (0.7 s)."
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 def language(texts, settings=None) -> pd.DataFrame:
     "A row per text: `language` (ISO 639-1), its `probability`, and `error`."
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
-    if not _LANGID: _LANGID.append(LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True))
     texts, errors = checked(texts, settings)
-    rows = [(None, np.nan, errors[i]) if i in errors else (*_LANGID[0].classify(t), None) for i, t in enumerate(texts)]
+    rows = [(None, np.nan, errors[i]) if i in errors else (*langid().classify(t), None) for i, t in enumerate(texts)]
     out = pd.DataFrame(rows, columns=["language", "probability", "error"])
     out["probability"] = out["probability"].astype(float).round(3)
     return out
