@@ -1,9 +1,10 @@
 """Sentiment against VADER and TextBlob on the ICWSM-14 ground truth, and the encoder's speed against sentence-transformers'.
 
 Accuracy: macro-F1 and accuracy on the held-out halves of the tweets, movie and Amazon sets and on the NYT editorials
-(never trained on), for our head, VADER (compound +-0.05, as its README says) and TextBlob (polarity's sign), on the same
-rows. Speed: texts a second through the MiniLM encoder, ours and sentence-transformers' (the peer) on the same texts, one
-at a time and 64 at a time, and through the whole sentiment call. Service: one short text's round trip through the ML
+(never trained on), for our head on the int8 ONNX encoder (what runs on a CPU) and on torch's, VADER (compound +-0.05, as
+its README says) and TextBlob (polarity's sign), on the same rows. Speed: texts a second through the MiniLM encoder, ours
+on int8 ONNX and on torch, and sentence-transformers' (the peer), on the same texts, one at a time and 64 at a time, and
+through the whole sentiment call. Service: one short text's round trip through the ML
 service (p50, p99), and texts a second from 50 concurrent clients with micro-batching and without it (`[ml] max_batch`
 = 1), on the same machine. Last line: a JSON object."""
 import argparse, asyncio, json, os, platform, socket, statistics, subprocess, sys, tempfile, time
@@ -11,9 +12,9 @@ from pathlib import Path
 import aiohttp, httpx
 import numpy as np
 from aiplatform.core import get_settings
-from aiplatform.ml.models import available, load
+from aiplatform.ml.models import Encoder, available, load
 from aiplatform.ml.sentiment_training import icwsm_2014, scores, split, vader_labels
-from aiplatform.ml.text import labels, sentiment
+from aiplatform.ml.text import labels, sentiment, sentiment_features
 
 def textblob_labels(texts):
     from textblob import TextBlob
@@ -92,16 +93,19 @@ def main():
     test = df[~split(df)]
     if args.quick: test = test.groupby("set", sort=False).head(30)
     texts = test["text"].tolist()
-    ours = sentiment(texts)
-    table = scores(test, {"ours": ours["label"], "vader": vader_labels(texts), "textblob": textblob_labels(texts)})
+    encoder, head = load("minilm"), load("sentiment")
+    reference = Encoder(available()["minilm"], backend="torch")
+    on_torch = labels(np.clip(sentiment_features(texts, reference) @ head["w"] + head["b"], -4, 4), head["threshold"])
+    table = scores(test, {"ours": sentiment(texts)["label"], "ours_torch": on_torch, "vader": vader_labels(texts),
+                          "textblob": textblob_labels(texts)})
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; {len(test):,} held-out texts")
     print(table.to_string())
     f1 = table.xs("f1", axis=1, level=1)
     margin = (f1["ours"] - f1["vader"]).min()
-    print(f"smallest macro-F1 margin over VADER: {margin:+.3f} ({(f1['ours'] - f1['vader']).idxmin()})")
+    print(f"smallest macro-F1 margin over VADER: {margin:+.3f} ({(f1['ours'] - f1['vader']).idxmin()}); ours on {encoder.backend}, "
+          f"largest macro-F1 difference from torch: {(f1['ours'] - f1['ours_torch']).abs().max():.3f}")
 
     from sentence_transformers import SentenceTransformer
-    encoder = load("minilm")
     peer = SentenceTransformer(str(available()["minilm"].path), device="cpu")
     sample = [t for t in texts if len(t) < 400][:16 if args.quick else 512]
     runs = 1 if args.quick else 3
@@ -109,9 +113,11 @@ def main():
     for batch in (1, 64):
         n = sample[:8 if args.quick else 32] if batch == 1 else sample
         speed[f"ours_b{batch}"] = rate(lambda b: encoder.encode(b, batch_size=batch), n, batch, runs)
+        speed[f"torch_b{batch}"] = rate(lambda b: reference.encode(b, batch_size=batch), n, batch, runs)
         speed[f"peer_b{batch}"] = rate(lambda b: peer.encode(b, batch_size=batch, normalize_embeddings=True), n, batch, runs)
-        print(f"encoder, batch {batch:>2}: {speed[f'ours_b{batch}']:8.0f} texts/s   sentence-transformers: {speed[f'peer_b{batch}']:8.0f} texts/s"
-              f"   ours / peer: {speed[f'ours_b{batch}'] / speed[f'peer_b{batch}']:.2f}")
+        print(f"encoder, batch {batch:>2}: ours on {encoder.backend} {speed[f'ours_b{batch}']:6.0f} texts/s, on torch "
+              f"{speed[f'torch_b{batch}']:6.0f}; sentence-transformers {speed[f'peer_b{batch}']:6.0f}; ours / peer: "
+              f"{speed[f'ours_b{batch}'] / speed[f'peer_b{batch}']:.2f}, torch / peer: {speed[f'torch_b{batch}'] / speed[f'peer_b{batch}']:.2f}")
     speed["sentiment_b64"] = rate(sentiment, sample, 64, runs)
     print(f"sentiment (checks, encoder, VADER, head), batch 64: {speed['sentiment_b64']:.0f} texts/s")
     data, figures, services = Path(tempfile.mkdtemp()), {}, {}
@@ -128,8 +134,10 @@ def main():
     print(f"service, {5 if args.quick else 50} concurrent clients: {figures[64]:.0f} texts/s micro-batched, {figures[1]:.0f} texts/s one "
           f"at a time: {figures[64] / figures[1]:.2f}x")
     print(json.dumps({"f1_nyt": f1.loc["nyt", "ours"], "f1_nyt_vader": f1.loc["nyt", "vader"], "f1_nyt_textblob": f1.loc["nyt", "textblob"],
-                      "f1_min_margin_vs_vader": round(float(margin), 3), "texts_per_s_b1": round(speed["ours_b1"]),
-                      "texts_per_s_b64": round(speed["ours_b64"]), "vs_sentence_transformers_b64": round(speed["ours_b64"] / speed["peer_b64"], 2),
+                      "f1_min_margin_vs_vader": round(float(margin), 3), "f1_max_diff_int8_vs_torch": round(float((f1["ours"] - f1["ours_torch"]).abs().max()), 3),
+                      "backend": encoder.backend, "texts_per_s_onnx": round(speed["ours_b64"]), "texts_per_s_onnx_b1": round(speed["ours_b1"]),
+                      "texts_per_s_torch": round(speed["torch_b64"]), "texts_per_s_torch_b1": round(speed["torch_b1"]),
+                      "vs_sentence_transformers_b64": round(speed["ours_b64"] / speed["peer_b64"], 2),
                       "sentiment_texts_per_s": round(speed["sentiment_b64"]), "service_p50_ms": round(rt["p50_ms"], 1),
                       "service_p99_ms": round(rt["p99_ms"], 1), "batching_speedup": round(figures[64] / figures[1], 2)}))
 

@@ -85,7 +85,8 @@ def keywords(text, n=5, ngrams=2, diversity=0.5, settings=None) -> list:
     except ValueError: return []  # nothing but stop words
     encoder = load("minilm", settings)
     vectors, target = encoder.encode(list(phrases)), encoder.encode([text])[0]
-    return [(str(phrases[i]), round(float(vectors[i] @ target), 3)) for i in _mmr(target, vectors, n, diversity)]
+    found = [(str(phrases[i]), round(float(vectors[i] @ target), 3)) for i in _mmr(target, vectors, n, diversity)]
+    return sorted(found, key=lambda k: -k[1])
 
 # %% ../../nbs/ml/01_text.ipynb #48fed1f0
 def summary(text, n=2, settings=None) -> list:
