@@ -22,6 +22,9 @@ TOOL = Tool("ml", "Local models and text analysis", settings={"ml": {
     "max_batch": Setting("int", 64, "texts the ML service runs through a model at once, from concurrent requests", lo=1, hi=4096),
     "max_wait_ms": Setting("float", 2.0, "milliseconds a request waits for others to share its batch while the model is idle (while it "
                            "runs, requests gather until it is done)", lo=0, hi=1000),
+    "max_image_mb": Setting("int", 50, "largest image file one analysis takes, in megabytes", lo=1, hi=4096),
+    "max_image_mp": Setting("float", 50.0, "most pixels one image may declare, in megapixels (a decompression bomb is refused from its "
+                            "header; Pillow warns past 89)", lo=0.01, hi=89),
     "port": Setting("int", 8766, "the loopback port the ML service is started on by the gateway (0: any)", lo=0, hi=65535),
 }}, services=(Service("ml", "Local models", "Text analysis on local models: sentiment, keywords, summaries, language, labels, search.",
                       "aiplatform.ml.service:make_app", port="ml.port"),),
