@@ -1,0 +1,111 @@
+"""Images in every common format and every bad kind, EXIF orientation, metadata stripping, and face detection on
+package-shipped images with known faces against OpenCV's Haar cascade."""
+import io
+import numpy as np
+import pytest
+from PIL import ExifTags, Image, ImageOps
+from skimage import data
+from aiplatform.core import TooLarge, ValidationError, load_settings
+from aiplatform.ml.vision.faces import detect_faces, face_set, haar_faces, people, score
+from aiplatform.ml.vision.images import Picture, load_image, load_images, metadata, quality, strip_metadata
+
+ASTRONAUT = data.astronaut()
+
+def encoded(im, fmt, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+@pytest.mark.parametrize("fmt,mode,ext", [("JPEG", "RGB", "jpg"), ("PNG", "RGBA", "png"), ("WEBP", "RGB", "webp"), ("TIFF", "RGB", "tif"),
+                                          ("GIF", "P", "gif"), ("BMP", "RGB", "bmp"), ("PNG", "I;16", "png"), ("JPEG", "CMYK", "jpg"),
+                                          ("PNG", "L", "png"), ("PNG", "1", "png")])
+def test_every_common_format_reads_as_upright_8_bit_rgb(fmt, mode, ext, tmp_path):
+    im = Image.fromarray(ASTRONAUT[:64, :96]).convert(mode) if mode != "I;16" else Image.fromarray((ASTRONAUT[:64, :96, 0].astype(np.uint16) * 257))
+    (tmp_path/f"a.{ext}").write_bytes(encoded(im, fmt))
+    picture = load_image(tmp_path/f"a.{ext}")
+    assert (picture.rgb.shape, picture.rgb.dtype, picture.format, picture.name) == ((64, 96, 3), np.uint8, fmt, f"a.{ext}")
+    if mode == "I;16": np.testing.assert_array_equal(picture.rgb[..., 0], ASTRONAUT[:64, :96, 0])  # 16 bits scaled, not clipped
+
+def test_an_animation_gives_its_first_frame():
+    frames = [Image.new("RGB", (8, 8), c) for c in ("red", "blue")]
+    picture = load_image(encoded(frames[0], "GIF", save_all=True, append_images=frames[1:]), "anim.gif")
+    assert tuple(picture.rgb[0, 0]) == (255, 0, 0)
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_each_exif_orientation_is_turned_upright(orientation):
+    upright = Image.fromarray(ASTRONAUT[:40, :60])
+    undo = {2: [Image.Transpose.FLIP_LEFT_RIGHT], 3: [Image.Transpose.ROTATE_180], 4: [Image.Transpose.FLIP_TOP_BOTTOM],
+            5: [Image.Transpose.TRANSPOSE], 6: [Image.Transpose.ROTATE_90], 7: [Image.Transpose.TRANSVERSE], 8: [Image.Transpose.ROTATE_270]}
+    stored = upright
+    for t in undo.get(orientation, []): stored = stored.transpose(t)
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    np.testing.assert_array_equal(ImageOps.exif_transpose(Image.open(io.BytesIO(encoded(stored, "PNG", exif=exif)))), upright)
+    np.testing.assert_array_equal(load_image(encoded(stored, "PNG", exif=exif), "o.png").rgb, np.asarray(upright))
+
+def test_each_bad_image_is_one_clear_error_and_a_batch_keeps_the_rest(tmp_path):
+    good = encoded(Image.fromarray(ASTRONAUT), "PNG")
+    bad = {"empty.png": (b"", "empty (0 bytes)"), "notes.png": (b"hello", "not an image"),
+           "cut.png": (good[:len(good) // 2], "truncated or corrupt PNG"),
+           "photo.jpg": (good, "a PNG file named .jpg; expected JPEG content"),
+           "bomb.png": (encoded(Image.new("1", (9_000, 9_000)), "PNG"), "9000x9000 = 81.0 megapixels, at most 50 ([ml] max_image_mp)"),
+           "zero.gif": (b"GIF89a\x00\x00\x00\x00\x00\x00\x00;", "not an image")}  # 0 x 0 pixels
+    sources = [good] + [data for data, _ in bad.values()] + [good]
+    pictures, errors = load_images(sources, ["first.png", *bad, "last.png"])
+    assert [p is not None for p in pictures] == [True] + [False] * len(bad) + [True]
+    for i, (name, (_, message)) in enumerate(bad.items(), 1): assert errors[i].startswith(f"images[{i}]: {name}: ") and message in errors[i]
+    with pytest.raises(TooLarge, match="bomb.png: 9000x9000"): load_image(bad["bomb.png"][0], "bomb.png")
+    with pytest.raises(ValidationError, match="missing.png: no such file"): load_image(tmp_path/"missing.png")
+
+def test_the_limits_come_from_the_settings(tmp_path):
+    s = load_settings(env={}, platform={"data_dir": tmp_path}, ml={"max_image_mb": 1, "max_image_mp": 0.1})
+    (tmp_path/"big.bmp").write_bytes(encoded(Image.new("RGB", (700, 700)), "BMP"))
+    with pytest.raises(TooLarge, match=r"big.bmp: 1.4 MB, at most 1 MB \(\[ml\] max_image_mb\)"): load_image(tmp_path/"big.bmp", settings=s)
+    with pytest.raises(TooLarge, match=r"0.3 megapixels, at most 0.1"): load_image(encoded(Image.fromarray(ASTRONAUT), "PNG"), "a.png", settings=s)
+
+def test_quality_tells_sharp_from_blurred_and_measures_noise():
+    import cv2
+    sharp, blurred = (quality(Picture("x", rgb, "PNG", 0, Image.Exif())) for rgb in (ASTRONAUT, cv2.GaussianBlur(ASTRONAUT, (0, 0), 2)))
+    assert blurred["sharpness"] < sharp["sharpness"] / 5
+    flat = np.full((200, 200, 3), 128, np.uint8) + np.random.default_rng(1).normal(0, 6, (200, 200, 1)).round().astype(np.int8).view(np.uint8)
+    assert abs(quality(Picture("n", flat, "PNG", 0, Image.Exif()))["noise"] - 6) < 0.6
+    white = quality(Picture("w", np.full((50, 50, 3), 255, np.uint8), "PNG", 0, Image.Exif()))
+    assert (white["brightness"], white["highlights_clipped"], white["colours"]) == (1.0, 1.0, [("#ffffff", 1.0)])
+
+def test_metadata_is_read_and_stripped_from_jpeg_and_png():
+    exif = Image.Exif()
+    exif[ExifTags.Base.Model] = "Pixel 9"
+    exif.get_ifd(ExifTags.IFD.GPSInfo).update({ExifTags.GPS.GPSLatitudeRef: "S", ExifTags.GPS.GPSLatitude: (33.0, 51.0, 54.0),
+                                               ExifTags.GPS.GPSLongitudeRef: "E", ExifTags.GPS.GPSLongitude: (151.0, 12.0, 36.0)})
+    for fmt, name in (("JPEG", "a.jpg"), ("PNG", "a.png")):
+        original = encoded(Image.fromarray(ASTRONAUT), fmt, exif=exif)
+        meta = metadata(load_image(original, name))
+        assert meta["camera"] == "Pixel 9" and meta["gps"] == {"latitude": -33.865, "longitude": 151.21}
+        clean = strip_metadata(original, name)
+        assert b"Pixel 9" not in clean and "gps" not in metadata(load_image(clean, name))
+        np.testing.assert_array_equal(load_image(clean, name).rgb, load_image(original, name).rgb)
+
+def test_faces_are_found_on_package_photos_with_their_landmarks():
+    import matplotlib
+    hopper = np.asarray(Image.open(f"{matplotlib.get_data_path()}/sample_data/grace_hopper.jpg").convert("RGB"))
+    for rgb, (x, y) in ((ASTRONAUT, (222, 115)), (hopper, (255, 225))):
+        [face] = detect_faces(rgb)
+        bx, by, bw, bh = face["box"]
+        assert bx < x < bx + bw and by < y < by + bh and face["score"] > 0.99  # the face's centre, labelled by hand
+        left, right, nose = face["landmarks"]["left_eye"], face["landmarks"]["right_eye"], face["landmarks"]["nose"]
+        assert left[0] < nose[0] < right[0] and max(left[1], right[1]) < nose[1]
+
+def test_mtcnn_finds_more_known_faces_than_the_haar_cascade():
+    labelled = face_set(n=10, seed=1)
+    truth = [boxes for _, _, boxes in labelled]
+    ours = score([[f["box"] for f in detect_faces(rgb)] for _, rgb, _ in labelled], truth)
+    haar = score([[f["box"] for f in haar_faces(rgb)] for _, rgb, _ in labelled], truth)
+    assert ours["recall"] >= 0.8 and ours["recall"] > haar["recall"] + 0.1 and ours["precision"] >= 0.8, (ours, haar)
+    assert detect_faces(np.zeros((480, 640, 3), np.uint8)) == [] and detect_faces(np.zeros((10, 10, 3), np.uint8)) == []
+
+def test_people_boxes_are_in_the_pictures_pixels_whatever_the_working_size():
+    import cv2
+    small = people(Picture("a", ASTRONAUT, "PNG", 0, Image.Exif()))
+    large = people(Picture("b", cv2.resize(ASTRONAUT, (1024, 1024)), "PNG", 0, Image.Exif()))  # searched at 640 wide
+    assert small and len(large) == len(small)
+    for a, b in zip(small, large): assert all(abs(2 * u - v) <= 8 for u, v in zip(a["box"], b["box"]))
