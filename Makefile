@@ -9,10 +9,16 @@ JUPYTER_ETC := $(VENV)/etc/jupyter
 # No schema the platform loads checks the iri formats it serves (jupyter_server#1559, jsonschema#1428): it goes.
 UNSLOW := $(BIN)/pip uninstall -y -q rfc3987-syntax
 
-.PHONY: run test bench bench-quick sysdeps sandbox check-sync clean
+.PHONY: run test bench bench-quick sysdeps sandbox tessdata check-sync clean
 
-run: $(VENV)/.warmed sandbox
+run: $(VENV)/.warmed sandbox tessdata
 	$(BIN)/aiplatform serve
+
+# Tesseract's English and orientation models, for OCR (tesserocr's wheel carries the library itself).
+tessdata:
+	@ls /usr/share/tesseract-ocr/*/tessdata/osd.traineddata >/dev/null 2>&1 || if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr-eng tesseract-ocr-osd >/dev/null; \
+	else echo "note: OCR needs Tesseract's models: sudo apt-get install tesseract-ocr-eng tesseract-ocr-osd"; fi
 
 # bubblewrap confines the tests of generated code; without it they are not run (and the apps say why).
 sandbox:
@@ -81,7 +87,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 
 # Debian packages the tests need: Chromium (browser tests), PostgreSQL (store tests), g++ (the CUDA kernels run on
 # the CPU) and bubblewrap (the code sandbox), installed when run as root.
-sysdeps:
+sysdeps: tessdata
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v g++ >/dev/null || missing="$$missing g++"; \

@@ -109,3 +109,31 @@ def test_people_boxes_are_in_the_pictures_pixels_whatever_the_working_size():
     large = people(Picture("b", cv2.resize(ASTRONAUT, (1024, 1024)), "PNG", 0, Image.Exif()))  # searched at 640 wide
     assert small and len(large) == len(small)
     for a, b in zip(small, large): assert all(abs(2 * u - v) <= 8 for u, v in zip(a["box"], b["box"]))
+
+OCR_WORDS = ("Quarterly revenue rose eleven percent while operating margins narrowed as freight costs climbed across "
+             "every region the company serves including Europe Asia and both Americas").split() * 3
+
+@pytest.mark.parametrize("size", [25, 33, 50])  # 12, 16 and 24 pt at 150 dpi
+def test_ocr_reads_rendered_words_at_12_pt_and_up(size):
+    from aiplatform.ml.vision.ocr import ocr, render, word_accuracy
+    page = render(OCR_WORDS, size)
+    read = ocr(Picture("page", np.asarray(page.convert("RGB")), "PNG", 0, Image.Exif()))
+    assert word_accuracy(OCR_WORDS, [w["text"] for w in read["words"]]) >= 0.95 and read["rotate"] == 0
+    for w in read["words"]:
+        x, y, bw, bh = w["box"]
+        assert 0 <= x < x + bw <= page.width and 0 <= y < y + bh <= page.height and 0 <= w["confidence"] <= 100
+
+@pytest.mark.parametrize("turn", [90, 180, 270])
+def test_ocr_reads_a_turned_page_upright(turn):
+    from aiplatform.ml.vision.ocr import ocr, render, word_accuracy
+    page = render(OCR_WORDS, 33).rotate(turn, expand=True)
+    read = ocr(Picture("page", np.asarray(page.convert("RGB")), "PNG", 0, Image.Exif()))
+    assert word_accuracy(OCR_WORDS, [w["text"] for w in read["words"]]) >= 0.95
+    assert read["rotate"] in (0, 360 - turn)  # Tesseract's layout analysis reads some turned lines by itself, as surely
+
+def test_ocr_of_a_blank_image_and_an_unknown_language():
+    from aiplatform.core import ConfigError
+    from aiplatform.ml.vision.ocr import ocr
+    blank = Picture("blank", np.full((100, 300, 3), 255, np.uint8), "PNG", 0, Image.Exif())
+    assert ocr(blank)["words"] == [] and ocr(blank)["text"] == ""
+    with pytest.raises(ConfigError, match="OCR lang 'xyz': not installed; installed: eng"): ocr(blank, lang="xyz")
