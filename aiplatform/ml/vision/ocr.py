@@ -6,7 +6,7 @@
 __all__ = ['tessdata', 'languages', 'orientation', 'ocr', 'render', 'word_accuracy']
 
 # %% ../../../nbs/ml/vision/02_ocr.ipynb #273183f1
-import difflib, glob, os, re, threading
+import difflib, glob, os, threading
 from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 from ...core import ConfigError
@@ -63,11 +63,13 @@ def _read(image, lang) -> dict:
     engine = _engine(lang)
     engine.SetImage(image)
     engine.Recognize()
+    try: text = engine.GetUTF8Text().strip()
+    except RuntimeError: return dict(text="", words=[], confidence=0, rotate=0)  # tesserocr's way of saying there is none
     words = []
     for w in iterate_level(engine.GetIterator(), RIL.WORD):
         text, box = w.GetUTF8Text(RIL.WORD), w.BoundingBox(RIL.WORD)
         if text and box: words.append(dict(text=text, box=(box[0], box[1], box[2] - box[0], box[3] - box[1]), confidence=round(w.Confidence(RIL.WORD), 1)))
-    return dict(text=engine.GetUTF8Text().strip(), words=words, confidence=engine.MeanTextConf(), rotate=0)
+    return dict(text=text, words=words, confidence=engine.MeanTextConf(), rotate=0)
 
 # %% ../../../nbs/ml/vision/02_ocr.ipynb #8b9836b5
 def render(words, size=16, width=1200) -> Image.Image:
