@@ -63,12 +63,11 @@ def _read(image, lang) -> dict:
     engine = _engine(lang)
     engine.SetImage(image)
     engine.Recognize()
-    try: text = engine.GetUTF8Text().strip()
-    except RuntimeError: return dict(text="", words=[], confidence=0, rotate=0)  # tesserocr's way of saying there is none
-    words = []
+    text, words = engine.GetUTF8Text().strip(), []
+    if not text: return dict(text="", words=[], confidence=0, rotate=0)  # (its word iterator would raise 'No text returned')
     for w in iterate_level(engine.GetIterator(), RIL.WORD):
-        text, box = w.GetUTF8Text(RIL.WORD), w.BoundingBox(RIL.WORD)
-        if text and box: words.append(dict(text=text, box=(box[0], box[1], box[2] - box[0], box[3] - box[1]), confidence=round(w.Confidence(RIL.WORD), 1)))
+        word, box = w.GetUTF8Text(RIL.WORD), w.BoundingBox(RIL.WORD)
+        if word and box: words.append(dict(text=word, box=(box[0], box[1], box[2] - box[0], box[3] - box[1]), confidence=round(w.Confidence(RIL.WORD), 1)))
     return dict(text=text, words=words, confidence=engine.MeanTextConf(), rotate=0)
 
 # %% ../../../nbs/ml/vision/02_ocr.ipynb #8b9836b5
