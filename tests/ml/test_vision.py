@@ -137,3 +137,42 @@ def test_ocr_of_a_blank_image_and_an_unknown_language():
     blank = Picture("blank", np.full((100, 300, 3), 255, np.uint8), "PNG", 0, Image.Exif())
     assert ocr(blank)["words"] == [] and ocr(blank)["text"] == ""
     with pytest.raises(ConfigError, match="OCR lang 'xyz': not installed; installed: eng"): ocr(blank, lang="xyz")
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "retina", "immunohistochemistry", "hubble_deep_field", "camera", "moon", "brick")
+
+def photo(name):
+    rgb = getattr(data, name)()
+    return np.dstack([rgb] * 3) if rgb.ndim == 2 else rgb[..., :3]
+
+def test_hashes_survive_resizing_and_recompression_and_tell_photos_apart():
+    from aiplatform.ml.vision.duplicates import distance, image_hash
+    hashes = {}
+    for name in PHOTOS:
+        im = Image.fromarray(photo(name))
+        hashes[name] = image_hash(load_image(encoded(im, "PNG"), "a.png"))
+        for variant in (encoded(im.resize((im.width // 3, im.height // 3)), "PNG"), encoded(im, "JPEG", quality=25), encoded(im, "WEBP")):
+            assert distance(hashes[name], image_hash(load_image(variant, "v"))) <= 6, name
+    values = np.array(list(hashes.values()), np.uint64)
+    apart = distance(values[:, None], values[None, :])[np.triu_indices(len(values), 1)]
+    assert apart.min() > 12, apart.min()
+
+def test_the_index_follows_a_folder_incrementally(tmp_path):
+    import os
+    from aiplatform.ml.vision.duplicates import ImageIndex
+    folder, outside = tmp_path/"photos", tmp_path/"outside"
+    folder.mkdir(), outside.mkdir()
+    for name in PHOTOS[:4]: (folder/f"{name}.jpg").write_bytes(encoded(Image.fromarray(photo(name)), "JPEG"))
+    (folder/"astronaut_copy.png").write_bytes(encoded(Image.fromarray(photo("astronaut")).resize((100, 100)), "PNG"))
+    (outside/"secret.png").write_bytes(encoded(Image.fromarray(photo("moon")), "PNG"))
+    os.symlink(outside/"secret.png", folder/"link.png")  # leads outside the folder: never read
+    index = ImageIndex(tmp_path/"index.parquet")
+    assert index.update(folder) == dict(added=5, changed=0, unchanged=0, removed=0, errors=0)
+    assert "link.png" not in set(index.table["path"])
+    (folder/"coffee.jpg").write_bytes(encoded(Image.fromarray(photo("chelsea")), "JPEG"))  # now a second cat
+    (folder/"rocket.jpg").unlink()
+    seen = []
+    counts = ImageIndex(tmp_path/"index.parquet").update(folder, progress=lambda done, total: seen.append((done, total)))
+    assert counts == dict(added=0, changed=1, unchanged=3, removed=1, errors=0) and seen == [(i, 4) for i in range(1, 5)]
+    found = ImageIndex(tmp_path/"index.parquet").duplicates()
+    assert sorted(found.groupby("group")["path"].agg(tuple)) == [("astronaut.jpg", "astronaut_copy.png"), ("chelsea.jpg", "coffee.jpg")]
+    with pytest.raises(ValidationError, match="not a folder"): index.update(tmp_path/"nowhere")
