@@ -7,6 +7,7 @@ __all__ = ['MLClient']
 
 # %% ../../nbs/ml/06_client.ipynb #1c1a965b
 import time
+from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
@@ -27,9 +28,11 @@ class MLClient:
     def __exit__(self, *exc): self.close()
 
 @patch
-def _call(self: MLClient, method, path, headers, **body) -> dict:
-    try: r = self._http.request(method, self.url + path, json=body or None, headers=headers)
+def _call(self: MLClient, method, path, headers, content=None, params=None, **body) -> dict | bytes:
+    "One request: a JSON `body` (or raw `content` with `params`); the JSON answer (or the bytes of another kind)."
+    try: r = self._http.request(method, self.url + path, json=body or None, content=content, params=params, headers=headers)
     except httpx.TransportError as e: raise ConnectionError(f"{self.url}{path}: cannot reach the ML service ({e})") from None
+    if r.status_code < 400 and not r.headers.get("content-type", "").startswith("application/json"): return r.content
     answer = r.json() if r.headers.get("content-type", "").startswith("application/json") else {"error": r.text[:200]}
     if r.status_code >= 400: raise _ERRORS.get(r.status_code, AIPlatformError)(answer.get("error", f"HTTP {r.status_code}"))
     return answer
@@ -90,3 +93,22 @@ def search(self: MLClient, collection, query, k=5) -> pd.DataFrame:
 
 @patch
 def models(self: MLClient) -> dict: return self._call("GET", "models", self._headers())
+
+# %% ../../nbs/ml/06_client.ipynb #1f6fc4e6
+def _image(image, name):
+    "The bytes and name of `image`: a path, or bytes with `name`."
+    if isinstance(image, (bytes, bytearray)): return bytes(image), name or "image"
+    path = Path(image)
+    return path.read_bytes(), name or path.name
+
+@patch
+def analyze_image(self: MLClient, image, what=None, name=None) -> dict:
+    "What `ml.vision.analysis.analyze` finds in `image` (a path or bytes); `what`: some of its analyses, comma-separated."
+    data, name = _image(image, name)
+    return self._call("POST", "images/analyze", self._headers(), content=data, params={"name": name, **({"what": what} if what else {})})
+
+@patch
+def strip_metadata(self: MLClient, image, name=None) -> bytes:
+    "The image file without its metadata, as `ml.vision.images.strip_metadata` gives it."
+    data, name = _image(image, name)
+    return self._call("POST", "images/strip", self._headers(), content=data, params={"name": name})

@@ -8,7 +8,8 @@ from conftest import BIN, cli, clean_env, free_port, http, wait_for
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     "The ML service on a free port, and API keys of two analysts."
-    env = clean_env(AIPLATFORM_PLATFORM__DATA_DIR=tmp_path_factory.mktemp("data"), AIPLATFORM_ML__MAX_WAIT_MS=20)
+    env = clean_env(AIPLATFORM_PLATFORM__DATA_DIR=tmp_path_factory.mktemp("data"), AIPLATFORM_ML__MAX_WAIT_MS=20,
+                    AIPLATFORM_ML__MAX_IMAGE_MB=2)
     keys = []
     for name in ("ada", "bob"):
         assert cli("users", "add", name, "--role", "analyst", env=env).returncode == 0
@@ -76,3 +77,37 @@ def test_concurrent_requests_share_batches(service):
         answers = list(pool.map(lambda c: c.sentiment(["Lovely weather today.", "Dreadful traffic."]), clients))
     assert all(list(a.label) == ["positive", "negative"] for a in answers)
     assert batches() - before < 16  # fewer model calls than requests
+
+def _png(rgb) -> bytes:
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    return buf.getvalue()
+
+def test_an_image_is_analysed_and_stripped_through_the_client(service, tmp_path):
+    import numpy as np
+    from skimage import data
+    url, (key, _) = service
+    (tmp_path/"astronaut.png").write_bytes(_png(data.astronaut()))
+    with MLClient(url, key) as ml:
+        found = ml.analyze_image(tmp_path/"astronaut.png")
+        assert set(found) == {"name", "width", "height", "format", "faces", "people", "text", "quality", "metadata", "ms"}
+        assert (found["name"], len(found["faces"]), found["quality"]["sharpness"] > 100) == ("astronaut.png", 1, True)
+        assert list(ml.analyze_image(_png(np.zeros((20, 20, 3), np.uint8)), what="quality, metadata")["ms"]) == ["quality", "metadata"]
+        assert ml.strip_metadata(tmp_path/"astronaut.png")[:4] == b"\x89PNG"
+
+@pytest.mark.parametrize("query,body,status,words", [
+    ("?what=faces,colour", b"x", 400, "what 'faces,colour': unknown colour"),
+    ("?name=a/b.png", b"x", 400, "name 'a/b.png': expected a file name"),
+    ("?name=cut.png", None, 400, "cut.png: truncated or corrupt PNG"),
+    ("?name=notes.txt", b"hello", 400, "notes.txt: not an image"),
+    ("?name=big.png", b"\0" * (2 * 2**20 + 1), 413, "big.png: 2,097,153 bytes, at most 2 MB ([ml] max_image_mb)"),
+])
+def test_a_bad_image_request_is_refused_naming_the_problem(service, query, body, status, words):
+    from skimage import data
+    url, (key, _) = service
+    if body is None: body = _png(data.astronaut())[:50_000]
+    got, _, answer = http(url + "images/analyze" + query, data=body, headers={"Authorization": f"Bearer {key}", "Content-Type": "image/png"})
+    assert got == status and words in answer["error"], answer
+    assert http(url + "images/analyze", data=b"x")[0] == 401
