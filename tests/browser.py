@@ -23,11 +23,11 @@ def app_page(gw, app, title, timeout=90_000):
         yield page
         browser.close()
 
-def upload(page, button, path):
-    "Choose the file `path` in the file chooser that the button named `button` opens."
+def upload(page, button, *paths):
+    "Choose the files `paths` in the file chooser that the button named `button` opens."
     with page.expect_file_chooser() as chooser:
         page.get_by_role("button", name=button).click()
-    chooser.value.set_files(str(path))
+    chooser.value.set_files([str(p) for p in paths])
 
 def download(page, link, path):
     "Save what a click on the text `link` downloads to `path`; its text."

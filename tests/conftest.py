@@ -16,8 +16,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 def clean_env(**extra) -> dict:
-    "The test process's environment without any AIPLATFORM_ variable, plus `extra`."
+    """The test process's environment without any AIPLATFORM_ variable, plus `extra`; the user's cache of derived files (the
+    encoder's int8 export) kept where it is when `extra` moves HOME."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIPLATFORM_")}
+    env.setdefault("XDG_CACHE_HOME", str(Path.home()/".cache"))
     return env | {k: str(v) for k, v in extra.items()}
 
 def cli(*args, env, stdin=None) -> subprocess.CompletedProcess:

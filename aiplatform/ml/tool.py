@@ -29,4 +29,6 @@ TOOL = Tool("ml", "Local models and text analysis", settings={"ml": {
 }}, services=(Service("ml", "Local models", "Text analysis on local models: sentiment, keywords, summaries, language, labels, search.",
                       "aiplatform.ml.service:make_app", port="ml.port"),),
     apps=(App("text_analyzer", "Text Analyzer", "Sentiment, keywords, summary, language and labels of texts and tables; search by meaning.",
-              "app", "aiplatform.ml.text_analyzer:TextAnalyzer"),), warm="aiplatform.ml.tool:warm")
+              "app", "aiplatform.ml.text_analyzer:TextAnalyzer"),
+          App("image_analyzer", "Image Analyzer", "Faces, people, text, quality, metadata and near-duplicates of your images.",
+              "app", "aiplatform.ml.vision.image_analyzer:ImageAnalyzer")), warm="aiplatform.ml.tool:warm")

@@ -176,3 +176,9 @@ def test_the_index_follows_a_folder_incrementally(tmp_path):
     found = ImageIndex(tmp_path/"index.parquet").duplicates()
     assert sorted(found.groupby("group")["path"].agg(tuple)) == [("astronaut.jpg", "astronaut_copy.png"), ("chelsea.jpg", "coffee.jpg")]
     with pytest.raises(ValidationError, match="not a folder"): index.update(tmp_path/"nowhere")
+
+@pytest.mark.parametrize("shape", [(1, 1), (10, 300), (127, 64), (64, 64), (300, 10)])
+def test_tiny_images_are_analysed_without_crashing(shape):
+    from aiplatform.ml.vision.analysis import analyze
+    found = analyze(Picture("tiny", np.full(shape + (3,), 200, np.uint8), "PNG", 0, Image.Exif()))
+    assert (found["faces"], found["people"], found["text"]["words"]) == ([], [], [])

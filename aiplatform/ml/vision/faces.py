@@ -179,6 +179,7 @@ def people(picture: Picture, width=640) -> list:
     import cv2
     rgb, f = picture.rgb, min(1.0, width / picture.rgb.shape[1])
     if f < 1: rgb = cv2.resize(rgb, (width, round(rgb.shape[0] * f)), interpolation=cv2.INTER_AREA)
+    if rgb.shape[0] < 128 or rgb.shape[1] < 64: return []  # smaller than the detector's window (OpenCV would crash)
     boxes, weights = _hog().detectMultiScale(rgb, winStride=(8, 8), padding=(8, 8), scale=1.05)
     found = [dict(box=tuple(int(round(v / f)) for v in b), score=round(float(s), 3)) for b, s in zip(boxes, np.ravel(weights))]
     return sorted(found, key=lambda d: -d["score"])
