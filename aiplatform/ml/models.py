@@ -176,7 +176,7 @@ def int8_folder(info: ModelInfo) -> Path:
     "The cache folder of `info`'s int8 export, named by the model's files and onnxruntime's version."
     import hashlib, onnxruntime
     stamp = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in info.path.iterdir() if f.is_file())
-    key = hashlib.sha256(repr((str(info.path), stamp, onnxruntime.__version__)).encode()).hexdigest()[:16]
+    key = hashlib.sha256(repr((stamp, onnxruntime.__version__)).encode()).hexdigest()[:16]  # not the path: pip keeps a wheel's times
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home()/".cache")/"aiplatform"/"onnx"/f"{info.name}-{key}"
 
 _CHILD = "import sys; from pathlib import Path; from aiplatform.ml.models import ModelInfo, check_int8; " \

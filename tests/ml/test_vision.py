@@ -96,11 +96,11 @@ def test_faces_are_found_on_package_photos_with_their_landmarks():
         assert left[0] < nose[0] < right[0] and max(left[1], right[1]) < nose[1]
 
 def test_mtcnn_finds_more_known_faces_than_the_haar_cascade():
-    labelled = face_set(n=10, seed=1)
+    labelled = face_set(n=30, seed=1)  # not the benchmark's scenes (seed 0)
     truth = [boxes for _, _, boxes in labelled]
     ours = score([[f["box"] for f in detect_faces(rgb)] for _, rgb, _ in labelled], truth)
     haar = score([[f["box"] for f in haar_faces(rgb)] for _, rgb, _ in labelled], truth)
-    assert ours["recall"] >= 0.8 and ours["recall"] > haar["recall"] + 0.1 and ours["precision"] >= 0.8, (ours, haar)
+    assert ours["recall"] >= 0.75 and ours["recall"] > haar["recall"] + 0.1 and ours["precision"] > max(0.95, haar["precision"]), (ours, haar)
     assert detect_faces(np.zeros((480, 640, 3), np.uint8)) == [] and detect_faces(np.zeros((10, 10, 3), np.uint8)) == []
 
 def test_people_boxes_are_in_the_pictures_pixels_whatever_the_working_size():
@@ -182,3 +182,19 @@ def test_tiny_images_are_analysed_without_crashing(shape):
     from aiplatform.ml.vision.analysis import analyze
     found = analyze(Picture("tiny", np.full(shape + (3,), 200, np.uint8), "PNG", 0, Image.Exif()))
     assert (found["faces"], found["people"], found["text"]["words"]) == ([], [], [])
+
+@pytest.mark.slow  # papermill runs the report: ~15 s
+def test_the_image_folder_report_runs_and_keeps_its_hashes(tmp_path):
+    from conftest import clean_env, cli
+    env = clean_env(AIPLATFORM_PLATFORM__DATA_DIR=tmp_path/"data")
+    photos = tmp_path/"data"/"photos"
+    photos.mkdir(parents=True)
+    for name in ("astronaut", "coffee"): Image.fromarray(photo(name)).save(photos/f"{name}.jpg")
+    Image.fromarray(photo("astronaut")).resize((128, 128)).save(photos/"small.png")
+    (photos/"broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    r = cli("report", "run", "image_folder", "-p", "folder", "photos", "-p", "analyses", "faces,quality", "--out", tmp_path/"out", env=env)
+    assert r.returncode == 0, r.stderr
+    page = (tmp_path/"out"/"image_folder.html").read_text()
+    assert "4 images, 1 could not be read; 2 faces in 2 images" in page and "1 group</strong> of near-duplicates" in page and "small.png" in page
+    r = cli("report", "run", "image_folder", "-p", "folder", "../..", "--out", tmp_path/"out2", env=env)
+    assert r.returncode == 2 and "path '../..': must stay inside the data folder" in r.stderr

@@ -134,7 +134,7 @@ def _refine(rgb, name, b, side, threshold):
 # %% ../../../nbs/ml/vision/01_faces.ipynb #36d3188e
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
-def detect_faces(rgb, min_face=20, thresholds=(0.6, 0.7, 0.7), factor=0.709) -> list:
+def detect_faces(rgb, min_face=28, thresholds=(0.6, 0.7, 0.7), factor=0.709) -> list:
     "Faces in RGB pixels by MTCNN, best first: `box` (x, y, width, height), `score` and five `landmarks`."
     b = _proposals(rgb, min_face, thresholds[0], factor)
     if len(b): b, (reg,) = _refine(rgb, "rnet", b, 24, thresholds[1])
@@ -151,7 +151,7 @@ def detect_faces(rgb, min_face=20, thresholds=(0.6, 0.7, 0.7), factor=0.709) -> 
                         landmarks={k: (round(float(x), 1), round(float(y), 1)) for k, (x, y) in zip(LANDMARKS, points[i])}))
     return out
 
-def faces(picture: Picture, min_face=20) -> list:
+def faces(picture: Picture, min_face=28) -> list:
     "The faces in a picture, best first, none smaller than `min_face` pixels."
     return detect_faces(picture.rgb, min_face)
 
