@@ -108,6 +108,12 @@ def analyze_image(self: MLClient, image, what=None, name=None) -> dict:
     return self._call("POST", "images/analyze", self._headers(), content=data, params={"name": name, **({"what": what} if what else {})})
 
 @patch
+def image_model(self: MLClient, image, model, name=None) -> dict:
+    "What image model `model` (of the service's models folder) says of `image`, as `ml.vision.models.run_model` gives it."
+    data, name = _image(image, name)
+    return self._call("POST", f"images/models/{model}", self._headers(), content=data, params={"name": name})
+
+@patch
 def strip_metadata(self: MLClient, image, name=None) -> bytes:
     "The image file without its metadata, as `ml.vision.images.strip_metadata` gives it."
     data, name = _image(image, name)

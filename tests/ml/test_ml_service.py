@@ -6,9 +6,12 @@ from aiplatform.ml.client import MLClient
 from conftest import BIN, cli, clean_env, free_port, http, wait_for
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
+def models_dir(tmp_path_factory): return tmp_path_factory.mktemp("models")
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, models_dir):
     "The ML service on a free port, and API keys of two analysts."
-    env = clean_env(AIPLATFORM_PLATFORM__DATA_DIR=tmp_path_factory.mktemp("data"), AIPLATFORM_ML__MAX_WAIT_MS=20,
+    env = clean_env(AIPLATFORM_PLATFORM__DATA_DIR=tmp_path_factory.mktemp("data"), AIPLATFORM_ML__MAX_WAIT_MS=20, AIPLATFORM_MODELS__DIR=models_dir,
                     AIPLATFORM_ML__MAX_IMAGE_MB=2)
     keys = []
     for name in ("ada", "bob"):
@@ -111,3 +114,15 @@ def test_a_bad_image_request_is_refused_naming_the_problem(service, query, body,
     got, _, answer = http(url + "images/analyze" + query, data=body, headers={"Authorization": f"Bearer {key}", "Content-Type": "image/png"})
     assert got == status and words in answer["error"], answer
     assert http(url + "images/analyze", data=b"x")[0] == 401
+
+def test_an_image_model_of_the_models_folder_answers_through_the_service(service, models_dir):
+    from skimage import data
+    from aiplatform.ml.vision.models import tiny_models
+    url, (key, _) = service
+    tiny_models(models_dir)  # the registry looks in the folder at each load
+    with MLClient(url, key) as ml:
+        found = ml.image_model(_png(data.astronaut()), "tiny-classifier", name="a.png")
+        assert found["kind"] == "image-classifier" and [r["label"] for r in found["labels"]] == ["cat", "rocket", "coffee"]
+        assert ml.image_model(_png(data.astronaut()), "tiny-captioner")["caption"]
+        with pytest.raises(ValidationError, match="model 'minilm': its kind is encoder"): ml.image_model(_png(data.astronaut()), "minilm")
+        with pytest.raises(NotFound, match="model 'nope': not found"): ml.image_model(_png(data.astronaut()), "nope")

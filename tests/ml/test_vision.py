@@ -198,3 +198,26 @@ def test_the_image_folder_report_runs_and_keeps_its_hashes(tmp_path):
     assert "4 images, 1 could not be read; 2 faces in 2 images" in page and "1 group</strong> of near-duplicates" in page and "small.png" in page
     r = cli("report", "run", "image_folder", "-p", "folder", "../..", "--out", tmp_path/"out2", env=env)
     assert r.returncode == 2 and "path '../..': must stay inside the data folder" in r.stderr
+
+def test_image_models_in_the_models_folder_are_listed_loaded_and_run(tmp_path):
+    import json
+    from aiplatform.core import ConfigError, NotFound
+    from aiplatform.ml.models import available, load, loaded, unload
+    from aiplatform.ml.vision.models import caption, classify, detect, run_model, tiny_models
+    s = load_settings(env={}, platform={"data_dir": tmp_path/"data"}, models={"dir": tmp_path/"models"})
+    names = tiny_models(tmp_path/"models")
+    assert {n: available(s)[n].kind for n in names} == {"tiny-captioner": "captioner", "tiny-classifier": "image-classifier", "tiny-detector": "detector"}
+    picture = Picture("a", ASTRONAUT, "PNG", 0, Image.Exif())
+    assert [r["label"] for r in classify(picture, "tiny-classifier", k=2, settings=s)] == ["cat", "rocket"]
+    assert all(r["label"] in ("face", "person") and len(r["box"]) == 4 for r in detect(picture, "tiny-detector", threshold=0, settings=s))
+    assert caption(picture, "tiny-captioner", settings=s) and run_model(picture, "tiny-captioner", s)["kind"] == "captioner"
+    assert {m["name"]: m["kind"] for m in loaded() if m["name"].startswith("tiny")} == {n: available(s)[n].kind for n in names}
+    for n in names: unload(n)
+    with pytest.raises(ValidationError, match="model 'tiny-detector': its kind is detector; expected image-classifier"): classify(picture, "tiny-detector", settings=s)
+    with pytest.raises(ValidationError, match="model 'sentiment': its kind is head; expected image-classifier or detector or captioner"):
+        run_model(picture, "sentiment", s)
+    with pytest.raises(NotFound, match="model 'nope': not found"): run_model(picture, "nope", s)
+    config = json.loads((tmp_path/"models"/"tiny-classifier"/"config.json").read_text())
+    (tmp_path/"models"/"torn").mkdir()
+    (tmp_path/"models"/"torn"/"config.json").write_text(json.dumps(config))  # a config, no weights
+    with pytest.raises(ConfigError, match=f"model 'torn' in {tmp_path}/models/torn: cannot be loaded as a image-classifier"): load("torn", s)
