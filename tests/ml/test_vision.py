@@ -221,3 +221,11 @@ def test_image_models_in_the_models_folder_are_listed_loaded_and_run(tmp_path):
     (tmp_path/"models"/"torn").mkdir()
     (tmp_path/"models"/"torn"/"config.json").write_text(json.dumps(config))  # a config, no weights
     with pytest.raises(ConfigError, match=f"model 'torn' in {tmp_path}/models/torn: cannot be loaded as a image-classifier"): load("torn", s)
+
+def test_strip_metadata_takes_a_path_bytes_or_an_open_file(tmp_path):
+    exif = Image.Exif()
+    exif[ExifTags.Base.Model] = "Pixel 9"
+    (tmp_path/"a.jpg").write_bytes(encoded(Image.fromarray(ASTRONAUT[:64, :64]), "JPEG", exif=exif))
+    with open(tmp_path/"a.jpg", "rb") as f: from_file = strip_metadata(f, "a.jpg")
+    assert strip_metadata(tmp_path/"a.jpg") == strip_metadata((tmp_path/"a.jpg").read_bytes(), "a.jpg") == from_file
+    assert b"Pixel 9" not in from_file

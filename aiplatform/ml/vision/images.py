@@ -156,9 +156,9 @@ def _strip_jpeg(data: bytes) -> bytes:
 
 def strip_metadata(source, name=None, settings=None) -> bytes:
     "The image file in `source` without its metadata: a JPEG's segments cut (pixels untouched), other formats rewritten losslessly."
-    picture = load_image(source, name, settings)  # checked like any other image
-    data = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
-    if picture.format in ("JPEG", "MPO"): return _strip_jpeg(bytes(data))
+    data, name = _read(source, name, (settings or get_settings()).ml.max_image_mb * 2**20)
+    picture = load_image(data, name, settings)  # checked like any other image
+    if picture.format in ("JPEG", "MPO"): return _strip_jpeg(data)
     im, buf = Image.open(io.BytesIO(data)), io.BytesIO()
     im.info.pop("exif", None), im.info.pop("xmp", None)
     keep = {"lossless": True} if picture.format == "WEBP" else {}
