@@ -10,8 +10,10 @@ from ..core import Setting
 from ..platform.registry import App, Service, Tool
 
 def warm():
-    "Load the packaged encoder, so its int8 ONNX export is made and checked now rather than at the first analysis."
+    "Load the packaged encoder, so its int8 ONNX export is made and checked now rather than at the first analysis; compile the audio dynamics."
     from aiplatform.ml.models import load
+    from aiplatform.ml.voice.effects import process_file
+    process_file([{"type": "gate"}, {"type": "compressor"}], [0.0] * 64)
     encoder = load("minilm")
     print(f"minilm runs on {encoder.backend}" + (f": {encoder.check['why']}" if encoder.check else ""))
 
