@@ -32,10 +32,10 @@ def _call(self: MLClient, method, path, headers, content=None, params=None, **bo
     "One request: a JSON `body` (or raw `content` with `params`); the JSON answer (or the bytes of another kind)."
     try: r = self._http.request(method, self.url + path, json=body or None, content=content, params=params, headers=headers)
     except httpx.TransportError as e: raise ConnectionError(f"{self.url}{path}: cannot reach the ML service ({e})") from None
-    if r.status_code < 400 and not r.headers.get("content-type", "").startswith("application/json"): return r.content
-    answer = r.json() if r.headers.get("content-type", "").startswith("application/json") else {"error": r.text[:200]}
-    if r.status_code >= 400: raise _ERRORS.get(r.status_code, AIPlatformError)(answer.get("error", f"HTTP {r.status_code}"))
-    return answer
+    is_json = r.headers.get("content-type", "").startswith("application/json")
+    if r.status_code < 400: return r.json() if is_json else r.content
+    answer = r.json() if is_json else {"error": r.text[:200]}
+    raise _ERRORS.get(r.status_code, AIPlatformError)(answer.get("error", f"HTTP {r.status_code}"))
 
 @patch
 def _headers(self: MLClient) -> dict:

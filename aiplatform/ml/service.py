@@ -112,9 +112,9 @@ def _records(result) -> list:
     if isinstance(result, np.ndarray): return [{"vector": v.round(6).tolist()} for v in result]
     return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in result.to_dict("records")]
 
-async def _run(request, fn, *args):
-    "`fn(*args)` in the model thread."
-    return await asyncio.get_running_loop().run_in_executor(request.app[ML]["run"], fn, *args)
+async def _run(request, fn, *args, thread="run"):
+    "`fn(*args)` in the model thread (or the images' thread, `vision`)."
+    return await asyncio.get_running_loop().run_in_executor(request.app[ML][thread], fn, *args)
 
 async def _batched(request, name):
     await caller(request)
@@ -164,8 +164,7 @@ async def analyze_route(request):
     await caller(request)
     what, settings = checked_analyses(request.query.get("what", ",".join(ANALYSES))), request.app[SETTINGS]
     data, name = await image_body(request)
-    loop = asyncio.get_running_loop()
-    with timed("image", "analyze"): found = await loop.run_in_executor(request.app[ML]["vision"], lambda: analyze(load_image(data, name, settings), what))
+    with timed("image", "analyze"): found = await _run(request, lambda: analyze(load_image(data, name, settings), what), thread="vision")
     return web.json_response(found, dumps=lambda o: json.dumps(o, default=str))
 
 async def image_model_route(request):
@@ -173,14 +172,13 @@ async def image_model_route(request):
     name, settings = request.match_info["name"], request.app[SETTINGS]
     if not MODEL.fullmatch(name): raise ValidationError(f"model {name[:80]!r}: expected 1 to 100 letters, digits, '.', '_' or '-'")
     data, image_name = await image_body(request)
-    loop = asyncio.get_running_loop()
-    with timed("image", "model"): found = await loop.run_in_executor(request.app[ML]["vision"], lambda: run_model(load_image(data, image_name, settings), name, settings))
+    with timed("image", "model"): found = await _run(request, lambda: run_model(load_image(data, image_name, settings), name, settings), thread="vision")
     return web.json_response(found)
 
 async def strip_route(request):
     await caller(request)
     data, name = await image_body(request)
-    clean = await asyncio.get_running_loop().run_in_executor(request.app[ML]["vision"], strip_metadata, data, name, request.app[SETTINGS])
+    clean = await _run(request, strip_metadata, data, name, request.app[SETTINGS], thread="vision")
     return web.Response(body=clean, content_type="application/octet-stream",
                         headers={"Content-Disposition": f'attachment; filename="{Path(name).name}"'})
 

@@ -63,7 +63,7 @@ def test_the_limiter_holds_the_ceiling_and_the_gate_shuts_the_quiet():
     ("gain", RATE, "preset: expected a list of at most 32 effects")])
 def test_a_bad_preset_is_one_error_naming_the_field(preset, rate, words):
     with pytest.raises(ValidationError) as e: Chain(preset, rate)
-    assert str(e.value) == words or str(e.value).startswith(words)
+    assert str(e.value).startswith(words)
 
 def test_a_block_must_be_mono():
     with pytest.raises(ValidationError, match=r"block: expected mono samples \(one dimension\), got shape \(10, 2\)"):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageDraw
 from ...core import ValidationError
+from .duplicates import image_files
 from .faces import faces, people
 from .images import Picture, load_image, metadata, quality
 from .ocr import ocr
@@ -41,8 +42,9 @@ def annotate(picture: Picture, found: dict) -> Image.Image:
     "The picture with the boxes of `found` (an `analyze` result) drawn on it."
     im = picture.image
     draw, width = ImageDraw.Draw(im), max(2, round(max(im.size) / 300))
-    boxes = {k: found.get(k, []) for k in ("faces", "people")} | {"text": (found.get("text") or {}).get("words", []) if not found.get("text", {}).get("rotate") else []}
-    for kind, items in boxes.items():
+    text = found.get("text", {})
+    words = [] if text.get("rotate") else text.get("words", [])  # a turned page's word boxes are on the turned image
+    for kind, items in (("faces", found.get("faces", [])), ("people", found.get("people", [])), ("text", words)):
         for item in items:
             x, y, w, h = item["box"]
             draw.rectangle((x, y, x + w, y + h), outline=COLOURS[kind], width=width if kind != "text" else max(1, width // 2))
@@ -61,10 +63,9 @@ def summary_row(found: dict) -> dict:
 
 def analyze_folder(folder, what=tuple(ANALYSES), progress=None, settings=None) -> pd.DataFrame:
     "A row per image under `folder` (`summary_row`, or its error); `progress(done, total)` as it goes."
-    from aiplatform.ml.vision.duplicates import _images
     folder = Path(folder)
     if not folder.is_dir(): raise ValidationError(f"folder {str(folder)!r}: not a folder")
-    what, files, rows = checked_analyses(what), _images(folder), []
+    what, files, rows = checked_analyses(what), image_files(folder), []
     for done, path in enumerate(files, 1):
         name = str(path.relative_to(folder.resolve()))
         try: rows.append(summary_row(analyze(load_image(path, name, settings), what)))

@@ -66,8 +66,7 @@ def load_image(source, name=None, settings=None, draft=None) -> Picture:
     claimed = _FORMATS.get(Path(name).suffix.lower())
     if claimed and claimed != im.format and im.format not in _SAME.get(claimed, ()):
         raise ValidationError(f"{name}: a {im.format} file named {Path(name).suffix}; expected {claimed} content for that extension")
-    w, h = im.size
-    if w == 0 or h == 0: raise ValidationError(f"{name}: {w}x{h} pixels, an empty image")
+    w, h = im.size  # never 0: Pillow refuses an empty image as not an image
     if w * h > ml.max_image_mp * 1e6:
         raise TooLarge(f"{name}: {w}x{h} = {w * h / 1e6:,.1f} megapixels, at most {ml.max_image_mp:g} ([ml] max_image_mp)")
     try:

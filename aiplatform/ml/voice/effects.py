@@ -92,7 +92,11 @@ class Filter(_Effect):
         y, state["zi"] = sosfilt(state["sos"], x, zi=state["zi"])
         return y, state
 
-class Compressor(_Effect):
+class _Dynamics(_Effect):
+    "An effect following its input's level with attack and release: its envelope is what it carries between blocks."
+    def state(self, rate): return dict(env=0.0, attack=_coeff(self.attack_ms, rate), release=_coeff(self.release_ms, rate))
+
+class Compressor(_Dynamics):
     "Turns down what is above the threshold by the ratio; `makeup_db` raises everything after."
     type: Literal["compressor"] = "compressor"
     threshold_db: float = Field(-18, ge=-80, le=0, description="a threshold from -80 to 0 dBFS")
@@ -101,7 +105,6 @@ class Compressor(_Effect):
     attack_ms: float = Field(5, ge=0.01, le=1000, description="an attack from 0.01 to 1000 ms")
     release_ms: float = Field(100, ge=1, le=5000, description="a release from 1 to 5000 ms")
     makeup_db: float = Field(0, ge=0, le=40, description="a make-up gain from 0 to 40 dB")
-    def state(self, rate): return dict(env=0.0, attack=_coeff(self.attack_ms, rate), release=_coeff(self.release_ms, rate))
     def process(self, x, state):
         y, state["env"] = _compress(x, state["env"], self.threshold_db, self.ratio, self.knee_db, state["attack"], state["release"], self.makeup_db)
         return y, state
@@ -114,14 +117,13 @@ class Limiter(Compressor):
     knee_db: float = Field(0, ge=0, le=6, description="a knee from 0 to 6 dB")
     attack_ms: float = Field(0.1, ge=0.01, le=10, description="an attack from 0.01 to 10 ms")
 
-class Gate(_Effect):
+class Gate(_Dynamics):
     "Shuts to `floor_db` what stays below the threshold: hiss and hum between words."
     type: Literal["gate"] = "gate"
     threshold_db: float = Field(-50, ge=-100, le=0, description="a threshold from -100 to 0 dBFS")
     floor_db: float = Field(-80, ge=-120, le=0, description="a floor from -120 to 0 dB")
     attack_ms: float = Field(1, ge=0.01, le=1000, description="an attack from 0.01 to 1000 ms")
     release_ms: float = Field(50, ge=1, le=5000, description="a release from 1 to 5000 ms")
-    def state(self, rate): return dict(env=0.0, attack=_coeff(self.attack_ms, rate), release=_coeff(self.release_ms, rate))
     def process(self, x, state):
         y, state["env"] = _gate(x, state["env"], self.threshold_db, self.floor_db, state["attack"], state["release"])
         return y, state
