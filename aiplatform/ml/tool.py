@@ -27,6 +27,10 @@ TOOL = Tool("ml", "Local models and text analysis", settings={"ml": {
     "max_image_mb": Setting("int", 50, "largest image file one analysis takes, in megabytes", lo=1, hi=4096),
     "max_image_mp": Setting("float", 50.0, "most pixels one image may declare, in megapixels (a decompression bomb is refused from its "
                             "header; Pillow warns past 89)", lo=0.01, hi=89),
+    "max_audio_mb": Setting("int", 100, "largest audio file one analysis or effect chain takes, in megabytes", lo=1, hi=4096),
+    "max_audio_s": Setting("float", 600.0, "longest audio one analysis or effect chain takes, in seconds (read from the file's header)",
+                           lo=1, hi=86400),
+    "max_speech_chars": Setting("int", 5000, "longest text one synthesis speaks, in characters", lo=1, hi=1_000_000),
     "port": Setting("int", 8766, "the loopback port the ML service is started on by the gateway (0: any)", lo=0, hi=65535),
 }}, services=(Service("ml", "Local models", "Text analysis on local models: sentiment, keywords, summaries, language, labels, search.",
                       "aiplatform.ml.service:make_app", port="ml.port"),),

@@ -1,5 +1,5 @@
 """Audio effects: each filter's measured response is its design, dynamics follow their static curves, any block size gives
-the whole file's samples, and a bad preset is one error naming the effect and field."""
+the whole file's samples (delay, reverb and the live pitch shift included), and a bad preset is one error naming the effect and field."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -27,7 +27,8 @@ def test_the_lowpass_falls_12_db_an_octave():
 
 PRESET = [{"type": "gate", "threshold_db": -60}, {"type": "filter", "kind": "highpass", "freq": 100},
           {"type": "filter", "kind": "highshelf", "freq": 6000, "gain_db": 3}, {"type": "compressor", "threshold_db": -30, "ratio": 6},
-          {"type": "gain", "db": 6}, {"type": "limiter", "threshold_db": -0.5}]
+          {"type": "gain", "db": 6}, {"type": "pitch", "semitones": 3}, {"type": "delay", "ms": 7, "feedback": 0.6},
+          {"type": "reverb", "room": 0.9}, {"type": "limiter", "threshold_db": -0.5}]
 
 @settings(max_examples=25, deadline=None)
 @given(block=st.integers(1, 3000), seed=st.integers(0, 2**16))
@@ -52,6 +53,26 @@ def test_the_limiter_holds_the_ceiling_and_the_gate_shuts_the_quiet():
     hiss = 10 ** (-70 / 20) * np.sin(2 * np.pi * 3000 * t)
     assert np.abs(process_file([{"type": "gate", "threshold_db": -50, "floor_db": -80}], hiss, RATE)[RATE // 2:]).max() < 10 ** (-145 / 20)
 
+def test_the_delay_repeats_at_its_feedback_and_the_reverb_tail_decays():
+    impulse = np.zeros(RATE); impulse[0] = 1
+    echo = process_file([{"type": "delay", "ms": 50, "feedback": 0.5, "mix": 0.8}], impulse, RATE)
+    assert np.flatnonzero(echo).tolist() == [0, 2400, 4800, 7200, 9600, 12000, 14400, 16800, 19200, 21600, 24000, 26400, 28800,
+                                             31200, 33600, 36000, 38400, 40800, 43200, 45600]
+    np.testing.assert_allclose(echo[[2400, 4800, 7200]], [0.8, 0.4, 0.2])
+    tail = process_file([{"type": "reverb", "room": 0.5, "damping": 0.5, "mix": 1}], impulse, RATE) ** 2
+    tenths = [tail[i:i + RATE // 10].sum() for i in range(0, RATE, RATE // 10)]
+    assert all(b < a for a, b in zip(tenths[1:], tenths[2:])), tenths  # after the first echoes build up, each tenth quieter
+    dry = process_file([{"type": "reverb", "mix": 0}], impulse, RATE)
+    np.testing.assert_array_equal(dry, impulse)
+
+@pytest.mark.parametrize("semitones,freq", [(12, 200), (-12, 400), (7, 300), (-5, 250)])
+def test_the_live_pitch_shift_moves_a_tone_by_its_ratio(semitones, freq):
+    t = np.arange(RATE * 2) / RATE
+    y = process_file([{"type": "pitch", "semitones": semitones, "window_ms": 40}], np.sin(2 * np.pi * freq * t), RATE)[RATE // 2:]
+    spectrum = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    peak = np.fft.rfftfreq(len(y), 1 / RATE)[spectrum.argmax()]
+    assert peak == pytest.approx(freq * 2 ** (semitones / 12), abs=1000 / 40 + 1)  # within the crossfade's sidebands
+
 @pytest.mark.parametrize("preset,rate,words", [
     ([{"type": "filter", "kind": "peaking", "freq": 5}], RATE, "preset[0].freq 5: expected a frequency from 10 Hz to 24 kHz"),
     ([{"type": "gain", "db": 1}, {"type": "reverse"}], RATE, "preset[1]: expected an effect with a type of gain, filter"),
@@ -60,6 +81,8 @@ def test_the_limiter_holds_the_ceiling_and_the_gate_shuts_the_quiet():
     ([{"type": "gain", "db": 0, "volume": 3}], RATE, "preset[0].volume: unknown field of a gain effect"),
     ([{"type": "filter", "kind": "lowpass", "freq": 9000}], 16_000, "preset[0].freq 9000: must be below half the sample rate (8000 Hz)"),
     ([], 4_000, "rate 4000: expected a sample rate from 8,000 to 192,000 Hz"),
+    ([{"type": "pitch", "semitones": 13}], RATE, "preset[0].semitones 13: expected a shift from -12 to +12 semitones"),
+    ([{"type": "delay", "feedback": 1.0}], RATE, "preset[0].feedback 1.0: expected a feedback from 0 to 0.95"),
     ("gain", RATE, "preset: expected a list of at most 32 effects")])
 def test_a_bad_preset_is_one_error_naming_the_field(preset, rate, words):
     with pytest.raises(ValidationError) as e: Chain(preset, rate)
