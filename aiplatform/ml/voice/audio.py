@@ -8,30 +8,19 @@ __all__ = ['RATES', 'read_audio', 'wav_bytes', 'loudness', 'pitch_track', 'audio
 
 # %% ../../../nbs/ml/voice/01_audio.ipynb #b7b43328
 import io, warnings
-from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 import soundfile as sf
 from ...core import TooLarge, ValidationError, get_settings
+from ..vision.images import read_bytes
 
 # %% ../../../nbs/ml/voice/01_audio.ipynb #91c1ae79
 RATES = (8_000, 192_000)  # the sample rates the voice tools take
 
-def _bytes(source, name, max_bytes) -> tuple[bytes, str]:
-    if isinstance(source, (str, Path)):
-        path, name = Path(source), name or Path(source).name
-        if not path.is_file(): raise ValidationError(f"{name}: no such file")
-        if (size := path.stat().st_size) > max_bytes: raise TooLarge(f"{name}: {size / 2**20:,.1f} MB, at most {max_bytes / 2**20:g} MB ([ml] max_audio_mb)")
-        return path.read_bytes(), name
-    data = source if isinstance(source, (bytes, bytearray, memoryview)) else source.read(max_bytes + 1)
-    if not isinstance(data, (bytes, bytearray, memoryview)): raise ValidationError(f"{name or 'audio'}: expected a path, bytes or a binary file, got {type(source).__name__}")
-    if len(data) > max_bytes: raise TooLarge(f"{name or 'audio'}: over {max_bytes / 2**20:g} MB ([ml] max_audio_mb)")
-    return bytes(data), name or "audio"
-
 def read_audio(source, name=None, settings=None) -> tuple[np.ndarray, int]:
     "Mono float64 samples and their rate from the audio file in `source` (a path, bytes or a binary file)."
     ml = (settings or get_settings()).ml
-    data, name = _bytes(source, name, ml.max_audio_mb * 2**20)
+    data, name = read_bytes(source, name, ml.max_audio_mb * 2**20, "max_audio_mb", "audio")
     if not data: raise ValidationError(f"{name}: empty (0 bytes)")
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
