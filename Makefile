@@ -9,9 +9,9 @@ JUPYTER_ETC := $(VENV)/etc/jupyter
 # No schema the platform loads checks the iri formats it serves (jupyter_server#1559, jsonschema#1428): it goes.
 UNSLOW := $(BIN)/pip uninstall -y -q rfc3987-syntax
 
-.PHONY: run test bench bench-quick sysdeps sandbox tessdata check-sync clean
+.PHONY: run test bench bench-quick sysdeps sandbox tessdata espeak check-sync clean
 
-run: $(VENV)/.warmed sandbox tessdata
+run: $(VENV)/.warmed sandbox tessdata espeak
 	$(BIN)/aiplatform serve
 
 # Tesseract's English and orientation models, for OCR (tesserocr's wheel carries the library itself).
@@ -19,6 +19,12 @@ tessdata:
 	@ls /usr/share/tesseract-ocr/*/tessdata/osd.traineddata >/dev/null 2>&1 || if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr-eng tesseract-ocr-osd >/dev/null; \
 	else echo "note: OCR needs Tesseract's models: sudo apt-get install tesseract-ocr-eng tesseract-ocr-osd"; fi
+
+# espeak-ng speaks over a hundred languages and gives the neural voices their phonemes (a separate program: GPL-3, never linked).
+espeak:
+	@command -v espeak-ng >/dev/null || if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; \
+	else echo "note: speech needs espeak-ng: sudo apt-get install espeak-ng"; fi
 
 # bubblewrap confines the tests of generated code; without it they are not run (and the apps say why).
 sandbox:
@@ -86,11 +92,12 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	touch $@
 
 # Debian packages the tests need: Chromium (browser tests), PostgreSQL (store tests), g++ (the CUDA kernels run on
-# the CPU) and bubblewrap (the code sandbox), installed when run as root.
+# the CPU), bubblewrap (the code sandbox) and espeak-ng (speech), installed when run as root.
 sysdeps: tessdata
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v g++ >/dev/null || missing="$$missing g++"; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

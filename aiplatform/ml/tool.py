@@ -10,10 +10,15 @@ from ..core import Setting
 from ..platform.registry import App, Service, Tool
 
 def warm():
-    "Load the packaged encoder, so its int8 ONNX export is made and checked now rather than at the first analysis; compile the audio dynamics."
+    "Load the packaged encoder, so its int8 ONNX export is made and checked now rather than at the first analysis; compile the audio effects and librosa's pYIN; load the neural voice."
+    import numpy as np
     from aiplatform.ml.models import load
+    from aiplatform.ml.voice.audio import pitch_track, shift_pitch
     from aiplatform.ml.voice.effects import process_file
-    process_file([{"type": "gate"}, {"type": "compressor"}], [0.0] * 64)
+    from aiplatform.ml.voice.synthesis import find_voice, neural_voice
+    tone = np.sin(np.arange(16_000) / 10)
+    process_file([{"type": "gate"}, {"type": "compressor"}, {"type": "delay"}, {"type": "reverb"}, {"type": "pitch", "semitones": 1}], tone)
+    pitch_track(tone, 16_000), shift_pitch(tone, 16_000, 1), neural_voice(find_voice("joe"))
     encoder = load("minilm")
     print(f"minilm runs on {encoder.backend}" + (f": {encoder.check['why']}" if encoder.check else ""))
 
