@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 import numpy as np
 import soundfile as sf
+from fastcore.basics import patch
 from ...core import ConfigError, NotFound, TooLarge, ValidationError, get_settings
 from .audio import shift_pitch
 
@@ -144,8 +145,6 @@ class NeuralVoice:
         return np.array(self.ids_of["^"] + pad + [i for ids in known for i in ids + pad] + self.ids_of["$"], np.int64)
 
 # %% ../../../nbs/ml/voice/02_synthesis.ipynb #a8a5c382
-from fastcore.basics import patch
-
 @patch
 def __call__(self: NeuralVoice, phonemes, speed=1.0, seed=0) -> np.ndarray:
     "The samples of `phonemes` spoken `speed` times as fast."
