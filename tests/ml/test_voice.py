@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 from aiplatform.core import NotFound, TooLarge, ValidationError, load_settings
 from aiplatform.ml.voice.audio import audio_stats, read_audio, wav_bytes
-from aiplatform.ml.voice.synthesis import SpeechOptions, find_voice, sentences, speak, speak_stream, voices
+from aiplatform.ml.voice.synthesis import SpeechOptions, sentences, speak, speak_stream, voices
 
 TEXT = "Good morning. The market opened higher today, led by technology shares. Will it last?"
 
