@@ -6,11 +6,12 @@
 __all__ = ['MLClient']
 
 # %% ../../nbs/ml/06_client.ipynb #1c1a965b
-import time
+import io, json, time
 from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+import soundfile as sf
 from fastcore.basics import patch
 from ..core import AIPlatformError, Forbidden, NotFound, TooLarge, Unauthorized, ValidationError, get_settings
 
@@ -95,26 +96,53 @@ def search(self: MLClient, collection, query, k=5) -> pd.DataFrame:
 def models(self: MLClient) -> dict: return self._call("GET", "models", self._headers())
 
 # %% ../../nbs/ml/06_client.ipynb #1f6fc4e6
-def _image(image, name):
-    "The bytes and name of `image`: a path, or bytes with `name`."
-    if isinstance(image, (bytes, bytearray)): return bytes(image), name or "image"
-    path = Path(image)
+def _file(source, name, what="image"):
+    "The bytes and name of a file: a path, or bytes with `name`."
+    if isinstance(source, (bytes, bytearray)): return bytes(source), name or what
+    path = Path(source)
     return path.read_bytes(), name or path.name
 
 @patch
 def analyze_image(self: MLClient, image, what=None, name=None) -> dict:
     "What `ml.vision.analysis.analyze` finds in `image` (a path or bytes); `what`: some of its analyses, comma-separated."
-    data, name = _image(image, name)
+    data, name = _file(image, name)
     return self._call("POST", "images/analyze", self._headers(), content=data, params={"name": name, **({"what": what} if what else {})})
 
 @patch
 def image_model(self: MLClient, image, model, name=None) -> dict:
     "What image model `model` (of the service's models folder) says of `image`, as `ml.vision.models.run_model` gives it."
-    data, name = _image(image, name)
+    data, name = _file(image, name)
     return self._call("POST", f"images/models/{model}", self._headers(), content=data, params={"name": name})
 
 @patch
 def strip_metadata(self: MLClient, image, name=None) -> bytes:
     "The image file without its metadata, as `ml.vision.images.strip_metadata` gives it."
-    data, name = _image(image, name)
+    data, name = _file(image, name)
     return self._call("POST", "images/strip", self._headers(), content=data, params={"name": name})
+
+# %% ../../nbs/ml/06_client.ipynb #a533daf2
+def _samples(wav: bytes) -> tuple[np.ndarray, int]:
+    audio, rate = sf.read(io.BytesIO(wav), dtype="float32")
+    return audio, rate
+
+@patch
+def voices(self: MLClient) -> pd.DataFrame:
+    return pd.DataFrame(self._call("GET", "voice/voices", self._headers())["voices"], columns=["name", "engine", "language", "rate"])
+
+@patch
+def speak(self: MLClient, text, **options) -> tuple[np.ndarray, int]:
+    "`text` spoken by the service (`options`: `ml.voice.synthesis.SpeechOptions`' fields): float32 samples and their rate."
+    return _samples(self._post("voice/speak", text=text, **options))
+
+@patch
+def process_audio(self: MLClient, audio, preset, lufs=None, name=None) -> tuple[np.ndarray, int]:
+    "The audio file `audio` (a path or bytes) through the effect chain `preset`, at `lufs` if given: samples and rate."
+    data, name = _file(audio, name, "audio")
+    params = {"name": name, "preset": json.dumps(preset), **({"lufs": lufs} if lufs is not None else {})}
+    return _samples(self._call("POST", "voice/process", self._headers(), content=data, params=params))
+
+@patch
+def analyze_audio(self: MLClient, audio, name=None) -> dict:
+    "`ml.voice.audio.audio_stats` of the audio file `audio` (a path or bytes)."
+    data, name = _file(audio, name, "audio")
+    return self._call("POST", "voice/analyze", self._headers(), content=data, params={"name": name})

@@ -1,5 +1,6 @@
 "The ML service as its own process: the client's answers, bad input on every route, each user's own collections, micro-batching."
 import concurrent.futures, json, re, subprocess
+import numpy as np
 import pytest
 from aiplatform.core import NotFound, ValidationError
 from aiplatform.ml.client import MLClient
@@ -126,3 +127,92 @@ def test_an_image_model_of_the_models_folder_answers_through_the_service(service
         assert ml.image_model(_png(data.astronaut()), "tiny-captioner")["caption"]
         with pytest.raises(ValidationError, match="model 'minilm': its kind is encoder"): ml.image_model(_png(data.astronaut()), "minilm")
         with pytest.raises(NotFound, match="model 'nope': not found"): ml.image_model(_png(data.astronaut()), "nope")
+
+def _ws(url, path, key, exchange):
+    "Run `exchange(ws)` (an async function) on a WebSocket of the service, in a fresh event loop."
+    import asyncio, aiohttp
+    async def run():
+        async with aiohttp.ClientSession() as session, session.ws_connect(url.replace("http", "ws") + path, headers={"Authorization": f"Bearer {key}"}) as ws:
+            return await exchange(ws)
+    return asyncio.run(run())
+
+def test_speech_and_audio_answer_through_the_client(service):
+    url, (key, _) = service
+    with MLClient(url, key) as ml:
+        voices = ml.voices()
+        assert voices.name[0] == "joe" and (voices.engine == "espeak").sum() > 50
+        audio, rate = ml.speak("Hello there. How are you?", pause_ms=100)
+        assert rate == 22_050 and 1 < len(audio) / rate < 5
+        from aiplatform.ml.voice.audio import wav_bytes
+        from aiplatform.ml.voice.synthesis import SpeechOptions, speak
+        np.testing.assert_allclose(audio, speak("Hello there. How are you?", SpeechOptions(pause_ms=100))[0], atol=1 / 2**15)
+        wav = wav_bytes(audio, rate)
+        louder, same_rate = ml.process_audio(wav, [{"type": "gain", "db": 6}], name="hello.wav")
+        assert same_rate == rate and np.abs(louder).max() == pytest.approx(min(1, 2 * np.abs(audio).max()), abs=0.01)
+        normal, _ = ml.process_audio(wav, [], lufs=-20, name="hello.wav")
+        assert ml.analyze_audio(wav_bytes(normal, rate), name="n.wav")["loudness_lufs"] == pytest.approx(-20, abs=0.3)
+        with pytest.raises(ValidationError, match=r"preset\[0\].db 90: expected a gain from -60 to \+40 dB"): ml.process_audio(wav, [{"type": "gain", "db": 90}])
+        with pytest.raises(ValidationError, match="notes.wav: not audio"): ml.analyze_audio(b"just text", name="notes.wav")
+        with pytest.raises(NotFound, match="voice 'zz': not found"): ml.speak("hi", voice="zz")
+        with pytest.raises(ValidationError, match="speed: unknown field|volume: unknown field"): ml.speak("hi", volume=3)
+
+def test_text_streams_in_as_audio_chunks_in_order(service):
+    url, (key, _) = service
+    text = "First sentence here. Second one follows! And a third?"
+    async def exchange(ws):
+        await ws.send_json({"text": text, "pause_ms": 0})
+        start, heads, chunks = await ws.receive_json(), [], []
+        while (message := await ws.receive_json())["type"] == "chunk":
+            heads.append(message)
+            chunks.append(np.frombuffer(await ws.receive_bytes(), "<i2"))
+        await ws.send_json({"text": ""})
+        return start, heads, chunks, message, await ws.receive_json()
+    start, heads, chunks, end, error = _ws(url, "voice/speak/ws", key, exchange)
+    assert start == {"type": "start", "rate": 22_050, "pieces": 3, "format": "pcm_s16le"}
+    assert [h["index"] for h in heads] == [0, 1, 2] and [h["text"] for h in heads] == ["First sentence here.", "Second one follows!", "And a third?"]
+    assert [h["samples"] for h in heads] == [len(c) for c in chunks] and all(np.abs(c).max() > 3000 for c in chunks)
+    assert end == {"type": "end", "seconds": round(sum(map(len, chunks)) / 22_050, 3)}
+    assert error == {"type": "error", "error": "text: empty; expected 1 to 5,000 characters to speak", "status": 400}
+
+def test_a_live_chain_answers_each_block_as_the_file_would(service):
+    url, (key, _) = service
+    from aiplatform.ml.voice.effects import process_file
+    preset = [{"type": "filter", "kind": "highpass", "freq": 100}, {"type": "compressor"}, {"type": "reverb"}, {"type": "pitch", "semitones": 2}]
+    audio = (np.random.default_rng(1).normal(0, 0.2, 48_000)).astype(np.float32)
+    async def exchange(ws):
+        await ws.send_bytes(audio[:10].tobytes())
+        early = await ws.receive_json()
+        await ws.send_json({"preset": preset, "rate": 48_000, "block": 960})
+        ready = await ws.receive_json()
+        out = []
+        for i in range(0, len(audio), 960):
+            await ws.send_bytes(audio[i:i + 960].astype("<f4").tobytes())
+            out.append(np.frombuffer(await ws.receive_bytes(), "<f4"))
+        errors = []
+        for bad in (b"\0" * 5, np.zeros(961, "<f4").tobytes(), np.array([np.nan], "<f4").tobytes()):
+            await ws.send_bytes(bad)
+            errors.append((await ws.receive_json())["error"])
+        await ws.send_json({"preset": [{"type": "gain", "db": 99}]})
+        errors.append((await ws.receive_json())["error"])
+        await ws.send_bytes(audio[:960].tobytes())  # the chain held through the errors
+        after = np.frombuffer(await ws.receive_bytes(), "<f4")
+        return early, ready, np.concatenate(out), errors, after
+    early, ready, out, errors, after = _ws(url, "voice/live", key, exchange)
+    assert early["error"] == "frame: send {preset, rate, block} before audio" and ready == {"type": "ready", "rate": 48_000, "block": 960}
+    whole = process_file(preset, audio.astype(np.float64), 48_000)
+    np.testing.assert_allclose(out, whole, atol=1e-6)
+    assert errors == ["block: 5 bytes; expected 1 to 960 float32 samples (4 bytes each)", "block: 3844 bytes; expected 1 to 960 float32 samples (4 bytes each)",
+                      "block: NaN or infinite samples; expected finite floats", "preset[0].db 99: expected a gain from -60 to +40 dB"]
+    np.testing.assert_allclose(after, process_file(preset, np.concatenate([audio, audio[:960]]).astype(np.float64), 48_000)[-960:], atol=1e-6)
+
+@pytest.mark.parametrize("first,words", [
+    ({"preset": [], "rate": 4000}, "rate 4000: expected an integer from 8000 to 96000 Hz"),
+    ({"preset": [], "block": 10_000}, "block 10000: expected an integer from 16 to 8192 samples"),
+    ({"presets": []}, "presets: unknown field; expected preset, rate, block"),
+    ({"preset": "loud"}, "preset: expected a list of at most 32 effects")])
+def test_a_bad_live_start_is_one_error(service, first, words):
+    url, (key, _) = service
+    async def exchange(ws):
+        await ws.send_json(first)
+        return await ws.receive_json()
+    assert _ws(url, "voice/live", key, exchange) == {"type": "error", "error": words, "status": 400}
