@@ -42,4 +42,6 @@ TOOL = Tool("ml", "Local models and text analysis", settings={"ml": {
     apps=(App("text_analyzer", "Text Analyzer", "Sentiment, keywords, summary, language and labels of texts and tables; search by meaning.",
               "app", "aiplatform.ml.text_analyzer:TextAnalyzer"),
           App("image_analyzer", "Image Analyzer", "Faces, people, text, quality, metadata and near-duplicates of your images.",
-              "app", "aiplatform.ml.vision.image_analyzer:ImageAnalyzer")), warm="aiplatform.ml.tool:warm", reports="aiplatform.ml.reports")
+              "app", "aiplatform.ml.vision.image_analyzer:ImageAnalyzer"),
+          App("voice_studio", "Voice Studio", "Text to speech with neural and espeak-ng voices, effects, loudness, pitch and spectrograms.",
+              "app", "aiplatform.ml.voice.voice_studio:VoiceStudio")), warm="aiplatform.ml.tool:warm", reports="aiplatform.ml.reports")

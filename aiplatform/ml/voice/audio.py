@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 import soundfile as sf
 from ...core import TooLarge, ValidationError, get_settings
 from ..vision.images import read_bytes
+from .effects import process_file
 
 # %% ../../../nbs/ml/voice/01_audio.ipynb #91c1ae79
 RATES = (8_000, 192_000)  # the sample rates the voice tools take
@@ -71,14 +72,20 @@ def audio_stats(audio, rate, pitch=True) -> dict:
     return stats
 
 # %% ../../../nbs/ml/voice/01_audio.ipynb #1bf0cf97
-def normalize_loudness(audio, rate, target_lufs=-16.0, ceiling_dbfs=-1.0) -> np.ndarray:
-    "`audio` at `target_lufs` (-16: spoken word on streaming platforms), lowered if its peak would pass `ceiling_dbfs`."
+def normalize_loudness(audio, rate, target_lufs=-16.0, ceiling_dbfs=-1.0, limit=True) -> np.ndarray:
+    "`audio` at `target_lufs` (-16: spoken word on streaming platforms), its peaks over `ceiling_dbfs` limited (or, without `limit`, the gain lowered)."
     if not -70 <= target_lufs <= 0: raise ValidationError(f"target_lufs {target_lufs}: expected a loudness from -70 to 0 LUFS")
     a, now = np.asarray(audio, np.float64), loudness(audio, rate)
     if not np.isfinite(now): raise ValidationError(f"audio: {'silent' if now == float('-inf') else 'shorter than 0.4 s'}; its loudness cannot be measured")
-    gain = 10 ** ((target_lufs - now) / 20)
-    peak = np.abs(a).max() * gain
-    return a * gain * min(1.0, 10 ** (ceiling_dbfs / 20) / peak)
+    out, ceiling = a * 10 ** ((target_lufs - now) / 20), 10 ** (ceiling_dbfs / 20)
+    if (peak := np.abs(out).max()) <= ceiling: return out
+    if not limit: return out * ceiling / peak
+    limiter = [{"type": "limiter", "threshold_db": ceiling_dbfs, "attack_ms": 0.01, "release_ms": 50}]
+    for _ in range(4):  # limiting takes some loudness away: make it up, and limit again
+        held = process_file(limiter, out, rate)
+        if abs(miss := target_lufs - loudness(held, rate)) < 0.1: break
+        out *= 10 ** (miss / 20)
+    return held
 
 def stretch(audio, factor) -> np.ndarray:
     "`audio` played `factor` times as fast (0.25 to 4), its pitch kept."
@@ -104,15 +111,17 @@ def waveform_figure(audio, rate, columns=1000, title="Waveform") -> go.Figure:
     return fig.update_layout(title=title, xaxis_title="seconds", yaxis=dict(range=[-1, 1]), showlegend=False, height=220,
                              margin=dict(l=40, r=10, t=30, b=30))
 
-def spectrogram_figure(audio, rate, pitch=None, frames=600, title="Spectrogram") -> go.Figure:
-    "The STFT in dB up to 8 kHz, with `pitch` (a `pitch_track`) drawn over it."
+def spectrogram_figure(audio, rate, pitch=None, frames=400, title="Spectrogram") -> go.Figure:
+    "The STFT in dB up to 8 kHz (float32: a figure of at most `frames` × ~190 cells), with `pitch` (a `pitch_track`) drawn over it."
     from scipy.signal import stft
-    a = np.asarray(audio, np.float64)
-    hop = max(128, len(a) // frames)
-    f, t, z = stft(a, fs=rate, nperseg=1024 if rate > 16_000 else 512, noverlap=max(0, (1024 if rate > 16_000 else 512) - hop))
+    a, window = np.asarray(audio, np.float64), 512 if rate <= 24_000 else 1024
+    hop = max(window // 4, len(a) // frames)
+    f, t, z = stft(a, fs=rate, nperseg=window, noverlap=max(0, window - hop))
     keep = f <= 8000
-    db = 20 * np.log10(np.abs(z[keep]) + 1e-9)
+    db = (20 * np.log10(np.abs(z[keep]) + 1e-9)).astype(np.float32)
     fig = go.Figure(go.Heatmap(x=t, y=f[keep], z=db, zmin=db.max() - 80, zmax=db.max(), colorscale="Magma", showscale=False))
-    if pitch is not None: fig.add_scatter(x=pitch["time"], y=pitch["f0"], mode="lines", line=dict(color="#3fb950", width=2), name="pitch")
+    if pitch is not None:  # on its own axis at the right: a voice's 80-400 Hz would hug the bottom of 0-8 kHz
+        fig.add_scatter(x=pitch["time"], y=pitch["f0"], mode="lines", line=dict(color="#3fb950", width=2), name="pitch", yaxis="y2")
+        fig.update_layout(yaxis2=dict(overlaying="y", side="right", range=[50, 500], title="pitch (Hz)", showgrid=False))
     return fig.update_layout(title=title, xaxis_title="seconds", yaxis_title="Hz", showlegend=False, height=260,
-                             margin=dict(l=50, r=10, t=30, b=30))
+                             margin=dict(l=50, r=50, t=30, b=30))
