@@ -665,6 +665,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                               'aiplatform/ml/voice/effects.py'),
                                              'aiplatform.ml.voice.effects._Effect': ( 'ml/voice/effects.html#_effect',
                                                                                       'aiplatform/ml/voice/effects.py'),
+                                             'aiplatform.ml.voice.effects._biquad': ( 'ml/voice/effects.html#_biquad',
+                                                                                      'aiplatform/ml/voice/effects.py'),
                                              'aiplatform.ml.voice.effects._coeff': ( 'ml/voice/effects.html#_coeff',
                                                                                      'aiplatform/ml/voice/effects.py'),
                                              'aiplatform.ml.voice.effects._compress': ( 'ml/voice/effects.html#_compress',

@@ -91,3 +91,11 @@ def test_a_bad_preset_is_one_error_naming_the_field(preset, rate, words):
 def test_a_block_must_be_mono():
     with pytest.raises(ValidationError, match=r"block: expected mono samples \(one dimension\), got shape \(10, 2\)"):
         Chain([{"type": "gain", "db": 0}]).process(np.zeros((10, 2)))
+
+def test_the_filters_give_scipys_sosfilt_samples():
+    from scipy.signal import sosfilt
+    bands = [{"type": "filter", "kind": "highpass", "freq": 80}, {"type": "filter", "kind": "peaking", "freq": 2000, "q": 2, "gain_db": 5},
+             {"type": "filter", "kind": "highshelf", "freq": 8000, "gain_db": -4}]
+    audio = np.random.default_rng(3).normal(0, 0.3, 20_000)
+    sos = np.stack([biquad(b["kind"], b["freq"], RATE, b.get("q", 0.7071), b.get("gain_db", 0)) for b in bands])
+    np.testing.assert_allclose(process_file(bands, audio, RATE, 777), sosfilt(sos, audio), atol=1e-12)
