@@ -5,6 +5,7 @@ from playwright.sync_api import expect, sync_playwright
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",  # a microphone that beeps, allowed without asking
          "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 @contextmanager

@@ -1,4 +1,4 @@
-"The Voice Studio under Voila in headless Chromium: text spoken by both engines, a preset heard, a file uploaded, a WAV downloaded."
+"The Voice Studio under Voila in headless Chromium: text spoken by both engines, a preset heard, a file uploaded, a take recorded, a WAV downloaded."
 import io, re
 import numpy as np
 import pytest
@@ -39,3 +39,10 @@ def test_text_is_spoken_shaped_and_downloaded(page, gateway, tmp_path):
     with page.expect_download() as dl: page.get_by_text("Download WAV").click()
     info = sf.info(io.BytesIO(open(dl.value.path(), "rb").read()))
     assert (info.samplerate, info.channels) == (16_000, 1) and info.duration == pytest.approx(2.0)
+    page.get_by_role("button", name="Record").click()
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name="Stop").click()
+    expect(page.locator(".aip-status")).to_contain_text(re.compile(r"recording.wav: 1\.[0-9] s at [0-9,]+ Hz"))
+    with page.expect_download() as dl: page.get_by_text("Download WAV").click()
+    info = sf.info(io.BytesIO(open(dl.value.path(), "rb").read()))
+    assert info.channels == 1 and 1.2 < info.duration < 2.5 and info.samplerate >= 16_000  # the take at the sound card's rate
