@@ -38,16 +38,26 @@ def static_curve(level_db, threshold_db, ratio, knee_db=0.0):
     return np.where(2 * over < -knee_db, x, np.where(2 * abs(over) <= knee_db, soft, threshold_db + over / ratio))
 
 @njit(cache=True)
-def _biquad(x, sos, z):
-    "One second-order section over `x` in transposed direct form II (as scipy's `sosfilt`), its two delays `z` carried."
-    b0, b1, b2, a1, a2 = sos[0], sos[1], sos[2], sos[4], sos[5]
-    out, z0, z1 = np.empty_like(x), z[0], z[1]  # the delays in registers, not in memory, while the loop runs
+def _biquads(x, sos, z):
+    "A cascade of second-order sections (rows of `sos`) over `x` in one pass, transposed direct form II as scipy's `sosfilt`; each row's delays `z` carried."
+    out = x.copy()
+    if sos.shape[0] == 1:  # one band: its delays in registers, not in memory, while the loop runs
+        b0, b1, b2, a1, a2, z0, z1 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5], z[0, 0], z[0, 1]
+        for i in range(x.shape[0]):
+            y = b0 * x[i] + z0
+            z0 = b1 * x[i] - a1 * y + z1
+            z1 = b2 * x[i] - a2 * y
+            out[i] = y
+        z[0, 0], z[0, 1] = z0, z1
+        return out
     for i in range(x.shape[0]):
-        y = b0 * x[i] + z0
-        z0 = b1 * x[i] - a1 * y + z1
-        z1 = b2 * x[i] - a2 * y
-        out[i] = y
-    z[0], z[1] = z0, z1
+        v = x[i]
+        for s in range(sos.shape[0]):
+            y = sos[s, 0] * v + z[s, 0]
+            z[s, 0] = sos[s, 1] * v - sos[s, 4] * y + z[s, 1]
+            z[s, 1] = sos[s, 2] * v - sos[s, 5] * y
+            v = y
+        out[i] = v
     return out
 
 @njit(cache=True)
@@ -99,8 +109,8 @@ class Filter(_Effect):
     gain_db: float = Field(0.0, ge=-24, le=24, description="a gain from -24 to +24 dB")
     def state(self, rate):
         if self.freq >= rate / 2: raise ValidationError(f"freq {self.freq:g}: must be below half the sample rate ({rate / 2:g} Hz)")
-        return dict(sos=biquad(self.kind, self.freq, rate, self.q, self.gain_db), zi=np.zeros(2))
-    def process(self, x, state): return _biquad(x, state["sos"], state["zi"]), state
+        return dict(sos=biquad(self.kind, self.freq, rate, self.q, self.gain_db)[None], zi=np.zeros((1, 2)))
+    def process(self, x, state): return _biquads(x, state["sos"], state["zi"]), state
 
 class _Dynamics(_Effect):
     "An effect following its input's level with attack and release: its envelope is what it carries between blocks."
@@ -253,16 +263,20 @@ class Chain:
             raise ValidationError(f"preset: expected a list of at most {MAX_EFFECTS} effects")
         try: self.effects = _PRESET.validate_python(preset)
         except pydantic.ValidationError as e: raise _preset_error(e) from None
-        self.rate, self.states = rate, []
+        self.rate, self.steps = rate, []  # (effect, its state); filters in a row are one cascade, run in one pass
         for i, effect in enumerate(self.effects):
-            try: self.states.append(effect.state(rate))
+            try: state = effect.state(rate)
             except ValidationError as e: raise ValidationError(f"preset[{i}].{e}") from None
+            if isinstance(effect, Filter) and self.steps and isinstance(self.steps[-1][0], Filter):
+                cascade = self.steps[-1][1]
+                cascade["sos"], cascade["zi"] = np.vstack([cascade["sos"], state["sos"]]), np.vstack([cascade["zi"], state["zi"]])
+            else: self.steps.append((effect, state))
 
     def process(self, block) -> np.ndarray:
         "The next block through every effect."
         x = np.ascontiguousarray(block, np.float64)
         if x.ndim != 1: raise ValidationError(f"block: expected mono samples (one dimension), got shape {x.shape}")
-        for i, effect in enumerate(self.effects): x, self.states[i] = effect.process(x, self.states[i])
+        for effect, state in self.steps: x, _ = effect.process(x, state)  # each effect changes its state in place
         return x
 
 def process_file(preset, audio, rate=48_000, block=None) -> np.ndarray:
