@@ -95,3 +95,16 @@ def test_audio_limits_are_read_from_the_header(s):
     with pytest.raises(ValidationError, match="low.wav: 4,000 Hz; expected a sample rate from 8,000 to 192,000 Hz"): read_audio(buf.getvalue(), "low.wav", s)
     big = load_settings(env={}, platform={"data_dir": s.data_dir}, ml={"max_audio_mb": 1})
     with pytest.raises(TooLarge, match=r"big.wav: over 1 MB \(\[ml\] max_audio_mb\)"): read_audio(b"\0" * (2**20 + 1), "big.wav", big)
+
+def test_the_neural_voice_says_the_words_it_is_given(s):
+    "Its MFCCs align (DTW) with espeak-ng's rendering of the same sentence far better than with any other sentence's."
+    import librosa
+    texts = ["The weather is lovely today.", "Please send the invoice by Friday.", "My cat sleeps on the warm sofa.", "Seven hundred ships sailed north."]
+    def mfcc(text, voice):
+        audio, rate = speak(text, SpeechOptions(voice=voice, pause_ms=0), s)
+        m = librosa.feature.mfcc(y=librosa.effects.trim(audio.astype(np.float64), top_db=35)[0], sr=rate, n_mfcc=13)[1:]
+        return (m - m.mean(1, keepdims=True)) / (m.std(1, keepdims=True) + 1e-9)
+    neural, espeak = [mfcc(t, "joe") for t in texts], [mfcc(t, "en-us") for t in texts]
+    cost = np.array([[librosa.sequence.dtw(X=n, Y=e, metric="cosine")[0][-1, -1] / (n.shape[1] + e.shape[1]) for e in espeak] for n in neural])
+    assert (cost.argmin(axis=1) == np.arange(len(texts))).all(), cost.round(3)
+    assert (np.diag(cost) < 0.8 * np.sort(cost, axis=1)[:, 1]).all(), cost.round(3)  # by a margin
