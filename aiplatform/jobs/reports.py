@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['templates', 'list_reports', 'report_template', 'report_parameters', 'parse_parameters', 'to_html', 'run_report',
-           'report_figure', 'cmd_report', 'commands']
+           'run_notebook', 'report_figure', 'cmd_report', 'commands']
 
 # %% ../../nbs/jobs/00_reports.ipynb #dcbbbec9
 import ast, importlib.resources, re, sys, time
@@ -35,15 +35,30 @@ def report_parameters(name) -> dict:
     import papermill as pm
     return {k: v["default"] for k, v in pm.inspect_notebook(str(report_template(name))).items()}
 
+_KINDS = ((bool, "true or false"), ((int, float), "a number"), (str, "text"), ((list, tuple), "a list"), (dict, "a dict"))
+
+def _kind(default) -> tuple | None:
+    "The types a parameter with this default takes, and their name (None: any, for a default of None or an expression)."
+    try: value = ast.literal_eval(default)
+    except (ValueError, SyntaxError): return None
+    if value is None: return None
+    if isinstance(value, float): return (int, float), "a number"
+    if isinstance(value, int) and not isinstance(value, bool): return int, "a whole number"
+    return next(((t, n) for t, n in _KINDS if isinstance(value, t)), None)
+
 def parse_parameters(name, given: dict) -> dict:
-    "`given` (name → value or text) checked against the template and typed like the defaults."
+    "`given` (name → value or text) checked against the template: known names, values of their defaults' types."
     declared = report_parameters(name)
     out = {}
     for key, value in given.items():
         if key not in declared: raise ValidationError(f"parameter {key!r}: report {name!r} has {', '.join(declared) or 'none'}")
         if isinstance(value, str) and not (declared[key].startswith(("'", '"'))):
             try: value = ast.literal_eval(value)
-            except (ValueError, SyntaxError): raise ValidationError(f"parameter {key} = {value!r}: expected a value like its default {declared[key]}") from None
+            except (ValueError, SyntaxError):  # text: taken as it is where the default is None, refused where it is a number, list…
+                if declared[key] != "None": raise ValidationError(f"parameter {key} = {value!r}: expected a value like its default {declared[key]}") from None
+        kind = _kind(declared[key])
+        if kind and value is not None and (not isinstance(value, kind[0]) or (isinstance(value, bool) and kind[0] is not bool)):
+            raise ValidationError(f"parameter {key} = {value!r}: expected {kind[1]}, like its default {declared[key]}")
         out[key] = value
     return out
 
@@ -59,10 +74,14 @@ def to_html(notebook, path) -> Path:
 
 def run_report(name, parameters=None, out_dir=None, settings=None, progress=False, timeout=600) -> dict:
     "Run report `name` with `parameters`; the executed notebook, its HTML page and the seconds taken."
-    import papermill as pm
-    template = report_template(name)
     params = parse_parameters(name, parameters or {})
     out = Path(out_dir) if out_dir else data_path("reports", name, time.strftime("%Y%m%d-%H%M%S"), settings=settings)
+    return run_notebook(report_template(name), params, out, progress, timeout)
+
+def run_notebook(template, parameters, out, progress=False, timeout=600) -> dict:
+    "Execute the report notebook `template` with (checked) `parameters` into the folder `out`, then render it to HTML."
+    import papermill as pm
+    name, params, out = Path(template).stem, parameters, Path(out)
     out.mkdir(parents=True, exist_ok=True)
     notebook, t0 = out / f"{name}.ipynb", time.perf_counter()
     try:
