@@ -4,6 +4,7 @@ Modules:
 
 - `aiplatform.codegen.migrations.codegen_0001_generations`: Claude code generations: prompt, context, answer, checks, test run, tokens and cost.
 - `aiplatform.jobs.migrations.jobs_0001_runs`: Job runs: a report template run with its parameters, its life cycle, attempts and outputs.
+- `aiplatform.jobs.migrations.jobs_0002_schedules`: Schedules: a report run on a cron expression in a time zone, with a misfire policy and a limit of runs at once.
 - `aiplatform.platform.migrations.platform_0001_users_and_keys`: Users with a role, and their API keys.
 - `aiplatform.platform.migrations.platform_0002_profiles`: Profile fields on users: display name, email and free-form profile.
 - `aiplatform.platform.migrations.platform_0003_key_expiry`: API keys may expire: `expires_ns`, NULL for a key that never does."""

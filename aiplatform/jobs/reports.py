@@ -8,6 +8,7 @@ __all__ = ['templates', 'list_reports', 'report_template', 'report_parameters', 
 
 # %% ../../nbs/jobs/00_reports.ipynb #dcbbbec9
 import ast, importlib.resources, re, sys, time
+from functools import lru_cache
 from pathlib import Path
 from ..core import AIPlatformError, NotFound, ValidationError, data_path, tools
 
@@ -32,8 +33,14 @@ def report_template(name) -> Path:
 
 def report_parameters(name) -> dict:
     "The parameters report `name` declares: name → default (as source text)."
+    path = report_template(name)
+    return dict(_declared(str(path), path.stat().st_mtime_ns))
+
+@lru_cache(256)
+def _declared(path, mtime_ns) -> tuple:
+    "papermill's reading of a template's parameters cell, once per version of the file (a scheduler asks a thousand times a minute)."
     import papermill as pm
-    return {k: v["default"] for k, v in pm.inspect_notebook(str(report_template(name))).items()}
+    return tuple((k, v["default"]) for k, v in pm.inspect_notebook(path).items())
 
 _KINDS = ((bool, "true or false"), ((int, float), "a number"), (str, "text"), ((list, tuple), "a list"), (dict, "a dict"))
 
