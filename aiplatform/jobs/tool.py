@@ -7,9 +7,12 @@ __all__ = ['TOOL']
 
 # %% ../../nbs/jobs/01_tool.ipynb #abe083fa
 from ..core import Setting
-from ..platform.registry import Tool
+from ..platform.registry import App, Tool
 
-TOOL = Tool("jobs", "Jobs and reports", cli="aiplatform.jobs.cli:commands", migrations="aiplatform.jobs.migrations", settings={"jobs": {
+TOOL = Tool("jobs", "Jobs and reports", cli="aiplatform.jobs.cli:commands", migrations="aiplatform.jobs.migrations",
+            routes=((r"runs/([0-9]+)/html", "aiplatform.jobs.api:RunPageHandler"),),
+            apps=(App("reports", "Reports", "Run report templates now or on a schedule; their history and pages.", "chart",
+                      "aiplatform.jobs.reports_app:ReportsApp"),), settings={"jobs": {
     "workers": Setting("int", 2, "runs executed at once by a worker (each in its own process)", lo=1, hi=64),
     "timeout_s": Setting("float", 3600.0, "seconds a run may take before it is stopped (a run can ask for less or more)", lo=1, hi=7 * 86400),
     "retries": Setting("int", 0, "times a failed or timed-out run is tried again", lo=0, hi=20),
