@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['NAME', 'MISFIRE', 'GRACE_S', 'log', 'trigger', 'next_times', 'Schedule', 'add_schedule', 'get_schedule',
-           'list_schedules', 'pause', 'remove_schedule', 'tick', 'run_scheduler']
+           'list_schedules', 'pause', 'remove_schedule', 'tick', 'recover', 'run_scheduler']
 
 # %% ../../nbs/jobs/04_schedules.ipynb #117970da
-import re, threading
+import os, re, socket, threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -135,9 +135,28 @@ def tick(settings=None, now=None) -> list:
             conn.execute(job_schedules.update().where(job_schedules.c.id == id, job_schedules.c.next_ns == was).values(next_ns=following, last_ns=latest))
     return [r["key"] for r in rows]
 
+def recover(settings=None) -> list:
+    "Runs left `running` by a worker of this machine that has ended (killed, or the machine restarted): failed, saying so; their ids."
+    settings, host = settings or get_settings(), socket.gethostname()
+    with get_engine(settings).connect() as conn:
+        stale = [(r.id, r.worker) for r in conn.execute(sa.select(job_runs.c.id, job_runs.c.worker).where(job_runs.c.status == "running"))
+                 if r.worker and r.worker.rsplit(":", 1)[0] == host and not _alive(int(r.worker.rsplit(":", 1)[1]))]
+    with get_engine(settings).begin() as conn:
+        for id, worker in stale:
+            conn.execute(job_runs.update().where(job_runs.c.id == id, job_runs.c.status == "running").values(
+                status="failed", finished_ns=now_ns(), error=f"its worker {worker} ended while it ran"))
+    return [id for id, _ in stale]
+
+def _alive(pid) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: pass
+    return True
+
 def run_scheduler(settings=None, stop: threading.Event | None = None, every_s=1.0):
-    "Tick every `every_s` seconds and execute the queue beside it, until `stop` is set."
+    "Tick every `every_s` seconds and execute the queue beside it, until `stop` is set; first, fail the runs of workers that ended."
     settings, stop = settings or get_settings(), stop or threading.Event()
+    if lost := recover(settings): log.warning("jobs scheduler: runs %s were left running by an ended worker: failed", lost)
     worker = threading.Thread(target=work, args=(settings, True, stop), name="jobs-worker", daemon=True)
     worker.start()
     while not stop.is_set():

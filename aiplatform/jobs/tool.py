@@ -10,6 +10,7 @@ from ..core import Setting
 from ..platform.registry import App, Tool
 
 TOOL = Tool("jobs", "Jobs and reports", cli="aiplatform.jobs.cli:commands", migrations="aiplatform.jobs.migrations",
+            background="aiplatform.jobs.schedules:run_scheduler",
             routes=((r"runs/([0-9]+)/html", "aiplatform.jobs.api:RunPageHandler"),),
             apps=(App("reports", "Reports", "Run report templates now or on a schedule; their history and pages.", "chart",
                       "aiplatform.jobs.reports_app:ReportsApp"),), settings={"jobs": {

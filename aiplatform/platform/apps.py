@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['APPS_URL', 'HOME_PAGE', 'TOKEN_ENV', 'UNUSED_EXTENSIONS', 'GatewayToken', 'apps_argv', 'show', 'write_apps',
-           'run_apps', 'start_apps']
+           'run_apps', 'die_with_parent', 'start_apps']
 
 # %% ../../nbs/platform/11_apps.ipynb #14d76fba
 import ctypes, os, secrets, signal, socket, subprocess, sys
@@ -75,13 +75,15 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
-def _die_with_parent(): ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def die_with_parent():
+    "Run in a child before its program (`preexec_fn`): SIGTERM to it when its parent ends (Linux's PR_SET_PDEATHSIG)."
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
 
 def start_apps(settings) -> dict:
     "Start `aiplatform apps` beside this process; the jupyter-server-proxy entry that puts it at `/aiplatform/apps/`."
     token, port = secrets.token_hex(32), _free_port()
     write_apps(settings)
     subprocess.Popen([str(Path(sys.executable).parent/"aiplatform"), "apps", "--port", str(port)], env=os.environ | {TOKEN_ENV: token},
-                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                     stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
     return dict(port=port, absolute_url=True, request_headers_override={"Authorization": f"token {token}", "Cookie": ""},
                 launcher_entry=dict(enabled=False))

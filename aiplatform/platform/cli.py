@@ -4,14 +4,15 @@
 
 # %% auto #0
 __all__ = ['cmd_config', 'cmd_init', 'cmd_users', 'cmd_password', 'cmd_service', 'server_config', 'server_token', 'cmd_warm',
-           'cmd_apps', 'cmd_serve', 'main']
+           'cmd_background', 'cmd_apps', 'cmd_serve', 'main']
 
 # %% ../../nbs/platform/08_cli.ipynb #0af2032c
 import argparse, getpass, json, os, secrets, subprocess, sys, time
+from pathlib import Path
 from .. import __version__
 from .auth import ROLES, add_user, create_key, ensure_admin, list_keys, list_users, revoke_key, set_active
 from ..core import AIPlatformError, ConfigError, get_settings, tools, write_secret
-from .apps import HOME_PAGE, run_apps, start_apps
+from .apps import HOME_PAGE, die_with_parent, run_apps, start_apps
 from .metrics import share
 from .registry import load
 from .store import get_engine, schema_version, utc_text
@@ -108,6 +109,14 @@ def cmd_warm(args, settings):
             load(tool.warm)()
             print(f"{name}: compiled in {time.perf_counter() - start:.1f} s")
 
+def cmd_background(args, settings):
+    "Run a tool's background worker in the foreground (`serve` starts each beside the gateway)."
+    tool = tools().get(args.name)
+    if tool is None or not tool.background:
+        raise ConfigError(f"background {args.name!r}: no such worker; tools with one: {', '.join(n for n, t in tools().items() if t.background) or 'none'}")
+    try: load(tool.background)(settings)
+    except KeyboardInterrupt: pass
+
 def cmd_apps(args, settings):
     "Serve the apps with preheated kernels for the gateway (`serve` starts it)."
     run_apps(settings, args.port)
@@ -122,6 +131,8 @@ def cmd_serve(args, settings):
     config = server_config(settings)
     share(settings, fresh=True)  # the apps' server, the gateway and every kernel record metrics in one folder
     config["ServerProxy"] = dict(servers={"aiplatform/apps": start_apps(settings)})
+    for name, tool in tools().items():  # the tools' background workers (the jobs scheduler), each its own process, ending with the gateway
+        if tool.background: subprocess.Popen([str(Path(sys.executable).parent/"aiplatform"), "background", name], stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
     path = settings.data_dir/"jupyter_server_config.json"
     write_secret(path, json.dumps(config, indent=1))
     host = "localhost" if settings.server.host in ("0.0.0.0", "::", "127.0.0.1") else settings.server.host
@@ -142,6 +153,7 @@ def _parser():
     sub.add_parser("serve", help="initialise, then run the Jupyter gateway")
     sub.add_parser("warm", help="compile ahead what the tools compile on first use (done by make and serve)")
     sub.add_parser("apps", help="serve the apps with preheated kernels (serve starts it)").add_argument("--port", type=int, required=True)
+    sub.add_parser("background", help="run a tool's background worker, such as the jobs scheduler (serve starts them)").add_argument("name")
     svc = sub.add_parser("service", help="run one registered service standalone")
     svc.add_argument("name")
     svc.add_argument("--port", type=int, required=True)
@@ -160,7 +172,7 @@ def _parser():
     key.add_argument("--expires", help="when it stops working: 12h, 30d, 2w, or an ISO date or time (UTC unless given); default: never")
     users.add_parser("revoke", help="revoke an API key").add_argument("key_id")
     commands = {"config": cmd_config, "init": cmd_init, "users": cmd_users, "password": cmd_password,
-                "serve": cmd_serve, "warm": cmd_warm, "apps": cmd_apps, "service": cmd_service}
+                "serve": cmd_serve, "warm": cmd_warm, "apps": cmd_apps, "service": cmd_service, "background": cmd_background}
     for tool in tools().values():
         if tool.cli: commands |= load(tool.cli)(sub)
     return p, commands

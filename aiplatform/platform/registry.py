@@ -63,6 +63,7 @@ class Tool:
     migrations: str = ""  # "package.folder" of the Alembic version scripts of its tables, shipped as package data
     warm: str = ""  # "module:function" compiling ahead what the tool would compile on first use (`aiplatform warm`)
     reports: str = ""  # "package.folder" of its papermill report templates, shipped as package data
+    background: str = ""  # "module:function" taking the settings: a worker `aiplatform serve` runs beside the gateway, ending with it
 
 # %% ../../nbs/platform/09_registry.ipynb #76f0aa8c
 def registered_apps() -> list[App]:

@@ -31,3 +31,14 @@ def test_a_report_is_scheduled_run_and_opened(page, gateway):
     report = popup.value
     expect(report.get_by_text("EURUSD").first).to_be_visible()
     assert report.url.endswith("/aiplatform/api/jobs/runs/1/html")
+
+def test_serve_runs_the_jobs_scheduler_beside_the_gateway(gateway):
+    from pathlib import Path
+    children = [p for p in Path("/proc").iterdir() if p.name.isdigit() and (p/"status").exists()]
+    def parent(p):
+        try: return int(next(line for line in (p/"status").read_text().splitlines() if line.startswith("PPid:")).split()[1])
+        except (OSError, StopIteration): return None
+    def command(p):
+        try: return (p/"cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError: return ""
+    assert any(parent(p) == gateway.proc.pid and "aiplatform background jobs" in command(p) for p in children)

@@ -5,7 +5,7 @@ import pytest
 import sqlalchemy as sa
 from aiplatform.core import Conflict, NotFound, ValidationError, load_settings
 from aiplatform.jobs import reports
-from aiplatform.jobs.runs import get_run, job_schedules, list_runs, work
+from aiplatform.jobs.runs import get_run, job_runs, job_schedules, list_runs, work
 from aiplatform.jobs.schedules import add_schedule, get_schedule, list_schedules, pause, remove_schedule, run_scheduler, tick
 from aiplatform.platform.store import get_engine, now_ns
 from conftest import clean_env, cli
@@ -95,3 +95,31 @@ def test_the_schedules_command(tmp_path):
     bad = cli("schedules", "add", "x", "backtest_report", "--cron", "0 26 * * *", env=env)
     assert bad.returncode == 2 and "cron '0 26 * * *'" in bad.stderr
     assert cli("schedules", "remove", "fx", env=env).returncode == 0 and cli("schedules", "list", env=env).stdout == ""
+
+def test_runs_left_running_by_a_dead_worker_fail_when_a_scheduler_starts(s):
+    import socket
+    from aiplatform.jobs.runs import submit
+    from aiplatform.jobs.schedules import recover
+    dead, alive = submit("sleeper", settings=s), submit("sleeper", settings=s)
+    with get_engine(s).begin() as conn:
+        conn.execute(sa.update(job_runs).where(job_runs.c.id == dead).values(status="running", worker=f"{socket.gethostname()}:999999999"))
+        conn.execute(sa.update(job_runs).where(job_runs.c.id == alive).values(status="running", worker=f"{socket.gethostname()}:1"))
+    assert recover(s) == [dead]
+    assert get_run(dead, settings=s).error == f"its worker {socket.gethostname()}:999999999 ended while it ran"
+    assert get_run(alive, settings=s).status == "running"
+
+def test_the_background_worker_runs_what_is_due(tmp_path):
+    import subprocess
+    from conftest import BIN
+    env = clean_env(AIPLATFORM_PLATFORM__DATA_DIR=tmp_path)
+    assert cli("schedules", "add", "yearly", "image_folder", "--cron", "0 0 1 1 *", "-p", "folder", "nowhere", env=env).returncode == 0
+    s = load_settings(env={}, platform={"data_dir": tmp_path})
+    with get_engine(s).begin() as conn: conn.execute(sa.update(job_schedules).values(next_ns=now_ns()))
+    worker = subprocess.Popen([str(BIN/"aiplatform"), "background", "jobs"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not [r for r in list_runs(settings=s) if r.status not in ("queued", "running")]: time.sleep(0.3)
+    finally: worker.terminate(), worker.wait(10)
+    runs = list_runs(settings=s)
+    assert len(runs) == 1 and runs[0].status in ("succeeded", "failed") and runs[0].key.startswith("schedule:1:"), runs
+    assert cli("background", "nothing", env=env).stderr.startswith("aiplatform: error: background 'nothing': no such worker; tools with one: jobs")
