@@ -20,4 +20,6 @@ TOOL = Tool("jobs", "Jobs and reports", cli="aiplatform.jobs.cli:commands", migr
     "backoff_s": Setting("float", 30.0, "seconds before the first retry, doubled before each next one", lo=0, hi=3600),
     "keep_days": Setting("int", 30, "days a finished run's record and outputs are kept", lo=1, hi=3650),
     "webhook": Setting("str", "", "a URL posted a run's record (JSON) when it ends failed or timed out; empty: none"),
+    "dask_address": Setting("str", "", "a Dask distributed scheduler (tcp://host:8786) whose workers run the attempts, seeing the data folder "
+                            "at the same path; empty: child processes here"),
 }})

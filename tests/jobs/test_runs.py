@@ -125,3 +125,25 @@ def test_the_jobs_command(tmp_path):
     assert refused.returncode == 2 and "parameter splits = 'two': expected a value like its default 4" in refused.stderr
     shown = cli("jobs", "show", str(id), env=env)
     assert "parameters {'symbol': 'EURUSD'}" in shown.stdout
+
+def test_a_dask_cluster_runs_the_attempts_with_the_same_records(tmp_path, monkeypatch):
+    from distributed import LocalCluster
+    monkeypatch.setattr(reports, "templates", lambda: {"sleeper": template(tmp_path)})
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        s = load_settings(env={}, platform={"data_dir": tmp_path/"data"}, jobs={"dask_address": cluster.scheduler_address})
+        ok = execute(submit("sleeper", {"label": "dask"}, settings=s), s)
+        assert ok.status == "succeeded" and (tmp_path/"data"/"jobs"/str(ok.id)/"dask.times").exists()
+        assert any(str(t[0]) == f"aiplatform-run-{ok.id}-1" for t in cluster.scheduler.transition_log)  # a task of the cluster's
+        failed = execute(submit("sleeper", {"fail": True}, settings=s), s)
+        assert failed.status == "failed" and "asked to fail" in failed.error
+        slow = submit("sleeper", {"seconds": 60}, settings=s)
+        worker = threading.Thread(target=execute, args=(slow, s))
+        worker.start()
+        while get_run(slow, settings=s).status != "running": time.sleep(0.05)
+        time.sleep(2)
+        cancel(slow, settings=s)
+        worker.join(20)
+        assert get_run(slow, settings=s).status == "cancelled"
+    bad = load_settings(env={}, platform={"data_dir": tmp_path/"data"}, jobs={"dask_address": "tcp://127.0.0.1:1"})
+    with pytest.raises(Exception, match=r"\[jobs\] dask_address = 'tcp://127.0.0.1:1': cannot reach the cluster"):
+        execute(submit("sleeper", settings=bad), bad)
