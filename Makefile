@@ -43,7 +43,7 @@ test:  # the Debian packages (apt-get) beside the Python ones; then the dev tool
 # The matching engine's peers (nautilus-trader) need pandas 2, vectorbt 1.2 needs pandas 3: the peers get their own venv.
 PEERS := .venv-peers
 bench: $(VENV)/.installed-dev $(PEERS)/.installed
-	@for b in bench_indicators bench_sweep bench_codegen bench_apps bench_ws bench_service bench_text bench_vision bench_voice; do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
+	@for b in bench_indicators bench_sweep bench_codegen bench_apps bench_ws bench_service bench_text bench_vision bench_voice bench_jobs; do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
 	@echo "== benchmarks/bench_matching.py"; $(PEERS)/bin/python benchmarks/bench_matching.py
 
 # Every benchmark end to end on tiny sizes with --quick (about a minute; the figures mean nothing), so that one that no
@@ -52,7 +52,7 @@ bench: $(VENV)/.installed-dev $(PEERS)/.installed
 bench-quick: $(VENV)/.installed-dev
 	@apps_log=$$(mktemp); \
 	( AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $(BIN)/python benchmarks/bench_apps.py --quick ) > $$apps_log 2>&1 & apps=$$!; \
-	for b in bench_indicators bench_sweep bench_codegen gpu_check bench_ws bench_service bench_text bench_vision bench_voice; do echo "== benchmarks/$$b.py --quick"; \
+	for b in bench_indicators bench_sweep bench_codegen gpu_check bench_ws bench_service bench_text bench_vision bench_voice bench_jobs; do echo "== benchmarks/$$b.py --quick"; \
 	  AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $(BIN)/python benchmarks/$$b.py --quick || { kill $$apps; exit 1; }; done; \
 	py=$(BIN)/python; if [ -x $(PEERS)/bin/python ]; then py=$(PEERS)/bin/python; fi; \
 	echo "== benchmarks/bench_matching.py --quick ($$py)"; \

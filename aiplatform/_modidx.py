@@ -319,6 +319,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                            'aiplatform.jobs.schedules.run_scheduler': ( 'jobs/schedules.html#run_scheduler',
                                                                                         'aiplatform/jobs/schedules.py'),
                                            'aiplatform.jobs.schedules.tick': ('jobs/schedules.html#tick', 'aiplatform/jobs/schedules.py'),
+                                           'aiplatform.jobs.schedules.tick_forever': ( 'jobs/schedules.html#tick_forever',
+                                                                                       'aiplatform/jobs/schedules.py'),
                                            'aiplatform.jobs.schedules.trigger': ( 'jobs/schedules.html#trigger',
                                                                                   'aiplatform/jobs/schedules.py')},
             'aiplatform.ml.client': { 'aiplatform.ml.client.MLClient': ('ml/client.html#mlclient', 'aiplatform/ml/client.py'),

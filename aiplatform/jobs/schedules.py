@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['NAME', 'MISFIRE', 'GRACE_S', 'log', 'trigger', 'next_times', 'Schedule', 'add_schedule', 'get_schedule',
-           'list_schedules', 'pause', 'remove_schedule', 'tick', 'recover', 'run_scheduler']
+           'list_schedules', 'pause', 'remove_schedule', 'tick', 'recover', 'tick_forever', 'run_scheduler']
 
 # %% ../../nbs/jobs/04_schedules.ipynb #117970da
-import os, re, socket, threading
+import os, re, socket, threading, time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -153,14 +153,18 @@ def _alive(pid) -> bool:
     except PermissionError: pass
     return True
 
+def tick_forever(settings, stop: threading.Event, every_s=1.0):
+    "`tick` just after each multiple of `every_s` seconds (cron times are whole minutes: a tick lands a few ms after one), until `stop` is set."
+    while not stop.is_set():
+        try: tick(settings)
+        except Exception: log.exception("jobs scheduler: tick failed; trying again")
+        stop.wait(every_s - time.time() % every_s + 0.002)
+
 def run_scheduler(settings=None, stop: threading.Event | None = None, every_s=1.0):
     "Tick every `every_s` seconds and execute the queue beside it, until `stop` is set; first, fail the runs of workers that ended."
     settings, stop = settings or get_settings(), stop or threading.Event()
     if lost := recover(settings): log.warning("jobs scheduler: runs %s were left running by an ended worker: failed", lost)
     worker = threading.Thread(target=work, args=(settings, True, stop), name="jobs-worker", daemon=True)
     worker.start()
-    while not stop.is_set():
-        try: tick(settings)
-        except Exception: log.exception("jobs scheduler: tick failed; trying again")
-        stop.wait(every_s)
+    tick_forever(settings, stop, every_s)
     worker.join()
