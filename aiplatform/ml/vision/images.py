@@ -42,17 +42,17 @@ def _rgb(im: Image.Image) -> np.ndarray:
 _FORMATS = {ext: fmt for ext, fmt in Image.registered_extensions().items()}
 _SAME = {"JPEG": {"MPO"}, "MPO": {"JPEG"}}  # a phone's multi-picture JPEG is a JPEG
 
-def read_bytes(source, name, max_bytes, setting="max_image_mb", what="image") -> tuple[bytes, str]:
-    "The bytes of a path, bytes or a binary file and its name; `TooLarge` past `max_bytes` (the `[ml] setting`), read no further."
+def read_bytes(source, name, max_bytes, setting="[ml] max_image_mb", what="image") -> tuple[bytes, str]:
+    "The bytes of a path, bytes or a binary file and its name; `TooLarge` past `max_bytes` (the `setting` that says so), read no further."
     if isinstance(source, (str, Path)):
         path = Path(source)
         name = name or path.name
         if not path.is_file(): raise ValidationError(f"{name}: no such file")
-        if (size := path.stat().st_size) > max_bytes: raise TooLarge(f"{name}: {size / 2**20:,.1f} MB, at most {max_bytes / 2**20:g} MB ([ml] {setting})")
+        if (size := path.stat().st_size) > max_bytes: raise TooLarge(f"{name}: {size / 2**20:,.1f} MB, at most {max_bytes / 2**20:g} MB ({setting})")
         return path.read_bytes(), name
     data = source if isinstance(source, (bytes, bytearray, memoryview)) else source.read(max_bytes + 1)
     if not isinstance(data, (bytes, bytearray, memoryview)): raise ValidationError(f"{name or what}: expected a path, bytes or a binary file, got {type(source).__name__}")
-    if len(data) > max_bytes: raise TooLarge(f"{name or what}: over {max_bytes / 2**20:g} MB ([ml] {setting})")
+    if len(data) > max_bytes: raise TooLarge(f"{name or what}: over {max_bytes / 2**20:g} MB ({setting})")
     return bytes(data), name or what
 
 def load_image(source, name=None, settings=None, draft=None) -> Picture:

@@ -21,7 +21,7 @@ RATES = (8_000, 192_000)  # the sample rates the voice tools take
 def read_audio(source, name=None, settings=None) -> tuple[np.ndarray, int]:
     "Mono float64 samples and their rate from the audio file in `source` (a path, bytes or a binary file)."
     ml = (settings or get_settings()).ml
-    data, name = read_bytes(source, name, ml.max_audio_mb * 2**20, "max_audio_mb", "audio")
+    data, name = read_bytes(source, name, ml.max_audio_mb * 2**20, "[ml] max_audio_mb", "audio")
     if not data: raise ValidationError(f"{name}: empty (0 bytes)")
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
