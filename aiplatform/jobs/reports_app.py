@@ -6,14 +6,14 @@
 __all__ = ['log', 'PAGE', 'ReportsApp']
 
 # %% ../../nbs/jobs/06_reports_app.ipynb #b1f69fc4
-import ast, html, threading
+import ast, html, threading, time
 import ipywidgets as widgets
 from fastcore.basics import patch
-from ..core import AIPlatformError, get_logger
+from ..core import AIPlatformError, Conflict, get_logger
 from ..platform.gallery import StatusLine
 from ..platform.store import utc_text
 from .reports import list_reports, parse_parameters, report_parameters
-from .runs import execute, get_run, list_runs, submit
+from .runs import FINAL, execute, get_run, list_runs, submit
 from .schedules import add_schedule, list_schedules, next_times, pause, remove_schedule
 
 # %% ../../nbs/jobs/06_reports_app.ipynb #7745c8fd
@@ -74,10 +74,12 @@ def parameters(self: ReportsApp) -> dict:
 
 @patch
 def _follow(self: ReportsApp, id):
-    "Execute run `id` here in the background, the status line and history following it."
+    "Execute run `id` here in the background (or, when the platform's scheduler took it first, wait for it), the status line and history following it."
     def run():
         try:
-            done = execute(id)
+            try: done = execute(id)
+            except Conflict:  # the scheduler beside the gateway claimed it first: it runs there
+                while (done := get_run(id)).status not in FINAL: time.sleep(0.5)
             self.status.say(f"run {id} {done.status} in {done.seconds:g} s" + (f": {done.error}" if done.error else ""), error=done.status != "succeeded")
         except Exception as e: self._failed(e)
         self.refresh()

@@ -154,9 +154,14 @@ def _alive(pid) -> bool:
     return True
 
 def tick_forever(settings, stop: threading.Event, every_s=1.0):
-    "`tick` just after each multiple of `every_s` seconds (cron times are whole minutes: a tick lands a few ms after one), until `stop` is set."
+    "`tick` just after each multiple of `every_s` seconds (cron times are whole minutes: a tick lands a few ms after one), until `stop` is set; `recover` once a minute."
+    recovered = time.monotonic()
     while not stop.is_set():
-        try: tick(settings)
+        try:
+            tick(settings)
+            if time.monotonic() - recovered > 60:
+                recovered = time.monotonic()
+                if lost := recover(settings): log.warning("jobs scheduler: runs %s were left running by an ended worker: failed", lost)
         except Exception: log.exception("jobs scheduler: tick failed; trying again")
         stop.wait(every_s - time.time() % every_s + 0.002)
 
