@@ -1,11 +1,11 @@
 """Jobs and schedules: the scheduler's start delay against APScheduler's own, a job's overhead over bare papermill, Dask scaling.
 
-Schedules: 1,000 schedules (50 with --quick) all due at the same second; the delay from that second to each run being
+Schedules: 1,000 schedules (20 with --quick) all due at the same second; the delay from that second to each run being
 queued (its record written) by our scheduler (one tick a second, one transaction a tick, unique run keys in the
 database; ticks just after each second), against APScheduler 3's BackgroundScheduler (the peer: in memory, nothing written) firing the same 1,000
 cron jobs; p50 and p99. Jobs: one run of a tiny report (a kernel that prints) through `submit` + `execute` (the
 record, a child process of its own session, papermill, the HTML page) against bare `papermill.execute_notebook` of
-the same notebook; medians of 5 (2 with --quick). Dask: 8 such runs (4) on a LocalCluster of 1 worker and of 2,
+the same notebook; medians of 5 (1 with --quick). Dask: 8 such runs (2) on a LocalCluster of 1 worker and of 2,
 through `[jobs] dask_address`; the 2-worker batch's speed-up. The documents' figures come with the documents tool.
 Last line: a JSON object."""
 import argparse, json, os, platform, statistics, sys, tempfile, threading, time
@@ -91,21 +91,21 @@ def dask_batch(workers, runs, folder) -> float:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="50 schedules, 2 runs, 4 runs on Dask")
+    ap.add_argument("--quick", action="store_true", help="20 schedules, 1 run, 2 runs on Dask")
     args = ap.parse_args()
     from aiplatform.jobs import reports
     folder = Path(tempfile.mkdtemp())
     shipped, template = reports.templates, hello(folder)
     reports.templates = lambda: shipped() | {"hello": template}
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    n = 50 if args.quick else 1000
+    n = 20 if args.quick else 1000
     ours, peer = ours_delay(n, folder), apscheduler_delay(n)
     print(f"{n} schedules due the same second, delay to queued: ours p50 {percentile(ours, 0.5):.0f} ms, p99 {percentile(ours, 0.99):.0f} ms "
           f"(target 1,000); APScheduler in memory (the peer) p50 {percentile(peer, 0.5):.0f} ms, p99 {percentile(peer, 0.99):.0f} ms")
-    o = overhead(2 if args.quick else 5, folder)
+    o = overhead(1 if args.quick else 5, folder)
     print(f"one tiny report: ours (record, child process, papermill, HTML page) {o['ours_s'] * 1e3:.0f} ms, bare papermill.execute_notebook "
           f"(the peer) {o['bare_s'] * 1e3:.0f} ms; overhead {(o['ours_s'] - o['bare_s']) * 1e3:.0f} ms, ratio {o['ours_s'] / o['bare_s']:.2f}")
-    runs = 4 if args.quick else 8
+    runs = 2 if args.quick else 8
     one, two = dask_batch(1, runs, folder), dask_batch(2, runs, folder)
     print(f"{runs} runs on a Dask LocalCluster: 1 worker {one:.1f} s, 2 workers {two:.1f} s; speed-up {one / two:.2f} (2 cores)")
     print(json.dumps({"schedule_delay_p50_ms": round(percentile(ours, 0.5)), "schedule_delay_p99_ms": round(percentile(ours, 0.99)),

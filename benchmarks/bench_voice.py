@@ -3,7 +3,7 @@
 Synthesis: time to first audio (TTFA) of a sentence through `speak_stream`, with espeak-ng and with the packaged neural
 voice (joe), against the espeak-ng command line (the peer) writing the same sentence's WAV; the neural voice's real-time
 factor (seconds of synthesis per second of audio) over a paragraph, on this machine's cores. Effects: a voice chain
-(high pass, two EQ bands, compressor, reverb, limiter) over 60 s of 48 kHz audio (5 s with --quick) in 20 ms blocks, its
+(high pass, two EQ bands, compressor, reverb, limiter) over 60 s of 48 kHz audio (2 s with --quick) in 20 ms blocks, its
 real-time factor; its three filters alone against scipy's `sosfilt` of the same sections over the whole file (the peer),
 their samples equal. Live: 20 ms blocks (960 samples at 48 kHz) through the ML service's `/voice/live` WebSocket with
 that chain, round trip p50 and p99. Medians of repeated runs. Last line: a JSON object."""
@@ -84,15 +84,15 @@ def live(blocks) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="3 runs, 5 s of audio, 60 live blocks")
+    ap.add_argument("--quick", action="store_true", help="2 runs, 2 s of audio, 60 live blocks")
     args = ap.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    s = synthesis(3 if args.quick else 21)
+    s = synthesis(2 if args.quick else 21)
     print(f"time to first audio, one sentence: espeak-ng through speak_stream {s['espeak_ms']:.1f} ms (target 50), espeak-ng command line "
           f"(the peer, whole WAV) {s['peer_ms']:.1f} ms, ratio {s['espeak_ms'] / s['peer_ms']:.2f}; neural {s['neural_ms']:.1f} ms (target 250), "
           f"a paragraph's first sentence {s['neural_paragraph_ms']:.1f} ms")
     print(f"neural voice: real-time factor {s['rtf_neural']:.3f} over {s['audio_s']:.1f} s of speech (target 0.2; Piper's published 0.03-0.08 on desktops)")
-    e = effects(5 if args.quick else 60, 3 if args.quick else 7)
+    e = effects(2 if args.quick else 60, 2 if args.quick else 7)
     print(f"effects, voice chain in 20 ms blocks over {e['seconds']} s at 48 kHz: {e['chain_ms']:.0f} ms, real-time factor {e['rtf']:.4f} (target 0.02)")
     print(f"three filters: ours {e['filters_ms']:.1f} ms in 20 ms blocks, {e['filters_whole_ms']:.1f} ms whole; scipy sosfilt whole "
           f"(the peer) {e['peer_ms']:.1f} ms; ratio whole {e['filters_whole_ms'] / e['peer_ms']:.2f}, blocks {e['filters_ms'] / e['peer_ms']:.2f}; "
