@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import shutil
 import sqlalchemy as sa
-from ..core import ConfigError, Conflict, NotFound, ValidationError, data_path, get_logger, get_settings
+from ..core import AIPlatformError, ConfigError, Conflict, NotFound, ValidationError, data_path, get_logger, get_settings
 from ..platform.store import get_engine, now_ns
 from .reports import parse_parameters, report_template
 
@@ -221,12 +221,16 @@ def execute(id, settings=None) -> Run:
     run, out = get_run(id, settings=settings), data_path("jobs", str(id), settings=settings)
     out.mkdir(parents=True, exist_ok=True)
     _set(id, settings, out_dir=str(out))
-    for n in range(1, run.retries + 2):
-        _set(id, settings, attempt=n)
-        status, error = _attempt(run, n, out, settings)
-        if status in ("succeeded", "cancelled") or n > run.retries: break
-        log.info("run %d (%s): %s; retry %d of %d in %g s", id, run.report, error, n, run.retries, run.backoff_s * 2 ** (n - 1))
-        if _wait(id, run.backoff_s * 2 ** (n - 1), settings): status, error = "cancelled", f"cancelled before attempt {n + 1}"; break
+    try:
+        for n in range(1, run.retries + 2):
+            _set(id, settings, attempt=n)
+            status, error = _attempt(run, n, out, settings)
+            if status in ("succeeded", "cancelled") or n > run.retries: break
+            log.info("run %d (%s): %s; retry %d of %d in %g s", id, run.report, error, n, run.retries, run.backoff_s * 2 ** (n - 1))
+            if _wait(id, run.backoff_s * 2 ** (n - 1), settings): status, error = "cancelled", f"cancelled before attempt {n + 1}"; break
+    except Exception as e:  # no attempt could start (its template gone, its cluster unreachable): the run ends failed, saying why
+        if not isinstance(e, AIPlatformError): log.exception("run %d", id)
+        status, error = "failed", str(e) if isinstance(e, AIPlatformError) else f"{type(e).__name__}: {e}"
     _set(id, settings, status=status, error=error, finished_ns=now_ns())
     final = get_run(id, settings=settings)
     if status in ("failed", "timed_out"): _webhook(final, settings)

@@ -115,7 +115,7 @@ def _insert_new(conn):
     return insert(job_runs).on_conflict_do_nothing(index_elements=["key"])
 
 def tick(settings=None, now=None) -> list:
-    "Queue the runs of every schedule due by `now` (default: now), once each; the keys queued."
+    "Queue the runs of every schedule due by `now` (default: now), once each; the keys it asked for (one another scheduler took is dropped by the database)."
     settings, now = settings or get_settings(), now or now_ns()
     with get_engine(settings).connect() as conn:
         due = [Schedule(**r._mapping) for r in conn.execute(sa.select(job_schedules).where(job_schedules.c.paused.is_(False), job_schedules.c.next_ns <= now))]
@@ -126,7 +126,7 @@ def tick(settings=None, now=None) -> list:
         if s.misfire == "once" or now - latest <= GRACE_S * 10**9:
             at = datetime.fromtimestamp(latest / 1e9, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             try: rows.append(run_row(s.report, s.parameters, s.username, s.timeout_s, s.retries, key=f"schedule:{s.id}:{at}", schedule_id=s.id, settings=settings))
-            except ValidationError as e: log.error("schedule %s: its run cannot be queued: %s", s.name, e)  # its template changed
+            except (ValidationError, NotFound) as e: log.error("schedule %s: its run cannot be queued: %s", s.name, e)  # its template changed or went
         else: log.warning("schedule %s: the run due %s was missed and is skipped (misfire = skip)", s.name, latest)
         moves.append((s.id, s.next_ns, following or 2**62, latest))
     with get_engine(settings).begin() as conn:

@@ -145,5 +145,5 @@ def test_a_dask_cluster_runs_the_attempts_with_the_same_records(tmp_path, monkey
         worker.join(20)
         assert get_run(slow, settings=s).status == "cancelled"
     bad = load_settings(env={}, platform={"data_dir": tmp_path/"data"}, jobs={"dask_address": "tcp://127.0.0.1:1"})
-    with pytest.raises(Exception, match=r"\[jobs\] dask_address = 'tcp://127.0.0.1:1': cannot reach the cluster"):
-        execute(submit("sleeper", settings=bad), bad)
+    unreachable = execute(submit("sleeper", settings=bad), bad)  # recorded as failed, saying why, not left running
+    assert unreachable.status == "failed" and "[jobs] dask_address = 'tcp://127.0.0.1:1': cannot reach the cluster" in unreachable.error

@@ -123,3 +123,12 @@ def test_the_background_worker_runs_what_is_due(tmp_path):
     runs = list_runs(settings=s)
     assert len(runs) == 1 and runs[0].status in ("succeeded", "failed") and runs[0].key.startswith("schedule:1:"), runs
     assert cli("background", "nothing", env=env).stderr.startswith("aiplatform: error: background 'nothing': no such worker; tools with one: jobs")
+
+def test_a_schedule_whose_template_is_gone_does_not_stop_the_others(s, monkeypatch):
+    gone = add_schedule("gone", "sleeper", "* * * * *", settings=s)
+    path = reports.templates()["sleeper"]
+    monkeypatch.setattr(reports, "templates", lambda: {"sleeper": path, "other": path})
+    kept = add_schedule("kept", "other", "* * * * *", settings=s)
+    monkeypatch.setattr(reports, "templates", lambda: {"other": path})  # sleeper's template removed
+    queued = tick(s, max(gone.next_ns, kept.next_ns))
+    assert [k.split(":")[1] for k in queued] == [str(kept.id)]
