@@ -1,5 +1,5 @@
 "Prometheus metrics: the gateway's /metrics behind its login, every service's behind its API key, requests by route pattern, one JSON error shape, tools' operation timings and the status app's budgets."
-import asyncio, os, re, subprocess, sys, threading, urllib.request
+import asyncio, os, re, subprocess, sys, threading, time, urllib.request
 from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -117,15 +117,22 @@ def serve(app) -> int:
     threading.Thread(target=run, daemon=True).start()
     return port
 
+def logged_for(caplog, path) -> list:
+    "The log records about `path`, waited for: the service's thread logs a request as it ends, which can be just after we read its answer."
+    for _ in range(250):
+        if found := [r for r in caplog.records if path in r.getMessage() and r.name != "tornado.access"]: return found  # not the access line
+        time.sleep(0.02)
+    return []
+
 def test_a_service_error_is_json_without_a_traceback(tmp_path, caplog):
     port = serve(service_app("boom", [(r"/boom", Boom)], load_settings(env={}, platform={"data_dir": tmp_path})))
     status, headers, body = http(f"http://127.0.0.1:{port}/boom")
     assert (status, body) == (500, {"error": "internal error", "status": 500}) and headers["Content-Type"].startswith("application/json")
-    [logged] = [r for r in caplog.records if "/boom" in r.getMessage() and r.name != "tornado.access"]  # not the access line
+    [logged] = logged_for(caplog, "/boom")
     assert logged.levelname == "ERROR" and "/etc/secret" in str(logged.exc_info[1])  # the detail is in the log only
     caplog.clear()
     assert http(f"http://127.0.0.1:{port}/nope")[2] == {"error": "path '/nope': not found", "status": 404}
-    [logged] = [r for r in caplog.records if "/nope" in r.getMessage() and r.name != "tornado.access"]
+    [logged] = logged_for(caplog, "/nope")
     assert (logged.levelname, logged.exc_info) == ("WARNING", None)  # the caller's mistake: one line, no traceback
     status, _, body = http(f"http://127.0.0.1:{port}/boom", data=b"{}")
     assert (status, body) == (405, {"error": "Method Not Allowed", "status": 405})
