@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from ..core import Conflict, NotFound, ValidationError, get_logger, get_settings
 from ..platform.store import get_engine, now_ns
-from .reports import parse_parameters
 from .runs import _limit, job_runs, job_schedules, run_row, work
 
 # %% ../../nbs/jobs/04_schedules.ipynb #a84e97f1
@@ -70,9 +69,9 @@ def add_schedule(name, report, cron, tz="UTC", parameters=None, misfire="once", 
     if not isinstance(name, str) or not NAME.fullmatch(name): raise ValidationError(f"name {str(name)[:80]!r}: expected 1 to 64 letters, digits, '.', '_' or '-'")
     if misfire not in MISFIRE: raise ValidationError(f"misfire {misfire!r}: expected once or skip")
     if _limit("max_running", max_running, 1, 64) != int(max_running): raise ValidationError(f"max_running {max_running!r}: expected a whole number")
-    run_row(report, parameters, user, timeout_s, retries, settings=settings)  # the run it will queue, checked now
+    checked = run_row(report, parameters, user, timeout_s, retries, settings=settings)  # the run it will queue, checked now
     if (first := _after(trigger(cron, tz), now_ns())) is None: raise ValidationError(f"cron {cron!r}: never fires")
-    row = dict(name=name, report=report, parameters=parse_parameters(report, parameters or {}), cron=cron, timezone=tz, misfire=misfire,
+    row = dict(name=name, report=report, parameters=checked["parameters"], cron=cron, timezone=tz, misfire=misfire,
                max_running=int(max_running), timeout_s=timeout_s, retries=retries, username=user, paused=False, created_ns=now_ns(), next_ns=first)
     try:
         with get_engine(settings).begin() as conn: conn.execute(job_schedules.insert().values(**row))
