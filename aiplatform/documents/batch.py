@@ -19,17 +19,24 @@ from ..ml.text import keywords, labels, sentences, sentiment, summary
 # %% ../../nbs/documents/02_batch.ipynb #07503f0e
 def _hidden(parts) -> bool: return any(p.startswith(".") or p == "__MACOSX" for p in parts)
 
+def _members(path, prefix="") -> list:
+    "The items of the zip archive at `path`, named `prefix` + their path in it."
+    try:
+        with zipfile.ZipFile(path) as z: members = sorted(i.filename for i in z.infolist() if not i.is_dir())
+    except zipfile.BadZipFile as e: raise ValidationError(f"source {Path(path).name!r}: a damaged zip archive ({e})") from None
+    return [(prefix + m, str(path), m) for m in members if not _hidden(m.split("/"))]
+
 def document_files(source, settings=None) -> list:
-    "The files of `source`, a folder or a `.zip`, as `(name, path, member)` items by name; at most `[documents] max_files`."
+    "The files of `source`, a folder (a zip in it opened) or a `.zip`, as `(name, path, member)` items; at most `[documents] max_files`."
     s, source = (settings or get_settings()).documents, Path(source)
     if source.is_dir():
-        items = [(p.relative_to(source).as_posix(), str(p), None) for p in sorted(source.rglob("*"))
-                 if p.is_file() and not _hidden(p.relative_to(source).parts)]
-    elif source.is_file() and source.suffix.lower() == ".zip":
-        try:
-            with zipfile.ZipFile(source) as z: members = sorted(i.filename for i in z.infolist() if not i.is_dir())
-        except zipfile.BadZipFile as e: raise ValidationError(f"source {source.name!r}: a damaged zip archive ({e})") from None
-        items = [(m, str(source), m) for m in members if not _hidden(m.split("/"))]
+        items = []
+        for p in sorted(source.rglob("*")):
+            name = p.relative_to(source).as_posix()
+            if not p.is_file() or _hidden(name.split("/")): continue
+            is_zip = p.suffix.lower() == ".zip" and zipfile.is_zipfile(p)
+            items += _members(p, name + "/") if is_zip else [(name, str(p), None)]
+    elif source.is_file() and source.suffix.lower() == ".zip": items = _members(source)
     else: raise ValidationError(f"source {str(source)!r}: expected a folder or a .zip of documents")
     if len(items) > s.max_files: raise ValidationError(f"source {source.name!r}: {len(items):,} files, at most {s.max_files:,} ([documents] max_files)")
     return items

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['STRATEGIES', 'STATS', 'FILLS', 'SWEEP_SOURCE', 'crossed_above', 'vectorbt_means', 'Strategy', 'custom_strategy',
            'strategy_of', 'combinations', 'bar_freq', 'Options', 'portfolio', 'portfolio_stats', 'ma_sweep', 'Sweep',
-           'backtest', 'walk_forward']
+           'sweep_part', 'backtest', 'walk_forward']
 
 # %% ../../nbs/trading/05_backtest.ipynb #b03e95ef
 import itertools, math
@@ -465,10 +465,17 @@ def _progress_bar(total, progress):
         return update
     return progress if callable(progress) else (lambda done, total: None)
 
+def sweep_part(cols, bars, strategy: Strategy, opts: Options, fused: bool) -> np.ndarray:
+    "`STATS` rows of one piece of a sweep: the combinations `cols` (parameter → values), fused or by vectorbt."
+    if fused: return ma_sweep(bars, cols["fast"], cols["slow"], opts)
+    e, x = strategy.signals(bars, cols)
+    return portfolio_stats(portfolio(bars, e, x, opts)).to_numpy(float)
+
 @timed("trading", "sweep")
 def backtest(bars, strategy="ma_cross", grid=None, opts: Options = None, chunk=256, progress=True, max_combos=1_000_000,
-             engine="auto") -> Sweep:
-    "Backtest every combination of `grid` for `strategy` over `bars`; `engine` is auto, fused or vectorbt."
+             engine="auto", settings=None) -> Sweep:
+    "Backtest every combination of `grid` for `strategy` over `bars`; `engine` is auto, fused or vectorbt; on the Dask cluster if one is configured."
+    from aiplatform.jobs.scale import cluster, map_tasks
     from aiplatform.trading.data import validate
     bars = validate(bars, "bars", "bars")
     s, opts = strategy_of(strategy), opts or Options()
@@ -478,15 +485,12 @@ def backtest(bars, strategy="ma_cross", grid=None, opts: Options = None, chunk=2
     if engine not in ("auto", "fused", "vectorbt"): raise ValidationError(f"engine {engine!r}: expected auto, fused or vectorbt")
     if engine == "fused" and not fused: raise ValidationError("engine 'fused': only for ma_cross with all-in sizing and no stops")
     fused = fused and engine != "vectorbt"
-    update = _progress_bar(len(combos), progress)
-    if fused: stats = ma_sweep(bars, cols["fast"], cols["slow"], opts, chunk=chunk, progress=update)
-    else:
-        parts = []
-        for lo in range(0, len(combos), chunk):
-            e, x = s.signals(bars, {k: v[lo:lo + chunk] for k, v in cols.items()})
-            parts.append(portfolio_stats(portfolio(bars, e, x, opts)).to_numpy(float))
-            update(min(lo + chunk, len(combos)), len(combos))
-        stats = np.vstack(parts)
+    n, update = len(combos), _progress_bar(len(combos), progress)
+    if fused and cluster(settings) is None: stats = ma_sweep(bars, cols["fast"], cols["slow"], opts, chunk=chunk, progress=update)
+    else:  # pieces of `chunk` combinations, each a task of the Dask cluster when one is configured
+        pieces = [{k: v[lo:lo + chunk] for k, v in cols.items()} for lo in range(0, n, chunk)]
+        stats = np.vstack(map_tasks(sweep_part, pieces, dict(bars=bars, strategy=s, opts=opts, fused=fused),
+                                    lambda done, total: update(min(done * chunk, n), n), settings))
     table = pd.concat([combos, pd.DataFrame(stats, columns=STATS).astype({"trades": "int64"})], axis=1)
     return Sweep(bars, s, table, opts, "fused" if fused else "vectorbt", list(combos.columns))
 

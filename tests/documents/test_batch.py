@@ -74,6 +74,9 @@ def test_a_zip_gives_the_folders_rows_and_a_zip_bomb_is_refused(s, tmp_path):
     assert table.loc["bomb.txt", "error"] == "bomb.txt: 50.0 MB, at most 1 MB ([documents] max_mb)"
     folder = analyze_batch(tmp_path/"in", settings=s).set_index("name").loc[list(GOOD)]
     pd.testing.assert_frame_equal(table.loc[list(GOOD)], folder)
+    (tmp_path/"outer").mkdir()
+    (tmp_path/"batch.zip").rename(tmp_path/"outer"/"batch.zip")  # a zip in a folder is opened, its members named after it
+    assert [n for n, *_ in document_files(tmp_path/"outer", s)] == ["batch.zip/" + n for n in sorted(table.index)]
     (tmp_path/"bad.zip").write_bytes(b"PK\x05\x06" + b"\0" * 10)
     with pytest.raises(Exception, match="source 'bad.zip': a damaged zip archive"): document_files(tmp_path/"bad.zip", s)
 

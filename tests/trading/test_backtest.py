@@ -96,6 +96,20 @@ def test_results_save_to_parquet(tmp_path):
     sw.save(tmp_path / "s.parquet")
     pd.testing.assert_frame_equal(fastparquet.ParquetFile(str(tmp_path / "s.parquet")).to_pandas(), sw.table)
 
+def test_a_dask_cluster_runs_the_sweep_in_pieces_with_the_same_table(tmp_path):
+    from distributed import LocalCluster
+    from aiplatform.core import load_settings
+    goog, grid = sample_bars("GOOG"), dict(fast=range(3, 13), slow=range(20, 60, 5))
+    here = {e: backtest(goog, "ma_cross", grid, engine=e, progress=False) for e in ("fused", "vectorbt")}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        s = load_settings(env={}, platform={"data_dir": tmp_path}, jobs={"dask_address": cluster.scheduler_address})
+        seen = []
+        there = {e: backtest(goog, "ma_cross", grid, chunk=16, engine=e, progress=lambda d, t: seen.append((d, t)), settings=s)
+                 for e in ("fused", "vectorbt")}
+        pieces = sum(str(t[0]).startswith("sweep_part-") for t in cluster.scheduler.transition_log if t[2] == "memory")
+    assert pieces == 2 * 5 and seen[-1] == (80, 80) and len(seen) == 10
+    for e in here: pd.testing.assert_frame_equal(here[e].table, there[e].table)
+
 def test_a_progress_callback_sees_every_combination():
     seen = []
     backtest(gbm_bars(("X",), n=300)["X"], "ma_cross", dict(fast=range(2, 12), slow=range(12, 40)), chunk=64,
