@@ -985,6 +985,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                           'aiplatform.platform.auth.verify_key': ( 'platform/auth.html#verify_key',
                                                                                    'aiplatform/platform/auth.py')},
             'aiplatform.platform.cli': { 'aiplatform.platform.cli._parser': ('platform/cli.html#_parser', 'aiplatform/platform/cli.py'),
+                                         'aiplatform.platform.cli._warm': ('platform/cli.html#_warm', 'aiplatform/platform/cli.py'),
                                          'aiplatform.platform.cli.cmd_apps': ('platform/cli.html#cmd_apps', 'aiplatform/platform/cli.py'),
                                          'aiplatform.platform.cli.cmd_background': ( 'platform/cli.html#cmd_background',
                                                                                      'aiplatform/platform/cli.py'),

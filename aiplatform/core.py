@@ -173,6 +173,7 @@ SCHEMA = {
         "max_kernels": Setting("int", 32, "most kernels running at once in the gateway, and again in the apps' server", lo=1, hi=10000),
         "app_kernels": Setting("int", 1, "kernels kept started, the app already run, for each app; 0: one is started per page view",
                                lo=0, hi=16),
+        "warm": Setting("bool", True, "compile ahead, in the background at start, what the tools compile on first use (`aiplatform warm`)"),
     },
     "services": {
         "start_timeout": Setting("int", 30, "seconds a proxied service may take to start", lo=1, hi=600),

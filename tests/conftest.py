@@ -87,9 +87,10 @@ def wait_for_apps(config, proc, timeout=90):
 
 def start_gateway(root, server="", sections=""):
     """Start `aiplatform serve` on a free port with its data in `root`, the echo test plugin installed, `server` settings lines
-    (no preheated app kernels unless they say so) and more `sections`."""
+    (no preheated app kernels and no background warm unless they say so) and more `sections`."""
     port = free_port()
     if "app_kernels" not in server: server = "app_kernels = 0\n" + server
+    if "warm" not in server: server = "warm = false\n" + server  # `make` compiled this source tree's kernels: no second process to check
     (root/"settings.ini").write_text(f"[platform]\ndata_dir = data\n[server]\nport = {port}\nnotebooks = data\n{server}"
                                      f"[services]\nhealth_timeout = 30\n{sections}")
     env = clean_env(AIPLATFORM_SETTINGS=root/"settings.ini", PYTHONPATH=PLUGINS, JUPYTER_CONFIG_DIR=root/"jupyter",

@@ -172,10 +172,10 @@ def _wait(id, seconds, settings) -> bool:
 _CLIENTS, _CLIENTS_LOCK = {}, threading.Lock()
 
 def dask_client(address):
-    "A `distributed.Client` of the cluster at `address`, made once; `ConfigError` naming `[jobs] dask_address` when it cannot be reached."
+    "A `distributed.Client` of the cluster at `address`, made once (again once closed); `ConfigError` naming `[jobs] dask_address` when it cannot be reached."
     from distributed import Client
     with _CLIENTS_LOCK:
-        if address not in _CLIENTS:
+        if address not in _CLIENTS or _CLIENTS[address].status in ("closing", "closed"):
             try: _CLIENTS[address] = Client(address, timeout=10, set_as_default=False)
             except (OSError, TimeoutError, ValueError) as e: raise ConfigError(f"[jobs] dask_address = {address!r}: cannot reach the cluster ({e})") from None
         return _CLIENTS[address]

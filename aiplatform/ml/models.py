@@ -211,7 +211,9 @@ def use_int8(self: Encoder, required=False):
     if "error" in self.check and required:
         raise ConfigError(f"model {self.info.name!r} in {self.info.path}: no int8 ONNX export ({self.check['why']})")
     if self.check["chosen"] or required:
-        self.session = onnxruntime.InferenceSession(self.check["path"], providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()  # threads: OMP_NUM_THREADS when set (a Dask worker's is 1), else a core each
+        options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+        self.session = onnxruntime.InferenceSession(self.check["path"], options, providers=["CPUExecutionProvider"])
 
 # %% ../../nbs/ml/00_models.ipynb #6fabb864
 class Head(dict):

@@ -101,13 +101,17 @@ def server_token(settings) -> str:
     if not path.exists(): write_secret(path, secrets.token_hex(24))
     return path.read_text().strip()
 
+def _warm(name) -> str:
+    start = time.perf_counter()
+    load(tools()[name].warm)()
+    return f"{name}: compiled in {time.perf_counter() - start:.1f} s"
+
 def cmd_warm(args, settings):
-    "Compile ahead what each tool would compile on first use (Numba kernels cache on disk)."
-    for name, tool in tools().items():
-        if tool.warm:
-            start = time.perf_counter()
-            load(tool.warm)()
-            print(f"{name}: compiled in {time.perf_counter() - start:.1f} s")
+    "Compile ahead what each tool would compile on first use (Numba kernels cache on disk), the tools side by side."
+    from concurrent.futures import ProcessPoolExecutor
+    names = [name for name, tool in tools().items() if tool.warm]
+    with ProcessPoolExecutor(max(1, min(len(names), os.cpu_count() or 1))) as pool:  # a process per tool: each compiles on one core
+        for line in pool.map(_warm, names): print(line, flush=True)
 
 def cmd_background(args, settings):
     "Run a tool's background worker in the foreground (`serve` starts each beside the gateway)."
@@ -127,7 +131,7 @@ def cmd_serve(args, settings):
     "Initialise, compile ahead in the background, start the apps' Voilà server, then run the Jupyter gateway in place of this process."
     cmd_init(args, settings)
     if settings.file: os.environ["AIPLATFORM_SETTINGS"] = str(settings.file)
-    subprocess.run([sys.executable, "-c", _WARM_BEHIND], check=True)  # a no-op once compiled
+    if settings.server.warm: subprocess.run([sys.executable, "-c", _WARM_BEHIND], check=True)  # a no-op once compiled
     config = server_config(settings)
     share(settings, fresh=True)  # the apps' server, the gateway and every kernel record metrics in one folder
     config["ServerProxy"] = dict(servers={"aiplatform/apps": start_apps(settings)})

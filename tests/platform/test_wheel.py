@@ -29,7 +29,7 @@ def test_the_installed_package_is_the_wheel(venv):
 def test_the_wheel_serves_the_gallery_and_an_app_and_runs_a_report(venv):
     port, root = free_port(), venv/"site"
     root.mkdir()
-    (root/"settings.ini").write_text(f"[platform]\ndata_dir = data\n[server]\nport = {port}\napp_kernels = 0\n")
+    (root/"settings.ini").write_text(f"[platform]\ndata_dir = data\n[server]\nport = {port}\napp_kernels = 0\nwarm = false\n")
     env = clean_env(AIPLATFORM_SETTINGS=root/"settings.ini", HOME=root, JUPYTER_CONFIG_DIR=root/"jupyter",
                     JUPYTER_RUNTIME_DIR=root/"runtime", PATH=f"{venv/'venv'/'bin'}:{os.environ['PATH']}",
                     JUPYTER_PATH=Path(sys.prefix)/"share"/"jupyter")  # the dependencies' data files (Voilà's templates)
