@@ -46,18 +46,20 @@ bench: $(VENV)/.installed-dev $(PEERS)/.installed
 	@for b in bench_indicators bench_sweep bench_codegen bench_apps bench_ws bench_service bench_text bench_vision bench_voice bench_jobs; do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
 	@echo "== benchmarks/bench_matching.py"; $(PEERS)/bin/python benchmarks/bench_matching.py
 
-# Every benchmark end to end on tiny sizes with --quick (about a minute; the figures mean nothing), so that one that no
-# longer runs fails `make test`. bench_matching.py runs in the peers' venv where `make bench` made one, else without them.
-# The browser benchmark (bench_apps) runs beside the others, its output shown after theirs.
+# Every benchmark end to end on tiny sizes with --quick (the figures mean nothing), so that one that no longer runs
+# fails `make test`: in three chains side by side (much of a quick run is waiting: servers, kernels, a browser), each
+# chain's output shown once all have ended. bench_matching.py runs in the peers' venv where `make bench` made one.
+QUICK_A := bench_indicators bench_sweep bench_codegen gpu_check bench_ws bench_service bench_matching
+QUICK_B := bench_text bench_vision bench_voice bench_jobs
 bench-quick: $(VENV)/.installed-dev
-	@apps_log=$$(mktemp); \
-	( AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $(BIN)/python benchmarks/bench_apps.py --quick ) > $$apps_log 2>&1 & apps=$$!; \
-	for b in bench_indicators bench_sweep bench_codegen gpu_check bench_ws bench_service bench_text bench_vision bench_voice bench_jobs; do echo "== benchmarks/$$b.py --quick"; \
-	  AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $(BIN)/python benchmarks/$$b.py --quick || { kill $$apps; exit 1; }; done; \
-	py=$(BIN)/python; if [ -x $(PEERS)/bin/python ]; then py=$(PEERS)/bin/python; fi; \
-	echo "== benchmarks/bench_matching.py --quick ($$py)"; \
-	AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $$py benchmarks/bench_matching.py --quick || { kill $$apps; exit 1; }; \
-	wait $$apps; status=$$?; echo "== benchmarks/bench_apps.py --quick"; cat $$apps_log; exit $$status
+	@peers=$(BIN)/python; if [ -x $(PEERS)/bin/python ]; then peers=$(PEERS)/bin/python; fi; \
+	chain() { for b in "$$@"; do py=$(BIN)/python; if [ $$b = bench_matching ]; then py=$$peers; fi; \
+	  echo "== benchmarks/$$b.py --quick ($$py)"; AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $$py benchmarks/$$b.py --quick \
+	  || { echo "FAILED: benchmarks/$$b.py --quick"; return 1; }; done; }; \
+	a=$$(mktemp); b=$$(mktemp); c=$$(mktemp); \
+	chain bench_apps > $$c 2>&1 & apps=$$!; chain $(QUICK_B) > $$b 2>&1 & second=$$!; \
+	chain $(QUICK_A) > $$a 2>&1; s1=$$?; wait $$second; s2=$$?; wait $$apps; s3=$$?; \
+	cat $$a $$b $$c; rm -f $$a $$b $$c; [ $$s1 = 0 ] && [ $$s2 = 0 ] && [ $$s3 = 0 ]
 
 $(PEERS)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(PEERS)

@@ -12,7 +12,7 @@ Documents: text-PDF pages per second extracted by ours (`documents.extract`: pyp
 language found) against pypdf and pdfminer.six (the peers) on the same files in the same run: 20 PDFs of 10 pages
 (2 of 5 with --quick) of English prose (the standard library's docstrings), written by matplotlib with embedded
 TrueType fonts, as a PDF writer would; the median of 3 passes. Then documents per minute end to end: a batch of 48
-(6) PDFs, Word files, HTML pages and Markdown notes read and analysed (sentiment, keywords, summary) by
+(2) PDFs, Word files, HTML pages and Markdown notes read and analysed (sentiment, keywords, summary) by
 `analyze_batch`, here and on a Dask LocalCluster of 1 and of 2 worker processes (the models loaded on each first;
 threads with --quick).
 Last line: a JSON object."""
@@ -177,7 +177,7 @@ def docs_per_min(folder, data, workers=None, processes=True) -> float:
     n = len(list(folder.iterdir()))
     def timed(s):
         start = time.perf_counter()
-        table = analyze_batch(folder, chunk=4, settings=s)
+        table = analyze_batch(folder, chunk=min(4, n // 2), settings=s)  # --quick: a task per document
         assert table["error"].isna().all(), table["error"].dropna().tolist()
         return n / (time.perf_counter() - start) * 60
     if workers is None: return timed(load_settings(env={}, platform={"data_dir": data}))
@@ -212,7 +212,7 @@ def main():
     print(f"{files * pages} text-PDF pages (matplotlib, TrueType): ours {r['ours']:.0f} pages/s (target 100), pypdf {r['pypdf']:.0f} "
           f"(ratio {r['ours'] / r['pypdf']:.1f}), pdfminer.six {r['pdfminer.six']:.0f} (ratio {r['ours'] / r['pdfminer.six']:.1f}); "
           f"words found: ours {w['ours']:,}, pypdf {w['pypdf']:,}, pdfminer.six {w['pdfminer.six']:,}")
-    batch = document_batch(folder/"batch", 6 if args.quick else 48)
+    batch = document_batch(folder/"batch", 2 if args.quick else 48)
     _warm_worker()
     here = docs_per_min(batch, folder/"docs")
     one_docs, two_docs = (docs_per_min(batch, folder/f"docs{n}", n, processes=not args.quick) for n in (1, 2))  # --quick: threads, no model loads
