@@ -72,7 +72,7 @@ $(BIN)/python:
 
 # The package, its Jupyter server configuration (sys-prefix) and the AI Platform kernelspec.
 $(VENV)/.installed: pyproject.toml extensions/voila.json extensions/jupyter_server_config.d/*.json kernels/aiplatform/kernel.json | $(BIN)/python
-	$(BIN)/pip install -q --no-compile -e .  # bytecode compiled on import, for the modules used only: half the install time
+	$(BIN)/pip install -q -e .
 	$(UNSLOW)
 	mkdir -p $(JUPYTER_ETC)/jupyter_server_config.d
 	cp extensions/jupyter_server_config.d/*.json $(JUPYTER_ETC)/jupyter_server_config.d/
@@ -89,7 +89,7 @@ $(VENV)/.warmed: $(VENV)/.installed
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["dev"]))' \
 	  > $(VENV)/dev-requirements.txt
-	$(BIN)/pip install -q --no-compile -r $(VENV)/dev-requirements.txt
+	$(BIN)/pip install -q -r $(VENV)/dev-requirements.txt
 	$(UNSLOW)
 	touch $@
 
