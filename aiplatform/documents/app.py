@@ -6,7 +6,7 @@
 __all__ = ['ACCEPT', 'SHOWN', 'log', 'sources', 'save_uploads', 'DocumentsApp']
 
 # %% ../../nbs/documents/03_app.ipynb #52bcab52
-import html, io, shutil, sys, tempfile, time
+import html, io, shutil, sys, tempfile, time, weakref
 from pathlib import Path
 import ipywidgets as widgets
 import pandas as pd
@@ -44,8 +44,9 @@ def save_uploads(files, folder: Path) -> list:
 class DocumentsApp(widgets.VBox):
     "Documents: read and analyse many documents at once; the table, charts, each document, downloads."
     def __init__(self, settings=None):
-        self.settings, self.table, self.items, self.source = settings, None, {}, None
+        self.settings, self.table, self.items = settings, None, {}
         self.uploads = Path(tempfile.mkdtemp(prefix="aiplatform-documents-"))
+        weakref.finalize(self, shutil.rmtree, self.uploads, True)  # the uploads go with the app (or its kernel)
         self.upload = widgets.FileUpload(accept=ACCEPT, multiple=True, description="Upload documents")
         self.upload.observe(lambda _: self._read_upload(), "value")
         self.folder = widgets.Dropdown(options=["(uploaded files)"] + sources(settings), description="Read from")
