@@ -7,13 +7,14 @@ __all__ = ['cluster', 'map_tasks']
 
 # %% ../../nbs/jobs/07_scale.ipynb #fae07874
 from ..core import ValidationError, get_settings
-from .runs import dask_client
 
 # %% ../../nbs/jobs/07_scale.ipynb #3d576f22
 def cluster(settings=None):
     "The Dask client of `[jobs] dask_address`, or `None` when no cluster is configured (the work runs here)."
     address = (settings or get_settings()).jobs.dask_address
-    return dask_client(address) if address else None
+    if not address: return None
+    from aiplatform.jobs.runs import dask_client  # the store and Dask imported only for a cluster: a backtest here starts light
+    return dask_client(address)
 
 def map_tasks(fn, items, shared=None, progress=None, settings=None) -> list:
     "`[fn(item, **shared) for item in items]`, as tasks of the configured Dask cluster when there is one; `progress(done, total)` as each ends."
