@@ -27,7 +27,7 @@ def map_tasks(fn, items, shared=None, progress=None, settings=None) -> list:
             if progress: progress(done, len(items))
         return out
     from distributed import as_completed
-    shared = {k: client.scatter(v, broadcast=True) for k, v in shared.items()}
+    shared = {k: client.scatter(v, broadcast=True, hash=False) for k, v in shared.items()}  # a key of its own: a hashed key that an earlier call's release is dropping can vanish under this one
     futures = client.map(fn, items, pure=False, **shared)
     for done, _ in enumerate(as_completed(futures, loop=client.loop), 1):
         if progress: progress(done, len(items))
