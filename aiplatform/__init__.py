@@ -7,7 +7,8 @@ Modules:
 - `aiplatform.jobs.migrations.jobs_0002_schedules`: Schedules: a report run on a cron expression in a time zone, with a misfire policy and a limit of runs at once.
 - `aiplatform.platform.migrations.platform_0001_users_and_keys`: Users with a role, and their API keys.
 - `aiplatform.platform.migrations.platform_0002_profiles`: Profile fields on users: display name, email and free-form profile.
-- `aiplatform.platform.migrations.platform_0003_key_expiry`: API keys may expire: `expires_ns`, NULL for a key that never does."""
+- `aiplatform.platform.migrations.platform_0003_key_expiry`: API keys may expire: `expires_ns`, NULL for a key that never does.
+- `aiplatform.resume.migrations.resume_0001_resumes`: Resumes: each user's named resumes, every saved version of each (a JSON Resume document), with a note of why it was saved."""
 
 __version__ = "0.1.0"
 

@@ -34,6 +34,6 @@ def url(request, tmp_path):
     url = request.getfixturevalue("postgres")
     engine = make_engine(url)
     with engine.begin() as conn:  # each test starts from an empty database
-        for t in ("api_keys", "users", "generations", "job_runs", "job_schedules", "echoes", "schema_version", "alembic_version"): conn.execute(sa.text(f"DROP TABLE IF EXISTS {t}"))
+        for t in ("api_keys", "users", "generations", "job_runs", "job_schedules", "resumes", "echoes", "schema_version", "alembic_version"): conn.execute(sa.text(f"DROP TABLE IF EXISTS {t}"))
     engine.dispose()
     return url

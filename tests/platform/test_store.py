@@ -9,6 +9,7 @@ from aiplatform.codegen import client as codegen
 from aiplatform.core import get_settings
 from aiplatform.codegen.client import generations
 from aiplatform.jobs.runs import job_runs, job_schedules
+from aiplatform.resume.store import resumes
 from aiplatform.codegen.sandbox import Check, TestRun
 from aiplatform.platform.registry import PLATFORM, Tool
 from aiplatform.platform.status import database_status
@@ -16,11 +17,11 @@ from aiplatform.platform.store import (api_keys, downgrade, make_engine, migrate
                                        users)
 from conftest import PLUGINS, cli, clean_env
 
-HEADS = {"codegen": "codegen_0001", "jobs": "jobs_0002", "platform": "platform_0003"}
+HEADS = {"codegen": "codegen_0001", "jobs": "jobs_0002", "platform": "platform_0003", "resume": "resume_0001"}
 
 def columns(engine):
     insp = sa.inspect(engine)
-    return {t: sorted(c["name"] for c in insp.get_columns(t)) for t in ("users", "api_keys", "generations", "job_runs", "job_schedules")}
+    return {t: sorted(c["name"] for c in insp.get_columns(t)) for t in ("users", "api_keys", "generations", "job_runs", "job_schedules", "resumes")}
 
 def revisions(engine):
     with engine.connect() as conn: return sorted(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
@@ -28,17 +29,17 @@ def revisions(engine):
 def test_new_database_is_at_every_head_matching_the_tables(url, tmp_path):
     engine = make_engine(url)
     s = load_settings(env={}, platform={"data_dir": tmp_path}, database={"url": url})
-    assert schema_heads() == HEADS and schema_version(engine) == {"codegen": None, "jobs": None, "platform": None}
-    assert database_status(s)["detail"] == "behind: codegen at nothing, head codegen_0001; jobs at nothing, head jobs_0002; platform at nothing, head platform_0003: run `aiplatform init`"
+    assert schema_heads() == HEADS and schema_version(engine) == {"codegen": None, "jobs": None, "platform": None, "resume": None}
+    assert database_status(s)["detail"] == "behind: codegen at nothing, head codegen_0001; jobs at nothing, head jobs_0002; platform at nothing, head platform_0003; resume at nothing, head resume_0001: run `aiplatform init`"
     assert migrate(engine) == HEADS == schema_version(engine)
-    assert columns(engine) == {t.name: sorted(t.c.keys()) for t in (users, api_keys, generations, job_runs, job_schedules)}
+    assert columns(engine) == {t.name: sorted(t.c.keys()) for t in (users, api_keys, generations, job_runs, job_schedules, resumes)}
     assert revisions(engine) == sorted(HEADS.values()) and not sa.inspect(engine).has_table("schema_version")
     assert migrate(engine) == HEADS  # running it again is harmless
     assert (database_status(s)["ok"], database_status(s)["detail"], database_status(s)["schema"]) == (True, "ok", HEADS)
 
 def test_upgrade_in_place_keeps_rows(url):
     engine = make_engine(url)
-    assert migrate(engine, to="platform_0001") == {"codegen": None, "jobs": None, "platform": "platform_0001"}
+    assert migrate(engine, to="platform_0001") == {"codegen": None, "jobs": None, "platform": "platform_0001", "resume": None}
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO users (username, role, active, created_ns) VALUES ('ada', 'admin', true, 1), ('bob', 'viewer', false, 2)"))
         uid = conn.execute(sa.text("SELECT id FROM users WHERE username = 'ada'")).scalar_one()
@@ -140,10 +141,10 @@ def test_a_database_from_before_alembic_is_adopted_with_its_rows(url, version):
                              "tests, checks, status, rounds, input_tokens, output_tokens, latency_ms) VALUES (5, 'ada', 'api', "
                              """'Double it', '', 'claude-opus-5', 'python', 'a', 'def f(x): return 2 * x', '', '[{"rule": "F401"}]', """
                              "'passed', 1, 10, 20, 812.5)"))
-    assert schema_version(engine) == {"codegen": None, "jobs": None, "platform": None}
+    assert schema_version(engine) == {"codegen": None, "jobs": None, "platform": None, "resume": None}
     assert migrate(engine) == HEADS and revisions(engine) == sorted(HEADS.values())
     assert not sa.inspect(engine).has_table("schema_version")
-    assert columns(engine) == {t.name: sorted(t.c.keys()) for t in (users, api_keys, generations, job_runs, job_schedules)}
+    assert columns(engine) == {t.name: sorted(t.c.keys()) for t in (users, api_keys, generations, job_runs, job_schedules, resumes)}
     with engine.connect() as conn:
         assert tuple(conn.execute(sa.select(users.c.username, users.c.display_name, users.c.email, users.c.profile)).one()) == \
             ("ada", "Ada L.", "ada@example.org", {"desk": "fx"})
@@ -189,11 +190,11 @@ def test_a_tools_branch_is_upgraded_alongside_then_left_or_removed(url, monkeypa
     with_echo = installed_tools() | {"echo": echo_tool.TOOL}
     engine = make_engine(url)
     assert schema_heads(with_echo) == HEADS | {"echo": "echo_0001"}
-    assert migrate(engine, to="platform_0002") == {"codegen": None, "jobs": None, "platform": "platform_0002"}
+    assert migrate(engine, to="platform_0002") == {"codegen": None, "jobs": None, "platform": "platform_0002", "resume": None}
     assert migrate(engine, tools=with_echo) == HEADS | {"echo": "echo_0001"}
     with engine.begin() as conn: conn.execute(sa.text("INSERT INTO echoes (text, created_ns) VALUES ('hi', 1)"))
     assert migrate(engine) == HEADS  # echo uninstalled: its revision and table stay, untouched
-    assert revisions(engine) == ["codegen_0001", "echo_0001", "jobs_0002", "platform_0003"]
+    assert revisions(engine) == ["codegen_0001", "echo_0001", "jobs_0002", "platform_0003", "resume_0001"]
     with engine.connect() as conn: assert conn.execute(sa.text("SELECT text FROM echoes")).scalars().all() == ["hi"]
     assert downgrade(engine, "echo@base", tools=with_echo) == HEADS | {"echo": None}
     assert revisions(engine) == sorted(HEADS.values()) and not sa.inspect(engine).has_table("echoes")
@@ -201,10 +202,10 @@ def test_a_tools_branch_is_upgraded_alongside_then_left_or_removed(url, monkeypa
 def test_init_upgrades_every_installed_tools_branch(url, tmp_path):
     env = clean_env(AIPLATFORM_PLATFORM__DATA_DIR=tmp_path/"data", AIPLATFORM_DATABASE__URL=url, HOME=tmp_path)
     out = cli("init", env=env | {"PYTHONPATH": str(PLUGINS)})
-    assert out.returncode == 0 and "at codegen codegen_0001, echo echo_0001, jobs jobs_0002, platform platform_0003\n" in out.stdout, out.stderr
+    assert out.returncode == 0 and "at codegen codegen_0001, echo echo_0001, jobs jobs_0002, platform platform_0003, resume resume_0001\n" in out.stdout, out.stderr
     out = cli("init", env=env)
-    assert out.returncode == 0 and "at codegen codegen_0001, jobs jobs_0002, platform platform_0003\n" in out.stdout, out.stderr
-    assert revisions(make_engine(url)) == ["codegen_0001", "echo_0001", "jobs_0002", "platform_0003"]
+    assert out.returncode == 0 and "at codegen codegen_0001, jobs jobs_0002, platform platform_0003, resume resume_0001\n" in out.stdout, out.stderr
+    assert revisions(make_engine(url)) == ["codegen_0001", "echo_0001", "jobs_0002", "platform_0003", "resume_0001"]
 
 def _broken_tool(tmp_path, monkeypatch, folder, script):
     (tmp_path/folder).mkdir()
