@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['LONG', 'LAYOUT', 'log', 'ACCEPT', 'EXT', 'EntryForm', 'EntriesForm', 'ResumeApp', 'rewritable', 'diff_html']
 
-# %% ../../nbs/resume/08_app.ipynb #53538b96
+# %% ../../nbs/resume/08_app.ipynb #ddb1d6ee
 import html
 from typing import get_args
 import ipywidgets as widgets
@@ -18,7 +18,7 @@ from .draft import from_docx, from_text
 from .model import SECTIONS, Resume, from_json, from_yaml, parse_resume, resume_dict, sample, to_json, to_yaml
 from .render import FORMATS, PAPERS, THEMES, html as render_html, layout, render
 
-# %% ../../nbs/resume/08_app.ipynb #23675f94
+# %% ../../nbs/resume/08_app.ipynb #3c960ccd
 LONG = ("summary", "description", "reference")  # texts written in sentences: a box, not a line
 LAYOUT = dict(width="100%")
 
@@ -70,7 +70,7 @@ class EntryForm(widgets.VBox):
             if v or (key in self.given and kind in ("text", "lines")): out[key] = v
         return out | self.extra
 
-# %% ../../nbs/resume/08_app.ipynb #ee8fac17
+# %% ../../nbs/resume/08_app.ipynb #9ecd7982
 class EntriesForm(widgets.VBox):
     "A list of entries of `model`, each in its own form, with Add and Remove."
     def __init__(self, model, data=None, title="", on_change=None):
@@ -104,7 +104,7 @@ class EntriesForm(widgets.VBox):
     @property
     def value(self) -> list: return [f.value for f in self.forms if f.value]
 
-# %% ../../nbs/resume/08_app.ipynb #10dcbfc6
+# %% ../../nbs/resume/08_app.ipynb #0c2626e4
 log = get_logger("resume.app")
 ACCEPT = ".json,.yaml,.yml,.docx,.txt,.md"
 
@@ -119,7 +119,7 @@ class ResumeApp(widgets.VBox):
         self.name = widgets.Combobox(placeholder="resume name", description="Resume", ensure_option=False, layout=dict(width="300px"))
         self.version = widgets.Dropdown(description="Version", options=[], layout=dict(width="260px"))
         self.open_button, self.save_button = widgets.Button(description="Open", icon="folder-open"), widgets.Button(description="Save", icon="save", button_style="primary")
-        self.open_button.on_click(lambda _: self.open()); self.save_button.on_click(lambda _: self.save())
+        self.open_button.on_click(lambda _: self.open_version()); self.save_button.on_click(lambda _: self.save())
         self.upload = widgets.FileUpload(accept=ACCEPT, description="Import", multiple=False)
         self.upload.observe(lambda _: self._imported(), "value")
         self.theme = widgets.Dropdown(options=list(THEMES), description="Theme", layout=dict(width="200px"))
@@ -144,7 +144,7 @@ class ResumeApp(widgets.VBox):
         if not isinstance(e, AIPlatformError): log.exception("resume app")
         self.status.say(str(e) if isinstance(e, AIPlatformError) else f"{type(e).__name__}: {e}", error=True)
 
-# %% ../../nbs/resume/08_app.ipynb #45e1d649
+# %% ../../nbs/resume/08_app.ipynb #1d4644e5
 @patch
 def _job_panel(self: ResumeApp):
     self.job = widgets.Textarea(placeholder="Paste a job description", layout=dict(width="100%", height="120px"))
@@ -181,7 +181,7 @@ def diff_html(diff) -> str:
     tags = dict(equal="span", delete="del style='color:#cf222e'", insert="ins style='color:#1a7f37'")
     return "".join(f"<{tags[op]}>{html.escape(text)}</{tags[op].split()[0]}>" for op, text in diff)
 
-# %% ../../nbs/resume/08_app.ipynb #68da1100
+# %% ../../nbs/resume/08_app.ipynb #67c1b294
 @patch
 def load(self: ResumeApp, data: dict):
     "Fill the editor with the JSON Resume document `data`."
@@ -214,7 +214,7 @@ def preview(self: ResumeApp):
                         'style="width:100%;height:900px;border:1px solid #d0d7de;background:white"></iframe>')
     self.status.say("Preview up to date.")
 
-# %% ../../nbs/resume/08_app.ipynb #c39e474d
+# %% ../../nbs/resume/08_app.ipynb #26c3e8b5
 EXT = dict(markdown="md")
 
 @patch
@@ -249,7 +249,7 @@ def _imported(self: ResumeApp):
         self.status.say(f"Imported {f['name']}" + (f"; {len(unplaced)} lines were not placed: {' / '.join(unplaced)[:200]}" if unplaced else "."))
     except Exception as e: self._failed(e)
 
-# %% ../../nbs/resume/08_app.ipynb #af3dcc06
+# %% ../../nbs/resume/08_app.ipynb #637564b3
 @patch
 def sign_in(self: ResumeApp):
     "Who is using the app, from their API key."
@@ -282,7 +282,7 @@ def save(self: ResumeApp, note="edited"):
     except Exception as e: self._failed(e)
 
 @patch
-def open(self: ResumeApp):
+def open_version(self: ResumeApp):  # not `open`: a widget's own `open` makes its model in the browser
     "Open the chosen version (the newest if none is chosen) of the named resume."
     try:
         user = self._signed_in()
@@ -292,7 +292,7 @@ def open(self: ResumeApp):
         self.status.say(f"Opened {self.name.value}" + (f" version {version}." if version else "."))
     except Exception as e: self._failed(e)
 
-# %% ../../nbs/resume/08_app.ipynb #844ca3d0
+# %% ../../nbs/resume/08_app.ipynb #4489a756
 @patch
 def match(self: ResumeApp):
     "Score the resume against the job; show what matched, what is missing and what to do."
@@ -321,7 +321,7 @@ def save_tailored(self: ResumeApp):
         self.status.say(f"Saved the tailored copy as {name} version {version}; it is open now.")
     except Exception as e: self._failed(e)
 
-# %% ../../nbs/resume/08_app.ipynb #fd8f5963
+# %% ../../nbs/resume/08_app.ipynb #aa455103
 @patch
 def suggest(self: ResumeApp, client=None):
     "Ask Claude for a rewrite of the chosen part (for the job, if one is pasted)."
