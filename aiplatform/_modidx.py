@@ -1416,6 +1416,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                            'aiplatform.resume.service.TooMany': ( 'resume/service.html#toomany',
                                                                                   'aiplatform/resume/service.py'),
                                            'aiplatform.resume.service._Body': ('resume/service.html#_body', 'aiplatform/resume/service.py'),
+                                           'aiplatform.resume.service._caller': ( 'resume/service.html#_caller',
+                                                                                  'aiplatform/resume/service.py'),
                                            'aiplatform.resume.service._off_loop': ( 'resume/service.html#_off_loop',
                                                                                     'aiplatform/resume/service.py'),
                                            'aiplatform.resume.service._user': ('resume/service.html#_user', 'aiplatform/resume/service.py'),

@@ -133,3 +133,16 @@ def test_past_the_rate_a_request_is_refused_with_the_limit(tmp_path):
         assert call(url + "themes", key, "GET")[0] == 200
     finally:
         proc.terminate(); proc.wait(10)
+
+def test_an_accepted_rewrite_is_a_new_version_and_a_stale_one_is_refused(service):
+    url, keys = service
+    call(url + "resumes/rw", keys["ann"], "PUT", {"resume": sample()})
+    before = sample()["work"][0]["highlights"][1]
+    body = {"name": "rw", "path": "work[0].highlights[1]", "before": before, "after": "Won TechCrunch Disrupt against 30 start-ups"}
+    assert call(url + "rewrite/accept", keys["ann"], body=body)[2] == {"name": "rw", "version": 2}
+    stored = call(url + "resumes/rw", keys["ann"], "GET")[2]["resume"]
+    assert stored["work"][0]["highlights"][1] == "Won TechCrunch Disrupt against 30 start-ups"
+    assert call(url + "resumes/rw/versions", keys["ann"], "GET")[2]["versions"][0]["note"] == "rewrite accepted: work[0].highlights[1]"
+    status, _, answer = call(url + "rewrite/accept", keys["ann"], body=body)  # made from a text that is no longer there
+    assert (status, answer["error"]) == (409, "work[0].highlights[1]: changed since this rewrite was suggested; ask again")
+    assert call(url + "rewrite/accept", keys["bob"], body=body)[0] == 404  # not bob's
