@@ -1427,6 +1427,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                            'aiplatform.resume.service.body': ('resume/service.html#body', 'aiplatform/resume/service.py'),
                                            'aiplatform.resume.service.delete_route': ( 'resume/service.html#delete_route',
                                                                                        'aiplatform/resume/service.py'),
+                                           'aiplatform.resume.service.disposition': ( 'resume/service.html#disposition',
+                                                                                      'aiplatform/resume/service.py'),
                                            'aiplatform.resume.service.get_route': ( 'resume/service.html#get_route',
                                                                                     'aiplatform/resume/service.py'),
                                            'aiplatform.resume.service.import_route': ( 'resume/service.html#import_route',

@@ -4,12 +4,13 @@
 
 # %% auto #0
 __all__ = ['POOL', 'LIMITS', 'KEYS', 'KEY_TTL_S', 'MAX_KEYS', 'Source', 'Render', 'Import', 'Save', 'Job', 'Tailor', 'Rewrite',
-           'Accept', 'body', 'resume_of', 'render_in_worker', 'make_pool', 'TooMany', 'render_route', 'import_route',
-           'themes_route', 'list_route', 'get_route', 'save_route', 'versions_route', 'delete_route', 'match_route',
-           'tailor_route', 'rewrite_route', 'accept_route', 'make_app']
+           'Accept', 'body', 'resume_of', 'render_in_worker', 'make_pool', 'TooMany', 'render_route', 'disposition',
+           'import_route', 'themes_route', 'list_route', 'get_route', 'save_route', 'versions_route', 'delete_route',
+           'match_route', 'tailor_route', 'rewrite_route', 'accept_route', 'make_app']
 
-# %% ../../nbs/resume/07_service.ipynb #cb47aba0
-import asyncio, base64, hashlib, os, time
+# %% ../../nbs/resume/07_service.ipynb #0534cdae
+import asyncio, base64, hashlib, json, os, time
+from urllib.parse import quote
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 import pydantic
@@ -23,7 +24,7 @@ from .model import Resume, from_json, from_yaml, parse_resume, resume_dict, samp
 from .render import FORMATS, PAPERS, THEMES, Layout, layout, render
 from ..trading.sessions import RateLimit
 
-# %% ../../nbs/resume/07_service.ipynb #1c20f06b
+# %% ../../nbs/resume/07_service.ipynb #d0c0e3cf
 class _Body(BaseModel): model_config = ConfigDict(extra="forbid", strict=True)
 
 class Source(_Body):
@@ -65,14 +66,14 @@ def body(model, data):
     try: return model.model_validate(data)
     except pydantic.ValidationError as e: raise validation_error(e, model) from None
 
-# %% ../../nbs/resume/07_service.ipynb #baa17ef8
+# %% ../../nbs/resume/07_service.ipynb #4c500232
 def resume_of(src: Source, username, settings) -> Resume:
     "The resume a body names: given in it, or one of `username`'s stored ones."
     if (src.resume is None) == (src.name is None): raise ValidationError("resume, name: expected exactly one of them")
     if src.resume is not None: return parse_resume(src.resume)
     return store.load(username, src.name, src.version, settings)
 
-# %% ../../nbs/resume/07_service.ipynb #804a6361
+# %% ../../nbs/resume/07_service.ipynb #7fc5503d
 def render_in_worker(data: dict, fmt: str, layout_fields: dict, fit: bool) -> tuple[bytes, str, list]:
     "(bytes, media type, changes) of a resume in `fmt`; run in a worker process."
     resume = parse_resume(data)
@@ -86,7 +87,7 @@ def make_pool(workers: int) -> ProcessPoolExecutor:
     "A pool of `workers` spawned processes (one per core for 0)."
     return ProcessPoolExecutor(workers or os.cpu_count(), mp_context=get_context("spawn"))
 
-# %% ../../nbs/resume/07_service.ipynb #23acc6b4
+# %% ../../nbs/resume/07_service.ipynb #7d7a2cf4
 POOL, LIMITS, KEYS = web.AppKey("pool", ProcessPoolExecutor), web.AppKey("limits", dict), web.AppKey("keys", dict)
 KEY_TTL_S, MAX_KEYS = 10.0, 10_000
 
@@ -124,10 +125,14 @@ async def render_route(request):
     resume = await _off_loop(resume_of, b, user.username, settings)
     data, media, changes = await asyncio.get_running_loop().run_in_executor(
         request.app[POOL], render_in_worker, resume_dict(resume), b.format, lay.model_dump(exclude_none=True), b.fit)
-    name = (resume.basics and resume.basics.name or "resume").replace('"', "")
-    ext = dict(markdown="md").get(b.format, b.format)
-    headers = {"Content-Disposition": f'inline; filename="{name}.{ext}"', "X-Fit-Changes": "; ".join(changes).encode("ascii", "replace").decode()}
-    return web.Response(body=data, content_type=media.split(";")[0], charset="utf-8" if "charset" in media else None, headers=headers)
+    return web.Response(body=data, content_type=media.split(";")[0], charset="utf-8" if "charset" in media else None,
+                        headers={"Content-Disposition": disposition(resume, b.format), "X-Fit-Changes": json.dumps(changes)})
+
+def disposition(resume: Resume, fmt) -> str:
+    "The Content-Disposition of a rendered resume: named after its person, in ASCII and, for any other script, UTF-8 (RFC 6266)."
+    name, ext = (resume.basics and resume.basics.name) or "resume", dict(markdown="md").get(fmt, fmt)
+    plain = "".join(c for c in name if c.isascii() and (c.isalnum() or c in " -_")).strip() or "resume"
+    return f"inline; filename=\"{plain}.{ext}\"; filename*=UTF-8''{quote(name[:100])}.{ext}"
 
 async def import_route(request):
     await _user(request)
@@ -148,7 +153,7 @@ async def themes_route(request):
     await _user(request)
     return web.json_response({"themes": {k: v["about"] for k, v in THEMES.items()}, "papers": list(PAPERS), "formats": [*FORMATS, "json", "yaml"]})
 
-# %% ../../nbs/resume/07_service.ipynb #8c34952f
+# %% ../../nbs/resume/07_service.ipynb #aae4ef35
 async def list_route(request):
     user = await _user(request)
     return web.json_response({"resumes": await _off_loop(store.listing, user.username, request.app[SETTINGS])})
@@ -173,7 +178,7 @@ async def delete_route(request):
     user = await _user(request)
     return web.json_response({"deleted": await _off_loop(store.delete, user.username, request.match_info["name"], request.app[SETTINGS])})
 
-# %% ../../nbs/resume/07_service.ipynb #46658693
+# %% ../../nbs/resume/07_service.ipynb #8dca4666
 async def match_route(request):
     from aiplatform.resume.match import match
     user, settings = await _user(request), request.app[SETTINGS]
@@ -206,7 +211,7 @@ async def accept_route(request):
         return store.save(user.username, b.name, new, f"rewrite accepted: {b.path}", settings)
     return web.json_response({"name": b.name, "version": await _off_loop(accepted)})
 
-# %% ../../nbs/resume/07_service.ipynb #b5ee50f2
+# %% ../../nbs/resume/07_service.ipynb #d12009ce
 def make_app(settings) -> web.Application:
     "The resume service's aiohttp app."
     routes = [web.get("/themes", themes_route), web.post("/render", render_route), web.post("/import", import_route),

@@ -5,14 +5,14 @@
 # %% auto #0
 __all__ = ['resumes', 'NAME', 'save', 'load', 'versions', 'listing', 'delete']
 
-# %% ../../nbs/resume/05_store.ipynb #53b28b04
+# %% ../../nbs/resume/05_store.ipynb #5006b4c4
 import re
 import sqlalchemy as sa
-from ..core import NotFound, ValidationError, get_settings
+from ..core import Conflict, NotFound, ValidationError, get_settings
 from ..platform.store import get_engine, now_ns, utc_text
 from .model import Resume, parse_resume, resume_dict
 
-# %% ../../nbs/resume/05_store.ipynb #d5af40f0
+# %% ../../nbs/resume/05_store.ipynb #0e45e190
 resumes = sa.Table("resumes", sa.MetaData(),  # made by this tool's migrations, aiplatform/resume/migrations
     sa.Column("id", sa.Integer, primary_key=True), sa.Column("username", sa.String(32), nullable=False),
     sa.Column("name", sa.String(100), nullable=False), sa.Column("version", sa.Integer, nullable=False),
@@ -25,7 +25,7 @@ def _name(name) -> str:
         raise ValidationError(f"name {name!r:.60}: expected 1 to 100 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit")
     return name
 
-# %% ../../nbs/resume/05_store.ipynb #73f6dc73
+# %% ../../nbs/resume/05_store.ipynb #cd341fb6
 def save(username: str, name: str, resume: Resume, note="edited", settings=None) -> int:
     "Store `resume` as the next version of `username`'s resume `name`; its version number."
     settings, name = settings or get_settings(), _name(name)
@@ -38,12 +38,13 @@ def save(username: str, name: str, resume: Resume, note="edited", settings=None)
             if held >= limits.max_resumes:
                 raise ValidationError(f"user {username!r}: holds {held} resumes, at most {limits.max_resumes} ([resume] max_resumes); delete one first")
         version = (last or 0) + 1
-        conn.execute(resumes.insert().values(username=username, name=name, version=version, note=note,
-                                             data=resume_dict(resume), created_ns=now_ns()))
+        try: conn.execute(resumes.insert().values(username=username, name=name, version=version, note=note,
+                                                  data=resume_dict(resume), created_ns=now_ns()))
+        except sa.exc.IntegrityError: raise Conflict(f"resume {name!r}: saved by another request at the same moment; save again") from None
         conn.execute(resumes.delete().where(where, resumes.c.name == name, resumes.c.version <= version - limits.max_versions))
     return version
 
-# %% ../../nbs/resume/05_store.ipynb #e11019a4
+# %% ../../nbs/resume/05_store.ipynb #17076617
 def load(username: str, name: str, version: int | None = None, settings=None) -> Resume:
     "`username`'s resume `name` at `version` (the newest if None); `NotFound` otherwise."
     q = sa.select(resumes.c.data).where(resumes.c.username == username, resumes.c.name == _name(name))

@@ -2,7 +2,7 @@
 import pytest
 from playwright.sync_api import expect
 from browser import app_page
-from conftest import cli
+from conftest import cli, http
 
 pytestmark = pytest.mark.browser
 
@@ -78,3 +78,9 @@ def test_a_rewrite_without_a_claude_key_says_how_to_set_one(page):
     page.get_by_label("Part").select_option("work[0].highlights[0]")
     page.get_by_role("button", name="Suggest a rewrite").click()
     expect(page.locator(".aip-status")).to_contain_text("No Anthropic API key")
+
+def test_the_gateway_proxies_the_resume_service(gateway):
+    status, _, body = http(gateway.url + "aiplatform/resume/health", token=gateway.token)
+    assert status == 200 and body["service"] == "resume"
+    status, _, body = http(gateway.url + "aiplatform/resume/resumes", token=gateway.token)  # token login: no platform user
+    assert status == 403 and "not a platform user" in body["error"]
