@@ -1,5 +1,6 @@
 "Shared fixtures: a clean platform environment, the `aiplatform` command, and a real Jupyter gateway."
 import json, os, signal, socket, subprocess, sys, time, urllib.error, urllib.request
+from http.client import HTTPException
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -42,13 +43,17 @@ def http(url, token=None, data=None, headers=None):
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs): return None
 
+class PortTaken(ConnectionError):
+    "What answered on the port is not HTTP: another program took the free port first (tests run side by side)."
+
 def wait_for(url, proc, timeout=90):
-    "Wait until `url` answers 200, failing early if `proc` dies."
+    "Wait until `url` answers 200, failing early if `proc` dies or the port turns out to be another program's."
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc.poll() is not None: raise RuntimeError(f"process exited with {proc.returncode}")
         try:
             if http(url)[0] == 200: return
+        except HTTPException as e: raise PortTaken(f"{url}: not an HTTP server ({e!r})") from None
         except OSError: pass
         time.sleep(0.3)
     raise TimeoutError(url)
@@ -87,22 +92,29 @@ def wait_for_apps(config, proc, timeout=90):
 
 def start_gateway(root, server="", sections=""):
     """Start `aiplatform serve` on a free port with its data in `root`, the echo test plugin installed, `server` settings lines
-    (no preheated app kernels and no background warm unless they say so) and more `sections`."""
-    port = free_port()
+    (no preheated app kernels and no background warm unless they say so) and more `sections`; on another port if another
+    program took that one between its choice and the gateway's start."""
     if "app_kernels" not in server: server = "app_kernels = 0\n" + server
     if "warm" not in server: server = "warm = false\n" + server  # `make` compiled this source tree's kernels: no second process to check
-    (root/"settings.ini").write_text(f"[platform]\ndata_dir = data\n[server]\nport = {port}\nnotebooks = data\n{server}"
-                                     f"[services]\nhealth_timeout = 30\n{sections}")
     env = clean_env(AIPLATFORM_SETTINGS=root/"settings.ini", PYTHONPATH=PLUGINS, JUPYTER_CONFIG_DIR=root/"jupyter",
                     JUPYTER_RUNTIME_DIR=root/"runtime", HOME=root)
-    with open(root/"server.log", "w") as log:
-        proc = subprocess.Popen([str(BIN/"aiplatform"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_for(url + "aiplatform/api/health", proc)
-        wait_for_apps(root/"data"/"jupyter_server_config.json", proc)
-    except Exception: raise RuntimeError((root/"server.log").read_text())
+    for attempt in range(3):
+        port = free_port()
+        (root/"settings.ini").write_text(f"[platform]\ndata_dir = data\n[server]\nport = {port}\nnotebooks = data\n{server}"
+                                         f"[services]\nhealth_timeout = 30\n{sections}")
+        with open(root/"server.log", "w") as log:
+            proc = subprocess.Popen([str(BIN/"aiplatform"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            wait_for(url + "aiplatform/api/health", proc)
+            wait_for_apps(root/"data"/"jupyter_server_config.json", proc)
+            break
+        except Exception as e:
+            said = (root/"server.log").read_text()
+            taken = isinstance(e, PortTaken) or "already in use" in said
+            if not taken or attempt == 2: raise RuntimeError(said) from e
+            if proc.poll() is None: os.killpg(proc.pid, signal.SIGTERM); proc.wait(30)
     token_file = root/"data"/"jupyter_token"
     return SimpleNamespace(url=url, token=token_file.read_text().strip() if token_file.exists() else None, root=root,
                            env=env, proc=proc, log=root/"server.log")
