@@ -96,6 +96,8 @@ def start_gateway(root, server="", sections=""):
     program took that one between its choice and the gateway's start."""
     if "app_kernels" not in server: server = "app_kernels = 0\n" + server
     if "warm" not in server: server = "warm = false\n" + server  # `make` compiled this source tree's kernels: no second process to check
+    for tool in ("ml", "resume"):  # services the proxy starts on a fixed port: a free one, or two gateways side by side would share it
+        if f"[{tool}]" not in sections: sections += f"[{tool}]\nport = {free_port()}\n"
     env = clean_env(AIPLATFORM_SETTINGS=root/"settings.ini", PYTHONPATH=PLUGINS, JUPYTER_CONFIG_DIR=root/"jupyter",
                     JUPYTER_RUNTIME_DIR=root/"runtime", HOME=root)
     for attempt in range(3):

@@ -48,9 +48,10 @@ def test_a_hundred_renders_at_once(service):
     def one(i):
         data = sample() | {"basics": sample()["basics"] | {"name": f"Person {i}"}}
         status, _, pdf = call(url + "render", keys["ann" if i % 2 else "bob"], body={"resume": data, "format": "pdf"})
-        return status, f"Person {i}" in pdf_text(pdf)
+        return status, pdf
     with concurrent.futures.ThreadPoolExecutor(100) as pool: results = list(pool.map(one, range(100)))
-    assert results == [(200, True)] * 100  # each its own PDF (how fast: benchmarks/bench_resume.py)
+    assert [s for s, _ in results] == [200] * 100
+    assert all(f"Person {i}" in pdf_text(pdf) for i, (_, pdf) in enumerate(results))  # each its own PDF; read one at a time (PDFium is not thread-safe)
 
 def test_each_user_sees_only_their_own_resumes(service):
     url, keys = service
