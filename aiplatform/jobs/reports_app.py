@@ -80,9 +80,9 @@ def _follow(self: ReportsApp, id):
             try: done = execute(id)
             except Conflict:  # the scheduler beside the gateway claimed it first: it runs there
                 while (done := get_run(id)).status not in FINAL: time.sleep(0.5)
-            self.status.say(f"run {id} {done.status} in {done.seconds:g} s" + (f": {done.error}" if done.error else ""), error=done.status != "succeeded")
-        except Exception as e: self._failed(e)
-        self.refresh()
+        except Exception as e: return self.refresh(), self._failed(e)
+        self.refresh()  # the history first: when the status line says the run ended, its page is listed
+        self.status.say(f"run {id} {done.status} in {done.seconds:g} s" + (f": {done.error}" if done.error else ""), error=done.status != "succeeded")
     threading.Thread(target=run, daemon=True).start()
     self.status.say(f"run {id} running…")
     self.refresh()
