@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['MIN_ROWS', 'MAX_CATEGORIES', 'SCORING', 'PRIMARY', 'read_table', 'task_of', 'leakage', 'preprocessor', 'models',
-           'pipeline', 'folds_of', 'compare', 'Trained', 'train', 'check_rows', 'predict', 'card', 'save_model',
-           'load_model']
+           'pipeline', 'folds_of', 'compare', 'check_alpha', 'conformal_width', 'Trained', 'train', 'check_rows',
+           'predict', 'card', 'save_model', 'load_model']
 
 # %% ../../nbs/ml/08_tabular.ipynb #e86a3f7c
 import json, re
@@ -104,6 +104,16 @@ def compare(X: pd.DataFrame, y: pd.Series, task: str, folds=5, progress=None, se
     table = pd.DataFrame(rows).set_index("model")
     return table.sort_values(PRIMARY[task], ascending=True)
 
+# %% ../../nbs/ml/08_tabular.ipynb #ea9f22a5
+def check_alpha(alpha):
+    if not 0 < alpha < 0.5: raise ValidationError(f"alpha {alpha}: expected a miscoverage from 0 to 0.5 (0.1: 90% intervals)")
+
+def conformal_width(errors, alpha: float) -> float:
+    "The split-conformal half-width of intervals meant to cover `1 - alpha`: the ⌈(n + 1)(1 - alpha)⌉-th smallest absolute error."
+    check_alpha(alpha)
+    errors = np.sort(np.abs(np.asarray(errors, float)))
+    return float(errors[min(len(errors) - 1, int(np.ceil((len(errors) + 1) * (1 - alpha))) - 1)])
+
 # %% ../../nbs/ml/08_tabular.ipynb #df34513c
 @dataclass
 class Trained:
@@ -137,7 +147,7 @@ def train(table, target: str, folds=5, alpha=0.1, drop=(), progress=None, seed=0
     from sklearn.model_selection import cross_val_predict, train_test_split
     df = read_table(table)
     if target not in df.columns: raise ValidationError(f"target {target!r}: not a column; columns: {', '.join(map(str, df.columns))[:300]}")
-    if not 0 < alpha < 0.5: raise ValidationError(f"alpha {alpha}: expected a miscoverage from 0 to 0.5 (0.1: 90% intervals)")
+    check_alpha(alpha)
     df = df[df[target].notna()]
     unknown = [c for c in drop if c not in df.columns]
     if unknown: raise ValidationError(f"drop: {unknown[0]!r} is not a column")
@@ -157,8 +167,7 @@ def train(table, target: str, folds=5, alpha=0.1, drop=(), progress=None, seed=0
     out = Trained(target, task, None, _schema(X), comparison, best, importance.reset_index(drop=True), dropped, alpha=alpha, rows=len(df))
     if task == "regression":
         oof = cross_val_predict(pipeline(Xa, models(task)[best]), Xa, ya, cv=folds_of(task, folds, seed))
-        errors = np.sort(np.abs(ya.to_numpy() - oof))
-        out.interval = float(errors[min(len(errors) - 1, int(np.ceil((len(errors) + 1) * (1 - alpha))) - 1)])
+        out.interval = conformal_width(ya.to_numpy() - oof, alpha)
         out.coverage = float(np.mean(np.abs(yb.to_numpy() - est.predict(Xb)) <= out.interval))
     else: out.classes = [str(c) for c in est.classes_]
     out.model = pipeline(X, models(task)[best]).fit(X, y)

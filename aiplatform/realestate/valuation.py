@@ -9,6 +9,7 @@ __all__ = ['AMENITIES', 'COUNTS', 'windsor', 'design', 'hedonic', 'coefficients'
 import numpy as np
 import pandas as pd
 from ..core import ValidationError
+from ..ml.tabular import check_alpha, conformal_width
 
 # %% ../../nbs/realestate/01_valuation.ipynb #885f3edb
 AMENITIES = ("driveway", "recroom", "fullbase", "gashw", "airco", "prefarea")
@@ -60,14 +61,13 @@ class Valuer:
     def __init__(self, sales: pd.DataFrame, alpha=0.1, folds=10, seed=0, comparison=None):
         from sklearn.base import clone
         from sklearn.model_selection import KFold, cross_val_predict
-        if not 0 < alpha < 0.5: raise ValidationError(f"alpha {alpha}: expected a miscoverage from 0 to 0.5")
+        check_alpha(alpha)
         X, y = design(sales), np.log(sales.price.astype(float))
         self.comparison = cv_rmse(sales, folds, seed) if comparison is None else comparison
         self.best, self.alpha, self.means = self.comparison.index[0], alpha, X.mean()
         est = models()[self.best]
         oof = cross_val_predict(clone(est), X, y, cv=KFold(folds, shuffle=True, random_state=seed))
-        errors = np.sort(np.abs(y - oof))
-        self.width = float(errors[min(len(errors) - 1, int(np.ceil((len(errors) + 1) * (1 - alpha))) - 1)])
+        self.width = conformal_width(y - oof, alpha)
         self.coverage = float(np.mean(np.abs(y - oof) <= self.width))
         self.model, self.ols = est.fit(X, y), hedonic(sales)
 
