@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['MIN_ROWS', 'MAX_CATEGORIES', 'SCORING', 'PRIMARY', 'read_table', 'task_of', 'leakage', 'preprocessor', 'models',
            'pipeline', 'folds_of', 'compare', 'check_alpha', 'conformal_width', 'Trained', 'train', 'check_rows',
-           'predict', 'card', 'save_model', 'load_model']
+           'predict', 'card', 'save_model', 'load_model', 'list_models', 'comparison_figure', 'importance_figure']
 
 # %% ../../nbs/ml/08_tabular.ipynb #e86a3f7c
 import json, re
@@ -228,3 +228,28 @@ def load_model(username: str, name: str, version: int | None = None, settings=No
     if not versions or (version is not None and version not in versions):
         raise NotFound(f"model {name!r}" + (f" version {version}" if version else "") + f": no such model of {username}")
     return joblib.load(folder/f"v{version or versions[-1]}.joblib")
+
+def list_models(username: str, settings=None) -> list[dict]:
+    "The cards of `username`'s models, the newest version of each, by name."
+    root = (settings or get_settings()).data_dir/"ml"/"tabular"/username
+    newest = lambda d: max(d.glob("v*.json"), key=lambda p: int(p.stem[1:]), default=None)
+    return [json.loads(p.read_text()) for d in sorted(root.glob("*")) if d.is_dir() and (p := newest(d))]
+
+# %% ../../nbs/ml/08_tabular.ipynb #15afd56a
+def comparison_figure(m: Trained):
+    "Each model's cross-validated primary metric, best first, with its fold-to-fold spread."
+    import plotly.graph_objects as go
+    metric, t = PRIMARY[m.task], m.comparison
+    fig = go.Figure(go.Bar(x=t.index, y=t[metric], error_y=dict(type="data", array=t[f"{metric}_std"]),
+                           marker_color=["#1a7f37" if i == m.best else "#8c959f" for i in t.index]))
+    fig.update_layout(title=f"Models by cross-validated {metric} (lower is better)", yaxis_title=metric, height=320, margin=dict(l=60, r=20, t=50, b=40))
+    return fig
+
+def importance_figure(m: Trained, top=15):
+    "The `top` columns the best model leans on most (permutation importance)."
+    import plotly.graph_objects as go
+    t = m.importance.head(top).iloc[::-1]
+    fig = go.Figure(go.Bar(x=t.importance, y=t.column, orientation="h", error_x=dict(type="data", array=t["std"]), marker_color="#0969da"))
+    fig.update_layout(title=f"What the {m.best} model leans on (permutation importance)", height=max(260, 24 * len(t) + 100),
+                      margin=dict(l=120, r=20, t=50, b=40))
+    return fig

@@ -42,4 +42,4 @@ def test_bad_parameters_are_named(env, tmp_path, args, message):
 
 def test_unknown_report(env):
     r = cli("report", "run", "nope", env=env)
-    assert r.returncode == 2 and "report 'nope': no template (reports: backtest_report, bot_session, documents, image_folder)" in r.stderr
+    assert r.returncode == 2 and "report 'nope': no template (reports: backtest_report, bot_session, documents, image_folder, property, tabular_training)" in r.stderr

@@ -30,7 +30,7 @@ def test_the_tools_app_and_service_are_registered(tmp_path):
     code = ("from aiplatform.platform.registry import registered_apps, registered_services\n"
             "print([a.name for a in registered_apps()], list(registered_services()))")
     out = subprocess.run([sys.executable, "-c", code], env=plugin_env(tmp_path), capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "['backtest_lab', 'code_generator', 'documents', 'echo', 'image_analyzer', 'status', 'reports', 'resume', 'text_analyzer', 'trading_desk', 'voice_studio'] ['echo', 'ml', 'resume', 'trading']", out.stderr
+    assert out.stdout.strip() == "['backtest_lab', 'code_generator', 'documents', 'echo', 'image_analyzer', 'status', 'predict', 'realestate', 'reports', 'resume', 'text_analyzer', 'trading_desk', 'voice_studio'] ['echo', 'ml', 'resume', 'trading']", out.stderr
 
 def test_the_gateway_mounts_the_tools_route_behind_the_login(gateway):
     status, _, body = http(gateway.url + "aiplatform/api/echo/ping", token=gateway.token)
