@@ -127,9 +127,10 @@ def stop_gateway(gw):
 
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory):
-    "A Jupyter gateway started by `aiplatform serve` with token login; its trading service (started by the desk) on a free port."
+    "A Jupyter gateway started by `aiplatform serve` with token login; its trading service (started by the desk) on a free port; tables past 500 rows trained as jobs."
     port = free_port()
-    gw = start_gateway(tmp_path_factory.mktemp("gateway"), sections=f"[trading]\nport = {port}\nsymbols = DEMO\nprice_band_pct = 0\n")
+    gw = start_gateway(tmp_path_factory.mktemp("gateway"), sections=f"[trading]\nport = {port}\nsymbols = DEMO\nprice_band_pct = 0\n"
+                                                                  f"[ml]\nport = {free_port()}\njob_rows = 500\n")
     gw.trading = f"http://127.0.0.1:{port}/"
     yield gw
     stop_gateway(gw)

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['log', 'read_upload', 'PredictApp']
 
-# %% ../../nbs/ml/09_predict_app.ipynb #f752ff87
+# %% ../../nbs/ml/09_predict_app.ipynb #4878573f
 import html, io, secrets, threading, time
 from pathlib import Path
 import ipywidgets as widgets
@@ -18,11 +18,11 @@ from ..platform.gallery import StatusLine, download_link
 from .tabular import (comparison_figure, importance_figure, leakage, list_models, load_model, models, predict, read_table,
                                    save_model, task_of, train)
 
-# %% ../../nbs/ml/09_predict_app.ipynb #2cb640e0
+# %% ../../nbs/ml/09_predict_app.ipynb #5d00598d
 log = get_logger("ml.predict_app")
 
 def read_upload(f: dict, max_mb: int) -> pd.DataFrame:
-    "The table in an uploaded file (ipywidgets' `FileUpload.value` item)."
+    "The table in an uploaded file (ipywidgets' `FileUpload.value` item), however few its rows."
     name, data = str(f["name"]), bytes(f["content"])
     if len(data) > max_mb * 2**20: raise TooLarge(f"table {name!r}: {len(data) / 2**20:,.0f} MB, at most {max_mb} MB ([ml] max_table_mb)")
     try:
@@ -30,9 +30,9 @@ def read_upload(f: dict, max_mb: int) -> pd.DataFrame:
         elif name.lower().endswith(".parquet"): df = pd.read_parquet(io.BytesIO(data), engine="fastparquet")
         else: raise ValidationError(f"table {name!r}: expected a .csv or .parquet file")
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e: raise ValidationError(f"table {name!r}: not readable ({e})"[:300]) from None
-    return read_table(df)
+    return df
 
-# %% ../../nbs/ml/09_predict_app.ipynb #0109d06a
+# %% ../../nbs/ml/09_predict_app.ipynb #ff0b2c56
 class PredictApp(widgets.VBox):
     "Predict: train, compare, keep and use models of any table."
     def __init__(self, settings=None):
@@ -72,11 +72,11 @@ class PredictApp(widgets.VBox):
         if not isinstance(e, AIPlatformError): log.exception("predict app")
         self.status.say(str(e) if isinstance(e, AIPlatformError) else f"{type(e).__name__}: {e}", error=True)
 
-# %% ../../nbs/ml/09_predict_app.ipynb #d5c7f390
+# %% ../../nbs/ml/09_predict_app.ipynb #5f572ea0
 @patch
 def _read_upload(self: PredictApp):
     if not self.upload.value: return
-    try: df = read_upload(self.upload.value[0], self.settings.ml.max_table_mb)
+    try: df = read_table(read_upload(self.upload.value[0], self.settings.ml.max_table_mb))
     except Exception as e: return self._failed(e)
     self.table, name = df, self.upload.value[0]["name"]
     head = df.head(5).to_html(index=False, border=0, max_cols=12)
@@ -94,7 +94,7 @@ def _guards(self: PredictApp):
     said = "; ".join(f"{d['column']}: {d['why']}" for d in found)
     self.status.say(f"{self.target.value}: a {task_of(y)}" + (f"; left out: {said}" if found else "; no column looks leaky."))
 
-# %% ../../nbs/ml/09_predict_app.ipynb #6b9b96ca
+# %% ../../nbs/ml/09_predict_app.ipynb #2d5b0943
 @patch
 def train_model(self: PredictApp):
     "Train on the uploaded table: here, or as a job past `[ml] job_rows` rows."
@@ -122,7 +122,7 @@ def _show_model(self: PredictApp, said: str):
     self.progress.value = self.progress.max
     self.status.say(said)
 
-# %% ../../nbs/ml/09_predict_app.ipynb #dd480e92
+# %% ../../nbs/ml/09_predict_app.ipynb #389e2794
 @patch
 def _train_as_job(self: PredictApp):
     from aiplatform.jobs.runs import FINAL, execute, get_run, submit
@@ -147,7 +147,7 @@ def _train_as_job(self: PredictApp):
     self.thread.start()
     self.status.say(f"{len(self.table):,} rows: training as job {id}…")
 
-# %% ../../nbs/ml/09_predict_app.ipynb #d9c3aeb8
+# %% ../../nbs/ml/09_predict_app.ipynb #b2649bef
 @patch
 def sign_in(self: PredictApp):
     "Who is using the app, from their API key."
@@ -187,7 +187,7 @@ def open_model(self: PredictApp):
         self._show_model(f"Opened {self.model.name} version {self.model.version}.")
     except Exception as e: self._failed(e)
 
-# %% ../../nbs/ml/09_predict_app.ipynb #8254374c
+# %% ../../nbs/ml/09_predict_app.ipynb #1feecc96
 @patch
 def predict_rows(self: PredictApp):
     "Predict the uploaded rows with the current model."
@@ -195,7 +195,7 @@ def predict_rows(self: PredictApp):
     try:
         if self.model is None: raise ValidationError("model: train or open one first")
         f = self.rows.value[0]
-        rows = read_upload(f, self.settings.ml.max_table_mb) if len(f["content"]) else None
+        rows = read_upload(f, self.settings.ml.max_table_mb)
         self.predictions = pd.concat([predict(self.model, rows), rows], axis=1)
         link = download_link(self.predictions.to_csv(index=False), "predictions.csv", "Download predictions (CSV)")
         self.predicted.value = (f"<div class='aip-predictions'>{link}{self.predictions.head(20).round(4).to_html(index=False, border=0, max_cols=14)}</div>")

@@ -105,7 +105,6 @@ def comparables(sales: pd.DataFrame, prop: dict, k=5, ols=None) -> pd.DataFrame:
     scale = X.std().replace(0, 1)
     distance = np.sqrt((((X - x.iloc[0]) / scale) ** 2).sum(axis=1))
     near = distance.nsmallest(k).index
-    import statsmodels.api as sm
-    gap = ols.predict(sm.add_constant(x, has_constant="add")).iloc[0] - ols.predict(sm.add_constant(X.loc[near], has_constant="add"))
+    gap = (x.iloc[0] - X.loc[near]) @ ols.params[X.columns]  # the OLS's log-price difference between the property and each sale
     out = sales.loc[near].assign(distance=distance[near].round(3), adjusted=(sales.price[near] * np.exp(gap)).round(0))
     return out
