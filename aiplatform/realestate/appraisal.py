@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['Property', 'check_property', 'valuer', 'appraise', 'value_figure', 'contributions_figure']
 
-# %% ../../nbs/realestate/03_appraisal.ipynb #b4871ad8
+# %% ../../nbs/realestate/03_appraisal.ipynb #6e4a3e64
 from functools import lru_cache
 import numpy as np
 import pandas as pd
@@ -13,9 +13,10 @@ import plotly.graph_objects as go
 import pydantic
 from pydantic import ConfigDict, Field
 from ..core import validation_error
+from ..platform.metrics import timed
 from .valuation import LIMITS, Valuer, comparables, cv_rmse, windsor
 
-# %% ../../nbs/realestate/03_appraisal.ipynb #1218358c
+# %% ../../nbs/realestate/03_appraisal.ipynb #805fbca5
 Property = pydantic.create_model("Property", __config__=ConfigDict(extra="forbid"),
                                  **{c: (int, Field(ge=lo, le=hi, description=expected)) for c, (lo, hi, expected) in LIMITS.items()})
 
@@ -24,7 +25,7 @@ def check_property(fields: dict) -> dict:
     try: return Property(**{k: int(v) if isinstance(v, bool) else v for k, v in fields.items()}).model_dump()
     except pydantic.ValidationError as e: raise validation_error(e, Property) from None
 
-# %% ../../nbs/realestate/03_appraisal.ipynb #b34582e7
+# %% ../../nbs/realestate/03_appraisal.ipynb #e35eb869
 @lru_cache(1)
 def _comparison(): return cv_rmse(windsor())
 
@@ -33,6 +34,7 @@ def valuer(alpha=0.1) -> Valuer:
     "The Windsor sales' `Valuer` at miscoverage `alpha`, made once."
     return Valuer(windsor(), alpha=alpha, comparison=_comparison())
 
+@timed("real_estate", "appraise")  # beside its 10 s budget in Platform status
 def appraise(fields: dict, k=5, alpha=0.1) -> dict:
     "The property's value, interval, each feature's contribution (%) and its `k` comparable sales."
     prop, v = check_property(fields), valuer(alpha)
@@ -40,7 +42,7 @@ def appraise(fields: dict, k=5, alpha=0.1) -> dict:
     return dict(property=prop, value=float(est.value), low=float(est.low), high=float(est.high), level=1 - alpha,
                 coverage=v.coverage, model=v.best, contributions=v.contributions(prop), comps=comparables(v.sales, prop, k, v.ols))
 
-# %% ../../nbs/realestate/03_appraisal.ipynb #6281244f
+# %% ../../nbs/realestate/03_appraisal.ipynb #fc1c780b
 def value_figure(a: dict) -> go.Figure:
     "The value with its interval, and each comparable's price as sold and as adjusted."
     c = a["comps"].reset_index()
