@@ -34,6 +34,10 @@ def test_comparables_are_near_and_adjusted_toward_the_property():
 
 @pytest.mark.parametrize("bad,words", [
     ({k: v for k, v in HOUSE.items() if k != "stories"}, "column 'stories': missing"),
+    ({**HOUSE, "lotsize": -5}, "row 0, column 'lotsize' -5: expected a lot of 100 to 1,000,000 square feet"),
+    ({**HOUSE, "lotsize": float("nan")}, "row 0, column 'lotsize' nan: expected a lot of"),
+    ({**HOUSE, "bedrooms": "three"}, "row 0, column 'bedrooms' 'three': expected 0 to 20 bedrooms"),
+    ({**HOUSE, "airco": 2}, "row 0, column 'airco' 2: expected 0 \\(no\\) or 1 \\(yes\\)"),
 ])
 def test_bad_input_is_one_error(bad, words):
     with pytest.raises(ValidationError, match=words): design(pd.DataFrame([bad]))
