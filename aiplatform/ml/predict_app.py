@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['log', 'read_upload', 'PredictApp']
 
-# %% ../../nbs/ml/09_predict_app.ipynb #4878573f
+# %% ../../nbs/ml/09_predict_app.ipynb #571178b3
 import html, io, secrets, threading, time
 from pathlib import Path
 import ipywidgets as widgets
@@ -18,7 +18,7 @@ from ..platform.gallery import StatusLine, download_link
 from .tabular import (comparison_figure, importance_figure, leakage, list_models, load_model, models, predict, read_table,
                                    save_model, task_of, train)
 
-# %% ../../nbs/ml/09_predict_app.ipynb #5d00598d
+# %% ../../nbs/ml/09_predict_app.ipynb #c3394e2f
 log = get_logger("ml.predict_app")
 
 def read_upload(f: dict, max_mb: int) -> pd.DataFrame:
@@ -32,7 +32,7 @@ def read_upload(f: dict, max_mb: int) -> pd.DataFrame:
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e: raise ValidationError(f"table {name!r}: not readable ({e})"[:300]) from None
     return df
 
-# %% ../../nbs/ml/09_predict_app.ipynb #ff0b2c56
+# %% ../../nbs/ml/09_predict_app.ipynb #6219bd42
 class PredictApp(widgets.VBox):
     "Predict: train, compare, keep and use models of any table."
     def __init__(self, settings=None):
@@ -72,7 +72,7 @@ class PredictApp(widgets.VBox):
         if not isinstance(e, AIPlatformError): log.exception("predict app")
         self.status.say(str(e) if isinstance(e, AIPlatformError) else f"{type(e).__name__}: {e}", error=True)
 
-# %% ../../nbs/ml/09_predict_app.ipynb #5f572ea0
+# %% ../../nbs/ml/09_predict_app.ipynb #4a2b148c
 @patch
 def _read_upload(self: PredictApp):
     if not self.upload.value: return
@@ -94,7 +94,7 @@ def _guards(self: PredictApp):
     said = "; ".join(f"{d['column']}: {d['why']}" for d in found)
     self.status.say(f"{self.target.value}: a {task_of(y)}" + (f"; left out: {said}" if found else "; no column looks leaky."))
 
-# %% ../../nbs/ml/09_predict_app.ipynb #2d5b0943
+# %% ../../nbs/ml/09_predict_app.ipynb #f3d1829f
 @patch
 def train_model(self: PredictApp):
     "Train on the uploaded table: here, or as a job past `[ml] job_rows` rows."
@@ -122,7 +122,7 @@ def _show_model(self: PredictApp, said: str):
     self.progress.value = self.progress.max
     self.status.say(said)
 
-# %% ../../nbs/ml/09_predict_app.ipynb #389e2794
+# %% ../../nbs/ml/09_predict_app.ipynb #be0272db
 @patch
 def _train_as_job(self: PredictApp):
     from aiplatform.jobs.runs import FINAL, execute, get_run, submit
@@ -143,11 +143,11 @@ def _train_as_job(self: PredictApp):
             self._show_model(f"Trained as job {id} in {run.seconds:g} s.")
         except Exception as e: self._failed(e)
         finally: data_path(table, settings=self.settings).unlink(missing_ok=True)
+    self.status.say(f"{len(self.table):,} rows: training as job {id}…")  # before the thread, which says when it ends
     self.thread = threading.Thread(target=follow, daemon=True)
     self.thread.start()
-    self.status.say(f"{len(self.table):,} rows: training as job {id}…")
 
-# %% ../../nbs/ml/09_predict_app.ipynb #b2649bef
+# %% ../../nbs/ml/09_predict_app.ipynb #668bf33d
 @patch
 def sign_in(self: PredictApp):
     "Who is using the app, from their API key."
@@ -187,7 +187,7 @@ def open_model(self: PredictApp):
         self._show_model(f"Opened {self.model.name} version {self.model.version}.")
     except Exception as e: self._failed(e)
 
-# %% ../../nbs/ml/09_predict_app.ipynb #1feecc96
+# %% ../../nbs/ml/09_predict_app.ipynb #eb210492
 @patch
 def predict_rows(self: PredictApp):
     "Predict the uploaded rows with the current model."

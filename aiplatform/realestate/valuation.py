@@ -10,7 +10,7 @@ __all__ = ['AMENITIES', 'COUNTS', 'LIMITS', 'windsor', 'check_properties', 'desi
 import numpy as np
 import pandas as pd
 from ..core import ValidationError
-from ..ml.tabular import check_alpha, conformal_width
+from ..ml.tabular import check_alpha, conformal_width, fitting
 
 # %% ../../nbs/realestate/01_valuation.ipynb #885f3edb
 AMENITIES = ("driveway", "recroom", "fullbase", "gashw", "airco", "prefarea")
@@ -67,7 +67,7 @@ def cv_rmse(df: pd.DataFrame, folds=10, seed=0) -> pd.DataFrame:
     "Each candidate's cross-validated RMSE of log price (mean and std over the same `folds` folds), best first."
     from sklearn.model_selection import KFold, cross_val_score
     X, y, cv = design(df), np.log(df.price.astype(float)), KFold(folds, shuffle=True, random_state=seed)
-    rows = {name: -cross_val_score(m, X, y, cv=cv, scoring="neg_root_mean_squared_error") for name, m in models().items()}
+    with fitting(len(X)): rows = {name: -cross_val_score(m, X, y, cv=cv, scoring="neg_root_mean_squared_error") for name, m in models().items()}
     return pd.DataFrame(dict(rmse=[r.mean() for r in rows.values()], std=[r.std() for r in rows.values()]), index=list(rows)).sort_values("rmse")
 
 # %% ../../nbs/realestate/01_valuation.ipynb #35931e02
@@ -81,10 +81,10 @@ class Valuer:
         self.comparison = cv_rmse(sales, folds, seed) if comparison is None else comparison
         self.best, self.alpha, self.means = self.comparison.index[0], alpha, X.mean()
         est = models()[self.best]
-        oof = cross_val_predict(clone(est), X, y, cv=KFold(folds, shuffle=True, random_state=seed))
+        with fitting(len(X)): oof, self.model = cross_val_predict(clone(est), X, y, cv=KFold(folds, shuffle=True, random_state=seed)), est.fit(X, y)
         self.width = conformal_width(y - oof, alpha)
         self.coverage = float(np.mean(np.abs(y - oof) <= self.width))
-        self.model, self.ols, self.sales = est.fit(X, y), hedonic(sales), sales
+        self.ols, self.sales = hedonic(sales), sales
 
     def value(self, properties: pd.DataFrame) -> pd.DataFrame:
         "A row per property: `value`, `low` and `high` (in the sales' currency)."
