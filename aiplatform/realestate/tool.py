@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['TOOL', 'warm']
 
-# %% ../../nbs/realestate/04_tool.ipynb #99c56830
+# %% ../../nbs/realestate/04_tool.ipynb #329632fa
 from ..core import Setting
 from ..platform.registry import App, Tool
 
@@ -20,6 +20,6 @@ TOOL = Tool("realestate", "Real estate", reports="aiplatform.realestate.reports"
             apps=(App("realestate", "Real Estate Analyzer", "A house's value with its interval, comparable sales and the investment "
                       "case: mortgage, cap rate, cash flows, IRR, sensitivity.", "chart", "aiplatform.realestate.app:RealEstateApp"),),
             settings={"realestate": {
-    "alpha": Setting("float", 0.1, "how often a value interval may miss the price (0.1: a 90 % interval)", lo=0.01, hi=0.5),
+    "alpha": Setting("float", 0.1, "how often a value interval may miss the price (0.1: a 90 % interval)", lo=0.01, hi=0.45),
     "comparables": Setting("int", 5, "comparable sales shown for a property", lo=1, hi=50),
 }})
