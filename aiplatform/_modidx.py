@@ -1217,6 +1217,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                          'aiplatform/platform/services.py'),
                                               'aiplatform.platform.services.ServiceHandler.prepare': ( 'platform/services.html#servicehandler.prepare',
                                                                                                        'aiplatform/platform/services.py'),
+                                              'aiplatform.platform.services.ServiceHandler.set_default_headers': ( 'platform/services.html#servicehandler.set_default_headers',
+                                                                                                                   'aiplatform/platform/services.py'),
                                               'aiplatform.platform.services.ServiceHandler.user': ( 'platform/services.html#servicehandler.user',
                                                                                                     'aiplatform/platform/services.py'),
                                               'aiplatform.platform.services._http_error': ( 'platform/services.html#_http_error',

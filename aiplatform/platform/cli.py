@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import __version__
 from .auth import ROLES, add_user, create_key, ensure_admin, list_keys, list_users, revoke_key, set_active
 from ..core import AIPlatformError, ConfigError, get_settings, tools, write_secret
-from .apps import HOME_PAGE, die_with_parent, run_apps, start_apps
+from .apps import HOME_PAGE, PAGE_HEADERS, die_with_parent, run_apps, start_apps
 from .metrics import share
 from .registry import load
 from .store import get_engine, schema_version, utc_text
@@ -77,7 +77,7 @@ def server_config(settings) -> dict:
     body, wait, idle = lim.upload_mb << 20, lim.body_timeout, srv.kernel_idle_timeout
     config = dict(ServerApp=dict(ip=srv.host, port=srv.port, port_retries=0, root_dir=str(settings.workspace),
                                  open_browser=False, default_url=HOME_PAGE, allow_root=os.geteuid() == 0,
-                                 max_body_size=body, max_buffer_size=body,
+                                 max_body_size=body, max_buffer_size=body, tornado_settings=dict(headers=PAGE_HEADERS),
                                  kernel_manager_class="aiplatform.platform.server.PlatformKernelManager",
                                  jpserver_extensions={"aiplatform.platform.server": True, "voila.server_extension": True,
                                                      "jupyter_server_proxy": False}),  # ours mounts the services

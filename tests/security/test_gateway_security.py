@@ -1,4 +1,4 @@
-"Security review findings on the gateway (issue 10): no proxy to arbitrary ports, a SameSite login cookie, culled and capped kernels, bad text and deep JSON refused by the code API, bounded request bodies."
+"Security review findings on the gateway (issue 10): no proxy to arbitrary ports, security headers on every page, API and proxied service, a SameSite login cookie, culled and capped kernels, bad text and deep JSON refused by the code API, bounded request bodies."
 import json, os, re, select, socket, time, urllib.parse
 from http.client import HTTPConnection
 import pytest
@@ -44,6 +44,15 @@ def test_the_proxy_reaches_registered_services_only(gw):
     assert status == 200 and body["service"] == "echo"
     status, _, body = http(gw.url + "server-proxy/servers-info", token=gw.token)
     assert "aiplatform/echo" in [s["name"] for s in body["server_processes"]]
+
+@pytest.mark.parametrize("path", ["aiplatform/api/health", "lab", "aiplatform/apps/voila/render/index.ipynb", "aiplatform/echo/health", "nope"])
+def test_pages_apis_and_proxied_services_carry_the_security_headers(gw, path):
+    "The gateway's pages and API, the apps' pages proxied from their own server, a service behind the proxy, an error."
+    status, headers, _ = http(gw.url + path, token=gw.token)
+    assert status in (200, 404), (path, status)
+    assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] in ("same-origin", "no-referrer")
+    assert headers["X-Frame-Options"] in ("SAMEORIGIN", "DENY")
+    assert re.search(r"frame-ancestors '(self|none)'", headers["Content-Security-Policy"]), headers["Content-Security-Policy"]
 
 def login_cookie(headers):
     "The Set-Cookie header of Jupyter's login cookie (named username-<host>-<port>)."

@@ -1,0 +1,60 @@
+"Every route of every registered service (the registry's route table, in process): refused without credentials and with a revoked key, a malformed body never a 500 (a 4xx is one JSON error), and the security headers on every answer."
+import asyncio, json, re
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from aiplatform.core import load_settings
+from aiplatform.platform.auth import add_user, create_key, list_keys, revoke_key
+from aiplatform.platform.registry import registered_services
+from aiplatform.platform.services import SECURITY_HEADERS
+
+PUBLIC = {"/health", "/openapi.json"}  # what a load balancer or a client generator reads before it has a key
+
+def routes(app) -> list:
+    "(method, path) of every route of an aiohttp app, each path parameter filled with 1 (a name or a number)."
+    out = []
+    for r in app.router.routes():
+        if r.method in ("HEAD", "*") or r.resource is None: continue
+        out.append((r.method, re.sub(r"\{[^}]+\}", "1", r.resource.canonical)))
+    return out
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    s = load_settings(env={}, platform={"data_dir": tmp_path_factory.mktemp("data")})
+    add_user("root", "admin", settings=s)
+    good, old = create_key("root", settings=s), create_key("root", "old", settings=s)
+    revoke_key(next(k["key_id"] for k in list_keys("root", settings=s) if k["label"] == "old"), settings=s)
+    return s, good, old
+
+def check(status, headers, body, expected):
+    assert status in expected, (status, body[:300])
+    assert {k: headers.get(k) for k in SECURITY_HEADERS} == SECURITY_HEADERS, dict(headers)
+    if status >= 400:
+        answer = json.loads(body)
+        assert set(answer) == {"error", "status"} and answer["status"] == status and answer["error"], answer
+
+async def tried(service, settings, good, old) -> int:
+    app = service.make_app(settings)
+    n = 0
+    async with TestClient(TestServer(app)) as client:
+        for method, path in routes(app):
+            async def ask(headers=None, data=None):
+                r = await client.request(method, path, headers=headers or {}, data=data)
+                return r.status, r.headers, await r.read()
+            if path in PUBLIC:
+                check(*await ask(), expected={200}); continue
+            status, headers, body = await ask()
+            check(status, headers, body, expected={401})
+            assert b"Authorization header" in body, body
+            status, headers, body = await ask({"Authorization": f"Bearer {old}"})
+            check(status, headers, body, expected={401})
+            assert b"revoked" in body, body
+            if method in ("POST", "PUT", "PATCH"):
+                status, headers, body = await ask({"Authorization": f"Bearer {good}", "Content-Type": "application/json"}, b'{"unclosed": ')
+                check(status, headers, body, expected=set(range(200, 500)))  # refused as a 4xx naming the body, or not read at all
+            n += 1
+    return n
+
+@pytest.mark.parametrize("name", sorted(registered_services()))
+def test_every_route_of_the_service_refuses_strangers_and_bad_input(name, keys):
+    settings, good, old = keys
+    assert asyncio.run(tried(registered_services()[name], settings, good, old)) >= 3
