@@ -178,6 +178,8 @@ SCHEMA = {
     "services": {
         "start_timeout": Setting("int", 30, "seconds a proxied service may take to start", lo=1, hi=600),
         "health_timeout": Setting("float", 2.0, "seconds a health check waits", lo=0.1, hi=60),
+        "rate": Setting("float", 1000.0, "requests one user may send one service per second, sustained (bursts of twice as many pass)",
+                        lo=0.1, hi=1_000_000),
     },
     "models": {
         "dir": Setting("path", "", "folder of local model files; empty: models/ in the data folder"),

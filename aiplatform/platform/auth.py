@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['ROLES', 'GATEWAY_HEADERS', 'GATEWAY_MAX_AGE_S', 'User', 'add_user', 'get_user', 'list_users', 'set_active',
            'hash_secret', 'check_secret', 'create_key', 'list_keys', 'revoke_key', 'parse_expiry', 'verify_key',
-           'check_bearer', 'gateway_secret', 'sign_gateway_user', 'check_gateway_user', 'ensure_admin']
+           'check_bearer', 'require', 'gateway_secret', 'sign_gateway_user', 'check_gateway_user', 'ensure_admin']
 
 # %% ../../nbs/platform/01_auth.ipynb #c51907bf
 import functools, hashlib, hmac, json, os, re, secrets, time
@@ -182,7 +182,10 @@ def check_bearer(authorization, *roles, settings=None) -> User:
     scheme, _, key = (authorization or "").strip().partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("Authorization header: expected 'Bearer <API key>'")
-    user = verify_key(key.strip(), settings)
+    return require(verify_key(key.strip(), settings), *roles)
+
+def require(user: User, *roles) -> User:
+    "`user`, if they hold one of `roles`; `Forbidden` naming what they have and what is needed otherwise."
     if not user.allowed(*roles): raise Forbidden(f"user {user.username!r} (role {user.role}): needs one of {', '.join(roles)}")
     return user
 
@@ -221,8 +224,7 @@ def check_gateway_user(username, signature, *roles, settings=None, now=None) -> 
     try: user = get_user(username, settings)
     except NotFound: raise Forbidden(f"gateway user {username!r}: not a platform user (an admin adds one: aiplatform users add {username})") from None
     if not user.active: raise Unauthorized(f"user {username!r}: disabled")
-    if not user.allowed(*roles): raise Forbidden(f"user {user.username!r} (role {user.role}): needs one of {', '.join(roles)}")
-    return user
+    return require(user, *roles)
 
 # %% ../../nbs/platform/01_auth.ipynb #6863b445
 def ensure_admin(settings=None):

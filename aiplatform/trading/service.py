@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['ORDER_OPS', 'CHANNELS', 'MAX_FRAME', 'PING_S', 'BACKLOG', 'MARKET', 'HUB', 'ACCOUNT', 'SYMBOL_Q', 'LIMIT', 'TRADERS',
-           'ROUTES', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub', 'TooFast', 'Connection', 'Route', 'query',
-           'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders', 'order', 'fills',
-           'positions', 'add_symbol', 'halt', 'resume', 'websocket', 'openapi', 'make_app']
+           'ROUTES', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub', 'Connection', 'Route', 'query', 'symbols',
+           'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders', 'order', 'fills', 'positions',
+           'add_symbol', 'halt', 'resume', 'websocket', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
 import asyncio, gc, re, resource, socket
@@ -16,11 +16,11 @@ from aiohttp import WSMsgType, web
 from fastcore.basics import patch
 from ..core import AIPlatformError, ConfigError, Forbidden, ValidationError, get_logger
 from ..platform.auth import get_user
-from ..platform.services import SETTINGS, aiohttp_service, caller, read_json
+from ..platform.services import SETTINGS, RateLimit, TooMany, aiohttp_service, caller, read_json
 from .engine import RiskLimits
 from .market import Market, SymbolSpec, symbol_spec
 from .orders import Cancel, Modify, Order
-from .sessions import Outbox, RateLimit
+from .sessions import Outbox
 
 # %% ../../nbs/trading/14_service.ipynb #9923b89d
 class Shared(dict):
@@ -105,10 +105,6 @@ CHANNELS = ("book", "trades", "orders", "positions")
 MAX_FRAME = 1_000  # messages in one client frame
 PING_S = 30  # a WebSocket ping this often; a client that does not answer one within half of it is gone
 
-class TooFast(AIPlatformError):
-    "More messages than a connection's rate limit allows."
-    status = 429
-
 class Connection:
     "One WebSocket client: what it may do, what it listens to, what waits to be sent to it."
     def __init__(self, market, hub, user, settings, cancel_on_disconnect=False, transport=None):
@@ -170,7 +166,7 @@ def handle(self: Connection, message):
         if req is not None and not (type(req) is int or (isinstance(req, str) and len(req) <= 64)):
             req = None
             raise ValidationError("req: expected an integer or text of at most 64 characters, echoed in the answer")
-        if not self.rate.take(): raise TooFast(self.rate.refusal())
+        if not self.rate.take(): raise TooMany(self.rate.refusal())
         fields = {k: v for k, v in message.items() if k not in ("op", "req")}
         if op in ORDER_OPS: self._trade(op, fields, req)
         elif op in ("subscribe", "unsubscribe"): self._subscribe(op, fields, req)

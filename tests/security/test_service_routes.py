@@ -1,4 +1,4 @@
-"Every route of every registered service (the registry's route table, in process): refused without credentials and with a revoked key, a malformed body never a 500 (a 4xx is one JSON error), and the security headers on every answer."
+"Every route of every registered service (the registry's route table, in process): refused without credentials and with a revoked key, a malformed body never a 500 (a 4xx is one JSON error), the security headers on every answer, and each user held to `[services] rate`."
 import asyncio, json, re
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -58,3 +58,19 @@ async def tried(service, settings, good, old) -> int:
 def test_every_route_of_the_service_refuses_strangers_and_bad_input(name, keys):
     settings, good, old = keys
     assert asyncio.run(tried(registered_services()[name], settings, good, old)) >= 3
+
+async def metrics_statuses(service, settings, key, n) -> list:
+    "The statuses of `n` requests for the service's `/metrics` (any user's key may read them) sent at once."
+    async with TestClient(TestServer(service.make_app(settings))) as client:
+        async def one():
+            r = await client.get("/metrics", headers={"Authorization": f"Bearer {key}"})
+            return r.status, await r.text()
+        return await asyncio.gather(*(one() for _ in range(n)))
+
+@pytest.mark.parametrize("name", sorted(registered_services()))
+def test_every_service_holds_each_user_to_the_services_rate(name, keys):
+    settings, good, _ = keys
+    slow = load_settings(env={}, platform={"data_dir": settings.data_dir}, services={"rate": 1})  # bursts of 2
+    answers = asyncio.run(metrics_statuses(registered_services()[name], slow, good, 4))
+    assert sorted(s for s, _ in answers) == [200, 200, 429, 429], answers
+    assert "user 'root': more than 1 requests a second ([services] rate)" in next(t for s, t in answers if s == 429)

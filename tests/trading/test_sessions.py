@@ -4,7 +4,8 @@ import random
 from hypothesis import given, settings, strategies as st
 from aiplatform.trading.book import OrderBook
 from aiplatform.trading.feed import BookFeed, LocalBook
-from aiplatform.trading.sessions import Outbox, RateLimit
+from aiplatform.platform.services import RateLimit
+from aiplatform.trading.sessions import Outbox
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), limit=st.integers(1, 20))
