@@ -152,3 +152,32 @@ def test_a_request_trickled_byte_by_byte_is_cut_off(gw, part):
             except OSError: break
         took = time.monotonic() - started
     assert took < BODY_TIMEOUT + 8, took
+
+def test_an_app_pages_kernel_runs_no_code_sent_to_it(gw, tmp_path):
+    "A visitor who opens an app page's kernel channels and sends it code: the code never runs (standalone Voilà passes only widget messages); the rest still pass."
+    import asyncio, aiohttp
+    status, _, page = http(gw.url + "aiplatform/apps/voila/render/status.ipynb", token=gw.token)
+    assert status == 200, status
+    kernel = re.search(r'kernelId["\\]*:\s*["\\]*"?([0-9a-f-]{36})', page.decode() if isinstance(page, bytes) else page)[1]
+    mark = tmp_path/"ran"
+    url = gw.url.replace("http", "ws") + f"aiplatform/apps/api/kernels/{kernel}/channels"
+    def message(msg_type, content):
+        header = {"msg_id": msg_type, "msg_type": msg_type, "username": "visitor", "session": "visitor", "version": "5.3",
+                  "date": "2026-01-01T00:00:00.000000Z"}
+        return {"channel": "shell", "header": header, "parent_header": {}, "metadata": {}, "content": content}
+    async def talk():
+        seen = []
+        async with aiohttp.ClientSession(headers={"Authorization": f"token {gw.token}"}) as s, s.ws_connect(url) as ws:
+            await ws.send_json(message("execute_request", {"code": f"open({str(mark)!r}, 'w').write('code ran')", "silent": False,
+                                                          "store_history": False, "user_expressions": {}, "allow_stdin": False}))
+            await ws.send_json(message("kernel_info_request", {}))
+            end = asyncio.get_running_loop().time() + 8
+            while (left := end - asyncio.get_running_loop().time()) > 0:
+                try: m = await ws.receive(timeout=left)
+                except asyncio.TimeoutError: break
+                if m.type != aiohttp.WSMsgType.TEXT: break
+                seen.append(m.data)
+        return seen
+    seen = asyncio.run(talk())
+    assert any('"kernel_info_reply"' in m for m in seen), seen[:3]
+    assert not mark.exists() and not any('"execute_reply"' in m for m in seen), seen
