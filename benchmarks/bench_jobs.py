@@ -20,6 +20,7 @@ import argparse, json, os, platform, re, statistics, sys, tempfile, threading, t
 from datetime import datetime, timezone
 from pathlib import Path
 import nbformat
+from timing import percentile
 
 def hello(folder) -> Path:
     path = folder/"hello.ipynb"
@@ -27,10 +28,6 @@ def hello(folder) -> Path:
                                                    nbformat.v4.new_code_cell('print(f"hello {name}")')],
                                             metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), path)
     return path
-
-def percentile(values, q) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * q))]
 
 def ours_delay(n, folder) -> list:
     import sqlalchemy as sa

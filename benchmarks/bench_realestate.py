@@ -10,10 +10,7 @@ its interval (`get_prediction().summary_frame`), p50 and p99 in milliseconds. La
 import argparse, json, os, platform, statistics, time
 import numpy as np
 import pandas as pd
-
-def percentile(values, q) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * q))]
+from timing import percentile, timed
 
 def statsmodels_cv(sales, folds) -> float:
     "The peer: statsmodels' OLS of log price refitted on each fold, the RMSE on the held-out fold, averaged."
@@ -24,16 +21,6 @@ def statsmodels_cv(sales, folds) -> float:
     errors = [np.sqrt(np.mean((y.iloc[b] - sm.OLS(y.iloc[a], X.iloc[a]).fit().predict(X.iloc[b])) ** 2))
               for a, b in KFold(folds, shuffle=True, random_state=0).split(X)]
     return float(np.mean(errors))
-
-def timed(fn, items) -> list:
-    "Milliseconds of `fn(item)` for each item, after one call to warm up."
-    fn(items[0])
-    out = []
-    for item in items:
-        start = time.perf_counter()
-        fn(item)
-        out.append((time.perf_counter() - start) * 1e3)
-    return out
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -8,20 +8,7 @@ each asking for one PDF at the same moment over HTTP; each request's time, p50 a
 Last line: a JSON object."""
 import argparse, concurrent.futures, json, os, platform, statistics, subprocess, sys, tempfile, time, urllib.request
 from pathlib import Path
-
-def percentile(values, q) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * q))]
-
-def timed(fn, items) -> list:
-    "Milliseconds of `fn(item)` for each item, after one call to warm up."
-    fn(items[0])
-    out = []
-    for item in items:
-        start = time.perf_counter()
-        fn(item)
-        out.append((time.perf_counter() - start) * 1e3)
-    return out
+from timing import percentile, timed
 
 def resumes(n) -> list:
     from aiplatform.resume.model import parse_resume, sample

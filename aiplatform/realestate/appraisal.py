@@ -45,7 +45,7 @@ def appraise(fields: dict, k=5, alpha=0.1) -> dict:
     prop, v = check_property(fields), valuer(alpha)
     est = v.value(pd.DataFrame([prop])).iloc[0]
     return dict(property=prop, value=float(est.value), low=float(est.low), high=float(est.high), level=1 - alpha,
-                coverage=v.coverage, model=v.best, contributions=v.contributions(prop), comps=comparables(v.sales, prop, k, v.ols))
+                coverage=v.coverage, model=v.best, contributions=v.contributions(prop), comps=comparables(v.sales, prop, k, v.ols, v.X))
 
 # %% ../../nbs/realestate/03_appraisal.ipynb #e21d5f75
 def value_figure(a: dict) -> go.Figure:

@@ -35,9 +35,7 @@ def check_properties(df: pd.DataFrame):
     for c, (lo, hi, expected) in LIMITS.items():
         x = pd.to_numeric(df[c], errors="coerce").to_numpy(float)
         bad = np.flatnonzero(~((x >= lo) & (x <= hi)))  # NaN fails too
-        if len(bad):
-            value = df[c].iloc[bad[0]]
-            raise ValidationError(f"row {df.index[bad[0]]}, column {c!r} {getattr(value, 'item', lambda: value)()!r}: expected {expected}")
+        if len(bad): raise ValidationError(f"row {df.index[bad[0]]}, column {c!r} {df[c].iloc[[bad[0]]].tolist()[0]!r}: expected {expected}")
 
 def design(df: pd.DataFrame) -> pd.DataFrame:
     "The regressors of the hedonic model: log lot size, the counts, the amenities (0/1)."
@@ -85,7 +83,7 @@ class Valuer:
         with fitting(len(X)): oof, self.model = cross_val_predict(clone(est), X, y, cv=KFold(folds, shuffle=True, random_state=seed)), est.fit(X, y)
         self.width = conformal_width(y - oof, alpha)
         self.coverage = float(np.mean(np.abs(y - oof) <= self.width))
-        self.ols, self.sales = hedonic(sales), sales
+        self.ols, self.sales, self.X = hedonic(sales), sales, X
 
     def value(self, properties: pd.DataFrame) -> pd.DataFrame:
         "A row per property: `value`, `low` and `high` (in the sales' currency)."
@@ -98,11 +96,11 @@ class Valuer:
         return ((np.exp(self.ols.params.drop("const") * (x - self.means)) - 1) * 100).round(1).sort_values()
 
 # %% ../../nbs/realestate/01_valuation.ipynb #8dec01b9
-def comparables(sales: pd.DataFrame, prop: dict, k=5, ols=None) -> pd.DataFrame:
-    "The `k` sales nearest `prop`, their distance, their price and their price adjusted to `prop`."
+def comparables(sales: pd.DataFrame, prop: dict, k=5, ols=None, X=None) -> pd.DataFrame:
+    "The `k` sales nearest `prop`, their distance, their price and their price adjusted to `prop` (`ols` and `X`, the sales' `design`, when made already)."
     if not 1 <= k <= 50: raise ValidationError(f"k {k}: expected 1 to 50 comparables")
     ols = ols or hedonic(sales)
-    X, x = design(sales), design(pd.DataFrame([prop]))
+    X, x = design(sales) if X is None else X, design(pd.DataFrame([prop]))
     scale = X.std().replace(0, 1)
     distance = np.sqrt((((X - x.iloc[0]) / scale) ** 2).sum(axis=1))
     near = distance.nsmallest(k).index
