@@ -9,10 +9,22 @@ JUPYTER_ETC := $(VENV)/etc/jupyter
 # No schema the platform loads checks the iri formats it serves (jupyter_server#1559, jsonschema#1428): it goes.
 UNSLOW := $(BIN)/pip uninstall -y -q rfc3987-syntax
 
-.PHONY: run test bench bench-quick sysdeps sandbox tessdata espeak check-sync clean
+.PHONY: install run hub test bench bench-quick sysdeps sandbox tessdata espeak check-sync clean
 
-run: $(VENV)/.warmed sandbox tessdata espeak
+# Everything the platform runs on: the Dockerfile runs this same target.
+install: $(VENV)/.warmed $(VENV)/.proxy sandbox tessdata espeak
+
+# JupyterHub's proxy, configurable-http-proxy (Node.js), into the virtual environment, where the Hub looks for it.
+$(VENV)/.proxy: | $(BIN)/python
+	@if command -v npm >/dev/null; then npm install -s --prefix $(VENV) --no-audit --no-fund configurable-http-proxy@5 >/dev/null && touch $@; \
+	else echo "note: the Hub (make hub) needs Node.js for its proxy: sudo apt-get install nodejs npm"; fi
+
+run: install
 	$(BIN)/aiplatform serve
+
+# JupyterHub in front: a server per user, roles from Hub groups, the shared services run once (README: "Many users").
+hub: install
+	$(BIN)/aiplatform hub
 
 # Tesseract's English and orientation models, for OCR (tesserocr's wheel carries the library itself).
 tessdata:
@@ -34,6 +46,7 @@ sandbox:
 
 test:  # the Debian packages (apt-get) beside the Python ones; then the dev tools (pip) beside Numba's compilation
 	@$(MAKE) --no-print-directory -j3 $(VENV)/.installed-dev $(VENV)/.warmed sysdeps
+	@$(MAKE) --no-print-directory $(VENV)/.proxy
 	@$(MAKE) --no-print-directory check-sync
 	$(BIN)/ruff check .
 	AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $(BIN)/nbdev-test
@@ -94,12 +107,13 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	touch $@
 
 # Debian packages the tests need: Chromium (browser tests), PostgreSQL (store tests), g++ (the CUDA kernels run on
-# the CPU), bubblewrap (the code sandbox) and espeak-ng (speech), installed when run as root.
+# the CPU), bubblewrap (the code sandbox), espeak-ng (speech) and npm (the Hub's proxy), installed when run as root.
 sysdeps: tessdata
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v g++ >/dev/null || missing="$$missing g++"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	ldconfig -p | grep -q libpangoft2-1.0 || missing="$$missing libpango-1.0-0 libpangoft2-1.0-0"; \
 	if [ -n "$$missing" ]; then \

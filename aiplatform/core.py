@@ -181,6 +181,19 @@ SCHEMA = {
         "rate": Setting("float", 1000.0, "requests one user may send one service per second, sustained (bursts of twice as many pass)",
                         lo=0.1, hi=1_000_000),
     },
+    "hub": {
+        "host": Setting("host", "127.0.0.1", "address JupyterHub listens on (`aiplatform hub`)"),
+        "port": Setting("int", 8000, "port JupyterHub listens on; the Hub's API and its proxy's take the two ports after it", lo=1, hi=65533),
+        "default_role": Setting("choice", "viewer", "platform role of a Hub user in none of the Hub groups admin, trader, analyst "
+                                "or viewer", choices=("admin", "trader", "analyst", "viewer")),
+        "notebook_roles": Setting("str", "admin trader analyst", "roles whose own server gives JupyterLab, kernels, terminals and "
+                                  "files; the other roles get the apps only"),
+        "identity_ttl": Setting("int", 30, "seconds a user server or service trusts the Hub's answer about a user (and so "
+                                "how soon a change of group is seen)", lo=1, hi=3600),
+        "idle_timeout": Setting("int", 3600, "seconds a user's server may stay idle before the Hub stops it", lo=60, hi=604800),
+        "config": Setting("str", "", "a JupyterHub configuration file loaded after the platform's: another authenticator "
+                          "(OAuth, LDAP), spawner or proxy"),
+    },
     "models": {
         "dir": Setting("path", "", "folder of local model files; empty: models/ in the data folder"),
     },

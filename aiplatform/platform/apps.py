@@ -28,11 +28,11 @@ class GatewayToken(IdentityProvider):
 # %% ../../nbs/platform/11_apps.ipynb #deb5edc0
 UNUSED_EXTENSIONS = ["jupyterlab-plotly", "@jupyterhub/jupyter-server-proxy", "@voila-dashboards/jupyterlab-preview"]
 
-def apps_argv(settings, port: int) -> list[str]:
-    "Voilà's command line for the apps folder: loopback only, preheated kernels, culled when idle and capped."
+def apps_argv(settings, port: int, folder=None, base_url="/") -> list[str]:
+    "Voilà's command line for the apps `folder` (`apps/` in the data folder) below the gateway's `base_url`: loopback only, preheated kernels, culled when idle and capped."
     pool, idle = settings.server.app_kernels, settings.server.kernel_idle_timeout
-    return [str(settings.data_dir/"apps"), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
-            "--Voila.port_retries=0", f"--Voila.base_url={APPS_URL}", "--VoilaConfiguration.show_tracebacks=False", f"--VoilaConfiguration.preheat_kernel={pool > 0}",
+    return [str(folder or settings.data_dir/"apps"), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
+            "--Voila.port_retries=0", f"--Voila.base_url={base_url.rstrip('/')}{APPS_URL}", "--VoilaConfiguration.show_tracebacks=False", f"--VoilaConfiguration.preheat_kernel={pool > 0}",
             f"--VoilaConfiguration.default_pool_size={pool}",
             "--VoilaConfiguration.multi_kernel_manager_class=aiplatform.platform.server.PlatformKernelManager",
             f"--PlatformKernelManager.max_kernels={settings.server.max_kernels}",
@@ -51,10 +51,10 @@ def show(name: str):
 def _notebook(code: str):
     return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
 
-def write_apps(settings) -> Path:
-    "Write the gallery and a notebook for every registered app into `apps/` in the data folder; the folder."
-    folder = settings.data_dir/"apps"
-    folder.mkdir(exist_ok=True)
+def write_apps(settings, folder=None) -> Path:
+    "Write the gallery and a notebook for every registered app into `folder` (`apps/` in the data folder); the folder."
+    folder = Path(folder or settings.data_dir/"apps")
+    folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.ipynb"): old.unlink()
     nbformat.write(_notebook("from aiplatform.platform.gallery import Gallery\nGallery()"), folder/"index.ipynb")
     for app in registered_apps(): nbformat.write(_notebook(f"from aiplatform.platform.apps import show\nshow({app.name!r})"), folder/app.notebook)
@@ -63,13 +63,14 @@ def write_apps(settings) -> Path:
 # %% ../../nbs/platform/11_apps.ipynb #fd9e6ba2
 PAGE_HEADERS = {"X-Frame-Options": "SAMEORIGIN", "Referrer-Policy": "same-origin"}  # beside Jupyter's nosniff and `frame-ancestors 'self'`
 
-def run_apps(settings, port: int):
-    "Serve the apps with Voilà in this process, accepting only the token `serve` put in the environment."
+def run_apps(settings, port: int, folder=None, base_url="/"):
+    "Serve the apps of `folder` with Voilà in this process below `base_url`, accepting only the token `serve` put in the environment."
     token = os.environ.pop(TOKEN_ENV, "")
     if len(token) < 32: raise ConfigError(f"{TOKEN_ENV}: expected the token `aiplatform serve` sets, of at least 32 characters")
     from voila.app import Voila
-    Voila.launch_instance(argv=apps_argv(settings, port), token=token, identity_provider_class=GatewayToken,
-                          tornado_settings={"static_immutable_cache": [APPS_URL + "voila/labextensions/"], "headers": PAGE_HEADERS})
+    prefix = base_url.rstrip("/") + APPS_URL
+    Voila.launch_instance(argv=apps_argv(settings, port, folder, base_url), token=token, identity_provider_class=GatewayToken,
+                          tornado_settings={"static_immutable_cache": [prefix + "voila/labextensions/"], "headers": PAGE_HEADERS})
 
 # %% ../../nbs/platform/11_apps.ipynb #9c69d658
 def _free_port() -> int:
@@ -81,11 +82,12 @@ def die_with_parent():
     "Run in a child before its program (`preexec_fn`): SIGTERM to it when its parent ends (Linux's PR_SET_PDEATHSIG)."
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)
 
-def start_apps(settings) -> dict:
-    "Start `aiplatform apps` beside this process; the jupyter-server-proxy entry that puts it at `/aiplatform/apps/`."
+def start_apps(settings, base_url="/", folder=None) -> dict:
+    "Start `aiplatform apps` beside this process; the jupyter-server-proxy entry that puts it at `aiplatform/apps/` below `base_url`."
     token, port = secrets.token_hex(32), _free_port()
-    write_apps(settings)
-    subprocess.Popen([str(Path(sys.executable).parent/"aiplatform"), "apps", "--port", str(port)], env=os.environ | {TOKEN_ENV: token},
+    folder = write_apps(settings, folder)
+    argv = ["apps", "--port", str(port), "--folder", str(folder), "--base-url", base_url]
+    subprocess.Popen([str(Path(sys.executable).parent/"aiplatform"), *argv], env=os.environ | {TOKEN_ENV: token},
                      stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
     return dict(port=port, absolute_url=True, request_headers_override={"Authorization": f"token {token}", "Cookie": ""},
                 launcher_entry=dict(enabled=False))

@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['ROLES', 'GATEWAY_HEADERS', 'GATEWAY_MAX_AGE_S', 'User', 'add_user', 'get_user', 'list_users', 'set_active',
-           'hash_secret', 'check_secret', 'create_key', 'list_keys', 'revoke_key', 'parse_expiry', 'verify_key',
-           'check_bearer', 'require', 'gateway_secret', 'sign_gateway_user', 'check_gateway_user', 'ensure_admin']
+           'set_role', 'hash_secret', 'check_secret', 'create_key', 'list_keys', 'revoke_key', 'parse_expiry',
+           'verify_key', 'check_bearer', 'require', 'gateway_secret', 'sign_gateway_user', 'check_gateway_user',
+           'ensure_admin']
 
 # %% ../../nbs/platform/01_auth.ipynb #c51907bf
 import functools, hashlib, hmac, json, os, re, secrets, time
@@ -75,6 +76,13 @@ def set_active(username, active, settings=None) -> User:
     "Enable or disable a user; a disabled user's keys stop working at once."
     user = get_user(username, settings)
     with get_engine(settings).begin() as conn: conn.execute(users.update().where(users.c.id == user.id).values(active=bool(active)))
+    return get_user(username, settings)
+
+def set_role(username, role, settings=None) -> User:
+    "Give `username` the role `role` (one of `ROLES`); their keys carry it from the next check."
+    user = get_user(username, settings)
+    _check_profile(role, user.display_name, user.email, user.profile)
+    with get_engine(settings).begin() as conn: conn.execute(users.update().where(users.c.id == user.id).values(role=role))
     return get_user(username, settings)
 
 # %% ../../nbs/platform/01_auth.ipynb #42790f4b

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['cmd_config', 'cmd_init', 'cmd_users', 'cmd_password', 'cmd_service', 'server_config', 'server_token', 'cmd_warm',
-           'cmd_background', 'cmd_apps', 'cmd_serve', 'main']
+           'cmd_background', 'cmd_hub', 'cmd_singleuser', 'cmd_apps', 'cmd_serve', 'main']
 
 # %% ../../nbs/platform/08_cli.ipynb #0af2032c
 import argparse, getpass, json, os, secrets, subprocess, sys, time
@@ -79,8 +79,8 @@ def server_config(settings) -> dict:
                                  open_browser=False, default_url=HOME_PAGE, allow_root=os.geteuid() == 0,
                                  max_body_size=body, max_buffer_size=body, tornado_settings=dict(headers=PAGE_HEADERS),
                                  kernel_manager_class="aiplatform.platform.server.PlatformKernelManager",
-                                 jpserver_extensions={"aiplatform.platform.server": True, "voila.server_extension": True,
-                                                     "jupyter_server_proxy": False}),  # ours mounts the services
+                                 jpserver_extensions={"aiplatform.platform.server": True, "jupyter_server_proxy": False,  # ours mounts the services
+                                                     "voila.server_extension": False}),  # its pages' kernels take code: the apps have their own Voilà
                   AIPlatformExtension=dict(body_timeout=wait, idle_connection_timeout=wait),
                   MappingKernelManager=dict(cull_idle_timeout=idle, cull_interval=max(1, min(60, idle // 3)),
                                             cull_connected=False, cull_busy=False),
@@ -121,9 +121,21 @@ def cmd_background(args, settings):
     try: load(tool.background)(settings)
     except KeyboardInterrupt: pass
 
+def cmd_hub(args, settings):
+    "Initialise, then run JupyterHub in front of the platform: a server per user, the shared services once (`platform.hub`)."
+    from aiplatform.platform.hub import run_hub
+    cmd_init(args, settings)
+    run_hub(settings)
+
+def cmd_singleuser(args, settings):
+    "Run one user's server for the Hub, which starts it (`platform.hub`)."
+    from aiplatform.platform.hub import run_singleuser
+    if "JUPYTERHUB_USER" not in os.environ: raise ConfigError("singleuser: JupyterHub starts this, with JUPYTERHUB_USER and the rest of its environment set")
+    run_singleuser(settings)
+
 def cmd_apps(args, settings):
     "Serve the apps with preheated kernels for the gateway (`serve` starts it)."
-    run_apps(settings, args.port)
+    run_apps(settings, args.port, args.folder, args.base_url)
 
 _WARM_BEHIND = "import os\nif os.fork(): os._exit(0)\nfrom aiplatform.platform.cli import main; main(['warm'])"  # orphaned at once: init reaps it
 
@@ -155,8 +167,13 @@ def _parser():
     sub.add_parser("init", help="create or upgrade the database; make the first admin and its key")
     sub.add_parser("password", help="print the hash of a password for [server] password")
     sub.add_parser("serve", help="initialise, then run the Jupyter gateway")
+    sub.add_parser("hub", help="initialise, then run JupyterHub: a server per user, the shared services once")
+    sub.add_parser("singleuser", help="one user's server, started by the Hub")
     sub.add_parser("warm", help="compile ahead what the tools compile on first use (done by make and serve)")
-    sub.add_parser("apps", help="serve the apps with preheated kernels (serve starts it)").add_argument("--port", type=int, required=True)
+    apps = sub.add_parser("apps", help="serve the apps with preheated kernels (serve starts it)")
+    apps.add_argument("--port", type=int, required=True)
+    apps.add_argument("--folder", help="the apps' notebooks (default: apps/ in the data folder)")
+    apps.add_argument("--base-url", default="/", help="the gateway's base URL (a Hub user's server: /user/<name>/)")
     sub.add_parser("background", help="run a tool's background worker, such as the jobs scheduler (serve starts them)").add_argument("name")
     svc = sub.add_parser("service", help="run one registered service standalone")
     svc.add_argument("name")
@@ -176,7 +193,7 @@ def _parser():
     key.add_argument("--expires", help="when it stops working: 12h, 30d, 2w, or an ISO date or time (UTC unless given); default: never")
     users.add_parser("revoke", help="revoke an API key").add_argument("key_id")
     commands = {"config": cmd_config, "init": cmd_init, "users": cmd_users, "password": cmd_password,
-                "serve": cmd_serve, "warm": cmd_warm, "apps": cmd_apps, "service": cmd_service, "background": cmd_background}
+                "serve": cmd_serve, "hub": cmd_hub, "singleuser": cmd_singleuser, "warm": cmd_warm, "apps": cmd_apps, "service": cmd_service, "background": cmd_background}
     for tool in tools().values():
         if tool.cli: commands |= load(tool.cli)(sub)
     return p, commands

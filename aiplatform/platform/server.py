@@ -44,12 +44,16 @@ class ServicesHandler(APIHandler):
         self.finish({"services": rows})
 
 class MeHandler(APIHandler):
-    "`GET /aiplatform/api/me`: the caller's Jupyter identity and platform user."
+    "`GET /aiplatform/api/me`: the caller's Jupyter identity and platform user (behind a Hub, made to agree with their Hub groups)."
     @web.authenticated
     def get(self):
         who = self.current_user
-        try: user = get_user(who.username)
-        except NotFound: user = None
+        if hub_user := getattr(who, "hub_user", None):
+            from aiplatform.platform.hub import sync_user
+            user = sync_user(hub_user)
+        else:
+            try: user = get_user(who.username)
+            except NotFound: user = None
         self.finish({"username": who.username, "name": who.name,
                      "platform_user": None if user is None else dict(username=user.username, role=user.role,
                                                                        display_name=user.display_name, active=user.active)})

@@ -9,7 +9,7 @@ __all__ = ['SECURITY_HEADERS', 'SETTINGS', 'CALLERS', 'RATES', 'KEY_TTL_S', 'MAX
            'check_health']
 
 # %% ../../nbs/platform/02_services.ipynb #676f7db0
-import asyncio, hashlib, json, sys, time, urllib.error, urllib.request
+import asyncio, hashlib, json, os, sys, time, urllib.error, urllib.request
 from aiohttp import web as aioweb
 from http.client import responses
 from pathlib import Path
@@ -224,10 +224,14 @@ async def _key_user(request):
     return user
 
 async def caller(request, *roles):
-    "The caller, from `Authorization: Bearer <key>` or, through the gateway's proxy, the user it vouches for, holding one of `roles`, within `[services] rate`."
+    "The caller, from `Authorization: Bearer <key>`, a Hub's `token <Hub token>` or, through the gateway's proxy, the user it vouches for, holding one of `roles`, within `[services] rate`."
     h, settings = request.headers, request.app[SETTINGS]
-    if GATEWAY_HEADERS[0] in h and not h.get("Authorization", "").lower().startswith("bearer "):
+    scheme = h.get("Authorization", "").partition(" ")[0].lower()
+    if GATEWAY_HEADERS[0] in h and scheme not in ("bearer", "token"):
         user = await asyncio.to_thread(check_gateway_user, h[GATEWAY_HEADERS[0]], h.get(GATEWAY_HEADERS[1]), settings=settings)
+    elif scheme == "token":  # JupyterHub's: a user's server, its kernels, a Hub client
+        from aiplatform.platform.hub import hub_token_user
+        user = await hub_token_user(h["Authorization"].partition(" ")[2].strip(), settings)
     else: user = await _key_user(request)
     within_rate(request.app[RATES], require(user, *roles), settings.services.rate, "[services] rate")
     return user
@@ -244,7 +248,10 @@ def aiohttp_service(name, routes, settings) -> aioweb.Application:
     app = aioweb.Application(middlewares=[_platform(name)], client_max_size=settings.limits.request_kb * 1024)
     app.on_response_prepare.append(secure)  # every answer, a WebSocket's upgrade and an error's included
     app[SETTINGS], app[CALLERS], app[RATES] = settings, {}, {}
-    app.add_routes([aioweb.get("/health", health), aioweb.get("/metrics", metrics), *routes])
+    routes = [aioweb.get("/health", health), aioweb.get("/metrics", metrics), *routes]
+    if prefix := os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "").rstrip("/"):  # a Hub service: at /services/<name>/ through the Hub too
+        routes += [aioweb.RouteDef(r.method, prefix + r.path, r.handler, r.kwargs) for r in routes]
+    app.add_routes(routes)
     return app
 
 # %% ../../nbs/platform/02_services.ipynb #bdb69821
