@@ -56,7 +56,7 @@ test:  # the Debian packages (apt-get) beside the Python ones; then the dev tool
 # The matching engine's peers (nautilus-trader) need pandas 2, vectorbt 1.2 needs pandas 3: the peers get their own venv.
 PEERS := .venv-peers
 bench: $(VENV)/.installed-dev $(PEERS)/.installed
-	@for b in bench_indicators bench_sweep bench_codegen bench_apps bench_ws bench_service bench_text bench_vision bench_voice bench_jobs bench_resume bench_realestate; do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
+	@for b in bench_indicators bench_sweep bench_codegen bench_apps bench_ws bench_service bench_text bench_vision bench_voice bench_jobs bench_resume bench_realestate bench_hub; do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
 	@echo "== benchmarks/bench_matching.py"; $(PEERS)/bin/python benchmarks/bench_matching.py
 
 # Every benchmark end to end on tiny sizes with --quick (the figures mean nothing), so that one that no longer runs
@@ -70,7 +70,7 @@ bench-quick: $(VENV)/.installed-dev
 	  echo "== benchmarks/$$name.py --quick ($$py)"; AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $$py benchmarks/$$name.py --quick \
 	  || { echo "FAILED: benchmarks/$$name.py --quick"; return 1; }; done; }; \
 	log_a=$$(mktemp); log_b=$$(mktemp); log_apps=$$(mktemp); \
-	chain bench_apps > $$log_apps 2>&1 & apps=$$!; chain $(QUICK_B) > $$log_b 2>&1 & second=$$!; \
+	chain bench_apps bench_hub > $$log_apps 2>&1 & apps=$$!; chain $(QUICK_B) > $$log_b 2>&1 & second=$$!; \
 	chain $(QUICK_A) > $$log_a 2>&1; s1=$$?; wait $$second; s2=$$?; wait $$apps; s3=$$?; \
 	cat $$log_a $$log_b $$log_apps; rm -f $$log_a $$log_b $$log_apps; [ $$s1 = 0 ] && [ $$s2 = 0 ] && [ $$s3 = 0 ]
 

@@ -183,7 +183,7 @@ SCHEMA = {
     },
     "hub": {
         "host": Setting("host", "127.0.0.1", "address JupyterHub listens on (`aiplatform hub`)"),
-        "port": Setting("int", 8000, "port JupyterHub listens on; the Hub's API and its proxy's take the two ports after it", lo=1, hi=65533),
+        "port": Setting("int", 8000, "port JupyterHub listens on (the Hub's own API and its proxy's take free ports of the loopback)", lo=1, hi=65535),
         "default_role": Setting("choice", "viewer", "platform role of a Hub user in none of the Hub groups admin, trader, analyst "
                                 "or viewer", choices=("admin", "trader", "analyst", "viewer")),
         "notebook_roles": Setting("str", "admin trader analyst", "roles whose own server gives JupyterLab, kernels, terminals and "

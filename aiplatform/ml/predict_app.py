@@ -12,7 +12,7 @@ import ipywidgets as widgets
 import pandas as pd
 from fastcore.basics import patch
 from ..core import AIPlatformError, Conflict, TooLarge, ValidationError, data_path, get_logger, get_settings
-from ..platform.auth import check_bearer
+from ..platform.auth import app_user, check_bearer
 from ..platform.figures import FigureWidget
 from ..platform.gallery import StatusLine, download_link
 from .tabular import (comparison_figure, importance_figure, leakage, list_models, load_model, models, predict, read_table,
@@ -67,6 +67,9 @@ class PredictApp(widgets.VBox):
                           widgets.HBox([self.target, self.drop]), widgets.HBox([self.folds, self.alpha, self.train_button, self.progress]),
                           self.summary, self.comparison, self.charts, widgets.HBox([self.name, self.save_button, self.mine, self.open_button]),
                           widgets.HTML("<h3 style='font-family:system-ui'>Predict new rows</h3>"), self.rows, self.predicted])
+        if (user := app_user(self.settings)) is not None:  # a Hub user's server: theirs, no key asked
+            self.key.layout.display = self.sign_in_button.layout.display = "none"
+            self._welcome(user)
 
     def _failed(self, e):
         if not isinstance(e, AIPlatformError): log.exception("predict app")
@@ -153,11 +156,17 @@ def _train_as_job(self: PredictApp):
 @patch
 def sign_in(self: PredictApp):
     "Who is using the app, from their API key."
-    try: self.user = check_bearer(f"Bearer {self.key.value.strip()}", settings=self.settings)
+    try: user = check_bearer(f"Bearer {self.key.value.strip()}", settings=self.settings)
     except Exception as e: return self._failed(e)
     self.key.value = ""
+    self._welcome(user)
+
+@patch
+def _welcome(self: PredictApp, user):
+    "Work as `user` from now on: their saved models listed."
+    self.user = user
     self._list()
-    self.status.say(f"Signed in as {self.user.username}.")
+    self.status.say(f"Signed in as {user.username}.")
 
 @patch
 def _signed_in(self: PredictApp) -> str:

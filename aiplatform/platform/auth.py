@@ -6,7 +6,7 @@
 __all__ = ['ROLES', 'GATEWAY_HEADERS', 'GATEWAY_MAX_AGE_S', 'User', 'add_user', 'get_user', 'list_users', 'set_active',
            'set_role', 'hash_secret', 'check_secret', 'create_key', 'list_keys', 'revoke_key', 'parse_expiry',
            'verify_key', 'check_bearer', 'require', 'gateway_secret', 'sign_gateway_user', 'check_gateway_user',
-           'ensure_admin']
+           'ensure_admin', 'app_user']
 
 # %% ../../nbs/platform/01_auth.ipynb #c51907bf
 import functools, hashlib, hmac, json, os, re, secrets, time
@@ -243,3 +243,9 @@ def ensure_admin(settings=None):
     path = settings.data_dir/"admin.key"
     write_secret(path, create_key("admin", "first run", settings=settings) + "\n")
     return path
+
+# %% ../../nbs/platform/01_auth.ipynb #2d00fdfe
+def app_user(settings=None):
+    "The platform user whose Hub server runs this process (`JUPYTERHUB_USER`); `None` outside a Hub."
+    name = os.environ.get("JUPYTERHUB_USER")
+    return None if not name else get_user(name, settings)

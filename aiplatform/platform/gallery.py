@@ -8,6 +8,7 @@ __all__ = ['ICONS', 'icon_svg', 'gallery_html', 'who_html', 'Gallery', 'StatusLi
 # %% ../../nbs/platform/06_gallery.ipynb #20cd7dd9
 import base64, html, os
 import ipywidgets as widgets
+from .auth import app_user
 from .registry import registered_apps
 
 # %% ../../nbs/platform/06_gallery.ipynb #2dde00b5
@@ -47,10 +48,8 @@ class Gallery(widgets.VBox):
     "The app gallery: a title, whom it serves behind a Hub, and a card per registered app."
     def __init__(self, apps=None):
         self.apps = registered_apps() if apps is None else apps
-        who = []
-        if os.environ.get("JUPYTERHUB_USER"):  # a user's server behind JupyterHub
-            from aiplatform.platform.hub import app_user
-            who = [widgets.HTML(who_html(app_user(), os.environ.get("JUPYTERHUB_BASE_URL", "/") + "hub/"))]
+        user = app_user()  # a user's server behind JupyterHub
+        who = [] if user is None else [widgets.HTML(who_html(user, os.environ.get("JUPYTERHUB_BASE_URL", "/") + "hub/"))]
         super().__init__([widgets.HTML("<h1 style='font-family: system-ui'>AI Platform</h1>"), *who,
                           widgets.HTML(gallery_html(self.apps))])
 

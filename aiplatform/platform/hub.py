@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['NOTEBOOK_RESOURCES', 'role_of', 'sync_user', 'PlatformAuthenticator', 'PlatformSpawner', 'notebook_roles',
-           'RoleAuthorizer', 'hub_token_user', 'app_user', 'hub_services', 'proxy_command', 'hub_config',
-           'write_hub_config', 'singleuser_config', 'run_hub', 'run_singleuser']
+           'RoleAuthorizer', 'hub_token_user', 'hub_services', 'proxy_command', 'hub_config', 'write_hub_config',
+           'singleuser_config', 'run_hub', 'run_singleuser']
 
 # %% ../../nbs/platform/13_hub.ipynb #93b9f414
 import asyncio, functools, json, os, shutil, sys
@@ -16,7 +16,7 @@ from jupyterhub.spawner import SimpleLocalProcessSpawner
 from traitlets import default
 from ..core import AIPlatformError, ConfigError, Conflict, NotFound, Unauthorized, get_settings, tools, write_secret
 from .auth import ROLES, User, add_user, get_user, set_role, verify_key
-from .apps import HOME_PAGE
+from .apps import HOME_PAGE, _free_port
 from .registry import get_service, registered_services
 
 # %% ../../nbs/platform/13_hub.ipynb #7ad02e40
@@ -95,12 +95,6 @@ async def hub_token_user(token: str, settings=None) -> User:
     if not user.active: raise Unauthorized(f"user {user.username!r}: disabled")
     return user
 
-# %% ../../nbs/platform/13_hub.ipynb #be5ae4f1
-def app_user(settings=None):
-    "The platform user whose Hub server runs this process (`JUPYTERHUB_USER`); `None` outside a Hub."
-    name = os.environ.get("JUPYTERHUB_USER")
-    return None if not name else get_user(name, settings)
-
 # %% ../../nbs/platform/13_hub.ipynb #b1dd0231
 def _platform_env(settings) -> dict:
     env = {k: v for k, v in os.environ.items() if k.startswith("AIPLATFORM_")} | {"AIPLATFORM_PLATFORM__DATA_DIR": str(settings.data_dir)}
@@ -112,7 +106,6 @@ def _service_port(settings, name) -> int:
     if service.port:
         section, key = service.port.split(".")
         if port := getattr(getattr(settings, section), key): return port
-    from aiplatform.platform.apps import _free_port
     return _free_port()
 
 def hub_services(settings) -> list[dict]:
@@ -141,12 +134,12 @@ def hub_config(settings) -> dict:
     groups = {role: dict(users=["admin"] if role == "admin" else []) for role in ROLES}
     culler = dict(name="idle-culler", scopes=["list:users", "read:users:activity", "read:servers", "delete:servers"], services=["idle-culler"])
     return dict(
-        JupyterHub=dict(bind_url=f"http://{hub.host}:{hub.port}/", hub_bind_url=f"http://127.0.0.1:{hub.port + 1}/",
+        JupyterHub=dict(bind_url=f"http://{hub.host}:{hub.port}/", hub_bind_url=f"http://127.0.0.1:{_free_port()}/",
                         db_url=f"sqlite:///{data/'jupyterhub.sqlite'}",
                         cookie_secret_file=str(data/"cookie_secret"), authenticator_class="aiplatform.platform.hub.PlatformAuthenticator",
                         spawner_class="aiplatform.platform.hub.PlatformSpawner", services=hub_services(settings),
                         load_groups=groups, load_roles=[culler], cleanup_servers=True),
-        ConfigurableHTTPProxy=dict(command=[proxy_command()], api_url=f"http://127.0.0.1:{hub.port + 2}", pid_file=str(data/"proxy.pid")),
+        ConfigurableHTTPProxy=dict(command=[proxy_command()], api_url=f"http://127.0.0.1:{_free_port()}", pid_file=str(data/"proxy.pid")),
         Authenticator=dict(admin_users=["admin"]),
         Spawner=dict(environment=_platform_env(settings), default_url=HOME_PAGE, http_timeout=120, start_timeout=180),
         SimpleLocalProcessSpawner=dict(home_dir_template=str(settings.workspace/"{username}")))

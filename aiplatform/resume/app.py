@@ -11,7 +11,7 @@ from typing import get_args
 import ipywidgets as widgets
 from fastcore.basics import patch
 from ..core import AIPlatformError, ValidationError, get_logger
-from ..platform.auth import check_bearer
+from ..platform.auth import app_user, check_bearer
 from ..platform.gallery import StatusLine, download_link
 from . import store
 from .draft import from_docx, from_text
@@ -139,6 +139,9 @@ class ResumeApp(widgets.VBox):
                           main, widgets.HTML("<h3>Match to a job</h3>"), self.job_box, widgets.HTML("<h3>Rewrite with Claude</h3>"), self.rewrite_box])
         self.load(sample())
         self.status.say("Editing the sample resume: change it, import yours, or sign in to open your saved ones.")
+        if (user := app_user(self.settings)) is not None:  # a Hub user's server: theirs, no key asked
+            self.key.layout.display = self.sign_in_button.layout.display = "none"
+            self._welcome(user)
 
     def _failed(self, e):
         if not isinstance(e, AIPlatformError): log.exception("resume app")
@@ -253,11 +256,17 @@ def _imported(self: ResumeApp):
 @patch
 def sign_in(self: ResumeApp):
     "Who is using the app, from their API key."
-    try: self.user = check_bearer(f"Bearer {self.key.value.strip()}", settings=self.settings)
+    try: user = check_bearer(f"Bearer {self.key.value.strip()}", settings=self.settings)
     except Exception as e: return self._failed(e)
     self.key.value = ""
+    self._welcome(user)
+
+@patch
+def _welcome(self: ResumeApp, user):
+    "Work as `user` from now on: their saved resumes listed."
+    self.user = user
     self._list()
-    self.status.say(f"Signed in as {self.user.username}.")
+    self.status.say(f"Signed in as {user.username}.")
 
 @patch
 def _list(self: ResumeApp):

@@ -17,7 +17,7 @@ def hub(tmp_path_factory, postgres):
         f"c.JupyterHub.services.append(dict(name='tester', api_token={admin_token!r}))\n"
         "c.JupyterHub.load_roles.append(dict(name='tester', services=['tester'], scopes=['admin:users', 'admin:groups', 'admin:servers', 'tokens']))\n")
     cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", dashboard_address=None)
-    port = free_port()  # the Hub's API and its proxy's take the two after it
+    port = free_port()
     (root/"settings.ini").write_text(
         f"[platform]\ndata_dir = data\n[database]\nurl = {postgres}\n[server]\napp_kernels = 0\nwarm = false\n"
         f"[hub]\nport = {port}\nidentity_ttl = 1\nconfig = {root/'tester.py'}\n[jobs]\ndask_address = {cluster.scheduler_address}\n"
@@ -26,19 +26,21 @@ def hub(tmp_path_factory, postgres):
     with open(root/"hub.log", "w") as log:
         proc = subprocess.Popen([str(BIN/"aiplatform"), "hub"], env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
-    try: wait_for(url + "hub/api/", proc, timeout=120)
-    except Exception as e: raise RuntimeError((root/"hub.log").read_text()) from e
-    keys = {}
-    for name in ("alice", "bob"):
-        assert cli("users", "add", name, env=env).returncode == 0
-        keys[name] = cli("users", "key", name, env=env).stdout.strip()
-    h = SimpleNamespace(url=url, env=env, root=root, proc=proc, keys=keys, admin=admin_token, cluster=cluster, data=root/"data")
-    assert api(h, "POST", "users", {"usernames": ["alice", "bob"]})[0] == 201  # as an admin adds them in the Hub's admin page
-    assert api(h, "POST", "groups/trader/users", {"users": ["alice"]})[0] == 200
-    yield h
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(60)
-    cluster.close()
+    try:
+        try: wait_for(url + "hub/api/", proc, timeout=120)
+        except Exception as e: raise RuntimeError((root/"hub.log").read_text()) from e
+        keys = {}
+        for name in ("alice", "bob"):
+            assert cli("users", "add", name, env=env).returncode == 0
+            keys[name] = cli("users", "key", name, env=env).stdout.strip()
+        h = SimpleNamespace(url=url, env=env, root=root, proc=proc, keys=keys, admin=admin_token, cluster=cluster, data=root/"data")
+        assert api(h, "POST", "users", {"usernames": ["alice", "bob"]})[0] == 201  # as an admin adds them in the Hub's admin page
+        assert api(h, "POST", "groups/trader/users", {"users": ["alice"]})[0] == 200
+        yield h
+    finally:  # the Hub stops its services and the users' servers
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+        cluster.close()
 
 def api(h, method, path, body=None):
     "The Hub's REST API as the test's admin service."
@@ -93,6 +95,10 @@ def test_two_users_log_in_each_to_their_own_gallery_and_not_the_others(hub):
         assert answer.status == 403 and not pages["bob"].locator(".aip-card").count()
         wrong = login(p, hub, "alice", hub.keys["bob"])  # bob's key is not alice's password
         expect(wrong.get_by_text("Invalid username or password")).to_be_visible()
+        alice = pages["alice"]  # an app that keeps a user's work: signed in as the Hub's user, no key asked
+        alice.click(".aip-card[data-app=resume]")
+        expect(alice.get_by_text("Signed in as alice.")).to_be_visible()
+        expect(alice.get_by_placeholder("API key (aip_…) to save and open your resumes")).to_be_hidden()
 
 def cookies_of(h, name):
     "A logged-in session of `name` (cookies through the Hub's OAuth) for plain HTTP requests."
