@@ -10,6 +10,7 @@ import ast, html, threading, time
 import ipywidgets as widgets
 from fastcore.basics import patch
 from ..core import AIPlatformError, Conflict, get_logger
+from ..platform.auth import app_user
 from ..platform.gallery import StatusLine
 from ..platform.store import utc_text
 from .reports import list_reports, parse_parameters, report_parameters
@@ -23,6 +24,8 @@ PAGE = "../../../api/jobs/runs/{}/html"  # from /aiplatform/apps/voila/render/re
 class ReportsApp(widgets.VBox):
     "Reports: run templates now or on a schedule, with their history."
     def __init__(self):
+        user = app_user()  # a Hub user's server: their runs, and only theirs
+        self.owner = None if user is None else user.username
         self.template = widgets.Dropdown(options=list_reports(), description="Report")
         self.template.observe(lambda _: self._form(), "value")
         self.fields, self.form = {}, widgets.VBox()
@@ -89,15 +92,15 @@ def _follow(self: ReportsApp, id):
 
 @patch
 def run_now(self: ReportsApp):
-    try: self._follow(submit(self.template.value, self.parameters()))
+    try: self._follow(submit(self.template.value, self.parameters(), user=self.owner))
     except Exception as e: self._failed(e)
 
 @patch
 def rerun(self: ReportsApp):
     try:
         if self.chosen.value is None: raise AIPlatformError("run: choose one in the history first")
-        old = get_run(self.chosen.value)
-        self._follow(submit(old.report, old.parameters, timeout_s=old.timeout_s, retries=old.retries))
+        old = get_run(self.chosen.value, user=self.owner)
+        self._follow(submit(old.report, old.parameters, user=self.owner, timeout_s=old.timeout_s, retries=old.retries))
     except Exception as e: self._failed(e)
 
 # %% ../../nbs/jobs/06_reports_app.ipynb #80cc3677
@@ -137,7 +140,7 @@ def refresh(self: ReportsApp):
     self.schedules.value = f"<table class='aip-schedules' style='font-family:system-ui;border-spacing:12px 2px'>{rows or '<tr><td>none</td></tr>'}</table>"
     self.schedule_choice.options = [s.name for s in schedules]
     self.schedule_choice.value = schedules[0].name if schedules else None
-    runs = list_runs(limit=30)
+    runs = list_runs(limit=30, user=self.owner)
     link = lambda r: f"<a href='{PAGE.format(r.id)}' target='_blank' class='aip-page'>page</a>" if r.status == "succeeded" else html.escape((r.error or "")[:120])
     rows = "".join(f"<tr><td>{r.id}</td><td>{r.report}</td><td class='aip-run-status'>{r.status}</td><td>{utc_text(r.queued_ns)}</td>"
                    f"<td>{'' if r.seconds is None else f'{r.seconds:g} s'}</td><td>{html.escape(str(r.parameters))[:100]}</td><td>{link(r)}</td></tr>" for r in runs)
