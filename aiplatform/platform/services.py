@@ -227,7 +227,7 @@ async def caller(request, *roles):
     "The caller, from `Authorization: Bearer <key>`, a Hub's `token <Hub token>` or, through the gateway's proxy, the user it vouches for, holding one of `roles`, within `[services] rate`."
     h, settings = request.headers, request.app[SETTINGS]
     scheme = h.get("Authorization", "").partition(" ")[0].lower()
-    if GATEWAY_HEADERS[0] in h and scheme not in ("bearer", "token"):
+    if GATEWAY_HEADERS[0] in h and scheme != "bearer":  # the proxy passes the visitor's own `token` header on too
         user = await asyncio.to_thread(check_gateway_user, h[GATEWAY_HEADERS[0]], h.get(GATEWAY_HEADERS[1]), settings=settings)
     elif scheme == "token":  # JupyterHub's: a user's server, its kernels, a Hub client
         from aiplatform.platform.hub import hub_token_user
