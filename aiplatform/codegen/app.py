@@ -13,6 +13,7 @@ import ipywidgets as widgets
 import pandas as pd
 from fastcore.basics import patch
 from . import client as codegen
+from ..platform.auth import app_user
 from ..platform.gallery import StatusLine, download_link
 from ..core import AIPlatformError, TooLarge, ValidationError, get_logger, get_settings
 from .sandbox import check_code, run_tests
@@ -83,6 +84,7 @@ class CodeGenerator(widgets.VBox):
     def __init__(self, client=None):
         self.client, self.generation, self.context = client, None, []
         self.cancel, self.worker, self._text = threading.Event(), None, ""
+        self.owner = getattr(app_user(), "username", None)  # a Hub user's server: their generations, and only theirs
         style = dict(description_width="90px")
         self.prompt = widgets.Textarea(placeholder="Describe the code you need…", layout=dict(width="100%", height="110px"))
         self.language = widgets.Dropdown(options=codegen.LANGUAGES, value="python", description="Language", style=style)
@@ -176,7 +178,7 @@ def generate(self: CodeGenerator):
     self.status.say("asking Claude…")
     try:
         g = codegen.generate(self.prompt.value, self.context, language=self.language.value, listener=self._on,
-                             cancel=self.cancel, client=self.client, source="app")
+                             cancel=self.cancel, client=self.client, source="app", username=self.owner)
         self._show(g)
         self.status.say(g.summary)
     except AIPlatformError as e: self.status.say(str(e), error=True)
@@ -228,7 +230,7 @@ def test(self: CodeGenerator):
 @patch
 def refresh_history(self: CodeGenerator):
     "List the stored generations that match the search box."
-    try: rows = codegen.history(self.search.value, limit=200)
+    try: rows = codegen.history(self.search.value, limit=200, username=self.owner)
     except AIPlatformError as e: return self.status.say(str(e), error=True)
     label = lambda g: (f"#{g.id} {pd.Timestamp(g.created_ns, unit='ns'):%Y-%m-%d %H:%M} · {g.status} · "
                        f"{g.prompt.strip().splitlines()[0][:90]}")

@@ -13,6 +13,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import HTML, Markdown, Pretty, display
 from . import client as codegen
 from ..core import AIPlatformError, get_settings
+from ..platform.auth import app_user
 
 # %% ../../nbs/codegen/03_magics.ipynb #0b93f8c3
 _REF = re.compile(r"\{(?:(In|Out|Err)\[(-?\d+)\]|([A-Za-z_]\w*))\}")
@@ -25,6 +26,7 @@ class ClaudeMagics(Magics):
         super().__init__(shell)
         self.errors, self.memory = {}, []
         self.client = None  # an anthropic client to use instead of one made from the settings (tests, replays)
+        self.owner = getattr(app_user(), "username", None)  # a Hub user's kernel: their generations, and only theirs
         shell.events.register("post_run_cell", self._keep_error)
 
     def _keep_error(self, result):
@@ -74,7 +76,7 @@ class ClaudeMagics(Magics):
         try:
             g = codegen.generate(prompt, context, model=model, history=self.memory[-2 * turns:] if turns else [],
                                  listener=listener, test=test and fmt == "code", known=known, client=self.client,
-                                 source="magic", notebook=self.shell.user_ns.get("__session__"))
+                                 source="magic", notebook=self.shell.user_ns.get("__session__"), username=self.owner)
         except AIPlatformError as e: raise UsageError(str(e)) from None
         user = (codegen.context_text(context) + "\n" if context else "") + prompt
         self.memory += [{"role": "user", "content": user}, {"role": "assistant", "content": g.answer}]
@@ -118,7 +120,7 @@ class ClaudeMagics(Magics):
         import pandas as pd
         rows = [dict(id=g.id, created=pd.Timestamp(g.created_ns, unit="ns", tz="UTC").floor("s"), model=g.model,
                      status=g.status, tokens=g.input_tokens + g.output_tokens, cost_usd=g.cost_usd,
-                     prompt=g.prompt[:80]) for g in codegen.history(words, limit=50)]
+                     prompt=g.prompt[:80]) for g in codegen.history(words, limit=50, username=self.owner)]
         return pd.DataFrame(rows, columns=["id", "created", "model", "status", "tokens", "cost_usd", "prompt"]).set_index("id")
 
 # %% ../../nbs/codegen/03_magics.ipynb #3beafbca
