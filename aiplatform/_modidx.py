@@ -214,6 +214,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'aiplatform.core.mask_url': ('core.html#mask_url', 'aiplatform/core.py'),
                                  'aiplatform.core.schema': ('core.html#schema', 'aiplatform/core.py'),
                                  'aiplatform.core.tools': ('core.html#tools', 'aiplatform/core.py'),
+                                 'aiplatform.core.user_path': ('core.html#user_path', 'aiplatform/core.py'),
                                  'aiplatform.core.validation_error': ('core.html#validation_error', 'aiplatform/core.py'),
                                  'aiplatform.core.write_secret': ('core.html#write_secret', 'aiplatform/core.py')},
             'aiplatform.documents.app': { 'aiplatform.documents.app.DocumentsApp': ( 'documents/app.html#documentsapp',

@@ -12,7 +12,7 @@ import ipywidgets as widgets
 import pandas as pd
 import plotly.graph_objects as go
 from fastcore.basics import patch
-from ..core import AIPlatformError, ValidationError, data_path, get_logger
+from ..core import AIPlatformError, ValidationError, get_logger, user_path
 from ..platform.gallery import StatusLine, download_link
 from .batch import analyze_batch, document_files, read_item
 from .extract import extract
@@ -23,8 +23,8 @@ SHOWN = ["name", "kind", "pages", "words", "language", "sentiment", "sentiment_s
 log = get_logger("documents.app")
 
 def sources(settings=None) -> list:
-    "The folders and zips under the data folder's `documents` folder, as paths relative to the data folder."
-    root = data_path("documents", settings=settings)
+    "The folders and zips under the user's `documents` folder (`user_path`), as paths relative to the user's folder."
+    root = user_path("documents", settings=settings)
     root.mkdir(parents=True, exist_ok=True)
     found = [p for p in root.rglob("*") if (p.is_dir() or p.suffix.lower() == ".zip") and not any(s.startswith(".") for s in p.relative_to(root).parts)]
     return ["documents"] + sorted(p.relative_to(root.parent).as_posix() for p in found)
@@ -82,7 +82,7 @@ def analyze(self: DocumentsApp):
     try:
         uploaded = self.folder.value == "(uploaded files)"
         if uploaded and not any(self.uploads.iterdir()): raise ValidationError("documents: upload some files or choose a folder first")
-        source = self.uploads if uploaded else data_path(self.folder.value, settings=self.settings)
+        source = self.uploads if uploaded else user_path(self.folder.value, settings=self.settings)
         self.items = {item[0]: item for item in document_files(source, self.settings)}
         start, self.progress.max, self.progress.value = time.perf_counter(), max(1, len(self.items)), 0
         self.table = analyze_batch(source, progress=lambda done, total: setattr(self.progress, "value", done), settings=self.settings)

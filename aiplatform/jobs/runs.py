@@ -110,10 +110,11 @@ def _set(id, settings, **values):
     with get_engine(settings).begin() as conn: conn.execute(job_runs.update().where(job_runs.c.id == id).values(**values))
 
 # %% ../../nbs/jobs/02_runs.ipynb #92619751
-_CHILD = """import json, sys
-from aiplatform.core import AIPlatformError
+_CHILD = """import json, os, sys
+from aiplatform.core import USER_ENV, AIPlatformError
 from aiplatform.jobs.reports import run_notebook
 a = json.loads(sys.argv[1])
+if a["user"]: os.environ[USER_ENV] = a["user"]  # the report's kernel reads the files of the run's user (`user_path`)
 try: done = run_notebook(a["template"], a["parameters"], a["out"], timeout=a["timeout"])
 except AIPlatformError as e: sys.exit(f"error: {e}")
 print(f"done in {done['seconds']} s: {done['html']}")
@@ -149,7 +150,8 @@ def supervise(args: str, log_path: str, timeout_s: float, cancelled) -> str:
 
 def _attempt(run, n, out: Path, settings) -> tuple[str, str | None]:
     "Attempt `n` of `run`, here or on the Dask cluster of `[jobs] dask_address`: its status and error."
-    args = json.dumps(dict(template=str(report_template(run.report)), parameters=run.parameters, out=str(out), timeout=run.timeout_s))
+    args = json.dumps(dict(template=str(report_template(run.report)), parameters=run.parameters, out=str(out), timeout=run.timeout_s,
+                           user=run.username))
     log_path = str(out/f"attempt-{n}.log")
     if settings.jobs.dask_address: status = _on_dask(run, n, args, log_path, settings)
     else: status = supervise(args, log_path, run.timeout_s, lambda: _cancelled(run.id, settings))

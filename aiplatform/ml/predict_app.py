@@ -11,7 +11,7 @@ from pathlib import Path
 import ipywidgets as widgets
 import pandas as pd
 from fastcore.basics import patch
-from ..core import AIPlatformError, Conflict, TooLarge, ValidationError, data_path, get_logger, get_settings
+from ..core import AIPlatformError, Conflict, TooLarge, ValidationError, get_logger, get_settings, user_path
 from ..platform.auth import app_user, check_bearer
 from ..platform.figures import FigureWidget
 from ..platform.gallery import StatusLine, download_link
@@ -133,8 +133,9 @@ def _train_as_job(self: PredictApp):
     from aiplatform.jobs.runs import FINAL, execute, get_run, submit
     user = self._signed_in()
     table = f"ml/uploads/{secrets.token_hex(12)}.parquet"
-    data_path("ml", "uploads", settings=self.settings).mkdir(parents=True, exist_ok=True)
-    self.table.to_parquet(data_path(table, settings=self.settings), engine="fastparquet", index=False)
+    path = user_path(table, user=user, settings=self.settings)  # where the run, as this user, reads it
+    path.parent.mkdir(parents=True, exist_ok=True)
+    self.table.to_parquet(path, engine="fastparquet", index=False)
     params = dict(table=table, target=self.target.value, drop=",".join(self.drop.value), folds=self.folds.value, alpha=self.alpha.value)
     id = submit("tabular_training", params, user=user, settings=self.settings)
     def follow():
@@ -147,7 +148,7 @@ def _train_as_job(self: PredictApp):
             self.model = joblib.load(Path(run.out_dir)/"model.joblib")  # written by the platform's own report
             self._show_model(f"Trained as job {id} in {run.seconds:g} s.")
         except Exception as e: self._failed(e)
-        finally: data_path(table, settings=self.settings).unlink(missing_ok=True)
+        finally: path.unlink(missing_ok=True)
     self.status.say(f"{len(self.table):,} rows: training as job {id}…")  # before the thread, which says when it ends
     self.thread = threading.Thread(target=follow, daemon=True)
     self.thread.start()
