@@ -189,6 +189,8 @@ SCHEMA = {
                                 "or viewer", choices=("admin", "trader", "analyst", "viewer")),
         "notebook_roles": Setting("str", "admin trader analyst", "roles whose own server gives JupyterLab, kernels, terminals and "
                                   "files; the other roles get the apps only"),
+        "app_kernels": Setting("int", 0, "kernels kept started, the app already run, per app in each user's server ([server] "
+                               "app_kernels there): every one is a Python process of its own, fifteen apps to a user", lo=0, hi=16),
         "identity_ttl": Setting("int", 30, "seconds a user server or service trusts the Hub's answer about a user (and so "
                                 "how soon a change of group is seen)", lo=1, hi=3600),
         "idle_timeout": Setting("int", 3600, "seconds a user's server may stay idle before the Hub stops it", lo=60, hi=604800),

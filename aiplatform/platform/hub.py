@@ -141,7 +141,8 @@ def hub_config(settings) -> dict:
                         load_groups=groups, load_roles=[culler], cleanup_servers=True),
         ConfigurableHTTPProxy=dict(command=[proxy_command()], api_url=f"http://127.0.0.1:{_free_port()}", pid_file=str(data/"proxy.pid")),
         Authenticator=dict(admin_users=["admin"]),
-        Spawner=dict(environment=_platform_env(settings), default_url=HOME_PAGE, http_timeout=120, start_timeout=180),
+        Spawner=dict(environment=_platform_env(settings) | {"AIPLATFORM_SERVER__APP_KERNELS": str(hub.app_kernels)},
+                     default_url=HOME_PAGE, http_timeout=120, start_timeout=180),
         SimpleLocalProcessSpawner=dict(home_dir_template=str(settings.workspace/"{username}")))
 
 # %% ../../nbs/platform/13_hub.ipynb #24a68f8e
