@@ -17,7 +17,8 @@ from traitlets import default
 from ..core import AIPlatformError, ConfigError, Conflict, NotFound, Unauthorized, get_settings, tools, write_secret
 from .auth import ROLES, User, add_user, get_user, set_role, verify_key
 from .apps import HOME_PAGE, _free_port
-from .registry import get_service, registered_services
+from .registry import registered_services
+from .services import configured_port
 
 # %% ../../nbs/platform/13_hub.ipynb #7ad02e40
 def role_of(groups, settings=None) -> str:
@@ -100,20 +101,12 @@ def _platform_env(settings) -> dict:
     env = {k: v for k, v in os.environ.items() if k.startswith("AIPLATFORM_")} | {"AIPLATFORM_PLATFORM__DATA_DIR": str(settings.data_dir)}
     return env | ({"AIPLATFORM_SETTINGS": str(settings.file)} if settings.file else {})
 
-def _service_port(settings, name) -> int:
-    "The port of the service `name`: its setting when it has one, else one free now."
-    service = get_service(name)
-    if service.port:
-        section, key = service.port.split(".")
-        if port := getattr(getattr(settings, section), key): return port
-    return _free_port()
-
 def hub_services(settings) -> list[dict]:
     "The Hub services: every registered service, every tool's background worker and the idle culler."
     exe, env = str(Path(sys.executable).parent/"aiplatform"), _platform_env(settings)
     services = []
     for name in registered_services():
-        port = _service_port(settings, name)
+        port = configured_port(name, settings) or _free_port()
         services.append(dict(name=name, url=f"http://127.0.0.1:{port}", command=[exe, "service", name, "--port", str(port)],
                              environment=env, display=False))
     for name, tool in tools().items():
@@ -176,9 +169,7 @@ def singleuser_config(settings, username: str) -> dict:
 
 # %% ../../nbs/platform/13_hub.ipynb #b2429fea
 def run_hub(settings):
-    "Initialise the platform, write the Hub's configuration and run JupyterHub in place of this process."
-    from aiplatform.platform.auth import ensure_admin
-    if path := ensure_admin(settings): print(f"created user admin; its API key is in {path} (readable by you only)")
+    "Write the Hub's configuration and run JupyterHub in place of this process (`aiplatform hub` initialises the platform first)."
     config = write_hub_config(settings)
     host = "localhost" if settings.hub.host in ("0.0.0.0", "::", "127.0.0.1") else settings.hub.host
     print(f"\n    aiplatform hub: open http://{host}:{settings.hub.port}/ and log in with a user name and one of its API keys\n", flush=True)
