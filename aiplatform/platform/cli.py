@@ -7,7 +7,7 @@ __all__ = ['cmd_config', 'cmd_init', 'cmd_users', 'cmd_password', 'cmd_service',
            'cmd_background', 'cmd_hub', 'cmd_singleuser', 'cmd_apps', 'cmd_serve', 'main']
 
 # %% ../../nbs/platform/08_cli.ipynb #0af2032c
-import argparse, getpass, json, os, secrets, subprocess, sys, time
+import argparse, getpass, json, os, secrets, signal, subprocess, sys, time
 from pathlib import Path
 from .. import __version__
 from .auth import ROLES, add_user, create_key, ensure_admin, list_keys, list_users, revoke_key, set_active
@@ -114,10 +114,11 @@ def cmd_warm(args, settings):
         for line in pool.map(_warm, names): print(line, flush=True)
 
 def cmd_background(args, settings):
-    "Run a tool's background worker in the foreground (`serve` starts each beside the gateway)."
+    "Run a tool's background worker in the foreground (`serve` starts each beside the gateway) until interrupted."
     tool = tools().get(args.name)
     if tool is None or not tool.background:
         raise ConfigError(f"background {args.name!r}: no such worker; tools with one: {', '.join(n for n, t in tools().items() if t.background) or 'none'}")
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (a shell's `&`): the Hub stops its services so
     try: load(tool.background)(settings)
     except KeyboardInterrupt: pass
 

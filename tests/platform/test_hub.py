@@ -39,8 +39,8 @@ def hub(tmp_path_factory, postgres):
         yield h
     finally:  # the Hub stops its services and the users' servers
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(60)
-        cluster.close()
+        try: proc.wait(180)
+        finally: cluster.close()
 
 def api(h, method, path, body=None):
     "The Hub's REST API as the test's admin service."
