@@ -2,9 +2,9 @@
 first default sweep takes to reach the screen after the click.
 
 Ours: the apps' own Voilà server (`aiplatform apps`, started by `aiplatform serve`) with `[server] app_kernels = 1`
-kernel per app preheated, behind the gateway at `/aiplatform/apps/`. The peer, in the same gateway and the same
-run: the Voilà server extension at `/voila/render/apps/` (how the apps were served before: a kernel started and
-the notebook run at each page view). Cold: the first view after `aiplatform serve` answers (ours includes waiting
+kernel per app preheated, behind the gateway at `/aiplatform/apps/`. The peer, in the same run: Voilà's server
+extension on a plain Jupyter server over the same apps folder, at `/voila/render/apps/` (how the apps were served
+before, inside the gateway, which no longer mounts it: a kernel started and the notebook run at each page view). Cold: the first view after `aiplatform serve` answers (ours includes waiting
 for its pool); warm: later views, ours once the pool has refilled. A render counts until the app's title (the
 gallery's first card) is visible. Medians are quoted.
 
@@ -45,7 +45,25 @@ def start(root: Path):
                 os.killpg(proc.pid, signal.SIGTERM)
                 raise RuntimeError(f"the gateway did not start:\n{(root/'server.log').read_text()[-3000:]}")
             time.sleep(0.2)
-    return url, (root/"data"/"jupyter_token").read_text().strip(), proc, root/"server.log"
+    return url, (root/"data"/"jupyter_token").read_text().strip(), proc, root/"server.log", env
+
+def start_peer(root: Path, token: str, env: dict):
+    "A plain Jupyter server with Voilà's server extension over the gateway's data folder (the apps' notebooks in `apps/`); its URL and process."
+    port = free_port()
+    argv = [sys.executable, "-m", "jupyter_server", f"--port={port}", "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={root/'data'}",
+            f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False", f"--ServerApp.allow_root={os.geteuid() == 0}",
+            "--MappingKernelManager.cull_idle_timeout=20", "--MappingKernelManager.cull_interval=5", "--MappingKernelManager.cull_connected=False"]
+    with open(root/"peer.log", "w") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url, end = f"http://127.0.0.1:{port}/", time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url + f"voila/render/apps/index.ipynb?token={token}", timeout=60): return url, proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > end:
+                os.killpg(proc.pid, signal.SIGTERM)
+                raise RuntimeError(f"the peer did not start:\n{(root/'peer.log').read_text()[-3000:]}")
+            time.sleep(0.5)
 
 READY = {"backtest_lab": "Backtest Lab warmed in"}  # apps whose preheated kernel says when it has done its extra work
 
@@ -92,16 +110,18 @@ def main():
     args = ap.parse_args()
     apps, warm_n = (["status"], 1) if args.quick else (list(TITLES), 3)
     root = Path(tempfile.mkdtemp(prefix="bench-apps-"))
-    url, token, proc, log = start(root)
-    rows = {}
+    url, token, proc, log, env = start(root)
+    rows, peer_proc = {}, None
     try:
+        peer_url, peer_proc = start_peer(root, token, env)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS).new_context(viewport={"width": 1400, "height": 1000})
             login = browser.new_page()
             login.goto(url + f"aiplatform/apps/?token={token}")  # the gateway's login cookie, for every page after
+            login.goto(peer_url + f"api/status?token={token}")  # and the peer's
             login.close()
             ours = lambda a: url + f"aiplatform/apps/voila/render/{a}.ipynb"
-            peer = lambda a: url + f"voila/render/apps/{a}.ipynb"
+            peer = lambda a: peer_url + f"voila/render/apps/{a}.ipynb"
             seen = {}
             for app in apps:
                 seen[app] = pools_filled(log, app)
@@ -121,8 +141,8 @@ def main():
         print(log.read_text()[-4000:], file=sys.stderr)  # what the server said, before its folder goes
         raise
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+        for p in (proc, peer_proc):
+            if p is not None: os.killpg(p.pid, signal.SIGTERM), p.wait(30)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"{'app':<16}{'ours cold':>11}{'ours warm':>11}{'peer cold':>11}{'peer warm':>11}{'warm: peer/ours':>17}")
     for app in apps:

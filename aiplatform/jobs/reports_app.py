@@ -24,7 +24,7 @@ PAGE = "../../../api/jobs/runs/{}/html"  # from /aiplatform/apps/voila/render/re
 class ReportsApp(widgets.VBox):
     "Reports: run templates now or on a schedule, with their history."
     def __init__(self):
-        user = app_user()  # a Hub user's server: their runs, and only theirs
+        user = app_user()  # a Hub user's server: their runs and schedules, and only theirs
         self.owner = None if user is None else user.username
         self.template = widgets.Dropdown(options=list_reports(), description="Report")
         self.template.observe(lambda _: self._form(), "value")
@@ -116,7 +116,8 @@ def _preview(self: ReportsApp):
 @patch
 def save_schedule(self: ReportsApp):
     try:
-        s = add_schedule(self.name.value.strip(), self.template.value, self.cron.value.strip(), self.tz.value.strip(), self.parameters(), self.misfire.value)
+        s = add_schedule(self.name.value.strip(), self.template.value, self.cron.value.strip(), self.tz.value.strip(), self.parameters(), self.misfire.value,
+                         user=self.owner)
         self.status.say(f"schedule {s.name} saved: {s.report} at {s.cron} ({s.timezone})")
         self.refresh()
     except Exception as e: self._failed(e)
@@ -125,8 +126,8 @@ def save_schedule(self: ReportsApp):
 def change_schedule(self: ReportsApp, action):
     try:
         if not self.schedule_choice.value: raise AIPlatformError("schedule: choose one first")
-        if action == "Remove": remove_schedule(self.schedule_choice.value)
-        else: pause(self.schedule_choice.value, action == "Pause")
+        if action == "Remove": remove_schedule(self.schedule_choice.value, user=self.owner)
+        else: pause(self.schedule_choice.value, action == "Pause", user=self.owner)
         self.status.say(f"schedule {self.schedule_choice.value}: {action.lower()}d")
         self.refresh()
     except Exception as e: self._failed(e)
@@ -134,7 +135,7 @@ def change_schedule(self: ReportsApp, action):
 @patch
 def refresh(self: ReportsApp):
     "The schedules and the latest runs, with links to their pages."
-    schedules = list_schedules()
+    schedules = list_schedules(user=self.owner)
     rows = "".join(f"<tr><td>{html.escape(s.name)}</td><td>{s.report}</td><td><code>{html.escape(s.cron)}</code> {html.escape(s.timezone)}</td>"
                    f"<td>{'paused' if s.paused else f'{next_times(s.cron, s.timezone, 1)[0]:%a %d %b %H:%M %Z}'}</td></tr>" for s in schedules)
     self.schedules.value = f"<table class='aip-schedules' style='font-family:system-ui;border-spacing:12px 2px'>{rows or '<tr><td>none</td></tr>'}</table>"

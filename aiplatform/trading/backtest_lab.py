@@ -14,7 +14,7 @@ import ipywidgets as widgets
 from fastcore.basics import patch
 from ..platform.gallery import StatusLine, download_link
 from ..platform.figures import FigureWidget
-from ..core import AIPlatformError, ValidationError, data_path, get_logger
+from ..core import AIPlatformError, ValidationError, get_logger, user_path
 from .backtest import STATS, STRATEGIES, Options, backtest
 from .data import MarketStore, ensure_samples, gbm_bars, read_table
 
@@ -220,8 +220,8 @@ def _draw_combo(self: BacktestLab):
 
 @patch
 def _export(self: BacktestLab):
-    "Save the table under the data folder and offer it for download as CSV and Parquet."
-    folder = data_path("backtests"); folder.mkdir(parents=True, exist_ok=True)
+    "Save the table in the user's `backtests` folder (`user_path`) and offer it for download as CSV and Parquet."
+    folder = user_path("backtests"); folder.mkdir(parents=True, exist_ok=True)
     name = f"{self.sweep.strategy.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     self.sweep.save(folder / f"{name}.parquet")
     csv = self.sweep.table.to_csv(index=False).encode()
