@@ -45,13 +45,13 @@ sandbox:
 	else echo "note: generated code's tests need bubblewrap: sudo apt-get install bubblewrap"; fi
 
 test:  # the Debian packages (apt-get) beside the Python ones; then the dev tools (pip) beside Numba's compilation
-	@$(MAKE) --no-print-directory -j3 $(VENV)/.installed-dev $(VENV)/.warmed sysdeps
+	@time $(MAKE) --no-print-directory -j3 $(VENV)/.installed-dev $(VENV)/.warmed sysdeps
 	@$(MAKE) --no-print-directory $(VENV)/.proxy
 	@$(MAKE) --no-print-directory check-sync
 	$(BIN)/ruff check .
-	AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $(BIN)/nbdev-test
-	$(BIN)/pytest -n auto --dist loadfile  # a worker per core; a file's tests stay together and share its fixtures
-	@$(MAKE) --no-print-directory bench-quick
+	time AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $(BIN)/nbdev-test  # each phase timed: a clean clone's make test stays well inside 15 minutes
+	$(BIN)/pytest -n auto --dist loadfile --durations=5  # a worker per core; a file's tests stay together and share its fixtures
+	@time $(MAKE) --no-print-directory bench-quick
 
 # The matching engine's peers (nautilus-trader) need pandas 2, vectorbt 1.2 needs pandas 3: the peers get their own venv.
 PEERS := .venv-peers
@@ -66,9 +66,9 @@ QUICK_A := bench_indicators bench_sweep bench_codegen gpu_check bench_ws bench_s
 QUICK_B := bench_text bench_vision bench_voice bench_jobs bench_resume bench_realestate
 bench-quick: $(VENV)/.installed-dev
 	@peers=$(BIN)/python; if [ -x $(PEERS)/bin/python ]; then peers=$(PEERS)/bin/python; fi; \
-	chain() { local name py; for name in "$$@"; do py=$(BIN)/python; if [ $$name = bench_matching ]; then py=$$peers; fi; \
-	  echo "== benchmarks/$$name.py --quick ($$py)"; AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $$py benchmarks/$$name.py --quick \
-	  || { echo "FAILED: benchmarks/$$name.py --quick"; return 1; }; done; }; \
+	chain() { local name py start; for name in "$$@"; do py=$(BIN)/python; if [ $$name = bench_matching ]; then py=$$peers; fi; \
+	  echo "== benchmarks/$$name.py --quick ($$py)"; start=$$SECONDS; AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $$py benchmarks/$$name.py --quick \
+	  || { echo "FAILED: benchmarks/$$name.py --quick"; return 1; }; echo "-- $$name: $$((SECONDS - start)) s"; done; }; \
 	log_a=$$(mktemp); log_b=$$(mktemp); log_apps=$$(mktemp); \
 	chain bench_apps bench_hub > $$log_apps 2>&1 & apps=$$!; chain $(QUICK_B) > $$log_b 2>&1 & second=$$!; \
 	chain $(QUICK_A) > $$log_a 2>&1; s1=$$?; wait $$second; s2=$$?; wait $$apps; s3=$$?; \
