@@ -1,15 +1,17 @@
 """JupyterHub in front of the platform (`aiplatform hub`): from login to a rendered app, a shared service under many
 users, and the memory of an idle user server.
 
-Ours: a real Hub on this machine (SQLite, `[server] app_kernels = 0`: no kernels kept ready, so every figure is a cold
-start). Login to app: a user posts the Hub's login form (their name and API key), the Hub starts their server
-(`aiplatform singleuser`: the Jupyter server, the extension, the apps' Voilà), and the timer stops when their gallery
-page comes back rendered (Voilà ran its notebook: the page ends with `voila_finish`), for 1 user and for 20 (2 with
---quick) logging in at once; p50 and p99. The peer, in the same run: the same Hub starting JupyterHub's own bare
-`jupyterhub-singleuser` (JupyterLab, no platform), timed to its Lab page. A shared service: 20 (2) users each asking
-the resume service for their list of resumes, one request after another for 5 s (1 s), through the Hub's proxy with a
-Hub token; the peer is the same requests sent straight to the service with an API key. Idle memory: the resident
-memory of each user's processes (the server, the apps' Voilà) once idle, median over users, beside the bare server's.
+Ours: a real Hub on this machine (SQLite, `[hub] app_kernels = 0`: no kernels kept ready, so every figure is a cold
+start) running the one shared service it times. Login to app: a user posts the Hub's login form (their name and API
+key), the Hub starts their server (`aiplatform singleuser`: the Jupyter server, the extension, the apps' Voilà), and
+the timer stops when their gallery page comes back rendered (Voilà ran its notebook: the page ends with
+`voila_finish`): 3 users one after another (1 with --quick), then 20 (1) logging in at once; p50 and p99. The peer, in
+the same run: the same Hub starting JupyterHub's own `jupyterhub-singleuser` (JupyterLab, with the server extensions
+installed here, no apps' Voilà), timed to its Lab page. A shared service: the 20 (1) users each asking the resume
+service for their list of resumes, one request after another for 5 s (1 s), through the Hub's proxy with a Hub token;
+the peer is the same requests sent straight to the service with an API key. Idle memory: the resident memory of each
+user's processes (the server, the apps' Voilà, the gallery's kernel) once idle, median over users, beside the bare
+server's.
 Last line: a JSON object."""
 import argparse, http.cookiejar, json, os, platform, secrets, signal, socket, statistics, subprocess, sys, tempfile, threading, time
 import urllib.error, urllib.parse, urllib.request
@@ -123,7 +125,7 @@ def service_latencies(hub, names, seconds, direct: bool) -> list:
     with ThreadPoolExecutor(len(names)) as pool: list(pool.map(client, names))
     return out
 
-def run(solo: int, users: int, seconds: float, folder: Path) -> dict:
+def run(solo: int, users: int, seconds: float, idle_s: float, folder: Path) -> dict:
     res, alone, together = {}, [f"solo{i}" for i in range(solo)], [f"user{i}" for i in range(users)]
     for peer in (False, True):
         hub = start_hub(folder/("peer" if peer else "ours"), alone + together, peer)
@@ -131,7 +133,7 @@ def run(solo: int, users: int, seconds: float, folder: Path) -> dict:
         try:
             first = [login_to_page(hub, name, page) for name in alone]  # one after another
             many = logins(hub, together, page)
-            time.sleep(5)  # idle
+            time.sleep(idle_s)
             mb = idle_mb(hub, alone + together)
             tag = "peer_" if peer else ""
             res |= {f"{tag}login_to_app_p50_s": round(statistics.median(first), 2), f"{tag}login_to_app_p50_s_{users}_users": round(statistics.median(many), 2),
@@ -146,10 +148,10 @@ def run(solo: int, users: int, seconds: float, folder: Path) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="1 then 2 users, 1 s of service requests: checks the benchmark still runs")
+    ap.add_argument("--quick", action="store_true", help="1 user then 1 more, 1 s of service requests: checks the benchmark still runs")
     args = ap.parse_args()
-    solo, users, seconds = (1, 2, 1.0) if args.quick else (3, 20, 5.0)
-    with tempfile.TemporaryDirectory() as folder: res = run(solo, users, seconds, Path(folder))
+    solo, users, seconds, idle_s = (1, 1, 1.0, 1.0) if args.quick else (3, 20, 5.0, 5.0)
+    with tempfile.TemporaryDirectory() as folder: res = run(solo, users, seconds, idle_s, Path(folder))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"login to a rendered app, 1 user, p50 of {solo}: ours {res['login_to_app_p50_s']:6.2f} s   bare Jupyter server (Lab page) "
           f"{res['peer_login_to_app_p50_s']:6.2f} s   ratio {res['login_to_app_p50_s'] / res['peer_login_to_app_p50_s']:.2f}")

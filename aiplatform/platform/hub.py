@@ -8,7 +8,7 @@ __all__ = ['NOTEBOOK_RESOURCES', 'role_of', 'sync_user', 'PlatformAuthenticator'
            'singleuser_config', 'run_hub', 'run_singleuser']
 
 # %% ../../nbs/platform/13_hub.ipynb #93b9f414
-import asyncio, functools, json, os, shutil, sys
+import asyncio, functools, json, os, shutil, signal, sys
 from pathlib import Path
 from jupyter_server.auth.authorizer import Authorizer
 from jupyterhub.auth import Authenticator
@@ -174,6 +174,7 @@ def run_hub(settings):
     host = "localhost" if settings.hub.host in ("0.0.0.0", "::", "127.0.0.1") else settings.hub.host
     print(f"\n    aiplatform hub: open http://{host}:{settings.hub.port}/ and log in with a user name and one of its API keys\n", flush=True)
     os.chdir(config.parent)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # started with it ignored (a shell's `&`), every process the Hub starts would ignore the SIGINT it stops them with
     os.execv(sys.executable, [sys.executable, "-m", "jupyterhub", "-f", str(config)])
 
 def run_singleuser(settings):
