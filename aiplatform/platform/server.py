@@ -4,13 +4,13 @@
 
 # %% auto #0
 __all__ = ['HealthHandler', 'ServicesHandler', 'MeHandler', 'NotFoundHandler', 'api_handlers', 'service_proxy_handlers',
-           'PlatformKernelManager', 'static_handlers', 'AIPlatformExtension']
+           'PlatformKernelManager', 'static_handlers', 'wait_for_apps', 'AIPlatformExtension']
 
 # %% ../../nbs/platform/05_server.ipynb #a939a291
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.application import ExtensionApp
-import re
+import re, socket, time
 from datetime import datetime, timezone
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from jupyter_server_proxy import IconHandler, ServerProxyConfig, ServersInfoHandler, make_handlers
@@ -132,6 +132,18 @@ def static_handlers() -> list[tuple]:
     folder, name = PLOTLY_URL.rsplit("/", 1)
     return [(f"/{folder}/({re.escape(name)})", web.StaticFileHandler, {"path": str(plotly_bundle().parent)})]
 
+# %% ../../nbs/platform/05_server.ipynb #16b6f536
+def wait_for_apps(config, timeout=120.0) -> bool:
+    "Wait until the apps' server of `config`'s `aiplatform/apps` proxy entry takes connections on loopback; whether it did within `timeout` seconds."
+    port = config.get("ServerProxy", {}).get("servers", {}).get("aiplatform/apps", {}).get("port")
+    end = time.monotonic() + timeout
+    while port is not None:
+        try: return socket.create_connection(("127.0.0.1", port), timeout=1).close() or True
+        except OSError:
+            if time.monotonic() > end: return False
+            time.sleep(0.05)
+    return True
+
 # %% ../../nbs/platform/05_server.ipynb #afed1b35
 class AIPlatformExtension(ExtensionApp):
     "The aiplatform Jupyter server extension."
@@ -146,6 +158,7 @@ class AIPlatformExtension(ExtensionApp):
         expose(share(settings))  # emptied by `aiplatform serve` alone, never by another server on the same data
         if not self.serverapp.authenticate_prometheus: self.log.warning("aiplatform: /metrics stays behind the login; ignoring ServerApp.authenticate_prometheus = False")
         self.settings["authenticate_prometheus"] = True
+        if not wait_for_apps(self.serverapp.config): self.log.warning("aiplatform: the apps' server did not listen within 120 s; the apps answer 500 until it does")
         self.log.info("aiplatform %s: settings %s, database %s", __version__, settings.file or "defaults",
                       settings.shown("database", "url") or "SQLite in the data folder")
 
