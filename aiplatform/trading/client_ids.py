@@ -14,6 +14,8 @@ from .journal import FSYNC_POLICIES
 from .orders import CID
 
 # %% ../../nbs/trading/10_client_ids.ipynb #8cc5be38
+_CID = re.compile(CID).fullmatch
+
 class ClientIds:
     "Client order ids per account and the engine order ids they were given, in an append-only file."
     def __init__(self, path, fsync="batch"):
@@ -42,7 +44,7 @@ def _load(self: ClientIds):
 def assign(self: ClientIds, account: int, cid: str) -> tuple[int, bool]:
     "The order id of `cid` in `account` and whether it is new (to be written by the next `flush`)."
     if (order_id := self.ids.get((account, cid))) is not None: return order_id, False
-    if not re.fullmatch(CID, cid): raise ValidationError(f"cid {cid!r}: expected a client order id: 1 to 36 letters, digits, '.', '_', ':' or '-'")
+    if not _CID(cid): raise ValidationError(f"cid {cid!r}: expected a client order id: 1 to 36 letters, digits, '.', '_', ':' or '-'")
     order_id, self.next_id = self.next_id, self.next_id + 1
     self.ids[account, cid] = order_id
     self.pending.append(f"{account}\t{cid}\t{order_id}\n")
@@ -53,14 +55,16 @@ def flush(self: ClientIds):
     "Write the ids assigned since the last flush."
     if not self.pending: return
     data = memoryview("".join(self.pending).encode())
-    self.pending, self._unsynced = [], True
+    self.pending = []
     while data: data = data[os.write(self._fd, data):]
+    self._unsynced = True  # after the write: a sync running on the journal's thread either saw it or leaves this for the next
 
 @patch
 def sync(self: ClientIds):
     "Make what was flushed durable, unless `fsync` is `never`."
-    if self._unsynced and self.fsync != "never": os.fsync(self._fd)
-    self._unsynced = False
+    if self._unsynced and self.fsync != "never":
+        self._unsynced = False  # before the fsync: what is flushed while it runs waits for the next
+        os.fsync(self._fd)
 
 @patch
 def close(self: ClientIds):

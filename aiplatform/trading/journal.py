@@ -65,6 +65,8 @@ def seq_of(path) -> int:
     "The sequence number in a segment's or snapshot's file name."
     return int(Path(path).stem.split("-")[1])
 
+_SYNCS = ThreadPoolExecutor(1, thread_name_prefix="journal-sync")  # the `batch` policy's syncs
+
 class JournalWriter:
     "Appends sealed records to segment files in `folder`; `before_sync()`, if given, runs before each fsync."
     def __init__(self, folder, next_seq=1, fsync="batch", group=4096, interval_ms=5, before_sync=None):
@@ -72,7 +74,7 @@ class JournalWriter:
         self.folder, self.next_seq, self.fsync = Path(folder), next_seq, fsync
         self.group, self.interval, self.before_sync = group, interval_ms / 1000, before_sync
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._fd, self._unsynced, self._synced_at = None, 0, time.monotonic()
+        self._fd, self._unsynced, self._synced_at, self._syncing = None, 0, time.monotonic(), None
         self.rotate()
 
     def rotate(self):
@@ -91,15 +93,27 @@ class JournalWriter:
         while view: view = view[os.write(self._fd, view):]
         self.next_seq += len(commands)
         self._unsynced += len(commands)
-        if self.fsync == "always" or (self.fsync == "batch" and (self._unsynced >= self.group or
-                                                               time.monotonic() - self._synced_at >= self.interval)):
-            self.sync()
+        if self.fsync == "always" or (self.fsync == "batch" and self._unsynced >= self.group): self.sync()
+        elif self.fsync == "batch" and time.monotonic() - self._synced_at >= self.interval: self._sync_behind()
         return first
 
-    def sync(self):
-        "Make everything written so far durable."
+    def _sync_now(self):
         if self.before_sync: self.before_sync()
         os.fsync(self._fd)
+
+    def _sync_behind(self):
+        "Start a sync on the sync thread, unless the last one still runs; the last one's error, if it failed, raises here."
+        if self._syncing is not None and not self._syncing.done(): return
+        last, self._syncing = self._syncing, None
+        if last is not None: last.result()
+        self._unsynced, self._synced_at = 0, time.monotonic()
+        self._syncing = _SYNCS.submit(self._sync_now)
+
+    def sync(self):
+        "Make everything written so far durable, now."
+        syncing, self._syncing = self._syncing, None
+        if syncing is not None: syncing.result()  # the file stays open until it is done
+        self._sync_now()
         self._unsynced, self._synced_at = 0, time.monotonic()
 
     def close(self):
