@@ -208,27 +208,30 @@ MAX_BATCH = 2_048  # commands one batch takes: under a flood, answers go out eve
 
 @patch
 def flush(self: Market):
-    "Send the queued commands (up to `MAX_BATCH`) to the engine, one batch per symbol; answer each; tell the listeners."
+    "Send the queued commands (up to `MAX_BATCH`) to the engine, one batch per symbol; answer each, send; then record, tell the listeners, send."
     pending, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
     if not pending: return
     if self.pending and self.schedule: self.schedule(self.flush)  # the rest in the next turn, after these are answered
     self.cids.flush()
-    now, by_symbol = self.clock(), {}
+    now, by_symbol, news = self.clock(), {}, []
     for r in pending: by_symbol.setdefault(r.symbol, []).append(r)
     for symbol, requests in by_symbol.items():
         rows = [r.row for r in requests if r.row is not None]
         events = self.engine.process(symbol, rows) if rows else []
         changed, fills, refused = self.ledger.apply(symbol, events, now)
-        self.ledger.record(symbol, changed, fills)
-        sides = {oid: o.side for oid, o in changed.items()}
-        trades = [dict(type="trade", symbol=symbol, seq=e.seq, price=e.price, qty=e.qty, side=sides.get(e.order_id, ""), ns=now)
-                  for e in events if e.kind == "trade"]
-        self.tape[symbol].extend(trades)
         for r in requests:
             state = self.ledger.orders[r.order_id]
             if r.row is not None and r.row[0] != OP_SUBMIT: error = refused.get(r.order_id)
             else: error = state.reason if state.status in ("rejected", "lost") else None
             r.reply(error is None, state, error)
+        news.append((symbol, events, changed, fills))
+    for done in self.flushed: done()
+    for symbol, events, changed, fills in news:
+        self.ledger.record(symbol, changed, fills)
+        sides = {oid: o.side for oid, o in changed.items()}
+        trades = [dict(type="trade", symbol=symbol, seq=e.seq, price=e.price, qty=e.qty, side=sides.get(e.order_id, ""), ns=now)
+                  for e in events if e.kind == "trade"]
+        self.tape[symbol].extend(trades)
         if (delta := self.feeds[symbol].update()) is not None: delta["ns"] = now  # when it was published
         for listen in self.listeners: listen(symbol, changed, fills, trades, delta)
     self._since_snapshot += len(pending)
