@@ -2222,6 +2222,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                        'aiplatform/trading/journal.py'),
                                             'aiplatform.trading.journal._intact_chunks': ( 'trading/journal.html#_intact_chunks',
                                                                                            'aiplatform/trading/journal.py'),
+                                            'aiplatform.trading.journal._new_sync_thread': ( 'trading/journal.html#_new_sync_thread',
+                                                                                             'aiplatform/trading/journal.py'),
                                             'aiplatform.trading.journal._seal': ( 'trading/journal.html#_seal',
                                                                                   'aiplatform/trading/journal.py'),
                                             'aiplatform.trading.journal._segment_name': ( 'trading/journal.html#_segment_name',

@@ -67,6 +67,13 @@ def seq_of(path) -> int:
 
 _SYNCS = ThreadPoolExecutor(1, thread_name_prefix="journal-sync")  # the `batch` policy's syncs
 
+def _new_sync_thread():
+    "In a forked child: a sync thread of its own (the parent's thread is not there)."
+    global _SYNCS
+    _SYNCS = ThreadPoolExecutor(1, thread_name_prefix="journal-sync")
+
+os.register_at_fork(after_in_child=_new_sync_thread)
+
 class JournalWriter:
     "Appends sealed records to segment files in `folder`; `before_sync()`, if given, runs before each fsync."
     def __init__(self, folder, next_seq=1, fsync="batch", group=4096, interval_ms=5, before_sync=None):
