@@ -138,7 +138,9 @@ def wait_for_apps(config, timeout=120.0) -> bool:
     port = config.get("ServerProxy", {}).get("servers", {}).get("aiplatform/apps", {}).get("port")
     end = time.monotonic() + timeout
     while port is not None:
-        try: return socket.create_connection(("127.0.0.1", port), timeout=1).close() or True
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
         except OSError:
             if time.monotonic() > end: return False
             time.sleep(0.05)

@@ -105,6 +105,7 @@ class JournalWriter:
         return first
 
     def _sync_now(self):
+        "`before_sync()`, then fsync the segment: on the caller's thread or the sync thread."
         if self.before_sync: self.before_sync()
         os.fsync(self._fd)
 

@@ -121,3 +121,19 @@ def test_process_killed_mid_write_recovers_a_consistent_book(tmp_path):
     n = jb.writer.next_seq - 1
     assert n > 0 and jb.book.queues() == _expected_after(stream(1_000_000, seed=3)[:n])
     jb.close()
+
+def test_batch_syncs_run_in_a_forked_child_too(tmp_path):
+    "The sync thread is the parent's: a child forked after it started must sync on one of its own, not wait for ever."
+    parent = JournalWriter(tmp_path/"parent", fsync="batch", interval_ms=0)
+    parent.append(stream(3)); parent.append(stream(3))  # the sync thread has started
+    pid = os.fork()
+    if pid == 0:
+        child = JournalWriter(tmp_path/"child", fsync="batch", interval_ms=0)
+        child.append(stream(3)); child.append(stream(3)); child.close()
+        os._exit(0)
+    end = time.monotonic() + 30
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < end: time.sleep(0.05)
+    if done[0] == 0: os.kill(pid, signal.SIGKILL); os.waitpid(pid, 0)
+    parent.close()
+    assert done[0] == pid and done[1] == 0, "the child's syncs never ran"
+    assert len(read_journal(tmp_path/"child")[0]) == 6
