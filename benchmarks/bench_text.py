@@ -92,11 +92,11 @@ async def concurrent(url, key, clients, seconds) -> float:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="30 texts of each set, few timing runs, a short service run")
+    ap.add_argument("--quick", action="store_true", help="10 texts of each set, few timing runs, a short service run")
     args = ap.parse_args()
     df = icwsm_2014(get_settings().data_dir/"ml")
     test = df[~split(df)]
-    if args.quick: test = test.groupby("set", sort=False).head(30)
+    if args.quick: test = test.groupby("set", sort=False).head(10)
     texts = test["text"].tolist()
     encoder, reference = load("minilm"), Encoder(available()["minilm"], backend="torch")
     table = scores(test, {"ours": sentiment(texts)["label"], "ours_torch": head_labels(texts, reference), "vader": vader_labels(texts),

@@ -10,7 +10,7 @@ import os, re
 from pathlib import Path
 from fastcore.basics import patch
 from ..core import ValidationError, get_logger
-from .journal import FSYNC_POLICIES
+from .journal import FSYNC_POLICIES, _fsync_dir
 from .orders import CID
 
 # %% ../../nbs/trading/10_client_ids.ipynb #8cc5be38
@@ -20,21 +20,22 @@ class ClientIds:
     "Client order ids per account and the engine order ids they were given, in an append-only file."
     def __init__(self, path, fsync="batch"):
         if fsync not in FSYNC_POLICIES: raise ValidationError(f"fsync: {fsync!r}, expected one of {', '.join(FSYNC_POLICIES)}")
-        self.path, self.fsync, self.ids, self.pending, self._unsynced = Path(path), fsync, {}, [], False
+        self.path, self.fsync, self.ids, self.pending, self._unsynced, self.next_id = Path(path), fsync, {}, [], False, 1
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists(): self._load()
-        self.next_id = max(self.ids.values(), default=0) + 1
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
 # %% ../../nbs/trading/10_client_ids.ipynb #d0eb2411
 @patch
 def _load(self: ClientIds):
-    "Read the file back, cutting a torn last line."
+    "Read the file back, cutting a torn last line; a compacted file's first line keeps the next order id."
     data = self.path.read_bytes()
     whole = data[:data.rfind(b"\n") + 1]
     for line in whole.decode().splitlines():
         account, cid, order_id = line.split("\t")
-        self.ids[int(account), cid] = int(order_id)
+        if account == "next": self.next_id = int(order_id)
+        else: self.ids[int(account), cid] = int(order_id)
+    self.next_id = max(self.next_id, max(self.ids.values(), default=0) + 1)
     if len(whole) < len(data):
         get_logger("trading.client_ids").warning("%s: cut a torn last line of %d bytes", self.path, len(data) - len(whole))
         os.truncate(self.path, len(whole))
@@ -71,3 +72,23 @@ def close(self: ClientIds):
     self.flush()
     self.sync()
     os.close(self._fd)
+
+# %% ../../nbs/trading/10_client_ids.ipynb #cd81fbf0
+@patch
+def forget(self: ClientIds, keys):
+    "Forget the ids of `keys`, `(account, cid)` pairs of orders long done; the next `compact` leaves them out of the file."
+    for key in keys: self.ids.pop(key, None)
+
+@patch
+def compact(self: ClientIds):
+    "Rewrite the file with the ids still known, after a line keeping the next order id."
+    self.flush()
+    tmp = self.path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        f.write(f"next\t\t{self.next_id}\n")
+        f.writelines(f"{account}\t{cid}\t{order_id}\n" for (account, cid), order_id in self.ids.items())
+        f.flush(); os.fsync(f.fileno())
+    os.replace(tmp, self.path)
+    _fsync_dir(self.path.parent)  # what is appended from now on goes to the new file: its name must survive a power loss
+    os.close(self._fd)
+    self._fd, self._unsynced = os.open(self.path, os.O_WRONLY | os.O_APPEND), False

@@ -8,6 +8,7 @@ __all__ = ['DONE', 'OrderState', 'Ledger']
 # %% ../../nbs/trading/12_ledger.ipynb #d4513827
 import json, os
 import orjson
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from fastcore.basics import patch
@@ -51,7 +52,7 @@ class Ledger:
     "Orders and fills by account, kept from the engine's events; appended to `path` after each batch when given one."
     def __init__(self, path=None):
         self.path, self.orders, self.accounts, self.fills, self.seqs = path and Path(path), {}, {}, {}, {}
-        self._fd = None
+        self.done, self._grown, self._fd = {}, set(), None  # account -> its done orders' ids, oldest first; accounts with new ones
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.exists(): self._load()
@@ -61,7 +62,13 @@ class Ledger:
         "Record an order about to reach the engine (or, with `status='lost'`, one that never did)."
         state = OrderState(order_id, account, cid, symbol, side, kind, tif, price, qty, qty, 0, 0, status, "", now, now)
         self.orders[order_id] = self.accounts.setdefault(account, {})[order_id] = state
+        if state.done: self._ended(state)
         return state
+
+    def _ended(self, state):
+        "Note that `state` is done: `retire` forgets the oldest done orders first."
+        self.done.setdefault(state.account, deque()).append(state.order_id)
+        self._grown.add(state.account)
 
 # %% ../../nbs/trading/12_ledger.ipynb #3dd2851d
 @patch
@@ -79,19 +86,19 @@ def apply(self: Ledger, symbol, events, now=0) -> tuple[dict, list, dict]:
             for oid, liquidity in ((e.order_id, "taker"), (e.maker_id, "maker")):
                 if (t := self.orders.get(oid)) is None: continue
                 t.filled, t.remaining, t.notional = t.filled + e.qty, t.remaining - e.qty, t.notional + e.price * e.qty
-                if t.remaining == 0: t.status = "filled"
+                if t.remaining == 0: t.status = "filled"; self._ended(t)
                 t.updated_ns, changed[oid] = now, t
                 fill = dict(fill_id=f"{symbol}:{e.seq}:{liquidity[0]}", order_id=oid, cid=t.cid, account=t.account, symbol=symbol,
                             side=t.side, price=e.price, qty=e.qty, liquidity=liquidity, ns=now)
                 fills.append(fill)
                 self.fills.setdefault(t.account, []).append(fill)
             continue
-        elif e.kind == "cancelled": o.status, o.reason, o.remaining = "cancelled", e.reason, 0
+        elif e.kind == "cancelled": o.status, o.reason, o.remaining = "cancelled", e.reason, 0; self._ended(o)
         elif e.kind == "rejected":
             if o.status != "new":
                 refused[e.order_id] = e.reason
                 continue
-            o.status, o.reason, o.remaining = "rejected", e.reason, 0
+            o.status, o.reason, o.remaining = "rejected", e.reason, 0; self._ended(o)
         o.updated_ns, changed[e.order_id] = now, o
     return changed, fills, refused
 
@@ -119,6 +126,8 @@ def _load(self: Ledger):
             state = OrderState(**o)
             self.orders[state.order_id] = self.accounts.setdefault(state.account, {})[state.order_id] = state
         for f in batch["f"]: self.fills.setdefault(f["account"], []).append(f)
+    for state in self.orders.values():
+        if state.done: self._ended(state)
     if len(whole) < len(data):
         get_logger("trading.ledger").warning("%s: cut a torn last line of %d bytes", self.path, len(data) - len(whole))
         os.truncate(self.path, len(whole))
@@ -152,6 +161,20 @@ def compact(self: Ledger, keep_fills=10_000):
 def close(self: Ledger):
     if self._fd is not None: os.close(self._fd)
     self._fd = None
+
+# %% ../../nbs/trading/12_ledger.ipynb #85165238
+@patch
+def retire(self: Ledger, keep_done=10_000) -> list[tuple[int, str]]:
+    "Forget each account's oldest done orders past its newest `keep_done`; the `(account, cid)` of each one forgotten."
+    gone = []
+    for account in self._grown:
+        done, orders = self.done[account], self.accounts[account]
+        while len(done) > keep_done:
+            if (state := orders.pop(done.popleft(), None)) is not None:
+                del self.orders[state.order_id]
+                gone.append((account, state.cid))
+    self._grown.clear()
+    return gone
 
 # %% ../../nbs/trading/12_ledger.ipynb #1282210c
 @patch

@@ -18,7 +18,7 @@ from .book import OP_SUBMIT, cancel_fields, modify_fields, submit_fields
 from .client_ids import ClientIds
 from .engine import Engine, RiskLimits
 from .feed import BookFeed
-from .ledger import Ledger
+from .ledger import Ledger, OrderState
 from .orders import SYMBOL, Cancel, Modify, Order
 
 # %% ../../nbs/trading/13_market.ipynb #764017e5
@@ -62,16 +62,16 @@ def _lock(path):
 class Request:
     "A command waiting for the next batch, and whom to answer."
     symbol: str
-    order_id: int
-    row: tuple | None  # None: only to be answered, after the batch, with the order's state
+    state: OrderState  # the order's, answered after the batch
+    row: tuple | None  # None: only to be answered
     reply: object  # reply(ok, state, error)
 
 class Market:
     "One shard's symbols: an engine fed in batches, and each account's orders, fills and positions."
     def __init__(self, folder, symbols=(), fsync="batch", limits=None, snapshot_every=100_000, shard=0, shards=1,
-                 keep_fills=10_000, tape=1_000, clock=time.time_ns):
+                 keep_fills=10_000, keep_done=10_000, tape=1_000, clock=time.time_ns):
         self.folder, self.shard, self.shards, self.clock = Path(folder), shard, shards, clock
-        self.snapshot_every, self.keep_fills, self._since_snapshot = snapshot_every, keep_fills, 0
+        self.snapshot_every, self.keep_fills, self.keep_done, self._since_snapshot = snapshot_every, keep_fills, keep_done, 0
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = _lock(self.folder/"lock")
         saved = self.folder/"symbols.json"
@@ -85,6 +85,7 @@ class Market:
                              before_sync=self.cids.sync)
         for (account, cid), oid in self.cids.ids.items():
             if oid not in self.ledger.orders: self.ledger.new(oid, account, cid, "", now=self.clock(), status="lost").reason = LOST
+        self.cids.forget(self.ledger.retire(keep_done))  # as before the restart, whichever of the two files was compacted last
         self.feeds = {s: BookFeed(s, self.engine.book(s)) for s in self.specs}
         self.tape_len = tape
         self.tape = {s: deque(maxlen=tape) for s in self.specs}
@@ -153,16 +154,16 @@ def submit(self: Market, account: int, order: Order, reply):
     self._check_price(spec, order.price), self._check_price(spec, order.stop_price, "stop_price")
     self._check_qty(spec, order.qty), self._check_qty(spec, order.display_qty, "display_qty")
     order_id, _ = self.cids.assign(account, order.cid)
-    self.ledger.new(order_id, account, order.cid, order.symbol, order.side, order.kind, order.tif, order.price, order.qty, self.clock())
+    state = self.ledger.new(order_id, account, order.cid, order.symbol, order.side, order.kind, order.tif, order.price, order.qty, self.clock())
     row = submit_fields(order_id, order.side, order.price, order.qty, account, order.kind, order.tif, order.stop_price,
                         order.post_only, order.display_qty, order.stp)
-    self._queue(Request(order.symbol, order_id, row, reply))
+    self._queue(Request(order.symbol, state, row, reply))
 
 @patch
 def _answer(self: Market, order_id, reply):
     "Answer with an order's state: now, or after the batch it waits in."
     state = self.ledger.orders[order_id]
-    if state.status == "new": return self._queue(Request(state.symbol, order_id, None, reply))
+    if state.status == "new": return self._queue(Request(state.symbol, state, None, reply))
     error = state.reason if state.status in ("rejected", "lost") else None
     reply(error is None, state, error)
 
@@ -184,7 +185,7 @@ def _live(self: Market, account, cid):
 def cancel(self: Market, account: int, cancel: Cancel, reply):
     "Queue the cancel of `account`'s open order."
     state = self._live(account, cancel.cid)
-    self._queue(Request(state.symbol, state.order_id, cancel_fields(state.order_id, account), reply))
+    self._queue(Request(state.symbol, state, cancel_fields(state.order_id, account), reply))
 
 @patch
 def modify(self: Market, account: int, modify: Modify, reply):
@@ -193,14 +194,14 @@ def modify(self: Market, account: int, modify: Modify, reply):
     spec = self.spec(state.symbol)
     if spec.halted: raise Conflict(f"symbol {state.symbol}: halted; orders and modifies are refused until an admin resumes it")
     self._check_price(spec, modify.price), self._check_qty(spec, modify.qty)
-    self._queue(Request(state.symbol, state.order_id, modify_fields(state.order_id, modify.price, modify.qty, account), reply))
+    self._queue(Request(state.symbol, state, modify_fields(state.order_id, modify.price, modify.qty, account), reply))
 
 @patch
 def cancel_all(self: Market, account: int, symbol=None) -> list:
     "Queue the cancel of each of `account`'s open orders (in `symbol` only, if given); their states."
     if symbol is not None: self.spec(symbol)
     states = [s for s in self.ledger.accounts.get(account, {}).values() if s.status == "open" and symbol in (None, s.symbol)]
-    for s in states: self._queue(Request(s.symbol, s.order_id, cancel_fields(s.order_id, account), lambda *a: None))
+    for s in states: self._queue(Request(s.symbol, s, cancel_fields(s.order_id, account), lambda *a: None))
     return states
 
 # %% ../../nbs/trading/13_market.ipynb #b84f0938
@@ -220,8 +221,8 @@ def flush(self: Market):
         events = self.engine.process(symbol, rows) if rows else []
         changed, fills, refused = self.ledger.apply(symbol, events, now)
         for r in requests:
-            state = self.ledger.orders[r.order_id]
-            if r.row is not None and r.row[0] != OP_SUBMIT: error = refused.get(r.order_id)
+            state = r.state
+            if r.row is not None and r.row[0] != OP_SUBMIT: error = refused.get(state.order_id)
             else: error = state.reason if state.status in ("rejected", "lost") else None
             r.reply(error is None, state, error)
         news.append((symbol, events, changed, fills))
@@ -234,6 +235,7 @@ def flush(self: Market):
         self.tape[symbol].extend(trades)
         if (delta := self.feeds[symbol].update()) is not None: delta["ns"] = now  # when it was published
         for listen in self.listeners: listen(symbol, changed, fills, trades, delta)
+    self.cids.forget(self.ledger.retire(self.keep_done))
     self._since_snapshot += len(pending)
     if self._since_snapshot >= self.snapshot_every: self.snapshot()
     for done in self.flushed: done()
@@ -241,10 +243,11 @@ def flush(self: Market):
 # %% ../../nbs/trading/13_market.ipynb #06153d94
 @patch
 def snapshot(self: Market):
-    "Snapshot the engine, the ledger first (the journal it was rebuilt from goes); compact the ledger once its file has doubled."
+    "Snapshot the engine, the ledger first (the journal it was rebuilt from goes); compact the files once the ledger's has doubled."
     self.ledger.sync()
-    self.engine.snapshot()
+    self.engine.snapshot()  # waits for the journal's syncs, which sync the client ids too: none runs while they are compacted
     if self.ledger.size > 2 * self._compacted:
+        self.cids.compact()
         self.ledger.compact(self.keep_fills)
         self._compacted = self.ledger.size
     self._since_snapshot = 0

@@ -54,7 +54,8 @@ def market(settings) -> Market:
     if not 0 <= t.shard < t.shards: raise ConfigError(f"[trading] shard {t.shard}: expected 0 to {t.shards - 1} ([trading] shards = {t.shards})")
     symbols = [dict(symbol=s, price_band_pct=t.price_band_pct) for s in t.symbols.replace(",", " ").split()]
     limits = RiskLimits(t.max_order_qty, t.max_notional, 0.0, t.max_open_orders)
-    return Market(settings.data_dir/"trading"/f"shard-{t.shard}", symbols, t.fsync, limits, t.snapshot_every, t.shard, t.shards, t.keep_fills)
+    return Market(settings.data_dir/"trading"/f"shard-{t.shard}", symbols, t.fsync, limits, t.snapshot_every, t.shard, t.shards, t.keep_fills,
+                  t.keep_done)
 
 def position(m: Market, account, symbol) -> dict:
     "`account`'s position in `symbol` with its P&L at the last trade price, in price units."
@@ -111,7 +112,7 @@ class Connection:
         t = settings.trading
         self.market, self.hub, self.user, self.account, self.transport = market, hub, user, user.id, transport
         self.outbox, self.rate, self.heartbeat = Outbox(t.queue_limit), RateLimit(t.rate, t.burst), t.heartbeat
-        self.cancel_on_disconnect, self.placed, self.channels = cancel_on_disconnect, set(), set()
+        self.cancel_on_disconnect, self.placed, self.channels, self._prune_at = cancel_on_disconnect, set(), set(), 1_000
         self.wake, self.dirty, self.sending = asyncio.Event(), False, False
 
     def push(self, message):
@@ -179,7 +180,7 @@ def handle(self: Connection, message):
 def _reply(self: Connection, req):
     "The answer to one order command: an ack or a reject, with the order's state."
     def reply(ok, state, error):
-        if ok and self.cancel_on_disconnect: self.placed.add(state.cid)
+        if ok and self.cancel_on_disconnect and not state.done: self._placed(state.cid)
         answer = {"type": "ack" if ok else "reject", "req": req, "order": state.public()}
         if error: answer["error"] = error
         self.push(answer)
@@ -231,9 +232,21 @@ def closed(self: Connection):
     for channel, key in self.channels:
         table = self.hub.books if channel == "book" else getattr(self.hub, channel)
         table.get(key, set()).discard(self)
-    if self.cancel_on_disconnect:
-        for cid in self.placed:
-            if self.market.order(self.account, cid).status == "open": self.market.cancel(self.account, Cancel(cid=cid), lambda *a: None)
+    for cid in self._open(self.placed): self.market.cancel(self.account, Cancel(cid=cid), lambda *a: None)
+
+@patch
+def _open(self: Connection, cids) -> set:
+    "Those of this account's `cids` whose orders are still open (or about to be); a forgotten one is long done."
+    ids, orders = self.market.cids.ids, self.market.ledger.orders
+    return {c for c in cids if (s := orders.get(ids.get((self.account, c)))) is not None and not s.done}
+
+@patch
+def _placed(self: Connection, cid):
+    "Remember an order to cancel when the connection closes; forget the done ones whenever the set doubles, so it stays bounded."
+    self.placed.add(cid)
+    if len(self.placed) > self._prune_at:
+        self.placed = self._open(self.placed)
+        self._prune_at = 2 * len(self.placed) + 1_000
 
 # %% ../../nbs/trading/14_service.ipynb #35dd6e77
 MARKET = web.AppKey("market", Market)

@@ -109,7 +109,7 @@ def test_the_documents_report_runs_as_a_job(tmp_path, monkeypatch):
     assert refused.status == "failed" and "must stay inside the data folder" in refused.error
 
 def test_a_users_run_reads_only_their_own_folder(tmp_path, monkeypatch):
-    "A run of a user's reads below `users/<name>/` (`user_path`): the same source names their folder, never another's or the shared one."
+    "A run of a user's reads below `users/<name>/` (`user_path`, whose lessons show a way out refused): the same source names their folder, never another's or the shared one."
     from aiplatform.jobs.runs import execute, submit
     monkeypatch.setenv("AIPLATFORM_PLATFORM__DATA_DIR", str(tmp_path/"data"))
     s = load_settings(env={}, platform={"data_dir": tmp_path/"data"})
@@ -119,5 +119,3 @@ def test_a_users_run_reads_only_their_own_folder(tmp_path, monkeypatch):
     run = execute(submit("documents", {"source": "inbox"}, user="ada", settings=s), s)
     assert run.status == "succeeded", run.error
     assert list(pd.read_parquet(s.data_dir/"jobs"/str(run.id)/"documents.parquet", engine="fastparquet")["name"]) == ["page.html"]
-    refused = execute(submit("documents", {"source": "../bob/inbox"}, user="ada", settings=s), s)
-    assert refused.status == "failed" and "must stay inside your own folder" in refused.error
