@@ -243,10 +243,10 @@ def flush(self: Market):
 # %% ../../nbs/trading/13_market.ipynb #06153d94
 @patch
 def snapshot(self: Market):
-    "Snapshot the engine, the ledger first (the journal it was rebuilt from goes); compact the files once the ledger's has doubled."
+    "Snapshot the engine, the ledger first (the journal it was rebuilt from goes); compact the files once the ledger's has grown fourfold."
     self.ledger.sync()
     self.engine.snapshot()  # waits for the journal's syncs, which sync the client ids too: none runs while they are compacted
-    if self.ledger.size > 2 * self._compacted:
+    if self.ledger.size > 4 * self._compacted:
         self.cids.compact()
         self.ledger.compact(self.keep_fills)
         self._compacted = self.ledger.size
