@@ -56,13 +56,13 @@ test:  # the Debian packages (apt-get) beside the Python ones; then the dev tool
 # The matching engine's peers (nautilus-trader) need pandas 2, vectorbt 1.2 needs pandas 3: the peers get their own venv.
 PEERS := .venv-peers
 bench: $(VENV)/.installed-dev $(PEERS)/.installed
-	@for b in bench_indicators bench_sweep bench_codegen bench_apps bench_ws bench_service bench_text bench_vision bench_voice bench_jobs bench_resume bench_realestate bench_hub; do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
+	@for b in bench_indicators bench_sweep bench_codegen bench_apps bench_ws bench_service bench_retention bench_text bench_vision bench_voice bench_jobs bench_resume bench_realestate bench_hub; do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
 	@echo "== benchmarks/bench_matching.py"; $(PEERS)/bin/python benchmarks/bench_matching.py
 
 # Every benchmark end to end on tiny sizes with --quick (the figures mean nothing), so that one that no longer runs
 # fails `make test`: in three chains side by side (much of a quick run is waiting: servers, kernels, a browser), each
 # chain's output shown once all have ended. bench_matching.py runs in the peers' venv where `make bench` made one.
-QUICK_A := bench_indicators bench_sweep bench_codegen gpu_check bench_ws bench_service bench_matching
+QUICK_A := bench_indicators bench_sweep bench_codegen gpu_check bench_ws bench_service bench_retention bench_matching
 QUICK_B := bench_text bench_vision bench_voice bench_resume bench_realestate
 bench-quick: $(VENV)/.installed-dev
 	@peers=$(BIN)/python; if [ -x $(PEERS)/bin/python ]; then peers=$(PEERS)/bin/python; fi; \

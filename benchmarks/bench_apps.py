@@ -25,11 +25,11 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
-def start(root: Path):
-    "`aiplatform serve` in `root`, preheating one kernel per app; its URL, token, process and log."
+def start(root: Path, idle: int):
+    "`aiplatform serve` in `root`, preheating one kernel per app, culling kernels idle `idle` seconds; its URL, token, process and log."
     port = free_port()
     (root/"settings.ini").write_text(f"[platform]\ndata_dir = data\n[server]\nport = {port}\nnotebooks = data\n"
-                                     "app_kernels = 1\nkernel_idle_timeout = 20\nmax_kernels = 64\n")
+                                     f"app_kernels = 1\nkernel_idle_timeout = {idle}\nmax_kernels = 64\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIPLATFORM_")} | dict(
         AIPLATFORM_SETTINGS=str(root/"settings.ini"), HOME=str(root), JUPYTER_CONFIG_DIR=str(root/"jupyter"),
         JUPYTER_RUNTIME_DIR=str(root/"runtime"))
@@ -47,12 +47,12 @@ def start(root: Path):
             time.sleep(0.2)
     return url, (root/"data"/"jupyter_token").read_text().strip(), proc, root/"server.log", env
 
-def start_peer(root: Path, token: str, env: dict):
+def start_peer(root: Path, token: str, env: dict, idle: int):
     "A plain Jupyter server with Voilà's server extension over the gateway's data folder (the apps' notebooks in `apps/`); its URL and process."
     port = free_port()
     argv = [sys.executable, "-m", "jupyter_server", f"--port={port}", "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={root/'data'}",
             f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False", f"--ServerApp.allow_root={os.geteuid() == 0}",
-            "--MappingKernelManager.cull_idle_timeout=20", "--MappingKernelManager.cull_interval=5", "--MappingKernelManager.cull_connected=False"]
+            f"--MappingKernelManager.cull_idle_timeout={idle}", "--MappingKernelManager.cull_interval=5", "--MappingKernelManager.cull_connected=False"]
     with open(root/"peer.log", "w") as log:
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url, end = f"http://127.0.0.1:{port}/", time.monotonic() + 120
@@ -109,11 +109,12 @@ def main():
     ap.add_argument("--quick", action="store_true", help="the status app only, one warm view each, no sweep")
     args = ap.parse_args()
     apps, warm_n = (["status"], 1) if args.quick else (list(TITLES), 3)
+    idle = 600 if args.quick else 20  # the full run's views leave dozens of kernels, culled as it goes; a quick run's four wait (a loaded machine)
     root = Path(tempfile.mkdtemp(prefix="bench-apps-"))
-    url, token, proc, log, env = start(root)
+    url, token, proc, log, env = start(root, idle)
     rows, peer_proc = {}, None
     try:
-        peer_url, peer_proc = start_peer(root, token, env)
+        peer_url, peer_proc = start_peer(root, token, env, idle)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS).new_context(viewport={"width": 1400, "height": 1000})
             login = browser.new_page()

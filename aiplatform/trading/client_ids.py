@@ -6,11 +6,11 @@
 __all__ = ['ClientIds']
 
 # %% ../../nbs/trading/10_client_ids.ipynb #04d42d22
-import os, re
+import os, re, threading
 from pathlib import Path
 from fastcore.basics import patch
 from ..core import ValidationError, get_logger
-from .journal import FSYNC_POLICIES, _fsync_dir
+from .journal import FSYNC_POLICIES, swap_in
 from .orders import CID
 
 # %% ../../nbs/trading/10_client_ids.ipynb #8cc5be38
@@ -21,6 +21,8 @@ class ClientIds:
     def __init__(self, path, fsync="batch"):
         if fsync not in FSYNC_POLICIES: raise ValidationError(f"fsync: {fsync!r}, expected one of {', '.join(FSYNC_POLICIES)}")
         self.path, self.fsync, self.ids, self.pending, self._unsynced, self.next_id = Path(path), fsync, {}, [], False, 1
+        self.copies = None  # while the file is rewritten elsewhere: what is written to it meanwhile
+        self._swapping = threading.Lock()  # a sync on the journal's thread never meets a file being swapped
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists(): self._load()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -55,9 +57,10 @@ def assign(self: ClientIds, account: int, cid: str) -> tuple[int, bool]:
 def flush(self: ClientIds):
     "Write the ids assigned since the last flush."
     if not self.pending: return
-    data = memoryview("".join(self.pending).encode())
-    self.pending = []
-    while data: data = data[os.write(self._fd, data):]
+    data = "".join(self.pending).encode()
+    self.pending, view = [], memoryview(data)
+    while view: view = view[os.write(self._fd, view):]
+    if self.copies is not None: self.copies.append(data)
     self._unsynced = True  # after the write: a sync running on the journal's thread either saw it or leaves this for the next
 
 @patch
@@ -65,7 +68,7 @@ def sync(self: ClientIds):
     "Make what was flushed durable, unless `fsync` is `never`."
     if self._unsynced and self.fsync != "never":
         self._unsynced = False  # before the fsync: what is flushed while it runs waits for the next
-        os.fsync(self._fd)
+        with self._swapping: os.fsync(self._fd)
 
 @patch
 def close(self: ClientIds):
@@ -80,15 +83,29 @@ def forget(self: ClientIds, keys):
     for key in keys: self.ids.pop(key, None)
 
 @patch
-def compact(self: ClientIds):
-    "Rewrite the file with the ids still known, after a line keeping the next order id."
+def begin_compaction(self: ClientIds):
+    "Write what waits, and keep a copy of what is written from now on."
     self.flush()
-    tmp = self.path.with_suffix(".tmp")
+    self.copies = []
+
+@patch
+def write_compacted(self: ClientIds, tmp):
+    "Write the ids still known, after a line keeping the next order id, to `tmp`, durably."
     with open(tmp, "w") as f:
         f.write(f"next\t\t{self.next_id}\n")
         f.writelines(f"{account}\t{cid}\t{order_id}\n" for (account, cid), order_id in self.ids.items())
         f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, self.path)
-    _fsync_dir(self.path.parent)  # what is appended from now on goes to the new file: its name must survive a power loss
-    os.close(self._fd)
-    self._fd, self._unsynced = os.open(self.path, os.O_WRONLY | os.O_APPEND), False
+
+@patch
+def swap(self: ClientIds, tmp, ok=True):
+    "Put `tmp`, with the copies, in the file's place (`ok=False`: drop it)."
+    if ok:
+        with self._swapping: self._fd, self._unsynced = swap_in(self.path, tmp, self._fd, self.copies), False
+    else: Path(tmp).unlink(missing_ok=True)
+    self.copies = None
+
+@patch
+def compact(self: ClientIds):
+    "Rewrite the file with the ids still known, after a line keeping the next order id."
+    tmp = self.path.with_suffix(".tmp")
+    self.begin_compaction(), self.write_compacted(tmp), self.swap(tmp)

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['RECORD_WORDS', 'RECORD_BYTES', 'MAGIC', 'HEADER', 'FSYNC_POLICIES', 'records', 'JournalError', 'seq_of',
-           'JournalWriter', 'read_journal', 'commands_of', 'JournaledBook']
+           'JournalWriter', 'swap_in', 'read_journal', 'commands_of', 'JournaledBook']
 
 # %% ../../nbs/trading/01_journal.ipynb #f637c227
 import os, time
@@ -134,6 +134,17 @@ def _fsync_dir(folder):
     fd = os.open(folder, os.O_RDONLY)
     try: os.fsync(fd)
     finally: os.close(fd)
+
+def swap_in(path, tmp, fd, copies=()) -> int:
+    """Put `tmp`, `path` rewritten, with `copies` (what was appended to `path` meanwhile) added, durably in `path`'s
+    place; close `fd`, open on the old file, and return one open for appending to the new."""
+    with open(tmp, "ab") as f:
+        f.writelines(copies)
+        f.flush(); os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)  # what is appended from now on goes to the new file: its name must survive a power loss
+    os.close(fd)
+    return os.open(path, os.O_WRONLY | os.O_APPEND)
 
 # %% ../../nbs/trading/01_journal.ipynb #f0e7a591
 def _intact_chunks(folder, after, repair, report, chunk=1 << 16):

@@ -14,6 +14,7 @@ from pathlib import Path
 from fastcore.basics import patch
 from ..core import get_logger
 from .book import KINDS, OP_SUBMIT, SIDES, TIFS
+from .journal import swap_in
 
 # %% ../../nbs/trading/12_ledger.ipynb #ca1699a7
 DONE = ("filled", "cancelled", "rejected", "lost")
@@ -49,10 +50,12 @@ class OrderState:
 
 # %% ../../nbs/trading/12_ledger.ipynb #b7b1108a
 class Ledger:
-    "Orders and fills by account, kept from the engine's events; appended to `path` after each batch when given one."
-    def __init__(self, path=None):
+    "Orders and the newest `keep_fills` fills by account, kept from the engine's events; appended to `path` after each batch when given one."
+    def __init__(self, path=None, keep_fills=10_000):
         self.path, self.orders, self.accounts, self.fills, self.seqs = path and Path(path), {}, {}, {}, {}
+        self.keep_fills = keep_fills
         self.done, self._grown, self._fd = {}, set(), None  # account -> its done orders' ids, oldest first; accounts with new ones
+        self.copies = None  # while the file is rewritten elsewhere: what is written to it meanwhile
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.exists(): self._load()
@@ -64,6 +67,11 @@ class Ledger:
         self.orders[order_id] = self.accounts.setdefault(account, {})[order_id] = state
         if state.done: self._ended(state)
         return state
+
+    def _fill(self, fill):
+        "Keep `fill` among its account's newest `keep_fills`."
+        if (kept := self.fills.get(fill["account"])) is None: kept = self.fills[fill["account"]] = deque(maxlen=self.keep_fills)
+        kept.append(fill)
 
     def _ended(self, state):
         "Note that `state` is done: `retire` forgets the oldest done orders first."
@@ -91,7 +99,7 @@ def apply(self: Ledger, symbol, events, now=0) -> tuple[dict, list, dict]:
                 fill = dict(fill_id=f"{symbol}:{e.seq}:{liquidity[0]}", order_id=oid, cid=t.cid, account=t.account, symbol=symbol,
                             side=t.side, price=e.price, qty=e.qty, liquidity=liquidity, ns=now)
                 fills.append(fill)
-                self.fills.setdefault(t.account, []).append(fill)
+                self._fill(fill)
             continue
         elif e.kind == "cancelled": o.status, o.reason, o.remaining = "cancelled", e.reason, 0; self._ended(o)
         elif e.kind == "rejected":
@@ -112,8 +120,10 @@ def _line(batch: dict) -> bytes:
 def record(self: Ledger, symbol, changed, fills):
     "Append a batch's changed orders and fills to the file."
     if self._fd is None or not (changed or fills): return
-    data = memoryview(_line({"s": symbol, "q": self.seqs.get(symbol, 0), "o": list(changed.values()), "f": fills}))
-    while data: data = data[os.write(self._fd, data):]
+    data = _line({"s": symbol, "q": self.seqs.get(symbol, 0), "o": list(changed.values()), "f": fills})
+    view = memoryview(data)
+    while view: view = view[os.write(self._fd, view):]
+    if self.copies is not None: self.copies.append(data)
 
 @patch
 def _load(self: Ledger):
@@ -125,7 +135,7 @@ def _load(self: Ledger):
         for o in batch["o"]:
             state = OrderState(**o)
             self.orders[state.order_id] = self.accounts.setdefault(state.account, {})[state.order_id] = state
-        for f in batch["f"]: self.fills.setdefault(f["account"], []).append(f)
+        for f in batch["f"]: self._fill(f)
     for state in self.orders.values():
         if state.done: self._ended(state)
     if len(whole) < len(data):
@@ -143,19 +153,33 @@ def size(self: Ledger) -> int:
     return os.fstat(self._fd).st_size if self._fd is not None else 0
 
 @patch
-def compact(self: Ledger, keep_fills=10_000):
-    "Rewrite the file as it would be read back: every order once, the newest `keep_fills` fills of each account."
-    self.fills = {a: f[-keep_fills:] for a, f in self.fills.items()}
-    if self._fd is None: return
-    tmp = self.path.with_suffix(".tmp")
+def begin_compaction(self: Ledger):
+    "Keep a copy of what is written from now on."
+    self.copies = []
+
+@patch
+def write_compacted(self: Ledger, tmp):
+    "Write the file as it would be read back (every order once, the fills kept) to `tmp`, durably; orders still `new` are left to the journal."
     with open(tmp, "wb") as f:
         for symbol, seq in self.seqs.items(): f.write(_line({"s": symbol, "q": seq, "o": [], "f": []}))
-        for orders in self.accounts.values(): f.write(_line({"s": "", "q": 0, "o": list(orders.values()), "f": []}))
-        for fills in self.fills.values(): f.write(_line({"s": "", "q": 0, "o": [], "f": fills}))
+        for orders in self.accounts.values(): f.write(_line({"s": "", "q": 0, "o": [s for s in orders.values() if s.status != "new"], "f": []}))
+        for fills in self.fills.values(): f.write(_line({"s": "", "q": 0, "o": [], "f": list(fills)}))
         f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, self.path)
-    os.close(self._fd)
-    self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+
+@patch
+def swap(self: Ledger, tmp, ok=True):
+    "Put `tmp`, with the copies, in the file's place (`ok=False`: drop it)."
+    if ok: self._fd = swap_in(self.path, tmp, self._fd, self.copies)
+    else: Path(tmp).unlink(missing_ok=True)
+    self.copies = None
+
+@patch
+def compact(self: Ledger):
+    "Rewrite the file as it would be read back: every order once, and the fills kept."
+    self.begin_compaction()
+    if self._fd is not None:
+        tmp = self.path.with_suffix(".tmp")
+        self.write_compacted(tmp), self.swap(tmp)
 
 @patch
 def close(self: Ledger):

@@ -1,7 +1,7 @@
-"""A market that forgets old done orders (`keep_done`) killed with SIGKILL at any point, even between compacting its
-client ids and its ledger: started again, it calls no order lost, knows exactly the ids of the orders it kept, keeps
-the open order, and never gives an order id twice."""
-import subprocess, sys
+"""A market that forgets old done orders (`keep_done`) killed with SIGKILL at any point, even between putting its
+compacted client ids and ledger in place: started again, it calls no order lost, knows exactly the ids of the orders
+it kept, keeps the open order, and never gives an order id twice."""
+import os, subprocess, sys, time
 import pytest
 from aiplatform.trading.market import Market
 from aiplatform.trading.orders import Order
@@ -12,16 +12,16 @@ from aiplatform.trading.ledger import Ledger
 from aiplatform.trading.market import Market
 from aiplatform.trading.orders import Order
 folder, kill_after = sys.argv[1], sys.argv[2]
-if kill_after == "between-compactions":  # die once the first of the two files is compacted the third time, before the other
+if kill_after == "between-compactions":  # die once the first of the two files is swapped in the third time, before the other
     from aiplatform.trading.client_ids import ClientIds
-    compacted = []
-    def then_die(compact):
-        def compact_then_die(self, *args):
-            compact(self, *args)
-            compacted.append(type(self).__name__)
-            if len(compacted) == 5: os.kill(os.getpid(), signal.SIGKILL)
-        return compact_then_die
-    Ledger.compact, ClientIds.compact = then_die(Ledger.compact), then_die(ClientIds.compact)
+    swapped = []
+    def then_die(swap):
+        def swap_then_die(self, *args):
+            swap(self, *args)
+            swapped.append(type(self).__name__)
+            if len(swapped) == 5: os.kill(os.getpid(), signal.SIGKILL)
+        return swap_then_die
+    Ledger.swap, ClientIds.swap = then_die(Ledger.swap), then_die(ClientIds.swap)
 m = Market(folder, [{"symbol": "DEMO"}], snapshot_every=100, keep_done=20)
 order = lambda cid, side, price: m.submit(1, Order(cid=cid, symbol="DEMO", side=side, price=price, qty=1), lambda *a: None)
 order("rest", "sell", 200)
@@ -48,3 +48,31 @@ def test_a_killed_market_comes_back_with_what_it_kept(tmp_path, kill_after):
     m.flush()
     assert answers == [next_id]  # s0 was forgotten: a new order, with a new id
     m.close()
+
+def test_a_compaction_that_hangs_is_stopped_and_tried_again(tmp_path, monkeypatch):
+    import aiplatform.trading.market as market_module
+    from aiplatform.trading.ledger import Ledger
+    monkeypatch.setattr(market_module, "COMPACTION_S", 0.5)
+    write_compacted = Ledger.write_compacted
+    monkeypatch.setattr(Ledger, "write_compacted", lambda self, tmp: time.sleep(3600))  # runs only in the child
+    m = Market(tmp_path, [{"symbol": "DEMO"}], snapshot_every=100, keep_done=20)
+    def trade(pairs, start):
+        for i in range(start, start + pairs):
+            for side in ("sell", "buy"): m.submit(1, Order(cid=f"{side}{i}", symbol="DEMO", side=side, price=100, qty=1), lambda *a: None)
+            m.flush()
+    trade(60, 0)
+    hung, began = m._compacting, time.monotonic()
+    while not list(tmp_path.glob("*.tmp")) and time.monotonic() - began < 5: time.sleep(0.01)
+    assert hung and list(tmp_path.glob("*.tmp"))  # the child wrote the client ids, and hangs on the ledger
+    time.sleep(max(0, 0.6 - (time.monotonic() - began)))
+    trade(1, 60)  # the next batch stops it, drops its files, and goes on
+    assert m._compacting is None and list(tmp_path.glob("*.tmp")) == []
+    with pytest.raises(ChildProcessError): os.waitpid(hung, os.WNOHANG)  # reaped
+    monkeypatch.setattr(Ledger, "write_compacted", write_compacted)
+    trade(60, 61)  # the next snapshot compacts
+    m.close()
+    assert m._compacting is None and list(tmp_path.glob("*.tmp")) == []
+    back = Market(tmp_path, keep_done=20)
+    assert {s.cid for s in back.ledger.orders.values()} == {s.cid for s in m.ledger.orders.values()}
+    assert (tmp_path/"client_ids.tsv").read_text().startswith("next\t\t")
+    back.close()
