@@ -28,6 +28,7 @@ order("rest", "sell", 200)
 for i in range(2_000):
     order(f"s{i}", "sell", 100), order(f"b{i}", "buy", 100)
     m.flush()
+    if kill_after == "between-compactions" and m._compacting: m._swap_compacted(wait=True)  # the fifth swap comes, however slow the child
     if str(i) == kill_after: os.kill(os.getpid(), signal.SIGKILL)
 """
 
