@@ -27,13 +27,13 @@ def cli(*args, env, stdin=None) -> subprocess.CompletedProcess:
     "Run `aiplatform ARGS` and return the finished process."
     return subprocess.run([str(BIN/"aiplatform"), *map(str, args)], env=env, input=stdin, capture_output=True, text=True, timeout=120)
 
-def http(url, token=None, data=None, headers=None):
+def http(url, token=None, data=None, headers=None, timeout=60):
     "Status, headers and body (JSON when it parses) of one request; never raises for an HTTP status."
     headers = dict(headers or {})
     if token: headers["Authorization"] = f"token {token}"
     req = urllib.request.Request(url, data=data, headers=headers)
     opener = urllib.request.build_opener(NoRedirect)
-    try: r = opener.open(req, timeout=60)
+    try: r = opener.open(req, timeout=timeout)
     except urllib.error.HTTPError as e: r = e
     body = r.read()
     try: body = json.loads(body)

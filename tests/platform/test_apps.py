@@ -23,10 +23,11 @@ def test_every_app_has_a_kernel_that_ran_it_before_the_first_visit(warm):
     assert filled(warm, every) == every, warm.log.read_text()[-3000:]
     time.sleep(8)  # well past the idle timeout: kernels kept ready for visitors are not culled
     assert not re.search(r"Culling '\w+' kernel", warm.log.read_text())
-    status, _, body = http(warm.url + "aiplatform/apps/voila/render/status.ipynb", token=warm.token)
+    # Rendered from a kernel that already ran the app, the page is quick; a loaded 2-core VM once took over a minute.
+    status, _, body = http(warm.url + "aiplatform/apps/voila/render/status.ipynb", token=warm.token, timeout=180)
     assert status == 200 and b"Platform status" in body  # rendered when the kernel was preheated
     assert "Using pre-heated kernel" in warm.log.read_text()
-    status, _, body = http(warm.url + "aiplatform/apps/voila/render/backtest_lab.ipynb", token=warm.token)
+    status, _, body = http(warm.url + "aiplatform/apps/voila/render/backtest_lab.ipynb", token=warm.token, timeout=180)
     assert status == 200 and b"Backtest Lab" in body and b"There was an error when executing cell" not in body  # warm() ran
 
 def kernel_of(page: bytes) -> str: return re.search(rb'"kernelId": "([0-9a-f-]{36})"', page)[1].decode()
