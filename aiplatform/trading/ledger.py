@@ -176,10 +176,9 @@ def swap(self: Ledger, tmp, ok=True):
 @patch
 def compact(self: Ledger):
     "Rewrite the file as it would be read back: every order once, and the fills kept."
-    self.begin_compaction()
-    if self._fd is not None:
-        tmp = self.path.with_suffix(".tmp")
-        self.write_compacted(tmp), self.swap(tmp)
+    if self._fd is None: return
+    tmp = self.path.with_suffix(".tmp")
+    self.begin_compaction(), self.write_compacted(tmp), self.swap(tmp)
 
 @patch
 def close(self: Ledger):
