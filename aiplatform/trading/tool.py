@@ -10,12 +10,21 @@ from ..core import Setting
 from ..platform.registry import App, Service, Tool
 
 def warm():
-    "Run the order book and the fused MA sweep once on small inputs, so Numba compiles and caches them now."
+    "Run the order book, its journal (written, then recovered), the indicators and both sweeps once on small inputs, so Numba compiles and caches them now."
+    import tempfile
+    from aiplatform.trading import gpu
     from aiplatform.trading.backtest import Options, backtest
-    from aiplatform.trading.book import OrderBook
     from aiplatform.trading.data import gbm_bars, order_flow
-    OrderBook().process(order_flow(2_000, seed=1)[1], keep_events=False)
-    backtest(gbm_bars(("W",), n=300, seed=1)["W"], "ma_cross", dict(fast=[2, 3], slow=[5, 8]), Options(), progress=False)
+    from aiplatform.trading.journal import JournaledBook
+    with tempfile.TemporaryDirectory() as folder:
+        journaled = JournaledBook.open(folder)
+        journaled.process(order_flow(2_000, seed=1)[1], keep_events=False)
+        journaled.close()
+        JournaledBook.open(folder).close()
+    bars = gbm_bars(("W",), n=300, seed=1)["W"]
+    gpu.rolling_mean(bars["close"].to_numpy(), 5), gpu.ema(bars["close"].to_numpy(), 5)
+    for engine in ("fused", "vectorbt"):  # the sweeps of other strategies, and a chosen combination's portfolio, are vectorbt's
+        backtest(bars, "ma_cross", dict(fast=[2, 3], slow=[5, 8]), Options(), progress=False, engine=engine)
 
 SETTINGS = {"trading": {
     "symbols": Setting("str", "DEMO ACME", "symbols traded from the start (tick and lot size 1), by spaces or commas; admins add more"),
