@@ -2381,8 +2381,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                              'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service.Connection.handle': ( 'trading/service.html#connection.handle',
                                                                                               'aiplatform/trading/service.py'),
-                                            'aiplatform.trading.service.Connection.post': ( 'trading/service.html#connection.post',
-                                                                                            'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service.Connection.push': ( 'trading/service.html#connection.push',
                                                                                             'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service.Connection.write': ( 'trading/service.html#connection.write',

@@ -82,7 +82,7 @@ class Hub:
         "Hand one batch's news to whoever subscribed to it."
         if delta and (subs := self.books.get(symbol)):
             message = Shared(delta)
-            for c in subs: c.post(message)
+            for c in subs: c.push(message)
         if trades and (subs := self.trades.get(symbol)):
             messages = [Shared(t) for t in trades]
             for c in subs:
@@ -137,14 +137,6 @@ def drain(self: Connection):
     messages = self.outbox.take(self._snapshot, MAX_FRAME)
     if messages: t.write(messages[0].wire if len(messages) == 1 and isinstance(messages[0], Shared) else wire(frame(messages)))
     if self.outbox.queue or self.outbox.stale: self.wake.set()
-
-@patch
-def post(self: Connection, message: Shared):
-    "Write a message for many (a book delta) straight to the socket when nothing waits before it, else queue it: a fan-out to a thousand costs a write each, not a queue and a drain."
-    t = self.transport
-    if (self.dirty or self.outbox.queue or self.outbox.stale or self.outbox.closed or self.sending or t is None or t.is_closing()
-            or t.get_write_buffer_size() > BACKLOG): return self.push(message)
-    t.write(message.wire)
 
 @patch
 async def write(self: Connection, ws):
