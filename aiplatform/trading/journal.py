@@ -137,13 +137,13 @@ def _fsync_dir(folder):
 
 def swap_in(path, tmp, fd, copies=()) -> int:
     """Put `tmp`, `path` rewritten, with `copies` (what was appended to `path` meanwhile) added, durably in `path`'s
-    place; close `fd`, open on the old file, and return one open for appending to the new."""
+    place; close `fd`, open on the old file (on the sync thread), and return one open for appending to the new."""
     with open(tmp, "ab") as f:
         f.writelines(copies)
         f.flush(); os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)  # what is appended from now on goes to the new file: its name must survive a power loss
-    os.close(fd)
+    _SYNCS.submit(os.close, fd)  # the old file's last close frees its blocks: 57 ms for 200 MB here, not on the caller's loop
     return os.open(path, os.O_WRONLY | os.O_APPEND)
 
 # %% ../../nbs/trading/01_journal.ipynb #f0e7a591

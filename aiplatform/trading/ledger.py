@@ -6,7 +6,7 @@
 __all__ = ['DONE', 'OrderState', 'Ledger']
 
 # %% ../../nbs/trading/12_ledger.ipynb #d4513827
-import json, os
+import json, os, threading
 import orjson
 from collections import deque
 from dataclasses import dataclass
@@ -56,6 +56,7 @@ class Ledger:
         self.keep_fills = keep_fills
         self.done, self._grown, self._fd = {}, set(), None  # account -> its done orders' ids, oldest first; accounts with new ones
         self.copies = None  # while the file is rewritten elsewhere: what is written to it meanwhile
+        self._swapping = threading.Lock()  # a sync on the journal's thread never meets a file being swapped or closed
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.exists(): self._load()
@@ -145,7 +146,9 @@ def _load(self: Ledger):
 # %% ../../nbs/trading/12_ledger.ipynb #e9074af5
 @patch
 def sync(self: Ledger):
-    if self._fd is not None: os.fsync(self._fd)
+    "Make what was written durable: on the journal's sync thread after each batch, so that a snapshot's own sync finds little left."
+    with self._swapping:
+        if self._fd is not None: os.fsync(self._fd)
 
 @patch(as_prop=True)
 def size(self: Ledger) -> int:
@@ -169,7 +172,8 @@ def write_compacted(self: Ledger, tmp):
 @patch
 def swap(self: Ledger, tmp, ok=True):
     "Put `tmp`, with the copies, in the file's place (`ok=False`: drop it)."
-    if ok: self._fd = swap_in(self.path, tmp, self._fd, self.copies)
+    if ok:
+        with self._swapping: self._fd = swap_in(self.path, tmp, self._fd, self.copies)
     else: Path(tmp).unlink(missing_ok=True)
     self.copies = None
 
@@ -182,8 +186,9 @@ def compact(self: Ledger):
 
 @patch
 def close(self: Ledger):
-    if self._fd is not None: os.close(self._fd)
-    self._fd = None
+    with self._swapping:
+        if self._fd is not None: os.close(self._fd)
+        self._fd = None
 
 # %% ../../nbs/trading/12_ledger.ipynb #85165238
 @patch

@@ -70,7 +70,7 @@ class Market:
     "One shard's symbols: an engine fed in batches, and each account's orders, fills and positions."
     def __init__(self, folder, symbols=(), fsync="batch", limits=None, snapshot_every=100_000, shard=0, shards=1,
                  keep_fills=10_000, keep_done=10_000, tape=1_000, clock=time.time_ns):
-        self.folder, self.shard, self.shards, self.clock = Path(folder), shard, shards, clock
+        self.folder, self.shard, self.shards, self.clock, self.fsync = Path(folder), shard, shards, clock, fsync
         self.snapshot_every, self.keep_done, self._since_snapshot = snapshot_every, keep_done, 0
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = _lock(self.folder/"lock")
@@ -82,7 +82,7 @@ class Market:
         replay = lambda symbol, command, events: self.ledger.replayed(symbol, command, events, owners, self.clock())
         self.engine = Engine({s: spec.tick_size for s, spec in self.specs.items()}, limits or RiskLimits(price_band_pct=0),
                              folder=self.folder/"books", fsync=fsync, snapshot_every=1 << 62, on_replay=replay,
-                             before_sync=self.cids.sync)
+                             before_sync=self._sync_files)
         for (account, cid), oid in self.cids.ids.items():
             if oid not in self.ledger.orders: self.ledger.new(oid, account, cid, "", now=self.clock(), status="lost").reason = LOST
         self.cids.forget(self.ledger.retire(keep_done))  # as before the restart, whichever of the two files was compacted last
@@ -96,6 +96,12 @@ class Market:
         self._save_symbols()
 
 # %% ../../nbs/trading/13_market.ipynb #53a2bd30
+@patch
+def _sync_files(self: Market):
+    "Before each fsync of a journal: the client ids (durable before the orders they name); with `fsync = batch` the ledger too, mostly on the journal's sync thread, so that a snapshot's own fsync of it finds little left."
+    self.cids.sync()
+    if self.fsync == "batch": self.ledger.sync()
+
 @patch
 def _save_symbols(self: Market):
     tmp = self.folder/"symbols.json.tmp"
