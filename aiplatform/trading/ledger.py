@@ -146,7 +146,7 @@ def _load(self: Ledger):
 # %% ../../nbs/trading/12_ledger.ipynb #e9074af5
 @patch
 def sync(self: Ledger):
-    "Make what was written durable: on the journal's sync thread after each batch, so that a snapshot's own sync finds little left."
+    "Make what was written durable; safe beside a swap or a close on another thread (a market syncs it on the journal's sync thread)."
     with self._swapping:
         if self._fd is not None: os.fsync(self._fd)
 
