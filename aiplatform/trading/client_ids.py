@@ -6,23 +6,21 @@
 __all__ = ['ClientIds']
 
 # %% ../../nbs/trading/10_client_ids.ipynb #04d42d22
-import os, re, threading
-from pathlib import Path
+import os, re
 from fastcore.basics import patch
 from ..core import ValidationError, get_logger
-from .journal import FSYNC_POLICIES, swap_in
+from .journal import FSYNC_POLICIES, Rewritable
 from .orders import CID
 
 # %% ../../nbs/trading/10_client_ids.ipynb #8cc5be38
 _CID = re.compile(CID).fullmatch
 
-class ClientIds:
+class ClientIds(Rewritable):
     "Client order ids per account and the engine order ids they were given, in an append-only file."
     def __init__(self, path, fsync="batch"):
         if fsync not in FSYNC_POLICIES: raise ValidationError(f"fsync: {fsync!r}, expected one of {', '.join(FSYNC_POLICIES)}")
-        self.path, self.fsync, self.ids, self.pending, self._unsynced, self.next_id = Path(path), fsync, {}, [], False, 1
-        self.copies = None  # while the file is rewritten elsewhere: what is written to it meanwhile
-        self._swapping = threading.Lock()  # a sync on the journal's thread never meets a file being swapped
+        super().__init__(path)
+        self.fsync, self.ids, self.pending, self._unsynced, self.next_id = fsync, {}, [], False, 1
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists(): self._load()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -57,10 +55,8 @@ def assign(self: ClientIds, account: int, cid: str) -> tuple[int, bool]:
 def flush(self: ClientIds):
     "Write the ids assigned since the last flush."
     if not self.pending: return
-    data = "".join(self.pending).encode()
-    self.pending, view = [], memoryview(data)
-    while view: view = view[os.write(self._fd, view):]
-    if self.copies is not None: self.copies.append(data)
+    data, self.pending = "".join(self.pending).encode(), []
+    self._append(data)
     self._unsynced = True  # after the write: a sync running on the journal's thread either saw it or leaves this for the next
 
 @patch
@@ -68,13 +64,13 @@ def sync(self: ClientIds):
     "Make what was flushed durable, unless `fsync` is `never`."
     if self._unsynced and self.fsync != "never":
         self._unsynced = False  # before the fsync: what is flushed while it runs waits for the next
-        with self._swapping: os.fsync(self._fd)
+        Rewritable.sync(self)
 
 @patch
 def close(self: ClientIds):
     self.flush()
     self.sync()
-    os.close(self._fd)
+    Rewritable.close(self)
 
 # %% ../../nbs/trading/10_client_ids.ipynb #cd81fbf0
 @patch
@@ -86,7 +82,7 @@ def forget(self: ClientIds, keys):
 def begin_compaction(self: ClientIds):
     "Write what waits, and keep a copy of what is written from now on."
     self.flush()
-    self.copies = []
+    Rewritable.begin_compaction(self)
 
 @patch
 def write_compacted(self: ClientIds, tmp):
@@ -95,17 +91,3 @@ def write_compacted(self: ClientIds, tmp):
         f.write(f"next\t\t{self.next_id}\n")
         f.writelines(f"{account}\t{cid}\t{order_id}\n" for (account, cid), order_id in self.ids.items())
         f.flush(); os.fsync(f.fileno())
-
-@patch
-def swap(self: ClientIds, tmp, ok=True):
-    "Put `tmp`, with the copies, in the file's place (`ok=False`: drop it)."
-    if ok:
-        with self._swapping: self._fd, self._unsynced = swap_in(self.path, tmp, self._fd, self.copies), False
-    else: Path(tmp).unlink(missing_ok=True)
-    self.copies = None
-
-@patch
-def compact(self: ClientIds):
-    "Rewrite the file with the ids still known, after a line keeping the next order id."
-    tmp = self.path.with_suffix(".tmp")
-    self.begin_compaction(), self.write_compacted(tmp), self.swap(tmp)

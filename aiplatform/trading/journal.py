@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['RECORD_WORDS', 'RECORD_BYTES', 'MAGIC', 'HEADER', 'FSYNC_POLICIES', 'records', 'JournalError', 'seq_of',
-           'JournalWriter', 'swap_in', 'read_journal', 'commands_of', 'JournaledBook']
+           'JournalWriter', 'write_all', 'swap_in', 'Rewritable', 'read_journal', 'commands_of', 'JournaledBook']
 
 # %% ../../nbs/trading/01_journal.ipynb #f637c227
-import os, time
+import os, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
@@ -95,9 +95,7 @@ class JournalWriter:
     def append(self, commands) -> int:
         "Write `commands` (a `COMMAND_DTYPE` array) as one group; returns the sequence number of the first."
         first = self.next_seq
-        data = records(commands, first).tobytes()
-        view = memoryview(data)
-        while view: view = view[os.write(self._fd, view):]
+        write_all(self._fd, records(commands, first).tobytes())
         self.next_seq += len(commands)
         self._unsynced += len(commands)
         if self.fsync == "always" or (self.fsync == "batch" and self._unsynced >= self.group): self.sync()
@@ -130,6 +128,11 @@ class JournalWriter:
             os.close(self._fd)
             self._fd = None
 
+def write_all(fd, data):
+    "Write all of `data` to `fd`: one `write` may take only part of it."
+    view = memoryview(data)
+    while view: view = view[os.write(fd, view):]
+
 def _fsync_dir(folder):
     fd = os.open(folder, os.O_RDONLY)
     try: os.fsync(fd)
@@ -145,6 +148,46 @@ def swap_in(path, tmp, fd, copies=()) -> int:
     _fsync_dir(path.parent)  # what is appended from now on goes to the new file: its name must survive a power loss
     _SYNCS.submit(os.close, fd)  # the old file's last close frees its blocks: 57 ms for 200 MB here, not on the caller's loop
     return os.open(path, os.O_WRONLY | os.O_APPEND)
+
+# %% ../../nbs/trading/01_journal.ipynb #2914027d
+class Rewritable:
+    """An append-only file (`path`, `_fd`) rewritten elsewhere while appends go on: what is appended meanwhile is kept
+    and added before the rewritten file (a subclass's `write_compacted(tmp)`) takes its place; a sync on another thread
+    never meets the file being swapped or closed. The client ids' and the ledger's files."""
+    def __init__(self, path):
+        self.path, self._fd, self.copies, self._swapping = path and Path(path), None, None, threading.Lock()
+
+    def _append(self, data: bytes):
+        "Write `data` at the end of the file, and keep a copy while the file is rewritten elsewhere."
+        write_all(self._fd, data)
+        if self.copies is not None: self.copies.append(data)
+
+    def sync(self):
+        "Make what was written durable; safe beside a swap or a close on another thread."
+        with self._swapping:
+            if self._fd is not None: os.fsync(self._fd)
+
+    def begin_compaction(self):
+        "Keep a copy of what is written from now on."
+        self.copies = []
+
+    def swap(self, tmp, ok=True):
+        "Put `tmp`, with the copies, in the file's place (`ok=False`: drop it)."
+        if ok:
+            with self._swapping: self._fd = swap_in(self.path, tmp, self._fd, self.copies)
+        else: Path(tmp).unlink(missing_ok=True)
+        self.copies = None
+
+    def compact(self):
+        "Rewrite the file here and now (`write_compacted`), and put it in place."
+        if self._fd is None: return
+        tmp = self.path.with_suffix(".tmp")
+        self.begin_compaction(), self.write_compacted(tmp), self.swap(tmp)
+
+    def close(self):
+        with self._swapping:
+            if self._fd is not None: os.close(self._fd)
+            self._fd = None
 
 # %% ../../nbs/trading/01_journal.ipynb #f0e7a591
 def _intact_chunks(folder, after, repair, report, chunk=1 << 16):

@@ -6,15 +6,14 @@
 __all__ = ['DONE', 'OrderState', 'Ledger']
 
 # %% ../../nbs/trading/12_ledger.ipynb #d4513827
-import json, os, threading
+import json, os
 import orjson
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from fastcore.basics import patch
 from ..core import get_logger
 from .book import KINDS, OP_SUBMIT, SIDES, TIFS
-from .journal import swap_in
+from .journal import Rewritable
 
 # %% ../../nbs/trading/12_ledger.ipynb #ca1699a7
 DONE = ("filled", "cancelled", "rejected", "lost")
@@ -49,14 +48,12 @@ class OrderState:
         return out
 
 # %% ../../nbs/trading/12_ledger.ipynb #b7b1108a
-class Ledger:
+class Ledger(Rewritable):
     "Orders and the newest `keep_fills` fills by account, kept from the engine's events; appended to `path` after each batch when given one."
     def __init__(self, path=None, keep_fills=10_000):
-        self.path, self.orders, self.accounts, self.fills, self.seqs = path and Path(path), {}, {}, {}, {}
-        self.keep_fills = keep_fills
-        self.done, self._grown, self._fd = {}, set(), None  # account -> its done orders' ids, oldest first; accounts with new ones
-        self.copies = None  # while the file is rewritten elsewhere: what is written to it meanwhile
-        self._swapping = threading.Lock()  # a sync on the journal's thread never meets a file being swapped or closed
+        super().__init__(path)
+        self.orders, self.accounts, self.fills, self.seqs, self.keep_fills = {}, {}, {}, {}, keep_fills
+        self.done, self._grown = {}, set()  # account -> its done orders' ids, oldest first; accounts with new ones
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.exists(): self._load()
@@ -121,10 +118,7 @@ def _line(batch: dict) -> bytes:
 def record(self: Ledger, symbol, changed, fills):
     "Append a batch's changed orders and fills to the file."
     if self._fd is None or not (changed or fills): return
-    data = _line({"s": symbol, "q": self.seqs.get(symbol, 0), "o": list(changed.values()), "f": fills})
-    view = memoryview(data)
-    while view: view = view[os.write(self._fd, view):]
-    if self.copies is not None: self.copies.append(data)
+    self._append(_line({"s": symbol, "q": self.seqs.get(symbol, 0), "o": list(changed.values()), "f": fills}))
 
 @patch
 def _load(self: Ledger):
@@ -144,21 +138,10 @@ def _load(self: Ledger):
         os.truncate(self.path, len(whole))
 
 # %% ../../nbs/trading/12_ledger.ipynb #e9074af5
-@patch
-def sync(self: Ledger):
-    "Make what was written durable; safe beside a swap or a close on another thread (a market syncs it on the journal's sync thread)."
-    with self._swapping:
-        if self._fd is not None: os.fsync(self._fd)
-
 @patch(as_prop=True)
 def size(self: Ledger) -> int:
     "The file's size in bytes (0 without one)."
     return os.fstat(self._fd).st_size if self._fd is not None else 0
-
-@patch
-def begin_compaction(self: Ledger):
-    "Keep a copy of what is written from now on."
-    self.copies = []
 
 @patch
 def write_compacted(self: Ledger, tmp):
@@ -168,27 +151,6 @@ def write_compacted(self: Ledger, tmp):
         for orders in self.accounts.values(): f.write(_line({"s": "", "q": 0, "o": [s for s in orders.values() if s.status != "new"], "f": []}))
         for fills in self.fills.values(): f.write(_line({"s": "", "q": 0, "o": [], "f": list(fills)}))
         f.flush(); os.fsync(f.fileno())
-
-@patch
-def swap(self: Ledger, tmp, ok=True):
-    "Put `tmp`, with the copies, in the file's place (`ok=False`: drop it)."
-    if ok:
-        with self._swapping: self._fd = swap_in(self.path, tmp, self._fd, self.copies)
-    else: Path(tmp).unlink(missing_ok=True)
-    self.copies = None
-
-@patch
-def compact(self: Ledger):
-    "Rewrite the file as it would be read back: every order once, and the fills kept."
-    if self._fd is None: return
-    tmp = self.path.with_suffix(".tmp")
-    self.begin_compaction(), self.write_compacted(tmp), self.swap(tmp)
-
-@patch
-def close(self: Ledger):
-    with self._swapping:
-        if self._fd is not None: os.close(self._fd)
-        self._fd = None
 
 # %% ../../nbs/trading/12_ledger.ipynb #85165238
 @patch
