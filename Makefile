@@ -60,19 +60,9 @@ bench: $(VENV)/.installed-dev $(PEERS)/.installed
 	@echo "== benchmarks/bench_matching.py"; $(PEERS)/bin/python benchmarks/bench_matching.py
 
 # Every benchmark end to end on tiny sizes with --quick (the figures mean nothing), so that one that no longer runs
-# fails `make test`: in three chains side by side (much of a quick run is waiting: servers, kernels, a browser), each
-# chain's output shown once all have ended. bench_matching.py runs in the peers' venv where `make bench` made one.
-QUICK_A := bench_indicators bench_sweep bench_codegen gpu_check bench_ws bench_service bench_retention bench_matching
-QUICK_B := bench_text bench_vision bench_voice bench_resume bench_realestate
+# fails `make test`: three at a time, the slowest first (benchmarks/quick.py).
 bench-quick: $(VENV)/.installed-dev
-	@peers=$(BIN)/python; if [ -x $(PEERS)/bin/python ]; then peers=$(PEERS)/bin/python; fi; \
-	chain() { local name py start; for name in "$$@"; do py=$(BIN)/python; if [ $$name = bench_matching ]; then py=$$peers; fi; \
-	  echo "== benchmarks/$$name.py --quick ($$py)"; start=$$SECONDS; AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $$py benchmarks/$$name.py --quick \
-	  || { echo "FAILED: benchmarks/$$name.py --quick"; return 1; }; echo "-- $$name: $$((SECONDS - start)) s"; done; }; \
-	log_a=$$(mktemp); log_b=$$(mktemp); log_apps=$$(mktemp); \
-	chain bench_apps bench_hub bench_jobs > $$log_apps 2>&1 & apps=$$!; chain $(QUICK_B) > $$log_b 2>&1 & second=$$!; \
-	chain $(QUICK_A) > $$log_a 2>&1; s1=$$?; wait $$second; s2=$$?; wait $$apps; s3=$$?; \
-	cat $$log_a $$log_b $$log_apps; rm -f $$log_a $$log_b $$log_apps; [ $$s1 = 0 ] && [ $$s2 = 0 ] && [ $$s3 = 0 ]
+	$(BIN)/python benchmarks/quick.py
 
 $(PEERS)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(PEERS)

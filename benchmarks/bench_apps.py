@@ -11,7 +11,7 @@ gallery's first card) is visible. Medians are quoted.
 Run: `.venv/bin/python benchmarks/bench_apps.py` (about 6 minutes here). `--quick` (run by `make test`): the status
 app only, one warm view each, no sweep. Ends with one JSON line.
 """
-import argparse, json, os, platform, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, platform, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
 from pathlib import Path
 from playwright.sync_api import expect, sync_playwright
 
@@ -25,9 +25,12 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
-def start(root: Path, idle: int, warm: bool):
-    "`aiplatform serve` in `root`, preheating one kernel per app, culling kernels idle `idle` seconds; its URL, token, process and log."
+def start(root: Path, idle: int, warm: bool, apps):
+    "`aiplatform serve` in `root`, preheating one kernel for each of `apps` (the gallery, `index`, among them), culling kernels idle `idle` seconds; its URL, token, process and log."
     port = free_port()
+    (root/"jupyter").mkdir()  # the others' kernels would only compete with those measured
+    preheated = "|".join(map(re.escape, apps))
+    (root/"jupyter"/"voila.json").write_text(json.dumps({"PlatformKernelManager": {"preheat_denylist": [rf"^(?!(.*/)?({preheated})\.ipynb$)"]}}))
     (root/"settings.ini").write_text(f"[platform]\ndata_dir = data\n[server]\nport = {port}\nnotebooks = data\n"
                                      f"app_kernels = 1\nkernel_idle_timeout = {idle}\nmax_kernels = 64\nwarm = {str(warm).lower()}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIPLATFORM_")} | dict(
@@ -113,7 +116,7 @@ def main():
     # it skips `aiplatform serve`'s background warm-up (make has compiled the caches), which competes with the kernels.
     idle, warm = (600, False) if args.quick else (20, True)
     root = Path(tempfile.mkdtemp(prefix="bench-apps-"))
-    url, token, proc, log, env = start(root, idle, warm)
+    url, token, proc, log, env = start(root, idle, warm, ["index", *apps])
     rows, peer_proc = {}, None
     try:
         peer_url, peer_proc = start_peer(root, token, env, idle)
