@@ -44,9 +44,8 @@ sandbox:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
 	else echo "note: generated code's tests need bubblewrap: sudo apt-get install bubblewrap"; fi
 
-# A test run's venv skips compiling the bytecode of every installed module (half of pip's time; what runs compiles on import).
 test:  # the Debian packages (apt-get) beside the Python ones; then the dev tools (pip) beside Numba's compilation
-	@time $(MAKE) --no-print-directory -j3 PIP_FLAGS=--no-compile $(VENV)/.installed-dev $(VENV)/.warmed sysdeps
+	@time $(MAKE) --no-print-directory -j3 $(VENV)/.installed-dev $(VENV)/.warmed sysdeps
 	@$(MAKE) --no-print-directory $(VENV)/.proxy
 	@$(MAKE) --no-print-directory check-sync
 	$(BIN)/ruff check .
@@ -76,7 +75,7 @@ $(BIN)/python:
 
 # The package, its Jupyter server configuration (sys-prefix) and the AI Platform kernelspec.
 $(VENV)/.installed: pyproject.toml extensions/voila.json extensions/jupyter_server_config.d/*.json kernels/aiplatform/kernel.json | $(BIN)/python
-	$(BIN)/pip install -q $(PIP_FLAGS) -e .
+	$(BIN)/pip install -q -e .
 	$(UNSLOW)
 	mkdir -p $(JUPYTER_ETC)/jupyter_server_config.d
 	cp extensions/jupyter_server_config.d/*.json $(JUPYTER_ETC)/jupyter_server_config.d/
@@ -93,7 +92,7 @@ $(VENV)/.warmed: $(VENV)/.installed
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["dev"]))' \
 	  > $(VENV)/dev-requirements.txt
-	$(BIN)/pip install -q $(PIP_FLAGS) -r $(VENV)/dev-requirements.txt
+	$(BIN)/pip install -q -r $(VENV)/dev-requirements.txt
 	$(UNSLOW)
 	touch $@
 
