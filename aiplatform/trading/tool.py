@@ -10,7 +10,7 @@ from ..core import Setting
 from ..platform.registry import App, Service, Tool
 
 def warm():
-    "Run the order book, its journal (written, then recovered), the indicators and both sweeps once on small inputs, so Numba compiles and caches them now."
+    "Run the order book, its journal (written, then recovered), the indicators, both sweeps and a combination's chart once on small inputs, so Numba compiles and caches them now."
     import tempfile
     from aiplatform.trading import gpu
     from aiplatform.trading.backtest import Options, backtest
@@ -23,8 +23,8 @@ def warm():
         JournaledBook.open(folder).close()
     bars = gbm_bars(("W",), n=300, seed=1)["W"]
     gpu.rolling_mean(bars["close"].to_numpy(), 5), gpu.ema(bars["close"].to_numpy(), 5)
-    for engine in ("fused", "vectorbt"):  # the sweeps of other strategies, and a chosen combination's portfolio, are vectorbt's
-        backtest(bars, "ma_cross", dict(fast=[2, 3], slow=[5, 8]), Options(), progress=False, engine=engine)
+    for engine in ("fused", "vectorbt"):  # the sweeps of other strategies, and a chosen combination's portfolio and drawdown, are vectorbt's
+        backtest(bars, "ma_cross", dict(fast=[2, 3], slow=[5, 8]), Options(), progress=False, engine=engine).figure(0)
 
 SETTINGS = {"trading": {
     "symbols": Setting("str", "DEMO ACME", "symbols traded from the start (tick and lot size 1), by spaces or commas; admins add more"),
