@@ -25,12 +25,13 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
-def start(root: Path, idle: int, warm: bool, apps):
-    "`aiplatform serve` in `root`, preheating one kernel for each of `apps` (the gallery, `index`, among them), culling kernels idle `idle` seconds; its URL, token, process and log."
+def start(root: Path, idle: int, warm: bool, only=None):
+    "`aiplatform serve` in `root`, preheating one kernel per app (or only for the notebooks named in `only`), culling kernels idle `idle` seconds; its URL, token, process and log."
     port = free_port()
-    (root/"jupyter").mkdir()  # the others' kernels would only compete with those measured
-    preheated = "|".join(map(re.escape, apps))
-    (root/"jupyter"/"voila.json").write_text(json.dumps({"PlatformKernelManager": {"preheat_denylist": [rf"^(?!(.*/)?({preheated})\.ipynb$)"]}}))
+    if only:  # --quick: the other apps' kernels would only compete with the views it checks
+        (root/"jupyter").mkdir()
+        preheated = "|".join(map(re.escape, only))
+        (root/"jupyter"/"voila.json").write_text(json.dumps({"PlatformKernelManager": {"preheat_denylist": [rf"^(?!(.*/)?({preheated})\.ipynb$)"]}}))
     (root/"settings.ini").write_text(f"[platform]\ndata_dir = data\n[server]\nport = {port}\nnotebooks = data\n"
                                      f"app_kernels = 1\nkernel_idle_timeout = {idle}\nmax_kernels = 64\nwarm = {str(warm).lower()}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIPLATFORM_")} | dict(
@@ -116,7 +117,7 @@ def main():
     # it skips `aiplatform serve`'s background warm-up (make has compiled the caches), which competes with the kernels.
     idle, warm = (600, False) if args.quick else (20, True)
     root = Path(tempfile.mkdtemp(prefix="bench-apps-"))
-    url, token, proc, log, env = start(root, idle, warm, ["index", *apps])
+    url, token, proc, log, env = start(root, idle, warm, ["index", *apps] if args.quick else None)
     rows, peer_proc = {}, None
     try:
         peer_url, peer_proc = start_peer(root, token, env, idle)
