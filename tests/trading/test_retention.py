@@ -78,7 +78,7 @@ def test_a_compaction_that_hangs_is_stopped_and_tried_again(tmp_path, monkeypatc
     assert (tmp_path/"client_ids.tsv").read_text().startswith("next\t\t")
     back.close()
 
-def test_the_ledger_syncs_on_the_journals_thread_while_its_file_is_swapped(tmp_path):
+def test_the_ledger_syncs_on_the_journals_thread_while_its_file_is_swapped(tmp_path, monkeypatch):
     "With `fsync = batch` the ledger is synced beside each journal sync, on the sync thread, while its compactions swap its file in on the loop: no sync ever meets a closed file, and a snapshot's own sync finds little left."
     import threading
     from aiplatform.trading.ledger import Ledger
@@ -86,16 +86,15 @@ def test_the_ledger_syncs_on_the_journals_thread_while_its_file_is_swapped(tmp_p
     def noted(self):
         if threading.current_thread() is not threading.main_thread(): on_thread.append(self._fd)
         sync(self)
-    Ledger.sync = noted
-    try:
-        m = Market(tmp_path, [{"symbol": "DEMO"}], snapshot_every=200, keep_done=20)
-        for i in range(3_000):
-            for side in ("sell", "buy"): m.submit(1, Order(cid=f"{side}{i}", symbol="DEMO", side=side, price=100, qty=1), lambda *a: None)
-            m.flush()
-            time.sleep(0.0002 if i % 50 == 0 else 0)  # now and then, time for the sync thread's turn
-        compacted = m._compacted  # the file's size after its last compaction: 0 if it never was
-        m.close()
-    finally: Ledger.sync = sync
+    monkeypatch.setattr(Ledger, "sync", noted)
+    m = Market(tmp_path, [{"symbol": "DEMO"}], snapshot_every=200, keep_done=20)
+    for i in range(3_000):
+        for side in ("sell", "buy"): m.submit(1, Order(cid=f"{side}{i}", symbol="DEMO", side=side, price=100, qty=1), lambda *a: None)
+        m.flush()
+        time.sleep(0.0002 if i % 50 == 0 else 0)  # now and then, time for the sync thread's turn
+    compacted = m._compacted  # the file's size after its last compaction: 0 if it never was
+    m.close()
+    monkeypatch.undo()
     assert len(on_thread) > 10 and len(set(on_thread)) > 1 and compacted  # synced on the thread, on more than one file
     again = Market(tmp_path, [{"symbol": "DEMO"}], keep_done=20)
     assert again.order(1, "buy2999").status == "filled" and len(again.ledger.orders) <= 40 + 2
