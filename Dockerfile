@@ -6,7 +6,7 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/aiplatform
 COPY . .
-RUN make install PYTHON=python3.11 && rm -rf /var/lib/apt/lists/* /root/.cache/pip
+RUN make install PYTHON=python3.11 && rm -rf /var/lib/apt/lists/* /root/.cache/pip /root/.cache/uv
 ENV AIPLATFORM_PLATFORM__DATA_DIR=/data AIPLATFORM_HUB__HOST=0.0.0.0
 VOLUME /data
 EXPOSE 8000
