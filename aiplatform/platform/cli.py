@@ -144,8 +144,8 @@ def cmd_serve(args, settings):
     "Initialise, compile ahead in the background, start the apps' Voilà server, then run the Jupyter gateway in place of this process."
     cmd_init(args, settings)
     if settings.file: os.environ["AIPLATFORM_SETTINGS"] = str(settings.file)
+    config = server_config(settings)  # a setting it refuses stops the start before anything runs
     if settings.server.warm: subprocess.run([sys.executable, "-c", _WARM_BEHIND], check=True)  # a no-op once compiled
-    config = server_config(settings)
     share(settings, fresh=True)  # the apps' server, the gateway and every kernel record metrics in one folder
     config["ServerProxy"] = dict(servers={"aiplatform/apps": start_apps(settings)})
     for name, tool in tools().items():  # the tools' background workers (the jobs scheduler), each its own process, ending with the gateway
