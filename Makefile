@@ -6,11 +6,13 @@ BIN := $(VENV)/bin
 JUPYTER_ETC := $(VENV)/etc/jupyter
 # uv installs: it downloads and unpacks in parallel and compiles the bytecode on both cores (a clean clone's install
 # with `aiplatform warm`, one host, one hour: 7:28 with pip, 5:18 with uv). pip stays in the venv for the tests that
-# build a wheel. uv reads no pip configuration: the local wheels pip is pointed at (the CPU build of torch) are passed on.
+# build a wheel. uv reads no pip configuration: the local wheels pip is pointed at (PIP_FIND_LINKS, else pip.conf's
+# find-links; here the CPU build of torch) are passed on.
 UV := $(BIN)/uv
 UV_INSTALL := $(UV) pip install -q --compile-bytecode -p $(BIN)/python
-ifdef PIP_FIND_LINKS
-export UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
+PIP_LINKS := $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+ifneq ($(PIP_LINKS),)
+export UV_FIND_LINKS ?= $(PIP_LINKS)
 endif
 # jsonschema imports rfc3987-syntax (an optional format checker jupyter-events asks for) at start, which builds 35 Earley
 # parsers: 1.3 s in every Jupyter, papermill and `aiplatform` process (the CLI: 3.0 s -> 1.0 s; the tests: 452 s -> 292 s).
