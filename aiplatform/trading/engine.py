@@ -115,13 +115,12 @@ def book(self: Engine, symbol) -> OrderBook:
     return self.books[symbol]
 
 @patch
-def _risk(self: Engine, book, user, price, qty, new_order, pending=0):
-    "The name of the limit a command breaks, or None."
+def _risk(self: Engine, last, user, price, qty, new_order, pending=0):
+    "The name of the limit a command breaks, or None; `last`: the book's last trade price (None before the first)."
     lim = self.user_limits.get(user, self.limits)
     if qty is not None and qty > lim.max_order_qty: return "risk_max_order_qty"
-    ref = price if price is not None else book.last_price
+    ref = price if price is not None else last
     if qty is not None and ref is not None and ref * qty > lim.max_notional: return "risk_max_notional"
-    last = book.last_price
     if price is not None and last is not None and lim.price_band_pct and abs(price - last) * 100 > lim.price_band_pct * last:
         return "risk_price_band"
     if new_order and self.open_orders.get(user, 0) + pending >= lim.max_open_orders: return "risk_max_open_orders"
@@ -146,7 +145,7 @@ def _counted(self: Engine, n):
 def submit(self: Engine, symbol, order_id, side, price, qty, user=0, **kwargs) -> list[Event]:
     "Risk-check, then submit an order to `symbol`'s book (arguments as `OrderBook.submit`)."
     fields = submit_fields(order_id, side, price, qty, user, **kwargs)
-    if (reason := self._risk(self.book(symbol), user, price, qty, True)): return _reject(order_id, user, price, qty, reason)
+    if (reason := self._risk(self.book(symbol).last_price, user, price, qty, True)): return _reject(order_id, user, price, qty, reason)
     return self._send(symbol, fields, side)
 
 @patch
@@ -156,7 +155,7 @@ def cancel(self: Engine, symbol, order_id, user=0) -> list[Event]:
 @patch
 def modify(self: Engine, symbol, order_id, price=None, qty=None, user=0) -> list[Event]:
     fields = modify_fields(order_id, price, qty, user)
-    if (reason := self._risk(self.book(symbol), user, price, qty, False)): return _reject(order_id, user, price, qty, reason)
+    if (reason := self._risk(self.book(symbol).last_price, user, price, qty, False)): return _reject(order_id, user, price, qty, reason)
     return self._send(symbol, fields)
 
 @patch
@@ -211,10 +210,11 @@ def position(self: Engine, user, symbol) -> Position:
 def process(self: Engine, symbol, rows) -> list[Event]:
     "Risk-check, then journal and apply as one batch, commands given as fields (`submit_fields`, `cancel_fields`, `modify_fields`)."
     book, rejected, passed, pending = self.book(symbol), [], [], {}
+    last = book.last_price  # the batch is checked against the last trade before it
     for row in rows:
         op, order_id, user, price, qty = row[0], row[1], row[2], row[6] or None, row[7] or None
         if op != OP_CANCEL:  # a cancel is never refused by risk
-            if (reason := self._risk(book, user, price, qty, op == OP_SUBMIT, pending.get(user, 0))):
+            if (reason := self._risk(last, user, price, qty, op == OP_SUBMIT, pending.get(user, 0))):
                 rejected += _reject(order_id, user, price, qty, reason)
                 continue
             if op == OP_SUBMIT: pending[user] = pending.get(user, 0) + 1

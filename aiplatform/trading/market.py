@@ -19,7 +19,7 @@ from .client_ids import ClientIds
 from .engine import Engine, RiskLimits
 from .feed import BookFeed
 from .ledger import Ledger, OrderState
-from .orders import SYMBOL, Cancel, Modify, Order
+from .orders import SYMBOL, Cancel, Modify, Order, PlainOrder
 
 # %% ../../nbs/trading/13_market.ipynb #764017e5
 def shard_of(symbol: str, shards: int) -> int:
@@ -138,8 +138,8 @@ def halt(self: Market, symbol, halted=True) -> SymbolSpec:
 def _check_price(self: Market, spec, price, what="price"):
     if price is None: return
     if price % spec.tick_size: raise ValidationError(f"{what} {price}: expected a multiple of {spec.symbol}'s tick size {spec.tick_size}")
-    last = self.engine.book(spec.symbol).last_price
-    if spec.price_band_pct and last is not None and abs(price - last) * 100 > spec.price_band_pct * last:
+    if not spec.price_band_pct or (last := self.engine.book(spec.symbol).last_price) is None: return
+    if abs(price - last) * 100 > spec.price_band_pct * last:
         lo, hi = int(last * (1 - spec.price_band_pct / 100)), int(last * (1 + spec.price_band_pct / 100))
         raise ValidationError(f"{what} {price}: outside {spec.symbol}'s band of {spec.price_band_pct:g}% around the last trade {last} ({lo} to {hi})")
 
@@ -153,7 +153,7 @@ def _queue(self: Market, request: Request):
     if self.schedule and len(self.pending) == 1: self.schedule(self.flush)
 
 @patch
-def submit(self: Market, account: int, order: Order, reply):
+def submit(self: Market, account: int, order: Order | PlainOrder, reply):
     "Queue a new order of `account` (or answer a repeated client order id at once)."
     spec = self.spec(order.symbol)
     known = self.cids.ids.get((account, order.cid))

@@ -19,7 +19,7 @@ from ..platform.auth import get_user
 from ..platform.services import SETTINGS, RateLimit, TooMany, aiohttp_service, caller, read_json
 from .engine import RiskLimits
 from .market import Market, SymbolSpec, symbol_spec
-from .orders import Cancel, Modify, Order
+from .orders import Cancel, Modify, Order, plain_order
 from .sessions import Outbox
 
 # %% ../../nbs/trading/14_service.ipynb #9923b89d
@@ -157,6 +157,8 @@ async def write(self: Connection, ws):
         if self.outbox.queue or self.outbox.stale: self.wake.set()
 
 # %% ../../nbs/trading/14_service.ipynb #4041589c
+def _fields(message) -> dict: return {k: v for k, v in message.items() if k not in ("op", "req")}
+
 @patch
 def handle(self: Connection, message):
     "Act on one client message; every mistake is answered with a message naming it, and changes nothing."
@@ -168,9 +170,8 @@ def handle(self: Connection, message):
             req = None
             raise ValidationError("req: expected an integer or text of at most 64 characters, echoed in the answer")
         if not self.rate.take(): raise TooMany(self.rate.refusal())
-        fields = {k: v for k, v in message.items() if k not in ("op", "req")}
-        if op in ORDER_OPS: self._trade(op, fields, req)
-        elif op in ("subscribe", "unsubscribe"): self._subscribe(op, fields, req)
+        if op in ORDER_OPS: self._trade(op, message, req)
+        elif op in ("subscribe", "unsubscribe"): self._subscribe(op, _fields(message), req)
         elif op == "ping": self.push({"type": "pong", "req": req})
         else: raise ValidationError(f"op {op!r}: expected one of {', '.join(ORDER_OPS + ('subscribe', 'unsubscribe', 'ping'))}")
     except AIPlatformError as e:
@@ -188,11 +189,12 @@ def _reply(self: Connection, req):
 
 # %% ../../nbs/trading/14_service.ipynb #57cc4d93
 @patch
-def _trade(self: Connection, op, fields, req):
+def _trade(self: Connection, op, message, req):
     if not self.user.allowed("trader", "admin"): raise Forbidden(f"user {self.user.username!r} (role {self.user.role}): market data only")
     m, reply = self.market, self._reply(req)
-    if op == "order": m.submit(self.account, Order(**fields), reply)
-    elif op == "cancel": m.cancel(self.account, Cancel(**fields), reply)
+    if op == "order": return m.submit(self.account, plain_order(message) or Order(**_fields(message)), reply)  # the common case without pydantic
+    fields = _fields(message)
+    if op == "cancel": m.cancel(self.account, Cancel(**fields), reply)
     elif op == "modify": m.modify(self.account, Modify(**fields), reply)
     else:
         if set(fields) - {"symbol"}: raise ValidationError(f"cancel_all: unknown field {sorted(set(fields) - {'symbol'})[0]!r} (expected symbol)")
