@@ -1823,6 +1823,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                          'aiplatform.trading.book._code': ('trading/book.html#_code', 'aiplatform/trading/book.py'),
                                          'aiplatform.trading.book._compact': ('trading/book.html#_compact', 'aiplatform/trading/book.py'),
                                          'aiplatform.trading.book._crosses': ('trading/book.html#_crosses', 'aiplatform/trading/book.py'),
+                                         'aiplatform.trading.book._depth': ('trading/book.html#_depth', 'aiplatform/trading/book.py'),
                                          'aiplatform.trading.book._emit': ('trading/book.html#_emit', 'aiplatform/trading/book.py'),
                                          'aiplatform.trading.book._execute': ('trading/book.html#_execute', 'aiplatform/trading/book.py'),
                                          'aiplatform.trading.book._execute_outlined': ( 'trading/book.html#_execute_outlined',

@@ -627,7 +627,7 @@ def process(self: OrderBook, commands, keep_events=True) -> np.ndarray | int:
         count += len(rows)
         if keep_events: parts.append(rows.copy())
     if not keep_events: return count
-    rows = np.concatenate(parts) if parts else np.empty((0, len(EVENT_FIELDS)), np.int64)
+    rows = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty((0, len(EVENT_FIELDS)), np.int64)
     return rows.view(EVENT_DTYPE).reshape(-1)
 
 # %% ../../nbs/trading/00_book.ipynb #8758228b
@@ -654,18 +654,26 @@ def modify(self: OrderBook, order_id, price=None, qty=None, user=0) -> list[Even
     "Change a resting order's price and/or remaining quantity: smaller at the same price keeps its place."
     return self.command(modify_fields(order_id, price, qty, user))
 
+@njit(cache=True)
+def _depth(L, PL, S, levels):
+    "The `levels` best visible levels of each side, compiled: `D[side, i] = (price, qty)` for `i < counts[side]`."
+    D, counts = np.zeros((2, levels, 2), np.int64), np.zeros(2, np.int64)
+    for side in (BUY, SELL):
+        n, k = S[S_PN + side], 0
+        while n > 0 and k < levels:  # best first, past the empty levels kept in place
+            n -= 1
+            lv = PL[side, n]
+            if L[lv, L_COUNT]:
+                D[side, k, 0], D[side, k, 1] = L[lv, L_PRICE], L[lv, L_QTY]
+                k += 1
+        counts[side] = k
+    return D, counts
+
 @patch
 def depth(self: OrderBook, levels=10) -> dict:
     "Aggregated visible quantity per price, best first: `{'bids': [(price, qty), ...], 'asks': [...]}`."
-    out = {}
-    for side, name in ((BUY, "bids"), (SELL, "asks")):
-        rows, n = [], int(self._S[S_PN + side])
-        while n > 0 and len(rows) < levels:  # best first, past the empty levels kept in place
-            n -= 1
-            lv = self._PL[side, n]
-            if self._L[lv, L_COUNT]: rows.append((int(self._L[lv, L_PRICE]), int(self._L[lv, L_QTY])))
-        out[name] = rows
-    return out
+    D, (bids, asks) = _depth(self._L, self._PL, self._S, max(0, int(levels)))
+    return {"bids": list(map(tuple, D[BUY, :bids].tolist())), "asks": list(map(tuple, D[SELL, :asks].tolist()))}
 
 @patch
 def order(self: OrderBook, order_id) -> OrderInfo | None:

@@ -45,8 +45,7 @@ class BookFeed:
     def update(self) -> dict | None:
         "The delta since the last snapshot or delta, numbered one above it; `None` if the view is unchanged."
         view = self.book.depth(self.depth)
-        diff = changes(self.view, view)
-        if not diff: return None
+        if view == self.view or not (diff := changes(self.view, view)): return None
         self.view, self.seq = view, self.seq + 1
         return self._message("book", changes=diff)
 

@@ -19,6 +19,7 @@ def warm():
     with tempfile.TemporaryDirectory() as folder:
         journaled = JournaledBook.open(folder)
         journaled.process(order_flow(2_000, seed=1)[1], keep_events=False)
+        journaled.book.depth()
         journaled.close()
         JournaledBook.open(folder).close()
     bars = gbm_bars(("W",), n=300, seed=1)["W"]
