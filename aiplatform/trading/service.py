@@ -38,6 +38,7 @@ class Shared(dict):
 
 def frame(messages) -> bytes:
     "The JSON text (UTF-8) of one frame holding `messages`: the object itself when there is one, else a list."
+    if not any(isinstance(m, Shared) for m in messages): return orjson.dumps(messages[0] if len(messages) == 1 else messages)  # answers: one call
     parts = [m.json if isinstance(m, Shared) else orjson.dumps(m) for m in messages]
     return parts[0] if len(parts) == 1 else b"[" + b",".join(parts) + b"]"
 
