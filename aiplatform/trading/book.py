@@ -657,6 +657,7 @@ def modify(self: OrderBook, order_id, price=None, qty=None, user=0) -> list[Even
 @njit(cache=True)
 def _depth(L, PL, S, levels):
     "The `levels` best visible levels of each side, compiled: `D[side, i] = (price, qty)` for `i < counts[side]`."
+    levels = min(levels, max(S[S_PN + BUY], S[S_PN + SELL]))  # no more room than the book has levels, however many are asked for
     D, counts = np.zeros((2, levels, 2), np.int64), np.zeros(2, np.int64)
     for side in (BUY, SELL):
         n, k = S[S_PN + side], 0
