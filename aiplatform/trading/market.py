@@ -14,7 +14,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from fastcore.basics import patch
 from ..core import ConfigError, Conflict, NotFound, ValidationError, get_logger, validation_error
-from .book import OP_SUBMIT, cancel_fields, modify_fields, submit_fields
+from .book import OP_SUBMIT, cancel_fields, modify_fields
 from .client_ids import ClientIds
 from .engine import Engine, RiskLimits
 from .feed import BookFeed
@@ -163,9 +163,7 @@ def submit(self: Market, account: int, order: Order | PlainOrder, reply):
     self._check_qty(spec, order.qty), self._check_qty(spec, order.display_qty, "display_qty")
     order_id, _ = self.cids.assign(account, order.cid)
     state = self.ledger.new(order_id, account, order.cid, order.symbol, order.side, order.kind, order.tif, order.price, order.qty, self.clock())
-    row = submit_fields(order_id, order.side, order.price, order.qty, account, order.kind, order.tif, order.stop_price,
-                        order.post_only, order.display_qty, order.stp)
-    self._queue(Request(order.symbol, state, row, reply))
+    self._queue(Request(order.symbol, state, order.command(order_id, account), reply))
 
 @patch
 def _answer(self: Market, order_id, reply):

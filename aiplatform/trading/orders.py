@@ -11,7 +11,7 @@ from typing import Literal, NamedTuple
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from ..core import ValidationError, validation_error
-from .book import KINDS, STPS, TIFS
+from .book import KINDS, OP_SUBMIT, SIDES, STPS, TIFS, submit_fields
 
 # %% ../../nbs/trading/09_orders.ipynb #f73e1401
 CID = r"^[A-Za-z0-9._:-]{1,36}$"
@@ -51,6 +51,11 @@ class Order(BaseModel):
             raise ValidationError(f"display_qty {self.display_qty}: expected at most the order's qty ({self.qty})")
         if self.post_only and self.kind != "limit": raise ValidationError(f"post_only: only for a limit order, not a {self.kind} one")
 
+    def command(self, order_id: int, user: int) -> tuple:
+        "The book's command fields (`submit_fields`) of this order, numbered `order_id`, of `user`."
+        return submit_fields(order_id, self.side, self.price, self.qty, user, self.kind, self.tif, self.stop_price, self.post_only,
+                             self.display_qty, self.stp)
+
 # %% ../../nbs/trading/09_orders.ipynb #b4ecfb5b
 class PlainOrder(NamedTuple):
     "A limit or market order's fields as `plain_order` read them; the other fields keep their defaults."
@@ -66,6 +71,11 @@ class PlainOrder(NamedTuple):
     post_only = False
     stp = "none"
 
+    def command(self, order_id: int, user: int) -> tuple:
+        "The book's command fields, as `Order.command` gives them, without checking the fields again (`plain_order` did)."
+        return (OP_SUBMIT, order_id, user, _SIDE[self.side], _KIND[self.kind], _TIF[self.tif], self.price or 0, self.qty, 0, 0, 0, 0)
+
+_SIDE, _KIND, _TIF = ({name: code for code, name in enumerate(names)} for names in (SIDES, KINDS, TIFS))
 _PLAIN = frozenset(("op", "req", "cid", "symbol", "side", "kind", "tif", "price", "qty"))  # op and req: the WebSocket's
 _cid_ok, _symbol_ok = re.compile(CID).fullmatch, re.compile(SYMBOL).fullmatch
 

@@ -25,12 +25,12 @@ def test_any_request_is_an_order_or_one_line_naming_its_field(fields):
             message = str(e)
             assert "\n" not in message and message.split(":")[0].split(" ")[0].split("[")[0] in FIELDS + [root], message
 
-PLAIN = {"cid": "c-1", "symbol": "EURUSD", "side": "buy", "price": 100, "qty": 1}
+PLAIN = [{"cid": "c-1", "symbol": "EURUSD", "side": "buy", "price": 100, "qty": 1}, {"cid": "m-1", "symbol": "GOOG", "side": "sell", "kind": "market", "qty": 3}]
 
 @st.composite
 def near_plain(draw):
-    "A plain order with a few of its fields changed (to a plausible value or any JSON value), removed or added."
-    fields = dict(PLAIN)
+    "A plain limit or market order with a few of its fields changed (to a plausible value or any JSON value), removed or added."
+    fields = dict(draw(st.sampled_from(PLAIN)))
     for name in draw(st.lists(st.sampled_from(FIELDS), unique=True, max_size=3)):
         change = draw(st.sampled_from(["likely", "any", "remove"]))
         if change == "remove": fields.pop(name, None)
@@ -40,9 +40,11 @@ def near_plain(draw):
 @settings(max_examples=600, deadline=None)
 @given(fields=st.one_of(near_plain(), requests()))
 def test_plain_order_takes_what_order_takes_and_nothing_else(fields):
-    "The service's fast reading of a plain order agrees with `Order`: the same fields when both take it, and it takes every plain one."
+    "The service's fast reading of a plain order agrees with `Order`: the same fields and book command when both take it, and it takes every plain one."
     try: order = Order(**fields)
     except ValidationError: order = None
     plain = plain_order(fields)
-    if plain is not None: assert order is not None and {f: getattr(plain, f) for f in Order.model_fields} == order.model_dump()
+    if plain is not None:
+        assert order is not None and {f: getattr(plain, f) for f in Order.model_fields} == order.model_dump()
+        assert plain.command(12, 34) == order.command(12, 34)
     elif order is not None: assert order.kind not in ("limit", "market") or set(fields) - {"cid", "symbol", "side", "kind", "tif", "price", "qty"}
