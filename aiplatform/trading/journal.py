@@ -76,7 +76,7 @@ os.register_at_fork(after_in_child=_new_sync_thread)
 
 class JournalWriter:
     "Appends sealed records to segment files in `folder`; `before_sync()`, if given, runs before each fsync."
-    def __init__(self, folder, next_seq=1, fsync="batch", group=4096, interval_ms=5, before_sync=None):
+    def __init__(self, folder, next_seq=1, fsync="batch", group=4096, interval_ms=20, before_sync=None):
         if fsync not in FSYNC_POLICIES: raise ValidationError(f"fsync: {fsync!r}, expected one of {', '.join(FSYNC_POLICIES)}")
         self.folder, self.next_seq, self.fsync = Path(folder), next_seq, fsync
         self.group, self.interval, self.before_sync = group, interval_ms / 1000, before_sync

@@ -34,7 +34,7 @@ SETTINGS = {"trading": {
     "port": Setting("int", 8765, "the loopback port the service is started on, by the gateway or by the Trading Desk (0: any)",
                     lo=0, hi=65535),
     "shard_urls": Setting("str", "", "every shard's base URL in shard order, by spaces, for clients; empty: http://127.0.0.1:<port>/"),
-    "fsync": Setting("choice", "batch", "journal durability: always (each batch, before its acks), batch (every 5 ms), never (the OS's)",
+    "fsync": Setting("choice", "batch", "journal durability: always (each batch, before its acks), batch (every 20 ms), never (the OS's)",
                      choices=("always", "batch", "never")),
     "price_band_pct": Setting("float", 10.0, "a limit price's farthest distance from the last trade, in percent (0: none)", lo=0, hi=100),
     "max_order_qty": Setting("int", 1_000_000, "largest order, in lots", lo=1, hi=10**12),
