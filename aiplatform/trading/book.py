@@ -14,7 +14,8 @@ __all__ = ['BUY', 'SELL', 'LIMIT', 'MARKET', 'STOP', 'STOP_LIMIT', 'GTC', 'IOC',
            'O_TIF', 'O_POST', 'O_ARRIVAL', 'L_PRICE', 'L_HEAD', 'L_TAIL', 'L_QTY', 'L_COUNT', 'L_NEXT_FREE', 'S_SEQ',
            'S_OFREE', 'S_LFREE', 'S_NORD', 'S_LAST', 'S_HASLAST', 'S_TICK', 'S_ARRIVAL', 'S_PN', 'S_EMPTY', 'N_SCALARS',
            'C_OP', 'C_ID', 'C_USER', 'C_SIDE', 'C_KIND', 'C_TIF', 'C_PRICE', 'C_QTY', 'C_STOP', 'C_DISPLAY', 'C_POST',
-           'C_STP', 'Event', 'OrderInfo', 'events_of', 'submit_fields', 'cancel_fields', 'modify_fields', 'OrderBook']
+           'C_STP', 'CODES', 'Event', 'OrderInfo', 'events_of', 'submit_fields', 'cancel_fields', 'modify_fields',
+           'OrderBook']
 
 # %% ../../nbs/trading/00_book.ipynb #d09370d6
 from typing import NamedTuple
@@ -512,11 +513,11 @@ def _int(name, value, none=0):
         raise ValidationError(f"{name}: expected an integer, got {value!r}")
     return min(max(int(value), _INT64[0]), _INT64[1])
 
-_CODES = {names: {n: i for i, n in enumerate(names)} for names in (SIDES, KINDS, TIFS, STPS)}
+CODES = {names: {n: i for i, n in enumerate(names)} for names in (SIDES, KINDS, TIFS, STPS)}  # e.g. CODES[SIDES]['sell'] == 1
 
 def _code(name, value, names):
     "The code of `value` among `names`; `ValidationError` naming the choices otherwise."
-    code = _CODES[names].get(value) if isinstance(value, str) else None
+    code = CODES[names].get(value) if isinstance(value, str) else None
     if code is None: raise ValidationError(f"{name}: expected one of {', '.join(names)}, got {value!r}")
     return code
 

@@ -11,7 +11,7 @@ from typing import Literal, NamedTuple
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from ..core import ValidationError, validation_error
-from .book import KINDS, OP_SUBMIT, SIDES, STPS, TIFS, submit_fields
+from .book import CODES, KINDS, OP_SUBMIT, SIDES, STPS, TIFS, submit_fields
 
 # %% ../../nbs/trading/09_orders.ipynb #f73e1401
 CID = r"^[A-Za-z0-9._:-]{1,36}$"
@@ -75,7 +75,7 @@ class PlainOrder(NamedTuple):
         "The book's command fields, as `Order.command` gives them, without checking the fields again (`plain_order` did)."
         return (OP_SUBMIT, order_id, user, _SIDE[self.side], _KIND[self.kind], _TIF[self.tif], self.price or 0, self.qty, 0, 0, 0, 0)
 
-_SIDE, _KIND, _TIF = ({name: code for code, name in enumerate(names)} for names in (SIDES, KINDS, TIFS))
+_SIDE, _KIND, _TIF = CODES[SIDES], CODES[KINDS], CODES[TIFS]
 _PLAIN = frozenset(("op", "req", "cid", "symbol", "side", "kind", "tif", "price", "qty"))  # op and req: the WebSocket's
 _cid_ok, _symbol_ok = re.compile(CID).fullmatch, re.compile(SYMBOL).fullmatch
 
