@@ -15,7 +15,7 @@ __all__ = ['BUY', 'SELL', 'LIMIT', 'MARKET', 'STOP', 'STOP_LIMIT', 'GTC', 'IOC',
            'S_OFREE', 'S_LFREE', 'S_NORD', 'S_LAST', 'S_HASLAST', 'S_TICK', 'S_ARRIVAL', 'S_PN', 'S_EMPTY', 'N_SCALARS',
            'C_OP', 'C_ID', 'C_USER', 'C_SIDE', 'C_KIND', 'C_TIF', 'C_PRICE', 'C_QTY', 'C_STOP', 'C_DISPLAY', 'C_POST',
            'C_STP', 'CODES', 'Event', 'OrderInfo', 'events_of', 'submit_fields', 'cancel_fields', 'modify_fields',
-           'OrderBook']
+           'OrderBook', 'command_rows']
 
 # %% ../../nbs/trading/00_book.ipynb #d09370d6
 from typing import NamedTuple
@@ -616,20 +616,31 @@ def _apply(self: OrderBook, C):
     self._E, n = _run(self._O, self._L, self._P, self._PL, self._H, self._S, C, self._E)
     return self._E[:n]
 
+def command_rows(commands) -> np.ndarray:
+    "Commands as the compiled loop reads them, int64 rows with a column per `COMMAND_FIELDS`: such rows as they are, a `COMMAND_DTYPE` array viewed."
+    C = commands
+    if isinstance(C, np.ndarray) and C.dtype == np.int64 and C.ndim == 2 and C.shape[1] == len(COMMAND_FIELDS) and C.flags.c_contiguous: return C
+    C = np.asarray(C)
+    if C.dtype != COMMAND_DTYPE:
+        raise ValidationError(f"commands: expected an array of COMMAND_DTYPE or int64 rows of {len(COMMAND_FIELDS)} columns, got {C.dtype} {C.shape}")
+    return np.ascontiguousarray(C).view(np.int64).reshape(-1, len(COMMAND_FIELDS))
+
 @patch
-def process(self: OrderBook, commands, keep_events=True) -> np.ndarray | int:
-    "Apply a `COMMAND_DTYPE` array of commands in order; returns their events (`EVENT_DTYPE`), or only how many."
-    commands = np.asarray(commands)
-    if commands.dtype != COMMAND_DTYPE: raise ValidationError(f"commands: expected an array of COMMAND_DTYPE, got {commands.dtype}")
-    C = np.ascontiguousarray(commands).view(np.int64).reshape(-1, len(COMMAND_FIELDS))
-    parts, count = [], 0
+def process_rows(self: OrderBook, commands, keep_events=True) -> np.ndarray | int:
+    "`process` with the events as int64 rows, a column per `EVENT_FIELDS`: the engine's path, no structured views (each costs about a microsecond)."
+    C, parts, count = command_rows(commands), [], 0
     for i in range(0, len(C), _CHUNK):
         rows = self._apply(C[i:i + _CHUNK])
         count += len(rows)
         if keep_events: parts.append(rows.copy())
     if not keep_events: return count
-    rows = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty((0, len(EVENT_FIELDS)), np.int64)
-    return rows.view(EVENT_DTYPE).reshape(-1)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty((0, len(EVENT_FIELDS)), np.int64)
+
+@patch
+def process(self: OrderBook, commands, keep_events=True) -> np.ndarray | int:
+    "Apply a `COMMAND_DTYPE` array of commands (or their `command_rows`) in order; returns their events (`EVENT_DTYPE`), or only how many."
+    rows = self.process_rows(commands, keep_events)
+    return rows.view(EVENT_DTYPE).reshape(-1) if keep_events else rows
 
 # %% ../../nbs/trading/00_book.ipynb #8758228b
 @patch

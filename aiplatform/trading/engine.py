@@ -12,7 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 from ..core import NotFound, ValidationError
 import numpy as np
-from .book import (COMMAND_DTYPE, OP_CANCEL, OP_SUBMIT, SIDES, Event, OrderBook, cancel_fields, events_of,
+from .book import (OP_CANCEL, OP_SUBMIT, SIDES, Event, OrderBook, cancel_fields, events_of,
                                      modify_fields, submit_fields)
 from .journal import JournaledBook
 from fastcore.basics import patch
@@ -220,8 +220,8 @@ def process(self: Engine, symbol, rows) -> list[Event]:
             if op == OP_SUBMIT: pending[user] = pending.get(user, 0) + 1
         passed.append(row)
     if not passed: return rejected
-    commands = np.array(passed, np.int64).view(COMMAND_DTYPE).reshape(-1)  # twice as fast as building the records from the tuples
-    events = events_of((self.journals[symbol] if self.journals else book).process(commands))
+    rows = np.array(passed, np.int64)  # as rows all the way: structured views cost a microsecond each
+    events = events_of((self.journals[symbol] if self.journals else book).process_rows(rows))
     self._account(symbol, events, {r[1]: SIDES[r[3]] for r in passed if r[0] == OP_SUBMIT and r[3] in (0, 1)})
     self._counted(len(passed))
     return rejected + events

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 from ..core import AIPlatformError, ValidationError, get_logger
-from .book import COMMAND_DTYPE, COMMAND_FIELDS, Event, OrderBook, events_of
+from .book import COMMAND_DTYPE, COMMAND_FIELDS, EVENT_DTYPE, Event, OrderBook, command_rows, events_of
 from fastcore.basics import patch
 
 # %% ../../nbs/trading/01_journal.ipynb #9f9aa769
@@ -33,11 +33,14 @@ def _checksum(R, i):
     return h
 
 @njit(cache=True)
-def _seal(R, first_seq):
-    "Number the records from `first_seq` and write their checksums."
-    for i in range(R.shape[0]):
+def _sealed(C, first_seq):
+    "The records of the int64 command rows `C`: each numbered from `first_seq`, its command, its checksum."
+    R = np.empty((C.shape[0], RECORD_WORDS), np.int64)
+    for i in range(C.shape[0]):
         R[i, 0] = first_seq + i
+        R[i, 1:RECORD_WORDS - 1] = C[i]
         R[i, RECORD_WORDS - 1] = _checksum(R, i)
+    return R
 
 @njit(cache=True, nogil=True)
 def _first_bad(R, first_seq):
@@ -47,11 +50,8 @@ def _first_bad(R, first_seq):
     return -1
 
 def records(commands, first_seq) -> np.ndarray:
-    "The sealed journal records of a `COMMAND_DTYPE` array, numbered from `first_seq`."
-    R = np.zeros((len(commands), RECORD_WORDS), np.int64)
-    R[:, 1:-1] = np.ascontiguousarray(commands).view(np.int64).reshape(-1, len(COMMAND_FIELDS))
-    _seal(R, first_seq)
-    return R
+    "The sealed journal records of a `COMMAND_DTYPE` array (or its `command_rows`), numbered from `first_seq`."
+    return _sealed(command_rows(commands), first_seq)
 
 # %% ../../nbs/trading/01_journal.ipynb #becbb24c
 FSYNC_POLICIES = ("always", "batch", "never")
@@ -283,15 +283,20 @@ class JournaledBook:
 
 # %% ../../nbs/trading/01_journal.ipynb #6533ad03
 @patch
-def process(self: JournaledBook, commands, keep_events=True):
-    "Journal, then apply, a `COMMAND_DTYPE` array of commands."
-    commands = np.asarray(commands)
-    if commands.dtype != COMMAND_DTYPE: raise ValidationError(f"commands: expected an array of COMMAND_DTYPE, got {commands.dtype}")
-    self.writer.append(commands)
-    events = self.book.process(commands, keep_events)
-    self._since_snapshot += len(commands)
+def process_rows(self: JournaledBook, commands, keep_events=True):
+    "Journal, then apply, commands (`OrderBook.process_rows`): events as int64 rows."
+    C = command_rows(commands)
+    self.writer.append(C)
+    events = self.book.process_rows(C, keep_events)
+    self._since_snapshot += len(C)
     if self._since_snapshot >= self.snapshot_every: self.snapshot()
     return events
+
+@patch
+def process(self: JournaledBook, commands, keep_events=True):
+    "Journal, then apply, a `COMMAND_DTYPE` array of commands (or their `command_rows`); events as `OrderBook.process` gives them."
+    rows = self.process_rows(commands, keep_events)
+    return rows.view(EVENT_DTYPE).reshape(-1) if keep_events else rows
 
 @patch
 def command(self: JournaledBook, fields) -> list[Event]:
