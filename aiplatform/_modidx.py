@@ -2134,6 +2134,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'aiplatform/trading/engine.py'),
                                            'aiplatform.trading.engine.Position': ( 'trading/engine.html#position',
                                                                                    'aiplatform/trading/engine.py'),
+                                           'aiplatform.trading.engine.Position.avg_price': ( 'trading/engine.html#position.avg_price',
+                                                                                             'aiplatform/trading/engine.py'),
                                            'aiplatform.trading.engine.Position.fill': ( 'trading/engine.html#position.fill',
                                                                                         'aiplatform/trading/engine.py'),
                                            'aiplatform.trading.engine.RiskLimits': ( 'trading/engine.html#risklimits',

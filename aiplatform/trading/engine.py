@@ -26,31 +26,35 @@ class RiskLimits:
     price_band_pct: float = 10.0
     max_open_orders: int = 1_000
 
-def _ratio(n, d):
-    "`n / d` exactly: an int when whole (int arithmetic is ten times faster than `Fraction`'s), else a `Fraction`."
-    if type(n) is int and n % d == 0: return n // d
-    r = Fraction(n, d)
-    return r.numerator if r.denominator == 1 else r
+# %% ../../nbs/trading/02_engine.ipynb #a38e106c
+def _ratio(n: int, d: int):
+    "`n / d` exactly, for ints with `d > 0`: an int when whole, else a `Fraction`."
+    return n // d if n % d == 0 else Fraction(n, d)
 
 @dataclass
 class Position:
-    "A user's position in one symbol: signed quantity, exact average price of the open quantity, realised P&L (ints when whole, else `Fraction`s)."
+    "A user's position in one symbol: signed quantity, the open quantity's cost (price times lots), realised P&L; all ints."
     qty: int = 0
-    avg_price: int | Fraction = 0
-    realized: int | Fraction = 0
+    cost: int = 0
+    realized: int = 0
+
+    @property
+    def avg_price(self) -> int | Fraction:
+        "The open quantity's average price, exact: an int when whole, else a `Fraction` (its denominator divides the quantity)."
+        return _ratio(self.cost, abs(self.qty)) if self.qty else 0
 
     def fill(self, signed_qty, price):
         "Apply a fill of `signed_qty` (positive bought) at `price`."
-        if self.qty == 0 or (self.qty > 0) == (signed_qty > 0):  # opening or adding
-            total = self.qty + signed_qty
-            self.avg_price = _ratio(self.avg_price * abs(self.qty) + price * abs(signed_qty), abs(total))
-            self.qty = total
+        held = abs(self.qty)
+        if self.qty == 0 or (self.qty > 0) == (signed_qty > 0):  # opening or adding: the cost grows by what was paid
+            self.qty, self.cost = self.qty + signed_qty, self.cost + price * abs(signed_qty)
             return
-        closed = min(abs(signed_qty), abs(self.qty))
-        self.realized = _ratio(self.realized + (price - self.avg_price) * closed * (1 if self.qty > 0 else -1), 1)
+        closed = min(abs(signed_qty), held)
+        share = self.cost if closed == held else (2 * self.cost * closed + held) // (2 * held)  # the closed lots' cost, to the nearest unit
+        self.realized += (price * closed - share) * (1 if self.qty > 0 else -1)
+        self.cost -= share
         self.qty += signed_qty
-        if self.qty == 0: self.avg_price = 0
-        elif (self.qty > 0) == (signed_qty > 0): self.avg_price = price  # flipped: the rest opened at this price
+        if self.qty and (self.qty > 0) == (signed_qty > 0): self.cost = price * abs(self.qty)  # flipped: the rest opened at this price
 
 # %% ../../nbs/trading/02_engine.ipynb #8ead9b97
 def _reject(order_id, user, price, qty, reason):
@@ -83,7 +87,7 @@ def _recover(self: Engine, symbols):
     if saved.exists():
         state = json.loads(saved.read_text())
         seqs = state["seqs"]
-        self.positions = {(u, s): Position(q, _ratio(Fraction(a), 1), _ratio(Fraction(r), 1)) for u, s, q, a, r in state["positions"]}
+        self.positions = {(u, s): Position(q, round(Fraction(a) * abs(q)), round(Fraction(r))) for u, s, q, a, r in state["positions"]}
         self.live = {(s, oid): [u, side, rem] for s, oid, u, side, rem in state["live"]}
         self.open_orders = {u: n for u, n in state["open_orders"]}
     self.journals, self.books = {}, {}

@@ -2,6 +2,7 @@
 import random
 from fractions import Fraction
 import pytest
+from hypothesis import given, settings, strategies as st
 from aiplatform.core import NotFound
 from aiplatform.trading.engine import Engine, Position, RiskLimits
 
@@ -43,6 +44,32 @@ def test_position_average_and_realised_pnl_are_exact():
     for q, price in [(3, 101), (4, 102), (-10, 99), (5, 97)]: p.fill(q, price)
     assert (p.qty, p.avg_price) == (2, Fraction(97))
     assert p.realized == (99 - Fraction(3 * 101 + 4 * 102, 7)) * 7 + (99 - 97) * 3
+
+def average_cost(fills) -> tuple:
+    "The reference: average-cost accounting in plain `Fraction`s, the textbook formulas; and how many closes were partial."
+    qty, avg, realized, partial = 0, Fraction(0), Fraction(0), 0
+    for signed, price in fills:
+        if qty == 0 or (qty > 0) == (signed > 0):
+            avg, qty = (avg * abs(qty) + price * abs(signed)) / abs(qty + signed), qty + signed
+            continue
+        partial += abs(signed) < abs(qty)
+        realized += (price - avg) * min(abs(signed), abs(qty)) * (1 if qty > 0 else -1)
+        qty += signed
+        if qty == 0: avg = Fraction(0)
+        elif (qty > 0) == (signed > 0): avg = Fraction(price)  # flipped: the rest opened at this price
+    return qty, avg, realized, partial
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(-40, 40).filter(bool), st.integers(1, 10**6)), max_size=40))
+def test_a_position_keeps_the_cash_exactly_and_the_average_within_half_a_unit_a_partial_close(fills):
+    p = Position()
+    for signed, price in fills: p.fill(signed, price)
+    qty, avg, realized, partial = average_cost(fills)
+    assert p.qty == qty and type(p.cost) is int and type(p.realized) is int
+    assert p.realized - p.avg_price * p.qty == -sum(signed * price for signed, price in fills)  # realised minus open cost: the cash
+    assert abs(p.realized - realized) <= Fraction(partial, 2) and abs(p.avg_price - avg) * abs(qty) <= Fraction(partial, 2)
+    if qty == 0: assert p.realized == realized and p.cost == 0
+    assert p.avg_price * abs(qty) == p.cost and type(p.avg_price) is (int if p.cost % max(abs(qty), 1) == 0 else Fraction)
 
 @pytest.mark.parametrize("call,reason", [
     (lambda e: e.submit("X", 9, "buy", 100, 11, user=1), "risk_max_order_qty"),
