@@ -15,15 +15,17 @@ TOP = 10  # levels the checksum covers
 
 def book_checksum(bids, asks) -> int:
     "CRC32 of the top `TOP` asks then bids, best first, each level as its price's digits then its quantity's."
-    return zlib.crc32("".join(f"{p}{q}" for p, q in [*asks[:TOP], *bids[:TOP]]).encode())
+    return zlib.crc32("".join(["%d%d" % level for level in [*asks[:TOP], *bids[:TOP]]]).encode())
 
 # %% ../../nbs/trading/08_feed.ipynb #2144a6df
 def changes(before: dict, after: dict) -> list[tuple[str, int, int]]:
     "The levels that differ between two `depth()` views: `(side, price, qty)`, qty 0 where a level left the view."
     out = []
     for side in ("bids", "asks"):
-        old, new = dict(before.get(side, ())), dict(after.get(side, ()))
-        out += [(side, p, new.get(p, 0)) for p in sorted(old.keys() | new.keys()) if old.get(p) != new.get(p)]
+        old, new = set(before.get(side, ())), set(after.get(side, ()))
+        added = new - old  # new levels, and levels with a new quantity
+        prices = {p for p, _ in added}
+        out += [(side, p, q) for p, q in sorted([*added, *((p, 0) for p, _ in old - new if p not in prices)])]
     return out
 
 # %% ../../nbs/trading/08_feed.ipynb #349c5760

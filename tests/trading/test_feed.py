@@ -4,7 +4,8 @@ import random
 from hypothesis import given, settings, strategies as st
 import pytest
 from aiplatform.trading.book import OrderBook
-from aiplatform.trading.feed import TOP, BookFeed, BookOutOfSync, LocalBook
+import zlib
+from aiplatform.trading.feed import TOP, BookFeed, BookOutOfSync, LocalBook, book_checksum, changes
 
 def random_batches(seed, batches):
     "A book and, per batch, a few random limit orders, cancels and market orders around a mid of 1000."
@@ -19,7 +20,7 @@ def random_batches(seed, batches):
                 side = rng.choice(("buy", "sell"))
                 price = 1000 - rng.randint(0, 30) if side == "buy" else 1001 + rng.randint(0, 30)
                 book.submit(next_id, side, price, rng.randint(1, 50)); live.append(next_id); next_id += 1
-    return book, (batch for _ in range(batches))
+    return book, (batch() for _ in range(batches))  # each batch submitted as the test iterates
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), depth=st.sampled_from([TOP, 25]))
@@ -54,3 +55,21 @@ def test_a_wrong_quantity_in_the_top_levels_fails_the_checksum():
     delta = feed.update()
     delta["changes"] = [(side, price, qty + 1) for side, price, qty in delta["changes"]]
     with pytest.raises(BookOutOfSync, match=r"SYM: checksum \d+ after message 1, the publisher's \d+"): local.apply(delta)
+
+def test_the_checksum_covers_the_top_ten_asks_then_the_top_ten_bids():
+    bids, asks = [(1000 - i, 10 + i) for i in range(15)], [(1001 + i, 30 + i) for i in range(15)]
+    text = "".join(str(p) + str(q) for p, q in asks[:10]) + "".join(str(p) + str(q) for p, q in bids[:10])
+    assert book_checksum(bids, asks) == zlib.crc32(text.encode())
+
+levels = st.dictionaries(st.integers(1, 40), st.integers(1, 9), max_size=12)
+
+@settings(max_examples=300, deadline=None)
+@given(old_bids=levels, old_asks=levels, new_bids=levels, new_asks=levels)
+def test_changes_name_each_level_that_differs_once_in_price_order(old_bids, old_asks, new_bids, new_asks):
+    view = lambda bids, asks: {"bids": sorted(bids.items(), reverse=True), "asks": sorted(asks.items())}
+    diff = changes(view(old_bids, old_asks), view(new_bids, new_asks))
+    for side, old, new in (("bids", old_bids, new_bids), ("asks", old_asks, new_asks)):
+        mine = [(p, q) for s, p, q in diff if s == side]
+        assert mine == sorted((p, new.get(p, 0)) for p in old.keys() | new.keys() if old.get(p) != new.get(p))
+    sides = [s for s, _, _ in diff]
+    assert sides == sorted(sides, key=("bids", "asks").index)  # bids first, then asks
