@@ -93,7 +93,7 @@ class JournalWriter:
         _fsync_dir(self.folder)
 
     def append(self, commands) -> int:
-        "Write `commands` (a `COMMAND_DTYPE` array) as one group; returns the sequence number of the first."
+        "Write `commands` (a `COMMAND_DTYPE` array or its `command_rows`) as one group; returns the sequence number of the first."
         first = self.next_seq
         write_all(self._fd, records(commands, first).tobytes())
         self.next_seq += len(commands)
