@@ -683,9 +683,14 @@ def _depth(L, PL, S, levels):
     return D, counts
 
 @patch
+def depth_arrays(self: OrderBook, levels=10) -> tuple:
+    "`depth` as arrays, `(D, counts)`: `D[side, i] = (price, qty)` for `i < counts[side]`, side `BUY` (bids) or `SELL` (asks), best first."
+    return _depth(self._L, self._PL, self._S, max(0, int(levels)))
+
+@patch
 def depth(self: OrderBook, levels=10) -> dict:
     "Aggregated visible quantity per price, best first: `{'bids': [(price, qty), ...], 'asks': [...]}`."
-    D, (bids, asks) = _depth(self._L, self._PL, self._S, max(0, int(levels)))
+    D, (bids, asks) = self.depth_arrays(levels)
     return {"bids": list(map(tuple, D[BUY, :bids].tolist())), "asks": list(map(tuple, D[SELL, :asks].tolist()))}
 
 @patch

@@ -7,8 +7,11 @@ __all__ = ['TOP', 'book_checksum', 'changes', 'BookFeed', 'BookOutOfSync', 'Loca
 
 # %% ../../nbs/trading/08_feed.ipynb #b6c9d8bc
 import zlib
+import numpy as np
+from numba import njit
 from fastcore.basics import patch
 from ..core import AIPlatformError
+from .book import BUY, SELL
 
 # %% ../../nbs/trading/08_feed.ipynb #0ec1c6da
 TOP = 10  # levels the checksum covers
@@ -28,28 +31,87 @@ def changes(before: dict, after: dict) -> list[tuple[str, int, int]]:
         out += [(side, p, q) for p, q in sorted([*added, *((p, 0) for p, _ in old - new if p not in prices)])]
     return out
 
+# %% ../../nbs/trading/08_feed.ipynb #c4ebc48d
+def _crc_table() -> np.ndarray:
+    "CRC-32's table (the IEEE polynomial, zlib's), a byte's remainder at each index."
+    table = np.zeros(256, np.int64)
+    for n in range(256):
+        c = n
+        for _ in range(8): c = (0xEDB88320 ^ (c >> 1)) if c & 1 else c >> 1
+        table[n] = c
+    return table
+
+_CRC = _crc_table()
+
+@njit(cache=True)
+def _crc_digits(crc, x, digits):
+    "`crc` carried on over `x` in decimal, as `%d` writes it; `digits`, room for 20."
+    if x < 0: crc, x = _CRC[(crc ^ 45) & 0xFF] ^ (crc >> 8), -x  # "-"
+    n = 0
+    while True:
+        digits[n], n, x = 48 + x % 10, n + 1, x // 10
+        if x == 0: break
+    for i in range(n - 1, -1, -1): crc = _CRC[(crc ^ digits[i]) & 0xFF] ^ (crc >> 8)
+    return crc
+
+@njit(cache=True)
+def _checksum(D, counts, top):
+    "`book_checksum` of `depth_arrays`: the top `top` asks, then bids, each level's price then quantity."
+    digits, crc = np.empty(20, np.int64), 0xFFFFFFFF
+    for side in (SELL, BUY):
+        for i in range(min(counts[side], top)):
+            crc = _crc_digits(_crc_digits(crc, D[side, i, 0], digits), D[side, i, 1], digits)
+    return crc ^ 0xFFFFFFFF
+
+@njit(cache=True)
+def _changes(D0, c0, D1, c1):
+    "`changes` between two `depth_arrays`: rows of (side, price, qty), bids then asks, each by rising price."
+    out, k = np.empty((c0[0] + c0[1] + c1[0] + c1[1], 3), np.int64), 0
+    for side in (BUY, SELL):
+        n0, n1, i, j = c0[side], c1[side], 0, 0
+        while i < n0 or j < n1:  # both views walked by rising price: the bids from their last level
+            a = (n0 - 1 - i if side == BUY else i) if i < n0 else -1
+            b = (n1 - 1 - j if side == BUY else j) if j < n1 else -1
+            if b == -1 or (a != -1 and D0[side, a, 0] < D1[side, b, 0]):  # gone
+                out[k, 0], out[k, 1], out[k, 2], k, i = side, D0[side, a, 0], 0, k + 1, i + 1
+            elif a == -1 or D1[side, b, 0] < D0[side, a, 0]:  # new
+                out[k, 0], out[k, 1], out[k, 2], k, j = side, D1[side, b, 0], D1[side, b, 1], k + 1, j + 1
+            else:  # in both: a change if its quantity differs
+                if D0[side, a, 1] != D1[side, b, 1]: out[k, 0], out[k, 1], out[k, 2], k = side, D1[side, b, 0], D1[side, b, 1], k + 1
+                i, j = i + 1, j + 1
+    return out[:k]
+
 # %% ../../nbs/trading/08_feed.ipynb #349c5760
 class BookFeed:
     "One symbol's book as a snapshot and numbered, checksummed deltas."
     def __init__(self, symbol: str, book, depth: int = TOP):
         if depth < TOP: raise ValueError(f"depth {depth}: expected at least {TOP}, the levels the checksum covers")
         self.symbol, self.book, self.depth, self.seq = symbol, book, depth, 0
-        self.view = book.depth(depth)
+        self._levels = book.depth_arrays(depth)  # the view published last, as arrays
+        self.checksum = _checksum(*self._levels, TOP)
 
-    def _message(self, kind, **fields) -> dict:
-        return {"type": kind, "symbol": self.symbol, "seq": self.seq, **fields,
-                "checksum": book_checksum(self.view["bids"], self.view["asks"])}
+    @property
+    def view(self) -> dict:
+        "The levels published last, as `OrderBook.depth` gives them."
+        D, (bids, asks) = self._levels
+        return {"bids": list(map(tuple, D[BUY, :bids].tolist())), "asks": list(map(tuple, D[SELL, :asks].tolist()))}
 
     def snapshot(self) -> dict:
         "The view as it is, at the current sequence number."
-        return self._message("book_snapshot", bids=list(self.view["bids"]), asks=list(self.view["asks"]))
+        view = self.view
+        return {"type": "book_snapshot", "symbol": self.symbol, "seq": self.seq, "bids": view["bids"], "asks": view["asks"],
+                "checksum": self.checksum}
 
     def update(self) -> dict | None:
         "The delta since the last snapshot or delta, numbered one above it; `None` if the view is unchanged."
-        view = self.book.depth(self.depth)
-        if view == self.view or not (diff := changes(self.view, view)): return None
-        self.view, self.seq = view, self.seq + 1
-        return self._message("book", changes=diff)
+        levels = self.book.depth_arrays(self.depth)
+        diff = _changes(*self._levels, *levels)
+        if not len(diff): return None
+        self._levels, self.seq, self.checksum = levels, self.seq + 1, _checksum(*levels, TOP)
+        return {"type": "book", "symbol": self.symbol, "seq": self.seq, "changes": [(_SIDES[s], p, q) for s, p, q in diff.tolist()],
+                "checksum": self.checksum}
+
+_SIDES = {BUY: "bids", SELL: "asks"}
 
 # %% ../../nbs/trading/08_feed.ipynb #7d7728a5
 class BookOutOfSync(AIPlatformError):

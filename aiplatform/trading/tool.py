@@ -10,16 +10,18 @@ from ..core import Setting
 from ..platform.registry import App, Service, Tool
 
 def warm():
-    "Run the order book, its journal (written, then recovered), the indicators, both sweeps and a combination's chart once on small inputs, so Numba compiles and caches them now."
+    "Run the order book, its journal (written, then recovered), its book feed, the indicators, both sweeps and a combination's chart once on small inputs, so Numba compiles and caches them now."
     import tempfile
     from aiplatform.trading import gpu
     from aiplatform.trading.backtest import Options, backtest
     from aiplatform.trading.data import gbm_bars, order_flow
+    from aiplatform.trading.feed import BookFeed
     from aiplatform.trading.journal import JournaledBook
     with tempfile.TemporaryDirectory() as folder:
         journaled = JournaledBook.open(folder)
+        feed = BookFeed("W", journaled.book)
         journaled.process(order_flow(2_000, seed=1)[1], keep_events=False)
-        journaled.book.depth()
+        feed.update(), journaled.book.depth()
         journaled.close()
         JournaledBook.open(folder).close()
     bars = gbm_bars(("W",), n=300, seed=1)["W"]

@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 import pytest
 from aiplatform.trading.book import OrderBook
 import zlib
-from aiplatform.trading.feed import TOP, BookFeed, BookOutOfSync, LocalBook, book_checksum, changes
+from aiplatform.trading.feed import TOP, BookFeed, BookOutOfSync, LocalBook, _changes, _checksum, book_checksum, changes
 
 def random_batches(seed, batches):
     "A book and, per batch, a few random limit orders, cancels and market orders around a mid of 1000."
@@ -73,3 +73,14 @@ def test_changes_name_each_level_that_differs_once_in_price_order(old_bids, old_
         assert mine == sorted((p, new.get(p, 0)) for p in old.keys() | new.keys() if old.get(p) != new.get(p))
     sides = [s for s, _, _ in diff]
     assert sides == sorted(sides, key=("bids", "asks").index)  # bids first, then asks
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), depth=st.sampled_from([TOP, 25]))
+def test_the_compiled_delta_and_checksum_equal_their_plain_twins(seed, depth):
+    book, batches = random_batches(seed, 40)
+    view, levels = book.depth(depth), book.depth_arrays(depth)
+    for _ in batches:
+        new_view, new_levels = book.depth(depth), book.depth_arrays(depth)
+        assert [(("bids", "asks")[s], p, q) for s, p, q in _changes(*levels, *new_levels).tolist()] == changes(view, new_view)
+        assert _checksum(*new_levels, TOP) == book_checksum(new_view["bids"], new_view["asks"])
+        view, levels = new_view, new_levels
