@@ -2142,8 +2142,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'aiplatform/trading/engine.py'),
                                            'aiplatform.trading.engine.RiskLimits': ( 'trading/engine.html#risklimits',
                                                                                      'aiplatform/trading/engine.py'),
-                                           'aiplatform.trading.engine._ratio': ( 'trading/engine.html#_ratio',
-                                                                                 'aiplatform/trading/engine.py'),
                                            'aiplatform.trading.engine._reject': ( 'trading/engine.html#_reject',
                                                                                   'aiplatform/trading/engine.py')},
             'aiplatform.trading.feed': { 'aiplatform.trading.feed.BookFeed': ('trading/feed.html#bookfeed', 'aiplatform/trading/feed.py'),

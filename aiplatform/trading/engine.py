@@ -28,10 +28,6 @@ class RiskLimits:
     max_open_orders: int = 1_000
 
 # %% ../../nbs/trading/02_engine.ipynb #a38e106c
-def _ratio(n: int, d: int):
-    "`n / d` exactly, for ints with `d > 0`: an int when whole, else a `Fraction`."
-    return n // d if n % d == 0 else Fraction(n, d)
-
 @dataclass
 class Position:
     "A user's position in one symbol: signed quantity, the open quantity's cost (price times lots), realised P&L; all ints."
@@ -42,7 +38,8 @@ class Position:
     @property
     def avg_price(self) -> int | Fraction:
         "The open quantity's average price, exact: an int when whole, else a `Fraction` (its denominator divides the quantity)."
-        return _ratio(self.cost, abs(self.qty)) if self.qty else 0
+        held = abs(self.qty) or 1
+        return self.cost // held if self.cost % held == 0 else Fraction(self.cost, held)
 
     def fill(self, signed_qty, price):
         "Apply a fill of `signed_qty` (positive bought) at `price`."

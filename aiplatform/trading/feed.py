@@ -25,10 +25,8 @@ def changes(before: dict, after: dict) -> list[tuple[str, int, int]]:
     "The levels that differ between two `depth()` views: `(side, price, qty)`, qty 0 where a level left the view."
     out = []
     for side in ("bids", "asks"):
-        old, new = set(before.get(side, ())), set(after.get(side, ()))
-        added = new - old  # new levels, and levels with a new quantity
-        prices = {p for p, _ in added}
-        out += [(side, p, q) for p, q in sorted([*added, *((p, 0) for p, _ in old - new if p not in prices)])]
+        old, new = dict(before.get(side, ())), dict(after.get(side, ()))
+        out += [(side, p, new.get(p, 0)) for p in sorted(old.keys() | new.keys()) if old.get(p) != new.get(p)]
     return out
 
 # %% ../../nbs/trading/08_feed.ipynb #c4ebc48d

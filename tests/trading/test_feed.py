@@ -70,7 +70,13 @@ def test_changes_name_each_level_that_differs_once_in_price_order(old_bids, old_
     diff = changes(view(old_bids, old_asks), view(new_bids, new_asks))
     for side, old, new in (("bids", old_bids, new_bids), ("asks", old_asks, new_asks)):
         mine = [(p, q) for s, p, q in diff if s == side]
-        assert mine == sorted((p, new.get(p, 0)) for p in old.keys() | new.keys() if old.get(p) != new.get(p))
+        assert [p for p, _ in mine] == sorted({p for p, _ in mine})  # each price once, rising
+        assert all(old.get(p, 0) != q for p, q in mine)  # each one a change
+        applied = dict(old)
+        for p, q in mine:
+            if q: applied[p] = q
+            else: del applied[p]
+        assert applied == new  # and together, all of them
     sides = [s for s, _, _ in diff]
     assert sides == sorted(sides, key=("bids", "asks").index)  # bids first, then asks
 
