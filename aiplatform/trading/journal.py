@@ -303,19 +303,41 @@ def command(self: JournaledBook, fields) -> list[Event]:
     "Journal, then apply, one command given as its fields (`submit_fields`, `cancel_fields`, `modify_fields`)."
     return events_of(self.process(np.array([fields], COMMAND_DTYPE)))
 
+# %% ../../nbs/trading/01_journal.ipynb #47b48a43
 @patch
 def snapshot(self: JournaledBook) -> int:
-    "Save the book at the last journaled sequence number and start a new segment; returns that number."
+    "Save the book at the last journaled sequence number, here and now; returns that number."
+    seq = self.begin_snapshot()
+    self.write_snapshot(seq, os.getpid()), self.end_snapshot(seq, os.getpid()), self.prune()
+    return seq
+
+def _snapshot_tmp(folder, seq, tag): return folder/f"{_snapshot_name(seq)}.{tag}.tmp"
+
+@patch
+def begin_snapshot(self: JournaledBook) -> int:
+    "Begin a snapshot at the last journaled sequence number, returned: the journal synced up to it, a new segment after it."
     self.writer.sync()  # the journal is never behind a snapshot
     seq = self.writer.next_seq - 1
-    path = self.folder/_snapshot_name(seq)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **self.book.to_arrays())
-        f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
     self.writer.rotate()
     self._since_snapshot = 0
+    return seq
+
+@patch
+def write_snapshot(self: JournaledBook, seq, tag):
+    "Write the book, as it is at `seq`, to the snapshot's temporary file named with `tag`, durably."
+    with open(_snapshot_tmp(self.folder, seq, tag), "wb") as f:
+        np.savez(f, **self.book.to_arrays())
+        f.flush(); os.fsync(f.fileno())
+
+@patch
+def end_snapshot(self: JournaledBook, seq, tag):
+    "Put the snapshot written with `tag` in place."
+    os.replace(_snapshot_tmp(self.folder, seq, tag), self.folder/_snapshot_name(seq))
+    _fsync_dir(self.folder)
+
+@patch
+def prune(self: JournaledBook):
+    "Delete the snapshots before the newest two, and the segments only they need (a big file's unlink takes a while: 37 ms for 59 MB here)."
     snapshots = sorted(self.folder.glob("snapshot-*.npz"))
     if len(snapshots) > 2:  # keep two; drop what only older snapshots need
         keep_from = seq_of(snapshots[-2])
@@ -323,7 +345,6 @@ def snapshot(self: JournaledBook) -> int:
         segments = sorted(self.folder.glob("journal-*.log"))
         for seg, nxt in zip(segments, segments[1:]):
             if seq_of(nxt) <= keep_from + 1: seg.unlink()
-    return seq
 
 @patch
 def close(self: JournaledBook): self.writer.close()

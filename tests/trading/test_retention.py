@@ -1,7 +1,7 @@
 """A market that forgets old done orders (`keep_done`) killed with SIGKILL at any point, even between putting its
 compacted client ids and ledger in place: started again, it calls no order lost, knows exactly the ids of the orders
 it kept, keeps the open order, and never gives an order id twice."""
-import os, subprocess, sys, time
+import json, os, subprocess, sys, time
 import pytest
 from aiplatform.trading.market import Market
 from aiplatform.trading.orders import Order
@@ -22,17 +22,23 @@ if kill_after == "between-compactions":  # die once the first of the two files i
             if len(swapped) == 5: os.kill(os.getpid(), signal.SIGKILL)
         return swap_then_die
     Ledger.swap, ClientIds.swap = then_die(Ledger.swap), then_die(ClientIds.swap)
+if kill_after == "while-a-snapshot-is-written":  # the child takes its time; the market dies meanwhile
+    import time
+    from aiplatform.trading.engine import Engine
+    write = Engine.write_snapshot
+    Engine.write_snapshot = lambda self, seqs, tag: (time.sleep(0.2), write(self, seqs, tag))
 m = Market(folder, [{"symbol": "DEMO"}], snapshot_every=100, keep_done=20)
 order = lambda cid, side, price: m.submit(1, Order(cid=cid, symbol="DEMO", side=side, price=price, qty=1), lambda *a: None)
 order("rest", "sell", 200)
 for i in range(2_000):
     order(f"s{i}", "sell", 100), order(f"b{i}", "buy", 100)
     m.flush()
-    if kill_after == "between-compactions" and m._compacting: m._swap_compacted(wait=True)  # the fifth swap comes, however slow the child
-    if str(i) == kill_after: os.kill(os.getpid(), signal.SIGKILL)
+    if kill_after == "between-compactions": m._reap(wait=True)  # the fifth swap comes, however slow the child
+    if str(i) == kill_after or kill_after == "while-a-snapshot-is-written" and "snapshot" in m._children and os.path.exists(f"{folder}/books/accounts.json"):
+        os.kill(os.getpid(), signal.SIGKILL)  # one snapshot is in place, the next being written
 """
 
-@pytest.mark.parametrize("kill_after", ["between-compactions", "49", "333", "1200"])
+@pytest.mark.parametrize("kill_after", ["between-compactions", "while-a-snapshot-is-written", "49", "333", "1200"])
 def test_a_killed_market_comes_back_with_what_it_kept(tmp_path, kill_after):
     out = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), kill_after], capture_output=True, text=True, timeout=120)
     assert out.returncode == -9, out.stderr
@@ -41,6 +47,7 @@ def test_a_killed_market_comes_back_with_what_it_kept(tmp_path, kill_after):
     assert [s.cid for s in states if s.status in ("lost", "new")] == []
     assert set(m.cids.ids) == {(s.account, s.cid) for s in states}
     assert m.order(1, "rest").status == "open" and m.engine.position(1, "DEMO").qty == 0
+    if kill_after == "while-a-snapshot-is-written": assert m.engine.journals["DEMO"].recovery["snapshot_seq"] > 0
     assert len(m.ledger.accounts[1]) == 1 + 20  # the open one and the newest done ones
     next_id = m.cids.next_id
     assert next_id > max(m.ledger.orders)
@@ -50,32 +57,57 @@ def test_a_killed_market_comes_back_with_what_it_kept(tmp_path, kill_after):
     assert answers == [next_id]  # s0 was forgotten: a new order, with a new id
     m.close()
 
+def _trade(m, pairs, start):
+    "`pairs` pairs of orders of account 1 that fill each other, a batch each pair."
+    for i in range(start, start + pairs):
+        for side in ("sell", "buy"): m.submit(1, Order(cid=f"{side}{i}", symbol="DEMO", side=side, price=100, qty=1), lambda *a: None)
+        m.flush()
+
 def test_a_compaction_that_hangs_is_stopped_and_tried_again(tmp_path, monkeypatch):
     import aiplatform.trading.market as market_module
     from aiplatform.trading.ledger import Ledger
-    monkeypatch.setattr(market_module, "COMPACTION_S", 0.5)
+    monkeypatch.setattr(market_module, "CHILD_S", 0.5)
     write_compacted = Ledger.write_compacted
     monkeypatch.setattr(Ledger, "write_compacted", lambda self, tmp: time.sleep(3600))  # runs only in the child
     m = Market(tmp_path, [{"symbol": "DEMO"}], snapshot_every=100, keep_done=20)
-    def trade(pairs, start):
-        for i in range(start, start + pairs):
-            for side in ("sell", "buy"): m.submit(1, Order(cid=f"{side}{i}", symbol="DEMO", side=side, price=100, qty=1), lambda *a: None)
-            m.flush()
+    trade = lambda pairs, start: _trade(m, pairs, start)
     trade(60, 0)
-    hung, began = m._compacting, time.monotonic()
+    hung, began = m._children["compaction"].pid, time.monotonic()
     while not list(tmp_path.glob("*.tmp")) and time.monotonic() - began < 5: time.sleep(0.01)
     assert hung and list(tmp_path.glob("*.tmp"))  # the child wrote the client ids, and hangs on the ledger
     time.sleep(max(0, 0.6 - (time.monotonic() - began)))
     trade(1, 60)  # the next batch stops it, drops its files, and goes on
-    assert m._compacting is None and list(tmp_path.glob("*.tmp")) == []
+    assert "compaction" not in m._children and list(tmp_path.glob("*.tmp")) == []
     with pytest.raises(ChildProcessError): os.waitpid(hung, os.WNOHANG)  # reaped
     monkeypatch.setattr(Ledger, "write_compacted", write_compacted)
     trade(60, 61)  # the next snapshot compacts
     m.close()
-    assert m._compacting is None and list(tmp_path.glob("*.tmp")) == []
+    assert "compaction" not in m._children and list(tmp_path.glob("*.tmp")) == []
     back = Market(tmp_path, keep_done=20)
     assert {s.cid for s in back.ledger.orders.values()} == {s.cid for s in m.ledger.orders.values()}
     assert (tmp_path/"client_ids.tsv").read_text().startswith("next\t\t")
+    back.close()
+
+def test_a_snapshot_whose_child_fails_leaves_nothing_and_a_later_one_is_taken(tmp_path, monkeypatch):
+    from aiplatform.trading.engine import Engine
+    write = Engine.write_snapshot
+    monkeypatch.setattr(Engine, "write_snapshot", lambda self, seqs, tag: 1 / 0)  # runs only in the child
+    m, books = Market(tmp_path, [{"symbol": "DEMO"}], snapshot_every=100), tmp_path/"books"
+    m.submit(1, Order(cid="rest", symbol="DEMO", side="sell", price=200, qty=3), lambda *a: None)
+    _trade(m, 50, 0)  # 101 commands: a snapshot begins
+    assert "snapshot" in m._children
+    m._reap(wait=True)
+    assert list(books.rglob("snapshot-*.npz")) == list(books.rglob("*.tmp")) == [] and not (books/"accounts.json").exists()
+    monkeypatch.setattr(Engine, "write_snapshot", write)
+    _trade(m, 50, 50)
+    m._reap(wait=True)
+    assert json.loads((books/"accounts.json").read_text())["seqs"] == {"DEMO": 201}
+    assert [p.name for p in books.rglob("*.npz")] == ["snapshot-00000000000000000201.npz"]
+    m.close()
+    back = Market(tmp_path)
+    assert back.engine.journals["DEMO"].recovery["snapshot_seq"] == 201
+    assert back.order(1, "rest").status == "open" and back.engine.book("DEMO").depth() == m.engine.book("DEMO").depth()
+    assert {s.cid: s.status for s in back.ledger.orders.values()} == {s.cid: s.status for s in m.ledger.orders.values()}
     back.close()
 
 def test_the_ledger_syncs_on_the_journals_thread_while_its_file_is_swapped(tmp_path, monkeypatch):
