@@ -251,6 +251,7 @@ def flush(self: Market):
 @patch
 def snapshot(self: Market):
     "Begin a snapshot of the engine, which a child writes, after deleting what the last one made needless; the ledger is synced first (the journal it was rebuilt from goes). Once the ledger's file has grown fourfold, compact the files too."
+    if "snapshot" in self._children: self._reap(wait=True)  # the last one first
     self.ledger.sync()
     seqs = self.engine.begin_snapshot()
     def write(pid): self.engine.prune(), self.engine.write_snapshot(seqs, pid)
@@ -293,7 +294,12 @@ class _Child:
 @patch
 def _fork(self: Market, name, write, finish):
     "Run `write(pid)` in a forked child, on its own copy of this moment's memory; here, `finish(pid, ok)` once it has ended."
-    if pid := os.fork():
+    try: pid = os.fork()
+    except OSError as e:  # no memory for a child under a strict overcommit policy: the same work, here and now
+        get_logger("trading.market").warning("%s: no child for the %s (%s); written on the loop", self.folder, name, e)
+        write(os.getpid())
+        return finish(os.getpid(), True)
+    if pid:
         self._children[name] = _Child(pid, finish, time.monotonic())
         return
     try:

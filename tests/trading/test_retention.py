@@ -110,6 +110,34 @@ def test_a_snapshot_whose_child_fails_leaves_nothing_and_a_later_one_is_taken(tm
     assert {s.cid: s.status for s in back.ledger.orders.values()} == {s.cid: s.status for s in m.ledger.orders.values()}
     back.close()
 
+def test_a_snapshot_asked_for_while_one_is_written_waits_for_it(tmp_path, monkeypatch):
+    from aiplatform.trading.engine import Engine
+    write = Engine.write_snapshot
+    monkeypatch.setattr(Engine, "write_snapshot", lambda self, seqs, tag: (time.sleep(0.3), write(self, seqs, tag)))
+    m = Market(tmp_path, [{"symbol": "DEMO"}], snapshot_every=10**9)
+    _trade(m, 5, 0)
+    m.snapshot()
+    first = m._children["snapshot"].pid
+    _trade(m, 5, 5)
+    m.snapshot()  # the first is put in place, then the second begins
+    with pytest.raises(ChildProcessError): os.waitpid(first, os.WNOHANG)  # reaped
+    m.close()
+    assert sorted(p.name for p in (tmp_path/"books"/"DEMO").glob("*.npz")) == [f"snapshot-{n:020d}.npz" for n in (10, 20)]
+
+def test_without_a_child_the_files_are_written_on_the_loop(tmp_path, monkeypatch):
+    "Where no child can be forked (no memory for one under a strict overcommit policy), snapshots and compactions are written in place."
+    def no_fork(): raise OSError(12, "Cannot allocate memory")
+    monkeypatch.setattr(os, "fork", no_fork)
+    m = Market(tmp_path, [{"symbol": "DEMO"}], snapshot_every=100, keep_done=20)
+    m.submit(1, Order(cid="rest", symbol="DEMO", side="sell", price=200, qty=3), lambda *a: None)
+    _trade(m, 300, 0)
+    assert m._children == {} and m._compacted  # compacted at the first snapshot
+    assert json.loads((tmp_path/"books"/"accounts.json").read_text())["seqs"] == {"DEMO": 601}
+    m.close()
+    back = Market(tmp_path, keep_done=20)
+    assert back.order(1, "rest").status == "open" and len(back.ledger.orders) == 1 + 20
+    back.close()
+
 def test_the_ledger_syncs_on_the_journals_thread_while_its_file_is_swapped(tmp_path, monkeypatch):
     "With `fsync = batch` the ledger is synced beside each journal sync, on the sync thread, while its compactions swap its file in on the loop: no sync ever meets a closed file, and a snapshot's own sync finds little left."
     import threading
