@@ -18,7 +18,7 @@ from .book import OP_SUBMIT, cancel_fields, modify_fields
 from .client_ids import ClientIds
 from .engine import Engine, RiskLimits
 from .feed import BookFeed
-from .ledger import Ledger, OrderState
+from .ledger import Ledger, OrderState, is_done
 from .orders import SYMBOL, Cancel, Modify, Order, PlainOrder
 
 # %% ../../nbs/trading/13_market.ipynb #764017e5
@@ -84,7 +84,7 @@ class Market:
                              folder=self.folder/"books", fsync=fsync, snapshot_every=1 << 62, on_replay=replay,
                              before_sync=self._sync_files)
         for (account, cid), oid in self.cids.ids.items():
-            if oid not in self.ledger.orders: self.ledger.new(oid, account, cid, "", now=self.clock(), status="lost").reason = LOST
+            if oid not in self.ledger.orders: self.ledger.new(oid, account, cid, "", now=self.clock(), status="lost")["reason"] = LOST
         self.cids.forget(self.ledger.retire(keep_done))  # as before the restart, whichever of the two files was compacted last
         self.feeds = {s: BookFeed(s, self.engine.book(s)) for s in self.specs}
         self.tape_len = tape
@@ -169,8 +169,8 @@ def submit(self: Market, account: int, order: Order | PlainOrder, reply):
 def _answer(self: Market, order_id, reply):
     "Answer with an order's state: now, or after the batch it waits in."
     state = self.ledger.orders[order_id]
-    if state.status == "new": return self._queue(Request(state.symbol, state, None, reply))
-    error = state.reason if state.status in ("rejected", "lost") else None
+    if state["status"] == "new": return self._queue(Request(state["symbol"], state, None, reply))
+    error = state["reason"] if state["status"] in ("rejected", "lost") else None
     reply(error is None, state, error)
 
 # %% ../../nbs/trading/13_market.ipynb #7c23fedc
@@ -184,30 +184,30 @@ def order(self: Market, account: int, cid: str):
 @patch
 def _live(self: Market, account, cid):
     state = self.order(account, cid)
-    if state.done: raise Conflict(f"order {cid!r}: already {state.status}" + (f" ({state.reason})" if state.reason else ""))
+    if is_done(state): raise Conflict(f"order {cid!r}: already {state['status']}" + (f" ({state['reason']})" if state["reason"] else ""))
     return state
 
 @patch
 def cancel(self: Market, account: int, cancel: Cancel, reply):
     "Queue the cancel of `account`'s open order."
     state = self._live(account, cancel.cid)
-    self._queue(Request(state.symbol, state, cancel_fields(state.order_id, account), reply))
+    self._queue(Request(state["symbol"], state, cancel_fields(state["order_id"], account), reply))
 
 @patch
 def modify(self: Market, account: int, modify: Modify, reply):
     "Queue a new price and/or remaining quantity for `account`'s open order."
     state = self._live(account, modify.cid)
-    spec = self.spec(state.symbol)
-    if spec.halted: raise Conflict(f"symbol {state.symbol}: halted; orders and modifies are refused until an admin resumes it")
+    spec = self.spec(state["symbol"])
+    if spec.halted: raise Conflict(f"symbol {spec.symbol}: halted; orders and modifies are refused until an admin resumes it")
     self._check_price(spec, modify.price), self._check_qty(spec, modify.qty)
-    self._queue(Request(state.symbol, state, modify_fields(state.order_id, modify.price, modify.qty, account), reply))
+    self._queue(Request(state["symbol"], state, modify_fields(state["order_id"], modify.price, modify.qty, account), reply))
 
 @patch
 def cancel_all(self: Market, account: int, symbol=None) -> list:
     "Queue the cancel of each of `account`'s open orders (in `symbol` only, if given); their states."
     if symbol is not None: self.spec(symbol)
-    states = [s for s in self.ledger.accounts.get(account, {}).values() if s.status == "open" and symbol in (None, s.symbol)]
-    for s in states: self._queue(Request(s.symbol, s, cancel_fields(s.order_id, account), lambda *a: None))
+    states = [s for s in self.ledger.accounts.get(account, {}).values() if s["status"] == "open" and symbol in (None, s["symbol"])]
+    for s in states: self._queue(Request(s["symbol"], s, cancel_fields(s["order_id"], account), lambda *a: None))
     return states
 
 # %% ../../nbs/trading/13_market.ipynb #b84f0938
@@ -228,14 +228,14 @@ def flush(self: Market):
         changed, fills, refused = self.ledger.apply(symbol, events, now)
         for r in requests:
             state = r.state
-            if r.row is not None and r.row[0] != OP_SUBMIT: error = refused.get(state.order_id)
-            else: error = state.reason if state.status in ("rejected", "lost") else None
+            if r.row is not None and r.row[0] != OP_SUBMIT: error = refused.get(state["order_id"])
+            else: error = state["reason"] if state["status"] in ("rejected", "lost") else None
             r.reply(error is None, state, error)
         news.append((symbol, events, changed, fills))
     for done in self.flushed: done()
     for symbol, events, changed, fills in news:
         self.ledger.record(symbol, changed, fills)
-        sides = {oid: o.side for oid, o in changed.items()}
+        sides = {oid: o["side"] for oid, o in changed.items()}
         trades = [dict(type="trade", symbol=symbol, seq=e.seq, price=e.price, qty=e.qty, side=sides.get(e.order_id, ""), ns=now)
                   for e in events if e.kind == "trade"]
         self.tape[symbol].extend(trades)

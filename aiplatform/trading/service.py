@@ -18,6 +18,7 @@ from ..core import AIPlatformError, ConfigError, Forbidden, ValidationError, get
 from ..platform.auth import get_user
 from ..platform.services import SETTINGS, RateLimit, TooMany, aiohttp_service, caller, read_json
 from .engine import RiskLimits
+from .ledger import is_done, public
 from .market import Market, SymbolSpec, symbol_spec
 from .orders import Cancel, Modify, Order, plain_order
 from .sessions import Outbox
@@ -89,8 +90,8 @@ class Hub:
             for c in subs:
                 for m in messages: c.push(m)
         for state in changed.values():
-            if subs := self.orders.get(state.account):
-                message = Shared(type="order", **state.public())
+            if subs := self.orders.get(state["account"]):
+                message = Shared(type="order", **public(state))
                 for c in subs: c.push(message)
         for f in fills:
             if subs := self.orders.get(f["account"]):
@@ -182,8 +183,8 @@ def handle(self: Connection, message):
 def _reply(self: Connection, req):
     "The answer to one order command: an ack or a reject, with the order's state."
     def reply(ok, state, error):
-        if ok and self.cancel_on_disconnect and not state.done: self._placed(state.cid)
-        answer = {"type": "ack" if ok else "reject", "req": req, "order": state.public()}
+        if ok and self.cancel_on_disconnect and not is_done(state): self._placed(state["cid"])
+        answer = {"type": "ack" if ok else "reject", "req": req, "order": public(state)}
         if error: answer["error"] = error
         self.push(answer)
     return reply
@@ -200,7 +201,7 @@ def _trade(self: Connection, op, message, req):
     else:
         if set(fields) - {"symbol"}: raise ValidationError(f"cancel_all: unknown field {sorted(set(fields) - {'symbol'})[0]!r} (expected symbol)")
         states = m.cancel_all(self.account, fields.get("symbol"))
-        self.push({"type": "ack", "req": req, "cancelling": [s.cid for s in states]})
+        self.push({"type": "ack", "req": req, "cancelling": [s["cid"] for s in states]})
 
 @patch
 def _subscribe(self: Connection, op, fields, req):
@@ -226,7 +227,7 @@ def _subscribe(self: Connection, op, fields, req):
     if channel == "book": self.push(self.market.feeds[symbol].snapshot())
     elif channel == "trades": self.push({"type": "trades", "symbol": symbol, "trades": list(self.market.tape[symbol])})
     elif channel == "orders":
-        self.push({"type": "orders", "orders": [s.public() for s in self.market.ledger.accounts.get(self.account, {}).values() if s.status == "open"]})
+        self.push({"type": "orders", "orders": [public(s) for s in self.market.ledger.accounts.get(self.account, {}).values() if s["status"] == "open"]})
     else: self.push({"type": "positions", "positions": [position(self.market, self.account, s) for s in self.market.specs]})
 
 @patch
@@ -241,7 +242,7 @@ def closed(self: Connection):
 def _open(self: Connection, cids) -> set:
     "Those of this account's `cids` whose orders are still open (or about to be); a forgotten one is long done."
     ids, orders = self.market.cids.ids, self.market.ledger.orders
-    return {c for c in cids if (s := orders.get(ids.get((self.account, c)))) is not None and not s.done}
+    return {c for c in cids if (s := orders.get(ids.get((self.account, c)))) is not None and not is_done(s)}
 
 @patch
 def _placed(self: Connection, cid):
@@ -290,8 +291,8 @@ async def _answer(call):
     done = asyncio.get_running_loop().create_future()
     call(lambda ok, state, error: done.done() or done.set_result((ok, state, error)))
     ok, state, error = await done
-    if ok: return web.json_response(state.public())
-    return web.json_response({"error": f"order {state.cid!r}: {error}", "status": 422, "order": state.public()}, status=422)
+    if ok: return web.json_response(public(state))
+    return web.json_response({"error": f"order {state['cid']!r}: {error}", "status": 422, "order": public(state)}, status=422)
 
 async def _who(request, roles, q) -> tuple:
     "The caller and the account they act on: their own, or (an admin only) `?account=<username>`'s."
@@ -356,21 +357,21 @@ async def cancel_all(request):
     q = query(request, ROUTES["cancel_all"])
     _, account = await _who(request, TRADERS, q)
     states = request.app[MARKET].cancel_all(account, q.get("symbol"))
-    return web.json_response({"cancelling": [s.cid for s in states]})
+    return web.json_response({"cancelling": [s["cid"] for s in states]})
 
 # %% ../../nbs/trading/14_service.ipynb #4841539b
 async def orders(request):
     q = query(request, ROUTES["orders"])
     _, account = await _who(request, TRADERS, q)
     status = q.get("status", "open")
-    rows = [s.public() for s in request.app[MARKET].ledger.accounts.get(account, {}).values()
-            if (status == "all" or (s.status == "open") == (status == "open")) and q.get("symbol") in (None, s.symbol)]
+    rows = [public(s) for s in request.app[MARKET].ledger.accounts.get(account, {}).values()
+            if (status == "all" or (s["status"] == "open") == (status == "open")) and q.get("symbol") in (None, s["symbol"])]
     return web.json_response({"orders": rows[-q.get("limit", 1_000):]})
 
 async def order(request):
     q = query(request, ROUTES["order"])
     _, account = await _who(request, TRADERS, q)
-    return web.json_response(request.app[MARKET].order(account, request.match_info["cid"]).public())
+    return web.json_response(public(request.app[MARKET].order(account, request.match_info["cid"])))
 
 async def fills(request):
     q = query(request, ROUTES["fills"])
