@@ -30,7 +30,8 @@ if kill_after == "while-a-snapshot-is-written":  # the child takes its time; the
 m = Market(folder, [{"symbol": "DEMO"}], snapshot_every=100, keep_done=20)
 order = lambda cid, side, price: m.submit(1, Order(cid=cid, symbol="DEMO", side=side, price=price, qty=1), lambda *a: None)
 order("rest", "sell", 200)
-for i in range(2_000):
+rounds = 10**6 if kill_after == "while-a-snapshot-is-written" else 2_000  # that one goes on until a later snapshot is being written,
+for i in range(rounds):                                                      # however slow the child on a loaded machine
     order(f"s{i}", "sell", 100), order(f"b{i}", "buy", 100)
     m.flush()
     if kill_after == "between-compactions": m._reap(wait=True)  # the fifth swap comes, however slow the child
