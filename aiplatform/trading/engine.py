@@ -234,20 +234,28 @@ def prune(self: Engine):
 # %% ../../nbs/trading/02_engine.ipynb #a0993747
 @patch
 def process(self: Engine, symbol, rows) -> list[Event]:
-    "Risk-check, then journal and apply as one batch, commands given as fields (`submit_fields`, `cancel_fields`, `modify_fields`)."
-    book, rejected, passed, pending = self.book(symbol), [], [], {}
-    last = book.last_price  # the batch is checked against the last trade before it
+    "Risk-check, then journal and apply as one batch (split where a refused modify names an order of it), commands given as fields (`submit_fields`, `cancel_fields`, `modify_fields`)."
+    out, passed, pending, new = [], [], {}, set()
+    last = self.book(symbol).last_price  # the batch is checked against the last trade before it
     for row in rows:
         op, order_id, user, price, qty = row[0], row[1], row[2], row[6] or None, row[7] or None
         if op != OP_CANCEL:  # a cancel is never refused by risk
             if (reason := self._risk(last, user, price, qty, op == OP_SUBMIT, pending.get(user, 0))):
-                rejected += _reject(order_id, user, price, qty, reason)
+                if order_id in new:  # a modify of an order new in this batch: the commands before it go first
+                    out, passed, new, pending = out + self._run(symbol, passed), [], set(), {}
+                out += _reject(order_id, user, price, qty, reason)
                 continue
-            if op == OP_SUBMIT: pending[user] = pending.get(user, 0) + 1
+            if op == OP_SUBMIT:
+                pending[user] = pending.get(user, 0) + 1
+                new.add(order_id)
         passed.append(row)
-    if not passed: return rejected
-    rows = np.array(passed, np.int64)  # as rows all the way: structured views cost a microsecond each
-    events = events_of((self.journals[symbol] if self.journals else book).process_rows(rows))
-    self._account(symbol, events, {r[1]: SIDES[r[3]] for r in passed if r[0] == OP_SUBMIT and r[3] in (0, 1)})
-    self._counted(len(passed))
-    return rejected + events
+    return out + self._run(symbol, passed) if passed else out
+
+@patch
+def _run(self: Engine, symbol, rows) -> list[Event]:
+    "Journal and apply commands that passed the risk checks as one batch; their events."
+    array = np.array(rows, np.int64)  # as rows all the way: structured views cost a microsecond each
+    events = events_of((self.journals[symbol] if self.journals else self.book(symbol)).process_rows(array))
+    self._account(symbol, events, {r[1]: SIDES[r[3]] for r in rows if r[0] == OP_SUBMIT and r[3] in (0, 1)})
+    self._counted(len(rows))
+    return events

@@ -75,7 +75,8 @@ class Market:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = _lock(self.folder/"lock")
         saved = self.folder/"symbols.json"
-        specs = [SymbolSpec(**s) for s in json.loads(saved.read_text())] if saved.exists() else [symbol_spec(s) for s in symbols]
+        specs = [SymbolSpec(**s) for s in json.loads(saved.read_text())] if saved.exists() else []
+        specs += [symbol_spec(s) for s in symbols if s["symbol"] not in {k.symbol for k in specs}]  # new in the settings: joins
         self.specs = {s.symbol: s for s in specs if shard_of(s.symbol, shards) == shard}
         self.cids, self.ledger = ClientIds(self.folder/"client_ids.tsv", fsync), Ledger(self.folder/"ledger.jsonl", keep_fills)
         owners = {oid: key for key, oid in self.cids.ids.items()}
@@ -111,6 +112,7 @@ def _save_symbols(self: Market):
 @patch
 def spec(self: Market, symbol) -> SymbolSpec:
     "`symbol`'s rules; `Misdirected` if another shard owns it, `NotFound` if no one trades it."
+    if type(symbol) is not str: raise ValidationError(f"symbol {symbol!r}: expected a symbol as text")
     if symbol in self.specs: return self.specs[symbol]
     if (owner := shard_of(symbol, self.shards)) != self.shard:
         raise Misdirected(f"symbol {symbol!r}: traded on shard {owner}, this is shard {self.shard} of {self.shards}")

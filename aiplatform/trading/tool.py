@@ -30,7 +30,7 @@ def warm():
         backtest(bars, "ma_cross", dict(fast=[2, 3], slow=[5, 8]), Options(), progress=False, engine=engine).figure(0)
 
 SETTINGS = {"trading": {
-    "symbols": Setting("str", "DEMO ACME", "symbols traded from the start (tick and lot size 1), by spaces or commas; admins add more"),
+    "symbols": Setting("str", "DEMO ACME", "symbols traded (tick and lot size 1), by spaces or commas; one added later joins at the next start; admins add more"),
     "shards": Setting("int", 1, "processes the symbols are split over, each owning those with crc32(symbol) % shards = its shard", lo=1, hi=64),
     "shard": Setting("int", 0, "which shard this process is, from 0", lo=0, hi=63),
     "port": Setting("int", 8765, "the loopback port the service is started on, by the gateway or by the Trading Desk (0: any)",
