@@ -43,7 +43,7 @@ class AsyncTradingClient:
         self.books, self.trades, self.orders, self.positions, self.fills = {}, {}, {}, {}, []
         self.resyncs, self.reconnects, self.listeners, self.tape = 0, 0, [], tape
         self._session, self._ws, self._readers, self._waiting, self._resyncing = None, {}, {}, {}, set()
-        self._subscribed, self._closing = set(), False
+        self._subscribed, self._closing, self._connecting = set(), False, asyncio.Lock()  # one connection a shard, however many ask at once
         self._reqs = itertools.count(1)
 
     def shard(self, symbol) -> int: return shard_of(symbol, len(self.urls))
@@ -55,21 +55,25 @@ class AsyncTradingClient:
 @patch
 async def _socket(self: AsyncTradingClient, shard: int):
     "The WebSocket to `shard`, opened on first use."
-    if shard not in self._ws:
+    if shard in self._ws: return self._ws[shard]
+    async with self._connecting:
+        if shard in self._ws: return self._ws[shard]  # another request opened it meanwhile
         if self._session is None: self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.key}"})
         query = urlencode({"cancel_on_disconnect": str(self.cancel_on_disconnect).lower()})
         try: ws = await self._session.ws_connect(f"{self.urls[shard]}ws?{query}", max_msg_size=0, heartbeat=60)
         except aiohttp.WSServerHandshakeError as e: raise error_of(e.status, f"{self.urls[shard]}ws: {e.message}") from None
         except aiohttp.ClientConnectionError as e: raise ConnectionError(f"{self.urls[shard]}ws: cannot connect ({e})") from e
         self._ws[shard], self._readers[shard] = ws, asyncio.create_task(self._read(ws))
-    return self._ws[shard]
+        return ws
 
 @patch
 async def _read(self: AsyncTradingClient, ws):
     async for msg in ws:
         if msg.type != aiohttp.WSMsgType.TEXT: continue
         data = json.loads(msg.data)
-        for m in data if isinstance(data, list) else [data]: self._on(m)
+        for m in data if isinstance(data, list) else [data]:
+            try: self._on(m)
+            except Exception: get_logger("trading.client").exception("taking in %.200r (a listener's fault?)", m)  # the reader goes on
     for future in self._waiting.values():
         if not future.done(): future.set_exception(ConnectionError(f"connection closed (code {ws.close_code})"))
     if not self._closing: asyncio.get_running_loop().create_task(self._reconnect(ws))
@@ -143,8 +147,8 @@ def _raise(answer: dict) -> dict:
     return answer
 
 @patch
-async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, check=True) -> list[dict]:
-    "Send `messages` to `shard` in one frame; their answers, in order (errors raised unless `check=False`)."
+async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, check=True, timeout=30.0) -> list[dict]:
+    "Send `messages` to `shard` in one frame; their answers, in order (errors raised unless `check=False`), within `timeout` seconds."
     ws, loop, futures = await self._socket(shard), asyncio.get_running_loop(), []
     for m in messages:
         m["req"] = next(self._reqs)
@@ -153,7 +157,10 @@ async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, chec
         for m in messages: self._waiting.pop(m["req"], None)
         raise ConnectionError(f"{self.urls[shard]}ws: connection closed; reconnecting")
     await ws.send_str(json.dumps(messages if len(messages) > 1 else messages[0]))
-    answers = await asyncio.gather(*futures)
+    try: answers = await asyncio.wait_for(asyncio.gather(*futures), timeout)
+    except TimeoutError:
+        for m in messages: self._waiting.pop(m["req"], None)
+        raise TimeoutError(f"{self.urls[shard]}ws: no answer to {len(messages)} message(s) in {timeout:g} s") from None
     return [_raise(a) for a in answers] if check else answers
 
 @patch

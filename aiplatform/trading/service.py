@@ -20,7 +20,7 @@ from ..platform.services import SETTINGS, RateLimit, TooMany, aiohttp_service, c
 from .engine import RiskLimits
 from .ledger import is_done, public
 from .market import Market, SymbolSpec, symbol_spec
-from .orders import Cancel, Modify, Order, plain_order
+from .orders import Cancel, CancelAll, Modify, Order, plain_order
 from .sessions import Outbox
 
 # %% ../../nbs/trading/14_service.ipynb #9923b89d
@@ -166,24 +166,27 @@ def handle(self: Connection, message):
     "Act on one client message; every mistake is answered with a message naming it, and changes nothing."
     req = message.get("req") if isinstance(message, dict) else None
     op = message.get("op") if isinstance(message, dict) else None
+    bad_req = req is not None and not (type(req) is int or (isinstance(req, str) and len(req) <= 64))
+    if bad_req: req = None  # never echoed
     try:
+        if not self.rate.take(): raise TooMany(self.rate.refusal())  # a mistake counts too
         if not isinstance(message, dict): raise ValidationError(f"message: expected a JSON object with an op, got {type(message).__name__}")
-        if req is not None and not (type(req) is int or (isinstance(req, str) and len(req) <= 64)):
-            req = None
-            raise ValidationError("req: expected an integer or text of at most 64 characters, echoed in the answer")
-        if not self.rate.take(): raise TooMany(self.rate.refusal())
+        if bad_req: raise ValidationError("req: expected an integer or text of at most 64 characters, echoed in the answer")
         if op in ORDER_OPS: self._trade(op, message, req)
         elif op in ("subscribe", "unsubscribe"): self._subscribe(op, _fields(message), req)
         elif op == "ping": self.push({"type": "pong", "req": req})
         else: raise ValidationError(f"op {op!r}: expected one of {', '.join(ORDER_OPS + ('subscribe', 'unsubscribe', 'ping'))}")
     except AIPlatformError as e:
         self.push({"type": "reject" if op in ORDER_OPS else "error", "req": req, "error": str(e), "status": e.status})
+    except Exception:  # a fault of ours: logged, answered, and the connection and its other messages go on
+        get_logger("trading.service").exception("%s's message %.200r", self.user.username, message)
+        self.push({"type": "reject" if op in ORDER_OPS else "error", "req": req, "error": "internal error", "status": 500})
 
 @patch
-def _reply(self: Connection, req):
-    "The answer to one order command: an ack or a reject, with the order's state."
+def _reply(self: Connection, req, placing=False):
+    "The answer to one order command (`placing`: a new order): an ack or a reject, with the order's state."
     def reply(ok, state, error):
-        if ok and self.cancel_on_disconnect and not is_done(state): self._placed(state["cid"])
+        if placing and ok and self.cancel_on_disconnect and not is_done(state): self._placed(state["cid"])
         answer = {"type": "ack" if ok else "reject", "req": req, "order": public(state)}
         if error: answer["error"] = error
         self.push(answer)
@@ -193,14 +196,13 @@ def _reply(self: Connection, req):
 @patch
 def _trade(self: Connection, op, message, req):
     if not self.user.allowed("trader", "admin"): raise Forbidden(f"user {self.user.username!r} (role {self.user.role}): market data only")
-    m, reply = self.market, self._reply(req)
+    m, reply = self.market, self._reply(req, op == "order")  # the orders sent here are the ones cancelled on disconnect
     if op == "order": return m.submit(self.account, plain_order(message) or Order(**_fields(message)), reply)  # the common case without pydantic
     fields = _fields(message)
     if op == "cancel": m.cancel(self.account, Cancel(**fields), reply)
     elif op == "modify": m.modify(self.account, Modify(**fields), reply)
     else:
-        if set(fields) - {"symbol"}: raise ValidationError(f"cancel_all: unknown field {sorted(set(fields) - {'symbol'})[0]!r} (expected symbol)")
-        states = m.cancel_all(self.account, fields.get("symbol"))
+        states = m.cancel_all(self.account, CancelAll(**fields).symbol)
         self.push({"type": "ack", "req": req, "cancelling": [s["cid"] for s in states]})
 
 @patch
@@ -356,7 +358,9 @@ async def modify(request):
 async def cancel_all(request):
     q = query(request, ROUTES["cancel_all"])
     _, account = await _who(request, TRADERS, q)
-    states = request.app[MARKET].cancel_all(account, q.get("symbol"))
+    body = _body(CancelAll, await read_json(request)) if request.can_read_body else CancelAll()
+    if body.symbol and "symbol" in q: raise ValidationError("symbol: given in the query; leave it out of the body")
+    states = request.app[MARKET].cancel_all(account, body.symbol or q.get("symbol"))
     return web.json_response({"cancelling": [s["cid"] for s in states]})
 
 # %% ../../nbs/trading/14_service.ipynb #4841539b
@@ -387,16 +391,19 @@ async def positions(request):
 
 # %% ../../nbs/trading/14_service.ipynb #bfb19904
 async def add_symbol(request):
+    query(request, ROUTES["add_symbol"])
     await caller(request, "admin")
     spec = symbol_spec(await read_json(request))
     request.app[MARKET].add_symbol(spec)
     return web.json_response(spec.model_dump(), status=201)
 
 async def halt(request):
+    query(request, ROUTES["halt"])
     await caller(request, "admin")
     return web.json_response(request.app[MARKET].halt(request.match_info["symbol"]).model_dump())
 
 async def resume(request):
+    query(request, ROUTES["resume"])
     await caller(request, "admin")
     return web.json_response(request.app[MARKET].halt(request.match_info["symbol"], False).model_dump())
 
@@ -446,7 +453,7 @@ def _routes() -> dict:
         (None, Route("POST", "/orders", submit, "Place an order; a repeated cid answers that order's state.", TRADERS, Order, cid)),
         (None, Route("GET", "/orders", orders, "The account's orders.", TRADERS, None, cid | s | {"limit": LIMIT,
                      "status": ("which orders", {"type": "string", "enum": ["open", "done", "all"]})})),
-        ("cancel_all", Route("POST", "/orders/cancel-all", cancel_all, "Cancel every open order (of one symbol, if given).", TRADERS, None, cid | s)),
+        ("cancel_all", Route("POST", "/orders/cancel-all", cancel_all, "Cancel every open order (of one symbol, if given).", TRADERS, CancelAll, cid | s)),
         (None, Route("GET", "/orders/{cid}", order, "One order by its client order id.", TRADERS, None, cid)),
         (None, Route("DELETE", "/orders/{cid}", cancel, "Cancel an open order.", TRADERS, None, cid)),
         (None, Route("PATCH", "/orders/{cid}", modify, "Change an open order's price and/or remaining quantity.", TRADERS, Modify, cid)),
@@ -470,10 +477,10 @@ def openapi() -> dict:
                           + [{"name": n, "in": "query", "description": d, "schema": sc} for n, (d, sc) in (r.query or {}).items()],
               "responses": {"200": {"description": "done"}, "400": {"description": "a field breaks its rule; nothing changed"},
                             "401": {"description": "no valid API key"}, "403": {"description": "the role does not allow it"}}}
-        if r.body: op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{r.body.__name__}"}}}}
+        if r.body: op["requestBody"] = {"required": r.body is not CancelAll, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{r.body.__name__}"}}}}
         if r.body is Order or r.method in ("DELETE", "PATCH"): op["responses"]["422"] = {"description": "the engine refused it; the reason and the order's state"}
         paths.setdefault(r.path, {})[r.method.lower()] = op
-    schemas = {m.__name__: m.model_json_schema() for m in (Order, Modify, SymbolSpec)}
+    schemas = {m.__name__: m.model_json_schema() for m in (Order, Modify, CancelAll, SymbolSpec)}
     return {"openapi": "3.1.0", "info": {"title": "aiplatform trading service", "version": "1"}, "paths": paths,
             "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
 

@@ -62,7 +62,7 @@ def test_engine_refusals_are_422_with_the_order(svc):
 @pytest.mark.parametrize("body, error", [
     (dict(cid="b", symbol="DEMO", side="buy", price=100, qty=0), "qty 0: expected a quantity in lots, from 1 to 10**12"),
     (dict(cid="b", symbol="DEMO", side="hold", price=100, qty=1), "side 'hold': expected \"buy\" or \"sell\""),
-    (dict(cid="b", symbol="DEMO", side="buy", price=-1, qty=1), "price -1: expected a price in ticks, from 1 to 2**53"),
+    (dict(cid="b", symbol="DEMO", side="buy", price=-1, qty=1), "price -1: expected a price in ticks, from 1 to 2**40"),
     (dict(cid="b" * 37, symbol="DEMO", side="buy", price=100, qty=1), "cid"),
     (dict(cid="b", symbol="demo", side="buy", price=100, qty=1), "symbol 'demo'"),
     (dict(cid="b", symbol="DEMO", side="buy", qty=1), "price: required for a limit order"),
@@ -240,4 +240,79 @@ def test_cancel_on_disconnect_is_chosen_per_connection(svc):
         await asyncio.sleep(0.3)
         status = {cid: call(svc, "GET", f"orders/{cid}", user="tom")[1]["status"] for cid in ("cod-1", "cod-2")}
         assert status == {"cod-1": "cancelled", "cod-2": "open"}
+    asyncio.run(scenario())
+
+def test_an_order_and_a_refused_modify_of_it_in_one_frame(svc):
+    async def scenario():
+        session, ws = await _ws(svc, "tess")
+        await ws.send_json([order_message("ACME", "buy", 1, 101, cid="om-1") | {"req": 1}, {"op": "modify", "cid": "om-1", "qty": 2_000_000, "req": 2}])
+        got = {m.get("req"): m for m in await _until(ws, lambda m: m.get("req") == 2)}
+        await session.close()
+        return got
+    got = asyncio.run(scenario())
+    assert (got[1]["type"], got[2]["type"], got[2]["error"]) == ("ack", "reject", "risk_max_order_qty")
+    assert call(svc, "GET", "orders/om-1")[1]["status"] == "open"  # not taken for rejected: it is still found, and cancelled
+    assert call(svc, "DELETE", "orders/om-1")[1]["status"] == "cancelled"
+
+def test_wrong_types_are_answered_and_the_connection_goes_on(svc):
+    assert call(svc, "POST", "orders", body=dict(cid="s-1", symbol="DEMO", side="buy", price=100, qty=1, self=1))[1]["error"].startswith("self: unknown field")
+    async def scenario():
+        session, ws = await _ws(svc, "tess")
+        await ws.send_json([{"op": "ping", "req": 1}, {"op": "cancel_all", "symbol": 5, "req": 2}, {"op": "cancel_all", "symbol": ["DEMO"], "req": 3},
+                            {"op": "modify", "cid": "x", "self": 1, "req": 4}, {"op": "ping", "req": 5}])
+        got = {m.get("req"): m for m in await _until(ws, lambda m: m.get("req") == 5)}
+        assert not ws.closed
+        await session.close()
+        return got
+    got = asyncio.run(scenario())
+    assert (got[1]["type"], got[5]["type"]) == ("pong", "pong")
+    assert got[2]["error"].startswith("symbol 5: expected a symbol") and got[3]["error"].startswith("symbol: expected a symbol")
+    assert got[4]["error"].startswith("self: unknown field") and {got[k]["status"] for k in (2, 3, 4)} == {400}
+
+def test_cancel_all_over_http_takes_a_symbol_in_its_body(svc):
+    for cid, symbol in (("ca-1", "DEMO"), ("ca-2", "ACME")): call(svc, "POST", "orders", body=dict(cid=cid, symbol=symbol, side="buy", price=101, qty=1))
+    assert call(svc, "POST", "orders/cancel-all", body={"symbol": "ACME", "colour": "red"})[1]["error"].startswith("colour: unknown field")
+    assert call(svc, "POST", "orders/cancel-all?symbol=ACME", body={"symbol": "ACME"})[1]["error"] == "symbol: given in the query; leave it out of the body"
+    status, answer = call(svc, "POST", "orders/cancel-all", body={"symbol": "ACME"})
+    assert status == 200 and "ca-2" in answer["cancelling"] and "ca-1" not in answer["cancelling"]
+    assert call(svc, "GET", "orders/ca-1")[1]["status"] == "open"
+    assert "ca-1" in call(svc, "POST", "orders/cancel-all")[1]["cancelling"]  # no body: every symbol
+
+def test_cancel_on_disconnect_cancels_only_what_the_connection_placed(svc):
+    call(svc, "POST", "orders", user="tom", body=dict(cid="cod-http", symbol="ACME", side="buy", price=101, qty=5))
+    async def scenario():
+        async with AsyncTradingClient(svc.url, svc.keys["tom"], cancel_on_disconnect=True) as leaving:
+            await leaving.modify("cod-http", qty=4)
+            await leaving.order("ACME", "buy", 1, 101, cid="cod-ws")
+        await asyncio.sleep(0.3)
+    asyncio.run(scenario())
+    assert {cid: call(svc, "GET", f"orders/{cid}", user="tom")[1]["status"] for cid in ("cod-http", "cod-ws")} == {"cod-http": "open", "cod-ws": "cancelled"}
+    call(svc, "DELETE", "orders/cod-http", user="tom")
+
+def test_mistakes_count_against_the_rate_limit(svc):
+    async def scenario():
+        session, ws = await _ws(svc, "tom")
+        seen = []
+        for k in range(8):  # 320 messages, all but one a frame not even an object
+            await ws.send_json([1] * 39 + [{"op": "ping", "req": k}])
+            seen += await _until(ws, lambda m: m.get("req") == k)
+        await session.close()
+        return seen
+    refused = [m for m in asyncio.run(scenario()) if m["type"] == "error" and m["error"].startswith("rate limit")]
+    assert len(refused) >= 10
+
+def test_admin_routes_check_their_query(svc):
+    status, answer = call(svc, "POST", "admin/symbols/LOTS/halt?halted=false", user="ada")
+    assert (status, answer["error"]) == (400, "query parameter 'halted': unknown (none expected)")
+    assert call(svc, "GET", "symbols")[1]["symbols"][2]["halted"] is False
+
+def test_the_client_survives_a_failing_listener_and_opens_one_socket(svc, monkeypatch):
+    opened, connect = [], aiohttp.ClientSession.ws_connect
+    monkeypatch.setattr(aiohttp.ClientSession, "ws_connect", lambda self, *a, **k: (opened.append(1), connect(self, *a, **k))[1])
+    async def scenario():
+        async with AsyncTradingClient(svc.url, svc.keys["tom"]) as tom:
+            tom.listeners.append(lambda m: 1 / 0)
+            a, b = await asyncio.gather(tom.order("ACME", "buy", 1, 101), tom.order("ACME", "buy", 1, 101))  # both open the socket at once
+            assert len(opened) == 1 and (a["status"], b["status"]) == ("open", "open")
+            assert len(await tom.cancel_all("ACME")) >= 2  # answered, though every message broke the listener
     asyncio.run(scenario())
