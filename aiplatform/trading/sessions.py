@@ -22,13 +22,13 @@ class Outbox:
         if self.closed: return
         book = message["type"] in BOOK
         if book and message["symbol"] in self.stale: return  # a snapshot will replace it
+        if len(self.queue) >= self.limit:  # full: the book messages waiting give way to snapshots
+            self.stale |= {m["symbol"] for m in self.queue if m["type"] in BOOK} | ({message["symbol"]} if book else set())
+            self.queue = deque(m for m in self.queue if m["type"] not in BOOK)
+            if book: return
         if len(self.queue) < self.limit: return self.queue.append(message)
-        if book:
-            self.stale.add(message["symbol"])
-            self.queue = deque(m for m in self.queue if not (m["type"] in BOOK and m["symbol"] == message["symbol"]))
-        else:
-            self.closed = f"slow consumer: {len(self.queue)} messages waiting, at most {self.limit}"
-            self.queue.clear()
+        self.closed = f"slow consumer: {len(self.queue)} messages waiting, at most {self.limit}"
+        self.queue.clear()
 
 # %% ../../nbs/trading/11_sessions.ipynb #bbe55004
 @patch

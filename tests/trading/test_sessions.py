@@ -37,6 +37,13 @@ def test_other_messages_past_the_limit_close_the_connection_and_free_its_queue()
     box.put({"type": "fill", "order_id": 9})
     assert len(box.queue) == 0
 
+def test_book_messages_give_way_to_others_before_the_connection_is_closed():
+    box = Outbox(limit=3)
+    for i in range(3): box.put({"type": "book", "symbol": "AB"[i % 2], "seq": i})
+    box.put({"type": "trade", "symbol": "A"})
+    assert ([m["type"] for m in box.queue], box.stale, box.closed) == (["trade"], {"A", "B"}, None)
+    assert [m["type"] for m in box.take(lambda symbol: {"type": "book_snapshot", "symbol": symbol})] == ["book_snapshot"] * 2 + ["trade"]
+
 def test_the_rate_limit_refills_at_its_rate():
     now = [0.0]
     limit = RateLimit(rate=10, burst=1, clock=lambda: now[0])
