@@ -206,9 +206,9 @@ def modify(self: Market, account: int, modify: Modify, reply):
 
 @patch
 def cancel_all(self: Market, account: int, symbol=None) -> list:
-    "Queue the cancel of each of `account`'s open orders (in `symbol` only, if given); their states."
+    "Queue the cancel of each of `account`'s open orders, those still queued too (in `symbol` only, if given); their states."
     if symbol is not None: self.spec(symbol)
-    states = [s for s in self.ledger.accounts.get(account, {}).values() if s["status"] == "open" and symbol in (None, s["symbol"])]
+    states = [s for s in self.ledger.accounts.get(account, {}).values() if not is_done(s) and symbol in (None, s["symbol"])]
     for s in states: self._queue(Request(s["symbol"], s, cancel_fields(s["order_id"], account), lambda *a: None))
     return states
 

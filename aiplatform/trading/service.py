@@ -229,7 +229,7 @@ def _subscribe(self: Connection, op, fields, req):
     if channel == "book": self.push(self.market.feeds[symbol].snapshot())
     elif channel == "trades": self.push({"type": "trades", "symbol": symbol, "trades": list(self.market.tape[symbol])})
     elif channel == "orders":
-        self.push({"type": "orders", "orders": [public(s) for s in self.market.ledger.accounts.get(self.account, {}).values() if s["status"] == "open"]})
+        self.push({"type": "orders", "orders": [public(s) for s in self.market.ledger.accounts.get(self.account, {}).values() if not is_done(s)]})
     else: self.push({"type": "positions", "positions": [position(self.market, self.account, s) for s in self.market.specs]})
 
 @patch
@@ -369,7 +369,7 @@ async def orders(request):
     _, account = await _who(request, TRADERS, q)
     status = q.get("status", "open")
     rows = [public(s) for s in request.app[MARKET].ledger.accounts.get(account, {}).values()
-            if (status == "all" or (s["status"] == "open") == (status == "open")) and q.get("symbol") in (None, s["symbol"])]
+            if (status == "all" or is_done(s) == (status == "done")) and q.get("symbol") in (None, s["symbol"])]
     return web.json_response({"orders": rows[-q.get("limit", 1_000):]})
 
 async def order(request):
@@ -424,7 +424,7 @@ async def websocket(request):
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
-                conn.push({"type": "error", "req": None, "error": "frame: expected text (JSON), got binary", "status": 400})
+                conn.push({"type": "error", "req": None, "error": f"frame: expected text (JSON), got {msg.type.name.lower()}", "status": 400})
                 continue
             try: data = orjson.loads(msg.data)
             except ValueError as e:
