@@ -13,8 +13,8 @@ from fractions import Fraction
 from pathlib import Path
 from ..core import NotFound, ValidationError
 import numpy as np
-from .book import (OP_CANCEL, OP_SUBMIT, SIDES, Event, OrderBook, cancel_fields, events_of,
-                                     modify_fields, submit_fields)
+from .book import (BUY, LIMIT, MARKET, OP_CANCEL, OP_SUBMIT, SELL, SIDES, STOP, STOP_LIMIT, Event, OrderBook,
+                                     cancel_fields, events_of, modify_fields, submit_fields)
 from .journal import JournaledBook, _fsync_dir
 from fastcore.basics import patch
 
@@ -116,23 +116,38 @@ def book(self: Engine, symbol) -> OrderBook:
     if symbol not in self.books: raise NotFound(f"symbol {symbol!r}: not traded; symbols: {', '.join(self.books)}")
     return self.books[symbol]
 
+def _reach(book: OrderBook, side, qty):
+    "The farthest price a market order of `qty` on `side` (a code) would take in `book` now, by its visible quantity; None on an empty side."
+    if side not in (BUY, SELL) or qty is None: return None
+    D, counts = book.depth_arrays(1 << 40)  # as many levels as the book has
+    n = counts[1 - side]
+    return int(D[1 - side, min(int(np.searchsorted(np.cumsum(D[1 - side, :n, 1]), qty)), n - 1), 0]) if n else None
+
 @patch
-def _risk(self: Engine, last, user, price, qty, new_order, pending=0):
-    "The name of the limit a command breaks, or None; `last`: the book's last trade price (None before the first)."
+def _risk(self: Engine, book, last, row, pending=0, queued=None):
+    "The limit the command `row` (its fields) breaks, or None; `last`: the last trade before its batch, `pending`: its user's new orders before it in the batch, `queued`: the fields of the order a modify names when that order is new in the batch."
+    op, order_id, user, side, kind, price, qty, stop = row[0], row[1], row[2], row[3], row[4], row[6] or None, row[7] or None, row[8] or None
     lim = self.user_limits.get(user, self.limits)
     if qty is not None and qty > lim.max_order_qty: return "risk_max_order_qty"
-    ref = price if price is not None else last
-    if qty is not None and ref is not None and ref * qty > lim.max_notional: return "risk_max_notional"
+    if op == OP_SUBMIT:
+        if kind in (MARKET, STOP): price = None  # the book takes no price from them
+        at = price if kind in (LIMIT, STOP_LIMIT) else stop if kind == STOP else _reach(book, side, qty)
+    else:  # a modify: the order as it would be
+        o = book.order(order_id)
+        was = (o.price or o.stop_price, o.remaining) if o is not None else (queued[6] or queued[8], queued[7]) if queued else (None, None)
+        at, qty = price or was[0], qty or was[1]
+    if at and qty and at * qty > lim.max_notional: return "risk_max_notional"
     if price is not None and last is not None and lim.price_band_pct and abs(price - last) * 100 > lim.price_band_pct * last:
         return "risk_price_band"
-    if new_order and self.open_orders.get(user, 0) + pending >= lim.max_open_orders: return "risk_max_open_orders"
+    if op == OP_SUBMIT and self.open_orders.get(user, 0) + pending >= lim.max_open_orders: return "risk_max_open_orders"
     return None
 
 # %% ../../nbs/trading/02_engine.ipynb #1c19880b
 @patch
 def _send(self: Engine, symbol, fields, side=None) -> list[Event]:
     "Apply one command to `symbol`'s book (journaled first when there is a folder), then account for it."
-    events = (self.journals[symbol] if self.journals else self.book(symbol)).command(fields)
+    book = self.book(symbol)  # NotFound for a symbol not traded
+    events = (self.journals[symbol] if self.journals else book).command(fields)
     self._account(symbol, events, {fields[1]: side})
     self._counted(1)
     return events
@@ -146,8 +161,8 @@ def _counted(self: Engine, n):
 @patch
 def submit(self: Engine, symbol, order_id, side, price, qty, user=0, **kwargs) -> list[Event]:
     "Risk-check, then submit an order to `symbol`'s book (arguments as `OrderBook.submit`)."
-    fields = submit_fields(order_id, side, price, qty, user, **kwargs)
-    if (reason := self._risk(self.book(symbol).last_price, user, price, qty, True)): return _reject(order_id, user, price, qty, reason)
+    fields, book = submit_fields(order_id, side, price, qty, user, **kwargs), self.book(symbol)
+    if (reason := self._risk(book, book.last_price, fields)): return _reject(order_id, user, price, qty, reason)
     return self._send(symbol, fields, side)
 
 @patch
@@ -156,8 +171,8 @@ def cancel(self: Engine, symbol, order_id, user=0) -> list[Event]:
 
 @patch
 def modify(self: Engine, symbol, order_id, price=None, qty=None, user=0) -> list[Event]:
-    fields = modify_fields(order_id, price, qty, user)
-    if (reason := self._risk(self.book(symbol).last_price, user, price, qty, False)): return _reject(order_id, user, price, qty, reason)
+    fields, book = modify_fields(order_id, price, qty, user), self.book(symbol)
+    if (reason := self._risk(book, book.last_price, fields)): return _reject(order_id, user, price, qty, reason)
     return self._send(symbol, fields)
 
 @patch
@@ -235,19 +250,20 @@ def prune(self: Engine):
 @patch
 def process(self: Engine, symbol, rows) -> list[Event]:
     "Risk-check, then journal and apply as one batch (split where a refused modify names an order of it), commands given as fields (`submit_fields`, `cancel_fields`, `modify_fields`)."
-    out, passed, pending, new = [], [], {}, set()
-    last = self.book(symbol).last_price  # the batch is checked against the last trade before it
+    out, passed, pending, new = [], [], {}, {}
+    book = self.book(symbol)
+    last = book.last_price  # the batch is checked against the last trade before it
     for row in rows:
-        op, order_id, user, price, qty = row[0], row[1], row[2], row[6] or None, row[7] or None
+        op, order_id, user = row[0], row[1], row[2]
         if op != OP_CANCEL:  # a cancel is never refused by risk
-            if (reason := self._risk(last, user, price, qty, op == OP_SUBMIT, pending.get(user, 0))):
+            if (reason := self._risk(book, last, row, pending.get(user, 0), new.get(order_id))):
                 if order_id in new:  # a modify of an order new in this batch: the commands before it go first
-                    out, passed, new, pending = out + self._run(symbol, passed), [], set(), {}
-                out += _reject(order_id, user, price, qty, reason)
+                    out, passed, new, pending = out + self._run(symbol, passed), [], {}, {}
+                out += _reject(order_id, user, row[6], row[7], reason)
                 continue
             if op == OP_SUBMIT:
                 pending[user] = pending.get(user, 0) + 1
-                new.add(order_id)
+                new[order_id] = row
         passed.append(row)
     return out + self._run(symbol, passed) if passed else out
 

@@ -215,6 +215,15 @@ def cancel_all(self: Market, account: int, symbol=None) -> list:
 # %% ../../nbs/trading/13_market.ipynb #b84f0938
 MAX_BATCH = 2_048  # commands one batch takes: under a flood, answers go out every few milliseconds, not after all of it
 
+def _parts(requests: list) -> list:
+    "`requests` cut where one commands an order that an earlier one of its part names: each command's answer is then its own."
+    parts, named = [[]], set()
+    for r in requests:
+        if r.row is not None and r.state["order_id"] in named: parts, named = parts + [[]], set()
+        parts[-1].append(r)
+        named.add(r.state["order_id"])
+    return parts
+
 @patch
 def flush(self: Market):
     "Send the queued commands (up to `MAX_BATCH`) to the engine, one batch per symbol; answer each, send; then record, tell the listeners, send."
@@ -224,7 +233,7 @@ def flush(self: Market):
     self.cids.flush()
     now, by_symbol, news = self.clock(), {}, []
     for r in pending: by_symbol.setdefault(r.symbol, []).append(r)
-    for symbol, requests in by_symbol.items():
+    for symbol, requests in ((s, part) for s, rs in by_symbol.items() for part in _parts(rs)):
         rows = [r.row for r in requests if r.row is not None]
         events = self.engine.process(symbol, rows) if rows else []
         changed, fills, refused = self.ledger.apply(symbol, events, now)
