@@ -10,19 +10,32 @@ __all__ = ['BOTS', 'Strategy', 'run', 'BotThread', 'skewed', 'MarketMaker', 'ma_
 import argparse, asyncio, itertools, threading, time
 import numpy as np
 from fastcore.basics import patch
-from ..core import ValidationError, get_logger
-from .book import KINDS, OP_CANCEL, OP_MODIFY, SIDES, TIFS
+from ..core import Conflict, ValidationError, get_logger
+from .book import KINDS, OP_CANCEL, OP_MODIFY, OP_SUBMIT, SIDES, STPS, TIFS
 from .client import AsyncTradingClient, OrderRejected, new_cid
 from .data import order_flow
 from .gpu import rolling_mean
 from .journal import commands_of, read_journal
 
 # %% ../../nbs/trading/16_bots.ipynb #f5cf0e7b
+def _need(name, value, ok: bool, expected: str):
+    "`ValidationError` naming a bot's parameter unless `ok`."
+    if not ok: raise ValidationError(f"{name} {value!r}: expected {expected}")
+
+def _whole(x, least=1) -> bool: return type(x) is int and x >= least
+def _positive(x) -> bool: return type(x) in (int, float) and x > 0
+_ORDER_ERRORS = (OrderRejected, ValidationError, Conflict)  # a quote refused (risk, band, tick, halt): the bot goes on
+
 class Strategy:
     "A trading bot for one symbol: override the hooks it needs."
     name = "strategy"
     def __init__(self, symbol: str, **params):
         self.symbol, self.params, self.client, self.pnl_history = symbol, params, None, []
+        self.tick, self.lot = 1, 1  # the symbol's tick and lot sizes, once running
+
+    def failure(self) -> BaseException | None:
+        "An error that stopped the strategy's own background work: the runner stops the bot with it."
+        return None
 
     async def on_start(self): pass
     async def on_book(self, book): pass
@@ -56,6 +69,10 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
     log = get_logger("trading.bots")
     async with AsyncTradingClient(urls, key, cancel_on_disconnect=True) as client:
         strategy.client = client
+        specs = await client.symbols()
+        if "symbol" not in specs or strategy.symbol not in set(specs.symbol): raise ValidationError(f"symbol {strategy.symbol!r}: not traded")
+        spec = specs[specs.symbol == strategy.symbol].iloc[0]
+        strategy.tick, strategy.lot = int(spec.tick_size), int(spec.lot_size)
         client.listeners.append(inbox.put_nowait)
         for channel, symbol in (("book", strategy.symbol), ("trades", strategy.symbol), ("orders", None), ("positions", None)):
             await client.subscribe(channel, symbol)
@@ -63,6 +80,7 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
         deadline = None if seconds is None else asyncio.get_running_loop().time() + seconds
         try:
             while not stop.is_set() and (deadline is None or asyncio.get_running_loop().time() < deadline):
+                if (error := strategy.failure()) is not None: raise error
                 try: m = await asyncio.wait_for(inbox.get(), 0.1)
                 except TimeoutError: continue
                 kind, symbol = m["type"], m.get("symbol")
@@ -116,7 +134,9 @@ class MarketMaker(Strategy):
     "Two-sided quotes around the mid with inventory skew."
     name = "market_maker"
     def __init__(self, symbol, spread=2, qty=10, refresh_s=1.0, max_inventory=100, fair=None):
-        if spread < 1 or qty < 1 or max_inventory < 1: raise ValidationError("spread, qty and max_inventory: expected at least 1")
+        for name, value in dict(spread=spread, qty=qty, max_inventory=max_inventory).items(): _need(name, value, _whole(value), "a whole number from 1")
+        _need("refresh_s", refresh_s, _positive(refresh_s), "seconds above 0")
+        _need("fair", fair, fair is None or _whole(fair), "a price in ticks from 1, or none")
         super().__init__(symbol, spread=spread, qty=qty, refresh_s=refresh_s, max_inventory=max_inventory, fair=fair)
         self.quotes, self.quoted_at, self.quoted_mid = {}, 0.0, None
 
@@ -132,10 +152,11 @@ async def requote(self: MarketMaker):
         except Exception: pass  # already filled or cancelled
     self.quotes.clear()
     bid_qty, ask_qty = skewed(p["qty"], self.position, p["max_inventory"])
-    for side, qty, price in (("buy", bid_qty, int(mid) - p["spread"]), ("sell", ask_qty, int(mid + 0.5) + p["spread"])):
+    bid, ask = (int(mid) - p["spread"]) // self.tick * self.tick, -(-(int(mid + 0.5) + p["spread"]) // self.tick) * self.tick  # on ticks, outwards
+    for side, qty, price in (("buy", bid_qty - bid_qty % self.lot, bid), ("sell", ask_qty - ask_qty % self.lot, ask)):
         if qty > 0 and price > 0:
             try: self.quotes[(await self.client.order(self.symbol, side, qty, price))["cid"]] = side
-            except OrderRejected as e: get_logger("trading.bots").info("market maker %s: %s", self.symbol, e)
+            except _ORDER_ERRORS as e: get_logger("trading.bots").info("market maker %s: %s", self.symbol, e)
     self.quoted_at, self.quoted_mid = time.monotonic(), mid
 
 @patch
@@ -163,7 +184,9 @@ class MomentumMA(Strategy):
     "Long when the fast moving average of the mid is above the slow one, short below."
     name = "momentum_ma"
     def __init__(self, symbol, fast=5, slow=20, qty=10, max_position=50, interval_s=0.2):
-        if not 1 <= fast < slow: raise ValidationError(f"fast {fast}, slow {slow}: expected 1 <= fast < slow")
+        if not (_whole(fast) and _whole(slow) and fast < slow): raise ValidationError(f"fast {fast!r}, slow {slow!r}: expected whole numbers, 1 <= fast < slow")
+        for name, value in dict(qty=qty, max_position=max_position).items(): _need(name, value, _whole(value), "a whole number from 1")
+        _need("interval_s", interval_s, _positive(interval_s), "seconds above 0")
         super().__init__(symbol, fast=fast, slow=slow, qty=qty, max_position=max_position, interval_s=interval_s)
         self.prices, self.sampled_at, self.signal = [], 0.0, 0
 
@@ -176,15 +199,17 @@ class MomentumMA(Strategy):
         self.signal = ma_signal(self.prices, p["fast"], p["slow"])
         target = self.signal * p["max_position"]
         if (gap := target - self.position) and self.signal:
-            qty = min(abs(gap), p["qty"])
+            qty = min(abs(gap), p["qty"]) // self.lot * self.lot
+            if not qty: return
             try: await self.client.order(self.symbol, "buy" if gap > 0 else "sell", qty, kind="market", tif="IOC")
-            except OrderRejected as e: get_logger("trading.bots").info("momentum %s: %s", self.symbol, e)
+            except _ORDER_ERRORS as e: get_logger("trading.bots").info("momentum %s: %s", self.symbol, e)
 
 # %% ../../nbs/trading/16_bots.ipynb #c058cddf
 async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, speed: float = 1.0, offset: int = 0,
-                 prefix: str = "r", stop: asyncio.Event | None = None) -> dict:
-    "Send `commands` to `symbol` at `speed`× the pace of `times_ns`, prices shifted by `offset`; counts of what was answered."
+                 prefix: str | None = None, stop: asyncio.Event | None = None) -> dict:
+    "Send `commands` to `symbol` at `speed`× the pace of `times_ns`, prices shifted by `offset`, client order ids `prefix` + engine id (a new prefix by default: each replay places its orders anew); counts of what was answered."
     if speed <= 0: raise ValidationError(f"speed {speed}: expected a positive number")
+    prefix = f"r{new_cid()[:6]}-" if prefix is None else prefix
     loop, counts = asyncio.get_running_loop(), {"sent": 0, "acked": 0, "rejected": 0}
     start, t0 = loop.time(), int(times_ns[0]) if len(times_ns) else 0
     for t, c in zip(times_ns.tolist(), commands):
@@ -200,6 +225,9 @@ async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, sp
                            tif=TIFS[c["tif"]])
             if c["price"]: message["price"] = int(c["price"]) + offset
             if c["stop_price"]: message["stop_price"] = int(c["stop_price"]) + offset
+            if c["display_qty"]: message["display_qty"] = int(c["display_qty"])
+            if c["post_only"]: message["post_only"] = True
+            if c["stp"]: message["stp"] = STPS[c["stp"]]
         answer = (await client.requests([message], client.shard(symbol), check=False))[0]
         counts["sent"] += 1
         counts["acked" if answer["type"] == "ack" else "rejected"] += 1
@@ -215,6 +243,12 @@ class NoiseTrader(Strategy):
     "Random limit, market and cancel orders around the mid, from the order-flow generator."
     name = "noise_trader"
     def __init__(self, symbol, rate=20.0, spread=10, max_qty=10, cancel=0.3, marketable=0.1, fair=10_000, seed=None):
+        _need("rate", rate, _positive(rate), "orders a second above 0")
+        _need("spread", spread, _whole(spread, 2), "a whole number of ticks from 2")
+        for name, value in dict(max_qty=max_qty, fair=fair).items(): _need(name, value, _whole(value), "a whole number from 1")
+        for name, value in dict(cancel=cancel, marketable=marketable).items(): _need(name, value, type(value) in (int, float) and 0 <= value < 1, "a share from 0 to below 1")
+        _need("cancel + marketable", cancel + marketable, cancel + marketable < 1, "below 1")
+        _need("seed", seed, seed is None or _whole(seed, 0), "a whole number from 0, or none")
         super().__init__(symbol, rate=rate, spread=spread, max_qty=max_qty, cancel=cancel, marketable=marketable, fair=fair, seed=seed)
         self.rounds, self._task = itertools.count(), None
 
@@ -222,11 +256,15 @@ class NoiseTrader(Strategy):
         p = self.params
         while True:
             mid = int(self.mid() or p["fair"])
-            times, cmds = order_flow(200, mid=mid, spread=p["spread"], rate=p["rate"], cancel=p["cancel"],
-                                     marketable=p["marketable"], max_qty=p["max_qty"], seed=p["seed"] and p["seed"] + next(self.rounds))
+            times, cmds = order_flow(200, mid=mid, spread=p["spread"], rate=p["rate"], cancel=p["cancel"], marketable=p["marketable"],
+                                     max_qty=p["max_qty"], seed=None if p["seed"] is None else p["seed"] + next(self.rounds))
+            new = cmds["op"] == OP_SUBMIT  # on the symbol's ticks and lots
+            cmds["price"] = cmds["price"] // self.tick * self.tick
+            cmds["qty"][new] = np.maximum(self.lot, cmds["qty"][new] // self.lot * self.lot)
             await replay(self.client, self.symbol, times, cmds, prefix=f"n{new_cid()[:6]}-")
 
     async def on_start(self): self._task = asyncio.get_running_loop().create_task(self._play())
+    def failure(self): return self._task.exception() if self._task and self._task.done() and not self._task.cancelled() else None
     async def on_stop(self):
         if self._task: self._task.cancel()
 

@@ -66,7 +66,7 @@ border-bottom:1px solid #eee;text-align:right}.aip-ladder td:first-child{color:#
 class TradingDesk(widgets.VBox):
     "The Trading Desk: ticket, ladder, tape, orders, fills, positions with P&L, bots."
     def __init__(self, settings=None):
-        self.settings, self.client, self.bots, self.pnl_points = settings or get_settings(), None, {}, []
+        self.settings, self.client, self.bots, self.pnl_points, self._watched = settings or get_settings(), None, {}, [], None
         self.key = widgets.Password(description="API key", placeholder="aip_…", style=STYLE, layout=dict(width="420px"))
         self.connect_button = widgets.Button(description="Connect", button_style="primary", icon="plug")
         self.connect_button.on_click(lambda _: self.connect())
@@ -121,14 +121,15 @@ def connect(self: TradingDesk):
         client = TradingClient(service_urls(self.settings), key)
         try:
             client.subscribe("orders"); client.subscribe("positions")
-            symbols = client.symbols()
+            symbols = sorted(client.symbols().get("symbol", []))  # none: no column at all
         except Exception:
             client.close()
             raise
         if self.client: self.client.close()
         self.client = client
-        self.symbol.options = sorted(symbols.symbol)
-        if self.symbol.options: self.symbol.value = self.symbol.options[0]
+        self.symbol.options = symbols
+        if symbols: self.symbol.value = symbols[0]
+        self._watch()  # the new client follows the symbol shown, changed or not
         self.trading.children = self.panels
         self.status.say(f"connected: {len(symbols)} symbols")
         try: loop = asyncio.get_running_loop()  # the kernel's: widgets are updated on its thread
@@ -138,8 +139,9 @@ def connect(self: TradingDesk):
 
 @patch
 def _watch(self: TradingDesk):
-    "Follow the chosen symbol's book and trades."
-    if self.client and self.symbol.value:
+    "Follow the chosen symbol's book and trades (once for each client and symbol)."
+    if self.client and self.symbol.value and self._watched != (self.client, self.symbol.value):
+        self._watched = (self.client, self.symbol.value)
         for channel in ("book", "trades"): self._do("subscribe", lambda c=channel: self.client.subscribe(c, self.symbol.value))
 
 # %% ../../nbs/trading/17_desk.ipynb #0f47599f

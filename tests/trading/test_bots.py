@@ -35,6 +35,30 @@ def test_three_bots_make_a_market(market):
         positions = tess.positions_frame().set_index("symbol")
         assert positions.loc["DEMO", "qty"] == maker.strategy.position
 
+def test_bots_keep_to_a_symbols_ticks_and_lots(market):
+    import json, urllib.request
+    spec = {"symbol": "GRID", "tick_size": 5, "lot_size": 10, "price_band_pct": 0}
+    urllib.request.urlopen(urllib.request.Request(market.url + "admin/symbols", data=json.dumps(spec).encode(), method="POST",
+                           headers={"Authorization": f"Bearer {market.keys['ada']}", "Content-Type": "application/json"}), timeout=30)
+    maker = BotThread(MarketMaker("GRID", spread=3, qty=25, fair=1_003), market.url, market.keys["tess"])
+    noise = BotThread(NoiseTrader("GRID", rate=40, spread=6, max_qty=30, fair=1_003, seed=0), market.url, market.keys["tom"])
+    try:
+        time.sleep(2)
+        assert maker.running and noise.running, (maker.error, noise.error)
+        quotes = [maker.strategy.client.orders[cid] for cid in maker.strategy.quotes]
+        assert quotes and all(o["price"] % 5 == 0 and o["qty"] % 10 == 0 for o in quotes), quotes
+        assert noise.strategy.client.orders and all(o["qty"] % 10 == 0 for o in noise.strategy.client.orders.values())
+    finally:
+        for bot in (maker, noise): bot.stop()
+
+def test_a_noise_trader_whose_flow_fails_stops_with_the_error(market, monkeypatch):
+    import aiplatform.trading.bots as bots
+    monkeypatch.setattr(bots, "order_flow", lambda *a, **k: 1 / 0)
+    noise = BotThread(NoiseTrader("SIM", fair=5_000), market.url, market.keys["tom"])
+    deadline = time.time() + 10
+    while noise.running and time.time() < deadline: time.sleep(0.1)
+    assert not noise.running and isinstance(noise.error, ZeroDivisionError)
+
 def test_replay_streams_a_generated_session_at_n_times_speed(market):
     times, commands = order_flow(300, mid=5_000, spread=10, rate=100.0, max_qty=40, seed=3)  # 3 s of flow
     async def main():

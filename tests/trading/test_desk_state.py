@@ -1,0 +1,47 @@
+"""The Trading Desk's widgets against a real service, without a browser: a reconnect follows the symbol shown, a
+service with no symbols connects, and a bad bot parameter is said in the status line."""
+import time
+import pytest
+from trading_service import make_users, start_trading, stop
+from aiplatform.core import load_settings
+from aiplatform.trading.client import TradingClient
+from aiplatform.trading.desk import TradingDesk
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory):
+    data = tmp_path_factory.mktemp("desk")
+    keys = make_users(data)
+    service = start_trading(data, symbols="DEMO", price_band_pct=0)
+    service.keys, service.data = keys, data
+    yield service
+    stop(service)
+
+def desk_on(svc, user) -> TradingDesk:
+    d = TradingDesk(load_settings(env={}, platform={"data_dir": svc.data}, trading={"shard_urls": svc.url}))
+    d.key.value = svc.keys[user]
+    d.connect()
+    return d
+
+def test_a_reconnected_desk_still_follows_its_symbol(svc):
+    d = desk_on(svc, "tess")
+    with TradingClient(svc.url, svc.keys["tom"]) as tom: tom.order("DEMO", "sell", 5, 100), tom.order("DEMO", "buy", 1, 100)
+    d.key.value = svc.keys["tom"]
+    d.connect()  # the same symbol shown: nothing changes in the dropdown
+    deadline = time.time() + 10
+    while time.time() < deadline and "DEMO" not in d.client.books: time.sleep(0.05)
+    d.redraw()
+    assert ">100<" in d.ladder.value and d.tape.value.count("<tr>") > 1
+    d.bot.value, d.bot_params.value = "market_maker", "spread=two"
+    d.start_bot()
+    assert "spread &#x27;two&#x27;: expected a whole number from 1" in d.status.value and d.bots == {}
+    d.client.cancel_all(), d.client.close()
+
+def test_a_service_with_no_symbols_connects(svc, tmp_path):
+    keys = make_users(tmp_path)
+    empty = start_trading(tmp_path, symbols="", price_band_pct=0)
+    try:
+        empty.data, empty.keys = tmp_path, keys
+        d = desk_on(empty, "tess")
+        assert "connected: 0 symbols" in d.status.value and d.symbol.options == ()
+        d.client.close()
+    finally: stop(empty)
