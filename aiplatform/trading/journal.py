@@ -7,7 +7,7 @@ __all__ = ['RECORD_WORDS', 'RECORD_BYTES', 'MAGIC', 'HEADER', 'FSYNC_POLICIES', 
            'JournalWriter', 'write_all', 'swap_in', 'Rewritable', 'read_journal', 'commands_of', 'JournaledBook']
 
 # %% ../../nbs/trading/01_journal.ipynb #f637c227
-import os, threading, time
+import os, threading, time, zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
@@ -208,6 +208,8 @@ def _intact_chunks(folder, after, repair, report, chunk=1 << 16):
             if head[:len(MAGIC)] != MAGIC: raise JournalError(f"{path}: not a journal segment (bad header)")
             if expected is not None and first != expected:
                 raise JournalError(f"{path}: starts at sequence {first}, expected {expected}")
+            if expected is None and first > after + 1:  # the book starts at `after`: what came between is gone
+                raise JournalError(f"{path}: the journal kept starts at sequence {first}, the book's state at {after}; the records between are gone")
             whole = (size - len(HEADER)) // RECORD_BYTES
             R = np.memmap(path, np.int64, "r", len(HEADER), (whole, RECORD_WORDS)) if whole else np.zeros((0, RECORD_WORDS), np.int64)
             check = lambda i, R=R: pool.submit(_first_bad, np.asarray(R[i:i + chunk]), first + i)
@@ -269,7 +271,9 @@ class JournaledBook:
                 with np.load(path) as arrays: book = OrderBook.from_arrays(arrays)
                 after = seq_of(path)
                 break
-            except (OSError, ValueError, KeyError) as e: get_logger("journal").warning("snapshot %s unreadable (%s)", path, e)
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+                if snapshot_seq: raise JournalError(f"{path}: snapshot unreadable ({e}); what was saved with it needs this one") from None
+                get_logger("journal").warning("snapshot %s unreadable (%s); an older one, or none", path, e)
         if book is None: book = OrderBook(tick_size)  # not `or`: an empty book is falsy
         report, replayed = {}, 0
         for part in _intact_chunks(folder, after, True, report):

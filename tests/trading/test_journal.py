@@ -148,3 +148,17 @@ def test_batch_syncs_run_in_a_forked_child_too(tmp_path):
     parent.close()
     assert done[0] == pid and done[1] == 0, "the child's syncs never ran"
     assert len(read_journal(tmp_path/"child")[0]) == 6
+
+def test_an_unreadable_snapshot_never_leaves_a_book_short(tmp_path):
+    jb = JournaledBook.open(tmp_path, snapshot_every=100, fsync="never")
+    for i in range(0, 500, 50): jb.process(stream(500)[i:i + 50])  # a snapshot every 100 commands
+    jb.prune()
+    jb.close()
+    newest, older = sorted(tmp_path.glob("snapshot-*.npz"), reverse=True)[:2]
+    newest.write_bytes(bytes(newest.stat().st_size))  # zeroed, as a crash on a failing disk can leave it
+    with pytest.raises(JournalError, match="snapshot unreadable"): JournaledBook.open(tmp_path, snapshot_seq=seq_of(newest))  # named: needed
+    back = JournaledBook.open(tmp_path)  # not named: the older one, and the journal kept since
+    assert back.recovery["snapshot_seq"] == seq_of(older) and back.book.depth(50) == jb.book.depth(50)
+    back.close()
+    older.unlink()  # nothing left to start from but an empty book, and the journal's start was pruned
+    with pytest.raises(JournalError, match="the records between are gone"): JournaledBook.open(tmp_path)
