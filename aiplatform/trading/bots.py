@@ -295,6 +295,7 @@ def main(argv=None):
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a parameter of the bot")
     ap.add_argument("--seconds", type=float, help="stop after this long (default: run until stopped)")
     args = ap.parse_args(argv)
+    if bad := [p for p in args.set if "=" not in p]: ap.error(f"--set {bad[0]!r}: expected NAME=VALUE")
     params = dict(p.split("=", 1) for p in args.set)
     bot = make_bot(args.bot, args.symbol, **{k: _value(v) for k, v in params.items()})
     key = open(args.key_file).read().strip()

@@ -13,7 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 from ..core import NotFound, ValidationError
 import numpy as np
-from .book import (BUY, LIMIT, MARKET, OP_CANCEL, OP_SUBMIT, SELL, SIDES, STOP, STOP_LIMIT, Event, OrderBook,
+from .book import (BUY, GTC, LIMIT, MARKET, OP_CANCEL, OP_SUBMIT, SELL, SIDES, STOP, STOP_LIMIT, Event, OrderBook,
                                      cancel_fields, events_of, modify_fields, submit_fields)
 from .journal import JournaledBook, _fsync_dir
 from fastcore.basics import patch
@@ -139,7 +139,8 @@ def _risk(self: Engine, book, last, row, pending=0, queued=None):
     if at and qty and at * qty > lim.max_notional: return "risk_max_notional"
     if price is not None and last is not None and lim.price_band_pct and abs(price - last) * 100 > lim.price_band_pct * last:
         return "risk_price_band"
-    if op == OP_SUBMIT and self.open_orders.get(user, 0) + pending >= lim.max_open_orders: return "risk_max_open_orders"
+    rests = kind != MARKET and row[5] == GTC  # a market, IOC or FOK order never rests: one can always close a position
+    if op == OP_SUBMIT and rests and self.open_orders.get(user, 0) + pending >= lim.max_open_orders: return "risk_max_open_orders"
     return None
 
 # %% ../../nbs/trading/02_engine.ipynb #1c19880b
