@@ -219,7 +219,9 @@ def _parts(requests: list) -> list:
     "`requests` cut where one commands an order that an earlier one of its part names: each command's answer is then its own."
     parts, named = [[]], set()
     for r in requests:
-        if r.row is not None and r.state["order_id"] in named: parts, named = parts + [[]], set()
+        if r.row is not None and r.state["order_id"] in named:
+            parts.append([])
+            named = set()
         parts[-1].append(r)
         named.add(r.state["order_id"])
     return parts
