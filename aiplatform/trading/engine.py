@@ -251,11 +251,14 @@ def prune(self: Engine):
 @patch
 def process(self: Engine, symbol, rows) -> list[Event]:
     "Risk-check, then journal and apply as one batch (split where a refused modify names an order of it), commands given as fields (`submit_fields`, `cancel_fields`, `modify_fields`)."
-    out, passed, pending, new = [], [], {}, {}
+    out, passed, pending, new, freed = [], [], {}, {}, set()
     book = self.book(symbol)
     last = book.last_price  # the batch is checked against the last trade before it
     for row in rows:
         op, order_id, user = row[0], row[1], row[2]
+        if op == OP_CANCEL and self.live.get((symbol, order_id), (None,))[0] == user and order_id not in freed:
+            freed.add(order_id)  # a cancel of a resting order frees its place for the orders after it, as one at a time
+            pending[user] = pending.get(user, 0) - 1
         if op != OP_CANCEL:  # a cancel is never refused by risk
             if (reason := self._risk(book, last, row, pending.get(user, 0), new.get(order_id))):
                 if order_id in new:  # a modify of an order new in this batch: the commands before it go first
