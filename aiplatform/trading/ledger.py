@@ -91,19 +91,19 @@ def apply(self: Ledger, symbol, events, now=0) -> tuple[dict, list, dict]:
             for oid, liquidity in ((e.order_id, "taker"), (e.maker_id, "maker")):
                 if (t := self.orders.get(oid)) is None: continue
                 t["filled"], t["remaining"], t["notional"] = t["filled"] + e.qty, t["remaining"] - e.qty, t["notional"] + e.price * e.qty
-                if t["remaining"] == 0: t["status"] = "filled"; self._ended(t)
+                if t["remaining"] == 0: t["status"] = "filled"; self._ended(t); changed.pop(oid, None)  # listed in the order they end
                 t["updated_ns"], changed[oid] = now, t
                 fill = dict(fill_id=f"{symbol}:{e.seq}:{liquidity[0]}", order_id=oid, cid=t["cid"], account=t["account"], symbol=symbol,
                             side=t["side"], price=e.price, qty=e.qty, liquidity=liquidity, ns=now)
                 fills.append(fill)
                 self._fill(fill)
             continue
-        elif e.kind == "cancelled": o["status"], o["reason"], o["remaining"] = "cancelled", e.reason, 0; self._ended(o)
+        elif e.kind == "cancelled": o["status"], o["reason"], o["remaining"] = "cancelled", e.reason, 0; self._ended(o); changed.pop(e.order_id, None)
         elif e.kind == "rejected":
             if o["status"] != "new":
                 refused[e.order_id] = e.reason
                 continue
-            o["status"], o["reason"], o["remaining"] = "rejected", e.reason, 0; self._ended(o)
+            o["status"], o["reason"], o["remaining"] = "rejected", e.reason, 0; self._ended(o); changed.pop(e.order_id, None)
         o["updated_ns"], changed[e.order_id] = now, o
     return changed, fills, refused
 
@@ -114,22 +114,23 @@ def _line(batch: dict) -> bytes:
     except TypeError: return json.dumps(batch).encode() + b"\n"
 
 @patch
-def record(self: Ledger, symbol, changed, fills):
-    "Append a batch's changed orders and fills to the file."
+def record(self: Ledger, symbol, changed, fills, seq=None):
+    "Append a batch's changed orders and fills to the file, with the journal's sequence number `seq` they follow (by default, the symbol's last)."
     if self._fd is None or not (changed or fills): return
-    self._append(_line({"s": symbol, "q": self.seqs.get(symbol, 0), "o": list(changed.values()), "f": fills}))
+    self._append(_line({"s": symbol, "q": self.seqs.get(symbol, 0) if seq is None else seq, "o": list(changed.values()), "f": fills}))
 
 @patch
 def _load(self: Ledger):
-    data = self.path.read_bytes()
+    data, ended = self.path.read_bytes(), []
     whole = data[:data.rfind(b"\n") + 1]
     for line in whole.splitlines():
         batch = orjson.loads(line)
         if batch["s"]: self.seqs[batch["s"]] = max(self.seqs.get(batch["s"], 0), batch["q"])
-        for state in batch["o"]: self.orders[state["order_id"]] = self.accounts.setdefault(state["account"], {})[state["order_id"]] = state
+        for state in batch["o"]:
+            if is_done(state) and not is_done(self.orders.get(state["order_id"], state | {"status": "new"})): ended.append(state)
+            self.orders[state["order_id"]] = self.accounts.setdefault(state["account"], {})[state["order_id"]] = state
         for f in batch["f"]: self._fill(f)
-    for state in self.orders.values():
-        if state["status"] in DONE: self._ended(state)
+    for state in ended: self._ended(self.orders[state["order_id"]])  # in the order they ended, as `retire` forgets them
     if len(whole) < len(data):
         get_logger("trading.ledger").warning("%s: cut a torn last line of %d bytes", self.path, len(data) - len(whole))
         os.truncate(self.path, len(whole))
@@ -145,7 +146,9 @@ def write_compacted(self: Ledger, tmp):
     "Write the file as it would be read back (every order once, the fills kept) to `tmp`, durably; orders still `new` are left to the journal."
     with open(tmp, "wb") as f:
         for symbol, seq in self.seqs.items(): f.write(_line({"s": symbol, "q": seq, "o": [], "f": []}))
-        for orders in self.accounts.values(): f.write(_line({"s": "", "q": 0, "o": [s for s in orders.values() if s["status"] != "new"], "f": []}))
+        for account, orders in self.accounts.items():  # the open ones, then the done ones in the order they ended
+            done = [orders[oid] for oid in self.done.get(account, ()) if oid in orders]
+            f.write(_line({"s": "", "q": 0, "o": [s for s in orders.values() if s["status"] == "open"] + done, "f": []}))
         for fills in self.fills.values(): f.write(_line({"s": "", "q": 0, "o": [], "f": list(fills)}))
         f.flush(); os.fsync(f.fileno())
 

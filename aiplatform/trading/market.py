@@ -239,15 +239,16 @@ def flush(self: Market):
         rows = [r.row for r in requests if r.row is not None]
         events = self.engine.process(symbol, rows) if rows else []
         changed, fills, refused = self.ledger.apply(symbol, events, now)
+        seq = self.ledger.seqs.get(symbol, 0)  # this part's: a later part of the symbol moves it on
         for r in requests:
             state = r.state
             if r.row is not None and r.row[0] != OP_SUBMIT: error = refused.get(state["order_id"])
             else: error = state["reason"] if state["status"] in ("rejected", "lost") else None
             r.reply(error is None, state, error)
-        news.append((symbol, events, changed, fills))
+        news.append((symbol, seq, events, changed, fills))
     for done in self.flushed: done()
-    for symbol, events, changed, fills in news:
-        self.ledger.record(symbol, changed, fills)
+    for symbol, seq, events, changed, fills in news:
+        self.ledger.record(symbol, changed, fills, seq)
         sides = {oid: o["side"] for oid, o in changed.items()}
         trades = [dict(type="trade", symbol=symbol, seq=e.seq, price=e.price, qty=e.qty, side=sides.get(e.order_id, ""), ns=now)
                   for e in events if e.kind == "trade"]

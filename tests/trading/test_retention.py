@@ -4,13 +4,13 @@ it kept, keeps the open order, and never gives an order id twice."""
 import json, os, subprocess, sys, time
 import pytest
 from aiplatform.trading.market import Market
-from aiplatform.trading.orders import Order
+from aiplatform.trading.orders import Cancel, Order
 
 CHILD = """
 import os, signal, sys
 from aiplatform.trading.ledger import Ledger
 from aiplatform.trading.market import Market
-from aiplatform.trading.orders import Order
+from aiplatform.trading.orders import Cancel, Order
 folder, kill_after = sys.argv[1], sys.argv[2]
 if kill_after == "between-compactions":  # die once the first of the two files is swapped in the third time, before the other
     from aiplatform.trading.client_ids import ClientIds
@@ -160,3 +160,42 @@ def test_the_ledger_syncs_on_the_journals_thread_while_its_file_is_swapped(tmp_p
     again = Market(tmp_path, [{"symbol": "DEMO"}], keep_done=20)
     assert again.order(1, "buy2999")["status"] == "filled" and len(again.ledger.orders) <= 40 + 2
     again.close()
+
+TWO_PARTS = """
+import os, signal, sys
+from aiplatform.trading.ledger import Ledger
+from aiplatform.trading.market import Market
+from aiplatform.trading.orders import Order, Cancel
+record, calls = Ledger.record, []
+def record_then_die(self, *a):
+    calls.append(1)
+    if len(calls) == 2: os.kill(os.getpid(), signal.SIGKILL)  # the batch's first part written, the second not
+    record(self, *a)
+m = Market(sys.argv[1], [{"symbol": "DEMO"}])
+n = lambda *a: None
+m.submit(1, Order(cid="A", symbol="DEMO", side="sell", price=105, qty=1), n)
+m.submit(1, Order(cid="S", symbol="DEMO", side="sell", price=100, qty=1), n)
+m.cancel(1, Cancel(cid="A"), n)  # names A again: the batch goes to the engine in two parts
+m.submit(2, Order(cid="B", symbol="DEMO", side="buy", price=100, qty=1), n)
+Ledger.record = record_then_die
+m.flush()
+"""
+
+def test_a_kill_between_two_parts_of_a_batch_loses_no_fill(tmp_path):
+    assert subprocess.run([sys.executable, "-c", TWO_PARTS, str(tmp_path)], capture_output=True, timeout=120).returncode == -9
+    m = Market(tmp_path)
+    assert [m.order(a, c)["status"] for a, c in ((1, "A"), (1, "S"), (2, "B"))] == ["cancelled", "filled", "filled"]
+    assert (len(m.ledger.fills[1]), len(m.ledger.fills[2]), m.engine.position(2, "DEMO").qty) == (1, 1, 1)
+    m.close()
+
+def test_a_restart_keeps_the_same_done_orders(tmp_path):
+    m = Market(tmp_path, [{"symbol": "DEMO"}], keep_done=2)
+    m.submit(1, Order(cid="A", symbol="DEMO", side="sell", price=200, qty=1), lambda *a: None)
+    _trade(m, 3, 0)  # each pair ends in one batch: the taker first, then the maker
+    m.cancel(1, Cancel(cid="A"), lambda *a: None)  # begun first, ended last
+    m.flush()
+    kept = sorted(s["cid"] for s in m.ledger.orders.values())
+    m.close()
+    m = Market(tmp_path, keep_done=2)
+    assert sorted(s["cid"] for s in m.ledger.orders.values()) == kept == ["A", "sell2"]
+    m.close()
