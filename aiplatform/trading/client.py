@@ -74,8 +74,8 @@ async def _read(self: AsyncTradingClient, ws):
         for m in data if isinstance(data, list) else [data]:
             try: self._on(m)
             except Exception: get_logger("trading.client").exception("taking in %.200r (a listener's fault?)", m)  # the reader goes on
-    for future in self._waiting.values():
-        if not future.done(): future.set_exception(ConnectionError(f"connection closed (code {ws.close_code})"))
+    for sent_on, future in self._waiting.values():  # the requests this connection carried; other shards' go on
+        if sent_on is ws and not future.done(): future.set_exception(ConnectionError(f"connection closed (code {ws.close_code})"))
     if not self._closing: asyncio.get_running_loop().create_task(self._reconnect(ws))
 
 @patch
@@ -109,7 +109,7 @@ def _on(self: AsyncTradingClient, m: dict):
     elif kind == "fill": self.fills.append(m)
     elif kind == "position": self.positions[m["symbol"]] = m
     elif kind == "positions": self.positions.update((p["symbol"], p) for p in m["positions"])
-    if (future := self._waiting.pop(m.get("req"), None)) is not None and not future.done(): future.set_result(m)
+    if (waiting := self._waiting.pop(m.get("req"), None)) is not None and not waiting[1].done(): waiting[1].set_result(m)
     for listen in self.listeners: listen(m)
 
 @patch
@@ -121,19 +121,23 @@ async def _resubscribe(self: AsyncTradingClient, symbol):
 
 # %% ../../nbs/trading/15_client.ipynb #f07b7913
 @patch
-async def _reconnect(self: AsyncTradingClient, ws, reconnect_s=30.0):
+async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
     shard = next((s for s, w in self._ws.items() if w is ws), None)
     if shard is None: return
     del self._ws[shard]
-    deadline = asyncio.get_running_loop().time() + reconnect_s
+    loop, wait, warned = asyncio.get_running_loop(), 0.2, False
+    began = loop.time()
     while not self._closing:
         try:
             await self._socket(shard)
             break
         except (aiohttp.ClientError, OSError, AIPlatformError) as e:  # not up yet, or refusing us
-            if asyncio.get_running_loop().time() > deadline:
-                return get_logger("trading.client").warning("%sws: gave up reconnecting after %gs (%s)", self.urls[shard], reconnect_s, e)
-            await asyncio.sleep(0.2)
+            if not warned and loop.time() - began > warn_s:
+                warned = True
+                get_logger("trading.client").warning("%sws: down for %gs (%s); still trying", self.urls[shard], warn_s, e)
+            await asyncio.sleep(wait)
+            wait = min(5.0, wait * 1.5)
+    if self._closing: return  # closed meanwhile: nothing to subscribe again
     for channel, symbol in sorted(self._subscribed, key=str):
         if symbol is None or self.shard(symbol) == shard:
             if channel == "book": self.books.pop(symbol, None)
@@ -152,7 +156,7 @@ async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, chec
     ws, loop, futures = await self._socket(shard), asyncio.get_running_loop(), []
     for m in messages:
         m["req"] = next(self._reqs)
-        futures.append(self._waiting.setdefault(m["req"], loop.create_future()))
+        futures.append(self._waiting.setdefault(m["req"], (ws, loop.create_future()))[1])
     if ws.closed:  # its reader has ended and failed the requests it knew
         for m in messages: self._waiting.pop(m["req"], None)
         raise ConnectionError(f"{self.urls[shard]}ws: connection closed; reconnecting")
@@ -194,8 +198,12 @@ async def modify(self: AsyncTradingClient, cid: str, price=None, qty=None) -> di
 async def cancel_all(self: AsyncTradingClient, symbol=None) -> list[str]:
     "Cancel every open order (of `symbol`); the client order ids being cancelled."
     shards = [self.shard(symbol)] if symbol else range(len(self.urls))
-    fields = {"symbol": symbol} if symbol else {}
-    return [cid for s in shards for cid in (await self.request("cancel_all", s, **fields))["cancelling"]]
+    fields, cids, errors = {"symbol": symbol} if symbol else {}, [], []
+    for s in shards:  # every shard, even past one that is down
+        try: cids += (await self.request("cancel_all", s, **fields))["cancelling"]
+        except (AIPlatformError, ConnectionError, TimeoutError) as e: errors.append(e)
+    if errors: raise errors[0]
+    return cids
 
 @patch
 def _shard_of_order(self: AsyncTradingClient, cid):
@@ -209,8 +217,8 @@ def _shard_of_order(self: AsyncTradingClient, cid):
 async def subscribe(self: AsyncTradingClient, channel, symbol=None):
     "Subscribe to a symbol's `book` or `trades`, or to your own `orders` or `positions` (on every shard)."
     shards = [self.shard(symbol)] if symbol else range(len(self.urls))
+    self._subscribed.add((channel, symbol))  # first: a shard down now subscribes when it reconnects
     for s in shards: await self.request("subscribe", s, channel=channel, **({"symbol": symbol} if symbol else {}))
-    self._subscribed.add((channel, symbol))
 
 # %% ../../nbs/trading/15_client.ipynb #67ba3d7b
 @patch

@@ -87,3 +87,32 @@ def test_two_shards_own_disjoint_symbols(tmp_path):
         asyncio.run(main())
     finally:
         for s in shards: stop(s)
+
+def test_a_shard_that_is_down_stops_no_other(tmp_path):
+    import os, signal as sig
+    keys = make_users(tmp_path)
+    symbols = "DEMO ACME GOOG EURUSD"
+    shards = [start_trading(tmp_path, symbols=symbols, shards=2, shard=k) for k in (0, 1)]
+    on = {k: next(s for s in symbols.split() if shard_of(s, 2) == k) for k in (0, 1)}
+    try:
+        async def main():
+            async with AsyncTradingClient([s.url for s in shards], keys["tess"]) as c:
+                for k in (0, 1): await c.order(on[k], "sell", 1, 100, cid=f"d-{k}")
+                for k in (1, 0): os.kill(shards[k].proc.pid, sig.SIGSTOP)
+                ok = asyncio.ensure_future(c.order(on[1], "sell", 1, 101, cid="d-ok"))  # waits on shard 1
+                hung = asyncio.ensure_future(c.order(on[0], "sell", 1, 101, cid="d-hung"))
+                await asyncio.sleep(0.2)
+                os.kill(shards[0].proc.pid, sig.SIGKILL)  # shard 0 dies: its connection closes, shard 1's goes on
+                await asyncio.sleep(0.2)
+                os.kill(shards[1].proc.pid, sig.SIGCONT)
+                assert (await ok)["status"] == "open"
+                try: await hung
+                except ConnectionError: pass
+                try: await c.cancel_all()
+                except ConnectionError: pass
+                else: raise AssertionError("cancel_all: shard 0 is down")
+                return {cid: (await c.get(f"orders/{cid}", shard=1))["status"] for cid in ("d-1", "d-ok")}
+        assert asyncio.run(main()) == {"d-1": "cancelled", "d-ok": "cancelled"}  # shard 1's orders cancelled all the same
+    finally:
+        for s in shards:
+            if s.proc.poll() is None: stop(s)
