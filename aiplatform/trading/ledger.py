@@ -125,6 +125,7 @@ def _load(self: Ledger):
     whole = data[:data.rfind(b"\n") + 1]
     for line in whole.splitlines():
         batch = orjson.loads(line)
+        if any(type(s["notional"]) is float for s in batch["o"]): batch = json.loads(line)  # past 64 bits: orjson reads a float
         if batch["s"]: self.seqs[batch["s"]] = max(self.seqs.get(batch["s"], 0), batch["q"])
         for state in batch["o"]:
             if is_done(state) and not is_done(self.orders.get(state["order_id"], state | {"status": "new"})): ended.append(state)
