@@ -1946,6 +1946,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                        'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.AsyncTradingClient.__init__': ( 'trading/client.html#asynctradingclient.__init__',
                                                                                                       'aiplatform/trading/client.py'),
+                                           'aiplatform.trading.client.AsyncTradingClient._catch_up': ( 'trading/client.html#asynctradingclient._catch_up',
+                                                                                                       'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.AsyncTradingClient._everywhere': ( 'trading/client.html#asynctradingclient._everywhere',
                                                                                                          'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.AsyncTradingClient._on': ( 'trading/client.html#asynctradingclient._on',

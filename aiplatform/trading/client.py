@@ -142,7 +142,17 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
         if symbol is None or self.shard(symbol) == shard:
             if channel == "book": self.books.pop(symbol, None)
             await self.requests([dict(op="subscribe", channel=channel, **({"symbol": symbol} if symbol else {}))], shard, check=False)
+    if ("orders", None) in self._subscribed: await self._catch_up(shard)
     self.reconnects += 1
+
+@patch
+async def _catch_up(self: AsyncTradingClient, shard):
+    "Take in what `shard` did with this account's orders while the client was away: the orders channel's first message lists the open ones only."
+    try:
+        for o in (await self.get("orders", shard, status="all", limit=10_000))["orders"]: self.orders[o["cid"]] = o
+        seen = {f["fill_id"] for f in self.fills}
+        self.fills += [f for f in (await self.get("fills", shard, limit=10_000))["fills"] if f["fill_id"] not in seen]
+    except (AIPlatformError, aiohttp.ClientError, OSError) as e: get_logger("trading.client").warning("%s: catching up after a reconnect: %s", self.urls[shard], e)
 
 # %% ../../nbs/trading/15_client.ipynb #59a7b31a
 def _raise(answer: dict) -> dict:

@@ -116,3 +116,27 @@ def test_a_shard_that_is_down_stops_no_other(tmp_path):
     finally:
         for s in shards:
             if s.proc.poll() is None: stop(s)
+
+def test_a_client_back_from_a_restart_knows_what_ended_meanwhile(tmp_path):
+    keys = make_users(tmp_path)
+    svc = start_trading(tmp_path, symbols="DEMO", price_band_pct=0)
+    port = int(svc.url.rsplit(":", 1)[1].strip("/"))
+    async def main():
+        async with AsyncTradingClient(svc.url, keys["tess"]) as c:
+            await c.subscribe("orders")
+            await c.order("DEMO", "sell", 2, 100, cid="away")
+            gate, socket = asyncio.Event(), c._socket
+            async def gated(shard):  # the client stays away until the order has ended
+                await gate.wait()
+                return await socket(shard)
+            c._socket = gated
+            svc.proc.send_signal(signal.SIGKILL), svc.proc.wait()
+            back = start_trading(tmp_path, port=port, symbols="DEMO", price_band_pct=0)
+            async with AsyncTradingClient(back.url, keys["tom"]) as tom: await tom.order("DEMO", "buy", 2, 100)  # fills it
+            gate.set()
+            async with asyncio.timeout(30):
+                while c.reconnects == 0: await asyncio.sleep(0.05)
+            return back, c.orders["away"]["status"], [(f["cid"], f["qty"]) for f in c.fills]
+    back, status, fills = asyncio.run(main())
+    stop(back)
+    assert (status, fills) == ("filled", [("away", 2)])
