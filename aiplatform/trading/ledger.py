@@ -128,7 +128,7 @@ def _load(self: Ledger):
         if any(type(s["notional"]) is float for s in batch["o"]): batch = json.loads(line)  # past 64 bits: orjson reads a float
         if batch["s"]: self.seqs[batch["s"]] = max(self.seqs.get(batch["s"], 0), batch["q"])
         for state in batch["o"]:
-            if is_done(state) and not is_done(self.orders.get(state["order_id"], state | {"status": "new"})): ended.append(state)
+            if is_done(state) and ((before := self.orders.get(state["order_id"])) is None or not is_done(before)): ended.append(state)
             self.orders[state["order_id"]] = self.accounts.setdefault(state["account"], {})[state["order_id"]] = state
         for f in batch["f"]: self._fill(f)
     for state in ended: self._ended(self.orders[state["order_id"]])  # in the order they ended, as `retire` forgets them
