@@ -125,7 +125,7 @@ class ServiceHandler(PlatformHandler, web.RequestHandler):
     def json_body(self) -> dict:
         "The request body as a JSON object; `ValidationError` otherwise."
         try: body = json.loads(self.request.body or b"null")
-        except (ValueError, UnicodeDecodeError) as e: raise ValidationError(f"request body: not JSON ({e})") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as e: raise ValidationError(f"request body: not JSON ({e})") from None
         if not isinstance(body, dict): raise ValidationError("request body: expected a JSON object")
         return body
 
@@ -213,7 +213,7 @@ async def read_json(request) -> dict:
     if (request.content_length or 0) > limit:
         raise TooLarge(f"request body: {request.content_length} bytes, at most {limit} ([limits] request_kb)")
     try: body = json.loads(await request.read() or b"null")
-    except (ValueError, UnicodeDecodeError) as e: raise ValidationError(f"request body: not JSON ({e})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e: raise ValidationError(f"request body: not JSON ({e})") from None
     if not isinstance(body, dict): raise ValidationError("request body: expected a JSON object")
     return body
 

@@ -501,7 +501,8 @@ class OrderInfo(NamedTuple):
 
 def events_of(rows) -> list[Event]:
     "`Event`s of an `EVENT_DTYPE` array."
-    return [Event(s, EVENT_KINDS[k], o, m, u, mu, p, q, REASONS[r]) for s, k, o, m, u, mu, p, q, r in rows.tolist()]
+    make = Event._make  # a third of `Event(...)`'s cost, which runs a Python function per event
+    return [make((s, EVENT_KINDS[k], o, m, u, mu, p, q, REASONS[r])) for s, k, o, m, u, mu, p, q, r in rows.tolist()]
 
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 

@@ -15,6 +15,7 @@ from fastcore.basics import patch
 from ..core import AIPlatformError, Conflict, Forbidden, NotFound, Unauthorized, ValidationError, get_logger
 from .feed import BookOutOfSync, LocalBook
 from .market import Misdirected, shard_of
+from .service import MAX_FRAME
 
 # %% ../../nbs/trading/15_client.ipynb #07709d0c
 class OrderRejected(AIPlatformError):
@@ -162,7 +163,7 @@ def _raise(answer: dict) -> dict:
 
 @patch
 async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, check=True, timeout=30.0) -> list[dict]:
-    "Send `messages` to `shard` in one frame; their answers, in order (errors raised unless `check=False`), within `timeout` seconds."
+    "Send `messages` to `shard` (in one frame, or one per `MAX_FRAME`); their answers, in order (errors raised unless `check=False`), within `timeout` seconds."
     ws, loop, futures = await self._socket(shard), asyncio.get_running_loop(), []
     for m in messages:
         m["req"] = next(self._reqs)
@@ -170,7 +171,8 @@ async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, chec
     if ws.closed:  # its reader has ended and failed the requests it knew
         for m in messages: self._waiting.pop(m["req"], None)
         raise ConnectionError(f"{self.urls[shard]}ws: connection closed; reconnecting")
-    await ws.send_str(json.dumps(messages if len(messages) > 1 else messages[0]))
+    for part in (messages[i:i + MAX_FRAME] for i in range(0, len(messages), MAX_FRAME)):
+        await ws.send_str(json.dumps(part if len(part) > 1 else part[0]))
     try: answers = await asyncio.wait_for(asyncio.gather(*futures), timeout)
     except TimeoutError:
         for m in messages: self._waiting.pop(m["req"], None)

@@ -188,7 +188,8 @@ def _account(self: Engine, symbol, events, sides):
             for oid, user in ((e.order_id, e.user), (e.maker_id, e.maker_user)):
                 order = self.live[(symbol, oid)]
                 direction = 1 if order[1] == "buy" else -1
-                self.positions.setdefault((user, symbol), Position()).fill(direction * e.qty, e.price)
+                if (p := self.positions.get((user, symbol))) is None: p = self.positions[user, symbol] = Position()
+                p.fill(direction * e.qty, e.price)
                 order[2] -= e.qty
                 if order[2] == 0: self._done(symbol, oid)
         elif e.kind == "cancelled" and key in self.live: self._done(symbol, e.order_id)

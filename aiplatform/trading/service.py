@@ -127,18 +127,18 @@ class Connection:
     def _snapshot(self, symbol): return self.market.feeds[symbol].snapshot()
 
 # %% ../../nbs/trading/14_service.ipynb #04061f22
-BACKLOG = 1 << 16  # bytes waiting in a connection's transport past which its messages wait in its outbox instead
+BACKLOG = 1 << 16  # bytes waiting in a connection's transport past which its client has fallen behind: messages wait in its outbox
 
 @patch
 def drain(self: Connection):
-    "Write what waits, as one frame, straight to the socket while the client keeps up; otherwise leave it to the writer task."
+    "Write all that waits straight to the socket (a frame per `MAX_FRAME` messages) while the client keeps up; once it has fallen behind, bound what waits (`Outbox.trim`) and leave it to the writer task."
     self.dirty = False
-    t = self.transport
-    if self.outbox.closed or self.sending or t is None or t.is_closing() or t.get_write_buffer_size() > BACKLOG:
-        return self.wake.set()
-    messages = self.outbox.take(self._snapshot, MAX_FRAME)
-    if messages: t.write(messages[0].wire if len(messages) == 1 and isinstance(messages[0], Shared) else wire(frame(messages)))
-    if self.outbox.queue or self.outbox.stale: self.wake.set()
+    t, box = self.transport, self.outbox
+    if box.closed or t is None or t.is_closing() or self.sending or t.get_write_buffer_size() > BACKLOG: box.trim()
+    else:
+        while messages := box.take(self._snapshot, MAX_FRAME):
+            t.write(messages[0].wire if len(messages) == 1 and isinstance(messages[0], Shared) else wire(frame(messages)))
+    if box.queue or box.stale or box.closed: self.wake.set()
 
 @patch
 async def write(self: Connection, ws):
@@ -277,7 +277,7 @@ def query(request, route: Route) -> dict:
         schema = allowed[name][1]
         if schema.get("type") == "integer":
             lo, hi = schema["minimum"], schema["maximum"]
-            if not re.fullmatch(r"\d{1,12}", raw) or not lo <= int(raw) <= hi: raise ValidationError(f"{name} {raw!r}: expected an integer from {lo} to {hi}")
+            if not re.fullmatch(r"[0-9]{1,12}", raw) or not lo <= int(raw) <= hi: raise ValidationError(f"{name} {raw!r}: expected an integer from {lo} to {hi}")
             out[name] = int(raw)
         elif "enum" in schema:
             if raw not in schema["enum"]: raise ValidationError(f"{name} {raw!r}: expected one of {', '.join(schema['enum'])}")
@@ -296,12 +296,13 @@ async def _answer(call):
     if ok: return web.json_response(public(state))
     return web.json_response({"error": f"order {state['cid']!r}: {error}", "status": 422, "order": public(state)}, status=422)
 
-async def _who(request, roles, q) -> tuple:
-    "The caller and the account they act on: their own, or (an admin only) `?account=<username>`'s."
-    user = await caller(request, *roles)
-    if "account" not in q: return user, user.id
+async def _who(request, roles, route) -> tuple:
+    "The caller's checked query (`route`'s) and the account they act on: their own, or (an admin only) `?account=<username>`'s."
+    user = await caller(request, *roles)  # who first: a stranger learns nothing from the query's checks
+    q = query(request, route)
+    if "account" not in q: return q, user.id
     if not user.allowed("admin"): raise Forbidden(f"account: only an admin acts on another account (user {user.username!r} is a {user.role})")
-    return user, (await asyncio.to_thread(get_user, q["account"], request.app[SETTINGS])).id
+    return q, (await asyncio.to_thread(get_user, q["account"], request.app[SETTINGS])).id
 
 def _body(model, data: dict, **extra):
     "`model` built from a request body (plus path fields `extra`); its `ValidationError` names the field."
@@ -316,48 +317,44 @@ LIMIT = ("how many, newest last", {"type": "integer", "minimum": 1, "maximum": 1
 TRADERS = ("trader", "admin")
 
 async def symbols(request):
-    query(request, ROUTES["symbols"])
     await caller(request)
+    query(request, ROUTES["symbols"])
     m = request.app[MARKET]
     return web.json_response({"shard": m.shard, "shards": m.shards, "symbols": [
         s.model_dump() | {"last_price": m.engine.book(s.symbol).last_price, "shard": m.shard} for s in m.specs.values()]})
 
 async def depth(request):
-    q, m = query(request, ROUTES["depth"]), request.app[MARKET]
     await caller(request)
+    q, m = query(request, ROUTES["depth"]), request.app[MARKET]
     symbol = request.match_info["symbol"]
     m.spec(symbol)
     return web.json_response({"symbol": symbol, "seq": m.feeds[symbol].seq, **m.engine.book(symbol).depth(q.get("levels", 10))})
 
 async def trades(request):
-    q, m = query(request, ROUTES["trades"]), request.app[MARKET]
     await caller(request)
+    q, m = query(request, ROUTES["trades"]), request.app[MARKET]
     symbol = request.match_info["symbol"]
     m.spec(symbol)
     return web.json_response({"symbol": symbol, "trades": list(m.tape[symbol])[-q.get("limit", 100):]})
 
 # %% ../../nbs/trading/14_service.ipynb #d8dc4170
 async def submit(request):
-    q = query(request, ROUTES["submit"])
-    _, account = await _who(request, TRADERS, q)
+    _, account = await _who(request, TRADERS, ROUTES["submit"])
     order = _body(Order, await read_json(request))
     return await _answer(lambda reply: request.app[MARKET].submit(account, order, reply))
 
 async def cancel(request):
-    q = query(request, ROUTES["cancel"])
-    _, account = await _who(request, TRADERS, q)
+    _, account = await _who(request, TRADERS, ROUTES["cancel"])
     c = Cancel(cid=request.match_info["cid"])
     return await _answer(lambda reply: request.app[MARKET].cancel(account, c, reply))
 
 async def modify(request):
-    q = query(request, ROUTES["modify"])
-    _, account = await _who(request, TRADERS, q)
+    _, account = await _who(request, TRADERS, ROUTES["modify"])
     change = _body(Modify, await read_json(request), cid=request.match_info["cid"])
     return await _answer(lambda reply: request.app[MARKET].modify(account, change, reply))
 
 async def cancel_all(request):
-    q = query(request, ROUTES["cancel_all"])
-    _, account = await _who(request, TRADERS, q)
+    q, account = await _who(request, TRADERS, ROUTES["cancel_all"])
     body = _body(CancelAll, await read_json(request)) if request.can_read_body else CancelAll()
     if body.symbol and "symbol" in q: raise ValidationError("symbol: given in the query; leave it out of the body")
     states = request.app[MARKET].cancel_all(account, body.symbol or q.get("symbol"))
@@ -365,54 +362,60 @@ async def cancel_all(request):
 
 # %% ../../nbs/trading/14_service.ipynb #4841539b
 async def orders(request):
-    q = query(request, ROUTES["orders"])
-    _, account = await _who(request, TRADERS, q)
+    q, account = await _who(request, TRADERS, ROUTES["orders"])
     status = q.get("status", "open")
     rows = [public(s) for s in request.app[MARKET].ledger.accounts.get(account, {}).values()
             if (status == "all" or is_done(s) == (status == "done")) and q.get("symbol") in (None, s["symbol"])]
     return web.json_response({"orders": rows[-q.get("limit", 1_000):]})
 
 async def order(request):
-    q = query(request, ROUTES["order"])
-    _, account = await _who(request, TRADERS, q)
+    _, account = await _who(request, TRADERS, ROUTES["order"])
     return web.json_response(public(request.app[MARKET].order(account, request.match_info["cid"])))
 
 async def fills(request):
-    q = query(request, ROUTES["fills"])
-    _, account = await _who(request, TRADERS, q)
+    q, account = await _who(request, TRADERS, ROUTES["fills"])
     rows = [f for f in request.app[MARKET].ledger.fills.get(account, []) if q.get("symbol") in (None, f["symbol"])]
     return web.json_response({"fills": rows[-q.get("limit", 1_000):]})
 
 async def positions(request):
-    q = query(request, ROUTES["positions"])
-    _, account = await _who(request, TRADERS, q)
+    _, account = await _who(request, TRADERS, ROUTES["positions"])
     m = request.app[MARKET]
     return web.json_response({"positions": [position(m, account, s) for s in m.specs if (account, s) in m.engine.positions]})
 
 # %% ../../nbs/trading/14_service.ipynb #bfb19904
 async def add_symbol(request):
-    query(request, ROUTES["add_symbol"])
     await caller(request, "admin")
+    query(request, ROUTES["add_symbol"])
     spec = symbol_spec(await read_json(request))
     request.app[MARKET].add_symbol(spec)
     return web.json_response(spec.model_dump(), status=201)
 
 async def halt(request):
-    query(request, ROUTES["halt"])
     await caller(request, "admin")
+    query(request, ROUTES["halt"])
     return web.json_response(request.app[MARKET].halt(request.match_info["symbol"]).model_dump())
 
 async def resume(request):
-    query(request, ROUTES["resume"])
     await caller(request, "admin")
+    query(request, ROUTES["resume"])
     return web.json_response(request.app[MARKET].halt(request.match_info["symbol"], False).model_dump())
 
 # %% ../../nbs/trading/14_service.ipynb #acbb6493
+def _messages(msg, conn) -> list:
+    "The client messages in the WebSocket frame `msg`; none, with an error pushed to `conn`, for a frame that is not JSON text of at most `MAX_FRAME` messages."
+    def error(text):
+        conn.push({"type": "error", "req": None, "error": f"frame: {text}", "status": 400})
+        return []
+    if msg.type != WSMsgType.TEXT: return error(f"expected text (JSON), got {msg.type.name.lower()}")
+    try: data = orjson.loads(msg.data)
+    except ValueError as e: return error(f"not JSON ({e})")
+    messages = data if isinstance(data, list) else [data]
+    return messages if len(messages) <= MAX_FRAME else error(f"{len(messages)} messages, at most {MAX_FRAME}")
+
 async def websocket(request):
-    cod = request.query.get("cancel_on_disconnect", "false")
+    user, cod = await caller(request), request.query.get("cancel_on_disconnect", "false")
     if set(request.query) - {"cancel_on_disconnect"} or cod not in ("true", "false"):
         raise ValidationError("query: expected only cancel_on_disconnect=true or false")
-    user = await caller(request)
     settings = request.app[SETTINGS]
     ws = web.WebSocketResponse(heartbeat=PING_S, max_msg_size=settings.limits.request_kb * 1024, compress=False)
     await ws.prepare(request)
@@ -423,18 +426,7 @@ async def websocket(request):
     writer = asyncio.create_task(conn.write(ws))
     try:
         async for msg in ws:
-            if msg.type != WSMsgType.TEXT:
-                conn.push({"type": "error", "req": None, "error": f"frame: expected text (JSON), got {msg.type.name.lower()}", "status": 400})
-                continue
-            try: data = orjson.loads(msg.data)
-            except ValueError as e:
-                conn.push({"type": "error", "req": None, "error": f"frame: not JSON ({e})", "status": 400})
-                continue
-            messages = data if isinstance(data, list) else [data]
-            if len(messages) > MAX_FRAME:
-                conn.push({"type": "error", "req": None, "error": f"frame: {len(messages)} messages, at most {MAX_FRAME}", "status": 400})
-                continue
-            for message in messages: conn.handle(message)
+            for message in _messages(msg, conn): conn.handle(message)
             request.app[HUB].drain()  # the answers that need no batch: errors, subscriptions, pongs
     finally:
         request.app[HUB].sockets.discard(ws)
@@ -467,6 +459,18 @@ def _routes() -> dict:
 ROUTES = _routes()
 
 # %% ../../nbs/trading/14_service.ipynb #b412c209
+def _responses(name, r: Route) -> dict:
+    "What the route `r`, named `name`, may answer, by status."
+    out = {"201" if name == "add_symbol" else "200": {"description": "done"}, "400": {"description": "a field breaks its rule; nothing changed"},
+           "401": {"description": "no valid API key"}, "403": {"description": "the role does not allow it"},
+           "429": {"description": "past the caller's rate of requests ([services] rate)"}}
+    if name != "symbols": out["404"] = {"description": "no such order, symbol or account"}
+    if name in ("submit", "cancel", "modify", "add_symbol"): out["409"] = {"description": "the order is done, the symbol halted, or already traded"}
+    if r.body: out["413"] = {"description": "the body is past [limits] request_kb"}
+    if "{symbol}" in r.path or name in ("submit", "cancel_all", "add_symbol"): out["421"] = {"description": "another shard trades the symbol"}
+    if r.body is Order or r.method in ("DELETE", "PATCH"): out["422"] = {"description": "the engine refused it; the reason and the order's state"}
+    return out
+
 def openapi() -> dict:
     "The service's OpenAPI 3.1 document."
     paths = {}
@@ -475,12 +479,13 @@ def openapi() -> dict:
               "description": f"Roles: {', '.join(r.roles)}." if r.roles else "Any user with an API key.",
               "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in re.findall(r"{(\w+)}", r.path)]
                           + [{"name": n, "in": "query", "description": d, "schema": sc} for n, (d, sc) in (r.query or {}).items()],
-              "responses": {"200": {"description": "done"}, "400": {"description": "a field breaks its rule; nothing changed"},
-                            "401": {"description": "no valid API key"}, "403": {"description": "the role does not allow it"}}}
+              "responses": _responses(name, r)}
         if r.body: op["requestBody"] = {"required": r.body is not CancelAll, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{r.body.__name__}"}}}}
-        if r.body is Order or r.method in ("DELETE", "PATCH"): op["responses"]["422"] = {"description": "the engine refused it; the reason and the order's state"}
         paths.setdefault(r.path, {})[r.method.lower()] = op
     schemas = {m.__name__: m.model_json_schema() for m in (Order, Modify, CancelAll, SymbolSpec)}
+    modify = schemas["Modify"]  # PATCH /orders/{cid}'s body: the cid is the path's; a price, a qty or both
+    del modify["properties"]["cid"], modify["required"]
+    modify["anyOf"] = [{"required": ["price"]}, {"required": ["qty"]}]
     return {"openapi": "3.1.0", "info": {"title": "aiplatform trading service", "version": "1"}, "paths": paths,
             "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
 

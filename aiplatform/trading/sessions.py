@@ -13,20 +13,21 @@ from fastcore.basics import patch
 BOOK = ("book", "book_snapshot")  # the messages a fresh snapshot can replace
 
 class Outbox:
-    "Messages waiting for one connection, at most `limit`; book deltas of a slow reader become a fresh snapshot."
+    "Messages waiting for one connection; once it has fallen behind, at most `limit` (book deltas give way to a fresh snapshot)."
     def __init__(self, limit: int):
         self.limit, self.queue, self.stale, self.closed = limit, deque(), set(), None
 
     def put(self, message: dict):
-        "Queue `message` to send, or drop or close as the overflow rules say."
-        if self.closed: return
-        book = message["type"] in BOOK
-        if book and message["symbol"] in self.stale: return  # a snapshot will replace it
-        if len(self.queue) >= self.limit:  # full: the book messages waiting give way to snapshots
-            self.stale |= {m["symbol"] for m in self.queue if m["type"] in BOOK} | ({message["symbol"]} if book else set())
-            self.queue = deque(m for m in self.queue if m["type"] not in BOOK)
-            if book: return
-        if len(self.queue) < self.limit: return self.queue.append(message)
+        "Queue `message` to send (a book message of a symbol waiting for a fresh snapshot is dropped: the snapshot replaces it)."
+        if self.closed or message["type"] in BOOK and message["symbol"] in self.stale: return
+        self.queue.append(message)
+
+    def trim(self):
+        "For a client that has fallen behind: past `limit` messages, the book messages give way to fresh snapshots; past it still, close with the reason."
+        if len(self.queue) <= self.limit: return
+        self.stale |= {m["symbol"] for m in self.queue if m["type"] in BOOK}
+        self.queue = deque(m for m in self.queue if m["type"] not in BOOK)
+        if len(self.queue) <= self.limit: return
         self.closed = f"slow consumer: {len(self.queue)} messages waiting, at most {self.limit}"
         self.queue.clear()
 

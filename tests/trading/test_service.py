@@ -1,6 +1,7 @@
 """The trading service in its own process: every HTTP route and WebSocket message, with bad input on each field;
 accounts kept apart; idempotent client order ids; subscriptions; slow consumers; rate limits; cancel on disconnect."""
-import asyncio, json, socket, urllib.error, urllib.request
+import asyncio, json, re, socket, time, urllib.error, urllib.request
+from pathlib import Path
 import aiohttp, pytest
 from trading_service import RawSocket, make_users, start_trading, stop
 from aiplatform.trading.feed import LocalBook
@@ -31,6 +32,10 @@ def test_openapi_describes_every_route(svc):
         ("/orders/{cid}", "patch"), ("/orders/cancel-all", "post"), ("/fills", "get"), ("/positions", "get"),
         ("/depth/{symbol}", "get"), ("/trades/{symbol}", "get"), ("/symbols", "get"), ("/admin/symbols", "post"),
         ("/admin/symbols/{symbol}/halt", "post"), ("/admin/symbols/{symbol}/resume", "post")}
+    modify = doc["components"]["schemas"]["Modify"]  # PATCH's body, as the handler takes it: the cid is the path's
+    assert "cid" not in modify["properties"] and "required" not in modify and modify["anyOf"] == [{"required": ["price"]}, {"required": ["qty"]}]
+    assert {"201", "409", "421"} <= set(doc["paths"]["/admin/symbols"]["post"]["responses"]) and "200" not in doc["paths"]["/admin/symbols"]["post"]["responses"]
+    assert {"404", "409", "422", "429"} <= set(doc["paths"]["/orders/{cid}"]["delete"]["responses"])
 
 def test_orders_over_http_from_submit_to_fill(svc):
     order = dict(cid="h-1", symbol="DEMO", side="sell", price=100, qty=5)
@@ -82,11 +87,17 @@ def test_bad_queries_bodies_and_callers(svc):
     assert call(svc, "GET", "orders?status=gone")[1]["error"] == "status 'gone': expected one of open, done, all"
     assert call(svc, "POST", "orders", raw=b"[1, 2]")[1]["error"] == "request body: expected a JSON object"
     assert call(svc, "POST", "orders", raw=b"{")[0] == 400
+    deep = b'{"cid": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"  # 200 KB, deeper than Python's json recurses
+    assert call(svc, "POST", "orders", raw=deep)[1]["error"].startswith("request body: not JSON (maximum recursion depth")
     assert call(svc, "PATCH", "orders/nope", body={"qty": 1})[0] == 404
     assert call(svc, "PATCH", "orders/x", body={"cid": "y", "qty": 1})[1]["error"] == "cid: given in the path; leave it out of the body"
     assert call(svc, "GET", "orders", user=None)[0] == 401
     assert call(svc, "GET", "orders", user="vic")[1]["error"] == "user 'vic' (role viewer): needs one of trader, admin"
     assert call(svc, "GET", "depth/DEMO", user="vic")[0] == 200
+    assert call(svc, "GET", "depth/DEMO?levels=0", user=None)[0] == 401  # who asks is checked before what is asked
+    assert call(svc, "GET", "orders?status=gone", user="vic")[0] == 403
+    assert call(svc, "POST", "admin/symbols/DEMO/halt?x=1", user="tess")[0] == 403
+    assert call(svc, "GET", "depth/DEMO?levels=%D9%A1%D9%A2")[1]["error"] == "levels '\u0661\u0662': expected an integer from 1 to 1000"
 
 def test_accounts_are_kept_apart_and_an_admin_sees_every_one(svc):
     call(svc, "POST", "orders", body=dict(cid="mine", symbol="ACME", side="buy", price=90, qty=1))
@@ -197,16 +208,38 @@ def test_the_rate_limit_refuses_with_the_limit(svc):
         await session.close()
     asyncio.run(scenario())
 
-def test_an_overflowing_consumer_is_closed_with_the_reason(svc):
-    async def scenario():
+def test_a_client_that_keeps_up_gets_a_whole_batch_past_the_queue_limit(svc):
+    async def scenario():  # 60 acks and 60 order messages from one batch, past the limit of 50: not a slow consumer
         session, ws = await _ws(svc, "tom")
-        await ws.send_json([{"op": "subscribe", "channel": "orders"}] + [order_message("ACME", "buy", 1, 95) for _ in range(60)])
-        async with asyncio.timeout(10):
-            while (msg := await ws.receive()).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED): pass
-        assert (ws.close_code, msg.extra) == (1008, "slow consumer: 50 messages waiting, at most 50")
+        await ws.send_json([{"op": "subscribe", "channel": "orders"}] + [order_message("ACME", "buy", 1, 95, req=i) for i in range(60)])
+        seen = await _until(ws, lambda m: m.get("req") == 59)
+        assert sorted(m["req"] for m in seen if m["type"] in ("ack", "reject")) == list(range(60))  # every answer, whatever it says
         await session.close()
         async with AsyncTradingClient(svc.url, svc.keys["tom"]) as tom: await tom.cancel_all()
     asyncio.run(scenario())
+
+def test_a_bad_frame_is_answered_at_once_and_the_client_splits_a_big_batch(svc):
+    async def scenario():
+        session, ws = await _ws(svc, "tom")
+        for send, error in ((ws.send_str, "frame: not JSON"), (ws.send_bytes, "frame: expected text (JSON), got binary")):
+            await send("{" if send == ws.send_str else b"{}")
+            while (first := json.loads((await ws.receive(timeout=5)).data)) == {"type": "heartbeat"}: pass
+            assert first["type"] == "error" and first["error"].startswith(error), first  # alone: not held until a heartbeat
+        await session.close()
+        async with AsyncTradingClient(svc.url, svc.keys["tom"]) as tom:  # past the service's 1,000 messages a frame
+            answers = await tom.requests([{"op": "ping"} for _ in range(1_001)], check=False, timeout=5)
+        assert len(answers) == 1_001 and {a["type"] for a in answers} <= {"pong", "error"}
+    asyncio.run(scenario())
+
+def test_a_consumer_that_falls_behind_is_closed_with_the_reason(svc):
+    slow = RawSocket(svc.url, svc.keys["vic"])
+    slow.sock.settimeout(10)
+    for i in range(20):  # the answers pile up unread
+        slow.send([{"op": "ping", "req": 100 * i + j} for j in range(100)])
+        time.sleep(0.02)
+    with pytest.raises(ConnectionError):  # the close frame with the reason, or a reset where the close overtook the unread backlog
+        while True: slow.messages()
+    assert re.search(r"closing vic's connection: slow consumer: \d+ messages waiting, at most 50", Path(svc.log).read_text())
 
 def test_a_slow_book_reader_gets_a_fresh_snapshot_and_stays_in_sync(svc):
     slow = RawSocket(svc.url, svc.keys["vic"])
