@@ -498,6 +498,7 @@ class OrderInfo(NamedTuple):
     visible: int
     user: int
     stop_price: int | None
+    display_qty: int | None  # an iceberg's shown size; None for a plain order
 
 def events_of(rows) -> list[Event]:
     "`Event`s of an `EVENT_DTYPE` array."
@@ -701,7 +702,7 @@ def order(self: OrderBook, order_id) -> OrderInfo | None:
     if o == -1: return None
     row = self._O[o].tolist()
     stop = row[O_STOP] if row[O_BSIDE] >= 2 else None
-    return OrderInfo(SIDES[row[O_SIDE]], row[O_PRICE], row[O_REMAIN], row[O_VIS], row[O_USER], stop)
+    return OrderInfo(SIDES[row[O_SIDE]], row[O_PRICE], row[O_REMAIN], row[O_VIS], row[O_USER], stop, row[O_DISPLAY] or None)
 
 # %% ../../nbs/trading/00_book.ipynb #17ec7dd0
 @patch

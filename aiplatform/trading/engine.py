@@ -26,6 +26,7 @@ class RiskLimits:
     max_notional: int = 10**12
     price_band_pct: float = 10.0
     max_open_orders: int = 1_000
+    max_iceberg_parts: int = 100  # an iceberg's qty over its shown size: each refill a trade, one order must not make a million
 
 # %% ../../nbs/trading/02_engine.ipynb #a38e106c
 @dataclass
@@ -132,11 +133,13 @@ def _risk(self: Engine, book, last, row, pending=0, queued=None):
     if op == OP_SUBMIT:
         if kind in (MARKET, STOP): price = None  # the book takes no price from them
         at = price if kind in (LIMIT, STOP_LIMIT) else stop if kind == STOP else _reach(book, side, qty)
+        shown = row[9]
     else:  # a modify: the order as it would be
         o = book.order(order_id)
-        was = (o.price or o.stop_price, o.remaining) if o is not None else (queued[6] or queued[8], queued[7]) if queued else (None, None)
-        at, qty = price or was[0], qty or was[1]
+        was = (o.price or o.stop_price, o.remaining, o.display_qty) if o is not None else (queued[6] or queued[8], queued[7], queued[9]) if queued else (None, None, None)
+        at, qty, shown = price or was[0], qty or was[1], was[2]
     if at and qty and at * qty > lim.max_notional: return "risk_max_notional"
+    if shown and qty and qty > lim.max_iceberg_parts * shown: return "risk_iceberg_parts"
     if price is not None and last is not None and lim.price_band_pct and abs(price - last) * 100 > lim.price_band_pct * last:
         return "risk_price_band"
     rests = kind != MARKET and row[5] == GTC  # a market, IOC or FOK order never rests: one can always close a position

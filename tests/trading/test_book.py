@@ -37,7 +37,7 @@ def live_orders(book):
     return {oid: book.order(oid) for oid in IDS if book.order(oid) is not None}
 
 def ref_live_orders(ref):
-    return {o.id: (("buy", "sell")[o.side], o.price, o.remaining, o.visible, o.user, o.stop if o.stop_waiting else None)
+    return {o.id: (("buy", "sell")[o.side], o.price, o.remaining, o.visible, o.user, o.stop if o.stop_waiting else None, o.display or None)
             for o in ref.orders.values()}
 
 @pytest.mark.slow  # ~11 s

@@ -62,6 +62,8 @@ def test_engine_refusals_are_422_with_the_order(svc):
     assert (status, body["error"], body["order"]["status"]) == (422, "order 'r-2': post_only_would_take", "rejected")
     status, body = call(svc, "POST", "orders", body=dict(cid="r-3", symbol="ACME", side="buy", price=150, qty=2_000_000))
     assert (status, body["order"]["reason"]) == (422, "risk_max_order_qty")
+    status, body = call(svc, "POST", "orders", body=dict(cid="r-4", symbol="ACME", side="sell", price=250, qty=10_001, display_qty=100))
+    assert (status, body["order"]["reason"]) == (422, "risk_iceberg_parts")  # 101 refills: one order must not stall the market
     call(svc, "POST", "orders/cancel-all", body={})
 
 @pytest.mark.parametrize("body, error", [
