@@ -28,7 +28,9 @@ class OrderState(TypedDict):
     kind: str
     tif: str
     price: int | None
+    stop_price: int | None
     qty: int
+    display_qty: int | None  # an iceberg's shown size
     remaining: int
     filled: int
     notional: int  # the sum of each fill's price times quantity
@@ -58,11 +60,12 @@ class Ledger(Rewritable):
             if self.path.exists(): self._load()
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
-    def new(self, order_id, account, cid, symbol, side="", kind="", tif="", price=None, qty=0, now=0, status="new") -> OrderState:
+    def new(self, order_id, account, cid, symbol, side="", kind="", tif="", price=None, qty=0, now=0, status="new", stop_price=None,
+            display_qty=None) -> OrderState:
         "Record an order about to reach the engine (or, with `status='lost'`, one that never did)."
         state: OrderState = {"order_id": order_id, "account": account, "cid": cid, "symbol": symbol, "side": side, "kind": kind, "tif": tif,
-                             "price": price, "qty": qty, "remaining": qty, "filled": 0, "notional": 0, "status": status, "reason": "",
-                             "created_ns": now, "updated_ns": now}  # a literal: half the cost of calling `OrderState`, once per order
+                             "price": price, "stop_price": stop_price, "qty": qty, "display_qty": display_qty, "remaining": qty,
+                             "filled": 0, "notional": 0, "status": status, "reason": "", "created_ns": now, "updated_ns": now}  # a literal: half the cost of calling `OrderState`, once per order
         self.orders[order_id] = self.accounts.setdefault(account, {})[order_id] = state
         if status in DONE: self._ended(state)
         return state
@@ -179,5 +182,5 @@ def replayed(self: Ledger, symbol, command, events, cids, now=0):
         account, cid = cids.get(order_id, (int(command["user"]), ""))
         price = int(command["price"]) or None
         self.new(order_id, account, cid, symbol, SIDES[command["side"]], KINDS[command["kind"]], TIFS[command["tif"]], price,
-                 int(command["qty"]), now)
+                 int(command["qty"]), now, stop_price=int(command["stop_price"]) or None, display_qty=int(command["display_qty"]) or None)
     self.record(symbol, *self.apply(symbol, events, now)[:2])

@@ -164,7 +164,8 @@ def submit(self: Market, account: int, order: Order | PlainOrder, reply):
     self._check_price(spec, order.price), self._check_price(spec, order.stop_price, "stop_price")
     self._check_qty(spec, order.qty), self._check_qty(spec, order.display_qty, "display_qty")
     order_id, _ = self.cids.assign(account, order.cid)
-    state = self.ledger.new(order_id, account, order.cid, order.symbol, order.side, order.kind, order.tif, order.price, order.qty, self.clock())
+    state = self.ledger.new(order_id, account, order.cid, order.symbol, order.side, order.kind, order.tif, order.price, order.qty, self.clock(),
+                            stop_price=order.stop_price, display_qty=order.display_qty)
     self._queue(Request(order.symbol, state, order.command(order_id, account), reply))
 
 @patch

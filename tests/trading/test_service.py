@@ -66,6 +66,13 @@ def test_engine_refusals_are_422_with_the_order(svc):
     assert (status, body["order"]["reason"]) == (422, "risk_iceberg_parts")  # 101 refills: one order must not stall the market
     call(svc, "POST", "orders/cancel-all", body={})
 
+def test_an_orders_state_shows_its_stop_price_and_shown_size(svc):
+    call(svc, "POST", "orders", body=dict(cid="st-1", symbol="ACME", side="buy", kind="stop", stop_price=260, qty=2))
+    call(svc, "POST", "orders", body=dict(cid="ice-1", symbol="ACME", side="sell", price=270, qty=100, display_qty=10))
+    states = {o["cid"]: o for o in call(svc, "GET", "orders?symbol=ACME")[1]["orders"]}
+    assert (states["st-1"]["stop_price"], states["st-1"]["display_qty"], states["ice-1"]["display_qty"]) == (260, None, 10)
+    assert call(svc, "POST", "orders/cancel-all", body={"symbol": "ACME"})[0] == 200
+
 @pytest.mark.parametrize("body, error", [
     (dict(cid="b", symbol="DEMO", side="buy", price=100, qty=0), "qty 0: expected a quantity in lots, from 1 to 10**12"),
     (dict(cid="b", symbol="DEMO", side="hold", price=100, qty=1), "side 'hold': expected \"buy\" or \"sell\""),
