@@ -8,6 +8,7 @@ __all__ = ['BOTS', 'Strategy', 'run', 'BotThread', 'skewed', 'MarketMaker', 'ma_
 
 # %% ../../nbs/trading/16_bots.ipynb #12b1686f
 import argparse, asyncio, itertools, threading, time
+from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
 from ..core import Conflict, ValidationError, get_logger
@@ -15,7 +16,7 @@ from .book import KINDS, OP_CANCEL, OP_MODIFY, OP_SUBMIT, SIDES, STPS, TIFS
 from .client import AsyncTradingClient, OrderRejected, new_cid
 from .data import order_flow
 from .gpu import rolling_mean
-from .journal import commands_of, read_journal
+from .journal import commands_of, read_journal, seq_of
 
 # %% ../../nbs/trading/16_bots.ipynb #f5cf0e7b
 def _need(name, value, ok: bool, expected: str):
@@ -50,17 +51,24 @@ class Strategy:
 
     @property
     def pnl(self) -> float:
-        "Realised plus unrealised P&L at the last price, in price units."
-        return (self.client.positions.get(self.symbol) or {}).get("pnl", 0.0)
+        "Realised plus unrealised P&L at the symbol's last trade (anyone's, not only the bot's), in price units."
+        p = self.client.positions.get(self.symbol)
+        if not p: return 0.0
+        last = self.last_price() or p["last"]
+        return p["realized"] + ((last - p["avg_price"]) * p["qty"] if last is not None and p["qty"] else 0.0)
+
+    def last_price(self) -> int | None:
+        "The symbol's last trade price on the tape, if any."
+        tape = self.client.trades.get(self.symbol)
+        return tape[-1]["price"] if tape else None
 
     def mid(self) -> float | None:
-        "The middle of the best bid and ask of the local book, or the only side there is, or the last trade."
+        "The middle of the best bid and ask of the local book, else the last trade, else the only side there is."
         book = self.client.books.get(self.symbol)
         bids, asks = (book.depth()["bids"], book.depth()["asks"]) if book else ([], [])
         if bids and asks: return (bids[0][0] + asks[0][0]) / 2
-        if bids or asks: return (bids or asks)[0][0]
-        tape = self.client.trades.get(self.symbol)
-        return tape[-1]["price"] if tape else None
+        if (last := self.last_price()) is not None: return last  # a side just taken: where it traded, not the side that is left
+        return (bids or asks)[0][0] if bids or asks else None
 
 # %% ../../nbs/trading/16_bots.ipynb #a8f03584
 async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, stop: asyncio.Event | None = None):
@@ -88,13 +96,14 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
                 if kind in ("book", "book_snapshot") and symbol in client.books: await strategy.on_book(client.books[symbol])
                 elif kind == "trade": await strategy.on_trade(m)
                 elif kind == "fill": await strategy.on_fill(m)
-                elif kind == "position": strategy.pnl_history.append((time.time(), m["pnl"], m["qty"]))
+                if kind in ("trade", "position") and symbol in client.positions:  # the P&L follows every trade, the bot's or not
+                    strategy.pnl_history.append((time.time(), strategy.pnl, strategy.position))
         except Exception:
             log.exception("bot %s on %s stopped by an error", strategy.name, strategy.symbol)
             raise
         finally:
+            await strategy.on_stop()  # first: a strategy's own tasks place no order after the cancel
             await client.cancel_all(strategy.symbol)
-            await strategy.on_stop()
     return strategy
 
 # %% ../../nbs/trading/16_bots.ipynb #727cc143
@@ -234,9 +243,10 @@ async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, sp
     return counts
 
 def journal_session(folder, rate: float = 1_000.0) -> tuple:
-    "A recorded session: the commands of one book's journal in `folder` (read only), `rate` a second (a journal keeps their order, not their times)."
+    "A recorded session: the commands one book's journal in `folder` keeps (read only; from the first kept, once snapshots let older ones go), `rate` a second (a journal keeps their order, not their times)."
     if rate <= 0: raise ValidationError(f"rate {rate}: expected a positive number")
-    commands = commands_of(read_journal(folder, repair=False)[0])
+    segments = sorted(Path(folder).glob("journal-*.log"))
+    commands = commands_of(read_journal(folder, after=seq_of(segments[0]) - 1 if segments else 0, repair=False)[0])
     return np.arange(len(commands), dtype=np.int64) * int(1e9 / rate), commands
 
 class NoiseTrader(Strategy):

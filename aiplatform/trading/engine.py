@@ -248,8 +248,10 @@ def end_snapshot(self: Engine, seqs, tag):
 
 @patch
 def prune(self: Engine):
-    "Delete each book's snapshots before its newest two, and the journal only they need (`JournaledBook.prune`)."
-    for jb in self.journals.values(): jb.prune()
+    "Delete each book's snapshots before its newest two, and the journal only they need (`JournaledBook.prune`); never the snapshot the accounts file names, which the engine opens from (a crash between a book's snapshot and the accounts' leaves it older)."
+    saved = self.folder/"accounts.json"
+    named = orjson.loads(saved.read_bytes())["seqs"] if saved.exists() else {}
+    for s, jb in self.journals.items(): jb.prune(named.get(s, 0))  # a symbol it does not name is replayed from its journal's start
 
 # %% ../../nbs/trading/02_engine.ipynb #a0993747
 @patch

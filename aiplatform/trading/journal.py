@@ -340,15 +340,16 @@ def end_snapshot(self: JournaledBook, seq, tag):
     _fsync_dir(self.folder)
 
 @patch
-def prune(self: JournaledBook):
-    "Delete the snapshots before the newest two, and the segments only they need (a big file's unlink takes a while: 37 ms for 59 MB here)."
+def prune(self: JournaledBook, keep=None):
+    "Delete the snapshots before the newest two (and before `keep`, the sequence number of one that must stay), and the segments only they need (a big file's unlink takes a while: 37 ms for 59 MB here)."
     snapshots = sorted(self.folder.glob("snapshot-*.npz"))
-    if len(snapshots) > 2:  # keep two; drop what only older snapshots need
-        keep_from = seq_of(snapshots[-2])
-        for old in snapshots[:-2]: old.unlink()
-        segments = sorted(self.folder.glob("journal-*.log"))
-        for seg, nxt in zip(segments, segments[1:]):
-            if seq_of(nxt) <= keep_from + 1: seg.unlink()
+    if len(snapshots) <= 2: return
+    keep_from = seq_of(snapshots[-2]) if keep is None else min(keep, seq_of(snapshots[-2]))
+    for old in snapshots:
+        if seq_of(old) < keep_from: old.unlink()
+    segments = sorted(self.folder.glob("journal-*.log"))
+    for seg, nxt in zip(segments, segments[1:]):
+        if seq_of(nxt) <= keep_from + 1: seg.unlink()
 
 @patch
 def close(self: JournaledBook): self.writer.close()

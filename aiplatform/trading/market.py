@@ -155,11 +155,13 @@ def _queue(self: Market, request: Request):
     if self.schedule and len(self.pending) == 1: self.schedule(self.flush)
 
 @patch
-def submit(self: Market, account: int, order: Order | PlainOrder, reply):
-    "Queue a new order of `account` (or answer a repeated client order id at once)."
+def submit(self: Market, account: int, order: Order | PlainOrder, reply) -> bool:
+    "Queue a new order of `account` (or answer a repeated client order id at once); whether it is new."
     spec = self.spec(order.symbol)
     known = self.cids.ids.get((account, order.cid))
-    if known is not None: return self._answer(known, reply)
+    if known is not None:
+        self._answer(known, reply)
+        return False
     if spec.halted: raise Conflict(f"symbol {order.symbol}: halted; orders and modifies are refused until an admin resumes it")
     self._check_price(spec, order.price), self._check_price(spec, order.stop_price, "stop_price")
     self._check_qty(spec, order.qty), self._check_qty(spec, order.display_qty, "display_qty")
@@ -167,6 +169,7 @@ def submit(self: Market, account: int, order: Order | PlainOrder, reply):
     state = self.ledger.new(order_id, account, order.cid, order.symbol, order.side, order.kind, order.tif, order.price, order.qty, self.clock(),
                             stop_price=order.stop_price, display_qty=order.display_qty)
     self._queue(Request(order.symbol, state, order.command(order_id, account), reply))
+    return True
 
 @patch
 def _answer(self: Market, order_id, reply):

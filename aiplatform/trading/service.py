@@ -183,10 +183,9 @@ def handle(self: Connection, message):
         self.push({"type": "reject" if op in ORDER_OPS else "error", "req": req, "error": "internal error", "status": 500})
 
 @patch
-def _reply(self: Connection, req, placing=False):
-    "The answer to one order command (`placing`: a new order): an ack or a reject, with the order's state."
+def _reply(self: Connection, req):
+    "The answer to one order command: an ack or a reject, with the order's state."
     def reply(ok, state, error):
-        if placing and ok and self.cancel_on_disconnect and not is_done(state): self._placed(state["cid"])
         answer = {"type": "ack" if ok else "reject", "req": req, "order": public(state)}
         if error: answer["error"] = error
         self.push(answer)
@@ -196,8 +195,11 @@ def _reply(self: Connection, req, placing=False):
 @patch
 def _trade(self: Connection, op, message, req):
     if not self.user.allowed("trader", "admin"): raise Forbidden(f"user {self.user.username!r} (role {self.user.role}): market data only")
-    m, reply = self.market, self._reply(req, op == "order")  # the orders sent here are the ones cancelled on disconnect
-    if op == "order": return m.submit(self.account, plain_order(message) or Order(**_fields(message)), reply)  # the common case without pydantic
+    m, reply = self.market, self._reply(req)
+    if op == "order":
+        order = plain_order(message) or Order(**_fields(message))  # the common case without pydantic
+        if m.submit(self.account, order, reply) and self.cancel_on_disconnect: self._placed(order.cid)  # new here: cancelled on disconnect
+        return
     fields = _fields(message)
     if op == "cancel": m.cancel(self.account, Cancel(**fields), reply)
     elif op == "modify": m.modify(self.account, Modify(**fields), reply)

@@ -4,7 +4,7 @@ stopped leaves no open order; replay streams a generated session at N× speed; a
 import asyncio, subprocess, sys, time
 import pytest
 from trading_service import make_users, start_trading, stop
-from aiplatform.trading.bots import BotThread, MarketMaker, MomentumMA, NoiseTrader, journal_session, replay
+from aiplatform.trading.bots import BotThread, MarketMaker, MomentumMA, NoiseTrader, Strategy, journal_session, replay
 from aiplatform.trading.client import AsyncTradingClient, TradingClient
 from aiplatform.trading.data import order_flow
 
@@ -27,13 +27,29 @@ def test_three_bots_make_a_market(market):
         assert len(maker.strategy.client.fills) > 0 and maker.strategy.pnl_history  # it traded, its P&L followed
         assert abs(maker.strategy.position) <= 20 + 2 * 5  # the skew keeps inventory near its limit
         assert momentum.strategy.prices and momentum.strategy.signal in (-1, 0, 1)
-        assert maker.strategy.pnl == maker.strategy.client.positions["DEMO"]["pnl"]
     finally:
         for bot in (maker, noise, momentum): bot.stop()
+    p, last = maker.strategy.client.positions["DEMO"], maker.strategy.client.trades["DEMO"][-1]["price"]
+    assert maker.strategy.pnl == pytest.approx(p["realized"] + (last - p["avg_price"]) * p["qty"])  # at the last trade
     with TradingClient(market.url, market.keys["tess"]) as tess:
         assert tess.orders_frame(symbol="DEMO").empty  # a stopped bot leaves no open order
         positions = tess.positions_frame().set_index("symbol")
         assert positions.loc["DEMO", "qty"] == maker.strategy.position
+
+def test_a_bots_pnl_and_mid_follow_other_traders(market):
+    bot = BotThread(Strategy("SIM"), market.url, market.keys["tess"])
+    try:
+        with TradingClient(market.url, market.keys["tess"]) as tess, TradingClient(market.url, market.keys["tom"]) as tom, \
+             TradingClient(market.url, market.keys["ada"]) as ada:
+            tom.order("SIM", "sell", 10, 100), tess.order("SIM", "buy", 10, 100)  # the bot's account: long 10 at 100
+            ada.order("SIM", "sell", 1, 120), tom.order("SIM", "buy", 1, 120)  # others trade at 120
+            ada.order("SIM", "buy", 1, 90)  # a bid alone in the book
+            deadline = time.time() + 10
+            while bot.strategy.pnl != 200 and time.time() < deadline: time.sleep(0.05)
+            assert (bot.strategy.pnl, bot.strategy.position, bot.strategy.pnl_history[-1][1:]) == (200, 10, (200, 10))
+            assert bot.strategy.mid() == 120  # where it last traded, not the bid that is left
+            ada.cancel_all()
+    finally: bot.stop()
 
 def test_bots_keep_to_a_symbols_ticks_and_lots(market):
     import json, urllib.request
@@ -99,6 +115,15 @@ def test_a_bot_runs_as_a_papermill_report(market, tmp_path):
                                         "seconds": 2, "key_file": str(tmp_path/"key"), "urls": [market.url]}, out_dir=tmp_path/"out")
     page = (tmp_path/"out"/"bot_session.html").read_text()
     assert "noise_trader" in page and "fills, position" in page and "P&amp;L and position" in page, result
+
+def test_a_recorded_session_from_a_journal_that_snapshots_have_pruned(tmp_path):
+    from aiplatform.trading.journal import JournaledBook
+    jb = JournaledBook.open(tmp_path, snapshot_every=500)  # four snapshots: the first commands' segments are gone
+    commands = order_flow(2_000, seed=1)[1]
+    for i in range(0, 2_000, 100): jb.process(commands[i:i + 100], keep_events=False)
+    jb.close()
+    times, kept = journal_session(tmp_path, rate=1_000)
+    assert 0 < len(kept) < 2_000 and (kept == commands[-len(kept):]).all() and times[1] == 1_000_000
 
 def test_replay_of_a_recorded_session(market):
     times, commands = journal_session(market.data/"trading"/"shard-0"/"books"/"SIM", rate=2_000)  # what the tests above traded

@@ -43,5 +43,8 @@ def test_a_service_with_no_symbols_connects(svc, tmp_path):
         empty.data, empty.keys = tmp_path, keys
         d = desk_on(empty, "tess")
         assert "connected: 0 symbols" in d.status.value and d.symbol.options == ()
+        frames = d.client.orders_frame(), d.client.fills_frame(), d.client.positions_frame()  # a new account's: no rows, every column
+        assert [len(f) for f in frames] == [0, 0, 0] and {"cid", "status"} <= set(frames[0]) and "symbol" in frames[2]
+        assert frames[2].set_index("symbol").empty
         d.client.close()
     finally: stop(empty)

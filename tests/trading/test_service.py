@@ -320,6 +320,17 @@ def test_cancel_all_over_http_takes_a_symbol_in_its_body(svc):
     assert call(svc, "GET", "orders/ca-1")[1]["status"] == "open"
     assert "ca-1" in call(svc, "POST", "orders/cancel-all")[1]["cancelling"]  # no body: every symbol
 
+def test_an_order_sent_just_before_a_disconnect_is_cancelled_with_it(svc):
+    async def scenario():  # the close frame arrives before the order's batch is matched
+        for i in range(10):
+            session, ws = await _ws(svc, "tom", cancel_on_disconnect=True)
+            await ws.send_json(order_message("ACME", "buy", 1, 90, cid=f"last-{i}"))
+            await ws.close()
+            await session.close()
+    asyncio.run(scenario())
+    time.sleep(0.3)
+    assert [o["cid"] for o in call(svc, "GET", "orders?symbol=ACME", user="tom")[1]["orders"] if o["cid"].startswith("last-")] == []
+
 def test_cancel_on_disconnect_cancels_only_what_the_connection_placed(svc):
     call(svc, "POST", "orders", user="tom", body=dict(cid="cod-http", symbol="ACME", side="buy", price=101, qty=5))
     async def scenario():
