@@ -6,7 +6,7 @@
 __all__ = ['LOST', 'MAX_BATCH', 'CHILD_S', 'shard_of', 'Misdirected', 'SymbolSpec', 'symbol_spec', 'Request', 'Market']
 
 # %% ../../nbs/trading/13_market.ipynb #555ed271
-import fcntl, json, os, resource, signal, time, zlib
+import fcntl, json, math, os, resource, signal, time, zlib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +14,8 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from fastcore.basics import patch
 from ..core import ConfigError, Conflict, NotFound, ValidationError, get_logger, validation_error
-from .book import OP_SUBMIT, cancel_fields, modify_fields
+from fractions import Fraction
+from .book import GTC, IOC, LIMIT, OP_SUBMIT, cancel_fields, modify_fields
 from .client_ids import ClientIds
 from .engine import Engine, RiskLimits
 from .feed import BookFeed
@@ -137,13 +138,23 @@ def halt(self: Market, symbol, halted=True) -> SymbolSpec:
 
 # %% ../../nbs/trading/13_market.ipynb #281f5f87
 @patch
+def _band(self: Market, spec) -> tuple | None:
+    "The lowest and highest prices on `spec`'s ticks within its band around the last trade, and that trade's; None without a band or a trade yet."
+    if not spec.price_band_pct or (last := self.engine.book(spec.symbol).last_price) is None: return None
+    pct, t = Fraction(spec.price_band_pct).limit_denominator(10**6), spec.tick_size  # exact: no edge lost to a float's rounding
+    lo, hi = math.ceil(last * (100 - pct) / 100), math.floor(last * (100 + pct) / 100)
+    return max(t, -(-lo // t) * t), hi // t * t, last
+
+@patch
 def _check_price(self: Market, spec, price, what="price"):
     if price is None: return
     if price % spec.tick_size: raise ValidationError(f"{what} {price}: expected a multiple of {spec.symbol}'s tick size {spec.tick_size}")
-    if not spec.price_band_pct or (last := self.engine.book(spec.symbol).last_price) is None: return
-    if abs(price - last) * 100 > spec.price_band_pct * last:
-        lo, hi = int(last * (1 - spec.price_band_pct / 100)), int(last * (1 + spec.price_band_pct / 100))
-        raise ValidationError(f"{what} {price}: outside {spec.symbol}'s band of {spec.price_band_pct:g}% around the last trade {last} ({lo} to {hi})")
+    if (band := self._band(spec)) and not band[0] <= price <= band[1]:
+        raise ValidationError(f"{what} {price}: outside {spec.symbol}'s band of {spec.price_band_pct:g}% around the last trade {band[2]} ({band[0]} to {band[1]})")
+
+def _protected(row, price) -> tuple:
+    "A market order's command fields as an IOC (or FOK) limit order at `price`: it trades up to there, and its rest is cancelled."
+    return (*row[:4], LIMIT, IOC if row[5] == GTC else row[5], price, *row[7:])
 
 @patch
 def _check_qty(self: Market, spec, qty, what="qty"):
@@ -168,7 +179,10 @@ def submit(self: Market, account: int, order: Order | PlainOrder, reply) -> bool
     order_id, _ = self.cids.assign(account, order.cid)
     state = self.ledger.new(order_id, account, order.cid, order.symbol, order.side, order.kind, order.tif, order.price, order.qty, self.clock(),
                             stop_price=order.stop_price, display_qty=order.display_qty)
-    self._queue(Request(order.symbol, state, order.command(order_id, account), reply))
+    row = order.command(order_id, account)
+    if order.kind == "market" and (band := self._band(spec)):  # a market order trades within the band, never through the book beyond
+        row = _protected(row, band[1] if order.side == "buy" else band[0])
+    self._queue(Request(order.symbol, state, row, reply))
     return True
 
 @patch
