@@ -2371,6 +2371,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._reap': ( 'trading/market.html#market._reap',
                                                                                        'aiplatform/trading/market.py'),
+                                           'aiplatform.trading.market.Market._refuse': ( 'trading/market.html#market._refuse',
+                                                                                         'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._save_symbols': ( 'trading/market.html#market._save_symbols',
                                                                                                'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._snapshotted': ( 'trading/market.html#market._snapshotted',

@@ -94,8 +94,11 @@ class JournalWriter:
 
     def append(self, commands) -> int:
         "Write `commands` (a `COMMAND_DTYPE` array or its `command_rows`) as one group; returns the sequence number of the first."
-        first = self.next_seq
-        write_all(self._fd, records(commands, first).tobytes())
+        first, size = self.next_seq, os.fstat(self._fd).st_size
+        try: write_all(self._fd, records(commands, first).tobytes())
+        except OSError:  # a full disk, say: cut what was written, so no torn record lies before the next group
+            os.ftruncate(self._fd, size)
+            raise
         self.next_seq += len(commands)
         self._unsynced += len(commands)
         if self.fsync == "always" or (self.fsync == "batch" and self._unsynced >= self.group): self.sync()

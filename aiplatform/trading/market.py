@@ -255,7 +255,11 @@ def flush(self: Market):
     for r in pending: by_symbol.setdefault(r.symbol, []).append(r)
     for symbol, requests in ((s, part) for s, rs in by_symbol.items() for part in _parts(rs)):
         rows = [r.row for r in requests if r.row is not None]
-        events = self.engine.process(symbol, rows) if rows else []
+        try: events = self.engine.process(symbol, rows) if rows else []
+        except Exception as e:  # the journal not written (a full disk, say), or a fault of ours
+            get_logger("trading.market").exception("%s: a batch of %d commands failed", symbol, len(rows))
+            self._refuse(symbol, requests, e)
+            continue
         changed, fills, refused = self.ledger.apply(symbol, events, now)
         seq = self.ledger.seqs.get(symbol, 0)  # this part's: a later part of the symbol moves it on
         for r in requests:
@@ -278,6 +282,20 @@ def flush(self: Market):
     self._since_snapshot += len(pending)
     if self._since_snapshot >= self.snapshot_every and "snapshot" not in self._children: self.snapshot()
     for done in self.flushed: done()
+
+# %% ../../nbs/trading/13_market.ipynb #490520d9
+@patch
+def _refuse(self: Market, symbol, requests, error):
+    "Answer a part whose batch failed with the reason, its new orders rejected, and halt `symbol`: nothing more is journaled after what may be a torn record."
+    reason = f"not journaled ({type(error).__name__}: {error}); {symbol} halted until an admin resumes it"
+    for r in requests:
+        if r.row is not None and r.row[0] == OP_SUBMIT:
+            r.state["status"], r.state["reason"], r.state["remaining"] = "rejected", reason, 0
+            self.ledger._ended(r.state)
+        r.reply(False, r.state, reason)
+    self.specs[symbol] = self.specs[symbol].model_copy(update={"halted": True})  # in memory first: the disk may be full
+    try: self._save_symbols()
+    except OSError: get_logger("trading.market").exception("%s: halted, but not saved", symbol)
 
 # %% ../../nbs/trading/13_market.ipynb #0c192ecc
 @patch
