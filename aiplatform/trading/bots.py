@@ -52,10 +52,7 @@ class Strategy:
     @property
     def pnl(self) -> float:
         "Realised plus unrealised P&L at the symbol's last trade (anyone's, not only the bot's), in price units."
-        p = self.client.positions.get(self.symbol)
-        if not p: return 0.0
-        last = self.last_price() or p["last"]
-        return p["realized"] + ((last - p["avg_price"]) * p["qty"] if last is not None and p["qty"] else 0.0)
+        return (self.client.marked(self.symbol) or {}).get("pnl", 0.0)
 
     def last_price(self) -> int | None:
         "The symbol's last trade price on the tape, if any."

@@ -63,11 +63,19 @@ async def _socket(self: AsyncTradingClient, shard: int):
         if shard in self._ws: return self._ws[shard]  # another request opened it meanwhile
         if self._session is None: self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.key}"})
         query = urlencode({"cancel_on_disconnect": str(self.cancel_on_disconnect).lower()})
-        try: ws = await self._session.ws_connect(f"{self.urls[shard]}ws?{query}", max_msg_size=0, heartbeat=60)
-        except aiohttp.WSServerHandshakeError as e: raise error_of(e.status, f"{self.urls[shard]}ws: {e.message}") from None
+        url = f"{self.urls[shard]}ws?{query}"
+        try: ws = await self._session.ws_connect(url, max_msg_size=0, heartbeat=60)
+        except aiohttp.WSServerHandshakeError as e: raise error_of(e.status, f"{self.urls[shard]}ws: {await self._why(url) or e.message}") from None
         except aiohttp.ClientConnectionError as e: raise ConnectionError(f"{self.urls[shard]}ws: cannot connect ({e})") from e
         self._ws[shard], self._readers[shard] = ws, asyncio.create_task(self._read(ws))
         return ws
+
+@patch
+async def _why(self: AsyncTradingClient, url) -> str | None:
+    "The service's own words for a WebSocket handshake it refused (a bad key, say): the same request over plain HTTP gets them."
+    try:
+        async with self._session.get(url) as r: return (await r.json(content_type=None)).get("error")
+    except (aiohttp.ClientError, ValueError, AttributeError): return None
 
 @patch
 async def _read(self: AsyncTradingClient, ws):
@@ -153,9 +161,20 @@ async def _catch_up(self: AsyncTradingClient, shard):
     "Take in what `shard` did with this account's orders while the client was away: the orders channel's first message lists the open ones only."
     try:
         for o in (await self.get("orders", shard, status="all", limit=10_000))["orders"]: self.orders[o["cid"]] = o
-        seen = {f["fill_id"] for f in self.fills}
-        self.fills += [f for f in (await self.get("fills", shard, limit=10_000))["fills"] if f["fill_id"] not in seen]
+        fetched = (await self.get("fills", shard, limit=10_000))["fills"]
+        self.fills = sorted({f["fill_id"]: f for f in self.fills + fetched}.values(), key=lambda f: f["ns"])  # once each, oldest first
     except (AIPlatformError, aiohttp.ClientError, OSError) as e: get_logger("trading.client").warning("%s: catching up after a reconnect: %s", self.urls[shard], e)
+
+# %% ../../nbs/trading/15_client.ipynb #400d0856
+@patch
+def marked(self: AsyncTradingClient, symbol) -> dict | None:
+    "Your position in `symbol` (as the positions channel last sent it) valued at the last trade on the tape, anyone's; None without one."
+    p = self.positions.get(symbol)
+    if p is None: return None
+    tape = self.trades.get(symbol)
+    last = tape[-1]["price"] if tape else p["last"]  # a position message comes only with your own fills
+    unrealized = float((last - p["avg_price"]) * p["qty"]) if last is not None and p["qty"] else 0.0
+    return p | {"last": last, "unrealized": unrealized, "pnl": p["realized"] + unrealized}
 
 # %% ../../nbs/trading/15_client.ipynb #59a7b31a
 def _raise(answer: dict) -> dict:

@@ -196,9 +196,9 @@ def redraw(self: TradingDesk):
         self.open_orders.options = cids
         self.open_orders.value = chosen if chosen in cids else (cids[-1] if cids else None)
     self.fills.value = table(list(reversed(c.fills[-15:])), ["symbol", "side", "price", "qty", "liquidity"])
-    rows = [p for p in c.positions.values() if p["qty"] or p["realized"]]
-    self.positions.value = table(rows, ["symbol", "qty", "avg_price", "last", "realized", "unrealized", "pnl"])
-    total = sum(p["pnl"] for p in c.positions.values())
+    marked = [c.marked(s) for s in list(c.positions)]  # at the last trade: the P&L moves when others trade too
+    self.positions.value = table([p for p in marked if p["qty"] or p["realized"]], ["symbol", "qty", "avg_price", "last", "realized", "unrealized", "pnl"])
+    total = sum(p["pnl"] for p in marked)
     if not self.pnl_points or self.pnl_points[-1][1] != total or time.time() - self.pnl_points[-1][0] > 5:
         self.pnl_points = (self.pnl_points + [(time.time(), total)])[-500:]
         self.pnl_chart.data = []  # traces replaced, not restyled: the widget's view follows replacements reliably

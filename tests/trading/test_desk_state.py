@@ -36,6 +36,20 @@ def test_a_reconnected_desk_still_follows_its_symbol(svc):
     assert "spread &#x27;two&#x27;: expected a whole number from 1" in d.status.value and d.bots == {}
     d.client.cancel_all(), d.client.close()
 
+def test_the_desks_pnl_follows_other_traders(svc):
+    d = desk_on(svc, "ada")
+    d.side.value, d.price.value, d.qty.value = "sell", 200, 3
+    d.send()
+    with TradingClient(svc.url, svc.keys["tom"]) as tom, TradingClient(svc.url, svc.keys["tess"]) as tess:
+        tom.order("DEMO", "buy", 3, 200)  # ada: short 3 at 200
+        tom.order("DEMO", "sell", 1, 220), tess.order("DEMO", "buy", 1, 220)  # then others trade at 220
+        deadline = time.time() + 10
+        while time.time() < deadline and not (d.client.trades.get("DEMO") and d.client.trades["DEMO"][-1]["price"] == 220
+                                              and d.client.positions.get("DEMO", {}).get("qty") == -3): time.sleep(0.05)
+        d.redraw()
+        assert d.client.marked("DEMO")["pnl"] == -60 and d.pnl_points[-1][1] == -60 and "<td>220</td><td>0.00</td><td>-60.00</td><td>-60.00</td>" in d.positions.value
+    d.client.cancel_all(), d.client.close()
+
 def test_a_service_with_no_symbols_connects(svc, tmp_path):
     keys = make_users(tmp_path)
     empty = start_trading(tmp_path, symbols="", price_band_pct=0)

@@ -122,8 +122,14 @@ def test_a_client_back_from_a_restart_knows_what_ended_meanwhile(tmp_path):
     svc = start_trading(tmp_path, symbols="DEMO", price_band_pct=0)
     port = int(svc.url.rsplit(":", 1)[1].strip("/"))
     async def main():
+        async with AsyncTradingClient(svc.url, keys["tess"]) as early, AsyncTradingClient(svc.url, keys["tom"]) as tom:
+            await early.order("DEMO", "sell", 1, 100, cid="before"), await tom.order("DEMO", "buy", 1, 100)  # a fill `c` never saw
         async with AsyncTradingClient(svc.url, keys["tess"]) as c:
             await c.subscribe("orders")
+            await c.order("DEMO", "sell", 1, 100, cid="now")
+            async with AsyncTradingClient(svc.url, keys["tom"]) as tom: await tom.order("DEMO", "buy", 1, 100)
+            async with asyncio.timeout(10):
+                while not c.fills: await asyncio.sleep(0.05)
             await c.order("DEMO", "sell", 2, 100, cid="away")
             gate, socket = asyncio.Event(), c._socket
             async def gated(shard):  # the client stays away until the order has ended
@@ -139,4 +145,4 @@ def test_a_client_back_from_a_restart_knows_what_ended_meanwhile(tmp_path):
             return back, c.orders["away"]["status"], [(f["cid"], f["qty"]) for f in c.fills]
     back, status, fills = asyncio.run(main())
     stop(back)
-    assert (status, fills) == ("filled", [("away", 2)])
+    assert (status, fills) == ("filled", [("before", 1), ("now", 1), ("away", 2)])  # each once, oldest first

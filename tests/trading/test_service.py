@@ -5,6 +5,7 @@ from pathlib import Path
 import aiohttp, pytest
 from trading_service import RawSocket, make_users, start_trading, stop
 from aiplatform.trading.feed import LocalBook
+from aiplatform.core import Unauthorized
 from aiplatform.trading.client import AsyncTradingClient, order_message
 
 @pytest.fixture(scope="module")
@@ -104,6 +105,9 @@ def test_bad_queries_bodies_and_callers(svc):
     assert call(svc, "GET", "orders", user="vic")[1]["error"] == "user 'vic' (role viewer): needs one of trader, admin"
     assert call(svc, "GET", "depth/DEMO", user="vic")[0] == 200
     assert call(svc, "GET", "depth/DEMO?levels=0", user=None)[0] == 401  # who asks is checked before what is asked
+    async def a_bad_key():
+        async with AsyncTradingClient(svc.url, "aip_0000_nonsense") as c: await c.subscribe("book", "DEMO")
+    with pytest.raises(Unauthorized, match=r"ws: API key: unknown"): asyncio.run(a_bad_key())  # the service's words, not the handshake's
     assert call(svc, "GET", "orders?status=gone", user="vic")[0] == 403
     assert call(svc, "POST", "admin/symbols/DEMO/halt?x=1", user="tess")[0] == 403
     assert call(svc, "GET", "depth/DEMO?levels=%D9%A1%D9%A2")[1]["error"] == "levels '\u0661\u0662': expected an integer from 1 to 1000"
