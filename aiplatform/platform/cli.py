@@ -7,7 +7,7 @@ __all__ = ['cmd_config', 'cmd_init', 'cmd_users', 'cmd_password', 'cmd_service',
            'cmd_background', 'cmd_hub', 'cmd_singleuser', 'cmd_apps', 'cmd_serve', 'main']
 
 # %% ../../nbs/platform/08_cli.ipynb #0af2032c
-import argparse, getpass, json, os, secrets, signal, subprocess, sys, time
+import argparse, errno, getpass, json, os, secrets, signal, subprocess, sys, time
 from pathlib import Path
 from .. import __version__
 from .auth import ROLES, add_user, create_key, ensure_admin, list_keys, list_users, revoke_key, set_active
@@ -65,10 +65,18 @@ def cmd_password(args, settings):
     if len(pw) < 8: raise ConfigError(f"password: {len(pw)} characters, at least 8")
     print(passwd(pw))
 
+def _port(text: str) -> int:
+    "A TCP port, for the command line: 0 to 65535."
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535: raise argparse.ArgumentTypeError(f"{text!r}: expected a port from 0 to 65535")
+    return int(text)
+
 def cmd_service(args, settings):
     "Run one registered service standalone."
     from aiplatform.platform.services import run_service
-    run_service(args.name, args.port, args.host, settings)
+    try: run_service(args.name, args.port, args.host, settings)
+    except OSError as e:
+        if e.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL): raise
+        raise ConfigError(f"service {args.name}: cannot listen on {args.host}:{args.port}: {e.strerror}") from None
 
 # %% ../../nbs/platform/08_cli.ipynb #aa432559
 def server_config(settings) -> dict:
@@ -172,13 +180,13 @@ def _parser():
     sub.add_parser("singleuser", help="one user's server, started by the Hub")
     sub.add_parser("warm", help="compile ahead what the tools compile on first use (done by make and serve)")
     apps = sub.add_parser("apps", help="serve the apps with preheated kernels (serve starts it)")
-    apps.add_argument("--port", type=int, required=True)
+    apps.add_argument("--port", type=_port, required=True)
     apps.add_argument("--folder", help="the apps' notebooks (default: apps/ in the data folder)")
     apps.add_argument("--base-url", default="/", help="the gateway's base URL (a Hub user's server: /user/<name>/)")
     sub.add_parser("background", help="run a tool's background worker, such as the jobs scheduler (serve starts them)").add_argument("name")
     svc = sub.add_parser("service", help="run one registered service standalone")
     svc.add_argument("name")
-    svc.add_argument("--port", type=int, required=True)
+    svc.add_argument("--port", type=_port, required=True)
     svc.add_argument("--host", default="127.0.0.1")
     users = sub.add_parser("users", help="manage users and API keys").add_subparsers(dest="action", required=True, metavar="ACTION")
     add = users.add_parser("add", help="add a user")

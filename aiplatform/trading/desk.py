@@ -8,6 +8,7 @@ __all__ = ['STYLE', 'CSS', 'service_urls', 'parse_params', 'table', 'ladder', 'T
 # %% ../../nbs/trading/17_desk.ipynb #003e4844
 import asyncio, html, subprocess, sys, threading, time
 from pathlib import Path
+from urllib.parse import urlsplit
 import ipywidgets as widgets
 from fastcore.basics import patch
 from ..core import AIPlatformError, ValidationError, get_settings
@@ -18,10 +19,20 @@ from .bots import BOTS, BotThread, make_bot
 from .client import TradingClient
 
 # %% ../../nbs/trading/17_desk.ipynb #f349970f
+def _url_problem(url) -> str | None:
+    "What is wrong with a shard's base URL, or None."
+    try: parts = urlsplit(url); parts.port  # a port past 65535 raises
+    except ValueError as e: return str(e)
+    return None if parts.scheme in ("http", "https") and parts.hostname else "not an http(s) URL"
+
 def service_urls(settings=None, start=True) -> list[str]:
     "The trading service's base URLs (one per shard); on this machine, started first when nothing answers."
-    t = (settings or get_settings()).trading
+    s = settings or get_settings()
+    t = s.trading
+    for url in t.shard_urls.split():
+        if problem := _url_problem(url): raise s.error("trading", "shard_urls", t.shard_urls, f"{url!r}: {problem}; expected http://host:port/, one per shard")
     if t.shard_urls.split(): return t.shard_urls.split()
+    if not t.port: raise s.error("trading", "port", 0, "the desk starts the service on a port it knows: expected 1 to 65535 (0, any, is for the gateway's proxy)")
     url = f"http://127.0.0.1:{t.port}/"
     if start and not check_health(url + "health")["ok"]:
         subprocess.Popen([str(Path(sys.executable).parent/"aiplatform"), "service", "trading", "--port", str(t.port)],

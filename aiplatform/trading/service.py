@@ -55,6 +55,9 @@ def market(settings) -> Market:
     t = settings.trading
     if not 0 <= t.shard < t.shards: raise ConfigError(f"[trading] shard {t.shard}: expected 0 to {t.shards - 1} ([trading] shards = {t.shards})")
     symbols = [dict(symbol=s, price_band_pct=t.price_band_pct) for s in t.symbols.replace(",", " ").split()]
+    for s in symbols:
+        try: symbol_spec(s)
+        except ValidationError as e: raise settings.error("trading", "symbols", t.symbols, str(e)) from None
     limits = RiskLimits(t.max_order_qty, t.max_notional, 0.0, t.max_open_orders)
     return Market(settings.data_dir/"trading"/f"shard-{t.shard}", symbols, t.fsync, limits, t.snapshot_every, t.shard, t.shards, t.keep_fills,
                   t.keep_done)

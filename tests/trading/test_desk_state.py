@@ -1,6 +1,6 @@
 """The Trading Desk's widgets against a real service, without a browser: a reconnect follows the symbol shown, a
 service with no symbols connects, and a bad bot parameter is said in the status line."""
-import time
+import html, time
 import pytest
 from trading_service import make_users, start_trading, stop
 from aiplatform.core import load_settings
@@ -49,6 +49,16 @@ def test_the_desks_pnl_follows_other_traders(svc):
         d.redraw()
         assert d.client.marked("DEMO")["pnl"] == -60 and d.pnl_points[-1][1] == -60 and "<td>220</td><td>0.00</td><td>-60.00</td><td>-60.00</td>" in d.positions.value
     d.client.cancel_all(), d.client.close()
+
+@pytest.mark.parametrize("trading, said", [
+    ({"shard_urls": "127.0.0.1:8765"}, "[trading] shard_urls = '127.0.0.1:8765': '127.0.0.1:8765': not an http(s) URL"),
+    ({"shard_urls": "http://127.0.0.1:99999/"}, "'http://127.0.0.1:99999/': Port out of range"),
+    ({"port": 0}, "[trading] port = 0: the desk starts the service on a port it knows")])
+def test_bad_service_urls_are_said_in_the_status_line(svc, trading, said):
+    d = TradingDesk(load_settings(env={}, platform={"data_dir": svc.data}, trading=trading))
+    d.key.value = svc.keys["tess"]
+    d.connect()
+    assert html.escape(said) in d.status.value and d.client is None, d.status.value
 
 def test_a_service_with_no_symbols_connects(svc, tmp_path):
     keys = make_users(tmp_path)

@@ -296,7 +296,7 @@ def test_an_order_and_a_refused_modify_of_it_in_one_frame(svc):
         await session.close()
         return got
     got = asyncio.run(scenario())
-    assert (got[1]["type"], got[2]["type"], got[2]["error"]) == ("ack", "reject", "risk_max_order_qty")
+    assert (got[1]["type"], got[2]["type"], got[2]["error"]) == ("ack", "reject", "risk_max_order_qty: expected a qty of at most 1,000,000 ([trading] max_order_qty)")
     assert call(svc, "GET", "orders/om-1")[1]["status"] == "open"  # not taken for rejected: it is still found, and cancelled
     assert call(svc, "DELETE", "orders/om-1")[1]["status"] == "cancelled"
 
