@@ -1876,6 +1876,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots.BotThread.stop': ( 'trading/bots.html#botthread.stop',
                                                                                      'aiplatform/trading/bots.py'),
+                                         'aiplatform.trading.bots.BotThread.wait_started': ( 'trading/bots.html#botthread.wait_started',
+                                                                                             'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots.MarketMaker': ( 'trading/bots.html#marketmaker',
                                                                                   'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots.MarketMaker.__init__': ( 'trading/bots.html#marketmaker.__init__',

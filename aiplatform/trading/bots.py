@@ -33,6 +33,7 @@ class Strategy:
     def __init__(self, symbol: str, **params):
         self.symbol, self.params, self.client, self.pnl_history = symbol, params, None, []
         self.tick, self.lot = 1, 1  # the symbol's tick and lot sizes, once running
+        self.started = threading.Event()  # set once subscribed and `on_start` has run
 
     def failure(self) -> BaseException | None:
         "An error that stopped the strategy's own background work: the runner stops the bot with it."
@@ -82,6 +83,7 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
         for channel, symbol in (("book", strategy.symbol), ("trades", strategy.symbol), ("orders", None), ("positions", None)):
             await client.subscribe(channel, symbol)
         await strategy.on_start()
+        strategy.started.set()
         deadline = None if seconds is None else asyncio.get_running_loop().time() + seconds
         try:
             while not stop.is_set() and (deadline is None or asyncio.get_running_loop().time() < deadline):
@@ -124,6 +126,12 @@ class BotThread:
 
     @property
     def running(self) -> bool: return self._thread.is_alive()
+
+    def wait_started(self, timeout=10) -> bool:
+        "Whether the bot got going (subscribed, started) within `timeout` seconds; False at once if it stopped (see `error`)."
+        deadline = time.monotonic() + timeout
+        while self.running and not self.strategy.started.wait(0.05) and time.monotonic() < deadline: pass
+        return self.running and self.strategy.started.is_set()
 
     def stop(self, timeout=10):
         "Stop the bot (its orders cancelled) and wait for it."

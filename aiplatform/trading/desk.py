@@ -181,14 +181,16 @@ def start_bot(self: TradingDesk):
     "Start the chosen built-in bot on the chosen symbol with its parameters, under this desk's key."
     def go():
         bot = make_bot(self.bot.value, self.symbol.value, **parse_params(self.bot_params.value))
-        self.bots[f"{bot.name} {self.symbol.value} #{len(self.bots) + 1}"] = BotThread(bot, self.client.urls, self.key.value.strip())
+        thread = self.bots[f"{bot.name} {self.symbol.value} #{len(self.bots) + 1}"] = BotThread(bot, self.client.urls, self.key.value.strip())
+        if not thread.wait_started(): raise AIPlatformError(f"{bot.name} on {self.symbol.value}: did not start ({thread.error or 'no answer in 10 s'})")
         self.status.say(f"{bot.name} started on {self.symbol.value}")
     self._do("bot", go)
 
 @patch
 def stop_bots(self: TradingDesk):
-    for thread in self.bots.values(): thread.stop()
-    self.status.say(f"{len(self.bots)} bots stopped")
+    running = [t for t in self.bots.values() if t.running]
+    for thread in running: thread.stop()
+    self.status.say(f"{len(running)} bots stopped")
 
 # %% ../../nbs/trading/17_desk.ipynb #1e421c7f
 @patch

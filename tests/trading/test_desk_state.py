@@ -60,6 +60,18 @@ def test_bad_service_urls_are_said_in_the_status_line(svc, trading, said):
     d.connect()
     assert html.escape(said) in d.status.value and d.client is None, d.status.value
 
+def test_a_bot_that_fails_to_start_is_said_so(svc, monkeypatch):
+    import aiplatform.trading.bots as bots
+    async def broken(self): raise RuntimeError("no quotes today")
+    monkeypatch.setattr(bots.MarketMaker, "on_start", broken)
+    d = desk_on(svc, "tess")
+    d.bot.value, d.bot_params.value = "market_maker", "spread=2"
+    d.start_bot()
+    assert "market_maker on DEMO: did not start (no quotes today)" in d.status.value, d.status.value
+    d.stop_bots()
+    assert "0 bots stopped" in d.status.value
+    d.client.close()
+
 def test_a_service_with_no_symbols_connects(svc, tmp_path):
     keys = make_users(tmp_path)
     empty = start_trading(tmp_path, symbols="", price_band_pct=0)
