@@ -10,12 +10,12 @@ __all__ = ['LOST', 'MAX_BATCH', 'RISK_LIMITS', 'CHILD_S', 'shard_of', 'Misdirect
 import fcntl, json, math, os, resource, signal, time, zlib
 from collections import deque
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from fastcore.basics import patch
 from ..core import ConfigError, Conflict, NotFound, ValidationError, get_logger, validation_error
-from fractions import Fraction
 from .book import GTC, IOC, LIMIT, OP_SUBMIT, cancel_fields, modify_fields
 from .client_ids import ClientIds
 from .engine import Engine, RiskLimits
