@@ -7,10 +7,9 @@ __all__ = ['LOST', 'MAX_BATCH', 'RISK_LIMITS', 'CHILD_S', 'shard_of', 'Misdirect
            'Market']
 
 # %% ../../nbs/trading/13_market.ipynb #555ed271
-import fcntl, json, math, os, resource, signal, time, zlib
+import fcntl, json, os, resource, signal, time, zlib
 from collections import deque
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
@@ -153,8 +152,8 @@ def halt(self: Market, symbol, halted=True) -> SymbolSpec:
 def _band(self: Market, spec) -> tuple | None:
     "The lowest and highest prices on `spec`'s ticks within its band around the last trade, and that trade's; None without a band or a trade yet."
     if not spec.price_band_pct or (last := self.engine.book(spec.symbol).last_price) is None: return None
-    pct, t = Fraction(spec.price_band_pct).limit_denominator(10**6), spec.tick_size  # exact: no edge lost to a float's rounding
-    lo, hi = math.ceil(last * (100 - pct) / 100), math.floor(last * (100 + pct) / 100)
+    p, t = round(spec.price_band_pct * 1_000_000), spec.tick_size  # in millionths of a percent: integers, exact and quick (once per order)
+    lo, hi = -(-last * (100_000_000 - p) // 100_000_000), last * (100_000_000 + p) // 100_000_000
     return max(t, -(-lo // t) * t), hi // t * t, last
 
 @patch
