@@ -2374,6 +2374,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                           'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._compacted_by': ( 'trading/market.html#market._compacted_by',
                                                                                                'aiplatform/trading/market.py'),
+                                           'aiplatform.trading.market.Market._edges': ( 'trading/market.html#market._edges',
+                                                                                        'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._explain': ( 'trading/market.html#market._explain',
                                                                                           'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._fork': ( 'trading/market.html#market._fork',

@@ -15,7 +15,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from fastcore.basics import patch
 from ..core import ConfigError, Conflict, NotFound, ValidationError, get_logger, validation_error
-from .book import GTC, IOC, LIMIT, OP_SUBMIT, cancel_fields, modify_fields
+from .book import GTC, IOC, LIMIT, OP_SUBMIT, STOP, STOP_LIMIT, cancel_fields, modify_fields
 from .client_ids import ClientIds
 from .engine import Engine, RiskLimits
 from .feed import BookFeed
@@ -149,12 +149,17 @@ def halt(self: Market, symbol, halted=True) -> SymbolSpec:
 
 # %% ../../nbs/trading/13_market.ipynb #281f5f87
 @patch
-def _band(self: Market, spec) -> tuple | None:
-    "The lowest and highest prices on `spec`'s ticks within its band around the last trade, and that trade's; None without a band or a trade yet."
-    if not spec.price_band_pct or (last := self.engine.book(spec.symbol).last_price) is None: return None
+def _edges(self: Market, spec, around: int) -> tuple:
+    "The lowest and highest prices on `spec`'s ticks within its band around the price `around`."
     p, t = round(spec.price_band_pct * 1_000_000), spec.tick_size  # in millionths of a percent: integers, exact and quick (once per order)
-    lo, hi = -(-last * (100_000_000 - p) // 100_000_000), last * (100_000_000 + p) // 100_000_000
-    return max(t, -(-lo // t) * t), hi // t * t, last
+    lo, hi = -(-around * (100_000_000 - p) // 100_000_000), around * (100_000_000 + p) // 100_000_000
+    return max(t, -(-lo // t) * t), hi // t * t
+
+@patch
+def _band(self: Market, spec) -> tuple | None:
+    "The band's lowest and highest prices around the last trade, and that trade's; None without a band or a trade yet."
+    if not spec.price_band_pct or (last := self.engine.book(spec.symbol).last_price) is None: return None
+    return *self._edges(spec, last), last
 
 @patch
 def _check_price(self: Market, spec, price, what="price"):
@@ -164,8 +169,8 @@ def _check_price(self: Market, spec, price, what="price"):
         raise ValidationError(f"{what} {price}: outside {spec.symbol}'s band of {spec.price_band_pct:g}% around the last trade {band[2]} ({band[0]} to {band[1]})")
 
 def _protected(row, price) -> tuple:
-    "A market order's command fields as an IOC (or FOK) limit order at `price`: it trades up to there, and its rest is cancelled."
-    return (*row[:4], LIMIT, IOC if row[5] == GTC else row[5], price, *row[7:])
+    "A market (stop) order's command fields as an IOC (or FOK) limit (stop-limit) order at `price`: it trades up to there, its rest is cancelled."
+    return (*row[:4], STOP_LIMIT if row[4] == STOP else LIMIT, IOC if row[5] == GTC else row[5], price, *row[7:])
 
 @patch
 def _check_qty(self: Market, spec, qty, what="qty"):
@@ -191,8 +196,11 @@ def submit(self: Market, account: int, order: Order | PlainOrder, reply) -> bool
     state = self.ledger.new(order_id, account, order.cid, order.symbol, order.side, order.kind, order.tif, order.price, order.qty, self.clock(),
                             stop_price=order.stop_price, display_qty=order.display_qty)
     row = order.command(order_id, account)
-    if order.kind == "market" and (band := self._band(spec)):  # a market order trades within the band, never through the book beyond
-        row = _protected(row, band[1] if order.side == "buy" else band[0])
+    if spec.price_band_pct and order.kind in ("market", "stop"):  # protected: it trades within the band, never through the book beyond
+        around = order.stop_price if order.kind == "stop" else self.engine.book(spec.symbol).last_price  # a stop's: where it triggers
+        if around is not None:
+            lo, hi = self._edges(spec, around)
+            row = _protected(row, hi if order.side == "buy" else lo)
     self._queue(Request(order.symbol, state, row, reply))
     return True
 
