@@ -55,17 +55,12 @@ class Strategy:
         "Realised plus unrealised P&L at the symbol's last trade (anyone's, not only the bot's), in price units."
         return (self.client.marked(self.symbol) or {}).get("pnl", 0.0)
 
-    def last_price(self) -> int | None:
-        "The symbol's last trade price on the tape, if any."
-        tape = self.client.trades.get(self.symbol)
-        return tape[-1]["price"] if tape else None
-
     def mid(self) -> float | None:
         "The middle of the best bid and ask of the local book, else the last trade, else the only side there is."
         book = self.client.books.get(self.symbol)
         bids, asks = (book.depth()["bids"], book.depth()["asks"]) if book else ([], [])
         if bids and asks: return (bids[0][0] + asks[0][0]) / 2
-        if (last := self.last_price()) is not None: return last  # a side just taken: where it traded, not the side that is left
+        if (last := self.client.last_price(self.symbol)) is not None: return last  # a side just taken: where it traded, not the side that is left
         return (bids or asks)[0][0] if bids or asks else None
 
 # %% ../../nbs/trading/16_bots.ipynb #a8f03584

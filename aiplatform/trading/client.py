@@ -167,12 +167,17 @@ async def _catch_up(self: AsyncTradingClient, shard):
 
 # %% ../../nbs/trading/15_client.ipynb #400d0856
 @patch
+def last_price(self: AsyncTradingClient, symbol) -> int | None:
+    "`symbol`'s last trade price on the tape (anyone's), if any."
+    tape = self.trades.get(symbol)
+    return tape[-1]["price"] if tape else None
+
+@patch
 def marked(self: AsyncTradingClient, symbol) -> dict | None:
     "Your position in `symbol` (as the positions channel last sent it) valued at the last trade on the tape, anyone's; None without one."
     p = self.positions.get(symbol)
     if p is None: return None
-    tape = self.trades.get(symbol)
-    last = tape[-1]["price"] if tape else p["last"]  # a position message comes only with your own fills
+    last = self.last_price(symbol) or p["last"]  # a position message comes only with your own fills
     unrealized = float((last - p["avg_price"]) * p["qty"]) if last is not None and p["qty"] else 0.0
     return p | {"last": last, "unrealized": unrealized, "pnl": p["realized"] + unrealized}
 

@@ -327,8 +327,7 @@ def _refuse(self: Market, symbol, requests, error):
             r.state["status"], r.state["reason"], r.state["remaining"] = "rejected", reason, 0
             self.ledger._ended(r.state)
         r.reply(False, r.state, reason)
-    self.specs[symbol] = self.specs[symbol].model_copy(update={"halted": True})  # in memory first: the disk may be full
-    try: self._save_symbols()
+    try: self.halt(symbol)  # halted in memory first: a full disk refusing the save leaves it halted still
     except OSError: get_logger("trading.market").exception("%s: halted, but not saved", symbol)
 
 # %% ../../nbs/trading/13_market.ipynb #0c192ecc
