@@ -15,7 +15,7 @@ import pandas as pd
 from fastcore.basics import patch
 from ..core import AIPlatformError, Conflict, Forbidden, NotFound, Unauthorized, ValidationError, get_logger
 from .feed import BookOutOfSync, LocalBook
-from .ledger import OrderState
+from .ledger import OrderState, is_done
 from .market import Misdirected, shard_of
 from .service import MAX_FRAME
 
@@ -39,12 +39,13 @@ def error_of(status: int, message: str, order=None) -> AIPlatformError:
 
 # %% ../../nbs/trading/15_client.ipynb #46ca8a72
 class AsyncTradingClient:
-    "The trading service from asyncio code; `urls`: the service's base URL, or every shard's in shard order."
-    def __init__(self, urls, key: str, cancel_on_disconnect=False, tape=1_000):
+    """The trading service from asyncio code; `urls`: the service's base URL, or every shard's in shard order; `tape`: trades kept
+    per symbol; `keep`: fills kept, and done orders kept besides the open ones."""
+    def __init__(self, urls, key: str, cancel_on_disconnect=False, tape=1_000, keep=10_000):
         self.urls = [u.rstrip("/") + "/" for u in ([urls] if isinstance(urls, str) else urls)]
         self.key, self.cancel_on_disconnect = key, cancel_on_disconnect
-        self.books, self.trades, self.orders, self.positions, self.fills = {}, {}, {}, {}, []
-        self.resyncs, self.reconnects, self.listeners, self.tape = 0, 0, [], tape
+        self.books, self.trades, self.orders, self.positions, self.fills = {}, {}, {}, {}, deque(maxlen=keep)
+        self.resyncs, self.reconnects, self.listeners, self.tape, self.keep = 0, 0, [], tape, keep
         self._session, self._ws, self._readers, self._waiting, self._resyncing = None, {}, {}, {}, set()
         self._subscribed, self._closing, self._connecting = set(), False, asyncio.Lock()  # one connection a shard, however many ask at once
         self._reqs = itertools.count(1)
@@ -114,14 +115,22 @@ def _on(self: AsyncTradingClient, m: dict):
             return
     elif kind == "trade": self.trades.setdefault(m["symbol"], deque(maxlen=self.tape)).append(m)
     elif kind == "trades": self.trades[m["symbol"]] = deque(m["trades"], maxlen=self.tape)
-    elif kind == "order": self.orders[m["cid"]] = m
-    elif kind == "orders": self.orders.update((o["cid"], o) for o in m["orders"])
-    elif kind in ("ack", "reject") and "order" in m: self.orders[m["order"]["cid"]] = m["order"]
+    elif kind == "order": self._keep_orders([m])
+    elif kind == "orders": self._keep_orders(m["orders"])
+    elif kind in ("ack", "reject") and "order" in m: self._keep_orders([m["order"]])
     elif kind == "fill": self.fills.append(m)
     elif kind == "position": self.positions[m["symbol"]] = m
     elif kind == "positions": self.positions.update((p["symbol"], p) for p in m["positions"])
     if (waiting := self._waiting.pop(m.get("req"), None)) is not None and not waiting[1].done(): waiting[1].set_result(m)
     for listen in self.listeners: listen(m)
+
+@patch
+def _keep_orders(self: AsyncTradingClient, orders):
+    "Take in order states; once more than twice `keep` are held, forget the done ones first heard of longest ago, down to `keep`."
+    self.orders.update((o["cid"], o) for o in orders)
+    if len(self.orders) > 2 * self.keep:
+        done = [cid for cid, o in self.orders.items() if is_done(o)]
+        for cid in done[:len(done) - self.keep]: del self.orders[cid]
 
 @patch
 async def _resubscribe(self: AsyncTradingClient, symbol):
@@ -136,6 +145,7 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
     shard = next((s for s, w in self._ws.items() if w is ws), None)
     if shard is None: return
     del self._ws[shard]
+    for symbol in [s for s in self.books if self.shard(s) == shard]: del self.books[symbol]  # no longer followed: not shown as if it were
     loop, wait, warned = asyncio.get_running_loop(), 0.2, False
     began = loop.time()
     while not self._closing:
@@ -160,12 +170,19 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
 async def _catch_up(self: AsyncTradingClient, shard):
     "Take in what `shard` did with this account's orders while the client was away: the orders channel's first message lists the open ones only."
     try:
-        for o in (await self.get("orders", shard, status="all", limit=10_000))["orders"]: self.orders[o["cid"]] = o
+        self._keep_orders((await self.get("orders", shard, status="all", limit=10_000))["orders"])
         fetched = (await self.get("fills", shard, limit=10_000))["fills"]
-        self.fills = sorted({f["fill_id"]: f for f in self.fills + fetched}.values(), key=lambda f: f["ns"])  # once each, oldest first
+        fills = sorted({f["fill_id"]: f for f in [*self.fills, *fetched]}.values(), key=lambda f: f["ns"])  # once each, oldest first
+        self.fills = deque(fills, maxlen=self.keep)
     except (AIPlatformError, aiohttp.ClientError, OSError) as e: get_logger("trading.client").warning("%s: catching up after a reconnect: %s", self.urls[shard], e)
 
 # %% ../../nbs/trading/15_client.ipynb #400d0856
+@patch
+def connected(self: AsyncTradingClient, symbol) -> bool:
+    "Whether the connection to `symbol`'s shard is open (a book is kept only while it is)."
+    ws = self._ws.get(self.shard(symbol))
+    return ws is not None and not ws.closed
+
 @patch
 def last_price(self: AsyncTradingClient, symbol) -> int | None:
     "`symbol`'s last trade price on the tape (anyone's), if any."

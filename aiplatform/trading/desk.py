@@ -199,7 +199,7 @@ def redraw(self: TradingDesk):
     c, symbol = self.client, self.symbol.value
     if c is None or not symbol: return
     book = c.books.get(symbol)
-    self.ladder.value = ladder(book.depth() if book else {})
+    self.ladder.value = ladder(book.depth() if book else {}) if c.connected(symbol) else "<i>disconnected: reconnecting…</i>"
     self.tape.value = table(list(reversed(list(c.trades.get(symbol, []))[-15:])), ["price", "qty", "side"])
     open_ = [o for o in c.orders.values() if o["status"] == "open"]
     self.orders.value = table(open_[-20:], ["cid", "symbol", "side", "price", "remaining", "filled"])
@@ -208,7 +208,7 @@ def redraw(self: TradingDesk):
         chosen = self.open_orders.value
         self.open_orders.options = cids
         self.open_orders.value = chosen if chosen in cids else (cids[-1] if cids else None)
-    self.fills.value = table(list(reversed(c.fills[-15:])), ["symbol", "side", "price", "qty", "liquidity"])
+    self.fills.value = table(list(reversed(c.fills))[:15], ["symbol", "side", "price", "qty", "liquidity"])
     marked = [c.marked(s) for s in list(c.positions)]  # at the last trade: the P&L moves when others trade too
     self.positions.value = table([p for p in marked if p["qty"] or p["realized"]], ["symbol", "qty", "avg_price", "last", "realized", "unrealized", "pnl"])
     total = sum(p["pnl"] for p in marked)

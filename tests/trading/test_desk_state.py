@@ -1,5 +1,5 @@
 """The Trading Desk's widgets against a real service, without a browser: a reconnect follows the symbol shown, a
-service with no symbols connects, and a bad bot parameter is said in the status line."""
+service with no symbols connects, a service gone shows no stale ladder, and a bad bot parameter is said in the status line."""
 import html, time
 import pytest
 from trading_service import make_users, start_trading, stop
@@ -84,3 +84,19 @@ def test_a_service_with_no_symbols_connects(svc, tmp_path):
         assert frames[2].set_index("symbol").empty
         d.client.close()
     finally: stop(empty)
+
+def test_a_desk_whose_service_is_gone_shows_no_stale_ladder(tmp_path):
+    keys = make_users(tmp_path)
+    svc = start_trading(tmp_path, symbols="DEMO", price_band_pct=0)
+    svc.data, svc.keys = tmp_path, keys
+    d = desk_on(svc, "tess")
+    with TradingClient(svc.url, keys["tom"]) as tom: tom.order("DEMO", "sell", 5, 100)
+    deadline = time.time() + 10
+    while time.time() < deadline and not (d.client.books.get("DEMO") and d.client.books["DEMO"].depth()["asks"]): time.sleep(0.05)
+    d.redraw()
+    assert ">100<" in d.ladder.value
+    stop(svc)
+    while time.time() < deadline and d.client.connected("DEMO"): time.sleep(0.05)
+    d.redraw()
+    assert "disconnected: reconnecting" in d.ladder.value and ">100<" not in d.ladder.value
+    d.client.close()

@@ -33,6 +33,10 @@ def test_a_killed_service_loses_no_acknowledged_order(tmp_path):
         while min(len(a) for a in acked.values()) < 50 and time.monotonic() < stop_at: await asyncio.sleep(0.05)
         stop(svc, signal.SIGKILL)  # mid-load: frames in flight, answers unsent
         await asyncio.gather(*traders)
+        for _ in range(100):
+            if not watcher.connected("DEMO"): break
+            await asyncio.sleep(0.05)
+        assert not watcher.connected("DEMO") and "DEMO" not in watcher.books  # not followed while away: not kept as if it were
         return watcher
     async def restart_and_check(watcher):
         nonlocal svc
