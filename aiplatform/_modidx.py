@@ -2487,6 +2487,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                               'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service.Connection.push': ( 'trading/service.html#connection.push',
                                                                                             'aiplatform/trading/service.py'),
+                                            'aiplatform.trading.service.Connection.send_now': ( 'trading/service.html#connection.send_now',
+                                                                                                'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service.Connection.write': ( 'trading/service.html#connection.write',
                                                                                              'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service.Hub': ('trading/service.html#hub', 'aiplatform/trading/service.py'),

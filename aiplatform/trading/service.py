@@ -87,7 +87,7 @@ class Hub:
         "Hand one batch's news to whoever subscribed to it."
         if delta and (subs := self.books.get(symbol)):
             message = Shared(delta)
-            for c in subs: c.push(message)
+            for c in subs: c.send_now(message)
         if trades and (subs := self.trades.get(symbol)):
             messages = [Shared(t) for t in trades]
             for c in subs:
@@ -142,6 +142,14 @@ def drain(self: Connection):
         while messages := box.take(self._snapshot, MAX_FRAME):
             t.write(messages[0].wire if len(messages) == 1 and isinstance(messages[0], Shared) else wire(frame(messages)))
     if box.queue or box.stale or box.closed: self.wake.set()
+
+@patch
+def send_now(self: Connection, message: Shared):
+    "Write `message` straight to the socket when nothing waits for this connection and its client keeps up, else `push` it: a delta to a thousand subscribers costs a write each, not a queue and a drain."
+    t, box = self.transport, self.outbox
+    if self.dirty or self.sending or box.queue or box.stale or box.closed or t is None or t.is_closing() or t.get_write_buffer_size() > BACKLOG:
+        return self.push(message)
+    t.write(message.wire)
 
 @patch
 async def write(self: Connection, ws):
