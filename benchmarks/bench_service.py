@@ -3,7 +3,9 @@ journal write), sustained orders per second from 100 clients (one order per fram
 deltas fanned out to 1,000 subscribers of one symbol. The peer in the same run is a bare echo server on the same
 WebSocket library (aiohttp, `bench_ws.py`'s): `vs_echo` is our ack round trip over its echo round trip, the cost of
 validation, client ids, the batch, the journal, matching and the answer; and the same 100 clients' orders echoed
-back are the library's ceiling for orders per second on this machine.
+back are the library's ceiling for orders per second on this machine. The orders per second are measured twice: on
+one symbol, one process; and on two symbols of a market split over two shards (`[trading] shards = 2`), a process
+each, half the clients on each: how the market grows past one core.
 
 The service and the echo server each run in their own process, the clients in this one (picows, so the client costs
 little); everything shares this machine's cores. The last line is a JSON object. `--quick` (run by `make test`):
@@ -28,11 +30,12 @@ def wait_port(port, proc, what):
             if proc.poll() is not None or time.monotonic() > end: raise RuntimeError(f"{what} did not start")
             time.sleep(0.05)
 
-def start_service(data, fsync):
-    "The trading service on a free port, with limits that stay out of a benchmark's way."
+def start_service(data, fsync, symbols="DEMO", shard=0, shards=1):
+    "The trading service (shard `shard` of `shards`) on a free port, with limits that stay out of a benchmark's way."
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIPLATFORM_")} | {
-        "AIPLATFORM_PLATFORM__DATA_DIR": str(data), "AIPLATFORM_TRADING__SYMBOLS": "DEMO", "AIPLATFORM_TRADING__FSYNC": fsync,
+        "AIPLATFORM_PLATFORM__DATA_DIR": str(data), "AIPLATFORM_TRADING__SYMBOLS": symbols, "AIPLATFORM_TRADING__FSYNC": fsync,
+        "AIPLATFORM_TRADING__SHARD": str(shard), "AIPLATFORM_TRADING__SHARDS": str(shards),
         "AIPLATFORM_TRADING__PRICE_BAND_PCT": "0", "AIPLATFORM_TRADING__RATE": "10000000", "AIPLATFORM_TRADING__BURST": "10000000",
         "AIPLATFORM_TRADING__QUEUE_LIMIT": "1000000", "AIPLATFORM_TRADING__MAX_OPEN_ORDERS": "10000000"}
     proc = subprocess.Popen([str(Path(sys.executable).parent/"aiplatform"), "service", "trading", "--port", str(port)], env=env,
@@ -64,18 +67,18 @@ def users(data, n) -> list[str]:
 RUN = itertools.count()  # client order ids differ from run to run: a repeated id is answered, not traded
 
 class Orders(WSListener):
-    "Sends orders (`per_frame` to a frame, `window` frames in flight) and counts their acknowledgements (`answer`s)."
+    "Sends orders in `symbol` (`per_frame` to a frame, `window` frames in flight) and counts their acknowledgements (`answer`s)."
     answer = b'"type":"ack"'
-    def __init__(self, name, per_frame=1, window=1):
+    def __init__(self, name, per_frame=1, window=1, symbol="DEMO"):
         name = f"{name}.{os.getpid()}.{next(RUN)}"
-        self.name, self.per_frame, self.window, self.n, self.acks, self.rtts, self.sent = name, per_frame, window, 0, 0, [], []
+        self.name, self.per_frame, self.window, self.symbol, self.n, self.acks, self.rtts, self.sent = name, per_frame, window, symbol, 0, 0, [], []
         self.running, self.transport, self.unanswered = False, None, 0
 
     def frame(self) -> bytes:
         orders = []
         for _ in range(self.per_frame):
             self.n += 1
-            orders.append(f'{{"op":"order","cid":"{self.name}-{self.n}","symbol":"DEMO","side":"{"buy" if self.n % 2 else "sell"}","price":100,"qty":1}}')
+            orders.append(f'{{"op":"order","cid":"{self.name}-{self.n}","symbol":"{self.symbol}","side":"{"buy" if self.n % 2 else "sell"}","price":100,"qty":1}}')
         return (orders[0] if self.per_frame == 1 else "[" + ",".join(orders) + "]").encode()
 
     def send(self):
@@ -135,9 +138,10 @@ class EchoedOrders(Orders):
     "The same load against the echo server: each order comes back as it went."
     answer = b'"op":"order"'
 
-async def throughput(url, keys, clients, per_frame, window, seconds, kind=Orders) -> float:
-    "Acknowledged (or, with `kind=EchoedOrders`, echoed) orders per second from `clients` connections."
-    conns = [await connect(url, keys[i % len(keys)], lambda i=i: kind(f"c{i}-{per_frame}", per_frame, window)) for i in range(clients)]
+async def throughput(urls, keys, clients, per_frame, window, seconds, kind=Orders, symbols=("DEMO",)) -> float:
+    "Acknowledged (or, with `kind=EchoedOrders`, echoed) orders per second from `clients` connections; client i trades `symbols[i % n]` on `urls[i % n]`."
+    conns = [await connect(urls[i % len(urls)], keys[i % len(keys)], lambda i=i: kind(f"c{i}-{per_frame}", per_frame, window, symbols[i % len(symbols)]))
+             for i in range(clients)]
     for c in conns: c.start()
     await asyncio.sleep(seconds / 5)  # warm-up
     start, acks = time.perf_counter(), sum(c.acks for c in conns)
@@ -183,6 +187,20 @@ async def fanout(url, keys, subscribers, rate, seconds) -> dict:
     return {"p50_ms": delays[len(delays) // 2] / 1e6, "p99_ms": delays[int(len(delays) * 0.99)] / 1e6,
             "deltas_per_s": deltas / seconds, "orders_per_s": sent / seconds}
 
+def sharded(data, clients, seconds, runs) -> dict:
+    "Orders per second, one per frame and 100 per frame, from `clients` trading two symbols on a market of two shards."
+    from aiplatform.trading.market import shard_of
+    symbols = ["DEMO", next(s for s in ("ACME", "EURUSD", "GOOG") if shard_of(s, 2) != shard_of("DEMO", 2))]  # one on each shard
+    data.mkdir()
+    keys = users(data, 10)
+    shards = [start_service(data, "batch", " ".join(symbols), k, 2) for k in (0, 1)]
+    try:
+        urls = [shards[shard_of(s, 2)][1] for s in symbols]
+        return {name: statistics.median(asyncio.run(throughput(urls, keys, clients, per_frame, window, seconds, symbols=symbols)) for _ in range(runs))
+                for per_frame, window, name in ((1, 4, "single_2_shards"), (100, 2, "batched_2_shards"))}
+    finally:
+        for service, _ in shards: stop(service)
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="a fraction of a second per figure, few clients")
@@ -202,14 +220,15 @@ def main():
                 if fsync == "batch":
                     ec = [asyncio.run(echo_trips(echo_url, seconds)) for _ in range(runs)]
                     figures["echo"] = {k: statistics.median(r[k] for r in ec) for k in ("p50_us", "p99_us")}
-                    figures["single"] = statistics.median(asyncio.run(throughput(url, keys, clients, 1, 4, seconds)) for _ in range(runs))
-                    figures["batched"] = statistics.median(asyncio.run(throughput(url, keys, clients, 100, 2, seconds)) for _ in range(runs))
+                    figures["single"] = statistics.median(asyncio.run(throughput([url], keys, clients, 1, 4, seconds)) for _ in range(runs))
+                    figures["batched"] = statistics.median(asyncio.run(throughput([url], keys, clients, 100, 2, seconds)) for _ in range(runs))
                     for per_frame, window, name in ((1, 4, "echo_single"), (100, 2, "echo_batched")):  # the library's ceiling
-                        figures[name] = statistics.median(asyncio.run(throughput(echo_url, keys, clients, per_frame, window, seconds, EchoedOrders))
+                        figures[name] = statistics.median(asyncio.run(throughput([echo_url], keys, clients, per_frame, window, seconds, EchoedOrders))
                                                           for _ in range(runs))
                     fo = [asyncio.run(fanout(url, keys, subscribers, 10_000, seconds)) for _ in range(runs)]
                     figures["fanout"] = {k: statistics.median(r[k] for r in fo) for k in fo[0]}
             finally: stop(service)
+        figures.update(sharded(data/"sharded", clients, seconds, runs))
     finally: stop(echo)
     b, e, fo = figures["batch"], figures["echo"], figures["fanout"]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; clients in one process "
@@ -222,12 +241,16 @@ def main():
           f"service / echo: {figures['single'] / figures['echo_single']:.2f}")
     print(f"orders/s from {clients} clients, 100 per frame: {figures['batched']:>9,.0f}   bare echo: {figures['echo_batched']:>9,.0f}   "
           f"service / echo: {figures['batched'] / figures['echo_batched']:.2f}")
+    print(f"orders/s from {clients} clients on two symbols, a market of 2 shards (a process each): one per frame: "
+          f"{figures['single_2_shards']:>9,.0f} ({figures['single_2_shards'] / figures['single']:.2f}x one shard), 100 per frame: "
+          f"{figures['batched_2_shards']:>9,.0f} ({figures['batched_2_shards'] / figures['batched']:.2f}x)")
     print(f"book fanout to {subscribers} subscribers, {fo['orders_per_s']:,.0f} orders/s offered: {fo['deltas_per_s']:,.0f} deltas/s "
           f"delivered to each, delay p50 {fo['p50_ms']:.1f} ms, p99 {fo['p99_ms']:.1f} ms")
     print(json.dumps({"ack_p50_us": round(b["p50_us"], 1), "ack_p99_us": round(b["p99_us"], 1),
                       "ack_p50_us_fsync_always": round(figures["always"]["p50_us"], 1), "ack_p99_us_fsync_always": round(figures["always"]["p99_us"], 1),
                       "echo_p50_us": round(e["p50_us"], 1), "orders_per_s_single": round(figures["single"]),
-                      "orders_per_s_batched": round(figures["batched"]), "echo_orders_per_s_single": round(figures["echo_single"]),
+                      "orders_per_s_batched": round(figures["batched"]), "orders_per_s_single_2_shards": round(figures["single_2_shards"]),
+                      "orders_per_s_batched_2_shards": round(figures["batched_2_shards"]), "echo_orders_per_s_single": round(figures["echo_single"]),
                       "echo_orders_per_s_batched": round(figures["echo_batched"]), "fanout_p99_ms": round(fo["p99_ms"], 2),
                       "fanout_deltas_per_s": round(fo["deltas_per_s"]), "vs_echo": round(b["p50_us"] / e["p50_us"], 2)}))
 
