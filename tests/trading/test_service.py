@@ -250,9 +250,20 @@ def test_a_consumer_that_falls_behind_is_closed_with_the_reason(svc):
     for i in range(20):  # the answers pile up unread
         slow.send([{"op": "ping", "req": 100 * i + j} for j in range(100)])
         time.sleep(0.02)
-    with pytest.raises(ConnectionError):  # the close frame with the reason, or a reset where the close overtook the unread backlog
-        while True: slow.messages()
+    with pytest.raises(ConnectionError, match=r"closed by the service: 1008 slow consumer: \d+ messages waiting, at most 50"):
+        while True: slow.messages()  # what it was sent, then the close frame with the reason
     assert re.search(r"closing vic's connection: slow consumer: \d+ messages waiting, at most 50", Path(svc.log).read_text())
+
+def test_a_consumer_that_falls_behind_and_goes_on_sending_still_gets_the_reason(svc):
+    slow = RawSocket(svc.url, svc.keys["vic"])
+    slow.sock.settimeout(10)
+    for i in range(20):
+        slow.send([{"op": "ping", "req": 100 * i + j} for j in range(100)])
+        time.sleep(0.02)
+    with pytest.raises(ConnectionError, match=r"closed by the service: 1008 slow consumer: \d+ messages waiting, at most 50"):
+        for i in range(100_000):  # it reads at last, sending all the while: the service reads on until the close, never resets
+            slow.messages()
+            slow.send({"op": "ping", "req": i})
 
 def test_a_slow_book_reader_gets_a_fresh_snapshot_and_stays_in_sync(svc):
     slow = RawSocket(svc.url, svc.keys["vic"])
