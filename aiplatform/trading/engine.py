@@ -124,6 +124,10 @@ def _reach(book: OrderBook, side, qty):
     n = counts[1 - side]
     return int(D[1 - side, min(int(np.searchsorted(np.cumsum(D[1 - side, :n, 1]), qty)), n - 1), 0]) if n else None
 
+def _may_rest(row) -> bool:
+    "Whether a new order (its command fields) may stay live after its batch: a stop waits for its trigger, a limit order rests unless IOC or FOK; a market order never does (one can always close a position)."
+    return row[4] in (STOP, STOP_LIMIT) or (row[4] != MARKET and row[5] == GTC)
+
 @patch
 def _risk(self: Engine, book, last, row, pending=0, queued=None):
     "The limit the command `row` (its fields) breaks, or None; `last`: the last trade before its batch, `pending`: its user's new orders before it in the batch, `queued`: the fields of the order a modify names when that order is new in the batch."
@@ -142,8 +146,7 @@ def _risk(self: Engine, book, last, row, pending=0, queued=None):
     if shown and qty and qty > lim.max_iceberg_parts * shown: return "risk_iceberg_parts"
     if price is not None and last is not None and lim.price_band_pct and abs(price - last) * 100 > lim.price_band_pct * last:
         return "risk_price_band"
-    rests = kind != MARKET and row[5] == GTC  # a market, IOC or FOK order never rests: one can always close a position
-    if op == OP_SUBMIT and rests and self.open_orders.get(user, 0) + pending >= lim.max_open_orders: return "risk_max_open_orders"
+    if op == OP_SUBMIT and _may_rest(row) and self.open_orders.get(user, 0) + pending >= lim.max_open_orders: return "risk_max_open_orders"
     return None
 
 # %% ../../nbs/trading/02_engine.ipynb #1c19880b
@@ -272,7 +275,7 @@ def process(self: Engine, symbol, rows) -> list[Event]:
                 out += _reject(order_id, user, row[6], row[7], reason)
                 continue
             if op == OP_SUBMIT:
-                pending[user] = pending.get(user, 0) + 1
+                if _may_rest(row): pending[user] = pending.get(user, 0) + 1  # an IOC order before it takes no place of its own
                 new[order_id] = row
         passed.append(row)
     return out + self._run(symbol, passed) if passed else out

@@ -15,7 +15,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from fastcore.basics import patch
 from ..core import ConfigError, Conflict, NotFound, ValidationError, get_logger, validation_error
-from .book import GTC, IOC, LIMIT, OP_SUBMIT, STOP, STOP_LIMIT, cancel_fields, modify_fields
+from .book import GTC, IOC, LIMIT, OP_CANCEL, OP_SUBMIT, STOP, STOP_LIMIT, cancel_fields, modify_fields
 from .client_ids import ClientIds
 from .engine import Engine, RiskLimits
 from .feed import BookFeed
@@ -156,17 +156,16 @@ def _edges(self: Market, spec, around: int) -> tuple:
     return max(t, -(-lo // t) * t), hi // t * t
 
 @patch
-def _band(self: Market, spec) -> tuple | None:
-    "The band's lowest and highest prices around the last trade, and that trade's; None without a band or a trade yet."
-    if not spec.price_band_pct or (last := self.engine.book(spec.symbol).last_price) is None: return None
-    return *self._edges(spec, last), last
-
-@patch
-def _check_price(self: Market, spec, price, what="price"):
+def _check_price(self: Market, spec, price, what="price", stop=None, banded=True):
+    "`price` on `spec`'s ticks and, if `banded`, within its band around the stop price `stop` when given (a stop-limit's limit), else around the last trade (none before the first)."
     if price is None: return
     if price % spec.tick_size: raise ValidationError(f"{what} {price}: expected a multiple of {spec.symbol}'s tick size {spec.tick_size}")
-    if (band := self._band(spec)) and not band[0] <= price <= band[1]:
-        raise ValidationError(f"{what} {price}: outside {spec.symbol}'s band of {spec.price_band_pct:g}% around the last trade {band[2]} ({band[0]} to {band[1]})")
+    if not banded or not spec.price_band_pct: return
+    if (around := stop if stop is not None else self.engine.book(spec.symbol).last_price) is None: return
+    lo, hi = self._edges(spec, around)
+    if not lo <= price <= hi:
+        where = f"its stop price {around}" if stop is not None else f"the last trade {around}"
+        raise ValidationError(f"{what} {price}: outside {spec.symbol}'s band of {spec.price_band_pct:g}% around {where} ({lo} to {hi})")
 
 def _protected(row, price) -> tuple:
     "A market (stop) order's command fields as an IOC (or FOK) limit (stop-limit) order at `price`: it trades up to there, its rest is cancelled."
@@ -190,19 +189,28 @@ def submit(self: Market, account: int, order: Order | PlainOrder, reply) -> bool
         self._answer(known, reply)
         return False
     if spec.halted: raise Conflict(f"symbol {order.symbol}: halted; orders and modifies are refused until an admin resumes it")
-    self._check_price(spec, order.price), self._check_price(spec, order.stop_price, "stop_price")
+    self._check_price(spec, order.price, stop=order.stop_price)  # a stop-limit's limit: banded around where it triggers
+    self._check_price(spec, order.stop_price, "stop_price", banded=False)  # a trigger may be far off (a stop-loss): its fill is banded
     self._check_qty(spec, order.qty), self._check_qty(spec, order.display_qty, "display_qty")
     order_id, _ = self.cids.assign(account, order.cid)
     state = self.ledger.new(order_id, account, order.cid, order.symbol, order.side, order.kind, order.tif, order.price, order.qty, self.clock(),
                             stop_price=order.stop_price, display_qty=order.display_qty)
     row = order.command(order_id, account)
     if spec.price_band_pct and order.kind in ("market", "stop"):  # protected: it trades within the band, never through the book beyond
-        around = order.stop_price if order.kind == "stop" else self.engine.book(spec.symbol).last_price  # a stop's: where it triggers
+        around = order.stop_price if order.kind == "stop" else self._reference(spec.symbol, order.side)  # a stop's: where it triggers
         if around is not None:
             lo, hi = self._edges(spec, around)
             row = _protected(row, hi if order.side == "buy" else lo)
     self._queue(Request(order.symbol, state, row, reply))
     return True
+
+@patch
+def _reference(self: Market, symbol, side) -> int | None:
+    "The price a market order's band is around: the last trade, or before the first one the best price it would take (None on an empty side)."
+    book = self.engine.book(symbol)
+    if book.last_price is not None: return book.last_price
+    best = book.depth(1)["asks" if side == "buy" else "bids"]
+    return best[0][0] if best else None
 
 @patch
 def _answer(self: Market, order_id, reply):
@@ -238,7 +246,9 @@ def modify(self: Market, account: int, modify: Modify, reply):
     state = self._live(account, modify.cid)
     spec = self.spec(state["symbol"])
     if spec.halted: raise Conflict(f"symbol {spec.symbol}: halted; orders and modifies are refused until an admin resumes it")
-    self._check_price(spec, modify.price), self._check_qty(spec, modify.qty)
+    if modify.price is not None and state["kind"] in ("market", "stop"):
+        raise ValidationError(f"price {modify.price}: order {modify.cid!r} is a {state['kind']} order, it has no price to change (cancel it and place another)")
+    self._check_price(spec, modify.price, stop=state["stop_price"]), self._check_qty(spec, modify.qty)
     self._queue(Request(state["symbol"], state, modify_fields(state["order_id"], modify.price, modify.qty, account), reply))
 
 @patch
@@ -272,6 +282,7 @@ def flush(self: Market):
     self.cids.flush()
     now, by_symbol, news = self.clock(), {}, []
     for r in pending: by_symbol.setdefault(r.symbol, []).append(r)
+    for symbol in [s for s in by_symbol if self.specs[s].halted]: by_symbol[symbol] = self._halted(symbol, by_symbol[symbol])
     for symbol, requests in ((s, part) for s, rs in by_symbol.items() for part in _parts(rs)):
         rows = [r.row for r in requests if r.row is not None]
         try: events = self.engine.process(symbol, rows) if rows else []
@@ -283,7 +294,9 @@ def flush(self: Market):
         seq = self.ledger.seqs.get(symbol, 0)  # this part's: a later part of the symbol moves it on
         for r in requests:
             state = r.state
-            if r.row is not None and r.row[0] != OP_SUBMIT: error = refused.get(state["order_id"])
+            if r.row is not None and r.row[0] != OP_SUBMIT:
+                error = refused.get(state["order_id"])
+                if error == "unknown_id" and is_done(state): error = f"order {state['cid']!r}: already {state['status']}"  # earlier in the batch
             else: error = state["reason"] if state["status"] in ("rejected", "lost") else None
             if error: error = self._explain(error)
             r.reply(error is None, state, error)
@@ -317,6 +330,22 @@ def _explain(self: Market, reason: str) -> str:
     if reason not in RISK_LIMITS: return reason
     field, expected, where = RISK_LIMITS[reason]
     return f"{reason}: expected {expected.format(getattr(self.engine.limits, field))} ({where})"
+
+@patch
+def _halted(self: Market, symbol, requests) -> list:
+    "Of a batch's `requests` for `symbol`, halted since they were queued, those still to send (cancels, answers); its new orders and modifies are refused."
+    reason, kept, refused = f"symbol {symbol}: halted; orders and modifies are refused until an admin resumes it", [], {}
+    for r in requests:
+        if r.row is None or r.row[0] == OP_CANCEL:
+            kept.append(r)
+            continue
+        if r.row[0] == OP_SUBMIT:
+            r.state["status"], r.state["reason"], r.state["remaining"] = "rejected", reason, 0
+            self.ledger._ended(r.state)
+            refused[r.state["order_id"]] = r.state
+        r.reply(False, r.state, reason)
+    if refused: self.ledger.record(symbol, refused, [])
+    return kept
 
 @patch
 def _refuse(self: Market, symbol, requests, error):
