@@ -88,6 +88,9 @@ class Market:
                              before_sync=self._sync_files)
         for (account, cid), oid in self.cids.ids.items():
             if oid not in self.ledger.orders: self.ledger.new(oid, account, cid, "", now=self.clock(), status="lost")["reason"] = LOST
+        for state in [s for s in self.ledger.orders.values() if s["status"] == "new"]:  # written before a batch that never reached the journal
+            state["status"], state["reason"], state["remaining"] = "lost", LOST, 0
+            self.ledger._ended(state)
         self.cids.forget(self.ledger.retire(keep_done))  # as before the restart, whichever of the two files was compacted last
         self.feeds = {s: BookFeed(s, self.engine.book(s)) for s in self.specs}
         self.tape_len = tape
@@ -285,6 +288,8 @@ def flush(self: Market):
     for symbol in [s for s in by_symbol if self.specs[s].halted]: by_symbol[symbol] = self._halted(symbol, by_symbol[symbol])
     for symbol, requests in ((s, part) for s, rs in by_symbol.items() for part in _parts(rs)):
         rows = [r.row for r in requests if r.row is not None]
+        if protected := {r.state["order_id"]: r.state for r in requests if r.row is not None and r.row[0] == OP_SUBMIT and r.state["kind"] in ("market", "stop")}:
+            self.ledger.record(symbol, protected, [], seq=0)  # before the journal (following no sequence number): rebuilt after a crash, they are the orders sent, not the IOC limits they became
         try: events = self.engine.process(symbol, rows) if rows else []
         except Exception as e:  # the journal not written (a full disk, say), or a fault of ours
             get_logger("trading.market").exception("%s: a batch of %d commands failed", symbol, len(rows))
@@ -344,7 +349,7 @@ def _halted(self: Market, symbol, requests) -> list:
             self.ledger._ended(r.state)
             refused[r.state["order_id"]] = r.state
         r.reply(False, r.state, reason)
-    if refused: self.ledger.record(symbol, refused, [])
+    if refused: self.ledger.record(symbol, refused, [], seq=0)  # never journaled
     return kept
 
 @patch
