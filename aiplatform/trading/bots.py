@@ -13,7 +13,7 @@ import numpy as np
 from fastcore.basics import patch
 from ..core import Conflict, ValidationError, get_logger
 from .book import KINDS, OP_CANCEL, OP_MODIFY, OP_SUBMIT, SIDES, STPS, TIFS
-from .client import AsyncTradingClient, OrderRejected, new_cid
+from .client import AsyncTradingClient, OrderRejected, RateLimited, new_cid
 from .data import order_flow
 from .gpu import rolling_mean
 from .journal import commands_of, read_journal, seq_of
@@ -25,7 +25,7 @@ def _need(name, value, ok: bool, expected: str):
 
 def _whole(x, least=1) -> bool: return type(x) is int and x >= least
 def _positive(x) -> bool: return type(x) in (int, float) and x > 0
-_ORDER_ERRORS = (OrderRejected, ValidationError, Conflict)  # a quote refused (risk, band, tick, halt): the bot goes on
+_ORDER_ERRORS = (OrderRejected, ValidationError, Conflict, RateLimited)  # a quote refused (risk, band, tick, halt, too many): the bot goes on
 
 class Strategy:
     "A trading bot for one symbol: override the hooks it needs."
@@ -47,12 +47,12 @@ class Strategy:
 
     @property
     def position(self) -> int:
-        "Lots held (negative: short)."
+        "The account's lots in the symbol (negative: short)."
         return (self.client.positions.get(self.symbol) or {}).get("qty", 0)
 
     @property
     def pnl(self) -> float:
-        "Realised plus unrealised P&L at the symbol's last trade (anyone's, not only the bot's), in price units."
+        "The account's realised plus unrealised P&L in the symbol, at its last trade (anyone's), in price units."
         return (self.client.marked(self.symbol) or {}).get("pnl", 0.0)
 
     def mid(self) -> float | None:
@@ -77,10 +77,10 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
         client.listeners.append(inbox.put_nowait)
         for channel, symbol in (("book", strategy.symbol), ("trades", strategy.symbol), ("orders", None), ("positions", None)):
             await client.subscribe(channel, symbol)
-        await strategy.on_start()
-        strategy.started.set()
         deadline = None if seconds is None else asyncio.get_running_loop().time() + seconds
         try:
+            await strategy.on_start()
+            strategy.started.set()
             while not stop.is_set() and (deadline is None or asyncio.get_running_loop().time() < deadline):
                 if (error := strategy.failure()) is not None: raise error
                 try: m = await asyncio.wait_for(inbox.get(), 0.1)
@@ -89,7 +89,7 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
                 if symbol != strategy.symbol: continue
                 if kind in ("book", "book_snapshot") and symbol in client.books: await strategy.on_book(client.books[symbol])
                 elif kind == "trade": await strategy.on_trade(m)
-                elif kind == "fill": await strategy.on_fill(m)
+                elif kind == "fill" and m["cid"] in client.placed: await strategy.on_fill(m)
                 if kind in ("trade", "position") and symbol in client.positions:  # the P&L follows every trade, the bot's or not
                     strategy.pnl_history.append((time.time(), strategy.pnl, strategy.position))
         except Exception:
@@ -97,7 +97,8 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
             raise
         finally:
             await strategy.on_stop()  # first: a strategy's own tasks place no order after the cancel
-            await client.cancel_all(strategy.symbol)
+            try: await client.cancel_placed(strategy.symbol)  # the bot's orders, not those the account placed by hand
+            except (ConnectionError, TimeoutError) as e: log.warning("bot %s on %s: its orders not cancelled (%s); cancelled on disconnect", strategy.name, strategy.symbol, e)
     return strategy
 
 # %% ../../nbs/trading/16_bots.ipynb #727cc143
@@ -271,7 +272,10 @@ class NoiseTrader(Strategy):
             new = cmds["op"] == OP_SUBMIT  # on the symbol's ticks and lots
             cmds["price"] = cmds["price"] // self.tick * self.tick
             cmds["qty"][new] = np.maximum(self.lot, cmds["qty"][new] // self.lot * self.lot)
-            await replay(self.client, self.symbol, times, cmds, prefix=f"n{new_cid()[:6]}-")
+            try: await replay(self.client, self.symbol, times, cmds, prefix=f"n{new_cid()[:6]}-")
+            except (ConnectionError, TimeoutError) as e:  # the service restarting: the client reconnects by itself
+                get_logger("trading.bots").info("noise trader %s: %s; going on in a second", self.symbol, e)
+                await asyncio.sleep(1)
 
     async def on_start(self): self._task = asyncio.get_running_loop().create_task(self._play())
     def failure(self): return self._task.exception() if self._task and self._task.done() and not self._task.cancelled() else None

@@ -75,6 +75,37 @@ def test_a_noise_trader_whose_flow_fails_stops_with_the_error(market, monkeypatc
     while noise.running and time.time() < deadline: time.sleep(0.1)
     assert not noise.running and isinstance(noise.error, ZeroDivisionError)
 
+def test_a_stopped_bot_cancels_its_orders_not_the_accounts_others(market):
+    with TradingClient(market.url, market.keys["ada"]) as ada:
+        ada.order("SIM", "buy", 1, 1, cid="by-hand")  # far below: no quote of the bot takes it
+        maker = BotThread(MarketMaker("SIM", spread=2, qty=5, fair=5_000), market.url, market.keys["ada"])  # the same account
+        assert maker.wait_started(), maker.error
+        maker.stop()
+        assert list(ada.orders_frame(symbol="SIM").cid) == ["by-hand"]
+        ada.cancel_all()
+
+def test_a_bot_whose_start_fails_still_stops_cleanly(market):
+    class Broken(Strategy):
+        stopped = False
+        async def on_start(self): raise RuntimeError("no quotes today")
+        async def on_stop(self): Broken.stopped = True
+    bot = BotThread(Broken("SIM"), market.url, market.keys["tom"])
+    assert not bot.wait_started() and str(bot.error) == "no quotes today" and Broken.stopped
+
+def test_a_market_maker_past_the_rate_limit_goes_on(tmp_path):
+    keys = make_users(tmp_path)
+    svc = start_trading(tmp_path, symbols="DEMO", price_band_pct=0, rate=5, burst=10)
+    try:
+        maker = BotThread(MarketMaker("DEMO", spread=2, qty=5, refresh_s=0.05, fair=1_000), svc.url, keys["tess"])
+        with TradingClient(svc.url, keys["tom"]) as tom:
+            for i in range(12):  # the book moves 4 times a second: the maker requotes, four messages a time, past 5 a second
+                tom.order("DEMO", "buy", 1, 800 - i)
+                time.sleep(0.25)
+            assert maker.running and maker.error is None, maker.error
+            maker.stop()
+            tom.cancel_all()
+    finally: stop(svc)
+
 def test_replay_streams_a_generated_session_at_n_times_speed(market):
     times, commands = order_flow(300, mid=5_000, spread=10, rate=100.0, max_qty=40, seed=3)  # 3 s of flow
     async def main():
@@ -114,7 +145,7 @@ def test_a_bot_runs_as_a_papermill_report(market, tmp_path):
     result = run_report("bot_session", {"bot": "noise_trader", "symbol": "SIM", "params": {"rate": 30, "fair": 5000, "seed": 2},
                                         "seconds": 2, "key_file": str(tmp_path/"key"), "urls": [market.url]}, out_dir=tmp_path/"out")
     page = (tmp_path/"out"/"bot_session.html").read_text()
-    assert "noise_trader" in page and "fills, position" in page and "P&amp;L and position" in page, result
+    assert "noise_trader" in page and "fills; the account" in page and "P&amp;L and position" in page, result
 
 def test_a_recorded_session_from_a_journal_that_snapshots_have_pruned(tmp_path):
     from aiplatform.trading.journal import JournaledBook

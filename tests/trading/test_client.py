@@ -1,0 +1,98 @@
+"""The Python client against a real service: a listener's failure costs the others nothing, the notebook client never
+waits on itself and reads copies of the live state, a client closed twice is closed, nothing is left waiting, an
+unsubscribed book stays dropped, `cancel_placed` cancels this client's orders only, and a shard that never answers
+holds up no other."""
+import asyncio, socket, time
+import pytest
+from trading_service import make_users, start_trading, stop
+from aiplatform.trading import client
+from aiplatform.trading.client import AsyncTradingClient, TradingClient
+from aiplatform.trading.market import shard_of
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory):
+    data = tmp_path_factory.mktemp("client")
+    keys = make_users(data)
+    service = start_trading(data, symbols="DEMO", price_band_pct=0)
+    service.keys = keys
+    yield service
+    stop(service)
+
+def test_a_failing_listener_costs_the_others_nothing(svc):
+    async def main():
+        async with AsyncTradingClient(svc.url, svc.keys["tess"]) as c:
+            heard = []
+            c.listeners += [lambda m: 1 / 0, heard.append]
+            await c.order("DEMO", "buy", 1, 90)
+            await c.order("DEMO", "buy", 1, 91)
+            assert [m["type"] for m in heard] == ["ack", "ack"] and c._waiting == {}  # every answer taken back
+            await c.cancel_all()
+    asyncio.run(main())
+
+def test_the_notebook_client_never_waits_on_itself_and_reads_copies(svc):
+    tc, failed = TradingClient(svc.url, svc.keys["tess"]), []
+    def listener(m):  # on the client's own thread
+        if m["type"] == "ack":
+            began = time.monotonic()
+            try: tc.cancel(m["order"]["cid"])
+            except RuntimeError as e: failed.append((str(e), time.monotonic() - began))
+    tc.aio.listeners.append(listener)
+    tc.order("DEMO", "buy", 1, 90, cid="n1")
+    deadline = time.monotonic() + 5
+    while not failed and time.monotonic() < deadline: time.sleep(0.01)
+    assert failed and "called from its own loop's thread" in failed[0][0] and failed[0][1] < 1
+    orders = tc.orders
+    orders.clear()  # a copy: the client's own is untouched
+    assert "n1" in tc.orders and tc.orders is not tc.orders
+    tc.cancel_all()
+    tc.close()
+    tc.close()  # closed twice: still closed, at once
+    with pytest.raises(ConnectionError, match="TradingClient: closed"): tc.order("DEMO", "buy", 1, 90)
+    assert tc._loop.is_closed()
+
+def test_an_unsubscribed_book_stays_dropped(svc):
+    async def main():
+        async with AsyncTradingClient(svc.url, svc.keys["vic"]) as watcher, AsyncTradingClient(svc.url, svc.keys["tom"]) as tom:
+            await watcher.subscribe("book", "DEMO")
+            await tom.order("DEMO", "sell", 1, 120)
+            while not watcher.books["DEMO"].asks: await asyncio.sleep(0.01)
+            await watcher.unsubscribe("book", "DEMO")
+            await tom.order("DEMO", "sell", 1, 121)  # a delta the watcher no longer follows
+            await asyncio.sleep(0.3)
+            assert "DEMO" not in watcher.books and watcher.resyncs == 0
+            await tom.cancel_all()
+    asyncio.run(main())
+
+def test_cancel_placed_cancels_this_clients_orders_only(svc):
+    async def main():
+        async with AsyncTradingClient(svc.url, svc.keys["tom"]) as bot, AsyncTradingClient(svc.url, svc.keys["tom"]) as hand:
+            await bot.subscribe("orders"), await hand.subscribe("orders")
+            await bot.order("DEMO", "buy", 1, 80, cid="bot-1")
+            await hand.order("DEMO", "buy", 1, 81, cid="hand-1")  # the same account, by hand
+            await asyncio.sleep(0.2)  # the bot's client hears of it on the orders channel
+            assert "hand-1" in bot.orders
+            assert await bot.cancel_placed("DEMO") == ["bot-1"]
+            open_ = await hand.orders_frame()
+            assert list(open_.cid) == ["hand-1"]
+            await hand.cancel_all()
+    asyncio.run(main())
+
+def test_a_shard_that_never_answers_holds_up_no_other(svc, monkeypatch):
+    monkeypatch.setattr(client, "CONNECT_S", 1)  # 10 s by default
+    mute = socket.socket()  # accepts connections, answers nothing
+    mute.bind(("127.0.0.1", 0)), mute.listen()
+    url_mute = f"http://127.0.0.1:{mute.getsockname()[1]}/"
+    on_mute = next(s for s in ("ACME", "GOOG", "EURUSD") if shard_of(s, 2) != shard_of("DEMO", 2))
+    urls = [None, None]
+    urls[shard_of("DEMO", 2)], urls[shard_of(on_mute, 2)] = svc.url, url_mute
+    async def main():
+        async with AsyncTradingClient(urls, svc.keys["tess"]) as c:
+            hung = asyncio.create_task(c.order(on_mute, "buy", 1, 90))
+            await asyncio.sleep(0.2)  # its handshake under way
+            began = time.monotonic()
+            await c.order("DEMO", "buy", 1, 90, cid="other-shard")
+            assert time.monotonic() - began < 2 and not hung.done()
+            with pytest.raises(ConnectionError, match="no answer to the handshake in 1 s"): await hung
+            await c.cancel_all(symbol="DEMO")
+    try: asyncio.run(main())
+    finally: mute.close()
