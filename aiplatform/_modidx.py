@@ -2035,6 +2035,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                              'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.TradingClient.close': ( 'trading/client.html#tradingclient.close',
                                                                                               'aiplatform/trading/client.py'),
+                                           'aiplatform.trading.client._all': ('trading/client.html#_all', 'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client._frame': ( 'trading/client.html#_frame',
                                                                                  'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client._raise': ( 'trading/client.html#_raise',

@@ -220,6 +220,10 @@ def marked(self: AsyncTradingClient, symbol) -> dict | None:
     return p | {"last": last, "unrealized": unrealized, "pnl": p["realized"] + unrealized}
 
 # %% ../../nbs/trading/15_client.ipynb #59a7b31a
+async def _all(futures) -> list:
+    "The results of `futures`, in order (`asyncio.gather` would log its CancelledError as never retrieved when the caller is cancelled)."
+    return [await f for f in futures]
+
 def _raise(answer: dict) -> dict:
     "`answer`, or the error it reports."
     if answer["type"] in ("reject", "error"): raise error_of(answer.get("status", 422), answer["error"], answer.get("order"))
@@ -237,7 +241,7 @@ async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, chec
         if ws.closed: raise ConnectionError(f"{self.urls[shard]}ws: connection closed; reconnecting")  # its reader has ended and failed the requests it knew
         for part in (messages[i:i + MAX_FRAME] for i in range(0, len(messages), MAX_FRAME)):
             await ws.send_str(json.dumps(part if len(part) > 1 else part[0]))
-        try: answers = await asyncio.wait_for(asyncio.gather(*futures), timeout)
+        try: answers = await asyncio.wait_for(_all(futures), timeout)
         except TimeoutError: raise TimeoutError(f"{self.urls[shard]}ws: no answer to {len(messages)} message(s) in {timeout:g} s") from None
     finally:
         for m in messages: self._waiting.pop(m["req"], None)  # answered, failed or given up: none left behind
