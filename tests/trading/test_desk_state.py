@@ -1,5 +1,5 @@
 """The Trading Desk's widgets against a real service, without a browser: a reconnect follows the symbol shown, a
-service with no symbols connects, a service gone shows no stale ladder, and a bad bot parameter is said in the status line."""
+service with no symbols connects, a symbol left is no longer followed, a service gone shows no stale ladder, and a bad bot parameter is said in the status line."""
 import html, time
 import pytest
 from trading_service import make_users, start_trading, stop
@@ -11,7 +11,7 @@ from aiplatform.trading.desk import TradingDesk
 def svc(tmp_path_factory):
     data = tmp_path_factory.mktemp("desk")
     keys = make_users(data)
-    service = start_trading(data, symbols="DEMO", price_band_pct=0)
+    service = start_trading(data, symbols="DEMO ZETA", price_band_pct=0)
     service.keys, service.data = keys, data
     yield service
     stop(service)
@@ -99,4 +99,13 @@ def test_a_desk_whose_service_is_gone_shows_no_stale_ladder(tmp_path):
     while time.time() < deadline and d.client.connected("DEMO"): time.sleep(0.05)
     d.redraw()
     assert "disconnected: reconnecting" in d.ladder.value and ">100<" not in d.ladder.value
+    d.client.close()
+
+def test_a_symbol_left_is_no_longer_followed(svc):
+    d = desk_on(svc, "tess")
+    assert d.symbol.value == "DEMO"
+    d.symbol.value = "ZETA"
+    deadline = time.time() + 10
+    while time.time() < deadline and "ZETA" not in d.client.books: time.sleep(0.05)
+    assert sorted(d.client.books) == ["ZETA"] and ("book", "DEMO") not in d.client.aio._subscribed
     d.client.close()
