@@ -2411,6 +2411,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                               'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._sync_files': ( 'trading/market.html#market._sync_files',
                                                                                              'aiplatform/trading/market.py'),
+                                           'aiplatform.trading.market.Market._trigger': ( 'trading/market.html#market._trigger',
+                                                                                          'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market.add_symbol': ( 'trading/market.html#market.add_symbol',
                                                                                             'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market.cancel': ( 'trading/market.html#market.cancel',

@@ -8,6 +8,7 @@ __all__ = ['BOTS', 'Strategy', 'run', 'BotThread', 'skewed', 'MarketMaker', 'ma_
 
 # %% ../../nbs/trading/16_bots.ipynb #12b1686f
 import argparse, asyncio, itertools, threading, time
+from collections import deque
 from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
@@ -31,7 +32,7 @@ class Strategy:
     "A trading bot for one symbol: override the hooks it needs."
     name = "strategy"
     def __init__(self, symbol: str, **params):
-        self.symbol, self.params, self.client, self.pnl_history = symbol, params, None, []
+        self.symbol, self.params, self.client, self.pnl_history, self.fills = symbol, params, None, [], deque(maxlen=10_000)  # its own newest fills
         self.tick, self.lot = 1, 1  # the symbol's tick and lot sizes, once running
         self.started = threading.Event()  # set once subscribed and `on_start` has run
 
@@ -89,7 +90,9 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
                 if symbol != strategy.symbol: continue
                 if kind in ("book", "book_snapshot") and symbol in client.books: await strategy.on_book(client.books[symbol])
                 elif kind == "trade": await strategy.on_trade(m)
-                elif kind == "fill" and m["cid"] in client.placed: await strategy.on_fill(m)
+                elif kind == "fill" and m["cid"] in client.placed:
+                    strategy.fills.append(m)
+                    await strategy.on_fill(m)
                 if kind in ("trade", "position") and symbol in client.positions:  # the P&L follows every trade, the bot's or not
                     strategy.pnl_history.append((time.time(), strategy.pnl, strategy.position))
         except Exception:

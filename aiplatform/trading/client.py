@@ -128,6 +128,7 @@ def _on(self: AsyncTradingClient, m: dict):
             self._resyncing.add(symbol)
             self._background(self._resubscribe(symbol))
             return
+    elif kind in ("trade", "trades") and ("trades", m["symbol"]) not in self._subscribed: pass  # in flight after an unsubscribe
     elif kind == "trade": self.trades.setdefault(m["symbol"], deque(maxlen=self.tape)).append(m)
     elif kind == "trades": self.trades[m["symbol"]] = deque(m["trades"], maxlen=self.tape)
     elif kind == "order": self._keep_orders([m])
@@ -239,12 +240,16 @@ async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, chec
         if m.get("op") == "order": self.placed.add(m.get("cid"))
     try:
         if ws.closed: raise ConnectionError(f"{self.urls[shard]}ws: connection closed; reconnecting")  # its reader has ended and failed the requests it knew
-        for part in (messages[i:i + MAX_FRAME] for i in range(0, len(messages), MAX_FRAME)):
-            await ws.send_str(json.dumps(part if len(part) > 1 else part[0]))
-        try: answers = await asyncio.wait_for(_all(futures), timeout)
-        except TimeoutError: raise TimeoutError(f"{self.urls[shard]}ws: no answer to {len(messages)} message(s) in {timeout:g} s") from None
+        async with asyncio.timeout(timeout):  # the sending too: a shard that stops reading fills the socket
+            for part in (messages[i:i + MAX_FRAME] for i in range(0, len(messages), MAX_FRAME)):
+                await ws.send_str(json.dumps(part if len(part) > 1 else part[0]))
+            answers = await _all(futures)
+    except TimeoutError: raise TimeoutError(f"{self.urls[shard]}ws: no answer to {len(messages)} message(s) in {timeout:g} s") from None
     finally:
-        for m in messages: self._waiting.pop(m["req"], None)  # answered, failed or given up: none left behind
+        for m, f in zip(messages, futures):
+            self._waiting.pop(m["req"], None)  # answered, failed or given up: none left behind
+            if m.get("op") == "order" and not (f.done() and not f.cancelled() and f.exception() is None and "order" in f.result()):
+                self.placed.discard(m.get("cid"))  # refused before it was an order, or never answered: nothing of this client's to cancel
     return [_raise(a) for a in answers] if check else answers
 
 @patch

@@ -153,8 +153,8 @@ def _watch(self: TradingDesk):
     "Follow the chosen symbol's book and trades (once for each client and symbol), and no longer those of the symbol left."
     if self.client and self.symbol.value and self._watched != (self.client, self.symbol.value):
         was, self._watched = self._watched, (self.client, self.symbol.value)
-        if was and was[0] is self.client:  # the same client: the book it showed need not be kept up any more
-            for channel in ("book", "trades"): self._do("unsubscribe", lambda c=channel: self.client.unsubscribe(c, was[1]))
+        if was and was[0] is self.client:  # the same client: the book it showed need not be kept up any more (its trades mark the P&L still)
+            self._do("unsubscribe", lambda: self.client.unsubscribe("book", was[1]))
         for channel in ("book", "trades"): self._do("subscribe", lambda c=channel: self.client.subscribe(c, self.symbol.value))
 
 # %% ../../nbs/trading/17_desk.ipynb #0f47599f

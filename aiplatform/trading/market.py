@@ -251,8 +251,15 @@ def modify(self: Market, account: int, modify: Modify, reply):
     if spec.halted: raise Conflict(f"symbol {spec.symbol}: halted; orders and modifies are refused until an admin resumes it")
     if modify.price is not None and state["kind"] in ("market", "stop"):
         raise ValidationError(f"price {modify.price}: order {modify.cid!r} is a {state['kind']} order, it has no price to change (cancel it and place another)")
-    self._check_price(spec, modify.price, stop=state["stop_price"]), self._check_qty(spec, modify.qty)
+    self._check_price(spec, modify.price, stop=self._trigger(state)), self._check_qty(spec, modify.qty)
     self._queue(Request(state["symbol"], state, modify_fields(state["order_id"], modify.price, modify.qty, account), reply))
+
+@patch
+def _trigger(self: Market, state) -> int | None:
+    "The stop price of a stop-limit order still waiting for it (its limit price is banded around it), else None (banded around the last trade)."
+    if state["stop_price"] is None: return None
+    waiting = self.engine.book(state["symbol"]).order(state["order_id"])  # None: new in the coming batch, not triggered yet
+    return state["stop_price"] if waiting is None or waiting.stop_price is not None else None
 
 @patch
 def cancel_all(self: Market, account: int, symbol=None) -> list:
@@ -288,9 +295,10 @@ def flush(self: Market):
     for symbol in [s for s in by_symbol if self.specs[s].halted]: by_symbol[symbol] = self._halted(symbol, by_symbol[symbol])
     for symbol, requests in ((s, part) for s, rs in by_symbol.items() for part in _parts(rs)):
         rows = [r.row for r in requests if r.row is not None]
-        if protected := {r.state["order_id"]: r.state for r in requests if r.row is not None and r.row[0] == OP_SUBMIT and r.state["kind"] in ("market", "stop")}:
-            self.ledger.record(symbol, protected, [], seq=0)  # before the journal (following no sequence number): rebuilt after a crash, they are the orders sent, not the IOC limits they became
-        try: events = self.engine.process(symbol, rows) if rows else []
+        protected = {r.state["order_id"]: r.state for r in requests if r.row is not None and r.row[0] == OP_SUBMIT and r.state["kind"] in ("market", "stop")}
+        try:
+            if protected: self.ledger.record(symbol, protected, [], seq=0)  # before the journal (following no sequence number): rebuilt after a crash, they are the orders sent, not the IOC limits they became
+            events = self.engine.process(symbol, rows) if rows else []
         except Exception as e:  # the journal not written (a full disk, say), or a fault of ours
             get_logger("trading.market").exception("%s: a batch of %d commands failed", symbol, len(rows))
             self._refuse(symbol, requests, e)

@@ -25,6 +25,7 @@ def test_three_bots_make_a_market(market):
         time.sleep(4)
         assert maker.running and noise.running and momentum.running, (maker.error, noise.error, momentum.error)
         assert len(maker.strategy.client.fills) > 0 and maker.strategy.pnl_history  # it traded, its P&L followed
+        assert maker.strategy.fills and {f["cid"] for f in maker.strategy.fills} <= maker.strategy.client.placed  # its own fills
         assert abs(maker.strategy.position) <= 20 + 2 * 5  # the skew keeps inventory near its limit
         assert momentum.strategy.prices and momentum.strategy.signal in (-1, 0, 1)
     finally:

@@ -2,7 +2,7 @@
 waits on itself and reads copies of the live state, a client closed twice is closed, nothing is left waiting, an
 unsubscribed book stays dropped, `cancel_placed` cancels this client's orders only, and a shard that never answers
 holds up no other."""
-import asyncio, socket, time
+import asyncio, base64, hashlib, socket, threading, time
 import pytest
 from trading_service import make_users, start_trading, stop
 from aiplatform.trading import client
@@ -26,6 +26,8 @@ def test_a_failing_listener_costs_the_others_nothing(svc):
             await c.order("DEMO", "buy", 1, 90)
             await c.order("DEMO", "buy", 1, 91)
             assert [m["type"] for m in heard] == ["ack", "ack"] and c._waiting == {}  # every answer taken back
+            await c.requests([{"op": "order", "cid": "nope", "symbol": "NOPE", "side": "buy", "qty": 1, "price": 90}], check=False)
+            assert "nope" not in c.placed and len(c.placed) == 2  # refused before it was an order: nothing to cancel, nothing kept
             await c.cancel_all()
     asyncio.run(main())
 
@@ -53,13 +55,13 @@ def test_the_notebook_client_never_waits_on_itself_and_reads_copies(svc):
 def test_an_unsubscribed_book_stays_dropped(svc):
     async def main():
         async with AsyncTradingClient(svc.url, svc.keys["vic"]) as watcher, AsyncTradingClient(svc.url, svc.keys["tom"]) as tom:
-            await watcher.subscribe("book", "DEMO")
+            await watcher.subscribe("book", "DEMO"), await watcher.subscribe("trades", "DEMO")
             await tom.order("DEMO", "sell", 1, 120)
             while not watcher.books["DEMO"].asks: await asyncio.sleep(0.01)
-            await watcher.unsubscribe("book", "DEMO")
-            await tom.order("DEMO", "sell", 1, 121)  # a delta the watcher no longer follows
+            await watcher.unsubscribe("book", "DEMO"), await watcher.unsubscribe("trades", "DEMO")
+            await tom.order("DEMO", "sell", 1, 121), await tom.order("DEMO", "buy", 1, 120)  # a delta and a trade no longer followed
             await asyncio.sleep(0.3)
-            assert "DEMO" not in watcher.books and watcher.resyncs == 0
+            assert "DEMO" not in watcher.books and "DEMO" not in watcher.trades and watcher.resyncs == 0
             await tom.cancel_all()
     asyncio.run(main())
 
@@ -96,3 +98,27 @@ def test_a_shard_that_never_answers_holds_up_no_other(svc, monkeypatch):
             await c.cancel_all(symbol="DEMO")
     try: asyncio.run(main())
     finally: mute.close()
+
+def test_a_shard_that_stops_reading_times_the_request_out():
+    server = socket.socket()  # completes the WebSocket handshake, then never reads again
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    server.bind(("127.0.0.1", 0)), server.listen()
+    held = []
+    def serve():
+        conn, _ = server.accept()
+        held.append(conn)
+        head = b""
+        while b"\r\n\r\n" not in head: head += conn.recv(4096)
+        key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key"))
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()).decode()
+        conn.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n".encode())
+    threading.Thread(target=serve, daemon=True).start()
+    orders = [dict(op="order", cid=f"c{i}", symbol="DEMO", side="buy", qty=1, price=100, pad="x" * 200) for i in range(40_000)]
+    async def main():
+        async with AsyncTradingClient(f"http://127.0.0.1:{server.getsockname()[1]}/", "key") as c:
+            began = time.monotonic()
+            with pytest.raises(TimeoutError, match="no answer to 40000 message"): await c.requests(orders, timeout=1)
+            assert time.monotonic() - began < 5 and not c.placed
+            for conn in held: conn.close()  # gone: the client's close need not wait for an answer
+    try: asyncio.run(main())
+    finally: server.close()

@@ -108,4 +108,5 @@ def test_a_symbol_left_is_no_longer_followed(svc):
     deadline = time.time() + 10
     while time.time() < deadline and "ZETA" not in d.client.books: time.sleep(0.05)
     assert sorted(d.client.books) == ["ZETA"] and ("book", "DEMO") not in d.client.aio._subscribed
+    assert ("trades", "DEMO") in d.client.aio._subscribed  # its trades still mark a position held there
     d.client.close()
