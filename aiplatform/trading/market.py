@@ -357,7 +357,9 @@ def _halted(self: Market, symbol, requests) -> list:
             self.ledger._ended(r.state)
             refused[r.state["order_id"]] = r.state
         r.reply(False, r.state, reason)
-    if refused: self.ledger.record(symbol, refused, [], seq=0)  # never journaled
+    try:
+        if refused: self.ledger.record(symbol, refused, [], seq=0)  # never journaled
+    except OSError: get_logger("trading.market").exception("%s: refused orders not recorded (after a restart: lost)", symbol)
     return kept
 
 @patch
