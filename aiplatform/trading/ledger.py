@@ -80,6 +80,11 @@ class Ledger(Rewritable):
         self.done.setdefault(state["account"], deque()).append(state["order_id"])
         self._grown.add(state["account"])
 
+    def end(self, state, status, reason):
+        "End an order not filled: `cancelled`, `rejected` or `lost` (found so after a restart), with `reason`; nothing of it remains."
+        state["status"], state["reason"], state["remaining"] = status, reason, 0
+        self._ended(state)
+
 # %% ../../nbs/trading/12_ledger.ipynb #3dd2851d
 @patch
 def apply(self: Ledger, symbol, events, now=0) -> tuple[dict, list, dict]:
@@ -103,12 +108,12 @@ def apply(self: Ledger, symbol, events, now=0) -> tuple[dict, list, dict]:
                 fills.append(fill)
                 self._fill(fill)
             continue
-        elif e.kind == "cancelled": o["status"], o["reason"], o["remaining"] = "cancelled", e.reason, 0; self._ended(o); changed.pop(e.order_id, None)
+        elif e.kind == "cancelled": self.end(o, "cancelled", e.reason); changed.pop(e.order_id, None)
         elif e.kind == "rejected":
             if o["status"] != "new":
                 refused[e.order_id] = e.reason
                 continue
-            o["status"], o["reason"], o["remaining"] = "rejected", e.reason, 0; self._ended(o); changed.pop(e.order_id, None)
+            self.end(o, "rejected", e.reason); changed.pop(e.order_id, None)
         o["updated_ns"], changed[e.order_id] = now, o
     return changed, fills, refused
 

@@ -133,11 +133,17 @@ class Connection:
 BACKLOG = 1 << 16  # bytes waiting in a connection's transport past which its client has fallen behind: messages wait in its outbox
 
 @patch
+def _keeps_up(self: Connection) -> bool:
+    "Whether what waits may be written straight to the socket now: the connection open, its writer task idle, no more than `BACKLOG` bytes unsent."
+    t = self.transport
+    return not (self.outbox.closed or t is None or t.is_closing() or self.sending or t.get_write_buffer_size() > BACKLOG)
+
+@patch
 def drain(self: Connection):
     "Write all that waits straight to the socket (a frame per `MAX_FRAME` messages) while the client keeps up; once it has fallen behind, bound what waits (`Outbox.trim`) and leave it to the writer task."
     self.dirty = False
     t, box = self.transport, self.outbox
-    if box.closed or t is None or t.is_closing() or self.sending or t.get_write_buffer_size() > BACKLOG: box.trim()
+    if not self._keeps_up(): box.trim()
     else:
         while messages := box.take(self._snapshot, MAX_FRAME):
             t.write(messages[0].wire if len(messages) == 1 and isinstance(messages[0], Shared) else wire(frame(messages)))
@@ -146,10 +152,9 @@ def drain(self: Connection):
 @patch
 def send_now(self: Connection, message: Shared):
     "Write `message` straight to the socket when nothing waits for this connection and its client keeps up, else `push` it: a delta to a thousand subscribers costs a write each, not a queue and a drain."
-    t, box = self.transport, self.outbox
-    if self.dirty or self.sending or box.queue or box.stale or box.closed or t is None or t.is_closing() or t.get_write_buffer_size() > BACKLOG:
-        return self.push(message)
-    t.write(message.wire)
+    box = self.outbox
+    if self.dirty or box.queue or box.stale or not self._keeps_up(): return self.push(message)
+    self.transport.write(message.wire)
 
 CLOSE_S = 10  # how long closing a slow consumer may wait for it to read the backlog and the close frame
 
