@@ -1,4 +1,4 @@
-"Headless Debian Chromium for the browser tests: its flags, an app opened from the gallery, uploads and downloads."
+"Headless Debian Chromium for the browser tests: its flags, what went wrong in a page, an app opened from the gallery, uploads and downloads."
 import shutil
 from contextlib import contextmanager
 from playwright.sync_api import expect, sync_playwright
@@ -7,6 +7,20 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",  # a microphone that beeps, allowed without asking
          "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+def watch(page) -> list:
+    "What goes wrong in `page` from now on, kept to name in a failure: console errors, failed requests, error responses."
+    seen = []
+    page.on("console", lambda m: m.type == "error" and seen.append(f"console: {m.text[:300]}"))
+    page.on("requestfailed", lambda r: seen.append(f"failed: {r.url} ({r.failure})"))
+    page.on("response", lambda r: r.status >= 400 and seen.append(f"{r.status}: {r.url}"))
+    return seen
+
+@contextmanager
+def told(page, seen):
+    "An expectation inside that fails names the page's address and what `watch` saw go wrong there."
+    try: yield
+    except AssertionError as e: raise AssertionError(f"{e}\nat {page.url}, after:\n" + "\n".join(seen[-40:])) from None
 
 @contextmanager
 def app_page(gw, app, title, timeout=90_000):
@@ -17,10 +31,11 @@ def app_page(gw, app, title, timeout=90_000):
         context.grant_permissions(["clipboard-read", "clipboard-write"], origin=gw.url.rstrip("/"))
         page = context.new_page()
         page.set_default_timeout(timeout)
+        seen = watch(page)
         page.goto(gw.url + f"aiplatform/apps/voila/render/index.ipynb?token={gw.token}")
         page.click(f".aip-card[data-app={app}]")
         page.wait_for_url(f"**/aiplatform/apps/voila/render/{app}.ipynb")
-        expect(page.get_by_text(title, exact=True)).to_be_visible()
+        with told(page, seen): expect(page.get_by_text(title, exact=True)).to_be_visible()
         yield page
         browser.close()
 

@@ -3,7 +3,7 @@ import json, os, secrets, signal, subprocess, time
 from types import SimpleNamespace
 import pytest
 from playwright.sync_api import expect, sync_playwright
-from browser import CHROMIUM, FLAGS
+from browser import CHROMIUM, FLAGS, told, watch
 from conftest import BIN, clean_env, cli, free_port, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.browser, pytest.mark.slow]
@@ -78,6 +78,7 @@ def login(p, h, name, password):
     browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
     page = browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()
     page.set_default_timeout(120_000)
+    page.seen = watch(page)
     page.goto(h.url + "hub/login")
     page.fill("input[name=username]", name)
     page.fill("input[name=password]", password)
@@ -97,7 +98,7 @@ def test_two_users_log_in_each_to_their_own_gallery_and_not_the_others(hub):
         expect(wrong.get_by_text("Invalid username or password")).to_be_visible()
         alice = pages["alice"]  # an app that keeps a user's work: signed in as the Hub's user, no key asked
         alice.click(".aip-card[data-app=resume]")
-        expect(alice.get_by_text("Signed in as alice.")).to_be_visible()
+        with told(alice, alice.seen): expect(alice.get_by_text("Signed in as alice.")).to_be_visible()
         expect(alice.get_by_placeholder("API key (aip_…) to save and open your resumes")).to_be_hidden()
 
 def cookies_of(h, name):
