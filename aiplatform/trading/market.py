@@ -15,7 +15,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from fastcore.basics import patch
 from ..core import ConfigError, Conflict, NotFound, ValidationError, get_logger, validation_error
-from .book import GTC, IOC, LIMIT, OP_CANCEL, OP_SUBMIT, STOP, STOP_LIMIT, cancel_fields, modify_fields
+from .book import GTC, IOC, LIMIT, MAX_PRICE, OP_CANCEL, OP_SUBMIT, STOP, STOP_LIMIT, cancel_fields, modify_fields
 from .client_ids import ClientIds
 from .engine import Engine, RiskLimits
 from .feed import BookFeed
@@ -153,10 +153,10 @@ def halt(self: Market, symbol, halted=True) -> SymbolSpec:
 # %% ../../nbs/trading/13_market.ipynb #281f5f87
 @patch
 def _edges(self: Market, spec, around: int) -> tuple:
-    "The lowest and highest prices on `spec`'s ticks within its band around the price `around`."
+    "The lowest and highest prices on `spec`'s ticks within its band around the price `around` (and within the book's, 1 to `MAX_PRICE`)."
     p, t = round(spec.price_band_pct * 1_000_000), spec.tick_size  # in millionths of a percent: integers, exact and quick (once per order)
     lo, hi = -(-around * (100_000_000 - p) // 100_000_000), around * (100_000_000 + p) // 100_000_000
-    return max(t, -(-lo // t) * t), hi // t * t
+    return max(t, -(-lo // t) * t), min(hi, MAX_PRICE) // t * t
 
 @patch
 def _check_price(self: Market, spec, price, what="price", stop=None, banded=True):
