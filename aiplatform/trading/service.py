@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['ORDER_OPS', 'CHANNELS', 'MAX_FRAME', 'PING_S', 'BACKLOG', 'CLOSE_S', 'MARKET', 'HUB', 'ACCOUNT', 'SYMBOL_Q', 'LIMIT',
-           'TRADERS', 'ROUTES', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub', 'Connection', 'Route', 'query',
-           'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders', 'order', 'fills',
-           'positions', 'add_symbol', 'halt', 'resume', 'websocket', 'openapi', 'make_app']
+           'TRADERS', 'ROUTES', 'PATH_PATTERNS', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub', 'Connection',
+           'Route', 'query', 'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders',
+           'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume', 'websocket', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
 import asyncio, gc, re, resource, socket
@@ -20,7 +20,7 @@ from ..platform.services import SETTINGS, RateLimit, TooMany, aiohttp_service, c
 from .engine import RiskLimits
 from .ledger import is_done, public
 from .market import Market, SymbolSpec, symbol_spec
-from .orders import Cancel, CancelAll, Modify, Order, plain_order
+from .orders import CID, SYMBOL, Cancel, CancelAll, Modify, Order, plain_order
 from .sessions import Outbox
 
 # %% ../../nbs/trading/14_service.ipynb #9923b89d
@@ -495,13 +495,16 @@ def _responses(name, r: Route) -> dict:
     if r.body is Order or r.method in ("DELETE", "PATCH"): out["422"] = {"description": "the engine refused it; the reason and the order's state"}
     return out
 
+PATH_PATTERNS = {"cid": CID, "symbol": SYMBOL}  # what a path's {cid} or {symbol} must match
+
 def openapi() -> dict:
     "The service's OpenAPI 3.1 document."
     paths = {}
     for name, r in ROUTES.items():
         op = {"operationId": name, "summary": r.summary, "security": [{"bearer": []}],
               "description": f"Roles: {', '.join(r.roles)}." if r.roles else "Any user with an API key.",
-              "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in re.findall(r"{(\w+)}", r.path)]
+              "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string", "pattern": PATH_PATTERNS[p]}}
+                             for p in re.findall(r"{(\w+)}", r.path)]
                           + [{"name": n, "in": "query", "description": d, "schema": sc} for n, (d, sc) in (r.query or {}).items()],
               "responses": _responses(name, r)}
         if r.body: op["requestBody"] = {"required": r.body is not CancelAll, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{r.body.__name__}"}}}}
@@ -509,7 +512,7 @@ def openapi() -> dict:
     schemas = {m.__name__: m.model_json_schema() for m in (Order, Modify, CancelAll, SymbolSpec)}
     modify = schemas["Modify"]  # PATCH /orders/{cid}'s body: the cid is the path's; a price, a qty or both
     del modify["properties"]["cid"], modify["required"]
-    modify["anyOf"] = [{"required": ["price"]}, {"required": ["qty"]}]
+    modify["anyOf"] = [{"required": [f], "properties": {f: {"type": "integer"}}} for f in ("price", "qty")]  # given, and not null
     return {"openapi": "3.1.0", "info": {"title": "aiplatform trading service", "version": "1"}, "paths": paths,
             "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
 
