@@ -55,8 +55,8 @@ def assign(self: ClientIds, account: int, cid: str) -> tuple[int, bool]:
 def flush(self: ClientIds):
     "Write the ids assigned since the last flush."
     if not self.pending: return
-    data, self.pending = "".join(self.pending).encode(), []
-    self._append(data)
+    self._append("".join(self.pending).encode())  # whole or not at all: on an error (a full disk) the ids wait for the next flush
+    self.pending = []
     self._unsynced = True  # after the write: a sync running on the journal's thread either saw it or leaves this for the next
 
 @patch

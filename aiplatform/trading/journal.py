@@ -101,8 +101,13 @@ class JournalWriter:
             raise
         self.next_seq += len(commands)
         self._unsynced += len(commands)
-        if self.fsync == "always" or (self.fsync == "batch" and self._unsynced >= self.group): self.sync()
-        elif self.fsync == "batch" and time.monotonic() - self._synced_at >= self.interval: self._sync_behind()
+        try:
+            if self.fsync == "always" or (self.fsync == "batch" and self._unsynced >= self.group): self.sync()
+            elif self.fsync == "batch" and time.monotonic() - self._synced_at >= self.interval: self._sync_behind()
+        except OSError:  # this sync's error, or the last one's: the group is answered as not journaled, so it must not come back at a restart
+            os.ftruncate(self._fd, size)
+            self.next_seq, self._unsynced = first, max(0, self._unsynced - len(commands))
+            raise
         return first
 
     def _sync_now(self):
@@ -161,8 +166,12 @@ class Rewritable:
         self.path, self._fd, self.copies, self._swapping = path and Path(path), None, None, threading.Lock()
 
     def _append(self, data: bytes):
-        "Write `data` at the end of the file, and keep a copy while the file is rewritten elsewhere."
-        write_all(self._fd, data)
+        "Write `data` at the end of the file, whole or (on an error: a full disk, say) not at all; keep a copy while the file is rewritten elsewhere."
+        size = os.fstat(self._fd).st_size
+        try: write_all(self._fd, data)
+        except OSError:  # cut what was written: the next line must not be glued to a torn one
+            os.ftruncate(self._fd, size)
+            raise
         if self.copies is not None: self.copies.append(data)
 
     def sync(self):

@@ -55,6 +55,7 @@ class Ledger(Rewritable):
         super().__init__(path)
         self.orders, self.accounts, self.fills, self.seqs, self.keep_fills = {}, {}, {}, {}, keep_fills
         self.done, self._grown = {}, set()  # account -> its done orders' ids, oldest first; accounts with new ones
+        self.unwritten = []  # lines the file refused (a full disk, say): written before the next, so that none is missing between two
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.exists(): self._load()
@@ -127,7 +128,15 @@ def _line(batch: dict) -> bytes:
 def record(self: Ledger, symbol, changed, fills, seq=None):
     "Append a batch's changed orders and fills to the file, with the journal's sequence number `seq` they follow (by default, the symbol's last)."
     if self._fd is None or not (changed or fills): return
-    self._append(_line({"s": symbol, "q": self.seqs.get(symbol, 0) if seq is None else seq, "o": list(changed.values()), "f": fills}))
+    self.unwritten.append(_line({"s": symbol, "q": self.seqs.get(symbol, 0) if seq is None else seq, "o": list(changed.values()), "f": fills}))
+    self._append(b"".join(self.unwritten))
+    self.unwritten.clear()
+
+@patch
+def begin_compaction(self: Ledger):
+    "Keep a copy of what is written from now on; the lines not yet written are dropped, the rewritten file holds what they say."
+    self.unwritten.clear()
+    Rewritable.begin_compaction(self)
 
 @patch
 def _load(self: Ledger):

@@ -9,6 +9,7 @@ __all__ = ['LOST', 'HALTED', 'MAX_BATCH', 'RISK_LIMITS', 'CHILD_S', 'shard_of', 
 # %% ../../nbs/trading/13_market.ipynb #555ed271
 import fcntl, json, os, resource, signal, time, zlib
 from collections import deque
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 import pydantic
@@ -19,6 +20,7 @@ from .book import GTC, IOC, LIMIT, MAX_PRICE, OP_CANCEL, OP_SUBMIT, STOP, STOP_L
 from .client_ids import ClientIds
 from .engine import Engine, RiskLimits
 from .feed import BookFeed
+from .journal import _fsync_dir
 from .ledger import Ledger, OrderState, is_done
 from .orders import SYMBOL, Cancel, Modify, Order, PlainOrder
 
@@ -116,13 +118,20 @@ def _check_split(self: Market):
         self._lock.close()
         raise ConfigError(f"{self.folder}: written as shard {was['shard']} of {was['shards']}; [trading] shard = {self.shard}, shards = "
                           f"{self.shards} would leave its symbols' orders where no shard serves them (expected shards = {was['shards']})")
-    split.write_text(json.dumps(now))
+    if not split.exists(): _replace(split, json.dumps(now))
+
+def _replace(path: Path, text: str):
+    "Put `text` in `path` whole and durably, or leave the file as it was: written beside it, synced, renamed over it, its folder synced."
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
 
 @patch
-def _save_symbols(self: Market):
-    tmp = self.folder/"symbols.json.tmp"
-    tmp.write_text(json.dumps([s.model_dump() for s in self.specs.values()]))
-    os.replace(tmp, self.folder/"symbols.json")
+def _save_symbols(self: Market): _replace(self.folder/"symbols.json", json.dumps([s.model_dump() for s in self.specs.values()]))
 
 @patch
 def spec(self: Market, symbol) -> SymbolSpec:
@@ -138,10 +147,15 @@ def add_symbol(self: Market, spec: SymbolSpec):
     "Trade a new symbol from now on."
     if shard_of(spec.symbol, self.shards) != self.shard: self.spec(spec.symbol)  # Misdirected
     if spec.symbol in self.specs: raise Conflict(f"symbol {spec.symbol!r}: already traded")
-    self.engine.add_symbol(spec.symbol, spec.tick_size)
     self.specs[spec.symbol] = spec
+    try:
+        self._save_symbols()  # first: killed before its journal's folder is made, a restart makes it and trades the symbol
+        self.engine.add_symbol(spec.symbol, spec.tick_size)
+    except Exception:
+        del self.specs[spec.symbol]
+        with suppress(OSError): self._save_symbols()  # as it was, if the disk lets it
+        raise
     self.feeds[spec.symbol], self.tape[spec.symbol] = BookFeed(spec.symbol, self.engine.book(spec.symbol)), deque(maxlen=self.tape_len)
-    self._save_symbols()
 
 @patch
 def halt(self: Market, symbol, halted=True) -> SymbolSpec:
@@ -289,9 +303,14 @@ def flush(self: Market):
     pending, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
     if not pending: return
     if self.pending and self.schedule: self.schedule(self.flush)  # the rest in the next turn, after these are answered
-    self.cids.flush()
     now, by_symbol, news = self.clock(), {}, []
     for r in pending: by_symbol.setdefault(r.symbol, []).append(r)
+    try: self.cids.flush()
+    except OSError as e:  # the new ids not written (a full disk): nothing of this batch may reach the journal
+        get_logger("trading.market").exception("a batch of %d commands: its client order ids not written", len(pending))
+        for symbol, requests in by_symbol.items(): self._refuse(symbol, requests, e)
+        for done in self.flushed: done()
+        return
     for symbol in [s for s in by_symbol if self.specs[s].halted]: by_symbol[symbol] = self._halted(symbol, by_symbol[symbol])
     for symbol, requests in ((s, part) for s, rs in by_symbol.items() for part in _parts(rs)):
         rows = [r.row for r in requests if r.row is not None]
@@ -316,7 +335,8 @@ def flush(self: Market):
         news.append((symbol, seq, events, changed, fills))
     for done in self.flushed: done()
     for symbol, seq, events, changed, fills in news:
-        self.ledger.record(symbol, changed, fills, seq)
+        try: self.ledger.record(symbol, changed, fills, seq)
+        except OSError: get_logger("trading.market").exception("%s: the ledger's line of a batch not written yet (with the next one)", symbol)
         sides = {oid: o["side"] for oid, o in changed.items()}
         trades = [dict(type="trade", symbol=symbol, seq=e.seq, price=e.price, qty=e.qty, side=sides.get(e.order_id, ""), ns=now)
                   for e in events if e.kind == "trade"]
@@ -345,29 +365,30 @@ def _explain(self: Market, reason: str) -> str:
     return f"{reason}: expected {expected.format(getattr(self.engine.limits, field))} ({where})"
 
 @patch
-def _halted(self: Market, symbol, requests) -> list:
-    "Of a batch's `requests` for `symbol`, halted since they were queued, those still to send (cancels, answers); its new orders and modifies are refused."
-    reason, kept, refused = HALTED.format(symbol), [], {}
+def _reject(self: Market, symbol, requests, reason):
+    "Answer `requests` for `symbol` refused for `reason`; their new orders end rejected, recorded as never journaled (a restart finds them so, not lost)."
+    refused = {}
     for r in requests:
-        if r.row is None or r.row[0] == OP_CANCEL:
-            kept.append(r)
-            continue
-        if r.row[0] == OP_SUBMIT:
+        if r.row is not None and r.row[0] == OP_SUBMIT:
             self.ledger.end(r.state, "rejected", reason)
             refused[r.state["order_id"]] = r.state
         r.reply(False, r.state, reason)
     try:
-        if refused: self.ledger.record(symbol, refused, [], seq=0)  # never journaled
+        if refused: self.ledger.record(symbol, refused, [], seq=0)
     except OSError: get_logger("trading.market").exception("%s: refused orders not recorded (after a restart: lost)", symbol)
+
+@patch
+def _halted(self: Market, symbol, requests) -> list:
+    "Of a batch's `requests` for `symbol`, halted since they were queued, those still to send (cancels, answers); its new orders and modifies are refused."
+    kept, refused = [], []
+    for r in requests: (kept if r.row is None or r.row[0] == OP_CANCEL else refused).append(r)
+    self._reject(symbol, refused, HALTED.format(symbol))
     return kept
 
 @patch
 def _refuse(self: Market, symbol, requests, error):
     "Answer a part whose batch failed with the reason, its new orders rejected, and halt `symbol`: nothing more is journaled after what may be a torn record."
-    reason = f"not journaled ({type(error).__name__}: {error}); {symbol} halted until an admin resumes it"
-    for r in requests:
-        if r.row is not None and r.row[0] == OP_SUBMIT: self.ledger.end(r.state, "rejected", reason)
-        r.reply(False, r.state, reason)
+    self._reject(symbol, requests, f"not journaled ({type(error).__name__}: {error}); {symbol} halted until an admin resumes it")
     try: self.halt(symbol)  # halted in memory first: a full disk refusing the save leaves it halted still
     except OSError: get_logger("trading.market").exception("%s: halted, but not saved", symbol)
 

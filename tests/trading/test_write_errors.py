@@ -1,0 +1,114 @@
+"""The market's files when a write or a sync fails (a full disk, an I/O error) or the process is killed in the middle:
+what a client was told is what a restart finds, and the market always starts again."""
+import errno, json, os, subprocess, sys, time
+import pytest
+import aiplatform.trading.journal as journal
+from aiplatform.trading.client_ids import ClientIds
+from aiplatform.trading.journal import JournalWriter
+from aiplatform.trading.market import Market
+from aiplatform.trading.orders import Order
+
+def order(m, account, cid, side, price, qty=1, answers=None):
+    reply = (lambda ok, state, error: answers.append((cid, ok, state["status"]))) if answers is not None else (lambda *a: None)
+    m.submit(account, Order(cid=cid, symbol="DEMO", side=side, price=price, qty=qty), reply)
+
+def failing(*args): raise OSError(errno.EIO, "Input/output error")
+
+@pytest.mark.parametrize("fsync", ["always", "batch"])
+def test_an_order_whose_sync_failed_is_not_replayed(tmp_path, monkeypatch, fsync):
+    m = Market(tmp_path, [{"symbol": "DEMO"}], fsync=fsync)
+    order(m, 2, "ask", "sell", 100, qty=5)
+    m.flush()
+    writer = m.engine.journals["DEMO"].writer
+    monkeypatch.setattr(JournalWriter, "_sync_now", failing)
+    if fsync == "batch":  # a sync behind fails; its error comes at the next batch, once that batch is written
+        writer._sync_behind()
+        writer._syncing.exception()
+        time.sleep(writer.interval * 2)  # the next batch syncs behind again, and meets the error
+    answers = []
+    order(m, 1, "buy", "buy", 100, qty=3, answers=answers)
+    m.flush()
+    monkeypatch.undo()
+    assert answers == [("buy", False, "rejected")] and m.engine.book("DEMO").depth()["asks"] == [(100, 5)]
+    m.close()
+    m = Market(tmp_path, fsync=fsync)
+    assert (m.order(1, "buy")["status"], m.engine.position(1, "DEMO").qty, m.engine.book("DEMO").depth()["asks"]) == ("rejected", 0, [(100, 5)])
+    m.close()
+
+def test_ids_not_written_refuse_their_batch_and_are_written_later(tmp_path, monkeypatch):
+    m = Market(tmp_path, [{"symbol": "DEMO"}])
+    monkeypatch.setattr(ClientIds, "_append", failing)
+    answers = []
+    order(m, 1, "b1", "buy", 100, answers=answers)
+    m.flush()  # answered: rejected, the symbol halted (before: never answered, and a repeat of b1 was acknowledged)
+    monkeypatch.undo()
+    order(m, 1, "b1", "buy", 100, answers=answers)
+    m.flush()
+    assert answers == [("b1", False, "rejected")] * 2 and m.specs["DEMO"].halted
+    m.halt("DEMO", False)
+    order(m, 1, "b2", "buy", 100, answers=answers)
+    m.flush()
+    m.close()
+    m = Market(tmp_path)
+    assert (m.order(1, "b1")["status"], m.order(1, "b2")["status"]) == ("rejected", "open")
+    assert m.order(1, "b1")["order_id"] != m.order(1, "b2")["order_id"]  # no id given twice
+    m.close()
+
+@pytest.mark.parametrize("file", ["ledger", "cids"])
+def test_a_line_torn_by_a_full_disk_is_cut(tmp_path, monkeypatch, file):
+    m = Market(tmp_path, [{"symbol": "DEMO"}])
+    order(m, 2, "ask", "sell", 100, qty=5)
+    m.flush()
+    target, write_all = getattr(m, file)._fd, journal.write_all
+    def half_then_full(fd, data):
+        if fd != target: return write_all(fd, data)
+        os.write(fd, bytes(data)[:len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(journal, "write_all", half_then_full)
+    order(m, 1, "b1", "buy", 100)
+    m.flush()  # the ledger's line of a batch the journal took: written with the next
+    monkeypatch.undo()
+    m.halt("DEMO", False)
+    order(m, 1, "b2", "buy", 100)
+    m.flush()
+    before = {cid: m.order(1, cid)["status"] for cid in ("b1", "b2")}
+    m.close()
+    m = Market(tmp_path)  # before: the next line glued to the torn one, and the market never started again
+    assert {cid: m.order(1, cid)["status"] for cid in ("b1", "b2")} == before
+    m.close()
+
+def test_a_batch_the_journal_refused_is_rejected_after_a_restart(tmp_path, monkeypatch):
+    m = Market(tmp_path, [{"symbol": "DEMO"}])
+    monkeypatch.setattr(m.engine, "process", lambda symbol, rows: failing())
+    answers = []
+    order(m, 1, "a", "buy", 100, answers=answers)
+    m.flush()
+    m.close()
+    m = Market(tmp_path)
+    assert answers == [("a", False, "rejected")] and (m.order(1, "a")["status"], m.specs["DEMO"].halted) == ("rejected", True)  # was: lost
+    m.close()
+
+KILLED_ADDING = """
+import os, sys
+from aiplatform.trading.market import Market, symbol_spec
+m = Market(sys.argv[1], [{"symbol": "DEMO"}])
+m.engine.add_symbol = lambda *args: os._exit(9)  # killed once the symbol is saved, before its journal's folder is made
+m.add_symbol(symbol_spec({"symbol": "ACME"}))
+"""
+
+def test_a_symbol_being_added_when_the_process_is_killed_is_traded_after_a_restart(tmp_path):
+    assert subprocess.run([sys.executable, "-c", KILLED_ADDING, str(tmp_path)]).returncode == 9
+    m = Market(tmp_path)  # before: its folder made first, the symbol unsaved, and adding it again refused for ever
+    order(m, 1, "a", "sell", 100)
+    m.submit(1, Order(cid="b", symbol="ACME", side="sell", price=100, qty=1), lambda *a: None)
+    m.flush()
+    assert sorted(m.specs) == ["ACME", "DEMO"] and m.order(1, "b")["status"] == "open"
+    m.close()
+
+def test_the_split_is_written_once_whole(tmp_path):
+    Market(tmp_path, [{"symbol": "DEMO"}], shard=0, shards=2).close()
+    split = tmp_path/"split.json"
+    written = split.stat().st_mtime_ns, split.stat().st_ino
+    Market(tmp_path, shard=0, shards=2).close()  # before: rewritten in place at every start; killed in between, empty for good
+    assert (split.stat().st_mtime_ns, split.stat().st_ino) == written and json.loads(split.read_text()) == {"shard": 0, "shards": 2}
+    assert not list(tmp_path.glob("*.tmp"))
