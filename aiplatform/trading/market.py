@@ -89,10 +89,14 @@ class Market:
         self.engine = Engine({s: spec.tick_size for s, spec in self.specs.items()}, limits or RiskLimits(price_band_pct=0),
                              folder=self.folder/"books", fsync=fsync, snapshot_every=1 << 62, on_replay=replay,
                              before_sync=self._sync_files)
-        for (account, cid), oid in self.cids.ids.items():
-            if oid not in self.ledger.orders: self.ledger.new(oid, account, cid, "", now=self.clock(), status="lost")["reason"] = LOST
+        lost = {oid: self.ledger.new(oid, account, cid, "", now=self.clock(), status="lost") for (account, cid), oid in self.cids.ids.items()
+                if oid not in self.ledger.orders}
+        for state in lost.values(): state["reason"] = LOST
         for state in [s for s in self.ledger.orders.values() if s["status"] == "new"]:  # written before a batch that never reached the journal
             self.ledger.end(state, "lost", LOST)
+            lost[state["order_id"]] = state
+        try: self.ledger.record("", lost, [], seq=0)  # once: at the next start they are where they ended, among the done orders kept
+        except OSError: get_logger("trading.market").exception("lost orders not recorded")
         self.cids.forget(self.ledger.retire(keep_done))  # as before the restart, whichever of the two files was compacted last
         self.feeds = {s: BookFeed(s, self.engine.book(s)) for s in self.specs}
         self.tape_len = tape
@@ -324,6 +328,9 @@ def flush(self: Market):
             continue
         changed, fills, refused = self.ledger.apply(symbol, events, now)
         seq = self.ledger.seqs.get(symbol, 0)  # this part's: a later part of the symbol moves it on
+        if risky := {e.order_id: changed[e.order_id] for e in events if e.seq == 0 and e.order_id in changed}:  # refused by a risk limit
+            try: self.ledger.record(symbol, risky, [], seq=0)  # in no journal: recorded before they are answered, or a crash makes them lost
+            except OSError: get_logger("trading.market").exception("%s: orders refused by a risk limit not recorded (after a restart: lost)", symbol)
         for r in requests:
             state = r.state
             if r.row is not None and r.row[0] != OP_SUBMIT:

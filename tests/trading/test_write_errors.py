@@ -112,3 +112,36 @@ def test_the_split_is_written_once_whole(tmp_path):
     Market(tmp_path, shard=0, shards=2).close()  # before: rewritten in place at every start; killed in between, empty for good
     assert (split.stat().st_mtime_ns, split.stat().st_ino) == written and json.loads(split.read_text()) == {"shard": 0, "shards": 2}
     assert not list(tmp_path.glob("*.tmp"))
+
+KILLED_AFTER_ANSWERING = """
+import os, sys
+from aiplatform.trading.engine import RiskLimits
+from aiplatform.trading.market import Market
+from aiplatform.trading.orders import Order
+m = Market(sys.argv[1], [{"symbol": "DEMO"}], limits=RiskLimits(max_order_qty=10, price_band_pct=0))
+m.submit(1, Order(cid="big", symbol="DEMO", side="buy", price=100, qty=50), lambda ok, state, error: print(state["status"], flush=True))
+m.flushed.append(lambda: os._exit(9))  # killed once the answers are sent, before the batch's ledger line
+m.flush()
+"""
+
+def test_an_order_refused_by_a_risk_limit_is_rejected_after_a_crash(tmp_path):
+    child = subprocess.run([sys.executable, "-c", KILLED_AFTER_ANSWERING, str(tmp_path)], capture_output=True, text=True)
+    assert (child.returncode, child.stdout) == (9, "rejected\n")
+    m = Market(tmp_path)  # before: lost, as if it had never reached the engine
+    assert (m.order(1, "big")["status"], m.order(1, "big")["reason"]) == ("rejected", "risk_max_order_qty")
+    m.close()
+
+def test_a_lost_order_keeps_its_place_among_the_done_ones(tmp_path):
+    m = Market(tmp_path, [{"symbol": "DEMO"}], keep_done=2)
+    m.cids.assign(1, "gone")
+    m.cids.flush()  # what a kill between the ids' write and the journal's leaves
+    m.close()
+    m = Market(tmp_path, keep_done=2)  # it ends lost now, before the three below
+    for i in range(3):
+        order(m, 1, f"s{i}", "sell", 100), order(m, 2, f"b{i}", "buy", 100)
+        m.flush()
+    kept = sorted(cid for account, cid in m.cids.ids if account == 1)
+    m.close()
+    m = Market(tmp_path, keep_done=2)  # before: made lost again at each start, it came back last and pushed s1 out
+    assert sorted(cid for account, cid in m.cids.ids if account == 1) == kept == ["s1", "s2"]
+    m.close()
