@@ -2405,6 +2405,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._reap': ( 'trading/market.html#market._reap',
                                                                                        'aiplatform/trading/market.py'),
+                                           'aiplatform.trading.market.Market._recover': ( 'trading/market.html#market._recover',
+                                                                                          'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._reference': ( 'trading/market.html#market._reference',
                                                                                             'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._refuse': ( 'trading/market.html#market._refuse',

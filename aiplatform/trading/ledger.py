@@ -50,15 +50,16 @@ def public(state: OrderState) -> dict:
 
 # %% ../../nbs/trading/12_ledger.ipynb #b7b1108a
 class Ledger(Rewritable):
-    "Orders and the newest `keep_fills` fills by account, kept from the engine's events; appended to `path` after each batch when given one."
-    def __init__(self, path=None, keep_fills=10_000):
+    """Orders and the newest `keep_fills` fills by account, kept from the engine's events; appended to `path` after each batch when given
+    one, and read back from it but for the lines past `upto` ({symbol: journal sequence number}: what a journal lost)."""
+    def __init__(self, path=None, keep_fills=10_000, upto=None):
         super().__init__(path)
         self.orders, self.accounts, self.fills, self.seqs, self.keep_fills = {}, {}, {}, {}, keep_fills
         self.done, self._grown = {}, set()  # account -> its done orders' ids, oldest first; accounts with new ones
         self.unwritten = []  # lines the file refused (a full disk, say): written before the next, so that none is missing between two
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self.path.exists(): self._load()
+            if self.path.exists(): self._load(upto or {})
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     def new(self, order_id, account, cid, symbol, side="", kind="", tif="", price=None, qty=0, now=0, status="new", stop_price=None,
@@ -139,11 +140,12 @@ def begin_compaction(self: Ledger):
     Rewritable.begin_compaction(self)
 
 @patch
-def _load(self: Ledger):
+def _load(self: Ledger, upto):
     data, ended = self.path.read_bytes(), []
     whole = data[:data.rfind(b"\n") + 1]
     for line in whole.splitlines():
         batch = orjson.loads(line)
+        if batch["q"] > upto.get(batch["s"], batch["q"]): continue
         if any(type(s["notional"]) is float for s in batch["o"]): batch = json.loads(line)  # past 64 bits: orjson reads a float
         if batch["s"]: self.seqs[batch["s"]] = max(self.seqs.get(batch["s"], 0), batch["q"])
         for state in batch["o"]:

@@ -84,11 +84,14 @@ class Market:
         specs += [symbol_spec(s) for s in symbols if s["symbol"] not in {k.symbol for k in specs}]  # new in the settings: joins
         self.specs = {s.symbol: s for s in specs if shard_of(s.symbol, shards) == shard}
         self.cids, self.ledger = ClientIds(self.folder/"client_ids.tsv", fsync), Ledger(self.folder/"ledger.jsonl", keep_fills)
-        owners = {oid: key for key, oid in self.cids.ids.items()}
-        replay = lambda symbol, command, events: self.ledger.replayed(symbol, command, events, owners, self.clock())
-        self.engine = Engine({s: spec.tick_size for s, spec in self.specs.items()}, limits or RiskLimits(price_band_pct=0),
-                             folder=self.folder/"books", fsync=fsync, snapshot_every=1 << 62, on_replay=replay,
-                             before_sync=self._sync_files)
+        self.engine = self._recover(limits)
+        if ahead := {s: book.seq for s, book in self.engine.books.items() if self.ledger.seqs.get(s, 0) > book.seq}:
+            get_logger("trading.market").warning("%s: the ledger's file is past the journal (a power loss with fsync = batch); its lines "
+                                                 "past %s undone", self.folder, ahead)
+            self.engine.close(), self.ledger.close()
+            self.ledger = Ledger(self.folder/"ledger.jsonl", keep_fills, upto=ahead)
+            self.ledger.compact()  # and gone from the file
+            self.engine = self._recover(limits)  # what the journal holds past them replayed into the ledger
         lost = {oid: self.ledger.new(oid, account, cid, "", now=self.clock(), status="lost") for (account, cid), oid in self.cids.ids.items()
                 if oid not in self.ledger.orders}
         for state in lost.values(): state["reason"] = LOST
@@ -108,6 +111,14 @@ class Market:
         self._save_symbols()
 
 # %% ../../nbs/trading/13_market.ipynb #53a2bd30
+@patch
+def _recover(self: Market, limits) -> Engine:
+    "The engine, its books rebuilt from their snapshots and journals, and the ledger brought up to date with what they replay."
+    owners = {oid: key for key, oid in self.cids.ids.items()}
+    replay = lambda symbol, command, events: self.ledger.replayed(symbol, command, events, owners, self.clock())
+    return Engine({s: spec.tick_size for s, spec in self.specs.items()}, limits or RiskLimits(price_band_pct=0), folder=self.folder/"books",
+                  fsync=self.fsync, snapshot_every=1 << 62, on_replay=replay, before_sync=self._sync_files)
+
 @patch
 def _sync_files(self: Market):
     "Before each fsync of a journal: the client ids (durable before the orders they name); with `fsync = batch` the ledger too, mostly on the journal's sync thread, so that a snapshot's own fsync of it finds little left."
