@@ -74,9 +74,10 @@ def close(self: ClientIds):
 
 # %% ../../nbs/trading/10_client_ids.ipynb #cd81fbf0
 @patch
-def forget(self: ClientIds, keys):
-    "Forget the ids of `keys`, `(account, cid)` pairs of orders long done; the next `compact` leaves them out of the file."
-    for key in keys: self.ids.pop(key, None)
+def forget(self: ClientIds, orders):
+    "Forget the ids of `orders`, `(account, cid, order_id)` of orders long done, where the cid still names that order; the next `compact` leaves them out of the file."
+    for account, cid, order_id in orders:
+        if self.ids.get((account, cid)) == order_id: del self.ids[account, cid]
 
 @patch
 def begin_compaction(self: ClientIds):

@@ -15,7 +15,7 @@ from ..core import NotFound, ValidationError
 import numpy as np
 from .book import (BUY, GTC, LIMIT, MARKET, OP_CANCEL, OP_SUBMIT, SELL, SIDES, STOP, STOP_LIMIT, Event, OrderBook,
                                      cancel_fields, events_of, modify_fields, submit_fields)
-from .journal import JournaledBook, _fsync_dir
+from .journal import HEADER, JournaledBook, _fsync_dir
 from fastcore.basics import patch
 
 # %% ../../nbs/trading/02_engine.ipynb #97e8d98f
@@ -109,8 +109,12 @@ def add_symbol(self: Engine, symbol, tick_size):
     if symbol in self.books: raise ValidationError(f"symbol {symbol!r}: already traded")
     if self.folder is None: self.books[symbol] = OrderBook(tick_size=tick_size)
     else:
-        if (self.folder/symbol).exists(): raise ValidationError(f"symbol {symbol!r}: {self.folder/symbol} already holds a journal")
+        if _holds_records(self.folder/symbol): raise ValidationError(f"symbol {symbol!r}: {self.folder/symbol} already holds a journal")
         self._open(symbol, tick_size, 0)
+
+def _holds_records(folder: Path) -> bool:
+    "Whether a symbol's `folder` holds journal records or a snapshot (one an add that failed left empty does not)."
+    return folder.exists() and any(p.suffix == ".npz" or p.stat().st_size > len(HEADER) for p in folder.rglob("*") if p.is_file())
 
 @patch
 def book(self: Engine, symbol) -> OrderBook:

@@ -9,6 +9,7 @@ __all__ = ['DONE', 'OrderState', 'is_done', 'public', 'Ledger']
 import json, os
 import orjson
 from collections import deque
+from contextlib import suppress
 from typing import TypedDict
 from fastcore.basics import patch
 from ..core import get_logger
@@ -130,14 +131,20 @@ def record(self: Ledger, symbol, changed, fills, seq=None):
     "Append a batch's changed orders and fills to the file, with the journal's sequence number `seq` they follow (by default, the symbol's last)."
     if self._fd is None or not (changed or fills): return
     self.unwritten.append(_line({"s": symbol, "q": self.seqs.get(symbol, 0) if seq is None else seq, "o": list(changed.values()), "f": fills}))
-    self._append(b"".join(self.unwritten))
-    self.unwritten.clear()
+    self.write_unwritten()
 
 @patch
-def begin_compaction(self: Ledger):
-    "Keep a copy of what is written from now on; the lines not yet written are dropped, the rewritten file holds what they say."
-    self.unwritten.clear()
-    Rewritable.begin_compaction(self)
+def write_unwritten(self: Ledger):
+    "Write the lines the file refused before (all, in order, or none); `OSError` if it still does."
+    if self.unwritten:
+        self._append(b"".join(self.unwritten))
+        self.unwritten.clear()
+
+@patch
+def close(self: Ledger):
+    "Write what waits, if the disk lets it, and close the file."
+    with suppress(OSError): self.write_unwritten()
+    Rewritable.close(self)
 
 @patch
 def _load(self: Ledger, upto):
@@ -176,15 +183,15 @@ def write_compacted(self: Ledger, tmp):
 
 # %% ../../nbs/trading/12_ledger.ipynb #85165238
 @patch
-def retire(self: Ledger, keep_done=10_000) -> list[tuple[int, str]]:
-    "Forget each account's oldest done orders past its newest `keep_done`; the `(account, cid)` of each one forgotten."
+def retire(self: Ledger, keep_done=10_000) -> list[tuple[int, str, int]]:
+    "Forget each account's oldest done orders past its newest `keep_done`; the `(account, cid, order_id)` of each one forgotten."
     gone = []
     for account in self._grown:
         done, orders = self.done[account], self.accounts[account]
         while len(done) > keep_done:
             if (state := orders.pop(done.popleft(), None)) is not None:
                 del self.orders[state["order_id"]]
-                gone.append((account, state["cid"]))
+                gone.append((account, state["cid"], state["order_id"]))
     self._grown.clear()
     return gone
 

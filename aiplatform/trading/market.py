@@ -84,6 +84,7 @@ class Market:
         specs += [symbol_spec(s) for s in symbols if s["symbol"] not in {k.symbol for k in specs}]  # new in the settings: joins
         self.specs = {s.symbol: s for s in specs if shard_of(s.symbol, shards) == shard}
         self.cids, self.ledger = ClientIds(self.folder/"client_ids.tsv", fsync), Ledger(self.folder/"ledger.jsonl", keep_fills)
+        self.cids.next_id = max(self.cids.next_id, max(self.ledger.orders, default=0) + 1)  # a batch refused as its ids failed to be written is in the ledger
         self.engine = self._recover(limits)
         if ahead := {s: book.seq for s, book in self.engine.books.items() if self.ledger.seqs.get(s, 0) > book.seq}:
             get_logger("trading.market").warning("%s: the ledger's file is past the journal (a power loss with fsync = batch); its lines "
@@ -339,7 +340,7 @@ def flush(self: Market):
             continue
         changed, fills, refused = self.ledger.apply(symbol, events, now)
         seq = self.ledger.seqs.get(symbol, 0)  # this part's: a later part of the symbol moves it on
-        if risky := {e.order_id: changed[e.order_id] for e in events if e.seq == 0 and e.order_id in changed}:  # refused by a risk limit
+        if risky := {e.order_id: s for e in events if e.seq == 0 and (s := changed.get(e.order_id)) and s["status"] == "rejected"}:  # new ones a risk limit refused
             try: self.ledger.record(symbol, risky, [], seq=0)  # in no journal: recorded before they are answered, or a crash makes them lost
             except OSError: get_logger("trading.market").exception("%s: orders refused by a risk limit not recorded (after a restart: lost)", symbol)
         for r in requests:
@@ -414,6 +415,8 @@ def _refuse(self: Market, symbol, requests, error):
 @patch
 def snapshot(self: Market):
     "Begin a snapshot of the engine, which a child writes, after deleting what the last one made needless; the ledger is synced first (the journal it was rebuilt from goes). Once the ledger's file has grown fourfold, compact the files too."
+    try: self.ledger.write_unwritten()
+    except OSError: return  # not yet: the journal it would drop is where a line the ledger's file refused can still come from
     if "snapshot" in self._children: self._reap(wait=True)  # the last one first
     self.ledger.sync()
     seqs = self.engine.begin_snapshot()

@@ -5,7 +5,7 @@ import pytest
 import aiplatform.trading.journal as journal
 from aiplatform.trading.client_ids import ClientIds
 from aiplatform.trading.journal import JournalWriter
-from aiplatform.trading.market import Market
+from aiplatform.trading.market import Market, symbol_spec
 from aiplatform.trading.orders import Order
 
 def order(m, account, cid, side, price, qty=1, answers=None):
@@ -116,7 +116,7 @@ def test_the_split_is_written_once_whole(tmp_path):
 KILLED_AFTER_ANSWERING = """
 import os, sys
 from aiplatform.trading.engine import RiskLimits
-from aiplatform.trading.market import Market
+from aiplatform.trading.market import Market, symbol_spec
 from aiplatform.trading.orders import Order
 m = Market(sys.argv[1], [{"symbol": "DEMO"}], limits=RiskLimits(max_order_qty=10, price_band_pct=0))
 m.submit(1, Order(cid="big", symbol="DEMO", side="buy", price=100, qty=50), lambda ok, state, error: print(state["status"], flush=True))
@@ -149,7 +149,7 @@ def test_a_lost_order_keeps_its_place_among_the_done_ones(tmp_path):
 POWER_LOST = """
 import json, os, sys
 from aiplatform.trading.journal import JournalWriter
-from aiplatform.trading.market import Market
+from aiplatform.trading.market import Market, symbol_spec
 from aiplatform.trading.orders import Order
 folder, synced, fsync = sys.argv[1], {}, os.fsync
 def noted(fd):
@@ -179,3 +179,66 @@ def test_a_ledger_past_the_journal_after_a_power_loss_is_brought_back_to_it(tmp_
         assert (m.order(1, "buy")["status"], m.order(2, "ask")["remaining"], m.ledger.fills) == ("lost", 5, {})
         assert (m.engine.book("DEMO").depth()["asks"], m.engine.position(1, "DEMO").qty, m.ledger.seqs) == ([(100, 5)], 0, {"DEMO": 1})
         m.close()
+
+KILLED_AFTER_A_REFUSED_MODIFY = """
+import os, sys
+from aiplatform.trading.engine import RiskLimits
+from aiplatform.trading.market import Market, symbol_spec
+from aiplatform.trading.orders import Modify, Order
+m = Market(sys.argv[1], [{"symbol": "DEMO"}], limits=RiskLimits(max_order_qty=10, price_band_pct=0))
+m.submit(1, Order(cid="ask", symbol="DEMO", side="sell", price=100, qty=5), lambda *a: None)
+m.flush()
+m.submit(2, Order(cid="buy", symbol="DEMO", side="buy", price=100, qty=3), lambda *a: None)
+m.modify(1, Modify(cid="ask", qty=50), lambda *a: None)  # refused by a risk limit, in the batch where the ask trades
+m.flushed.append(lambda: os._exit(9))
+m.flush()
+"""
+
+def test_a_modify_refused_by_a_risk_limit_records_nothing_early(tmp_path):
+    assert subprocess.run([sys.executable, "-c", KILLED_AFTER_A_REFUSED_MODIFY, str(tmp_path)]).returncode == 9
+    m = Market(tmp_path)  # the ask's state after the trade was recorded before the batch: the trade counted twice at the restart
+    assert ((ask := m.order(1, "ask"))["filled"], ask["remaining"], m.engine.book("DEMO").depth()["asks"]) == (3, 2, [(100, 2)])
+    m.close()
+
+def test_an_id_the_client_ids_file_lost_is_never_given_again(tmp_path, monkeypatch):
+    m = Market(tmp_path, [{"symbol": "DEMO"}], keep_done=1)
+    monkeypatch.setattr(ClientIds, "_append", failing)
+    order(m, 1, "b1", "buy", 100)
+    m.flush()  # rejected, and so recorded in the ledger; its id never written (the disk full still when the market stops)
+    with pytest.raises(OSError): m.close()
+    monkeypatch.undo()
+    m._lock.close()
+    m = Market(tmp_path, keep_done=1)
+    m.halt("DEMO", False)
+    order(m, 1, "b1", "buy", 90)  # the same cid again: a new order, with a new id (before: order 1 again, two orders in one)
+    m.flush()
+    m.submit(1, Order(cid="ioc", symbol="DEMO", side="sell", price=200, qty=1, tif="IOC"), lambda *a: None)
+    m.flush()  # a done order more: the rejected b1 is retired, and the open one keeps its cid
+    assert (m.order(1, "b1")["order_id"], m.order(1, "b1")["status"], 1 in m.ledger.orders) == (2, "open", False)
+    m.close()
+
+def test_lines_the_ledger_could_not_write_go_before_a_snapshot_and_at_close(tmp_path, monkeypatch):
+    from aiplatform.trading.engine import RiskLimits
+    m = Market(tmp_path, [{"symbol": "DEMO"}], limits=RiskLimits(max_order_qty=10, price_band_pct=0), snapshot_every=2)
+    monkeypatch.setattr(m.ledger, "_append", failing)
+    order(m, 1, "big", "buy", 100, qty=50)  # refused by a risk limit: in no journal, the ledger's line is all there is
+    order(m, 1, "a", "sell", 100), order(m, 2, "b", "buy", 100)
+    m.flush()  # a snapshot is due: not while a line waits (the journal it drops is where a line can still come from)
+    assert len(m.ledger.unwritten) == 2 and "snapshot" not in m._children
+    monkeypatch.undo()
+    m.close()  # the disk has room again: the lines go now
+    m = Market(tmp_path)
+    assert [m.order(*k)["status"] for k in ((1, "big"), (1, "a"), (2, "b"))] == ["rejected", "filled", "filled"]
+    m.close()
+
+def test_a_symbol_whose_journal_could_not_be_made_can_be_added_again(tmp_path, monkeypatch):
+    m = Market(tmp_path, [{"symbol": "DEMO"}])
+    monkeypatch.setattr(JournalWriter, "rotate", failing)  # its first segment: no room
+    with pytest.raises(OSError): m.add_symbol(symbol_spec({"symbol": "ACME"}))
+    monkeypatch.undo()
+    assert sorted(m.specs) == ["DEMO"]
+    m.add_symbol(symbol_spec({"symbol": "ACME"}))  # before: its empty folder left, refused for ever as holding a journal
+    m.close()
+    m = Market(tmp_path)
+    assert sorted(m.specs) == ["ACME", "DEMO"]
+    m.close()
