@@ -11,10 +11,24 @@ BIN = Path(sys.executable).parent
 PLUGINS = Path(__file__).parent/"plugins"
 pytest_plugins = ["database"]  # its fixtures: `url` (each test's SQLite and PostgreSQL database) and `postgres`
 
+PORTS = range(20_000, 32_000)  # below the system's ephemeral ports (32768 and up), where the servers under test pick theirs
+_given = set()
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free now and given to no other test of this run. A port is often bound only later (a service the
+    gateway starts on first use): drawn by the system (`bind` to 0), another xdist worker could get it meanwhile. So each
+    worker draws from its own share of `PORTS`, and never twice."""
+    workers, worker = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1)), os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    share = len(PORTS) // workers
+    first = PORTS.start + share * int(worker[2:] or 0)
+    for port in range(first, first + share):
+        if port in _given: continue
+        with socket.socket() as s:
+            try: s.bind(("127.0.0.1", port))
+            except OSError: continue
+        _given.add(port)
+        return port
+    raise RuntimeError(f"no free port left in {first} to {first + share - 1}")
 
 def clean_env(**extra) -> dict:
     """The test process's environment without any AIPLATFORM_ variable, plus `extra`; the user's cache of derived files (the
