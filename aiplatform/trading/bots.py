@@ -82,6 +82,7 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
         try:
             await strategy.on_start()
             strategy.started.set()
+            strategy.pnl_history.append((time.time(), strategy.pnl, strategy.position))  # where it starts, from the snapshots: before any trade
             while not stop.is_set() and (deadline is None or asyncio.get_running_loop().time() < deadline):
                 if (error := strategy.failure()) is not None: raise error
                 try: m = await asyncio.wait_for(inbox.get(), 0.1)

@@ -24,7 +24,7 @@ def test_three_bots_make_a_market(market):
     try:
         time.sleep(4)
         assert maker.running and noise.running and momentum.running, (maker.error, noise.error, momentum.error)
-        assert len(maker.strategy.client.fills) > 0 and maker.strategy.pnl_history  # it traded, its P&L followed
+        assert len(maker.strategy.client.fills) > 0 and len(maker.strategy.pnl_history) > 1  # it traded, its P&L followed
         assert maker.strategy.fills and {f["cid"] for f in maker.strategy.fills} <= maker.strategy.client.placed  # its own fills
         assert abs(maker.strategy.position) <= 20 + 2 * 5  # the skew keeps inventory near its limit
         assert momentum.strategy.prices and momentum.strategy.signal in (-1, 0, 1)
@@ -40,6 +40,7 @@ def test_three_bots_make_a_market(market):
 def test_a_bots_pnl_and_mid_follow_other_traders(market):
     bot = BotThread(Strategy("SIM"), market.url, market.keys["tess"])
     try:
+        assert bot.wait_started(), bot.error  # live from now on (a loaded machine once started it after the trades below)
         with TradingClient(market.url, market.keys["tess"]) as tess, TradingClient(market.url, market.keys["tom"]) as tom, \
              TradingClient(market.url, market.keys["ada"]) as ada:
             tom.order("SIM", "sell", 10, 100), tess.order("SIM", "buy", 10, 100)  # the bot's account: long 10 at 100
@@ -81,7 +82,9 @@ def test_a_stopped_bot_cancels_its_orders_not_the_accounts_others(market):
         ada.order("SIM", "buy", 1, 1, cid="by-hand")  # far below: no quote of the bot takes it
         maker = BotThread(MarketMaker("SIM", spread=2, qty=5, fair=5_000), market.url, market.keys["ada"])  # the same account
         assert maker.wait_started(), maker.error
-        maker.stop()
+        maker.stop()  # its orders cancelled; this client hears of it a moment later
+        deadline = time.time() + 10
+        while list(ada.orders_frame(symbol="SIM").cid) != ["by-hand"] and time.time() < deadline: time.sleep(0.05)
         assert list(ada.orders_frame(symbol="SIM").cid) == ["by-hand"]
         ada.cancel_all()
 
