@@ -463,7 +463,10 @@ def _fork(self: Market, name, write, finish):
     try: pid = os.fork()
     except OSError as e:  # no memory for a child under a strict overcommit policy: the same work, here and now
         get_logger("trading.market").warning("%s: no child for the %s (%s); written on the loop", self.folder, name, e)
-        write(os.getpid())
+        try: write(os.getpid())
+        except Exception:  # a full disk, say: finished as a child that failed (a compaction's copies dropped, not kept for ever)
+            get_logger("trading.market").exception("%s: the %s failed", self.folder, name)
+            return finish(os.getpid(), False)
         return finish(os.getpid(), True)
     if pid:
         self._children[name] = _Child(pid, finish, time.monotonic())

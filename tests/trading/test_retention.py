@@ -139,6 +139,18 @@ def test_without_a_child_the_files_are_written_on_the_loop(tmp_path, monkeypatch
     assert back.order(1, "rest")["status"] == "open" and len(back.ledger.orders) == 1 + 20
     back.close()
 
+def test_without_a_child_a_write_that_fails_is_finished_as_failed(tmp_path, monkeypatch):
+    "Written on the loop, a compaction that fails (a full disk) is finished as a child that failed: what the files took meanwhile is no longer copied for ever."
+    from aiplatform.trading.ledger import Ledger
+    def no_fork(): raise OSError(12, "Cannot allocate memory")
+    def full(self, tmp): raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "fork", no_fork)
+    monkeypatch.setattr(Ledger, "write_compacted", full)
+    m = Market(tmp_path, [{"symbol": "DEMO"}], snapshot_every=100, keep_done=20)
+    _trade(m, 300, 0)  # snapshots written, compactions failing
+    assert (m.ledger.copies, m.cids.copies, m._children, list(tmp_path.glob("*.tmp"))) == (None, None, {}, [])
+    m.close()
+
 def test_the_ledger_syncs_on_the_journals_thread_while_its_file_is_swapped(tmp_path, monkeypatch):
     "With `fsync = batch` the ledger is synced beside each journal sync, on the sync thread, while its compactions swap its file in on the loop: no sync ever meets a closed file, and a snapshot's own sync finds little left."
     import threading
