@@ -328,7 +328,11 @@ def flush(self: Market):
         for done in self.flushed: done()
         return
     for symbol in [s for s in by_symbol if self.specs[s].halted]: by_symbol[symbol] = self._halted(symbol, by_symbol[symbol])
+    failed = {}  # symbol: the error its batch failed with; its later parts are refused too
     for symbol, requests in ((s, part) for s, rs in by_symbol.items() for part in _parts(rs)):
+        if symbol in failed:
+            self._refuse(symbol, requests, failed[symbol])
+            continue
         rows = [r.row for r in requests if r.row is not None]
         protected = {r.state["order_id"]: r.state for r in requests if r.row is not None and r.row[0] == OP_SUBMIT and r.state["kind"] in ("market", "stop")}
         try:
@@ -336,6 +340,7 @@ def flush(self: Market):
             events = self.engine.process(symbol, rows) if rows else []
         except Exception as e:  # the journal not written (a full disk, say), or a fault of ours
             get_logger("trading.market").exception("%s: a batch of %d commands failed", symbol, len(rows))
+            failed[symbol] = e
             self._refuse(symbol, requests, e)
             continue
         changed, fills, refused = self.ledger.apply(symbol, events, now)

@@ -242,3 +242,19 @@ def test_a_symbol_whose_journal_could_not_be_made_can_be_added_again(tmp_path, m
     m = Market(tmp_path)
     assert sorted(m.specs) == ["ACME", "DEMO"]
     m.close()
+
+def test_a_failed_batch_refuses_the_rest_of_its_symbols_commands(tmp_path, monkeypatch):
+    from aiplatform.trading.orders import Cancel
+    m = Market(tmp_path, [{"symbol": "DEMO"}])
+    process, calls = m.engine.process, []
+    def once_full(symbol, rows):
+        calls.append(len(rows))
+        if len(calls) == 1: failing()
+        return process(symbol, rows)
+    monkeypatch.setattr(m.engine, "process", once_full)
+    answers = []
+    order(m, 1, "a", "sell", 100, answers=answers)
+    m.cancel(1, Cancel(cid="a"), lambda ok, state, error: answers.append(("cancel", ok, state["status"])))  # names "a": a part of its own
+    m.flush()  # the first part fails; before, the second went to the journal after it, the symbol halted
+    assert calls == [1] and answers == [("a", False, "rejected"), ("cancel", False, "rejected")] and m.specs["DEMO"].halted
+    m.close()
