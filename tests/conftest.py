@@ -1,5 +1,5 @@
 "Shared fixtures: a clean platform environment, the `aiplatform` command, and a real Jupyter gateway."
-import json, os, signal, socket, subprocess, sys, time, urllib.error, urllib.request
+import json, os, secrets, signal, socket, subprocess, sys, time, urllib.error, urllib.request
 from http.client import HTTPException
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,11 +17,13 @@ _given = set()
 def free_port() -> int:
     """A loopback port free now and given to no other test of this run. A port is often bound only later (a service the
     gateway starts on first use): drawn by the system (`bind` to 0), another xdist worker could get it meanwhile. So each
-    worker draws from its own share of `PORTS`, and never twice."""
+    worker draws from its own share of `PORTS` (a restarted worker, gw2 of 2, shares gw0's), never twice, beginning
+    anywhere in it: another run on this host begins elsewhere."""
     workers, worker = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1)), os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     share = len(PORTS) // workers
-    first = PORTS.start + share * int(worker[2:] or 0)
-    for port in range(first, first + share):
+    first, begin = PORTS.start + share * (int(worker[2:] or 0) % workers), secrets.randbelow(share)
+    for k in range(share):
+        port = first + (begin + k) % share
         if port in _given: continue
         with socket.socket() as s:
             try: s.bind(("127.0.0.1", port))
