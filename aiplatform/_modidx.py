@@ -2330,6 +2330,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                            'aiplatform/trading/journal.py'),
                                             'aiplatform.trading.journal._snapshot_tmp': ( 'trading/journal.html#_snapshot_tmp',
                                                                                           'aiplatform/trading/journal.py'),
+                                            'aiplatform.trading.journal.append_whole': ( 'trading/journal.html#append_whole',
+                                                                                         'aiplatform/trading/journal.py'),
                                             'aiplatform.trading.journal.commands_of': ( 'trading/journal.html#commands_of',
                                                                                         'aiplatform/trading/journal.py'),
                                             'aiplatform.trading.journal.read_journal': ( 'trading/journal.html#read_journal',

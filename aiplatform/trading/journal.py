@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['RECORD_WORDS', 'RECORD_BYTES', 'MAGIC', 'HEADER', 'FSYNC_POLICIES', 'records', 'JournalError', 'seq_of',
-           'JournalWriter', 'write_all', 'swap_in', 'Rewritable', 'read_journal', 'commands_of', 'JournaledBook']
+           'JournalWriter', 'write_all', 'append_whole', 'swap_in', 'Rewritable', 'read_journal', 'commands_of',
+           'JournaledBook']
 
 # %% ../../nbs/trading/01_journal.ipynb #f637c227
 import os, threading, time, zipfile
@@ -94,11 +95,8 @@ class JournalWriter:
 
     def append(self, commands) -> int:
         "Write `commands` (a `COMMAND_DTYPE` array or its `command_rows`) as one group; returns the sequence number of the first."
-        first, size = self.next_seq, os.fstat(self._fd).st_size
-        try: write_all(self._fd, records(commands, first).tobytes())
-        except OSError:  # a full disk, say: cut what was written, so no torn record lies before the next group
-            os.ftruncate(self._fd, size)
-            raise
+        first = self.next_seq
+        size = append_whole(self._fd, records(commands, first).tobytes())  # no torn record before the next group
         self.next_seq += len(commands)
         self._unsynced += len(commands)
         try:
@@ -141,6 +139,15 @@ def write_all(fd, data):
     view = memoryview(data)
     while view: view = view[os.write(fd, view):]
 
+def append_whole(fd, data) -> int:
+    "Append `data` to the file `fd` whole or, on an error (a full disk, say), not at all: what was written is cut; the file's size before."
+    size = os.fstat(fd).st_size
+    try: write_all(fd, data)
+    except OSError:
+        os.ftruncate(fd, size)
+        raise
+    return size
+
 def _fsync_dir(folder):
     fd = os.open(folder, os.O_RDONLY)
     try: os.fsync(fd)
@@ -166,12 +173,8 @@ class Rewritable:
         self.path, self._fd, self.copies, self._swapping = path and Path(path), None, None, threading.Lock()
 
     def _append(self, data: bytes):
-        "Write `data` at the end of the file, whole or (on an error: a full disk, say) not at all; keep a copy while the file is rewritten elsewhere."
-        size = os.fstat(self._fd).st_size
-        try: write_all(self._fd, data)
-        except OSError:  # cut what was written: the next line must not be glued to a torn one
-            os.ftruncate(self._fd, size)
-            raise
+        "Write `data` at the end of the file, whole or not at all (the next line is never glued to a torn one); keep a copy while the file is rewritten elsewhere."
+        append_whole(self._fd, data)
         if self.copies is not None: self.copies.append(data)
 
     def sync(self):
