@@ -68,9 +68,9 @@ def sync(self: ClientIds):
 
 @patch
 def close(self: ClientIds):
-    self.flush()
-    self.sync()
-    Rewritable.close(self)
+    "Write and sync what waits, and close the file (even when the disk refuses the rest)."
+    try: self.flush(), self.sync()
+    finally: Rewritable.close(self)
 
 # %% ../../nbs/trading/10_client_ids.ipynb #cd81fbf0
 @patch

@@ -8,6 +8,7 @@ __all__ = ['RiskLimits', 'Position', 'Engine']
 # %% ../../nbs/trading/02_engine.ipynb #71b8aef0
 import os
 import orjson
+from contextlib import ExitStack
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -213,7 +214,9 @@ def _done(self: Engine, symbol, order_id):
 
 @patch
 def close(self: Engine):
-    for jb in self.journals.values(): jb.close()
+    "Close each symbol's journal, all of them even when one fails."
+    with ExitStack() as closing:
+        for jb in self.journals.values(): closing.callback(jb.close)
 
 @patch
 def position(self: Engine, user, symbol) -> Position:

@@ -129,8 +129,10 @@ class JournalWriter:
         self._unsynced, self._synced_at = 0, time.monotonic()
 
     def close(self):
-        if self._fd is not None:
+        if self._fd is None: return
+        try:
             if self.fsync != "never": self.sync()
+        finally:
             os.close(self._fd)
             self._fd = None
 

@@ -9,7 +9,7 @@ __all__ = ['LOST', 'HALTED', 'MAX_BATCH', 'RISK_LIMITS', 'CHILD_S', 'shard_of', 
 # %% ../../nbs/trading/13_market.ipynb #555ed271
 import fcntl, json, os, resource, signal, time, zlib
 from collections import deque
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 import pydantic
@@ -501,7 +501,8 @@ def _reap(self: Market, wait=False):
 
 @patch
 def close(self: Market):
-    self.flush()
-    self._reap(wait=True)
-    self.engine.close(), self.cids.close(), self.ledger.close()
-    self._lock.close()
+    "Send what waits, wait for the children, close the files and free the folder: each closed even when one before it fails (the first error is raised after)."
+    with ExitStack() as closing:  # its callbacks run last first: the engine's journals, the client ids, the ledger, the lock
+        for close in (self._lock.close, self.ledger.close, self.cids.close, self.engine.close): closing.callback(close)
+        self.flush()
+        self._reap(wait=True)

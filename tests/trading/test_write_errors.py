@@ -258,3 +258,12 @@ def test_a_failed_batch_refuses_the_rest_of_its_symbols_commands(tmp_path, monke
     m.flush()  # the first part fails; before, the second went to the journal after it, the symbol halted
     assert calls == [1] and answers == [("a", False, "rejected"), ("cancel", False, "rejected")] and m.specs["DEMO"].halted
     m.close()
+
+def test_a_close_the_disk_refuses_still_closes_every_file_and_frees_the_folder(tmp_path, monkeypatch):
+    m = Market(tmp_path, [{"symbol": "DEMO"}])
+    monkeypatch.setattr(ClientIds, "_append", failing)
+    order(m, 1, "b1", "buy", 100)
+    with pytest.raises(OSError): m.close()  # the client ids' file refuses the new id (before: nothing after it was closed)
+    assert (m.cids._fd, m.ledger._fd, m.engine.journals["DEMO"].writer._fd, m._lock.closed) == (None, None, None, True)
+    monkeypatch.undo()
+    Market(tmp_path).close()  # the folder is free again in this process
