@@ -36,6 +36,7 @@ class ReferenceBook:
         self.stops = {BUY: {}, SELL: {}}  # side -> stop price -> deque of waiting stop orders
         self.orders = {}  # id -> live order
         self.seq, self.arrival, self.last = 0, 0, None
+        self.high = self.low = None  # the highest and lowest trade prices since the command began (the last trade before it too)
         self.events = []
 
     # -- events
@@ -115,6 +116,7 @@ class ReferenceBook:
             q = min(t.remaining, m.visible)
             self.emit(TRADE, t.id, m.id, t.user, m.user, price, q)
             self.last = price
+            self.high, self.low = max(self.high or price, price), min(self.low or price, price)
             t.remaining -= q
             m.remaining -= q
             m.visible -= q
@@ -142,9 +144,9 @@ class ReferenceBook:
     def trigger_stops(self):
         while self.last is not None:
             due = []
-            buys = [p for p in self.stops[BUY] if p <= self.last]
+            buys = [p for p in self.stops[BUY] if p <= self.high]
             if buys: due.append(self.stops[BUY][min(buys)][0])
-            sells = [p for p in self.stops[SELL] if p >= self.last]
+            sells = [p for p in self.stops[SELL] if p >= self.low]
             if sells: due.append(self.stops[SELL][max(sells)][0])
             if not due: return
             o = min(due, key=lambda o: o.arrival)
@@ -238,7 +240,7 @@ class ReferenceBook:
         start = len(self.events)
         for row in commands:
             c = {name: int(row[name]) for name in row.dtype.names}
-            op = c["op"]
+            op, self.high, self.low = c["op"], self.last, self.last
             if op == OP_SUBMIT: self.submit(c)
             elif op == OP_CANCEL: self.cancel(c)
             elif op == OP_MODIFY: self.modify(c)

@@ -354,16 +354,19 @@ def _execute_outlined(O, L, P, PL, H, S, E, n, o):
     return _execute(O, L, P, PL, H, S, E, n, o)
 
 @njit(cache=True, inline='always')
-def _trigger_stops(O, L, P, PL, H, S, E, n):
-    "Trigger every stop the last trade price has reached, earliest accepted first when both sides are due."
+def _trigger_stops(O, L, P, PL, H, S, E, n0, n):
+    "Trigger every stop a trade has reached since the command's first event `n0` (any print of a sweep, not only its last; the last trade price too), earliest accepted first when both sides are due."
+    seen, high, low = n0, S[S_LAST], S[S_LAST]
     while S[S_HASLAST]:
-        last, o = S[S_LAST], -1
+        for i in range(seen, n):  # the prints since the last look, a triggered stop's own among them
+            if E[i, 1] == TRADE: high, low = max(high, E[i, 6]), min(low, E[i, 6])
+        seen, o = n, -1
         if S[S_PN + 2] > 0:
             lv = PL[2, S[S_PN + 2] - 1]
-            if L[lv, L_PRICE] <= last: o = L[lv, L_HEAD]
+            if L[lv, L_PRICE] <= high: o = L[lv, L_HEAD]
         if S[S_PN + 3] > 0:
             lv = PL[3, S[S_PN + 3] - 1]
-            if L[lv, L_PRICE] >= last and (o == -1 or O[L[lv, L_HEAD], O_ARRIVAL] < O[o, O_ARRIVAL]): o = L[lv, L_HEAD]
+            if L[lv, L_PRICE] >= low and (o == -1 or O[L[lv, L_HEAD], O_ARRIVAL] < O[o, O_ARRIVAL]): o = L[lv, L_HEAD]
         if o == -1: return E, n
         _remove(O, L, P, PL, S, o)
         E = _emit(E, n, S, TRIGGERED, O[o, O_ID], 0, O[o, O_USER], 0, O[o, O_STOP], O[o, O_REMAIN], R_NONE)
@@ -465,7 +468,7 @@ def _run(O, L, P, PL, H, S, C, E):
     "Apply commands `C` in order; returns the event buffer and the number of events written."
     n = 0
     for i in range(C.shape[0]):
-        c = C[i]
+        c, n0 = C[i], n
         op, o = c[C_OP], -1
         if op == OP_SUBMIT: E, n, o = _submit(O, L, P, PL, H, S, E, n, c)
         elif op == OP_CANCEL: E, n = _cancel(O, L, P, PL, H, S, E, n, c)
@@ -474,7 +477,7 @@ def _run(O, L, P, PL, H, S, C, E):
             E = _emit(E, n, S, REJECTED, c[C_ID], 0, c[C_USER], 0, c[C_PRICE], c[C_QTY], R_OP)
             n += 1
         if o != -1: E, n = _execute(O, L, P, PL, H, S, E, n, o)
-        if S[S_PN + 2] + S[S_PN + 3] > 0: E, n = _trigger_stops(O, L, P, PL, H, S, E, n)
+        if S[S_PN + 2] + S[S_PN + 3] > 0: E, n = _trigger_stops(O, L, P, PL, H, S, E, n0, n)
     return E, n
 
 # %% ../../nbs/trading/00_book.ipynb #876b563d
