@@ -97,8 +97,8 @@ def apply(self: Ledger, symbol, events, now=0) -> tuple[dict, list, dict]:
         if e.seq: self.seqs[symbol] = e.seq
         o = self.orders.get(e.order_id)
         if o is None: continue
-        if e.kind == "accepted":
-            o["status"], o["remaining"] = "open", e.qty
+        if e.kind == "accepted":  # a new order's, or a modify's: its qty is what it has filled and what it now has left (FIX's OrderQty = CumQty + LeavesQty)
+            o["status"], o["remaining"], o["qty"] = "open", e.qty, o["filled"] + e.qty
             if e.price: o["price"] = e.price
         elif e.kind == "trade":
             for oid, liquidity in ((e.order_id, "taker"), (e.maker_id, "maker")):
