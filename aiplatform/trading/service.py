@@ -117,7 +117,7 @@ class Connection:
         t = settings.trading
         self.market, self.hub, self.user, self.account, self.transport = market, hub, user, user.id, transport
         self.outbox, self.rate, self.heartbeat = Outbox(t.queue_limit), RateLimit(t.rate, t.burst), t.heartbeat
-        self.cancel_on_disconnect, self.placed, self.channels, self._prune_at = cancel_on_disconnect, set(), set(), 1_000
+        self.cancel_on_disconnect, self.placed, self.channels, self._prune_at = cancel_on_disconnect, {}, set(), 1_000  # placed: {cid: order id}
         self.wake, self.dirty, self.sending = asyncio.Event(), False, False
 
     def push(self, message):
@@ -263,15 +263,15 @@ def closed(self: Connection):
     for cid in self._open(self.placed): self.market.cancel(self.account, Cancel(cid=cid), lambda *a: None)
 
 @patch
-def _open(self: Connection, cids) -> set:
-    "Those of this account's `cids` whose orders are still open (or about to be); a forgotten one is long done."
+def _open(self: Connection, placed: dict) -> dict:
+    "Those of the orders `placed` ({cid: order id}) still open (or about to be); a forgotten one is long done, and its cid may name a newer order of the account's, placed elsewhere."
     ids, orders = self.market.cids.ids, self.market.ledger.orders
-    return {c for c in cids if (s := orders.get(ids.get((self.account, c)))) is not None and not is_done(s)}
+    return {c: oid for c, oid in placed.items() if ids.get((self.account, c)) == oid and not is_done(orders[oid])}
 
 @patch
 def _placed(self: Connection, cid):
     "Remember an order to cancel when the connection closes; forget the done ones whenever the set doubles, so it stays bounded."
-    self.placed.add(cid)
+    self.placed[cid] = self.market.cids.ids[(self.account, cid)]
     if len(self.placed) > self._prune_at:
         self.placed = self._open(self.placed)
         self._prune_at = 2 * len(self.placed) + 1_000
