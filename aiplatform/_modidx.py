@@ -2545,6 +2545,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                   'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service._fields': ( 'trading/service.html#_fields',
                                                                                     'aiplatform/trading/service.py'),
+                                            'aiplatform.trading.service._goodbye': ( 'trading/service.html#_goodbye',
+                                                                                     'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service._messages': ( 'trading/service.html#_messages',
                                                                                       'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service._more_files': ( 'trading/service.html#_more_files',

@@ -74,7 +74,7 @@ class Hub:
     "Each symbol's book and trade subscribers, each account's order and position subscribers."
     def __init__(self, market: Market):
         self.market, self.books, self.trades, self.orders, self.positions = market, {}, {}, {}, {}
-        self.sockets, self.dirty = set(), []  # every open WebSocket; the connections with messages waiting
+        self.sockets, self.dirty = {}, []  # every open WebSocket: its transport; the connections with messages waiting
         market.listeners.append(self.publish)
         market.flushed.append(self.drain)
 
@@ -444,14 +444,14 @@ async def websocket(request):
     if (sock := request.transport.get_extra_info("socket")) is not None:  # bound what the kernel holds for a slow reader
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.trading.send_buffer_kb * 1024)
     conn = Connection(request.app[MARKET], request.app[HUB], user, settings, cod == "true", request.transport)
-    request.app[HUB].sockets.add(ws)
+    request.app[HUB].sockets[ws] = request.transport
     writer = asyncio.create_task(conn.write(ws))
     try:
         async for msg in ws:
             for message in _messages(msg, conn): conn.handle(message)
             request.app[HUB].drain()  # the answers that need no batch: errors, subscriptions, pongs
     finally:
-        request.app[HUB].sockets.discard(ws)
+        request.app[HUB].sockets.pop(ws, None)
         conn.closed()
         if conn.outbox.closed and not writer.done():  # closing a slow consumer: its writer reads on (discarding) until the client's
             await asyncio.wait([writer])             # close or aiohttp's close timeout; closed with input unread, the socket resets
@@ -533,6 +533,13 @@ def _rare_full_collections():
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, 1_000)
 
+async def _goodbye(ws, transport):
+    "Close `ws` as the service stops, within `CLOSE_S` seconds; then drop its `transport`: a client that reads nothing (its socket full) would hold up the stop for ever."
+    try:
+        async with asyncio.timeout(CLOSE_S): await ws.close(code=1001, message=b"service stopping")
+    except TimeoutError:
+        if transport is not None: transport.abort()  # closed, it would wait to send what the client never reads
+
 def make_app(settings) -> web.Application:
     "The trading service's aiohttp app for this shard."
     _more_files()
@@ -541,8 +548,7 @@ def make_app(settings) -> web.Application:
                                       *(web.route(r.method, r.path, r.handler) for r in ROUTES.values())], settings)
     app[MARKET], app[HUB] = m, Hub(m)
     async def started(app): m.schedule = asyncio.get_running_loop().call_soon
-    async def stopping(app):
-        for ws in list(app[HUB].sockets): await ws.close(code=1001, message=b"service stopping")
+    async def stopping(app): await asyncio.gather(*(_goodbye(ws, t) for ws, t in list(app[HUB].sockets.items())))  # at once: one slow reader holds up no other
     async def stopped(app): m.close()
     app.on_startup.append(started)
     app.on_shutdown.append(stopping)

@@ -389,3 +389,36 @@ def test_the_client_survives_a_failing_listener_and_opens_one_socket(svc, monkey
             assert len(opened) == 1 and (a["status"], b["status"]) == ("open", "open")
             assert len(await tom.cancel_all("ACME")) >= 2  # answered, though every message broke the listener
     asyncio.run(scenario())
+
+def test_a_client_that_reads_nothing_holds_up_no_others_close_nor_the_stop(tmp_path, monkeypatch):
+    import threading
+    from aiohttp import web
+    from aiplatform.core import load_settings
+    import aiplatform.trading.service as service
+    keys = make_users(tmp_path)
+    settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO", "queue_limit": 100_000, "send_buffer_kb": 8})
+    monkeypatch.setattr(service, "CLOSE_S", 1)
+    async def main():
+        app = service.make_app(settings)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"
+        filled = threading.Event()
+        def stop_reading():  # its socket fills: the service's close frame can never be sent
+            slow = RawSocket(url, keys["vic"])
+            for i in range(50): slow.send([{"op": "ping", "req": 100 * i + j} for j in range(100)])
+            filled.set()
+            time.sleep(60)
+        threading.Thread(target=stop_reading, daemon=True).start()
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {keys['tess']}"}) as session:
+            ws = await session.ws_connect(url + "ws?cancel_on_disconnect=true")
+            await ws.send_json(order_message("DEMO", "buy", 1, 100, cid="cod"))
+            ack = await ws.receive_json(timeout=10)
+            assert ack["type"] == "ack"
+            await asyncio.get_running_loop().run_in_executor(None, filled.wait, 30)
+            await asyncio.sleep(0.5)
+            async with asyncio.timeout(10): await runner.cleanup()  # before: waited for the slow client for ever
+        return app[service.MARKET].order(ack["order"]["account"], "cod")["status"]
+    assert asyncio.run(main()) == "cancelled"  # the other connection was closed, and its order cancelled
