@@ -9,7 +9,7 @@ __all__ = ['ORDER_OPS', 'CHANNELS', 'MAX_FRAME', 'PING_S', 'BACKLOG', 'CLOSE_S',
            'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume', 'websocket', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
-import asyncio, gc, re, resource, socket
+import asyncio, gc, re, reprlib, resource, socket
 import orjson
 from dataclasses import dataclass
 from aiohttp import WSMsgType, web
@@ -195,11 +195,11 @@ def handle(self: Connection, message):
         if op in ORDER_OPS: self._trade(op, message, req)
         elif op in ("subscribe", "unsubscribe"): self._subscribe(op, _fields(message), req)
         elif op == "ping": self.push({"type": "pong", "req": req})
-        else: raise ValidationError(f"op {op!r}: expected one of {', '.join(ORDER_OPS + ('subscribe', 'unsubscribe', 'ping'))}")
+        else: raise ValidationError(f"op {reprlib.repr(op)}: expected one of {', '.join(ORDER_OPS + ('subscribe', 'unsubscribe', 'ping'))}")  # a bounded repr: a value nested 1,000 deep is a RecursionError to repr()
     except AIPlatformError as e:
         self.push({"type": "reject" if op in ORDER_OPS else "error", "req": req, "error": str(e), "status": e.status})
     except Exception:  # a fault of ours: logged, answered, and the connection and its other messages go on
-        get_logger("trading.service").exception("%s's message %.200r", self.user.username, message)
+        get_logger("trading.service").exception("%s's message %s", self.user.username, reprlib.repr(message))
         self.push({"type": "reject" if op in ORDER_OPS else "error", "req": req, "error": "internal error", "status": 500})
 
 @patch
@@ -230,7 +230,7 @@ def _trade(self: Connection, op, message, req):
 @patch
 def _subscribe(self: Connection, op, fields, req):
     channel, symbol = fields.get("channel"), fields.get("symbol")
-    if channel not in CHANNELS: raise ValidationError(f"channel {channel!r}: expected one of {', '.join(CHANNELS)}")
+    if channel not in CHANNELS: raise ValidationError(f"channel {reprlib.repr(channel)}: expected one of {', '.join(CHANNELS)}")
     if set(fields) - {"channel", "symbol"}: raise ValidationError(f"{op}: unknown field {sorted(set(fields) - {'channel', 'symbol'})[0]!r} (expected channel, symbol)")
     own = channel in ("orders", "positions")
     if own:

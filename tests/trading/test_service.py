@@ -422,3 +422,16 @@ def test_a_client_that_reads_nothing_holds_up_no_others_close_nor_the_stop(tmp_p
             async with asyncio.timeout(10): await runner.cleanup()  # before: waited for the slow client for ever
         return app[service.MARKET].order(ack["order"]["account"], "cod")["status"]
     assert asyncio.run(main()) == "cancelled"  # the other connection was closed, and its order cancelled
+
+def test_a_value_nested_a_thousand_deep_is_answered_and_the_connection_goes_on(svc):
+    deep = "[" * 1000 + "]" * 1000  # orjson reads up to 1,024 levels; repr() of it is a RecursionError
+    async def scenario():
+        session, ws = await _ws(svc, "tess")
+        await ws.send_str(f'[{{"op":"ping","req":1}},{{"op":{deep},"req":2}},{{"op":"subscribe","channel":{deep},"req":3}},{{"op":"ping","req":4}}]')
+        got = {m.get("req"): m for m in await _until(ws, lambda m: m.get("req") == 4)}
+        assert not ws.closed
+        await session.close()
+        return got
+    got = asyncio.run(scenario())
+    assert (got[1]["type"], got[4]["type"]) == ("pong", "pong")
+    assert got[2]["error"].startswith("op [[[[[[[...]]]]]]]: expected one of") and got[3]["error"].startswith("channel [[[[[[[...]]]]]]]: expected one of")
