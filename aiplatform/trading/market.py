@@ -313,6 +313,12 @@ def _parts(requests: list) -> list:
         named.add(r.state["order_id"])
     return parts
 
+def _in_parts(by_symbol: dict):
+    "Each symbol's `_parts` in turn: (symbol, requests, whether a later part of the symbol follows)."
+    for symbol, requests in by_symbol.items():
+        parts = _parts(requests)
+        for i, part in enumerate(parts): yield symbol, part, i < len(parts) - 1
+
 @patch
 def flush(self: Market):
     "Send the queued commands (up to `MAX_BATCH`) to the engine, one batch per symbol; answer each, send; then record, tell the listeners, send."
@@ -329,7 +335,7 @@ def flush(self: Market):
         return
     for symbol in [s for s in by_symbol if self.specs[s].halted]: by_symbol[symbol] = self._halted(symbol, by_symbol[symbol])
     failed = {}  # symbol: the error its batch failed with; its later parts are refused too
-    for symbol, requests in ((s, part) for s, rs in by_symbol.items() for part in _parts(rs)):
+    for symbol, requests, more in _in_parts(by_symbol):
         if symbol in failed:
             self._refuse(symbol, requests, failed[symbol])
             continue
@@ -356,6 +362,7 @@ def flush(self: Market):
             else: error = state["reason"] if state["status"] in ("rejected", "lost") else None
             if error: error = self._explain(error)
             r.reply(error is None, state, error)
+        if more: changed = {oid: dict(s) for oid, s in changed.items()}  # the states as this part left them: a later part changes them again
         news.append((symbol, seq, events, changed, fills))
     for done in self.flushed: done()
     for symbol, seq, events, changed, fills in news:

@@ -435,3 +435,15 @@ def test_a_value_nested_a_thousand_deep_is_answered_and_the_connection_goes_on(s
     got = asyncio.run(scenario())
     assert (got[1]["type"], got[4]["type"]) == ("pong", "pong")
     assert got[2]["error"].startswith("op [[[[[[[...]]]]]]]: expected one of") and got[3]["error"].startswith("channel [[[[[[[...]]]]]]]: expected one of")
+
+def test_an_order_and_its_cancel_in_one_frame_tell_each_state_once_in_order(svc):
+    assert call(svc, "POST", "orders", user="tom", body=dict(cid="pc-s", symbol="LOTS", side="sell", price=100, qty=1))[0] == 200
+    async def scenario():
+        session, ws = await _ws(svc, "tess")
+        await ws.send_json({"op": "subscribe", "channel": "orders", "req": 1})
+        await _until(ws, lambda m: m["type"] == "orders")
+        await ws.send_json([order_message("LOTS", "buy", 3, 100, cid="pc-b") | {"req": 2}, {"op": "cancel", "cid": "pc-b", "req": 3}])
+        got = await _until(ws, lambda m: m["type"] == "order" and m["status"] == "cancelled")
+        await session.close()
+        return [(m["type"], m.get("status"), m.get("filled", m.get("qty"))) for m in got if m["type"] in ("order", "fill")]
+    assert asyncio.run(scenario()) == [("order", "open", 1), ("fill", None, 1), ("order", "cancelled", 1)]  # before: cancelled twice, the fill after
