@@ -424,14 +424,16 @@ async def resume(request):
 
 # %% ../../nbs/trading/14_service.ipynb #acbb6493
 def _messages(msg, conn) -> list:
-    "The client messages in the WebSocket frame `msg`; none, with an error pushed to `conn`, for a frame that is not JSON text of at most `MAX_FRAME` messages."
+    "The client messages in the WebSocket frame `msg`; none, with an error pushed to `conn`, for a frame that is not JSON text of 1 to `MAX_FRAME` messages (it takes a token of the rate limit: a mistake counts too)."
     def error(text):
-        conn.push({"type": "error", "req": None, "error": f"frame: {text}", "status": 400})
+        ok = conn.rate.take()
+        conn.push({"type": "error", "req": None, "error": f"frame: {text}" if ok else conn.rate.refusal(), "status": 400 if ok else TooMany.status})
         return []
     if msg.type != WSMsgType.TEXT: return error(f"expected text (JSON), got {msg.type.name.lower()}")
     try: data = orjson.loads(msg.data)
     except ValueError as e: return error(f"not JSON ({e})")
     messages = data if isinstance(data, list) else [data]
+    if not messages: return error(f"an empty list, expected 1 to {MAX_FRAME} messages")
     return messages if len(messages) <= MAX_FRAME else error(f"{len(messages)} messages, at most {MAX_FRAME}")
 
 async def websocket(request):

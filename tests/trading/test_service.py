@@ -447,3 +447,17 @@ def test_an_order_and_its_cancel_in_one_frame_tell_each_state_once_in_order(svc)
         await session.close()
         return [(m["type"], m.get("status"), m.get("filled", m.get("qty"))) for m in got if m["type"] in ("order", "fill")]
     assert asyncio.run(scenario()) == [("order", "open", 1), ("fill", None, 1), ("order", "cancelled", 1)]  # before: cancelled twice, the fill after
+
+def test_bad_frames_count_against_the_rate_limit_and_an_empty_list_is_answered(svc):
+    async def scenario():
+        session, ws = await _ws(svc, "tom")
+        for k in range(400):  # past the burst of 300, faster than 100 more come
+            if k % 3 == 0: await ws.send_bytes(b"\x00")
+            else: await ws.send_str("[]" if k % 3 == 1 else "{not json")
+        await ws.send_json({"op": "ping", "req": "end"})
+        seen = await _until(ws, lambda m: m.get("req") == "end")
+        await session.close()
+        return seen
+    errors = [m["error"] for m in asyncio.run(scenario()) if m["type"] == "error"]
+    assert len([e for e in errors if e.startswith("rate limit")]) >= 50  # before: none, a bad frame took no token
+    assert "frame: an empty list, expected 1 to 1000 messages" in errors and any(e.startswith("frame: expected text") for e in errors)
