@@ -241,6 +241,7 @@ def _subscribe(self: Connection, op, fields, req):
         if not isinstance(symbol, str): raise ValidationError(f"symbol: required for the {channel} channel")
         self.market.spec(symbol)
         key, table = symbol, self.hub.books if channel == "book" else self.hub.trades
+    if channel == "book": self.outbox.stale.discard(symbol)  # a fresh snapshot due since the client fell behind: none once unsubscribed, the subscription's own after "subscribed"
     if op == "unsubscribe":
         table.get(key, set()).discard(self)
         self.channels.discard((channel, key))

@@ -461,3 +461,29 @@ def test_bad_frames_count_against_the_rate_limit_and_an_empty_list_is_answered(s
     errors = [m["error"] for m in asyncio.run(scenario()) if m["type"] == "error"]
     assert len([e for e in errors if e.startswith("rate limit")]) >= 50  # before: none, a bad frame took no token
     assert "frame: an empty list, expected 1 to 1000 messages" in errors and any(e.startswith("frame: expected text") for e in errors)
+
+@pytest.mark.parametrize("op", ["unsubscribe", "subscribe"])
+def test_a_book_reader_behind_gets_no_snapshot_after_unsubscribing_nor_one_before_subscribed(tmp_path, op):
+    from aiplatform.core import load_settings
+    from aiplatform.platform.auth import User
+    from aiplatform.trading.service import Connection, Hub, market
+    class Socket:  # `backlog` bytes behind
+        def __init__(self): self.backlog = 0
+        def write(self, data): pass
+        def is_closing(self): return False
+        def get_write_buffer_size(self): return self.backlog
+    settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO", "queue_limit": 10})
+    m = market(settings)
+    hub = Hub(m)
+    trader, reader = (Connection(m, hub, User(i, name, role, True, "", "", {}), settings, transport=Socket()) for i, name, role in ((2, "tess", "trader"), (1, "vic", "viewer")))
+    reader.handle({"op": "subscribe", "channel": "book", "symbol": "DEMO"})
+    hub.drain()
+    reader.transport.backlog = 1 << 20  # behind: its deltas give way to a fresh snapshot
+    for i in range(30):
+        trader.handle({"op": "order", "cid": f"o{i}", "symbol": "DEMO", "side": "buy", "price": 90 + i, "qty": 1})
+        m.flush()
+    assert reader.outbox.stale == {"DEMO"}
+    reader.handle({"op": op, "channel": "book", "symbol": "DEMO", "req": 2})
+    sent = [(x["type"], x.get("req")) for x in reader.outbox.take(reader._snapshot) if x["type"] != "book"]
+    m.close()
+    assert sent == ([("unsubscribed", 2)] if op == "unsubscribe" else [("subscribed", 2), ("book_snapshot", None)])
