@@ -1955,6 +1955,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                        'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.AsyncTradingClient._everywhere': ( 'trading/client.html#asynctradingclient._everywhere',
                                                                                                          'aiplatform/trading/client.py'),
+                                           'aiplatform.trading.client.AsyncTradingClient._follow': ( 'trading/client.html#asynctradingclient._follow',
+                                                                                                     'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.AsyncTradingClient._keep_orders': ( 'trading/client.html#asynctradingclient._keep_orders',
                                                                                                           'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.AsyncTradingClient._on': ( 'trading/client.html#asynctradingclient._on',

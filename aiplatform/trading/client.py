@@ -64,6 +64,7 @@ async def _socket(self: AsyncTradingClient, shard: int):
     if shard in self._ws: return self._ws[shard]
     async with self._connecting.setdefault(shard, asyncio.Lock()):  # a shard that hangs holds up no other
         if shard in self._ws: return self._ws[shard]  # another request opened it meanwhile
+        if self._closing: raise ConnectionError(f"{self.urls[shard]}ws: the client is closed")
         if self._session is None: self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.key}"})
         query = urlencode({"cancel_on_disconnect": str(self.cancel_on_disconnect).lower()})
         url = f"{self.urls[shard]}ws?{query}"
@@ -72,6 +73,9 @@ async def _socket(self: AsyncTradingClient, shard: int):
         except aiohttp.WSServerHandshakeError as e: raise error_of(e.status, f"{self.urls[shard]}ws: {await self._why(url) or e.message}") from None
         except aiohttp.ClientConnectionError as e: raise ConnectionError(f"{self.urls[shard]}ws: cannot connect ({e})") from e
         except TimeoutError: raise ConnectionError(f"{self.urls[shard]}ws: no answer to the handshake in {CONNECT_S} s") from None
+        if self._closing:  # opened as the client closed: it would outlive it
+            await ws.close()
+            raise ConnectionError(f"{self.urls[shard]}ws: the client is closed")
         self._ws[shard], self._readers[shard] = ws, self._background(self._read(ws))
         return ws
 
@@ -105,7 +109,7 @@ async def _read(self: AsyncTradingClient, ws):
 @patch
 async def close(self: AsyncTradingClient):
     self._closing = True
-    for ws in self._ws.values(): await ws.close()
+    for ws in list(self._ws.values()): await ws.close()  # a copy: a reconnect may end meanwhile
     tasks = [t for t in self._tasks if t is not asyncio.current_task()]
     for task in tasks: task.cancel()  # a reconnect still trying, a resubscription: none outlives the client
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -156,10 +160,23 @@ def _keep_orders(self: AsyncTradingClient, orders):
 
 @patch
 async def _resubscribe(self: AsyncTradingClient, symbol):
+    "Follow `symbol`'s book afresh: subscribed again, the service sends a new snapshot (its deltas meanwhile are skipped)."
     self.books.pop(symbol, None)
-    ws = await self._socket(self.shard(symbol))
-    await ws.send_str(json.dumps([{"op": "unsubscribe", "channel": "book", "symbol": symbol},
-                                  {"op": "subscribe", "channel": "book", "symbol": symbol}]))
+    await self._follow(self.shard(symbol), "book", symbol)
+
+@patch
+async def _follow(self: AsyncTradingClient, shard, channel, symbol=None) -> dict | None:
+    "Subscribe `shard` to `channel` (of `symbol`) while it is wanted, trying again, ever more slowly, while the shard cannot be reached or its rate limit refuses; the answer, or None (a lasting refusal is logged)."
+    wait, fields = 0.2, dict(channel=channel, **({"symbol": symbol} if symbol else {}))
+    while (channel, symbol) in self._subscribed and not self._closing:
+        try: return await self.request("subscribe", shard, **fields)
+        except (RateLimited, ConnectionError, TimeoutError, aiohttp.ClientError): pass  # not now: soon
+        except AIPlatformError as e:
+            get_logger("trading.client").warning("%sws: subscribing to %s refused: %s", self.urls[shard], fields, e)
+            return None
+        await asyncio.sleep(wait)
+        wait = min(5.0, wait * 1.5)
+    return None
 
 # %% ../../nbs/trading/15_client.ipynb #f07b7913
 @patch
@@ -181,10 +198,10 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
             await asyncio.sleep(wait)
             wait = min(5.0, wait * 1.5)
     if self._closing: return  # closed meanwhile: nothing to subscribe again
-    for channel, symbol in sorted(self._subscribed, key=str):
-        if symbol is None or self.shard(symbol) == shard:
-            if channel == "book": self.books.pop(symbol, None)
-            await self.requests([dict(op="subscribe", channel=channel, **({"symbol": symbol} if symbol else {}))], shard, check=False)
+    wanted = [(channel, symbol) for channel, symbol in sorted(self._subscribed, key=str) if symbol is None or self.shard(symbol) == shard]
+    for channel, symbol in wanted:
+        if channel == "book": self.books.pop(symbol, None)
+    await asyncio.gather(*(self._follow(shard, channel, symbol) for channel, symbol in wanted))
     if ("orders", None) in self._subscribed: await self._catch_up(shard)
     self.reconnects += 1
 
@@ -310,8 +327,14 @@ def _shard_of_order(self: AsyncTradingClient, cid):
 async def subscribe(self: AsyncTradingClient, channel, symbol=None):
     "Subscribe to a symbol's `book` or `trades`, or to your own `orders` or `positions` (on every shard)."
     shards = [self.shard(symbol)] if symbol else range(len(self.urls))
-    self._subscribed.add((channel, symbol))  # first: a shard down now subscribes when it reconnects
-    for s in shards: await self.request("subscribe", s, channel=channel, **({"symbol": symbol} if symbol else {}))
+    self._subscribed.add((channel, symbol))  # first: a shard that drops now subscribes again when it reconnects
+    answers = await asyncio.gather(*(self.request("subscribe", s, channel=channel, **({"symbol": symbol} if symbol else {})) for s in shards),
+                                   return_exceptions=True)  # every shard at once: one down delays none
+    errors = [(s, a) for s, a in zip(shards, answers) if isinstance(a, BaseException)]
+    for s, e in errors:
+        if isinstance(e, (RateLimited, ConnectionError, TimeoutError, aiohttp.ClientError)): self._background(self._follow(s, channel, symbol))  # subscribed once it can be
+    if any(not isinstance(e, (RateLimited, ConnectionError, TimeoutError, aiohttp.ClientError)) for _, e in errors): self._subscribed.discard((channel, symbol))  # refused: nothing to follow
+    if errors: raise errors[0][1]
 
 @patch
 async def unsubscribe(self: AsyncTradingClient, channel, symbol=None):

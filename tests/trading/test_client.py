@@ -4,9 +4,10 @@ unsubscribed book stays dropped, `cancel_placed` cancels this client's orders on
 holds up no other."""
 import asyncio, base64, hashlib, socket, threading, time
 import pytest
+from conftest import free_port
 from trading_service import make_users, start_trading, stop
 from aiplatform.trading import client
-from aiplatform.trading.client import AsyncTradingClient, TradingClient
+from aiplatform.trading.client import AsyncTradingClient, TradingClient, order_message
 from aiplatform.trading.market import shard_of
 
 @pytest.fixture(scope="module")
@@ -122,3 +123,52 @@ def test_a_shard_that_stops_reading_times_the_request_out():
             for conn in held: conn.close()  # gone: the client's close need not wait for an answer
     try: asyncio.run(main())
     finally: server.close()
+
+def test_a_resync_the_rate_limit_refuses_is_tried_again_until_the_book_is_back(tmp_path):
+    keys = make_users(tmp_path)
+    service = start_trading(tmp_path, symbols="DEMO", price_band_pct=0, rate=5, burst=10)
+    async def main():
+        async with AsyncTradingClient(service.url, keys["tess"]) as c, AsyncTradingClient(service.url, keys["tom"]) as tom:
+            await c.subscribe("book", "DEMO")
+            await tom.order("DEMO", "sell", 1, 120)
+            async with asyncio.timeout(10):
+                while "DEMO" not in c.books or not c.books["DEMO"].asks: await asyncio.sleep(0.01)
+            await c.requests([order_message("DEMO", "buy", 1, 50 + i) for i in range(12)], check=False)  # its burst spent
+            c.books["DEMO"].bids[1] = 1  # and its book off: the next delta's checksum fails, its resync is refused
+            await tom.order("DEMO", "sell", 1, 121)
+            async with asyncio.timeout(10):  # before: the book was gone for good
+                while "DEMO" not in c.books or len(c.books["DEMO"].asks) < 2: await asyncio.sleep(0.05)
+            assert c.resyncs == 1 and dict(c.books["DEMO"].asks) == {120: 1, 121: 1} and 1 not in c.books["DEMO"].bids
+    try: asyncio.run(main())
+    finally: stop(service)
+
+def test_a_subscription_reaches_every_shard_up_now_and_one_down_once_it_is_up(tmp_path):
+    keys, symbols = make_users(tmp_path), "DEMO ACME GOOG EURUSD"
+    on = {k: next(s for s in symbols.split() if shard_of(s, 2) == k) for k in (0, 1)}
+    port0, shards = free_port(), {1: start_trading(tmp_path, symbols=symbols, shards=2, shard=1, price_band_pct=0)}
+    async def filled(c, shard, cid):
+        await c.order(on[shard], "sell", 1, 100, cid=cid)
+        async with AsyncTradingClient(shards[shard].url, keys["tom"]) as tom: await tom.order(on[shard], "buy", 1, 100)
+        async with asyncio.timeout(10):
+            while c.orders[cid]["status"] != "filled": await asyncio.sleep(0.05)  # told by the orders channel
+    async def main():
+        async with AsyncTradingClient([f"http://127.0.0.1:{port0}/", shards[1].url], keys["tess"]) as c:
+            subscribed = []
+            c.listeners.append(lambda m: m["type"] == "subscribed" and subscribed.append(m["channel"]))
+            with pytest.raises(ConnectionError): await c.subscribe("orders")  # shard 0 is down
+            await filled(c, 1, "on-1")  # before: shard 1, after the shard down, was never asked
+            shards[0] = start_trading(tmp_path, port=port0, symbols=symbols, shards=2, shard=0, price_band_pct=0)
+            async with asyncio.timeout(20):
+                while len(subscribed) < 2: await asyncio.sleep(0.1)  # shard 0's subscription, made once it is up
+            await filled(c, 0, "on-0")  # subscribed once it was up
+    try: asyncio.run(main())
+    finally:
+        for s in shards.values(): stop(s)
+
+def test_a_connection_that_opens_as_the_client_closes_is_closed(svc):
+    async def main():
+        c = AsyncTradingClient(svc.url, svc.keys["tess"])
+        await c.close()
+        with pytest.raises(ConnectionError, match="the client is closed"): await c._socket(0)
+        assert (c._ws, c._session) == ({}, None)
+    asyncio.run(main())
