@@ -7,12 +7,12 @@ __all__ = ['BOTS', 'Strategy', 'run', 'BotThread', 'skewed', 'MarketMaker', 'ma_
            'journal_session', 'NoiseTrader', 'make_bot', 'main']
 
 # %% ../../nbs/trading/16_bots.ipynb #12b1686f
-import argparse, asyncio, itertools, threading, time
+import argparse, asyncio, itertools, math, threading, time
 from collections import deque
 from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
-from ..core import Conflict, ValidationError, get_logger
+from ..core import AIPlatformError, Conflict, NotFound, ValidationError, get_logger
 from .book import KINDS, OP_CANCEL, OP_MODIFY, OP_SUBMIT, SIDES, STPS, TIFS
 from .client import AsyncTradingClient, OrderRejected, RateLimited, new_cid
 from .data import order_flow
@@ -32,7 +32,7 @@ class Strategy:
     "A trading bot for one symbol: override the hooks it needs."
     name = "strategy"
     def __init__(self, symbol: str, **params):
-        self.symbol, self.params, self.client, self.pnl_history, self.fills = symbol, params, None, [], deque(maxlen=10_000)  # its own newest fills
+        self.symbol, self.params, self.client, self.pnl_history, self.fills = symbol, params, None, deque(maxlen=10_000), deque(maxlen=10_000)  # its P&L's and its own fills' newest
         self.tick, self.lot = 1, 1  # the symbol's tick and lot sizes, once running
         self.started = threading.Event()  # set once subscribed and `on_start` has run
 
@@ -163,10 +163,15 @@ async def requote(self: MarketMaker):
     if mid is None: return
     for cid in list(self.quotes):
         try: await self.client.cancel(cid)
-        except Exception: pass  # already filled or cancelled
-    self.quotes.clear()
+        except (Conflict, NotFound): pass  # filled or cancelled meanwhile
+        except (AIPlatformError, OSError) as e:  # the rate limit, a connection down: it may still stand, and is kept
+            get_logger("trading.bots").info("market maker %s: quote %s not cancelled (%s); new quotes wait", self.symbol, cid, e)
+            continue
+        del self.quotes[cid]
+    if self.quotes: return  # none placed beside a quote that may stand: tried again at the next book or fill
     bid_qty, ask_qty = skewed(p["qty"], self.position, p["max_inventory"])
-    bid, ask = (int(mid) - p["spread"]) // self.tick * self.tick, -(-(int(mid + 0.5) + p["spread"]) // self.tick) * self.tick  # on ticks, outwards
+    gap = p["spread"] * self.tick
+    bid, ask = (int(mid) - gap) // self.tick * self.tick, -(-(int(mid + 0.5) + gap) // self.tick) * self.tick  # on ticks, outwards
     for side, qty, price in (("buy", bid_qty - bid_qty % self.lot, bid), ("sell", ask_qty - ask_qty % self.lot, ask)):
         if qty > 0 and price > 0:
             try: self.quotes[(await self.client.order(self.symbol, side, qty, price))["cid"]] = side
@@ -180,7 +185,7 @@ async def on_start(self: MarketMaker): await self.requote()
 async def on_book(self: MarketMaker, book):
     mid = self.mid()
     if time.monotonic() - self.quoted_at >= self.params["refresh_s"] or (mid is not None and self.quoted_mid is not None and
-                                                                        abs(mid - self.quoted_mid) >= self.params["spread"]):
+                                                                        abs(mid - self.quoted_mid) >= self.params["spread"] * self.tick):
         await self.requote()
 
 @patch
@@ -222,7 +227,7 @@ class MomentumMA(Strategy):
 async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, speed: float = 1.0, offset: int = 0,
                  prefix: str | None = None, stop: asyncio.Event | None = None) -> dict:
     "Send `commands` to `symbol` at `speed`× the pace of `times_ns`, prices shifted by `offset`, client order ids `prefix` + engine id (a new prefix by default: each replay places its orders anew); counts of what was answered."
-    if speed <= 0: raise ValidationError(f"speed {speed}: expected a positive number")
+    if not (type(speed) in (int, float) and math.isfinite(speed) and speed > 0): raise ValidationError(f"speed {speed!r}: expected a finite number above 0")
     prefix = f"r{new_cid()[:6]}-" if prefix is None else prefix
     loop, counts = asyncio.get_running_loop(), {"sent": 0, "acked": 0, "rejected": 0}
     start, t0 = loop.time(), int(times_ns[0]) if len(times_ns) else 0

@@ -136,7 +136,11 @@ def connect(self: TradingDesk):
         except Exception:
             client.close()
             raise
-        if self.client: self.client.close()
+        if self.client:
+            if self.client.key != key:  # another account: its bots and its P&L are not this one's
+                self.stop_bots()
+                self.bots, self.pnl_points = {}, []
+            self.client.close()
         self.client = client
         self.symbol.options = symbols
         if symbols: self.symbol.value = symbols[0]
@@ -183,7 +187,7 @@ def start_bot(self: TradingDesk):
     "Start the chosen built-in bot on the chosen symbol with its parameters, under this desk's key."
     def go():
         bot = make_bot(self.bot.value, self.symbol.value, **parse_params(self.bot_params.value))
-        thread = self.bots[f"{bot.name} {self.symbol.value} #{len(self.bots) + 1}"] = BotThread(bot, self.client.urls, self.key.value.strip())
+        thread = self.bots[f"{bot.name} {self.symbol.value} #{len(self.bots) + 1}"] = BotThread(bot, self.client.urls, self.client.key)  # the connected account's, whatever the field holds now
         if not thread.wait_started(): raise AIPlatformError(f"{bot.name} on {self.symbol.value}: did not start ({thread.error or 'no answer in 10 s'})")
         self.status.say(f"{bot.name} started on {self.symbol.value}")
     self._do("bot", go)

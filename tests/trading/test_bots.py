@@ -2,7 +2,9 @@
 the order-flow generator and an MA momentum bot make a market together; each one's P&L and position are live; a bot
 stopped leaves no open order; replay streams a generated session at N× speed; a bot runs as its own process."""
 import asyncio, subprocess, sys, time
+import numpy as np
 import pytest
+from aiplatform.core import ValidationError
 from trading_service import make_users, start_trading, stop
 from aiplatform.trading.bots import BotThread, MarketMaker, MomentumMA, NoiseTrader, Strategy, journal_session, replay
 from aiplatform.trading.client import AsyncTradingClient, TradingClient
@@ -109,6 +111,23 @@ def test_a_market_maker_past_the_rate_limit_goes_on(tmp_path):
             maker.stop()
             tom.cancel_all()
     finally: stop(svc)
+
+def test_a_market_makers_spread_is_in_ticks(market):
+    import json, urllib.request
+    spec = {"symbol": "FIVES", "tick_size": 5, "price_band_pct": 0}
+    urllib.request.urlopen(urllib.request.Request(market.url + "admin/symbols", data=json.dumps(spec).encode(), method="POST",
+                           headers={"Authorization": f"Bearer {market.keys['ada']}", "Content-Type": "application/json"}), timeout=30)
+    maker = BotThread(MarketMaker("FIVES", spread=3, qty=1, fair=1_000), market.url, market.keys["tess"])
+    try:
+        assert maker.wait_started(), maker.error
+        assert sorted(maker.strategy.client.orders[cid]["price"] for cid in maker.strategy.quotes) == [985, 1_015]  # 3 ticks of 5 each side
+    finally: maker.stop()
+
+def test_replay_refuses_a_speed_that_is_not_a_finite_number_above_0():
+    for speed in (float("nan"), float("inf"), 0, -1):
+        with pytest.raises(ValidationError, match=f"speed {speed!r}: expected a finite number above 0"):
+            asyncio.run(replay(None, "DEMO", np.array([0]), [], speed=speed))
+    assert Strategy("DEMO").pnl_history.maxlen == 10_000  # a bot's P&L points: its newest, not one for every trade since it began
 
 def test_replay_streams_a_generated_session_at_n_times_speed(market):
     times, commands = order_flow(300, mid=5_000, spread=10, rate=100.0, max_qty=40, seed=3)  # 3 s of flow

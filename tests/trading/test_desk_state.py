@@ -110,3 +110,17 @@ def test_a_symbol_left_is_no_longer_followed(svc):
     assert sorted(d.client.books) == ["ZETA"] and ("book", "DEMO") not in d.client.aio._subscribed
     assert ("trades", "DEMO") in d.client.aio._subscribed  # its trades still mark a position held there
     d.client.close()
+
+def test_a_desk_connected_as_another_account_drops_the_last_ones_bots_and_pnl_and_starts_bots_as_itself(svc):
+    d = desk_on(svc, "ada")
+    d.bot.value, d.bot_params.value = "market_maker", "spread=2, qty=1, fair=500"
+    d.key.value = svc.keys["tom"]  # typed, not connected: the desk is still ada's
+    d.start_bot()
+    try:
+        assert [t.strategy.client.key for t in d.bots.values()] == [svc.keys["ada"]]  # before: tom's key, the field's
+        d.pnl_points = [(time.time(), -60.0)]
+        d.connect()  # now tom's
+        assert (d.bots, d.pnl_points) == ({}, [])  # ada's bot stopped, her P&L points gone
+        with TradingClient(svc.url, svc.keys["ada"]) as ada: assert ada.orders_frame(symbol="DEMO").empty
+    finally:
+        d.stop_bots(), d.client.close()
