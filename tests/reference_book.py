@@ -10,7 +10,7 @@ from aiplatform.trading.book import (ACCEPTED, BUY, CANCELLED, FOK, GTC, LIMIT, 
                                      STP_CANCEL_OLDEST, STP_NONE, TRADE, TRIGGERED, R_COMBINATION,
                                      R_DISPLAY, R_DUPLICATE, R_FOK, R_IOC, R_KIND, R_NO_LIQUIDITY, R_NONE, R_NOT_MODIFIABLE,
                                      R_NOT_OWNER, R_OFF_TICK, R_OP, R_POST_ONLY, R_PRICE, R_QTY, R_SELF_TRADE, R_SIDE,
-                                     R_STOP_PRICE, R_STP, R_TIF, R_UNKNOWN, R_USER_CANCEL)
+                                     R_STOP_PRICE, R_STOP_REACHED, R_STP, R_TIF, R_UNKNOWN, R_USER_CANCEL)
 
 @dataclass
 class Order:
@@ -187,6 +187,8 @@ class ReferenceBook:
     def submit(self, c):
         reason = self.check_submit(c)
         if reason == R_NONE and c["post_only"] and self.crosses(c["side"], c["price"]): reason = R_POST_ONLY
+        if reason == R_NONE and c["kind"] in (STOP, STOP_LIMIT) and self.last is not None and (
+                c["stop_price"] <= self.last if c["side"] == BUY else c["stop_price"] >= self.last): reason = R_STOP_REACHED
         if reason: return self.reject(c, reason)
         kind = c["kind"]
         price = c["price"] if kind in (LIMIT, STOP_LIMIT) else 0

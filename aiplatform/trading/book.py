@@ -8,14 +8,14 @@ __all__ = ['BUY', 'SELL', 'LIMIT', 'MARKET', 'STOP', 'STOP_LIMIT', 'GTC', 'IOC',
            'CANCELLED', 'REJECTED', 'TRIGGERED', 'SIDES', 'KINDS', 'TIFS', 'STPS', 'EVENT_KINDS', 'REASONS', 'R_NONE',
            'R_OP', 'R_SIDE', 'R_KIND', 'R_TIF', 'R_STP', 'R_QTY', 'R_PRICE', 'R_OFF_TICK', 'R_STOP_PRICE', 'R_DISPLAY',
            'R_COMBINATION', 'R_DUPLICATE', 'R_UNKNOWN', 'R_NOT_OWNER', 'R_POST_ONLY', 'R_NOT_MODIFIABLE',
-           'R_USER_CANCEL', 'R_IOC', 'R_FOK', 'R_NO_LIQUIDITY', 'R_SELF_TRADE', 'MAX_QTY', 'MAX_PRICE',
-           'COMMAND_FIELDS', 'EVENT_FIELDS', 'COMMAND_DTYPE', 'EVENT_DTYPE', 'O_ID', 'O_USER', 'O_SIDE', 'O_PRICE',
-           'O_REMAIN', 'O_VIS', 'O_DISPLAY', 'O_STP', 'O_NEXT', 'O_PREV', 'O_LEVEL', 'O_BSIDE', 'O_KIND', 'O_STOP',
-           'O_TIF', 'O_POST', 'O_ARRIVAL', 'L_PRICE', 'L_HEAD', 'L_TAIL', 'L_QTY', 'L_COUNT', 'L_NEXT_FREE', 'S_SEQ',
-           'S_OFREE', 'S_LFREE', 'S_NORD', 'S_LAST', 'S_HASLAST', 'S_TICK', 'S_ARRIVAL', 'S_PN', 'S_EMPTY', 'N_SCALARS',
-           'C_OP', 'C_ID', 'C_USER', 'C_SIDE', 'C_KIND', 'C_TIF', 'C_PRICE', 'C_QTY', 'C_STOP', 'C_DISPLAY', 'C_POST',
-           'C_STP', 'CODES', 'Event', 'OrderInfo', 'events_of', 'submit_fields', 'cancel_fields', 'modify_fields',
-           'OrderBook', 'command_rows']
+           'R_USER_CANCEL', 'R_IOC', 'R_FOK', 'R_NO_LIQUIDITY', 'R_SELF_TRADE', 'R_STOP_REACHED', 'MAX_QTY',
+           'MAX_PRICE', 'COMMAND_FIELDS', 'EVENT_FIELDS', 'COMMAND_DTYPE', 'EVENT_DTYPE', 'O_ID', 'O_USER', 'O_SIDE',
+           'O_PRICE', 'O_REMAIN', 'O_VIS', 'O_DISPLAY', 'O_STP', 'O_NEXT', 'O_PREV', 'O_LEVEL', 'O_BSIDE', 'O_KIND',
+           'O_STOP', 'O_TIF', 'O_POST', 'O_ARRIVAL', 'L_PRICE', 'L_HEAD', 'L_TAIL', 'L_QTY', 'L_COUNT', 'L_NEXT_FREE',
+           'S_SEQ', 'S_OFREE', 'S_LFREE', 'S_NORD', 'S_LAST', 'S_HASLAST', 'S_TICK', 'S_ARRIVAL', 'S_PN', 'S_EMPTY',
+           'N_SCALARS', 'C_OP', 'C_ID', 'C_USER', 'C_SIDE', 'C_KIND', 'C_TIF', 'C_PRICE', 'C_QTY', 'C_STOP',
+           'C_DISPLAY', 'C_POST', 'C_STP', 'CODES', 'Event', 'OrderInfo', 'events_of', 'submit_fields', 'cancel_fields',
+           'modify_fields', 'OrderBook', 'command_rows']
 
 # %% ../../nbs/trading/00_book.ipynb #d09370d6
 from typing import NamedTuple
@@ -40,10 +40,10 @@ EVENT_KINDS = ("accepted", "trade", "cancelled", "rejected", "triggered")
 REASONS = ("", "invalid_op", "invalid_side", "invalid_kind", "invalid_tif", "invalid_stp", "invalid_qty", "invalid_price",
            "off_tick", "invalid_stop_price", "invalid_display", "invalid_combination", "duplicate_id", "unknown_id",
            "not_owner", "post_only_would_take", "not_modifiable", "user_cancel", "ioc_remainder", "fok_unfilled",
-           "no_liquidity", "self_trade")
+           "no_liquidity", "self_trade", "stop_already_reached")
 (R_NONE, R_OP, R_SIDE, R_KIND, R_TIF, R_STP, R_QTY, R_PRICE, R_OFF_TICK, R_STOP_PRICE, R_DISPLAY, R_COMBINATION,
  R_DUPLICATE, R_UNKNOWN, R_NOT_OWNER, R_POST_ONLY, R_NOT_MODIFIABLE, R_USER_CANCEL, R_IOC, R_FOK, R_NO_LIQUIDITY,
- R_SELF_TRADE) = range(len(REASONS))
+ R_SELF_TRADE, R_STOP_REACHED) = range(len(REASONS))
 
 MAX_QTY = 1 << 40
 MAX_PRICE = 1 << 40
@@ -403,6 +403,9 @@ def _submit(O, L, P, PL, H, S, E, n, c):
     reason = _check_submit(S, c)
     if reason == R_NONE and _hget(H, oid) != -1: reason = R_DUPLICATE
     if reason == R_NONE and c[C_POST] != 0 and _crosses(L, PL, S, c[C_SIDE], c[C_PRICE]): reason = R_POST_ONLY
+    if reason == R_NONE and (kind == STOP or kind == STOP_LIMIT) and S[S_HASLAST] and (
+            (c[C_SIDE] == BUY and c[C_STOP] <= S[S_LAST]) or (c[C_SIDE] == SELL and c[C_STOP] >= S[S_LAST])):
+        reason = R_STOP_REACHED  # a buy stop at or below the last trade (a sell stop at or above): CME and Binance refuse it, it would trade at once
     if reason != R_NONE:
         return _emit(E, n, S, REJECTED, oid, 0, user, 0, c[C_PRICE], c[C_QTY], reason), n + 1, -1
     o = S[S_OFREE]

@@ -149,7 +149,8 @@ def _risk(self: Engine, book, last, row, pending=0, queued=None):
         at, qty, shown = price or was[0], qty or was[1], was[2]
     if at and qty and at * qty > lim.max_notional: return "risk_max_notional"
     if shown and qty and qty > lim.max_iceberg_parts * shown: return "risk_iceberg_parts"
-    if price is not None and last is not None and lim.price_band_pct and abs(price - last) * 100 > lim.price_band_pct * last:
+    around = stop if op == OP_SUBMIT and kind == STOP_LIMIT else last  # a stop-limit's limit: around where it triggers, as `Market` bands it
+    if price is not None and around is not None and lim.price_band_pct and abs(price - around) * 100 > lim.price_band_pct * around:
         return "risk_price_band"
     if op == OP_SUBMIT and _may_rest(row) and self.open_orders.get(user, 0) + pending >= lim.max_open_orders: return "risk_max_open_orders"
     return None
