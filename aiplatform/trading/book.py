@@ -9,11 +9,11 @@ __all__ = ['BUY', 'SELL', 'LIMIT', 'MARKET', 'STOP', 'STOP_LIMIT', 'GTC', 'IOC',
            'R_OP', 'R_SIDE', 'R_KIND', 'R_TIF', 'R_STP', 'R_QTY', 'R_PRICE', 'R_OFF_TICK', 'R_STOP_PRICE', 'R_DISPLAY',
            'R_COMBINATION', 'R_DUPLICATE', 'R_UNKNOWN', 'R_NOT_OWNER', 'R_POST_ONLY', 'R_NOT_MODIFIABLE',
            'R_USER_CANCEL', 'R_IOC', 'R_FOK', 'R_NO_LIQUIDITY', 'R_SELF_TRADE', 'R_STOP_REACHED', 'MAX_QTY',
-           'MAX_PRICE', 'COMMAND_FIELDS', 'EVENT_FIELDS', 'COMMAND_DTYPE', 'EVENT_DTYPE', 'O_ID', 'O_USER', 'O_SIDE',
-           'O_PRICE', 'O_REMAIN', 'O_VIS', 'O_DISPLAY', 'O_STP', 'O_NEXT', 'O_PREV', 'O_LEVEL', 'O_BSIDE', 'O_KIND',
-           'O_STOP', 'O_TIF', 'O_POST', 'O_ARRIVAL', 'L_PRICE', 'L_HEAD', 'L_TAIL', 'L_QTY', 'L_COUNT', 'L_NEXT_FREE',
-           'S_SEQ', 'S_OFREE', 'S_LFREE', 'S_NORD', 'S_LAST', 'S_HASLAST', 'S_TICK', 'S_ARRIVAL', 'S_PN', 'S_EMPTY',
-           'N_SCALARS', 'C_OP', 'C_ID', 'C_USER', 'C_SIDE', 'C_KIND', 'C_TIF', 'C_PRICE', 'C_QTY', 'C_STOP',
+           'MAX_PRICE', 'RULES', 'COMMAND_FIELDS', 'EVENT_FIELDS', 'COMMAND_DTYPE', 'EVENT_DTYPE', 'O_ID', 'O_USER',
+           'O_SIDE', 'O_PRICE', 'O_REMAIN', 'O_VIS', 'O_DISPLAY', 'O_STP', 'O_NEXT', 'O_PREV', 'O_LEVEL', 'O_BSIDE',
+           'O_KIND', 'O_STOP', 'O_TIF', 'O_POST', 'O_ARRIVAL', 'L_PRICE', 'L_HEAD', 'L_TAIL', 'L_QTY', 'L_COUNT',
+           'L_NEXT_FREE', 'S_SEQ', 'S_OFREE', 'S_LFREE', 'S_NORD', 'S_LAST', 'S_HASLAST', 'S_TICK', 'S_ARRIVAL', 'S_PN',
+           'S_EMPTY', 'N_SCALARS', 'C_OP', 'C_ID', 'C_USER', 'C_SIDE', 'C_KIND', 'C_TIF', 'C_PRICE', 'C_QTY', 'C_STOP',
            'C_DISPLAY', 'C_POST', 'C_STP', 'CODES', 'Event', 'OrderInfo', 'events_of', 'submit_fields', 'cancel_fields',
            'modify_fields', 'OrderBook', 'command_rows']
 
@@ -47,6 +47,7 @@ REASONS = ("", "invalid_op", "invalid_side", "invalid_kind", "invalid_tif", "inv
 
 MAX_QTY = 1 << 40
 MAX_PRICE = 1 << 40
+RULES = 2  # the matching rules' version, which each journal segment notes: 1 elected stops on a command's last print alone and took a stop already reached
 
 COMMAND_FIELDS = ("op", "order_id", "user", "side", "kind", "tif", "price", "qty", "stop_price", "display_qty", "post_only", "stp")
 EVENT_FIELDS = ("seq", "kind", "order_id", "maker_id", "user", "maker_user", "price", "qty", "reason")
@@ -354,12 +355,14 @@ def _execute_outlined(O, L, P, PL, H, S, E, n, o):
     return _execute(O, L, P, PL, H, S, E, n, o)
 
 @njit(cache=True, inline='always')
-def _trigger_stops(O, L, P, PL, H, S, E, n0, n):
-    "Trigger every stop a trade has reached since the command's first event `n0` (any print of a sweep, not only its last; the last trade price too), earliest accepted first when both sides are due."
+def _trigger_stops(O, L, P, PL, H, S, E, n0, n, rules):
+    "Trigger every stop a trade has reached since the command's first event `n0` (any print of a sweep, not only its last; the last trade price too; under `rules` 1, the last trade price alone), earliest accepted first when both sides are due."
     seen, high, low = n0, S[S_LAST], S[S_LAST]
     while S[S_HASLAST]:
-        for i in range(seen, n):  # the prints since the last look, a triggered stop's own among them
-            if E[i, 1] == TRADE: high, low = max(high, E[i, 6]), min(low, E[i, 6])
+        if rules < 2: high, low = S[S_LAST], S[S_LAST]
+        else:
+            for i in range(seen, n):  # the prints since the last look, a triggered stop's own among them
+                if E[i, 1] == TRADE: high, low = max(high, E[i, 6]), min(low, E[i, 6])
         seen, o = n, -1
         if S[S_PN + 2] > 0:
             lv = PL[2, S[S_PN + 2] - 1]
@@ -397,13 +400,13 @@ def _check_submit(S, c):
     return R_NONE
 
 @njit(cache=True, inline='always')
-def _submit(O, L, P, PL, H, S, E, n, c):
+def _submit(O, L, P, PL, H, S, E, n, c, rules):
     "Accept or reject a new order; returns the slot of an order to execute now, or -1."
     oid, user, kind = c[C_ID], c[C_USER], c[C_KIND]
     reason = _check_submit(S, c)
     if reason == R_NONE and _hget(H, oid) != -1: reason = R_DUPLICATE
     if reason == R_NONE and c[C_POST] != 0 and _crosses(L, PL, S, c[C_SIDE], c[C_PRICE]): reason = R_POST_ONLY
-    if reason == R_NONE and (kind == STOP or kind == STOP_LIMIT) and S[S_HASLAST] and (
+    if reason == R_NONE and rules >= 2 and (kind == STOP or kind == STOP_LIMIT) and S[S_HASLAST] and (
             (c[C_SIDE] == BUY and c[C_STOP] <= S[S_LAST]) or (c[C_SIDE] == SELL and c[C_STOP] >= S[S_LAST])):
         reason = R_STOP_REACHED  # a buy stop at or below the last trade (a sell stop at or above): CME and Binance refuse it, it would trade at once
     if reason != R_NONE:
@@ -467,20 +470,20 @@ def _modify(O, L, P, PL, H, S, E, n, c):
     return E, n, o
 
 @njit(cache=True, nogil=True)
-def _run(O, L, P, PL, H, S, C, E):
-    "Apply commands `C` in order; returns the event buffer and the number of events written."
+def _run(O, L, P, PL, H, S, C, E, rules):
+    "Apply commands `C` in order under the matching `rules` (`RULES`: a journal written under older ones replays under those); returns the event buffer and the number of events written."
     n = 0
     for i in range(C.shape[0]):
         c, n0 = C[i], n
         op, o = c[C_OP], -1
-        if op == OP_SUBMIT: E, n, o = _submit(O, L, P, PL, H, S, E, n, c)
+        if op == OP_SUBMIT: E, n, o = _submit(O, L, P, PL, H, S, E, n, c, rules)
         elif op == OP_CANCEL: E, n = _cancel(O, L, P, PL, H, S, E, n, c)
         elif op == OP_MODIFY: E, n, o = _modify(O, L, P, PL, H, S, E, n, c)
         else:
             E = _emit(E, n, S, REJECTED, c[C_ID], 0, c[C_USER], 0, c[C_PRICE], c[C_QTY], R_OP)
             n += 1
         if o != -1: E, n = _execute(O, L, P, PL, H, S, E, n, o)
-        if S[S_PN + 2] + S[S_PN + 3] > 0: E, n = _trigger_stops(O, L, P, PL, H, S, E, n0, n)
+        if S[S_PN + 2] + S[S_PN + 3] > 0: E, n = _trigger_stops(O, L, P, PL, H, S, E, n0, n, rules)
     return E, n
 
 # %% ../../nbs/trading/00_book.ipynb #876b563d
@@ -572,6 +575,7 @@ class OrderBook:
         self._E = np.empty((1024, len(EVENT_FIELDS)), np.int64)
         self._one = np.zeros((1, len(COMMAND_FIELDS)), np.int64)
         self._room = 0  # commands that surely fit the pools as they are
+        self.rules = RULES  # the matching rules commands run under: older ones only to replay a journal written under them
 
     _STATE = ("_O", "_L", "_P", "_PL", "_H", "_S")
 
@@ -621,7 +625,7 @@ def _reserve(self: OrderBook, k):
 def _apply(self: OrderBook, C):
     "Run the int64 command rows `C`; returns the event rows (a view of the buffer, valid until the next call)."
     self._reserve(C.shape[0])
-    self._E, n = _run(self._O, self._L, self._P, self._PL, self._H, self._S, C, self._E)
+    self._E, n = _run(self._O, self._L, self._P, self._PL, self._H, self._S, C, self._E, self.rules)
     return self._E[:n]
 
 def command_rows(commands) -> np.ndarray:

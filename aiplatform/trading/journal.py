@@ -14,14 +14,22 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 from ..core import AIPlatformError, ValidationError, get_logger
-from .book import COMMAND_DTYPE, COMMAND_FIELDS, EVENT_DTYPE, Event, OrderBook, command_rows, events_of
+from .book import COMMAND_DTYPE, COMMAND_FIELDS, EVENT_DTYPE, RULES, Event, OrderBook, command_rows, events_of
 from fastcore.basics import patch
 
 # %% ../../nbs/trading/01_journal.ipynb #9f9aa769
 RECORD_WORDS = 2 + len(COMMAND_FIELDS)
 RECORD_BYTES = 8 * RECORD_WORDS
 MAGIC = b"AIPJRNL1"
-HEADER = MAGIC + np.array([1, RECORD_BYTES], np.int32).tobytes()
+HEADER = MAGIC + np.array([RULES, RECORD_BYTES], np.int32).tobytes()  # the matching rules the segment's records were applied under (`book.RULES`)
+
+def _rules(head: bytes, path) -> int:
+    "The matching rules a segment's header names; `JournalError` for a header that is not a journal's, or rules newer than this code's."
+    if len(head) != len(HEADER) or head[:len(MAGIC)] != MAGIC or head[len(MAGIC) + 4:] != HEADER[len(MAGIC) + 4:]:
+        raise JournalError(f"{path}: not a journal segment (bad header)")
+    rules = int(np.frombuffer(head, np.int32, 1, len(MAGIC))[0])
+    if not 1 <= rules <= RULES: raise JournalError(f"{path}: written under matching rules {rules}, this code knows 1 to {RULES} (a newer version wrote it)")
+    return rules
 
 @njit(cache=True)
 def _checksum(R, i):
@@ -90,7 +98,9 @@ class JournalWriter:
         self.close()
         path = self.folder/_segment_name(self.next_seq)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        if os.fstat(self._fd).st_size == 0: os.write(self._fd, HEADER)
+        if os.fstat(self._fd).st_size <= len(HEADER):  # new, or a header alone (maybe an older rules'): this code's header
+            os.ftruncate(self._fd, 0)
+            os.write(self._fd, HEADER)
         _fsync_dir(self.folder)
 
     def append(self, commands) -> int:
@@ -208,8 +218,9 @@ class Rewritable:
 
 # %% ../../nbs/trading/01_journal.ipynb #f0e7a591
 def _intact_chunks(folder, after, repair, report, chunk=1 << 16):
-    """Yield the intact records above `after`, chunk by chunk, filling `report`. The next chunk's checksums are
-    checked on a second thread while the caller uses the current one; segments are memory-mapped, not read."""
+    """Yield the intact records above `after`, chunk by chunk, with the matching rules they were written under, filling
+    `report`. The next chunk's checksums are checked on a second thread while the caller uses the current one; segments
+    are memory-mapped, not read."""
     segments = sorted(Path(folder).glob("journal-*.log"))
     report |= dict(segments=len(segments), cut_bytes=0, cut_records=0, last_seq=after)
     expected = None
@@ -217,12 +228,12 @@ def _intact_chunks(folder, after, repair, report, chunk=1 << 16):
         for k, path in enumerate(segments):
             size, first = path.stat().st_size, seq_of(path)
             with open(path, "rb") as f: head = f.read(len(HEADER))
-            if len(head) < len(HEADER) and HEADER.startswith(head) and k == len(segments) - 1:  # killed while starting it
+            if len(head) < len(HEADER) and head[:len(MAGIC)] == MAGIC[:len(head)] and k == len(segments) - 1:  # killed while starting it
                 get_logger("journal").warning("journal %s: cut a segment of %d bytes killed before its header was whole", path, size)
                 if repair: os.truncate(path, 0)  # reopened, the writer writes its header again
                 report["last_seq"] = max(after, (expected or first) - 1)
                 continue
-            if head[:len(MAGIC)] != MAGIC: raise JournalError(f"{path}: not a journal segment (bad header)")
+            rules = _rules(head, path)
             if expected is not None and first != expected:
                 raise JournalError(f"{path}: starts at sequence {first}, expected {expected}")
             if expected is None and first > after + 1:  # the book starts at `after`: what came between is gone
@@ -235,7 +246,7 @@ def _intact_chunks(folder, after, repair, report, chunk=1 << 16):
                 bad = pending.result()
                 if bad == -1 and start + chunk < whole: pending = check(start + chunk)
                 part = np.asarray(R[start:start + chunk if bad == -1 else start + bad])
-                if len(part) and part[-1, 0] > after: yield part if part[0, 0] > after else part[part[:, 0] > after]
+                if len(part) and part[-1, 0] > after: yield (part if part[0, 0] > after else part[part[:, 0] > after]), rules
                 if bad != -1:
                     good = start + bad
                     break
@@ -254,7 +265,7 @@ def _intact_chunks(folder, after, repair, report, chunk=1 << 16):
 def read_journal(folder, after=0, repair=True):
     "Records with sequence numbers above `after`, and a report of what was cut from the tail."
     report = {}
-    parts = list(_intact_chunks(folder, after, repair, report))
+    parts = [part for part, _ in _intact_chunks(folder, after, repair, report)]
     return (np.concatenate(parts) if parts else np.zeros((0, RECORD_WORDS), np.int64)), report
 
 def commands_of(R) -> np.ndarray:
@@ -293,12 +304,14 @@ class JournaledBook:
                 get_logger("journal").warning("snapshot %s unreadable (%s); an older one, or none", path, e)
         if book is None: book = OrderBook(tick_size)  # not `or`: an empty book is falsy
         report, replayed = {}, 0
-        for part in _intact_chunks(folder, after, True, report):
+        for part, rules in _intact_chunks(folder, after, True, report):
+            book.rules = rules  # each segment replayed under the matching rules it was written under
             commands = commands_of(part)
             if on_replay is None: book.process(commands, keep_events=False)
             else:
                 for i in range(len(commands)): on_replay(commands[i], book.process(commands[i:i + 1]))
             replayed += len(part)
+        book.rules = RULES  # and what comes now, under this code's
         report |= dict(snapshot_seq=after, replayed=replayed)
         return cls(folder, book, max(report["last_seq"], after) + 1, fsync, snapshot_every, report, before_sync)
 

@@ -162,3 +162,21 @@ def test_an_unreadable_snapshot_never_leaves_a_book_short(tmp_path):
     back.close()
     older.unlink()  # nothing left to start from but an empty book, and the journal's start was pruned
     with pytest.raises(JournalError, match="the records between are gone"): JournaledBook.open(tmp_path)
+
+def test_a_journal_written_under_older_matching_rules_replays_under_them(tmp_path):
+    from aiplatform.trading.book import RULES, submit_fields
+    from aiplatform.trading.journal import MAGIC, records
+    then = [submit_fields(1, "sell", 101, 5, user=1), submit_fields(2, "sell", 100, 1, user=1), submit_fields(3, "buy", 100, 1, user=2),
+            submit_fields(4, "buy", None, 2, user=3, kind="stop", stop_price=100)]  # rules 1: a stop at the last trade triggered at once
+    rules_1 = MAGIC + np.array([1, RECORD_BYTES], np.int32).tobytes()
+    (tmp_path/"journal-00000000000000000001.log").write_bytes(rules_1 + records(np.array(then, np.int64), 1).tobytes())
+    jb = JournaledBook.open(tmp_path)
+    assert (jb.book.depth()["asks"], jb.book.rules) == ([(101, 3)], RULES)  # as it traded then: 2 at 101 (before: refused on replay)
+    assert [(e.kind, e.reason) for e in jb.command(submit_fields(5, "buy", None, 1, user=3, kind="stop", stop_price=100))] == [("rejected", "stop_already_reached")]
+    jb.close()
+    again = JournaledBook.open(tmp_path)  # each segment under its own rules
+    assert again.book.depth()["asks"] == [(101, 3)] and again.recovery["replayed"] == 5
+    assert (tmp_path/"journal-00000000000000000005.log").read_bytes()[:len(HEADER)] == HEADER
+    again.close()
+    (tmp_path/"journal-00000000000000000006.log").write_bytes(MAGIC + np.array([RULES + 1, RECORD_BYTES], np.int32).tobytes())
+    with pytest.raises(JournalError, match=f"written under matching rules {RULES + 1}, this code knows 1 to {RULES}"): JournaledBook.open(tmp_path)
