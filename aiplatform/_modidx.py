@@ -2324,6 +2324,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                            'aiplatform/trading/journal.py'),
                                             'aiplatform.trading.journal._new_sync_thread': ( 'trading/journal.html#_new_sync_thread',
                                                                                              'aiplatform/trading/journal.py'),
+                                            'aiplatform.trading.journal._rules': ( 'trading/journal.html#_rules',
+                                                                                   'aiplatform/trading/journal.py'),
                                             'aiplatform.trading.journal._sealed': ( 'trading/journal.html#_sealed',
                                                                                     'aiplatform/trading/journal.py'),
                                             'aiplatform.trading.journal._segment_name': ( 'trading/journal.html#_segment_name',

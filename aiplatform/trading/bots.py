@@ -7,7 +7,7 @@ __all__ = ['BOTS', 'Strategy', 'run', 'BotThread', 'skewed', 'MarketMaker', 'ma_
            'journal_session', 'NoiseTrader', 'make_bot', 'main']
 
 # %% ../../nbs/trading/16_bots.ipynb #12b1686f
-import argparse, asyncio, itertools, math, threading, time
+import argparse, asyncio, itertools, math, numbers, threading, time
 from collections import deque
 from pathlib import Path
 import numpy as np
@@ -165,15 +165,15 @@ async def requote(self: MarketMaker):
         try: await self.client.cancel(cid)
         except (Conflict, NotFound): pass  # filled or cancelled meanwhile
         except (AIPlatformError, OSError) as e:  # the rate limit, a connection down: it may still stand, and is kept
-            get_logger("trading.bots").info("market maker %s: quote %s not cancelled (%s); new quotes wait", self.symbol, cid, e)
+            get_logger("trading.bots").info("market maker %s: quote %s not cancelled (%s); kept, none placed beside it", self.symbol, cid, e)
             continue
         del self.quotes[cid]
-    if self.quotes: return  # none placed beside a quote that may stand: tried again at the next book or fill
+    standing = set(self.quotes.values())  # the sides of the quotes kept: cancelled again at the next requote
     bid_qty, ask_qty = skewed(p["qty"], self.position, p["max_inventory"])
     gap = p["spread"] * self.tick
     bid, ask = (int(mid) - gap) // self.tick * self.tick, -(-(int(mid + 0.5) + gap) // self.tick) * self.tick  # on ticks, outwards
     for side, qty, price in (("buy", bid_qty - bid_qty % self.lot, bid), ("sell", ask_qty - ask_qty % self.lot, ask)):
-        if qty > 0 and price > 0:
+        if qty > 0 and price > 0 and side not in standing:
             try: self.quotes[(await self.client.order(self.symbol, side, qty, price))["cid"]] = side
             except _ORDER_ERRORS as e: get_logger("trading.bots").info("market maker %s: %s", self.symbol, e)
     self.quoted_at, self.quoted_mid = time.monotonic(), mid
@@ -227,7 +227,7 @@ class MomentumMA(Strategy):
 async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, speed: float = 1.0, offset: int = 0,
                  prefix: str | None = None, stop: asyncio.Event | None = None) -> dict:
     "Send `commands` to `symbol` at `speed`× the pace of `times_ns`, prices shifted by `offset`, client order ids `prefix` + engine id (a new prefix by default: each replay places its orders anew); counts of what was answered."
-    if not (type(speed) in (int, float) and math.isfinite(speed) and speed > 0): raise ValidationError(f"speed {speed!r}: expected a finite number above 0")
+    if not (isinstance(speed, numbers.Real) and math.isfinite(speed) and speed > 0): raise ValidationError(f"speed {speed!r}: expected a finite number above 0")
     prefix = f"r{new_cid()[:6]}-" if prefix is None else prefix
     loop, counts = asyncio.get_running_loop(), {"sent": 0, "acked": 0, "rejected": 0}
     start, t0 = loop.time(), int(times_ns[0]) if len(times_ns) else 0

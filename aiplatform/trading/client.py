@@ -50,6 +50,7 @@ class AsyncTradingClient:
         self.resyncs, self.reconnects, self.listeners, self.tape, self.keep = 0, 0, [], tape, keep
         self._session, self._ws, self._readers, self._waiting, self._resyncing = None, {}, {}, {}, set()
         self._subscribed, self._closing, self._connecting = set(), False, {}  # a lock a shard: one connection each, however many ask at once
+        self._following = set()  # (shard, channel, symbol) being subscribed again and again by `_follow`
         self._reqs, self.placed, self._tasks = itertools.count(1), set(), set()  # the cids of the orders this client sent; its background tasks
 
     def shard(self, symbol) -> int: return shard_of(symbol, len(self.urls))
@@ -167,16 +168,20 @@ async def _resubscribe(self: AsyncTradingClient, symbol):
 @patch
 async def _follow(self: AsyncTradingClient, shard, channel, symbol=None) -> dict | None:
     "Subscribe `shard` to `channel` (of `symbol`) while it is wanted, trying again, ever more slowly, while the shard cannot be reached or its rate limit refuses; the answer, or None (a lasting refusal is logged)."
-    wait, fields = 0.2, dict(channel=channel, **({"symbol": symbol} if symbol else {}))
-    while (channel, symbol) in self._subscribed and not self._closing:
-        try: return await self.request("subscribe", shard, **fields)
-        except (RateLimited, ConnectionError, TimeoutError, aiohttp.ClientError): pass  # not now: soon
-        except AIPlatformError as e:
-            get_logger("trading.client").warning("%sws: subscribing to %s refused: %s", self.urls[shard], fields, e)
-            return None
-        await asyncio.sleep(wait)
-        wait = min(5.0, wait * 1.5)
-    return None
+    wait, fields, key = 0.2, dict(channel=channel, **({"symbol": symbol} if symbol else {})), (shard, channel, symbol)
+    if key in self._following: return None  # one at a time: another will make it
+    self._following.add(key)
+    try:
+        while (channel, symbol) in self._subscribed and not self._closing:
+            try: return await self.request("subscribe", shard, **fields)
+            except (RateLimited, ConnectionError, TimeoutError, aiohttp.ClientError): pass  # not now: soon
+            except AIPlatformError as e:
+                get_logger("trading.client").warning("%sws: subscribing to %s refused: %s", self.urls[shard], fields, e)
+                return None
+            await asyncio.sleep(wait)
+            wait = min(5.0, wait * 1.5)
+        return None
+    finally: self._following.discard(key)
 
 # %% ../../nbs/trading/15_client.ipynb #f07b7913
 @patch
@@ -333,7 +338,9 @@ async def subscribe(self: AsyncTradingClient, channel, symbol=None):
     errors = [(s, a) for s, a in zip(shards, answers) if isinstance(a, BaseException)]
     for s, e in errors:
         if isinstance(e, (RateLimited, ConnectionError, TimeoutError, aiohttp.ClientError)): self._background(self._follow(s, channel, symbol))  # subscribed once it can be
-    if any(not isinstance(e, (RateLimited, ConnectionError, TimeoutError, aiohttp.ClientError)) for _, e in errors): self._subscribed.discard((channel, symbol))  # refused: nothing to follow
+    if refused := [e for _, e in errors if not isinstance(e, (RateLimited, ConnectionError, TimeoutError, aiohttp.ClientError))]:
+        self._subscribed.discard((channel, symbol))  # refused for good: nothing to follow
+        raise refused[0]
     if errors: raise errors[0][1]
 
 @patch

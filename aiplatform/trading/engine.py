@@ -8,7 +8,6 @@ __all__ = ['RiskLimits', 'Position', 'Engine']
 # %% ../../nbs/trading/02_engine.ipynb #71b8aef0
 import os
 import orjson
-from contextlib import ExitStack
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -215,9 +214,12 @@ def _done(self: Engine, symbol, order_id):
 
 @patch
 def close(self: Engine):
-    "Close each symbol's journal, all of them even when one fails."
-    with ExitStack() as closing:
-        for jb in self.journals.values(): closing.callback(jb.close)
+    "Close each symbol's journal, all of them even when one fails (the first error is raised after)."
+    errors = []
+    for jb in self.journals.values():
+        try: jb.close()
+        except Exception as e: errors.append(e)
+    if errors: raise errors[0]
 
 @patch
 def position(self: Engine, user, symbol) -> Position:

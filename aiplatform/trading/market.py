@@ -9,7 +9,7 @@ __all__ = ['LOST', 'HALTED', 'MAX_BATCH', 'RISK_LIMITS', 'CHILD_S', 'shard_of', 
 # %% ../../nbs/trading/13_market.ipynb #555ed271
 import fcntl, json, os, resource, signal, time, zlib
 from collections import deque
-from contextlib import ExitStack, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 import pydantic
@@ -508,8 +508,10 @@ def _reap(self: Market, wait=False):
 
 @patch
 def close(self: Market):
-    "Send what waits, wait for the children, close the files and free the folder: each closed even when one before it fails (the first error is raised after)."
-    with ExitStack() as closing:  # its callbacks run last first: the engine's journals, the client ids, the ledger, the lock
-        for close in (self._lock.close, self.ledger.close, self.cids.close, self.engine.close): closing.callback(close)
-        self.flush()
-        self._reap(wait=True)
+    "Send what waits, wait for the children, close the files and free the folder: each step taken even when one before it fails (the first error is raised after, the others logged)."
+    errors = []
+    for step in (self.flush, lambda: self._reap(wait=True), self.engine.close, self.cids.close, self.ledger.close, self._lock.close):
+        try: step()
+        except Exception as e: errors.append(e)
+    for e in errors[1:]: get_logger("trading.market").error("%s: closing: %s: %s", self.folder, type(e).__name__, e)
+    if errors: raise errors[0]

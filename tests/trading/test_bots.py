@@ -127,6 +127,7 @@ def test_replay_refuses_a_speed_that_is_not_a_finite_number_above_0():
     for speed in (float("nan"), float("inf"), 0, -1):
         with pytest.raises(ValidationError, match=f"speed {speed!r}: expected a finite number above 0"):
             asyncio.run(replay(None, "DEMO", np.array([0]), [], speed=speed))
+    assert asyncio.run(replay(None, "DEMO", np.array([], np.int64), [], speed=np.float64(2.0))) == {"sent": 0, "acked": 0, "rejected": 0}  # a NumPy number is one
     assert Strategy("DEMO").pnl_history.maxlen == 10_000  # a bot's P&L points: its newest, not one for every trade since it began
 
 def test_replay_streams_a_generated_session_at_n_times_speed(market):

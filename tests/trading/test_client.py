@@ -172,3 +172,18 @@ def test_a_connection_that_opens_as_the_client_closes_is_closed(svc):
         with pytest.raises(ConnectionError, match="the client is closed"): await c._socket(0)
         assert (c._ws, c._session) == ({}, None)
     asyncio.run(main())
+
+def test_a_refusal_for_good_is_what_subscribe_raises_and_a_shard_down_has_one_follower(svc):
+    from aiplatform.core import Forbidden
+    dead = f"http://127.0.0.1:{free_port()}/"
+    async def main():
+        async with AsyncTradingClient([dead, svc.url], svc.keys["vic"]) as c:
+            with pytest.raises(Forbidden): await c.subscribe("orders")  # shard 0 down, shard 1 refusing a viewer: the refusal is said
+            await asyncio.sleep(0.05)
+            assert (c._subscribed, c._following) == (set(), set())  # and nothing is tried again
+        async with AsyncTradingClient(dead, svc.keys["tess"]) as c:
+            for _ in range(3):
+                with pytest.raises(ConnectionError): await c.subscribe("book", "DEMO")
+            await asyncio.sleep(0.05)
+            assert c._following == {(0, "book", "DEMO")} and len(c._tasks) == 1  # before: a follower for each call
+    asyncio.run(main())

@@ -263,7 +263,12 @@ def test_a_close_the_disk_refuses_still_closes_every_file_and_frees_the_folder(t
     m = Market(tmp_path, [{"symbol": "DEMO"}])
     monkeypatch.setattr(ClientIds, "_append", failing)
     order(m, 1, "b1", "buy", 100)
-    with pytest.raises(OSError): m.close()  # the client ids' file refuses the new id (before: nothing after it was closed)
-    assert (m.cids._fd, m.ledger._fd, m.engine.journals["DEMO"].writer._fd, m._lock.closed) == (None, None, None, True)
+    flush = m.flush
+    def failing_flush():
+        flush()
+        raise OSError(errno.ENOSPC, "the first")
+    m.flush = failing_flush
+    with pytest.raises(OSError, match="the first"): m.close()  # the first error; the client ids' file refusing the id comes after
+    assert (m.cids._fd, m.ledger._fd, m.engine.journals["DEMO"].writer._fd, m._lock.closed) == (None, None, None, True)  # before: none closed
     monkeypatch.undo()
     Market(tmp_path).close()  # the folder is free again in this process
