@@ -2620,5 +2620,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                              'aiplatform.trading.sessions.Outbox.take': ( 'trading/sessions.html#outbox.take',
                                                                                           'aiplatform/trading/sessions.py'),
                                              'aiplatform.trading.sessions.Outbox.trim': ( 'trading/sessions.html#outbox.trim',
-                                                                                          'aiplatform/trading/sessions.py')},
+                                                                                          'aiplatform/trading/sessions.py'),
+                                             'aiplatform.trading.sessions._items': ( 'trading/sessions.html#_items',
+                                                                                     'aiplatform/trading/sessions.py')},
             'aiplatform.trading.tool': {'aiplatform.trading.tool.warm': ('trading/tool.html#warm', 'aiplatform/trading/tool.py')}}}
