@@ -165,7 +165,7 @@ async def requote(self: MarketMaker):
         try: await self.client.cancel(cid)
         except (Conflict, NotFound): pass  # filled or cancelled meanwhile
         except (AIPlatformError, OSError) as e:  # the rate limit, a connection down: it may still stand, and is kept
-            get_logger("trading.bots").info("market maker %s: quote %s not cancelled (%s); kept, none placed beside it", self.symbol, cid, e)
+            get_logger("trading.bots").info("market maker %s: quote %s not cancelled (%s); kept, and no new quote on its side", self.symbol, cid, e)
             continue
         del self.quotes[cid]
     standing = set(self.quotes.values())  # the sides of the quotes kept: cancelled again at the next requote

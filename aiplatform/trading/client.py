@@ -165,6 +165,8 @@ async def _resubscribe(self: AsyncTradingClient, symbol):
     self.books.pop(symbol, None)
     await self._follow(self.shard(symbol), "book", symbol)
 
+_NOT_NOW = (RateLimited, ConnectionError, TimeoutError, aiohttp.ClientError)  # a shard down or busy, or its rate limit: not now, but soon
+
 @patch
 async def _follow(self: AsyncTradingClient, shard, channel, symbol=None) -> dict | None:
     "Subscribe `shard` to `channel` (of `symbol`) while it is wanted, trying again, ever more slowly, while the shard cannot be reached or its rate limit refuses; the answer, or None (a lasting refusal is logged)."
@@ -174,7 +176,7 @@ async def _follow(self: AsyncTradingClient, shard, channel, symbol=None) -> dict
     try:
         while (channel, symbol) in self._subscribed and not self._closing:
             try: return await self.request("subscribe", shard, **fields)
-            except (RateLimited, ConnectionError, TimeoutError, aiohttp.ClientError): pass  # not now: soon
+            except _NOT_NOW: pass  # soon
             except AIPlatformError as e:
                 get_logger("trading.client").warning("%sws: subscribing to %s refused: %s", self.urls[shard], fields, e)
                 return None
@@ -336,11 +338,10 @@ async def subscribe(self: AsyncTradingClient, channel, symbol=None):
     answers = await asyncio.gather(*(self.request("subscribe", s, channel=channel, **({"symbol": symbol} if symbol else {})) for s in shards),
                                    return_exceptions=True)  # every shard at once: one down delays none
     errors = [(s, a) for s, a in zip(shards, answers) if isinstance(a, BaseException)]
-    for s, e in errors:
-        if isinstance(e, (RateLimited, ConnectionError, TimeoutError, aiohttp.ClientError)): self._background(self._follow(s, channel, symbol))  # subscribed once it can be
-    if refused := [e for _, e in errors if not isinstance(e, (RateLimited, ConnectionError, TimeoutError, aiohttp.ClientError))]:
+    if refused := [e for _, e in errors if not isinstance(e, _NOT_NOW)]:
         self._subscribed.discard((channel, symbol))  # refused for good: nothing to follow
         raise refused[0]
+    for s, _ in errors: self._background(self._follow(s, channel, symbol))  # subscribed once it can be
     if errors: raise errors[0][1]
 
 @patch
