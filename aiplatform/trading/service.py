@@ -271,7 +271,7 @@ def _open(self: Connection, placed: dict) -> dict:
 
 @patch
 def _placed(self: Connection, cid):
-    "Remember an order to cancel when the connection closes; forget the done ones whenever the set doubles, so it stays bounded."
+    "Remember an order to cancel when the connection closes; forget the done ones whenever their number doubles, so it stays bounded."
     self.placed[cid] = self.market.cids.ids[(self.account, cid)]
     if len(self.placed) > self._prune_at:
         self.placed = self._open(self.placed)
