@@ -218,7 +218,7 @@ def close(self: Engine):
     errors = []
     for jb in self.journals.values():
         try: jb.close()
-        except Exception as e: errors.append(e)
+        except BaseException as e: errors.append(e)  # an interrupt too: the rest is still closed
     if errors: raise errors[0]
 
 @patch

@@ -512,6 +512,6 @@ def close(self: Market):
     errors = []
     for step in (self.flush, lambda: self._reap(wait=True), self.engine.close, self.cids.close, self.ledger.close, self._lock.close):
         try: step()
-        except Exception as e: errors.append(e)
+        except BaseException as e: errors.append(e)  # an interrupt too: the rest is still closed
     for e in errors[1:]: get_logger("trading.market").error("%s: closing: %s: %s", self.folder, type(e).__name__, e)
     if errors: raise errors[0]

@@ -259,16 +259,18 @@ def test_a_failed_batch_refuses_the_rest_of_its_symbols_commands(tmp_path, monke
     assert calls == [1] and answers == [("a", False, "rejected"), ("cancel", False, "rejected")] and m.specs["DEMO"].halted
     m.close()
 
-def test_a_close_the_disk_refuses_still_closes_every_file_and_frees_the_folder(tmp_path, monkeypatch):
+@pytest.mark.parametrize("first", [OSError(errno.ENOSPC, "the first"), KeyboardInterrupt()])
+def test_a_close_the_disk_refuses_still_closes_every_file_and_frees_the_folder(tmp_path, monkeypatch, first):
     m = Market(tmp_path, [{"symbol": "DEMO"}])
     monkeypatch.setattr(ClientIds, "_append", failing)
     order(m, 1, "b1", "buy", 100)
     flush = m.flush
     def failing_flush():
         flush()
-        raise OSError(errno.ENOSPC, "the first")
+        raise first  # a full disk, or Ctrl-C
     m.flush = failing_flush
-    with pytest.raises(OSError, match="the first"): m.close()  # the first error; the client ids' file refusing the id comes after
+    with pytest.raises(type(first)) as raised: m.close()
+    assert raised.value is first  # the first error; the client ids' file refusing the id comes after
     assert (m.cids._fd, m.ledger._fd, m.engine.journals["DEMO"].writer._fd, m._lock.closed) == (None, None, None, True)  # before: none closed
     monkeypatch.undo()
     Market(tmp_path).close()  # the folder is free again in this process
