@@ -72,11 +72,11 @@ def _cycles(typingctx):
     return types.int64(), codegen
 
 @njit
-def _timed_run(O, L, P, PL, H, S, C, E, lat):
-    "Apply commands one at a time, recording each one's cycles."
+def _timed_run(O, L, P, PL, H, S, C, E, lat, rules):
+    "Apply commands one at a time under the matching `rules`, recording each one's cycles."
     for i in range(C.shape[0]):
         t0 = _cycles()
-        E, n = _run(O, L, P, PL, H, S, C[i:i + 1], E)
+        E, n = _run(O, L, P, PL, H, S, C[i:i + 1], E, rules)
         lat[i] = _cycles() - t0
     return E
 
@@ -110,7 +110,7 @@ def bench_mixed(stream, warm, repeats=5):
     C = stream[warm:].view(np.int64).reshape(-1, len(COMMAND_FIELDS))
     book._reserve(len(C))
     lat = np.zeros(len(C), np.int64)
-    _timed_run(book._O, book._L, book._P, book._PL, book._H, book._S, C, np.empty((1024, len(EVENT_FIELDS)), np.int64), lat)
+    _timed_run(book._O, book._L, book._P, book._PL, book._H, book._S, C, np.empty((1024, len(EVENT_FIELDS)), np.int64), lat, book.rules)
     ns = lat * ns_per_cycle()
     return ops, {p: float(np.percentile(ns, p)) for p in (50, 99, 99.9, 99.99)}
 
