@@ -157,6 +157,17 @@ async def _until(ws, pred, timeout=10):
                 seen.append(m)
                 if pred(m): return seen
 
+def _answers(svc, frame: str, last, user="tess") -> dict:
+    "The answers to the messages of `frame` (JSON text) by their req, up to the one to req `last`; the connection is still open after them."
+    async def scenario():
+        session, ws = await _ws(svc, user)
+        await ws.send_str(frame)
+        got = {m.get("req"): m for m in await _until(ws, lambda m: m.get("req") == last)}
+        assert not ws.closed
+        await session.close()
+        return got
+    return asyncio.run(scenario())
+
 def test_websocket_orders_acks_rejects_and_idempotent_ids(svc):
     async def scenario():
         session, ws = await _ws(svc, "tess")
@@ -318,15 +329,8 @@ def test_an_order_and_a_refused_modify_of_it_in_one_frame(svc):
 
 def test_wrong_types_are_answered_and_the_connection_goes_on(svc):
     assert call(svc, "POST", "orders", body=dict(cid="s-1", symbol="DEMO", side="buy", price=100, qty=1, self=1))[1]["error"].startswith("self: unknown field")
-    async def scenario():
-        session, ws = await _ws(svc, "tess")
-        await ws.send_json([{"op": "ping", "req": 1}, {"op": "cancel_all", "symbol": 5, "req": 2}, {"op": "cancel_all", "symbol": ["DEMO"], "req": 3},
-                            {"op": "modify", "cid": "x", "self": 1, "req": 4}, {"op": "ping", "req": 5}])
-        got = {m.get("req"): m for m in await _until(ws, lambda m: m.get("req") == 5)}
-        assert not ws.closed
-        await session.close()
-        return got
-    got = asyncio.run(scenario())
+    got = _answers(svc, json.dumps([{"op": "ping", "req": 1}, {"op": "cancel_all", "symbol": 5, "req": 2}, {"op": "cancel_all", "symbol": ["DEMO"], "req": 3},
+                                    {"op": "modify", "cid": "x", "self": 1, "req": 4}, {"op": "ping", "req": 5}]), 5)
     assert (got[1]["type"], got[5]["type"]) == ("pong", "pong")
     assert got[2]["error"].startswith("symbol 5: expected a symbol") and got[3]["error"].startswith("symbol: expected a symbol")
     assert got[4]["error"].startswith("self: unknown field") and {got[k]["status"] for k in (2, 3, 4)} == {400}
@@ -425,14 +429,7 @@ def test_a_client_that_reads_nothing_holds_up_no_others_close_nor_the_stop(tmp_p
 
 def test_a_value_nested_a_thousand_deep_is_answered_and_the_connection_goes_on(svc):
     deep = "[" * 1000 + "]" * 1000  # orjson reads up to 1,024 levels; repr() of it is a RecursionError
-    async def scenario():
-        session, ws = await _ws(svc, "tess")
-        await ws.send_str(f'[{{"op":"ping","req":1}},{{"op":{deep},"req":2}},{{"op":"subscribe","channel":{deep},"req":3}},{{"op":"ping","req":4}}]')
-        got = {m.get("req"): m for m in await _until(ws, lambda m: m.get("req") == 4)}
-        assert not ws.closed
-        await session.close()
-        return got
-    got = asyncio.run(scenario())
+    got = _answers(svc, f'[{{"op":"ping","req":1}},{{"op":{deep},"req":2}},{{"op":"subscribe","channel":{deep},"req":3}},{{"op":"ping","req":4}}]', 4)
     assert (got[1]["type"], got[4]["type"]) == ("pong", "pong")
     assert got[2]["error"].startswith("op [[[[[[[...]]]]]]]: expected one of") and got[3]["error"].startswith("channel [[[[[[[...]]]]]]]: expected one of")
 
