@@ -168,21 +168,22 @@ async def _resubscribe(self: AsyncTradingClient, symbol):
 _NOT_NOW = (RateLimited, ConnectionError, TimeoutError, aiohttp.ClientError)  # a shard down or busy, or its rate limit: not now, but soon
 
 @patch
-async def _follow(self: AsyncTradingClient, shard, channel, symbol=None) -> dict | None:
-    "Subscribe `shard` to `channel` (of `symbol`) while it is wanted, trying again, ever more slowly, while the shard cannot be reached or its rate limit refuses; the answer, or None (a lasting refusal is logged)."
+async def _follow(self: AsyncTradingClient, shard, channel, symbol=None):
+    "Subscribe `shard` to `channel` (of `symbol`) while it is wanted, trying again, ever more slowly, while the shard cannot be reached or its rate limit refuses (a lasting refusal is logged)."
     wait, fields, key = 0.2, dict(channel=channel, **({"symbol": symbol} if symbol else {})), (shard, channel, symbol)
-    if key in self._following: return None  # one at a time: another will make it
+    if key in self._following: return  # one at a time: another will make it
     self._following.add(key)
     try:
         while (channel, symbol) in self._subscribed and not self._closing:
-            try: return await self.request("subscribe", shard, **fields)
+            try:
+                await self.request("subscribe", shard, **fields)
+                return
             except _NOT_NOW: pass  # soon
             except AIPlatformError as e:
                 get_logger("trading.client").warning("%sws: subscribing to %s refused: %s", self.urls[shard], fields, e)
-                return None
+                return
             await asyncio.sleep(wait)
             wait = min(5.0, wait * 1.5)
-        return None
     finally: self._following.discard(key)
 
 # %% ../../nbs/trading/15_client.ipynb #f07b7913

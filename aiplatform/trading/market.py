@@ -18,7 +18,7 @@ from fastcore.basics import patch
 from ..core import ConfigError, Conflict, NotFound, ValidationError, get_logger, validation_error
 from .book import GTC, IOC, LIMIT, MAX_PRICE, OP_CANCEL, OP_SUBMIT, STOP, STOP_LIMIT, cancel_fields, modify_fields
 from .client_ids import ClientIds
-from .engine import Engine, RiskLimits
+from .engine import Engine, RiskLimits, close_all
 from .feed import BookFeed
 from .journal import _fsync_dir
 from .ledger import Ledger, OrderState, is_done
@@ -508,10 +508,5 @@ def _reap(self: Market, wait=False):
 
 @patch
 def close(self: Market):
-    "Send what waits, wait for the children, close the files and free the folder: each step taken even when one before it fails (the first error is raised after, the others logged)."
-    errors = []
-    for step in (self.flush, lambda: self._reap(wait=True), self.engine.close, self.cids.close, self.ledger.close, self._lock.close):
-        try: step()
-        except BaseException as e: errors.append(e)  # an interrupt too: the rest is still closed
-    for e in errors[1:]: get_logger("trading.market").error("%s: closing: %s: %s", self.folder, type(e).__name__, e)
-    if errors: raise errors[0]
+    "Send what waits, wait for the children, close the files and free the folder: each step taken even when one before it fails (`close_all`)."
+    close_all((self.flush, lambda: self._reap(wait=True), self.engine.close, self.cids.close, self.ledger.close, self._lock.close))
