@@ -372,6 +372,11 @@ async def _everywhere(self: AsyncTradingClient, path, key, **params) -> list:
     return [row for s in range(len(self.urls)) for row in (await self.get(path, s, **params))[key]]
 
 @patch
+async def me(self: AsyncTradingClient) -> dict:
+    "Whose key this client holds: the `account` (its id), `username` and `role`."
+    return await self.get("me")
+
+@patch
 async def symbols(self: AsyncTradingClient) -> pd.DataFrame:
     return pd.DataFrame(await self._everywhere("symbols", "symbols"))
 

@@ -77,7 +77,7 @@ border-bottom:1px solid #eee;text-align:right}.aip-ladder td:first-child{color:#
 class TradingDesk(widgets.VBox):
     "The Trading Desk: ticket, ladder, tape, orders, fills, positions with P&L, bots."
     def __init__(self, settings=None):
-        self.settings, self.client, self.bots, self.pnl_points, self._watched = settings or get_settings(), None, {}, [], None
+        self.settings, self.client, self.account, self.bots, self.pnl_points, self._watched = settings or get_settings(), None, None, {}, [], None
         self.key = widgets.Password(description="API key", placeholder="aip_…", style=STYLE, layout=dict(width="420px"))
         self.connect_button = widgets.Button(description="Connect", button_style="primary", icon="plug")
         self.connect_button.on_click(lambda _: self.connect())
@@ -131,17 +131,18 @@ def connect(self: TradingDesk):
         if not key: raise ValidationError("API key: required (an admin makes one: aiplatform users key <name>)")
         client = TradingClient(service_urls(self.settings), key)
         try:
+            account = client.me()["account"]
             client.subscribe("orders"); client.subscribe("positions")
             symbols = sorted(client.symbols().get("symbol", []))  # none: no column at all
         except Exception:
             client.close()
             raise
         if self.client:
-            if self.client.key != key:  # another account: its bots and its P&L are not this one's
+            if self.account != account:  # another account: its bots and its P&L are not this one's
                 self.stop_bots()
                 self.bots, self.pnl_points = {}, []
             self.client.close()
-        self.client = client
+        self.client, self.account = client, account
         self.symbol.options = symbols
         if symbols: self.symbol.value = symbols[0]
         self._watch()  # the new client follows the symbol shown, changed or not

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['ORDER_OPS', 'CHANNELS', 'MAX_FRAME', 'PING_S', 'BACKLOG', 'CLOSE_S', 'MARKET', 'HUB', 'ACCOUNT', 'SYMBOL_Q', 'LIMIT',
            'TRADERS', 'ROUTES', 'PATH_PATTERNS', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub', 'Connection',
-           'Route', 'query', 'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders',
+           'Route', 'query', 'me', 'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders',
            'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume', 'websocket', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
@@ -339,6 +339,12 @@ SYMBOL_Q = ("a traded symbol", {"type": "string", "pattern": r"^[A-Z0-9][A-Z0-9.
 LIMIT = ("how many, newest last", {"type": "integer", "minimum": 1, "maximum": 10_000})
 TRADERS = ("trader", "admin")
 
+async def me(request):
+    "The caller: their account's id, username and role (two keys of one account answer the same account)."
+    user = await caller(request)
+    query(request, ROUTES["me"])
+    return web.json_response({"account": user.id, "username": user.username, "role": user.role})
+
 async def symbols(request):
     await caller(request)
     query(request, ROUTES["symbols"])
@@ -465,6 +471,7 @@ async def websocket(request):
 def _routes() -> dict:
     s, cid = {"symbol": SYMBOL_Q}, {"account": ACCOUNT}
     return {r.handler.__name__ if name is None else name: r for name, r in [
+        (None, Route("GET", "/me", me, "Who the caller is: account id, username and role.")),
         (None, Route("GET", "/symbols", symbols, "The symbols this shard trades, their rules and last prices.")),
         (None, Route("GET", "/depth/{symbol}", depth, "A symbol's book: quantity per price, best first.", (),
                      None, {"levels": ("levels per side", {"type": "integer", "minimum": 1, "maximum": 1000})})),
@@ -491,7 +498,7 @@ def _responses(name, r: Route) -> dict:
     out = {"201" if name == "add_symbol" else "200": {"description": "done"}, "400": {"description": "a field breaks its rule; nothing changed"},
            "401": {"description": "no valid API key"}, "403": {"description": "the role does not allow it"},
            "429": {"description": "past the caller's rate of requests ([services] rate)"}}
-    if name != "symbols": out["404"] = {"description": "no such order, symbol or account"}
+    if name not in ("me", "symbols"): out["404"] = {"description": "no such order, symbol or account"}
     if name in ("submit", "cancel", "modify", "add_symbol"): out["409"] = {"description": "the order is done, the symbol halted, or already traded"}
     if r.body: out["413"] = {"description": "the body is past [limits] request_kb"}
     if "{symbol}" in r.path or name in ("submit", "cancel_all", "add_symbol"): out["421"] = {"description": "another shard trades the symbol"}

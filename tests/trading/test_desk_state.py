@@ -111,6 +111,18 @@ def test_a_symbol_left_is_no_longer_followed(svc):
     assert ("trades", "DEMO") in d.client.aio._subscribed  # its trades still mark a position held there
     d.client.close()
 
+def test_a_desk_connected_with_another_key_of_the_same_account_keeps_its_bots(svc):
+    from aiplatform.platform.auth import create_key
+    d = desk_on(svc, "ada")
+    d.bot.value, d.bot_params.value = "market_maker", "spread=2, qty=1, fair=500"
+    d.start_bot()
+    try:
+        d.key.value = create_key("ada", settings=load_settings(env={}, platform={"data_dir": svc.data}))
+        d.connect()  # ada still: before, any other key stopped her bots
+        assert [t.running for t in d.bots.values()] == [True]
+    finally:
+        d.stop_bots(), d.client.close()
+
 def test_a_desk_connected_as_another_account_drops_the_last_ones_bots_and_pnl_and_starts_bots_as_itself(svc):
     d = desk_on(svc, "ada")
     d.bot.value, d.bot_params.value = "market_maker", "spread=2, qty=1, fair=500"

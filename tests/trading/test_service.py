@@ -14,7 +14,7 @@ def svc(tmp_path_factory):
     data = tmp_path_factory.mktemp("trading")
     keys = make_users(data)
     service = start_trading(data, symbols="DEMO ACME LOTS", heartbeat=0.5, rate=200, burst=300, queue_limit=50, send_buffer_kb=8)
-    service.keys = keys
+    service.keys, service.data = keys, data
     yield service
     stop(service)
 
@@ -33,7 +33,7 @@ def test_openapi_describes_every_route(svc):
     assert {(p, m) for p, ops in doc["paths"].items() for m in ops} >= {("/orders", "post"), ("/orders/{cid}", "delete"),
         ("/orders/{cid}", "patch"), ("/orders/cancel-all", "post"), ("/fills", "get"), ("/positions", "get"),
         ("/depth/{symbol}", "get"), ("/trades/{symbol}", "get"), ("/symbols", "get"), ("/admin/symbols", "post"),
-        ("/admin/symbols/{symbol}/halt", "post"), ("/admin/symbols/{symbol}/resume", "post")}
+        ("/admin/symbols/{symbol}/halt", "post"), ("/admin/symbols/{symbol}/resume", "post"), ("/me", "get")}
     modify = doc["components"]["schemas"]["Modify"]  # PATCH's body, as the handler takes it: the cid is the path's
     assert "cid" not in modify["properties"] and "required" not in modify
     valid = jsonschema.Draft202012Validator(modify).is_valid  # what the document takes, the route takes: a price, a qty or both, not null
@@ -42,6 +42,18 @@ def test_openapi_describes_every_route(svc):
         == {"cid": CID, "symbol": SYMBOL}
     assert {"201", "409", "421"} <= set(doc["paths"]["/admin/symbols"]["post"]["responses"]) and "200" not in doc["paths"]["/admin/symbols"]["post"]["responses"]
     assert {"404", "409", "422", "429"} <= set(doc["paths"]["/orders/{cid}"]["delete"]["responses"])
+
+def test_me_names_the_callers_account_whichever_of_its_keys(svc):
+    from aiplatform.platform.auth import create_key
+    from aiplatform.core import load_settings
+    second = create_key("tess", settings=load_settings(env={}, platform={"data_dir": svc.data}))
+    status, tess = call(svc, "GET", "me")
+    assert status == 200 and (tess["username"], tess["role"]) == ("tess", "trader") and isinstance(tess["account"], int)
+    assert call(svc, "GET", "me", user="vic")[1]["role"] == "viewer" and call(svc, "GET", "me", user="vic")[1]["account"] != tess["account"]
+    svc.keys["tess2"] = second
+    try: assert call(svc, "GET", "me", user="tess2") == (200, tess)
+    finally: del svc.keys["tess2"]
+    assert call(svc, "GET", "me?account=tom")[0] == 400 and call(svc, "GET", "me", user=None)[0] == 401
 
 def test_orders_over_http_from_submit_to_fill(svc):
     order = dict(cid="h-1", symbol="DEMO", side="sell", price=100, qty=5)
