@@ -196,11 +196,12 @@ def _account(self: Engine, symbol, events, sides):
             if key not in self.live: self.open_orders[e.user] = self.open_orders.get(e.user, 0) + 1
             self.live[key] = [e.user, sides.get(e.order_id) if key not in self.live else self.live[key][1], e.qty]
         elif e.kind == "trade":
+            wash = e.user == e.maker_user  # an account trading with itself: its position, cost and P&L stay as they were
             for oid, user in ((e.order_id, e.user), (e.maker_id, e.maker_user)):
                 order = self.live[(symbol, oid)]
-                direction = 1 if order[1] == "buy" else -1
-                if (p := self.positions.get((user, symbol))) is None: p = self.positions[user, symbol] = Position()
-                p.fill(direction * e.qty, e.price)
+                if not wash:
+                    if (p := self.positions.get((user, symbol))) is None: p = self.positions[user, symbol] = Position()
+                    p.fill((1 if order[1] == "buy" else -1) * e.qty, e.price)
                 order[2] -= e.qty
                 if order[2] == 0: self._done(symbol, oid)
         elif e.kind == "cancelled" and key in self.live: self._done(symbol, e.order_id)
