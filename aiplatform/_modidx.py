@@ -1929,6 +1929,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                    'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots.Strategy.position': ( 'trading/bots.html#strategy.position',
                                                                                         'aiplatform/trading/bots.py'),
+                                         'aiplatform.trading.bots._message': ('trading/bots.html#_message', 'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots._need': ('trading/bots.html#_need', 'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots._positive': ('trading/bots.html#_positive', 'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots._value': ('trading/bots.html#_value', 'aiplatform/trading/bots.py'),

@@ -9,6 +9,7 @@ __all__ = ['BOTS', 'Strategy', 'run', 'BotThread', 'skewed', 'MarketMaker', 'ma_
 # %% ../../nbs/trading/16_bots.ipynb #12b1686f
 import argparse, asyncio, itertools, math, numbers, threading, time
 from collections import deque
+from contextlib import suppress
 from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
@@ -31,6 +32,7 @@ _ORDER_ERRORS = (OrderRejected, ValidationError, Conflict, RateLimited)  # a quo
 class Strategy:
     "A trading bot for one symbol: override the hooks it needs."
     name = "strategy"
+    in_lots = ()  # the parameters that are order sizes: each must be a multiple of the symbol's lot size
     def __init__(self, symbol: str, **params):
         self.symbol, self.params, self.client, self.pnl_history, self.fills = symbol, params, None, deque(maxlen=10_000), deque(maxlen=10_000)  # its P&L's and its own fills' newest
         self.tick, self.lot = 1, 1  # the symbol's tick and lot sizes, once running
@@ -75,6 +77,9 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
         if "symbol" not in specs or strategy.symbol not in set(specs.symbol): raise ValidationError(f"symbol {strategy.symbol!r}: not traded")
         spec = specs[specs.symbol == strategy.symbol].iloc[0]
         strategy.tick, strategy.lot = int(spec.tick_size), int(spec.lot_size)
+        for name in strategy.in_lots:
+            value = strategy.params[name]
+            _need(name, value, value % strategy.lot == 0, f"a multiple of {strategy.symbol}'s lot size {strategy.lot}")
         client.listeners.append(inbox.put_nowait)
         for channel, symbol in (("book", strategy.symbol), ("trades", strategy.symbol), ("orders", None), ("positions", None)):
             await client.subscribe(channel, symbol)
@@ -147,6 +152,7 @@ def skewed(qty: int, position: int, max_inventory: int) -> tuple[int, int]:
 class MarketMaker(Strategy):
     "Two-sided quotes around the mid with inventory skew."
     name = "market_maker"
+    in_lots = ("qty",)
     def __init__(self, symbol, spread=2, qty=10, refresh_s=1.0, max_inventory=100, fair=None):
         for name, value in dict(spread=spread, qty=qty, max_inventory=max_inventory).items(): _need(name, value, _whole(value), "a whole number from 1")
         _need("refresh_s", refresh_s, _positive(refresh_s), "seconds above 0")
@@ -172,7 +178,8 @@ async def requote(self: MarketMaker):
     bid_qty, ask_qty = skewed(p["qty"], self.position, p["max_inventory"])
     gap = p["spread"] * self.tick
     bid, ask = (int(mid) - gap) // self.tick * self.tick, -(-(int(mid + 0.5) + gap) // self.tick) * self.tick  # on ticks, outwards
-    for side, qty, price in (("buy", bid_qty - bid_qty % self.lot, bid), ("sell", ask_qty - ask_qty % self.lot, ask)):
+    lots = lambda q: (2 * q + self.lot) // (2 * self.lot) * self.lot  # the nearest, half up: a skewed size keeps its skew
+    for side, qty, price in (("buy", lots(bid_qty), bid), ("sell", lots(ask_qty), ask)):
         if qty > 0 and price > 0 and side not in standing:
             try: self.quotes[(await self.client.order(self.symbol, side, qty, price))["cid"]] = side
             except _ORDER_ERRORS as e: get_logger("trading.bots").info("market maker %s: %s", self.symbol, e)
@@ -202,6 +209,7 @@ def ma_signal(prices, fast: int, slow: int) -> int:
 class MomentumMA(Strategy):
     "Long when the fast moving average of the mid is above the slow one, short below."
     name = "momentum_ma"
+    in_lots = ("qty", "max_position")
     def __init__(self, symbol, fast=5, slow=20, qty=10, max_position=50, interval_s=0.2):
         if not (_whole(fast) and _whole(slow) and fast < slow): raise ValidationError(f"fast {fast!r}, slow {slow!r}: expected whole numbers, 1 <= fast < slow")
         for name, value in dict(qty=qty, max_position=max_position).items(): _need(name, value, _whole(value), "a whole number from 1")
@@ -229,28 +237,37 @@ async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, sp
     "Send `commands` to `symbol` at `speed`× the pace of `times_ns`, prices shifted by `offset`, client order ids `prefix` + engine id (a new prefix by default: each replay places its orders anew); counts of what was answered."
     if not (isinstance(speed, numbers.Real) and math.isfinite(speed) and speed > 0): raise ValidationError(f"speed {speed!r}: expected a finite number above 0")
     prefix = f"r{new_cid()[:6]}-" if prefix is None else prefix
-    loop, counts = asyncio.get_running_loop(), {"sent": 0, "acked": 0, "rejected": 0}
-    start, t0 = loop.time(), int(times_ns[0]) if len(times_ns) else 0
-    for t, c in zip(times_ns.tolist(), commands):
-        if stop is not None and stop.is_set(): break
-        if (wait := start + (t - t0) / 1e9 / speed - loop.time()) > 0: await asyncio.sleep(wait)
-        cid = f"{prefix}{int(c['order_id'])}"
-        if c["op"] == OP_CANCEL: message = dict(op="cancel", cid=cid)
-        elif c["op"] == OP_MODIFY:
-            message = dict(op="modify", cid=cid, **({"price": int(c["price"]) + offset} if c["price"] else {}),
-                           **({"qty": int(c["qty"])} if c["qty"] else {}))
-        else:
-            message = dict(op="order", cid=cid, symbol=symbol, side=SIDES[c["side"]], qty=int(c["qty"]), kind=KINDS[c["kind"]],
-                           tif=TIFS[c["tif"]])
-            if c["price"]: message["price"] = int(c["price"]) + offset
-            if c["stop_price"]: message["stop_price"] = int(c["stop_price"]) + offset
-            if c["display_qty"]: message["display_qty"] = int(c["display_qty"])
-            if c["post_only"]: message["post_only"] = True
-            if c["stp"]: message["stp"] = STPS[c["stp"]]
-        answer = (await client.requests([message], client.shard(symbol), check=False))[0]
-        counts["sent"] += 1
-        counts["acked" if answer["type"] == "ack" else "rejected"] += 1
+    loop, counts, times = asyncio.get_running_loop(), {"sent": 0, "acked": 0, "rejected": 0, "behind_s": 0.0}, times_ns.tolist()
+    start, t0, i = loop.time(), times[0] if times else 0, 0
+    due = lambda k: start + (times[k] - t0) / 1e9 / speed
+    while i < len(times) and not (stop is not None and stop.is_set()):
+        if (wait := due(i) - loop.time()) > 0:
+            if stop is None: await asyncio.sleep(wait)
+            else:
+                with suppress(TimeoutError): await asyncio.wait_for(stop.wait(), wait)  # a stop set meanwhile ends it now
+            continue
+        now, j = loop.time(), i
+        while j < len(times) and due(j) <= now: j += 1  # every command due by now, in one frame: a fast session keeps its pace
+        counts["behind_s"] = max(counts["behind_s"], now - due(i))
+        answers = await client.requests([_message(c, symbol, f"{prefix}{int(c['order_id'])}", offset) for c in commands[i:j]],
+                                        client.shard(symbol), check=False)
+        counts["sent"] += len(answers)
+        for answer in answers: counts["acked" if answer["type"] == "ack" else "rejected"] += 1
+        i = j
     return counts
+
+def _message(c, symbol, cid, offset) -> dict:
+    "The service's message for the engine command `c`, under client order id `cid`, its prices shifted by `offset`."
+    if c["op"] == OP_CANCEL: return dict(op="cancel", cid=cid)
+    if c["op"] == OP_MODIFY:
+        return dict(op="modify", cid=cid, **({"price": int(c["price"]) + offset} if c["price"] else {}), **({"qty": int(c["qty"])} if c["qty"] else {}))
+    message = dict(op="order", cid=cid, symbol=symbol, side=SIDES[c["side"]], qty=int(c["qty"]), kind=KINDS[c["kind"]], tif=TIFS[c["tif"]])
+    if c["price"]: message["price"] = int(c["price"]) + offset
+    if c["stop_price"]: message["stop_price"] = int(c["stop_price"]) + offset
+    if c["display_qty"]: message["display_qty"] = int(c["display_qty"])
+    if c["post_only"]: message["post_only"] = True
+    if c["stp"]: message["stp"] = STPS[c["stp"]]
+    return message
 
 def journal_session(folder, rate: float = 1_000.0) -> tuple:
     "A recorded session: the commands one book's journal in `folder` keeps (read only; from the first kept, once snapshots let older ones go), `rate` a second (a journal keeps their order, not their times)."
@@ -273,15 +290,19 @@ class NoiseTrader(Strategy):
         self.rounds, self._task = itertools.count(), None
 
     async def _play(self):
+        "Rounds of 200 generated commands around the mid, made in ticks and lots; after each, what the rounds before it left open is cancelled (a noise order lives two rounds at most)."
         p = self.params
         while True:
-            mid = int(self.mid() or p["fair"])
-            times, cmds = order_flow(200, mid=mid, spread=p["spread"], rate=p["rate"], cancel=p["cancel"], marketable=p["marketable"],
-                                     max_qty=p["max_qty"], seed=None if p["seed"] is None else p["seed"] + next(self.rounds))
-            new = cmds["op"] == OP_SUBMIT  # on the symbol's ticks and lots
-            cmds["price"] = cmds["price"] // self.tick * self.tick
+            times, cmds = order_flow(200, mid=int(self.mid() or p["fair"]) // self.tick, spread=p["spread"], rate=p["rate"], cancel=p["cancel"],
+                                     marketable=p["marketable"], max_qty=p["max_qty"], seed=None if p["seed"] is None else p["seed"] + next(self.rounds))
+            new = cmds["op"] == OP_SUBMIT
+            limit = new & (cmds["kind"] == KINDS.index("limit"))
+            cmds["price"][limit] = np.maximum(1, cmds["price"][limit]) * self.tick
             cmds["qty"][new] = np.maximum(self.lot, cmds["qty"][new] // self.lot * self.lot)
-            try: await replay(self.client, self.symbol, times, cmds, prefix=f"n{new_cid()[:6]}-")
+            prefix = f"n{new_cid()[:6]}-"
+            try:
+                await replay(self.client, self.symbol, times, cmds, prefix=prefix)
+                await self.client.cancel_placed(self.symbol, [c for c in self.client.placed if not c.startswith(prefix)])
             except (ConnectionError, TimeoutError) as e:  # the service restarting: the client reconnects by itself
                 get_logger("trading.bots").info("noise trader %s: %s; going on in a second", self.symbol, e)
                 await asyncio.sleep(1)

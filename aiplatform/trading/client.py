@@ -316,9 +316,10 @@ async def cancel_all(self: AsyncTradingClient, symbol=None) -> list[str]:
     return [cid for a in answers for cid in a["cancelling"]]
 
 @patch
-async def cancel_placed(self: AsyncTradingClient, symbol=None) -> list[str]:
-    "Cancel the open orders this client placed (in `symbol` only, if given), not the account's others; their client order ids."
-    mine = [o for c in self.placed if (o := self.orders.get(c)) is not None and not is_done(o) and symbol in (None, o["symbol"])]
+async def cancel_placed(self: AsyncTradingClient, symbol=None, cids=None) -> list[str]:
+    "Cancel the open orders this client placed (in `symbol` only, of `cids` only, if given), not the account's others; their client order ids."
+    mine = [o for c in (self.placed if cids is None else self.placed & set(cids))
+            if (o := self.orders.get(c)) is not None and not is_done(o) and symbol in (None, o["symbol"])]
     for s in {self.shard(o["symbol"]) for o in mine}:
         await self.requests([dict(op="cancel", cid=o["cid"]) for o in mine if self.shard(o["symbol"]) == s], s, check=False)  # one filled meanwhile: refused, fine
     return [o["cid"] for o in mine]

@@ -55,12 +55,16 @@ def test_a_bots_pnl_and_mid_follow_other_traders(market):
             ada.cancel_all()
     finally: bot.stop()
 
-def test_bots_keep_to_a_symbols_ticks_and_lots(market):
+def add_symbol(market, **spec):
     import json, urllib.request
-    spec = {"symbol": "GRID", "tick_size": 5, "lot_size": 10, "price_band_pct": 0}
-    urllib.request.urlopen(urllib.request.Request(market.url + "admin/symbols", data=json.dumps(spec).encode(), method="POST",
+    urllib.request.urlopen(urllib.request.Request(market.url + "admin/symbols", data=json.dumps(spec | {"price_band_pct": 0}).encode(), method="POST",
                            headers={"Authorization": f"Bearer {market.keys['ada']}", "Content-Type": "application/json"}), timeout=30)
-    maker = BotThread(MarketMaker("GRID", spread=3, qty=25, fair=1_003), market.url, market.keys["tess"])
+
+def test_bots_keep_to_a_symbols_ticks_and_lots(market):
+    add_symbol(market, symbol="GRID", tick_size=5, lot_size=10)
+    odd = BotThread(MarketMaker("GRID", qty=25, fair=1_003), market.url, market.keys["tess"])
+    assert not odd.wait_started() and str(odd.error) == "qty 25: expected a multiple of GRID's lot size 10"  # before: 20 a side, silently
+    maker = BotThread(MarketMaker("GRID", spread=3, qty=20, fair=1_003), market.url, market.keys["tess"])
     noise = BotThread(NoiseTrader("GRID", rate=40, spread=6, max_qty=30, fair=1_003, seed=0), market.url, market.keys["tom"])
     try:
         time.sleep(2)
@@ -70,6 +74,20 @@ def test_bots_keep_to_a_symbols_ticks_and_lots(market):
         assert noise.strategy.client.orders and all(o["qty"] % 10 == 0 for o in noise.strategy.client.orders.values())
     finally:
         for bot in (maker, noise): bot.stop()
+
+def test_a_noise_trader_quotes_in_ticks_either_side_and_leaves_no_old_rounds_open(market):
+    add_symbol(market, symbol="NOIS", tick_size=100)
+    noise = BotThread(NoiseTrader("NOIS", rate=400, spread=10, max_qty=5, fair=100_000, seed=5), market.url, market.keys["tom"])
+    try:
+        time.sleep(3)  # some six rounds of 200 commands
+        assert noise.running, noise.error
+        orders = list(noise.strategy.client.orders.values())
+        rounds = {o["cid"].split("-")[0] for o in orders if o["status"] == "open"}
+    finally: noise.stop()
+    assert len(rounds) <= 2, rounds  # this round's and the last one's: before, every round's leftovers stayed for ever
+    limits = {side: sorted(o["price"] for o in orders if o["kind"] == "limit" and o["side"] == side) for side in ("buy", "sell")}
+    assert all(p % 100 == 0 for p in limits["buy"] + limits["sell"])
+    assert limits["sell"][len(limits["sell"]) // 2] - limits["buy"][len(limits["buy"]) // 2] >= 500  # spread 10 ticks: before, 10 price units, floored to ticks
 
 def test_a_noise_trader_whose_flow_fails_stops_with_the_error(market, monkeypatch):
     import aiplatform.trading.bots as bots
@@ -113,10 +131,7 @@ def test_a_market_maker_past_the_rate_limit_goes_on(tmp_path):
     finally: stop(svc)
 
 def test_a_market_makers_spread_is_in_ticks(market):
-    import json, urllib.request
-    spec = {"symbol": "FIVES", "tick_size": 5, "price_band_pct": 0}
-    urllib.request.urlopen(urllib.request.Request(market.url + "admin/symbols", data=json.dumps(spec).encode(), method="POST",
-                           headers={"Authorization": f"Bearer {market.keys['ada']}", "Content-Type": "application/json"}), timeout=30)
+    add_symbol(market, symbol="FIVES", tick_size=5)
     maker = BotThread(MarketMaker("FIVES", spread=3, qty=1, fair=1_000), market.url, market.keys["tess"])
     try:
         assert maker.wait_started(), maker.error
@@ -127,7 +142,7 @@ def test_replay_refuses_a_speed_that_is_not_a_finite_number_above_0():
     for speed in (float("nan"), float("inf"), 0, -1):
         with pytest.raises(ValidationError, match=f"speed {speed!r}: expected a finite number above 0"):
             asyncio.run(replay(None, "DEMO", np.array([0]), [], speed=speed))
-    assert asyncio.run(replay(None, "DEMO", np.array([], np.int64), [], speed=np.float64(2.0))) == {"sent": 0, "acked": 0, "rejected": 0}  # a NumPy number is one
+    assert asyncio.run(replay(None, "DEMO", np.array([], np.int64), [], speed=np.float64(2.0))) == {"sent": 0, "acked": 0, "rejected": 0, "behind_s": 0.0}  # a NumPy number is one
     assert Strategy("DEMO").pnl_history.maxlen == 10_000  # a bot's P&L points: its newest, not one for every trade since it began
 
 def test_replay_streams_a_generated_session_at_n_times_speed(market):
@@ -143,6 +158,24 @@ def test_replay_streams_a_generated_session_at_n_times_speed(market):
     assert counts["sent"] == 300 and counts["acked"] > 250
     assert 0.25 < took < 3  # ~0.3 s of a 3 s session at 10x
     assert tape["trades"]
+
+def test_replay_keeps_the_pace_of_a_fast_session_and_stops_at_once(market):
+    add_symbol(market, symbol="FAST")
+    times, commands = order_flow(6_000, mid=5_000, spread=10, rate=6_000.0, max_qty=40, seed=4)  # 1 s of flow, 0.25 s at 4x
+    async def main():
+        async with AsyncTradingClient(market.url, market.keys["tom"]) as c:
+            start = time.perf_counter()
+            counts = await replay(c, "FAST", times, commands, speed=4)
+            took = time.perf_counter() - start
+            stop = asyncio.Event()
+            asyncio.get_running_loop().call_later(0.2, stop.set)
+            start = time.perf_counter()
+            stopped = await replay(c, "FAST", np.array([0, 5_000_000_000]), commands[:2], stop=stop)  # 5 s apart
+            await c.cancel_all("FAST")
+            return counts, took, stopped, time.perf_counter() - start
+    counts, took, stopped, waited = asyncio.run(main())
+    assert counts["sent"] == 6_000 and took < 1 and counts["behind_s"] < 0.75, (counts, took)  # before: one round trip an order, 1.6 s here
+    assert stopped["sent"] == 1 and waited < 1  # before: the whole 5 s wait, then one more order
 
 def test_the_risk_limits_apply_to_bots(market):
     async def main():
