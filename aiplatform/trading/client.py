@@ -369,8 +369,10 @@ async def get(self: AsyncTradingClient, path, shard=0, **params) -> dict:
         return body
 
 @patch
-async def _everywhere(self: AsyncTradingClient, path, key, **params) -> list:
-    return [row for s in range(len(self.urls)) for row in (await self.get(path, s, **params))[key]]
+async def _everywhere(self: AsyncTradingClient, path, key, symbol=None, **params) -> list:
+    "The rows under `key` of `path` from every shard, or from `symbol`'s alone (another shard answers 421 for it)."
+    shards = [self.shard(symbol)] if symbol else range(len(self.urls))
+    return [row for s in shards for row in (await self.get(path, s, symbol=symbol, **params))[key]]
 
 @patch
 async def me(self: AsyncTradingClient) -> dict:

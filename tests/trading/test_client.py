@@ -161,6 +161,8 @@ def test_a_subscription_reaches_every_shard_up_now_and_one_down_once_it_is_up(tm
             async with asyncio.timeout(20):
                 while len(subscribed) < 2: await asyncio.sleep(0.1)  # shard 0's subscription, made once it is up
             await filled(c, 0, "on-0")  # subscribed once it was up
+            done = await c.orders_frame("done", symbol=on[1])  # asked of its shard alone: the other answers 421 for it
+            assert list(done.cid) == ["on-1"] and list((await c.fills_frame(symbol=on[0])).cid) == ["on-0"]
     try: asyncio.run(main())
     finally:
         for s in shards.values(): stop(s)

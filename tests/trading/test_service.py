@@ -42,6 +42,14 @@ def test_openapi_describes_every_route(svc):
         == {"cid": CID, "symbol": SYMBOL}
     assert {"201", "409", "421"} <= set(doc["paths"]["/admin/symbols"]["post"]["responses"]) and "200" not in doc["paths"]["/admin/symbols"]["post"]["responses"]
     assert {"404", "409", "422", "429"} <= set(doc["paths"]["/orders/{cid}"]["delete"]["responses"])
+    order = jsonschema.Draft202012Validator(doc["components"]["schemas"]["Order"]).is_valid  # the rules between fields, as the route checks them
+    base = dict(cid="c", symbol="DEMO", side="buy", qty=1)
+    assert [order(base | b) for b in ({"price": 1}, {"kind": "market"}, {"kind": "stop", "stop_price": 5}, {"kind": "stop_limit", "stop_price": 5, "price": 5},
+                                      {"price": 1, "post_only": True, "display_qty": 1})] == [True] * 5
+    assert [order(base | b) for b in ({}, {"kind": "market", "price": 1}, {"kind": "stop"}, {"price": 1, "stop_price": 5},
+                                      {"price": 1, "post_only": True, "tif": "IOC"}, {"kind": "market", "display_qty": 1})] == [False] * 6
+    limits = {p["name"]: p["schema"].get("default") for p in doc["paths"]["/orders"]["get"]["parameters"]}
+    assert (limits["limit"], limits["status"], doc["paths"]["/trades/{symbol}"]["get"]["parameters"][-1]["schema"]["default"]) == (1_000, "open", 100)
 
 def test_me_names_the_callers_account_whichever_of_its_keys(svc):
     from aiplatform.platform.auth import create_key
@@ -128,6 +136,31 @@ def test_bad_queries_bodies_and_callers(svc):
     assert call(svc, "GET", "orders?status=gone", user="vic")[0] == 403
     assert call(svc, "POST", "admin/symbols/DEMO/halt?x=1", user="tess")[0] == 403
     assert call(svc, "GET", "depth/DEMO?levels=%D9%A1%D9%A2")[1]["error"] == "levels '\u0661\u0662': expected an integer from 1 to 1000"
+
+def test_a_repeated_query_parameter_and_a_malformed_path_are_refused_and_change_nothing(svc):
+    for symbol in ("RQA", "RQB"):
+        call(svc, "POST", "admin/symbols", user="ada", body={"symbol": symbol})
+        call(svc, "POST", "orders", body=dict(cid=f"rq-{symbol}", symbol=symbol, side="buy", price=50, qty=1))
+    status, body = call(svc, "POST", "orders/cancel-all?symbol=RQA&symbol=RQB")
+    assert (status, body["error"]) == (400, "query parameter 'symbol': given 2 times, expected once")  # before: 200, and ACME's alone cancelled
+    assert call(svc, "GET", "orders?account=tess&account=tom", user="ada")[0] == 400
+    assert [call(svc, "GET", f"orders/rq-{symbol}")[1]["status"] for symbol in ("RQA", "RQB")] == ["open", "open"]
+    assert call(svc, "GET", "depth/zz") == (400, {"error": "symbol 'zz': expected a symbol: 1 to 16 capitals, digits, '.', '_' or '-'", "status": 400})  # before: 421, "shard 1"
+    assert call(svc, "GET", "orders/" + "x" * 40)[0] == 400  # before: 404
+    assert call(svc, "GET", "orders?symbol=NOPE")[0] == 404 and call(svc, "GET", "fills?symbol=NOPE")[0] == 404  # before: an empty list
+    for symbol in ("RQA", "RQB"): call(svc, "POST", f"orders/cancel-all?symbol={symbol}")
+
+def test_a_stop_already_reached_is_refused_naming_the_last_trade_and_a_waiting_stop_is_not_modified(svc):
+    call(svc, "POST", "admin/symbols", user="ada", body={"symbol": "STOPS", "price_band_pct": 0})
+    call(svc, "POST", "orders", user="tom", body=dict(cid="st-s", symbol="STOPS", side="sell", price=100, qty=1))
+    call(svc, "POST", "orders", body=dict(cid="st-b", symbol="STOPS", side="buy", price=100, qty=1))  # the last trade: 100
+    stop = dict(cid="sar-1", symbol="STOPS", side="buy", kind="stop_limit", stop_price=95, price=96, qty=1)
+    assert call(svc, "POST", "orders", body=stop) == (400, {"error": "stop_price 95: a buy stop must be above STOPS's last trade 100, or it would trade at once", "status": 400})
+    status, state = call(svc, "POST", "orders", body=stop | {"stop_price": 105, "price": 106})  # the same cid, corrected: not taken by the refusal
+    assert (status, state["status"]) == (200, "open")
+    status, body = call(svc, "PATCH", "orders/sar-1", body={"qty": 2})
+    assert (status, body["error"]) == (409, "order 'sar-1': a stop order waiting for its trigger cannot be modified (cancel it and place another)")  # before: 422 "not_modifiable"
+    call(svc, "POST", "orders/cancel-all?symbol=STOPS")
 
 def test_accounts_are_kept_apart_and_an_admin_sees_every_one(svc):
     call(svc, "POST", "orders", body=dict(cid="mine", symbol="ACME", side="buy", price=90, qty=1))
