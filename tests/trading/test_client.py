@@ -134,11 +134,12 @@ def test_a_resync_the_rate_limit_refuses_is_tried_again_until_the_book_is_back(t
             async with asyncio.timeout(10):
                 while "DEMO" not in c.books or not c.books["DEMO"].asks: await asyncio.sleep(0.01)
             await c.requests([order_message("DEMO", "buy", 1, 50 + i) for i in range(12)], check=False)  # its burst spent
-            c.books["DEMO"].bids[1] = 1  # and its book off: the next delta's checksum fails, its resync is refused
+            c.books["DEMO"].bids[119] = 1  # and its book off at its best bid (in the top 10 however many of its bids the burst let in):
+                                           # the next delta's checksum fails, its resync is refused
             await tom.order("DEMO", "sell", 1, 121)
             async with asyncio.timeout(10):  # before: the book was gone for good
                 while "DEMO" not in c.books or len(c.books["DEMO"].asks) < 2: await asyncio.sleep(0.05)
-            assert c.resyncs == 1 and dict(c.books["DEMO"].asks) == {120: 1, 121: 1} and 1 not in c.books["DEMO"].bids
+            assert c.resyncs == 1 and dict(c.books["DEMO"].asks) == {120: 1, 121: 1} and 119 not in c.books["DEMO"].bids
     try: asyncio.run(main())
     finally: stop(service)
 
