@@ -2578,6 +2578,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                  'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service.add_symbol': ( 'trading/service.html#add_symbol',
                                                                                        'aiplatform/trading/service.py'),
+                                            'aiplatform.trading.service.answer_schemas': ( 'trading/service.html#answer_schemas',
+                                                                                           'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service.cancel': ( 'trading/service.html#cancel',
                                                                                    'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service.cancel_all': ( 'trading/service.html#cancel_all',

@@ -10,7 +10,7 @@ import json, os
 import orjson
 from collections import deque
 from contextlib import suppress
-from typing import TypedDict
+from typing_extensions import TypedDict  # not typing's: on Python 3.11 pydantic makes a JSON schema (the service's OpenAPI document) of this one only
 from fastcore.basics import patch
 from ..core import get_logger
 from .book import KINDS, OP_SUBMIT, SIDES, TIFS

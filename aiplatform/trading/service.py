@@ -4,22 +4,23 @@
 
 # %% auto #0
 __all__ = ['ORDER_OPS', 'CHANNELS', 'MAX_FRAME', 'PING_S', 'BACKLOG', 'CLOSE_S', 'MARKET', 'HUB', 'PATH_PATTERNS', 'ACCOUNT',
-           'SYMBOL_Q', 'LIMIT', 'PATH_TEXTS', 'TRADERS', 'ROUTES', 'ORDER_RULES', 'INFO', 'Shared', 'frame', 'wire',
-           'market', 'position', 'Hub', 'Connection', 'Route', 'query', 'me', 'symbols', 'depth', 'trades', 'submit',
-           'cancel', 'modify', 'cancel_all', 'orders', 'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume',
-           'websocket', 'openapi', 'make_app']
+           'SYMBOL_Q', 'LIMIT', 'PATH_TEXTS', 'TRADERS', 'ROUTES', 'ANSWERS', 'ORDER_RULES', 'INFO', 'Shared', 'frame',
+           'wire', 'market', 'position', 'Hub', 'Connection', 'Route', 'query', 'me', 'symbols', 'depth', 'trades',
+           'submit', 'cancel', 'modify', 'cancel_all', 'orders', 'order', 'fills', 'positions', 'add_symbol', 'halt',
+           'resume', 'websocket', 'answer_schemas', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
 import asyncio, gc, re, reprlib, resource, socket
 import orjson
 from dataclasses import dataclass
+from pydantic import TypeAdapter
 from aiohttp import WSMsgType, web
 from fastcore.basics import patch
 from ..core import AIPlatformError, ConfigError, Forbidden, ValidationError, get_logger
 from ..platform.auth import get_user
 from ..platform.services import SETTINGS, RateLimit, TooMany, aiohttp_service, caller, read_json
 from .engine import RiskLimits
-from .ledger import is_done, public
+from .ledger import OrderState, is_done, public
 from .market import Market, SymbolSpec, symbol_spec
 from .orders import CID, SYMBOL, Cancel, CancelAll, Modify, Order, plain_order
 from .sessions import Outbox
@@ -503,10 +504,41 @@ def _routes() -> dict:
 
 ROUTES = _routes()
 
+# %% ../../nbs/trading/14_service.ipynb #6548042e
+_obj = lambda **fields: {"type": "object", "properties": fields, "required": list(fields)}
+_ref = lambda name: {"$ref": f"#/components/schemas/{name}"}
+_array = lambda item: {"type": "array", "items": item}
+_int, _str, _num, _null = {"type": "integer"}, {"type": "string"}, {"type": "number"}, {"type": "null"}
+_level = {"type": "array", "prefixItems": [_int, _int], "items": False, "description": "[price, qty]"}
+
+def answer_schemas() -> dict:
+    "The JSON schemas of what the routes answer, for the OpenAPI document's components."
+    state = TypeAdapter(OrderState).json_schema()  # as `public` gives it: the average fill price in place of the notional
+    del state["properties"]["notional"]
+    state["required"] = [f for f in state["required"] if f != "notional"] + ["avg_price"]
+    state["properties"]["avg_price"] = {"anyOf": [_num, _null]}
+    symbol = SymbolSpec.model_json_schema()
+    symbol["properties"] |= {"last_price": {"anyOf": [_int, _null]}, "shard": _int}
+    return {"OrderState": state, "SymbolState": symbol,
+            "Fill": _obj(fill_id=_str, order_id=_int, cid=_str, account=_int, symbol=_str, side={"enum": ["buy", "sell"]}, price=_int, qty=_int,
+                         liquidity={"enum": ["maker", "taker"]}, ns=_int),
+            "Position": _obj(type={"const": "position"}, symbol=_str, qty=_int, avg_price=_num, last={"anyOf": [_int, _null]}, realized=_num,
+                             unrealized=_num, pnl=_num),
+            "Trade": _obj(type={"const": "trade"}, symbol=_str, seq=_int, price=_int, qty=_int, side={"enum": ["buy", "sell", ""]}, ns=_int),
+            "Error": _obj(error=_str, status=_int), "Refused": _obj(error=_str, status=_int, order=_ref("OrderState"))}
+
+ANSWERS = {  # each route's answer when it succeeds
+    "me": _obj(account=_int, username=_str, role=_str), "symbols": _obj(shard=_int, shards=_int, symbols=_array(_ref("SymbolState"))),
+    "depth": _obj(symbol=_str, seq=_int, bids=_array(_level), asks=_array(_level)), "trades": _obj(symbol=_str, trades=_array(_ref("Trade"))),
+    **dict.fromkeys(("submit", "order", "cancel", "modify"), _ref("OrderState")), "orders": _obj(orders=_array(_ref("OrderState"))),
+    "cancel_all": _obj(cancelling=_array(_str)), "fills": _obj(fills=_array(_ref("Fill"))), "positions": _obj(positions=_array(_ref("Position"))),
+    **dict.fromkeys(("add_symbol", "halt", "resume"), _ref("SymbolSpec"))}
+
 # %% ../../nbs/trading/14_service.ipynb #b412c209
 def _responses(name, r: Route) -> dict:
     "What the route `r`, named `name`, may answer, by status."
-    out = {"201" if name == "add_symbol" else "200": {"description": "done"}, "400": {"description": "a field breaks its rule; nothing changed"},
+    out = {"201" if name == "add_symbol" else "200": {"description": "done", "schema": ANSWERS[name]},
+           "400": {"description": "a field breaks its rule; nothing changed"},
            "401": {"description": "no valid API key"}, "403": {"description": "the role does not allow it"},
            "429": {"description": "past the caller's rate of requests ([services] rate)"}}
     if name not in ("me", "symbols"): out["404"] = {"description": "no such order, symbol or account"}
@@ -514,6 +546,9 @@ def _responses(name, r: Route) -> dict:
     if r.body: out["413"] = {"description": "the body is past [limits] request_kb"}
     if "{symbol}" in r.path or name in ("submit", "cancel_all", "add_symbol"): out["421"] = {"description": "another shard trades the symbol"}
     if r.body is Order or r.method in ("DELETE", "PATCH"): out["422"] = {"description": "the engine refused it; the reason and the order's state"}
+    for status, answer in out.items():  # the JSON body of each: what was asked for, or the error
+        schema = answer.pop("schema", _ref("Refused" if status == "422" else "Error"))
+        answer["content"] = {"application/json": {"schema": schema}}
     return out
 
 _kinds = lambda *kinds: {"properties": {"kind": {"enum": list(kinds)}}}  # true too without a kind: a limit order's
@@ -545,6 +580,7 @@ def openapi() -> dict:
     del modify["properties"]["cid"], modify["required"]
     modify["anyOf"] = [{"required": [f], "properties": {f: {"type": "integer"}}} for f in ("price", "qty")]  # given, and not null
     schemas["Order"]["allOf"] = ORDER_RULES
+    schemas |= answer_schemas()
     return {"openapi": "3.1.0", "info": {"title": "aiplatform trading service", "version": "1", "description": INFO}, "paths": paths,
             "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
 

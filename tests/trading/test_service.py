@@ -63,6 +63,28 @@ def test_me_names_the_callers_account_whichever_of_its_keys(svc):
     finally: del svc.keys["tess2"]
     assert call(svc, "GET", "me?account=tom")[0] == 400 and call(svc, "GET", "me", user=None)[0] == 401
 
+def test_every_answer_is_what_the_openapi_document_says(svc):
+    doc = call(svc, "GET", "openapi.json", user=None)[1]
+    def answered(method, path, route=None, user="ada", body=None, expect=200):  # the admin trades here: the other tests count tess's orders
+        status, answer = call(svc, method, path, user, body)
+        assert status == expect, (path, answer)
+        schema = doc["paths"][route or "/" + path.split("?")[0]][method.lower()]["responses"][str(status)]["content"]["application/json"]["schema"]
+        jsonschema.Draft202012Validator(schema | {"components": doc["components"]}).validate(answer)
+        return answer
+    answered("GET", "me"), answered("GET", "symbols")
+    answered("POST", "admin/symbols", user="ada", body={"symbol": "DOCS", "price_band_pct": 0}, expect=201)
+    answered("POST", "orders", body=dict(cid="doc-1", symbol="DOCS", side="sell", price=100, qty=5))
+    answered("POST", "orders", user="tom", body=dict(cid="doc-t", symbol="DOCS", side="buy", price=100, qty=2))
+    answered("PATCH", "orders/doc-1", "/orders/{cid}", body={"qty": 2}), answered("GET", "orders/doc-1", "/orders/{cid}")
+    answered("GET", "depth/DOCS", "/depth/{symbol}"), answered("GET", "trades/DOCS", "/trades/{symbol}")
+    answered("GET", "orders?status=all"), answered("GET", "fills"), answered("GET", "positions")
+    answered("POST", "orders", body=dict(cid="doc-p", symbol="DOCS", side="buy", price=100, qty=1, post_only=True), expect=422)  # refused by the book
+    answered("DELETE", "orders/doc-1", "/orders/{cid}"), answered("POST", "orders/cancel-all")
+    answered("POST", "admin/symbols/DOCS/halt", "/admin/symbols/{symbol}/halt", user="ada")
+    answered("POST", "orders", body=dict(cid="doc-h", symbol="DOCS", side="buy", price=90, qty=1), expect=409)
+    answered("POST", "admin/symbols/DOCS/resume", "/admin/symbols/{symbol}/resume", user="ada")
+    answered("GET", "orders/nope", "/orders/{cid}", expect=404), answered("GET", "depth/DOCS?levels=0", "/depth/{symbol}", expect=400)
+
 def test_orders_over_http_from_submit_to_fill(svc):
     order = dict(cid="h-1", symbol="DEMO", side="sell", price=100, qty=5)
     status, state = call(svc, "POST", "orders", body=order)
