@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
 from ..core import AIPlatformError, Conflict, NotFound, ValidationError, get_logger
-from .book import KINDS, OP_CANCEL, OP_MODIFY, OP_SUBMIT, SIDES, STPS, TIFS
+from .book import KINDS, LIMIT, OP_CANCEL, OP_MODIFY, OP_SUBMIT, SIDES, STPS, TIFS
 from .client import AsyncTradingClient, OrderRejected, RateLimited, new_cid
 from .data import order_flow
 from .gpu import rolling_mean
@@ -234,7 +234,7 @@ class MomentumMA(Strategy):
 # %% ../../nbs/trading/16_bots.ipynb #c058cddf
 async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, speed: float = 1.0, offset: int = 0,
                  prefix: str | None = None, stop: asyncio.Event | None = None) -> dict:
-    "Send `commands` to `symbol` at `speed`× the pace of `times_ns`, prices shifted by `offset`, client order ids `prefix` + engine id (a new prefix by default: each replay places its orders anew); counts of what was answered."
+    "Send `commands` to `symbol` at `speed`× the pace of `times_ns`, prices shifted by `offset`, client order ids `prefix` + engine id (a new prefix by default: each replay places its orders anew); counts of what was answered, and `behind_s`: how far behind its schedule it fell at most."
     if not (isinstance(speed, numbers.Real) and math.isfinite(speed) and speed > 0): raise ValidationError(f"speed {speed!r}: expected a finite number above 0")
     prefix = f"r{new_cid()[:6]}-" if prefix is None else prefix
     loop, counts, times = asyncio.get_running_loop(), {"sent": 0, "acked": 0, "rejected": 0, "behind_s": 0.0}, times_ns.tolist()
@@ -296,7 +296,7 @@ class NoiseTrader(Strategy):
             times, cmds = order_flow(200, mid=int(self.mid() or p["fair"]) // self.tick, spread=p["spread"], rate=p["rate"], cancel=p["cancel"],
                                      marketable=p["marketable"], max_qty=p["max_qty"], seed=None if p["seed"] is None else p["seed"] + next(self.rounds))
             new = cmds["op"] == OP_SUBMIT
-            limit = new & (cmds["kind"] == KINDS.index("limit"))
+            limit = new & (cmds["kind"] == LIMIT)
             cmds["price"][limit] = np.maximum(1, cmds["price"][limit]) * self.tick
             cmds["qty"][new] = np.maximum(self.lot, cmds["qty"][new] // self.lot * self.lot)
             prefix = f"n{new_cid()[:6]}-"
