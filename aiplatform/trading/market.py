@@ -16,7 +16,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from fastcore.basics import patch
 from ..core import ConfigError, Conflict, NotFound, ValidationError, get_logger, validation_error
-from .book import GTC, IOC, LIMIT, MAX_PRICE, OP_CANCEL, OP_SUBMIT, STOP, STOP_LIMIT, cancel_fields, modify_fields
+from .book import GTC, IOC, LIMIT, MARKET, MAX_PRICE, OP_CANCEL, OP_SUBMIT, STOP, STOP_LIMIT, cancel_fields, modify_fields
 from .client_ids import ClientIds
 from .engine import Engine, RiskLimits, close_all
 from .feed import BookFeed
@@ -251,14 +251,17 @@ def submit(self: Market, account: int, order: Order | PlainOrder, reply) -> bool
     order_id, _ = self.cids.assign(account, order.cid)
     state = self.ledger.new(order_id, account, order.cid, order.symbol, order.side, order.kind, order.tif, order.price, order.qty, self.clock(),
                             stop_price=order.stop_price, display_qty=order.display_qty)
-    row = order.command(order_id, account)
-    if spec.price_band_pct and order.kind in ("market", "stop"):  # protected: it trades within the band, never through the book beyond
-        around = order.stop_price if order.kind == "stop" else self._reference(spec.symbol, order.side)  # a stop's: where it triggers
-        if around is not None:
-            lo, hi = self._edges(spec, around)
-            row = _protected(row, hi if order.side == "buy" else lo)
-    self._queue(Request(order.symbol, state, row, reply))
+    self._queue(Request(order.symbol, state, self._protect(spec, order.command(order_id, account), state), reply))
     return True
+
+@patch
+def _protect(self: Market, spec, row, state) -> tuple:
+    "A market (stop) order's `row` as an IOC limit at its band's edge (`_protected`): around its stop price, or the last trade, or the best price it would take; as it was without a band, or while there is nothing to take (`_unbanded`: its batch protects it)."
+    if not spec.price_band_pct or state["kind"] not in ("market", "stop"): return row
+    around = state["stop_price"] if state["kind"] == "stop" else self._reference(spec.symbol, state["side"])  # a stop's: where it triggers
+    if around is None: return row
+    lo, hi = self._edges(spec, around)
+    return _protected(row, hi if state["side"] == "buy" else lo)
 
 @patch
 def _reference(self: Market, symbol, side) -> int | None:
@@ -326,22 +329,27 @@ def cancel_all(self: Market, account: int, symbol=None) -> list:
 # %% ../../nbs/trading/13_market.ipynb #b84f0938
 MAX_BATCH = 2_048  # commands one batch takes: under a flood, answers go out every few milliseconds, not after all of it
 
-def _parts(requests: list) -> list:
-    "`requests` cut where one commands an order that an earlier one of its part names: each command's answer is then its own."
+def _parts(requests: list, alone=lambda r: False) -> list:
+    "`requests` cut where one commands an order that an earlier one of its part names (each command's answer is then its own), and before each that `alone` picks."
     parts, named = [[]], set()
     for r in requests:
-        if r.row is not None and r.state["order_id"] in named:
+        if r.row is not None and (r.state["order_id"] in named or alone(r)) and parts[-1]:
             parts.append([])
             named = set()
         parts[-1].append(r)
         named.add(r.state["order_id"])
     return parts
 
-def _in_parts(by_symbol: dict):
+def _in_parts(by_symbol: dict, alone=lambda r: False):
     "Each symbol's `_parts` in turn: (symbol, requests, whether a later part of the symbol follows)."
     for symbol, requests in by_symbol.items():
-        parts = _parts(requests)
+        parts = _parts(requests, alone)
         for i, part in enumerate(parts): yield symbol, part, i < len(parts) - 1
+
+@patch
+def _unbanded(self: Market, r: Request) -> bool:
+    "Whether `r` is a market order its band could not protect when queued (no trade yet, nothing to take): its batch does, in a part of its own."
+    return r.row is not None and r.row[0] == OP_SUBMIT and r.row[4] == MARKET and self.specs[r.symbol].price_band_pct > 0
 
 @patch
 def flush(self: Market):
@@ -359,10 +367,11 @@ def flush(self: Market):
         return
     for symbol in [s for s in by_symbol if self.specs[s].halted]: by_symbol[symbol] = self._halted(symbol, by_symbol[symbol])
     failed = {}  # symbol: the error its batch failed with; its later parts are refused too
-    for symbol, requests, more in _in_parts(by_symbol):
+    for symbol, requests, more in _in_parts(by_symbol, self._unbanded):
         if symbol in failed:
             self._refuse(symbol, requests, failed[symbol])
             continue
+        if self._unbanded(first := requests[0]): first.row = self._protect(self.specs[symbol], first.row, first.state)  # the book it meets: the parts before's
         rows = [r.row for r in requests if r.row is not None]
         protected = {r.state["order_id"]: r.state for r in requests if r.row is not None and r.row[0] == OP_SUBMIT and r.state["kind"] in ("market", "stop")}
         try:
