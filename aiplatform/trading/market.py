@@ -371,7 +371,7 @@ def flush(self: Market):
         if symbol in failed:
             self._refuse(symbol, requests, failed[symbol])
             continue
-        if self._unbanded(first := requests[0]): first.row = self._protect(self.specs[symbol], first.row, first.state)  # the book it meets: the parts before's
+        if requests and self._unbanded(first := requests[0]): first.row = self._protect(self.specs[symbol], first.row, first.state)  # the book it meets: the parts before's
         rows = [r.row for r in requests if r.row is not None]
         protected = {r.state["order_id"]: r.state for r in requests if r.row is not None and r.row[0] == OP_SUBMIT and r.state["kind"] in ("market", "stop")}
         try:
