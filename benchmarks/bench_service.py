@@ -159,7 +159,9 @@ def ws_handshake(port, key) -> tuple:
     sock.sendall(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                  f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nAuthorization: Bearer {key}\r\n\r\n".encode())
     head = b""
-    while b"\r\n\r\n" not in head: head += sock.recv(4096)
+    while b"\r\n\r\n" not in head:
+        if not (more := sock.recv(4096)): raise RuntimeError(f"the service closed the connection during the handshake: {head[:200]!r}")
+        head += more
     head, rest = head.split(b"\r\n\r\n", 1)
     if not head.startswith(b"HTTP/1.1 101"): raise RuntimeError(f"no WebSocket: {head[:200]!r}")
     return sock, rest
@@ -200,8 +202,11 @@ def read_books(port, keys, n, seconds, pipe):
     while time.monotonic() < end:
         for fd, _ in poll.poll(0.05):
             sock, chunks = socks[fd]
-            try: chunks.append((now(), sock.recv(1 << 18)))
-            except BlockingIOError: pass
+            try: data = sock.recv(1 << 18)
+            except BlockingIOError: continue
+            except ConnectionError: data = b""
+            if data: chunks.append((now(), data))
+            else: poll.unregister(fd)  # closed by the service: nothing more to read
     delays, deltas = [], []
     for sock, chunks in socks.values():
         deltas.append(0)

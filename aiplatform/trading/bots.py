@@ -234,10 +234,10 @@ class MomentumMA(Strategy):
 # %% ../../nbs/trading/16_bots.ipynb #c058cddf
 async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, speed: float = 1.0, offset: int = 0,
                  prefix: str | None = None, stop: asyncio.Event | None = None) -> dict:
-    "Send `commands` to `symbol` at `speed`× the pace of `times_ns`, prices shifted by `offset`, client order ids `prefix` + engine id (a new prefix by default: each replay places its orders anew); counts of what was answered, and `behind_s`: how far behind its schedule it fell at most."
+    "Send `commands` to `symbol` at `speed`× the pace of `times_ns`, prices shifted by `offset`, client order ids `prefix` + engine id (a new prefix by default: each replay places its orders anew); counts of what was answered (`rate_limited`: of the rejected, those past the connection's rate limit), and `behind_s`: how far behind its schedule it fell at most."
     if not (isinstance(speed, numbers.Real) and math.isfinite(speed) and speed > 0): raise ValidationError(f"speed {speed!r}: expected a finite number above 0")
     prefix = f"r{new_cid()[:6]}-" if prefix is None else prefix
-    loop, counts, times = asyncio.get_running_loop(), {"sent": 0, "acked": 0, "rejected": 0, "behind_s": 0.0}, times_ns.tolist()
+    loop, counts, times = asyncio.get_running_loop(), {"sent": 0, "acked": 0, "rejected": 0, "rate_limited": 0, "behind_s": 0.0}, times_ns.tolist()
     start, t0, i = loop.time(), times[0] if times else 0, 0
     due = lambda k: start + (times[k] - t0) / 1e9 / speed
     while i < len(times) and not (stop is not None and stop.is_set()):
@@ -252,7 +252,9 @@ async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, sp
         answers = await client.requests([_message(c, symbol, f"{prefix}{int(c['order_id'])}", offset) for c in commands[i:j]],
                                         client.shard(symbol), check=False)
         counts["sent"] += len(answers)
-        for answer in answers: counts["acked" if answer["type"] == "ack" else "rejected"] += 1
+        for answer in answers:
+            counts["acked" if answer["type"] == "ack" else "rejected"] += 1
+            counts["rate_limited"] += answer.get("status") == RateLimited.status
         i = j
     return counts
 

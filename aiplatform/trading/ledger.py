@@ -111,8 +111,8 @@ def apply(self: Ledger, symbol, events, now=0) -> tuple[dict, list, dict]:
                 fills.append(fill)
                 self._fill(fill)
             continue
-        elif e.kind == "cancelled":  # a market (stop) order's rest an IOC limit at its band's edge left: `price_band`, what a GTC one needs told
-            self.end(o, "cancelled", "price_band" if e.reason == "ioc_remainder" and o["kind"] in ("market", "stop") else e.reason)
+        elif e.kind == "cancelled":  # a market (stop) order's rest that its IOC limit at the band's edge left: nothing more to take within the band
+            self.end(o, "cancelled", "no_liquidity_in_band" if e.reason == "ioc_remainder" and o["kind"] in ("market", "stop") else e.reason)
             changed.pop(e.order_id, None)
         elif e.kind == "rejected":
             if o["status"] != "new":

@@ -220,8 +220,7 @@ def _protected(row, price) -> tuple:
 @patch
 def _check_stop(self: Market, spec, order):
     "A stop the last trade has already reached refused here, naming both (the book refuses it too, as `stop_already_reached`, if a trade of its batch reaches it first)."
-    last = self.engine.book(spec.symbol).last_price
-    if order.stop_price is None or last is None: return
+    if order.stop_price is None or (last := self.engine.book(spec.symbol).last_price) is None: return
     if order.side == "buy" and order.stop_price <= last or order.side == "sell" and order.stop_price >= last:
         raise ValidationError(f"stop_price {order.stop_price}: a {order.side} stop must be {'above' if order.side == 'buy' else 'below'} "
                               f"{spec.symbol}'s last trade {last}, or it would trade at once")
@@ -251,13 +250,14 @@ def submit(self: Market, account: int, order: Order | PlainOrder, reply) -> bool
     order_id, _ = self.cids.assign(account, order.cid)
     state = self.ledger.new(order_id, account, order.cid, order.symbol, order.side, order.kind, order.tif, order.price, order.qty, self.clock(),
                             stop_price=order.stop_price, display_qty=order.display_qty)
-    self._queue(Request(order.symbol, state, self._protect(spec, order.command(order_id, account), state), reply))
+    row = order.command(order_id, account)
+    if spec.price_band_pct and order.kind in ("market", "stop"): row = self._protect(spec, row, state)
+    self._queue(Request(order.symbol, state, row, reply))
     return True
 
 @patch
 def _protect(self: Market, spec, row, state) -> tuple:
-    "A market (stop) order's `row` as an IOC limit at its band's edge (`_protected`): around its stop price, or the last trade, or the best price it would take; as it was without a band, or while there is nothing to take (`_unbanded`: its batch protects it)."
-    if not spec.price_band_pct or state["kind"] not in ("market", "stop"): return row
+    "A market (stop) order's `row` in a banded symbol as an IOC limit at the band's edge (`_protected`): around its stop price, or the last trade, or the best price it would take; as it was while there is nothing to take (`_unbanded`: its batch protects it)."
     around = state["stop_price"] if state["kind"] == "stop" else self._reference(spec.symbol, state["side"])  # a stop's: where it triggers
     if around is None: return row
     lo, hi = self._edges(spec, around)

@@ -544,7 +544,7 @@ def _responses(name, r: Route) -> dict:
     if name not in ("me", "symbols"): out["404"] = {"description": "no such order, symbol or account"}
     if name in ("submit", "cancel", "modify", "add_symbol"): out["409"] = {"description": "the order is done, the symbol halted, or already traded"}
     if r.body: out["413"] = {"description": "the body is past [limits] request_kb"}
-    if "{symbol}" in r.path or name in ("submit", "cancel_all", "add_symbol"): out["421"] = {"description": "another shard trades the symbol"}
+    if "{symbol}" in r.path or name in ("submit", "cancel_all", "add_symbol", "orders", "fills"): out["421"] = {"description": "another shard trades the symbol"}
     if r.body is Order or r.method in ("DELETE", "PATCH"): out["422"] = {"description": "the engine refused it; the reason and the order's state"}
     for status, answer in out.items():  # the JSON body of each: what was asked for, or the error
         schema = answer.pop("schema", _ref("Refused" if status == "422" else "Error"))

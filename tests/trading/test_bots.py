@@ -142,7 +142,7 @@ def test_replay_refuses_a_speed_that_is_not_a_finite_number_above_0():
     for speed in (float("nan"), float("inf"), 0, -1):
         with pytest.raises(ValidationError, match=f"speed {speed!r}: expected a finite number above 0"):
             asyncio.run(replay(None, "DEMO", np.array([0]), [], speed=speed))
-    assert asyncio.run(replay(None, "DEMO", np.array([], np.int64), [], speed=np.float64(2.0))) == {"sent": 0, "acked": 0, "rejected": 0, "behind_s": 0.0}  # a NumPy number is one
+    assert asyncio.run(replay(None, "DEMO", np.array([], np.int64), [], speed=np.float64(2.0))) == {"sent": 0, "acked": 0, "rejected": 0, "rate_limited": 0, "behind_s": 0.0}  # a NumPy number is one
     assert Strategy("DEMO").pnl_history.maxlen == 10_000  # a bot's P&L points: its newest, not one for every trade since it began
 
 def test_replay_streams_a_generated_session_at_n_times_speed(market):
@@ -175,6 +175,7 @@ def test_replay_keeps_the_pace_of_a_fast_session_and_stops_at_once(market):
             return counts, took, stopped, time.perf_counter() - start
     counts, took, stopped, waited = asyncio.run(main())
     assert counts["sent"] == 6_000 and took < 1 and counts["behind_s"] < 0.75, (counts, took)  # before: one round trip an order, 1.6 s here
+    assert 0 < counts["rate_limited"] <= counts["rejected"] == 6_000 - counts["acked"]  # past the connection's burst of 5,000: refused, counted
     assert stopped["sent"] == 1 and waited < 1  # before: the whole 5 s wait, then one more order
 
 def test_the_risk_limits_apply_to_bots(market):

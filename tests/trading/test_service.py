@@ -42,6 +42,7 @@ def test_openapi_describes_every_route(svc):
         == {"cid": CID, "symbol": SYMBOL}
     assert {"201", "409", "421"} <= set(doc["paths"]["/admin/symbols"]["post"]["responses"]) and "200" not in doc["paths"]["/admin/symbols"]["post"]["responses"]
     assert {"404", "409", "422", "429"} <= set(doc["paths"]["/orders/{cid}"]["delete"]["responses"])
+    assert all("421" in doc["paths"][path]["get"]["responses"] for path in ("/orders", "/fills"))  # ?symbol= of another shard's
     order = jsonschema.Draft202012Validator(doc["components"]["schemas"]["Order"]).is_valid  # the rules between fields, as the route checks them
     base = dict(cid="c", symbol="DEMO", side="buy", qty=1)
     assert [order(base | b) for b in ({"price": 1}, {"kind": "market"}, {"kind": "stop", "stop_price": 5}, {"kind": "stop_limit", "stop_price": 5, "price": 5},
