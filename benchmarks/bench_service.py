@@ -185,7 +185,7 @@ def ws_frames(chunks):
             i = at + n
 
 def read_books(port, keys, n, seconds, pipe):
-    """`n` book subscribers of DEMO in this process for `seconds`, each delta's delay from its publication sent back through `pipe`.
+    """`n` book subscribers of DEMO in this process for `seconds`, each delta's publication time and delay sent back through `pipe`.
     Lean, so that the subscribers' own queueing is not what is measured (on this machine they share the cores with the service):
     plain sockets under one epoll loop that only notes when each chunk came; the frames are parsed after the run."""
     socks = {}
@@ -214,7 +214,8 @@ def read_books(port, keys, n, seconds, pipe):
             at = 0
             while opcode == 1 and (at := payload.find(b'"type":"book",', at)) != -1:  # each delta's "ns"
                 j = payload.index(b'"ns":', at) + 5
-                delays.append(ns - int(payload[j:payload.index(b"}", j)]))
+                published = int(payload[j:payload.index(b"}", j)])
+                delays.append((published, ns - published))
                 deltas[-1], at = deltas[-1] + 1, j
         sock.close()
     pipe.send((delays, deltas))
@@ -227,7 +228,7 @@ async def fanout(url, keys, subscribers, rate, seconds) -> dict:
     assert await asyncio.to_thread(here.recv) == "subscribed"
     writer = await connect(url, keys[0], lambda: Orders("fan"))
     await asyncio.sleep(0.5)
-    start, sent = time.perf_counter(), 0
+    start, sent, warm = time.perf_counter(), 0, time.time_ns() + int(seconds / 10 * 1e9)  # the first tenth: the warm-up, as `round_trips`
     while (elapsed := time.perf_counter() - start) < seconds:
         while sent < elapsed * rate:  # paced: orders at distinct prices below the market, each a delta
             sent += 1
@@ -236,7 +237,7 @@ async def fanout(url, keys, subscribers, rate, seconds) -> dict:
     delays, deltas = await asyncio.to_thread(here.recv)
     readers.join()
     writer.transport.disconnect()
-    delays.sort()
+    delays = sorted(delay for published, delay in delays if published >= warm)
     return {"p50_ms": delays[len(delays) // 2] / 1e6, "p99_ms": delays[int(len(delays) * 0.99)] / 1e6,
             "deltas_per_s": statistics.median(deltas) / seconds, "orders_per_s": sent / seconds}
 
