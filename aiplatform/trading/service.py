@@ -537,17 +537,17 @@ ANSWERS = {  # each route's answer when it succeeds
 # %% ../../nbs/trading/14_service.ipynb #b412c209
 def _responses(name, r: Route) -> dict:
     "What the route `r`, named `name`, may answer, by status."
-    out = {"201" if name == "add_symbol" else "200": {"description": "done", "schema": ANSWERS[name]},
-           "400": {"description": "a field breaks its rule; nothing changed"},
+    done = "201" if name == "add_symbol" else "200"
+    out = {done: {"description": "done"}, "400": {"description": "a field breaks its rule; nothing changed"},
            "401": {"description": "no valid API key"}, "403": {"description": "the role does not allow it"},
            "429": {"description": "past the caller's rate of requests ([services] rate)"}}
     if name not in ("me", "symbols"): out["404"] = {"description": "no such order, symbol or account"}
     if name in ("submit", "cancel", "modify", "add_symbol"): out["409"] = {"description": "the order is done, the symbol halted, or already traded"}
     if r.body: out["413"] = {"description": "the body is past [limits] request_kb"}
-    if "{symbol}" in r.path or name in ("submit", "cancel_all", "add_symbol", "orders", "fills"): out["421"] = {"description": "another shard trades the symbol"}
+    if "{symbol}" in r.path or "symbol" in (r.query or {}) or r.body in (Order, SymbolSpec): out["421"] = {"description": "another shard trades the symbol"}
     if r.body is Order or r.method in ("DELETE", "PATCH"): out["422"] = {"description": "the engine refused it; the reason and the order's state"}
     for status, answer in out.items():  # the JSON body of each: what was asked for, or the error
-        schema = answer.pop("schema", _ref("Refused" if status == "422" else "Error"))
+        schema = ANSWERS[name] if status == done else _ref("Refused" if status == "422" else "Error")
         answer["content"] = {"application/json": {"schema": schema}}
     return out
 
