@@ -92,22 +92,22 @@ class Ledger(Rewritable):
 @patch
 def apply(self: Ledger, symbol, events, now=0) -> tuple[dict, list, dict]:
     "Follow a batch's events: ({order_id: state} changed, [fill], {order_id: reason} of refused cancels and modifies)."
-    changed, fills, refused = {}, [], {}
+    changed, fills, refused, seq, get = {}, [], {}, 0, self.orders.get
     for e in events:
-        if e.seq: self.seqs[symbol] = e.seq
-        o = self.orders.get(e.order_id)
-        if o is None: continue
+        seq = e.seq or seq  # a risk refusal's is 0
+        if (o := get(e.order_id)) is None: continue
         if e.kind == "accepted":  # a new order's, or a modify's: its qty is what it has filled and what it now has left (FIX's OrderQty = CumQty + LeavesQty)
             o["status"], o["remaining"], o["qty"] = "open", e.qty, o["filled"] + e.qty
             if e.price: o["price"] = e.price
         elif e.kind == "trade":
-            for oid, liquidity in ((e.order_id, "taker"), (e.maker_id, "maker")):
-                if (t := self.orders.get(oid)) is None: continue
-                t["filled"], t["remaining"], t["notional"] = t["filled"] + e.qty, t["remaining"] - e.qty, t["notional"] + e.price * e.qty
+            price, qty = e.price, e.qty
+            for oid, t, liquidity, tag in ((e.order_id, o, "taker", "t"), (e.maker_id, get(e.maker_id), "maker", "m")):
+                if t is None: continue
+                t["filled"], t["remaining"], t["notional"] = t["filled"] + qty, t["remaining"] - qty, t["notional"] + price * qty
                 if t["remaining"] == 0: t["status"] = "filled"; self._ended(t); changed.pop(oid, None)  # listed in the order they end
                 t["updated_ns"], changed[oid] = now, t
-                fill = {"fill_id": f"{symbol}:{e.seq}:{liquidity[0]}", "order_id": oid, "cid": t["cid"], "account": t["account"],
-                        "symbol": symbol, "side": t["side"], "price": e.price, "qty": e.qty, "liquidity": liquidity, "ns": now}
+                fill = {"fill_id": f"{symbol}:{seq}:{tag}", "order_id": oid, "cid": t["cid"], "account": t["account"], "symbol": symbol,
+                        "side": t["side"], "price": price, "qty": qty, "liquidity": liquidity, "ns": now}
                 fills.append(fill)
                 self._fill(fill)
             continue
@@ -120,6 +120,7 @@ def apply(self: Ledger, symbol, events, now=0) -> tuple[dict, list, dict]:
                 continue
             self.end(o, "rejected", e.reason); changed.pop(e.order_id, None)
         o["updated_ns"], changed[e.order_id] = now, o
+    if seq: self.seqs[symbol] = seq
     return changed, fills, refused
 
 # %% ../../nbs/trading/12_ledger.ipynb #407a3b77
