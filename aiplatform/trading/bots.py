@@ -16,6 +16,7 @@ from fastcore.basics import patch
 from ..core import AIPlatformError, Conflict, NotFound, ValidationError, get_logger
 from .book import KINDS, LIMIT, OP_CANCEL, OP_MODIFY, OP_SUBMIT, SIDES, STPS, TIFS
 from .client import AsyncTradingClient, OrderRejected, RateLimited, new_cid
+from .service import MAX_FRAME
 from .data import order_flow
 from .gpu import rolling_mean
 from .journal import commands_of, read_journal, seq_of
@@ -234,7 +235,7 @@ class MomentumMA(Strategy):
 # %% ../../nbs/trading/16_bots.ipynb #c058cddf
 async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, speed: float = 1.0, offset: int = 0,
                  prefix: str | None = None, stop: asyncio.Event | None = None) -> dict:
-    "Send `commands` to `symbol` at `speed`× the pace of `times_ns`, prices shifted by `offset`, client order ids `prefix` + engine id (a new prefix by default: each replay places its orders anew); counts of what was answered (`rate_limited`: of the rejected, those past the connection's rate limit), and `behind_s`: how far behind its schedule it fell at most."
+    "Send `commands` to `symbol` at `speed`× the pace of `times_ns`, prices shifted by `offset`, client order ids `prefix` + engine id (a new prefix by default: each replay places its orders anew); counts of what was answered, `rate_limited`: how many the connection's rate limit refused (each sent again once it allowed), and `behind_s`: how far behind its schedule it fell at most."
     if not (isinstance(speed, numbers.Real) and math.isfinite(speed) and speed > 0): raise ValidationError(f"speed {speed!r}: expected a finite number above 0")
     prefix = f"r{new_cid()[:6]}-" if prefix is None else prefix
     loop, counts, times = asyncio.get_running_loop(), {"sent": 0, "acked": 0, "rejected": 0, "rate_limited": 0, "behind_s": 0.0}, times_ns.tolist()
@@ -242,21 +243,26 @@ async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, sp
     due = lambda k: start + (times[k] - t0) / 1e9 / speed
     while i < len(times) and not (stop is not None and stop.is_set()):
         if (wait := due(i) - loop.time()) > 0:
-            if stop is None: await asyncio.sleep(wait)
-            else:
-                with suppress(TimeoutError): await asyncio.wait_for(stop.wait(), wait)  # a stop set meanwhile ends it now
+            await _pause(wait, stop)
             continue
         now, j = loop.time(), i
-        while j < len(times) and due(j) <= now: j += 1  # every command due by now, in one frame: a fast session keeps its pace
+        while j < len(times) and j - i < MAX_FRAME and due(j) <= now: j += 1  # every command due by now, in one frame: a fast session keeps its pace
         counts["behind_s"] = max(counts["behind_s"], now - due(i))
         answers = await client.requests([_message(c, symbol, f"{prefix}{int(c['order_id'])}", offset) for c in commands[i:j]],
                                         client.shard(symbol), check=False)
-        counts["sent"] += len(answers)
-        for answer in answers:
-            counts["acked" if answer["type"] == "ack" else "rejected"] += 1
-            counts["rate_limited"] += answer.get("status") == RateLimited.status
-        i = j
+        passed = next((k for k, a in enumerate(answers) if a.get("status") == RateLimited.status), len(answers))  # the rest of the frame is refused with it
+        for answer in answers[:passed]: counts["acked" if answer["type"] == "ack" else "rejected"] += 1
+        counts["sent"] += passed
+        if passed < len(answers):  # sent again, from the first refused, once the limit allows
+            counts["rate_limited"] += len(answers) - passed
+            await _pause(answers[passed]["retry_after_s"], stop)
+        i += passed
     return counts
+
+async def _pause(seconds, stop):
+    "Wait `seconds`, or until `stop` (when given) is set."
+    if stop is None: return await asyncio.sleep(seconds)
+    with suppress(TimeoutError): await asyncio.wait_for(stop.wait(), seconds)
 
 def _message(c, symbol, cid, offset) -> dict:
     "The service's message for the engine command `c`, under client order id `cid`, its prices shifted by `offset`."

@@ -120,7 +120,7 @@ class Connection:
         self.market, self.hub, self.user, self.account, self.transport = market, hub, user, user.id, transport
         self.outbox, self.rate, self.heartbeat = Outbox(t.queue_limit), RateLimit(t.rate, t.burst), t.heartbeat
         self.cancel_on_disconnect, self.placed, self.channels, self._prune_at = cancel_on_disconnect, {}, set(), 1_000  # placed: {cid: order id}
-        self.wake, self.dirty, self.sending = asyncio.Event(), False, False
+        self.wake, self.dirty, self.sending, self.limited = asyncio.Event(), False, False, None  # limited: the retry_after_s of the frame being read once it met the rate limit
 
     def push(self, message):
         "Queue `message` for this client; it goes out at the hub's next drain."
@@ -184,14 +184,16 @@ async def write(self: Connection, ws, close_s=CLOSE_S):
 def _fields(message) -> dict: return {k: v for k, v in message.items() if k not in ("op", "req")}
 
 @patch
-def handle(self: Connection, message):
-    "Act on one client message; every mistake is answered with a message naming it, and changes nothing."
+def handle(self: Connection, message, rest=1):
+    "Act on one client message (`rest`: how many its frame holds from it on); every mistake is answered with a message naming it, and changes nothing."
     req = message.get("req") if isinstance(message, dict) else None
     op = message.get("op") if isinstance(message, dict) else None
     bad_req = req is not None and not (type(req) is int or (isinstance(req, str) and len(req) <= 64))
     if bad_req: req = None  # never echoed
     try:
-        if not self.rate.take(): raise TooMany(self.rate.refusal())  # a mistake counts too
+        if self.limited is not None or not self.rate.take():  # a mistake counts too; once one is refused, so is the rest of its frame
+            if self.limited is None: self.limited = self.retry_after(rest)
+            raise TooMany(self.rate.refusal())
         if not isinstance(message, dict): raise ValidationError(f"message: expected a JSON object with an op, got {type(message).__name__}")
         if bad_req: raise ValidationError("req: expected an integer or text of at most 64 characters, echoed in the answer")
         if op in ORDER_OPS: self._trade(op, message, req)
@@ -199,10 +201,24 @@ def handle(self: Connection, message):
         elif op == "ping": self.push({"type": "pong", "req": req})
         else: raise ValidationError(f"op {reprlib.repr(op)}: expected one of {', '.join(ORDER_OPS + ('subscribe', 'unsubscribe', 'ping'))}")  # a bounded repr: a value nested 1,000 deep is a RecursionError to repr()
     except AIPlatformError as e:
-        self.push({"type": "reject" if op in ORDER_OPS else "error", "req": req, "error": str(e), "status": e.status})
+        answer = {"type": "reject" if op in ORDER_OPS else "error", "req": req, "error": str(e), "status": e.status}
+        if isinstance(e, TooMany): answer["retry_after_s"] = self.limited
+        self.push(answer)
     except Exception:  # a fault of ours: logged, answered, and the connection and its other messages go on
         get_logger("trading.service").exception("%s's message %s", self.user.username, reprlib.repr(message))
         self.push({"type": "reject" if op in ORDER_OPS else "error", "req": req, "error": "internal error", "status": 500})
+
+@patch
+def handle_frame(self: Connection, messages):
+    "Act on a frame's messages in order; once one meets the rate limit the rest of the frame is refused too, each refusal saying when that rest could pass (`retry_after_s`): a client sends it again then, in its order."
+    try:
+        for k, message in enumerate(messages): self.handle(message, len(messages) - k)
+    finally: self.limited = None
+
+@patch
+def retry_after(self: Connection, n=1) -> float:
+    "Seconds until the rate limit lets `n` more messages pass together (a burst of them at most)."
+    return round(max(0.0, min(n, self.rate.burst) - self.rate.tokens) / self.rate.rate, 6)
 
 @patch
 def _reply(self: Connection, req):
@@ -445,8 +461,9 @@ async def resume(request):
 def _messages(msg, conn) -> list:
     "The client messages in the WebSocket frame `msg`; none, with an error pushed to `conn`, for a frame that is not JSON text of 1 to `MAX_FRAME` messages (it takes a token of the rate limit: a mistake counts too)."
     def error(text):
-        ok = conn.rate.take()
-        conn.push({"type": "error", "req": None, "error": f"frame: {text}" if ok else conn.rate.refusal(), "status": 400 if ok else TooMany.status})
+        answer = {"type": "error", "req": None, "error": f"frame: {text}", "status": 400}
+        if not conn.rate.take(): answer.update(error=conn.rate.refusal(), status=TooMany.status, retry_after_s=conn.retry_after())
+        conn.push(answer)
         return []
     if msg.type != WSMsgType.TEXT: return error(f"expected text (JSON), got {msg.type.name.lower()}")
     try: data = orjson.loads(msg.data)
@@ -469,7 +486,7 @@ async def websocket(request):
     writer = asyncio.create_task(conn.write(ws))
     try:
         async for msg in ws:
-            for message in _messages(msg, conn): conn.handle(message)
+            conn.handle_frame(_messages(msg, conn))
             request.app[HUB].drain()  # the answers that need no batch: errors, subscriptions, pongs
     finally:
         request.app[HUB].sockets.pop(ws, None)

@@ -302,6 +302,10 @@ def test_the_rate_limit_refuses_with_the_limit(svc):
 
         refused = [m for m in seen if m["type"] == "error"]
         assert 10 <= len(refused) < 320 and refused[0]["error"] == "rate limit: 200 messages a second, bursts of 300"
+        for k in range(8):  # in each frame, pongs then refusals: once one is refused, so is the rest of its frame
+            kinds = [m["type"] for m in sorted((m for m in seen if k * 40 <= m["req"] < k * 40 + 40), key=lambda m: m["req"])]
+            assert kinds == sorted(kinds, key=lambda kind: kind == "error"), (k, kinds)
+        assert all(0 <= m["retry_after_s"] <= 40 / 200 for m in refused) and max(m["retry_after_s"] for m in refused) > 0  # when the rest could pass
         await session.close()
     asyncio.run(scenario())
 
