@@ -204,6 +204,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'aiplatform.core._read_file': ('core.html#_read_file', 'aiplatform/core.py'),
                                  'aiplatform.core._settle': ('core.html#_settle', 'aiplatform/core.py'),
                                  'aiplatform.core._shown': ('core.html#_shown', 'aiplatform/core.py'),
+                                 'aiplatform.core._step': ('core.html#_step', 'aiplatform/core.py'),
                                  'aiplatform.core._xdg_data_home': ('core.html#_xdg_data_home', 'aiplatform/core.py'),
                                  'aiplatform.core.data_path': ('core.html#data_path', 'aiplatform/core.py'),
                                  'aiplatform.core.get_logger': ('core.html#get_logger', 'aiplatform/core.py'),

@@ -71,11 +71,15 @@ def _shown(value) -> str:
     text = repr(value) if value is None or isinstance(value, (bool, int, float, str)) else ""
     return f" {text}" if 0 < len(text) <= 40 else ""
 
+def _step(name: str) -> str:
+    "A field name as a path shows it: as it is when short and printable, else its repr cut to 40 characters (a client's unknown field can be a megabyte long)."
+    return name if len(name) <= 40 and name.isprintable() else repr(name[:40]) + ("…" if len(name) > 40 else "")
+
 def validation_error(e, model, root="request body") -> ValidationError:
     "Our one-line `ValidationError` for the first of pydantic's errors `e` on `model`: field path, value, what was expected."
     err = e.errors(include_url=False)[0]
     loc, kind = err["loc"], err["type"]
-    path = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in loc).lstrip(".") or root
+    path = "".join(f"[{s}]" if isinstance(s, int) else f".{_step(s)}" for s in loc).lstrip(".") or root
     holder = _model_at(model, loc)
     field = holder.model_fields.get(loc[-1]) if holder and loc and isinstance(loc[-1], str) else None
     if kind == "missing": return ValidationError(f"{path}: required")

@@ -249,7 +249,7 @@ def _trade(self: Connection, op, message, req):
 def _subscribe(self: Connection, op, fields, req):
     channel, symbol = fields.get("channel"), fields.get("symbol")
     if channel not in CHANNELS: raise ValidationError(f"channel {reprlib.repr(channel)}: expected one of {', '.join(CHANNELS)}")
-    if set(fields) - {"channel", "symbol"}: raise ValidationError(f"{op}: unknown field {sorted(set(fields) - {'channel', 'symbol'})[0]!r} (expected channel, symbol)")
+    if set(fields) - {"channel", "symbol"}: raise ValidationError(f"{op}: unknown field {reprlib.repr(sorted(set(fields) - {'channel', 'symbol'})[0])} (expected channel, symbol)")
     own = channel in ("orders", "positions")
     if own:
         if symbol is not None: raise ValidationError(f"symbol: not allowed for the {channel} channel (it covers every symbol)")
@@ -319,7 +319,7 @@ def query(request, route: Route) -> dict:
     allowed = route.query or {}
     out = {name: schema["default"] for name, (_, schema) in allowed.items() if "default" in schema}
     for name, raw in request.query.items():
-        if name not in allowed: raise ValidationError(f"query parameter {name!r}: unknown" + (f" (expected {', '.join(allowed)})" if allowed else " (none expected)"))
+        if name not in allowed: raise ValidationError(f"query parameter {reprlib.repr(name)}: unknown" + (f" (expected {', '.join(allowed)})" if allowed else " (none expected)"))
         if (n := len(request.query.getall(name))) > 1: raise ValidationError(f"query parameter {name!r}: given {n} times, expected once")
         schema = allowed[name][1]
         if schema.get("type") == "integer":

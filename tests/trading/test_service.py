@@ -407,6 +407,15 @@ def test_wrong_types_are_answered_and_the_connection_goes_on(svc):
     assert got[2]["error"].startswith("symbol 5: expected a symbol") and got[3]["error"].startswith("symbol: expected a symbol")
     assert got[4]["error"].startswith("self: unknown field") and {got[k]["status"] for k in (2, 3, 4)} == {400}
 
+def test_an_unknown_field_is_named_in_a_few_words_however_long(svc):
+    long = "x" * 200_000
+    got = _answers(svc, json.dumps([{"op": "subscribe", "channel": "book", "symbol": "DEMO", long: 1, "req": 1},
+                                    {"op": "order", "cid": "u-1", "symbol": "DEMO", "side": "buy", "price": 100, "qty": 1, long: 1, "req": 2},
+                                    {"op": "cancel", "cid": "u-1", long: 1, "req": 3}]), 3)
+    for k in (1, 2, 3): assert got[k]["status"] == 400 and "unknown field" in got[k]["error"] and len(got[k]["error"]) < 300, (k, len(got[k]["error"]))  # before: 200 kB each
+    status, answer = call(svc, "GET", f"orders?{'y' * 5_000}=1")
+    assert status == 400 and answer["error"].startswith("query parameter 'yyy") and len(answer["error"]) < 300
+
 def test_cancel_all_over_http_takes_a_symbol_in_its_body(svc):
     for cid, symbol in (("ca-1", "DEMO"), ("ca-2", "ACME")): call(svc, "POST", "orders", body=dict(cid=cid, symbol=symbol, side="buy", price=101, qty=1))
     assert call(svc, "POST", "orders/cancel-all", body={"symbol": "ACME", "colour": "red"})[1]["error"].startswith("colour: unknown field")
