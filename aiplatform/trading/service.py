@@ -142,13 +142,12 @@ def _keeps_up(self: Connection) -> bool:
 
 @patch
 def drain(self: Connection):
-    "Write all that waits straight to the socket (a frame per `MAX_FRAME` messages) while the client keeps up; once it has fallen behind, bound what waits (`Outbox.trim`) and leave it to the writer task."
+    "Write what waits straight to the socket, a frame of `MAX_FRAME` messages (a list's items each) at a time, while the client keeps up; bound what is left once it has fallen behind (`Outbox.trim`), and leave that to the writer task."
     self.dirty = False
     t, box = self.transport, self.outbox
-    if not self._keeps_up(): box.trim()
-    else:
-        while messages := box.take(self._snapshot, MAX_FRAME):
-            t.write(messages[0].wire if len(messages) == 1 and isinstance(messages[0], Shared) else wire(frame(messages)))
+    while self._keeps_up() and (messages := box.take(self._snapshot, MAX_FRAME)):
+        t.write(messages[0].wire if len(messages) == 1 and isinstance(messages[0], Shared) else wire(frame(messages)))
+    if box.queue: box.trim()
     if box.queue or box.stale or box.closed: self.wake.set()
 
 @patch

@@ -11,12 +11,12 @@ from fastcore.basics import patch
 
 # %% ../../nbs/trading/11_sessions.ipynb #9536e9cb
 BOOK = ("book", "book_snapshot")  # the messages a fresh snapshot can replace
-LISTS = ("orders", "positions")  # the messages that list an account's orders or positions (a subscription's first): each item counts
+LISTS = ("orders", "positions", "trades")  # the messages that list an account's orders or positions, or a symbol's tape (a subscription's first): each item counts
 
 def _items(message) -> int: return len(message[message["type"]]) if message["type"] in LISTS else 1
 
 class Outbox:
-    "Messages waiting for one connection; once it has fallen behind, at most `limit` (book deltas give way to a fresh snapshot; a list of orders or positions counts its items)."
+    "Messages waiting for one connection; once it has fallen behind, at most `limit` (book deltas give way to a fresh snapshot; a list of orders, positions or trades counts its items)."
     def __init__(self, limit: int):
         self.limit, self.queue, self.stale, self.closed, self.size = limit, deque(), set(), None, 0  # size: the messages waiting, a list's items each
 
@@ -40,10 +40,12 @@ class Outbox:
 # %% ../../nbs/trading/11_sessions.ipynb #bbe55004
 @patch
 def take(self: Outbox, snapshot, n: int | None = None) -> list[dict]:
-    "Up to `n` messages to send now (all by default), a fresh `snapshot(symbol)` first for each symbol whose deltas were dropped."
+    "Messages to send now, up to `n` of them with a list's items each (all by default; one at least), a fresh `snapshot(symbol)` first for each symbol whose deltas were dropped: one frame's worth."
     out = [snapshot(symbol) for symbol in sorted(self.stale)]
     self.stale.clear()
-    while self.queue and (n is None or len(out) < n):
+    taken = len(out)
+    while self.queue and (n is None or taken < n):
         out.append(m := self.queue.popleft())
-        self.size -= _items(m)
+        self.size -= (k := _items(m))
+        taken += k
     return out

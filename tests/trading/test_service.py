@@ -508,6 +508,33 @@ def test_a_client_that_reads_nothing_holds_up_no_others_close_nor_the_stop(tmp_p
         return app[service.MARKET].order(ack["order"]["account"], "cod")["status"]
     assert asyncio.run(main()) == "cancelled"  # the other connection was closed, and its order cancelled
 
+def test_a_frame_of_big_answers_to_a_client_that_reads_nothing_costs_bounded_memory(tmp_path):
+    from aiohttp import web
+    from aiplatform.core import load_settings
+    import aiplatform.trading.service as service
+    keys = make_users(tmp_path)
+    settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO", "price_band_pct": 0})
+    async def main():
+        app = service.make_app(settings)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"
+        try:
+            async with AsyncTradingClient(url, keys["tom"]) as tom, AsyncTradingClient(url, keys["tess"]) as tess:
+                await tom.order("DEMO", "sell", 1_000, 100)
+                await tess.requests([order_message("DEMO", "buy", 1, 100) for _ in range(1_000)])  # a tape of 1,000 trades
+            loop = asyncio.get_running_loop()
+            raw = await loop.run_in_executor(None, RawSocket, url, keys["vic"])
+            await loop.run_in_executor(None, raw.send, [{"op": "subscribe", "channel": "trades", "symbol": "DEMO", "req": i} for i in range(1_000)])
+            await asyncio.sleep(1)
+            held = max([t.get_write_buffer_size() for t in app[service.HUB].sockets.values()], default=0)
+            raw.sock.close()
+            return held
+        finally: await runner.cleanup()
+    assert asyncio.run(main()) < 1 << 20  # a frame's worth past BACKLOG at most; before: 100 MB, every answer at once
+
 def test_a_value_nested_a_thousand_deep_is_answered_and_the_connection_goes_on(svc):
     deep = "[" * 1000 + "]" * 1000  # orjson reads up to 1,024 levels; repr() of it is a RecursionError
     got = _answers(svc, f'[{{"op":"ping","req":1}},{{"op":{deep},"req":2}},{{"op":"subscribe","channel":{deep},"req":3}},{{"op":"ping","req":4}}]', 4)
