@@ -51,6 +51,7 @@ class AsyncTradingClient:
         self._session, self._ws, self._readers, self._waiting, self._resyncing = None, {}, {}, {}, set()
         self._subscribed, self._closing, self._connecting = set(), False, {}  # a lock a shard: one connection each, however many ask at once
         self._following = set()  # (shard, channel, symbol) being subscribed again and again by `_follow`
+        self._unsure = {}  # shard -> the cids of orders sent to it whose answers a dropped connection lost: looked up once it is back
         self._reqs, self.placed, self._tasks = itertools.count(1), set(), set()  # the cids of the orders this client sent; its background tasks
 
     def shard(self, symbol) -> int: return shard_of(symbol, len(self.urls))
@@ -210,14 +211,15 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
     for channel, symbol in wanted:
         if channel == "book": self.books.pop(symbol, None)
     await asyncio.gather(*(self._follow(shard, channel, symbol) for channel, symbol in wanted))
-    if ("orders", None) in self._subscribed: await self._catch_up(shard)
+    if ("orders", None) in self._subscribed or self._unsure.get(shard): await self._catch_up(shard)
     self.reconnects += 1
 
 @patch
 async def _catch_up(self: AsyncTradingClient, shard):
-    "Take in what `shard` did with this account's orders while the client was away: the orders channel's first message lists the open ones only."
+    "Take in what `shard` did with this account's orders while the client was away (the orders channel's first message lists the open ones only), and what became of the orders whose answers the connection lost (one not found never reached it)."
     try:
         self._keep_orders((await self.get("orders", shard, status="all", limit=10_000))["orders"])
+        self.placed -= {cid for cid in self._unsure.pop(shard, ()) if cid not in self.orders}
         fetched = (await self.get("fills", shard, limit=10_000))["fills"]
         fills = sorted({f["fill_id"]: f for f in [*self.fills, *fetched]}.values(), key=lambda f: f["ns"])  # once each, oldest first
         self.fills = deque(fills, maxlen=self.keep)
@@ -258,7 +260,7 @@ def _raise(answer: dict) -> dict:
 @patch
 async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, check=True, timeout=30.0) -> list[dict]:
     "Send `messages` to `shard` (in one frame, or one per `MAX_FRAME`); their answers, in order (errors raised unless `check=False`), within `timeout` seconds."
-    ws, loop, futures = await self._socket(shard), asyncio.get_running_loop(), []
+    ws, loop, futures, sent = await self._socket(shard), asyncio.get_running_loop(), [], 0
     for m in messages:
         m["req"] = next(self._reqs)
         futures.append(self._waiting.setdefault(m["req"], (ws, loop.create_future()))[1])
@@ -267,14 +269,18 @@ async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, chec
         if ws.closed: raise ConnectionError(f"{self.urls[shard]}ws: connection closed; reconnecting")  # its reader has ended and failed the requests it knew
         async with asyncio.timeout(timeout):  # the sending too: a shard that stops reading fills the socket
             for part in (messages[i:i + MAX_FRAME] for i in range(0, len(messages), MAX_FRAME)):
+                sent += len(part)  # from here on it may reach the service
                 await ws.send_str(json.dumps(part if len(part) > 1 else part[0]))
             answers = await _all(futures)
     except TimeoutError: raise TimeoutError(f"{self.urls[shard]}ws: no answer to {len(messages)} message(s) in {timeout:g} s") from None
     finally:
-        for m, f in zip(messages, futures):
+        for k, (m, f) in enumerate(zip(messages, futures)):
             self._waiting.pop(m["req"], None)  # answered, failed or given up: none left behind
-            if m.get("op") == "order" and not (f.done() and not f.cancelled() and f.exception() is None and "order" in f.result()):
-                self.placed.discard(m.get("cid"))  # refused before it was an order, or never answered: nothing of this client's to cancel
+            if m.get("op") != "order": continue
+            failed = f.exception() if f.done() and not f.cancelled() else None
+            if k >= sent or f.done() and not f.cancelled() and failed is None and "order" not in f.result():
+                self.placed.discard(m.get("cid"))  # never sent, or refused before it was an order: nothing of this client's to cancel
+            elif isinstance(failed, ConnectionError): self._unsure.setdefault(shard, set()).add(m.get("cid"))  # it may have become an order
     return [_raise(a) for a in answers] if check else answers
 
 @patch
