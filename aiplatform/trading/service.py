@@ -206,13 +206,13 @@ def handle(self: Connection, message, rest=1):
     except Exception:  # a fault of ours: logged, answered, and the connection and its other messages go on
         get_logger("trading.service").exception("%s's message %s", self.user.username, reprlib.repr(message))
         self.push({"type": "reject" if op in ORDER_OPS else "error", "req": req, "error": "internal error", "status": 500})
+    finally:
+        if rest == 1: self.limited = None  # its frame's last message, or a message alone: the next starts afresh
 
 @patch
 def handle_frame(self: Connection, messages):
     "Act on a frame's messages in order; once one meets the rate limit the rest of the frame is refused too, each refusal saying when that rest could pass (`retry_after_s`): a client sends it again then, in its order."
-    try:
-        for k, message in enumerate(messages): self.handle(message, len(messages) - k)
-    finally: self.limited = None
+    for k, message in enumerate(messages): self.handle(message, len(messages) - k)
 
 @patch
 def retry_after(self: Connection, n=1) -> float:
