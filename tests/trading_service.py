@@ -1,5 +1,5 @@
 "The trading service run as `aiplatform service trading` runs it, with users of each role and their API keys."
-import base64, json, os, signal, socket, struct, subprocess
+import asyncio, base64, json, os, signal, socket, struct, subprocess, threading
 from types import SimpleNamespace
 from conftest import BIN, clean_env, free_port, wait_for
 from aiplatform.core import load_settings
@@ -70,3 +70,40 @@ class RawSocket:
         if opcode != 1: return []  # a ping
         data = json.loads(payload)
         return data if isinstance(data, list) else [data]
+
+class Proxy:
+    """A TCP proxy to the service on `url`, on its own thread: once `cut(...)` is called, the next bytes from the client (or
+    from the service) are dropped and the connection they came on cut (the network fails mid-request); with `silent`
+    set, what clients send goes nowhere (a service that stops answering)."""
+    def __init__(self, url):
+        self.port, self.silent, self._cut = int(url.rstrip("/").rsplit(":", 1)[1]), False, None
+        self.loop, ready = asyncio.new_event_loop(), threading.Event()
+        def main():
+            self.server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+            ready.set()
+            self.loop.run_forever()
+        threading.Thread(target=main, daemon=True).start()
+        ready.wait()
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/"
+
+    def cut(self, from_service=False, skip=0):
+        "Cut the connection that carries the next bytes from the client (or the service), past `skip` writes let through first."
+        self._cut = [from_service, skip]
+
+    async def _serve(self, client_reader, client_writer):
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        async def pipe(source, sink, from_service):
+            try:
+                while data := await source.read(1 << 16):
+                    if not from_service and self.silent: continue
+                    if self._cut and self._cut[0] == from_service:
+                        if self._cut[1]: self._cut[1] -= 1
+                        else:
+                            self._cut = None
+                            client_writer.transport.abort(), writer.transport.abort()
+                            return
+                    sink.write(data)
+                    await sink.drain()
+            except OSError: pass
+            finally: sink.close()
+        await asyncio.gather(pipe(client_reader, writer, False), pipe(reader, client_writer, True))

@@ -417,8 +417,9 @@ async def positions_frame(self: AsyncTradingClient) -> pd.DataFrame:
     return _frame(await self._everywhere("positions", "positions"), "positions")
 
 # %% ../../nbs/trading/15_client.ipynb #3948ed66
-LIVE = {"orders": dict, "positions": dict, "fills": lambda d: deque(d, d.maxlen), "books": copy.deepcopy,  # the state the loop keeps,
-        "trades": lambda t: {s: deque(d, d.maxlen) for s, d in t.items()}}                              # as copies to read elsewhere
+_dicts = lambda d: {k: dict(v) for k, v in d.items()}  # an order's, a position's, a fill's or a trade's fields are plain values
+LIVE = {"orders": _dicts, "positions": _dicts, "fills": lambda d: deque(map(dict, d), d.maxlen), "books": copy.deepcopy,  # the state the loop
+        "trades": lambda t: {s: deque(map(dict, d), d.maxlen) for s, d in t.items()}, "placed": set}                   # keeps, as copies
 
 class TradingClient:
     "The trading service from plain (not async) code, e.g. a notebook."
@@ -426,7 +427,10 @@ class TradingClient:
         self._loop, self._closed = asyncio.new_event_loop(), False
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="trading-client")
         self._thread.start()
-        self.aio = self._run(self._make(urls, key, cancel_on_disconnect))
+        try: self.aio = self._run(self._make(urls, key, cancel_on_disconnect))
+        except BaseException:
+            self._end()  # no thread left behind by a client that was never made
+            raise
 
     async def _make(self, *args): return AsyncTradingClient(*args)
     async def _call(self, fn): return fn()
@@ -453,7 +457,11 @@ class TradingClient:
 
     def close(self):
         if self._closed: return
-        self._run(self.aio.close())
+        try: self._run(self.aio.close())
+        finally: self._end()
+
+    def _end(self):
+        "Stop the loop and its thread."
         self._closed = True
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)

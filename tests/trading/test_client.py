@@ -5,7 +5,7 @@ connection lost among them), and a shard that never answers holds up no other.""
 import asyncio, base64, hashlib, socket, threading, time
 import pytest
 from conftest import free_port
-from trading_service import make_users, start_trading, stop
+from trading_service import Proxy, make_users, start_trading, stop
 from aiplatform.trading import client
 from aiplatform.trading.client import AsyncTradingClient, TradingClient, order_message
 from aiplatform.trading.market import shard_of
@@ -45,13 +45,24 @@ def test_the_notebook_client_never_waits_on_itself_and_reads_copies(svc):
     while not failed and time.monotonic() < deadline: time.sleep(0.01)
     assert failed and "called from its own loop's thread" in failed[0][0] and failed[0][1] < 1
     orders = tc.orders
-    orders.clear()  # a copy: the client's own is untouched
-    assert "n1" in tc.orders and tc.orders is not tc.orders
+    orders["n1"]["status"] = "filled"
+    orders.clear()  # a copy, its orders too: the client's own are untouched
+    assert tc.orders["n1"]["status"] == "open" and tc.orders is not tc.orders  # before: the client's own order said filled
+    placed = tc.placed
+    placed.clear()
+    assert tc.placed == {"n1"}  # before: the client's own set, emptied
     tc.cancel_all()
     tc.close()
     tc.close()  # closed twice: still closed, at once
     with pytest.raises(ConnectionError, match="TradingClient: closed"): tc.order("DEMO", "buy", 1, 90)
     assert tc._loop.is_closed()
+
+def test_a_notebook_client_that_fails_to_start_leaves_no_thread():
+    import threading
+    before = {t.ident for t in threading.enumerate()}
+    for urls in (None, 5):
+        with pytest.raises(TypeError): TradingClient(urls, "key")
+    assert [t.name for t in threading.enumerate() if t.ident not in before] == []  # before: a "trading-client" thread each
 
 def test_an_unsubscribed_book_stays_dropped(svc):
     async def main():
@@ -192,40 +203,16 @@ def test_a_refusal_for_good_is_what_subscribe_raises_and_a_shard_down_has_one_fo
             assert c._following == {(0, "book", "DEMO")} and len(c._tasks) == 1  # before: a follower for each call
     asyncio.run(main())
 
-class _Cutting:
-    "A TCP proxy to `port` that, once `cut` is set, drops the connection at the service's next bytes instead of passing them on."
-    def __init__(self, port): self.port, self.cut = port, False
-
-    async def start(self) -> str:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/"
-
-    async def _serve(self, client_reader, client_writer):
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        async def pipe(source, sink, from_service):
-            try:
-                while data := await source.read(1 << 16):
-                    if from_service and self.cut:
-                        self.cut = False
-                        client_writer.transport.abort(), writer.close()  # the network fails: this answer is lost
-                        return
-                    sink.write(data)
-                    await sink.drain()
-            except OSError: pass
-            finally: sink.close()
-        await asyncio.gather(pipe(client_reader, writer, False), pipe(reader, client_writer, True))
-
 def test_an_order_whose_answer_a_dropped_connection_lost_is_looked_up_and_cancelled_as_placed(svc):
     async def main():
-        proxy = _Cutting(int(svc.url.rstrip("/").rsplit(":", 1)[1]))
-        async with AsyncTradingClient(await proxy.start(), svc.keys["tess"]) as c:
+        proxy = Proxy(svc.url)
+        async with AsyncTradingClient(proxy.url, svc.keys["tess"]) as c:
             await c.order("DEMO", "buy", 1, 90, cid="cut-1")
-            proxy.cut = True
+            proxy.cut(from_service=True)
             with pytest.raises(ConnectionError): await c.order("DEMO", "buy", 1, 91, cid="cut-2")
             for _ in range(100):
                 if c.reconnects: break
                 await asyncio.sleep(0.1)
             assert "cut-2" in c.placed and c.orders["cut-2"]["status"] == "open"  # before: forgotten, though the service had placed it
             assert sorted(await c.cancel_placed()) == ["cut-1", "cut-2"]
-        proxy.server.close()
     asyncio.run(main())
