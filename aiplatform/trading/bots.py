@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['BOTS', 'Strategy', 'run', 'BotThread', 'skewed', 'MarketMaker', 'ma_signal', 'MomentumMA', 'replay',
-           'journal_session', 'NoiseTrader', 'make_bot', 'main']
+           'journal_session', 'NoiseTrader', 'make_bot', 'read_key', 'main']
 
 # %% ../../nbs/trading/16_bots.ipynb #12b1686f
-import argparse, asyncio, itertools, math, numbers, threading, time
+import argparse, asyncio, itertools, math, numbers, os, stat, threading, time
 from collections import deque
 from contextlib import suppress
 from pathlib import Path
@@ -28,7 +28,8 @@ def _need(name, value, ok: bool, expected: str):
 
 def _whole(x, least=1) -> bool: return type(x) is int and x >= least
 def _positive(x) -> bool: return type(x) in (int, float) and x > 0
-_ORDER_ERRORS = (OrderRejected, ValidationError, Conflict, RateLimited)  # a quote refused (risk, band, tick, halt, too many): the bot goes on
+_ORDER_ERRORS = (OrderRejected, ValidationError, Conflict, RateLimited,  # a quote refused (risk, band, tick, halt, too many), or its answer
+                 ConnectionError, TimeoutError)                          # lost (a connection down: the client reconnects): the bot goes on
 
 class Strategy:
     "A trading bot for one symbol: override the hooks it needs."
@@ -117,13 +118,15 @@ class BotThread:
     def __init__(self, strategy: Strategy, urls, key: str):
         self.strategy, self.error = strategy, None
         self._loop = asyncio.new_event_loop()
-        self._stop = None
+        self._stop = self._task = None
         started = threading.Event()
         def main():
             asyncio.set_event_loop(self._loop)
             self._stop = asyncio.Event()
+            self._task = self._loop.create_task(run(strategy, urls, key, stop=self._stop))
             started.set()
-            try: self._loop.run_until_complete(run(strategy, urls, key, stop=self._stop))
+            try: self._loop.run_until_complete(self._task)
+            except asyncio.CancelledError: pass  # stopped in the middle of a hook
             except Exception as e: self.error = e
             finally: self._loop.close()
         self._thread = threading.Thread(target=main, daemon=True, name=f"bot-{strategy.name}")
@@ -139,10 +142,13 @@ class BotThread:
         while self.running and not self.strategy.started.wait(0.05) and time.monotonic() < deadline: pass
         return self.running and self.strategy.started.is_set()
 
-    def stop(self, timeout=10):
-        "Stop the bot (its orders cancelled) and wait for it."
-        if self.running: self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout)
+    def stop(self, timeout=10) -> bool:
+        "Stop the bot (its orders cancelled) and wait up to `timeout` seconds for it; whether it ended. A hook still busy after a second (waiting on a slow service, say) is cancelled."
+        for step, wait in ((self._stop.set, min(1, timeout)), (self._task.cancel, timeout)):
+            if not self.running: break
+            with suppress(RuntimeError): self._loop.call_soon_threadsafe(step)  # its loop closed meanwhile: ended
+            self._thread.join(wait)
+        return not self.running
 
 # %% ../../nbs/trading/16_bots.ipynb #03073ad0
 def skewed(qty: int, position: int, max_inventory: int) -> tuple[int, int]:
@@ -338,6 +344,23 @@ def _value(text: str):
         except ValueError: pass
     return text
 
+def _seconds(text: str) -> float:
+    "`--seconds`: a finite number above 0."
+    try: value = float(text)
+    except ValueError: value = math.nan
+    if not (math.isfinite(value) and value > 0): raise argparse.ArgumentTypeError(f"{text!r}: expected a number of seconds above 0")
+    return value
+
+def read_key(path) -> str:
+    "The API key in the file `path`: a regular file that only its owner may read (as the platform writes its own), holding the key alone."
+    with open(path) as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if not stat.S_ISREG(mode): raise ValidationError(f"key file {path}: expected a regular file")
+        if mode & 0o077: raise ValidationError(f"key file {path}: readable by others (mode {stat.S_IMODE(mode):o}); expected 600: chmod 600 {path}")
+        key = f.read(4096).strip()
+    if not key or any(c.isspace() for c in key): raise ValidationError(f"key file {path}: expected one API key, alone")
+    return key
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m aiplatform.trading.bots", description="Run a built-in trading bot.")
     ap.add_argument("bot", choices=sorted(BOTS))
@@ -345,13 +368,12 @@ def main(argv=None):
     ap.add_argument("--url", action="append", required=True, help="the service's base URL; once per shard, in order")
     ap.add_argument("--key-file", required=True, help="a file holding the bot's API key")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a parameter of the bot")
-    ap.add_argument("--seconds", type=float, help="stop after this long (default: run until stopped)")
+    ap.add_argument("--seconds", type=_seconds, help="stop after this long (default: run until stopped)")
     args = ap.parse_args(argv)
     if bad := [p for p in args.set if "=" not in p]: ap.error(f"--set {bad[0]!r}: expected NAME=VALUE")
     params = dict(p.split("=", 1) for p in args.set)
     bot = make_bot(args.bot, args.symbol, **{k: _value(v) for k, v in params.items()})
-    key = open(args.key_file).read().strip()
-    asyncio.run(run(bot, args.url, key, args.seconds))
+    asyncio.run(run(bot, args.url, read_key(args.key_file), args.seconds))
     print(f"{bot.name} on {bot.symbol}: position {bot.position}, P&L {bot.pnl:,.2f}")
 
 # %% ../../nbs/trading/16_bots.ipynb #e62f3b01

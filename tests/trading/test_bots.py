@@ -1,11 +1,11 @@
 """The built-in bots trading against a real service: a market maker quoting with inventory skew, a noise trader from
 the order-flow generator and an MA momentum bot make a market together; each one's P&L and position are live; a bot
 stopped leaves no open order; replay streams a generated session at N× speed; a bot runs as its own process."""
-import asyncio, subprocess, sys, time
+import asyncio, os, subprocess, sys, time
 import numpy as np
 import pytest
 from aiplatform.core import ValidationError
-from trading_service import make_users, start_trading, stop
+from trading_service import Proxy, make_users, start_trading, stop
 from aiplatform.trading.bots import BotThread, MarketMaker, MomentumMA, NoiseTrader, Strategy, journal_session, replay
 from aiplatform.trading.book import OrderBook
 from aiplatform.trading.client import AsyncTradingClient, TradingClient
@@ -194,8 +194,41 @@ def test_the_risk_limits_apply_to_bots(market):
     commands["qty"] = 60  # above [trading] max_order_qty = 50 here
     assert asyncio.run(main())["rejected"] == 1
 
+def test_a_market_maker_goes_on_through_a_dropped_connection(market):
+    add_symbol(market, symbol="DROP")
+    proxy = Proxy(market.url)
+    bot = BotThread(MarketMaker("DROP", spread=2, qty=5, refresh_s=0.01, fair=1_000), proxy.url, market.keys["tess"])
+    try:
+        assert bot.wait_started(), bot.error
+        with TradingClient(market.url, market.keys["tom"]) as tom:
+            proxy.cut(skip=2)  # at the next requote: its two cancels pass, its new bid is lost with the connection
+            time.sleep(0.05)
+            tom.order("DROP", "buy", 1, 900)  # the book moves: the maker requotes
+            for _ in range(50):
+                if bot.strategy.client.reconnects: break
+                time.sleep(0.1)
+            time.sleep(0.5)
+            assert bot.strategy.client.reconnects and bot.running and bot.error is None, bot.error  # before: stopped by the ConnectionError
+            tom.cancel_all("DROP")
+    finally: assert bot.stop()
+
+class Busy(Strategy):  # a hook that waits a minute (on a slow service, say)
+    async def on_book(self, book): await asyncio.sleep(60)
+
+def test_stop_ends_a_bot_whose_hook_is_busy(market):
+    bot = BotThread(Busy("SIM"), market.url, market.keys["ada"])
+    assert bot.wait_started(), bot.error
+    time.sleep(0.3)  # its first book: the hook now waits
+    began = time.monotonic()
+    assert bot.stop(timeout=5) and not bot.running and time.monotonic() - began < 5  # before: stop returned after 5 s, the bot still running
+
+def _key_file(path, key, mode=0o600):
+    path.write_text(key)
+    os.chmod(path, mode)
+    return path
+
 def test_a_bot_runs_as_its_own_process(market, tmp_path):
-    (tmp_path/"key").write_text(market.keys["tess"])
+    _key_file(tmp_path/"key", market.keys["tess"])
     done = subprocess.run([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "SIM", "--url", market.url,
                            "--key-file", tmp_path/"key", "--set", "spread=3", "--set", "fair=5000", "--seconds", "1"],
                           capture_output=True, text=True, timeout=60)
@@ -204,14 +237,23 @@ def test_a_bot_runs_as_its_own_process(market, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "SIM", "--url", market.url,
                           "--key-file", tmp_path/"key", "--set", "width=3"], capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "market_maker: unknown parameter 'width'" in bad.stderr
+    for args, error in [(["--key-file", _key_file(tmp_path/"open", market.keys["tess"], 0o644)], "readable by others (mode 644); expected 600"),
+                        (["--key-file", tmp_path/"key", "--seconds", "-5"], "argument --seconds: '-5': expected a number of seconds above 0"),
+                        (["--key-file", tmp_path/"key", "--seconds", "nan"], "expected a number of seconds above 0")]:
+        done = subprocess.run([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "SIM", "--url", market.url, *args],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0 and error in done.stderr, (args, done.stderr[-300:])  # before: each ran, and quoted
 
 def test_a_bot_runs_as_a_papermill_report(market, tmp_path):
     from aiplatform.jobs.reports import run_report
-    (tmp_path/"key").write_text(market.keys["tom"])
+    _key_file(tmp_path/"key", market.keys["tom"])
     result = run_report("bot_session", {"bot": "noise_trader", "symbol": "SIM", "params": {"rate": 30, "fair": 5000, "seed": 2},
                                         "seconds": 2, "key_file": str(tmp_path/"key"), "urls": [market.url]}, out_dir=tmp_path/"out")
     page = (tmp_path/"out"/"bot_session.html").read_text()
     assert "noise_trader" in page and "fills; the account" in page and "P&amp;L and position" in page, result
+    with pytest.raises(Exception, match="seconds -5: expected a number of seconds above 0"):  # before: it ran, for no time at all
+        run_report("bot_session", {"bot": "noise_trader", "symbol": "SIM", "seconds": -5, "key_file": str(tmp_path/"key"), "urls": [market.url]},
+                   out_dir=tmp_path/"bad")
 
 def test_a_recorded_session_from_a_journal_that_snapshots_have_pruned(tmp_path):
     from aiplatform.trading.journal import JournaledBook
