@@ -140,7 +140,7 @@ def connect(self: TradingDesk):
         if self.client:
             if self.account != account:  # another account: its bots and its P&L are not this one's
                 self.stop_bots()
-                self.bots, self.pnl_points = {}, []
+                self.bots, self.pnl_points = {n: t for n, t in self.bots.items() if t.running}, []  # one still stopping stays in sight
             self.client.close()
         self.client, self.account = client, account
         self.symbol.options = symbols
@@ -189,15 +189,17 @@ def start_bot(self: TradingDesk):
     def go():
         bot = make_bot(self.bot.value, self.symbol.value, **parse_params(self.bot_params.value))
         thread = self.bots[f"{bot.name} {self.symbol.value} #{len(self.bots) + 1}"] = BotThread(bot, self.client.urls, self.client.key)  # the connected account's, whatever the field holds now
-        if not thread.wait_started(): raise AIPlatformError(f"{bot.name} on {self.symbol.value}: did not start ({thread.error or 'no answer in 10 s'})")
+        if not thread.wait_started():
+            thread.stop()  # a slow start stopped too: asked again, it is not a second bot
+            raise AIPlatformError(f"{bot.name} on {self.symbol.value}: did not start ({thread.error or 'no answer in 10 s'})")
         self.status.say(f"{bot.name} started on {self.symbol.value}")
     self._do("bot", go)
 
 @patch
 def stop_bots(self: TradingDesk):
-    running = [t for t in self.bots.values() if t.running]
-    for thread in running: thread.stop()
-    self.status.say(f"{len(running)} bots stopped")
+    "Stop every running bot; say how many ended, and how many are still ending (waiting on the service to cancel their orders)."
+    ended = [t.stop() for t in self.bots.values() if t.running]
+    self.status.say(f"{sum(ended)} bots stopped" + (f", {len(ended) - sum(ended)} still stopping" if not all(ended) else ""))
 
 # %% ../../nbs/trading/17_desk.ipynb #1e421c7f
 @patch

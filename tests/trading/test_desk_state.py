@@ -72,6 +72,16 @@ def test_a_bot_that_fails_to_start_is_said_so(svc, monkeypatch):
     assert "0 bots stopped" in d.status.value
     d.client.close()
 
+def test_a_bot_slow_to_start_is_stopped_so_that_asking_again_makes_one_bot(svc, monkeypatch):
+    import aiplatform.trading.bots as bots
+    monkeypatch.setattr(bots.BotThread, "wait_started", lambda self, timeout=10: False)  # as when the service answers after 10 s
+    d = desk_on(svc, "tess")
+    d.bot.value, d.bot_params.value = "market_maker", "spread=2, qty=1, fair=500"
+    d.start_bot()
+    assert "did not start (no answer in 10 s)" in d.status.value
+    assert [t.running for t in d.bots.values()] == [False]  # before: it went on, and a second start made two bots
+    d.stop_bots(), d.client.cancel_all(), d.client.close()
+
 def test_a_service_with_no_symbols_connects(svc, tmp_path):
     keys = make_users(tmp_path)
     empty = start_trading(tmp_path, symbols="", price_band_pct=0)
