@@ -23,7 +23,7 @@ from .engine import RiskLimits
 from .ledger import OrderState, is_done, public
 from .market import Market, SymbolSpec, symbol_spec
 from .orders import CID, SYMBOL, Cancel, CancelAll, Modify, Order, plain_order
-from .sessions import Outbox
+from .sessions import Outbox, items_of
 
 # %% ../../nbs/trading/14_service.ipynb #9923b89d
 class Shared(dict):
@@ -142,12 +142,13 @@ def _keeps_up(self: Connection) -> bool:
 
 @patch
 def drain(self: Connection):
-    "Write what waits straight to the socket, a frame of `MAX_FRAME` messages (a list's items each) at a time, while the client keeps up; bound what is left once it has fallen behind (`Outbox.trim`), and leave that to the writer task."
+    "Write all that waits straight to the socket, a frame of `MAX_FRAME` messages (a list's items each) at a time, when the client keeps up (a batch goes whole to a client that keeps up, however large); once it has fallen behind, bound what waits (`Outbox.trim`) and leave it to the writer task."
     self.dirty = False
     t, box = self.transport, self.outbox
-    while self._keeps_up() and (messages := box.take(self._snapshot, MAX_FRAME)):
-        t.write(messages[0].wire if len(messages) == 1 and isinstance(messages[0], Shared) else wire(frame(messages)))
-    if box.queue: box.trim()
+    if not self._keeps_up(): box.trim()
+    else:
+        while messages := box.take(self._snapshot, MAX_FRAME):
+            t.write(messages[0].wire if len(messages) == 1 and isinstance(messages[0], Shared) else wire(frame(messages)))
     if box.queue or box.stale or box.closed: self.wake.set()
 
 @patch
@@ -201,7 +202,7 @@ def handle(self: Connection, message, rest=1):
         else: raise ValidationError(f"op {reprlib.repr(op)}: expected one of {', '.join(ORDER_OPS + ('subscribe', 'unsubscribe', 'ping'))}")  # a bounded repr: a value nested 1,000 deep is a RecursionError to repr()
     except AIPlatformError as e:
         answer = {"type": "reject" if op in ORDER_OPS else "error", "req": req, "error": str(e), "status": e.status}
-        if isinstance(e, TooMany): answer["retry_after_s"] = self.limited
+        if self.limited is not None: answer["retry_after_s"] = self.limited  # the rate limit's (not a full queue's)
         self.push(answer)
     except Exception:  # a fault of ours: logged, answered, and the connection and its other messages go on
         get_logger("trading.service").exception("%s's message %s", self.user.username, reprlib.repr(message))
@@ -258,6 +259,9 @@ def _subscribe(self: Connection, op, fields, req):
         if not isinstance(symbol, str): raise ValidationError(f"symbol: required for the {channel} channel")
         self.market.spec(symbol)
         key, table = symbol, self.hub.books if channel == "book" else self.hub.trades
+    if op == "subscribe" and not self.outbox.fits(first := self._first(channel, symbol)):  # a frame of a thousand subscriptions to a long tape: not a gigabyte in line
+        raise TooMany(f"{op} {channel}: its first message counts {items_of(first):,}, and {self.outbox.size:,} already wait for this connection; "
+                      f"at most {self.outbox.limit:,} ([trading] queue_limit): subscribe again once those are read")
     if channel == "book": self.outbox.stale.discard(symbol)  # a fresh snapshot due since the client fell behind: none once unsubscribed, the subscription's own after "subscribed"
     if op == "unsubscribe":
         table.get(key, set()).discard(self)
@@ -266,11 +270,15 @@ def _subscribe(self: Connection, op, fields, req):
     table.setdefault(key, set()).add(self)
     self.channels.add((channel, key))
     self.push({"type": "subscribed", "req": req, "channel": channel, "symbol": symbol})
-    if channel == "book": self.push(self.market.feeds[symbol].snapshot())
-    elif channel == "trades": self.push({"type": "trades", "symbol": symbol, "trades": list(self.market.tape[symbol])})
-    elif channel == "orders":
-        self.push({"type": "orders", "orders": [public(s) for s in self.market.ledger.accounts.get(self.account, {}).values() if not is_done(s)]})
-    else: self.push({"type": "positions", "positions": [position(self.market, self.account, s) for s in self.market.specs]})
+    self.push(first)
+
+@patch
+def _first(self: Connection, channel, symbol) -> dict:
+    "A subscription's first message: the book's snapshot, the recent trades, the open orders or the positions."
+    if channel == "book": return self.market.feeds[symbol].snapshot()
+    if channel == "trades": return {"type": "trades", "symbol": symbol, "trades": list(self.market.tape[symbol])}
+    if channel == "orders": return {"type": "orders", "orders": [public(s) for s in self.market.ledger.accounts.get(self.account, {}).values() if not is_done(s)]}
+    return {"type": "positions", "positions": [position(self.market, self.account, s) for s in self.market.specs]}
 
 @patch
 def closed(self: Connection):

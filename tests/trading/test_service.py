@@ -530,10 +530,36 @@ def test_a_frame_of_big_answers_to_a_client_that_reads_nothing_costs_bounded_mem
             await loop.run_in_executor(None, raw.send, [{"op": "subscribe", "channel": "trades", "symbol": "DEMO", "req": i} for i in range(1_000)])
             await asyncio.sleep(1)
             held = max([t.get_write_buffer_size() for t in app[service.HUB].sockets.values()], default=0)
+            answers = []
+            def read():  # now it reads: every message is answered
+                while not any(m.get("req") == 999 for m in answers): answers.extend(raw.messages())
+            await loop.run_in_executor(None, read)
             raw.sock.close()
-            return held
+            return held, answers
         finally: await runner.cleanup()
-    assert asyncio.run(main()) < 1 << 20  # a frame's worth past BACKLOG at most; before: 100 MB, every answer at once
+    held, answers = asyncio.run(main())
+    assert held < 4 << 20  # before: 100 MB, a thousand tapes at once
+    subscribed, refused = [m for m in answers if m["type"] == "subscribed"], [m for m in answers if m["type"] == "error"]
+    assert 1 <= len(subscribed) <= 10 and len(subscribed) + len(refused) == 1_000 and {m["status"] for m in refused} == {429}
+    assert "its first message counts 1,000" in refused[0]["error"] and "at most 10,000 ([trading] queue_limit)" in refused[0]["error"]
+
+def test_a_client_that_keeps_up_gets_a_whole_sweep_of_twenty_thousand_messages():
+    from types import SimpleNamespace
+    from aiplatform.trading.service import Connection, Shared
+    class Socket:  # the kernel takes 512 kB at once; the rest waits in the transport, as with asyncio
+        written = 0
+        def write(self, data): self.written += len(data)
+        def get_write_buffer_size(self): return max(0, self.written - 512 * 1024)
+        def is_closing(self): return False
+    settings = SimpleNamespace(trading=SimpleNamespace(queue_limit=10_000, rate=2_000.0, burst=5_000, heartbeat=15.0))
+    conn = Connection(None, SimpleNamespace(dirty=[]), SimpleNamespace(id=1, username="tess"), settings, False, Socket())
+    for i in range(10_000):  # a sweep of 10,000 resting orders, seen by a client subscribed to the tape and to its orders
+        conn.push(Shared(type="trade", symbol="DEMO", seq=i, price=100, qty=1, side="buy", ns=i))
+        conn.push(Shared(type="fill", fill_id=f"DEMO:{i}:t", order_id=1, cid="sweep", account=1, symbol="DEMO", side="buy", price=100, qty=1,
+                         liquidity="taker", ns=i))
+    conn.push(Shared(type="order", cid="sweep", status="filled"))
+    conn.drain()
+    assert (conn.outbox.closed, len(conn.outbox.queue)) == (None, 0) and conn.transport.written > 2_000_000  # nothing waited for it: all sent
 
 def test_a_value_nested_a_thousand_deep_is_answered_and_the_connection_goes_on(svc):
     deep = "[" * 1000 + "]" * 1000  # orjson reads up to 1,024 levels; repr() of it is a RecursionError
