@@ -353,7 +353,9 @@ def _seconds(text: str) -> float:
 
 def read_key(path) -> str:
     "The API key in the file `path`: a regular file that only its owner may read (as the platform writes its own), holding the key alone."
-    with open(path) as f:
+    try: f = open(path)
+    except IsADirectoryError: raise ValidationError(f"key file {path}: expected a regular file, not a folder") from None
+    with f:
         mode = os.fstat(f.fileno()).st_mode
         if not stat.S_ISREG(mode): raise ValidationError(f"key file {path}: expected a regular file")
         if mode & 0o077: raise ValidationError(f"key file {path}: readable by others (mode {stat.S_IMODE(mode):o}); expected 600: chmod 600 {path}")

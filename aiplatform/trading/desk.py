@@ -6,7 +6,7 @@
 __all__ = ['STYLE', 'CSS', 'service_urls', 'parse_params', 'table', 'ladder', 'TradingDesk']
 
 # %% ../../nbs/trading/17_desk.ipynb #003e4844
-import asyncio, html, subprocess, sys, threading, time
+import asyncio, html, itertools, subprocess, sys, threading, time
 from pathlib import Path
 from urllib.parse import urlsplit
 import ipywidgets as widgets
@@ -78,6 +78,7 @@ class TradingDesk(widgets.VBox):
     "The Trading Desk: ticket, ladder, tape, orders, fills, positions with P&L, bots."
     def __init__(self, settings=None):
         self.settings, self.client, self.account, self.bots, self.pnl_points, self._watched = settings or get_settings(), None, None, {}, [], None
+        self._bot_numbers = itertools.count(1)  # each bot's number in the table, never given twice
         self.key = widgets.Password(description="API key", placeholder="aip_…", style=STYLE, layout=dict(width="420px"))
         self.connect_button = widgets.Button(description="Connect", button_style="primary", icon="plug")
         self.connect_button.on_click(lambda _: self.connect())
@@ -137,9 +138,10 @@ def connect(self: TradingDesk):
         except Exception:
             client.close()
             raise
+        stopped = ""
         if self.client:
             if self.account != account:  # another account: its bots and its P&L are not this one's
-                self.stop_bots()
+                stopped = f"; the last account's {self.stop_bots()}"
                 self.bots, self.pnl_points = {n: t for n, t in self.bots.items() if t.running}, []  # one still stopping stays in sight
             self.client.close()
         self.client, self.account = client, account
@@ -147,7 +149,7 @@ def connect(self: TradingDesk):
         if symbols: self.symbol.value = symbols[0]
         self._watch()  # the new client follows the symbol shown, changed or not
         self.trading.children = self.panels
-        self.status.say(f"connected: {len(symbols)} symbols")
+        self.status.say(f"connected: {len(symbols)} symbols{stopped}")
         try: loop = asyncio.get_running_loop()  # the kernel's: widgets are updated on its thread
         except RuntimeError: loop = None
         threading.Thread(target=self._redraw_loop, args=(loop,), daemon=True, name="desk-redraw").start()
@@ -188,7 +190,7 @@ def start_bot(self: TradingDesk):
     "Start the chosen built-in bot on the chosen symbol with its parameters, under this desk's key."
     def go():
         bot = make_bot(self.bot.value, self.symbol.value, **parse_params(self.bot_params.value))
-        thread = self.bots[f"{bot.name} {self.symbol.value} #{len(self.bots) + 1}"] = BotThread(bot, self.client.urls, self.client.key)  # the connected account's, whatever the field holds now
+        thread = self.bots[f"{bot.name} {self.symbol.value} #{next(self._bot_numbers)}"] = BotThread(bot, self.client.urls, self.client.key)  # the connected account's, whatever the field holds now
         if not thread.wait_started():
             thread.stop()  # a slow start stopped too: asked again, it is not a second bot
             raise AIPlatformError(f"{bot.name} on {self.symbol.value}: did not start ({thread.error or 'no answer in 10 s'})")
@@ -196,10 +198,12 @@ def start_bot(self: TradingDesk):
     self._do("bot", go)
 
 @patch
-def stop_bots(self: TradingDesk):
-    "Stop every running bot; say how many ended, and how many are still ending (waiting on the service to cancel their orders)."
+def stop_bots(self: TradingDesk) -> str:
+    "Stop every running bot; say (and return) how many ended, and how many are still ending (waiting on the service to cancel their orders)."
     ended = [t.stop() for t in self.bots.values() if t.running]
-    self.status.say(f"{sum(ended)} bots stopped" + (f", {len(ended) - sum(ended)} still stopping" if not all(ended) else ""))
+    said = f"{sum(ended)} bots stopped" + (f", {len(ended) - sum(ended)} still stopping" if not all(ended) else "")
+    self.status.say(said)
+    return said
 
 # %% ../../nbs/trading/17_desk.ipynb #1e421c7f
 @patch

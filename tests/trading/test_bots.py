@@ -238,6 +238,7 @@ def test_a_bot_runs_as_its_own_process(market, tmp_path):
                           "--key-file", tmp_path/"key", "--set", "width=3"], capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "market_maker: unknown parameter 'width'" in bad.stderr
     for args, error in [(["--key-file", _key_file(tmp_path/"open", market.keys["tess"], 0o644)], "readable by others (mode 644); expected 600"),
+                        (["--key-file", tmp_path], "expected a regular file, not a folder"),
                         (["--key-file", tmp_path/"key", "--seconds", "-5"], "argument --seconds: '-5': expected a number of seconds above 0"),
                         (["--key-file", tmp_path/"key", "--seconds", "nan"], "expected a number of seconds above 0")]:
         done = subprocess.run([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "SIM", "--url", market.url, *args],

@@ -146,3 +146,20 @@ def test_a_desk_connected_as_another_account_drops_the_last_ones_bots_and_pnl_an
         with TradingClient(svc.url, svc.keys["ada"]) as ada: assert ada.orders_frame(symbol="DEMO").empty
     finally:
         d.stop_bots(), d.client.close()
+
+def test_a_bot_still_stopping_after_an_account_switch_stays_in_sight_beside_the_next(svc):
+    from aiplatform.trading.bots import BotThread
+    d = desk_on(svc, "ada")
+    d.bot.value, d.bot_params.value = "market_maker", "spread=2, qty=1, fair=500"
+    d.start_bot(), d.start_bot()
+    first, slow = d.bots.values()
+    slow.stop = lambda timeout=10: False  # as when the service is slow to cancel its quotes
+    try:
+        d.key.value = svc.keys["tom"]
+        d.connect()
+        assert "connected: 2 symbols; the last account's 1 bots stopped, 1 still stopping" in html.unescape(d.status.value), d.status.value
+        d.start_bot()  # tom's
+        assert list(d.bots.values())[0] is slow and len(d.bots) == 2  # before: tom's bot took the slow one's name, and its place
+    finally:
+        BotThread.stop(slow), d.stop_bots(), d.client.close()
+        with TradingClient(svc.url, svc.keys["ada"]) as ada: ada.cancel_all()
