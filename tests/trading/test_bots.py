@@ -237,13 +237,16 @@ def test_a_bot_runs_as_its_own_process(market, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "SIM", "--url", market.url,
                           "--key-file", tmp_path/"key", "--set", "width=3"], capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "market_maker: unknown parameter 'width'" in bad.stderr
-    for args, error in [(["--key-file", _key_file(tmp_path/"open", market.keys["tess"], 0o644)], "readable by others (mode 644); expected 600"),
-                        (["--key-file", tmp_path], "expected a regular file, not a folder"),
-                        (["--key-file", tmp_path/"key", "--seconds", "-5"], "argument --seconds: '-5': expected a number of seconds above 0"),
-                        (["--key-file", tmp_path/"key", "--seconds", "nan"], "expected a number of seconds above 0")]:
-        done = subprocess.run([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "SIM", "--url", market.url, *args],
-                              capture_output=True, text=True, timeout=60)
-        assert done.returncode != 0 and error in done.stderr, (args, done.stderr[-300:])  # before: each ran, and quoted
+
+def test_the_bots_command_line_refuses_a_key_file_others_may_read_and_seconds_below_zero(market, tmp_path, capsys):
+    from aiplatform.trading.bots import main
+    run = lambda *args: main(["market_maker", "--symbol", "SIM", "--url", market.url, *map(str, args)])
+    with pytest.raises(ValidationError, match=r"readable by others \(mode 644\); expected 600: chmod 600"): run("--key-file", _key_file(tmp_path/"open", "k", 0o644))
+    with pytest.raises(ValidationError, match="expected a regular file, not a folder"): run("--key-file", tmp_path)
+    with pytest.raises(ValidationError, match="expected one API key, alone"): run("--key-file", _key_file(tmp_path/"two", "k1\nk2"))
+    for seconds in ("-5", "nan"):  # before: each ran, and quoted
+        with pytest.raises(SystemExit): run("--key-file", _key_file(tmp_path/"key", "k"), "--seconds", seconds)
+        assert f"argument --seconds: '{seconds}': expected a number of seconds above 0" in capsys.readouterr().err
 
 def test_a_bot_runs_as_a_papermill_report(market, tmp_path):
     from aiplatform.jobs.reports import run_report

@@ -216,3 +216,12 @@ def test_an_order_whose_answer_a_dropped_connection_lost_is_looked_up_and_cancel
             assert "cut-2" in c.placed and c.orders["cut-2"]["status"] == "open"  # before: forgotten, though the service had placed it
             assert sorted(await c.cancel_placed()) == ["cut-1", "cut-2"]
     asyncio.run(main())
+
+def test_an_order_sent_again_and_refused_stays_among_those_placed(svc):
+    from aiplatform.core import ValidationError
+    async def main():
+        async with AsyncTradingClient(svc.url, svc.keys["tess"]) as c:
+            await c.order("DEMO", "buy", 1, 90, cid="again-1")
+            with pytest.raises(ValidationError, match="qty 0"): await c.order("DEMO", "buy", 0, 90, cid="again-1")  # refused: the order stands
+            assert "again-1" in c.placed and await c.cancel_placed() == ["again-1"]  # before: forgotten, and left open
+    asyncio.run(main())
