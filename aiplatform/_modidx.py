@@ -2533,6 +2533,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service.Connection._reply': ( 'trading/service.html#connection._reply',
                                                                                               'aiplatform/trading/service.py'),
+                                            'aiplatform.trading.service.Connection._room_for': ( 'trading/service.html#connection._room_for',
+                                                                                                 'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service.Connection._snapshot': ( 'trading/service.html#connection._snapshot',
                                                                                                  'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service.Connection._subscribe': ( 'trading/service.html#connection._subscribe',

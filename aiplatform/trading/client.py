@@ -260,13 +260,11 @@ def _raise(answer: dict) -> dict:
 @patch
 async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, check=True, timeout=30.0) -> list[dict]:
     "Send `messages` to `shard` (in one frame, or one per `MAX_FRAME`); their answers, in order (errors raised unless `check=False`), within `timeout` seconds."
-    ws, loop, futures, sent, fresh = await self._socket(shard), asyncio.get_running_loop(), [], 0, set()
+    ws, loop, futures, sent = await self._socket(shard), asyncio.get_running_loop(), [], 0
     for m in messages:
         m["req"] = next(self._reqs)
         futures.append(self._waiting.setdefault(m["req"], (ws, loop.create_future()))[1])
-        if m.get("op") == "order" and m.get("cid") not in self.placed:  # one sent again names an order placed already: kept whatever this answer says
-            fresh.add(m.get("cid"))
-            self.placed.add(m.get("cid"))
+        if m.get("op") == "order": self.placed.add(m.get("cid"))
     try:
         if ws.closed: raise ConnectionError(f"{self.urls[shard]}ws: connection closed; reconnecting")  # its reader has ended and failed the requests it knew
         async with asyncio.timeout(timeout):  # the sending too: a shard that stops reading fills the socket
@@ -278,7 +276,7 @@ async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, chec
     finally:
         for k, (m, f) in enumerate(zip(messages, futures)):
             self._waiting.pop(m["req"], None)  # answered, failed or given up: none left behind
-            if m.get("op") != "order" or m.get("cid") not in fresh: continue
+            if m.get("op") != "order" or m.get("cid") in self.orders: continue  # an order the service has told of (this answer, or another's): kept
             failed = f.exception() if f.done() and not f.cancelled() else None
             if k >= sent or f.done() and not f.cancelled() and failed is None and "order" not in f.result():
                 self.placed.discard(m.get("cid"))  # never sent, or refused before it was an order: nothing of this client's to cancel

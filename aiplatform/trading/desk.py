@@ -141,7 +141,7 @@ def connect(self: TradingDesk):
         stopped = ""
         if self.client:
             if self.account != account:  # another account: its bots and its P&L are not this one's
-                stopped = f"; the last account's {self.stop_bots()}"
+                if any(t.running for t in self.bots.values()): stopped = f"; the last account's {self.stop_bots()}"
                 self.bots, self.pnl_points = {n: t for n, t in self.bots.items() if t.running}, []  # one still stopping stays in sight
             self.client.close()
         self.client, self.account = client, account

@@ -259,7 +259,8 @@ def _subscribe(self: Connection, op, fields, req):
         if not isinstance(symbol, str): raise ValidationError(f"symbol: required for the {channel} channel")
         self.market.spec(symbol)
         key, table = symbol, self.hub.books if channel == "book" else self.hub.trades
-    if op == "subscribe" and not self.outbox.fits(first := self._first(channel, symbol)):  # a frame of a thousand subscriptions to a long tape: not a gigabyte in line
+    subscribed = {"type": "subscribed", "req": req, "channel": channel, "symbol": symbol}
+    if op == "subscribe" and not self._room_for(subscribed, first := self._first(channel, symbol)):  # a frame of a thousand subscriptions to a long tape: not a gigabyte in line
         raise TooMany(f"{op} {channel}: its first message counts {items_of(first):,}, and {self.outbox.size:,} already wait for this connection; "
                       f"at most {self.outbox.limit:,} ([trading] queue_limit): subscribe again once those are read")
     if channel == "book": self.outbox.stale.discard(symbol)  # a fresh snapshot due since the client fell behind: none once unsubscribed, the subscription's own after "subscribed"
@@ -269,8 +270,13 @@ def _subscribe(self: Connection, op, fields, req):
         return self.push({"type": "unsubscribed", "req": req, "channel": channel, "symbol": symbol})
     table.setdefault(key, set()).add(self)
     self.channels.add((channel, key))
-    self.push({"type": "subscribed", "req": req, "channel": channel, "symbol": symbol})
+    self.push(subscribed)
     self.push(first)
+
+@patch
+def _room_for(self: Connection, *messages) -> bool:
+    "Whether `messages` may join what waits for this connection: any may while its client keeps up and nothing waits, else within the outbox's limit."
+    return self._keeps_up() and not self.outbox.queue or self.outbox.fits(*messages)
 
 @patch
 def _first(self: Connection, channel, symbol) -> dict:

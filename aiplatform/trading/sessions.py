@@ -22,9 +22,9 @@ class Outbox:
     def __init__(self, limit: int):
         self.limit, self.queue, self.stale, self.closed, self.size = limit, deque(), set(), None, 0  # size: the messages waiting, a list's items each
 
-    def fits(self, message: dict) -> bool:
-        "Whether `message` may join what waits within `limit` (a list's items each); alone, any message may."
-        return not self.size or self.size + items_of(message) <= self.limit
+    def fits(self, *messages) -> bool:
+        "Whether `messages` may join what waits within `limit` (a list's items each)."
+        return self.size + sum(map(items_of, messages)) <= self.limit
 
     def put(self, message: dict):
         "Queue `message` to send (a book message of a symbol waiting for a fresh snapshot is dropped: the snapshot replaces it)."

@@ -224,4 +224,6 @@ def test_an_order_sent_again_and_refused_stays_among_those_placed(svc):
             await c.order("DEMO", "buy", 1, 90, cid="again-1")
             with pytest.raises(ValidationError, match="qty 0"): await c.order("DEMO", "buy", 0, 90, cid="again-1")  # refused: the order stands
             assert "again-1" in c.placed and await c.cancel_placed() == ["again-1"]  # before: forgotten, and left open
+            answers = await c.requests([order_message("DEMO", "buy", 1, 90, cid="again-2"), order_message("DEMO", "buy", 0, 90, cid="again-2")], check=False)
+            assert [a["type"] for a in answers] == ["ack", "reject"] and await c.cancel_placed() == ["again-2"]  # one frame, the cid twice: placed once
     asyncio.run(main())

@@ -163,3 +163,10 @@ def test_a_bot_still_stopping_after_an_account_switch_stays_in_sight_beside_the_
     finally:
         BotThread.stop(slow), d.stop_bots(), d.client.close()
         with TradingClient(svc.url, svc.keys["ada"]) as ada: ada.cancel_all()
+
+def test_an_account_switch_without_bots_says_nothing_of_bots(svc):
+    d = desk_on(svc, "ada")
+    d.key.value = svc.keys["tom"]
+    d.connect()
+    assert "connected: 2 symbols<" in d.status.value, d.status.value  # before: "; the last account's 0 bots stopped"
+    d.client.close()

@@ -618,3 +618,28 @@ def test_a_book_reader_behind_gets_no_snapshot_after_unsubscribing_nor_one_befor
     sent = [(x["type"], x.get("req")) for x in reader.outbox.take(reader._snapshot) if x["type"] != "book"]
     m.close()
     assert sent == ([("unsubscribed", 2)] if op == "unsubscribe" else [("subscribed", 2), ("book_snapshot", None)])
+
+def test_a_subscription_that_would_pass_the_limit_of_a_client_behind_is_refused_not_closed(tmp_path):
+    from aiplatform.core import load_settings
+    from aiplatform.platform.auth import User
+    from aiplatform.trading.service import Connection, Hub, market
+    class Socket:  # `backlog` bytes behind
+        backlog = 0
+        def write(self, data): pass
+        def is_closing(self): return False
+        def get_write_buffer_size(self): return self.backlog
+    settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO", "queue_limit": 10, "price_band_pct": 0})
+    m = market(settings)
+    hub = Hub(m)
+    tess, vic = (Connection(m, hub, User(i, n, r, True, "", "", {}), settings, transport=Socket()) for i, n, r in ((1, "tess", "trader"), (2, "vic", "viewer")))
+    tess.handle_frame([{"op": "order", "cid": "s", "symbol": "DEMO", "side": "sell", "price": 100, "qty": 5}] +
+                      [{"op": "order", "cid": f"b{i}", "symbol": "DEMO", "side": "buy", "price": 100, "qty": 1} for i in range(5)])
+    m.flush()  # a tape of 5 trades
+    vic.transport.backlog = 1 << 20  # vic has fallen behind
+    for pings, expected in ((5, ("error", 429)), (0, ("subscribed", None))):  # 5 waiting: with the subscription's two messages, 11 > 10
+        vic.outbox.queue.clear(), setattr(vic.outbox, "size", 0)
+        vic.handle_frame([{"op": "ping", "req": i} for i in range(pings)] + [{"op": "subscribe", "channel": "trades", "symbol": "DEMO", "req": "sub"}])
+        hub.drain()
+        answer = next(a for a in vic.outbox.queue if a.get("req") == "sub")
+        assert vic.outbox.closed is None and (answer["type"], answer.get("status")) == expected, (vic.outbox.closed, answer)  # before: closed, 11 waiting
+    m.close()
