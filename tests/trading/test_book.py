@@ -1,4 +1,5 @@
 "The compiled order book against the reference model, on random command streams of every kind (hypothesis)."
+import random
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -7,28 +8,32 @@ from aiplatform.trading.book import COMMAND_DTYPE, COMMAND_FIELDS, MAX_QTY, S_PN
 from reference_book import ReferenceBook
 
 IDS = range(1, 25)
-near = st.integers(96, 104)  # prices around the market, so orders cross often
+NEAR = (96, 104)  # prices around the market, so orders cross often
 BAD = [("side", 2), ("kind", 4), ("tif", 3), ("stp", 4), ("qty", 0), ("qty", -1), ("qty", MAX_QTY + 1), ("price", 0),
        ("price", -2), ("price", 1 << 41), ("stop_price", 0), ("display_qty", -1), ("display_qty", 50), ("post_only", 1),
        ("op", 3), ("op", -1)]
 
-@st.composite
-def command(draw, near=near, ids=IDS):
-    "A command of any kind, valid but for one in twenty that breaks one rule."
-    op = draw(st.sampled_from([0, 0, 0, 0, 0, 0, 1, 2, 2]))
-    c = dict(op=op, order_id=draw(st.sampled_from(ids)), user=draw(st.integers(1, 3)))
+def _command(r: random.Random, near, ids):
+    op = r.choice([0, 0, 0, 0, 0, 0, 1, 2, 2])
+    c = dict(op=op, order_id=r.choice(ids), user=r.randint(1, 3))
     if op == 0:
-        kind, tif, qty = draw(st.sampled_from([0, 0, 0, 0, 0, 1, 2, 3])), draw(st.sampled_from([0, 0, 0, 1, 2])), draw(st.integers(1, 12))
-        iceberg = kind in (0, 3) and tif == 0 and draw(st.integers(0, 3)) == 0
-        c |= dict(side=draw(st.integers(0, 1)), kind=kind, tif=tif, price=draw(near), qty=qty, stop_price=draw(near),
-                  display_qty=draw(st.integers(1, qty)) if iceberg else 0, stp=draw(st.sampled_from([0, 0, 0, 1, 2, 3])),
-                  post_only=int(kind == 0 and tif == 0 and draw(st.integers(0, 4)) == 0))
+        kind, tif, qty = r.choice([0, 0, 0, 0, 0, 1, 2, 3]), r.choice([0, 0, 0, 1, 2]), r.randint(1, 12)
+        iceberg = kind in (0, 3) and tif == 0 and r.randint(0, 3) == 0
+        c |= dict(side=r.randint(0, 1), kind=kind, tif=tif, price=r.randint(*near), qty=qty, stop_price=r.randint(*near),
+                  display_qty=r.randint(1, qty) if iceberg else 0, stp=r.choice([0, 0, 0, 1, 2, 3]),
+                  post_only=int(kind == 0 and tif == 0 and r.randint(0, 4) == 0))
     elif op == 2:
-        c |= dict(price=draw(st.one_of(st.just(0), near)), qty=draw(st.one_of(st.just(0), st.integers(1, 12))))
-    if draw(st.integers(0, 19)) == 0:
-        field, value = draw(st.sampled_from(BAD))
+        c |= dict(price=r.choice([0, r.randint(*near)]), qty=r.choice([0, r.randint(1, 12)]))
+    if r.randint(0, 19) == 0:
+        field, value = r.choice(BAD)
         c[field] = value
     return c
+
+def command(near=NEAR, ids=IDS):
+    """A command of any kind, valid but for one in twenty that breaks one rule. Hypothesis draws one seed per command, not
+    each field (a draw costs ~0.1 ms: drawing the fields took 90 % of these tests' minute); it still shrinks a stream by
+    dropping commands."""
+    return st.integers(0, 2**32 - 1).map(lambda seed: _command(random.Random(seed), near, ids))
 
 def as_array(cmds):
     return np.array([tuple(c.get(f, 0) for f in COMMAND_FIELDS) for c in cmds], COMMAND_DTYPE)
@@ -56,7 +61,7 @@ WIDE_IDS = range(1, 400)
 
 @pytest.mark.slow  # ~11 s
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.lists(command(st.integers(1, 800), WIDE_IDS), min_size=300, max_size=800))
+@given(st.lists(command((1, 800), WIDE_IDS), min_size=300, max_size=800))
 def test_compiled_book_matches_reference_over_many_levels(cmds):
     "Hundreds of price levels: empty levels kept in place, then compacted away, must not change anything."
     arr = as_array(cmds)
