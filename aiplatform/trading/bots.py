@@ -352,12 +352,12 @@ def _seconds(text: str) -> float:
     return value
 
 def read_key(path) -> str:
-    "The API key in the file `path`: a regular file that only its owner may read (as the platform writes its own), holding the key alone."
+    "The API key in the file `path`, holding the key alone: a regular file that only its owner may read (as the platform writes its own), or a pipe (`--key-file <(pass show bot-key)`)."
     try: f = open(path)
     except IsADirectoryError: raise ValidationError(f"key file {path}: expected a regular file, not a folder") from None
     with f:
         mode = os.fstat(f.fileno()).st_mode
-        if not stat.S_ISREG(mode): raise ValidationError(f"key file {path}: expected a regular file")
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)): raise ValidationError(f"key file {path}: expected a regular file or a pipe")
         if mode & 0o077: raise ValidationError(f"key file {path}: readable by others (mode {stat.S_IMODE(mode):o}); expected 600: chmod 600 {path}")
         key = f.read(4096).strip()
     if not key or any(c.isspace() for c in key): raise ValidationError(f"key file {path}: expected one API key, alone")

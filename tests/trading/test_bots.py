@@ -229,9 +229,12 @@ def _key_file(path, key, mode=0o600):
 
 def test_a_bot_runs_as_its_own_process(market, tmp_path):
     _key_file(tmp_path/"key", market.keys["tess"])
+    read, write = os.pipe()  # the key through a pipe, as `--key-file <(pass show bot-key)` gives it (before: "expected a regular file")
+    os.write(write, market.keys["tess"].encode()), os.close(write)
     done = subprocess.run([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "SIM", "--url", market.url,
-                           "--key-file", tmp_path/"key", "--set", "spread=3", "--set", "fair=5000", "--seconds", "1"],
-                          capture_output=True, text=True, timeout=60)
+                           "--key-file", f"/dev/fd/{read}", "--set", "spread=3", "--set", "fair=5000", "--seconds", "1"],
+                          capture_output=True, text=True, timeout=60, pass_fds=[read])
+    os.close(read)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("market_maker on SIM: position ")
     bad = subprocess.run([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "SIM", "--url", market.url,
