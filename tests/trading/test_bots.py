@@ -1,7 +1,7 @@
 """The built-in bots trading against a real service: a market maker quoting with inventory skew, a noise trader from
 the order-flow generator and an MA momentum bot make a market together; each one's P&L and position are live; a bot
 stopped leaves no open order; replay streams a generated session at N× speed; a bot runs as its own process."""
-import asyncio, os, subprocess, sys, time
+import asyncio, json, os, subprocess, sys, time, urllib.request
 import numpy as np
 import pytest
 from aiplatform.core import ValidationError
@@ -56,10 +56,31 @@ def test_a_bots_pnl_and_mid_follow_other_traders(market):
             ada.cancel_all()
     finally: bot.stop()
 
-def add_symbol(market, **spec):
-    import json, urllib.request
-    urllib.request.urlopen(urllib.request.Request(market.url + "admin/symbols", data=json.dumps(spec | {"price_band_pct": 0}).encode(), method="POST",
+def admin(market, path, body=None):
+    "POST `body` to the admin route `path` as the admin."
+    urllib.request.urlopen(urllib.request.Request(market.url + path, data=json.dumps(body or {}).encode(), method="POST",
                            headers={"Authorization": f"Bearer {market.keys['ada']}", "Content-Type": "application/json"}), timeout=30)
+
+def add_symbol(market, **spec): admin(market, "admin/symbols", spec | {"price_band_pct": 0})
+
+def test_on_a_quiet_book_a_market_maker_quotes_again_and_momentum_samples(market):
+    "Both on the runner's timer; before, on the book's changes alone: quotes refused by a halt never came once it ended, and a quiet book gave one sample."
+    add_symbol(market, symbol="QUIET")
+    admin(market, "admin/symbols/QUIET/halt")
+    maker = BotThread(MarketMaker("QUIET", spread=2, qty=5, refresh_s=0.3, fair=500), market.url, market.keys["tess"])
+    momentum = BotThread(MomentumMA("QUIET", fast=2, slow=5, qty=3, interval_s=0.1), market.url, market.keys["ada"])
+    try:
+        assert maker.wait_started() and momentum.wait_started(), (maker.error, momentum.error)
+        assert not maker.strategy.quotes  # refused: halted
+        admin(market, "admin/symbols/QUIET/resume")
+        deadline = time.time() + 10
+        while len(maker.strategy.quotes) < 2 and time.time() < deadline: time.sleep(0.05)
+        assert sorted(maker.strategy.quotes.values()) == ["buy", "sell"]
+        quotes = dict(maker.strategy.quotes)
+        time.sleep(1)  # nothing changes the book now: the maker's refreshes keep its quotes (before: it walked them down a side at a time)
+        assert maker.strategy.quotes == quotes and len(momentum.strategy.prices) == 5 and set(momentum.strategy.prices) == {500}
+    finally:
+        for bot in (maker, momentum): bot.stop()
 
 def test_bots_keep_to_a_symbols_ticks_and_lots(market):
     add_symbol(market, symbol="GRID", tick_size=5, lot_size=10)
@@ -201,9 +222,9 @@ def test_a_market_maker_goes_on_through_a_dropped_connection(market):
     try:
         assert bot.wait_started(), bot.error
         with TradingClient(market.url, market.keys["tom"]) as tom:
-            proxy.cut(skip=2)  # at the next requote: its two cancels pass, its new bid is lost with the connection
+            proxy.cut(skip=1)  # at the next requote: the cancel of its ask passes, the new ask is lost with the connection
             time.sleep(0.05)
-            tom.order("DROP", "buy", 1, 900)  # the book moves: the maker requotes
+            tom.order("DROP", "buy", 1, 1_002)  # takes a lot of the maker's ask: it requotes that side
             for _ in range(50):
                 if bot.strategy.client.reconnects: break
                 time.sleep(0.1)
