@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['TIMER_S', 'BOTS', 'Strategy', 'run', 'BotThread', 'skewed', 'MarketMaker', 'ma_signal', 'MomentumMA', 'replay',
-           'journal_session', 'NoiseTrader', 'make_bot', 'read_key', 'main']
+           'journal_session', 'NoiseTrader', 'bot_defaults', 'make_bot', 'param_value', 'read_key', 'main']
 
 # %% ../../nbs/trading/16_bots.ipynb #12b1686f
-import argparse, asyncio, itertools, math, numbers, os, stat, threading, time
+import argparse, asyncio, inspect, itertools, math, numbers, os, stat, threading, time
 from collections import deque
 from contextlib import suppress
 from pathlib import Path
@@ -350,21 +350,26 @@ class NoiseTrader(Strategy):
 # %% ../../nbs/trading/16_bots.ipynb #8be548e3
 BOTS = {cls.name: cls for cls in (MarketMaker, MomentumMA, NoiseTrader)}
 
+def bot_defaults(name: str) -> dict:
+    "The built-in bot `name`'s parameters and their defaults."
+    if name not in BOTS: raise ValidationError(f"bot {name!r}: expected one of {', '.join(BOTS)}")
+    return {k: p.default for k, p in inspect.signature(BOTS[name]).parameters.items() if k != "symbol"}
+
 def make_bot(name: str, symbol: str, **params) -> Strategy:
     "The built-in bot `name` on `symbol` with `params`; `ValidationError` naming an unknown bot or parameter."
-    if name not in BOTS: raise ValidationError(f"bot {name!r}: expected one of {', '.join(BOTS)}")
-    import inspect
-    allowed = [p for p in inspect.signature(BOTS[name]).parameters if p != "symbol"]
+    allowed = bot_defaults(name)
     if unknown := sorted(set(params) - set(allowed)): raise ValidationError(f"{name}: unknown parameter {unknown[0]!r} (expected {', '.join(allowed)})")
     return BOTS[name](symbol, **params)
 
-# %% ../../nbs/trading/16_bots.ipynb #e8e71340
-def _value(text: str):
+def param_value(text: str):
+    "A parameter's value written as text (a command line's, a form's): a whole number, a number, `none`, else the text."
+    if text.strip().lower() == "none": return None
     for kind in (int, float):
         try: return kind(text)
         except ValueError: pass
     return text
 
+# %% ../../nbs/trading/16_bots.ipynb #e8e71340
 def _seconds(text: str) -> float:
     "`--seconds`: a finite number above 0."
     try: value = float(text)
@@ -395,8 +400,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if bad := [p for p in args.set if "=" not in p]: ap.error(f"--set {bad[0]!r}: expected NAME=VALUE")
     params = dict(p.split("=", 1) for p in args.set)
-    bot = make_bot(args.bot, args.symbol, **{k: _value(v) for k, v in params.items()})
-    asyncio.run(run(bot, args.url, read_key(args.key_file), args.seconds))
+    try: bot, key = make_bot(args.bot, args.symbol, **{k: param_value(v) for k, v in params.items()}), read_key(args.key_file)
+    except ValidationError as e: ap.error(str(e))
+    try: asyncio.run(run(bot, args.url, key, args.seconds))
+    except KeyboardInterrupt: pass  # Ctrl-C: the run was cancelled, and cancelled the bot's orders as it ended
+    except (AIPlatformError, OSError) as e: ap.exit(1, f"{ap.prog}: {e}\n")  # the service refused it (a symbol not traded, a bad key) or is down
     print(f"{bot.name} on {bot.symbol}: position {bot.position}, P&L {bot.pnl:,.2f}")
 
 # %% ../../nbs/trading/16_bots.ipynb #e62f3b01

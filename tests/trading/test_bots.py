@@ -1,7 +1,7 @@
 """The built-in bots trading against a real service: a market maker quoting with inventory skew, a noise trader from
 the order-flow generator and an MA momentum bot make a market together; each one's P&L and position are live; a bot
 stopped leaves no open order; replay streams a generated session at N× speed; a bot runs as its own process."""
-import asyncio, json, os, subprocess, sys, time, urllib.request
+import asyncio, json, os, signal, subprocess, sys, time, urllib.request
 import numpy as np
 import pytest
 from aiplatform.core import ValidationError
@@ -262,15 +262,36 @@ def test_a_bot_runs_as_its_own_process(market, tmp_path):
                           "--key-file", tmp_path/"key", "--set", "width=3"], capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "market_maker: unknown parameter 'width'" in bad.stderr
 
-def test_the_bots_command_line_refuses_a_key_file_others_may_read_and_seconds_below_zero(market, tmp_path, capsys):
+def test_the_bots_command_line_answers_a_mistake_in_one_line(market, tmp_path, capsys):
+    "Exit 2 for what the command line was given, 1 for what the service refused; before, a traceback (and a key file others may read, or seconds below zero, ran)."
     from aiplatform.trading.bots import main
-    run = lambda *args: main(["market_maker", "--symbol", "SIM", "--url", market.url, *map(str, args)])
-    with pytest.raises(ValidationError, match=r"readable by others \(mode 644\); expected 600: chmod 600"): run("--key-file", _key_file(tmp_path/"open", "k", 0o644))
-    with pytest.raises(ValidationError, match="expected a regular file, not a folder"): run("--key-file", tmp_path)
-    with pytest.raises(ValidationError, match="expected one API key, alone"): run("--key-file", _key_file(tmp_path/"two", "k1\nk2"))
-    for seconds in ("-5", "nan"):  # before: each ran, and quoted
-        with pytest.raises(SystemExit): run("--key-file", _key_file(tmp_path/"key", "k"), "--seconds", seconds)
-        assert f"argument --seconds: '{seconds}': expected a number of seconds above 0" in capsys.readouterr().err
+    def refused(*args, symbol="SIM"):
+        with pytest.raises(SystemExit) as e: main(["market_maker", "--symbol", symbol, "--url", market.url, *map(str, args)])
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return e.value.code, err.strip().splitlines()[-1]
+    assert refused("--key-file", _key_file(tmp_path/"open", "k", 0o644)) == (2, f"python -m aiplatform.trading.bots: error: key file {tmp_path}/open: "
+                                                                             f"readable by others (mode 644); expected 600: chmod 600 {tmp_path}/open")
+    assert refused("--key-file", tmp_path)[1].endswith("expected a regular file, not a folder")
+    assert refused("--key-file", _key_file(tmp_path/"two", "k1\nk2"))[1].endswith("expected one API key, alone")
+    assert refused("--key-file", _key_file(tmp_path/"key", market.keys["tess"]), "--set", "width=3")[1].endswith("market_maker: unknown parameter 'width' (expected spread, qty, refresh_s, max_inventory, fair)")
+    for seconds in ("-5", "nan"):
+        assert refused("--key-file", tmp_path/"key", "--seconds", seconds)[1].endswith(f"argument --seconds: '{seconds}': expected a number of seconds above 0")
+    assert refused("--key-file", tmp_path/"key", symbol="NOPE") == (1, "python -m aiplatform.trading.bots: symbol 'NOPE': not traded")
+
+def test_ctrl_c_stops_the_bots_process_with_its_summary_and_its_orders_cancelled(market, tmp_path):
+    add_symbol(market, symbol="CTRLC")
+    bot = subprocess.Popen([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "CTRLC", "--url", market.url,
+                            "--key-file", _key_file(tmp_path/"key", market.keys["tom"]), "--set", "fair=700", "--set", "qty=2"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with TradingClient(market.url, market.keys["tom"]) as tom:
+        deadline = time.time() + 60
+        while len(tom.orders_frame(symbol="CTRLC")) < 2 and time.time() < deadline: time.sleep(0.1)  # quoting
+        assert len(tom.orders_frame(symbol="CTRLC")) == 2
+        bot.send_signal(signal.SIGINT)
+        out, err = bot.communicate(timeout=30)
+        assert (bot.returncode, out, "Traceback" in err) == (0, "market_maker on CTRLC: position 0, P&L 0.00\n", False), err  # before: -2, a traceback, nothing said
+        assert tom.orders_frame(symbol="CTRLC").empty
 
 def test_a_bot_runs_as_a_papermill_report(market, tmp_path):
     from aiplatform.jobs.reports import run_report

@@ -5,7 +5,8 @@ import pytest
 from trading_service import make_users, start_trading, stop
 from aiplatform.core import load_settings
 from aiplatform.trading.client import TradingClient
-from aiplatform.trading.desk import TradingDesk
+from aiplatform.trading.bots import bot_defaults
+from aiplatform.trading.desk import TradingDesk, parse_params
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory):
@@ -35,6 +36,16 @@ def test_a_reconnected_desk_still_follows_its_symbol(svc):
     d.start_bot()
     assert "spread &#x27;two&#x27;: expected a whole number from 1" in d.status.value and d.bots == {}
     d.client.cancel_all(), d.client.close()
+
+def test_the_bots_form_offers_each_bots_own_parameters(svc):
+    d = desk_on(svc, "tess")
+    for name in ("noise_trader", "momentum_ma", "market_maker"):
+        d.bot.value = name
+        assert parse_params(d.bot_params.value) == bot_defaults(name)
+    d.bot.value = "momentum_ma"
+    d.start_bot()  # as offered; before, the form held "spread=2, qty=5" for every bot: "momentum_ma: unknown parameter 'spread'"
+    assert "momentum_ma started on DEMO" in d.status.value, d.status.value
+    d.stop_bots(), d.client.close()
 
 def test_the_desks_pnl_follows_other_traders(svc):
     d = desk_on(svc, "ada")
