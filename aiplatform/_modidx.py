@@ -2035,6 +2035,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                  'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.RateLimited': ( 'trading/client.html#ratelimited',
                                                                                       'aiplatform/trading/client.py'),
+                                           'aiplatform.trading.client.RateLimited.__init__': ( 'trading/client.html#ratelimited.__init__',
+                                                                                               'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.TradingClient': ( 'trading/client.html#tradingclient',
                                                                                         'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.TradingClient.__enter__': ( 'trading/client.html#tradingclient.__enter__',

@@ -28,13 +28,18 @@ class OrderRejected(AIPlatformError):
         self.order = order
 
 class RateLimited(AIPlatformError):
+    "The service's rate limit refused it: `retry_after_s`, when it would pass (None: not said)."
     status = 429
+    def __init__(self, message, retry_after_s=None):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 _ERRORS = {400: ValidationError, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 421: Misdirected, 429: RateLimited}
 
-def error_of(status: int, message: str, order=None) -> AIPlatformError:
+def error_of(status: int, message: str, order=None, retry_after_s=None) -> AIPlatformError:
     "The platform error that the service's `status` and `message` stand for."
     if status == 422 or (order is not None and status < 400): return OrderRejected(message, order)
+    if status == RateLimited.status: return RateLimited(message, retry_after_s)
     return _ERRORS.get(status, AIPlatformError)(message)
 
 # %% ../../nbs/trading/15_client.ipynb #46ca8a72
@@ -254,7 +259,7 @@ async def _all(futures) -> list:
 
 def _raise(answer: dict) -> dict:
     "`answer`, or the error it reports."
-    if answer["type"] in ("reject", "error"): raise error_of(answer.get("status", 422), answer["error"], answer.get("order"))
+    if answer["type"] in ("reject", "error"): raise error_of(answer.get("status", 422), answer["error"], answer.get("order"), answer.get("retry_after_s"))
     return answer
 
 @patch

@@ -16,7 +16,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from fastcore.basics import patch
 from ..core import ConfigError, Conflict, NotFound, ValidationError, get_logger, validation_error
-from .book import GTC, IOC, LIMIT, MARKET, MAX_PRICE, OP_CANCEL, OP_SUBMIT, STOP, STOP_LIMIT, cancel_fields, modify_fields
+from .book import COMMAND_FIELDS, GTC, IOC, LIMIT, MARKET, MAX_PRICE, OP_CANCEL, OP_SUBMIT, STOP, STOP_LIMIT, cancel_fields, modify_fields
 from .client_ids import ClientIds
 from .engine import Engine, RiskLimits, close_all
 from .feed import BookFeed
@@ -393,7 +393,7 @@ def flush(self: Market):
                 error = refused.get(state["order_id"])
                 if error == "unknown_id" and is_done(state): error = f"order {state['cid']!r}: already {state['status']}"  # earlier in the batch
             else: error = state["reason"] if state["status"] in ("rejected", "lost") else None
-            if error: error = self._explain(error)
+            if error: error = self._explain(error, r.row)
             r.reply(error is None, state, error)
         if more: changed = {oid: dict(s) for oid, s in changed.items()}  # the states as this part left them: a later part changes them again
         news.append((symbol, seq, events, changed, fills))
@@ -414,23 +414,27 @@ def flush(self: Market):
     for done in self.flushed: done()
 
 # %% ../../nbs/trading/13_market.ipynb #490520d9
-RISK_LIMITS = {  # a risk refusal's code: the limit it met, in words, and where it is set
-    "risk_max_order_qty": ("max_order_qty", "a qty of at most {:,}", "[trading] max_order_qty"),
-    "risk_max_notional": ("max_notional", "a price times qty of at most {:,}", "[trading] max_notional"),
-    "risk_max_open_orders": ("max_open_orders", "at most {:,} open orders", "[trading] max_open_orders"),
-    "risk_iceberg_parts": ("max_iceberg_parts", "a qty of at most {} times the display_qty", "an iceberg refills at most that many times"),
-    "risk_price_band": ("price_band_pct", "a price within {:g}% of the last trade", "the engine's band")}
+RISK_LIMITS = {  # a risk refusal's code: the limit it met, in words, where it is set, and what of a new order's command met it
+    "risk_max_order_qty": ("max_order_qty", "a qty of at most {:,}", "[trading] max_order_qty", "qty {qty:,}"),
+    "risk_max_notional": ("max_notional", "a price times qty of at most {:,}", "[trading] max_notional", "price times qty {notional:,}"),
+    "risk_max_open_orders": ("max_open_orders", "at most {:,} open orders", "[trading] max_open_orders", ""),
+    "risk_iceberg_parts": ("max_iceberg_parts", "a qty of at most {} times the display_qty", "an iceberg refills at most that many times",
+                           "qty {qty:,}, display_qty {display_qty:,}"),
+    "risk_price_band": ("price_band_pct", "a price within {:g}% of the last trade", "the engine's band", "price {price:,}")}
 
 BOOK_REASONS = {  # the book's refusals a client can meet after the market's own checks, in words
     "not_modifiable": "a stop order waiting for its trigger cannot be modified (cancel it and place another)",
     "stop_already_reached": "a trade earlier in its batch had already reached its stop price (it would have traded at once)"}
 
 @patch
-def _explain(self: Market, reason: str) -> str:
-    "A refusal's reason code, followed by the limit it met when it is a risk limit, or by what it means when the book refused."
+def _explain(self: Market, reason: str, row=None) -> str:
+    "A refusal's reason code, followed by what of a new order (its command `row`) met a risk limit and the limit, or by what it means when the book refused."
     if reason in BOOK_REASONS: return f"{reason}: {BOOK_REASONS[reason]}"
     if reason not in RISK_LIMITS: return reason
-    field, expected, where = RISK_LIMITS[reason]
+    field, expected, where, given = RISK_LIMITS[reason]
+    if given and row is not None and row[0] == OP_SUBMIT:
+        fields = dict(zip(COMMAND_FIELDS, row))
+        reason = f"{reason}: {given.format(**fields, notional=fields['price'] * fields['qty'])}"
     return f"{reason}: expected {expected.format(getattr(self.engine.limits, field))} ({where})"
 
 @patch

@@ -50,7 +50,7 @@ SETTINGS = {"trading": {
     "heartbeat": Setting("float", 15.0, "seconds of silence after which a connection gets a heartbeat", lo=0.1, hi=3600),
     "snapshot_every": Setting("int", 100_000, "commands between snapshots of the books and the ledger", lo=100, hi=10**9),
     "keep_fills": Setting("int", 10_000, "fills kept per account", lo=1, hi=10**7),
-    "keep_done": Setting("int", 10_000, "done orders (and their client order ids) kept per account; older ones are forgotten at each snapshot",
+    "keep_done": Setting("int", 10_000, "done orders (and their client order ids) kept per account; older ones are forgotten after each batch",
                          lo=1, hi=10**7),
 }}
 

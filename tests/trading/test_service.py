@@ -6,7 +6,7 @@ import aiohttp, jsonschema, pytest
 from trading_service import RawSocket, make_users, start_trading, stop
 from aiplatform.trading.feed import LocalBook
 from aiplatform.core import Unauthorized
-from aiplatform.trading.client import AsyncTradingClient, order_message
+from aiplatform.trading.client import AsyncTradingClient, RateLimited, order_message
 from aiplatform.trading.orders import CID, SYMBOL
 
 @pytest.fixture(scope="module")
@@ -301,12 +301,20 @@ def test_the_rate_limit_refuses_with_the_limit(svc):
             seen += await _until(ws, lambda m: m.get("req") == k * 40 + 39)
 
         refused = [m for m in seen if m["type"] == "error"]
-        assert 10 <= len(refused) < 320 and refused[0]["error"] == "rate limit: 200 messages a second, bursts of 300"
+        assert 10 <= len(refused) < 320 and refused[0]["error"] == "rate limit: 200 messages a second, bursts of 300 ([trading] rate, burst)"
         for k in range(8):  # in each frame, pongs then refusals: once one is refused, so is the rest of its frame
             kinds = [m["type"] for m in sorted((m for m in seen if k * 40 <= m["req"] < k * 40 + 40), key=lambda m: m["req"])]
             assert kinds == sorted(kinds, key=lambda kind: kind == "error"), (k, kinds)
         assert all(0 <= m["retry_after_s"] <= 40 / 200 for m in refused) and max(m["retry_after_s"] for m in refused) > 0  # when the rest could pass
         await session.close()
+    asyncio.run(scenario())
+
+def test_the_client_says_when_a_refused_request_may_be_sent_again(svc):
+    async def scenario():
+        async with AsyncTradingClient(svc.url, svc.keys["tom"]) as c:
+            answers = await asyncio.gather(*(c.request("ping") for _ in range(400)), return_exceptions=True)
+        refused = [a for a in answers if isinstance(a, RateLimited)]
+        assert refused and all(0 < e.retry_after_s <= 1 for e in refused), answers[-1]  # before: the service said it, the client dropped it
     asyncio.run(scenario())
 
 def test_a_client_that_keeps_up_gets_a_whole_batch_past_the_queue_limit(svc):
