@@ -439,7 +439,7 @@ def _explain(self: Market, reason: str, row=None) -> str:
 
 @patch
 def _reject(self: Market, symbol, requests, reason):
-    "Answer `requests` for `symbol` refused for `reason`; their new orders end rejected, recorded as never journaled (a restart finds them so, not lost)."
+    "Answer `requests` for `symbol` refused for `reason`; their new orders end rejected, recorded as never journaled (a restart finds them so, not lost), and the listeners told."
     refused = {}
     for r in requests:
         if r.row is not None and r.row[0] == OP_SUBMIT:
@@ -449,6 +449,8 @@ def _reject(self: Market, symbol, requests, reason):
     try:
         if refused: self.ledger.record(symbol, refused, [], seq=0)
     except OSError: get_logger("trading.market").exception("%s: refused orders not recorded (after a restart: lost)", symbol)
+    if refused:  # a subscriber to the account's orders may have been told of them as new
+        for listen in self.listeners: listen(symbol, refused, [], [], None)
 
 @patch
 def _halted(self: Market, symbol, requests) -> list:

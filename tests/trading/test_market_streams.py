@@ -64,6 +64,7 @@ class Stream:
     def __init__(self, folder, **kw):
         self.folder, self.kw, self.refs = folder, kw, {s: ReferenceBook(SPEC[s].get("tick_size", 1)) for s in SPEC}
         self.fills, self.trades, self.around, self.calls, self.differ, self.halted = defaultdict(list), defaultdict(list), {}, [], [], {}
+        self.told = {}  # order id: the last status the listeners were told
         self.open(SYMBOLS)
 
     def open(self, symbols=()):
@@ -80,6 +81,7 @@ class Stream:
         m.engine._run = through_reference
 
     def listen(self, symbol, changed, fills, trades, delta):
+        for oid, state in changed.items(): self.told[oid] = state["status"]
         for f in fills: self.fills[f["order_id"]].append(f)
         self.trades[symbol] += trades
         if delta is not None: self.local[symbol].apply(delta)  # BookOutOfSync on a gap or a wrong checksum
@@ -120,7 +122,10 @@ class Stream:
     def check(self):
         m = self.m
         assert not m.pending and not self.differ, f"the engine's events differ from the reference book's: {self.differ[:1]}"
-        for op, replies in self.calls: assert len(replies) == 1, f"{op} answered {len(replies)} times: {replies}"
+        for op, replies in self.calls:
+            assert len(replies) == 1, f"{op} answered {len(replies)} times: {replies}"
+            if op[0] == "submit" and (state := m.ledger.orders.get(replies[0][1]["order_id"])) is not None:  # a subscriber to the account's orders hears its end
+                assert self.told.get(state["order_id"]) == state["status"], f"{op}: the listeners were told {self.told.get(state['order_id'])}, the ledger says {state['status']}"
         self.calls = []
         halted = {s: spec.halted for s, spec in m.specs.items()}
         assert halted == {s: self.halted.get(s, False) for s in m.specs}, f"halted {halted}: a batch failed (see the log)"
