@@ -415,6 +415,13 @@ def test_wrong_types_are_answered_and_the_connection_goes_on(svc):
     assert got[2]["error"].startswith("symbol 5: expected a symbol") and got[3]["error"].startswith("symbol: expected a symbol")
     assert got[4]["error"].startswith("self: unknown field") and {got[k]["status"] for k in (2, 3, 4)} == {400}
 
+def test_a_number_past_a_doubles_range_is_named_by_its_field_and_the_frame_goes_on(svc):
+    frame = '[{"op": "ping", "req": 1}, {"op": "order", "cid": "huge", "symbol": "DEMO", "side": "buy", "price": 1e400, "qty": 1, "req": 2}, ' \
+            '{"op": "order", "cid": "huge", "symbol": "DEMO", "side": "buy", "price": 100, "qty": 1%s, "req": 3}]' % ("0" * 400)
+    got = _answers(svc, frame, 3)  # before: the whole frame refused as "not JSON", naming no field, the ping unanswered
+    assert (got[1]["type"], got[2]["error"][:6], got[3]["error"][:4], got[2]["status"], got[3]["status"]) == ("pong", "price ", "qty:", 400, 400)
+    assert _answers(svc, '[{"op": "ping", "req": 1}, {"op": "order", "price": NaN, "req": 2}]', None)[None]["error"].startswith("frame: not JSON")  # NaN is not JSON
+
 def test_an_unknown_field_is_named_in_a_few_words_however_long(svc):
     long = "x" * 200_000
     got = _answers(svc, json.dumps([{"op": "subscribe", "channel": "book", "symbol": "DEMO", long: 1, "req": 1},
