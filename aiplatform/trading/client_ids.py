@@ -15,12 +15,17 @@ from .orders import CID
 # %% ../../nbs/trading/10_client_ids.ipynb #8cc5be38
 _CID = re.compile(CID).fullmatch
 
+def _line(account, cid, order_id, cod=False) -> str:
+    "One id's line: account, cid, order id, and `cod` for an order its connection cancels on disconnect."
+    return f"{account}\t{cid}\t{order_id}" + ("\tcod\n" if cod else "\n")
+
 class ClientIds(Rewritable):
     "Client order ids per account and the engine order ids they were given, in an append-only file."
     def __init__(self, path, fsync="batch"):
         if fsync not in FSYNC_POLICIES: raise ValidationError(f"fsync: {fsync!r}, expected one of {', '.join(FSYNC_POLICIES)}")
         super().__init__(path)
         self.fsync, self.ids, self.pending, self._unsynced, self.next_id = fsync, {}, [], False, 1
+        self.cod = set()  # ids of orders to cancel when the connection that placed them goes: a restart cancels those still open
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists(): self._load()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -32,9 +37,10 @@ def _load(self: ClientIds):
     data = self.path.read_bytes()
     whole = data[:data.rfind(b"\n") + 1]
     for line in whole.decode().splitlines():
-        account, cid, order_id = line.split("\t")
+        account, cid, order_id, *mark = line.split("\t")
         if account == "next": self.next_id = int(order_id)
         else: self.ids[int(account), cid] = int(order_id)
+        if mark == ["cod"]: self.cod.add(int(order_id))
     self.next_id = max(self.next_id, max(self.ids.values(), default=0) + 1)
     if len(whole) < len(data):
         get_logger("trading.client_ids").warning("%s: cut a torn last line of %d bytes", self.path, len(data) - len(whole))
@@ -42,13 +48,14 @@ def _load(self: ClientIds):
 
 # %% ../../nbs/trading/10_client_ids.ipynb #3e75b4ac
 @patch
-def assign(self: ClientIds, account: int, cid: str) -> tuple[int, bool]:
-    "The order id of `cid` in `account` and whether it is new (to be written by the next `flush`)."
+def assign(self: ClientIds, account: int, cid: str, cod=False) -> tuple[int, bool]:
+    "The order id of `cid` in `account` and whether it is new (to be written by the next `flush`, marked `cod` when its connection cancels it on disconnect)."
     if (order_id := self.ids.get((account, cid))) is not None: return order_id, False
     if not _CID(cid): raise ValidationError(f"cid {cid!r}: expected a client order id: 1 to 36 letters, digits, '.', '_', ':' or '-'")
     order_id, self.next_id = self.next_id, self.next_id + 1
     self.ids[account, cid] = order_id
-    self.pending.append(f"{account}\t{cid}\t{order_id}\n")
+    if cod: self.cod.add(order_id)
+    self.pending.append(_line(account, cid, order_id, cod))
     return order_id, True
 
 @patch
@@ -78,6 +85,7 @@ def forget(self: ClientIds, orders):
     "Forget the ids of `orders`, `(account, cid, order_id)` of orders long done, where the cid still names that order; the next `compact` leaves them out of the file."
     for account, cid, order_id in orders:
         if self.ids.get((account, cid)) == order_id: del self.ids[account, cid]
+        self.cod.discard(order_id)
 
 @patch
 def begin_compaction(self: ClientIds):
@@ -90,5 +98,5 @@ def write_compacted(self: ClientIds, tmp):
     "Write the ids still known, after a line keeping the next order id, to `tmp`, durably."
     with open(tmp, "w") as f:
         f.write(f"next\t\t{self.next_id}\n")
-        f.writelines(f"{account}\t{cid}\t{order_id}\n" for (account, cid), order_id in self.ids.items())
+        f.writelines(_line(account, cid, order_id, order_id in self.cod) for (account, cid), order_id in self.ids.items())
         f.flush(); os.fsync(f.fileno())

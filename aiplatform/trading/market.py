@@ -110,6 +110,7 @@ class Market:
         self._children = {}  # "snapshot", "compaction": the forked child writing it
         for stale in self.folder.rglob("*.tmp"): stale.unlink()  # a snapshot's or a compaction's, cut short
         self._save_symbols()
+        self._cancel_disconnected()
 
 # %% ../../nbs/trading/13_market.ipynb #53a2bd30
 @patch
@@ -130,6 +131,16 @@ def _kept_tape(self: Market) -> dict:
                 takers[f["symbol"]].append(dict(type="trade", symbol=f["symbol"], seq=int(f["fill_id"].split(":")[1]), price=f["price"], qty=f["qty"],
                                                 side=f["side"], ns=f["ns"]))
     return {s: deque(sorted(trades, key=lambda t: t["seq"])[-self.tape_len:], maxlen=self.tape_len) for s, trades in takers.items()}
+
+@patch
+def _cancel_disconnected(self: Market):
+    "Cancel the open orders placed on connections that cancel them on disconnect (`ClientIds.cod`): none of those connections outlived the last process."
+    states = [s for oid in self.cids.cod if (s := self.ledger.orders.get(oid)) is not None and not is_done(s)]
+    if not states: return
+    for s in states: self.cancel(s["account"], Cancel(cid=s["cid"]), lambda *a: None)
+    self.flush()
+    get_logger("trading.market").warning("%s: cancelled %d open orders placed on connections that cancel on disconnect (gone with the last "
+                                         "process)", self.folder, len(states))
 
 @patch
 def _sync_files(self: Market):
@@ -235,8 +246,8 @@ def _queue(self: Market, request: Request):
     if self.schedule and len(self.pending) == 1: self.schedule(self.flush)
 
 @patch
-def submit(self: Market, account: int, order: Order | PlainOrder, reply) -> bool:
-    "Queue a new order of `account` (or answer a repeated client order id at once); whether it is new."
+def submit(self: Market, account: int, order: Order | PlainOrder, reply, cancel_on_disconnect=False) -> bool:
+    "Queue a new order of `account` (or answer a repeated client order id at once), marked if its connection cancels it on disconnect; whether it is new."
     spec = self.spec(order.symbol)
     known = self.cids.ids.get((account, order.cid))
     if known is not None:
@@ -247,7 +258,7 @@ def submit(self: Market, account: int, order: Order | PlainOrder, reply) -> bool
     self._check_price(spec, order.stop_price, "stop_price", banded=False)  # a trigger may be far off (a stop-loss): its fill is banded
     self._check_stop(spec, order)
     self._check_qty(spec, order.qty), self._check_qty(spec, order.display_qty, "display_qty")
-    order_id, _ = self.cids.assign(account, order.cid)
+    order_id, _ = self.cids.assign(account, order.cid, cancel_on_disconnect)
     state = self.ledger.new(order_id, account, order.cid, order.symbol, order.side, order.kind, order.tif, order.price, order.qty, self.clock(),
                             stop_price=order.stop_price, display_qty=order.display_qty)
     row = order.command(order_id, account)

@@ -236,7 +236,7 @@ def _trade(self: Connection, op, message, req):
     m, reply = self.market, self._reply(req)
     if op == "order":
         order = plain_order(message) or Order(**_fields(message))  # the common case without pydantic
-        if m.submit(self.account, order, reply) and self.cancel_on_disconnect: self._placed(order.cid)  # new here: cancelled on disconnect
+        if m.submit(self.account, order, reply, self.cancel_on_disconnect) and self.cancel_on_disconnect: self._placed(order.cid)  # new here: cancelled on disconnect, or at a restart
         return
     fields = _fields(message)
     if op == "cancel": m.cancel(self.account, Cancel(**fields), reply)

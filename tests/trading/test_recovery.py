@@ -150,3 +150,19 @@ def test_a_client_back_from_a_restart_knows_what_ended_meanwhile(tmp_path):
     back, status, fills = asyncio.run(main())
     stop(back)
     assert (status, fills) == ("filled", [("before", 1), ("now", 1), ("away", 2)])  # each once, oldest first
+
+def test_orders_of_a_connection_that_cancels_on_disconnect_are_cancelled_at_a_restart_after_a_kill(tmp_path):
+    "Its connection did not outlive the process; before, they stayed open after the restart (a bot's stale quotes). An order placed over HTTP, or on another connection, stays."
+    keys = make_users(tmp_path)
+    svc = start_trading(tmp_path, symbols="DEMO", price_band_pct=0)
+    port = int(svc.url.rstrip("/").rsplit(":", 1)[1])
+    async def place():
+        async with AsyncTradingClient(svc.url, keys["tess"], cancel_on_disconnect=True) as cod, AsyncTradingClient(svc.url, keys["tess"]) as plain:
+            await cod.order("DEMO", "buy", 1, 90, cid="cod-1"), await plain.order("DEMO", "buy", 1, 91, cid="plain-1")
+            stop(svc, signal.SIGKILL)
+    asyncio.run(place())
+    back = start_trading(tmp_path, port=port, symbols="DEMO", price_band_pct=0)
+    async def look():
+        async with AsyncTradingClient(back.url, keys["tess"]) as c: return {cid: (await c.get(f"orders/{cid}"))["status"] for cid in ("cod-1", "plain-1")}
+    try: assert asyncio.run(look()) == {"cod-1": "cancelled", "plain-1": "open"}
+    finally: stop(back)
