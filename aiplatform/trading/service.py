@@ -10,7 +10,7 @@ __all__ = ['ORDER_OPS', 'CHANNELS', 'MAX_FRAME', 'PING_S', 'BACKLOG', 'CLOSE_S',
            'resume', 'websocket', 'answer_schemas', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
-import asyncio, gc, json, re, reprlib, resource, socket
+import asyncio, gc, re, reprlib, resource, socket
 import orjson
 from dataclasses import dataclass
 from pydantic import TypeAdapter
@@ -471,15 +471,6 @@ async def resume(request):
     return web.json_response(request.app[MARKET].halt(request.match_info["symbol"], False).model_dump())
 
 # %% ../../nbs/trading/14_service.ipynb #acbb6493
-def _no_constant(name): raise ValueError(f"{name} is not JSON")
-
-def _loads(text):
-    "JSON text: orjson's reading, else the standard library's where orjson cannot hold a number (past a double's range: JSON sets none), so that the field's own check names it."
-    try: return orjson.loads(text)
-    except ValueError as e:
-        try: return json.loads(text, parse_constant=_no_constant)
-        except ValueError: raise e from None
-
 def _messages(msg, conn) -> list:
     "The client messages in the WebSocket frame `msg`; none, with an error pushed to `conn`, for a frame that is not JSON text of 1 to `MAX_FRAME` messages (it takes a token of the rate limit: a mistake counts too)."
     def error(text):
@@ -488,7 +479,7 @@ def _messages(msg, conn) -> list:
         conn.push(answer)
         return []
     if msg.type != WSMsgType.TEXT: return error(f"expected text (JSON), got {msg.type.name.lower()}")
-    try: data = _loads(msg.data)
+    try: data = orjson.loads(msg.data)  # strict: text orjson reads is text it writes back (no lone surrogate, no integer past 64 bits)
     except ValueError as e: return error(f"not JSON ({e})")
     messages = data if isinstance(data, list) else [data]
     if not messages: return error(f"an empty list, expected 1 to {MAX_FRAME} messages")
