@@ -81,9 +81,14 @@ class Hub:
         market.flushed.append(self.drain)
 
     def drain(self):
-        "Send what waits for each connection pushed to since the last drain."
+        "Send what waits for each connection pushed to since the last drain; one whose messages fail to go (a fault of ours) is closed with the reason, and the others are still served."
         dirty, self.dirty = self.dirty, []
-        for c in dirty: c.drain()
+        for c in dirty:
+            try: c.drain()
+            except Exception:  # a drain runs inside the market's flush: it must not stop the batch's records and news, nor the others' answers
+                get_logger("trading.service").exception("%s's messages not sent: the connection is closed", c.user.username)
+                c.outbox.closed = "internal error: a message could not be sent"
+                c.wake.set()
 
     def publish(self, symbol, changed, fills, trades, delta):
         "Hand one batch's news to whoever subscribed to it."

@@ -585,6 +585,22 @@ def test_a_client_that_keeps_up_gets_a_whole_sweep_of_twenty_thousand_messages()
     conn.drain()
     assert (conn.outbox.closed, len(conn.outbox.queue)) == (None, 0) and conn.transport.written > 2_000_000  # nothing waited for it: all sent
 
+def test_a_connection_whose_message_fails_to_encode_is_closed_and_the_others_are_served():
+    "A fault of ours in one connection's answers (before: it raised out of the hub's drain, inside the market's flush, and the connections after it were left unsent)."
+    from types import SimpleNamespace
+    from aiplatform.trading.service import Connection, Hub
+    class Socket:
+        def __init__(self): self.data = b""
+        def write(self, data): self.data += data
+        def get_write_buffer_size(self): return 0
+        def is_closing(self): return False
+    settings = SimpleNamespace(trading=SimpleNamespace(queue_limit=100, rate=2_000.0, burst=5_000, heartbeat=15.0))
+    hub = Hub(SimpleNamespace(listeners=[], flushed=[]))
+    bad, good = (Connection(None, hub, SimpleNamespace(id=k, username=name), settings, False, Socket()) for k, name in ((1, "bad"), (2, "good")))
+    bad.push({"type": "pong", "req": "\ud800"}), good.push({"type": "pong", "req": 7})  # a lone surrogate: orjson cannot write it
+    hub.drain()
+    assert b'"req":7' in good.transport.data and bad.outbox.closed == "internal error: a message could not be sent" and bad.wake.is_set()
+
 def test_a_value_nested_a_thousand_deep_is_answered_and_the_connection_goes_on(svc):
     deep = "[" * 1000 + "]" * 1000  # orjson reads up to 1,024 levels; repr() of it is a RecursionError
     got = _answers(svc, f'[{{"op":"ping","req":1}},{{"op":{deep},"req":2}},{{"op":"subscribe","channel":{deep},"req":3}},{{"op":"ping","req":4}}]', 4)
