@@ -381,6 +381,7 @@ def read_key(path) -> str:
     "The API key in the file `path`, holding the key alone: a regular file that only its owner may read (as the platform writes its own), or a pipe (`--key-file <(pass show bot-key)`)."
     try: f = open(path)
     except IsADirectoryError: raise ValidationError(f"key file {path}: expected a regular file, not a folder") from None
+    except OSError as e: raise ValidationError(f"key file {path}: {e.strerror}") from None  # missing, not readable
     with f:
         mode = os.fstat(f.fileno()).st_mode
         if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)): raise ValidationError(f"key file {path}: expected a regular file or a pipe")

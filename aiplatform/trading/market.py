@@ -443,7 +443,7 @@ def _explain(self: Market, reason: str, row=None) -> str:
     if reason in BOOK_REASONS: return f"{reason}: {BOOK_REASONS[reason]}"
     if reason not in RISK_LIMITS: return reason
     field, expected, where, given = RISK_LIMITS[reason]
-    if given and row is not None and row[0] == OP_SUBMIT:
+    if given and row is not None and row[0] == OP_SUBMIT and (reason != "risk_max_notional" or row[4] in (LIMIT, STOP_LIMIT)):  # a market or stop order's notional is at the price it would reach
         fields = dict(zip(COMMAND_FIELDS, row))
         reason = f"{reason}: {given.format(**fields, notional=fields['price'] * fields['qty'])}"
     return f"{reason}: expected {expected.format(getattr(self.engine.limits, field))} ({where})"
