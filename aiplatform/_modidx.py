@@ -2562,6 +2562,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                               'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service.Connection.drain': ( 'trading/service.html#connection.drain',
                                                                                              'aiplatform/trading/service.py'),
+                                            'aiplatform.trading.service.Connection.fault': ( 'trading/service.html#connection.fault',
+                                                                                             'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service.Connection.handle': ( 'trading/service.html#connection.handle',
                                                                                               'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service.Connection.handle_frame': ( 'trading/service.html#connection.handle_frame',

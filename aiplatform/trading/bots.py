@@ -8,6 +8,7 @@ __all__ = ['TIMER_S', 'BOTS', 'Strategy', 'run', 'BotThread', 'skewed', 'MarketM
 
 # %% ../../nbs/trading/16_bots.ipynb #12b1686f
 import argparse, asyncio, inspect, itertools, math, numbers, os, stat, threading, time
+import aiohttp
 from collections import deque
 from contextlib import suppress
 from pathlib import Path
@@ -182,7 +183,7 @@ def reference(self: MarketMaker) -> float | None:
     book = self.client.books.get(self.symbol)
     if book is not None and bool(book.bids) != bool(book.asks) and self.client.last_price(self.symbol) is None and self.quoted_mid is not None:
         return self.quoted_mid
-    return self.mid() or self.params["fair"]
+    return self.mid() or self.params["fair"] or self.quoted_mid  # an empty book: `fair`, else where it last quoted
 
 @patch
 async def requote(self: MarketMaker):
@@ -406,6 +407,7 @@ def main(argv=None):
     try: asyncio.run(run(bot, args.url, key, args.seconds))
     except KeyboardInterrupt: pass  # Ctrl-C: the run was cancelled, and cancelled the bot's orders as it ended
     except (AIPlatformError, OSError) as e: ap.exit(1, f"{ap.prog}: {e}\n")  # the service refused it (a symbol not traded, a bad key) or is down
+    except (aiohttp.ClientError, ValueError) as e: ap.exit(1, f"{ap.prog}: --url {' '.join(args.url)}: not the trading service ({type(e).__name__}: {e})\n")
     print(f"{bot.name} on {bot.symbol}: position {bot.position}, P&L {bot.pnl:,.2f}")
 
 # %% ../../nbs/trading/16_bots.ipynb #e62f3b01

@@ -138,9 +138,10 @@ def _cancel_disconnected(self: Market):
     states = [s for oid in self.cids.cod if (s := self.ledger.orders.get(oid)) is not None and not is_done(s)]
     if not states: return
     for s in states: self.cancel(s["account"], Cancel(cid=s["cid"]), lambda *a: None)
-    self.flush()
+    while self.pending: self.flush()  # `MAX_BATCH` at a time
+    left = sum(not is_done(s) for s in states)  # a batch the journal refused leaves its orders open, and their symbol halted
     get_logger("trading.market").warning("%s: cancelled %d open orders placed on connections that cancel on disconnect (gone with the last "
-                                         "process)", self.folder, len(states))
+                                         "process)%s", self.folder, len(states) - left, f"; {left} not cancelled" if left else "")
 
 @patch
 def _sync_files(self: Market):

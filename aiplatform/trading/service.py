@@ -85,10 +85,7 @@ class Hub:
         dirty, self.dirty = self.dirty, []
         for c in dirty:
             try: c.drain()
-            except Exception:  # a drain runs inside the market's flush: it must not stop the batch's records and news, nor the others' answers
-                get_logger("trading.service").exception("%s's messages not sent: the connection is closed", c.user.username)
-                c.outbox.closed = "internal error: a message could not be sent"
-                c.wake.set()
+            except Exception: c.fault()  # a drain runs inside the market's flush: it must not stop the batch's records and news, nor the others' answers
 
     def publish(self, symbol, changed, fills, trades, delta):
         "Hand one batch's news to whoever subscribed to it."
@@ -126,6 +123,12 @@ class Connection:
         self.outbox, self.rate, self.heartbeat = Outbox(t.queue_limit), RateLimit(t.rate, t.burst), t.heartbeat
         self.cancel_on_disconnect, self.placed, self.channels, self._prune_at = cancel_on_disconnect, {}, set(), 1_000  # placed: {cid: order id}
         self.wake, self.dirty, self.sending, self.limited = asyncio.Event(), False, False, None  # limited: the retry_after_s of the frame being read once it met the rate limit
+
+    def fault(self):
+        "A fault of ours sending this client's messages: logged, and the connection closed with the reason (by its writer task)."
+        get_logger("trading.service").exception("%s's messages not sent: the connection is closed", self.user.username)
+        self.outbox.closed = "internal error: a message could not be sent"
+        self.wake.set()
 
     def push(self, message):
         "Queue `message` for this client; it goes out at the hub's next drain."
@@ -182,6 +185,7 @@ async def write(self: Connection, ws, close_s=CLOSE_S):
             self.sending = True
             try: await ws.send_frame(frame(messages), WSMsgType.TEXT)
             except ConnectionResetError: return  # the client left; the reader ends the connection
+            except Exception: self.fault()  # closed at the top of the loop, not left open with nothing sent
             finally: self.sending = False
         if self.outbox.queue or self.outbox.stale: self.wake.set()
 

@@ -265,8 +265,8 @@ def test_a_bot_runs_as_its_own_process(market, tmp_path):
 def test_the_bots_command_line_answers_a_mistake_in_one_line(market, tmp_path, capsys):
     "Exit 2 for what the command line was given, 1 for what the service refused; before, a traceback (and a key file others may read, or seconds below zero, ran)."
     from aiplatform.trading.bots import main
-    def refused(*args, symbol="SIM"):
-        with pytest.raises(SystemExit) as e: main(["market_maker", "--symbol", symbol, "--url", market.url, *map(str, args)])
+    def refused(*args, symbol="SIM", url=market.url):
+        with pytest.raises(SystemExit) as e: main(["market_maker", "--symbol", symbol, "--url", url, *map(str, args)])
         err = capsys.readouterr().err
         assert "Traceback" not in err
         return e.value.code, err.strip().splitlines()[-1]
@@ -279,6 +279,7 @@ def test_the_bots_command_line_answers_a_mistake_in_one_line(market, tmp_path, c
     for seconds in ("-5", "nan"):
         assert refused("--key-file", tmp_path/"key", "--seconds", seconds)[1].endswith(f"argument --seconds: '{seconds}': expected a number of seconds above 0")
     assert refused("--key-file", tmp_path/"key", symbol="NOPE") == (1, "python -m aiplatform.trading.bots: symbol 'NOPE': not traded")
+    assert refused("--key-file", tmp_path/"key", url="localhost:8080")[1].startswith("python -m aiplatform.trading.bots: --url localhost:8080: not the trading service (")  # no scheme
 
 def test_ctrl_c_stops_the_bots_process_with_its_summary_and_its_orders_cancelled(market, tmp_path):
     add_symbol(market, symbol="CTRLC")

@@ -166,3 +166,16 @@ def test_orders_of_a_connection_that_cancels_on_disconnect_are_cancelled_at_a_re
         async with AsyncTradingClient(back.url, keys["tess"]) as c: return {cid: (await c.get(f"orders/{cid}"))["status"] for cid in ("cod-1", "plain-1")}
     try: assert asyncio.run(look()) == {"cod-1": "cancelled", "plain-1": "open"}
     finally: stop(back)
+
+def test_more_cod_orders_than_a_batch_are_all_cancelled_at_the_start_and_the_market_goes_on(tmp_path):
+    "Past `MAX_BATCH` (2,048) the cancels took two batches; before, the second waited in the queue and nothing after it was ever flushed."
+    from aiplatform.trading.market import MAX_BATCH, Market
+    from aiplatform.trading.orders import Order
+    m = Market(tmp_path, [{"symbol": "DEMO", "price_band_pct": 0}])
+    for i in range(MAX_BATCH + 10):
+        m.submit(i % 3 + 1, Order(cid=f"q{i}", symbol="DEMO", side="buy", price=100, qty=1), lambda *a: None, cancel_on_disconnect=True)  # 1,000 open orders an account at most
+        if i % 500 == 499: m.flush()
+    m.flush(), m.close()  # closed, not by its connections: as after a kill
+    m = Market(tmp_path)
+    assert m.pending == [] and all(s["status"] == "cancelled" for s in m.ledger.orders.values()) and len(m.ledger.orders) == MAX_BATCH + 10
+    m.close()

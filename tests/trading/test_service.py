@@ -601,6 +601,20 @@ def test_a_connection_whose_message_fails_to_encode_is_closed_and_the_others_are
     hub.drain()
     assert b'"req":7' in good.transport.data and bad.outbox.closed == "internal error: a message could not be sent" and bad.wake.is_set()
 
+def test_a_connection_behind_whose_message_fails_to_encode_is_closed_with_the_reason():
+    "The writer task's path (a client behind); before, the task died and the connection stayed open with nothing ever sent."
+    from types import SimpleNamespace
+    from aiplatform.trading.service import Connection
+    class WS:
+        closed, said = False, None
+        async def send_frame(self, data, kind): pass
+        async def close(self, code, message): self.closed, self.said = True, (code, message)
+    settings = SimpleNamespace(trading=SimpleNamespace(queue_limit=100, rate=2_000.0, burst=5_000, heartbeat=15.0))
+    conn, ws = Connection(None, SimpleNamespace(dirty=[]), SimpleNamespace(id=1, username="bad"), settings), WS()
+    conn.outbox.put({"type": "pong", "req": "\ud800"}), conn.wake.set()
+    asyncio.run(asyncio.wait_for(conn.write(ws), 5))
+    assert ws.said == (1008, b"internal error: a message could not be sent")
+
 def test_a_value_nested_a_thousand_deep_is_answered_and_the_connection_goes_on(svc):
     deep = "[" * 1000 + "]" * 1000  # orjson reads up to 1,024 levels; repr() of it is a RecursionError
     got = _answers(svc, f'[{{"op":"ping","req":1}},{{"op":{deep},"req":2}},{{"op":"subscribe","channel":{deep},"req":3}},{{"op":"ping","req":4}}]', 4)
