@@ -2574,6 +2574,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                    'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service.Connection.send_now': ( 'trading/service.html#connection.send_now',
                                                                                                 'aiplatform/trading/service.py'),
+                                            'aiplatform.trading.service.Connection.too_many': ( 'trading/service.html#connection.too_many',
+                                                                                                'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service.Connection.write': ( 'trading/service.html#connection.write',
                                                                                              'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service.Hub': ('trading/service.html#hub', 'aiplatform/trading/service.py'),

@@ -102,8 +102,8 @@ class TradingDesk(widgets.VBox):
         self.pnl_chart = FigureWidget(layout=dict(height=260, margin=dict(l=40, r=10, t=30, b=30), title="P&L"))
         self.bot = widgets.Dropdown(options=list(BOTS), description="Bot", style=STYLE)
         self.bot_params = widgets.Text(description="Params", style=STYLE, layout=dict(width="340px"))
-        self.bot.observe(lambda _: setattr(self.bot_params, "value", params_text(bot_defaults(self.bot.value))), "value")  # each bot's own, to edit
-        self.bot_params.value = params_text(bot_defaults(self.bot.value))
+        offer = lambda _=None: setattr(self.bot_params, "value", params_text(bot_defaults(self.bot.value)))  # each bot's own, to edit
+        self.bot.observe(offer, "value"), offer()
         self.start_bot_button = widgets.Button(description="Start bot", icon="play")
         self.start_bot_button.on_click(lambda _: self.start_bot())
         self.stop_bot_button = widgets.Button(description="Stop bots", icon="stop")

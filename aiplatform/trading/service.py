@@ -124,6 +124,10 @@ class Connection:
         self.cancel_on_disconnect, self.placed, self.channels, self._prune_at = cancel_on_disconnect, {}, set(), 1_000  # placed: {cid: order id}
         self.wake, self.dirty, self.sending, self.limited = asyncio.Event(), False, False, None  # limited: the retry_after_s of the frame being read once it met the rate limit
 
+    def too_many(self) -> str:
+        "The rate limit's refusal, naming its settings."
+        return f"{self.rate.refusal()} ([trading] rate, burst)"
+
     def fault(self):
         "A fault of ours sending this client's messages: logged, and the connection closed with the reason (by its writer task)."
         get_logger("trading.service").exception("%s's messages not sent: the connection is closed", self.user.username)
@@ -202,7 +206,7 @@ def handle(self: Connection, message, rest=1):
     try:
         if self.limited is not None or not self.rate.take():  # a mistake counts too; once one is refused, so is the rest of its frame
             if self.limited is None: self.limited = self.retry_after(rest)
-            raise TooMany(f"{self.rate.refusal()} ([trading] rate, burst)")
+            raise TooMany(self.too_many())
         if not isinstance(message, dict): raise ValidationError(f"message: expected a JSON object with an op, got {type(message).__name__}")
         if bad_req: raise ValidationError("req: expected an integer or text of at most 64 characters, echoed in the answer")
         if op in ORDER_OPS: self._trade(op, message, req)
@@ -484,7 +488,7 @@ def _messages(msg, conn) -> list:
     "The client messages in the WebSocket frame `msg`; none, with an error pushed to `conn`, for a frame that is not JSON text of 1 to `MAX_FRAME` messages (it takes a token of the rate limit: a mistake counts too)."
     def error(text):
         answer = {"type": "error", "req": None, "error": f"frame: {text}", "status": 400}
-        if not conn.rate.take(): answer.update(error=f"{conn.rate.refusal()} ([trading] rate, burst)", status=TooMany.status, retry_after_s=conn.retry_after())
+        if not conn.rate.take(): answer.update(error=conn.too_many(), status=TooMany.status, retry_after_s=conn.retry_after())
         conn.push(answer)
         return []
     if msg.type != WSMsgType.TEXT: return error(f"expected text (JSON), got {msg.type.name.lower()}")
