@@ -2676,4 +2676,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                           'aiplatform/trading/sessions.py'),
                                              'aiplatform.trading.sessions.items_of': ( 'trading/sessions.html#items_of',
                                                                                        'aiplatform/trading/sessions.py')},
-            'aiplatform.trading.tool': {'aiplatform.trading.tool.warm': ('trading/tool.html#warm', 'aiplatform/trading/tool.py')}}}
+            'aiplatform.trading.tool': { 'aiplatform.trading.tool._warm_backtests': ( 'trading/tool.html#_warm_backtests',
+                                                                                      'aiplatform/trading/tool.py'),
+                                         'aiplatform.trading.tool._warm_book': ( 'trading/tool.html#_warm_book',
+                                                                                 'aiplatform/trading/tool.py'),
+                                         'aiplatform.trading.tool.warm': ('trading/tool.html#warm', 'aiplatform/trading/tool.py')}}}

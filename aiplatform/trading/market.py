@@ -68,7 +68,7 @@ class Request:
     symbol: str
     state: OrderState  # the order's, answered after the batch
     row: tuple | None  # None: only to be answered
-    reply: object  # reply(ok, state, error)
+    reply: object  # reply(ok, state, error): error None, the reason in words, or a `Conflict` (the order of a cancel or modify was done earlier in its batch)
 
 class Market:
     "One shard's symbols: an engine fed in batches, and each account's orders, fills and positions."
@@ -403,9 +403,9 @@ def flush(self: Market):
             state = r.state
             if r.row is not None and r.row[0] != OP_SUBMIT:
                 error = refused.get(state["order_id"])
-                if error == "unknown_id" and is_done(state): error = f"order {state['cid']!r}: already {state['status']}"  # earlier in the batch
+                if error == "unknown_id" and is_done(state): error = Conflict(f"order {state['cid']!r}: already {state['status']}")  # done earlier in the batch: as if it came after (`_live`)
             else: error = state["reason"] if state["status"] in ("rejected", "lost") else None
-            if error: error = self._explain(error, r.row)
+            if isinstance(error, str): error = self._explain(error, r.row)
             r.reply(error is None, state, error)
         if more: changed = {oid: dict(s) for oid, s in changed.items()}  # the states as this part left them: a later part changes them again
         news.append((symbol, seq, events, changed, fills))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter
 from aiohttp import WSMsgType, web
 from fastcore.basics import patch
-from ..core import AIPlatformError, ConfigError, Forbidden, ValidationError, get_logger
+from ..core import AIPlatformError, ConfigError, Conflict, Forbidden, ValidationError, get_logger
 from ..platform.auth import get_user
 from ..platform.services import SETTINGS, RateLimit, TooMany, aiohttp_service, caller, read_json
 from .engine import RiskLimits
@@ -235,10 +235,10 @@ def retry_after(self: Connection, n=1) -> float:
 
 @patch
 def _reply(self: Connection, req):
-    "The answer to one order command: an ack or a reject, with the order's state."
+    "The answer to one order command: an ack, or a reject with the reason and status (a `Conflict`'s: a cancel or modify of an order done earlier in its batch), with the order's state."
     def reply(ok, state, error):
         answer = {"type": "ack" if ok else "reject", "req": req, "order": public(state)}
-        if error: answer["error"] = error
+        if error: answer |= {"error": str(error), "status": getattr(error, "status", 422)}
         self.push(answer)
     return reply
 
@@ -362,11 +362,12 @@ def query(request, route: Route) -> dict:
 
 # %% ../../nbs/trading/14_service.ipynb #f879976f
 async def _answer(call):
-    "Queue an order command and wait for its answer: 200 with the order's state, or 422 with the reason too."
+    "Queue an order command and wait for its answer: 200 with the order's state, or 422 with the reason too (409 for a cancel or modify of an order done earlier in its batch)."
     done = asyncio.get_running_loop().create_future()
     call(lambda ok, state, error: done.done() or done.set_result((ok, state, error)))
     ok, state, error = await done
     if ok: return web.json_response(public(state))
+    if isinstance(error, Conflict): raise error  # as when it was done before
     return web.json_response({"error": f"order {state['cid']!r}: {error}", "status": 422, "order": public(state)}, status=422)
 
 async def _who(request, roles, route) -> tuple:

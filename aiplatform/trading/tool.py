@@ -9,12 +9,10 @@ __all__ = ['SETTINGS', 'TOOL', 'warm']
 from ..core import Setting
 from ..platform.registry import App, Service, Tool
 
-def warm():
-    "Run the order book, its journal (written, then recovered), its book feed, the indicators, both sweeps and a combination's chart once on small inputs, so Numba compiles and caches them now."
+def _warm_book():
+    "Run the order book, its journal (written, then recovered) and its book feed once on small inputs."
     import tempfile
-    from aiplatform.trading import gpu
-    from aiplatform.trading.backtest import Options, backtest
-    from aiplatform.trading.data import gbm_bars, order_flow
+    from aiplatform.trading.data import order_flow
     from aiplatform.trading.feed import BookFeed
     from aiplatform.trading.journal import JournaledBook
     with tempfile.TemporaryDirectory() as folder:
@@ -24,10 +22,26 @@ def warm():
         feed.update(), journaled.book.depth()
         journaled.close()
         JournaledBook.open(folder).close()
+
+def _warm_backtests():
+    "Run the indicators, both sweeps and a combination's chart once on small inputs."
+    from aiplatform.trading import gpu
+    from aiplatform.trading.backtest import Options, backtest
+    from aiplatform.trading.data import gbm_bars
     bars = gbm_bars(("W",), n=300, seed=1)["W"]
     gpu.rolling_mean(bars["close"].to_numpy(), 5), gpu.ema(bars["close"].to_numpy(), 5)
     for engine in ("fused", "vectorbt"):  # the sweeps of other strategies, and a chosen combination's portfolio and drawdown, are vectorbt's
         backtest(bars, "ma_cross", dict(fast=[2, 3], slow=[5, 8]), Options(), progress=False, engine=engine).figure(0)
+
+def warm():
+    """Run the book and the backtests once, so Numba compiles and caches them now: side by side, the backtests in a
+    child process (cold, some 45 s of compiling each: one after the other they were the longest part of `make`'s install)."""
+    import multiprocessing
+    backtests = multiprocessing.get_context("fork").Process(target=_warm_backtests, name="warm-backtests")
+    backtests.start()
+    try: _warm_book()
+    finally: backtests.join()
+    if backtests.exitcode: raise RuntimeError(f"trading: compiling the backtests failed (exit code {backtests.exitcode}; its error is above)")
 
 SETTINGS = {"trading": {
     "symbols": Setting("str", "DEMO ACME", "symbols traded (tick and lot size 1), by spaces or commas; one added later joins at the next start; admins add more"),

@@ -5,8 +5,8 @@ from pathlib import Path
 import aiohttp, jsonschema, pytest
 from trading_service import RawSocket, make_users, start_trading, stop
 from aiplatform.trading.feed import LocalBook
-from aiplatform.core import Unauthorized
-from aiplatform.trading.client import AsyncTradingClient, RateLimited, order_message
+from aiplatform.core import Conflict, Unauthorized
+from aiplatform.trading.client import AsyncTradingClient, RateLimited, error_of, order_message
 from aiplatform.trading.orders import CID, SYMBOL
 
 @pytest.fixture(scope="module")
@@ -406,6 +406,16 @@ def test_an_order_and_a_refused_modify_of_it_in_one_frame(svc):
     assert (got[1]["type"], got[2]["type"], got[2]["error"]) == ("ack", "reject", "risk_max_order_qty: expected a qty of at most 1,000,000 ([trading] max_order_qty)")
     assert call(svc, "GET", "orders/om-1")[1]["status"] == "open"  # not taken for rejected: it is still found, and cancelled
     assert call(svc, "DELETE", "orders/om-1")[1]["status"] == "cancelled"
+
+def test_a_cancel_of_an_order_filled_earlier_in_its_frame_is_a_conflict(svc):
+    "As when the order was filled before: 409 (the client's `Conflict`), not a rejected order (422)."
+    assert call(svc, "POST", "admin/symbols", user="ada", body={"symbol": "RACE"})[0] == 201  # its own book: nothing else rests there
+    got = _answers(svc, json.dumps([order_message("RACE", "sell", 1, 100, cid="race-1") | {"req": 1}, order_message("RACE", "buy", 1, 100, cid="race-2") | {"req": 2},
+                                    {"op": "cancel", "cid": "race-1", "req": 3}]), 3)
+    assert [got[r]["order"]["status"] for r in (1, 2)] == ["filled", "filled"]
+    assert (got[3]["type"], got[3]["status"], got[3]["error"], got[3]["order"]["status"]) == ("reject", 409, "order 'race-1': already filled", "filled")
+    assert isinstance(error_of(got[3]["status"], got[3]["error"], got[3]["order"]), Conflict)
+    assert call(svc, "DELETE", "orders/race-1") == (409, {"error": "order 'race-1': already filled", "status": 409})  # the same, later
 
 def test_wrong_types_are_answered_and_the_connection_goes_on(svc):
     assert call(svc, "POST", "orders", body=dict(cid="s-1", symbol="DEMO", side="buy", price=100, qty=1, self=1))[1]["error"].startswith("self: unknown field")
