@@ -74,9 +74,10 @@ class RawSocket:
 class Proxy:
     """A TCP proxy to the service on `url`, on its own thread: once `cut(...)` is called, the next bytes from the client (or
     from the service) are dropped and the connection they came on cut (the network fails mid-request); with `silent`
-    set, what clients send goes nowhere (a service that stops answering)."""
+    set, what clients send goes nowhere (a service that stops answering); with `deaf` set, what the service sends goes
+    nowhere (a link half gone); `abort()` cuts every connection."""
     def __init__(self, url):
-        self.port, self.silent, self._cut = int(url.rstrip("/").rsplit(":", 1)[1]), False, None
+        self.port, self.silent, self.deaf, self._cut, self._open = int(url.rstrip("/").rsplit(":", 1)[1]), False, False, None, []
         self.loop, ready = asyncio.new_event_loop(), threading.Event()
         def main():
             self.server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
@@ -90,12 +91,15 @@ class Proxy:
         "Cut the connection that carries the next bytes from the client (or the service), past `skip` writes let through first."
         self._cut = [from_service, skip]
 
+    def abort(self): self.loop.call_soon_threadsafe(lambda: [w.transport.abort() for w in self._open])
+
     async def _serve(self, client_reader, client_writer):
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self._open += [client_writer, writer]
         async def pipe(source, sink, from_service):
             try:
                 while data := await source.read(1 << 16):
-                    if not from_service and self.silent: continue
+                    if (self.deaf if from_service else self.silent): continue
                     if self._cut and self._cut[0] == from_service:
                         if self._cut[1]: self._cut[1] -= 1
                         else:

@@ -78,16 +78,17 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
     log = get_logger("trading.bots")
     async with AsyncTradingClient(urls, key, cancel_on_disconnect=True) as client:
         strategy.client = client
-        specs = await client.symbols()
-        if "symbol" not in specs or strategy.symbol not in set(specs.symbol): raise ValidationError(f"symbol {strategy.symbol!r}: not traded")
-        spec = specs[specs.symbol == strategy.symbol].iloc[0]
-        strategy.tick, strategy.lot = int(spec.tick_size), int(spec.lot_size)
+        specs = {s["symbol"]: s for s in (await client.get("symbols", client.shard(strategy.symbol)))["symbols"]}  # its shard's: another down stops no bot
+        if strategy.symbol not in specs: raise ValidationError(f"symbol {strategy.symbol!r}: not traded")
+        strategy.tick, strategy.lot = int(specs[strategy.symbol]["tick_size"]), int(specs[strategy.symbol]["lot_size"])
         for name in strategy.in_lots:
             value = strategy.params[name]
             _need(name, value, value % strategy.lot == 0, f"a multiple of {strategy.symbol}'s lot size {strategy.lot}")
         client.listeners.append(inbox.put_nowait)
         for channel, symbol in (("book", strategy.symbol), ("trades", strategy.symbol), ("orders", None), ("positions", None)):
-            await client.subscribe(channel, symbol)
+            try: await client.subscribe(channel, symbol)
+            except (ConnectionError, TimeoutError, aiohttp.ClientError):  # the account's channels on every shard: one down is followed once it is up
+                if symbol is not None or not client.connected(strategy.symbol): raise
         deadline = None if seconds is None else asyncio.get_running_loop().time() + seconds
         try:
             await strategy.on_start()

@@ -103,14 +103,17 @@ async def _why(self: AsyncTradingClient, url) -> str | None:
 
 @patch
 async def _read(self: AsyncTradingClient, ws):
-    async for msg in ws:
+    "Take in what `ws` brings until it closes; then fail the requests it carried, naming the shard and the service's reason, and reconnect."
+    while (msg := await ws.receive()).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
         if msg.type != aiohttp.WSMsgType.TEXT: continue
         data = json.loads(msg.data)
         for m in data if isinstance(data, list) else [data]:
             try: self._on(m)
             except Exception: get_logger("trading.client").exception("taking in %.200r (a listener's fault?)", m)  # the reader goes on
+    url = next((self.urls[s] for s, w in self._ws.items() if w is ws), "")
+    why = f"{url}ws: connection closed (code {ws.close_code}" + (f": {msg.extra}" if msg.type == aiohttp.WSMsgType.CLOSE and msg.extra else "") + ")"  # the service's reason: a slow consumer, say
     for sent_on, future in self._waiting.values():  # the requests this connection carried; other shards' go on
-        if sent_on is ws and not future.done(): future.set_exception(ConnectionError(f"connection closed (code {ws.close_code})"))
+        if sent_on is ws and not future.done(): future.set_exception(ConnectionError(why))
     if not self._closing: self._background(self._reconnect(ws))
 
 @patch
@@ -149,14 +152,25 @@ def _on(self: AsyncTradingClient, m: dict):
     elif kind == "position": self.positions[m["symbol"]] = m
     elif kind == "positions": self.positions.update((p["symbol"], p) for p in m["positions"])
     if (waiting := self._waiting.pop(m.get("req"), None)) is not None and not waiting[1].done(): waiting[1].set_result(m)
+    self._tell(m)
+
+@patch
+def _tell(self: AsyncTradingClient, m: dict):
+    "Hand `m` to each listener; one that fails is logged, and the others still hear it."
     for listen in self.listeners:
         try: listen(m)
         except Exception: get_logger("trading.client").exception("listener %r failed on %.200r; the others still hear it", listen, m)
 
+def _newer(o, held) -> bool:
+    "Whether order state `o` may replace `held`, its cid's: another order (a cid reused once forgotten), or this one changed no earlier and not brought back from done."
+    if held is None or held["order_id"] != o["order_id"]: return True
+    return not (is_done(held) and not is_done(o)) and o["updated_ns"] >= held["updated_ns"]
+
 @patch
 def _keep_orders(self: AsyncTradingClient, orders):
-    "Take in order states; once more than twice `keep` are held, forget the done ones that ended longest ago, down to `keep`."
+    "Take in order states, each unless an as new one of the same order is held; once more than twice `keep` are held, forget the done ones that ended longest ago, down to `keep`."
     for o in orders:
+        if not _newer(o, self.orders.get(o["cid"])): continue  # a catch-up's list, older than what the stream said meanwhile
         if is_done(o): self.orders.pop(o["cid"], None)  # to the end: the dict keeps done orders in the order they ended
         self.orders[o["cid"]] = o
     if len(self.orders) > 2 * self.keep:
@@ -221,13 +235,16 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
 
 @patch
 async def _catch_up(self: AsyncTradingClient, shard):
-    "Take in what `shard` did with this account's orders while the client was away (the orders channel's first message lists the open ones only), and what became of the orders whose answers the connection lost (one not found never reached it)."
+    """Take in what `shard` did with this account's orders while the client was away (the orders channel's first message lists the open ones only), and what became of the orders whose answers the connection lost (one not found never reached it); the listeners
+    hear of the fills of this client's orders that it missed, as `fill` messages."""
     try:
         self._keep_orders((await self.get("orders", shard, status="all", limit=10_000))["orders"])
         self.placed -= {cid for cid in self._unsure.pop(shard, ()) if cid not in self.orders}
-        fetched = (await self.get("fills", shard, limit=10_000))["fills"]
+        fetched, known = (await self.get("fills", shard, limit=10_000))["fills"], {f["fill_id"] for f in self.fills}
         fills = sorted({f["fill_id"]: f for f in [*self.fills, *fetched]}.values(), key=lambda f: f["ns"])  # once each, oldest first
         self.fills = deque(fills, maxlen=self.keep)
+        for f in fills:
+            if f["fill_id"] not in known and f["cid"] in self.placed: self._tell({"type": "fill", **f})  # a bot's `on_fill`
     except (AIPlatformError, aiohttp.ClientError, OSError) as e: get_logger("trading.client").warning("%s: catching up after a reconnect: %s", self.urls[shard], e)
 
 # %% ../../nbs/trading/15_client.ipynb #400d0856
@@ -285,7 +302,7 @@ async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, chec
             failed = f.exception() if f.done() and not f.cancelled() else None
             if k >= sent or f.done() and not f.cancelled() and failed is None and "order" not in f.result():
                 self.placed.discard(m.get("cid"))  # never sent, or refused before it was an order: nothing of this client's to cancel
-            elif isinstance(failed, ConnectionError): self._unsure.setdefault(shard, set()).add(m.get("cid"))  # it may have become an order
+            elif not f.done() or f.cancelled() or isinstance(failed, ConnectionError): self._unsure.setdefault(shard, set()).add(m.get("cid"))  # timed out or cut: it may have become an order
     return [_raise(a) for a in answers] if check else answers
 
 @patch
@@ -332,7 +349,12 @@ async def cancel_placed(self: AsyncTradingClient, symbol=None, cids=None) -> lis
     mine = [o for c in (self.placed if cids is None else self.placed & set(cids))
             if (o := self.orders.get(c)) is not None and not is_done(o) and symbol in (None, o["symbol"])]
     for s in {self.shard(o["symbol"]) for o in mine}:
-        await self.requests([dict(op="cancel", cid=o["cid"]) for o in mine if self.shard(o["symbol"]) == s], s, check=False)  # one filled meanwhile: refused, fine
+        cids = [o["cid"] for o in mine if self.shard(o["symbol"]) == s]
+        while cids:  # one filled meanwhile is refused, fine; those the rate limit refused go again once it lets them pass
+            answers = await self.requests([dict(op="cancel", cid=c) for c in cids], s, check=False)
+            waits = {c: a.get("retry_after_s") or 0.1 for c, a in zip(cids, answers) if a.get("status") == RateLimited.status}
+            cids = list(waits)
+            if waits: await asyncio.sleep(max(waits.values()))
     return [o["cid"] for o in mine]
 
 @patch

@@ -1,7 +1,9 @@
 """The Python client against a real service: a listener's failure costs the others nothing, the notebook client never
 waits on itself and reads copies of the live state, a client closed twice is closed, nothing is left waiting, an
 unsubscribed book stays dropped, `cancel_placed` cancels this client's orders only (an order whose answer a dropped
-connection lost among them), and a shard that never answers holds up no other."""
+connection lost or that timed out among them, and those the rate limit refused sent again), a shard that never answers
+holds up no other, a catch-up after a reconnect keeps what the stream said since and tells the fills missed, and a close
+names the shard and the service's reason."""
 import asyncio, base64, hashlib, socket, threading, time
 import pytest
 from conftest import free_port
@@ -227,3 +229,78 @@ def test_an_order_sent_again_and_refused_stays_among_those_placed(svc):
             answers = await c.requests([order_message("DEMO", "buy", 1, 90, cid="again-2"), order_message("DEMO", "buy", 0, 90, cid="again-2")], check=False)
             assert [a["type"] for a in answers] == ["ack", "reject"] and await c.cancel_placed() == ["again-2"]  # one frame, the cid twice: placed once
     asyncio.run(main())
+
+def test_cancel_placed_sends_again_what_the_rate_limit_refused(tmp_path):
+    keys = make_users(tmp_path)
+    service = start_trading(tmp_path, symbols="DEMO", price_band_pct=0, rate=5, burst=10)
+    async def main():
+        async with AsyncTradingClient(service.url, keys["tess"]) as c:
+            await c.requests([order_message("DEMO", "buy", 1, 50 + i) for i in range(8)])  # 8 of its burst of 10
+            assert len(await c.cancel_placed()) == 8
+            assert (await c.orders_frame()).empty  # before: 6 of the 8 refused by the rate limit, and left open
+    try: asyncio.run(main())
+    finally: stop(service)
+
+def test_an_order_whose_answer_timed_out_is_looked_up_after_the_reconnect(svc):
+    async def main():
+        proxy = Proxy(svc.url)
+        async with AsyncTradingClient(proxy.url, svc.keys["tess"]) as c:
+            await c.order("DEMO", "buy", 1, 90, cid="slow-1")
+            proxy.deaf = True  # the link half gone: the order reaches the service, its answer never comes back
+            with pytest.raises(TimeoutError, match="no answer to 1 message"): await c.requests([order_message("DEMO", "buy", 1, 91, cid="slow-2")], timeout=1)
+            proxy.deaf = False
+            proxy.abort()  # the dead link noticed
+            async with asyncio.timeout(10):
+                while not c.reconnects: await asyncio.sleep(0.05)
+            assert c.orders["slow-2"]["status"] == "open"  # before: not looked up, and left open by cancel_placed
+            assert sorted(await c.cancel_placed()) == ["slow-1", "slow-2"]
+    asyncio.run(main())
+
+def test_a_catch_up_keeps_what_the_stream_said_since_and_tells_the_fills_it_missed(svc):
+    async def main():
+        proxy = Proxy(svc.url)
+        async with AsyncTradingClient(proxy.url, svc.keys["tess"]) as c, AsyncTradingClient(svc.url, svc.keys["tom"]) as tom:
+            heard = []
+            c.listeners.append(lambda m: m["type"] == "fill" and heard.append(m["cid"]))
+            await c.subscribe("orders")
+            await c.order("DEMO", "sell", 1, 100, cid="gone-1"), await c.order("DEMO", "sell", 1, 101, cid="gone-2")
+            await c.request("ping")  # after the orders channel's news of them
+            get = c.get
+            async def slow_get(path, *args, **kwargs):  # the catch-up's list of orders comes late: gone-2 fills meanwhile
+                answer = await get(path, *args, **kwargs)
+                if path == "orders":
+                    await tom.order("DEMO", "buy", 1, 101)
+                    async with asyncio.timeout(10):
+                        while c.orders["gone-2"]["status"] != "filled": await asyncio.sleep(0.02)  # the stream's word
+                return answer
+            c.get = slow_get
+            proxy.cut(from_service=True)  # what the service says next is lost with the connection: gone-1's fill
+            await tom.order("DEMO", "buy", 1, 100)
+            async with asyncio.timeout(10):
+                while not c.reconnects: await asyncio.sleep(0.05)
+            assert (c.orders["gone-1"]["status"], c.orders["gone-2"]["status"]) == ("filled", "filled")  # before: gone-2 open again, for ever
+            assert heard.count("gone-1") == 1  # its fill, missed while away, told once (before: never, and no bot's on_fill ran)
+    asyncio.run(main())
+
+def test_a_close_names_the_shard_and_the_services_reason():
+    server = socket.socket()  # completes the WebSocket handshake, reads a request, then closes with a reason
+    server.bind(("127.0.0.1", 0)), server.listen()
+    def serve():
+        conn, _ = server.accept()
+        head = b""
+        while b"\r\n\r\n" not in head: head += conn.recv(4096)
+        key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key"))
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()).decode()
+        conn.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n".encode())
+        conn.recv(4096)  # the request
+        reason = (1008).to_bytes(2, "big") + b"slow consumer: 11 messages waiting"
+        conn.sendall(bytes([0x88, len(reason)]) + reason)
+        time.sleep(1)
+        conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/"
+    async def main():
+        async with AsyncTradingClient(url, "key") as c:
+            with pytest.raises(ConnectionError, match=rf"^{url}ws: connection closed \(code 1008: slow consumer: 11 messages waiting\)$"): await c.request("ping")
+    try: asyncio.run(main())
+    finally: server.close()
