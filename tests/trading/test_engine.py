@@ -4,7 +4,7 @@ from fractions import Fraction
 import pytest
 from hypothesis import given, settings, strategies as st
 from aiplatform.core import NotFound
-from aiplatform.trading.engine import Engine, Position, RiskLimits
+from aiplatform.trading.engine import SCALE, Engine, Position, RiskLimits
 
 LIMITS = RiskLimits(max_order_qty=50, price_band_pct=20, max_open_orders=40)
 
@@ -61,15 +61,25 @@ def average_cost(fills) -> tuple:
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.integers(-40, 40).filter(bool), st.integers(1, 10**6)), max_size=40))
-def test_a_position_keeps_the_cash_exactly_and_the_average_within_half_a_unit_a_partial_close(fills):
+def test_a_position_keeps_the_cash_exactly_and_the_average_within_half_a_millionth_a_partial_close(fills):
     p = Position()
     for signed, price in fills: p.fill(signed, price)
     qty, avg, realized, partial = average_cost(fills)
-    assert p.qty == qty and type(p.cost) is int and type(p.realized) is int
+    assert p.qty == qty and type(p.cost_m) is int and type(p.realized_m) is int
     assert p.realized - p.avg_price * p.qty == -sum(signed * price for signed, price in fills)  # realised minus open cost: the cash
-    assert abs(p.realized - realized) <= Fraction(partial, 2) and abs(p.avg_price - avg) * abs(qty) <= Fraction(partial, 2)
+    assert abs(p.realized - realized) <= Fraction(partial, 2 * SCALE) and abs(p.avg_price - avg) * abs(qty) <= Fraction(partial, 2 * SCALE)
     if qty == 0: assert p.realized == realized and p.cost == 0
-    assert p.avg_price * abs(qty) == p.cost and type(p.avg_price) is (int if p.cost % max(abs(qty), 1) == 0 else Fraction)
+    assert p.avg_price * abs(qty) == p.cost and type(p.avg_price) is (int if p.avg_price.denominator == 1 else Fraction)
+
+def test_a_partial_close_leaves_the_average_where_it_was():
+    p, fills = Position(), [(1, 100), (1, 101), (-1, 105)]
+    for q, price in fills: p.fill(q, price)
+    assert (p.avg_price, p.realized) == (Fraction(201, 2), Fraction(9, 2))  # before: 100 and 4, a whole price unit
+    fills += [(1, 101), (-1, 101)] * 6
+    for q, price in fills[3:]: p.fill(q, price)
+    _, avg, realized, partial = average_cost(fills)
+    assert (avg, realized) == (Fraction(12927, 128), Fraction(639, 128))  # 100.99 and 4.99
+    assert abs(p.avg_price - avg) <= Fraction(partial, 2 * SCALE) and abs(p.realized - realized) <= Fraction(partial, 2 * SCALE)  # before: 100 and 4
 
 @pytest.mark.parametrize("call,reason", [
     (lambda e: e.submit("X", 9, "buy", 100, 11, user=1), "risk_max_order_qty"),
