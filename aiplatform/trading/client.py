@@ -409,8 +409,11 @@ async def _everywhere(self: AsyncTradingClient, path, key, symbol=None, **params
 
 @patch
 async def me(self: AsyncTradingClient) -> dict:
-    "Whose key this client holds: the `account` (its id), `username` and `role`."
-    return await self.get("me")
+    "Whose key this client holds: the `account` (its id), `username` and `role`, from the first shard that answers."
+    for shard in range(len(self.urls)):
+        try: return await self.get("me", shard)
+        except _NOT_NOW as e: error = e  # that shard down: ask the next
+    raise error
 
 @patch
 async def symbols(self: AsyncTradingClient) -> pd.DataFrame:

@@ -7,6 +7,7 @@ __all__ = ['STYLE', 'CSS', 'service_urls', 'parse_params', 'params_text', 'table
 
 # %% ../../nbs/trading/17_desk.ipynb #003e4844
 import asyncio, html, itertools, subprocess, sys, threading, time
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 import ipywidgets as widgets
@@ -80,6 +81,7 @@ class TradingDesk(widgets.VBox):
     "The Trading Desk: ticket, ladder, tape, orders, fills, positions with P&L, bots."
     def __init__(self, settings=None):
         self.settings, self.client, self.account, self.bots, self.pnl_points, self._watched = settings or get_settings(), None, None, {}, [], None
+        self._marking = set()  # the symbols whose trades this client follows: the P&L is marked at their last trade
         self._bot_numbers = itertools.count(1)  # each bot's number in the table, never given twice
         self.key = widgets.Password(description="API key", placeholder="aip_…", style=STYLE, layout=dict(width="420px"))
         self.connect_button = widgets.Button(description="Connect", button_style="primary", icon="plug")
@@ -137,8 +139,7 @@ def connect(self: TradingDesk):
         client = TradingClient(service_urls(self.settings), key)
         try:
             account = client.me()["account"]
-            client.subscribe("orders"); client.subscribe("positions")
-            symbols = sorted(client.symbols().get("symbol", []))  # none: no column at all
+            symbols, down = _reach(client)
         except Exception:
             client.close()
             raise
@@ -148,16 +149,27 @@ def connect(self: TradingDesk):
                 if any(t.running for t in self.bots.values()): stopped = f"; the last account's {self.stop_bots()}"
                 self.bots, self.pnl_points = {n: t for n, t in self.bots.items() if t.running}, []  # one still stopping stays in sight
             self.client.close()
-        self.client, self.account = client, account
+        self.client, self.account, self._marking = client, account, set()
         self.symbol.options = symbols
         if symbols: self.symbol.value = symbols[0]
         self._watch()  # the new client follows the symbol shown, changed or not
         self.trading.children = self.panels
-        self.status.say(f"connected: {len(symbols)} symbols{stopped}")
+        self.status.say(f"connected: {len(symbols)} symbols{stopped}" + (f"; down: {', '.join(down)} (its symbols listed once you connect again)" if down else ""))
         try: loop = asyncio.get_running_loop()  # the kernel's: widgets are updated on its thread
         except RuntimeError: loop = None
         threading.Thread(target=self._redraw_loop, args=(loop,), daemon=True, name="desk-redraw").start()
     self._do("connect", go)
+
+def _reach(client) -> tuple[list, list]:
+    "The symbols of the shards that answer, and the URLs of those that do not; the account's orders and positions followed on each (on one down, once it is up)."
+    symbols, down = [], []
+    for shard, url in enumerate(client.urls):
+        try: symbols += [s["symbol"] for s in client.get("symbols", shard)["symbols"]]
+        except (ConnectionError, TimeoutError, OSError): down.append(url)
+    for channel in ("orders", "positions"):
+        try: client.subscribe(channel)
+        except (ConnectionError, TimeoutError, OSError): pass  # a shard down: the client subscribes once it is up
+    return sorted(symbols), down
 
 @patch
 def _watch(self: TradingDesk):
@@ -167,6 +179,14 @@ def _watch(self: TradingDesk):
         if was and was[0] is self.client:  # the same client: the book it showed need not be kept up any more (its trades mark the P&L still)
             self._do("unsubscribe", lambda: self.client.unsubscribe("book", was[1]))
         for channel in ("book", "trades"): self._do("subscribe", lambda c=channel: self.client.subscribe(c, self.symbol.value))
+        self._marking.add(self.symbol.value)
+
+@patch
+def _mark(self: TradingDesk):
+    "Follow the trades of each symbol the account holds (once for each client), shown or not: its P&L moves when others trade it (a position message comes only with the account's own fills)."
+    for s in [s for s, p in self.client.positions.items() if p["qty"] and s not in self._marking]:
+        self._marking.add(s)
+        self._do("subscribe", lambda s=s: self.client.subscribe("trades", s))
 
 # %% ../../nbs/trading/17_desk.ipynb #0f47599f
 @patch
@@ -177,17 +197,20 @@ def send(self: TradingDesk):
         price = self.price.value if self.kind.value == "limit" else None
         extra = {} if price is not None else {"tif": "IOC"}
         state = self.client.order(self.symbol.value, self.side.value, self.qty.value, price, kind=self.kind.value, **extra)
-        self.status.say(f"order {state['cid']}: {state['status']}, {state['filled']} of {state['qty']} filled")
+        self.status.say(f"order {state['cid']}: {state['status']}" + (f" ({state['reason']})" if state["reason"] else "") + f", {state['filled']} of {state['qty']} filled")
         self.redraw()
     self._do("order", go)
 
 @patch
 def cancel(self: TradingDesk):
-    if self.open_orders.value: self._do("cancel", lambda: (self.client.cancel(self.open_orders.value), self.status.say(f"order {self.open_orders.value}: cancelled")))
+    "Cancel the order chosen in the list."
+    if not (cid := self.open_orders.value): return self.status.say("cancel: choose an order under My open orders first", error=True)
+    self._do("cancel", lambda: (self.client.cancel(cid), self.status.say(f"order {cid}: cancelled")))
 
 @patch
 def cancel_all(self: TradingDesk):
-    self._do("cancel all", lambda: self.status.say(f"cancelling {len(self.client.cancel_all(self.symbol.value))} orders"))
+    "Cancel every open order of the account, every symbol's (as \"My open orders\" lists them; a bot's quotes too: it quotes again)."
+    self._do("cancel all", lambda: self.status.say(f"cancelling {len(self.client.cancel_all())} orders"))
 
 @patch
 def start_bot(self: TradingDesk):
@@ -224,16 +247,17 @@ def redraw(self: TradingDesk):
     if list(self.open_orders.options) != cids:
         chosen = self.open_orders.value
         self.open_orders.options = cids
-        self.open_orders.value = chosen if chosen in cids else (cids[-1] if cids else None)
+        self.open_orders.value = chosen if chosen in cids else None  # the one chosen gone (filled): none, never another a click would cancel
     self.fills.value = table(list(reversed(c.fills))[:15], ["symbol", "side", "price", "qty", "liquidity"])
+    self._mark()
     marked = [c.marked(s) for s in list(c.positions)]  # at the last trade: the P&L moves when others trade too
     self.positions.value = table([p for p in marked if p["qty"] or p["realized"]], ["symbol", "qty", "avg_price", "last", "realized", "unrealized", "pnl"])
     total = sum(p["pnl"] for p in marked)
-    if not self.pnl_points or self.pnl_points[-1][1] != total or time.time() - self.pnl_points[-1][0] > 5:
+    if not self.pnl_points or self.pnl_points[-1][1] != total:  # a point when it changes: a quiet desk sends the page nothing (its kernel can be culled once the page is gone)
         self.pnl_points = (self.pnl_points + [(time.time(), total)])[-500:]
         self.pnl_chart.data = []  # traces replaced, not restyled: the widget's view follows replacements reliably
-        self.pnl_chart.add_scatter(x=[time.strftime("%H:%M:%S", time.localtime(t)) for t, _ in self.pnl_points],
-                                   y=[v for _, v in self.pnl_points], mode="lines+markers", name="P&L")
+        self.pnl_chart.add_scatter(x=[datetime.fromtimestamp(t) for t, _ in self.pnl_points], y=[v for _, v in self.pnl_points],
+                                   mode="lines+markers", line_shape="hv", name="P&L")  # on a time axis, a step at each change
     self.bots_table.value = table([dict(bot=name, running=t.running, position=t.strategy.position, pnl=float(t.strategy.pnl),
                                         error=str(t.error or "")) for name, t in self.bots.items()], ["bot", "running", "position", "pnl", "error"])
 

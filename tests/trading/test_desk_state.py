@@ -1,5 +1,6 @@
 """The Trading Desk's widgets against a real service, without a browser: a reconnect follows the symbol shown, a
-service with no symbols connects, a symbol left is no longer followed, a service gone shows no stale ladder, and a bad bot parameter is said in the status line."""
+service with no symbols connects, a symbol left is no longer followed, a service gone shows no stale ladder, a bad bot parameter is said in the status line,
+every symbol held marks the P&L, Cancel acts only on the order chosen and Cancel all on every symbol's, and a shard down stops no desk."""
 import html, time
 import pytest
 from trading_service import make_users, start_trading, stop
@@ -181,3 +182,64 @@ def test_an_account_switch_without_bots_says_nothing_of_bots(svc):
     d.connect()
     assert "connected: 2 symbols<" in d.status.value, d.status.value  # before: "; the last account's 0 bots stopped"
     d.client.close()
+
+def test_every_held_symbol_marks_the_pnl_and_cancels_act_on_what_the_trader_sees(tmp_path):
+    keys = make_users(tmp_path)
+    service = start_trading(tmp_path, symbols="DEMO ZETA", price_band_pct=0)
+    service.keys, service.data = keys, tmp_path
+    try:
+        with TradingClient(service.url, keys["ada"]) as ada, TradingClient(service.url, keys["tom"]) as tom:
+            ada.order("ZETA", "sell", 3, 200), tom.order("ZETA", "buy", 3, 200)  # ada: short 3 ZETA at 200
+        d = desk_on(service, "ada")
+        assert d.symbol.value == "DEMO"  # ZETA not shown
+        d.redraw()  # ada holds ZETA: its trades followed from now on
+        with TradingClient(service.url, keys["tom"]) as tom, TradingClient(service.url, keys["tess"]) as tess:
+            tom.order("ZETA", "sell", 1, 260), tess.order("ZETA", "buy", 1, 260)  # others trade ZETA at 260
+        deadline = time.time() + 10
+        while time.time() < deadline and d.client.marked("ZETA")["last"] != 260: time.sleep(0.05)
+        d.redraw()
+        assert d.client.marked("ZETA")["pnl"] == -180 and d.pnl_points[-1][1] == -180  # before: 0, marked at ada's own last fill
+        points = len(d.pnl_points)
+        for _ in range(3): d.redraw()
+        assert len(d.pnl_points) == points  # nothing changed, nothing drawn (before: a point every 5 s kept the kernel busy)
+
+        d.kind.value, d.side.value, d.qty.value = "market", "buy", 1
+        d.send()  # nothing to buy on DEMO
+        assert "cancelled (no_liquidity), 0 of 1 filled" in d.status.value, d.status.value
+        d.kind.value, d.price.value = "limit", 150
+        d.send(), d.send()
+        d.redraw()
+        first, second = list(d.open_orders.options)
+        d.open_orders.value = first
+        with TradingClient(service.url, keys["tom"]) as tom: tom.order("DEMO", "sell", 1, 150)  # fills the first
+        deadline = time.time() + 10
+        while time.time() < deadline and first in d.client.orders and d.client.orders[first]["status"] == "open": time.sleep(0.05)
+        d.redraw()
+        assert d.open_orders.value is None  # before: the second, which the next click on Cancel cancelled
+        d.cancel()
+        assert "choose an order" in d.status.value and d.client.orders[second]["status"] == "open"
+        d.symbol.value = "ZETA"
+        d.send()
+        d.symbol.value = "DEMO"
+        d.cancel_all()  # every symbol's, as My open orders lists them
+        with TradingClient(service.url, keys["ada"]) as ada:
+            deadline = time.time() + 10
+            while time.time() < deadline and not ada.orders_frame().empty: time.sleep(0.05)
+            assert ada.orders_frame().empty  # before: ZETA's stayed open
+        d.client.close()
+    finally: stop(service)
+
+def test_a_desk_connects_while_a_shard_is_down(tmp_path):
+    from conftest import free_port
+    from aiplatform.trading.market import shard_of
+    keys, symbols = make_users(tmp_path), "DEMO ACME GOOG EURUSD"
+    up = start_trading(tmp_path, symbols=symbols, shards=2, shard=1, price_band_pct=0)
+    dead = f"http://127.0.0.1:{free_port()}/"  # shard 0: restarting, say
+    try:
+        d = TradingDesk(load_settings(env={}, platform={"data_dir": tmp_path}, trading={"shard_urls": f"{dead} {up.url}"}))
+        d.key.value = keys["tess"]
+        d.connect()  # before: "the trading service did not answer", and no desk
+        assert d.client is not None and f"down: {dead}" in d.status.value, d.status.value
+        assert list(d.symbol.options) == sorted(s for s in symbols.split() if shard_of(s, 2) == 1)
+        d.client.close()
+    finally: stop(up)
