@@ -2158,6 +2158,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                          'aiplatform.trading.desk._reach': ('trading/desk.html#_reach', 'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk._url_problem': ( 'trading/desk.html#_url_problem',
                                                                                    'aiplatform/trading/desk.py'),
+                                         'aiplatform.trading.desk._whole': ('trading/desk.html#_whole', 'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.ladder': ('trading/desk.html#ladder', 'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.params_text': ( 'trading/desk.html#params_text',
                                                                                   'aiplatform/trading/desk.py'),

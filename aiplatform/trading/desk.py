@@ -91,8 +91,8 @@ class TradingDesk(widgets.VBox):
         self.symbol.observe(lambda _: self._watch(), "value")
         self.side = widgets.ToggleButtons(options=["buy", "sell"], description="Side", style=STYLE)
         self.kind = widgets.ToggleButtons(options=["limit", "market"], description="Type", style=STYLE)
-        self.price = widgets.IntText(value=100, description="Price", style=STYLE)
-        self.qty = widgets.BoundedIntText(value=1, min=1, max=10**12, description="Qty", style=STYLE)
+        self.price = widgets.FloatText(value=100, description="Price", style=STYLE)  # not IntText: the browser would send 100.5 as 100, unsaid
+        self.qty = widgets.FloatText(value=1, description="Qty", style=STYLE)
         self.send_button = widgets.Button(description="Send order", button_style="success", icon="paper-plane")
         self.send_button.on_click(lambda _: self.send())
         self.open_orders = widgets.Dropdown(description="Order", style=STYLE, options=[])
@@ -189,14 +189,19 @@ def _mark(self: TradingDesk):
         self._do("subscribe", lambda s=s: self.client.subscribe("trades", s))
 
 # %% ../../nbs/trading/17_desk.ipynb #0f47599f
+def _whole(name, value: float, unit) -> int:
+    "A ticket field's number as an int; `ValidationError` naming the field when it has a fraction."
+    if not float(value).is_integer(): raise ValidationError(f"{name} {value:g}: expected a whole number of {unit}")
+    return int(value)
+
 @patch
 def send(self: TradingDesk):
     "Send the ticket's order; the answer in the status line."
     def go():
         if not self.symbol.value: raise ValidationError("symbol: none traded yet (an admin adds symbols)")
-        price = self.price.value if self.kind.value == "limit" else None
+        price = _whole("price", self.price.value, "ticks") if self.kind.value == "limit" else None
         extra = {} if price is not None else {"tif": "IOC"}
-        state = self.client.order(self.symbol.value, self.side.value, self.qty.value, price, kind=self.kind.value, **extra)
+        state = self.client.order(self.symbol.value, self.side.value, _whole("qty", self.qty.value, "lots"), price, kind=self.kind.value, **extra)
         self.status.say(f"order {state['cid']}: {state['status']}" + (f" ({state['reason']})" if state["reason"] else "") + f", {state['filled']} of {state['qty']} filled")
         self.redraw()
     self._do("order", go)
