@@ -168,7 +168,7 @@ def _newer(o, held) -> bool:
 
 @patch
 def _keep_orders(self: AsyncTradingClient, orders):
-    "Take in order states, each unless an as new one of the same order is held; once more than twice `keep` are held, forget the done ones that ended longest ago, down to `keep`."
+    "Take in order states, each unless the state held of the same order is newer; once more than twice `keep` are held, forget the done ones that ended longest ago, down to `keep`."
     for o in orders:
         if not _newer(o, self.orders.get(o["cid"])): continue  # a catch-up's list, older than what the stream said meanwhile
         if is_done(o): self.orders.pop(o["cid"], None)  # to the end: the dict keeps done orders in the order they ended
