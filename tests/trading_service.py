@@ -75,9 +75,10 @@ class Proxy:
     """A TCP proxy to the service on `url`, on its own thread: once `cut(...)` is called, the next bytes from the client (or
     from the service) are dropped and the connection they came on cut (the network fails mid-request); with `silent`
     set, what clients send goes nowhere (a service that stops answering); with `deaf` set, what the service sends goes
-    nowhere (a link half gone); `abort()` cuts every connection."""
+    nowhere (a link half gone); `abort()` cuts every connection; with `gateway_down` set, a new connection is answered 502
+    (a gateway whose service is restarting)."""
     def __init__(self, url):
-        self.port, self.silent, self.deaf, self._cut, self._open = int(url.rstrip("/").rsplit(":", 1)[1]), False, False, None, []
+        self.port, self.silent, self.deaf, self.gateway_down, self._cut, self._open = int(url.rstrip("/").rsplit(":", 1)[1]), False, False, False, None, []
         self.loop, ready = asyncio.new_event_loop(), threading.Event()
         def main():
             self.server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
@@ -94,6 +95,12 @@ class Proxy:
     def abort(self): self.loop.call_soon_threadsafe(lambda: [w.transport.abort() for w in self._open])
 
     async def _serve(self, client_reader, client_writer):
+        if self.gateway_down:
+            await client_reader.read(1 << 16)
+            body = b'{"error": "the trading service is restarting"}'
+            client_writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            await client_writer.drain()
+            return client_writer.close()
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         self._open += [client_writer, writer]
         async def pipe(source, sink, from_service):

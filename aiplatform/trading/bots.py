@@ -28,7 +28,7 @@ def _need(name, value, ok: bool, expected: str):
     if not ok: raise ValidationError(f"{name} {value!r}: expected {expected}")
 
 def _whole(x, least=1) -> bool: return type(x) is int and x >= least
-def _positive(x) -> bool: return type(x) in (int, float) and x > 0
+def _positive(x) -> bool: return type(x) in (int, float) and math.isfinite(x) and x > 0
 TIMER_S = 0.1  # how often the runner calls `on_timer`
 _ORDER_ERRORS = (OrderRejected, ValidationError, Conflict, RateLimited,  # a quote refused (risk, band, tick, halt, too many), or its answer
                  ConnectionError, TimeoutError)                          # lost (a connection down: the client reconnects): the bot goes on
@@ -308,7 +308,8 @@ def _message(c, symbol, cid, offset) -> dict:
 
 def journal_session(folder, rate: float = 1_000.0) -> tuple:
     "A recorded session: the commands one book's journal in `folder` keeps (read only; from the first kept, once snapshots let older ones go), `rate` a second (a journal keeps their order, not their times)."
-    if rate <= 0: raise ValidationError(f"rate {rate}: expected a positive number")
+    _need("rate", rate, _positive(rate), "commands a second above 0")
+    if not Path(folder).is_dir(): raise ValidationError(f"folder {str(folder)!r}: not a folder (a book's journal: <data>/trading/shard-N/books/<symbol>)")
     segments = sorted(Path(folder).glob("journal-*.log"))
     commands = commands_of(read_journal(folder, after=seq_of(segments[0]) - 1 if segments else 0, repair=False)[0])
     return np.arange(len(commands), dtype=np.int64) * int(1e9 / rate), commands
@@ -340,7 +341,7 @@ class NoiseTrader(Strategy):
             try:
                 await replay(self.client, self.symbol, times, cmds, prefix=prefix)
                 await self.client.cancel_placed(self.symbol, [c for c in self.client.placed if not c.startswith(prefix)])
-            except (ConnectionError, TimeoutError) as e:  # the service restarting: the client reconnects by itself
+            except (ConnectionError, TimeoutError, RateLimited) as e:  # the service restarting (the client reconnects by itself), or a rate limit
                 get_logger("trading.bots").info("noise trader %s: %s; going on in a second", self.symbol, e)
                 await asyncio.sleep(1)
 

@@ -77,7 +77,10 @@ async def _socket(self: AsyncTradingClient, shard: int):
         url = f"{self.urls[shard]}ws?{query}"
         try:
             async with asyncio.timeout(CONNECT_S): ws = await self._session.ws_connect(url, max_msg_size=0, heartbeat=60)
-        except aiohttp.WSServerHandshakeError as e: raise error_of(e.status, f"{self.urls[shard]}ws: {await self._why(url) or e.message}") from None
+        except aiohttp.WSServerHandshakeError as e:
+            why = f"{self.urls[shard]}ws: {await self._why(url) or e.message}"
+            if e.status in (502, 503, 504): raise ConnectionError(why) from None  # a proxy before a service down or restarting: as when nothing answers
+            raise error_of(e.status, why) from None
         except aiohttp.ClientConnectionError as e: raise ConnectionError(f"{self.urls[shard]}ws: cannot connect ({e})") from e
         except TimeoutError: raise ConnectionError(f"{self.urls[shard]}ws: no answer to the handshake in {CONNECT_S} s") from None
         if self._closing:  # opened as the client closed: it would outlive it

@@ -167,6 +167,15 @@ def test_replay_refuses_a_speed_that_is_not_a_finite_number_above_0():
     assert asyncio.run(replay(None, "DEMO", np.array([], np.int64), [], speed=np.float64(2.0))) == {"sent": 0, "acked": 0, "rejected": 0, "rate_limited": 0, "behind_s": 0.0}  # a NumPy number is one
     assert Strategy("DEMO").pnl_history.maxlen == 10_000  # a bot's P&L points: its newest, not one for every trade since it began
 
+def test_times_and_rates_must_be_finite_and_a_journal_folder_must_be_there(tmp_path):
+    inf = float("inf")
+    for make, said in ((lambda: MarketMaker("DEMO", refresh_s=inf), "refresh_s inf: expected seconds above 0"),  # before: never requoted
+                       (lambda: MomentumMA("DEMO", interval_s=inf), "interval_s inf: expected seconds above 0"),  # before: never traded
+                       (lambda: NoiseTrader("DEMO", rate=inf), "rate inf: expected orders a second above 0"),  # before: every round at once
+                       (lambda: journal_session(tmp_path, rate=float("nan")), "rate nan: expected commands a second above 0"),
+                       (lambda: journal_session(tmp_path/"typo"), "not a folder")):  # before: an empty session, replaying nothing
+        with pytest.raises(ValidationError, match=said): make()
+
 def test_replay_streams_a_generated_session_at_n_times_speed(market):
     times, commands = order_flow(300, mid=5_000, spread=10, rate=100.0, max_qty=40, seed=3)  # 3 s of flow
     async def main():
@@ -299,12 +308,14 @@ def test_a_bot_runs_as_a_papermill_report(market, tmp_path):
     from aiplatform.jobs.reports import run_report
     _key_file(tmp_path/"key", market.keys["tom"])
     result = run_report("bot_session", {"bot": "noise_trader", "symbol": "SIM", "params": {"rate": 30, "fair": 5000, "seed": 2},
-                                        "seconds": 2, "key_file": str(tmp_path/"key"), "urls": [market.url]}, out_dir=tmp_path/"out")
+                                        "seconds": 1.5, "key_file": str(tmp_path/"key"), "urls": [market.url]}, out_dir=tmp_path/"out")  # before: a whole number only
     page = (tmp_path/"out"/"bot_session.html").read_text()
     assert "noise_trader" in page and "fills; the account" in page and "P&amp;L and position" in page, result
     with pytest.raises(Exception, match="seconds -5: expected a number of seconds above 0"):  # before: it ran, for no time at all
         run_report("bot_session", {"bot": "noise_trader", "symbol": "SIM", "seconds": -5, "key_file": str(tmp_path/"key"), "urls": [market.url]},
                    out_dir=tmp_path/"bad")
+    with pytest.raises(Exception, match="key_file 'key': expected an absolute path or ~/…: the report runs in its own output folder"):
+        run_report("bot_session", {"bot": "noise_trader", "symbol": "SIM", "key_file": "key", "urls": [market.url]}, out_dir=tmp_path/"rel")  # before: "No such file", the folder unsaid
 
 def test_a_recorded_session_from_a_journal_that_snapshots_have_pruned(tmp_path):
     from aiplatform.trading.journal import JournaledBook
@@ -341,3 +352,20 @@ def test_a_bot_starts_and_quotes_while_another_shard_is_down(tmp_path):
     finally:
         bot.stop()
         stop(service)
+
+def test_bots_go_on_after_a_gateway_answered_502_while_the_service_restarted(market):
+    proxy = Proxy(market.url)
+    noise = BotThread(NoiseTrader("SIM", rate=50, spread=6, max_qty=8, fair=5_000, seed=3), proxy.url, market.keys["tom"])
+    momentum = BotThread(MomentumMA("SIM", fast=2, slow=3, qty=5, max_position=10, interval_s=0.1), proxy.url, market.keys["ada"])
+    try:
+        assert noise.wait_started(10) and momentum.wait_started(10), (noise.error, momentum.error)
+        proxy.gateway_down = True
+        proxy.abort()  # the connections cut, and each new one answered 502 for a while
+        time.sleep(1.5)
+        proxy.gateway_down = False
+        placed = len(noise.strategy.client.placed)
+        time.sleep(2)
+        assert noise.running and momentum.running, (noise.error, momentum.error)  # before: both stopped by the 502 ("backend down")
+        assert len(noise.strategy.client.placed) > placed  # trading again
+    finally:
+        for bot in (noise, momentum): bot.stop()
