@@ -35,13 +35,13 @@ def _warm_backtests():
 
 def warm():
     """Run the book and the backtests once, so Numba compiles and caches them now: side by side, the backtests in a
-    child process (cold, some 45 s of compiling each: one after the other they were the longest part of `make`'s install)."""
-    import multiprocessing
-    backtests = multiprocessing.get_context("fork").Process(target=_warm_backtests, name="warm-backtests")
-    backtests.start()
+    process of their own (cold, some 45 s of compiling each: one after the other they were the longest part of `make`'s
+    install). A new interpreter, not a fork: a process that has run Numba's OpenMP threads may not fork."""
+    import subprocess, sys
+    backtests = subprocess.Popen([sys.executable, "-c", "from aiplatform.trading.tool import _warm_backtests; _warm_backtests()"])
     try: _warm_book()
-    finally: backtests.join()
-    if backtests.exitcode: raise RuntimeError(f"trading: compiling the backtests failed (exit code {backtests.exitcode}; its error is above)")
+    finally: code = backtests.wait()
+    if code: raise RuntimeError(f"trading: compiling the backtests failed (exit code {code}; its error is above)")
 
 SETTINGS = {"trading": {
     "symbols": Setting("str", "DEMO ACME", "symbols traded (tick and lot size 1), by spaces or commas; one added later joins at the next start; admins add more"),
