@@ -178,6 +178,7 @@ def test_a_subscription_reaches_every_shard_up_now_and_one_down_once_it_is_up(tm
             await filled(c, 0, "on-0")  # subscribed once it was up
             done = await c.orders_frame("done", symbol=on[1])  # asked of its shard alone: the other answers 421 for it
             assert list(done.cid) == ["on-1"] and list((await c.fills_frame(symbol=on[0])).cid) == ["on-0"]
+            assert list((await c.fills_frame()).cid) == ["on-1", "on-0"] and list((await c.fills_frame(limit=1)).cid) == ["on-0"]  # in time order, the newest across shards (before: shard by shard, one a shard)
     try: asyncio.run(main())
     finally:
         for s in shards.values(): stop(s)
@@ -304,3 +305,19 @@ def test_a_close_names_the_shard_and_the_services_reason():
             with pytest.raises(ConnectionError, match=rf"^{url}ws: connection closed \(code 1008: slow consumer: 11 messages waiting\)$"): await c.request("ping")
     try: asyncio.run(main())
     finally: server.close()
+
+def test_a_catch_up_asks_for_the_open_orders_past_its_list(svc, monkeypatch):
+    monkeypatch.setattr(client, "CATCH_UP_LIMIT", 3)  # 10,000 by default: an account with more done orders than that
+    async def main():
+        proxy = Proxy(svc.url)
+        async with AsyncTradingClient(proxy.url, svc.keys["tess"]) as c, AsyncTradingClient(svc.url, svc.keys["tom"]) as tom:
+            await c.subscribe("orders")
+            await c.order("DEMO", "buy", 1, 60, cid="deep-1")
+            await c.requests([order_message("DEMO", "sell", 1, 500, tif="IOC") for _ in range(4)])  # done at once: newer than deep-1
+            await c.request("ping")  # after the orders channel's news of them
+            proxy.cut(from_service=True)  # what the service says next is lost with the connection: deep-1's fill
+            await tom.order("DEMO", "sell", 1, 60)
+            async with asyncio.timeout(10):
+                while not c.reconnects: await asyncio.sleep(0.05)
+            assert c.orders["deep-1"]["status"] == "filled"  # before: open for good, past the list of the newest
+    asyncio.run(main())
