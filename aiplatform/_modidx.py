@@ -2064,6 +2064,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                  'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client._newer': ( 'trading/client.html#_newer',
                                                                                  'aiplatform/trading/client.py'),
+                                           'aiplatform.trading.client._newest': ( 'trading/client.html#_newest',
+                                                                                  'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client._raise': ( 'trading/client.html#_raise',
                                                                                  'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.error_of': ( 'trading/client.html#error_of',

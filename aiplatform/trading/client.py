@@ -7,7 +7,7 @@ __all__ = ['CONNECT_S', 'CATCH_UP_LIMIT', 'GET_S', 'COLUMNS', 'LIVE', 'OrderReje
            'AsyncTradingClient', 'new_cid', 'order_message', 'TradingClient']
 
 # %% ../../nbs/trading/15_client.ipynb #c1517e7c
-import asyncio, copy, itertools, json, secrets, threading
+import asyncio, copy, itertools, json, secrets, threading, warnings
 from collections import deque
 from contextlib import suppress
 from urllib.parse import urlencode
@@ -441,17 +441,21 @@ def _frame(rows, what) -> pd.DataFrame:
     "`rows` as a table; with the columns of `what` when there are none, so that code naming a column works on a new account too."
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=COLUMNS[what])
 
+def _newest(rows, key, limit, what) -> list:
+    "The newest `limit` of `rows` (every shard's) by `key`, oldest first: the shards' in time order, not one shard's after another's; a warning when more may have been left out."
+    if len(rows) >= limit: warnings.warn(f"{what}: the newest {limit:,} rows; older ones may be left out (limit=, up to 10,000)", stacklevel=3)
+    return sorted(rows, key=lambda r: r[key])[-limit:]
+
 @patch
 async def orders_frame(self: AsyncTradingClient, status="open", symbol=None, limit=1_000) -> pd.DataFrame:
     "Your newest `limit` orders (`open`, `done` or `all`), every shard's, oldest placed first, as a table."
-    rows = await self._everywhere("orders", "orders", status=status, symbol=symbol, limit=limit)
-    return _frame(sorted(rows, key=lambda o: o["created_ns"])[-limit:], "orders")  # the shards' in time order, not one shard's after another's
+    rows = _newest(await self._everywhere("orders", "orders", status=status, symbol=symbol, limit=limit), "created_ns", limit, "orders_frame")
+    return _frame(rows, "orders")
 
 @patch
 async def fills_frame(self: AsyncTradingClient, symbol=None, limit=1_000) -> pd.DataFrame:
     "Your newest `limit` fills, every shard's, oldest first, as a table."
-    rows = await self._everywhere("fills", "fills", symbol=symbol, limit=limit)
-    return _frame(sorted(rows, key=lambda f: f["ns"])[-limit:], "fills")
+    return _frame(_newest(await self._everywhere("fills", "fills", symbol=symbol, limit=limit), "ns", limit, "fills_frame"), "fills")
 
 @patch
 async def positions_frame(self: AsyncTradingClient) -> pd.DataFrame:
