@@ -167,12 +167,13 @@ def skewed(qty: int, position: int, max_inventory: int) -> tuple[int, int]:
 class MarketMaker(Strategy):
     "Two-sided quotes around the mid with inventory skew."
     name = "market_maker"
-    in_lots = ("qty",)
-    def __init__(self, symbol, spread=2, qty=10, refresh_s=1.0, max_inventory=100, fair=None):
+    in_lots = ("qty", "target")
+    def __init__(self, symbol, spread=2, qty=10, refresh_s=1.0, max_inventory=100, target=0, fair=None):
         for name, value in dict(spread=spread, qty=qty, max_inventory=max_inventory).items(): _need(name, value, _whole(value), "a whole number from 1")
         _need("refresh_s", refresh_s, _positive(refresh_s), "seconds above 0")
+        _need("target", target, type(target) is int, "a whole number (a position: below 0 short)")
         _need("fair", fair, fair is None or _whole(fair), "a price in ticks from 1, or none")
-        super().__init__(symbol, spread=spread, qty=qty, refresh_s=refresh_s, max_inventory=max_inventory, fair=fair)
+        super().__init__(symbol, spread=spread, qty=qty, refresh_s=refresh_s, max_inventory=max_inventory, target=target, fair=fair)
         self.quotes, self.quoted_at, self.quoted_mid = {}, 0.0, None
 
 # %% ../../nbs/trading/16_bots.ipynb #69756bb2
@@ -191,7 +192,7 @@ async def requote(self: MarketMaker):
     "Quote a bid and an ask around `reference()`: a quote standing at its price and size stays (its place in the queue kept), others are cancelled and placed anew."
     p = self.params
     if (mid := self.reference()) is None: return
-    bid_qty, ask_qty = skewed(p["qty"], self.position, p["max_inventory"])
+    bid_qty, ask_qty = skewed(p["qty"], self.position - p["target"], p["max_inventory"])
     gap = p["spread"] * self.tick
     bid, ask = (int(mid) - gap) // self.tick * self.tick, -(-(int(mid + 0.5) + gap) // self.tick) * self.tick  # on ticks, outwards
     lots = lambda q: (2 * q + self.lot) // (2 * self.lot) * self.lot  # the nearest, half up: a skewed size keeps its skew

@@ -284,7 +284,7 @@ def test_the_bots_command_line_answers_a_mistake_in_one_line(market, tmp_path, c
     assert refused("--key-file", tmp_path)[1].endswith("expected a regular file, not a folder")
     assert refused("--key-file", tmp_path/"missing")[1].endswith("missing: No such file or directory")  # before: a traceback
     assert refused("--key-file", _key_file(tmp_path/"two", "k1\nk2"))[1].endswith("expected one API key, alone")
-    assert refused("--key-file", _key_file(tmp_path/"key", market.keys["tess"]), "--set", "width=3")[1].endswith("market_maker: unknown parameter 'width' (expected spread, qty, refresh_s, max_inventory, fair)")
+    assert refused("--key-file", _key_file(tmp_path/"key", market.keys["tess"]), "--set", "width=3")[1].endswith("market_maker: unknown parameter 'width' (expected spread, qty, refresh_s, max_inventory, target, fair)")
     for seconds in ("-5", "nan"):
         assert refused("--key-file", tmp_path/"key", "--seconds", seconds)[1].endswith(f"argument --seconds: '{seconds}': expected a number of seconds above 0")
     assert refused("--key-file", tmp_path/"key", symbol="NOPE") == (1, "python -m aiplatform.trading.bots: symbol 'NOPE': not traded")
