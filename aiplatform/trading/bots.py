@@ -17,7 +17,7 @@ from fastcore.basics import patch
 from ..core import AIPlatformError, Conflict, NotFound, ValidationError, get_logger
 from .book import KINDS, LIMIT, OP_CANCEL, OP_MODIFY, OP_SUBMIT, SIDES, STPS, TIFS
 from .client import AsyncTradingClient, OrderRejected, RateLimited, new_cid
-from .service import MAX_FRAME
+from .sessions import MAX_FRAME
 from .data import order_flow
 from .gpu import rolling_mean
 from .journal import commands_of, read_journal, seq_of

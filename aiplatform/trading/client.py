@@ -18,7 +18,7 @@ from ..core import AIPlatformError, Conflict, Forbidden, NotFound, Unauthorized,
 from .feed import BookOutOfSync, LocalBook
 from .ledger import OrderState, is_done
 from .market import Misdirected, shard_of
-from .service import MAX_FRAME
+from .sessions import MAX_FRAME  # the protocol's limit: not the service itself (its store and server), for a lighter import
 
 # %% ../../nbs/trading/15_client.ipynb #07709d0c
 class OrderRejected(AIPlatformError):

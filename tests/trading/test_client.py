@@ -2,9 +2,9 @@
 waits on itself and reads copies of the live state, a client closed twice is closed, nothing is left waiting, an
 unsubscribed book stays dropped, `cancel_placed` cancels this client's orders only (an order whose answer a dropped
 connection lost or that timed out among them, and those the rate limit refused sent again), a shard that never answers
-holds up no other, a catch-up after a reconnect keeps what the stream said since and tells the fills missed, and a close
-names the shard and the service's reason."""
-import asyncio, base64, hashlib, socket, threading, time
+holds up no other, a catch-up after a reconnect keeps what the stream said since and tells the fills missed, a close
+names the shard and the service's reason, and the client imports without the service."""
+import asyncio, base64, hashlib, socket, subprocess, sys, threading, time
 import pytest
 from conftest import free_port
 from trading_service import Proxy, make_users, start_trading, stop
@@ -323,3 +323,10 @@ def test_a_catch_up_asks_for_the_open_orders_past_its_list(svc, monkeypatch):
                 while not c.reconnects: await asyncio.sleep(0.05)
             assert c.orders["deep-1"]["status"] == "filled"  # before: open for good, past the list of the newest
     asyncio.run(main())
+
+def test_the_client_imports_without_the_service():
+    "A notebook's or a bot's client leaves out the service, its store and its migrations (0.9 s to import it, not 1.5 s)."
+    loaded = subprocess.run([sys.executable, "-c", "import sys, aiplatform.trading.client, aiplatform.trading.bots; "
+                             "print(sorted(m for m in ('aiplatform.trading.service', 'aiplatform.platform.store', 'alembic') if m in sys.modules))"],
+                            capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]", loaded
