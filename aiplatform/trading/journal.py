@@ -170,6 +170,7 @@ def swap_in(path, tmp, fd, copies=()) -> int:
     place; close `fd`, open on the old file (on the sync thread), and return one open for appending to the new."""
     with open(tmp, "ab") as f:
         f.writelines(copies)
+        os.fchmod(f.fileno(), 0o600)  # its owner's only, as the file it replaces
         f.flush(); os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)  # what is appended from now on goes to the new file: its name must survive a power loss

@@ -77,6 +77,7 @@ class Market:
         self.folder, self.shard, self.shards, self.clock, self.fsync = Path(folder), shard, shards, clock, fsync
         self.snapshot_every, self.keep_done, self._since_snapshot = snapshot_every, keep_done, 0
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.chmod(0o700)  # every account's orders, fills and positions: the owner's only, whatever the data folder's mode
         self._lock = _lock(self.folder/"lock")
         self._check_split()
         saved = self.folder/"symbols.json"

@@ -1,6 +1,6 @@
 """A market that forgets old done orders (`keep_done`) killed with SIGKILL at any point, even between putting its
 compacted client ids and ledger in place: started again, it calls no order lost, knows exactly the ids of the orders
-it kept, keeps the open order, and never gives an order id twice."""
+it kept, keeps the open order, and never gives an order id twice; its files stay its owner's."""
 import json, os, subprocess, sys, time
 import pytest
 from aiplatform.trading.market import Market
@@ -211,3 +211,14 @@ def test_a_restart_keeps_the_same_done_orders(tmp_path):
     m = Market(tmp_path, keep_done=2)
     assert sorted(s["cid"] for s in m.ledger.orders.values()) == kept == ["A", "sell2"]
     m.close()
+
+def test_the_shards_files_stay_their_owners_in_a_data_folder_others_may_read(tmp_path):
+    "An operator's data folder at 0755: the shard's folder is made 0700, and a compaction keeps the ledger and client ids at 0600 (they became 0644)."
+    (tmp_path/"shard").mkdir(mode=0o755)
+    m = Market(tmp_path/"shard", [{"symbol": "DEMO"}], snapshot_every=100, keep_done=20)
+    _trade(m, 300, 0)
+    m._reap(wait=True)
+    m.close()
+    mode = lambda p: p.stat().st_mode & 0o777
+    assert m._compacted and mode(tmp_path/"shard") == 0o700
+    assert {p.name: mode(p) for p in (tmp_path/"shard").glob("*.*") if p.name in ("ledger.jsonl", "client_ids.tsv")} == {"ledger.jsonl": 0o600, "client_ids.tsv": 0o600}
