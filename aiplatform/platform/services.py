@@ -220,18 +220,19 @@ async def read_json(request) -> dict:
 CALLERS, RATES = aioweb.AppKey("callers", dict), aioweb.AppKey("rates", dict)  # keys checked lately; each user's rate
 KEY_TTL_S, MAX_KEYS = 10.0, 10_000
 
-async def _key_user(request):
-    "The user of the request's API key; a key checked in the last `KEY_TTL_S` seconds is not checked again (a check is one scrypt, ~40 ms of a core)."
+async def _key_user(request, fresh=False):
+    "The user of the request's API key; a key checked in the last `KEY_TTL_S` seconds is not checked again (a check is one scrypt, ~40 ms of a core) unless `fresh`."
     header, keys = request.headers.get("Authorization", ""), request.app[CALLERS]
     digest, now = hashlib.sha256(header.encode()).digest(), time.monotonic()
-    if (hit := keys.get(digest)) and hit[1] > now: return hit[0]
+    if not fresh and (hit := keys.get(digest)) and hit[1] > now: return hit[0]
     user = await asyncio.to_thread(check_bearer, header, settings=request.app[SETTINGS])
     if len(keys) >= MAX_KEYS: keys.clear()
     keys[digest] = (user, now + KEY_TTL_S)
     return user
 
-async def caller(request, *roles):
-    "The caller, from `Authorization: Bearer <key>`, a Hub's `token <Hub token>` or, through the gateway's proxy, the user it vouches for, holding one of `roles`, within `[services] rate`."
+async def caller(request, *roles, fresh=False):
+    """The caller, from `Authorization: Bearer <key>`, a Hub's `token <Hub token>` or, through the gateway's proxy, the user it vouches for, holding one of `roles`, within `[services] rate`;
+    `fresh`: an API key checked in the store even if it was lately (for a connection that lives on)."""
     h, settings = request.headers, request.app[SETTINGS]
     scheme = h.get("Authorization", "").partition(" ")[0].lower()
     if GATEWAY_HEADERS[0] in h and scheme != "bearer":  # the proxy passes the visitor's own `token` header on too
@@ -239,7 +240,7 @@ async def caller(request, *roles):
     elif scheme == "token":  # JupyterHub's: a user's server, its kernels, a Hub client
         from aiplatform.platform.hub import hub_token_user
         user = await hub_token_user(h["Authorization"].partition(" ")[2].strip(), settings)
-    else: user = await _key_user(request)
+    else: user = await _key_user(request, fresh)
     within_rate(request.app[RATES], require(user, *roles), settings.services.rate, "[services] rate")
     return user
 

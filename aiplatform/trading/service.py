@@ -499,7 +499,7 @@ def _messages(msg, conn) -> list:
     return messages if len(messages) <= MAX_FRAME else error(f"{len(messages)} messages, at most {MAX_FRAME}")
 
 async def websocket(request):
-    user, cod = await caller(request), request.query.get("cancel_on_disconnect", "false")
+    user, cod = await caller(request, fresh=True), request.query.get("cancel_on_disconnect", "false")  # checked now: the connection lives on past the key cache
     if set(request.query) - {"cancel_on_disconnect"} or cod not in ("true", "false"):
         raise ValidationError("query: expected only cancel_on_disconnect=true or false")
     settings = request.app[SETTINGS]

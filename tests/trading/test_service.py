@@ -1,5 +1,6 @@
 """The trading service in its own process: every HTTP route and WebSocket message, with bad input on each field;
-accounts kept apart; idempotent client order ids; subscriptions; slow consumers; rate limits; cancel on disconnect."""
+accounts kept apart; a WebSocket opened only with a key valid now; idempotent client order ids; subscriptions; slow consumers;
+rate limits; cancel on disconnect."""
 import asyncio, json, re, socket, time, urllib.error, urllib.request
 from pathlib import Path
 import aiohttp, jsonschema, pytest
@@ -209,6 +210,23 @@ def test_admin_adds_halts_and_resumes_symbols(svc):
     assert call(svc, "DELETE", "orders/n-1")[1]["status"] == "cancelled"  # cancels pass a halt
     assert call(svc, "POST", "admin/symbols/NEW/resume", user="ada")[1]["halted"] is False
     assert "NEW" in [s["symbol"] for s in call(svc, "GET", "symbols")[1]["symbols"]]
+
+def test_a_key_revoked_opens_no_websocket_though_the_service_checked_it_a_moment_ago(svc):
+    "HTTP takes a key checked in the last 10 s as checked; a WebSocket, which lives on, checks it now (before: one opened in those 10 s traded for good)."
+    from aiplatform.platform.auth import create_key, revoke_key
+    from aiplatform.core import load_settings
+    settings = load_settings(env={}, platform={"data_dir": svc.data})
+    svc.keys["tess3"] = create_key("tess", settings=settings)
+    try:
+        assert call(svc, "GET", "me", user="tess3")[0] == 200  # checked, and kept as checked
+        revoke_key(svc.keys["tess3"].split("_")[1], settings=settings)
+        async def opened():
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {svc.keys['tess3']}"}) as session:
+                try: await (await session.ws_connect(svc.url + "ws")).close()
+                except aiohttp.WSServerHandshakeError as e: return e.status
+                return 101
+        assert asyncio.run(opened()) == 401
+    finally: del svc.keys["tess3"]
 
 async def _ws(svc, user, **query):
     session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {svc.keys[user]}"})
