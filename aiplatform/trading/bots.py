@@ -172,7 +172,7 @@ class MarketMaker(Strategy):
         for name, value in dict(spread=spread, qty=qty, max_inventory=max_inventory).items(): _need(name, value, _whole(value), "a whole number from 1")
         _need("refresh_s", refresh_s, _positive(refresh_s), "seconds above 0")
         _need("target", target, type(target) is int, "a whole number (a position: below 0 short)")
-        _need("fair", fair, fair is None or _whole(fair), "a price in ticks from 1, or none")
+        _need("fair", fair, fair is None or _whole(fair), "a whole price from 1, or none")
         super().__init__(symbol, spread=spread, qty=qty, refresh_s=refresh_s, max_inventory=max_inventory, target=target, fair=fair)
         self.quotes, self.quoted_at, self.quoted_mid = {}, 0.0, None
 

@@ -189,9 +189,9 @@ def _mark(self: TradingDesk):
         self._do("subscribe", lambda s=s: self.client.subscribe("trades", s))
 
 # %% ../../nbs/trading/17_desk.ipynb #0f47599f
-def _whole(name, value: float, unit) -> int:
+def _whole(name, value: float) -> int:
     "A ticket field's number as an int; `ValidationError` naming the field when it has a fraction."
-    if not float(value).is_integer(): raise ValidationError(f"{name} {value:g}: expected a whole number of {unit}")
+    if not float(value).is_integer(): raise ValidationError(f"{name} {value:g}: expected a whole number (in the symbol's units)")
     return int(value)
 
 @patch
@@ -199,9 +199,9 @@ def send(self: TradingDesk):
     "Send the ticket's order; the answer in the status line."
     def go():
         if not self.symbol.value: raise ValidationError("symbol: none traded yet (an admin adds symbols)")
-        price = _whole("price", self.price.value, "ticks") if self.kind.value == "limit" else None
+        price = _whole("price", self.price.value) if self.kind.value == "limit" else None
         extra = {} if price is not None else {"tif": "IOC"}
-        state = self.client.order(self.symbol.value, self.side.value, _whole("qty", self.qty.value, "lots"), price, kind=self.kind.value, **extra)
+        state = self.client.order(self.symbol.value, self.side.value, _whole("qty", self.qty.value), price, kind=self.kind.value, **extra)
         self.status.say(f"order {state['cid']}: {state['status']}" + (f" ({state['reason']})" if state["reason"] else "") + f", {state['filled']} of {state['qty']} filled")
         self.redraw()
     self._do("order", go)

@@ -23,7 +23,7 @@ def _checked(model, fields, root):
     except pydantic.ValidationError as e: raise validation_error(e, type(model), root) from None
 
 _cid = lambda: Field(pattern=CID, description="a client order id: 1 to 36 letters, digits, '.', '_', ':' or '-'")
-_price = lambda what: Field(None, ge=1, le=MAX_PRICE, description=f"{what} in ticks, from 1 to 2**40")
+_price = lambda what: Field(None, ge=1, le=MAX_PRICE, description=f"a whole {what}, from 1 to 2**40")
 
 # %% ../../nbs/trading/09_orders.ipynb #8caccb6d
 class Order(BaseModel):
@@ -34,10 +34,10 @@ class Order(BaseModel):
     side: Literal["buy", "sell"] = Field(description='"buy" or "sell"')
     kind: Literal[KINDS] = Field("limit", description=f"one of {', '.join(KINDS)}")
     tif: Literal[TIFS] = Field("GTC", description=f"one of {', '.join(TIFS)}")
-    price: int | None = _price("a price")
-    qty: int = Field(ge=1, le=MAX_QTY, description="a quantity in lots, from 1 to 10**12")
-    stop_price: int | None = _price("a stop price")
-    display_qty: int | None = Field(None, ge=1, le=MAX_QTY, description="a shown quantity in lots, from 1 to 10**12")
+    price: int | None = _price("price")
+    qty: int = Field(ge=1, le=MAX_QTY, description="a whole quantity, from 1 to 10**12")
+    stop_price: int | None = _price("stop price")
+    display_qty: int | None = Field(None, ge=1, le=MAX_QTY, description="a whole shown quantity, from 1 to 10**12")
     post_only: bool = False
     stp: Literal[STPS] = Field("none", description=f"one of {', '.join(STPS)}")
 
@@ -111,8 +111,8 @@ class Modify(BaseModel):
     "Give the order `cid` a new price, a new remaining quantity, or both."
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     cid: str = _cid()
-    price: int | None = _price("a price")
-    qty: int | None = Field(None, ge=1, le=MAX_QTY, description="a quantity in lots, from 1 to 10**12")
+    price: int | None = _price("price")
+    qty: int | None = Field(None, ge=1, le=MAX_QTY, description="a whole quantity, from 1 to 10**12")
 
     def __init__(self, /, **fields):
         _checked(self, fields, "modify")

@@ -187,7 +187,7 @@ async def write(self: Connection, ws, close_s=CLOSE_S):
         if messages := self.outbox.take(snapshot, MAX_FRAME):
             self.sending = True
             try: await ws.send_frame(frame(messages), WSMsgType.TEXT)
-            except ConnectionResetError: return  # the client left; the reader ends the connection
+            except ConnectionError: return  # the client left (reset, or gone while the writer waited for it); the reader ends the connection
             except Exception: self.fault()  # closed at the top of the loop, not left open with nothing sent
             finally: self.sending = False
         if self.outbox.queue or self.outbox.stale: self.wake.set()
@@ -275,7 +275,7 @@ def _subscribe(self: Connection, op, fields, req):
     if op == "subscribe" and not self._room_for(subscribed, first := self._first(channel, symbol)):  # a frame of a thousand subscriptions to a long tape: not a gigabyte in line
         raise TooMany(f"{op} {channel}: its first message counts {items_of(first):,}, and {self.outbox.size:,} already wait for this connection; "
                       f"at most {self.outbox.limit:,} ([trading] queue_limit): subscribe again once those are read")
-    if channel == "book": self.outbox.stale.discard(symbol)  # a fresh snapshot due since the client fell behind: none once unsubscribed, the subscription's own after "subscribed"
+    if channel == "book": self.outbox.stale.pop(symbol, None)  # a fresh snapshot due since the client fell behind: none once unsubscribed, the subscription's own after "subscribed"
     if op == "unsubscribe":
         table.get(key, set()).discard(self)
         self.channels.discard((channel, key))
@@ -503,8 +503,10 @@ async def websocket(request):
     if set(request.query) - {"cancel_on_disconnect"} or cod not in ("true", "false"):
         raise ValidationError("query: expected only cancel_on_disconnect=true or false")
     settings = request.app[SETTINGS]
-    ws = web.WebSocketResponse(heartbeat=PING_S, max_msg_size=settings.limits.request_kb * 1024, compress=False)
+    ws = web.WebSocketResponse(heartbeat=PING_S, max_msg_size=settings.limits.request_kb * 1024, compress=False,
+                               writer_limit=1)  # the writer task waits at each frame while the socket holds past BACKLOG (aiohttp's default: every 256 KiB)
     await ws.prepare(request)
+    request.transport.set_write_buffer_limits(high=BACKLOG)  # past it, the writer task waits (as asyncio's default, said here)
     if (sock := request.transport.get_extra_info("socket")) is not None:  # bound what the kernel holds for a slow reader
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.trading.send_buffer_kb * 1024)
     conn = Connection(request.app[MARKET], request.app[HUB], user, settings, cod == "true", request.transport)

@@ -53,7 +53,7 @@ SETTINGS = {"trading": {
     "fsync": Setting("choice", "batch", "journal durability: always (each batch, before its acks), batch (every 20 ms), never (the OS's)",
                      choices=("always", "batch", "never")),
     "price_band_pct": Setting("float", 10.0, "a limit price's farthest distance from the last trade, in percent (0: none)", lo=0, hi=100),
-    "max_order_qty": Setting("int", 1_000_000, "largest order, in lots", lo=1, hi=10**12),
+    "max_order_qty": Setting("int", 1_000_000, "largest qty of one order", lo=1, hi=10**12),
     "max_notional": Setting("int", 10**12, "largest price times quantity of one order", lo=1, hi=2**62),
     "max_open_orders": Setting("int", 10_000, "open orders one account may have", lo=1, hi=10**7),
     "rate": Setting("float", 2_000.0, "messages a second one WebSocket connection may send, on average", lo=1, hi=10**7),

@@ -124,9 +124,9 @@ def test_an_orders_state_shows_its_stop_price_and_shown_size(svc):
     assert call(svc, "POST", "orders/cancel-all", body={"symbol": "ACME"})[0] == 200
 
 @pytest.mark.parametrize("body, error", [
-    (dict(cid="b", symbol="DEMO", side="buy", price=100, qty=0), "qty 0: expected a quantity in lots, from 1 to 10**12"),
+    (dict(cid="b", symbol="DEMO", side="buy", price=100, qty=0), "qty 0: expected a whole quantity, from 1 to 10**12"),
     (dict(cid="b", symbol="DEMO", side="hold", price=100, qty=1), "side 'hold': expected \"buy\" or \"sell\""),
-    (dict(cid="b", symbol="DEMO", side="buy", price=-1, qty=1), "price -1: expected a price in ticks, from 1 to 2**40"),
+    (dict(cid="b", symbol="DEMO", side="buy", price=-1, qty=1), "price -1: expected a whole price, from 1 to 2**40"),
     (dict(cid="b" * 37, symbol="DEMO", side="buy", price=100, qty=1), "cid"),
     (dict(cid="b", symbol="demo", side="buy", price=100, qty=1), "symbol 'demo'"),
     (dict(cid="b", symbol="DEMO", side="buy", qty=1), "price: required for a limit order"),
@@ -629,19 +629,33 @@ def test_a_connection_whose_message_fails_to_encode_is_closed_and_the_others_are
     hub.drain()
     assert b'"req":7' in good.transport.data and bad.outbox.closed == "internal error: a message could not be sent" and bad.wake.is_set()
 
-def test_a_connection_behind_whose_message_fails_to_encode_is_closed_with_the_reason():
-    "The writer task's path (a client behind); before, the task died and the connection stayed open with nothing ever sent."
+class _WS:
+    "A WebSocket for a connection's writer task: `send_frame` raises `fails` if given."
+    closed, said = False, None
+    def __init__(self, fails=None): self.fails = fails
+    async def send_frame(self, data, kind):
+        if self.fails: raise self.fails
+    async def close(self, code, message): self.closed, self.said = True, (code, message)
+
+def _writer_of(message, ws):
+    "A connection with `message` waiting, written to `ws` by its writer task until it ends."
     from types import SimpleNamespace
     from aiplatform.trading.service import Connection
-    class WS:
-        closed, said = False, None
-        async def send_frame(self, data, kind): pass
-        async def close(self, code, message): self.closed, self.said = True, (code, message)
     settings = SimpleNamespace(trading=SimpleNamespace(queue_limit=100, rate=2_000.0, burst=5_000, heartbeat=15.0))
-    conn, ws = Connection(None, SimpleNamespace(dirty=[]), SimpleNamespace(id=1, username="bad"), settings), WS()
-    conn.outbox.put({"type": "pong", "req": "\ud800"}), conn.wake.set()
+    conn = Connection(None, SimpleNamespace(dirty=[]), SimpleNamespace(id=1, username="bad"), settings)
+    conn.outbox.put(message), conn.wake.set()
     asyncio.run(asyncio.wait_for(conn.write(ws), 5))
+    return conn
+
+def test_a_connection_behind_whose_message_fails_to_encode_is_closed_with_the_reason():
+    "The writer task's path (a client behind); before, the task died and the connection stayed open with nothing ever sent."
+    _writer_of({"type": "pong", "req": "\ud800"}, ws := _WS())
     assert ws.said == (1008, b"internal error: a message could not be sent")
+
+def test_a_reader_gone_while_the_writer_waits_for_it_is_no_fault_of_ours(caplog):
+    "aiohttp says `ConnectionError('Connection lost')` there, not a reset: before, logged as our fault, with a traceback."
+    conn = _writer_of({"type": "pong", "req": 1}, ws := _WS(ConnectionError("Connection lost")))
+    assert (conn.outbox.closed, ws.said, [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]) == (None, None, [])
 
 def test_a_value_nested_a_thousand_deep_is_answered_and_the_connection_goes_on(svc):
     deep = "[" * 1000 + "]" * 1000  # orjson reads up to 1,024 levels; repr() of it is a RecursionError
@@ -675,12 +689,12 @@ def test_bad_frames_count_against_the_rate_limit_and_an_empty_list_is_answered(s
     assert len([e for e in errors if e.startswith("rate limit")]) >= 50  # before: none, a bad frame took no token
     assert "frame: an empty list, expected 1 to 1000 messages" in errors and any(e.startswith("frame: expected text") for e in errors)
 
-@pytest.mark.parametrize("op", ["unsubscribe", "subscribe"])
-def test_a_book_reader_behind_gets_no_snapshot_after_unsubscribing_nor_one_before_subscribed(tmp_path, op):
+def _trader_and_reader(tmp_path):
+    "A market in process, a trader and a book reader on it, each on a socket that can be made `backlog` bytes behind."
     from aiplatform.core import load_settings
     from aiplatform.platform.auth import User
     from aiplatform.trading.service import Connection, Hub, market
-    class Socket:  # `backlog` bytes behind
+    class Socket:
         def __init__(self): self.backlog = 0
         def write(self, data): pass
         def is_closing(self): return False
@@ -689,17 +703,35 @@ def test_a_book_reader_behind_gets_no_snapshot_after_unsubscribing_nor_one_befor
     m = market(settings)
     hub = Hub(m)
     trader, reader = (Connection(m, hub, User(i, name, role, True, "", "", {}), settings, transport=Socket()) for i, name, role in ((2, "tess", "trader"), (1, "vic", "viewer")))
-    reader.handle({"op": "subscribe", "channel": "book", "symbol": "DEMO"})
-    hub.drain()
-    reader.transport.backlog = 1 << 20  # behind: its deltas give way to a fresh snapshot
+    return m, hub, trader, reader
+
+def _thirty_deltas(m, trader):
     for i in range(30):
         trader.handle({"op": "order", "cid": f"o{i}", "symbol": "DEMO", "side": "buy", "price": 90 + i, "qty": 1})
         m.flush()
-    assert reader.outbox.stale == {"DEMO"}
+
+@pytest.mark.parametrize("op", ["unsubscribe", "subscribe"])
+def test_a_book_reader_behind_gets_no_snapshot_after_unsubscribing_nor_one_before_subscribed(tmp_path, op):
+    m, hub, trader, reader = _trader_and_reader(tmp_path)
+    reader.handle({"op": "subscribe", "channel": "book", "symbol": "DEMO"})
+    hub.drain()
+    reader.transport.backlog = 1 << 20  # behind: its deltas give way to a fresh snapshot
+    _thirty_deltas(m, trader)
+    assert set(reader.outbox.stale) == {"DEMO"}
     reader.handle({"op": op, "channel": "book", "symbol": "DEMO", "req": 2})
     sent = [(x["type"], x.get("req")) for x in reader.outbox.take(reader._snapshot) if x["type"] != "book"]
     m.close()
     assert sent == ([("unsubscribed", 2)] if op == "unsubscribe" else [("subscribed", 2), ("book_snapshot", None)])
+
+def test_a_reader_behind_that_subscribes_gets_subscribed_before_the_snapshot_that_replaced_its_first(tmp_path):
+    "Its subscription's snapshot and the deltas after it pass the limit: the fresh snapshot comes after `subscribed` (before: ahead of it)."
+    m, hub, trader, reader = _trader_and_reader(tmp_path)
+    reader.transport.backlog = 1 << 20  # behind before it subscribes
+    reader.handle({"op": "subscribe", "channel": "book", "symbol": "DEMO", "req": 1})
+    _thirty_deltas(m, trader)
+    sent = [(x["type"], x.get("req")) for x in reader.outbox.take(reader._snapshot)]
+    m.close()
+    assert sent == [("subscribed", 1), ("book_snapshot", None)]
 
 def test_a_subscription_that_would_pass_the_limit_of_a_client_behind_is_refused_not_closed(tmp_path):
     from aiplatform.core import load_settings
@@ -725,3 +757,29 @@ def test_a_subscription_that_would_pass_the_limit_of_a_client_behind_is_refused_
         answer = next(a for a in vic.outbox.queue if a.get("req") == "sub")
         assert vic.outbox.closed is None and (answer["type"], answer.get("status")) == expected, (vic.outbox.closed, answer)  # before: closed, 11 waiting
     m.close()
+
+def test_a_reader_that_reads_nothing_holds_no_more_than_the_backlog_in_its_socket(tmp_path):
+    "The writer task waits while its socket holds `BACKLOG` bytes (before: aiohttp looked every 256 KiB, and 330 KB waited for a reader that read nothing)."
+    from aiohttp import web
+    from conftest import free_port
+    from aiplatform.core import load_settings
+    from aiplatform.trading.service import BACKLOG, HUB, make_app
+    keys = make_users(tmp_path)
+    settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO", "queue_limit": 10, "send_buffer_kb": 4,
+                                                                              "price_band_pct": 0, "rate": 100_000, "burst": 100_000})
+    async def scenario():
+        app, port = make_app(settings), free_port()
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        url, most = f"http://127.0.0.1:{port}/", 0
+        slow = await asyncio.to_thread(RawSocket, url, keys["vic"])
+        slow.send({"op": "subscribe", "channel": "book", "symbol": "DEMO"})
+        async with AsyncTradingClient(url, keys["tess"]) as tess:
+            for i in range(6_000):  # a bid, then the ask that takes it: a delta each
+                await tess.requests([order_message("DEMO", "buy" if i % 2 else "sell", 1, 100)])
+                most = max([most] + [t.get_write_buffer_size() for t in app[HUB].sockets.values()])
+        slow.sock.close()
+        await runner.cleanup()
+        return most
+    assert asyncio.run(scenario()) <= BACKLOG + 4_096

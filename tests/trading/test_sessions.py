@@ -25,7 +25,7 @@ def test_a_slow_reader_stays_in_sync_within_bounded_memory(seed, limit):
             live[s].append(i)
         if (delta := feeds[s].update()) is not None: box.put(delta)
         box.trim()  # as the connection does for a reader behind
-        assert len(box.queue) <= limit and box.closed is None
+        assert len(box.queue) <= limit + len(feeds) and box.closed is None  # a mark at most for each symbol beside the limit
         if rng.random() < 0.2:
             for m in box.take(lambda symbol: feeds[symbol].snapshot(), n=rng.randint(1, 3)): locals_[m["symbol"]].apply(m)
     for m in box.take(lambda symbol: feeds[symbol].snapshot()): locals_[m["symbol"]].apply(m)
@@ -45,7 +45,7 @@ def test_book_messages_give_way_to_others_before_the_connection_is_closed():
     for i in range(3): box.put({"type": "book", "symbol": "AB"[i % 2], "seq": i})
     box.put({"type": "trade", "symbol": "A"})
     box.trim()
-    assert ([m["type"] for m in box.queue], box.stale, box.closed) == (["trade"], {"A", "B"}, None)
+    assert ([m["type"] for m in box.queue], set(box.stale), box.closed) == (["fresh", "fresh", "trade"], {"A", "B"}, None)
     assert [m["type"] for m in box.take(lambda symbol: {"type": "book_snapshot", "symbol": symbol})] == ["book_snapshot"] * 2 + ["trade"]
 
 def test_the_rate_limit_refills_at_its_rate():
@@ -56,3 +56,24 @@ def test_the_rate_limit_refills_at_its_rate():
         now[0] += 0.01
         passed += limit.take()
     assert passed == 100
+
+def test_a_fresh_snapshot_goes_where_its_symbols_first_book_message_stood():
+    "Not first of all: a subscription's snapshot dropped comes back after its `subscribed` answer (before: ahead of it, and a client waiting for the answer threw the snapshot away)."
+    box = Outbox(limit=2)
+    box.put({"type": "trade", "symbol": "A"})
+    box.put({"type": "subscribed", "channel": "book", "symbol": "B"})
+    for seq in range(3): box.put({"type": "book", "symbol": "B", "seq": seq})
+    box.trim()
+    sent = box.take(lambda symbol: {"type": "book_snapshot", "symbol": symbol})
+    assert [m["type"] for m in sent] == ["trade", "subscribed", "book_snapshot"] and box.stale == {}
+
+def test_an_unsubscribe_drops_the_mark_and_a_new_subscription_gets_its_own_snapshot_once():
+    box = Outbox(limit=1)
+    for seq in range(3): box.put({"type": "book", "symbol": "B", "seq": seq})
+    box.trim()
+    box.stale.pop("B")  # unsubscribed, as the service does: no snapshot for it
+    box.put({"type": "subscribed", "channel": "book", "symbol": "B"})
+    box.put({"type": "book_snapshot", "symbol": "B", "seq": 9})
+    box.trim()  # its new snapshot gives way too: a new mark, after `subscribed`; the old one goes
+    sent = box.take(lambda symbol: {"type": "book_snapshot", "symbol": symbol, "seq": 10})
+    assert [(m["type"], m.get("seq")) for m in sent] == [("subscribed", None), ("book_snapshot", 10)]
