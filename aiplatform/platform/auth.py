@@ -168,8 +168,8 @@ def _decoy_hash():
     "The hash of a random secret that an unknown key id is checked against."
     return hash_secret(secrets.token_urlsafe(32))
 
-def verify_key(key, settings=None) -> User:
-    "The active user holding the active, unexpired API key `key`; `Unauthorized` otherwise."
+def verify_key(key, settings=None, secret_checked=False) -> User:
+    "The active user holding the active, unexpired API key `key`; `Unauthorized` otherwise. `secret_checked`: the caller checked this very key lately (a cache): its state is read again, without the scrypt."
     match = _KEY.fullmatch(key) if isinstance(key, str) else None
     refused = Unauthorized("API key: unknown, revoked or of a disabled user")
     if match is None: raise refused
@@ -178,19 +178,19 @@ def verify_key(key, settings=None) -> User:
         row = conn.execute(sa.select(api_keys.c.id, api_keys.c.key_hash, api_keys.c.expires_ns, api_keys.c.active.label("key_active"),
                                      users.c.active.label("user_active"), users.c.username)
                            .join(users, users.c.id == api_keys.c.user_id).where(api_keys.c.key_id == match[1])).first()
-    good = check_secret(match[2], _decoy_hash() if row is None else row.key_hash)  # the same scrypt work for an unknown id
+    good = secret_checked or check_secret(match[2], _decoy_hash() if row is None else row.key_hash)  # the same scrypt work for an unknown id
     if row is None or not good or not (row.key_active and row.user_active): raise refused
     if row.expires_ns is not None and row.expires_ns <= now_ns():
         raise Unauthorized(f"API key {match[1]}: expired at {utc_text(row.expires_ns)}; ask an admin for a new one")
     with engine.begin() as conn: conn.execute(api_keys.update().where(api_keys.c.id == row.id).values(last_used_ns=now_ns()))
     return get_user(row.username, settings)
 
-def check_bearer(authorization, *roles, settings=None) -> User:
+def check_bearer(authorization, *roles, settings=None, secret_checked=False) -> User:
     "The user of an `Authorization: Bearer <key>` header value, holding one of `roles`; `Unauthorized` or `Forbidden`."
     scheme, _, key = (authorization or "").strip().partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("Authorization header: expected 'Bearer <API key>'")
-    return require(verify_key(key.strip(), settings), *roles)
+    return require(verify_key(key.strip(), settings, secret_checked), *roles)
 
 def require(user: User, *roles) -> User:
     "`user`, if they hold one of `roles`; `Forbidden` naming what they have and what is needed otherwise."

@@ -211,22 +211,32 @@ def test_admin_adds_halts_and_resumes_symbols(svc):
     assert call(svc, "POST", "admin/symbols/NEW/resume", user="ada")[1]["halted"] is False
     assert "NEW" in [s["symbol"] for s in call(svc, "GET", "symbols")[1]["symbols"]]
 
-def test_a_key_revoked_opens_no_websocket_though_the_service_checked_it_a_moment_ago(svc):
-    "HTTP takes a key checked in the last 10 s as checked; a WebSocket, which lives on, checks it now (before: one opened in those 10 s traded for good)."
-    from aiplatform.platform.auth import create_key, revoke_key
+def test_websockets_opened_again_and_again_cost_one_scrypt_and_a_revoked_key_opens_none(tmp_path, monkeypatch):
+    """Each handshake reads the key's state again (before: a key revoked within 10 s of a check opened a connection that traded for good),
+    not its secret: a reconnect storm costs no scrypt a connection."""
+    from aiohttp import web
+    from conftest import free_port
     from aiplatform.core import load_settings
-    settings = load_settings(env={}, platform={"data_dir": svc.data})
-    svc.keys["tess3"] = create_key("tess", settings=settings)
-    try:
-        assert call(svc, "GET", "me", user="tess3")[0] == 200  # checked, and kept as checked
-        revoke_key(svc.keys["tess3"].split("_")[1], settings=settings)
-        async def opened():
-            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {svc.keys['tess3']}"}) as session:
-                try: await (await session.ws_connect(svc.url + "ws")).close()
+    from aiplatform.platform import auth
+    from aiplatform.trading.service import make_app
+    keys, scrypts, check = make_users(tmp_path), [], auth.check_secret
+    monkeypatch.setattr(auth, "check_secret", lambda *a: (scrypts.append(1), check(*a))[1])
+    settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO"})
+    async def scenario():
+        runner, port = web.AppRunner(make_app(settings)), free_port()
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        async def status():
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {keys['tess']}"}) as session:
+                try: await (await session.ws_connect(f"http://127.0.0.1:{port}/ws")).close()
                 except aiohttp.WSServerHandshakeError as e: return e.status
                 return 101
-        assert asyncio.run(opened()) == 401
-    finally: del svc.keys["tess3"]
+        opened = [await status() for _ in range(5)]
+        auth.revoke_key(keys["tess"].split("_")[1], settings=settings)
+        opened.append(await status())
+        await runner.cleanup()
+        return opened
+    assert asyncio.run(scenario()) == [101] * 5 + [401] and len(scrypts) == 1
 
 async def _ws(svc, user, **query):
     session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {svc.keys[user]}"})
