@@ -232,6 +232,11 @@ def close_all(closes):
     if errors: raise errors[0]
 
 @patch
+def sync_due(self: Engine):
+    "Start the syncs its journals are due (`JournalWriter.sync_if_due`)."
+    for jb in self.journals.values(): jb.writer.sync_if_due()
+
+@patch
 def close(self: Engine):
     "Close each symbol's journal (`close_all`)."
     close_all(jb.close for jb in self.journals.values())

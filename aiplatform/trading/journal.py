@@ -131,6 +131,14 @@ class JournalWriter:
         self._unsynced, self._synced_at = 0, time.monotonic()
         self._syncing = _SYNCS.submit(self._sync_now)
 
+    def sync_if_due(self):
+        """Start a sync behind of the groups a quiet journal left unsynced, once `interval_ms` have gone by since the last sync (the
+        trading service asks every `interval_ms`: a power loss loses no more than that, though no batch follows); a failed sync's
+        error is left for the next `append` to raise."""
+        last = self._syncing
+        if (self.fsync == "batch" and self._unsynced and (last is None or last.done() and last.exception() is None)
+                and time.monotonic() - self._synced_at >= self.interval): self._sync_behind()
+
     def sync(self):
         "Make everything written so far durable, now."
         syncing, self._syncing = self._syncing, None

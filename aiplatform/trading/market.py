@@ -332,11 +332,19 @@ def _waiting(self: Market, state) -> bool:
     return in_book is None or in_book.stop_price is not None
 
 @patch
-def cancel_all(self: Market, account: int, symbol=None) -> list:
-    "Queue the cancel of each of `account`'s open orders, those still queued too (in `symbol` only, if given); their states."
+def cancel_all(self: Market, account: int, symbol=None, done=lambda states, failed: None) -> list:
+    """Queue the cancel of each of `account`'s open orders, those still queued too (in `symbol` only, if given); their states.
+    `done(states, failed)` once every cancel is answered, after its batch reached the journal: `failed`, {cid: reason} of the
+    orders still open (an order that ended meanwhile, filled say, is not among them)."""
     if symbol is not None: self.spec(symbol)
     states = [s for s in self.ledger.accounts.get(account, {}).values() if not is_done(s) and symbol in (None, s["symbol"])]
-    for s in states: self._queue(Request(s["symbol"], s, cancel_fields(s["order_id"], account), lambda *a: None))
+    failed, left = {}, [len(states)]
+    def answered(ok, state, error):
+        if not ok and not is_done(state): failed[state["cid"]] = str(error)
+        left[0] -= 1
+        if not left[0]: done(states, failed)
+    for s in states: self._queue(Request(s["symbol"], s, cancel_fields(s["order_id"], account), answered))
+    if not states: done(states, failed)
     return states
 
 # %% ../../nbs/trading/13_market.ipynb #b84f0938

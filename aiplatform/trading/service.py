@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['ORDER_OPS', 'CHANNELS', 'PING_S', 'BACKLOG', 'CLOSE_S', 'MARKET', 'HUB', 'PATH_PATTERNS', 'ACCOUNT', 'SYMBOL_Q',
-           'LIMIT', 'PATH_TEXTS', 'TRADERS', 'ROUTES', 'ANSWERS', 'ORDER_RULES', 'INFO', 'Shared', 'frame', 'wire',
-           'market', 'position', 'Hub', 'Connection', 'Route', 'query', 'me', 'symbols', 'depth', 'trades', 'submit',
-           'cancel', 'modify', 'cancel_all', 'orders', 'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume',
-           'websocket', 'answer_schemas', 'openapi', 'make_app']
+           'LIMIT', 'PATH_TEXTS', 'TRADERS', 'ROUTES', 'ANSWERS', 'ORDER_RULES', 'INFO', 'SYNCS', 'Shared', 'frame',
+           'wire', 'market', 'position', 'Hub', 'Connection', 'Route', 'query', 'me', 'symbols', 'depth', 'trades',
+           'submit', 'cancel', 'modify', 'cancel_all', 'orders', 'order', 'fills', 'positions', 'add_symbol', 'halt',
+           'resume', 'websocket', 'answer_schemas', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
 import asyncio, gc, re, reprlib, resource, socket
@@ -254,8 +254,11 @@ def _trade(self: Connection, op, message, req):
     if op == "cancel": m.cancel(self.account, Cancel(**fields), reply)
     elif op == "modify": m.modify(self.account, Modify(**fields), reply)
     else:
-        states = m.cancel_all(self.account, CancelAll(**fields).symbol)
-        self.push({"type": "ack", "req": req, "cancelling": [s["cid"] for s in states]})
+        def answer(states, failed):  # once they are journaled
+            cids = [s["cid"] for s in states]
+            self.push({"type": "reject", "req": req, "error": _not_cancelled(failed, cids), "status": 422, "cancelling": cids} if failed else
+                      {"type": "ack", "req": req, "cancelling": cids})
+        m.cancel_all(self.account, CancelAll(**fields).symbol, answer)
 
 @patch
 def _subscribe(self: Connection, op, fields, req):
@@ -437,8 +440,17 @@ async def cancel_all(request):
     q, account = await _who(request, TRADERS, ROUTES["cancel_all"])
     body = _body(CancelAll, await read_json(request)) if request.can_read_body else CancelAll()
     if body.symbol and "symbol" in q: raise ValidationError("symbol: given in the query; leave it out of the body")
-    states = request.app[MARKET].cancel_all(account, body.symbol or q.get("symbol"))
-    return web.json_response({"cancelling": [s["cid"] for s in states]})
+    answered = asyncio.get_running_loop().create_future()
+    request.app[MARKET].cancel_all(account, body.symbol or q.get("symbol"), lambda *a: answered.done() or answered.set_result(a))
+    states, failed = await answered  # once they are journaled
+    cids = [s["cid"] for s in states]
+    if failed: return web.json_response({"error": _not_cancelled(failed, cids), "status": 422, "cancelling": cids}, status=422)
+    return web.json_response({"cancelling": cids})
+
+def _not_cancelled(failed: dict, cids: list) -> str:
+    "A cancel-all's refusal: how many of its cancels failed, the first one's order and reason."
+    cid, why = next(iter(failed.items()))
+    return f"cancel-all: {len(failed)} of {len(cids)} orders not cancelled, the first {cid!r}: {why}"
 
 # %% ../../nbs/trading/14_service.ipynb #4841539b
 async def orders(request):
@@ -570,7 +582,8 @@ def answer_schemas() -> dict:
             "Position": _obj(type={"const": "position"}, symbol=_str, qty=_int, avg_price=_num, last={"anyOf": [_int, _null]}, realized=_num,
                              unrealized=_num, pnl=_num),
             "Trade": _obj(type={"const": "trade"}, symbol=_str, seq=_int, price=_int, qty=_int, side={"enum": ["buy", "sell", ""]}, ns=_int),
-            "Error": _obj(error=_str, status=_int), "Refused": _obj(error=_str, status=_int, order=_ref("OrderState"))}
+            "Error": _obj(error=_str, status=_int), "Refused": _obj(error=_str, status=_int, order=_ref("OrderState")),
+            "NotCancelled": _obj(error=_str, status=_int, cancelling=_array(_str))}
 
 ANSWERS = {  # each route's answer when it succeeds
     "me": _obj(account=_int, username=_str, role=_str), "symbols": _obj(shard=_int, shards=_int, symbols=_array(_ref("SymbolState"))),
@@ -591,8 +604,9 @@ def _responses(name, r: Route) -> dict:
     if r.body: out["413"] = {"description": "the body is past [limits] request_kb"}
     if "{symbol}" in r.path or "symbol" in (r.query or {}) or r.body in (Order, SymbolSpec): out["421"] = {"description": "another shard trades the symbol"}
     if r.body is Order or r.method in ("DELETE", "PATCH"): out["422"] = {"description": "the engine refused it; the reason and the order's state"}
+    if name == "cancel_all": out["422"] = {"description": "some cancels could not be journaled (their symbol halted): how many, the first named"}
     for status, answer in out.items():  # the JSON body of each: what was asked for, or the error
-        schema = ANSWERS[name] if status == done else _ref("Refused" if status == "422" else "Error")
+        schema = ANSWERS[name] if status == done else _ref(("NotCancelled" if name == "cancel_all" else "Refused") if status == "422" else "Error")
         answer["content"] = {"application/json": {"schema": schema}}
     return out
 
@@ -653,6 +667,15 @@ async def _goodbye(ws, transport):
     except TimeoutError:
         if transport is not None: transport.abort()  # closed, it would wait to send what the client never reads
 
+SYNCS = web.AppKey("syncs", asyncio.Task)
+
+async def _sync_quiet(m: Market):
+    "Every 20 ms, the syncs the journals are due (`fsync = batch`): a batch followed by quiet is durable within it too."
+    while True:
+        await asyncio.sleep(0.02)
+        try: m.engine.sync_due()
+        except Exception: get_logger("trading.service").exception("a quiet journal's sync not started")
+
 def make_app(settings) -> web.Application:
     "The trading service's aiohttp app for this shard."
     _more_files()
@@ -660,9 +683,13 @@ def make_app(settings) -> web.Application:
     app = aiohttp_service("trading", [web.get("/openapi.json", _openapi), web.get("/ws", websocket),
                                       *(web.route(r.method, r.path, r.handler) for r in ROUTES.values())], settings)
     app[MARKET], app[HUB] = m, Hub(m)
-    async def started(app): m.schedule = asyncio.get_running_loop().call_soon
+    async def started(app):
+        m.schedule = asyncio.get_running_loop().call_soon
+        app[SYNCS] = asyncio.create_task(_sync_quiet(m))
     async def stopping(app): await asyncio.gather(*(_goodbye(ws, t) for ws, t in list(app[HUB].sockets.items())))  # at once: one slow reader holds up no other
-    async def stopped(app): m.close()
+    async def stopped(app):
+        app[SYNCS].cancel()
+        m.close()
     app.on_startup.append(started)
     app.on_shutdown.append(stopping)
     app.on_cleanup.append(stopped)

@@ -44,7 +44,7 @@ def warm():
     if code: raise RuntimeError(f"trading: compiling the backtests failed (exit code {code}; its error is above)")
 
 SETTINGS = {"trading": {
-    "symbols": Setting("str", "DEMO ACME", "symbols traded (tick and lot size 1), by spaces or commas; one added later joins at the next start; admins add more"),
+    "symbols": Setting("str", "DEMO ACME", "symbols traded (tick and lot size 1), by spaces or commas; one added later joins at the next start, one taken out stays traded; admins add more"),
     "shards": Setting("int", 1, "processes the symbols are split over, each owning those with crc32(symbol) % shards = its shard", lo=1, hi=64),
     "shard": Setting("int", 0, "which shard this process is, from 0", lo=0, hi=63),
     "port": Setting("int", 8765, "the loopback port the service is started on, by the gateway or by the Trading Desk (0: any)",
@@ -52,7 +52,7 @@ SETTINGS = {"trading": {
     "shard_urls": Setting("str", "", "every shard's base URL in shard order, by spaces, for clients; empty: http://127.0.0.1:<port>/"),
     "fsync": Setting("choice", "batch", "journal durability: always (each batch, before its acks), batch (every 20 ms), never (the OS's)",
                      choices=("always", "batch", "never")),
-    "price_band_pct": Setting("float", 10.0, "a limit price's farthest distance from the last trade, in percent (0: none)", lo=0, hi=100),
+    "price_band_pct": Setting("float", 10.0, "a new symbol's band: a limit price's farthest distance from the last trade, in percent (0: none); a symbol traded keeps the band it started with", lo=0, hi=100),
     "max_order_qty": Setting("int", 1_000_000, "largest qty of one order", lo=1, hi=10**12),
     "max_notional": Setting("int", 10**12, "largest price times quantity of one order", lo=1, hi=2**62),
     "max_open_orders": Setting("int", 10_000, "open orders one account may have", lo=1, hi=10**7),

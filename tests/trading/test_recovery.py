@@ -1,7 +1,7 @@
 """The trading service killed with SIGKILL under load and started again: every acknowledged order is back, positions
 equal the fills, a repeated client order id is never a second order, clients reconnect and resync. And a market split
 over two shards."""
-import asyncio, random, signal, time
+import asyncio, json, os, random, signal, time, urllib.request
 from trading_service import make_users, start_trading, stop
 from aiplatform.trading.client import AsyncTradingClient, order_message
 from aiplatform.trading.market import shard_of
@@ -179,3 +179,27 @@ def test_more_cod_orders_than_a_batch_are_all_cancelled_at_the_start_and_the_mar
     m = Market(tmp_path)
     assert m.pending == [] and all(s["status"] == "cancelled" for s in m.ledger.orders.values()) and len(m.ledger.orders) == MAX_BATCH + 10
     m.close()
+
+def test_a_cancel_all_is_answered_only_once_its_cancels_are_journaled(tmp_path):
+    "Killed the moment the answer came, over HTTP and over the WebSocket (3,000 orders: two batches): every order comes back cancelled (before: some or all still open)."
+    keys = make_users(tmp_path)
+    svc = start_trading(tmp_path, symbols="DEMO", price_band_pct=0)
+    port = int(svc.url.rstrip("/").rsplit(":", 1)[1])
+    def http_cancel_all(url):
+        request = urllib.request.Request(url + "orders/cancel-all", method="POST", headers={"Authorization": f"Bearer {keys['tess']}"})
+        with urllib.request.urlopen(request, timeout=30) as r: return json.loads(r.read())["cancelling"]
+    async def place_cancel_kill(n, how):
+        async with AsyncTradingClient(svc.url, keys["tess"]) as c:
+            for k in range(0, n, 1_000): await c.requests([order_message("DEMO", "buy", 1, 50 + i % 40, cid=f"{how}-{i}") for i in range(k, min(n, k + 1_000))])
+            cancelling = await c.cancel_all() if how == "ws" else await asyncio.to_thread(http_cancel_all, svc.url)
+            os.killpg(svc.proc.pid, signal.SIGKILL)  # at once
+            return cancelling
+    async def still_open(url):
+        async with AsyncTradingClient(url, keys["tess"]) as c: return len((await c.get("orders", status="open", limit=10_000))["orders"])
+    try:
+        for how in ("http", "ws"):
+            cancelling = asyncio.run(place_cancel_kill(3_000, how))
+            svc.proc.wait(30)
+            svc = start_trading(tmp_path, port=port, symbols="DEMO", price_band_pct=0)
+            assert (len(cancelling), asyncio.run(still_open(svc.url))) == (3_000, 0), how
+    finally: stop(svc)

@@ -793,3 +793,28 @@ def test_a_reader_that_reads_nothing_holds_no_more_than_the_backlog_in_its_socke
         await runner.cleanup()
         return most
     assert asyncio.run(scenario()) <= BACKLOG + 4_096
+
+def test_a_batch_followed_by_quiet_is_synced_within_the_interval(tmp_path):
+    "`fsync = batch` syncs every 20 ms, though no batch follows (before: the last group waited for the next order, a snapshot or a stop)."
+    from aiohttp import web
+    from conftest import free_port
+    from aiplatform.core import load_settings
+    from aiplatform.trading.service import MARKET, make_app
+    keys = make_users(tmp_path)
+    settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO", "price_band_pct": 0})
+    async def scenario():
+        app, port = make_app(settings), free_port()
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        writer = app[MARKET].engine.journals["DEMO"].writer
+        async with AsyncTradingClient(f"http://127.0.0.1:{port}/", keys["tess"]) as c:
+            for i in range(10):  # until one lands within 20 ms of the sync before: not synced by its own batch
+                await c.order("DEMO", "buy", 1, 90 + i)
+                if waiting := writer._unsynced: break
+            await asyncio.sleep(0.1)
+            left = writer._unsynced
+        await runner.cleanup()
+        return waiting, left
+    waiting, left = asyncio.run(scenario())
+    assert waiting and not left

@@ -275,3 +275,16 @@ def test_a_close_the_disk_refuses_still_closes_every_file_and_frees_the_folder(t
     assert (m.cids._fd, m.ledger._fd, m.engine.journals["DEMO"].writer._fd, m._lock.closed) == (None, None, None, True)  # before: none closed
     monkeypatch.undo()
     Market(tmp_path).close()  # the folder is free again in this process
+
+def test_a_cancel_all_whose_batch_the_journal_refused_says_which_orders_stay_open(tmp_path, monkeypatch):
+    m = Market(tmp_path, [{"symbol": "DEMO"}])
+    for cid in ("a", "b"): order(m, 1, cid, "buy", 100)
+    m.flush()
+    monkeypatch.setattr(m.engine, "process", lambda symbol, rows: failing())
+    told = []
+    m.cancel_all(1, done=lambda states, failed: told.append(([s["cid"] for s in states], failed)))
+    assert told == []  # not before the batch
+    m.flush()
+    m.close()
+    (cids, failed), = told
+    assert cids == ["a", "b"] and list(failed) == ["a", "b"] and failed["a"].startswith("not journaled (OSError: [Errno 5] Input/output error)")
