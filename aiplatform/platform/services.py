@@ -222,7 +222,7 @@ KEY_TTL_S, MAX_KEYS = 10.0, 10_000
 
 async def _key_user(request, fresh=False):
     """The user of the request's API key; a key checked in the last `KEY_TTL_S` seconds is taken as checked unless `fresh`, and one checked
-    before only has its state read again (a check is one scrypt, ~40 ms of a core: a thousand clients reconnecting at once cost none)."""
+    before only has its state read again (a check is one scrypt, ~40 ms of a core: clients reconnecting with keys seen before cost none)."""
     header, keys = request.headers.get("Authorization", ""), request.app[CALLERS]
     digest, now = hashlib.sha256(header.encode()).digest(), time.monotonic()
     if (hit := keys.get(digest)) and hit[1] > now and not fresh: return hit[0]
