@@ -639,33 +639,49 @@ def test_a_connection_whose_message_fails_to_encode_is_closed_and_the_others_are
     hub.drain()
     assert b'"req":7' in good.transport.data and bad.outbox.closed == "internal error: a message could not be sent" and bad.wake.is_set()
 
-class _WS:
-    "A WebSocket for a connection's writer task: `send_frame` raises `fails` if given."
-    closed, said = False, None
-    def __init__(self, fails=None): self.fails = fails
-    async def send_frame(self, data, kind):
-        if self.fails: raise self.fails
-    async def close(self, code, message): self.closed, self.said = True, (code, message)
+class _Socket:
+    "A connection's transport: what was written to it, `backlog` bytes unsent, aborted or not."
+    def __init__(self, backlog=0): self.data, self.backlog, self.aborted = b"", backlog, False
+    def write(self, data): self.data += data
+    def is_closing(self): return self.aborted
+    def get_write_buffer_size(self): return self.backlog
+    def abort(self): self.aborted = True
 
-def _writer_of(message, ws):
-    "A connection with `message` waiting, written to `ws` by its writer task until it ends."
+class _WS:
+    "A WebSocket for a connection's writer task: its close answered, or never (`hangs`: a client that reads nothing)."
+    closed, said = False, None
+    def __init__(self, hangs=False): self.hangs = hangs
+    async def close(self, code, message):
+        self.said = (code, message)
+        if self.hangs: await asyncio.Event().wait()
+        self.closed = True
+
+def _connection(transport):
     from types import SimpleNamespace
     from aiplatform.trading.service import Connection
     settings = SimpleNamespace(trading=SimpleNamespace(queue_limit=100, rate=2_000.0, burst=5_000, heartbeat=15.0))
-    conn = Connection(None, SimpleNamespace(dirty=[]), SimpleNamespace(id=1, username="bad"), settings)
-    conn.outbox.put(message), conn.wake.set()
-    asyncio.run(asyncio.wait_for(conn.write(ws), 5))
-    return conn
+    return Connection(None, SimpleNamespace(dirty=[]), SimpleNamespace(id=1, username="bad"), settings, transport=transport)
 
 def test_a_connection_behind_whose_message_fails_to_encode_is_closed_with_the_reason():
     "The writer task's path (a client behind); before, the task died and the connection stayed open with nothing ever sent."
-    _writer_of({"type": "pong", "req": "\ud800"}, ws := _WS())
+    conn = _connection(_Socket())
+    conn.outbox.put({"type": "pong", "req": "\ud800"}), conn.wake.set()
+    asyncio.run(asyncio.wait_for(conn.write(ws := _WS()), 5))
     assert ws.said == (1008, b"internal error: a message could not be sent")
 
-def test_a_reader_gone_while_the_writer_waits_for_it_is_no_fault_of_ours(caplog):
-    "aiohttp says `ConnectionError('Connection lost')` there, not a reset: before, logged as our fault, with a traceback."
-    conn = _writer_of({"type": "pong", "req": 1}, ws := _WS(ConnectionError("Connection lost")))
-    assert (conn.outbox.closed, ws.said, [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]) == (None, None, [])
+def test_a_client_that_reads_nothing_is_closed_then_dropped_and_trades_no_more():
+    """Its socket full, the writer waits outside any send, so it sees the close asked for and drops the socket once `close_s` has gone
+    (before: it waited inside the send for ever, the close never went, and the client traded on)."""
+    conn = _connection(socket := _Socket(backlog=1 << 20))
+    async def scenario():
+        conn.outbox.put({"type": "pong", "req": 1}), conn.wake.set()
+        writer = asyncio.create_task(conn.write(ws := _WS(hangs=True), close_s=0.2))
+        await asyncio.sleep(0.05)  # behind: nothing written, the writer looks again every 10 ms
+        conn.outbox.closed = "slow consumer: 101 messages waiting, at most 100"
+        await asyncio.wait_for(writer, 2)
+        return ws.said
+    assert asyncio.run(scenario()) == (1008, b"slow consumer: 101 messages waiting, at most 100") and socket.aborted and socket.data == b""
+    conn.handle_frame([{"op": "order", "cid": "late", "symbol": "DEMO", "side": "buy", "price": 1, "qty": 1}])  # no market here: taken, it would fail
 
 def test_a_value_nested_a_thousand_deep_is_answered_and_the_connection_goes_on(svc):
     deep = "[" * 1000 + "]" * 1000  # orjson reads up to 1,024 levels; repr() of it is a RecursionError
@@ -743,6 +759,21 @@ def test_a_reader_behind_that_subscribes_gets_subscribed_before_the_snapshot_tha
     m.close()
     assert sent == [("subscribed", 1), ("book_snapshot", None)]
 
+def test_a_reader_behind_that_subscribes_again_gets_subscribed_then_a_snapshot(tmp_path):
+    "As a client that found a gap does, its older deltas still waiting: before, the fresh snapshot went ahead of `subscribed`, and only deltas after."
+    m, hub, trader, reader = _trader_and_reader(tmp_path)
+    reader.handle({"op": "subscribe", "channel": "book", "symbol": "DEMO", "req": 1})
+    hub.drain()
+    reader.transport.backlog = 1 << 20
+    for i in range(3):  # waiting, within the limit
+        trader.handle({"op": "order", "cid": f"w{i}", "symbol": "DEMO", "side": "sell", "price": 200 + i, "qty": 1})
+        m.flush()
+    reader.handle({"op": "subscribe", "channel": "book", "symbol": "DEMO", "req": 2})
+    _thirty_deltas(m, trader)  # past it
+    sent = [(x["type"], x.get("req")) for x in reader.outbox.take(reader._snapshot)]
+    m.close()
+    assert sent == [("subscribed", 2), ("book_snapshot", None)]
+
 def test_a_subscription_that_would_pass_the_limit_of_a_client_behind_is_refused_not_closed(tmp_path):
     from aiplatform.core import load_settings
     from aiplatform.platform.auth import User
@@ -818,3 +849,35 @@ def test_a_batch_followed_by_quiet_is_synced_within_the_interval(tmp_path):
         return waiting, left
     waiting, left = asyncio.run(scenario())
     assert waiting and not left
+
+def test_an_open_connection_whose_key_is_revoked_or_user_demoted_is_closed_with_the_reason(tmp_path, monkeypatch):
+    "Read again every RECHECK_S (here 0.2 s); before, a connection opened before the change traded on for good. A connection of a key still good goes on."
+    from aiohttp import web
+    from conftest import free_port
+    from aiplatform.core import load_settings
+    from aiplatform.platform import auth
+    from aiplatform.trading import service
+    monkeypatch.setattr(service, "RECHECK_S", 0.2)
+    keys = make_users(tmp_path)
+    settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO"})
+    async def scenario():
+        runner, port = web.AppRunner(service.make_app(settings)), free_port()
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        sessions = {name: aiohttp.ClientSession(headers={"Authorization": f"Bearer {keys[name]}"}) for name in ("tess", "tom", "ada")}
+        sockets = {name: await s.ws_connect(f"http://127.0.0.1:{port}/ws") for name, s in sessions.items()}
+        auth.revoke_key(keys["tess"].split("_")[1], settings=settings)
+        auth.set_role("tom", "viewer", settings=settings)
+        async def ended(ws):
+            async with asyncio.timeout(5):
+                while (msg := await ws.receive()).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED): pass
+            return ws.close_code, msg.extra
+        said = {name: await ended(sockets[name]) for name in ("tess", "tom")}
+        await sockets["ada"].send_json({"op": "ping", "req": 1})
+        ada = (await sockets["ada"].receive_json())["type"]
+        for s in sessions.values(): await s.close()
+        await runner.cleanup()
+        return said, ada
+    said, ada = asyncio.run(scenario())
+    assert said == {"tess": (1008, "API key: unknown, revoked or of a disabled user"), "tom": (1008, "user 'tom': role now viewer, was trader; connect again")}
+    assert ada == "pong"

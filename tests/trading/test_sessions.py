@@ -1,11 +1,21 @@
-"""A connection's outbox between the book feed and a reader of random speed: memory stays bounded, the reader's
-local book never goes out of sync, and it ends equal to the book."""
+"""A connection's outbox between the book feed and a reader of random speed, who subscribes and unsubscribes too: memory
+stays bounded, the reader's local book never goes out of sync, and it ends equal to the book."""
 import random
 from hypothesis import given, settings, strategies as st
 from aiplatform.trading.book import OrderBook
 from aiplatform.trading.feed import BookFeed, LocalBook
 from aiplatform.platform.services import RateLimit
 from aiplatform.trading.sessions import Outbox
+
+def _change(rng, books, live, i) -> str:
+    "Cancel one of a random book's `live` orders or place order `i` near its touch; the book's symbol."
+    s = rng.choice(list(books))
+    if live[s] and rng.random() < 0.3: books[s].cancel(live[s].pop(rng.randrange(len(live[s]))))
+    else:
+        side = rng.choice(("buy", "sell"))
+        books[s].submit(i, side, (100 - rng.randint(0, 15)) if side == "buy" else (101 + rng.randint(0, 15)), rng.randint(1, 9))
+        live[s].append(i)
+    return s
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), limit=st.integers(1, 20))
@@ -17,12 +27,7 @@ def test_a_slow_reader_stays_in_sync_within_bounded_memory(seed, limit):
     for s, f in feeds.items(): locals_[s].apply(f.snapshot())
     live = {s: [] for s in feeds}
     for i in range(1, 300):
-        s = rng.choice("AB")
-        if live[s] and rng.random() < 0.3: books[s].cancel(live[s].pop(rng.randrange(len(live[s]))))
-        else:
-            side = rng.choice(("buy", "sell"))
-            books[s].submit(i, side, (100 - rng.randint(0, 15)) if side == "buy" else (101 + rng.randint(0, 15)), rng.randint(1, 9))
-            live[s].append(i)
+        s = _change(rng, books, live, i)
         if (delta := feeds[s].update()) is not None: box.put(delta)
         box.trim()  # as the connection does for a reader behind
         assert len(box.queue) <= limit + len(feeds) and box.closed is None  # a mark at most for each symbol beside the limit
@@ -30,6 +35,33 @@ def test_a_slow_reader_stays_in_sync_within_bounded_memory(seed, limit):
             for m in box.take(lambda symbol: feeds[symbol].snapshot(), n=rng.randint(1, 3)): locals_[m["symbol"]].apply(m)
     for m in box.take(lambda symbol: feeds[symbol].snapshot()): locals_[m["symbol"]].apply(m)
     assert all(locals_[s].depth() == books[s].depth() for s in feeds)
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), limit=st.integers(1, 20))
+def test_a_slow_reader_that_subscribes_and_unsubscribes_stays_in_sync(seed, limit):
+    rng, books = random.Random(seed), {s: OrderBook(tick_size=1) for s in "AB"}
+    feeds = {s: BookFeed(s, b) for s, b in books.items()}
+    box, subscribed, locals_ = Outbox(limit), set(), {}
+    snap = lambda symbol: feeds[symbol].snapshot()
+    def subscribe(s, op):  # as service._subscribe does for a book
+        box.stale.pop(s, None)
+        if op == "unsubscribe": subscribed.discard(s); box.put({"type": "unsubscribed", "channel": "book", "symbol": s})
+        else: subscribed.add(s); box.put({"type": "subscribed", "channel": "book", "symbol": s}); box.put(snap(s))
+    def read(messages):  # the reader: a book from the snapshot after `subscribed`, dropped at `unsubscribed`
+        for m in messages:
+            if m["type"] == "subscribed": locals_[m["symbol"]] = LocalBook(m["symbol"])
+            elif m["type"] == "unsubscribed": locals_.pop(m["symbol"], None)
+            elif m["symbol"] in locals_: locals_[m["symbol"]].apply(m)  # BookOutOfSync on a delta before its snapshot
+    live = {s: [] for s in feeds}
+    for i in range(1, 300):
+        if rng.random() < 0.1: subscribe(rng.choice("AB"), rng.choice(("subscribe", "unsubscribe")))
+        s = _change(rng, books, live, i)
+        if (delta := feeds[s].update()) is not None and s in subscribed: box.put(delta)
+        box.trim()
+        if box.closed: return  # answers alone past the limit: a slow consumer, closed
+        if rng.random() < 0.2: read(box.take(snap, n=rng.randint(1, 3)))
+    read(box.take(snap))
+    assert all(locals_[s].depth() == books[s].depth() for s in subscribed)  # before: a delta before its snapshot, the fresh snapshot ahead of `subscribed`
 
 def test_other_messages_past_the_limit_close_the_connection_and_free_its_queue():
     box = Outbox(limit=2)
