@@ -171,14 +171,14 @@ def send_now(self: Connection, message: Shared):
 
 CLOSE_S = 10  # how long closing a slow consumer may wait for it to read the backlog and the close frame
 
-BEHIND_S = 0.01  # how often the writer task looks again at the socket of a client behind
+BEHIND_S = (0.01, 0.2)  # how soon the writer task looks again at the socket of a client behind: at first, and at most (twice as long each time)
 
 @patch
 async def write(self: Connection, ws, close_s=CLOSE_S):
     """Send what the drains left (a backlog, a heartbeat) until the connection ends, a frame at a time while the socket holds no more than
     `BACKLOG` (written straight to it, as `drain` does: never waiting inside a send, so an overflow is seen however slow the client); close it
     with the reason when the outbox overflowed, within `close_s` seconds, else drop it (a client that reads nothing at all is cut off)."""
-    snapshot, t = self._snapshot, self.transport
+    snapshot, t, behind = self._snapshot, self.transport, BEHIND_S[0]
     while not ws.closed and not t.is_closing():
         try: await asyncio.wait_for(self.wake.wait(), self.heartbeat)
         except TimeoutError: self.outbox.put({"type": "heartbeat"})
@@ -188,10 +188,12 @@ async def write(self: Connection, ws, close_s=CLOSE_S):
             try:
                 async with asyncio.timeout(close_s): return await ws.close(code=1008, message=self.outbox.closed[:120].encode())
             except TimeoutError: return t.abort()  # it reads nothing: a close would wait for ever to send what waits
-        if t.get_write_buffer_size() > BACKLOG:  # still behind: look again in a moment
-            await asyncio.sleep(BEHIND_S)
+        if t.get_write_buffer_size() > BACKLOG:  # still behind: look again in a moment (a client that reads nothing costs a few looks a second)
+            await asyncio.sleep(behind)
+            behind = min(2 * behind, BEHIND_S[1])
             self.wake.set()
             continue
+        behind = BEHIND_S[0]
         try:
             if messages := self.outbox.take(snapshot, MAX_FRAME): t.write(wire(frame(messages)))
         except Exception: self.fault()  # closed at the top of the loop, not left open with nothing sent

@@ -676,7 +676,7 @@ def test_a_client_that_reads_nothing_is_closed_then_dropped_and_trades_no_more()
     async def scenario():
         conn.outbox.put({"type": "pong", "req": 1}), conn.wake.set()
         writer = asyncio.create_task(conn.write(ws := _WS(hangs=True), close_s=0.2))
-        await asyncio.sleep(0.05)  # behind: nothing written, the writer looks again every 10 ms
+        await asyncio.sleep(0.05)  # behind: nothing written, the writer looks again after 10, 20, 40 ms
         conn.outbox.closed = "slow consumer: 101 messages waiting, at most 100"
         await asyncio.wait_for(writer, 2)
         return ws.said
