@@ -1,5 +1,5 @@
 """The trading service in its own process: every HTTP route and WebSocket message, with bad input on each field;
-accounts kept apart; a WebSocket opened only with a key valid now; idempotent client order ids; subscriptions; slow consumers;
+accounts kept apart; a WebSocket opened only with a key valid now, and closed once it is not; idempotent client order ids; subscriptions; slow consumers;
 rate limits; cancel on disconnect."""
 import asyncio, json, re, socket, time, urllib.error, urllib.request
 from pathlib import Path
@@ -720,15 +720,10 @@ def _trader_and_reader(tmp_path):
     from aiplatform.core import load_settings
     from aiplatform.platform.auth import User
     from aiplatform.trading.service import Connection, Hub, market
-    class Socket:
-        def __init__(self): self.backlog = 0
-        def write(self, data): pass
-        def is_closing(self): return False
-        def get_write_buffer_size(self): return self.backlog
     settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO", "queue_limit": 10})
     m = market(settings)
     hub = Hub(m)
-    trader, reader = (Connection(m, hub, User(i, name, role, True, "", "", {}), settings, transport=Socket()) for i, name, role in ((2, "tess", "trader"), (1, "vic", "viewer")))
+    trader, reader = (Connection(m, hub, User(i, name, role, True, "", "", {}), settings, transport=_Socket()) for i, name, role in ((2, "tess", "trader"), (1, "vic", "viewer")))
     return m, hub, trader, reader
 
 def _thirty_deltas(m, trader):
