@@ -573,5 +573,9 @@ def _reap(self: Market, wait=False):
 
 @patch
 def close(self: Market):
-    "Send what waits, wait for the children, close the files and free the folder: each step taken even when one before it fails (`close_all`)."
-    close_all((self.flush, lambda: self._reap(wait=True), self.engine.close, self.cids.close, self.ledger.close, self._lock.close))
+    """Send all that waits (`MAX_BATCH` at a time, here: a flush scheduled for later would meet closed files), wait for the children, close
+    the files and free the folder: each step taken even when one before it fails (`close_all`)."""
+    self.schedule = None
+    def send_all():
+        while self.pending: self.flush()
+    close_all((send_all, lambda: self._reap(wait=True), self.engine.close, self.cids.close, self.ledger.close, self._lock.close))

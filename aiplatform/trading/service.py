@@ -541,6 +541,8 @@ async def websocket(request):
         request.app[HUB].sockets.pop(ws, None)
         request.app[HUB].connections.discard(conn)
         conn.closed()
+        if (t := conn.transport).get_write_buffer_size():  # a client that reads nothing: closing its socket would wait for ever to send what waits
+            asyncio.get_running_loop().call_later(CLOSE_S, lambda: t.get_write_buffer_size() and t.abort())
         if conn.outbox.closed and not writer.done():  # closing a slow consumer: its writer reads on (discarding) until the client's
             await asyncio.wait([writer])             # close or aiohttp's close timeout; closed with input unread, the socket resets
         writer.cancel()                              # and the client loses the close frame and its reason

@@ -3,6 +3,7 @@ compacted client ids and ledger in place: started again, it calls no order lost,
 it kept, keeps the open order, and never gives an order id twice; its files stay its owner's."""
 import json, os, subprocess, sys, time
 import pytest
+from aiplatform.trading.engine import RiskLimits
 from aiplatform.trading.market import Market
 from aiplatform.trading.orders import Cancel, Order
 
@@ -222,3 +223,16 @@ def test_the_shards_files_stay_their_owners_in_a_data_folder_others_may_read(tmp
     mode = lambda p: p.stat().st_mode & 0o777
     assert m._compacted and mode(tmp_path/"shard") == 0o700
     assert {p.name: mode(p) for p in (tmp_path/"shard").glob("*.*") if p.name in ("ledger.jsonl", "client_ids.tsv")} == {"ledger.jsonl": 0o600, "client_ids.tsv": 0o600}
+
+def test_a_close_sends_all_that_waits_past_a_batch_and_the_symbol_stays_traded(tmp_path):
+    "3,000 cancels (a batch takes 2,048) waiting at a stop: before, the rest went in a flush scheduled after the close, on closed files: refused, and the symbol halted."
+    m, later, told = Market(tmp_path, [{"symbol": "DEMO"}], limits=RiskLimits(max_open_orders=10_000)), [], []
+    for i in range(3_000): m.submit(1, Order(cid=f"o{i}", symbol="DEMO", side="buy", price=100, qty=1), lambda *a: None)
+    while m.pending: m.flush()
+    m.schedule = later.append  # as the service's loop does
+    m.cancel_all(1, done=lambda states, failed: told.append((len(states), failed)))
+    m.close()
+    for flush in later: flush()  # the flushes it asked for come after the close
+    m = Market(tmp_path, limits=RiskLimits(max_open_orders=10_000))
+    assert (told, {s["status"] for s in m.ledger.orders.values()}, m.specs["DEMO"].halted) == ([(3_000, {})], {"cancelled"}, False)
+    m.close()

@@ -876,3 +876,34 @@ def test_an_open_connection_whose_key_is_revoked_or_user_demoted_is_closed_with_
     said, ada = asyncio.run(scenario())
     assert said == {"tess": (1008, "API key: unknown, revoked or of a disabled user"), "tom": (1008, "user 'tom': role now viewer, was trader; connect again")}
     assert ada == "pong"
+
+def test_a_book_reader_that_reads_nothing_is_dropped_after_its_ping_goes_unanswered(tmp_path, monkeypatch):
+    "Its deltas give way to a snapshot, so it never overflows; aiohttp ends it when a ping goes unanswered, and its socket, still full, is dropped `CLOSE_S` later (before: kept with its buffer for as long as the peer's TCP lived)."
+    from aiohttp import web
+    from conftest import free_port
+    from aiplatform.core import load_settings
+    from aiplatform.trading import service
+    monkeypatch.setattr(service, "PING_S", 1.0), monkeypatch.setattr(service, "CLOSE_S", 0.5)
+    keys = make_users(tmp_path)
+    settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO", "send_buffer_kb": 4, "price_band_pct": 0,
+                                                                              "rate": 100_000, "burst": 100_000})
+    async def scenario():
+        app, port = service.make_app(settings), free_port()
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        url = f"http://127.0.0.1:{port}/"
+        slow = await asyncio.to_thread(RawSocket, url, keys["vic"])
+        slow.send({"op": "subscribe", "channel": "book", "symbol": "DEMO"})
+        await asyncio.sleep(0.2)
+        (reader,) = app[service.HUB].sockets.values()
+        async with AsyncTradingClient(url, keys["tess"]) as tess:
+            for i in range(1_000): await tess.requests([order_message("DEMO", "buy" if i % 2 else "sell", 1, 100)])
+            full = reader.get_write_buffer_size()
+            await asyncio.sleep(3)  # a ping, half a second for its pong, then CLOSE_S
+            left = reader.get_write_buffer_size(), reader.is_closing()
+        slow.sock.close()
+        await runner.cleanup()
+        return full, left
+    full, left = asyncio.run(scenario())
+    assert full > 0 and left == (0, True)
