@@ -1936,6 +1936,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                    'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots.Strategy.position': ( 'trading/bots.html#strategy.position',
                                                                                         'aiplatform/trading/bots.py'),
+                                         'aiplatform.trading.bots._last_position': ( 'trading/bots.html#_last_position',
+                                                                                     'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots._message': ('trading/bots.html#_message', 'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots._need': ('trading/bots.html#_need', 'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots._pause': ('trading/bots.html#_pause', 'aiplatform/trading/bots.py'),

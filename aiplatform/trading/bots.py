@@ -118,7 +118,16 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
             await strategy.on_stop()  # first: a strategy's own tasks place no order after the cancel
             try: await client.cancel_placed(strategy.symbol)  # the bot's orders, not those the account placed by hand
             except (ConnectionError, TimeoutError) as e: log.warning("bot %s on %s: its orders not cancelled (%s); cancelled on disconnect", strategy.name, strategy.symbol, e)
+            else: await _last_position(strategy)
     return strategy
+
+async def _last_position(strategy):
+    "Read the bot's position where it ended, into its P&L: a fill in its cancels' batch is told after their answers, which the client may not wait for."
+    try: listed = (await strategy.client.get("positions", strategy.client.shard(strategy.symbol)))["positions"]
+    except (AIPlatformError, aiohttp.ClientError, OSError, TimeoutError) as e:
+        return get_logger("trading.bots").warning("bot %s on %s: its last position not read (%s)", strategy.name, strategy.symbol, e)
+    strategy.client.positions.update((p["symbol"], p) for p in listed)
+    strategy.pnl_history.append((time.time(), strategy.pnl, strategy.position))
 
 # %% ../../nbs/trading/16_bots.ipynb #727cc143
 class BotThread:

@@ -10,7 +10,7 @@ __all__ = ['ORDER_OPS', 'CHANNELS', 'PING_S', 'BACKLOG', 'CLOSE_S', 'BEHIND_S', 
            'positions', 'add_symbol', 'halt', 'resume', 'websocket', 'recheck', 'answer_schemas', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
-import asyncio, gc, re, reprlib, resource, socket
+import asyncio, gc, math, re, reprlib, resource, socket
 import orjson
 from dataclasses import dataclass
 from pydantic import TypeAdapter
@@ -237,8 +237,8 @@ def handle_frame(self: Connection, messages):
 
 @patch
 def retry_after(self: Connection, n=1) -> float:
-    "Seconds until the rate limit lets `n` more messages pass together (a burst of them at most)."
-    return round(max(0.0, min(n, self.rate.burst) - self.rate.tokens) / self.rate.rate, 6)
+    "Seconds until the rate limit lets `n` more messages pass together (a burst of them at most), rounded up to the µs: a wait is never said as 0."
+    return math.ceil(max(0.0, min(n, self.rate.burst) - self.rate.tokens) / self.rate.rate * 1e6) / 1e6
 
 @patch
 def _reply(self: Connection, req):
