@@ -76,7 +76,7 @@ class Hub:
     "Each symbol's book and trade subscribers, each account's order and position subscribers."
     def __init__(self, market: Market):
         self.market, self.books, self.trades, self.orders, self.positions = market, {}, {}, {}, {}
-        self.sockets, self.dirty, self.connections = {}, [], set()  # every open WebSocket: its transport; the connections with messages waiting; every one
+        self.connections, self.dirty = {}, []  # every open WebSocket: its `Connection`; the connections with messages waiting
         market.listeners.append(self.publish)
         market.flushed.append(self.drain)
 
@@ -529,8 +529,7 @@ async def websocket(request):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.trading.send_buffer_kb * 1024)
     conn = Connection(request.app[MARKET], request.app[HUB], user, settings, cod == "true", request.transport)
     conn.credential = _credential(request, user)
-    request.app[HUB].sockets[ws] = request.transport
-    request.app[HUB].connections.add(conn)
+    request.app[HUB].connections[ws] = conn
     writer = asyncio.create_task(conn.write(ws))
     try:
         async for msg in ws:
@@ -538,8 +537,7 @@ async def websocket(request):
             request.app[HUB].drain()  # the answers that need no batch: errors, subscriptions, pongs
     except ConnectionError: pass  # the client left while aiohttp answered it (a ping's pong): not a fault of ours
     finally:
-        request.app[HUB].sockets.pop(ws, None)
-        request.app[HUB].connections.discard(conn)
+        request.app[HUB].connections.pop(ws, None)
         conn.closed()
         if (t := conn.transport).get_write_buffer_size():  # a client that reads nothing: closing its socket would wait for ever to send what waits
             asyncio.get_running_loop().call_later(CLOSE_S, lambda: t.get_write_buffer_size() and t.abort())
@@ -568,7 +566,7 @@ async def recheck(hub: Hub):
     while True:
         await asyncio.sleep(RECHECK_S)
         now = {}
-        for conn in list(hub.connections):
+        for conn in list(hub.connections.values()):
             key, read = conn.credential
             if key not in now:
                 try: now[key] = await asyncio.to_thread(read)
@@ -730,7 +728,7 @@ def make_app(settings) -> web.Application:
     async def started(app):
         m.schedule = asyncio.get_running_loop().call_soon
         app[SYNCS], app[RECHECKS] = asyncio.create_task(_sync_quiet(m)), asyncio.create_task(recheck(app[HUB]))
-    async def stopping(app): await asyncio.gather(*(_goodbye(ws, t) for ws, t in list(app[HUB].sockets.items())))  # at once: one slow reader holds up no other
+    async def stopping(app): await asyncio.gather(*(_goodbye(ws, c.transport) for ws, c in list(app[HUB].connections.items())))  # at once: one slow reader holds up no other
     async def stopped(app):
         app[SYNCS].cancel(), app[RECHECKS].cancel()
         m.close()

@@ -591,7 +591,7 @@ def test_a_frame_of_big_answers_to_a_client_that_reads_nothing_costs_bounded_mem
             raw = await loop.run_in_executor(None, RawSocket, url, keys["vic"])
             await loop.run_in_executor(None, raw.send, [{"op": "subscribe", "channel": "trades", "symbol": "DEMO", "req": i} for i in range(1_000)])
             await asyncio.sleep(1)
-            held = max([t.get_write_buffer_size() for t in app[service.HUB].sockets.values()], default=0)
+            held = max([c.transport.get_write_buffer_size() for c in app[service.HUB].connections.values()], default=0)
             answers = []
             def read():  # now it reads: every message is answered
                 while not any(m.get("req") == 999 for m in answers): answers.extend(raw.messages())
@@ -814,7 +814,7 @@ def test_a_reader_that_reads_nothing_holds_no_more_than_the_backlog_in_its_socke
         async with AsyncTradingClient(url, keys["tess"]) as tess:
             for i in range(6_000):  # a bid, then the ask that takes it: a delta each
                 await tess.requests([order_message("DEMO", "buy" if i % 2 else "sell", 1, 100)])
-                most = max([most] + [t.get_write_buffer_size() for t in app[HUB].sockets.values()])
+                most = max([most] + [c.transport.get_write_buffer_size() for c in app[HUB].connections.values()])
         slow.sock.close()
         await runner.cleanup()
         return most
@@ -896,7 +896,7 @@ def test_a_book_reader_that_reads_nothing_is_dropped_after_its_ping_goes_unanswe
         slow = await asyncio.to_thread(RawSocket, url, keys["vic"])
         slow.send({"op": "subscribe", "channel": "book", "symbol": "DEMO"})
         await asyncio.sleep(0.2)
-        (reader,) = app[service.HUB].sockets.values()
+        reader = next(iter(app[service.HUB].connections.values())).transport
         async with AsyncTradingClient(url, keys["tess"]) as tess:
             for i in range(1_000): await tess.requests([order_message("DEMO", "buy" if i % 2 else "sell", 1, 100)])
             full = reader.get_write_buffer_size()
