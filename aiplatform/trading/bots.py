@@ -7,7 +7,7 @@ __all__ = ['TIMER_S', 'BOTS', 'Strategy', 'run', 'BotThread', 'skewed', 'MarketM
            'journal_session', 'NoiseTrader', 'bot_defaults', 'make_bot', 'param_value', 'read_key', 'main']
 
 # %% ../../nbs/trading/16_bots.ipynb #12b1686f
-import argparse, asyncio, inspect, itertools, math, numbers, os, stat, threading, time
+import argparse, asyncio, inspect, itertools, math, numbers, os, signal, stat, threading, time
 import aiohttp
 from collections import deque
 from contextlib import suppress
@@ -71,6 +71,19 @@ class Strategy:
         if (last := self.client.last_price(self.symbol)) is not None: return last  # a side just taken: where it traded, not the side that is left
         return (bids or asks)[0][0] if bids or asks else None
 
+# %% ../../nbs/trading/16_bots.ipynb #24d0408d
+async def _next(inbox: asyncio.Queue, seconds: float):
+    "`inbox`'s next message, or None after `seconds`."
+    try:
+        async with asyncio.timeout(seconds): return await inbox.get()
+    except TimeoutError: return None
+
+async def _pause(seconds, stop):
+    "Wait `seconds`, or until `stop` (when given) is set."
+    if stop is None: return await asyncio.sleep(seconds)
+    with suppress(TimeoutError):
+        async with asyncio.timeout(seconds): await stop.wait()
+
 # %% ../../nbs/trading/16_bots.ipynb #a8f03584
 async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, stop: asyncio.Event | None = None):
     "Run `strategy` against the service until `stop` is set or `seconds` pass; returns the strategy."
@@ -100,8 +113,7 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
                 if (now := asyncio.get_running_loop().time()) - ticked >= TIMER_S:
                     ticked = now
                     await strategy.on_timer()
-                try: m = await asyncio.wait_for(inbox.get(), TIMER_S)
-                except TimeoutError: continue
+                if (m := await _next(inbox, TIMER_S)) is None: continue
                 kind, symbol = m["type"], m.get("symbol")
                 if symbol != strategy.symbol: continue
                 if kind in ("book", "book_snapshot") and symbol in client.books: await strategy.on_book(client.books[symbol])
@@ -298,10 +310,6 @@ async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, sp
         i += passed
     return counts
 
-async def _pause(seconds, stop):
-    "Wait `seconds`, or until `stop` (when given) is set."
-    if stop is None: return await asyncio.sleep(seconds)
-    with suppress(TimeoutError): await asyncio.wait_for(stop.wait(), seconds)
 
 def _message(c, symbol, cid, offset) -> dict:
     "The service's message for the engine command `c`, under client order id `cid`, its prices shifted by `offset`."
@@ -403,6 +411,12 @@ def read_key(path) -> str:
     if not key or any(c.isspace() for c in key): raise ValidationError(f"key file {path}: expected one API key, alone")
     return key
 
+async def _until_stopped(bot, urls, key, seconds):
+    "`run` the bot until `seconds` pass, or a SIGTERM (a supervisor's stop: systemd, `docker stop`) ends it as Ctrl-C does: its orders cancelled, its summary said."
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    return await run(bot, urls, key, seconds, stop)
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m aiplatform.trading.bots", description="Run a built-in trading bot.")
     ap.add_argument("bot", choices=sorted(BOTS))
@@ -416,7 +430,7 @@ def main(argv=None):
     params = dict(p.split("=", 1) for p in args.set)
     try: bot, key = make_bot(args.bot, args.symbol, **{k: param_value(v) for k, v in params.items()}), read_key(args.key_file)
     except ValidationError as e: ap.error(str(e))
-    try: asyncio.run(run(bot, args.url, key, args.seconds))
+    try: asyncio.run(_until_stopped(bot, args.url, key, args.seconds))
     except KeyboardInterrupt: pass  # Ctrl-C: the run was cancelled, and cancelled the bot's orders as it ended
     except (AIPlatformError, OSError) as e: ap.exit(1, f"{ap.prog}: {e}\n")  # the service refused it (a symbol not traded, a bad key) or is down
     except (aiohttp.ClientError, ValueError) as e: ap.exit(1, f"{ap.prog}: --url {' '.join(args.url)}: not the trading service ({type(e).__name__}: {e})\n")

@@ -180,7 +180,8 @@ async def write(self: Connection, ws, close_s=CLOSE_S):
     with the reason when the outbox overflowed, within `close_s` seconds, else drop it (a client that reads nothing at all is cut off)."""
     snapshot, t, behind = self._snapshot, self.transport, BEHIND_S[0]
     while not ws.closed and not t.is_closing():
-        try: await asyncio.wait_for(self.wake.wait(), self.heartbeat)
+        try:
+            async with asyncio.timeout(self.heartbeat): await self.wake.wait()  # not `wait_for`: on Python 3.11 it loses a cancel that meets a wake
         except TimeoutError: self.outbox.put({"type": "heartbeat"})
         self.wake.clear()
         if self.outbox.closed:
