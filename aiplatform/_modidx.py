@@ -2486,6 +2486,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                          'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._save_symbols': ( 'trading/market.html#market._save_symbols',
                                                                                                'aiplatform/trading/market.py'),
+                                           'aiplatform.trading.market.Market._send_answers': ( 'trading/market.html#market._send_answers',
+                                                                                               'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._snapshotted': ( 'trading/market.html#market._snapshotted',
                                                                                               'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._sync_files': ( 'trading/market.html#market._sync_files',

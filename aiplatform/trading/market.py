@@ -373,10 +373,19 @@ def _unbanded(self: Market, r: Request) -> bool:
     return r.row is not None and r.row[0] == OP_SUBMIT and r.row[4] == MARKET and self.specs[r.symbol].price_band_pct > 0
 
 @patch
+def _send_answers(self: Market, ledger_size=None):
+    "Send the batch's answers (`flushed`); given the ledger's size before the batch (`fsync = always`), once the lines it wrote of what no journal holds (refusals, market orders as sent) are durable, and the ids they name."
+    if ledger_size is not None and self.ledger.size != ledger_size:
+        try: self.cids.sync(), self.ledger.sync()
+        except OSError: get_logger("trading.market").exception("refusals not synced before their answers")
+    for done in self.flushed: done()
+
+@patch
 def flush(self: Market):
     "Send the queued commands (up to `MAX_BATCH`) to the engine, one batch per symbol; answer each, send; then record, tell the listeners, send."
     pending, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
     if not pending: return
+    ledger_size = self.ledger.size if self.fsync == "always" else None
     if self.pending and self.schedule: self.schedule(self.flush)  # the rest in the next turn, after these are answered
     now, by_symbol, news = self.clock(), {}, []
     for r in pending: by_symbol.setdefault(r.symbol, []).append(r)
@@ -384,8 +393,7 @@ def flush(self: Market):
     except OSError as e:  # the new ids not written (a full disk): nothing of this batch may reach the journal
         get_logger("trading.market").exception("a batch of %d commands: its client order ids not written", len(pending))
         for symbol, requests in by_symbol.items(): self._refuse(symbol, requests, e)
-        for done in self.flushed: done()
-        return
+        return self._send_answers(ledger_size)
     for symbol in [s for s in by_symbol if self.specs[s].halted]: by_symbol[symbol] = self._halted(symbol, by_symbol[symbol])
     failed = {}  # symbol: the error its batch failed with; its later parts are refused too
     for symbol, requests, more in _in_parts(by_symbol, self._unbanded):
@@ -418,7 +426,7 @@ def flush(self: Market):
             r.reply(error is None, state, error)
         if more: changed = {oid: dict(s) for oid, s in changed.items()}  # the states as this part left them: a later part changes them again
         news.append((symbol, seq, events, changed, fills))
-    for done in self.flushed: done()
+    self._send_answers(ledger_size)
     for symbol, seq, events, changed, fills in news:
         try: self.ledger.record(symbol, changed, fills, seq)
         except OSError: get_logger("trading.market").exception("%s: the ledger's line of a batch not written yet (with the next one)", symbol)
