@@ -147,16 +147,20 @@ def test_a_lost_order_keeps_its_place_among_the_done_ones(tmp_path):
     assert sorted(cid for account, cid in m.cids.ids if account == 1) == kept == ["s1", "s2"]
     m.close()
 
-POWER_LOST = """
+NOTING_SYNCS = """
 import json, os, sys
 from aiplatform.trading.journal import JournalWriter
-from aiplatform.trading.market import Market, symbol_spec
+from aiplatform.trading.engine import RiskLimits
+from aiplatform.trading.market import Market
 from aiplatform.trading.orders import Order
 folder, synced, fsync = sys.argv[1], {}, os.fsync
 def noted(fd):
     fsync(fd)
     synced[os.readlink(f"/proc/self/fd/{fd}")] = os.fstat(fd).st_size
 os.fsync = noted
+"""  # a script's start: each file's size when it was last synced, in `synced`
+
+POWER_LOST = NOTING_SYNCS + """
 m = Market(folder, [{"symbol": "DEMO"}], fsync="batch")
 m.submit(2, Order(cid="ask", symbol="DEMO", side="sell", price=100, qty=5), lambda *a: None)
 m.flush()
@@ -181,16 +185,7 @@ def test_a_ledger_past_the_journal_after_a_power_loss_is_brought_back_to_it(tmp_
         assert (m.engine.book("DEMO").depth()["asks"], m.engine.position(1, "DEMO").qty, m.ledger.seqs) == ([(100, 5)], 0, {"DEMO": 1})
         m.close()
 
-REFUSED_THEN_POWER_LOST = """
-import json, os, sys
-from aiplatform.trading.engine import RiskLimits
-from aiplatform.trading.market import Market
-from aiplatform.trading.orders import Order
-folder, synced, fsync = sys.argv[1], {}, os.fsync
-def noted(fd):
-    fsync(fd)
-    synced[os.readlink(f"/proc/self/fd/{fd}")] = os.fstat(fd).st_size
-os.fsync = noted
+REFUSED_THEN_POWER_LOST = NOTING_SYNCS + """
 m = Market(folder, [{"symbol": "DEMO"}], fsync="always", limits=RiskLimits(max_order_qty=10, price_band_pct=0))
 answers = []
 order = lambda account, cid, qty: m.submit(account, Order(cid=cid, symbol="DEMO", side="buy", price=100, qty=qty), lambda ok, s, e: answers.append((cid, s["status"])))
