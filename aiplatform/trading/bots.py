@@ -310,7 +310,6 @@ async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, sp
         i += passed
     return counts
 
-
 def _message(c, symbol, cid, offset) -> dict:
     "The service's message for the engine command `c`, under client order id `cid`, its prices shifted by `offset`."
     if c["op"] == OP_CANCEL: return dict(op="cancel", cid=cid)
