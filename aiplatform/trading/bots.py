@@ -71,6 +71,21 @@ class Strategy:
         if (last := self.client.last_price(self.symbol)) is not None: return last  # a side just taken: where it traded, not the side that is left
         return (bids or asks)[0][0] if bids or asks else None
 
+# %% ../../nbs/trading/16_bots.ipynb #f4731d2f
+class _Inbox(asyncio.Queue):
+    "A bot's messages in order, but at most one book message waiting (a slow bot skips to the latest book, not through every change)."
+    book_waiting = False
+    def put_nowait(self, m):
+        if m["type"] in ("book", "book_snapshot"):
+            if self.book_waiting: return
+            self.book_waiting = True
+        super().put_nowait(m)
+
+    def get_nowait(self):
+        m = super().get_nowait()
+        if m["type"] in ("book", "book_snapshot"): self.book_waiting = False
+        return m
+
 # %% ../../nbs/trading/16_bots.ipynb #24d0408d
 async def _next(inbox: asyncio.Queue, seconds: float):
     "`inbox`'s next message, or None after `seconds`."
@@ -87,7 +102,7 @@ async def _pause(seconds, stop):
 # %% ../../nbs/trading/16_bots.ipynb #a8f03584
 async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, stop: asyncio.Event | None = None):
     "Run `strategy` against the service until `stop` is set or `seconds` pass; returns the strategy."
-    inbox, stop = asyncio.Queue(), stop or asyncio.Event()
+    inbox, stop = _Inbox(), stop or asyncio.Event()
     log = get_logger("trading.bots")
     async with AsyncTradingClient(urls, key, cancel_on_disconnect=True) as client:
         strategy.client = client
@@ -136,7 +151,7 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
 async def _last_position(strategy):
     "Read the bot's position where it ended, into its P&L: a fill in its cancels' batch is told after their answers, which the client may not wait for."
     try: listed = (await strategy.client.get("positions", strategy.client.shard(strategy.symbol)))["positions"]
-    except (AIPlatformError, aiohttp.ClientError, OSError, TimeoutError) as e:
+    except (AIPlatformError, aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
         return get_logger("trading.bots").warning("bot %s on %s: its last position not read (%s)", strategy.name, strategy.symbol, e)
     strategy.client.positions.update((p["symbol"], p) for p in listed)
     strategy.pnl_history.append((time.time(), strategy.pnl, strategy.position))
@@ -159,8 +174,12 @@ class BotThread:
             except Exception as e: self.error = e
             finally: self._loop.close()
         self._thread = threading.Thread(target=main, daemon=True, name=f"bot-{strategy.name}")
-        self._thread.start()
-        started.wait()
+        try:
+            self._thread.start()
+            started.wait()
+        except BaseException:  # interrupted as it starts: a bot no one holds would trade on, never to be stopped
+            if started.wait(5): self.stop()
+            raise
 
     @property
     def running(self) -> bool: return self._thread.is_alive()
