@@ -95,22 +95,31 @@ def _background(self: AsyncTradingClient, coro) -> asyncio.Task:
     "Run `coro` as a task of this client's, cancelled by `close`."
     task = asyncio.get_running_loop().create_task(coro)
     self._tasks.add(task)
-    task.add_done_callback(self._tasks.discard)
+    task.add_done_callback(self._ended)
     return task
+
+@patch
+def _ended(self: AsyncTradingClient, task):
+    "A background task is done: forgotten, its error (a fault of ours) logged as it ends, not left for the collector to call never retrieved."
+    self._tasks.discard(task)
+    if not task.cancelled() and (e := task.exception()) is not None: get_logger("trading.client").error("a background task failed", exc_info=e)
 
 @patch
 async def _why(self: AsyncTradingClient, url) -> str | None:
     "The service's own words for a WebSocket handshake it refused (a bad key, say): the same request over plain HTTP gets them."
     try:
-        async with self._session.get(url) as r: return (await r.json(content_type=None)).get("error")
-    except (aiohttp.ClientError, ValueError, AttributeError): return None
+        async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=CONNECT_S)) as r: return (await r.json(content_type=None)).get("error")
+    except (aiohttp.ClientError, ValueError, AttributeError, TimeoutError): return None  # a service that does not say: the handshake's status alone
 
 @patch
 async def _read(self: AsyncTradingClient, ws):
     "Take in what `ws` brings until it closes; then fail the requests it carried, naming the shard and the service's reason, and reconnect."
     while (msg := await ws.receive()).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
         if msg.type != aiohttp.WSMsgType.TEXT: continue
-        data = json.loads(msg.data)
+        try: data = json.loads(msg.data)
+        except ValueError:  # not the service's (an intermediary's): skipped; ended here, the reader would leave every later answer unread
+            get_logger("trading.client").error("a frame that is not JSON, skipped: %.200r", msg.data)
+            continue
         for m in data if isinstance(data, list) else [data]:
             try: self._on(m)
             except Exception: get_logger("trading.client").exception("taking in %.200r (a listener's fault?)", m)  # the reader goes on
@@ -122,10 +131,17 @@ async def _read(self: AsyncTradingClient, ws):
 
 @patch
 async def close(self: AsyncTradingClient):
+    "Close every shard's connection at once (aiohttp gives a silent one 10 s), then end the background tasks and the session, even when cancelled meanwhile (a bot stopped twice)."
     self._closing = True
-    for ws in list(self._ws.values()): await ws.close()  # a copy: a reconnect may end meanwhile
+    try: await asyncio.gather(*(ws.close() for ws in list(self._ws.values())), return_exceptions=True)  # a copy: a reconnect may end meanwhile
+    finally: await self._drop()
+
+@patch
+async def _drop(self: AsyncTradingClient):
+    "End at once what `close` ends politely: the background tasks cancelled (a reconnect still trying, a resubscription: none outlives the client), the session closed (its connections dropped, no close frame awaited)."
+    self._closing = True
     tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-    for task in tasks: task.cancel()  # a reconnect still trying, a resubscription: none outlives the client
+    for task in tasks: task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     if self._session: await self._session.close()
     self._ws, self._session = {}, None
@@ -143,6 +159,7 @@ def _on(self: AsyncTradingClient, m: dict):
             self._resyncing.discard(symbol)
         except BookOutOfSync:
             self.resyncs += 1
+            self.books.pop(symbol, None)  # now: a book known to be wrong (the delta applied, its checksum not met) is never read
             self._resyncing.add(symbol)
             self._background(self._resubscribe(symbol))
             return
@@ -255,7 +272,7 @@ async def _catch_up(self: AsyncTradingClient, shard):
         self.fills = deque(fills, maxlen=self.keep)
         for f in fills:
             if f["fill_id"] not in known and f["cid"] in self.placed: self._tell({"type": "fill", **f})  # a bot's `on_fill`
-    except (AIPlatformError, aiohttp.ClientError, OSError) as e: get_logger("trading.client").warning("%s: catching up after a reconnect: %s", self.urls[shard], e)
+    except (AIPlatformError, aiohttp.ClientError, OSError, ValueError) as e: get_logger("trading.client").warning("%s: catching up after a reconnect: %s", self.urls[shard], e)
 
 # %% ../../nbs/trading/15_client.ipynb #400d0856
 @patch
@@ -358,13 +375,15 @@ async def cancel_placed(self: AsyncTradingClient, symbol=None, cids=None) -> lis
     "Cancel the open orders this client placed (in `symbol` only, of `cids` only, if given), not the account's others; their client order ids."
     mine = [o for c in (self.placed if cids is None else self.placed & set(cids))
             if (o := self.orders.get(c)) is not None and not is_done(o) and symbol in (None, o["symbol"])]
-    for s in {self.shard(o["symbol"]) for o in mine}:
-        cids = [o["cid"] for o in mine if self.shard(o["symbol"]) == s]
+    async def on(s, cids):
         while cids:  # one filled meanwhile is refused, fine; those the rate limit refused go again once it lets them pass
             answers = await self.requests([dict(op="cancel", cid=c) for c in cids], s, check=False)
             waits = {c: a.get("retry_after_s") or 0.1 for c, a in zip(cids, answers) if a.get("status") == RateLimited.status}
             cids = list(waits)
             if waits: await asyncio.sleep(max(waits.values()))
+    shards = {self.shard(o["symbol"]) for o in mine}
+    done = await asyncio.gather(*(on(s, [o["cid"] for o in mine if self.shard(o["symbol"]) == s]) for s in shards), return_exceptions=True)
+    if errors := [e for e in done if isinstance(e, BaseException)]: raise errors[0]  # every shard at once: one that does not answer holds up no other
     return [o["cid"] for o in mine]
 
 @patch
@@ -380,14 +399,22 @@ async def subscribe(self: AsyncTradingClient, channel, symbol=None):
     "Subscribe to a symbol's `book` or `trades`, or to your own `orders` or `positions` (on every shard)."
     shards = [self.shard(symbol)] if symbol else range(len(self.urls))
     self._subscribed.add((channel, symbol))  # first: a shard that drops now subscribes again when it reconnects
-    answers = await asyncio.gather(*(self.request("subscribe", s, channel=channel, **({"symbol": symbol} if symbol else {})) for s in shards),
-                                   return_exceptions=True)  # every shard at once: one down delays none
+    fields = dict(channel=channel, **({"symbol": symbol} if symbol else {}))
+    try: answers = await asyncio.gather(*(self.request("subscribe", s, **fields) for s in shards), return_exceptions=True)  # every shard at once: one down delays none
+    except asyncio.CancelledError:  # interrupted: not wanted after all (a reconnect would make it), and undone where it may have reached
+        self._subscribed.discard((channel, symbol))
+        for s in shards: self._background(_quietly(self.request("unsubscribe", s, **fields)))
+        raise
     errors = [(s, a) for s, a in zip(shards, answers) if isinstance(a, BaseException)]
     if refused := [e for _, e in errors if not isinstance(e, _NOT_NOW)]:
         self._subscribed.discard((channel, symbol))  # refused for good: nothing to follow
         raise refused[0]
     for s, _ in errors: self._background(self._follow(s, channel, symbol))  # subscribed once it can be
     if errors: raise errors[0][1]
+
+async def _quietly(coro):
+    "Run `coro` for what it does, whatever it answers (an unsubscribe of what was never subscribed)."
+    with suppress(Exception): await coro
 
 @patch
 async def unsubscribe(self: AsyncTradingClient, channel, symbol=None):
@@ -407,8 +434,12 @@ async def get(self: AsyncTradingClient, path, shard=0, **params) -> dict:
     if self._session is None: self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.key}"})
     async with self._session.get(self.urls[shard] + path, params={k: str(v) for k, v in params.items() if v is not None},
                                  timeout=aiohttp.ClientTimeout(total=GET_S)) as r:
-        body = await r.json(content_type=None)
-        if r.status >= 400: raise error_of(r.status, body.get("error", r.reason), body.get("order"))
+        if r.status in (502, 503, 504): raise ConnectionError(f"{self.urls[shard]}{path}: {r.status} {r.reason}")  # a proxy before a service down or restarting, as `_socket` takes it
+        try: body = await r.json(content_type=None)
+        except ValueError:
+            if r.status < 400: raise
+            body = {}  # a page, not the service's JSON: its status says it
+        if r.status >= 400: raise error_of(r.status, body.get("error", f"{self.urls[shard]}{path}: {r.status} {r.reason}"), body.get("order"))
         return body
 
 @patch
@@ -472,8 +503,9 @@ class TradingClient:
     def __init__(self, urls, key: str, cancel_on_disconnect=False):
         self._loop, self._closed = asyncio.new_event_loop(), False
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="trading-client")
-        self._thread.start()
-        try: self.aio = self._run(self._make(urls, key, cancel_on_disconnect))
+        try:
+            self._thread.start()
+            self.aio = self._run(self._make(urls, key, cancel_on_disconnect))
         except BaseException:
             self._end()  # no thread left behind by a client that was never made
             raise
@@ -482,15 +514,22 @@ class TradingClient:
     async def _call(self, fn): return fn()
 
     def _run(self, coro):
-        "Run `coro` on the client's loop to its end (the async client's own timeouts bound it); interrupted, it is cancelled."
+        "Run `coro` on the client's loop to its end (the async client's own timeouts bound it); interrupted, even as it is handed to the loop, it is cancelled, or never begins if it had not (an order the loop had already sent may be placed: `orders` says)."
         if self._closed or threading.current_thread() is self._thread:
             coro.close()
             if self._closed: raise ConnectionError("TradingClient: closed")
             raise RuntimeError("TradingClient: called from its own loop's thread (a listener?), where it would wait on itself; use its `aio` client's coroutines there")
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try: return future.result()
-        except BaseException:
-            future.cancel()  # given up (an interrupted kernel): the order is not sent afterwards
+        call = {"given_up": False, "task": None}
+        async def unless_given_up():
+            call["task"] = asyncio.current_task()
+            if call["given_up"]:  # interrupted before it began: the order is never sent
+                coro.close()
+                raise asyncio.CancelledError
+            return await coro
+        try: return asyncio.run_coroutine_threadsafe(unless_given_up(), self._loop).result()
+        except BaseException:  # given up (an interrupted kernel): the order is not sent afterwards
+            call["given_up"] = True  # before the cancel below: begun after this, it never sends; begun before, the cancel finds its task
+            self._loop.call_soon_threadsafe(lambda: call["task"] and call["task"].cancel())
             raise
 
     def __getattr__(self, name):
@@ -507,11 +546,14 @@ class TradingClient:
         finally: self._end()
 
     def _end(self):
-        "Stop the loop and its thread."
+        "Stop the loop and its thread; then end what an interrupted close left (its session: the connections dropped, so the service cancels a cancel-on-disconnect connection's orders now, not at its ping timeout)."
         self._closed = True
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        if not self._thread.is_alive(): self._loop.close()
+        self._loop.call_soon_threadsafe(self._loop.stop)  # before it runs too: it stops as it begins
+        try: self._thread.join(5)
+        except RuntimeError: return  # interrupted in `start`, before the thread began: it stops as it begins, its loop left to the collector
+        if self._thread.is_alive(): return
+        if (aio := self.__dict__.get("aio")) is not None and (aio._session is not None or aio._tasks): self._loop.run_until_complete(aio._drop())
+        self._loop.close()
 
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()

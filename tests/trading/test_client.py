@@ -4,12 +4,13 @@ unsubscribed book stays dropped, `cancel_placed` cancels this client's orders on
 connection lost or that timed out among them, and those the rate limit refused sent again), a shard that never answers
 holds up no other, a catch-up after a reconnect keeps what the stream said since and tells the fills missed, a close
 names the shard and the service's reason, and the client imports without the service."""
-import asyncio, base64, hashlib, socket, subprocess, sys, threading, time
+import asyncio, base64, contextlib, hashlib, json, signal, socket, subprocess, sys, threading, time
 import pytest
 from conftest import free_port
 from trading_service import Proxy, make_users, start_trading, stop
 from aiplatform.trading import client
 from aiplatform.trading.client import AsyncTradingClient, TradingClient, order_message
+from aiplatform.core import NotFound
 from aiplatform.trading.market import shard_of
 
 @pytest.fixture(scope="module")
@@ -121,11 +122,7 @@ def test_a_shard_that_stops_reading_times_the_request_out():
     def serve():
         conn, _ = server.accept()
         held.append(conn)
-        head = b""
-        while b"\r\n\r\n" not in head: head += conn.recv(4096)
-        key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key"))
-        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()).decode()
-        conn.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n".encode())
+        _accept_ws(conn)
     threading.Thread(target=serve, daemon=True).start()
     orders = [dict(op="order", cid=f"c{i}", symbol="DEMO", side="buy", qty=1, price=100, pad="x" * 200) for i in range(40_000)]
     async def main():
@@ -290,11 +287,7 @@ def test_a_close_names_the_shard_and_the_services_reason():
     server.bind(("127.0.0.1", 0)), server.listen()
     def serve():
         conn, _ = server.accept()
-        head = b""
-        while b"\r\n\r\n" not in head: head += conn.recv(4096)
-        key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key"))
-        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()).decode()
-        conn.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n".encode())
+        _accept_ws(conn)
         conn.recv(4096)  # the request
         reason = (1008).to_bytes(2, "big") + b"slow consumer: 11 messages waiting"
         conn.sendall(bytes([0x88, len(reason)]) + reason)
@@ -330,3 +323,151 @@ def test_the_client_imports_without_the_service():
                              "print(sorted(m for m in ('aiplatform.trading.service', 'aiplatform.platform.store', 'alembic') if m in sys.modules))"],
                             capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]", loaded
+
+def _accept_ws(conn):
+    "Complete, by hand, the WebSocket handshake a client began on `conn`."
+    head = b""
+    while b"\r\n\r\n" not in head: head += conn.recv(4096)
+    key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key"))
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()).decode()
+    conn.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n".encode())
+
+def _read_frame(conn) -> str:
+    "The text of a client's next (masked) frame, of under 126 bytes."
+    head = conn.recv(2)
+    mask, data = conn.recv(4), conn.recv(head[1] & 0x7F)
+    return bytes(b ^ mask[i % 4] for i, b in enumerate(data)).decode()
+
+def _text(text: str) -> bytes: return bytes([0x81, len(text)]) + text.encode()  # a server's frame, of under 126 bytes
+
+def test_a_frame_that_is_not_json_is_skipped_and_the_reader_goes_on():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0)), server.listen()
+    def serve():
+        conn, _ = server.accept()
+        _accept_ws(conn)
+        conn.sendall(_text("<html>a proxy's page</html>"))
+        req = json.loads(_read_frame(conn))["req"]
+        conn.sendall(_text(json.dumps({"type": "pong", "req": req})))
+        time.sleep(1)
+        conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    async def main():
+        async with AsyncTradingClient(f"http://127.0.0.1:{server.getsockname()[1]}/", "key") as c:
+            assert (await c.requests([{"op": "ping"}], timeout=5))[0]["type"] == "pong"  # before: the reader had ended, and the request timed out
+    try: asyncio.run(main())
+    finally: server.close()
+
+def _page_server(status: bytes) -> socket.socket:
+    "A server that answers every request with an HTML page and `status`, as a proxy does."
+    server, page = socket.socket(), b"<html><body>not the service</body></html>"
+    server.bind(("127.0.0.1", 0)), server.listen()
+    def serve():
+        while True:
+            try: conn, _ = server.accept()
+            except OSError: return
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 %s\r\nContent-Type: text/html\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (status, len(page), page))
+            conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+def test_a_proxys_page_is_a_shard_down_or_names_its_status(svc):
+    down, missing = _page_server(b"503 Service Unavailable"), _page_server(b"404 Not Found")
+    url = lambda s: f"http://127.0.0.1:{s.getsockname()[1]}/"
+    async def main():
+        async with AsyncTradingClient([url(down), svc.url], svc.keys["tess"]) as c:
+            with pytest.raises(ConnectionError, match="symbols: 503 Service Unavailable"): await c.get("symbols", 0)  # before: JSONDecodeError
+            assert (await c.me())["username"] == "tess"  # the next shard asked, as when one is down
+        async with AsyncTradingClient(url(missing), svc.keys["tess"]) as c:
+            with pytest.raises(NotFound, match="symbols: 404 Not Found"): await c.get("symbols")
+    try: asyncio.run(main())
+    finally: down.close(), missing.close()
+
+def test_cancel_placed_cancels_on_every_shard_at_once(svc):
+    mute = socket.socket()  # completes the handshake, then answers nothing
+    mute.bind(("127.0.0.1", 0)), mute.listen()
+    threading.Thread(target=lambda: _accept_ws(mute.accept()[0]), daemon=True).start()
+    urls = [f"http://127.0.0.1:{mute.getsockname()[1]}/", svc.url, svc.url]  # in 3 shards, ACME is on the first, DEMO on the last
+    on_mute = "ACME"
+    assert (shard_of(on_mute, 3), shard_of("DEMO", 3)) == (0, 2)
+    async def main():
+        async with AsyncTradingClient(urls, svc.keys["tess"]) as c:
+            await c.order("DEMO", "buy", 1, 90, cid="here")
+            c.orders["there"] = c.orders["here"] | {"cid": "there", "symbol": on_mute}  # as if placed on the shard that went silent
+            c.placed.add("there")
+            cancelling = asyncio.create_task(c.cancel_placed())
+            async with asyncio.timeout(5):  # before: the silent shard first, 30 s, and "here" never cancelled
+                while c.orders["here"]["status"] != "cancelled": await asyncio.sleep(0.02)
+            cancelling.cancel()
+    try: asyncio.run(main())
+    finally: mute.close()
+
+def test_an_interrupted_subscribe_is_not_made_later(svc):
+    mute = socket.socket()  # accepts, answers nothing: the handshake never ends
+    mute.bind(("127.0.0.1", 0)), mute.listen()
+    async def main():
+        async with AsyncTradingClient(f"http://127.0.0.1:{mute.getsockname()[1]}/", svc.keys["tess"]) as c:
+            subscribing = asyncio.create_task(c.subscribe("book", "DEMO"))
+            await asyncio.sleep(0.3)
+            subscribing.cancel()  # a kernel's interrupt
+            with pytest.raises(asyncio.CancelledError): await subscribing
+            assert c._subscribed == set()  # before: kept, and made by the next reconnect, unasked
+    try: asyncio.run(main())
+    finally: mute.close()
+
+class Interrupted(Exception): "A kernel's interrupt, as these tests send it (a KeyboardInterrupt would end pytest's run)."
+
+@contextlib.contextmanager
+def interrupted_after(seconds):
+    "Raise `Interrupted` in this (the main) thread `seconds` from now, by a signal as a kernel's interrupt does: it ends a wait on a lock too."
+    armed = [True]
+    def raised(*_):
+        if armed[0]: raise Interrupted
+    before = signal.signal(signal.SIGUSR1, raised)
+    timer = threading.Timer(seconds, signal.pthread_kill, (threading.main_thread().ident, signal.SIGUSR1))
+    timer.start()
+    try: yield
+    finally:
+        armed[0] = False
+        timer.cancel(), timer.join()  # sent by now, or never: not once the default action (the end of the process) is back
+        signal.signal(signal.SIGUSR1, before)
+
+def test_an_interrupted_close_drops_the_connection_and_its_orders_are_cancelled_at_once(svc):
+    proxy = Proxy(svc.url)
+    watcher, c = TradingClient(svc.url, svc.keys["tess"]), TradingClient(proxy.url, svc.keys["tess"], cancel_on_disconnect=True)
+    try:
+        c.order("DEMO", "buy", 1, 80, cid="cod")
+        proxy.silent = True  # the link stalls: the close waits for the service's close frame
+        with pytest.raises(Interrupted), interrupted_after(1): c.close()
+        deadline = time.monotonic() + 5  # before: open until the service's ping timed out, some 45 s
+        while "cod" in set(watcher.orders_frame()["cid"]) and time.monotonic() < deadline: time.sleep(0.1)
+        assert "cod" not in set(watcher.orders_frame()["cid"]) and not c._thread.is_alive()
+    finally: watcher.close()
+
+def test_an_order_interrupted_before_it_reached_the_loop_is_never_sent(svc, monkeypatch):
+    with TradingClient(svc.url, svc.keys["tess"]) as c:
+        wake = c._loop._write_to_self
+        def interrupted():  # the interrupt as the call is handed to the loop, before its wake-up is written
+            monkeypatch.setattr(c._loop, "_write_to_self", wake)
+            raise Interrupted
+        monkeypatch.setattr(c._loop, "_write_to_self", interrupted)
+        with pytest.raises(Interrupted): c.order("DEMO", "buy", 1, 81, cid="never")
+        c.me()  # the loop wakes: before, the order went then
+        time.sleep(0.2)
+        assert "never" not in set(c.orders_frame()["cid"])
+
+def test_a_client_or_bot_interrupted_as_it_starts_leaves_no_thread_and_no_bot(svc, monkeypatch):
+    from aiplatform.trading.bots import BotThread, MarketMaker
+    start = threading.Thread.start
+    def interrupted(thread):  # the interrupt just after the client's or the bot's thread began
+        start(thread)
+        if thread.name == "trading-client" or thread.name.startswith("bot-"): raise Interrupted
+    monkeypatch.setattr(threading.Thread, "start", interrupted)
+    before = {t.ident for t in threading.enumerate()}
+    with pytest.raises(Interrupted): TradingClient(svc.url, svc.keys["ada"])
+    with pytest.raises(Interrupted): BotThread(MarketMaker("DEMO", spread=2, qty=1, fair=70), svc.url, svc.keys["ada"])
+    monkeypatch.undo()
+    time.sleep(1)  # a bot left running would be quoting by now
+    assert [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()] == []  # before: "trading-client", "bot-market_maker"
+    with TradingClient(svc.url, svc.keys["ada"]) as ada: assert ada.orders_frame(symbol="DEMO").empty
