@@ -2080,8 +2080,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                  'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client._newest': ( 'trading/client.html#_newest',
                                                                                   'aiplatform/trading/client.py'),
-                                           'aiplatform.trading.client._quietly': ( 'trading/client.html#_quietly',
-                                                                                   'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client._raise': ( 'trading/client.html#_raise',
                                                                                  'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.error_of': ( 'trading/client.html#error_of',

@@ -430,10 +430,13 @@ def read_key(path) -> str:
     return key
 
 async def _until_stopped(bot, urls, key, seconds):
-    "`run` the bot until `seconds` pass, or a SIGTERM (a supervisor's stop: systemd, `docker stop`) ends it as Ctrl-C does: its orders cancelled, its summary said."
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    return await run(bot, urls, key, seconds, stop)
+    "`run` the bot until `seconds` pass, or (on the main thread) a SIGTERM, a supervisor's stop (systemd, `docker stop`), ends it as Ctrl-C does: its orders cancelled, its summary said; the caller's own SIGTERM handler is back after."
+    stop, loop, before = asyncio.Event(), asyncio.get_running_loop(), signal.getsignal(signal.SIGTERM)
+    on_main = threading.current_thread() is threading.main_thread()  # signals reach the main thread only
+    if on_main: loop.add_signal_handler(signal.SIGTERM, stop.set)
+    try: return await run(bot, urls, key, seconds, stop)
+    finally:
+        if on_main and loop.remove_signal_handler(signal.SIGTERM) and before is not None: signal.signal(signal.SIGTERM, before)
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m aiplatform.trading.bots", description="Run a built-in trading bot.")

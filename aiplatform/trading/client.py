@@ -401,9 +401,8 @@ async def subscribe(self: AsyncTradingClient, channel, symbol=None):
     self._subscribed.add((channel, symbol))  # first: a shard that drops now subscribes again when it reconnects
     fields = dict(channel=channel, **({"symbol": symbol} if symbol else {}))
     try: answers = await asyncio.gather(*(self.request("subscribe", s, **fields) for s in shards), return_exceptions=True)  # every shard at once: one down delays none
-    except asyncio.CancelledError:  # interrupted: not wanted after all (a reconnect would make it), and undone where it may have reached
-        self._subscribed.discard((channel, symbol))
-        for s in shards: self._background(_quietly(self.request("unsubscribe", s, **fields)))
+    except asyncio.CancelledError:  # interrupted: still wanted (`unsubscribe` ends it), so made once each shard answers, as when one is down
+        for s in shards: self._background(self._follow(s, channel, symbol))
         raise
     errors = [(s, a) for s, a in zip(shards, answers) if isinstance(a, BaseException)]
     if refused := [e for _, e in errors if not isinstance(e, _NOT_NOW)]:
@@ -411,10 +410,6 @@ async def subscribe(self: AsyncTradingClient, channel, symbol=None):
         raise refused[0]
     for s, _ in errors: self._background(self._follow(s, channel, symbol))  # subscribed once it can be
     if errors: raise errors[0][1]
-
-async def _quietly(coro):
-    "Run `coro` for what it does, whatever it answers (an unsubscribe of what was never subscribed)."
-    with suppress(Exception): await coro
 
 @patch
 async def unsubscribe(self: AsyncTradingClient, channel, symbol=None):
@@ -548,12 +543,12 @@ class TradingClient:
     def _end(self):
         "Stop the loop and its thread; then end what an interrupted close left (its session: the connections dropped, so the service cancels a cancel-on-disconnect connection's orders now, not at its ping timeout)."
         self._closed = True
+        if (aio := self.__dict__.get("aio")) is not None and self._thread.is_alive() and (aio._session is not None or aio._tasks):
+            with suppress(BaseException): asyncio.run_coroutine_threadsafe(aio._drop(), self._loop).result(5)  # on its loop: a notebook's cell runs in a loop of its own
         self._loop.call_soon_threadsafe(self._loop.stop)  # before it runs too: it stops as it begins
         try: self._thread.join(5)
         except RuntimeError: return  # interrupted in `start`, before the thread began: it stops as it begins, its loop left to the collector
-        if self._thread.is_alive(): return
-        if (aio := self.__dict__.get("aio")) is not None and (aio._session is not None or aio._tasks): self._loop.run_until_complete(aio._drop())
-        self._loop.close()
+        if not self._thread.is_alive(): self._loop.close()
 
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()

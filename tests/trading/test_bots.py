@@ -1,7 +1,7 @@
 """The built-in bots trading against a real service: a market maker quoting with inventory skew, a noise trader from
 the order-flow generator and an MA momentum bot make a market together; each one's P&L and position are live; a bot
 stopped leaves no open order; replay streams a generated session at N× speed; a bot runs as its own process."""
-import asyncio, json, os, signal, subprocess, sys, time, urllib.request
+import asyncio, json, os, signal, subprocess, sys, threading, time, urllib.request
 import numpy as np
 import pytest
 from aiplatform.core import ValidationError
@@ -304,6 +304,22 @@ def test_ctrl_c_or_sigterm_stops_the_bots_process_with_its_summary_and_its_order
         out, err = bot.communicate(timeout=30)
         assert (bot.returncode, out, "Traceback" in err) == (0, f"market_maker on {symbol}: position 0, P&L 0.00\n", False), err  # before: -2, a traceback, nothing said; SIGTERM: -15, nothing said; a Ctrl-C that met a book update was lost (3.11's wait_for)
         assert tom.orders_frame(symbol=symbol).empty
+
+def test_the_bots_main_in_process_keeps_the_callers_sigterm_handler_and_runs_off_the_main_thread(market, tmp_path):
+    from aiplatform.trading.bots import main
+    add_symbol(market, symbol="INPROC")
+    args = ["market_maker", "--symbol", "INPROC", "--url", market.url, "--key-file", str(_key_file(tmp_path/"key", market.keys["tom"])),
+            "--set", "fair=700", "--seconds", "0.3"]
+    mine = lambda *a: None
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        main(args)
+        assert signal.getsignal(signal.SIGTERM) is mine  # before: the default, the process ended at the next SIGTERM
+    finally: signal.signal(signal.SIGTERM, before)
+    ended = []
+    thread = threading.Thread(target=lambda: (main(args), ended.append(True)))
+    thread.start(), thread.join(30)
+    assert ended == [True]  # before: RuntimeError, a signal handler set off the main thread
 
 def test_a_bot_runs_as_a_papermill_report(market, tmp_path):
     from aiplatform.jobs.reports import run_report

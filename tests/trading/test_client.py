@@ -403,18 +403,28 @@ def test_cancel_placed_cancels_on_every_shard_at_once(svc):
     try: asyncio.run(main())
     finally: mute.close()
 
-def test_an_interrupted_subscribe_is_not_made_later(svc):
-    mute = socket.socket()  # accepts, answers nothing: the handshake never ends
-    mute.bind(("127.0.0.1", 0)), mute.listen()
+def test_an_interrupted_subscribe_is_still_wanted_and_made_once_the_shard_answers(svc):
+    proxy = Proxy(svc.url)
     async def main():
-        async with AsyncTradingClient(f"http://127.0.0.1:{mute.getsockname()[1]}/", svc.keys["tess"]) as c:
+        async with AsyncTradingClient(proxy.url, svc.keys["tess"]) as c, AsyncTradingClient(svc.url, svc.keys["tom"]) as tom:
+            await c.request("ping")
+            proxy.silent = True  # the link stalls: the subscribe waits
             subscribing = asyncio.create_task(c.subscribe("book", "DEMO"))
             await asyncio.sleep(0.3)
+            proxy.silent = False  # the link back, the subscribe lost in it
             subscribing.cancel()  # a kernel's interrupt
             with pytest.raises(asyncio.CancelledError): await subscribing
-            assert c._subscribed == set()  # before: kept, and made by the next reconnect, unasked
-    try: asyncio.run(main())
-    finally: mute.close()
+            async with asyncio.timeout(5):  # before: remembered, never made (till a reconnect made it, unasked)
+                while "DEMO" not in c.books: await asyncio.sleep(0.05)
+            again = asyncio.create_task(c.subscribe("book", "DEMO"))
+            await asyncio.sleep(0)
+            again.cancel()  # a repeat subscribe interrupted: the book stays followed
+            with contextlib.suppress(asyncio.CancelledError): await again
+            await tom.order("DEMO", "buy", 1, 77, cid="bid-77")
+            async with asyncio.timeout(5):
+                while 77 not in c.books["DEMO"].bids: await asyncio.sleep(0.05)
+            await tom.cancel("bid-77")
+    asyncio.run(main())
 
 class Interrupted(Exception): "A kernel's interrupt, as these tests send it (a KeyboardInterrupt would end pytest's run)."
 
@@ -439,7 +449,8 @@ def test_an_interrupted_close_drops_the_connection_and_its_orders_are_cancelled_
     try:
         c.order("DEMO", "buy", 1, 80, cid="cod")
         proxy.silent = True  # the link stalls: the close waits for the service's close frame
-        with pytest.raises(Interrupted), interrupted_after(1): c.close()
+        async def cell(): c.close()  # in a loop of its own, as a notebook's cell runs
+        with pytest.raises(Interrupted), interrupted_after(1): asyncio.run(cell())
         deadline = time.monotonic() + 5  # before: open until the service's ping timed out, some 45 s
         while "cod" in set(watcher.orders_frame()["cid"]) and time.monotonic() < deadline: time.sleep(0.1)
         assert "cod" not in set(watcher.orders_frame()["cid"]) and not c._thread.is_alive()
