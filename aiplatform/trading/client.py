@@ -541,7 +541,7 @@ class TradingClient:
         finally: self._end()
 
     def _end(self):
-        "Stop the loop and its thread; then end what an interrupted close left (its session: the connections dropped, so the service cancels a cancel-on-disconnect connection's orders now, not at its ping timeout)."
+        "End what an interrupted close left, on the client's loop (its session: the connections dropped, so the service cancels a cancel-on-disconnect connection's orders now, not at its ping timeout); then stop the loop and its thread."
         self._closed = True
         if (aio := self.__dict__.get("aio")) is not None and self._thread.is_alive() and (aio._session is not None or aio._tasks):
             with suppress(BaseException): asyncio.run_coroutine_threadsafe(aio._drop(), self._loop).result(5)  # on its loop: a notebook's cell runs in a loop of its own
