@@ -431,9 +431,10 @@ async def get(self: AsyncTradingClient, path, shard=0, **params) -> dict:
                                  timeout=aiohttp.ClientTimeout(total=GET_S)) as r:
         if r.status in (502, 503, 504): raise ConnectionError(f"{self.urls[shard]}{path}: {r.status} {r.reason}")  # a proxy before a service down or restarting, as `_socket` takes it
         try: body = await r.json(content_type=None)
-        except ValueError:
-            if r.status < 400: raise
-            body = {}  # a page, not the service's JSON: its status says it
+        except ValueError: body = None
+        if not isinstance(body, dict):  # a page, not the service's JSON (HTML, empty, a list): its status says it
+            if r.status < 400: raise ValueError(f"{self.urls[shard]}{path}: {r.status} {r.reason}, not the trading service's JSON")
+            body = {}
         if r.status >= 400: raise error_of(r.status, body.get("error", f"{self.urls[shard]}{path}: {r.status} {r.reason}"), body.get("order"))
         return body
 
@@ -542,6 +543,7 @@ class TradingClient:
 
     def _end(self):
         "End what an interrupted close left, on the client's loop (its session: the connections dropped, so the service cancels a cancel-on-disconnect connection's orders now, not at its ping timeout); then stop the loop and its thread."
+        if threading.current_thread() is self._thread: return  # a close from a listener: refused (`_run`), the client left as it was
         self._closed = True
         if (aio := self.__dict__.get("aio")) is not None and self._thread.is_alive() and (aio._session is not None or aio._tasks):
             with suppress(BaseException): asyncio.run_coroutine_threadsafe(aio._drop(), self._loop).result(5)  # on its loop: a notebook's cell runs in a loop of its own

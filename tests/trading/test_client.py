@@ -358,9 +358,9 @@ def test_a_frame_that_is_not_json_is_skipped_and_the_reader_goes_on():
     try: asyncio.run(main())
     finally: server.close()
 
-def _page_server(status: bytes) -> socket.socket:
-    "A server that answers every request with an HTML page and `status`, as a proxy does."
-    server, page = socket.socket(), b"<html><body>not the service</body></html>"
+def _page_server(status: bytes, page=b"<html><body>not the service</body></html>") -> socket.socket:
+    "A server that answers every request with `page` (HTML) and `status`, as a proxy does."
+    server = socket.socket()
     server.bind(("127.0.0.1", 0)), server.listen()
     def serve():
         while True:
@@ -373,7 +373,7 @@ def _page_server(status: bytes) -> socket.socket:
     return server
 
 def test_a_proxys_page_is_a_shard_down_or_names_its_status(svc):
-    down, missing = _page_server(b"503 Service Unavailable"), _page_server(b"404 Not Found")
+    down, missing, empty = _page_server(b"503 Service Unavailable"), _page_server(b"404 Not Found"), _page_server(b"429 Too Many Requests", b"")
     url = lambda s: f"http://127.0.0.1:{s.getsockname()[1]}/"
     async def main():
         async with AsyncTradingClient([url(down), svc.url], svc.keys["tess"]) as c:
@@ -381,8 +381,10 @@ def test_a_proxys_page_is_a_shard_down_or_names_its_status(svc):
             assert (await c.me())["username"] == "tess"  # the next shard asked, as when one is down
         async with AsyncTradingClient(url(missing), svc.keys["tess"]) as c:
             with pytest.raises(NotFound, match="symbols: 404 Not Found"): await c.get("symbols")
+        async with AsyncTradingClient(url(empty), svc.keys["tess"]) as c:
+            with pytest.raises(client.RateLimited, match="positions: 429 Too Many Requests"): await c.get("positions")  # a gateway's, empty: before, AttributeError
     try: asyncio.run(main())
-    finally: down.close(), missing.close()
+    finally: down.close(), missing.close(), empty.close()
 
 def test_cancel_placed_cancels_on_every_shard_at_once(svc):
     mute = socket.socket()  # completes the handshake, then answers nothing
@@ -425,6 +427,20 @@ def test_an_interrupted_subscribe_is_still_wanted_and_made_once_the_shard_answer
                 while 77 not in c.books["DEMO"].bids: await asyncio.sleep(0.05)
             await tom.cancel("bid-77")
     asyncio.run(main())
+
+def test_a_close_from_a_listener_is_refused_at_once_and_the_client_goes_on(svc):
+    tc, refused = TradingClient(svc.url, svc.keys["tess"]), []
+    def listener(m):  # on the client's own thread
+        if m["type"] == "ack" and not refused:
+            began = time.monotonic()
+            try: tc.close()
+            except RuntimeError as e: refused.append((str(e), time.monotonic() - began))
+    tc.aio.listeners.append(listener)
+    try:
+        tc.order("DEMO", "buy", 1, 76, cid="in-listener")
+        assert refused[0][0].startswith("TradingClient: called from its own loop's thread") and refused[0][1] < 0.5  # before: the loop held 5 s
+        assert tc.cancel("in-listener")["status"] == "cancelled"  # still open (before: closed, its loop stopped)
+    finally: tc.close()
 
 class Interrupted(Exception): "A kernel's interrupt, as these tests send it (a KeyboardInterrupt would end pytest's run)."
 
