@@ -202,7 +202,7 @@ def test_with_fsync_always_a_refusal_is_durable_before_it_is_answered(tmp_path):
     for path in tmp_path.rglob("*"):  # what was not synced is gone (a file written whole was synced under its .tmp name, then renamed)
         if path.is_file() and path.name not in ("synced.json", "lock"):
             os.truncate(path, min(path.stat().st_size, seen["synced"].get(str(path), seen["synced"].get(f"{path}.tmp", 0))))
-    m = Market(tmp_path)  # before: "alone" unknown (its id never synced: sent again, a new order), "beside" lost
+    m = Market(tmp_path)  # before: both lost, though told rejected (their ledger lines never synced)
     assert [(m.order(a, cid)["status"], m.order(a, cid)["reason"][:18]) for a, cid in [(1, "alone"), (1, "beside"), (2, "open")]] == [
         ("rejected", "risk_max_order_qty"), ("rejected", "risk_max_order_qty"), ("open", "")]
     m.close()
