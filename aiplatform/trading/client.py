@@ -238,7 +238,7 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
     began = loop.time()
     while not self._closing:
         try:
-            await self._socket(shard)
+            new = await self._socket(shard)
             break
         except (aiohttp.ClientError, OSError, AIPlatformError) as e:  # not up yet, or refusing us
             if not warned and loop.time() - began > warn_s:
@@ -251,15 +251,19 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
     for channel, symbol in wanted:
         if channel == "book": self.books.pop(symbol, None)
     await asyncio.gather(*(self._follow(shard, channel, symbol) for channel, symbol in wanted))
-    if ("orders", None) in self._subscribed or self._unsure.get(shard): await self._catch_up(shard)
+    wait, warn = 0.2, True
+    while (("orders", None) in self._subscribed or self._unsure.get(shard)) and not await self._catch_up(shard, warn):
+        if self._closing or self._ws.get(shard) is not new or new.closed: return  # dropped again: that reconnect catches up
+        await asyncio.sleep(wait)  # a gateway flapping, say: tried again, or the orders that ended meanwhile would stay open here
+        wait, warn = min(5.0, wait * 1.5), False
     self.reconnects += 1
 
 CATCH_UP_LIMIT = 10_000  # the newest orders a catch-up lists at once; those it holds open beyond them are asked for one by one
 
 @patch
-async def _catch_up(self: AsyncTradingClient, shard):
+async def _catch_up(self: AsyncTradingClient, shard, warn=True) -> bool:
     """Take in what `shard` did with this account's orders while the client was away (the orders channel's first message lists the open ones only), and what became of the orders whose answers the connection lost (one not found never reached it); the listeners
-    hear of the fills of this client's orders that it missed, as `fill` messages."""
+    hear of the fills of this client's orders that it missed, as `fill` messages. Whether it could (`warn`: say so if not)."""
     try:
         listed = (await self.get("orders", shard, status="all", limit=CATCH_UP_LIMIT))["orders"]
         self._keep_orders(listed)
@@ -272,7 +276,10 @@ async def _catch_up(self: AsyncTradingClient, shard):
         self.fills = deque(fills, maxlen=self.keep)
         for f in fills:
             if f["fill_id"] not in known and f["cid"] in self.placed: self._tell({"type": "fill", **f})  # a bot's `on_fill`
-    except (AIPlatformError, aiohttp.ClientError, OSError, ValueError) as e: get_logger("trading.client").warning("%s: catching up after a reconnect: %s", self.urls[shard], e)
+    except (AIPlatformError, aiohttp.ClientError, OSError, ValueError) as e:
+        if warn: get_logger("trading.client").warning("%s: catching up after a reconnect: %s; trying again", self.urls[shard], e)
+        return False
+    return True
 
 # %% ../../nbs/trading/15_client.ipynb #400d0856
 @patch
@@ -325,8 +332,8 @@ async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, chec
     finally:
         for k, (m, f) in enumerate(zip(messages, futures)):
             self._waiting.pop(m["req"], None)  # answered, failed or given up: none left behind
+            failed = f.exception() if f.done() and not f.cancelled() else None  # each one's, retrieved: not logged as never retrieved
             if m.get("op") != "order" or m.get("cid") in self.orders: continue  # an order the service has told of (this answer, or another's): kept
-            failed = f.exception() if f.done() and not f.cancelled() else None
             if k >= sent or f.done() and not f.cancelled() and failed is None and "order" not in f.result():
                 self.placed.discard(m.get("cid"))  # never sent, or refused before it was an order: nothing of this client's to cancel
             elif not f.done() or f.cancelled() or isinstance(failed, ConnectionError): self._unsure.setdefault(shard, set()).add(m.get("cid"))  # timed out or cut: it may have become an order

@@ -4,7 +4,7 @@ unsubscribed book stays dropped, `cancel_placed` cancels this client's orders on
 connection lost or that timed out among them, and those the rate limit refused sent again), a shard that never answers
 holds up no other, a catch-up after a reconnect keeps what the stream said since and tells the fills missed, a close
 names the shard and the service's reason, and the client imports without the service."""
-import asyncio, base64, contextlib, hashlib, json, signal, socket, subprocess, sys, threading, time
+import asyncio, base64, contextlib, gc, hashlib, json, signal, socket, subprocess, sys, threading, time
 import pytest
 from conftest import free_port
 from trading_service import Proxy, make_users, start_trading, stop
@@ -441,6 +441,49 @@ def test_a_close_from_a_listener_is_refused_at_once_and_the_client_goes_on(svc):
         assert refused[0][0].startswith("TradingClient: called from its own loop's thread") and refused[0][1] < 0.5  # before: the loop held 5 s
         assert tc.cancel("in-listener")["status"] == "cancelled"  # still open (before: closed, its loop stopped)
     finally: tc.close()
+
+def test_a_catch_up_that_fails_is_tried_again_until_the_client_knows_what_ended_meanwhile(svc):
+    proxy = Proxy(svc.url)
+    async def main():
+        async with AsyncTradingClient(proxy.url, svc.keys["tess"]) as c, AsyncTradingClient(svc.url, svc.keys["tom"]) as tom:
+            await c.subscribe("orders")
+            await c.order("DEMO", "buy", 2, 74, cid="away")
+            tries, catch_up = [], c._catch_up
+            async def counted(shard, warn=True):
+                tries.append(await catch_up(shard, warn))
+                return tries[-1]
+            c._catch_up = counted
+            def flap(m):  # the WebSocket back (its orders' first message): the gateway answers 502 to the catch-up's request
+                if m["type"] == "orders": proxy.gateway_down = True
+            c.listeners.append(flap)
+            proxy.abort()  # the link drops...
+            await tom.order("DEMO", "sell", 2, 74)  # ...and meanwhile the order fills
+            async with asyncio.timeout(10):
+                while not tries: await asyncio.sleep(0.02)
+            c.listeners.remove(flap)
+            proxy.gateway_down = False
+            async with asyncio.timeout(10):  # before: never tried again, the order open here for good, its fill unknown
+                while not c.reconnects: await asyncio.sleep(0.05)  # counted once caught up
+            assert tries[0] is False and tries[-1] is True and c.orders["away"]["status"] == "filled" and "away" in [f["cid"] for f in c.fills]
+    asyncio.run(main())
+
+def test_requests_cut_off_together_leave_no_error_unretrieved(svc):
+    proxy = Proxy(svc.url)
+    async def main():
+        unretrieved = []
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: unretrieved.append(context["message"]))
+        async with AsyncTradingClient(proxy.url, svc.keys["tess"]) as c:
+            await c.request("ping")
+            proxy.silent = True
+            sending = asyncio.create_task(c.requests([{"op": "ping"} for _ in range(3)]))
+            await asyncio.sleep(0.2)
+            proxy.abort()
+            done, _ = await asyncio.wait([sending])
+            assert isinstance(sending.exception(), ConnectionError)
+            del sending, done  # the error, its frames, their futures: garbage, each future's error reported if never retrieved
+            gc.collect()
+        assert unretrieved == []  # before: "Future exception was never retrieved", twice
+    asyncio.run(main())
 
 class Interrupted(Exception): "A kernel's interrupt, as these tests send it (a KeyboardInterrupt would end pytest's run)."
 
