@@ -263,7 +263,7 @@ CATCH_UP_LIMIT = 10_000  # the newest orders a catch-up lists at once; those it 
 @patch
 async def _catch_up(self: AsyncTradingClient, shard, warn=True) -> bool:
     """Take in what `shard` did with this account's orders while the client was away (the orders channel's first message lists the open ones only), and what became of the orders whose answers the connection lost (one not found never reached it); the listeners
-    hear of the fills of this client's orders that it missed, as `fill` messages. Whether it could (`warn`: say so if not)."""
+    hear of the fills of this client's orders that it missed, as `fill` messages. False if it could not now, and should be tried again (`warn`: say so)."""
     try:
         listed = (await self.get("orders", shard, status="all", limit=CATCH_UP_LIMIT))["orders"]
         self._keep_orders(listed)
@@ -276,9 +276,10 @@ async def _catch_up(self: AsyncTradingClient, shard, warn=True) -> bool:
         self.fills = deque(fills, maxlen=self.keep)
         for f in fills:
             if f["fill_id"] not in known and f["cid"] in self.placed: self._tell({"type": "fill", **f})  # a bot's `on_fill`
-    except (AIPlatformError, aiohttp.ClientError, OSError, ValueError) as e:
+    except (*_NOT_NOW, OSError, ValueError) as e:  # not now (a gateway flapping, a cut): tried again
         if warn: get_logger("trading.client").warning("%s: catching up after a reconnect: %s; trying again", self.urls[shard], e)
         return False
+    except AIPlatformError as e: get_logger("trading.client").warning("%s: catching up after a reconnect refused: %s", self.urls[shard], e)  # for good: not tried again
     return True
 
 # %% ../../nbs/trading/15_client.ipynb #400d0856
