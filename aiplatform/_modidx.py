@@ -2082,6 +2082,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                   'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client._raise': ( 'trading/client.html#_raise',
                                                                                  'aiplatform/trading/client.py'),
+                                           'aiplatform.trading.client._waits': ( 'trading/client.html#_waits',
+                                                                                 'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.error_of': ( 'trading/client.html#error_of',
                                                                                    'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.new_cid': ( 'trading/client.html#new_cid',

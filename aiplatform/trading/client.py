@@ -208,10 +208,17 @@ async def _resubscribe(self: AsyncTradingClient, symbol):
 
 _NOT_NOW = (RateLimited, ConnectionError, TimeoutError, aiohttp.ClientError)  # a shard down or busy, or its rate limit: not now, but soon
 
+def _waits():
+    "Seconds to wait between tries of what cannot be done now: 0.2, then half as long again each time, up to 5."
+    wait = 0.2
+    while True:
+        yield wait
+        wait = min(5.0, wait * 1.5)
+
 @patch
 async def _follow(self: AsyncTradingClient, shard, channel, symbol=None):
     "Subscribe `shard` to `channel` (of `symbol`) while it is wanted, trying again, ever more slowly, while the shard cannot be reached or its rate limit refuses (a lasting refusal is logged)."
-    wait, fields, key = 0.2, dict(channel=channel, **({"symbol": symbol} if symbol else {})), (shard, channel, symbol)
+    waits, fields, key = _waits(), dict(channel=channel, **({"symbol": symbol} if symbol else {})), (shard, channel, symbol)
     if key in self._following: return  # one at a time: another will make it
     self._following.add(key)
     try:
@@ -223,8 +230,7 @@ async def _follow(self: AsyncTradingClient, shard, channel, symbol=None):
             except AIPlatformError as e:
                 get_logger("trading.client").warning("%sws: subscribing to %s refused: %s", self.urls[shard], fields, e)
                 return
-            await asyncio.sleep(wait)
-            wait = min(5.0, wait * 1.5)
+            await asyncio.sleep(next(waits))
     finally: self._following.discard(key)
 
 # %% ../../nbs/trading/15_client.ipynb #f07b7913
@@ -234,7 +240,7 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
     if shard is None: return
     del self._ws[shard]
     for symbol in [s for s in self.books if self.shard(s) == shard]: del self.books[symbol]  # no longer followed: not shown as if it were
-    loop, wait, warned = asyncio.get_running_loop(), 0.2, False
+    loop, waits, warned = asyncio.get_running_loop(), _waits(), False
     began = loop.time()
     while not self._closing:
         try:
@@ -244,18 +250,17 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
             if not warned and loop.time() - began > warn_s:
                 warned = True
                 get_logger("trading.client").warning("%sws: down for %gs (%s); still trying", self.urls[shard], warn_s, e)
-            await asyncio.sleep(wait)
-            wait = min(5.0, wait * 1.5)
+            await asyncio.sleep(next(waits))
     if self._closing: return  # closed meanwhile: nothing to subscribe again
     wanted = [(channel, symbol) for channel, symbol in sorted(self._subscribed, key=str) if symbol is None or self.shard(symbol) == shard]
     for channel, symbol in wanted:
         if channel == "book": self.books.pop(symbol, None)
     await asyncio.gather(*(self._follow(shard, channel, symbol) for channel, symbol in wanted))
-    wait, warn = 0.2, True
+    waits, warn = _waits(), True
     while (("orders", None) in self._subscribed or self._unsure.get(shard)) and not await self._catch_up(shard, warn):
         if self._closing or self._ws.get(shard) is not new or new.closed: return  # dropped again: that reconnect catches up
-        await asyncio.sleep(wait)  # a gateway flapping, say: tried again, or the orders that ended meanwhile would stay open here
-        wait, warn = min(5.0, wait * 1.5), False
+        await asyncio.sleep(next(waits))  # a gateway flapping, say: tried again, or the orders that ended meanwhile would stay open here
+        warn = False
     self.reconnects += 1
 
 CATCH_UP_LIMIT = 10_000  # the newest orders a catch-up lists at once; those it holds open beyond them are asked for one by one
