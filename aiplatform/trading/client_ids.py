@@ -24,7 +24,7 @@ class ClientIds(Rewritable):
     def __init__(self, path, fsync="batch"):
         if fsync not in FSYNC_POLICIES: raise ValidationError(f"fsync: {fsync!r}, expected one of {', '.join(FSYNC_POLICIES)}")
         super().__init__(path)
-        self.fsync, self.ids, self.pending, self._unsynced, self.next_id = fsync, {}, [], False, 1
+        self.fsync, self.ids, self.pending, self.next_id = fsync, {}, [], 1
         self.cod = set()  # ids of orders to cancel when the connection that placed them goes: a restart cancels those still open
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists(): self._load()
@@ -64,14 +64,11 @@ def flush(self: ClientIds):
     if not self.pending: return
     self._append("".join(self.pending).encode())  # whole or not at all: on an error (a full disk) the ids wait for the next flush
     self.pending = []
-    self._unsynced = True  # after the write: a sync running on the journal's thread either saw it or leaves this for the next
 
 @patch
 def sync(self: ClientIds):
     "Make what was flushed durable, unless `fsync` is `never`."
-    if self._unsynced and self.fsync != "never":
-        self._unsynced = False  # before the fsync: what is flushed while it runs waits for the next
-        Rewritable.sync(self)
+    if self.unsynced and self.fsync != "never": Rewritable.sync(self)
 
 @patch
 def close(self: ClientIds):

@@ -192,16 +192,33 @@ class Rewritable:
     never meets the file being swapped or closed. The client ids' and the ledger's files."""
     def __init__(self, path):
         self.path, self._fd, self.copies, self._swapping = path and Path(path), None, None, threading.Lock()
+        self.unsynced, self.synced_at, self._syncing = False, time.monotonic(), None
 
     def _append(self, data: bytes):
         "Write `data` at the end of the file, whole or not at all (the next line is never glued to a torn one); keep a copy while the file is rewritten elsewhere."
         append_whole(self._fd, data)
+        self.unsynced = True  # after the write: a sync running on another thread either saw it or leaves this for the next
         if self.copies is not None: self.copies.append(data)
 
     def sync(self):
         "Make what was written durable; safe beside a swap or a close on another thread."
         with self._swapping:
-            if self._fd is not None: os.fsync(self._fd)
+            self.unsynced, self.synced_at = False, time.monotonic()  # before the fsync: what is written while it runs waits for the next
+            try:
+                if self._fd is not None: os.fsync(self._fd)
+            except OSError:
+                self.unsynced = True
+                raise
+
+    def sync_if_due(self, interval=0.02):
+        """Start a sync on the journals' sync thread, unless one still runs, of what was written once `interval` s have gone by
+        since the last sync: with `fsync = batch`, lines no journal's sync took along (a refusal's, say) are durable within it too."""
+        if self.unsynced and time.monotonic() - self.synced_at >= interval and (self._syncing is None or self._syncing.done()):
+            self._syncing = _SYNCS.submit(self._sync_logged)
+
+    def _sync_logged(self):
+        try: self.sync()
+        except OSError: get_logger("journal").exception("%s: not synced; tried again", self.path)
 
     def begin_compaction(self):
         "Keep a copy of what is written from now on."

@@ -151,6 +151,13 @@ def _sync_files(self: Market):
     if self.fsync == "batch": self.ledger.sync()
 
 @patch
+def sync_due(self: Market):
+    """Start the syncs due with `fsync = batch` (the service asks every 20 ms): the journals' (`Engine.sync_due`), which sync the
+    client ids and the ledger first; then those two files' own, of lines no journal's sync took along within 20 ms (a refusal's)."""
+    self.engine.sync_due()
+    if self.fsync == "batch": self.cids.sync_if_due(), self.ledger.sync_if_due()
+
+@patch
 def _check_split(self: Market):
     "Refuse a folder written under another split of the market (its orders would be where no shard serves them); note this one's."
     split, now = self.folder/"split.json", {"shard": self.shard, "shards": self.shards}

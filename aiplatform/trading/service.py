@@ -719,10 +719,10 @@ async def _goodbye(ws, transport):
 SYNCS, RECHECKS = web.AppKey("syncs", asyncio.Task), web.AppKey("rechecks", asyncio.Task)
 
 async def _sync_quiet(m: Market):
-    "Every 20 ms, the syncs the journals are due (`fsync = batch`): a batch followed by quiet is durable within it too."
+    "Every 20 ms, the syncs due (`Market.sync_due`): a batch followed by quiet is durable within it too."
     while True:
         await asyncio.sleep(0.02)
-        try: m.engine.sync_due()
+        try: m.sync_due()
         except Exception: get_logger("trading.service").exception("a quiet journal's sync not started")
 
 def make_app(settings) -> web.Application:
