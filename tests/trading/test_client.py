@@ -386,10 +386,11 @@ def test_a_proxys_page_is_a_shard_down_or_names_its_status(svc):
     try: asyncio.run(main())
     finally: down.close(), missing.close(), empty.close()
 
-def test_cancel_placed_cancels_on_every_shard_at_once(svc):
+def test_cancel_placed_cancels_on_every_shard_at_once_and_a_silent_one_is_closed_within_close_s(svc):
     mute = socket.socket()  # completes the handshake, then answers nothing
     mute.bind(("127.0.0.1", 0)), mute.listen()
-    threading.Thread(target=lambda: _accept_ws(mute.accept()[0]), daemon=True).start()
+    held = []  # the accepted connection, open till the end: silent, not closed
+    threading.Thread(target=lambda: _accept_ws(held.append(mute.accept()[0]) or held[0]), daemon=True).start()
     urls = [f"http://127.0.0.1:{mute.getsockname()[1]}/", svc.url, svc.url]  # in 3 shards, ACME is on the first, DEMO on the last
     on_mute = "ACME"
     assert (shard_of(on_mute, 3), shard_of("DEMO", 3)) == (0, 2)
@@ -402,8 +403,10 @@ def test_cancel_placed_cancels_on_every_shard_at_once(svc):
             async with asyncio.timeout(5):  # before: the silent shard first, 30 s, and "here" never cancelled
                 while c.orders["here"]["status"] != "cancelled": await asyncio.sleep(0.02)
             cancelling.cancel()
-    try: asyncio.run(main())
-    finally: mute.close()
+            return time.monotonic()
+    try: closing = asyncio.run(main())
+    finally: mute.close(), [c.close() for c in held]
+    assert time.monotonic() - closing < client.CLOSE_S + 1  # before: 10 s (aiohttp's default)
 
 def test_an_interrupted_subscribe_is_still_wanted_and_made_once_the_shard_answers(svc):
     proxy = Proxy(svc.url)
