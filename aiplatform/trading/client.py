@@ -59,6 +59,7 @@ class AsyncTradingClient:
         self._subscribed, self._closing, self._connecting = set(), False, {}  # a lock a shard: one connection each, however many ask at once
         self._following = set()  # (shard, channel, symbol) being subscribed again and again by `_follow`
         self._unsure = {}  # shard -> the cids of orders sent to it whose answers a dropped connection lost: looked up once it is back
+        self._behind = {}  # shard -> the service's stamp of the newest news it had sent when it dropped: the catch-up asks what changed since
         self._reqs, self.placed, self._tasks = itertools.count(1), set(), set()  # the cids of the orders this client sent; its background tasks
 
     def shard(self, symbol) -> int: return shard_of(symbol, len(self.urls))
@@ -240,6 +241,7 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
     shard = next((s for s, w in self._ws.items() if w is ws), None)
     if shard is None: return
     del self._ws[shard]
+    self._behind.setdefault(shard, self._newest_ns(shard))  # kept till a catch-up is made: a drop during one does not move it past what it missed
     for symbol in [s for s in self.books if self.shard(s) == shard]: del self.books[symbol]  # no longer followed: not shown as if it were
     loop, waits, warned = asyncio.get_running_loop(), _waits(), False
     began = loop.time()
@@ -258,26 +260,41 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
         if channel == "book": self.books.pop(symbol, None)
     await asyncio.gather(*(self._follow(shard, channel, symbol) for channel, symbol in wanted))
     waits, warn = _waits(), True
-    while (("orders", None) in self._subscribed or self._unsure.get(shard)) and not await self._catch_up(shard, warn):
+    while (("orders", None) in self._subscribed or self._unsure.get(shard)) and not await self._catch_up(shard, self._behind.get(shard), warn):
         if self._closing or self._ws.get(shard) is not new or new.closed: return  # dropped again: that reconnect catches up
         await asyncio.sleep(next(waits))  # a gateway flapping, say: tried again, or the orders that ended meanwhile would stay open here
         warn = False
+    self._behind.pop(shard, None)
     self.reconnects += 1
 
-CATCH_UP_LIMIT = 10_000  # the newest orders a catch-up lists at once; those it holds open beyond them are asked for one by one
+@patch
+async def fetch_history(self: AsyncTradingClient):
+    "Take in the account's newest done orders and fills (up to 10,000 of each) from every shard at once: the orders channel brings the open orders, and what happens from then on."
+    done = await asyncio.gather(*(self._catch_up(s, warn=False) for s in range(len(self.urls))))
+    if failed := [url for url, ok in zip(self.urls, done) if not ok]: raise ConnectionError(f"{', '.join(failed)}: no answer now; the account's history not fetched from it")
 
 @patch
-async def _catch_up(self: AsyncTradingClient, shard, warn=True) -> bool:
+def _newest_ns(self: AsyncTradingClient, shard) -> int | None:
+    "The service's stamp of the newest change of an order or fill this client holds from `shard` (None: none)."
+    return max([o["updated_ns"] for o in self.orders.values() if self.shard(o["symbol"]) == shard]
+               + [f["ns"] for f in self.fills if self.shard(f["symbol"]) == shard], default=None)
+
+CATCH_UP_LIMIT = 10_000  # the newest orders changed since a catch-up lists at once; those it holds open beyond them are asked for one by one
+
+@patch
+async def _catch_up(self: AsyncTradingClient, shard, since_ns=None, warn=True) -> bool:
     """Take in what `shard` did with this account's orders while the client was away (the orders channel's first message lists the open ones only), and what became of the orders whose answers the connection lost (one not found never reached it); the listeners
-    hear of the fills of this client's orders that it missed, as `fill` messages. False if it could not now, and should be tried again (`warn`: say so)."""
+    hear of the fills of this client's orders that it missed, as `fill` messages. Only what changed at or after `since_ns` (the service's time) is asked for, if given. False if it could not now, and should be tried again (`warn`: say so)."""
+    since = {} if since_ns is None else {"since_ns": since_ns}
     try:
-        listed = (await self.get("orders", shard, status="all", limit=CATCH_UP_LIMIT))["orders"]
+        listed = (await self.get("orders", shard, status="all", limit=CATCH_UP_LIMIT, **since))["orders"]
         self._keep_orders(listed)
-        missing = {c for c, o in self.orders.items() if not is_done(o) and self.shard(o["symbol"]) == shard} | self._unsure.get(shard, set())
-        for cid in missing - {o["cid"] for o in listed}:  # held open, or unsure, yet past the list's newest (an account with more done orders): one by one
+        missing = set(self._unsure.get(shard, ()))  # and, past a full list, the orders held open: one not listed then may have changed
+        if len(listed) == CATCH_UP_LIMIT: missing |= {c for c, o in self.orders.items() if not is_done(o) and self.shard(o["symbol"]) == shard}
+        for cid in missing - {o["cid"] for o in listed}:  # one by one
             with suppress(NotFound): self._keep_orders([await self.get(f"orders/{cid}", shard)])  # not found: it never reached the service
         self.placed -= {cid for cid in self._unsure.pop(shard, ()) if cid not in self.orders}
-        fetched, known = (await self.get("fills", shard, limit=10_000))["fills"], {f["fill_id"] for f in self.fills}
+        fetched, known = (await self.get("fills", shard, limit=10_000, **since))["fills"], {f["fill_id"] for f in self.fills}
         fills = sorted({f["fill_id"]: f for f in [*self.fills, *fetched]}.values(), key=lambda f: f["ns"])  # once each, oldest first
         self.fills = deque(fills, maxlen=self.keep)
         for f in fills:

@@ -7,6 +7,7 @@ __all__ = ['STYLE', 'CSS', 'service_urls', 'parse_params', 'params_text', 'table
 
 # %% ../../nbs/trading/17_desk.ipynb #003e4844
 import asyncio, html, itertools, subprocess, sys, threading, time
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -161,7 +162,7 @@ def connect(self: TradingDesk):
     self._do("connect", go)
 
 def _reach(client) -> tuple[list, list]:
-    "The symbols of the shards that answer, and the URLs of those that do not; the account's orders and positions followed on each (on one down, once it is up)."
+    "The symbols of the shards that answer, and the URLs of those that do not; the account's orders and positions followed on each (on one down, once it is up), and its past fills fetched."
     symbols, down = [], []
     for shard, url in enumerate(client.urls):
         try: symbols += [s["symbol"] for s in client.get("symbols", shard)["symbols"]]
@@ -169,6 +170,7 @@ def _reach(client) -> tuple[list, list]:
     for channel in ("orders", "positions"):
         try: client.subscribe(channel)
         except (ConnectionError, TimeoutError, OSError): pass  # a shard down: the client subscribes once it is up
+    with suppress(ConnectionError): client.fetch_history()  # the Fills panel's past fills (a shard down: those it answers)
     return sorted(symbols), down
 
 @patch

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['LOST', 'HALTED', 'MAX_BATCH', 'RISK_LIMITS', 'BOOK_REASONS', 'CHILD_S', 'shard_of', 'Misdirected', 'SymbolSpec',
-           'symbol_spec', 'Request', 'Market']
+           'symbol_spec', 'MonotoneClock', 'Request', 'Market']
 
 # %% ../../nbs/trading/13_market.ipynb #555ed271
 import fcntl, json, os, re, resource, signal, time, zlib
@@ -48,6 +48,15 @@ def symbol_spec(fields: dict) -> SymbolSpec:
     try: return SymbolSpec.model_validate(fields)
     except pydantic.ValidationError as e: raise validation_error(e, SymbolSpec, "symbol") from None
 
+# %% ../../nbs/trading/13_market.ipynb #cb9024e0
+class MonotoneClock:
+    "`clock()` (ns), never below the newest time it gave or was given as a floor (`at_least`)."
+    def __init__(self, clock=time.time_ns): self.clock, self.last = clock, 0
+    def at_least(self, ns): self.last = max(self.last, ns)
+    def __call__(self) -> int:
+        self.last = max(self.clock(), self.last)
+        return self.last
+
 # %% ../../nbs/trading/13_market.ipynb #3167a963
 LOST = "never reached the journal before the service stopped: not acknowledged, not traded"
 HALTED = "symbol {}: halted; orders and modifies are refused until an admin resumes it"
@@ -74,7 +83,7 @@ class Market:
     "One shard's symbols: an engine fed in batches, and each account's orders, fills and positions."
     def __init__(self, folder, symbols=(), fsync="batch", limits=None, snapshot_every=100_000, shard=0, shards=1,
                  keep_fills=10_000, keep_done=10_000, tape=1_000, clock=time.time_ns):
-        self.folder, self.shard, self.shards, self.clock, self.fsync = Path(folder), shard, shards, clock, fsync
+        self.folder, self.shard, self.shards, self.clock, self.fsync = Path(folder), shard, shards, MonotoneClock(clock), fsync
         self.snapshot_every, self.keep_done, self._since_snapshot = snapshot_every, keep_done, 0
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folder.chmod(0o700)  # every account's orders, fills and positions: the owner's only, whatever the data folder's mode
@@ -85,6 +94,7 @@ class Market:
         specs += [symbol_spec(s) for s in symbols if s["symbol"] not in {k.symbol for k in specs}]  # new in the settings: joins
         self.specs = {s.symbol: s for s in specs if shard_of(s.symbol, shards) == shard}
         self.cids, self.ledger = ClientIds(self.folder/"client_ids.tsv", fsync), Ledger(self.folder/"ledger.jsonl", keep_fills)
+        self.clock.at_least(max((s["updated_ns"] for s in self.ledger.orders.values()), default=0))  # a fill's `ns` is its order's change's
         self.cids.next_id = max(self.cids.next_id, max(self.ledger.orders, default=0) + 1)  # a batch refused as its ids failed to be written is in the ledger
         self.engine = self._recover(limits)
         if ahead := {s: book.seq for s, book in self.engine.books.items() if self.ledger.seqs.get(s, 0) > book.seq}:

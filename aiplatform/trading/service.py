@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['ORDER_OPS', 'CHANNELS', 'PING_S', 'BACKLOG', 'CLOSE_S', 'BEHIND_S', 'MARKET', 'HUB', 'PATH_PATTERNS', 'ACCOUNT',
-           'SYMBOL_Q', 'LIMIT', 'PATH_TEXTS', 'TRADERS', 'RECHECK_S', 'ROUTES', 'ANSWERS', 'ORDER_RULES', 'INFO',
-           'SYNCS', 'RECHECKS', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub', 'Connection', 'Route', 'query',
-           'me', 'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders', 'order', 'fills',
-           'positions', 'add_symbol', 'halt', 'resume', 'websocket', 'recheck', 'answer_schemas', 'openapi', 'make_app']
+           'SYMBOL_Q', 'LIMIT', 'SINCE', 'PATH_TEXTS', 'TRADERS', 'RECHECK_S', 'ROUTES', 'ANSWERS', 'ORDER_RULES',
+           'INFO', 'SYNCS', 'RECHECKS', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub', 'Connection', 'Route',
+           'query', 'me', 'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders', 'order',
+           'fills', 'positions', 'add_symbol', 'halt', 'resume', 'websocket', 'recheck', 'answer_schemas', 'openapi',
+           'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
 import asyncio, gc, itertools, json, math, re, reprlib, resource, socket
@@ -361,7 +362,7 @@ def query(request, route: Route) -> dict:
         schema = allowed[name][1]
         if schema.get("type") == "integer":
             lo, hi = schema["minimum"], schema["maximum"]
-            if not re.fullmatch(r"[0-9]{1,12}", raw) or not lo <= int(raw) <= hi: raise ValidationError(f"{name} {raw!r}: expected an integer from {lo} to {hi}")
+            if not re.fullmatch(r"[0-9]{1,19}", raw) or not lo <= int(raw) <= hi: raise ValidationError(f"{name} {raw!r}: expected an integer from {lo} to {hi}")
             out[name] = int(raw)
         elif "enum" in schema:
             if raw not in schema["enum"]: raise ValidationError(f"{name} {raw!r}: expected one of {', '.join(schema['enum'])}")
@@ -405,6 +406,8 @@ def _body(model, data: dict, **extra):
 ACCOUNT = ("a username, for an admin acting on another account", {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,64}$"})
 SYMBOL_Q = ("a traded symbol", {"type": "string", "pattern": r"^[A-Z0-9][A-Z0-9._-]{0,15}$"})
 LIMIT = lambda default: ("how many, newest last", {"type": "integer", "minimum": 1, "maximum": 10_000, "default": default})
+SINCE = ("only those changed (an order's `updated_ns`) or made (a fill's `ns`) at or after this time of the service's, ns since the epoch: "
+         "what a client that went away missed", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "default": 0})
 PATH_TEXTS = {name: Order.model_fields[name].description for name in ("cid", "symbol")}
 TRADERS = ("trader", "admin")
 
@@ -473,7 +476,8 @@ async def orders(request):
     status, m = q["status"], request.app[MARKET]
     if "symbol" in q: m.spec(q["symbol"])  # another shard's, or no one's: said, not an empty list
     kept = reversed(m.ledger.accounts.get(account, {}).values())  # newest first, up to the limit: not every order kept, at each reconnect's catch-up
-    rows = itertools.islice((public(s) for s in kept if (status == "all" or is_done(s) == (status == "done")) and q.get("symbol") in (None, s["symbol"])), q["limit"])
+    rows = itertools.islice((public(s) for s in kept if s["updated_ns"] >= q["since_ns"] and (status == "all" or is_done(s) == (status == "done"))
+                             and q.get("symbol") in (None, s["symbol"])), q["limit"])
     return _json({"orders": list(rows)[::-1]})
 
 async def order(request):
@@ -484,7 +488,7 @@ async def fills(request):
     q, account = await _who(request, TRADERS, ROUTES["fills"])
     m = request.app[MARKET]
     if "symbol" in q: m.spec(q["symbol"])
-    rows = itertools.islice((f for f in reversed(m.ledger.fills.get(account, ())) if q.get("symbol") in (None, f["symbol"])), q["limit"])
+    rows = itertools.islice((f for f in reversed(m.ledger.fills.get(account, ())) if f["ns"] >= q["since_ns"] and q.get("symbol") in (None, f["symbol"])), q["limit"])
     return _json({"fills": list(rows)[::-1]})
 
 async def positions(request):
@@ -595,13 +599,13 @@ def _routes() -> dict:
                      None, {"levels": ("levels per side", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10})})),
         (None, Route("GET", "/trades/{symbol}", trades, "A symbol's recent trades.", (), None, {"limit": LIMIT(100)})),
         (None, Route("POST", "/orders", submit, "Place an order; a repeated cid answers that order's state.", TRADERS, Order, cid)),
-        (None, Route("GET", "/orders", orders, "The account's orders.", TRADERS, None, cid | s | {"limit": LIMIT(1_000),
+        (None, Route("GET", "/orders", orders, "The account's orders.", TRADERS, None, cid | s | {"limit": LIMIT(1_000), "since_ns": SINCE,
                      "status": ("which orders", {"type": "string", "enum": ["open", "done", "all"], "default": "open"})})),
         ("cancel_all", Route("POST", "/orders/cancel-all", cancel_all, "Cancel every open order (of one symbol, if given).", TRADERS, CancelAll, cid | s)),
         (None, Route("GET", "/orders/{cid}", order, "One order by its client order id.", TRADERS, None, cid)),
         (None, Route("DELETE", "/orders/{cid}", cancel, "Cancel an open order.", TRADERS, None, cid)),
         (None, Route("PATCH", "/orders/{cid}", modify, "Change an open order's price and/or remaining quantity.", TRADERS, Modify, cid)),
-        (None, Route("GET", "/fills", fills, "The account's fills.", TRADERS, None, cid | s | {"limit": LIMIT(1_000)})),
+        (None, Route("GET", "/fills", fills, "The account's fills.", TRADERS, None, cid | s | {"limit": LIMIT(1_000), "since_ns": SINCE})),
         (None, Route("GET", "/positions", positions, "The account's positions with P&L at the last price.", TRADERS, None, cid)),
         (None, Route("POST", "/admin/symbols", add_symbol, "Trade a new symbol.", ("admin",), SymbolSpec)),
         (None, Route("POST", "/admin/symbols/{symbol}/halt", halt, "Halt a symbol: orders and modifies refused.", ("admin",))),

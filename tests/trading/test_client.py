@@ -308,13 +308,44 @@ def test_a_catch_up_asks_for_the_open_orders_past_its_list(svc, monkeypatch):
         async with AsyncTradingClient(proxy.url, svc.keys["tess"]) as c, AsyncTradingClient(svc.url, svc.keys["tom"]) as tom:
             await c.subscribe("orders")
             await c.order("DEMO", "buy", 1, 60, cid="deep-1")
-            await c.requests([order_message("DEMO", "sell", 1, 500, tif="IOC") for _ in range(4)])  # done at once: newer than deep-1
-            await c.request("ping")  # after the orders channel's news of them
+            await c.request("ping")  # after the orders channel's news of it
             proxy.cut(from_service=True)  # what the service says next is lost with the connection: deep-1's fill
             await tom.order("DEMO", "sell", 1, 60)
+            async with AsyncTradingClient(svc.url, svc.keys["tess"]) as tess:  # the account's other session: more changes since, newer than deep-1
+                await tess.requests([order_message("DEMO", "sell", 1, 500, tif="IOC") for _ in range(4)])
             async with asyncio.timeout(10):
                 while not c.reconnects: await asyncio.sleep(0.05)
             assert c.orders["deep-1"]["status"] == "filled"  # before: open for good, past the list of the newest
+    asyncio.run(main())
+
+def test_a_catch_up_asks_only_for_what_changed_while_away_though_dropped_again_meanwhile(svc):
+    async def main():
+        proxy = Proxy(svc.url)
+        async with AsyncTradingClient(proxy.url, svc.keys["tess"]) as c, AsyncTradingClient(svc.url, svc.keys["tom"]) as tom, \
+                AsyncTradingClient(svc.url, svc.keys["tess"]) as tess:  # the account's other session
+            await c.subscribe("orders")
+            await c.requests([order_message("DEMO", "sell", 1, 500, tif="IOC", cid=f"old-{i}") for i in range(5)])  # history: done at once
+            await c.order("DEMO", "sell", 1, 100, cid="rest"), await c.order("DEMO", "sell", 1, 120, cid="moved")
+            await c.request("ping")  # after the orders channel's news of them
+            proxy.cut(from_service=True)  # what the service says next is lost with the connection
+            await tom.order("DEMO", "buy", 1, 100)  # rest fills while the client is away...
+            await tess.modify("moved", price=121)  # ...then moved changes, open: the orders channel's first message, at the reconnect, says so
+            get, asked = c.get, []
+            async def dropped_at_first(path, *args, **kwargs):
+                if path == "orders" and not asked:  # the first catch-up's list: the connection drops again
+                    asked.append(None)
+                    proxy.abort()
+                    async with asyncio.timeout(5):
+                        while c.connected("DEMO"): await asyncio.sleep(0.01)
+                    raise ConnectionError("dropped again")
+                answer = await get(path, *args, **kwargs)
+                if path == "orders": asked.append((kwargs.get("since_ns"), sorted(o["cid"] for o in answer["orders"])))
+                return answer
+            c.get = dropped_at_first
+            async with asyncio.timeout(15):
+                while not c.reconnects: await asyncio.sleep(0.05)
+            assert (c.orders["rest"]["status"], c.orders["moved"]["price"]) == ("filled", 121)  # not since moved's change: rest's fill came before it
+            assert asked[1][0] is not None and asked[1][1] == ["moved", "rest"]  # before: every order the account holds
     asyncio.run(main())
 
 def test_the_client_imports_without_the_service():
@@ -452,8 +483,8 @@ def test_a_catch_up_that_fails_is_tried_again_until_the_client_knows_what_ended_
             await c.subscribe("orders")
             await c.order("DEMO", "buy", 2, 74, cid="away")
             tries, catch_up = [], c._catch_up
-            async def counted(shard, warn=True):
-                tries.append(await catch_up(shard, warn))
+            async def counted(shard, *args):
+                tries.append(await catch_up(shard, *args))
                 return tries[-1]
             c._catch_up = counted
             def flap(m):  # the WebSocket back (its orders' first message): the gateway answers 502 to the catch-up's request
@@ -544,3 +575,17 @@ def test_a_client_or_bot_interrupted_as_it_starts_leaves_no_thread_and_no_bot(sv
     time.sleep(1)  # a bot left running would be quoting by now
     assert [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()] == []  # before: "trading-client", "bot-market_maker"
     with TradingClient(svc.url, svc.keys["ada"]) as ada: assert ada.orders_frame(symbol="DEMO").empty
+
+def test_fetch_history_brings_the_accounts_newest_done_orders_and_fills(svc):
+    async def main():
+        async with AsyncTradingClient(svc.url, svc.keys["tom"]) as tom, AsyncTradingClient(svc.url, svc.keys["tess"]) as early:
+            await tom.order("DEMO", "sell", 1, 100)
+            await early.order("DEMO", "buy", 1, 100, tif="IOC", cid="history-1")  # filled before the next session of the account
+            await tom.cancel_placed()
+        async with AsyncTradingClient(svc.url, svc.keys["tess"]) as c:
+            await c.subscribe("orders")
+            assert "history-1" not in c.orders  # the orders channel: the open orders, and what happens from now on
+            await c.fetch_history()
+            assert c.orders["history-1"]["status"] == "filled"
+            assert [f["cid"] for f in c.fills][-1:] == ["history-1"]
+    asyncio.run(main())

@@ -246,3 +246,12 @@ def test_a_desk_connects_while_a_shard_is_down(tmp_path):
         assert list(d.symbol.options) == sorted(s for s in symbols.split() if shard_of(s, 2) == 1)
         d.client.close()
     finally: stop(up)
+
+def test_the_fills_panel_shows_the_fills_made_before_the_desk_connected(svc):
+    with TradingClient(svc.url, svc.keys["tom"]) as tom, TradingClient(svc.url, svc.keys["ada"]) as ada:
+        tom.order("ZETA", "sell", 7, 150), ada.order("ZETA", "buy", 7, 150, tif="IOC")
+        tom.cancel_placed()
+    d = desk_on(svc, "ada")
+    d.redraw()
+    assert "<td>ZETA</td><td>buy</td><td>150</td><td>7</td>" in d.fills.value  # before: only the fills made after it connected
+    d.client.close()

@@ -129,7 +129,7 @@ def test_a_client_back_from_a_restart_knows_what_ended_meanwhile(tmp_path):
         async with AsyncTradingClient(svc.url, keys["tess"]) as early, AsyncTradingClient(svc.url, keys["tom"]) as tom:
             await early.order("DEMO", "sell", 1, 100, cid="before"), await tom.order("DEMO", "buy", 1, 100)  # a fill `c` never saw
         async with AsyncTradingClient(svc.url, keys["tess"]) as c:
-            await c.subscribe("orders")
+            await c.subscribe("orders"), await c.fetch_history()  # the fill before
             await c.order("DEMO", "sell", 1, 100, cid="now")
             async with AsyncTradingClient(svc.url, keys["tom"]) as tom: await tom.order("DEMO", "buy", 1, 100)
             async with asyncio.timeout(10):

@@ -106,6 +106,17 @@ def test_orders_over_http_from_submit_to_fill(svc):
     assert call(svc, "DELETE", "orders/h-1") == (409, {"error": "order 'h-1': already cancelled (user_cancel)", "status": 409})
     assert [o["cid"] for o in call(svc, "GET", "orders?status=done")[1]["orders"]] == ["h-1"]
 
+def test_orders_and_fills_since_a_stamp_are_those_changed_or_made_at_or_after_it(svc):
+    assert call(svc, "POST", "admin/symbols", user="ada", body={"symbol": "SINCE"})[0] == 201  # a book of its own
+    call(svc, "POST", "orders", body=dict(cid="since-1", symbol="SINCE", side="sell", price=100, qty=2))
+    stamp = call(svc, "POST", "orders", body=dict(cid="since-2", symbol="SINCE", side="sell", price=101, qty=2))[1]["updated_ns"]
+    call(svc, "POST", "orders", user="tom", body=dict(cid="since-t", symbol="SINCE", side="buy", price=100, qty=1))  # since-1 filled in part
+    print(call(svc, "GET", f"orders?status=all&since_ns={stamp + 1}"))
+    assert [o["cid"] for o in call(svc, "GET", f"orders?status=all&since_ns={stamp + 1}")[1]["orders"]] == ["since-1"]
+    assert [f["cid"] for f in call(svc, "GET", f"fills?since_ns={stamp + 1}")[1]["fills"]] == ["since-1"]
+    assert [o["cid"] for o in call(svc, "GET", f"orders?symbol=SINCE&since_ns={stamp}")[1]["orders"]] == ["since-1", "since-2"]  # at or after
+    assert call(svc, "GET", "fills?since_ns=-1")[1]["error"] == "since_ns '-1': expected an integer from 0 to 9223372036854775807"
+
 def test_engine_refusals_are_422_with_the_order(svc):
     call(svc, "POST", "orders", body=dict(cid="r-1", symbol="ACME", side="sell", price=200, qty=1))
     status, body = call(svc, "POST", "orders", body=dict(cid="r-2", symbol="ACME", side="buy", price=200, qty=1, post_only=True))
