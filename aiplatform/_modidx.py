@@ -2161,6 +2161,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.TradingDesk._redraw_safely': ( 'trading/desk.html#tradingdesk._redraw_safely',
                                                                                                  'aiplatform/trading/desk.py'),
+                                         'aiplatform.trading.desk.TradingDesk._symbol': ( 'trading/desk.html#tradingdesk._symbol',
+                                                                                          'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.TradingDesk._watch': ( 'trading/desk.html#tradingdesk._watch',
                                                                                          'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.TradingDesk.cancel': ( 'trading/desk.html#tradingdesk.cancel',

@@ -1,9 +1,9 @@
 """The Trading Desk's widgets against a real service, without a browser: a reconnect follows the symbol shown, a
 service with no symbols connects, a symbol left is no longer followed, a service gone shows no stale ladder, a bad bot parameter is said in the status line,
 every symbol held marks the P&L, Cancel acts only on the order chosen and Cancel all on every symbol's, and a shard down stops no desk."""
-import html, time
+import html, http.server, threading, time
 import pytest
-from trading_service import make_users, start_trading, stop
+from trading_service import Proxy, make_users, start_trading, stop
 from aiplatform.core import load_settings
 from aiplatform.trading.client import TradingClient
 from aiplatform.trading.bots import bot_defaults
@@ -50,7 +50,7 @@ def test_the_bots_form_offers_each_bots_own_parameters(svc):
 
 def test_the_desks_pnl_follows_other_traders(svc):
     d = desk_on(svc, "ada")
-    d.side.value, d.price.value, d.qty.value = "sell", 200, 3
+    d.side.value, d.price.value, d.qty.value = "sell", "200", "3"
     d.send()
     with TradingClient(svc.url, svc.keys["tom"]) as tom, TradingClient(svc.url, svc.keys["tess"]) as tess:
         tom.order("DEMO", "buy", 3, 200)  # ada: short 3 at 200
@@ -104,6 +104,9 @@ def test_a_service_with_no_symbols_connects(svc, tmp_path):
         frames = d.client.orders_frame(), d.client.fills_frame(), d.client.positions_frame()  # a new account's: no rows, every column
         assert [len(f) for f in frames] == [0, 0, 0] and {"cid", "status"} <= set(frames[0]) and "symbol" in frames[2]
         assert frames[2].set_index("symbol").empty
+        d.bot.value = "market_maker"
+        d.start_bot()
+        assert "bot: symbol: none traded yet" in d.status.value and d.bots == {}  # before: "'NoneType' object has no attribute 'encode'", and a row
         d.client.close()
     finally: stop(empty)
 
@@ -203,13 +206,13 @@ def test_every_held_symbol_marks_the_pnl_and_cancels_act_on_what_the_trader_sees
         for _ in range(3): d.redraw()
         assert len(d.pnl_points) == points  # nothing changed, nothing drawn (before: a point every 5 s kept the kernel busy)
 
-        d.kind.value, d.side.value, d.qty.value = "market", "buy", 1
+        d.kind.value, d.side.value, d.qty.value = "market", "buy", "1"
         d.send()  # nothing to buy on DEMO
         assert "cancelled (no_liquidity), 0 of 1 filled" in d.status.value, d.status.value
-        d.kind.value, d.price.value = "limit", 150.5
+        d.kind.value, d.price.value = "limit", "150.5"
         d.send()  # before: the browser's integer field sent 150, and the status line said nothing of it
-        assert "price 150.5: expected a whole number (in the symbol" in d.status.value and not d.client.orders_frame().shape[0]
-        d.price.value = 150
+        assert "price &#x27;150.5&#x27;: expected a whole number (in the symbol" in d.status.value and not d.client.orders_frame().shape[0]
+        d.price.value = "150"
         d.send(), d.send()
         d.redraw()
         first, second = list(d.open_orders.options)
@@ -255,3 +258,46 @@ def test_the_fills_panel_shows_the_fills_made_before_the_desk_connected(svc):
     d.redraw()
     assert "<td>ZETA</td><td>buy</td><td>150</td><td>7</td>" in d.fills.value  # before: only the fills made after it connected
     d.client.close()
+
+def test_an_empty_or_mistyped_ticket_field_is_named_and_nothing_is_sent(svc):
+    d = desk_on(svc, "tom")
+    for price, qty, said in [("", "1", "order: price: required (a whole number"), ("100", "  ", "order: qty: required"),
+                             ("100", "abc", "order: qty &#x27;abc&#x27;: expected a whole number")]:
+        d.price.value, d.qty.value = price, qty
+        d.send()  # before: the number boxes put their last number back in the browser, and that order went
+        assert said in d.status.value, d.status.value
+    assert d.client.orders_frame().empty
+    d.client.close()
+
+def test_an_order_sent_without_an_answer_is_sent_again_as_the_same_order(svc, monkeypatch):
+    import aiplatform.trading.desk as desk
+    monkeypatch.setattr(desk, "ANSWER_S", 1)
+    proxy = Proxy(svc.url)
+    d = TradingDesk(load_settings(env={}, platform={"data_dir": svc.data}, trading={"shard_urls": proxy.url}))
+    d.key.value = svc.keys["ada"]
+    d.connect()
+    d.side.value, d.price.value, d.qty.value = "buy", "37", "2"
+    proxy.deaf = True  # the order reaches the service, its answer never comes back
+    d.send()
+    assert "may be placed: see My open orders" in d.status.value, d.status.value
+    proxy.deaf = False
+    proxy.abort()  # the dead link noticed, and the connection made again
+    deadline = time.time() + 10
+    while time.time() < deadline and not d.client.reconnects: time.sleep(0.05)
+    d.send()  # the same ticket: before, a second order
+    assert "open, 0 of 2 filled" in d.status.value, d.status.value
+    with TradingClient(svc.url, svc.keys["ada"]) as ada:
+        assert list(ada.orders_frame(symbol="DEMO").query("price == 37")["qty"]) == [2]
+        ada.cancel_all()
+    d.client.close()
+
+def test_an_address_that_is_not_the_service_is_said_in_the_status_line(svc):
+    page = http.server.HTTPServer(("127.0.0.1", 0), type("Page", (http.server.BaseHTTPRequestHandler,), {"do_GET": lambda self: (
+        self.send_response(200), self.end_headers(), self.wfile.write(b"<html>login</html>")), "log_message": lambda *a: None}))
+    threading.Thread(target=page.serve_forever, daemon=True).start()
+    try:
+        d = TradingDesk(load_settings(env={}, platform={"data_dir": svc.data}, trading={"shard_urls": f"http://127.0.0.1:{page.server_port}/"}))
+        d.key.value = svc.keys["tess"]
+        d.connect()  # before: a ValueError out of the click handler, and an empty status line
+        assert "not the trading service" in d.status.value and d.client is None, d.status.value
+    finally: page.shutdown()
