@@ -390,7 +390,7 @@ async def _answer(call):
 
 async def _who(request, roles, route) -> tuple:
     "The caller's checked query (`route`'s) and the account they act on: their own, or (an admin only) `?account=<username>`'s."
-    user = await caller(request, *roles)  # who first: a stranger learns nothing from the query's checks
+    user = await caller(request, *roles, fresh=True)  # who first: a stranger learns nothing from the query's checks
     q = query(request, route)
     if "account" not in q: return q, user.id
     if not user.allowed("admin"): raise Forbidden(f"account: only an admin acts on another account (user {user.username!r} is a {user.role})")
@@ -498,19 +498,19 @@ async def positions(request):
 
 # %% ../../nbs/trading/14_service.ipynb #bfb19904
 async def add_symbol(request):
-    await caller(request, "admin")
+    await caller(request, "admin", fresh=True)
     query(request, ROUTES["add_symbol"])
     spec = symbol_spec(await read_json(request))
     request.app[MARKET].add_symbol(spec)
     return _json(spec.model_dump(), status=201)
 
 async def halt(request):
-    await caller(request, "admin")
+    await caller(request, "admin", fresh=True)
     query(request, ROUTES["halt"])
     return _json(request.app[MARKET].halt(request.match_info["symbol"]).model_dump())
 
 async def resume(request):
-    await caller(request, "admin")
+    await caller(request, "admin", fresh=True)
     query(request, ROUTES["resume"])
     return _json(request.app[MARKET].halt(request.match_info["symbol"], False).model_dump())
 
@@ -523,7 +523,7 @@ def _messages(msg, conn) -> list:
         conn.push(answer)
         return []
     if msg.type != WSMsgType.TEXT: return error(f"expected text (JSON), got {msg.type.name.lower()}")
-    try: data = orjson.loads(msg.data)  # strict: text orjson reads is text it writes back (no lone surrogate, no integer past 64 bits)
+    try: data = orjson.loads(msg.data)  # text orjson reads is text it writes back (no lone surrogate); an integer past 64 bits comes as a float, refused as not whole
     except ValueError as e: return error(f"not JSON ({e})")
     messages = data if isinstance(data, list) else [data]
     if not messages: return error(f"an empty list, expected 1 to {MAX_FRAME} messages")
@@ -531,8 +531,10 @@ def _messages(msg, conn) -> list:
 
 async def websocket(request):
     user, cod = await caller(request, fresh=True), request.query.get("cancel_on_disconnect", "false")  # checked now: the connection lives on past the key cache
-    if set(request.query) - {"cancel_on_disconnect"} or cod not in ("true", "false"):
-        raise ValidationError("query: expected only cancel_on_disconnect=true or false")
+    if unknown := sorted(set(request.query) - {"cancel_on_disconnect"}):
+        raise ValidationError(f"query parameter {reprlib.repr(unknown[0])}: unknown (expected cancel_on_disconnect)")
+    if (n := len(request.query.getall("cancel_on_disconnect", []))) > 1: raise ValidationError(f"query parameter 'cancel_on_disconnect': given {n} times, expected once")
+    if cod not in ("true", "false"): raise ValidationError(f"cancel_on_disconnect {cod[:20]!r}: expected true or false")
     settings = request.app[SETTINGS]
     ws = web.WebSocketResponse(heartbeat=PING_S, max_msg_size=settings.limits.request_kb * 1024, compress=False)
     await ws.prepare(request)
