@@ -166,7 +166,7 @@ def test_replay_refuses_a_speed_that_is_not_a_finite_number_above_0():
     for speed in (float("nan"), float("inf"), 0, -1):
         with pytest.raises(ValidationError, match=f"speed {speed!r}: expected a finite number above 0"):
             asyncio.run(replay(None, "DEMO", np.array([0]), [], speed=speed))
-    assert asyncio.run(replay(None, "DEMO", np.array([], np.int64), [], speed=np.float64(2.0))) == {"sent": 0, "acked": 0, "rejected": 0, "rate_limited": 0, "behind_s": 0.0}  # a NumPy number is one
+    assert asyncio.run(replay(None, "DEMO", np.array([], np.int64), [], speed=np.float64(2.0))) == {"sent": 0, "acked": 0, "rejected": 0, "rate_limited": 0, "behind_s": 0.0, "last_refusal": None}  # a NumPy number is one
     assert Strategy("DEMO").pnl_history.maxlen == 10_000  # a bot's P&L points: its newest, not one for every trade since it began
 
 def test_times_and_rates_must_be_finite_and_a_journal_folder_must_be_there(tmp_path):
@@ -388,3 +388,12 @@ def test_bots_go_on_after_a_gateway_answered_502_while_the_service_restarted(mar
         assert len(noise.strategy.client.placed) > placed  # trading again
     finally:
         for bot in (noise, momentum): bot.stop()
+
+@pytest.mark.parametrize("bot", [lambda: MarketMaker("SIM", spread=2, qty=60, refresh_s=0.05, max_inventory=100, fair=500),
+                                 lambda: NoiseTrader("SIM", rate=4_000, spread=6, max_qty=5_000, fair=500, seed=3)])
+def test_a_bot_whose_orders_are_all_refused_stops_and_says_why(market, bot):
+    thread = BotThread(bot(), market.url, market.keys["tess"])  # orders above the service's max_order_qty of 50
+    deadline = time.time() + 15
+    while thread.running and time.time() < deadline: time.sleep(0.05)
+    assert not thread.running, "still running"  # before: running, quiet, trading nothing
+    assert "orders in a row refused, none placed; the last: " in str(thread.error) and "max_order_qty" in str(thread.error), thread.error
