@@ -1932,6 +1932,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots.Strategy.on_trade': ( 'trading/bots.html#strategy.on_trade',
                                                                                         'aiplatform/trading/bots.py'),
+                                         'aiplatform.trading.bots.Strategy.own_pnl': ( 'trading/bots.html#strategy.own_pnl',
+                                                                                       'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots.Strategy.placed': ( 'trading/bots.html#strategy.placed',
                                                                                       'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots.Strategy.pnl': ( 'trading/bots.html#strategy.pnl',

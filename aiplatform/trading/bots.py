@@ -20,6 +20,7 @@ from .book import KINDS, LIMIT, OP_CANCEL, OP_MODIFY, OP_SUBMIT, SIDES, STPS, TI
 from .client import AsyncTradingClient, OrderRejected, RateLimited, error_of, new_cid
 from .sessions import MAX_FRAME
 from .data import order_flow
+from .engine import Position
 from .gpu import rolling_mean
 from .journal import commands_of, read_journal, seq_of
 
@@ -44,6 +45,7 @@ class Strategy:
         self.tick, self.lot = 1, 1  # the symbol's tick and lot sizes, once running
         self.started = threading.Event()  # set once subscribed and `on_start` has run
         self.refused_in_a_row, self.stopped_by = 0, None
+        self.own = Position()  # what its own fills add up to: the account may hold more (a trader's, another bot's)
 
     def failure(self) -> BaseException | None:
         "An error that stops the bot (the runner stops it with it): `REFUSED_TO_STOP` refusals in a row, or one of the strategy's own background work."
@@ -76,6 +78,12 @@ class Strategy:
     def pnl(self) -> float:
         "The account's realised plus unrealised P&L in the symbol, at its last trade (anyone's), in price units."
         return (self.client.marked(self.symbol) or {}).get("pnl", 0.0)
+
+    @property
+    def own_pnl(self) -> float:
+        "The P&L of the bot's own fills (`own`): realised, plus the lots they left held valued at the symbol's last trade."
+        last = self.client.last_price(self.symbol) if self.client else None
+        return float(self.own.realized + ((last - self.own.avg_price) * self.own.qty if last is not None else 0))
 
     def mid(self) -> float | None:
         "The middle of the best bid and ask of the local book, else the last trade, else the only side there is."
@@ -148,7 +156,7 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
                 if kind in ("book", "book_snapshot") and symbol in client.books: await strategy.on_book(client.books[symbol])
                 elif kind == "trade": await strategy.on_trade(m)
                 elif kind == "fill" and m["cid"] in client.placed:
-                    strategy.fills.append(m)
+                    strategy.fills.append(m), strategy.own.fill(m["qty"] if m["side"] == "buy" else -m["qty"], m["price"])
                     await strategy.on_fill(m)
                 if kind in ("trade", "position") and symbol in client.positions:  # the P&L follows every trade, the bot's or not
                     strategy.pnl_history.append((time.time(), strategy.pnl, strategy.position))

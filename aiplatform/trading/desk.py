@@ -283,7 +283,7 @@ def redraw(self: TradingDesk):
         self.pnl_chart.data = []  # traces replaced, not restyled: the widget's view follows replacements reliably
         self.pnl_chart.add_scatter(x=[datetime.fromtimestamp(t) for t, _ in self.pnl_points], y=[v for _, v in self.pnl_points],
                                    mode="lines+markers", line_shape="hv", name="P&L")  # on a time axis, a step at each change
-    self.bots_table.value = table([dict(bot=name, running=t.running, position=t.strategy.position, pnl=float(t.strategy.pnl),
+    self.bots_table.value = table([dict(bot=name, running=t.running, position=t.strategy.own.qty, pnl=t.strategy.own_pnl,  # its own fills': the account's are under Positions
                                         error=str(t.error or "")) for name, t in self.bots.items()], ["bot", "running", "position", "pnl", "error"])
 
 @patch

@@ -397,3 +397,19 @@ def test_a_bot_whose_orders_are_all_refused_stops_and_says_why(market, bot):
     while thread.running and time.time() < deadline: time.sleep(0.05)
     assert not thread.running, "still running"  # before: running, quiet, trading nothing
     assert "orders in a row refused, none placed; the last: " in str(thread.error) and "max_order_qty" in str(thread.error), thread.error
+
+def test_a_bots_own_position_is_its_own_fills_not_the_accounts(market):
+    add_symbol(market, symbol="OWN")
+    makers = [BotThread(MarketMaker("OWN", spread=2, qty=5, refresh_s=30, max_inventory=100, fair=700), market.url, market.keys["ada"]) for _ in range(2)]
+    try:
+        assert all(m.wait_started() for m in makers), [m.error for m in makers]
+        with TradingClient(market.url, market.keys["tom"]) as tom, TradingClient(market.url, market.keys["ada"]) as ada:
+            held = lambda: ada.positions_frame().set_index("symbol").qty.get("OWN", 0)
+            before = held()
+            tom.order("OWN", "buy", 5, 702, tif="IOC")  # takes one maker's ask: the account is short 5, that maker alone
+            deadline = time.time() + 10
+            while sum(m.strategy.own.qty for m in makers) != -5 and time.time() < deadline: time.sleep(0.05)
+            assert sorted(m.strategy.own.qty for m in makers) == [-5, 0] and held() - before == -5  # before: both bots showed the account's -5
+            assert [m.strategy.own_pnl for m in makers] == [0.0, 0.0]  # marked at the last trade, its own price
+    finally:
+        for m in makers: m.stop()
