@@ -589,3 +589,16 @@ def test_fetch_history_brings_the_accounts_newest_done_orders_and_fills(svc):
             assert c.orders["history-1"]["status"] == "filled"
             assert [f["cid"] for f in c.fills][-1:] == ["history-1"]
     asyncio.run(main())
+
+def test_a_shard_gone_silent_is_dropped_within_a_ping_and_a_half(svc, monkeypatch):
+    monkeypatch.setattr(client, "PING_S", 1)  # 10 s by default; before: 60 s, then aiohttp's wait for the pong
+    proxy = Proxy(svc.url)
+    async def main():
+        async with AsyncTradingClient(proxy.url, svc.keys["tess"]) as c:
+            await c.subscribe("book", "DEMO")
+            proxy.silent = proxy.deaf = True  # the link stalls both ways: no close, no reset
+            began = time.monotonic()
+            async with asyncio.timeout(5):
+                while c.connected("DEMO"): await asyncio.sleep(0.05)  # a desk shows it disconnected, not its last book as live
+            return time.monotonic() - began
+    assert asyncio.run(main()) < 2
