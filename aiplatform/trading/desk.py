@@ -114,9 +114,10 @@ class TradingDesk(widgets.VBox):
         self.stop_bot_button.on_click(lambda _: self.stop_bots())
         self.bots_table = widgets.HTML()
         self.trading = widgets.VBox()  # shown once connected: a chart drawn while hidden would stay blank
+        market = [widgets.VBox([widgets.HTML("<b>Ladder</b>"), self.ladder]), widgets.VBox([widgets.HTML("<b>Tape</b>"), self.tape])]
+        self.market_panels = [self.symbol, widgets.HBox(market)]  # a viewer's: market data only
         self.panels = [self.symbol, widgets.HBox([
-            widgets.VBox([widgets.HTML("<b>Ticket</b>"), self.side, self.kind, self.price, self.qty, self.send_button]),
-            widgets.VBox([widgets.HTML("<b>Ladder</b>"), self.ladder]), widgets.VBox([widgets.HTML("<b>Tape</b>"), self.tape])]),
+            widgets.VBox([widgets.HTML("<b>Ticket</b>"), self.side, self.kind, self.price, self.qty, self.send_button]), *market]),
             widgets.HTML("<b>My open orders</b>"), widgets.HBox([self.open_orders, self.cancel_button, self.cancel_all_button]), self.orders,
             widgets.HBox([widgets.VBox([widgets.HTML("<b>Fills</b>"), self.fills]),
                           widgets.VBox([widgets.HTML("<b>Positions</b>"), self.positions, self.pnl_chart])]),
@@ -141,8 +142,9 @@ def connect(self: TradingDesk):
         if not key: raise ValidationError("API key: required (an admin makes one: aiplatform users key <name>)")
         client = TradingClient(service_urls(self.settings), key)
         try:
-            account = client.me()["account"]
-            symbols, down = _reach(client)
+            me = client.me()
+            account, trades = me["account"], me["role"] in ("trader", "admin")
+            symbols, down = _reach(client, trades)
         except Exception:
             client.close()
             raise
@@ -156,19 +158,21 @@ def connect(self: TradingDesk):
         self.symbol.options = symbols
         if symbols: self.symbol.value = symbols[0]
         self._watch()  # the new client follows the symbol shown, changed or not
-        self.trading.children = self.panels
-        self.status.say(f"connected: {len(symbols)} symbols{stopped}" + (f"; down: {', '.join(down)} (its symbols listed once you connect again)" if down else ""))
+        self.trading.children = self.panels if trades else self.market_panels
+        viewer = "" if trades else f"; {me['role']}: market data only (a trader's key trades)"
+        self.status.say(f"connected: {len(symbols)} symbols{viewer}{stopped}" + (f"; down: {', '.join(down)} (its symbols listed once you connect again)" if down else ""))
         try: loop = asyncio.get_running_loop()  # the kernel's: widgets are updated on its thread
         except RuntimeError: loop = None
         threading.Thread(target=self._redraw_loop, args=(loop,), daemon=True, name="desk-redraw").start()
     self._do("connect", go)
 
-def _reach(client) -> tuple[list, list]:
-    "The symbols of the shards that answer, and the URLs of those that do not; the account's orders and positions followed on each (on one down, once it is up), and its past fills fetched."
+def _reach(client, trades=True) -> tuple[list, list]:
+    "The symbols of the shards that answer, and the URLs of those that do not; if the key `trades`, the account's orders and positions followed on each (on one down, once it is up), and its past fills fetched."
     symbols, down = [], []
     for shard, url in enumerate(client.urls):
         try: symbols += [s["symbol"] for s in client.get("symbols", shard)["symbols"]]
         except (ConnectionError, TimeoutError, OSError): down.append(url)
+    if not trades: return sorted(symbols), down
     for channel in ("orders", "positions"):
         try: client.subscribe(channel)
         except (ConnectionError, TimeoutError, OSError): pass  # a shard down: the client subscribes once it is up

@@ -301,3 +301,15 @@ def test_an_address_that_is_not_the_service_is_said_in_the_status_line(svc):
         d.connect()  # before: a ValueError out of the click handler, and an empty status line
         assert "not the trading service" in d.status.value and d.client is None, d.status.value
     finally: page.shutdown()
+
+def test_a_viewer_gets_the_ladder_and_the_tape_without_the_ticket_or_the_bots(svc):
+    with TradingClient(svc.url, svc.keys["tom"]) as tom:
+        tom.order("DEMO", "sell", 2, 333)
+        d = desk_on(svc, "vic")  # before: "connect: user 'vic' (role viewer): market data only", and no desk
+        assert "connected: 2 symbols; viewer: market data only" in d.status.value and d.trading.children == tuple(d.market_panels), d.status.value
+        deadline = time.time() + 10
+        while time.time() < deadline and "DEMO" not in d.client.books: time.sleep(0.05)
+        d.redraw()
+        assert ">333<" in d.ladder.value
+        tom.cancel_placed()
+    d.client.close()
