@@ -2183,6 +2183,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                        'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.TradingDesk.start_bot': ( 'trading/desk.html#tradingdesk.start_bot',
                                                                                             'aiplatform/trading/desk.py'),
+                                         'aiplatform.trading.desk.TradingDesk.stop_bot': ( 'trading/desk.html#tradingdesk.stop_bot',
+                                                                                           'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.TradingDesk.stop_bots': ( 'trading/desk.html#tradingdesk.stop_bots',
                                                                                             'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk._reach': ('trading/desk.html#_reach', 'aiplatform/trading/desk.py'),

@@ -58,7 +58,7 @@ def test_a_bot_from_the_panel(desk):
     page.get_by_label("Params").fill("spread")
     page.get_by_role("button", name="Start bot").click()
     expect(page.locator(".aip-status")).to_contain_text("parameter 'spread': expected name=value")
-    page.get_by_role("button", name="Stop bots").click()
+    page.get_by_role("button", name="Stop all bots").click()
     expect(page.locator(".aip-status")).to_contain_text("1 bots stopped")
     expect(bots).to_contain_text("False")
 

@@ -313,3 +313,22 @@ def test_a_viewer_gets_the_ladder_and_the_tape_without_the_ticket_or_the_bots(sv
         assert ">333<" in d.ladder.value
         tom.cancel_placed()
     d.client.close()
+
+def test_one_bot_is_stopped_from_the_list_and_stopped_ones_do_not_pile_up(svc, monkeypatch):
+    import aiplatform.trading.desk as desk
+    monkeypatch.setattr(desk, "KEEP_STOPPED", 2)
+    d = desk_on(svc, "tess")
+    d.bot.value, d.bot_params.value = "market_maker", "spread=2, qty=1, fair=900, refresh_s=30"
+    for _ in range(2): d.start_bot()
+    d.redraw()
+    first, second = d.running_bots.options
+    d.running_bots.value = second
+    d.stop_bot()  # before: only "Stop bots", every one
+    d.redraw()
+    assert f"{second}: stopped" in d.status.value and d.running_bots.options == (first,) and d.running_bots.value is None
+    for _ in range(3):
+        d.start_bot()
+        d.bots[list(d.bots)[-1]].stop()
+    d.start_bot()
+    assert sum(not t.running for t in d.bots.values()) == 2  # the oldest stopped ones gone (before: every one kept, its client's orders too)
+    d.stop_bots(), d.client.cancel_all(), d.client.close()
