@@ -1942,6 +1942,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots.Strategy.refused': ( 'trading/bots.html#strategy.refused',
                                                                                        'aiplatform/trading/bots.py'),
+                                         'aiplatform.trading.bots.Strategy.took': ( 'trading/bots.html#strategy.took',
+                                                                                    'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots._Inbox': ('trading/bots.html#_inbox', 'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots._Inbox.get_nowait': ( 'trading/bots.html#_inbox.get_nowait',
                                                                                         'aiplatform/trading/bots.py'),

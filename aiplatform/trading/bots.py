@@ -51,6 +51,10 @@ class Strategy:
         "An error that stops the bot (the runner stops it with it): `REFUSED_TO_STOP` refusals in a row, or one of the strategy's own background work."
         return self.stopped_by
 
+    def took(self, fill: dict):
+        "A fill of one of the bot's own orders: kept, and added to `own`."
+        self.fills.append(fill), self.own.fill(fill["qty"] if fill["side"] == "buy" else -fill["qty"], fill["price"])
+
     def placed(self):
         "An order of the bot's was placed: its refusals are no longer in a row."
         self.refused_in_a_row = 0
@@ -156,7 +160,7 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
                 if kind in ("book", "book_snapshot") and symbol in client.books: await strategy.on_book(client.books[symbol])
                 elif kind == "trade": await strategy.on_trade(m)
                 elif kind == "fill" and m["cid"] in client.placed:
-                    strategy.fills.append(m), strategy.own.fill(m["qty"] if m["side"] == "buy" else -m["qty"], m["price"])
+                    strategy.took(m)
                     await strategy.on_fill(m)
                 if kind in ("trade", "position") and symbol in client.positions:  # the P&L follows every trade, the bot's or not
                     strategy.pnl_history.append((time.time(), strategy.pnl, strategy.position))
@@ -171,11 +175,19 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
     return strategy
 
 async def _last_position(strategy):
-    "Read the bot's position where it ended, into its P&L: a fill in its cancels' batch is told after their answers, which the client may not wait for."
-    try: listed = (await strategy.client.get("positions", strategy.client.shard(strategy.symbol)))["positions"]
+    """Read the bot's position where it ended, into its P&L, and the fills of its own orders it was not told of, into `own`: a fill
+    in its cancels' batch is told after their answers, which the client may not wait for, and one queued as it stopped is not read."""
+    client, shard = strategy.client, strategy.client.shard(strategy.symbol)
+    since = {"since_ns": strategy.fills[-1]["ns"]} if strategy.fills else {}
+    try:
+        listed = (await client.get("positions", shard))["positions"]
+        fills = (await client.get("fills", shard, symbol=strategy.symbol, limit=10_000, **since))["fills"]
     except (AIPlatformError, aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
         return get_logger("trading.bots").warning("bot %s on %s: its last position not read (%s)", strategy.name, strategy.symbol, e)
-    strategy.client.positions.update((p["symbol"], p) for p in listed)
+    client.positions.update((p["symbol"], p) for p in listed)
+    told = {f["fill_id"] for f in strategy.fills}
+    for f in fills:
+        if f["cid"] in client.placed and f["fill_id"] not in told: strategy.took(f)
     strategy.pnl_history.append((time.time(), strategy.pnl, strategy.position))
 
 # %% ../../nbs/trading/16_bots.ipynb #727cc143

@@ -95,7 +95,7 @@ class TradingDesk(widgets.VBox):
         self.kind = widgets.ToggleButtons(options=["limit", "market"], description="Type", style=STYLE)
         self.price = widgets.Text(value="100", description="Price", style=STYLE)  # text: a number box emptied or mistyped puts its last number back, unsaid
         self.qty = widgets.Text(value="1", description="Qty", style=STYLE)
-        self._unanswered = None  # (the ticket, the order id) of an order sent without an answer: the same ticket sends it again under that id
+        self._unanswered = {}  # ticket -> the order id of an order sent without an answer: the same ticket sends it again under that id
         self.send_button = widgets.Button(description="Send order", button_style="success", icon="paper-plane")
         self.send_button.on_click(lambda _: self.send())
         self.open_orders = widgets.Dropdown(description="Order", style=STYLE, options=[])
@@ -158,6 +158,7 @@ def connect(self: TradingDesk):
             if self.account != account:  # another account: its bots and its P&L are not this one's
                 if any(t.running for t in self.bots.values()): stopped = f"; the last account's {self.stop_bots()}"
                 self.bots, self.pnl_points = {n: t for n, t in self.bots.items() if t.running}, []  # one still stopping stays in sight
+                self._unanswered = {}  # that account's order ids
             self.client.close()
         self.client, self.account, self._marking = client, account, set()
         self.symbol.options = symbols
@@ -206,11 +207,12 @@ ANSWER_S = 5  # seconds the desk waits for an order's answer: a service gone sil
 KEEP_STOPPED = 10  # stopped bots the bots table keeps (with their last figures and errors); the oldest go as new ones start
 
 def _whole(name, text: str) -> int:
-    "A ticket field's text as a whole number; `ValidationError` naming the field when it is empty or not one (the service checks its range)."
-    text = text.strip().replace(",", "")
+    "A ticket field's text as a whole number, its thousands grouped by commas or not; `ValidationError` naming the field when it is empty or not one (the service checks its range)."
+    text = text.strip()
     if not text: raise ValidationError(f"{name}: required (a whole number, in the symbol's units)")
-    if not re.fullmatch(r"-?[0-9]{1,20}", text): raise ValidationError(f"{name} {text[:20]!r}: expected a whole number (in the symbol's units)")
-    return int(text)
+    if not re.fullmatch(r"-?([0-9]{1,20}|[0-9]{1,3}(,[0-9]{3})+)", text):  # "100,5": a decimal comma, refused, not read as 1005
+        raise ValidationError(f"{name} {text[:20]!r}: expected a whole number (in the symbol's units)")
+    return int(text.replace(",", ""))
 
 @patch
 def _symbol(self: TradingDesk) -> str:
@@ -225,13 +227,16 @@ def send(self: TradingDesk):
     def go():
         symbol, price = self._symbol(), _whole("price", self.price.value) if self.kind.value == "limit" else None
         ticket = (symbol, self.side.value, _whole("qty", self.qty.value), price, self.kind.value)
-        cid = self._unanswered[1] if self._unanswered and self._unanswered[0] == ticket else new_cid()
+        cid = self._unanswered.get(ticket) or new_cid()
         message = order_message(*ticket[:4], cid=cid, kind=ticket[4], **({} if price is not None else {"tif": "IOC"}))
-        self._unanswered = None
         try: state = self.client.requests([message], self.client.shard(symbol), timeout=ANSWER_S)[0]["order"]
         except (ConnectionError, TimeoutError, OSError) as e:
-            self._unanswered = (ticket, cid)
+            self._unanswered[ticket] = cid
             raise ConnectionError(f"{e}; order {cid} may be placed: see My open orders (sent again, it is that order, never a second)") from None
+        except AIPlatformError:
+            self._unanswered.pop(ticket, None)  # answered: refused
+            raise
+        self._unanswered.pop(ticket, None)
         self.status.say(f"order {state['cid']}: {state['status']}" + (f" ({state['reason']})" if state["reason"] else "") + f", {state['filled']} of {state['qty']} filled")
         self.redraw()
     self._do("order", go)

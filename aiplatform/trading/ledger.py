@@ -83,9 +83,9 @@ class Ledger(Rewritable):
         self.done.setdefault(state["account"], deque()).append(state["order_id"])
         self._grown.add(state["account"])
 
-    def end(self, state, status, reason):
-        "End an order not filled: `cancelled`, `rejected` or `lost` (found so after a restart), with `reason`; nothing of it remains."
-        state["status"], state["reason"], state["remaining"] = status, reason, 0
+    def end(self, state, status, reason, now):
+        "End an order not filled, at `now`: `cancelled`, `rejected` or `lost` (found so after a restart), with `reason`; nothing of it remains."
+        state["status"], state["reason"], state["remaining"], state["updated_ns"] = status, reason, 0, now
         self._ended(state)
 
 # %% ../../nbs/trading/12_ledger.ipynb #3dd2851d
@@ -112,13 +112,13 @@ def apply(self: Ledger, symbol, events, now=0) -> tuple[dict, list, dict]:
                 self._fill(fill)
             continue
         elif e.kind == "cancelled":  # a market (stop) order's rest that its IOC limit at the band's edge left: nothing more to take within the band
-            self.end(o, "cancelled", "no_liquidity_in_band" if e.reason == "ioc_remainder" and o["kind"] in ("market", "stop") else e.reason)
+            self.end(o, "cancelled", "no_liquidity_in_band" if e.reason == "ioc_remainder" and o["kind"] in ("market", "stop") else e.reason, now)
             changed.pop(e.order_id, None)
         elif e.kind == "rejected":
             if o["status"] != "new":
                 refused[e.order_id] = e.reason
                 continue
-            self.end(o, "rejected", e.reason); changed.pop(e.order_id, None)
+            self.end(o, "rejected", e.reason, now); changed.pop(e.order_id, None)
         o["updated_ns"], changed[e.order_id] = now, o
     if seq: self.seqs[symbol] = seq
     return changed, fills, refused

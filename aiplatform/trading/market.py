@@ -108,7 +108,7 @@ class Market:
                 if oid not in self.ledger.orders}
         for state in lost.values(): state["reason"] = LOST
         for state in [s for s in self.ledger.orders.values() if s["status"] == "new"]:  # written before a batch that never reached the journal
-            self.ledger.end(state, "lost", LOST)
+            self.ledger.end(state, "lost", LOST, self.clock())
             lost[state["order_id"]] = state
         try: self.ledger.record("", lost, [], seq=0)  # once: at the next start they are where they ended, among the done orders kept
         except OSError: get_logger("trading.market").exception("lost orders not recorded")
@@ -489,7 +489,7 @@ def _reject(self: Market, symbol, requests, reason):
     refused = {}
     for r in requests:
         if r.row is not None and r.row[0] == OP_SUBMIT:
-            self.ledger.end(r.state, "rejected", reason)
+            self.ledger.end(r.state, "rejected", reason, self.clock())  # now: a batch split at `MAX_BATCH` tells it after newer news
             refused[r.state["order_id"]] = r.state
         r.reply(False, r.state, reason)
     try:

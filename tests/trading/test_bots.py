@@ -413,3 +413,15 @@ def test_a_bots_own_position_is_its_own_fills_not_the_accounts(market):
             assert [m.strategy.own_pnl for m in makers] == [0.0, 0.0]  # marked at the last trade, its own price
     finally:
         for m in makers: m.stop()
+
+def test_a_fill_that_comes_as_a_bot_stops_counts_in_its_own_position(market):
+    add_symbol(market, symbol="STOPS")
+    with TradingClient(market.url, market.keys["tom"]) as tom, TradingClient(market.url, market.keys["ada"]) as ada:
+        held = lambda: ada.positions_frame().set_index("symbol").qty.get("STOPS", 0)
+        for _ in range(3):  # the fill races the stop: before, about one round in three left it out of the bot's own position
+            before = held()
+            bot = BotThread(MarketMaker("STOPS", spread=2, qty=1, fair=100, refresh_s=60), market.url, market.keys["ada"])
+            assert bot.wait_started(), bot.error
+            hit = threading.Thread(target=tom.order, args=("STOPS", "buy", 1), kwargs=dict(kind="market", tif="IOC"))
+            hit.start(), time.sleep(0.002), bot.stop(), hit.join()
+            assert bot.strategy.own.qty == held() - before  # the bot was the account's only trader in STOPS

@@ -229,3 +229,19 @@ def test_a_batch_of_a_symbol_halted_since_is_refused_and_the_others_sent(tmp_pat
     s.do(("flush",))
     assert [(o["status"], o["reason"][:19]) for o in s.m.ledger.orders.values()] == [("rejected", "symbol DEMO: halted"), ("open", "")]
     s.m.close()
+
+def test_each_change_an_account_is_told_is_stamped_no_earlier_than_the_news_before_it(tmp_path):
+    "A client's catch-up asks for what changed since the newest stamp it was told (`since_ns`): an order refused at a halt, told after newer news (its batch split at MAX_BATCH), was stamped when it came."
+    import itertools
+    from aiplatform.trading.market import MAX_BATCH
+    ticks = itertools.count(1_000)
+    m = Market(tmp_path, [{"symbol": "DEMO", "price_band_pct": 0}, {"symbol": "OTHER", "price_band_pct": 0}], clock=lambda: next(ticks))
+    told = []  # what an orders subscriber of account 2 is sent, in order
+    m.listeners.append(lambda symbol, changed, fills, trades, delta: told.extend((s["cid"], s["updated_ns"]) for s in changed.values() if s["account"] == 2))
+    m.submit(2, Order(cid="B", symbol="OTHER", side="buy", qty=1, price=10), lambda *a: None)
+    for i in range(MAX_BATCH): m.submit(1, Order(cid=f"x{i}", symbol="OTHER", side="buy", qty=1, price=10), lambda *a: None)
+    m.submit(2, Order(cid="A", symbol="DEMO", side="buy", qty=1, price=10), lambda *a: None)  # queued past MAX_BATCH
+    m.halt("DEMO")  # before its batch runs
+    m.flush(), m.flush()
+    assert [cid for cid, _ in told] == ["B", "A"] and told[1][1] >= told[0][1], told  # before: A's stamp, its submit's, was older than B's
+    m.close()
