@@ -290,10 +290,14 @@ async def _catch_up(self: AsyncTradingClient, shard, since_ns=None, warn=True) -
     try:
         listed = (await self.get("orders", shard, status="all", limit=CATCH_UP_LIMIT, **since))["orders"]
         self._keep_orders(listed)
-        missing = set(self._unsure.get(shard, ()))  # and, past a full list, the orders held open: one not listed then may have changed
-        if len(listed) == CATCH_UP_LIMIT: missing |= {c for c, o in self.orders.items() if not is_done(o) and self.shard(o["symbol"]) == shard}
+        held_open = {c for c, o in self.orders.items() if not is_done(o) and self.shard(o["symbol"]) == shard}
+        missing = set(self._unsure.get(shard, ()))  # and the orders held open that may have ended unlisted: past a full list, or ended and forgotten (`keep_done`)
+        if len(listed) == CATCH_UP_LIMIT: missing |= held_open
+        elif since: missing |= held_open - {o["cid"] for o in (await self.get("orders", shard, status="open", limit=CATCH_UP_LIMIT))["orders"]}
         for cid in missing - {o["cid"] for o in listed}:  # one by one
-            with suppress(NotFound): self._keep_orders([await self.get(f"orders/{cid}", shard)])  # not found: it never reached the service
+            try: self._keep_orders([await self.get(f"orders/{cid}", shard)])
+            except NotFound:  # unsure: it never reached the service; held open: it ended, and the service forgot it since
+                if cid in held_open: del self.orders[cid]
         self.placed -= {cid for cid in self._unsure.pop(shard, ()) if cid not in self.orders}
         fetched, known = (await self.get("fills", shard, limit=10_000, **since))["fills"], {f["fill_id"] for f in self.fills}
         fills = sorted({f["fill_id"]: f for f in [*self.fills, *fetched]}.values(), key=lambda f: f["ns"])  # once each, oldest first

@@ -265,10 +265,11 @@ def test_a_catch_up_keeps_what_the_stream_said_since_and_tells_the_fills_it_miss
             await c.subscribe("orders")
             await c.order("DEMO", "sell", 1, 100, cid="gone-1"), await c.order("DEMO", "sell", 1, 101, cid="gone-2")
             await c.request("ping")  # after the orders channel's news of them
-            get = c.get
+            get, slowed = c.get, []
             async def slow_get(path, *args, **kwargs):  # the catch-up's list of orders comes late: gone-2 fills meanwhile
                 answer = await get(path, *args, **kwargs)
-                if path == "orders":
+                if path == "orders" and not slowed:
+                    slowed.append(path)
                     await tom.order("DEMO", "buy", 1, 101)
                     async with asyncio.timeout(10):
                         while c.orders["gone-2"]["status"] != "filled": await asyncio.sleep(0.02)  # the stream's word
@@ -309,10 +310,12 @@ def test_a_catch_up_asks_for_the_open_orders_past_its_list(svc, monkeypatch):
             await c.subscribe("orders")
             await c.order("DEMO", "buy", 1, 60, cid="deep-1")
             await c.request("ping")  # after the orders channel's news of it
-            proxy.cut(from_service=True)  # what the service says next is lost with the connection: deep-1's fill
-            await tom.order("DEMO", "sell", 1, 60)
+            proxy.gateway_down = True
+            proxy.abort()  # the client away till the gateway is back...
+            await tom.order("DEMO", "sell", 1, 60)  # ...while deep-1 fills
             async with AsyncTradingClient(svc.url, svc.keys["tess"]) as tess:  # the account's other session: more changes since, newer than deep-1
                 await tess.requests([order_message("DEMO", "sell", 1, 500, tif="IOC") for _ in range(4)])
+            proxy.gateway_down = False
             async with asyncio.timeout(10):
                 while not c.reconnects: await asyncio.sleep(0.05)
             assert c.orders["deep-1"]["status"] == "filled"  # before: open for good, past the list of the newest
@@ -327,8 +330,9 @@ def test_a_catch_up_asks_only_for_what_changed_while_away_though_dropped_again_m
             await c.requests([order_message("DEMO", "sell", 1, 500, tif="IOC", cid=f"old-{i}") for i in range(5)])  # history: done at once
             await c.order("DEMO", "sell", 1, 100, cid="rest"), await c.order("DEMO", "sell", 1, 120, cid="moved")
             await c.request("ping")  # after the orders channel's news of them
-            proxy.cut(from_service=True)  # what the service says next is lost with the connection
-            await tom.order("DEMO", "buy", 1, 100)  # rest fills while the client is away...
+            proxy.gateway_down = True
+            proxy.abort()  # the client away till the gateway is back...
+            await tom.order("DEMO", "buy", 1, 100)  # ...while rest fills...
             await tess.modify("moved", price=121)  # ...then moved changes, open: the orders channel's first message, at the reconnect, says so
             get, asked = c.get, []
             async def dropped_at_first(path, *args, **kwargs):
@@ -342,6 +346,7 @@ def test_a_catch_up_asks_only_for_what_changed_while_away_though_dropped_again_m
                 if path == "orders": asked.append((kwargs.get("since_ns"), sorted(o["cid"] for o in answer["orders"])))
                 return answer
             c.get = dropped_at_first
+            proxy.gateway_down = False  # ...and back
             async with asyncio.timeout(15):
                 while not c.reconnects: await asyncio.sleep(0.05)
             assert (c.orders["rest"]["status"], c.orders["moved"]["price"]) == ("filled", 121)  # not since moved's change: rest's fill came before it
@@ -602,3 +607,24 @@ def test_a_shard_gone_silent_is_dropped_within_a_ping_and_a_half(svc, monkeypatc
                 while c.connected("DEMO"): await asyncio.sleep(0.05)  # a desk shows it disconnected, not its last book as live
             return time.monotonic() - began
     assert asyncio.run(main()) < 2
+
+def test_an_order_held_open_that_ended_and_was_forgotten_while_away_is_no_longer_held_open(tmp_path):
+    keys = make_users(tmp_path)
+    svc = start_trading(tmp_path, symbols="DEMO", price_band_pct=0, keep_done=3)
+    proxy = Proxy(svc.url)
+    async def main():
+        async with AsyncTradingClient(proxy.url, keys["tess"]) as c, AsyncTradingClient(svc.url, keys["tom"]) as tom, \
+                AsyncTradingClient(svc.url, keys["tess"]) as tess:  # the account's other session
+            await c.subscribe("orders")
+            await c.order("DEMO", "buy", 1, 50, cid="forgotten")
+            await c.request("ping")
+            proxy.gateway_down = True
+            proxy.abort()  # the client away till the gateway is back...
+            await tom.order("DEMO", "sell", 1, 50)  # ...while the order fills...
+            await tess.requests([order_message("DEMO", "buy", 1, 10, tif="IOC") for _ in range(5)])  # ...and, 5 done orders later, is forgotten
+            proxy.gateway_down = False
+            async with asyncio.timeout(10):
+                while not c.reconnects: await asyncio.sleep(0.05)
+            assert "forgotten" not in c.orders and "forgotten" in [f["cid"] for f in c.fills]  # before: held open for good, a Cancel refused
+    try: asyncio.run(main())
+    finally: stop(svc)
