@@ -48,7 +48,7 @@ class Strategy:
         self.own = Position()  # what its own fills add up to: the account may hold more (a trader's, another bot's)
 
     def failure(self) -> BaseException | None:
-        "An error that stops the bot (the runner stops it with it): `REFUSED_TO_STOP` refusals in a row, or one of the strategy's own background work."
+        "An error that stops the bot (the runner stops it with it): `REFUSED_TO_STOP` refusals in a row; a strategy with background work of its own adds that work's error."
         return self.stopped_by
 
     def took(self, fill: dict):
