@@ -178,14 +178,13 @@ async def _last_position(strategy):
     """Read the bot's position where it ended, into its P&L, and the fills of its own orders it was not told of, into `own`: a fill
     in its cancels' batch is told after their answers, which the client may not wait for, and one queued as it stopped is not read."""
     client, shard = strategy.client, strategy.client.shard(strategy.symbol)
-    since = {"since_ns": strategy.fills[-1]["ns"]} if strategy.fills else {}
     try:
         listed = (await client.get("positions", shard))["positions"]
-        fills = (await client.get("fills", shard, symbol=strategy.symbol, limit=10_000, **since))["fills"]
+        fills = (await client.get("fills", shard, symbol=strategy.symbol, limit=10_000))["fills"]  # its own among them: the newest it had, told or not
     except (AIPlatformError, aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
         return get_logger("trading.bots").warning("bot %s on %s: its last position not read (%s)", strategy.name, strategy.symbol, e)
     client.positions.update((p["symbol"], p) for p in listed)
-    told = {f["fill_id"] for f in strategy.fills}
+    told = {f["fill_id"] for f in strategy.fills}  # the newest 10,000 it was told: every one of its own that the newest 10,000 of the symbol hold
     for f in fills:
         if f["cid"] in client.placed and f["fill_id"] not in told: strategy.took(f)
     strategy.pnl_history.append((time.time(), strategy.pnl, strategy.position))

@@ -297,7 +297,7 @@ async def _catch_up(self: AsyncTradingClient, shard, since_ns=None, warn=True) -
         for cid in missing - {o["cid"] for o in listed}:  # one by one
             try: self._keep_orders([await self.get(f"orders/{cid}", shard)])
             except NotFound:  # unsure: it never reached the service; held open: it ended, and the service forgot it since
-                if cid in held_open: del self.orders[cid]
+                if cid in held_open and (o := self.orders.get(cid)) is not None and not is_done(o): del self.orders[cid]  # not if the stream told of its end meanwhile
         self.placed -= {cid for cid in self._unsure.pop(shard, ()) if cid not in self.orders}
         fetched, known = (await self.get("fills", shard, limit=10_000, **since))["fills"], {f["fill_id"] for f in self.fills}
         fills = sorted({f["fill_id"]: f for f in [*self.fills, *fetched]}.values(), key=lambda f: f["ns"])  # once each, oldest first

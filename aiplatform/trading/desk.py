@@ -20,6 +20,7 @@ from ..platform.gallery import StatusLine
 from ..platform.services import check_health
 from .bots import BOTS, BotThread, bot_defaults, make_bot, param_value
 from .client import TradingClient, new_cid, order_message
+from .ledger import is_done
 
 # %% ../../nbs/trading/17_desk.ipynb #f349970f
 def _url_problem(url) -> str | None:
@@ -227,12 +228,15 @@ def send(self: TradingDesk):
     def go():
         symbol, price = self._symbol(), _whole("price", self.price.value) if self.kind.value == "limit" else None
         ticket = (symbol, self.side.value, _whole("qty", self.qty.value), price, self.kind.value)
+        if self._unanswered:  # one the service has told of since as done (filled, say): sent again, the ticket is a new order
+            told = self.client.orders
+            self._unanswered = {t: c for t, c in self._unanswered.items() if not (c in told and is_done(told[c]))}
         cid = self._unanswered.get(ticket) or new_cid()
         message = order_message(*ticket[:4], cid=cid, kind=ticket[4], **({} if price is not None else {"tif": "IOC"}))
         try: state = self.client.requests([message], self.client.shard(symbol), timeout=ANSWER_S)[0]["order"]
         except (ConnectionError, TimeoutError, OSError) as e:
             self._unanswered[ticket] = cid
-            raise ConnectionError(f"{e}; order {cid} may be placed: see My open orders (sent again, it is that order, never a second)") from None
+            raise ConnectionError(f"{e}; order {cid} may be placed: see My open orders (sent again while it is not done, it is that order, never a second)") from None
         except AIPlatformError:
             self._unanswered.pop(ticket, None)  # answered: refused
             raise

@@ -390,7 +390,7 @@ async def _answer(call):
 
 async def _who(request, roles, route) -> tuple:
     "The caller's checked query (`route`'s) and the account they act on: their own, or (an admin only) `?account=<username>`'s."
-    user = await caller(request, *roles)  # who first: a stranger learns nothing from the query's checks
+    user = await caller(request, *roles, fresh="account" in request.query)  # who first: a stranger learns nothing from the query's checks; an admin's role read at once
     q = query(request, route)
     if "account" not in q: return q, user.id
     if not user.allowed("admin"): raise Forbidden(f"account: only an admin acts on another account (user {user.username!r} is a {user.role})")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from aiplatform.core import ValidationError
 from trading_service import Proxy, make_users, start_trading, stop
-from aiplatform.trading.bots import BotThread, MarketMaker, MomentumMA, NoiseTrader, Strategy, journal_session, replay
+from aiplatform.trading.bots import BotThread, MarketMaker, MomentumMA, NoiseTrader, Strategy, journal_session, replay, run
 from aiplatform.trading.book import OrderBook
 from aiplatform.trading.client import AsyncTradingClient, TradingClient
 from aiplatform.trading.data import order_flow
@@ -425,3 +425,31 @@ def test_a_fill_that_comes_as_a_bot_stops_counts_in_its_own_position(market):
             hit = threading.Thread(target=tom.order, args=("STOPS", "buy", 1), kwargs=dict(kind="market", tif="IOC"))
             hit.start(), time.sleep(0.002), bot.stop(), hit.join()
             assert bot.strategy.own.qty == held() - before  # the bot was the account's only trader in STOPS
+
+def test_a_fill_a_catch_up_tells_late_counts_in_the_bots_own_position_though_it_stops_first(market):
+    add_symbol(market, symbol="LATE")
+    proxy = Proxy(market.url)
+    async def main():
+        bot, halt = Strategy("LATE"), asyncio.Event()
+        running = asyncio.create_task(run(bot, [proxy.url], market.keys["tess"], stop=halt))
+        while not bot.started.is_set(): await asyncio.sleep(0.05)
+        c = bot.client
+        async with AsyncTradingClient(market.url, market.keys["tom"]) as tom:
+            get, stalled = c.get, []
+            async def slow_catch_up_fills(path, *args, **kwargs):
+                if path == "fills" and "symbol" not in kwargs and not stalled:  # the reconnect's catch-up of fills: slow
+                    stalled.append(path)
+                    await c.order("LATE", "buy", 1, 51, cid="C")
+                    await tom.order("LATE", "sell", 1, 51)  # a newer fill, told live
+                    while not any(f["cid"] == "C" for f in bot.fills): await asyncio.sleep(0.02)
+                    halt.set()  # the bot stops before the catch-up tells it A's older fill
+                    await asyncio.sleep(1)
+                return await get(path, *args, **kwargs)
+            c.get = slow_catch_up_fills
+            await c.order("LATE", "buy", 1, 50, cid="A")
+            await c.request("ping")
+            proxy.cut(from_service=True)  # A's fill lost with the connection
+            await tom.order("LATE", "sell", 1, 50)
+            await running
+        return bot.own.qty
+    assert asyncio.run(asyncio.wait_for(main(), 30)) == 2  # before: 1, A's fill left out

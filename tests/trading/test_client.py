@@ -628,3 +628,35 @@ def test_an_order_held_open_that_ended_and_was_forgotten_while_away_is_no_longer
             assert "forgotten" not in c.orders and "forgotten" in [f["cid"] for f in c.fills]  # before: held open for good, a Cancel refused
     try: asyncio.run(main())
     finally: stop(svc)
+
+def test_an_order_the_stream_ends_during_a_catch_up_keeps_its_end(tmp_path):
+    keys = make_users(tmp_path)
+    svc = start_trading(tmp_path, symbols="DEMO", price_band_pct=0, keep_done=3)
+    proxy = Proxy(svc.url)
+    async def main():
+        async with AsyncTradingClient(proxy.url, keys["tess"]) as c, AsyncTradingClient(svc.url, keys["tom"]) as tom, \
+                AsyncTradingClient(svc.url, keys["tess"]) as tess:
+            await c.subscribe("orders")
+            await c.order("DEMO", "buy", 1, 50, cid="X")
+            await c.requests([order_message("DEMO", "buy", 1, 10, tif="IOC", cid="Y")])  # newer than X: the catch-up's since is past X
+            await c.request("ping")
+            get, hooked = c.get, []
+            async def racing_get(path, *args, **kwargs):
+                if path == "orders" and kwargs.get("status") == "open" and not hooked:  # the catch-up's open list: X ends, and is forgotten, as it is asked
+                    hooked.append(path)
+                    await tom.order("DEMO", "sell", 1, 50)
+                    async with asyncio.timeout(10):
+                        while c.orders["X"]["status"] != "filled": await asyncio.sleep(0.02)  # the stream's word
+                    await tess.requests([order_message("DEMO", "buy", 1, 10, tif="IOC") for _ in range(5)])  # the service forgets X
+                return await get(path, *args, **kwargs)
+            c.get = racing_get
+            proxy.gateway_down = True
+            proxy.abort()
+            await tom.order("DEMO", "buy", 1, 1)  # a change while away
+            proxy.gateway_down = False
+            async with asyncio.timeout(10):
+                while not c.reconnects: await asyncio.sleep(0.05)
+            assert hooked and c.orders["X"]["status"] == "filled"  # before: dropped, as if held open (or a KeyError ended the reconnect)
+            await tom.cancel_all()
+    try: asyncio.run(main())
+    finally: stop(svc)

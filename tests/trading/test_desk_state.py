@@ -292,6 +292,18 @@ def test_an_order_sent_without_an_answer_is_sent_again_as_the_same_order(svc, mo
     with TradingClient(svc.url, svc.keys["ada"]) as ada:
         assert sorted(ada.orders_frame(symbol="DEMO").query("price in (37, 38)")["price"]) == [37, 38]
         ada.cancel_all()
+    d.price.value = "39"
+    proxy.deaf = True
+    d.send()  # no answer again...
+    proxy.deaf, _ = False, proxy.abort()
+    with TradingClient(svc.url, svc.keys["tom"]) as tom:
+        tom.order("DEMO", "sell", 2, 39)  # ...and the order fills: the desk is told of it on the orders channel
+        deadline = time.time() + 10
+        while time.time() < deadline and not any(o["price"] == 39 and o["status"] == "filled" for o in d.client.orders.values()): time.sleep(0.05)
+        d.send()  # the same ticket, the first done: a new order (before: its id again, answered "filled", and no order placed)
+        assert "open, 0 of 2 filled" in d.status.value, d.status.value
+        tom.cancel_all()
+    with TradingClient(svc.url, svc.keys["ada"]) as ada: ada.cancel_all()
     d.client.close()
 
 def test_an_address_that_is_not_the_service_is_said_in_the_status_line(svc):

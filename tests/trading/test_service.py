@@ -919,15 +919,16 @@ def test_a_book_reader_that_reads_nothing_is_dropped_after_its_ping_goes_unanswe
     full, left = asyncio.run(scenario())
     assert full > 0 and left == (0, True)
 
-def test_a_demoted_admin_is_refused_at_the_next_admin_request(tmp_path):
+def test_a_demoted_admin_is_refused_at_the_next_admin_request_or_request_for_another_account(tmp_path):
     from aiplatform.core import load_settings
     from aiplatform.platform import auth
     svc = start_trading(tmp_path, symbols="DEMO")
     svc.keys = make_users(tmp_path)
     try:
-        assert call(svc, "POST", "admin/symbols/DEMO/halt", user="ada")[0] == 200  # the key checked, and cached 10 s
+        assert call(svc, "GET", "orders?account=tess", user="ada")[0] == 200  # the key checked, and cached 10 s
         auth.set_role("ada", "trader", settings=load_settings(env={}, platform={"data_dir": tmp_path}))
-        assert call(svc, "POST", "admin/symbols/DEMO/resume", user="ada")[0] == 403  # before: 200 for 10 s more
+        assert call(svc, "GET", "orders?account=tess", user="ada")[0] == 403  # another account's: before, 200 for 10 s more
+        assert call(svc, "POST", "admin/symbols/DEMO/halt", user="ada")[0] == 403
     finally: stop(svc)
 
 def test_the_websockets_query_names_an_unknown_or_repeated_parameter(svc):
