@@ -608,9 +608,17 @@ def test_a_shard_gone_silent_is_dropped_within_a_ping_and_a_half(svc, monkeypatc
             return time.monotonic() - began
     assert asyncio.run(main()) < 2
 
-def test_an_order_held_open_that_ended_and_was_forgotten_while_away_is_no_longer_held_open(tmp_path):
+@pytest.fixture
+def forgetful(tmp_path):
+    "A service that keeps 3 done orders an account (`keep_done`)."
     keys = make_users(tmp_path)
-    svc = start_trading(tmp_path, symbols="DEMO", price_band_pct=0, keep_done=3)
+    service = start_trading(tmp_path, symbols="DEMO", price_band_pct=0, keep_done=3)
+    service.keys = keys
+    yield service
+    stop(service)
+
+def test_an_order_held_open_that_ended_and_was_forgotten_while_away_is_no_longer_held_open(forgetful):
+    svc, keys = forgetful, forgetful.keys
     proxy = Proxy(svc.url)
     async def main():
         async with AsyncTradingClient(proxy.url, keys["tess"]) as c, AsyncTradingClient(svc.url, keys["tom"]) as tom, \
@@ -626,12 +634,10 @@ def test_an_order_held_open_that_ended_and_was_forgotten_while_away_is_no_longer
             async with asyncio.timeout(10):
                 while not c.reconnects: await asyncio.sleep(0.05)
             assert "forgotten" not in c.orders and "forgotten" in [f["cid"] for f in c.fills]  # before: held open for good, a Cancel refused
-    try: asyncio.run(main())
-    finally: stop(svc)
+    asyncio.run(main())
 
-def test_an_order_the_stream_ends_during_a_catch_up_keeps_its_end(tmp_path):
-    keys = make_users(tmp_path)
-    svc = start_trading(tmp_path, symbols="DEMO", price_band_pct=0, keep_done=3)
+def test_an_order_the_stream_ends_during_a_catch_up_keeps_its_end(forgetful):
+    svc, keys = forgetful, forgetful.keys
     proxy = Proxy(svc.url)
     async def main():
         async with AsyncTradingClient(proxy.url, keys["tess"]) as c, AsyncTradingClient(svc.url, keys["tom"]) as tom, \
@@ -658,5 +664,4 @@ def test_an_order_the_stream_ends_during_a_catch_up_keeps_its_end(tmp_path):
                 while not c.reconnects: await asyncio.sleep(0.05)
             assert hooked and c.orders["X"]["status"] == "filled"  # before: dropped, as if held open (or a KeyError ended the reconnect)
             await tom.cancel_all()
-    try: asyncio.run(main())
-    finally: stop(svc)
+    asyncio.run(main())
