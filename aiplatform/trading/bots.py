@@ -46,6 +46,7 @@ class Strategy:
         self.started = threading.Event()  # set once subscribed and `on_start` has run
         self.refused_in_a_row, self.stopped_by = 0, None
         self.own = Position()  # what its own fills add up to: the account may hold more (a trader's, another bot's)
+        self.forgotten_ns = 0  # the newest `ns` of a fill gone from `fills` (its newest 10,000 as told, not by time)
 
     def failure(self) -> BaseException | None:
         "An error that stops the bot (the runner stops it with it): `REFUSED_TO_STOP` refusals in a row; a strategy with background work of its own adds that work's error."
@@ -53,6 +54,7 @@ class Strategy:
 
     def took(self, fill: dict):
         "A fill of one of the bot's own orders: kept, and added to `own`."
+        if len(self.fills) == self.fills.maxlen: self.forgotten_ns = max(self.forgotten_ns, self.fills[0]["ns"])
         self.fills.append(fill), self.own.fill(fill["qty"] if fill["side"] == "buy" else -fill["qty"], fill["price"])
 
     def placed(self):
@@ -184,9 +186,9 @@ async def _last_position(strategy):
     except (AIPlatformError, aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
         return get_logger("trading.bots").warning("bot %s on %s: its last position not read (%s)", strategy.name, strategy.symbol, e)
     client.positions.update((p["symbol"], p) for p in listed)
-    told = {f["fill_id"] for f in strategy.fills}  # the newest 10,000 it was told: every one of its own that the newest 10,000 of the symbol hold
+    told = {f["fill_id"] for f in strategy.fills}  # the newest 10,000 it was told; one told before them is no newer than `forgotten_ns`
     for f in fills:
-        if f["cid"] in client.placed and f["fill_id"] not in told: strategy.took(f)
+        if f["cid"] in client.placed and f["fill_id"] not in told and f["ns"] > strategy.forgotten_ns: strategy.took(f)
     strategy.pnl_history.append((time.time(), strategy.pnl, strategy.position))
 
 # %% ../../nbs/trading/16_bots.ipynb #727cc143

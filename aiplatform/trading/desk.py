@@ -224,19 +224,21 @@ def _symbol(self: TradingDesk) -> str:
 @patch
 def send(self: TradingDesk):
     """Send the ticket's order; the answer in the status line. One sent without an answer (a connection lost with it) may be placed:
-    the same ticket sent again goes under the same order id, which the service answers with that order, never a second one."""
+    the same ticket sent again goes under the same order id, which the service answers with that order, never a second one; once the
+    client knows that order done, the next send says how it ended, and the one after is a new order."""
     def go():
         symbol, price = self._symbol(), _whole("price", self.price.value) if self.kind.value == "limit" else None
         ticket = (symbol, self.side.value, _whole("qty", self.qty.value), price, self.kind.value)
-        if self._unanswered:  # one the service has told of since as done (filled, say): sent again, the ticket is a new order
-            told = self.client.orders
-            self._unanswered = {t: c for t, c in self._unanswered.items() if not (c in told and is_done(told[c]))}
-        cid = self._unanswered.get(ticket) or new_cid()
+        cid = self._unanswered.get(ticket)
+        if cid is not None and (o := self.client.orders.get(cid)) is not None and is_done(o):  # told of since, and done (an IOC filled, say)
+            del self._unanswered[ticket]
+            return self.status.say(f"order {cid}, sent without an answer: {o['status']}, {o['filled']} of {o['qty']} filled; send again for a new order")
+        cid = cid or new_cid()
         message = order_message(*ticket[:4], cid=cid, kind=ticket[4], **({} if price is not None else {"tif": "IOC"}))
         try: state = self.client.requests([message], self.client.shard(symbol), timeout=ANSWER_S)[0]["order"]
         except (ConnectionError, TimeoutError, OSError) as e:
             self._unanswered[ticket] = cid
-            raise ConnectionError(f"{e}; order {cid} may be placed: see My open orders (sent again while it is not done, it is that order, never a second)") from None
+            raise ConnectionError(f"{e}; order {cid} may be placed: sent again, this ticket is that order, never a second") from None
         except AIPlatformError:
             self._unanswered.pop(ticket, None)  # answered: refused
             raise

@@ -279,7 +279,7 @@ def test_an_order_sent_without_an_answer_is_sent_again_as_the_same_order(svc, mo
     d.side.value, d.price.value, d.qty.value = "buy", "37", "2"
     proxy.deaf = True  # the order reaches the service, its answer never comes back
     d.send()
-    assert "may be placed: see My open orders" in d.status.value, d.status.value
+    assert "may be placed: sent again, this ticket is that order" in d.status.value, d.status.value
     proxy.deaf = False
     proxy.abort()  # the dead link noticed, and the connection made again
     deadline = time.time() + 10
@@ -300,7 +300,9 @@ def test_an_order_sent_without_an_answer_is_sent_again_as_the_same_order(svc, mo
         tom.order("DEMO", "sell", 2, 39)  # ...and the order fills: the desk is told of it on the orders channel
         deadline = time.time() + 10
         while time.time() < deadline and not any(o["price"] == 39 and o["status"] == "filled" for o in d.client.orders.values()): time.sleep(0.05)
-        d.send()  # the same ticket, the first done: a new order (before: its id again, answered "filled", and no order placed)
+        d.send()  # the same ticket, the first done: how it ended, and nothing sent (an IOC's second send was a second order)
+        assert "sent without an answer: filled, 2 of 2 filled; send again for a new order" in d.status.value, d.status.value
+        d.send()  # then a new order (before: its id again, answered "filled", and no order placed)
         assert "open, 0 of 2 filled" in d.status.value, d.status.value
         tom.cancel_all()
     with TradingClient(svc.url, svc.keys["ada"]) as ada: ada.cancel_all()
