@@ -1719,6 +1719,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                    'aiplatform/trading/backtest.py'),
                                              'aiplatform.trading.backtest._sweep_one': ( 'trading/backtest.html#_sweep_one',
                                                                                          'aiplatform/trading/backtest.py'),
+                                             'aiplatform.trading.backtest._vectorbt': ( 'trading/backtest.html#_vectorbt',
+                                                                                        'aiplatform/trading/backtest.py'),
                                              'aiplatform.trading.backtest.backtest': ( 'trading/backtest.html#backtest',
                                                                                        'aiplatform/trading/backtest.py'),
                                              'aiplatform.trading.backtest.bar_freq': ( 'trading/backtest.html#bar_freq',

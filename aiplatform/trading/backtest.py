@@ -8,7 +8,7 @@ __all__ = ['STRATEGIES', 'STATS', 'FILLS', 'SWEEP_SOURCE', 'crossed_above', 'vec
            'sweep_part', 'backtest', 'walk_forward']
 
 # %% ../../nbs/trading/05_backtest.ipynb #b03e95ef
-import itertools, math
+import functools, itertools, math
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 import numpy as np
@@ -184,9 +184,17 @@ class Options(BaseModel):
         "Whether the fused sweep gives the same result: all-in sizing and no stops."
         return self.sl_stop is None and self.tp_stop is None and np.isinf(self.size) and self.size_type == "amount"
 
+@functools.cache
+def _vectorbt():
+    """vectorbt, its signal simulator (`simulate_from_signals_nb`) cached on disk as its other kernels are: it ships
+    uncached, and every new process compiled it again, 4-5 s for each kind of input."""
+    import vectorbt as vbt
+    vbt.portfolio.nb.simulate_from_signals_nb.enable_caching()
+    return vbt
+
 def portfolio(bars, entries, exits, opts: Options, freq=None):
     "vectorbt `Portfolio.from_signals` for `entries`/`exits` columns over `bars` with `opts`."
-    import vectorbt as vbt
+    vbt = _vectorbt()
     close = bars["close"]
     kw = dict(fees=opts.fees, slippage=opts.slippage, size=opts.size, size_type=opts.size_type, init_cash=opts.init_cash,
               min_size=opts.min_size, freq=freq or bar_freq(bars))

@@ -1,5 +1,6 @@
 """Backtests: the fused MA sweep gives vectorbt's statistics exactly (random prices with ties, fees, slippage, both fills);
 the vectorbt path carries stops and sizing through; strategies, walk-forward, export and bad input."""
+import subprocess, sys
 import fastparquet, numpy as np, pandas as pd, pytest
 import vectorbt as vbt
 from hypothesis import given, settings, strategies as st
@@ -129,3 +130,11 @@ def test_a_progress_callback_sees_every_combination():
 ])
 def test_bad_input_is_named(call, message):
     with pytest.raises(ValidationError, match=message.replace("(", r"\(")): call(gbm_bars(("X",), n=200)["X"])
+
+def test_a_new_process_loads_vectorbts_simulator_from_the_disk_cache():
+    "vectorbt ships `simulate_from_signals_nb` uncached (4-5 s of compiling per process): the second process compiles nothing."
+    script = ("from aiplatform.trading.backtest import Options, _vectorbt, backtest\nfrom aiplatform.trading.data import gbm_bars\n"
+              "backtest(gbm_bars(('W',), n=200, seed=2)['W'], 'ma_cross', dict(fast=[2], slow=[9]), Options(), progress=False).figure(0)\n"
+              "stats = _vectorbt().portfolio.nb.simulate_from_signals_nb.stats\nprint(len(stats.cache_hits), len(stats.cache_misses))")
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split() for _ in range(2)]
+    assert runs[1] == ["1", "0"], runs
