@@ -35,6 +35,8 @@ def service_urls(settings=None, start=True) -> list[str]:
     t = s.trading
     for url in t.shard_urls.split():
         if problem := _url_problem(url): raise s.error("trading", "shard_urls", t.shard_urls, f"{url!r}: {problem}; expected http://host:port/, one per shard")
+    if t.shard_urls.split() and len(t.shard_urls.split()) != t.shards:
+        raise s.error("trading", "shard_urls", t.shard_urls, f"{len(t.shard_urls.split())} URLs: expected {t.shards}, one per shard in shard order ([trading] shards)")
     if t.shard_urls.split(): return t.shard_urls.split()
     if not t.port: raise s.error("trading", "port", 0, "the desk starts the service on a port it knows: expected 1 to 65535 (0, any, is for the gateway's proxy)")
     url = f"http://127.0.0.1:{t.port}/"

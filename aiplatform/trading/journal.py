@@ -8,7 +8,7 @@ __all__ = ['RECORD_WORDS', 'RECORD_BYTES', 'MAGIC', 'HEADER', 'FSYNC_POLICIES', 
            'JournaledBook']
 
 # %% ../../nbs/trading/01_journal.ipynb #f637c227
-import os, threading, time, zipfile
+import os, shutil, threading, time, zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
@@ -243,6 +243,21 @@ class Rewritable:
             self._fd = None
 
 # %% ../../nbs/trading/01_journal.ipynb #f0e7a591
+@njit(cache=True, nogil=True)
+def _intact_count(R, first_seq):
+    "How many of the records `R` are intact: their checksum right, and the sequence number of their place."
+    n = 0
+    for i in range(R.shape[0]):
+        if R[i, 0] == first_seq + i and R[i, RECORD_WORDS - 1] == _checksum(R, i): n += 1
+    return n
+
+def _set_aside(path, offset, seq) -> Path:
+    "Copy segment `path` from byte `offset` on to a file beside it, durably, before that part is cut."
+    aside = path.with_name(f"{path.name}.cut-{seq}")
+    with open(path, "rb") as f, open(aside, "wb") as out:
+        f.seek(offset); shutil.copyfileobj(f, out); out.flush(); os.fsync(out.fileno())
+    return aside
+
 def _intact_chunks(folder, after, repair, report, chunk=1 << 16):
     """Yield the intact records above `after`, chunk by chunk, with the matching rules they were written under, filling
     `report`. The next chunk's checksums are checked on a second thread while the caller uses the current one; segments
@@ -276,13 +291,18 @@ def _intact_chunks(folder, after, repair, report, chunk=1 << 16):
                 if bad != -1:
                     good = start + bad
                     break
+            intact = _intact_count(np.asarray(R[good + 1:]), first + good + 1) if good < whole else 0
             del R, check, pending  # unmap before a possible truncation
             if good < whole or (size - len(HEADER)) % RECORD_BYTES:
                 if k != len(segments) - 1: raise JournalError(f"{path}: damaged at record {first + good}, before the last segment")
                 cut = size - len(HEADER) - good * RECORD_BYTES
-                report |= dict(cut_bytes=cut, cut_records=whole - good, cut_at_seq=first + good)
-                get_logger("journal").warning("journal %s: cut %d bytes (%d whole records) of a torn or corrupt tail at "
-                                              "sequence %d", path, cut, whole - good, first + good)
+                report |= dict(cut_bytes=cut, cut_records=whole - good, cut_at_seq=first + good, intact_after=intact)
+                aside = _set_aside(path, len(HEADER) + good * RECORD_BYTES, first + good) if repair and good < whole else None
+                kept = f"; kept in {aside}" if aside else ""
+                if intact: get_logger("journal").error("journal %s: record %d is damaged and %d intact records follow it (a damaged file, not "
+                                                       "a torn write): replayed up to it, %d bytes cut%s", path, first + good, intact, cut, kept)
+                else: get_logger("journal").warning("journal %s: cut %d bytes (%d whole records) of a torn or corrupt tail at "
+                                                    "sequence %d%s", path, cut, whole - good, first + good, kept)
                 if repair:
                     with open(path, "r+b") as f: f.truncate(len(HEADER) + good * RECORD_BYTES); os.fsync(f.fileno())
             expected = first + good

@@ -96,9 +96,11 @@ class Market:
         self.cids, self.ledger = ClientIds(self.folder/"client_ids.tsv", fsync), Ledger(self.folder/"ledger.jsonl", keep_fills)
         self.clock.at_least(max((s["updated_ns"] for s in self.ledger.orders.values()), default=0))  # a fill's `ns` is its order's change's
         self.cids.next_id = max(self.cids.next_id, max(self.ledger.orders, default=0) + 1)  # a batch refused as its ids failed to be written is in the ledger
+        for oid, state in self.ledger.orders.items():  # an order placed whose id line the client ids' file lost (a torn last line): its cid still names it
+            if state["cid"] and state["status"] != "rejected" and oid > self.cids.ids.get(key := (state["account"], state["cid"]), 0): self.cids.ids[key] = oid
         self.engine = self._recover(limits)
         if ahead := {s: book.seq for s, book in self.engine.books.items() if self.ledger.seqs.get(s, 0) > book.seq}:
-            get_logger("trading.market").warning("%s: the ledger's file is past the journal (a power loss with fsync = batch); its lines "
+            get_logger("trading.market").warning("%s: the ledger's file is past the journal (a power loss with fsync = batch, or a journal cut where it was damaged); its lines "
                                                  "past %s undone", self.folder, ahead)
             self.engine.close(), self.ledger.close()
             self.ledger = Ledger(self.folder/"ledger.jsonl", keep_fills, upto=ahead)
@@ -110,6 +112,7 @@ class Market:
         for state in [s for s in self.ledger.orders.values() if s["status"] == "new"]:  # written before a batch that never reached the journal
             self.ledger.end(state, "lost", LOST, self.clock())
             lost[state["order_id"]] = state
+        if lost: get_logger("trading.market").warning("%s: %d orders %s", self.folder, len(lost), LOST)
         try: self.ledger.record("", lost, [], seq=0)  # once: at the next start they are where they ended, among the done orders kept
         except OSError: get_logger("trading.market").exception("lost orders not recorded")
         self.cids.forget(self.ledger.retire(keep_done))  # as before the restart, whichever of the two files was compacted last
@@ -117,7 +120,7 @@ class Market:
         self.tape_len = tape
         self.tape = self._kept_tape()
         self.pending, self.listeners, self.flushed, self.schedule = [], [], [], None
-        self._compacted = self.ledger.size  # the ledger file's size after its last compaction
+        self._compacted = 0  # the ledger file's size after this run's last compaction: none yet, so its first snapshot compacts
         self._children = {}  # "snapshot", "compaction": the forked child writing it
         for stale in self.folder.rglob("*.tmp"): stale.unlink()  # a snapshot's or a compaction's, cut short
         self._save_symbols()

@@ -65,6 +65,7 @@ def test_the_desks_pnl_follows_other_traders(svc):
 @pytest.mark.parametrize("trading, said", [
     ({"shard_urls": "127.0.0.1:8765"}, "[trading] shard_urls = '127.0.0.1:8765': '127.0.0.1:8765': not an http(s) URL"),
     ({"shard_urls": "http://127.0.0.1:99999/"}, "'http://127.0.0.1:99999/': Port out of range"),
+    ({"shard_urls": "http://127.0.0.1:8765/ http://127.0.0.1:8766/"}, "2 URLs: expected 1, one per shard in shard order ([trading] shards)"),
     ({"port": 0}, "[trading] port = 0: the desk starts the service on a port it knows")])
 def test_bad_service_urls_are_said_in_the_status_line(svc, trading, said):
     d = TradingDesk(load_settings(env={}, platform={"data_dir": svc.data}, trading=trading))
@@ -242,7 +243,7 @@ def test_a_desk_connects_while_a_shard_is_down(tmp_path):
     up = start_trading(tmp_path, symbols=symbols, shards=2, shard=1, price_band_pct=0)
     dead = f"http://127.0.0.1:{free_port()}/"  # shard 0: restarting, say
     try:
-        d = TradingDesk(load_settings(env={}, platform={"data_dir": tmp_path}, trading={"shard_urls": f"{dead} {up.url}"}))
+        d = TradingDesk(load_settings(env={}, platform={"data_dir": tmp_path}, trading={"shard_urls": f"{dead} {up.url}", "shards": 2}))
         d.key.value = keys["tess"]
         d.connect()  # before: "the trading service did not answer", and no desk
         assert d.client is not None and f"down: {dead}" in d.status.value, d.status.value

@@ -60,11 +60,15 @@ def test_damaged_tail_is_cut_and_reported(tmp_path, damage):
     if damage == "torn": os.truncate(seg, size - RECORD_BYTES // 2)  # the last record half written
     else:
         with open(seg, "r+b") as f: f.seek(size - 3 * RECORD_BYTES + 20); f.write(b"\xff\xfe")  # third-last record garbled
-    lost = 1 if damage == "torn" else 3
+    lost, damaged = (1 if damage == "torn" else 3), seg.read_bytes()
     jb = JournaledBook.open(tmp_path)
     assert jb.recovery["cut_at_seq"] == 3000 - lost + 1 and jb.recovery["snapshot_seq"] == 2500
     assert jb.book.queues() == _expected_after(cmds[:3000 - lost])
     assert jb.recovery["cut_records"] == (0 if damage == "torn" else 3) and jb.recovery["cut_bytes"] > 0
+    assert jb.recovery["intact_after"] == (0 if damage == "torn" else 2)  # a garbled record, two intact ones after: said
+    aside = list(tmp_path.glob("journal-*.log.cut-*"))  # whole records cut are kept beside the segment
+    assert [p.name for p in aside] == ([] if damage == "torn" else [f"{seg.name}.cut-{3000 - lost + 1}"])
+    if aside: assert aside[0].read_bytes() == damaged[-3 * RECORD_BYTES:]
     jb.process(cmds[3000 - lost:], keep_events=False)  # the lost commands, sent again, continue the same sequence
     jb.close()
     again = JournaledBook.open(tmp_path)

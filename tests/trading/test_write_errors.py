@@ -319,3 +319,20 @@ def test_a_cancel_all_whose_batch_the_journal_refused_says_which_orders_stay_ope
     m.close()
     (cids, failed), = told
     assert cids == ["a", "b"] and list(failed) == ["a", "b"] and failed["a"].startswith("not journaled (OSError: [Errno 5] Input/output error)")
+
+def test_an_order_whose_client_id_line_was_torn_keeps_its_client_id(tmp_path):
+    m = Market(tmp_path, [{"symbol": "DEMO"}])
+    order(m, 1, "first", "sell", 100)
+    order(m, 1, "retry-me", "sell", 101)
+    m.flush()
+    placed = m.order(1, "retry-me")["order_id"]
+    m.close()
+    ids = tmp_path/"client_ids.tsv"
+    assert ids.read_text().splitlines()[-1].split("\t")[1] == "retry-me"
+    os.truncate(ids, ids.stat().st_size - 3)  # its line torn (a power loss with fsync = batch), the ledger's whole
+    m = Market(tmp_path)
+    answers = []
+    order(m, 1, "retry-me", "sell", 101, answers=answers)  # sent again: the order placed, never a second
+    m.flush()
+    assert m.order(1, "retry-me")["order_id"] == placed and answers == [("retry-me", True, "open")] and len(m.ledger.orders) == 2
+    m.close()
