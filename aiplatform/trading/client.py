@@ -7,7 +7,7 @@ __all__ = ['CONNECT_S', 'PING_S', 'CLOSE_S', 'CATCH_UP_LIMIT', 'GET_S', 'COLUMNS
            'error_of', 'AsyncTradingClient', 'new_cid', 'order_message', 'TradingClient']
 
 # %% ../../nbs/trading/15_client.ipynb #c1517e7c
-import asyncio, copy, itertools, json, secrets, threading, warnings
+import asyncio, copy, itertools, json, secrets, threading, warnings, weakref
 from collections import deque
 from contextlib import suppress
 from urllib.parse import urlencode
@@ -56,6 +56,7 @@ class AsyncTradingClient:
         self.key, self.cancel_on_disconnect = key, cancel_on_disconnect
         self.books, self.trades, self.orders, self.positions, self.fills = {}, {}, {}, {}, deque(maxlen=keep)
         self.resyncs, self.reconnects, self.listeners, self.tape, self.keep = 0, 0, [], tape, keep
+        self._prune_at = 2 * keep  # orders held past which the done ones that ended longest ago are forgotten
         self._session, self._ws, self._readers, self._waiting, self._resyncing = None, {}, {}, {}, set()
         self._subscribed, self._closing, self._connecting = set(), False, {}  # a lock a shard: one connection each, however many ask at once
         self._following = set()  # (shard, channel, symbol) being subscribed again and again by `_follow`
@@ -192,16 +193,19 @@ def _newer(o, held) -> bool:
 
 @patch
 def _keep_orders(self: AsyncTradingClient, orders):
-    "Take in order states, each unless the state held of the same order is newer; once more than twice `keep` are held, forget the done ones that ended longest ago, down to `keep`."
+    """Take in order states, each unless the state held of the same order is newer; once more than twice `keep` are held (or, past
+    that, `keep` more than after the last time), forget the done ones that ended longest ago, down to `keep`: with more than `keep`
+    open, not a scan of them all at each message."""
     for o in orders:
         if not _newer(o, self.orders.get(o["cid"])): continue  # a catch-up's list, older than what the stream said meanwhile
         if is_done(o): self.orders.pop(o["cid"], None)  # to the end: the dict keeps done orders in the order they ended
         self.orders[o["cid"]] = o
-    if len(self.orders) > 2 * self.keep:
+    if len(self.orders) > self._prune_at:
         done = [cid for cid, o in self.orders.items() if is_done(o)]
         for cid in done[:len(done) - self.keep]:
             del self.orders[cid]
             self.placed.discard(cid)
+        self._prune_at = max(2 * self.keep, len(self.orders) + self.keep)
 
 @patch
 async def _resubscribe(self: AsyncTradingClient, symbol):
@@ -530,14 +534,27 @@ _dicts = lambda d: {k: dict(v) for k, v in d.items()}  # an order's, a position'
 LIVE = {"orders": _dicts, "positions": _dicts, "fills": lambda d: deque(map(dict, d), d.maxlen), "books": copy.deepcopy,  # the state the loop
         "trades": lambda t: {s: deque(map(dict, d), d.maxlen) for s, d in t.items()}, "placed": set}                   # keeps, as copies
 
+def _stop(loop, thread, made):
+    """End what a close left on a client's loop (its session: the connections dropped, so the service cancels a cancel-on-disconnect
+    connection's orders now, not at its ping timeout); then stop the loop and its thread. Also run when a client never closed is
+    collected (its notebook cell run again): before, its thread, connections and cancel-on-disconnect orders lived on."""
+    if (aio := made.get("aio")) is not None and thread.is_alive() and (aio._session is not None or aio._tasks):
+        with suppress(BaseException): asyncio.run_coroutine_threadsafe(aio._drop(), loop).result(5)  # on its loop: a notebook's cell runs in a loop of its own
+    loop.call_soon_threadsafe(loop.stop)  # before it runs too: it stops as it begins
+    try: thread.join(5)
+    except RuntimeError: return  # interrupted in `start`, before the thread began: it stops as it begins, its loop left to the collector
+    if not thread.is_alive(): loop.close()
+
 class TradingClient:
     "The trading service from plain (not async) code, e.g. a notebook."
     def __init__(self, urls, key: str, cancel_on_disconnect=False):
-        self._loop, self._closed = asyncio.new_event_loop(), False
+        self._loop, self._closed, made = asyncio.new_event_loop(), False, {}
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="trading-client")
+        self._finalizer = weakref.finalize(self, _stop, self._loop, self._thread, made)  # holds no reference to the client
+        self._finalizer.atexit = False
         try:
             self._thread.start()
-            self.aio = self._run(self._make(urls, key, cancel_on_disconnect))
+            self.aio = made["aio"] = self._run(self._make(urls, key, cancel_on_disconnect))
         except BaseException:
             self._end()  # no thread left behind by a client that was never made
             raise
@@ -578,15 +595,10 @@ class TradingClient:
         finally: self._end()
 
     def _end(self):
-        "End what an interrupted close left, on the client's loop (its session: the connections dropped, so the service cancels a cancel-on-disconnect connection's orders now, not at its ping timeout); then stop the loop and its thread."
+        "End what an interrupted close left, then stop the loop and its thread (`_stop`)."
         if threading.current_thread() is self._thread: return  # a close from a listener: refused (`_run`), the client left as it was
         self._closed = True
-        if (aio := self.__dict__.get("aio")) is not None and self._thread.is_alive() and (aio._session is not None or aio._tasks):
-            with suppress(BaseException): asyncio.run_coroutine_threadsafe(aio._drop(), self._loop).result(5)  # on its loop: a notebook's cell runs in a loop of its own
-        self._loop.call_soon_threadsafe(self._loop.stop)  # before it runs too: it stops as it begins
-        try: self._thread.join(5)
-        except RuntimeError: return  # interrupted in `start`, before the thread began: it stops as it begins, its loop left to the collector
-        if not self._thread.is_alive(): self._loop.close()
+        self._finalizer()
 
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()

@@ -665,3 +665,27 @@ def test_an_order_the_stream_ends_during_a_catch_up_keeps_its_end(forgetful):
             assert hooked and c.orders["X"]["status"] == "filled"  # before: dropped, as if held open (or a KeyError ended the reconnect)
             await tom.cancel_all()
     asyncio.run(main())
+
+def test_a_notebook_client_never_closed_ends_once_collected(svc):
+    "Its cell run again: the client, its thread and its connection end, and so do its cancel-on-disconnect orders (before: all lived on)."
+    before = {t.ident for t in threading.enumerate()}
+    c = TradingClient(svc.url, svc.keys["tess"], cancel_on_disconnect=True)
+    cid = c.order("DEMO", "buy", 1, 50)["cid"]
+    del c
+    gc.collect()
+    assert [t.name for t in threading.enumerate() if t.ident not in before and t.name == "trading-client"] == []  # pycares keeps one of its own
+    with TradingClient(svc.url, svc.keys["tess"]) as again:
+        end = time.monotonic() + 5
+        while again.get("orders/" + cid)["status"] != "cancelled" and time.monotonic() < end: time.sleep(0.05)
+        assert again.get("orders/" + cid)["status"] == "cancelled"
+
+def test_many_open_orders_cost_no_scan_of_them_all_at_each_message():
+    "Past twice `keep`, done orders are forgotten, then not again before `keep` more are held (before: every message scanned them all)."
+    aio = AsyncTradingClient("http://127.0.0.1:1/", "key", keep=10)
+    scans = []
+    class Counted(dict):
+        def items(self): scans.append(1); return super().items()
+    aio.orders = Counted()
+    aio._keep_orders([{"cid": f"o{i}", "order_id": i, "status": "open", "updated_ns": i} for i in range(30)])
+    for i in range(30, 40): aio._keep_orders([{"cid": f"o{i}", "order_id": i, "status": "open", "updated_ns": i}])
+    assert len(aio.orders) == 40 and len(scans) == 1  # at 30 held: none done, so not again before 40 are
