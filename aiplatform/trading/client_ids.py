@@ -9,7 +9,7 @@ __all__ = ['ClientIds']
 import os, re
 from fastcore.basics import patch
 from ..core import ValidationError, get_logger
-from .journal import FSYNC_POLICIES, Rewritable
+from .journal import FSYNC_POLICIES, Rewritable, damaged
 from .orders import CID
 
 # %% ../../nbs/trading/10_client_ids.ipynb #8cc5be38
@@ -36,10 +36,12 @@ def _load(self: ClientIds):
     "Read the file back, cutting a torn last line; a compacted file's first line keeps the next order id."
     data = self.path.read_bytes()
     whole = data[:data.rfind(b"\n") + 1]
-    for line in whole.decode().splitlines():
-        account, cid, order_id, *mark = line.split("\t")
-        if account == "next": self.next_id = int(order_id)
-        else: self.ids[int(account), cid] = int(order_id)
+    for number, line in enumerate(whole.split(b"\n")[:-1], 1):
+        try:
+            account, cid, order_id, *mark = line.decode().split("\t")
+            if account == "next": self.next_id = int(order_id)
+            else: self.ids[int(account), cid] = int(order_id)
+        except ValueError as e: raise damaged(self.path, f"line {number}", e) from None
         if mark == ["cod"]: self.cod.add(int(order_id))
     self.next_id = max(self.next_id, max(self.ids.values(), default=0) + 1)
     if len(whole) < len(data):

@@ -14,7 +14,7 @@ from typing_extensions import TypedDict  # not typing's: on Python 3.11 pydantic
 from fastcore.basics import patch
 from ..core import get_logger
 from .book import KINDS, OP_SUBMIT, SIDES, TIFS
-from .journal import Rewritable
+from .journal import Rewritable, damaged
 
 # %% ../../nbs/trading/12_ledger.ipynb #ca1699a7
 DONE = ("filled", "cancelled", "rejected", "lost")
@@ -153,8 +153,9 @@ def close(self: Ledger):
 def _load(self: Ledger, upto):
     data, ended = self.path.read_bytes(), []
     whole = data[:data.rfind(b"\n") + 1]
-    for line in whole.splitlines():
-        batch = orjson.loads(line)
+    for number, line in enumerate(whole.splitlines(), 1):
+        try: batch = orjson.loads(line)
+        except orjson.JSONDecodeError as e: raise damaged(self.path, f"line {number}", e) from None
         if batch["q"] > upto.get(batch["s"], batch["q"]): continue
         if any(type(s["notional"]) is float for s in batch["o"]): batch = json.loads(line)  # past 64 bits: orjson reads a float
         if batch["s"]: self.seqs[batch["s"]] = max(self.seqs.get(batch["s"], 0), batch["q"])
@@ -163,6 +164,8 @@ def _load(self: Ledger, upto):
             self.orders[state["order_id"]] = self.accounts.setdefault(state["account"], {})[state["order_id"]] = state
         for f in batch["f"]: self._fill(f)
     for state in ended: self._ended(self.orders[state["order_id"]])  # in the order they ended, as `retire` forgets them
+    for account, orders in self.accounts.items():  # in the order they were placed, as before: a file lists them as they changed
+        self.accounts[account] = dict(sorted(orders.items()))
     if len(whole) < len(data):
         get_logger("trading.ledger").warning("%s: cut a torn last line of %d bytes", self.path, len(data) - len(whole))
         os.truncate(self.path, len(whole))

@@ -20,7 +20,7 @@ from .book import COMMAND_FIELDS, GTC, IOC, LIMIT, MARKET, MAX_PRICE, OP_CANCEL,
 from .client_ids import ClientIds
 from .engine import Engine, RiskLimits, close_all
 from .feed import BookFeed
-from .journal import _fsync_dir
+from .journal import _fsync_dir, damaged
 from .ledger import Ledger, OrderState, is_done
 from .orders import SYMBOL, Cancel, Modify, Order, PlainOrder
 
@@ -90,7 +90,7 @@ class Market:
         self._lock = _lock(self.folder/"lock")
         self._check_split()
         saved = self.folder/"symbols.json"
-        specs = [SymbolSpec(**s) for s in json.loads(saved.read_text())] if saved.exists() else []
+        specs = [SymbolSpec(**s) for s in _read_json(saved)] if saved.exists() else []
         specs += [symbol_spec(s) for s in symbols if s["symbol"] not in {k.symbol for k in specs}]  # new in the settings: joins
         self.specs = {s.symbol: s for s in specs if shard_of(s.symbol, shards) == shard}
         self.cids, self.ledger = ClientIds(self.folder/"client_ids.tsv", fsync), Ledger(self.folder/"ledger.jsonl", keep_fills)
@@ -174,11 +174,16 @@ def sync_due(self: Market):
 def _check_split(self: Market):
     "Refuse a folder written under another split of the market (its orders would be where no shard serves them); note this one's."
     split, now = self.folder/"split.json", {"shard": self.shard, "shards": self.shards}
-    if split.exists() and (was := json.loads(split.read_text())) != now:
+    if split.exists() and (was := _read_json(split)) != now:
         self._lock.close()
         raise ConfigError(f"{self.folder}: written as shard {was['shard']} of {was['shards']}; [trading] shard = {self.shard}, shards = "
                           f"{self.shards} would leave its symbols' orders where no shard serves them (expected shards = {was['shards']})")
     if not split.exists(): _replace(split, json.dumps(now))
+
+def _read_json(path: Path):
+    "One of the market's JSON files, read back; `JournalError` naming it when it is not JSON."
+    try: return json.loads(path.read_text())
+    except ValueError as e: raise damaged(path, "its JSON", e) from None
 
 def _replace(path: Path, text: str):
     "Put `text` in `path` whole and durably, or leave the file as it was: written beside it, synced, renamed over it, its folder synced."

@@ -62,8 +62,10 @@ def market(settings) -> Market:
         try: symbol_spec(s)
         except ValidationError as e: raise settings.error("trading", "symbols", t.symbols, str(e)) from None
     limits = RiskLimits(t.max_order_qty, t.max_notional, 0.0, t.max_open_orders)
-    return Market(settings.data_dir/"trading"/f"shard-{t.shard}", symbols, t.fsync, limits, t.snapshot_every, t.shard, t.shards, t.keep_fills,
-                  t.keep_done)
+    folder = settings.data_dir/"trading"/f"shard-{t.shard}"
+    try: return Market(folder, symbols, t.fsync, limits, t.snapshot_every, t.shard, t.shards, t.keep_fills, t.keep_done)
+    except OSError as e:  # a full disk, a read-only folder: one line, not a traceback
+        raise ConfigError(f"{folder}: the shard's files cannot be opened: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")) from None
 
 def position(m: Market, account, symbol) -> dict:
     "`account`'s position in `symbol` with its P&L at the last trade price, in price units."

@@ -236,3 +236,15 @@ def test_a_close_sends_all_that_waits_past_a_batch_and_the_symbol_stays_traded(t
     m = Market(tmp_path, limits=RiskLimits(max_open_orders=10_000))
     assert (told, {s["status"] for s in m.ledger.orders.values()}, m.specs["DEMO"].halted) == ([(3_000, {})], {"cancelled"}, False)
     m.close()
+
+def test_an_accounts_orders_are_listed_in_the_order_placed_after_a_compaction_and_a_restart(tmp_path):
+    "`GET /orders` lists the newest placed up to its limit (before: after a compaction the open ones came first, and a limit kept others)."
+    m = Market(tmp_path, [{"symbol": "DEMO"}])
+    for account, cid, side, price, qty in [(1, "a", "sell", 100, 1), (1, "b", "sell", 101, 1), (2, "x", "buy", 101, 2), (1, "c", "buy", 95, 1)]:
+        m.submit(account, Order(cid=cid, symbol="DEMO", side=side, price=price, qty=qty), lambda *a: None)
+        m.flush()
+    m.ledger.compact()  # the open order written first, then the done ones as they ended
+    m.close()
+    m = Market(tmp_path)
+    assert [s["cid"] for s in m.ledger.accounts[1].values()] == ["a", "b", "c"]
+    m.close()

@@ -336,3 +336,23 @@ def test_an_order_whose_client_id_line_was_torn_keeps_its_client_id(tmp_path):
     m.flush()
     assert m.order(1, "retry-me")["order_id"] == placed and answers == [("retry-me", True, "open")] and len(m.ledger.orders) == 2
     m.close()
+
+@pytest.mark.parametrize("name", ["ledger.jsonl", "client_ids.tsv", "symbols.json", "split.json"])
+def test_a_damaged_file_stops_a_start_with_a_line_that_names_it(tmp_path, name):
+    "Damage that is not a torn last line: one line naming the file and where (before: a traceback, at times naming no file)."
+    from aiplatform.trading.journal import JournalError
+    m = Market(tmp_path, [{"symbol": "DEMO"}])
+    order(m, 1, "a", "sell", 100), order(m, 1, "b", "sell", 101)
+    m.flush()
+    m.close()
+    path = tmp_path/name
+    path.write_bytes(b"{damaged\t" + path.read_bytes())
+    with pytest.raises(JournalError, match=f"{name}: (line 1|its JSON) damaged .*: restore the file from a backup"): Market(tmp_path)
+
+def test_a_shard_folder_that_cannot_be_opened_stops_the_service_with_one_line(tmp_path):
+    from aiplatform.core import ConfigError, load_settings
+    from aiplatform.trading.service import market
+    (tmp_path/"trading").mkdir()
+    (tmp_path/"trading"/"shard-0").write_text("a file, not the shard's folder")
+    with pytest.raises(ConfigError, match="shard-0: the shard's files cannot be opened: File exists"):
+        market(load_settings(env={}, platform={"data_dir": tmp_path}))
