@@ -2678,8 +2678,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                     'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service._body': ( 'trading/service.html#_body',
                                                                                   'aiplatform/trading/service.py'),
-                                            'aiplatform.trading.service._collect_closed': ( 'trading/service.html#_collect_closed',
-                                                                                            'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service._credential': ( 'trading/service.html#_credential',
                                                                                         'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service._fields': ( 'trading/service.html#_fields',

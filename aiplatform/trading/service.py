@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['ORDER_OPS', 'CHANNELS', 'PING_S', 'BACKLOG', 'CLOSE_S', 'BEHIND_S', 'MARKET', 'HUB', 'PATH_PATTERNS', 'ACCOUNT',
-           'SYMBOL_Q', 'LIMIT', 'SINCE', 'PATH_TEXTS', 'TRADERS', 'RECHECK_S', 'COLLECT_AFTER', 'COLLECT_S', 'ROUTES',
-           'ANSWERS', 'ORDER_RULES', 'INFO', 'SYNCS', 'RECHECKS', 'Shared', 'frame', 'wire', 'market', 'position',
-           'Hub', 'Connection', 'Route', 'query', 'me', 'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify',
-           'cancel_all', 'orders', 'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume', 'websocket',
-           'recheck', 'answer_schemas', 'openapi', 'make_app']
+           'SYMBOL_Q', 'LIMIT', 'SINCE', 'PATH_TEXTS', 'TRADERS', 'RECHECK_S', 'ROUTES', 'ANSWERS', 'ORDER_RULES',
+           'INFO', 'SYNCS', 'RECHECKS', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub', 'Connection', 'Route',
+           'query', 'me', 'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders', 'order',
+           'fills', 'positions', 'add_symbol', 'halt', 'resume', 'websocket', 'recheck', 'answer_schemas', 'openapi',
+           'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
 import asyncio, gc, itertools, json, math, re, reprlib, resource, socket
@@ -80,7 +80,6 @@ class Hub:
     def __init__(self, market: Market):
         self.market, self.books, self.trades, self.orders, self.positions = market, {}, {}, {}, {}
         self.connections, self.dirty = {}, []  # every open WebSocket: its `Connection`; the connections with messages waiting
-        self.closed_since, self.collected = 0, 0.0  # connections closed since the last full collection, and when that was (`recheck`)
         market.listeners.append(self.publish)
         market.flushed.append(self.drain)
 
@@ -558,7 +557,8 @@ async def websocket(request):
     except ConnectionError: pass  # the client left while aiohttp answered it (a ping's pong): not a fault of ours
     finally:
         request.app[HUB].connections.pop(ws, None)
-        request.app[HUB].closed_since += 1
+        request.protocol._data_received_cb = None  # aiohttp 3.14 keeps this method of `ws` past the connection's end: a cycle that only a full
+                                                   # collection frees, which `_rare_full_collections` makes rare (some 13 KB a connection, for good)
         conn.closed()
         if (t := conn.transport).get_write_buffer_size():  # a client that reads nothing: closing its socket would wait for ever to send what waits
             asyncio.get_running_loop().call_later(CLOSE_S, lambda: t.get_write_buffer_size() and t.abort())
@@ -569,17 +569,6 @@ async def websocket(request):
 
 # %% ../../nbs/trading/14_service.ipynb #58cf14be
 RECHECK_S = 10.0  # how often each open connection's key and user are read again: one revoked, disabled or given another role is closed within it
-COLLECT_AFTER, COLLECT_S = 1_000, 60.0  # a full collection once that many connections closed, or that long after one did
-
-def _collect_closed(hub: Hub):
-    """A full collection once `COLLECT_AFTER` connections have closed, or `COLLECT_S` after one did. aiohttp's objects of a
-    WebSocket form a cycle that only a full collection frees, which `_rare_full_collections` makes rare: each closed
-    connection held some 13 KB, wave after wave (1,000 opened and closed four times: +63 MB). It costs some 9 ms with
-    200,000 orders kept."""
-    now = asyncio.get_running_loop().time()
-    if hub.closed_since >= COLLECT_AFTER or hub.closed_since and now - hub.collected >= COLLECT_S:
-        hub.closed_since, hub.collected = 0, now
-        gc.collect()
 
 def _credential(request, user) -> tuple:
     "What a connection opened with, as (what to group by, how to read its user again): an API key, read without a second scrypt; else the user."
@@ -594,11 +583,9 @@ def _why_not(user, now) -> str | None:
     if now.role != user.role: return f"user {now.username!r}: role now {now.role}, was {user.role}; connect again"
 
 async def recheck(hub: Hub):
-    """Every `RECHECK_S`, each open connection's key or user read again, once each: one that may no longer go on is closed with
-    the reason. Closed connections are collected then (`_collect_closed`)."""
+    "Every `RECHECK_S`, each open connection's key or user read again, once each: one that may no longer go on is closed with the reason."
     while True:
         await asyncio.sleep(RECHECK_S)
-        _collect_closed(hub)
         now = {}
         for conn in list(hub.connections.values()):
             key, read = conn.credential
