@@ -537,8 +537,14 @@ LIVE = {"orders": _dicts, "positions": _dicts, "fills": lambda d: deque(map(dict
 def _stop(loop, thread, made):
     """End what a close left on a client's loop (its session: the connections dropped, so the service cancels a cancel-on-disconnect
     connection's orders now, not at its ping timeout); then stop the loop and its thread. Also run when a client never closed is
-    collected (its notebook cell run again): before, its thread, connections and cancel-on-disconnect orders lived on."""
-    if (aio := made.get("aio")) is not None and thread.is_alive() and (aio._session is not None or aio._tasks):
+    collected (its notebook cell run again): before, its thread, connections and cancel-on-disconnect orders lived on. Collected on
+    its own loop's thread, it waits for nothing there: the loop stops once the connections are dropped."""
+    aio = made.get("aio")
+    if threading.current_thread() is thread:
+        if aio is not None and (aio._session is not None or aio._tasks): loop.create_task(aio._drop()).add_done_callback(lambda _: loop.stop())
+        else: loop.stop()
+        return
+    if aio is not None and thread.is_alive() and (aio._session is not None or aio._tasks):
         with suppress(BaseException): asyncio.run_coroutine_threadsafe(aio._drop(), loop).result(5)  # on its loop: a notebook's cell runs in a loop of its own
     loop.call_soon_threadsafe(loop.stop)  # before it runs too: it stops as it begins
     try: thread.join(5)

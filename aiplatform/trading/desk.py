@@ -32,12 +32,12 @@ def _url_problem(url) -> str | None:
 def service_urls(settings=None, start=True) -> list[str]:
     "The trading service's base URLs (one per shard); on this machine, started first when nothing answers."
     s = settings or get_settings()
-    t = s.trading
-    for url in t.shard_urls.split():
+    t, urls = s.trading, s.trading.shard_urls.split()
+    for url in urls:
         if problem := _url_problem(url): raise s.error("trading", "shard_urls", t.shard_urls, f"{url!r}: {problem}; expected http://host:port/, one per shard")
-    if t.shard_urls.split() and len(t.shard_urls.split()) != t.shards:
-        raise s.error("trading", "shard_urls", t.shard_urls, f"{len(t.shard_urls.split())} URLs: expected {t.shards}, one per shard in shard order ([trading] shards)")
-    if t.shard_urls.split(): return t.shard_urls.split()
+    if (urls or t.shards > 1) and len(urls) != t.shards:  # none, with one shard: this machine's service
+        raise s.error("trading", "shard_urls", t.shard_urls, f"{len(urls)} URLs: expected {t.shards}, one per shard in shard order ([trading] shards)")
+    if urls: return urls
     if not t.port: raise s.error("trading", "port", 0, "the desk starts the service on a port it knows: expected 1 to 65535 (0, any, is for the gateway's proxy)")
     url = f"http://127.0.0.1:{t.port}/"
     if start and not check_health(url + "health")["ok"]:

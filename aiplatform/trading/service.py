@@ -557,9 +557,9 @@ async def websocket(request):
     except ConnectionError: pass  # the client left while aiohttp answered it (a ping's pong): not a fault of ours
     finally:
         request.app[HUB].connections.pop(ws, None)
-        request.protocol._data_received_cb = None  # aiohttp 3.14 keeps this method of `ws` past the connection's end: a cycle that only a full
-                                                   # collection frees, which `_rare_full_collections` makes rare (some 13 KB a connection, for good)
         conn.closed()
+        if hasattr(request.protocol, "_data_received_cb"):  # aiohttp 3.14 keeps this method of `ws` past the connection's end: a cycle that
+            request.protocol._data_received_cb = None       # only a full collection frees, which `_rare_full_collections` makes rare (13 KB each)
         if (t := conn.transport).get_write_buffer_size():  # a client that reads nothing: closing its socket would wait for ever to send what waits
             asyncio.get_running_loop().call_later(CLOSE_S, lambda: t.get_write_buffer_size() and t.abort())
         if conn.outbox.closed and not writer.done():  # closing a slow consumer: its writer reads on (discarding) until the client's

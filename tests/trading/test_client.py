@@ -689,3 +689,21 @@ def test_many_open_orders_cost_no_scan_of_them_all_at_each_message():
     aio._keep_orders([{"cid": f"o{i}", "order_id": i, "status": "open", "updated_ns": i} for i in range(30)])
     for i in range(30, 40): aio._keep_orders([{"cid": f"o{i}", "order_id": i, "status": "open", "updated_ns": i}])
     assert len(aio.orders) == 40 and len(scans) == 1  # at 30 held: none done, so not again before 40 are
+
+def test_a_notebook_client_collected_on_its_own_loops_thread_ends_without_waiting_on_itself(svc):
+    "Freed by a collection that runs on its loop's thread, it drops its connections there (before: that thread waited 5 s on itself and the connections lived on)."
+    c = TradingClient(svc.url, svc.keys["tess"], cancel_on_disconnect=True)
+    cid, loop, thread, took = c.order("DEMO", "buy", 1, 50)["cid"], c._loop, c._thread, []
+    c.itself = c  # in a cycle: only a collection frees it
+    gc.disable()
+    try:
+        del c
+        def collect(): start = time.monotonic(); gc.collect(); took.append(time.monotonic() - start)
+        loop.call_soon_threadsafe(collect)
+        thread.join(10)
+    finally: gc.enable()
+    assert took and took[0] < 2 and not thread.is_alive(), took
+    with TradingClient(svc.url, svc.keys["tess"]) as again:
+        end = time.monotonic() + 5
+        while again.get("orders/" + cid)["status"] != "cancelled" and time.monotonic() < end: time.sleep(0.05)
+        assert again.get("orders/" + cid)["status"] == "cancelled"

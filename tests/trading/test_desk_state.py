@@ -66,6 +66,7 @@ def test_the_desks_pnl_follows_other_traders(svc):
     ({"shard_urls": "127.0.0.1:8765"}, "[trading] shard_urls = '127.0.0.1:8765': '127.0.0.1:8765': not an http(s) URL"),
     ({"shard_urls": "http://127.0.0.1:99999/"}, "'http://127.0.0.1:99999/': Port out of range"),
     ({"shard_urls": "http://127.0.0.1:8765/ http://127.0.0.1:8766/"}, "2 URLs: expected 1, one per shard in shard order ([trading] shards)"),
+    ({"shards": 2}, "[trading] shard_urls = '': 0 URLs: expected 2, one per shard in shard order"),
     ({"port": 0}, "[trading] port = 0: the desk starts the service on a port it knows")])
 def test_bad_service_urls_are_said_in_the_status_line(svc, trading, said):
     d = TradingDesk(load_settings(env={}, platform={"data_dir": svc.data}, trading=trading))
