@@ -1893,6 +1893,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                            'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots.MarketMaker.on_timer': ( 'trading/bots.html#marketmaker.on_timer',
                                                                                            'aiplatform/trading/bots.py'),
+                                         'aiplatform.trading.bots.MarketMaker.others_best': ( 'trading/bots.html#marketmaker.others_best',
+                                                                                              'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots.MarketMaker.reference': ( 'trading/bots.html#marketmaker.reference',
                                                                                             'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots.MarketMaker.requote': ( 'trading/bots.html#marketmaker.requote',

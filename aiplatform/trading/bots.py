@@ -8,7 +8,7 @@ __all__ = ['TIMER_S', 'REFUSED_TO_STOP', 'BOTS', 'Strategy', 'run', 'BotThread',
            'read_key', 'main']
 
 # %% ../../nbs/trading/16_bots.ipynb #12b1686f
-import argparse, asyncio, inspect, itertools, math, numbers, os, signal, stat, threading, time
+import argparse, asyncio, inspect, itertools, math, numbers, os, signal, stat, sys, threading, time
 import aiohttp
 from collections import deque
 from contextlib import suppress
@@ -170,10 +170,15 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
             log.exception("bot %s on %s stopped by an error", strategy.name, strategy.symbol)
             raise
         finally:
-            await strategy.on_stop()  # first: a strategy's own tasks place no order after the cancel
+            try: await strategy.on_stop()  # first: a strategy's own tasks place no order after the cancel
+            except Exception as e:  # said, and raised once the orders are cancelled, unless an error stopped the bot first (that one is raised)
+                log.exception("bot %s on %s: on_stop failed", strategy.name, strategy.symbol)
+                stop_error = e
+            else: stop_error = None
             try: await client.cancel_placed(strategy.symbol)  # the bot's orders, not those the account placed by hand
             except (ConnectionError, TimeoutError) as e: log.warning("bot %s on %s: its orders not cancelled (%s); cancelled on disconnect", strategy.name, strategy.symbol, e)
             else: await _last_position(strategy)
+            if stop_error is not None and sys.exc_info()[1] is None: raise stop_error
     return strategy
 
 async def _last_position(strategy):
@@ -253,14 +258,25 @@ class MarketMaker(Strategy):
 
 # %% ../../nbs/trading/16_bots.ipynb #69756bb2
 @patch
-def reference(self: MarketMaker) -> float | None:
-    """The price it quotes around: `mid()`, or `fair` while the book is empty; but while one side is empty and nothing has
-    traded, where it last quoted (its own quote in flight, or refused, empties a side for a while: quoting around the
-    side left walked its quotes away, a side each time)."""
+def others_best(self: MarketMaker, side) -> int | None:
+    """The best price on `side` that others quote: the local book's levels less the maker's own open quotes (one acked but
+    not in the book yet, more than its level holds, is taken as not there)."""
     book = self.client.books.get(self.symbol)
-    if book is not None and bool(book.bids) != bool(book.asks) and self.client.last_price(self.symbol) is None and self.quoted_mid is not None:
-        return self.quoted_mid
-    return self.mid() or self.params["fair"] or self.quoted_mid  # an empty book: `fair`, else where it last quoted
+    levels, own = ({} if book is None else book.bids if side == "buy" else book.asks), {}
+    for cid, s in self.quotes.items():
+        if s == side and (o := self.client.orders.get(cid)) and o["status"] == "open": own[o["price"]] = own.get(o["price"], 0) + o["remaining"]
+    others = lambda price: levels[price] - own.get(price, 0) if levels[price] >= own.get(price, 0) else levels[price]
+    return next((price for price in sorted(levels, reverse=side == "buy") if others(price) > 0), None)
+
+@patch
+def reference(self: MarketMaker) -> float | None:
+    """The price it quotes around: the middle of the best bid and ask others quote; while others quote one side or none,
+    `fair`, else where it last quoted, else the last trade, else the side others quote. Its own quotes are no part of
+    it: with them, its new bid (acked before its new ask, so in the book first) moved the mid, and it chased itself a
+    side at a time; a partly filled bid, cancelled to be replaced, left the last trade (its own fill) as the mid."""
+    bid, ask = self.others_best("buy"), self.others_best("sell")
+    if bid is not None and ask is not None: return (bid + ask) / 2
+    return self.params["fair"] or self.quoted_mid or self.client.last_price(self.symbol) or bid or ask
 
 @patch
 async def requote(self: MarketMaker):
@@ -308,11 +324,11 @@ async def on_fill(self: MarketMaker, fill): await self.requote()
 
 # %% ../../nbs/trading/16_bots.ipynb #276856e0
 def ma_signal(prices, fast: int, slow: int) -> int:
-    "+1 when the fast mean of `prices` is above the slow one at the end, -1 below, 0 before there are `slow` prices."
+    "+1 when the fast mean of `prices` is above the slow one at the end, -1 below, 0 when equal (within rounding) or before there are `slow` prices."
     if len(prices) < slow: return 0
     x = np.asarray(prices[-slow:], np.float64)
-    f, s = rolling_mean(x, fast)[-1], rolling_mean(x, slow)[-1]
-    return int(np.sign(float(f) - float(s)))
+    f, s = float(rolling_mean(x, fast)[-1]), float(rolling_mean(x, slow)[-1])
+    return 0 if abs(f - s) <= 1e-9 * max(abs(f), abs(s)) else int(np.sign(f - s))  # a tie, rounded, is no crossing
 
 class MomentumMA(Strategy):
     "Long when the fast moving average of the mid is above the slow one, short below."

@@ -453,3 +453,46 @@ def test_a_fill_a_catch_up_tells_late_counts_in_the_bots_own_position_though_it_
             await running
         return bot.own.qty
     assert asyncio.run(asyncio.wait_for(main(), 30)) == 2  # before: 1, A's fill left out
+
+def test_a_market_maker_quotes_around_what_others_quote_not_around_its_own_quotes(market):
+    """Others quote 9990 / 10011: Hummingbot's quotes 2 ticks out are 9998 / 10003, and stay (before: its new bid, in the
+    book before its new ask, moved the mid it quoted around, and it walked off a side at a time, in 7 starts of 8)."""
+    add_symbol(market, symbol="WIDE")
+    with TradingClient(market.url, market.keys["tom"]) as tom, TradingClient(market.url, market.keys["tess"]) as tess:
+        tom.order("WIDE", "buy", 5, 9990), tom.order("WIDE", "sell", 5, 10011)
+        for _ in range(3):
+            maker = BotThread(MarketMaker("WIDE", spread=2, qty=10, refresh_s=5.0), market.url, market.keys["tess"])
+            try:
+                assert maker.wait_started(), maker.error
+                time.sleep(0.5)
+                live = sorted((r.side, r.price) for r in tess.orders_frame(symbol="WIDE").itertuples() if r.status == "open")
+            finally: maker.stop()
+            assert live == [("buy", 9998), ("sell", 10003)], live
+        tom.cancel_all()
+
+def test_a_market_makers_partly_filled_bid_replaced_where_it_was(market):
+    "With `fair` set and no one else quoting, its quotes stay at fair ± spread after a fill (before: its own fill, the last trade, became the mid)."
+    add_symbol(market, symbol="PART")
+    maker = BotThread(MarketMaker("PART", spread=2, qty=10, refresh_s=5.0, fair=10_000), market.url, market.keys["tess"])
+    try:
+        assert maker.wait_started(), maker.error
+        with TradingClient(market.url, market.keys["tom"]) as tom, TradingClient(market.url, market.keys["tess"]) as tess:
+            assert tom.order("PART", "sell", 4, 9998, tif="IOC")["status"] == "filled"
+            time.sleep(0.5)
+            live = sorted((r.side, r.price) for r in tess.orders_frame(symbol="PART").itertuples() if r.status == "open")
+    finally: maker.stop()
+    assert live == [("buy", 9998), ("sell", 10002)], live
+
+def test_ma_signal_is_0_where_the_two_means_are_equal():
+    "Rounding made a tie +1 or -1 (the mids are half ticks): a flat market no crossing."
+    from aiplatform.trading.bots import ma_signal
+    assert ma_signal([10001.0, 10000.0, 10001.5, 9999.5, 9998.5, 10000.5, 10002.5], 3, 7) == 0  # both 10000.5; rounded, 10000.500000000002
+
+def test_an_error_in_on_stop_hides_no_earlier_error_and_skips_no_clean_up(market):
+    class Failing(MarketMaker):
+        async def on_timer(self): raise RuntimeError("the real failure")
+        async def on_stop(self): raise KeyError("clean-up failed")
+    bot = BotThread(Failing("DEMO", spread=2, qty=1, fair=100), market.url, market.keys["tess"])
+    bot._thread.join(10)
+    assert repr(bot.error) == "RuntimeError('the real failure')" and bot.strategy.quotes and all(
+        bot.strategy.client.orders[cid]["status"] == "cancelled" for cid in bot.strategy.quotes), bot.error
