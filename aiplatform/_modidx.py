@@ -1899,6 +1899,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                             'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots.MarketMaker.requote': ( 'trading/bots.html#marketmaker.requote',
                                                                                           'aiplatform/trading/bots.py'),
+                                         'aiplatform.trading.bots.MarketMaker.wanted': ( 'trading/bots.html#marketmaker.wanted',
+                                                                                         'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots.MomentumMA': ( 'trading/bots.html#momentumma',
                                                                                  'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots.MomentumMA.__init__': ( 'trading/bots.html#momentumma.__init__',

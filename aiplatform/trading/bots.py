@@ -247,14 +247,24 @@ def skewed(qty: int, position: int, max_inventory: int) -> tuple[int, int]:
 class MarketMaker(Strategy):
     "Two-sided quotes around the mid with inventory skew."
     name = "market_maker"
-    in_lots = ("qty", "target")
-    def __init__(self, symbol, spread=2, qty=10, refresh_s=1.0, max_inventory=100, target=0, fair=None):
-        for name, value in dict(spread=spread, qty=qty, max_inventory=max_inventory).items(): _need(name, value, _whole(value), "a whole number from 1")
+    in_lots = ("qty", "target", "level_qty")
+    def __init__(self, symbol, spread=2, qty=10, refresh_s=1.0, max_inventory=100, target=0, fair=None, bid_spread=None, ask_spread=None,
+                 order_levels=1, level_spread=1, level_qty=0, filled_order_delay=0.0, price_ceiling=None, price_floor=None):
+        for name, value in dict(spread=spread, qty=qty, max_inventory=max_inventory, level_spread=level_spread).items(): _need(name, value, _whole(value), "a whole number from 1")
+        for name, value in dict(bid_spread=bid_spread, ask_spread=ask_spread).items(): _need(name, value, value is None or _whole(value), "a whole number of ticks from 1, or none (spread)")
+        _need("order_levels", order_levels, _whole(order_levels) and order_levels <= 20, "a whole number from 1 to 20")
+        _need("level_qty", level_qty, _whole(level_qty, 0), "a whole number from 0")
         _need("refresh_s", refresh_s, _positive(refresh_s), "seconds above 0")
+        _need("filled_order_delay", filled_order_delay, filled_order_delay == 0 or _positive(filled_order_delay), "seconds from 0")
         _need("target", target, type(target) is int, "a whole number (a position: below 0 short)")
-        _need("fair", fair, fair is None or _whole(fair), "a whole price from 1, or none")
-        super().__init__(symbol, spread=spread, qty=qty, refresh_s=refresh_s, max_inventory=max_inventory, target=target, fair=fair)
-        self.quotes, self.quoted_at, self.quoted_mid = {}, 0.0, None
+        for name, value in dict(fair=fair, price_ceiling=price_ceiling, price_floor=price_floor).items(): _need(name, value, value is None or _whole(value), "a whole price from 1, or none")
+        if price_ceiling is not None and price_floor is not None and price_floor >= price_ceiling:
+            raise ValidationError(f"price_floor {price_floor!r}, price_ceiling {price_ceiling!r}: expected the floor below the ceiling")
+        super().__init__(symbol, spread=spread, qty=qty, refresh_s=refresh_s, max_inventory=max_inventory, target=target, fair=fair,
+                         bid_spread=spread if bid_spread is None else bid_spread, ask_spread=spread if ask_spread is None else ask_spread,
+                         order_levels=order_levels, level_spread=level_spread, level_qty=level_qty, filled_order_delay=filled_order_delay,
+                         price_ceiling=price_ceiling, price_floor=price_floor)
+        self.quotes, self.quoted_at, self.quoted_mid, self.resume_at = {}, 0.0, None, 0.0  # quotes: cid -> (side, level)
 
 # %% ../../nbs/trading/16_bots.ipynb #69756bb2
 @patch
@@ -264,7 +274,7 @@ def others_best(self: MarketMaker, side) -> int | None:
     book = self.client.books.get(self.symbol)
     levels, own = ({} if book is None else book.bids if side == "buy" else book.asks), {}
     for cid, s in self.quotes.items():
-        if s == side and (o := self.client.orders.get(cid)) and o["status"] == "open": own[o["price"]] = own.get(o["price"], 0) + o["remaining"]
+        if s[0] == side and (o := self.client.orders.get(cid)) and o["status"] == "open": own[o["price"]] = own.get(o["price"], 0) + o["remaining"]
     others = lambda price: levels[price] - own.get(price, 0) if levels[price] >= own.get(price, 0) else levels[price]
     return next((price for price in sorted(levels, reverse=side == "buy") if others(price) > 0), None)
 
@@ -279,48 +289,62 @@ def reference(self: MarketMaker) -> float | None:
     return self.params["fair"] or self.quoted_mid or self.client.last_price(self.symbol) or bid or ask
 
 @patch
-async def requote(self: MarketMaker):
-    "Quote a bid and an ask around `reference()`: a quote standing at its price and size stays (its place in the queue kept), others are cancelled and placed anew."
-    p = self.params
-    if (mid := self.reference()) is None: return
-    bid_qty, ask_qty = skewed(p["qty"], self.position - p["target"], p["max_inventory"])
-    gap = p["spread"] * self.tick
-    bid, ask = (int(mid) - gap) // self.tick * self.tick, -(-(int(mid + 0.5) + gap) // self.tick) * self.tick  # on ticks, outwards
+def wanted(self: MarketMaker, mid) -> dict:
+    """{(side, level): (price, qty)} of the quotes for `mid`: `order_levels` a side, each `level_spread` ticks further out and
+    `level_qty` lots bigger than the one before, each skewed by the inventory; no bids while `mid` is above `price_ceiling`,
+    no asks while it is below `price_floor`."""
+    p, out = self.params, {}
     lots = lambda q: (2 * q + self.lot) // (2 * self.lot) * self.lot  # the nearest, half up: a skewed size keeps its skew
-    wanted = {"buy": (bid, lots(bid_qty)), "sell": (ask, lots(ask_qty))}
-    for cid, side in list(self.quotes.items()):
-        if (o := self.client.orders.get(cid)) and o["status"] == "open" and (o["price"], o["remaining"]) == wanted[side]: continue
+    for level in range(p["order_levels"]):
+        bid_qty, ask_qty = skewed(p["qty"] + level * p["level_qty"], self.position - p["target"], p["max_inventory"])
+        bid_gap, ask_gap = ((p[s] + level * p["level_spread"]) * self.tick for s in ("bid_spread", "ask_spread"))
+        if p["price_ceiling"] is None or mid <= p["price_ceiling"]: out["buy", level] = ((int(mid) - bid_gap) // self.tick * self.tick, lots(bid_qty))
+        if p["price_floor"] is None or mid >= p["price_floor"]: out["sell", level] = (-(-(int(mid + 0.5) + ask_gap) // self.tick) * self.tick, lots(ask_qty))  # on ticks, outwards
+    return out
+
+@patch
+async def requote(self: MarketMaker):
+    "Quote `wanted(reference())`: a quote standing at its price and size stays (its place in the queue kept), others are cancelled and placed anew."
+    if (mid := self.reference()) is None: return
+    wanted = self.wanted(mid)
+    for cid, key in list(self.quotes.items()):
+        if key in wanted and (o := self.client.orders.get(cid)) and o["status"] == "open" and (o["price"], o["remaining"]) == wanted[key]: continue
         try: await self.client.cancel(cid)
         except (Conflict, NotFound): pass  # filled or cancelled meanwhile
         except (AIPlatformError, OSError) as e:  # the rate limit, a connection down: it may still stand, and is kept
             get_logger("trading.bots").info("market maker %s: quote %s not cancelled (%s); kept, and no new quote on its side", self.symbol, cid, e)
             continue
         del self.quotes[cid]
-    standing = set(self.quotes.values())  # the sides of the quotes kept: as they were, or refused a cancel (cancelled again at the next requote)
-    for side, (price, qty) in wanted.items():
-        if qty > 0 and price > 0 and side not in standing:
-            try: self.quotes[(await self.client.order(self.symbol, side, qty, price))["cid"]] = side
+    standing = set(self.quotes.values())  # the quotes kept: as they were, or refused a cancel (cancelled again at the next requote)
+    for key, (price, qty) in wanted.items():
+        if qty > 0 and price > 0 and key not in standing:
+            try: self.quotes[(await self.client.order(self.symbol, key[0], qty, price))["cid"]] = key
             except _REFUSED as e: self.refused(e)
             except _NOT_NOW as e: get_logger("trading.bots").info("market maker %s: %s", self.symbol, e)
             else: self.placed()
-    self.quoted_at, self.quoted_mid = time.monotonic(), mid
+    self.quoted_at, self.quoted_mid, self.resume_at = time.monotonic(), mid, 0.0
 
 @patch
 async def on_start(self: MarketMaker): await self.requote()
 
 @patch
 async def on_book(self: MarketMaker, book):
-    "Quote anew when the mid has moved `spread` ticks."
-    if (mid := self.reference()) is not None and self.quoted_mid is not None and abs(mid - self.quoted_mid) >= self.params["spread"] * self.tick:
+    "Quote anew when the mid has moved as far as the nearer quote's spread (not while a fill's `filled_order_delay` runs)."
+    if time.monotonic() < self.resume_at: return
+    moved = min(self.params["bid_spread"], self.params["ask_spread"]) * self.tick
+    if (mid := self.reference()) is not None and self.quoted_mid is not None and abs(mid - self.quoted_mid) >= moved:
         await self.requote()
 
 @patch
 async def on_timer(self: MarketMaker):
-    "Quote anew every `refresh_s`, the book quiet or not: a quote refused or cancelled meanwhile is placed again."
-    if time.monotonic() - self.quoted_at >= self.params["refresh_s"]: await self.requote()
+    "Quote anew every `refresh_s`, the book quiet or not (a quote refused or cancelled meanwhile is placed again), and once a fill's `filled_order_delay` has run."
+    if (now := time.monotonic()) >= self.resume_at and (self.resume_at or now - self.quoted_at >= self.params["refresh_s"]): await self.requote()
 
 @patch
-async def on_fill(self: MarketMaker, fill): await self.requote()
+async def on_fill(self: MarketMaker, fill):
+    "Quote anew at once, or after `filled_order_delay` seconds (Hummingbot's: the quotes left stand meanwhile)."
+    if self.params["filled_order_delay"]: self.resume_at = time.monotonic() + self.params["filled_order_delay"]
+    else: await self.requote()
 
 # %% ../../nbs/trading/16_bots.ipynb #276856e0
 def ma_signal(prices, fast: int, slow: int) -> int:

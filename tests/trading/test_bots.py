@@ -1,7 +1,7 @@
 """The built-in bots trading against a real service: a market maker quoting with inventory skew, a noise trader from
 the order-flow generator and an MA momentum bot make a market together; each one's P&L and position are live; a bot
 stopped leaves no open order; replay streams a generated session at N× speed; a bot runs as its own process."""
-import asyncio, json, os, signal, subprocess, sys, threading, time, urllib.request
+import asyncio, json, os, re, signal, subprocess, sys, threading, time, urllib.request
 import numpy as np
 import pytest
 from aiplatform.core import ValidationError
@@ -74,7 +74,7 @@ def test_on_a_quiet_book_a_market_maker_quotes_again_and_momentum_samples(market
         admin(market, "admin/symbols/QUIET/resume")
         deadline = time.time() + 10
         while len(maker.strategy.quotes) < 2 and time.time() < deadline: time.sleep(0.05)
-        assert sorted(maker.strategy.quotes.values()) == ["buy", "sell"]
+        assert sorted(maker.strategy.quotes.values()) == [("buy", 0), ("sell", 0)]
         quotes = dict(maker.strategy.quotes)
         momentum = BotThread(MomentumMA("QUIET", fast=2, slow=5, qty=3, interval_s=0.1), market.url, market.keys["ada"])  # once both quotes stand: a
         assert momentum.wait_started(), momentum.error  # sample between the maker's bid and its ask (a slow host) moved its signal, and it traded
@@ -286,7 +286,7 @@ def test_the_bots_command_line_answers_a_mistake_in_one_line(market, tmp_path, c
     assert refused("--key-file", tmp_path)[1].endswith("expected a regular file, not a folder")
     assert refused("--key-file", tmp_path/"missing")[1].endswith("missing: No such file or directory")  # before: a traceback
     assert refused("--key-file", _key_file(tmp_path/"two", "k1\nk2"))[1].endswith("expected one API key, alone")
-    assert refused("--key-file", _key_file(tmp_path/"key", market.keys["tess"]), "--set", "width=3")[1].endswith("market_maker: unknown parameter 'width' (expected spread, qty, refresh_s, max_inventory, target, fair)")
+    assert refused("--key-file", _key_file(tmp_path/"key", market.keys["tess"]), "--set", "width=3")[1].endswith("market_maker: unknown parameter 'width' (expected spread, qty, refresh_s, max_inventory, target, fair, bid_spread, ask_spread, order_levels, level_spread, level_qty, filled_order_delay, price_ceiling, price_floor)")
     for seconds in ("-5", "nan"):
         assert refused("--key-file", tmp_path/"key", "--seconds", seconds)[1].endswith(f"argument --seconds: '{seconds}': expected a number of seconds above 0")
     assert refused("--key-file", tmp_path/"key", symbol="NOPE") == (1, "python -m aiplatform.trading.bots: symbol 'NOPE': not traded")
@@ -496,3 +496,35 @@ def test_an_error_in_on_stop_hides_no_earlier_error_and_skips_no_clean_up(market
     bot._thread.join(10)
     assert repr(bot.error) == "RuntimeError('the real failure')" and bot.strategy.quotes and all(
         bot.strategy.client.orders[cid]["status"] == "cancelled" for cid in bot.strategy.quotes), bot.error
+
+def test_a_market_makers_hummingbot_parameters(market):
+    """Bid and ask spreads of their own, order levels each further out and bigger, a ceiling above which it buys nothing, and
+    a delay after a fill before it quotes again (the quotes left stand meanwhile)."""
+    add_symbol(market, symbol="HUMM")
+    params = dict(bid_spread=2, ask_spread=5, order_levels=3, level_spread=4, level_qty=2, qty=10, refresh_s=30.0, fair=10_000)
+    maker = BotThread(MarketMaker("HUMM", filled_order_delay=1.0, **params), market.url, market.keys["tess"])
+    live = lambda: sorted((r.side, r.price, r.remaining) for r in tess.orders_frame(symbol="HUMM").itertuples() if r.status == "open")
+    try:
+        assert maker.wait_started(), maker.error
+        with TradingClient(market.url, market.keys["tom"]) as tom, TradingClient(market.url, market.keys["tess"]) as tess:
+            assert live() == [("buy", 9990, 14), ("buy", 9994, 12), ("buy", 9998, 10), ("sell", 10005, 10), ("sell", 10009, 12), ("sell", 10013, 14)]
+            assert tom.order("HUMM", "sell", 10, 9998, tif="IOC")["status"] == "filled"
+            time.sleep(0.5)  # within the delay: nothing placed, the rest stand
+            assert live() == [("buy", 9990, 14), ("buy", 9994, 12), ("sell", 10005, 10), ("sell", 10009, 12), ("sell", 10013, 14)]
+            time.sleep(1.0)  # past it: quoted anew, long 10 of 100: the bids smaller, the asks bigger
+            assert live() == [("buy", 9990, 13), ("buy", 9994, 11), ("buy", 9998, 9), ("sell", 10005, 11), ("sell", 10009, 13), ("sell", 10013, 15)]
+    finally: maker.stop()
+    ceiling = BotThread(MarketMaker("HUMM", price_ceiling=9_000, **params), market.url, market.keys["tess"])
+    try:
+        assert ceiling.wait_started(), ceiling.error
+        assert {side for side, _ in ceiling.strategy.quotes.values()} == {"sell"}  # fair 10,000 is above the ceiling: no bids
+    finally: ceiling.stop()
+
+@pytest.mark.parametrize("params, said", [
+    (dict(bid_spread=0), "bid_spread 0: expected a whole number of ticks from 1, or none (spread)"),
+    (dict(order_levels=21), "order_levels 21: expected a whole number from 1 to 20"),
+    (dict(level_qty=-1), "level_qty -1: expected a whole number from 0"),
+    (dict(filled_order_delay=-1), "filled_order_delay -1: expected seconds from 0"),
+    (dict(price_floor=200, price_ceiling=100), "price_floor 200, price_ceiling 100: expected the floor below the ceiling")])
+def test_a_market_makers_bad_parameters_are_named(params, said):
+    with pytest.raises(ValidationError, match=re.escape(said)): MarketMaker("DEMO", **params)
