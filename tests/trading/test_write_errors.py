@@ -356,3 +356,17 @@ def test_a_shard_folder_that_cannot_be_opened_stops_the_service_with_one_line(tm
     (tmp_path/"trading"/"shard-0").write_text("a file, not the shard's folder")
     with pytest.raises(ConfigError, match="shard-0: the shard's files cannot be opened: File exists"):
         market(load_settings(env={}, platform={"data_dir": tmp_path}))
+
+def test_orders_a_journal_cut_where_damaged_lost_are_not_said_unacknowledged(tmp_path):
+    from aiplatform.trading.journal import HEADER, RECORD_BYTES
+    from aiplatform.trading.market import LOST_CUT
+    m = Market(tmp_path, [{"symbol": "DEMO"}], fsync="always")
+    for i in range(5):
+        order(m, 1, f"o{i}", "sell", 100 + i)
+        m.flush()  # each acknowledged, synced
+    m.close()
+    segment = sorted(tmp_path.rglob("journal-*.log"))[-1]
+    with open(segment, "r+b") as f: f.seek(len(HEADER) + 2 * RECORD_BYTES + 20); f.write(b"\xff\xfe")  # o2's record garbled
+    m = Market(tmp_path)
+    assert [(m.order(1, f"o{i}")["status"], m.order(1, f"o{i}").get("reason")) for i in (1, 3)] == [("open", ""), ("lost", LOST_CUT)]
+    m.close()
