@@ -2682,6 +2682,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                     'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service._body': ( 'trading/service.html#_body',
                                                                                   'aiplatform/trading/service.py'),
+                                            'aiplatform.trading.service._break_cycles': ( 'trading/service.html#_break_cycles',
+                                                                                          'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service._credential': ( 'trading/service.html#_credential',
                                                                                         'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service._fields': ( 'trading/service.html#_fields',

@@ -252,7 +252,7 @@ class MarketMaker(Strategy):
                  order_levels=1, level_spread=1, level_qty=0, filled_order_delay=0.0, price_ceiling=None, price_floor=None):
         for name, value in dict(spread=spread, qty=qty, max_inventory=max_inventory, level_spread=level_spread).items(): _need(name, value, _whole(value), "a whole number from 1")
         for name, value in dict(bid_spread=bid_spread, ask_spread=ask_spread).items(): _need(name, value, value is None or _whole(value), "a whole number of ticks from 1, or none (spread)")
-        _need("order_levels", order_levels, _whole(order_levels) and order_levels <= 20, "a whole number from 1 to 20")
+        _need("order_levels", order_levels, _whole(order_levels) and order_levels <= 5, "a whole number from 1 to 5 (the book's top 10 levels a client holds must show others' quotes too)")
         _need("level_qty", level_qty, _whole(level_qty, 0), "a whole number from 0")
         _need("refresh_s", refresh_s, _positive(refresh_s), "seconds above 0")
         _need("filled_order_delay", filled_order_delay, filled_order_delay == 0 or _positive(filled_order_delay), "seconds from 0")
@@ -269,14 +269,14 @@ class MarketMaker(Strategy):
 # %% ../../nbs/trading/16_bots.ipynb #69756bb2
 @patch
 def others_best(self: MarketMaker, side) -> int | None:
-    """The best price on `side` that others quote: the local book's levels less the maker's own open quotes (one acked but
-    not in the book yet, more than its level holds, is taken as not there)."""
+    """The best price on `side` that others quote: the local book's levels less the maker's own open quotes (never its own
+    counted as others': a fill's book change comes before its order's, and a partly filled quote, its level smaller than its
+    size, was taken for others' and made the reference)."""
     book = self.client.books.get(self.symbol)
     levels, own = ({} if book is None else book.bids if side == "buy" else book.asks), {}
     for cid, s in self.quotes.items():
         if s[0] == side and (o := self.client.orders.get(cid)) and o["status"] == "open": own[o["price"]] = own.get(o["price"], 0) + o["remaining"]
-    others = lambda price: levels[price] - own.get(price, 0) if levels[price] >= own.get(price, 0) else levels[price]
-    return next((price for price in sorted(levels, reverse=side == "buy") if others(price) > 0), None)
+    return next((price for price in sorted(levels, reverse=side == "buy") if levels[price] > own.get(price, 0)), None)
 
 @patch
 def reference(self: MarketMaker) -> float | None:

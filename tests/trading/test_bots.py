@@ -522,9 +522,24 @@ def test_a_market_makers_hummingbot_parameters(market):
 
 @pytest.mark.parametrize("params, said", [
     (dict(bid_spread=0), "bid_spread 0: expected a whole number of ticks from 1, or none (spread)"),
-    (dict(order_levels=21), "order_levels 21: expected a whole number from 1 to 20"),
+    (dict(order_levels=6), "order_levels 6: expected a whole number from 1 to 5"),
     (dict(level_qty=-1), "level_qty -1: expected a whole number from 0"),
     (dict(filled_order_delay=-1), "filled_order_delay -1: expected seconds from 0"),
     (dict(price_floor=200, price_ceiling=100), "price_floor 200, price_ceiling 100: expected the floor below the ceiling")])
 def test_a_market_makers_bad_parameters_are_named(params, said):
     with pytest.raises(ValidationError, match=re.escape(said)): MarketMaker("DEMO", **params)
+
+def test_a_market_makers_partly_filled_quote_is_never_taken_for_others(market):
+    "The fill's book change comes before its order's: the bid's level 7 of its 10 was taken for others' best, and the maker quoted 19 ticks off."
+    add_symbol(market, symbol="SEVEN")
+    with TradingClient(market.url, market.keys["tom"]) as tom, TradingClient(market.url, market.keys["tess"]) as tess:
+        tom.order("SEVEN", "buy", 5, 960), tom.order("SEVEN", "sell", 5, 1040)
+        maker = BotThread(MarketMaker("SEVEN", spread=2, qty=10, refresh_s=30.0, filled_order_delay=2.0), market.url, market.keys["tess"])
+        try:
+            assert maker.wait_started(), maker.error
+            assert tom.order("SEVEN", "sell", 3, 990, tif="IOC")["filled"] == 3
+            time.sleep(0.5)  # within the delay: the quotes left stand, where they were
+            live = sorted((r.side, r.price, r.remaining) for r in tess.orders_frame(symbol="SEVEN").itertuples() if r.status == "open")
+            assert live == [("buy", 998, 7), ("sell", 1002, 10)] and maker.strategy.quoted_mid == 1000, (live, maker.strategy.quoted_mid)
+        finally: maker.stop()
+        tom.cancel_all()

@@ -940,35 +940,50 @@ def test_the_websockets_query_names_an_unknown_or_repeated_parameter(svc):
     assert asyncio.run(refused("cancel_on_disconnect=true&cancel_on_disconnect=false")) == (400, "query parameter 'cancel_on_disconnect': given 2 times, expected once")
     assert asyncio.run(refused("cancel_on_disconnect=maybe")) == (400, "cancel_on_disconnect 'maybe': expected true or false")
 
-def test_closed_connections_are_freed_at_once_and_leave_no_empty_subscriber_sets(tmp_path):
-    """aiohttp 3.14 keeps a method of each WebSocket past its end, a cycle that only a full collection frees, which the service
-    makes rare: freed as the connection ends, with no collection at all (before: 13 KB each held, wave after wave); an account's
-    subscriber set goes with its last subscriber (before: kept for every account that ever subscribed)."""
+def test_closed_connections_are_freed_at_once_and_leave_no_empty_subscriber_sets(tmp_path, monkeypatch):
+    """aiohttp 3.14 keeps an ended WebSocket in cycles (its heartbeat's callback; a dropped connection's error) that only a full
+    collection frees, which the service makes rare: freed as the connection ends, closed or dropped, with no collection at all
+    (before: 13 KB each held, wave after wave); asyncio's transports, cycles too, by a full collection once `COLLECT_AFTER` have
+    closed; an account's subscriber set goes with its last subscriber (before: kept for every account that ever subscribed)."""
     import gc
     from aiohttp import web
     from conftest import free_port
     from aiplatform.core import load_settings
     from aiplatform.trading import service
+    monkeypatch.setattr(service, "RECHECK_S", 0.2)
+    monkeypatch.setattr(service, "COLLECT_AFTER", 40)
     keys = make_users(tmp_path)
     settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO"})
+    def transports(): return sum(type(o).__name__ == "_SelectorSocketTransport" and o.is_closing() for o in gc.get_objects())
     async def scenario():
         app, port = service.make_app(settings), free_port()
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
+        url = f"http://127.0.0.1:{port}/"
         gc.collect()
         gc.disable()
         try:
             async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {keys['tess']}"}) as session:
                 for _ in range(20):
-                    ws = await session.ws_connect(f"http://127.0.0.1:{port}/ws")
+                    ws = await session.ws_connect(url + "ws")
                     await ws.send_json([{"op": "subscribe", "channel": channel, "req": 1} for channel in ("orders", "positions")])
                     await _until(ws, lambda m: m.get("channel") == "positions")
                     await ws.close()
-            await asyncio.sleep(0.3)
-            left = sum(isinstance(o, web.WebSocketResponse) for o in gc.get_objects())
+            for _ in range(19):  # dropped: no close frame
+                raw = await asyncio.to_thread(RawSocket, url, keys["tess"])
+                raw.send({"op": "subscribe", "channel": "book", "symbol": "DEMO"})
+                await asyncio.sleep(0.05)
+                raw.sock.close()
+            await asyncio.sleep(0.5)
+            left, before = sum(isinstance(o, web.WebSocketResponse) for o in gc.get_objects()), transports()
+            raw = await asyncio.to_thread(RawSocket, url, keys["tess"])
+            raw.sock.close()  # the 40th closed: collected at the next recheck
+            await asyncio.sleep(0.6)
+            after = transports()
         finally: gc.enable()
-        tables = (app[service.HUB].orders, app[service.HUB].positions)
+        tables = (app[service.HUB].orders, app[service.HUB].positions, app[service.HUB].books)
         await runner.cleanup()
-        return left, tables
-    assert asyncio.run(scenario()) == (0, ({}, {}))
+        return left, before >= 39, after, tables
+    left, closed, after, tables = asyncio.run(scenario())
+    assert (left, closed, after <= 2, tables) == (0, True, True, ({}, {}, {}))  # the newest may still be closing
