@@ -566,13 +566,13 @@ async def websocket(request):
     finally:
         request.app[HUB].connections.pop(ws, None)
         conn.closed()
-        _break_cycles(request, ws)
         request.app[HUB].closed_since += 1
         if (t := conn.transport).get_write_buffer_size():  # a client that reads nothing: closing its socket would wait for ever to send what waits
             asyncio.get_running_loop().call_later(CLOSE_S, lambda: t.get_write_buffer_size() and t.abort())
         if conn.outbox.closed and not writer.done():  # closing a slow consumer: its writer reads on (discarding) until the client's
             await asyncio.wait([writer])             # close or aiohttp's close timeout; closed with input unread, the socket resets
         writer.cancel()                              # and the client loses the close frame and its reason
+        _break_cycles(request, ws)  # last: a writer reading on may still meet an error
     return ws
 
 # %% ../../nbs/trading/14_service.ipynb #58cf14be
