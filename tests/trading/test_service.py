@@ -987,3 +987,30 @@ def test_closed_connections_are_freed_at_once_and_leave_no_empty_subscriber_sets
         return left, before >= 39, after, tables
     left, closed, after, tables = asyncio.run(scenario())
     assert (left, closed, after <= 2, tables) == (0, True, True, ({}, {}, {}))  # the newest may still be closing
+
+def test_a_client_that_leaves_during_the_handshake_is_no_error(tmp_path, caplog):
+    "An upgrade sent with a good key, then a reset: before, a 500 logged with its traceback each time (anyone could fill the error log)."
+    import logging, struct
+    from aiohttp import web
+    from conftest import free_port
+    from aiplatform.core import load_settings
+    from aiplatform.trading import service
+    keys = make_users(tmp_path)
+    settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO"})
+    def leave(port):
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # a reset on close
+            s.sendall(f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {keys['tess']}\r\n\r\n".encode())
+            s.close()
+    async def scenario():
+        app, port = service.make_app(settings), free_port()
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await asyncio.to_thread(leave, port)
+        await asyncio.sleep(0.5)
+        await runner.cleanup()
+    with caplog.at_level(logging.WARNING): asyncio.run(scenario())
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
