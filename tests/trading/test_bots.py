@@ -502,7 +502,7 @@ def test_a_market_makers_hummingbot_parameters(market):
     a delay after a fill before it quotes again (the quotes left stand meanwhile)."""
     add_symbol(market, symbol="HUMM")
     params = dict(bid_spread=2, ask_spread=5, order_levels=3, level_spread=4, level_qty=2, qty=10, refresh_s=30.0, fair=10_000)
-    maker = BotThread(MarketMaker("HUMM", filled_order_delay=1.0, **params), market.url, market.keys["tess"])
+    maker = BotThread(MarketMaker("HUMM", filled_order_delay=3.0, **params), market.url, market.keys["tess"])
     live = lambda: sorted((r.side, r.price, r.remaining) for r in tess.orders_frame(symbol="HUMM").itertuples() if r.status == "open")
     try:
         assert maker.wait_started(), maker.error
@@ -511,8 +511,9 @@ def test_a_market_makers_hummingbot_parameters(market):
             assert tom.order("HUMM", "sell", 10, 9998, tif="IOC")["status"] == "filled"
             time.sleep(0.5)  # within the delay: nothing placed, the rest stand
             assert live() == [("buy", 9990, 14), ("buy", 9994, 12), ("sell", 10005, 10), ("sell", 10009, 12), ("sell", 10013, 14)]
-            time.sleep(1.0)  # past it: quoted anew, long 10 of 100: the bids smaller, the asks bigger
-            assert live() == [("buy", 9990, 13), ("buy", 9994, 11), ("buy", 9998, 9), ("sell", 10005, 11), ("sell", 10009, 13), ("sell", 10013, 15)]
+            anew, end = [("buy", 9990, 13), ("buy", 9994, 11), ("buy", 9998, 9), ("sell", 10005, 11), ("sell", 10009, 13), ("sell", 10013, 15)], time.monotonic() + 15
+            while live() != anew and time.monotonic() < end: time.sleep(0.1)  # past it: quoted anew, long 10 of 100: the bids smaller, the asks bigger
+            assert live() == anew
     finally: maker.stop()
     ceiling = BotThread(MarketMaker("HUMM", price_ceiling=9_000, **params), market.url, market.keys["tess"])
     try:
