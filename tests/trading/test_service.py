@@ -975,8 +975,10 @@ def test_closed_connections_are_freed_at_once_and_leave_no_empty_subscriber_sets
                 raw.send({"op": "subscribe", "channel": "book", "symbol": "DEMO"})
                 await asyncio.sleep(0.05)
                 raw.sock.close()
-            await asyncio.sleep(0.5)
-            left, before = sum(isinstance(o, web.WebSocketResponse) for o in gc.get_objects()), transports()
+            end = asyncio.get_running_loop().time() + 5  # each handler ends once its client has gone
+            while (left := sum(isinstance(o, web.WebSocketResponse) for o in gc.get_objects())) and asyncio.get_running_loop().time() < end:
+                await asyncio.sleep(0.1)
+            before = transports()
             raw = await asyncio.to_thread(RawSocket, url, keys["tess"])
             raw.sock.close()  # the 40th closed: collected at the next recheck
             end = asyncio.get_running_loop().time() + 5
