@@ -702,7 +702,7 @@ def test_a_notebook_client_collected_on_its_own_loops_thread_ends_without_waitin
         loop.call_soon_threadsafe(collect)
         thread.join(10)
     finally: gc.enable()
-    assert took and took[0] < 2 and not thread.is_alive(), took
+    assert took and took[0] < 3 and not thread.is_alive(), took  # before: 5 s, waiting on itself
     with TradingClient(svc.url, svc.keys["tess"]) as again:
         end = time.monotonic() + 5
         while again.get("orders/" + cid)["status"] != "cancelled" and time.monotonic() < end: time.sleep(0.05)
