@@ -2,6 +2,7 @@
 accounts kept apart; a WebSocket opened only with a key valid now, and closed once it is not; idempotent client order ids; subscriptions; slow consumers;
 rate limits; cancel on disconnect."""
 import asyncio, json, re, socket, time, urllib.error, urllib.request
+from urllib.parse import urlsplit
 from pathlib import Path
 import aiohttp, jsonschema, pytest
 from trading_service import RawSocket, make_users, start_trading, stop
@@ -225,21 +226,16 @@ def test_admin_adds_halts_and_resumes_symbols(svc):
 def test_websockets_opened_again_and_again_cost_one_scrypt_and_a_revoked_key_opens_none(tmp_path, monkeypatch):
     """Each handshake reads the key's state again (before: a key revoked within 10 s of a check opened a connection that traded for good),
     not its secret: a reconnect storm costs no scrypt a connection."""
-    from aiohttp import web
-    from conftest import free_port
     from aiplatform.core import load_settings
     from aiplatform.platform import auth
-    from aiplatform.trading.service import make_app
     keys, scrypts, check = make_users(tmp_path), [], auth.check_secret
     monkeypatch.setattr(auth, "check_secret", lambda *a: (scrypts.append(1), check(*a))[1])
     settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO"})
     async def scenario():
-        runner, port = web.AppRunner(make_app(settings)), free_port()
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        _, runner, url = await _serving(settings)
         async def status():
             async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {keys['tess']}"}) as session:
-                try: await (await session.ws_connect(f"http://127.0.0.1:{port}/ws")).close()
+                try: await (await session.ws_connect(url + "ws")).close()
                 except aiohttp.WSServerHandshakeError as e: return e.status
                 return 101
         opened = [await status() for _ in range(5)]
@@ -807,19 +803,13 @@ def test_a_subscription_that_would_pass_the_limit_of_a_client_behind_is_refused_
 
 def test_a_reader_that_reads_nothing_holds_no_more_than_the_backlog_in_its_socket(tmp_path):
     "The writer task waits while its socket holds `BACKLOG` bytes (before: aiohttp looked every 256 KiB, and 330 KB waited for a reader that read nothing)."
-    from aiohttp import web
-    from conftest import free_port
     from aiplatform.core import load_settings
-    from aiplatform.trading.service import BACKLOG, HUB, make_app
+    from aiplatform.trading.service import BACKLOG, HUB
     keys = make_users(tmp_path)
     settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO", "queue_limit": 10, "send_buffer_kb": 4,
                                                                               "price_band_pct": 0, "rate": 100_000, "burst": 100_000})
     async def scenario():
-        app, port = make_app(settings), free_port()
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        url, most = f"http://127.0.0.1:{port}/", 0
+        (app, runner, url), most = await _serving(settings), 0
         slow = await asyncio.to_thread(RawSocket, url, keys["vic"])
         slow.send({"op": "subscribe", "channel": "book", "symbol": "DEMO"})
         async with AsyncTradingClient(url, keys["tess"]) as tess:
@@ -833,19 +823,14 @@ def test_a_reader_that_reads_nothing_holds_no_more_than_the_backlog_in_its_socke
 
 def test_a_batch_followed_by_quiet_is_synced_within_the_interval(tmp_path):
     "`fsync = batch` syncs every 20 ms, though no batch follows (before: the last group waited for the next order, a snapshot or a stop)."
-    from aiohttp import web
-    from conftest import free_port
     from aiplatform.core import load_settings
-    from aiplatform.trading.service import MARKET, make_app
+    from aiplatform.trading.service import MARKET
     keys = make_users(tmp_path)
     settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO", "price_band_pct": 0})
     async def scenario():
-        app, port = make_app(settings), free_port()
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        app, runner, url = await _serving(settings)
         writer = app[MARKET].engine.journals["DEMO"].writer
-        async with AsyncTradingClient(f"http://127.0.0.1:{port}/", keys["tess"]) as c:
+        async with AsyncTradingClient(url, keys["tess"]) as c:
             for i in range(10):  # until one lands within 20 ms of the sync before: not synced by its own batch
                 await c.order("DEMO", "buy", 1, 90 + i)
                 if waiting := writer._unsynced: break
@@ -858,8 +843,6 @@ def test_a_batch_followed_by_quiet_is_synced_within_the_interval(tmp_path):
 
 def test_an_open_connection_whose_key_is_revoked_or_user_demoted_is_closed_with_the_reason(tmp_path, monkeypatch):
     "Read again every RECHECK_S (here 0.2 s); before, a connection opened before the change traded on for good. A connection of a key still good goes on."
-    from aiohttp import web
-    from conftest import free_port
     from aiplatform.core import load_settings
     from aiplatform.platform import auth
     from aiplatform.trading import service
@@ -867,11 +850,9 @@ def test_an_open_connection_whose_key_is_revoked_or_user_demoted_is_closed_with_
     keys = make_users(tmp_path)
     settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO"})
     async def scenario():
-        runner, port = web.AppRunner(service.make_app(settings)), free_port()
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        _, runner, url = await _serving(settings)
         sessions = {name: aiohttp.ClientSession(headers={"Authorization": f"Bearer {keys[name]}"}) for name in ("tess", "tom", "ada")}
-        sockets = {name: await s.ws_connect(f"http://127.0.0.1:{port}/ws") for name, s in sessions.items()}
+        sockets = {name: await s.ws_connect(url + "ws") for name, s in sessions.items()}
         auth.revoke_key(keys["tess"].split("_")[1], settings=settings)
         auth.set_role("tom", "viewer", settings=settings)
         async def ended(ws):
@@ -890,8 +871,6 @@ def test_an_open_connection_whose_key_is_revoked_or_user_demoted_is_closed_with_
 
 def test_a_book_reader_that_reads_nothing_is_dropped_after_its_ping_goes_unanswered(tmp_path, monkeypatch):
     "Its deltas give way to a snapshot, so it never overflows; aiohttp ends it when a ping goes unanswered, and its socket, still full, is dropped `CLOSE_S` later (before: kept with its buffer for as long as the peer's TCP lived)."
-    from aiohttp import web
-    from conftest import free_port
     from aiplatform.core import load_settings
     from aiplatform.trading import service
     monkeypatch.setattr(service, "PING_S", 1.0), monkeypatch.setattr(service, "CLOSE_S", 0.5)
@@ -899,11 +878,7 @@ def test_a_book_reader_that_reads_nothing_is_dropped_after_its_ping_goes_unanswe
     settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO", "send_buffer_kb": 4, "price_band_pct": 0,
                                                                               "rate": 100_000, "burst": 100_000})
     async def scenario():
-        app, port = service.make_app(settings), free_port()
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        url = f"http://127.0.0.1:{port}/"
+        app, runner, url = await _serving(settings)
         slow = await asyncio.to_thread(RawSocket, url, keys["vic"])
         slow.send({"op": "subscribe", "channel": "book", "symbol": "DEMO"})
         await asyncio.sleep(0.2)
@@ -947,7 +922,6 @@ def test_closed_connections_are_freed_at_once_and_leave_no_empty_subscriber_sets
     closed; an account's subscriber set goes with its last subscriber (before: kept for every account that ever subscribed)."""
     import gc
     from aiohttp import web
-    from conftest import free_port
     from aiplatform.core import load_settings
     from aiplatform.trading import service
     monkeypatch.setattr(service, "RECHECK_S", 0.2)
@@ -956,11 +930,7 @@ def test_closed_connections_are_freed_at_once_and_leave_no_empty_subscriber_sets
     settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO"})
     def transports(): return sum(type(o).__name__ == "_SelectorSocketTransport" and o.is_closing() for o in gc.get_objects())
     async def scenario():
-        app, port = service.make_app(settings), free_port()
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        url = f"http://127.0.0.1:{port}/"
+        app, runner, url = await _serving(settings)
         gc.collect()
         gc.disable()
         try:
@@ -993,10 +963,7 @@ def test_closed_connections_are_freed_at_once_and_leave_no_empty_subscriber_sets
 def test_a_client_that_leaves_during_the_handshake_is_no_error(tmp_path, caplog):
     "An upgrade sent with a good key, then a reset: before, a 500 logged with its traceback each time (anyone could fill the error log)."
     import logging, struct
-    from aiohttp import web
-    from conftest import free_port
     from aiplatform.core import load_settings
-    from aiplatform.trading import service
     keys = make_users(tmp_path)
     settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO"})
     def leave(port):
@@ -1007,11 +974,8 @@ def test_a_client_that_leaves_during_the_handshake_is_no_error(tmp_path, caplog)
                       f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {keys['tess']}\r\n\r\n".encode())
             s.close()
     async def scenario():
-        app, port = service.make_app(settings), free_port()
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        await asyncio.to_thread(leave, port)
+        _, runner, url = await _serving(settings)
+        await asyncio.to_thread(leave, urlsplit(url).port)
         await asyncio.sleep(0.5)
         await runner.cleanup()
     with caplog.at_level(logging.WARNING): asyncio.run(scenario())
