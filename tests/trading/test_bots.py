@@ -454,6 +454,10 @@ def test_a_fill_a_catch_up_tells_late_counts_in_the_bots_own_position_though_it_
         return bot.own.qty
     assert asyncio.run(asyncio.wait_for(main(), 30)) == 2  # before: 1, A's fill left out
 
+def open_quotes(client, symbol, remaining=False) -> list:
+    "The account's open orders in `symbol`, as the service lists them: (side, price), and what remains of each if asked, sorted."
+    return sorted((r.side, r.price, r.remaining)[:3 if remaining else 2] for r in client.orders_frame(symbol=symbol).itertuples() if r.status == "open")
+
 def test_a_market_maker_quotes_around_what_others_quote_not_around_its_own_quotes(market):
     """Others quote 9990 / 10011: Hummingbot's quotes 2 ticks out are 9998 / 10003, and stay (before: its new bid, in the
     book before its new ask, moved the mid it quoted around, and it walked off a side at a time, in 7 starts of 8)."""
@@ -465,7 +469,7 @@ def test_a_market_maker_quotes_around_what_others_quote_not_around_its_own_quote
             try:
                 assert maker.wait_started(), maker.error
                 time.sleep(0.5)
-                live = sorted((r.side, r.price) for r in tess.orders_frame(symbol="WIDE").itertuples() if r.status == "open")
+                live = open_quotes(tess, "WIDE")
             finally: maker.stop()
             assert live == [("buy", 9998), ("sell", 10003)], live
         tom.cancel_all()
@@ -479,7 +483,7 @@ def test_a_market_makers_partly_filled_bid_replaced_where_it_was(market):
         with TradingClient(market.url, market.keys["tom"]) as tom, TradingClient(market.url, market.keys["tess"]) as tess:
             assert tom.order("PART", "sell", 4, 9998, tif="IOC")["status"] == "filled"
             time.sleep(0.5)
-            live = sorted((r.side, r.price) for r in tess.orders_frame(symbol="PART").itertuples() if r.status == "open")
+            live = open_quotes(tess, "PART")
     finally: maker.stop()
     assert live == [("buy", 9998), ("sell", 10002)], live
 
@@ -503,7 +507,7 @@ def test_a_market_makers_hummingbot_parameters(market):
     add_symbol(market, symbol="HUMM")
     params = dict(bid_spread=2, ask_spread=5, order_levels=3, level_spread=4, level_qty=2, qty=10, refresh_s=30.0, fair=10_000)
     maker = BotThread(MarketMaker("HUMM", filled_order_delay=3.0, **params), market.url, market.keys["tess"])
-    live = lambda: sorted((r.side, r.price, r.remaining) for r in tess.orders_frame(symbol="HUMM").itertuples() if r.status == "open")
+    live = lambda: open_quotes(tess, "HUMM", remaining=True)
     try:
         assert maker.wait_started(), maker.error
         with TradingClient(market.url, market.keys["tom"]) as tom, TradingClient(market.url, market.keys["tess"]) as tess:
@@ -540,7 +544,7 @@ def test_a_market_makers_partly_filled_quote_is_never_taken_for_others(market):
             assert maker.wait_started(), maker.error
             assert tom.order("SEVEN", "sell", 3, 990, tif="IOC")["filled"] == 3
             time.sleep(0.5)  # within the delay: the quotes left stand, where they were
-            live = sorted((r.side, r.price, r.remaining) for r in tess.orders_frame(symbol="SEVEN").itertuples() if r.status == "open")
+            live = open_quotes(tess, "SEVEN", remaining=True)
             assert live == [("buy", 998, 7), ("sell", 1002, 10)] and maker.strategy.quoted_mid == 1000, (live, maker.strategy.quoted_mid)
         finally: maker.stop()
         tom.cancel_all()
