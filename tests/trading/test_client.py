@@ -666,6 +666,13 @@ def test_an_order_the_stream_ends_during_a_catch_up_keeps_its_end(forgetful):
             await tom.cancel_all()
     asyncio.run(main())
 
+def status_soon(svc, cid, wanted, within=5) -> str:
+    "tess's order `cid` as the service says, once it is `wanted` or `within` seconds have gone."
+    with TradingClient(svc.url, svc.keys["tess"]) as c:
+        end = time.monotonic() + within
+        while (status := c.get("orders/" + cid)["status"]) != wanted and time.monotonic() < end: time.sleep(0.05)
+    return status
+
 def test_a_notebook_client_never_closed_ends_once_collected(svc):
     "Its cell run again: the client, its thread and its connection end, and so do its cancel-on-disconnect orders (before: all lived on)."
     before = {t.ident for t in threading.enumerate()}
@@ -674,10 +681,7 @@ def test_a_notebook_client_never_closed_ends_once_collected(svc):
     del c
     gc.collect()
     assert [t.name for t in threading.enumerate() if t.ident not in before and t.name == "trading-client"] == []  # pycares keeps one of its own
-    with TradingClient(svc.url, svc.keys["tess"]) as again:
-        end = time.monotonic() + 5
-        while again.get("orders/" + cid)["status"] != "cancelled" and time.monotonic() < end: time.sleep(0.05)
-        assert again.get("orders/" + cid)["status"] == "cancelled"
+    assert status_soon(svc, cid, "cancelled") == "cancelled"
 
 def test_many_open_orders_cost_no_scan_of_them_all_at_each_message():
     "Past twice `keep`, done orders are forgotten, then not again before `keep` more are held (before: every message scanned them all)."
@@ -703,7 +707,4 @@ def test_a_notebook_client_collected_on_its_own_loops_thread_ends_without_waitin
         thread.join(10)
     finally: gc.enable()
     assert took and took[0] < 3 and not thread.is_alive(), took  # before: 5 s, waiting on itself
-    with TradingClient(svc.url, svc.keys["tess"]) as again:
-        end = time.monotonic() + 5
-        while again.get("orders/" + cid)["status"] != "cancelled" and time.monotonic() < end: time.sleep(0.05)
-        assert again.get("orders/" + cid)["status"] == "cancelled"
+    assert status_soon(svc, cid, "cancelled") == "cancelled"
