@@ -5,7 +5,10 @@ WebSocket library (aiohttp, `bench_ws.py`'s): `vs_echo` is our ack round trip ov
 validation, client ids, the batch, the journal, matching and the answer; and the same 100 clients' orders echoed
 back are the library's ceiling for orders per second on this machine. The orders per second are measured twice: on
 one symbol, one process; and on two symbols of a market split over two shards (`[trading] shards = 2`), a process
-each, half the clients on each: how the market grows past one core.
+each, half the clients on each: how the market grows past one core. The fanout's peer is a bare broadcaster on the
+same library (`serve_broadcast`): a frame of a delta's shape and size written straight to each subscriber's socket, as
+the service's `send_now` does, at the rate the service delivered; the same 1,000 subscribers read it. What it takes is
+this machine's floor for 1,000 sends a delta; `fanout_vs_peer` is our delivery p99 over its.
 
 The service and the echo server each run in their own process, the clients in this one (picows, so the client costs
 little) and the book subscribers in another (plain sockets under one epoll loop, `read_books`); everything shares this
@@ -48,6 +51,45 @@ def start_echo():
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(HERE/"bench_ws.py"), "--serve", "aiohttp", "--port", str(port)], start_new_session=True)
     wait_port(port, proc, "the echo server")
+    return proc, f"ws://127.0.0.1:{port}/ws"
+
+def serve_broadcast(port, rate):
+    """The fanout's peer, until killed: aiohttp WebSockets on `port`; each that has sent a message is written, `rate` times a
+    second, one frame of a book delta's shape and size (ten levels changed), stamped and built once, straight to its transport
+    (as the service's `send_now`, to none that has fallen behind)."""
+    import orjson
+    from aiohttp import web
+    from aiplatform.trading.service import BACKLOG, wire
+    subscribers = set()
+    async def ws(request):
+        w = web.WebSocketResponse()
+        await w.prepare(request)
+        async for _ in w: subscribers.add(request.transport)
+        subscribers.discard(request.transport)
+        return w
+    async def broadcast(app):
+        async def pace():
+            seq, at = 0, time.monotonic()
+            while True:
+                at += 1 / rate
+                await asyncio.sleep(max(0.0, at - time.monotonic()))
+                seq += 1
+                frame = wire(orjson.dumps({"type": "book", "symbol": "DEMO", "seq": seq, "changes": [("bids", 50 + k, seq % 7 + k) for k in range(10)],
+                                           "checksum": 3_000_000_000 + seq, "ns": time.time_ns()}))
+                for t in list(subscribers):
+                    if not t.is_closing() and t.get_write_buffer_size() <= BACKLOG: t.write(frame)  # as `send_now`: none to a reader behind
+        task = asyncio.create_task(pace())
+        yield
+        task.cancel()
+    app = web.Application()
+    app.router.add_get("/ws", ws)
+    app.cleanup_ctx.append(broadcast)
+    web.run_app(app, host="127.0.0.1", port=port, print=None)
+
+def start_broadcast(rate):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--serve-broadcast", str(rate), "--port", str(port)], start_new_session=True)
+    wait_port(port, proc, "the broadcaster")
     return proc, f"ws://127.0.0.1:{port}/ws"
 
 def stop(proc):
@@ -185,7 +227,8 @@ def ws_frames(chunks):
             i = at + n
 
 def read_books(port, keys, n, seconds, pipe):
-    """`n` book subscribers of DEMO in this process for `seconds`, each delta's publication time and delay sent back through `pipe`.
+    """`n` book subscribers of DEMO in this process for `seconds`, each delta's publication time and delay sent back through `pipe`, and
+    the publication times each subscriber was sent.
     Lean, so that the subscribers' own queueing is not what is measured (on this machine they share the cores with the service):
     plain sockets under one epoll loop that only notes when each chunk came; the frames are parsed after the run."""
     socks = {}
@@ -209,37 +252,40 @@ def read_books(port, keys, n, seconds, pipe):
             else: poll.unregister(fd)  # closed by the service: nothing more to read
     delays, deltas = [], []
     for sock, chunks in socks.values():
-        deltas.append(0)
+        deltas.append([])
         for ns, opcode, payload in ws_frames(chunks):
             at = 0
             while opcode == 1 and (at := payload.find(b'"type":"book",', at)) != -1:  # each delta's "ns"
                 j = payload.index(b'"ns":', at) + 5
                 published = int(payload[j:payload.index(b"}", j)])
                 delays.append((published, ns - published))
-                deltas[-1], at = deltas[-1] + 1, j
+                deltas[-1].append(published)
+                at = j
         sock.close()
     pipe.send((delays, deltas))
 
 async def fanout(url, keys, subscribers, rate, seconds) -> dict:
-    "`subscribers` on one symbol (`read_books`, in a process of their own) while orders come at `rate` a second, each changing the book's top levels."
+    """`subscribers` on one symbol (`read_books`, in a process of their own) while orders come at `rate` a second, each changing the
+    book's top levels; with `rate` 0, the subscribers of the bare broadcaster at `url`, which paces itself."""
     here, there = multiprocessing.Pipe()
     readers = multiprocessing.get_context("fork").Process(target=read_books, args=(int(url.split(":")[2].split("/")[0]), keys, subscribers, seconds + 1.5, there))
     readers.start()
     assert await asyncio.to_thread(here.recv) == "subscribed"
-    writer = await connect(url, keys[0], lambda: Orders("fan"))
+    writer = await connect(url, keys[0], lambda: Orders("fan")) if rate else None
     await asyncio.sleep(0.5)
-    start, sent, warm = time.perf_counter(), 0, time.time_ns() + int(seconds / 10 * 1e9)  # the first tenth: the warm-up, as `round_trips`
-    while (elapsed := time.perf_counter() - start) < seconds:
+    start, sent, since = time.perf_counter(), 0, time.time_ns()
+    warm, until = since + int(seconds / 10 * 1e9), since + int(seconds * 1e9)  # the first tenth: the warm-up, as `round_trips`
+    while rate and (elapsed := time.perf_counter() - start) < seconds:
         while sent < elapsed * rate:  # paced: orders at distinct prices below the market, each a delta
             sent += 1
             writer.transport.send(WSMsgType.TEXT, f'{{"op":"order","cid":"{writer.name}-{sent}","symbol":"DEMO","side":"buy","price":{50 + sent % 10},"qty":1}}'.encode())
         await asyncio.sleep(0.001)
     delays, deltas = await asyncio.to_thread(here.recv)
     readers.join()
-    writer.transport.disconnect()
-    delays = sorted(delay for published, delay in delays if published >= warm)
+    if writer: writer.transport.disconnect()
+    delays = sorted(delay for published, delay in delays if warm <= published < until)
     return {"p50_ms": delays[len(delays) // 2] / 1e6, "p99_ms": delays[int(len(delays) * 0.99)] / 1e6,
-            "deltas_per_s": statistics.median(deltas) / seconds, "orders_per_s": sent / seconds}
+            "deltas_per_s": statistics.median(sum(since <= p < until for p in ps) for ps in deltas) / seconds, "orders_per_s": sent / seconds}
 
 def sharded(data, clients, seconds, runs) -> dict:
     "Orders per second, one per frame and 100 per frame, from `clients` trading two symbols on a market of two shards."
@@ -258,7 +304,10 @@ def sharded(data, clients, seconds, runs) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="a fraction of a second per figure, few clients")
+    ap.add_argument("--serve-broadcast", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve_broadcast: return serve_broadcast(args.port, args.serve_broadcast)
     seconds, runs, clients, subscribers = (0.3, 1, 10, 10) if args.quick else (3.0, 3, 100, 1000)
     data = Path(tempfile.mkdtemp())
     echo, echo_url = start_echo()
@@ -283,8 +332,13 @@ def main():
                     figures["fanout"] = {k: statistics.median(r[k] for r in fo) for k in fo[0]}
             finally: stop(service)
         figures.update(sharded(data/"sharded", clients, seconds, runs))
+        peer, peer_url = start_broadcast(figures["fanout"]["deltas_per_s"])  # at the rate the service delivered: the same sends a second
+        try:
+            pe = [asyncio.run(fanout(peer_url, keys, subscribers, 0, seconds)) for _ in range(runs)]
+            figures["fanout_peer"] = {k: statistics.median(r[k] for r in pe) for k in pe[0]}
+        finally: stop(peer)
     finally: stop(echo)
-    b, e, fo = figures["batch"], figures["echo"], figures["fanout"]
+    b, e, fo, fp = figures["batch"], figures["echo"], figures["fanout"], figures["fanout_peer"]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; clients in one process "
           f"(picows), book subscribers in another (epoll), medians of {runs} runs of {seconds:g} s")
     print(f"{'order -> ack round trip':<44}{'p50':>10}{'p99':>10}")
@@ -300,13 +354,16 @@ def main():
           f"{figures['batched_2_shards']:>9,.0f} ({figures['batched_2_shards'] / figures['batched']:.2f}x)")
     print(f"book fanout to {subscribers} subscribers, {fo['orders_per_s']:,.0f} orders/s offered: {fo['deltas_per_s']:,.0f} deltas/s "
           f"delivered to each, delay p50 {fo['p50_ms']:.1f} ms, p99 {fo['p99_ms']:.1f} ms")
+    print(f"  bare broadcast to the same subscribers (peer), {fp['deltas_per_s']:,.0f} deltas/s each: delay p50 {fp['p50_ms']:.1f} ms, "
+          f"p99 {fp['p99_ms']:.1f} ms   service / peer (p99): {fo['p99_ms'] / fp['p99_ms']:.2f}x")
     print(json.dumps({"ack_p50_us": round(b["p50_us"], 1), "ack_p99_us": round(b["p99_us"], 1),
                       "ack_p50_us_fsync_always": round(figures["always"]["p50_us"], 1), "ack_p99_us_fsync_always": round(figures["always"]["p99_us"], 1),
                       "echo_p50_us": round(e["p50_us"], 1), "orders_per_s_single": round(figures["single"]),
                       "orders_per_s_batched": round(figures["batched"]), "orders_per_s_single_2_shards": round(figures["single_2_shards"]),
                       "orders_per_s_batched_2_shards": round(figures["batched_2_shards"]), "echo_orders_per_s_single": round(figures["echo_single"]),
                       "echo_orders_per_s_batched": round(figures["echo_batched"]), "fanout_p99_ms": round(fo["p99_ms"], 2),
-                      "fanout_deltas_per_s": round(fo["deltas_per_s"]), "vs_echo": round(b["p50_us"] / e["p50_us"], 2)}))
+                      "fanout_deltas_per_s": round(fo["deltas_per_s"]), "fanout_peer_p99_ms": round(fp["p99_ms"], 2),
+                      "fanout_vs_peer": round(fo["p99_ms"] / fp["p99_ms"], 2), "vs_echo": round(b["p50_us"] / e["p50_us"], 2)}))
 
 if __name__ == "__main__":
     main()
