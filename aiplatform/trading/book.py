@@ -561,7 +561,7 @@ def _pool(old, rows, next_col, free_head):
 
 class OrderBook:
     "One instrument's limit order book: price-time priority, integer prices and quantities, a compiled matching loop."
-    def __init__(self, tick_size=1, capacity=1024):
+    def __init__(self, tick_size=1, capacity=16):  # orders it holds before its arrays grow (doubling): an idle symbol of a thousand costs some 10 KB
         self.tick_size = _int("tick_size", tick_size)
         if not 1 <= self.tick_size <= MAX_PRICE: raise ValidationError(f"tick_size: {tick_size}, expected 1 to {MAX_PRICE}")
         cap = 1 << (max(16, int(capacity)) - 1).bit_length()
@@ -572,7 +572,7 @@ class OrderBook:
         self._H = np.full((4 * cap, 2), -1, np.int64)
         self._S = np.zeros(N_SCALARS, np.int64)
         self._S[S_TICK] = self.tick_size
-        self._E = np.empty((1024, len(EVENT_FIELDS)), np.int64)
+        self._E = np.empty((64, len(EVENT_FIELDS)), np.int64)  # the events of a call: grown as it needs
         self._one = np.zeros((1, len(COMMAND_FIELDS)), np.int64)
         self._room = 0  # commands that surely fit the pools as they are
         self.rules = RULES  # the matching rules commands run under: older ones only to replay a journal written under them

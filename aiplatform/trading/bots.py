@@ -164,7 +164,7 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
                 elif kind == "fill" and m["cid"] in client.placed:
                     strategy.took(m)
                     await strategy.on_fill(m)
-                if kind in ("trade", "position") and symbol in client.positions:  # the P&L follows every trade, the bot's or not
+                if kind in ("trade", "position"):  # the P&L follows every trade, the bot's or not (none held: 0, the positions read)
                     strategy.pnl_history.append((time.time(), strategy.pnl, strategy.position))
         except Exception:
             log.exception("bot %s on %s stopped by an error", strategy.name, strategy.symbol)

@@ -9,6 +9,7 @@ __all__ = ['RECORD_WORDS', 'RECORD_BYTES', 'MAGIC', 'HEADER', 'FSYNC_POLICIES', 
 
 # %% ../../nbs/trading/01_journal.ipynb #f637c227
 import os, shutil, threading, time, zipfile
+from contextlib import suppress
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
@@ -98,14 +99,23 @@ class JournalWriter:
         self.rotate()
 
     def rotate(self):
-        "Start a new segment at the next sequence number."
-        self.close()
+        "Start a new segment at the next sequence number; all or nothing: the one before is synced, and closed only once the new one is in place (out of files, say, appends go on to it)."
+        if self._fd is not None and self.fsync != "never": self.sync()
         path = self.folder/_segment_name(self.next_seq)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        if os.fstat(self._fd).st_size <= len(HEADER):  # new, or a header alone (maybe an older rules'): this code's header
-            os.ftruncate(self._fd, 0)
-            os.write(self._fd, HEADER)
-        _fsync_dir(self.folder)
+        created = not path.exists()  # else the segment itself, rotated again before a record (its snapshot failed, say)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            if os.fstat(fd).st_size <= len(HEADER):  # new, or a header alone (maybe an older rules'): this code's header
+                os.ftruncate(fd, 0)
+                os.write(fd, HEADER)
+            _fsync_dir(self.folder)
+        except OSError:
+            os.close(fd)
+            if created:
+                with suppress(OSError): path.unlink()  # it holds no record: left there, it would name sequence numbers the segment before goes on with
+            raise
+        old, self._fd = self._fd, fd
+        if old is not None: os.close(old)
 
     def append(self, commands) -> int:
         "Write `commands` (a `COMMAND_DTYPE` array or its `command_rows`) as one group; returns the sequence number of the first."
@@ -144,10 +154,10 @@ class JournalWriter:
                 and time.monotonic() - self._synced_at >= self.interval): self._sync_behind()
 
     def sync(self):
-        "Make everything written so far durable, now."
+        "Make everything written so far durable, now: nothing to do (no fsync, no `before_sync`) once all of it is."
         syncing, self._syncing = self._syncing, None
         if syncing is not None: syncing.result()  # the file stays open until it is done
-        self._sync_now()
+        if self._unsynced: self._sync_now()
         self._unsynced, self._synced_at = 0, time.monotonic()
 
     def close(self):
@@ -205,8 +215,9 @@ class Rewritable:
         if self.copies is not None: self.copies.append(data)
 
     def sync(self):
-        "Make what was written durable; safe beside a swap or a close on another thread."
-        with self._swapping:
+        "Make what was written durable (no fsync when all of it is); safe beside a swap or a close on another thread."
+        with self._swapping:  # held through the fsync: a second sync waits for the first to end, and then finds nothing to do
+            if not self.unsynced: return
             self.unsynced, self.synced_at = False, time.monotonic()  # before the fsync: what is written while it runs waits for the next
             try:
                 if self._fd is not None: os.fsync(self._fd)
@@ -329,6 +340,7 @@ class JournaledBook:
         self.folder, self.book, self.snapshot_every = Path(folder), book, snapshot_every
         self.writer = JournalWriter(folder, next_seq, fsync, before_sync=before_sync)
         self.recovery = recovery or {}
+        self.snapshot_seq = self.recovery.get("snapshot_seq", 0)  # the newest snapshot's in place (0: none)
         self._since_snapshot = 0
 
     @classmethod
@@ -418,6 +430,7 @@ def end_snapshot(self: JournaledBook, seq, tag):
     "Put the snapshot written with `tag` in place."
     os.replace(_snapshot_tmp(self.folder, seq, tag), self.folder/_snapshot_name(seq))
     _fsync_dir(self.folder)
+    self.snapshot_seq = seq
 
 @patch
 def prune(self: JournaledBook, keep=None):

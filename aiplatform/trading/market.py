@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['LOST', 'LOST_CUT', 'HALTED', 'MAX_BATCH', 'RISK_LIMITS', 'BOOK_REASONS', 'CHILD_S', 'shard_of', 'Misdirected',
-           'SymbolSpec', 'symbol_spec', 'MonotoneClock', 'Request', 'Market']
+           'Unsaved', 'SymbolSpec', 'symbol_spec', 'MonotoneClock', 'Request', 'Market']
 
 # %% ../../nbs/trading/13_market.ipynb #555ed271
 import fcntl, json, os, re, resource, signal, time, zlib
@@ -15,10 +15,10 @@ from pathlib import Path
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from fastcore.basics import patch
-from ..core import ConfigError, Conflict, NotFound, ValidationError, get_logger, validation_error
+from ..core import AIPlatformError, ConfigError, Conflict, NotFound, ValidationError, get_logger, validation_error
 from .book import COMMAND_FIELDS, GTC, IOC, LIMIT, MARKET, MAX_PRICE, OP_CANCEL, OP_SUBMIT, STOP, STOP_LIMIT, cancel_fields, modify_fields
 from .client_ids import ClientIds
-from .engine import Engine, RiskLimits, close_all
+from .engine import Engine, RiskLimits, close_all, some_of
 from .feed import BookFeed
 from .journal import _fsync_dir, damaged
 from .ledger import Ledger, OrderState, is_done
@@ -32,6 +32,12 @@ def shard_of(symbol: str, shards: int) -> int:
 class Misdirected(Conflict):
     "A symbol asked of a shard that does not own it."
     status = 421
+
+class Unsaved(AIPlatformError):
+    "A change to the market's symbols that its files could not keep (a full disk, the open-files limit): try again once there is room."
+    status = 503
+
+def _why(e: OSError) -> str: return f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
 
 # %% ../../nbs/trading/13_market.ipynb #7495565a
 class SymbolSpec(BaseModel):
@@ -208,7 +214,7 @@ def spec(self: Market, symbol) -> SymbolSpec:
         raise ValidationError(f"symbol {symbol[:50]!r}: expected {Order.model_fields['symbol'].description}")
     if (owner := shard_of(symbol, self.shards)) != self.shard:
         raise Misdirected(f"symbol {symbol!r}: traded on shard {owner}, this is shard {self.shard} of {self.shards}")
-    raise NotFound(f"symbol {symbol!r}: not traded; symbols: {', '.join(self.specs) or 'none'}")
+    raise NotFound(f"symbol {symbol!r}: not traded; symbols: {some_of(self.specs)}")
 
 @patch
 def add_symbol(self: Market, spec: SymbolSpec):
@@ -219,9 +225,10 @@ def add_symbol(self: Market, spec: SymbolSpec):
     try:
         self._save_symbols()  # first: killed before its journal's folder is made, a restart makes it and trades the symbol
         self.engine.add_symbol(spec.symbol, spec.tick_size)
-    except Exception:
+    except Exception as e:
         del self.specs[spec.symbol]
         with suppress(OSError): self._save_symbols()  # as it was, if the disk lets it
+        if isinstance(e, OSError): raise Unsaved(f"symbol {spec.symbol!r}: not added, nothing changed; the market's files cannot be written ({_why(e)})") from None
         raise
     self.feeds[spec.symbol], self.tape[spec.symbol] = BookFeed(spec.symbol, self.engine.book(spec.symbol)), deque(maxlen=self.tape_len)
 
@@ -229,7 +236,9 @@ def add_symbol(self: Market, spec: SymbolSpec):
 def halt(self: Market, symbol, halted=True) -> SymbolSpec:
     "Stop (or, with `halted=False`, resume) new orders and modifies in `symbol`; cancels still pass."
     self.specs[symbol] = self.spec(symbol).model_copy(update={"halted": halted})
-    self._save_symbols()
+    try: self._save_symbols()
+    except OSError as e:
+        raise Unsaved(f"symbol {symbol!r}: {'halted' if halted else 'resumed'} now, but not saved ({_why(e)}): a restart would find it as it was") from None
     return self.specs[symbol]
 
 # %% ../../nbs/trading/13_market.ipynb #281f5f87
@@ -465,7 +474,11 @@ def flush(self: Market):
     self.cids.forget(self.ledger.retire(self.keep_done))
     if self._children: self._reap()
     self._since_snapshot += len(pending)
-    if self._since_snapshot >= self.snapshot_every and "snapshot" not in self._children: self.snapshot()
+    if self._since_snapshot >= self.snapshot_every and "snapshot" not in self._children:
+        try: self.snapshot()
+        except Exception:  # out of files, say: the batch's news still goes out, and the journal grows until a later one is taken
+            get_logger("trading.market").exception("%s: no snapshot now; tried again after %d more commands", self.folder, self.snapshot_every)
+            self._since_snapshot = 0
     for done in self.flushed: done()
 
 # %% ../../nbs/trading/13_market.ipynb #490520d9
@@ -520,7 +533,7 @@ def _refuse(self: Market, symbol, requests, error):
     "Answer a part whose batch failed with the reason, its new orders rejected, and halt `symbol`: nothing more is journaled after what may be a torn record."
     self._reject(symbol, requests, f"not journaled ({type(error).__name__}: {error}); {symbol} halted until an admin resumes it")
     try: self.halt(symbol)  # halted in memory first: a full disk refusing the save leaves it halted still
-    except OSError: get_logger("trading.market").exception("%s: halted, but not saved", symbol)
+    except Unsaved: get_logger("trading.market").exception("%s: halted, but not saved", symbol)
 
 # %% ../../nbs/trading/13_market.ipynb #0c192ecc
 @patch

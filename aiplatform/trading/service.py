@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['ORDER_OPS', 'CHANNELS', 'PING_S', 'BACKLOG', 'CLOSE_S', 'BEHIND_S', 'MARKET', 'HUB', 'PATH_PATTERNS', 'ACCOUNT',
            'SYMBOL_Q', 'LIMIT', 'SINCE', 'PATH_TEXTS', 'TRADERS', 'RECHECK_S', 'COLLECT_AFTER', 'ROUTES', 'ANSWERS',
-           'ORDER_RULES', 'INFO', 'SYNCS', 'RECHECKS', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub',
-           'Connection', 'Route', 'query', 'me', 'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify',
-           'cancel_all', 'orders', 'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume', 'websocket',
+           'ORDER_RULES', 'INFO', 'ROOM', 'ACCEPT_LOG_S', 'SYNCS', 'RECHECKS', 'Shared', 'frame', 'wire', 'market',
+           'position', 'Hub', 'Connection', 'Route', 'query', 'me', 'symbols', 'depth', 'trades', 'submit', 'cancel',
+           'modify', 'cancel_all', 'orders', 'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume', 'websocket',
            'recheck', 'answer_schemas', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
-import asyncio, gc, itertools, json, math, re, reprlib, resource, socket
+import asyncio, gc, itertools, json, math, os, re, reprlib, resource, socket, time
 import orjson
 from dataclasses import dataclass
 from pydantic import TypeAdapter
@@ -312,7 +312,8 @@ def _first(self: Connection, channel, symbol) -> dict:
     if channel == "book": return self.market.feeds[symbol].snapshot()
     if channel == "trades": return {"type": "trades", "symbol": symbol, "trades": list(self.market.tape[symbol])}
     if channel == "orders": return {"type": "orders", "orders": [public(s) for s in self.market.ledger.accounts.get(self.account, {}).values() if not is_done(s)]}
-    return {"type": "positions", "positions": [position(self.market, self.account, s) for s in self.market.specs]}
+    m = self.market  # the positions held, as `GET /positions` lists them: not one a symbol of a thousand
+    return {"type": "positions", "positions": [position(m, self.account, s) for s in m.specs if (self.account, s) in m.engine.positions]}
 
 def _leave(table, key, conn):
     "Take `conn` out of `table`'s subscribers to `key`, and the key too once none is left (an account's, else kept for good)."
@@ -679,6 +680,7 @@ def _responses(name, r: Route) -> dict:
            "429": {"description": "past the caller's rate of requests ([services] rate)"}}
     if name not in ("me", "symbols"): out["404"] = {"description": "no such order, symbol or account"}
     if name in ("submit", "cancel", "modify", "add_symbol"): out["409"] = {"description": "the order is done, the symbol halted, or already traded"}
+    if name in ("add_symbol", "halt", "resume"): out["503"] = {"description": "the market's files cannot be written now (a full disk, the open-files limit): a symbol not added; a halt or resume not saved"}
     if r.body: out["413"] = {"description": "the body is past [limits] request_kb"}
     if "{symbol}" in r.path or "symbol" in (r.query or {}) or r.body in (Order, SymbolSpec): out["421"] = {"description": "another shard trades the symbol"}
     if r.body is Order or r.method in ("DELETE", "PATCH"): out["422"] = {"description": "the engine refused it; the reason and the order's state"}
@@ -729,6 +731,32 @@ def _more_files():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard: resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
+ROOM = 256  # connections a shard should have room for beside its own files; less is said at its start
+
+def _check_files(m: Market):
+    "Warn when the open-files limit leaves fewer than `ROOM` files for connections beside the market's own (a journal a symbol)."
+    try: held = len(os.listdir("/proc/self/fd"))
+    except OSError: return  # not Linux: not counted
+    if (left := resource.getrlimit(resource.RLIMIT_NOFILE)[0] - held) < ROOM:
+        get_logger("trading.service").warning(
+            "%d symbols: %d files open of this process's limit of %d, room for %d connections; raise the limit (ulimit -n, systemd's "
+            "LimitNOFILE) or split the symbols over more shards ([trading] shards)", len(m.specs), held, held + left, max(left, 0))
+
+ACCEPT_LOG_S = 60  # how often a process out of files says that it refuses connections
+
+def _quiet_accept_errors(loop):
+    """Say once a minute that connections are refused for want of files, naming the limit: asyncio logs a traceback for each accept
+    that fails, up to the listen backlog each second (Python 3.11: some 2,000 a second, megabytes of log)."""
+    previous, said = loop.get_exception_handler(), [-math.inf]
+    def handler(loop, context):
+        if not str(context.get("message", "")).startswith("socket.accept() out of system resource"):
+            return previous(loop, context) if previous else loop.default_exception_handler(context)
+        if time.monotonic() - said[0] >= ACCEPT_LOG_S:
+            said[0] = time.monotonic()
+            get_logger("trading.service").error("connections refused: %s (open-files limit %d); said again in %d s if it lasts",
+                                                context.get("exception"), resource.getrlimit(resource.RLIMIT_NOFILE)[0], ACCEPT_LOG_S)
+    loop.set_exception_handler(handler)
+
 def _rare_full_collections():
     """Keep the collector off the market's long-lived objects: what is loaded now is never scanned again, and a full
     collection comes after 100 times as many young ones as by default. Each order leaves objects that live as long as
@@ -758,11 +786,13 @@ def make_app(settings) -> web.Application:
     "The trading service's aiohttp app for this shard."
     _more_files()
     m = market(settings)
+    _check_files(m)
     app = aiohttp_service("trading", [web.get("/openapi.json", _openapi), web.get("/ws", websocket),
                                       *(web.route(r.method, r.path, r.handler) for r in ROUTES.values())], settings)
     app[MARKET], app[HUB] = m, Hub(m)
     async def started(app):
         m.schedule = asyncio.get_running_loop().call_soon
+        _quiet_accept_errors(asyncio.get_running_loop())
         app[SYNCS], app[RECHECKS] = asyncio.create_task(_sync_quiet(m)), asyncio.create_task(recheck(app[HUB]))
     async def stopping(app): await asyncio.gather(*(_goodbye(ws, c.transport) for ws, c in list(app[HUB].connections.items())))  # at once: one slow reader holds up no other
     async def stopped(app):

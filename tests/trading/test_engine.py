@@ -1,5 +1,5 @@
 "The engine: many symbols, risk checks that keep commands from the books, and accounts that follow every fill."
-import random
+import os, random
 from fractions import Fraction
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -118,5 +118,27 @@ def test_journaled_engine_recovers_books_and_accounts(tmp_path, close):
     assert accounts(again) == accounts(plain)
     session(again, random.Random(12), range(2500, 3000))  # and it goes on as the plain engine does
     session(plain, random.Random(12), range(2500, 3000))
+    assert accounts(again) == accounts(plain)
+    again.close()
+
+def test_a_snapshot_writes_only_the_books_that_moved_and_the_engine_opens_from_them_all(tmp_path, monkeypatch):
+    "A market of 50 symbols, two traded: a snapshot syncs, rotates and writes those two (was every book: 5 fsyncs each, on the service's loop)."
+    symbols = {f"S{i}": 1 for i in range(50)}
+    eng, plain = Engine(symbols, limits=LIMITS, folder=tmp_path, snapshot_every=10**9), Engine(symbols, limits=LIMITS)
+    def trade(e, symbol, first):
+        e.submit(symbol, first, "buy", 20, 5, 1), e.submit(symbol, first + 1, "sell", 20, 2, 2), e.submit(symbol, first + 2, "sell", 21, 4, 2)
+    for e in (eng, plain): trade(e, "S1", 1), trade(e, "S7", 4)
+    fsyncs, real_fsync = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+    eng.snapshot()
+    assert sorted(p.parent.name for p in tmp_path.glob("*/snapshot-*.npz")) == ["S1", "S7"] and len(fsyncs) < 20, len(fsyncs)
+    for e in (eng, plain): trade(e, "S7", 7)
+    eng.snapshot()
+    assert sorted(p.name for p in (tmp_path/"S7").glob("snapshot-*.npz")) == ["snapshot-00000000000000000003.npz", "snapshot-00000000000000000006.npz"]
+    assert [p.name for p in (tmp_path/"S1").glob("snapshot-*.npz")] == ["snapshot-00000000000000000003.npz"]  # still the one in place
+    eng.close()
+    again = Engine(symbols, limits=LIMITS, folder=tmp_path)
+    assert accounts(again) == accounts(plain) and again.journals["S1"].recovery["snapshot_seq"] == 3
+    for e in (again, plain): trade(e, "S1", 10)
     assert accounts(again) == accounts(plain)
     again.close()

@@ -184,3 +184,32 @@ def test_a_journal_written_under_older_matching_rules_replays_under_them(tmp_pat
     again.close()
     (tmp_path/"journal-00000000000000000006.log").write_bytes(MAGIC + np.array([RULES + 1, RECORD_BYTES], np.int32).tobytes())
     with pytest.raises(JournalError, match=f"written under matching rules {RULES + 1}, this code knows 1 to {RULES}"): JournaledBook.open(tmp_path)
+
+def test_a_segment_that_cannot_be_opened_changes_nothing_and_the_journal_goes_on(tmp_path, monkeypatch):
+    "Out of files (EMFILE) as a snapshot rotates: the segment before stays open and written to, and no empty one is left to break the sequence."
+    jb, orders = JournaledBook.open(tmp_path), stream(600, seed=5)
+    jb.process(orders[:300])
+    real_open = os.open
+    def out_of_files(path, *args, **kwargs):
+        if str(path).endswith(".log"): raise OSError(24, "Too many open files", str(path))
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(os, "open", out_of_files)
+    with pytest.raises(OSError, match="Too many open files"): jb.begin_snapshot()
+    monkeypatch.undo()
+    jb.process(orders[300:])  # was a TypeError: the segment before closed, none open
+    jb.close()
+    assert [seq_of(p) for p in tmp_path.glob("journal-*.log")] == [1]
+    back = JournaledBook.open(tmp_path)
+    assert back.recovery["last_seq"] == 600 and back.book.depth(50) == jb.book.depth(50)
+
+def test_a_sync_with_nothing_written_since_the_last_is_no_fsync(tmp_path, monkeypatch):
+    synced, real_fsync = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    before = []
+    w = JournalWriter(tmp_path, before_sync=lambda: before.append(1))
+    synced.clear()  # the folder's, as the first segment was made
+    w.append(stream(10)), w.sync()
+    assert len(synced) == len(before) == 1
+    w.sync(), w.sync()  # nothing new: a snapshot's sync, then its rotation's
+    assert len(synced) == len(before) == 1
+    w.close()

@@ -1,7 +1,7 @@
 """The trading service in its own process: every HTTP route and WebSocket message, with bad input on each field;
 accounts kept apart; a WebSocket opened only with a key valid now, and closed once it is not; idempotent client order ids; subscriptions; slow consumers;
 rate limits; cancel on disconnect."""
-import asyncio, json, re, socket, time, urllib.error, urllib.request
+import asyncio, json, os, re, socket, time, urllib.error, urllib.request
 from urllib.parse import urlsplit
 from pathlib import Path
 import aiohttp, jsonschema, pytest
@@ -980,3 +980,50 @@ def test_a_client_that_leaves_during_the_handshake_is_no_error(tmp_path, caplog)
         await runner.cleanup()
     with caplog.at_level(logging.WARNING): asyncio.run(scenario())
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+def test_a_market_of_many_symbols_answers_in_proportion_to_what_is_held_and_its_full_disk_in_words(tmp_path, monkeypatch):
+    "The positions channel's first message lists the positions held (was one a symbol); an unknown symbol's error names ten; a symbol the disk refuses is a 503."
+    from aiplatform.core import load_settings
+    from aiplatform.trading.market import Market
+    keys = make_users(tmp_path)
+    symbols = " ".join(f"S{i:03d}" for i in range(300))
+    settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": symbols, "price_band_pct": 0})
+    async def main():
+        app, runner, url = await _serving(settings)
+        try:
+            async with AsyncTradingClient(url, keys["tess"]) as tess, AsyncTradingClient(url, keys["tom"]) as tom:
+                await tom.order("S007", "sell", 2, 100)
+                await tess.order("S007", "buy", 2, 100)
+                async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {keys['tess']}"}) as session, session.ws_connect(url + "ws") as ws:
+                    await ws.send_json({"op": "subscribe", "channel": "positions"})
+                    first = (await _until(ws, lambda m: m["type"] == "positions"))[-1]
+                    assert [(p["symbol"], p["qty"]) for p in first["positions"]] == [("S007", 2)]
+                    await ws.send_json({"op": "order", "cid": "x", "symbol": "NOPE", "side": "buy", "price": 1, "qty": 1})
+                    reject = (await _until(ws, lambda m: m["type"] == "reject"))[-1]
+                    assert reject["error"] == "symbol 'NOPE': not traded; symbols: S000, S001, S002, S003, S004, S005, S006, S007, S008, S009 and 290 more"
+                def full(self): raise OSError(28, "No space left on device", str(tmp_path/"symbols.json"))
+                monkeypatch.setattr(Market, "_save_symbols", full)
+                async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {keys['ada']}"}) as ada:
+                    async with ada.post(url + "admin/symbols", json={"symbol": "NEW"}) as r: added = r.status, await r.json()
+                    async with ada.post(url + "admin/symbols/S001/halt") as r: halted = r.status, await r.json()
+                    async with ada.get(url + "symbols") as r: listed = [s["symbol"] for s in (await r.json())["symbols"]]
+                assert added[0] == 503 and "symbol 'NEW': not added, nothing changed; the market's files cannot be written (No space left on device" in added[1]["error"]
+                assert halted[0] == 503 and "symbol 'S001': halted now, but not saved" in halted[1]["error"]  # was a bare 500, "internal error"
+                assert "NEW" not in listed and len(listed) == 300
+        finally: await runner.cleanup()
+    asyncio.run(main())
+
+def test_a_limit_of_open_files_that_leaves_little_room_is_said_at_the_start_and_refused_accepts_once_a_minute(caplog, monkeypatch):
+    import resource
+    import aiplatform.trading.service as service
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (len(os.listdir("/proc/self/fd")) + 40, 1 << 20))
+    service._check_files(type("M", (), {"specs": {"A": 1, "B": 2}})())
+    assert re.search(r"2 symbols: \d+ files open of this process's limit of \d+, room for 4\d connections; raise the limit", caplog.text), caplog.text
+    loop = asyncio.new_event_loop()
+    try:
+        service._quiet_accept_errors(loop)
+        for _ in range(500): loop.call_exception_handler({"message": "socket.accept() out of system resource", "exception": OSError(24, "Too many open files")})
+        assert caplog.text.count("connections refused: [Errno 24] Too many open files") == 1
+        loop.call_exception_handler({"message": "something else"})
+        assert "something else" in caplog.text  # the others as before
+    finally: loop.close()

@@ -5,7 +5,7 @@ import pytest
 import aiplatform.trading.journal as journal
 from aiplatform.trading.client_ids import ClientIds
 from aiplatform.trading.journal import JournalWriter
-from aiplatform.trading.market import Market, symbol_spec
+from aiplatform.trading.market import Market, Unsaved, symbol_spec
 from aiplatform.trading.orders import Order
 
 def order(m, account, cid, side, price, qty=1, answers=None):
@@ -266,7 +266,7 @@ def test_lines_the_ledger_could_not_write_go_before_a_snapshot_and_at_close(tmp_
 def test_a_symbol_whose_journal_could_not_be_made_can_be_added_again(tmp_path, monkeypatch):
     m = Market(tmp_path, [{"symbol": "DEMO"}])
     monkeypatch.setattr(JournalWriter, "rotate", failing)  # its first segment: no room
-    with pytest.raises(OSError): m.add_symbol(symbol_spec({"symbol": "ACME"}))
+    with pytest.raises(Unsaved, match="symbol 'ACME': not added, nothing changed; the market's files cannot be written"): m.add_symbol(symbol_spec({"symbol": "ACME"}))
     monkeypatch.undo()
     assert sorted(m.specs) == ["DEMO"]
     m.add_symbol(symbol_spec({"symbol": "ACME"}))  # before: its empty folder left, refused for ever as holding a journal
