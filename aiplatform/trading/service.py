@@ -126,6 +126,7 @@ class Connection:
         self.outbox, self.rate, self.heartbeat = Outbox(t.queue_limit), RateLimit(t.rate, t.burst), t.heartbeat
         self.cancel_on_disconnect, self.placed, self.channels, self._prune_at = cancel_on_disconnect, {}, set(), 1_000  # placed: {cid: order id}
         self.wake, self.dirty, self.limited = asyncio.Event(), False, None  # limited: the retry_after_s of the frame being read once it met the rate limit
+        self.sent = 0  # frames written: a heartbeat goes only after `heartbeat` seconds in which none was
 
     def too_many(self) -> str:
         "The rate limit's refusal, naming its settings."
@@ -164,6 +165,7 @@ def drain(self: Connection):
     else:
         while messages := box.take(self._snapshot, MAX_FRAME):
             t.write(messages[0].wire if len(messages) == 1 and isinstance(messages[0], Shared) else wire(frame(messages)))
+            self.sent += 1
     if box.queue or box.stale or box.closed: self.wake.set()
 
 @patch
@@ -172,6 +174,7 @@ def send_now(self: Connection, message: Shared):
     box = self.outbox
     if self.dirty or box.queue or box.stale or not self._keeps_up(): return self.push(message)
     self.transport.write(message.wire)
+    self.sent += 1
 
 CLOSE_S = 10  # how long closing a slow consumer may wait for it to read the backlog and the close frame
 
@@ -184,9 +187,12 @@ async def write(self: Connection, ws, close_s=CLOSE_S):
     with the reason when the outbox overflowed, within `close_s` seconds, else drop it (a client that reads nothing at all is cut off)."""
     snapshot, t, behind = self._snapshot, self.transport, BEHIND_S[0]
     while not ws.closed and not t.is_closing():
+        sent = self.sent
         try:
             async with asyncio.timeout(self.heartbeat): await self.wake.wait()  # not `wait_for`: on Python 3.11 it loses a cancel that meets a wake
-        except TimeoutError: self.outbox.put({"type": "heartbeat"})
+        except TimeoutError:
+            if self.sent != sent: continue  # frames went out meanwhile: no heartbeat needed
+            self.outbox.put({"type": "heartbeat"})
         self.wake.clear()
         if self.outbox.closed:
             get_logger("trading.service").warning("closing %s's connection: %s", self.user.username, self.outbox.closed)
@@ -200,7 +206,9 @@ async def write(self: Connection, ws, close_s=CLOSE_S):
             continue
         behind = BEHIND_S[0]
         try:
-            if messages := self.outbox.take(snapshot, MAX_FRAME): t.write(wire(frame(messages)))
+            if messages := self.outbox.take(snapshot, MAX_FRAME):
+                t.write(wire(frame(messages)))
+                self.sent += 1
         except Exception: self.fault()  # closed at the top of the loop, not left open with nothing sent
         if self.outbox.queue or self.outbox.stale: self.wake.set()
 

@@ -53,7 +53,7 @@ class Outbox:
         self.queue = kept
         self.size = sum(map(items_of, self.queue))
         if self.size <= self.limit: return
-        self.closed = f"slow consumer: {self.size} messages waiting, at most {self.limit}"
+        self.closed = f"slow consumer: {self.size} messages waiting, at most {self.limit} ([trading] queue_limit)"
         self.queue.clear()
         self.size = 0
 

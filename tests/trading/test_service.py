@@ -318,7 +318,7 @@ def test_book_trades_orders_positions_and_heartbeats_stream(svc):
             tess.listeners.append(lambda m: m["type"] == "heartbeat" and beats.append(m))
             for i in range(20): await tom.order("LOTS", "sell", 2, 100 + i % 5)
             await tess.order("LOTS", "buy", 7, 102, cid="sweep")
-            await asyncio.sleep(0.8)
+            await asyncio.sleep(1.2)  # a heartbeat comes after 0.5 s to 1 s of quiet
             depth = await tess.depth("LOTS")
             assert tess.books["LOTS"].depth() == {"bids": [tuple(x) for x in depth["bids"]], "asks": [tuple(x) for x in depth["asks"]]}
             assert (tess.orders["sweep"]["status"], sum(f["qty"] for f in tess.fills if f["cid"] == "sweep")) == ("filled", 7)
@@ -326,6 +326,25 @@ def test_book_trades_orders_positions_and_heartbeats_stream(svc):
             assert beats and tess.resyncs == 0
             await tom.cancel_all()
     asyncio.run(scenario())
+
+def test_a_heartbeat_comes_only_after_quiet(svc):
+    "Heartbeats every 0.5 s of nothing sent ([trading] heartbeat); a connection answered every 0.1 s gets none (was one every 0.5 s, whatever went out)."
+    async def scenario():
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {svc.keys['vic']}"}) as session, session.ws_connect(svc.url + "ws") as ws:
+            beats, pongs = [], []
+            async def read():
+                async for msg in ws:
+                    (beats if json.loads(msg.data)["type"] == "heartbeat" else pongs).append(time.monotonic())
+            reader = asyncio.create_task(read())
+            for _ in range(15):
+                await ws.send_json({"op": "ping"})
+                await asyncio.sleep(0.1)
+            busy = len(beats)
+            await asyncio.sleep(1.2)
+            reader.cancel()
+            return busy, len(beats), len(pongs)
+    busy, beats, pongs = asyncio.run(scenario())
+    assert (busy, pongs) == (0, 15) and beats >= 1, (busy, beats, pongs)
 
 def test_the_rate_limit_refuses_with_the_limit(svc):
     async def scenario():

@@ -68,7 +68,7 @@ def test_other_messages_past_the_limit_close_the_connection_and_free_its_queue()
     for i in range(3): box.put({"type": "fill", "order_id": i})
     assert len(box.queue) == 3  # a reader that keeps up may take them all at once
     box.trim()
-    assert (box.closed, len(box.queue)) == ("slow consumer: 3 messages waiting, at most 2", 0)
+    assert (box.closed, len(box.queue)) == ("slow consumer: 3 messages waiting, at most 2 ([trading] queue_limit)", 0)
     box.put({"type": "fill", "order_id": 9})
     assert len(box.queue) == 0
 
