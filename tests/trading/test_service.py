@@ -1046,3 +1046,12 @@ def test_a_limit_of_open_files_that_leaves_little_room_is_said_at_the_start_and_
         loop.call_exception_handler({"message": "something else"})
         assert "something else" in caplog.text  # the others as before
     finally: loop.close()
+
+def test_the_protocol_names_every_reason_an_order_can_end_with():
+    "The status table of the trading.service notebook: every code the book, the risk limits and the bands give (invalid_op: no client sends a raw op)."
+    import nbformat
+    from aiplatform.trading.book import REASONS
+    from aiplatform.trading.market import RISK_LIMITS
+    cells = nbformat.read(Path(__file__).parents[2]/"nbs"/"trading"/"14_service.ipynb", 4).cells
+    text = "".join(c.source for c in cells if c.cell_type == "markdown")
+    assert [r for r in (*REASONS[1:], *RISK_LIMITS, "no_liquidity_in_band") if r != "invalid_op" and f"`{r}`" not in text] == []
