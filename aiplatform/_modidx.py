@@ -2196,6 +2196,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                            'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.TradingDesk.stop_bots': ( 'trading/desk.html#tradingdesk.stop_bots',
                                                                                             'aiplatform/trading/desk.py'),
+                                         'aiplatform.trading.desk._last_line': ( 'trading/desk.html#_last_line',
+                                                                                 'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk._reach': ('trading/desk.html#_reach', 'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk._url_problem': ( 'trading/desk.html#_url_problem',
                                                                                    'aiplatform/trading/desk.py'),

@@ -41,13 +41,25 @@ def service_urls(settings=None, start=True) -> list[str]:
     if not t.port: raise s.error("trading", "port", 0, "the desk starts the service on a port it knows: expected 1 to 65535 (0, any, is for the gateway's proxy)")
     url = f"http://127.0.0.1:{t.port}/"
     if start and not check_health(url + "health")["ok"]:
-        subprocess.Popen([str(Path(sys.executable).parent/"aiplatform"), "service", "trading", "--port", str(t.port)],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        log = s.data_dir/"trading"/"service.log"  # what the service says: why it stopped, if it does
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            service = subprocess.Popen([str(Path(sys.executable).parent/"aiplatform"), "service", "trading", "--port", str(t.port)],
+                                       stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
         deadline = time.monotonic() + 60
         while not check_health(url + "health")["ok"]:
-            if time.monotonic() > deadline: raise AIPlatformError(f"trading service: nothing answers at {url} after 60 s")
+            if service.poll() is not None and not check_health(url + "health")["ok"]:  # another desk's may have won the port meanwhile
+                raise AIPlatformError(f"trading service: stopped (exit code {service.returncode}) before answering at {url}: {_last_line(log)} (its log: {log})")
+            if time.monotonic() > deadline: raise AIPlatformError(f"trading service: nothing answers at {url} after 60 s (its log: {log})")
             time.sleep(0.2)
     return [url]
+
+def _last_line(path) -> str:
+    "The last line of text in the file `path` (its last 4 KB read)."
+    with open(path, "rb") as f:
+        f.seek(max(0, f.seek(0, 2) - 4096))
+        lines = f.read().decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else "(it said nothing)"
 
 # %% ../../nbs/trading/17_desk.ipynb #89e1eb3b
 def parse_params(text: str) -> dict:

@@ -351,3 +351,18 @@ def test_one_bot_is_stopped_from_the_list_and_stopped_ones_do_not_pile_up(svc, m
     d.start_bot()
     assert sum(not t.running for t in d.bots.values()) == 2  # the oldest stopped ones gone (before: every one kept, its client's orders too)
     d.stop_bots(), d.client.cancel_all(), d.client.close()
+
+def test_a_service_the_desk_starts_that_stops_at_once_is_said_with_its_error(tmp_path, monkeypatch):
+    "Bad [trading] symbols: the service it starts exits at once; its own words come back within seconds (were lost, and the desk waited 60 s)."
+    import socket
+    from aiplatform.core import AIPlatformError
+    from aiplatform.trading.desk import service_urls
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in (("PLATFORM__DATA_DIR", tmp_path), ("TRADING__PORT", port), ("TRADING__SYMBOLS", "DEMO demo")):
+        monkeypatch.setenv(f"AIPLATFORM_{key}", str(value))  # the service's settings, as the desk's: the same environment
+    started = time.monotonic()
+    with pytest.raises(AIPlatformError, match=r"trading service: stopped \(exit code 2\) before answering at .*\[trading\] symbols = 'DEMO demo': symbol 'demo'"):
+        service_urls(load_settings())
+    assert time.monotonic() - started < 30 and (tmp_path/"trading"/"service.log").exists()
