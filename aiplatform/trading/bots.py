@@ -20,7 +20,7 @@ from .book import KINDS, LIMIT, OP_CANCEL, OP_MODIFY, OP_SUBMIT, SIDES, STPS, TI
 from .client import AsyncTradingClient, OrderRejected, RateLimited, error_of, new_cid
 from .sessions import MAX_FRAME
 from .data import order_flow
-from .engine import Position
+from .engine import Position, some_of
 from .gpu import rolling_mean
 from .journal import commands_of, read_journal, seq_of
 
@@ -135,7 +135,7 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
     async with AsyncTradingClient(urls, key, cancel_on_disconnect=True) as client:
         strategy.client = client
         specs = {s["symbol"]: s for s in (await client.get("symbols", client.shard(strategy.symbol)))["symbols"]}  # its shard's: another down stops no bot
-        if strategy.symbol not in specs: raise ValidationError(f"symbol {strategy.symbol!r}: not traded")
+        if strategy.symbol not in specs: raise ValidationError(f"symbol {strategy.symbol!r}: not traded; symbols: {some_of(specs)}")
         strategy.tick, strategy.lot = int(specs[strategy.symbol]["tick_size"]), int(specs[strategy.symbol]["lot_size"])
         for name in strategy.in_lots:
             value = strategy.params[name]

@@ -231,7 +231,7 @@ def handle(self: Connection, message, rest=1):
         if op in ORDER_OPS: self._trade(op, message, req)
         elif op in ("subscribe", "unsubscribe"): self._subscribe(op, _fields(message), req)
         elif op == "ping": self.push({"type": "pong", "req": req})
-        else: raise ValidationError(f"op {reprlib.repr(op)}: expected one of {', '.join(ORDER_OPS + ('subscribe', 'unsubscribe', 'ping'))}")  # a bounded repr: a value nested 1,000 deep is a RecursionError to repr()
+        else: raise ValidationError(f"op {'missing' if op is None else reprlib.repr(op)}: expected one of {', '.join(ORDER_OPS + ('subscribe', 'unsubscribe', 'ping'))}")  # a bounded repr: a value nested 1,000 deep is a RecursionError to repr()
     except AIPlatformError as e:
         answer = {"type": "reject" if op in ORDER_OPS else "error", "req": req, "error": str(e), "status": e.status}
         if self.limited is not None: answer["retry_after_s"] = self.limited  # the rate limit's (not a full queue's)

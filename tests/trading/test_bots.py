@@ -289,7 +289,8 @@ def test_the_bots_command_line_answers_a_mistake_in_one_line(market, tmp_path, c
     assert refused("--key-file", _key_file(tmp_path/"key", market.keys["tess"]), "--set", "width=3")[1].endswith("market_maker: unknown parameter 'width' (expected spread, qty, refresh_s, max_inventory, target, fair, bid_spread, ask_spread, order_levels, level_spread, level_qty, filled_order_delay, price_ceiling, price_floor)")
     for seconds in ("-5", "nan"):
         assert refused("--key-file", tmp_path/"key", "--seconds", seconds)[1].endswith(f"argument --seconds: '{seconds}': expected a number of seconds above 0")
-    assert refused("--key-file", tmp_path/"key", symbol="NOPE") == (1, "python -m aiplatform.trading.bots: symbol 'NOPE': not traded")
+    code, said = refused("--key-file", tmp_path/"key", symbol="NOPE")
+    assert code == 1 and said.startswith("python -m aiplatform.trading.bots: symbol 'NOPE': not traded; symbols: DEMO"), said  # and those the module's tests added
     assert refused("--key-file", tmp_path/"key", url="localhost:8080")[1].startswith("python -m aiplatform.trading.bots: --url localhost:8080: not the trading service (")  # no scheme
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
