@@ -103,10 +103,10 @@ class JournalWriter:
         if self._fd is not None and self.fsync != "never": self.sync()
         path = self.folder/_segment_name(self.next_seq)
         created = not path.exists()  # else the segment itself, rotated again before a record (its snapshot failed, say)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)  # read too: its header
         try:
-            if os.fstat(fd).st_size <= len(HEADER):  # new, or a header alone (maybe an older rules'): this code's header
-                os.ftruncate(fd, 0)
+            if os.fstat(fd).st_size <= len(HEADER) and os.pread(fd, len(HEADER), 0) != HEADER:  # new, or an older rules' header alone: this code's
+                os.ftruncate(fd, 0)  # never the segment in use, rotated again: its header is this code's
                 os.write(fd, HEADER)
             _fsync_dir(self.folder)
         except OSError:
@@ -194,10 +194,15 @@ def swap_in(path, tmp, fd, copies=()) -> int:
         f.writelines(copies)
         os.fchmod(f.fileno(), 0o600)  # its owner's only, as the file it replaces
         f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)  # what is appended from now on goes to the new file: its name must survive a power loss
+    new = os.open(tmp, os.O_WRONLY | os.O_APPEND)  # before the rename, which it follows: out of files, nothing has changed
+    try: os.replace(tmp, path)
+    except OSError:
+        os.close(new)
+        raise
     _SYNCS.submit(os.close, fd)  # the old file's last close frees its blocks: 57 ms for 200 MB here, not on the caller's loop
-    return os.open(path, os.O_WRONLY | os.O_APPEND)
+    try: _fsync_dir(path.parent)  # what is appended from now on goes to the new file: its name must survive a power loss
+    except OSError: get_logger("journal").exception("%s: in place, but its folder not synced: a power loss now could bring back the file before", path)
+    return new
 
 # %% ../../nbs/trading/01_journal.ipynb #2914027d
 class Rewritable:
@@ -240,11 +245,13 @@ class Rewritable:
         self.copies = []
 
     def swap(self, tmp, ok=True):
-        "Put `tmp`, with the copies, in the file's place (`ok=False`: drop it)."
-        if ok:
-            with self._swapping: self._fd = swap_in(self.path, tmp, self._fd, self.copies)
-        else: Path(tmp).unlink(missing_ok=True)
-        self.copies = None
+        "Put `tmp`, with the copies, in the file's place (`ok=False`: drop it); if that fails (out of files, say), the file stays as it was."
+        try:
+            if ok:
+                with self._swapping: self._fd = swap_in(self.path, tmp, self._fd, self.copies)
+        finally:
+            self.copies = None
+            Path(tmp).unlink(missing_ok=True)  # gone once it has taken the file's place
 
     def compact(self):
         "Rewrite the file here and now (`write_compacted`), and put it in place."

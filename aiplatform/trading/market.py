@@ -616,7 +616,11 @@ def _reap(self: Market, wait=False):
         del self._children[name]
         ok = os.waitstatus_to_exitcode(status) == 0
         if not ok: get_logger("trading.market").warning("%s: the %s's child failed (%s); tried again at a later snapshot", self.folder, name, status)
-        child.finish(pid, ok)
+        try: child.finish(pid, ok)
+        except Exception:  # out of files, say: the batch that reaps it goes on, and its files are written again at a later snapshot
+            get_logger("trading.market").exception("%s: what the %s's child wrote not put in place; tried again at a later snapshot", self.folder, name)
+            with suppress(OSError):
+                for tmp in self.folder.rglob(f"*.{pid}.tmp"): tmp.unlink()
 
 @patch
 def close(self: Market):

@@ -94,8 +94,8 @@ class Hub:
     def publish(self, symbol, changed, fills, trades, delta):
         "Hand one batch's news to whoever subscribed to it."
         if delta and (subs := self.books.get(symbol)):
-            message = Shared(delta)
-            for c in subs: c.send_now(message)
+            message, now = Shared(delta), time.monotonic()
+            for c in subs: c.send_now(message, now)
         if trades and (subs := self.trades.get(symbol)):
             messages = [Shared(t) for t in trades]
             for c in subs:
@@ -126,7 +126,7 @@ class Connection:
         self.outbox, self.rate, self.heartbeat = Outbox(t.queue_limit), RateLimit(t.rate, t.burst), t.heartbeat
         self.cancel_on_disconnect, self.placed, self.channels, self._prune_at = cancel_on_disconnect, {}, set(), 1_000  # placed: {cid: order id}
         self.wake, self.dirty, self.limited = asyncio.Event(), False, None  # limited: the retry_after_s of the frame being read once it met the rate limit
-        self.sent = 0  # frames written: a heartbeat goes only after `heartbeat` seconds in which none was
+        self.sent_at = time.monotonic()  # when a frame was last written: a heartbeat goes once `heartbeat` seconds pass without one
 
     def too_many(self) -> str:
         "The rate limit's refusal, naming its settings."
@@ -165,16 +165,16 @@ def drain(self: Connection):
     else:
         while messages := box.take(self._snapshot, MAX_FRAME):
             t.write(messages[0].wire if len(messages) == 1 and isinstance(messages[0], Shared) else wire(frame(messages)))
-            self.sent += 1
+            self.sent_at = time.monotonic()
     if box.queue or box.stale or box.closed: self.wake.set()
 
 @patch
-def send_now(self: Connection, message: Shared):
-    "Write `message` straight to the socket when nothing waits for this connection and its client keeps up, else `push` it: a delta to a thousand subscribers costs a write each, not a queue and a drain."
+def send_now(self: Connection, message: Shared, now: float):
+    "Write `message` straight to the socket when nothing waits for this connection and its client keeps up, else `push` it: a delta to a thousand subscribers costs a write each, not a queue and a drain; `now`: `time.monotonic()`, read once for them all."
     box = self.outbox
     if self.dirty or box.queue or box.stale or not self._keeps_up(): return self.push(message)
     self.transport.write(message.wire)
-    self.sent += 1
+    self.sent_at = now
 
 CLOSE_S = 10  # how long closing a slow consumer may wait for it to read the backlog and the close frame
 
@@ -187,11 +187,10 @@ async def write(self: Connection, ws, close_s=CLOSE_S):
     with the reason when the outbox overflowed, within `close_s` seconds, else drop it (a client that reads nothing at all is cut off)."""
     snapshot, t, behind = self._snapshot, self.transport, BEHIND_S[0]
     while not ws.closed and not t.is_closing():
-        sent = self.sent
-        try:
-            async with asyncio.timeout(self.heartbeat): await self.wake.wait()  # not `wait_for`: on Python 3.11 it loses a cancel that meets a wake
+        try:  # not `wait_for`: on Python 3.11 it loses a cancel that meets a wake
+            async with asyncio.timeout(max(0.0, self.sent_at + self.heartbeat - time.monotonic())): await self.wake.wait()
         except TimeoutError:
-            if self.sent != sent: continue  # frames went out meanwhile: no heartbeat needed
+            if time.monotonic() - self.sent_at < self.heartbeat: continue  # a frame went out meanwhile: its quiet counts from there
             self.outbox.put({"type": "heartbeat"})
         self.wake.clear()
         if self.outbox.closed:
@@ -208,7 +207,7 @@ async def write(self: Connection, ws, close_s=CLOSE_S):
         try:
             if messages := self.outbox.take(snapshot, MAX_FRAME):
                 t.write(wire(frame(messages)))
-                self.sent += 1
+                self.sent_at = time.monotonic()
         except Exception: self.fault()  # closed at the top of the loop, not left open with nothing sent
         if self.outbox.queue or self.outbox.stale: self.wake.set()
 

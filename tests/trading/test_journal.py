@@ -213,3 +213,17 @@ def test_a_sync_with_nothing_written_since_the_last_is_no_fsync(tmp_path, monkey
     w.sync(), w.sync()  # nothing new: a snapshot's sync, then its rotation's
     assert len(synced) == len(before) == 1
     w.close()
+
+def test_the_segment_in_use_rotated_again_keeps_its_header_whatever_fails(tmp_path, monkeypatch):
+    "A snapshot begun again before a record (its child failed): the rotation reopens the segment in use; a write refused then cost its header."
+    jb, orders = JournaledBook.open(tmp_path), stream(300, seed=6)
+    jb.process(orders[:100])
+    jb.writer.rotate()  # a snapshot's, whose child then failed
+    def refused(fd, data): raise OSError(5, "Input/output error")
+    monkeypatch.setattr(os, "write", refused)
+    jb.writer.rotate()  # the next snapshot's: the same segment, its header this code's, left alone
+    monkeypatch.undo()
+    jb.process(orders[100:])
+    jb.close()
+    back = JournaledBook.open(tmp_path)  # was: "not a journal segment (bad header)"
+    assert back.recovery["last_seq"] == 300 and back.book.depth(50) == jb.book.depth(50)

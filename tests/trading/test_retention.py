@@ -266,3 +266,21 @@ def test_a_snapshot_that_fails_stops_no_batch_and_is_tried_again_later(tmp_path,
     _trade(m, 5, 8)
     m.close()
     assert [p.name for p in (tmp_path/"books"/"DEMO").glob("*.npz")] == [f"snapshot-{20:020d}.npz"]  # 20 commands journaled: after the next two batches
+
+def test_a_snapshot_that_cannot_be_put_in_place_stops_no_batch(tmp_path, monkeypatch, caplog):
+    "Out of files as the child's snapshot is put in place (in the batch that reaps it): the batch's news goes out, the child's files go, a later snapshot is taken."
+    from aiplatform.trading.engine import Engine
+    end = Engine.end_snapshot
+    def out_of_files(self, seqs, tag): raise OSError(24, "Too many open files")
+    m = Market(tmp_path, [{"symbol": "DEMO"}], snapshot_every=10)
+    told = []
+    m.listeners.append(lambda symbol, changed, fills, trades, delta: told.extend(trades))
+    monkeypatch.setattr(Engine, "end_snapshot", out_of_files)
+    _trade(m, 5, 0)  # the fifth batch begins a snapshot
+    m._reap(wait=True)  # ... (its child ended; a later batch would reap it)
+    _trade(m, 1, 5)  # was: this batch raised, its trade never told
+    assert len(told) == 6 and "not put in place" in caplog.text and not list(tmp_path.rglob("*.tmp"))
+    monkeypatch.setattr(Engine, "end_snapshot", end)
+    _trade(m, 5, 6)
+    m.close()
+    assert [p.name for p in (tmp_path/"books"/"DEMO").glob("*.npz")] == [f"snapshot-{20:020d}.npz"]
