@@ -1056,3 +1056,29 @@ def test_the_protocol_names_every_reason_an_order_can_end_with():
     cells = nbformat.read(Path(__file__).parents[2]/"nbs"/"trading"/"14_service.ipynb", 4).cells
     text = "".join(c.source for c in cells if c.cell_type == "markdown")
     assert [r for r in (*REASONS[1:], *RISK_LIMITS, "no_liquidity_in_band") if r != "invalid_op" and f"`{r}`" not in text] == []
+
+def test_a_client_whose_key_is_revoked_tries_again_once_a_minute_not_five_times_a_second(tmp_path, monkeypatch, caplog):
+    "Each try costs the service a key check (a scrypt once it has restarted): 50 such clients held 0.9 of a core for as long as they lived."
+    from aiplatform.core import load_settings
+    from aiplatform.platform import auth
+    from aiplatform.trading import service
+    monkeypatch.setattr(service, "RECHECK_S", 0.2)
+    keys = make_users(tmp_path)
+    settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO"})
+    tries, socket_of = [], AsyncTradingClient._socket
+    async def counted(self, shard):
+        tries.append(time.monotonic())
+        return await socket_of(self, shard)
+    monkeypatch.setattr(AsyncTradingClient, "_socket", counted)
+    async def scenario():
+        _, runner, url = await _serving(settings)
+        try:
+            async with AsyncTradingClient(url, keys["tess"]) as tess:
+                await tess.subscribe("orders")
+                connected = len(tries)
+                auth.revoke_key(keys["tess"].split("_")[1], settings=settings)
+                await asyncio.sleep(2.5)  # closed within 0.2 s; then a try, refused
+                return len(tries) - connected, tess.connected("DEMO")
+        finally: await runner.cleanup()
+    again, connected = asyncio.run(scenario())
+    assert (again, connected) == (1, False) and "API key: unknown, revoked or of a disabled user; tried again every 60 s" in caplog.text, (again, caplog.text[-500:])
