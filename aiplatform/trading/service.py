@@ -560,7 +560,7 @@ async def websocket(request):
     settings = request.app[SETTINGS]
     ws = web.WebSocketResponse(heartbeat=PING_S, max_msg_size=settings.limits.request_kb * 1024, compress=False)
     try: await ws.prepare(request)
-    except ConnectionError: return ws  # the client left during the handshake: not a fault of ours (was a 500, logged with its traceback)
+    except ConnectionError: return web.Response()  # the client left during the handshake: not a fault of ours (was a 500, logged with its traceback); not `ws`, half started: aiohttp would close it, an error
     if (sock := request.transport.get_extra_info("socket")) is not None:  # bound what the kernel holds for a slow reader
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.trading.send_buffer_kb * 1024)
     conn = Connection(request.app[MARKET], request.app[HUB], user, settings, cod == "true", request.transport)

@@ -1,7 +1,7 @@
 """The trading service in its own process: every HTTP route and WebSocket message, with bad input on each field;
 accounts kept apart; a WebSocket opened only with a key valid now, and closed once it is not; idempotent client order ids; subscriptions; slow consumers;
 rate limits; cancel on disconnect."""
-import asyncio, json, os, re, socket, time, urllib.error, urllib.request
+import asyncio, contextlib, json, os, re, socket, time, urllib.error, urllib.request
 from urllib.parse import urlsplit
 from pathlib import Path
 import aiohttp, jsonschema, pytest
@@ -1082,3 +1082,21 @@ def test_a_client_whose_key_is_revoked_tries_again_once_a_minute_not_five_times_
         finally: await runner.cleanup()
     again, connected = asyncio.run(scenario())
     assert (again, connected) == (1, False) and "API key: unknown, revoked or of a disabled user; tried again every 60 s" in caplog.text, (again, caplog.text[-500:])
+
+def test_a_handshake_cut_as_its_answer_is_written_is_no_error(tmp_path, caplog, monkeypatch):
+    "The client gone as the 101 goes out (seen once in a storm of 500): the half-started WebSocket returned, aiohttp's close of it logged 'Call .prepare() first'."
+    import logging
+    from aiohttp import web
+    from aiplatform.core import load_settings
+    keys = make_users(tmp_path)
+    settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO"})
+    def cut(self, request, protocol, writer): raise ConnectionResetError("Cannot write to closing transport")
+    monkeypatch.setattr(web.WebSocketResponse, "_post_start", cut)  # the answer's headers started, the WebSocket never set up
+    async def scenario():
+        _, runner, url = await _serving(settings)
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {keys['tess']}"}) as session:
+            with contextlib.suppress(aiohttp.ClientError): await session.ws_connect(url + "ws")
+        await asyncio.sleep(0.2)
+        await runner.cleanup()
+    with caplog.at_level(logging.WARNING): asyncio.run(scenario())
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
