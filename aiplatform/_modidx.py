@@ -2508,6 +2508,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                           'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._compacted_by': ( 'trading/market.html#market._compacted_by',
                                                                                                'aiplatform/trading/market.py'),
+                                           'aiplatform.trading.market.Market._drop_files_of': ( 'trading/market.html#market._drop_files_of',
+                                                                                                'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._edges': ( 'trading/market.html#market._edges',
                                                                                         'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._explain': ( 'trading/market.html#market._explain',

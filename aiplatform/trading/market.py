@@ -553,7 +553,12 @@ def snapshot(self: Market):
 def _snapshotted(self: Market, seqs, pid, ok):
     "Put the snapshot that child `pid` wrote in place, or drop what it left."
     if ok: self.engine.end_snapshot(seqs, pid)
-    else:
+    else: self._drop_files_of(pid)
+
+@patch
+def _drop_files_of(self: Market, pid):
+    "Delete the temporary files child `pid` wrote (out of files, the next start's clean-up takes them)."
+    with suppress(OSError):
         for tmp in self.folder.rglob(f"*.{pid}.tmp"): tmp.unlink()
 
 def _tmp(path, pid): return path.with_suffix(f".{pid}.tmp")  # one per child: a killed market's child never writes its successor's
@@ -619,8 +624,7 @@ def _reap(self: Market, wait=False):
         try: child.finish(pid, ok)
         except Exception:  # out of files, say: the batch that reaps it goes on, and its files are written again at a later snapshot
             get_logger("trading.market").exception("%s: what the %s's child wrote not put in place; tried again at a later snapshot", self.folder, name)
-            with suppress(OSError):
-                for tmp in self.folder.rglob(f"*.{pid}.tmp"): tmp.unlink()
+            self._drop_files_of(pid)
 
 @patch
 def close(self: Market):
