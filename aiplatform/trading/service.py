@@ -558,7 +558,7 @@ async def websocket(request):
     if (n := len(request.query.getall("cancel_on_disconnect", []))) > 1: raise ValidationError(f"query parameter 'cancel_on_disconnect': given {n} times, expected once")
     if cod not in ("true", "false"): raise ValidationError(f"cancel_on_disconnect {cod[:20]!r}: expected true or false")
     settings = request.app[SETTINGS]
-    ws = web.WebSocketResponse(heartbeat=PING_S, max_msg_size=settings.limits.request_kb * 1024, compress=False)
+    ws = web.WebSocketResponse(heartbeat=PING_S, max_msg_size=max(settings.limits.request_kb, MAX_FRAME) * 1024, compress=False)  # at least MAX_FRAME messages of 1 KB: a frame the client library sends is read whatever [limits] request_kb
     try: await ws.prepare(request)
     except ConnectionError: return web.Response()  # the client left during the handshake: not a fault of ours (was a 500, logged with its traceback); not `ws`, half started: aiohttp would close it, an error
     if (sock := request.transport.get_extra_info("socket")) is not None:  # bound what the kernel holds for a slow reader

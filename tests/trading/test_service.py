@@ -395,6 +395,21 @@ def test_a_bad_frame_is_answered_at_once_and_the_client_splits_a_big_batch(svc):
         assert len(answers) == 1_001 and {a["type"] for a in answers} <= {"pong", "error"}
     asyncio.run(scenario())
 
+def test_a_thousand_orders_go_in_one_frame_under_a_small_request_kb_and_a_frame_past_a_megabyte_is_closed_with_1009(tmp_path):
+    keys, service = make_users(tmp_path), start_trading(tmp_path, symbols="DEMO", price_band_pct=0, limits={"request_kb": 8})
+    try:
+        async def scenario():
+            async with AsyncTradingClient(service.url, keys["tom"]) as tom:  # one frame of 1,000 orders: some 110 KB
+                return await tom.requests([order_message("DEMO", "buy", 1, 100 + i % 10) for i in range(1_000)], check=False, timeout=10)
+        answers = asyncio.run(scenario())
+        assert [a["type"] for a in answers] == ["ack"] * 1_000  # before: the frame past 8 KB closed the connection with 1009
+        big = RawSocket(service.url, keys["tom"])
+        big.sock.settimeout(10)
+        big.send({"op": "ping", "pad": "x" * 1_024_000})  # past the 1,000 KB that a frame may always have
+        with pytest.raises(ConnectionError, match="closed by the service: 1009"):
+            while True: big.messages()
+    finally: stop(service)
+
 def test_a_consumer_that_falls_behind_is_closed_with_the_reason(svc):
     slow = RawSocket(svc.url, svc.keys["vic"])
     slow.sock.settimeout(10)
