@@ -197,20 +197,26 @@ def test_replay_keeps_the_pace_of_a_fast_session_and_stops_at_once(market):
     times, commands = order_flow(6_000, mid=5_000, spread=10, rate=6_000.0, max_qty=40, seed=4)  # 1 s of flow, 0.25 s at 4x
     async def main():
         async with AsyncTradingClient(market.url, market.keys["tom"]) as c:
+            frames, requests = [], c.requests
+            async def counted(messages, *args, **kwargs):
+                frames.append(len(messages))
+                return await requests(messages, *args, **kwargs)
+            c.requests = counted
             start = time.perf_counter()
             counts = await replay(c, "FAST", times, commands, speed=4)
             took = time.perf_counter() - start
+            del c.requests
             depth = await c.depth("FAST", 1_000)
             stop = asyncio.Event()
             asyncio.get_running_loop().call_later(0.2, stop.set)
             start = time.perf_counter()
             stopped = await replay(c, "FAST", np.array([0, 5_000_000_000]), commands[:2], stop=stop)  # 5 s apart
             await c.cancel_all("FAST")
-            return counts, took, depth, stopped, time.perf_counter() - start
-    counts, took, depth, stopped, waited = asyncio.run(main())
+            return counts, took, frames, depth, stopped, time.perf_counter() - start
+    counts, took, frames, depth, stopped, waited = asyncio.run(main())
     # past the connection's burst of 5,000 the rest waits for the rate limit (2,000 a second): about half a second more
     assert counts["sent"] == counts["acked"] + counts["rejected"] == 6_000 and 0 < counts["rate_limited"] < 6_000, counts
-    assert took < 2 and 0.1 < counts["behind_s"] < 1.5, (counts, took)  # before: one round trip an order, 1.6 s at 4x
+    assert len(frames) < 200 and took < 5 and 0.1 < counts["behind_s"] < 5, (counts, took, len(frames))  # before: a frame an order, 1.6 s at 4x here
     book = OrderBook()  # the session played straight into a book, by one account as the replay plays it
     rows = commands.copy()
     rows["user"] = 0
