@@ -8,7 +8,7 @@ __all__ = ['HealthHandler', 'ServicesHandler', 'MeHandler', 'NotFoundHandler', '
 
 # %% ../../nbs/platform/05_server.ipynb #a939a291
 from jupyter_server.auth.decorator import allow_unauthenticated
-from jupyter_server.base.handlers import APIHandler
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.extension.application import ExtensionApp
 import re, socket, time
 from datetime import datetime, timezone
@@ -92,6 +92,13 @@ def _vouching(handler) -> type:
                 headers[GATEWAY_HEADERS[0]] = self.current_user.username
                 headers[GATEWAY_HEADERS[1]] = sign_gateway_user(self.current_user.username)
             return headers
+
+        def check_xsrf_cookie(self):
+            """Jupyter's XSRF check (the Hub's, behind one) for a request that may change something. jupyter-server-proxy's
+            handler skips it, leaving it to the proxied app; but a service cannot check a Jupyter cookie, so a page of any
+            other site could trade, cancel or halt as the logged-in user with a form. Reads pass as before: no CORS header
+            lets another site read their answers, and a WebSocket's upgrade is checked by its origin."""
+            if self.request.method not in ("GET", "HEAD", "OPTIONS"): JupyterHandler.check_xsrf_cookie(self)
     return Vouching
 
 # %% ../../nbs/platform/05_server.ipynb #97223fe8

@@ -1,7 +1,8 @@
 """The Trading Desk under Voila in headless Chromium: connect with a key, a ticket's order acknowledged, the ladder
 showing it, another trader's order filling it, the fill, the position and its P&L on the desk; a bot started and
-stopped from the bots panel."""
-import os, re, signal
+stopped from the bots panel; through the gateway, a logged-in user's cookie trades only with the gateway's XSRF token."""
+import json, os, re, signal, urllib.parse, urllib.request
+from http.cookiejar import CookieJar
 import pytest
 from playwright.sync_api import expect
 from browser import app_page
@@ -68,3 +69,26 @@ def test_the_gateway_vouches_for_its_user_and_drops_a_forged_claim(desk):
     assert status == 403 and re.fullmatch(r"gateway user '[0-9a-f]{32}': not a platform user \(.*\)", body["error"])
     status, _, body = http(gw.trading + "positions", headers={"X-AIPlatform-User": "tess", "X-AIPlatform-Signature": "1:00"})
     assert (status, body["error"]) == (401, "X-AIPlatform-User: not signed by this platform's gateway")
+
+def test_a_form_on_another_site_cannot_trade_as_the_logged_in_user(desk):
+    gw, _ = desk
+    jar = CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    browser.open(gw.url + "login", timeout=30).read()  # the login form, as a browser fills it
+    form = urllib.parse.urlencode({"_xsrf": next(c.value for c in jar if c.name == "_xsrf"), "password": gw.token}).encode()
+    browser.open(gw.url + "login", form, timeout=30).read()
+    request = urllib.request.Request(gw.url + "aiplatform/trading/orders")
+    jar.add_cookie_header(request)  # those a browser sends there
+    cookie, xsrf = request.get_header("Cookie"), next(c.value for c in jar if c.name == "_xsrf")
+    def post(cid, **headers):
+        order = json.dumps(dict(cid=cid, symbol="DEMO", side="buy", qty=1, price=1)).encode()
+        return http(gw.url + "aiplatform/trading/orders", data=order, headers={"Cookie": cookie} | headers)
+    status, _, body = post("own", **{"Content-Type": "application/json", "X-XSRFToken": xsrf})  # the gateway's own page's script
+    me = re.fullmatch(r"gateway user '([0-9a-f]{32})': not a platform user \(.*\)", body["error"])[1]  # token login: an anonymous user
+    assert status == 403 and cli("users", "add", me, "--role", "trader", env=gw.env).returncode == 0  # as the refusal suggests to an admin
+    for origin in ({"Origin": "http://evil.example"}, {}):  # what a form on another site sends, with its origin or none
+        assert post("xsite", **{"Content-Type": "text/plain"} | origin)[0] in (403, 404)  # before: 200, the order placed (a foreign origin: Jupyter's 404)
+    assert http(gw.url + "aiplatform/trading/orders/xsite", headers={"Cookie": cookie})[0] == 404  # reads pass, and nothing was placed
+    status, _, body = post("own", **{"Content-Type": "application/json", "X-XSRFToken": xsrf})  # a trader now
+    assert (status, body["cid"], body["status"]) == (200, "own", "open"), body
+    assert http(gw.url + "aiplatform/trading/orders/cancel-all", data=b"", headers={"Cookie": cookie, "X-XSRFToken": xsrf})[0] == 200
