@@ -2459,6 +2459,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'aiplatform/trading/ledger.py'),
                                            'aiplatform.trading.ledger.Ledger._fill': ( 'trading/ledger.html#ledger._fill',
                                                                                        'aiplatform/trading/ledger.py'),
+                                           'aiplatform.trading.ledger.Ledger._forgettable': ( 'trading/ledger.html#ledger._forgettable',
+                                                                                              'aiplatform/trading/ledger.py'),
                                            'aiplatform.trading.ledger.Ledger._load': ( 'trading/ledger.html#ledger._load',
                                                                                        'aiplatform/trading/ledger.py'),
                                            'aiplatform.trading.ledger.Ledger.apply': ( 'trading/ledger.html#ledger.apply',

@@ -57,6 +57,7 @@ class Ledger(Rewritable):
         super().__init__(path)
         self.orders, self.accounts, self.fills, self.seqs, self.keep_fills = {}, {}, {}, {}, keep_fills
         self.done, self._grown = {}, set()  # account -> its done orders' ids, oldest first; accounts with new ones
+        self._ending = {}  # order id -> state: done, and not yet told of by a line of the file (`record`)
         self.unwritten = []  # lines the file refused (a full disk, say): written before the next, so that none is missing between two
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +80,13 @@ class Ledger(Rewritable):
         kept.append(fill)
 
     def _ended(self, state):
-        "Note that `state` is done: `retire` forgets the oldest done orders first."
+        """Note that `state` is done: `retire` forgets the oldest done orders first, in the order the file tells of their ends
+        (`record`), which is the order a restart reads them back in, so that it forgets the same ones; at once without a file."""
+        if self.path: self._ending[state["order_id"]] = state
+        else: self._forgettable(state)
+
+    def _forgettable(self, state):
+        "Queue the done `state` for `retire`, after its account's other done orders."
         self.done.setdefault(state["account"], deque()).append(state["order_id"])
         self._grown.add(state["account"])
 
@@ -133,7 +140,10 @@ def _line(batch: dict) -> bytes:
 def record(self: Ledger, symbol, changed, fills, seq=None):
     "Append a batch's changed orders and fills to the file, with the journal's sequence number `seq` they follow (by default, the symbol's last)."
     if self._fd is None or not (changed or fills): return
-    self.unwritten.append(_line({"s": symbol, "q": self.seqs.get(symbol, 0) if seq is None else seq, "o": list(changed.values()), "f": fills}))
+    states = list(changed.values())
+    for s in states:  # the ends this line is the first to tell of (a market writes its refusals before the ends of earlier parts of their batch)
+        if s["status"] in DONE and self._ending.pop(s["order_id"], None) is not None: self._forgettable(s)
+    self.unwritten.append(_line({"s": symbol, "q": self.seqs.get(symbol, 0) if seq is None else seq, "o": states, "f": fills}))
     self.write_unwritten()
 
 @patch
@@ -163,7 +173,7 @@ def _load(self: Ledger, upto):
             if is_done(state) and ((before := self.orders.get(state["order_id"])) is None or not is_done(before)): ended.append(state)
             self.orders[state["order_id"]] = self.accounts.setdefault(state["account"], {})[state["order_id"]] = state
         for f in batch["f"]: self._fill(f)
-    for state in ended: self._ended(self.orders[state["order_id"]])  # in the order they ended, as `retire` forgets them
+    for state in ended: self._forgettable(self.orders[state["order_id"]])  # in the order the file told of their ends, as `retire` forgets them
     for account, orders in self.accounts.items():  # in the order they were placed, as before: a file lists them as they changed
         self.accounts[account] = dict(sorted(orders.items()))
     if len(whole) < len(data):
@@ -181,8 +191,8 @@ def write_compacted(self: Ledger, tmp):
     "Write the file as it would be read back (every order once, the fills kept) to `tmp`, durably; orders still `new` are left to the journal."
     with open(tmp, "wb") as f:
         for symbol, seq in self.seqs.items(): f.write(_line({"s": symbol, "q": seq, "o": [], "f": []}))
-        for account, orders in self.accounts.items():  # the open ones, then the done ones in the order they ended
-            done = [orders[oid] for oid in self.done.get(account, ()) if oid in orders]
+        for account, orders in self.accounts.items():  # the open ones, then the done ones in the order they ended (those no line told of yet last)
+            done = [orders[oid] for oid in self.done.get(account, ()) if oid in orders] + [s for s in self._ending.values() if s["account"] == account]
             f.write(_line({"s": "", "q": 0, "o": [s for s in orders.values() if s["status"] == "open"] + done, "f": []}))
         for fills in self.fills.values(): f.write(_line({"s": "", "q": 0, "o": [], "f": list(fills)}))
         f.flush(); os.fsync(f.fileno())

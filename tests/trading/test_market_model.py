@@ -1,0 +1,326 @@
+"""The `Market` (one symbol, three accounts, in process) against a plain model of it, on random streams (hypothesis): orders
+matched by `ReferenceBook`; client order ids, order states, risk limits, positions and replies kept here in plain Python.
+Streams of limit (GTC, IOC, FOK; now and then post-only, an iceberg, self-trade prevention), market, stop and stop-limit
+orders, cancels and modifies (own, of cids another account uses, unknown), cancel_all, repeated client order ids, risk
+refusals, batches flushed anywhere, and the folder closed and opened again (snapshots every few commands): after every batch,
+every reply, order, fill, position and the book are the model's; after a reopen, all of it as before.
+
+The model states the market's batch rules as they are: a batch is cut into parts where a command names an order an earlier
+one of its part names, and each part's risk checks see the book as it was before the part (a GTC order that trades in full
+still holds an open-order place for the orders after it in its part); and each account forgets its oldest done orders
+past `keep_done` in the order the market's ledger file tells of their ends, which a reopen reads back: a batch's refusals
+by a risk limit first (written before its answers), then its other ends (after)."""
+import os, random, tempfile
+from collections import Counter
+from fractions import Fraction
+from pathlib import Path
+import numpy as np
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from aiplatform.core import Conflict, NotFound, ValidationError
+from aiplatform.trading.book import (ACCEPTED, BUY, CANCELLED, COMMAND_DTYPE, KINDS, OP_CANCEL, OP_MODIFY, OP_SUBMIT, REASONS, REJECTED,
+                                     SELL, STPS, TRADE)
+from aiplatform.trading.engine import SCALE, RiskLimits
+from aiplatform.trading.market import Market
+from aiplatform.trading.orders import Cancel, Modify, Order
+from reference_book import ReferenceBook
+
+SYMBOL = "DEMO"
+ACCOUNTS = (1, 2, 3)
+CIDS = tuple("abcdefgh")  # few, shared by the accounts: each account's own, repeated often, and another's name of an order
+LIMITS = RiskLimits(max_order_qty=10, max_notional=10**12, price_band_pct=0, max_open_orders=3)  # qty 11 and a 4th open order refused
+NO_RISK = RiskLimits(price_band_pct=0)  # nothing these streams send is refused by a risk limit
+DONE = ("filled", "cancelled", "rejected", "lost")
+FIELDS = ("order_id", "account", "cid", "symbol", "side", "kind", "tif", "price", "qty", "remaining", "filled", "notional", "status", "reason")
+
+# -- the model
+
+class Model:
+    "What the market should do: the book's matching is `ReferenceBook`'s, the rest is stated here."
+    def __init__(self, keep_done=10_000, limits=LIMITS):
+        self.limits, self.book, self.keep_done, self.ended = limits, ReferenceBook(1), keep_done, {}  # account -> its done orders' ids, in the order the ledger tells of their ends
+        self.refused, self.others = [], []  # a flush's orders refused by a risk limit, and its other done ones: told in that order
+        self.orders, self.cids, self.next_id, self.pending = {}, {}, 1, []
+        self.pos = {}  # account -> [qty, cost, realized, closes], exact
+        self.cash, self.fills = Counter(), {}  # account -> its fills, oldest first
+
+    # calls: what the market answers at once (an exception class, or None: queued or answered by `reply`)
+    def submit(self, account, f, expect):
+        if (oid := self.cids.get((account, f["cid"]))) is not None:
+            if self.orders[oid]["status"] == "new": self.pending.append(dict(op="answer", oid=oid, expect=expect))
+            else: expect(self.answer(oid))
+            return False
+        last = self.book.last
+        if f.get("stop_price") is not None and last is not None and (f["stop_price"] <= last if f["side"] == "buy" else f["stop_price"] >= last):
+            return ValidationError  # it would trade at once
+        oid, self.next_id = self.next_id, self.next_id + 1
+        self.cids[account, f["cid"]] = oid
+        self.orders[oid] = dict(order_id=oid, account=account, cid=f["cid"], symbol=SYMBOL, side=f["side"], kind=f["kind"], tif=f["tif"],
+                                price=f.get("price"), qty=f["qty"], remaining=f["qty"], filled=0, notional=0, status="new", reason="",
+                                stp=f.get("stp", "none"), post=f.get("post_only", False), display=f.get("display_qty"), stop_price=f.get("stop_price"))
+        self.pending.append(dict(op="submit", oid=oid, expect=expect))
+        return True
+
+    def live(self, account, cid):
+        if (oid := self.cids.get((account, cid))) is None: return NotFound
+        return Conflict if self.orders[oid]["status"] in DONE else oid
+
+    def cancel(self, account, cid, expect):
+        if not isinstance(oid := self.live(account, cid), int): return oid
+        self.pending.append(dict(op="cancel", oid=oid, expect=expect))
+
+    def modify(self, account, cid, price, qty, expect):
+        if not isinstance(oid := self.live(account, cid), int): return oid
+        if price is not None and self.orders[oid]["kind"] in ("market", "stop"): return ValidationError
+        if self.orders[oid]["stop_price"] is not None and (self.orders[oid]["status"] == "new" or self.book.orders[oid].stop_waiting):
+            return Conflict  # a stop waiting for its trigger cannot be modified
+        self.pending.append(dict(op="modify", oid=oid, price=price, qty=qty, expect=expect))
+
+    def cancel_all(self, account):
+        oids = [oid for oid, o in sorted(self.orders.items()) if o["account"] == account and o["status"] not in DONE]
+        for oid in oids: self.pending.append(dict(op="cancel", oid=oid, expect=None))
+        return [self.orders[oid]["cid"] for oid in oids]
+
+    def answer(self, oid):
+        "A reply: (ok, reason class, the order's state as told)."
+        o = self.orders[oid]
+        return (o["status"] not in ("rejected", "lost"), o["reason"] if o["status"] in ("rejected", "lost") else None, told(o))
+
+    # a flush: the batch cut into parts where a command names an order an earlier one of its part names
+    def flush(self):
+        parts, named = [[]], set()
+        for r in self.pending:
+            if r["op"] != "answer" and r["oid"] in named and parts[-1]: parts.append([]); named = set()
+            parts[-1].append(r); named.add(r["oid"])
+        self.pending = []
+        for part in parts: self.run(part)
+        for o in self.refused + self.others: self.ended.setdefault(o["account"], []).append(o["order_id"])
+        self.refused, self.others = [], []
+        self.retire()
+
+    def retire(self):
+        "Each account keeps its newest `keep_done` done orders; an older one is forgotten, and its cid names a new order again."
+        for ended in self.ended.values():
+            while len(ended) > self.keep_done:
+                o = self.orders.pop(ended.pop(0))
+                if self.cids.get((o["account"], o["cid"])) == o["order_id"]: del self.cids[o["account"], o["cid"]]
+
+    def run(self, part):
+        "One part: risk checked against the book as it was before the part; the rest to the book as one batch; then each answered."
+        live = {oid: o.user for oid, o in self.book.orders.items()}
+        count, more, freed, rows, refused = Counter(live.values()), Counter(), set(), [], {}
+        for r in part:
+            o = self.orders[r["oid"]]
+            user = o["account"]
+            if r["op"] == "cancel":
+                if live.get(r["oid"]) == user and r["oid"] not in freed: freed.add(r["oid"]); more[user] -= 1
+                rows.append(dict(op=OP_CANCEL, order_id=r["oid"], user=user))
+            elif r["op"] == "modify":
+                if r["qty"] is not None and r["qty"] > self.limits.max_order_qty: refused[r["oid"]] = "risk_max_order_qty"; continue
+                rows.append(dict(op=OP_MODIFY, order_id=r["oid"], user=user, price=r["price"] or 0, qty=r["qty"] or 0))
+            elif r["op"] == "submit":
+                rests = o["kind"] in ("stop", "stop_limit") or o["kind"] == "limit" and o["tif"] == "GTC"
+                if o["qty"] > self.limits.max_order_qty: self.end(o, "rejected", "risk_max_order_qty", self.refused); continue
+                if rests and count[user] + more[user] >= self.limits.max_open_orders: self.end(o, "rejected", "risk_max_open_orders", self.refused); continue
+                if rests: more[user] += 1
+                rows.append(dict(op=OP_SUBMIT, order_id=r["oid"], user=user, side=("buy", "sell").index(o["side"]),
+                                 kind=KINDS.index(o["kind"]), tif=("GTC", "IOC", "FOK").index(o["tif"]), price=o["price"] or 0,
+                                 stop_price=o["stop_price"] or 0,
+                                 qty=o["qty"], display_qty=o["display"] or 0, post_only=int(o["post"]), stp=STPS.index(o["stp"])))
+        if rows:
+            fields = COMMAND_DTYPE.names
+            for e in self.book.process(np.array([tuple(c.get(f, 0) for f in fields) for c in rows], COMMAND_DTYPE)): self.event(e, refused)
+        for r in part:
+            if r["expect"] is None: continue  # a cancel of cancel_all: its outcome is in the states
+            o = self.orders[r["oid"]]
+            if r["op"] in ("submit", "answer"): r["expect"](self.answer(r["oid"]))
+            elif (why := refused.get(r["oid"])) == "unknown_id" and o["status"] in DONE: r["expect"]((False, Conflict, told(o)))
+            else: r["expect"]((why is None, why, told(o)))
+
+    def end(self, o, status, reason, told=None):
+        o.update(status=status, reason=reason, remaining=0)
+        (self.others if told is None else told).append(o)
+
+    def event(self, e, refused):
+        seq, kind, oid, maker, user, maker_user, price, qty, reason = e
+        o, why = self.orders[oid], REASONS[reason]
+        if kind == ACCEPTED:  # a new order's, or a modify's: its qty becomes what it filled and what it has left
+            o.update(status="open", remaining=qty, qty=o["filled"] + qty)
+            if price: o["price"] = price
+        elif kind == TRADE:
+            for t, tag in ((o, "t"), (self.orders[maker], "m")):
+                self.fills.setdefault(t["account"], []).append((f"{SYMBOL}:{seq}:{tag}", t["order_id"], t["cid"], t["side"], price, qty))
+                t["filled"], t["remaining"], t["notional"] = t["filled"] + qty, t["remaining"] - qty, t["notional"] + price * qty
+                if t["remaining"] == 0: t["status"] = "filled"; self.others.append(t)
+            if user != maker_user:  # with itself: its position as it was
+                for t in (o, self.orders[maker]): self.fill(t["account"], qty if t["side"] == "buy" else -qty, price)
+        elif kind == CANCELLED: self.end(o, "cancelled", "no_liquidity_in_band" if why == "ioc_remainder" and o["kind"] in ("market", "stop") else why)
+        elif kind == REJECTED:
+            if o["status"] == "new": self.end(o, "rejected", why)
+            else: refused[oid] = why
+
+    def fill(self, account, signed, price):
+        "Average cost: a fill adding to the position adds its cost; one reducing it realises the difference at the average."
+        p = self.pos.setdefault(account, [0, Fraction(0), Fraction(0), 0])
+        self.cash[account] -= signed * price
+        qty, cost = p[0], p[1]
+        if qty == 0 or (qty > 0) == (signed > 0): p[0], p[1] = qty + signed, cost + price * abs(signed); return
+        closed = min(abs(signed), abs(qty))
+        share = cost * closed / abs(qty)
+        p[2] += (price * closed - share) * (1 if qty > 0 else -1)
+        p[1], p[0], p[3] = cost - share, qty + signed, p[3] + 1
+        if p[0] and (p[0] > 0) == (signed > 0): p[1] = Fraction(price * abs(p[0]))  # flipped: the rest opened at this price
+
+def told(o) -> tuple: return (o["order_id"], o["status"], o["filled"], o["remaining"])
+
+# -- the stream
+
+def _step(r: random.Random) -> tuple:
+    "One step: mostly new orders (one in eleven a market order, one in eleven a stop or stop-limit), and now and then everything else."
+    what, acct, c = r.choices(["submit", "cancel", "modify", "flush", "cancel_all", "restart"], [12, 2, 2, 3, 0.5, 0.5])[0], r.choice(ACCOUNTS), r.choice(CIDS)
+    if what == "submit":
+        kind, tif = r.choices(["limit", "market", "stop", "stop_limit"], [18, 2, 1, 1])[0], r.choices(["GTC", "IOC", "FOK"], [6, 1, 1])[0]
+        f = dict(kind=kind, tif=tif)
+        if kind in ("stop", "stop_limit"): f["stop_price"] = r.randint(95, 105)
+        if r.random() < 0.15: f["stp"] = r.choice(STPS[1:])
+        if kind == "limit" and tif == "GTC" and r.random() < 0.1: f["post_only"] = True
+        elif kind == "limit" and tif == "GTC" and r.random() < 0.1: f["display_qty"] = r.randint(1, 3)
+        qty = r.randint(1, 11)  # 11: past max_order_qty
+        if f.get("display_qty", 0) > qty: f["display_qty"] = qty
+        return (what, acct, c, r.choice(["buy", "sell"]), r.randint(97, 103), qty, f)
+    live = r.randrange(8) if r.random() < 0.7 else None  # of the account's orders not done when it is sent, this one (if it has any)
+    if what == "cancel": return (what, acct, c, live)
+    if what == "cancel_all": return (what, acct)
+    if what == "modify":
+        px, qty = r.choice([None, r.randint(97, 103)]), r.choice([None, r.randint(1, 11)])
+        return (what, acct, c, px, qty if qty or px else 1, live)
+    return (what,)
+
+steps = st.integers(0, 2**32 - 1).map(lambda seed: _step(random.Random(seed)))  # one draw a step: quick; shrunk by dropping steps
+
+class Run:
+    "A market and the model, driven together, compared after each flush."
+    def __init__(self, folder, snapshot_every, keep_done=10_000, limits=LIMITS):
+        self.folder, self.snapshot_every, self.keep_done, self.limits = folder, snapshot_every, keep_done, limits
+        self.model, self.calls = Model(keep_done, limits), []
+        self.open()
+
+    def open(self): self.m = Market(self.folder, [dict(symbol=SYMBOL, price_band_pct=0)], "never", self.limits, snapshot_every=self.snapshot_every,
+                               keep_done=self.keep_done)
+
+    def call(self, step):
+        "One call to the market and the model; what the model expects of it (raised at once, replies later)."
+        m, model, what = self.m, self.model, step[0]
+        if what in ("cancel", "modify") and step[-1] is not None:  # aimed at an order not done, if the account has one
+            if mine := [o["cid"] for oid, o in sorted(model.orders.items()) if o["account"] == step[1] and o["status"] not in DONE]:
+                step = (*step[:2], mine[step[-1] % len(mine)], *step[3:])
+        got, want = [], []
+        reply = lambda ok, state, error: got.append((ok, Conflict if isinstance(error, Conflict) else error and error.split(":")[0],
+                                                     (state["order_id"], state["status"], state["filled"], state["remaining"])))
+        try:
+            if what == "submit":
+                _, acct, c, sd, px, qty, f = step
+                f = dict(f, cid=c, symbol=SYMBOL, side=sd, qty=qty) | ({"price": px} if f["kind"] in ("limit", "stop_limit") else {})
+                expect = model.submit(acct, f, want.append)  # True: a new order, False: an answer, or what it raises
+                new = m.submit(acct, Order(**f), reply); raised = None
+                assert new == expect, f"{step}: new {new}, the model {expect}"
+            elif what == "cancel":
+                expect = model.cancel(step[1], step[2], want.append)
+                m.cancel(step[1], Cancel(cid=step[2]), reply); raised = None
+            elif what == "modify":
+                expect = model.modify(step[1], step[2], step[3], step[4], want.append)
+                m.modify(step[1], Modify(cid=step[2], price=step[3], qty=step[4]), reply); raised = None
+        except (Conflict, NotFound, ValidationError) as e: raised = type(e)
+        assert raised is (expect if isinstance(expect, type) else None), f"{step}: raised {raised}, the model {expect}"
+        self.calls.append((step, got, want))
+
+    def do(self, step):
+        what = step[0]
+        if what in ("submit", "cancel", "modify"): return self.call(step)
+        if what == "cancel_all":
+            done = []
+            states = self.m.cancel_all(step[1], done=lambda states, failed: done.append(failed))
+            assert [s["cid"] for s in states] == self.model.cancel_all(step[1]), step
+            self.calls.append((step, done, [{}] if states else []))  # `done` is called once every cancel is answered, none failing
+            if not states: assert done == [{}]; done.clear()
+            return
+        if what == "flush":
+            while self.m.pending: self.m.flush()
+            self.model.flush()
+            return self.check()
+        if what == "restart":
+            self.m.close(); self.model.flush()  # close sends what waits
+            self.check(); before = saved(self.m)
+            self.open()
+            after = saved(self.m)
+            for k in before: assert before[k] == after[k], f"after reopening, {k} differ: {before[k]} != {after[k]}"
+            return self.check()
+
+    def check(self):
+        m, model = self.m, self.model
+        for step, got, want in self.calls: assert got == want, f"{step}: replied {got}, the model {want}"
+        self.calls = []
+        ours = {oid: {k: o[k] for k in FIELDS} for oid, o in model.orders.items()}
+        theirs = {oid: {k: o[k] for k in FIELDS} for oid, o in m.ledger.orders.items()}
+        for oid in ours.keys() | theirs.keys(): assert theirs.get(oid) == ours.get(oid), f"order {oid}: {theirs.get(oid)} != the model's {ours.get(oid)}"
+        assert dict(m.cids.ids) == model.cids and m.cids.next_id == model.next_id
+        for (acct, c), oid in model.cids.items(): assert m.order(acct, c)["order_id"] == oid
+        book = m.engine.book(SYMBOL)
+        assert book.depth(1000) == model.book.depth(1000) and book.last_price == model.book.last, (book.depth(1000), model.book.depth(1000))
+        q = book.queues()
+        for s, name in ((BUY, "bids"), (SELL, "asks")):
+            want = [(p, [(o.id, o.visible, o.remaining) for o in qu]) for p, qu in sorted(model.book.levels[s].items(), reverse=s == BUY)]
+            assert q[name] == want, f"{name}: {q[name]} != {want}"
+        open_ = {acct: {o.id: (model.orders[o.id]["cid"], ("buy", "sell")[o.side], o.price or None, o.remaining) for o in model.book.orders.values() if o.user == acct} for acct in ACCOUNTS}
+        for acct in ACCOUNTS:
+            mine = {oid: (s["cid"], s["side"], s["price"], s["remaining"]) for oid, s in m.ledger.accounts.get(acct, {}).items() if s["status"] == "open"}
+            assert mine == open_[acct], f"account {acct}: open {mine} != {open_[acct]}"
+            assert m.engine.open_orders.get(acct, 0) == len(open_[acct]), (acct, m.engine.open_orders)
+            p, want = m.engine.position(acct, SYMBOL), model.pos.get(acct, [0, 0, 0, 0])
+            assert p.qty == want[0] and p.realized - p.avg_price * p.qty == model.cash[acct], (acct, p, want, model.cash[acct])
+            assert abs(p.realized - want[2]) <= Fraction(want[3], 2 * SCALE), f"account {acct}: realized {p.realized} != {want[2]} ({want[3]} closes)"
+            assert abs(p.avg_price * abs(p.qty) - want[1]) <= Fraction(want[3], 2 * SCALE), f"account {acct}: cost {p.cost} != {want[1]}"
+        assert {oid for _, oid in m.engine.live} == set(model.book.orders)
+        fills = {a: [(f["fill_id"], f["order_id"], f["cid"], f["side"], f["price"], f["qty"]) for f in fs] for a, fs in m.ledger.fills.items() if fs}
+        assert fills == model.fills, f"fills {fills} != the model's {model.fills}"
+
+def saved(m) -> dict:
+    "What a reopen must keep, all of it."
+    return dict(orders={oid: {k: v for k, v in s.items()} for oid, s in m.ledger.orders.items()}, cids=dict(m.cids.ids), next_id=m.cids.next_id,
+                queues=m.engine.book(SYMBOL).queues(), last=m.engine.book(SYMBOL).last_price,
+                positions={k: (p.qty, p.cost_m, p.realized_m) for k, p in m.engine.positions.items() if (p.qty, p.cost_m, p.realized_m) != (0, 0, 0)},
+                live=dict(m.engine.live), open_orders={u: n for u, n in m.engine.open_orders.items() if n},
+                fills={a: list(f) for a, f in m.ledger.fills.items()}, tape=list(m.tape[SYMBOL]))
+
+def drive(steps_, snapshot_every, keep_done=10_000, limits=LIMITS):
+    with tempfile.TemporaryDirectory() as folder:
+        run = Run(Path(folder)/"market", snapshot_every, keep_done, limits)
+        try:
+            for step in steps_: run.do(step)
+            run.do(("restart",))
+        finally:
+            try: run.m.close()
+            except Exception: pass  # closed already, by a restart that failed
+
+N = int(os.environ.get("EXAMPLES", 100))  # more for a longer search: EXAMPLES=2000 STEPS=200
+
+@settings(max_examples=N, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(steps, min_size=10, max_size=int(os.environ.get("STEPS", 80))), st.sampled_from([2, 5, 100_000]))
+def test_the_market_matches_the_model(steps_, snapshot_every):
+    "Streams of 10 to 80 steps; every done order kept."
+    drive(steps_, snapshot_every, keep_done=10_000)
+
+@settings(max_examples=N // 2, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(steps, min_size=10, max_size=int(os.environ.get("STEPS", 80))), st.sampled_from([2, 5, 100_000]))
+def test_the_market_matches_the_model_keeping_three_done_orders(steps_, snapshot_every):
+    """Each account keeps its 3 newest done orders: an older one's cid names a new order again, before and after a restart.
+    No risk limit refuses anything here: see `test_a_restart_forgets_the_done_orders_it_forgot_before`."""
+    drive(steps_, snapshot_every, keep_done=3, limits=NO_RISK)
+
+def test_a_restart_forgets_the_done_orders_it_forgot_before():
+    """Account 1's A ends (cancelled) in a batch's first part, its R (refused: qty past max_order_qty) in the second; 1 done order kept.
+    Before: A was forgotten until a restart, R after it (the ledger file told of R's end first), so R's cid named a second order."""
+    drive([("submit", 1, "A", "buy", 97, 1, dict(kind="limit", tif="GTC")), ("flush",),
+           ("cancel", 1, "A", None),
+           ("submit", 2, "X", "buy", 97, 1, dict(kind="limit", tif="GTC")), ("cancel", 2, "X", None),  # names X again: a second part
+           ("submit", 1, "R", "buy", 97, 11, dict(kind="limit", tif="GTC")), ("flush",)], 100_000, keep_done=1)
