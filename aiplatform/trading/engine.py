@@ -158,7 +158,7 @@ def _risk(self: Engine, book, last, row, pending=0, queued=None):
     if at and qty and at * qty > lim.max_notional: return "risk_max_notional"
     if shown and qty and qty > lim.max_iceberg_parts * shown: return "risk_iceberg_parts"
     around = stop if op == OP_SUBMIT and kind == STOP_LIMIT else last  # a stop-limit's limit: around where it triggers, as `Market` bands it
-    if price is not None and around is not None and lim.price_band_pct and abs(price - around) * 100 > lim.price_band_pct * around:
+    if price is not None and around is not None and lim.price_band_pct and abs(price - around) * 100_000_000 > round(lim.price_band_pct * 1_000_000) * around:  # in integers, as `Market` bands: 0.7% of 11,000 is 77, not 76.99…
         return "risk_price_band"
     if op == OP_SUBMIT and _may_rest(row) and self.open_orders.get(user, 0) + pending >= lim.max_open_orders: return "risk_max_open_orders"
     return None

@@ -102,7 +102,9 @@ def apply(self: Ledger, symbol, events, now=0) -> tuple[dict, list, dict]:
     changed, fills, refused, seq, get = {}, [], {}, 0, self.orders.get
     for e in events:
         seq = e.seq or seq  # a risk refusal's is 0
-        if (o := get(e.order_id)) is None: continue
+        if (o := get(e.order_id)) is None:  # forgotten (`retire`) since its cancel or modify was queued: done, as the market tells
+            if e.kind == "rejected": refused[e.order_id] = e.reason
+            continue
         if e.kind == "accepted":  # a new order's, or a modify's: its qty is what it has filled and what it now has left (FIX's OrderQty = CumQty + LeavesQty)
             o["status"], o["remaining"], o["qty"] = "open", e.qty, o["filled"] + e.qty
             if e.price: o["price"] = e.price

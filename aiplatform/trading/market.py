@@ -325,6 +325,7 @@ def _answer(self: Market, order_id, reply):
     state = self.ledger.orders[order_id]
     if state["status"] == "new": return self._queue(Request(state["symbol"], state, None, reply))
     error = state["reason"] if state["status"] in ("rejected", "lost") else None
+    if error == HALTED.format(state["symbol"]): error = Conflict(error)  # as it was first answered (`_halted`)
     reply(error is None, state, error)
 
 # %% ../../nbs/trading/13_market.ipynb #7c23fedc
