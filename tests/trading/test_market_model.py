@@ -357,8 +357,8 @@ def outside(pct, around, price) -> bool:
     "The engine's band: `price` farther than `pct` percent from `around`."
     return bool(pct) and around is not None and price is not None and abs(price - around) * 100 > Fraction(str(pct)) * around
 
-class MModel:
-    "Several symbols: a `ReferenceBook` each; the symbols' rules, the market's batches and the accounts here."
+class MModel(Model):
+    "Several symbols: a `ReferenceBook` each; the symbols' rules, the market's batches and the accounts here (`live` and `fill` as `Model`'s, by (account, symbol))."
     def __init__(self, bands, limits, keep_done=10_000):
         self.bands, self.limits, self.specs, self.books, self.keep_done = bands, limits, {}, {}, keep_done
         self.ended, self.refused, self.others = {}, [], []  # as `Model`'s: the ledger file tells first of a batch's refusals, then of its other ends
@@ -418,10 +418,6 @@ class MModel:
         self.protect(o)
         self.pending.append(dict(op="submit", oid=oid, o=o, expect=expect))
         return True
-
-    def live(self, account, cid):
-        if (oid := self.cids.get((account, cid))) is None: return NotFound
-        return Conflict if self.orders[oid]["status"] in DONE else oid
 
     def cancel(self, account, cid, expect):
         if not isinstance(oid := self.live(account, cid), int): return oid
@@ -537,7 +533,6 @@ class MModel:
             if o["status"] == "new": o.update(status="rejected", reason=why, remaining=0); self.others.append(o)
             else: refused[oid] = why
 
-    fill = Model.fill  # average cost, per (account, symbol)
 
 def _m_price(r, symbol, d=None):
     "A price near the symbol's, on its ticks (now and then one off them)."
