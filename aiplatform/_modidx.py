@@ -2601,6 +2601,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                      'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market._read_json': ( 'trading/market.html#_read_json',
                                                                                      'aiplatform/trading/market.py'),
+                                           'aiplatform.trading.market._refusal': ( 'trading/market.html#_refusal',
+                                                                                   'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market._replace': ( 'trading/market.html#_replace',
                                                                                    'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market._tmp': ('trading/market.html#_tmp', 'aiplatform/trading/market.py'),

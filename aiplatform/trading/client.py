@@ -418,8 +418,11 @@ async def cancel_all(self: AsyncTradingClient, symbol=None) -> list[str]:
 @patch
 async def cancel_placed(self: AsyncTradingClient, symbol=None, cids=None) -> list[str]:
     "Cancel the open orders this client placed (in `symbol` only, of `cids` only, if given), not the account's others; their client order ids."
-    mine = [o for c in (self.placed if cids is None else self.placed & set(cids))
-            if (o := self.orders.get(c)) is not None and not is_done(o) and symbol in (None, o["symbol"])]
+    wanted = self.placed if cids is None else self.placed & set(cids)
+    for s, held in list(self._unsure.items()):  # sent as a connection dropped (a bot stopping on that error): looked up now, not once it reconnects
+        for cid in held & wanted:
+            with suppress(NotFound, *_NOT_NOW): self._keep_orders([await self.get(f"orders/{cid}", s)])  # not found: it never reached the service; a shard down: nothing to cancel there now
+    mine = [o for c in wanted if (o := self.orders.get(c)) is not None and not is_done(o) and symbol in (None, o["symbol"])]
     async def on(s, cids):
         while cids:  # one filled meanwhile is refused, fine; those the rate limit refused go again once it lets them pass
             answers = await self.requests([dict(op="cancel", cid=c) for c in cids], s, check=False)
@@ -470,18 +473,20 @@ GET_S = 30  # seconds an HTTP query may take
 
 @patch
 async def get(self: AsyncTradingClient, path, shard=0, **params) -> dict:
-    "GET the service's `path` (JSON); the platform error it answers otherwise."
+    "GET the service's `path` (JSON); the platform error it answers otherwise, and `ConnectionError` for a service that cannot be reached (as `_socket` says it)."
     if self._session is None: self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.key}"})
-    async with self._session.get(self.urls[shard] + path, params={k: str(v) for k, v in params.items() if v is not None},
-                                 timeout=aiohttp.ClientTimeout(total=GET_S)) as r:
-        if r.status in (502, 503, 504): raise ConnectionError(f"{self.urls[shard]}{path}: {r.status} {r.reason}")  # a proxy before a service down or restarting, as `_socket` takes it
-        try: body = await r.json(content_type=None)
-        except ValueError: body = None
-        if not isinstance(body, dict):  # a page, not the service's JSON (HTML, empty, a list): its status says it
-            if r.status < 400: raise ValueError(f"{self.urls[shard]}{path}: {r.status} {r.reason}, not the trading service's JSON")
-            body = {}
-        if r.status >= 400: raise error_of(r.status, body.get("error", f"{self.urls[shard]}{path}: {r.status} {r.reason}"), body.get("order"))
-        return body
+    url = self.urls[shard] + path
+    try:
+        async with self._session.get(url, params={k: str(v) for k, v in params.items() if v is not None}, timeout=aiohttp.ClientTimeout(total=GET_S)) as r:
+            if r.status in (502, 503, 504): raise ConnectionError(f"{url}: {r.status} {r.reason}")  # a proxy before a service down or restarting, as `_socket` takes it
+            try: body = await r.json(content_type=None)
+            except ValueError: body = None
+            if not isinstance(body, dict):  # a page, not the service's JSON (HTML, empty, a list): its status says it
+                if r.status < 400: raise ValueError(f"{url}: {r.status} {r.reason}, not the trading service's JSON")
+                body = {}
+            if r.status >= 400: raise error_of(r.status, body.get("error", f"{url}: {r.status} {r.reason}"), body.get("order"))
+            return body
+    except aiohttp.ClientConnectionError as e: raise ConnectionError(f"{url}: cannot connect ({e})") from e  # refused, or dropped by a proxy
 
 @patch
 async def _everywhere(self: AsyncTradingClient, path, key, symbol=None, **params) -> list:

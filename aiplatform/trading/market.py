@@ -324,9 +324,12 @@ def _answer(self: Market, order_id, reply):
     "Answer with an order's state: now, or after the batch it waits in."
     state = self.ledger.orders[order_id]
     if state["status"] == "new": return self._queue(Request(state["symbol"], state, None, reply))
-    error = state["reason"] if state["status"] in ("rejected", "lost") else None
-    if error == HALTED.format(state["symbol"]): error = Conflict(error)  # as it was first answered (`_halted`)
-    reply(error is None, state, error)
+    reply((error := _refusal(state)) is None, state, error)
+
+def _refusal(state):
+    "Why the order `state` was refused, as its answers say it (None if it was not): the reason, or a `Conflict` for a halt (`_halted`)."
+    if state["status"] not in ("rejected", "lost"): return None
+    return Conflict(state["reason"]) if state["reason"] == HALTED.format(state["symbol"]) else state["reason"]
 
 # %% ../../nbs/trading/13_market.ipynb #7c23fedc
 @patch
@@ -457,7 +460,7 @@ def flush(self: Market):
             if r.row is not None and r.row[0] != OP_SUBMIT:
                 error = refused.get(state["order_id"])
                 if error == "unknown_id" and is_done(state): error = Conflict(f"order {state['cid']!r}: already {state['status']}")  # done earlier in the batch: as if it came after (`_live`)
-            else: error = state["reason"] if state["status"] in ("rejected", "lost") else None
+            else: error = _refusal(state)
             if isinstance(error, str): error = self._explain(error, r.row)
             r.reply(error is None, state, error)
         if more: changed = {oid: dict(s) for oid, s in changed.items()}  # the states as this part left them: a later part changes them again

@@ -254,7 +254,7 @@ def retry_after(self: Connection, n=1) -> float:
 
 @patch
 def _reply(self: Connection, req):
-    "The answer to one order command: an ack, or a reject with the reason and status (a `Conflict`'s: a cancel or modify of an order done earlier in its batch), with the order's state."
+    "The answer to one order command: an ack, or a reject with the reason and status (a `Conflict`'s, 409: a cancel or modify of an order done earlier in its batch, or an order or modify of a symbol halted since it was sent), with the order's state."
     def reply(ok, state, error):
         answer = {"type": "ack" if ok else "reject", "req": req, "order": public(state)}
         if error: answer |= {"error": str(error), "status": getattr(error, "status", 422)}
@@ -395,7 +395,7 @@ def _json(data, status=200) -> web.Response:
     return web.Response(body=body, status=status, content_type="application/json")
 
 async def _answer(call):
-    "Queue an order command and wait for its answer: 200 with the order's state, or 422 with the reason too (409 for a cancel or modify of an order done earlier in its batch)."
+    "Queue an order command and wait for its answer: 200 with the order's state, or 422 with the reason too (409 for a cancel or modify of an order done earlier in its batch, or an order or modify of a symbol halted since it was sent)."
     done = asyncio.get_running_loop().create_future()
     call(lambda ok, state, error: done.done() or done.set_result((ok, state, error)))
     ok, state, error = await done

@@ -256,6 +256,23 @@ def test_an_order_whose_answer_timed_out_is_looked_up_after_the_reconnect(svc):
             assert sorted(await c.cancel_placed()) == ["slow-1", "slow-2"]
     asyncio.run(main())
 
+def test_cancel_placed_right_after_a_cut_cancels_the_order_whose_answer_the_cut_lost(svc):
+    async def main():
+        proxy = Proxy(svc.url)
+        async with AsyncTradingClient(proxy.url, svc.keys["tess"]) as bot:
+            await bot.request("ping")  # connected
+            proxy.cut(from_service=True)  # the order reaches the service; its answer is cut
+            with pytest.raises(ConnectionError): await bot.order("DEMO", "buy", 1, 1, cid="unanswered-1")  # far below what others left resting: it rests
+            assert await bot.cancel_placed() == ["unanswered-1"]  # at once, as a bot stopping on that error does: before, [] and left open
+            assert (await bot.get("orders/unanswered-1"))["status"] == "cancelled"
+    asyncio.run(main())
+
+def test_a_query_of_a_service_that_cannot_be_reached_is_a_connection_error():
+    async def main():
+        async with AsyncTradingClient(f"http://127.0.0.1:{free_port()}/", "aip_x_y") as c:  # nothing listens there
+            with pytest.raises(ConnectionError, match="cannot connect"): await c.orders_frame()  # before: aiohttp's ClientConnectorError
+    asyncio.run(main())
+
 def test_a_catch_up_keeps_what_the_stream_said_since_and_tells_the_fills_it_missed(svc):
     async def main():
         proxy = Proxy(svc.url)

@@ -514,7 +514,7 @@ class MModel(Model):
         for r in part:
             if r["expect"] is None: continue
             o = r["o"]
-            if r["op"] in ("submit", "answer"): r["expect"]((o["status"] not in ("rejected", "lost"), o["reason"] if o["status"] in ("rejected", "lost") else None, told(o)))
+            if r["op"] in ("submit", "answer"): r["expect"](self.answer(r["oid"]))
             elif (why := refused.get(r["oid"])) == "unknown_id" and o["status"] in DONE: r["expect"]((False, Conflict, told(o)))
             else: r["expect"]((why is None, why, told(o)))
 

@@ -238,9 +238,12 @@ def test_orders_and_modifies_of_a_symbol_halted_since_they_were_queued_are_answe
     m.flush()
     m.submit(1, Order(cid="new", symbol="DEMO", side="buy", qty=1, price=10), answer)
     m.modify(1, Modify(cid="open", qty=2), answer)
+    m.submit(1, Order(cid="new", symbol="DEMO", side="buy", qty=1, price=10), answer)  # sent again, in the same batch
     m.halt("DEMO")  # before their batch runs
     m.flush()
-    assert answers[1:] == [(False, "new", "rejected", "Conflict", 409), (False, "open", "open", "Conflict", 409)]  # before: 422, as if final
+    m.submit(1, Order(cid="new", symbol="DEMO", side="buy", qty=1, price=10), answer)  # and again after it
+    halted = (False, "new", "rejected", "Conflict", 409)
+    assert answers[1:] == [halted, (False, "open", "open", "Conflict", 409), halted, halted]  # before: 422 each, as if final
     assert m.ledger.orders[2]["reason"].startswith("symbol DEMO: halted")
     m.close()
 
