@@ -449,9 +449,9 @@ class MModel(Model):
         for oid in oids: self.pending.append(dict(op="cancel", oid=oid, o=self.orders[oid], expect=None))
         return [self.orders[oid]["cid"] for oid in oids]
 
-    def answer(self, oid):
-        "A reply, as `Model.answer`'s; an order refused by a halt is answered as it was first: a Conflict."
-        o = self.orders[oid]
+    def answer(self, oid, o=None):
+        "A reply, as `Model.answer`'s, of the order `oid` (or `o`, forgotten since); an order refused by a halt is answered as it was first: a Conflict."
+        o = o or self.orders[oid]
         why = o["reason"] if o["status"] in ("rejected", "lost") else None
         return (why is None, Conflict if why == HALTED.format(o["symbol"]) else why, told(o))
 
@@ -514,7 +514,7 @@ class MModel(Model):
         for r in part:
             if r["expect"] is None: continue
             o = r["o"]
-            if r["op"] in ("submit", "answer"): r["expect"](self.answer(r["oid"]))
+            if r["op"] in ("submit", "answer"): r["expect"](self.answer(r["oid"], o))
             elif (why := refused.get(r["oid"])) == "unknown_id" and o["status"] in DONE: r["expect"]((False, Conflict, told(o)))
             else: r["expect"]((why is None, why, told(o)))
 
