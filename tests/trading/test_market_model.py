@@ -142,19 +142,22 @@ class Model:
         o.update(status=status, reason=reason, remaining=0)
         (self.others if told is None else told).append(o)
 
-    def event(self, e, refused):
+    def position(self, account, symbol): return account  # whose position a fill moves: the account's (one symbol)
+
+    def event(self, e, refused, symbol=SYMBOL):
         seq, kind, oid, maker, user, maker_user, price, qty, reason = e
-        o, why = self.orders[oid], REASONS[reason]
+        o, why = self.orders.get(oid), REASONS[reason]
+        if o is None: refused[oid] = why; return  # a cancel (modify) of an order done and forgotten while it was in flight: unknown to the book
         if kind == ACCEPTED:  # a new order's, or a modify's: its qty becomes what it filled and what it has left
             o.update(status="open", remaining=qty, qty=o["filled"] + qty)
             if price: o["price"] = price
         elif kind == TRADE:
             for t, tag in ((o, "t"), (self.orders[maker], "m")):
-                self.fills.setdefault(t["account"], []).append((f"{SYMBOL}:{seq}:{tag}", t["order_id"], t["cid"], t["side"], price, qty))
+                self.fills.setdefault(t["account"], []).append((f"{symbol}:{seq}:{tag}", t["order_id"], t["cid"], t["side"], price, qty))
                 t["filled"], t["remaining"], t["notional"] = t["filled"] + qty, t["remaining"] - qty, t["notional"] + price * qty
                 if t["remaining"] == 0: t["status"] = "filled"; self.others.append(t)
             if user != maker_user:  # with itself: its position as it was
-                for t in (o, self.orders[maker]): self.fill(t["account"], qty if t["side"] == "buy" else -qty, price)
+                for t in (o, self.orders[maker]): self.fill(self.position(t["account"], symbol), qty if t["side"] == "buy" else -qty, price)
         elif kind == CANCELLED: self.end(o, "cancelled", "no_liquidity_in_band" if why == "ioc_remainder" and o["kind"] in ("market", "stop") else why)
         elif kind == REJECTED:
             if o["status"] == "new": self.end(o, "rejected", why)
@@ -364,7 +367,7 @@ def outside(pct, around, price) -> bool:
     return bool(pct) and around is not None and price is not None and abs(price - around) * 100 > Fraction(str(pct)) * around
 
 class MModel(Model):
-    "Several symbols: a `ReferenceBook` each; the symbols' rules, the market's batches and the accounts here (`live` and `fill` as `Model`'s, by (account, symbol))."
+    "Several symbols: a `ReferenceBook` each; the symbols' rules, the market's batches and the accounts here (`live`, `fill` and `event` as `Model`'s, positions by (account, symbol))."
     def __init__(self, bands, limits, keep_done=10_000):
         self.bands, self.limits, self.specs, self.books, self.keep_done = bands, limits, {}, {}, keep_done
         self.ended, self.refused, self.others = {}, [], []  # as `Model`'s: the ledger file tells first of a batch's refusals, then of its other ends
@@ -510,7 +513,7 @@ class MModel(Model):
                                  stp=STPS.index(o["stp"])))
         if rows:
             fields = COMMAND_DTYPE.names
-            for e in book.process(np.array([tuple(c.get(f, 0) for f in fields) for c in rows], COMMAND_DTYPE)): self.event(symbol, e, refused)
+            for e in book.process(np.array([tuple(c.get(f, 0) for f in fields) for c in rows], COMMAND_DTYPE)): self.event(e, refused, symbol)
         for r in part:
             if r["expect"] is None: continue
             o = r["o"]
@@ -518,26 +521,7 @@ class MModel(Model):
             elif (why := refused.get(r["oid"])) == "unknown_id" and o["status"] in DONE: r["expect"]((False, Conflict, told(o)))
             else: r["expect"]((why is None, why, told(o)))
 
-    def event(self, symbol, e, refused):
-        seq, kind, oid, maker, user, maker_user, price, qty, reason = e
-        o, why = self.orders.get(oid), REASONS[reason]
-        if o is None: refused[oid] = why; return  # a cancel (modify) of an order done and forgotten while it was in flight: unknown to the book
-        if kind == ACCEPTED:
-            o.update(status="open", remaining=qty, qty=o["filled"] + qty)
-            if price: o["price"] = price
-        elif kind == TRADE:
-            for t, tag in ((o, "t"), (self.orders[maker], "m")):
-                self.fills.setdefault(t["account"], []).append((f"{symbol}:{seq}:{tag}", t["order_id"], t["cid"], t["side"], price, qty))
-                t["filled"], t["remaining"], t["notional"] = t["filled"] + qty, t["remaining"] - qty, t["notional"] + price * qty
-                if t["remaining"] == 0: t["status"] = "filled"; self.others.append(t)
-            if user != maker_user:
-                for t in (o, self.orders[maker]): self.fill((t["account"], symbol), qty if t["side"] == "buy" else -qty, price)
-        elif kind == CANCELLED:  # the rest of a market (stop) order protected by its band: nothing more within it
-            o.update(status="cancelled", remaining=0, reason="no_liquidity_in_band" if why == "ioc_remainder" and o["kind"] in ("market", "stop") else why)
-            self.others.append(o)
-        elif kind == REJECTED:
-            if o["status"] == "new": o.update(status="rejected", reason=why, remaining=0); self.others.append(o)
-            else: refused[oid] = why
+    def position(self, account, symbol): return account, symbol  # by symbol too
 
 
 def _m_price(r, symbol, d=None):
