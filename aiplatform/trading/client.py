@@ -7,7 +7,7 @@ __all__ = ['CONNECT_S', 'PING_S', 'REFUSED_S', 'CLOSE_S', 'CATCH_UP_LIMIT', 'GET
            'RateLimited', 'error_of', 'AsyncTradingClient', 'new_cid', 'order_message', 'TradingClient']
 
 # %% ../../nbs/trading/15_client.ipynb #c1517e7c
-import asyncio, copy, itertools, json, random, secrets, threading, warnings, weakref
+import asyncio, copy, itertools, json, math, random, secrets, threading, warnings, weakref
 from collections import deque
 from contextlib import suppress
 from urllib.parse import urlencode
@@ -361,10 +361,15 @@ async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, chec
         if m.get("op") == "order": self.placed.add(m.get("cid"))
     try:
         if ws.closed: raise ConnectionError(f"{self.urls[shard]}ws: connection closed; reconnecting")  # its reader has ended and failed the requests it knew
+        parts = [messages[i:i + MAX_FRAME] for i in range(0, len(messages), MAX_FRAME)]
+        try: frames = [json.dumps(part if len(part) > 1 else part[0], allow_nan=False) for part in parts]  # all before any is sent
+        except ValueError:  # a NaN or an infinity: the service could read no message of its frame, nor say which one it was
+            if (bad := next(((k, f, v) for k, m in enumerate(messages) for f, v in m.items() if isinstance(v, float) and not math.isfinite(v)), None)) is None: raise
+            raise ValidationError(f"{bad[1]} {bad[2]!r} (message {bad[0]}): expected a finite number; nothing sent") from None
         async with asyncio.timeout(timeout):  # the sending too: a shard that stops reading fills the socket
-            for part in (messages[i:i + MAX_FRAME] for i in range(0, len(messages), MAX_FRAME)):
+            for part, text in zip(parts, frames):
                 sent += len(part)  # from here on it may reach the service
-                await ws.send_str(json.dumps(part if len(part) > 1 else part[0]))
+                await ws.send_str(text)
             answers = await _all(futures)
     except TimeoutError: raise TimeoutError(f"{self.urls[shard]}ws: no answer to {len(messages)} message(s) in {timeout:g} s") from None
     finally:
@@ -392,28 +397,34 @@ def order_message(symbol, side, qty, price=None, cid=None, **kwargs) -> dict:
 
 @patch
 async def order(self: AsyncTradingClient, symbol, side, qty, price=None, cid=None, **kwargs) -> dict:
-    "Place an order; its state once the engine has it (`OrderRejected` if the engine refused it)."
-    if (known := self.orders.get(cid)) is not None and self.shard(known["symbol"]) != self.shard(symbol):  # another shard would take it for a new one
-        raise ValidationError(f"cid {cid!r}: already names your order in {known['symbol']}; a client order id names one order")
-    return (await self.requests([order_message(symbol, side, qty, price, cid, **kwargs)], self.shard(symbol)))[0]["order"]
+    """Place an order; its state once the engine has it (`OrderRejected` if the engine refused it). A `cid` that already names an
+    order of the account is answered with that order's state (`symbol` and the rest unused): by the shard that holds the order
+    when this client knows it, else by `symbol`'s (a shard knows only its own ids)."""
+    shard = self.shard((self.orders.get(cid) or {"symbol": symbol})["symbol"])
+    return (await self.requests([order_message(symbol, side, qty, price, cid, **kwargs)], shard))[0]["order"]
 
 @patch
 async def cancel(self: AsyncTradingClient, cid: str) -> dict:
-    return (await self.request("cancel", self._shard_of_order(cid), cid=cid))["order"]
+    return (await self.request("cancel", await self._holding(cid), cid=cid))["order"]
 
 @patch
 async def modify(self: AsyncTradingClient, cid: str, price=None, qty=None) -> dict:
     fields = {k: v for k, v in dict(price=price, qty=qty).items() if v is not None}
-    return (await self.request("modify", self._shard_of_order(cid), cid=cid, **fields))["order"]
+    return (await self.request("modify", await self._holding(cid), cid=cid, **fields))["order"]
 
 @patch
 async def cancel_all(self: AsyncTradingClient, symbol=None) -> list[str]:
-    "Cancel every open order (of `symbol`); the client order ids being cancelled."
+    """Cancel every open order (of `symbol`); the client order ids being cancelled. With a shard that does not answer, its error is
+    raised once the others have answered, its `cancelling` the ids they are cancelling."""
     shards = [self.shard(symbol)] if symbol else range(len(self.urls))
     fields = {"symbol": symbol} if symbol else {}
     answers = await asyncio.gather(*(self.request("cancel_all", s, **fields) for s in shards), return_exceptions=True)  # every shard at once: one down delays none
-    if errors := [a for a in answers if isinstance(a, BaseException)]: raise errors[0]
-    return [cid for a in answers for cid in a["cancelling"]]
+    cancelling = [cid for a in answers if not isinstance(a, BaseException) for cid in a["cancelling"]]
+    if errors := [a for a in answers if isinstance(a, BaseException)]:
+        errors[0].cancelling = cancelling
+        errors[0].add_note(f"the other shards are cancelling {len(cancelling)} order(s): {', '.join(cancelling[:20])}" if cancelling else "no other shard had an open order")
+        raise errors[0]
+    return cancelling
 
 @patch
 async def cancel_placed(self: AsyncTradingClient, symbol=None, cids=None) -> list[str]:
@@ -435,11 +446,24 @@ async def cancel_placed(self: AsyncTradingClient, symbol=None, cids=None) -> lis
     return [o["cid"] for o in mine]
 
 @patch
-def _shard_of_order(self: AsyncTradingClient, cid):
-    "The shard that holds order `cid`: the only one, or its symbol's."
-    if cid in self.orders: return self.shard(self.orders[cid]["symbol"])
+async def _holding(self: AsyncTradingClient, cid) -> int:
+    """The shard holding the account's order `cid`: the only one, or its symbol's when this client knows the order, else the first
+    to answer that it has it (every shard asked at once); `NotFound` if none has it, or the error of one that could not say."""
+    if (known := self.orders.get(cid)) is not None: return self.shard(known["symbol"])
     if len(self.urls) == 1: return 0
-    raise NotFound(f"order {cid!r}: not seen by this client; its shard is unknown")
+    asked, errors = [asyncio.ensure_future(self.get(f"orders/{cid}", s)) for s in range(len(self.urls))], []
+    try:
+        for answer in asyncio.as_completed(asked):
+            try: state = await answer
+            except NotFound: continue
+            except Exception as e: errors.append(e)
+            else:
+                self._keep_orders([state])
+                return self.shard(state["symbol"])
+    finally:
+        for a in asked: a.cancel()  # found: a slow shard's answer is not waited for
+    if errors: raise errors[0]
+    raise NotFound(f"order {cid!r}: no such client order id in this account on any of the {len(self.urls)} shards")
 
 # %% ../../nbs/trading/15_client.ipynb #8114a281
 @patch
@@ -473,7 +497,7 @@ GET_S = 30  # seconds an HTTP query may take
 
 @patch
 async def get(self: AsyncTradingClient, path, shard=0, **params) -> dict:
-    "GET the service's `path` (JSON); the platform error it answers otherwise, and `ConnectionError` for a service that cannot be reached (as `_socket` says it)."
+    "GET the service's `path` (JSON); the platform error it answers otherwise, `ConnectionError` for a service that cannot be reached (as `_socket` says it), `TimeoutError` for one that does not answer within `GET_S`."
     if self._session is None: self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.key}"})
     url = self.urls[shard] + path
     try:
@@ -487,12 +511,15 @@ async def get(self: AsyncTradingClient, path, shard=0, **params) -> dict:
             if r.status >= 400: raise error_of(r.status, body.get("error", f"{url}: {r.status} {r.reason}"), body.get("order"))
             return body
     except aiohttp.ClientConnectionError as e: raise ConnectionError(f"{url}: cannot connect ({e})") from e  # refused, or dropped by a proxy
+    except TimeoutError: raise TimeoutError(f"{url}: no answer in {GET_S} s") from None
 
 @patch
 async def _everywhere(self: AsyncTradingClient, path, key, symbol=None, **params) -> list:
-    "The rows under `key` of `path` from every shard, or from `symbol`'s alone (another shard answers 421 for it)."
+    "The rows under `key` of `path` from every shard (asked at once), or from `symbol`'s alone (another shard answers 421 for it)."
     shards = [self.shard(symbol)] if symbol else range(len(self.urls))
-    return [row for s in shards for row in (await self.get(path, s, symbol=symbol, **params))[key]]
+    answers = await asyncio.gather(*(self.get(path, s, symbol=symbol, **params) for s in shards), return_exceptions=True)  # one slow or down delays no other's answer
+    if errors := [a for a in answers if isinstance(a, BaseException)]: raise errors[0]
+    return [row for a in answers for row in a[key]]
 
 @patch
 async def me(self: AsyncTradingClient) -> dict:

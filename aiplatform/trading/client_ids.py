@@ -10,7 +10,7 @@ import os, re
 from fastcore.basics import patch
 from ..core import ValidationError, get_logger
 from .journal import FSYNC_POLICIES, Rewritable, damaged
-from .orders import CID
+from .orders import CID, CID_RULE
 
 # %% ../../nbs/trading/10_client_ids.ipynb #8cc5be38
 _CID = re.compile(CID).fullmatch
@@ -53,7 +53,7 @@ def _load(self: ClientIds):
 def assign(self: ClientIds, account: int, cid: str, cod=False) -> tuple[int, bool]:
     "The order id of `cid` in `account` and whether it is new (to be written by the next `flush`, marked `cod` when its connection cancels it on disconnect)."
     if (order_id := self.ids.get((account, cid))) is not None: return order_id, False
-    if not _CID(cid): raise ValidationError(f"cid {cid!r}: expected a client order id: 1 to 36 letters, digits, '.', '_', ':' or '-'")
+    if not _CID(cid): raise ValidationError(f"cid {cid!r}: expected a client order id: {CID_RULE}")
     order_id, self.next_id = self.next_id, self.next_id + 1
     self.ids[account, cid] = order_id
     if cod: self.cod.add(order_id)

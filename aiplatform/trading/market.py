@@ -213,8 +213,8 @@ def spec(self: Market, symbol) -> SymbolSpec:
     if not re.fullmatch(SYMBOL, symbol):  # not one any shard could trade: said so, not sent to another shard
         raise ValidationError(f"symbol {symbol[:50]!r}: expected {Order.model_fields['symbol'].description}")
     if (owner := shard_of(symbol, self.shards)) != self.shard:
-        raise Misdirected(f"symbol {symbol!r}: traded on shard {owner}, this is shard {self.shard} of {self.shards}")
-    raise NotFound(f"symbol {symbol!r}: not traded; symbols: {some_of(self.specs)}")
+        raise Misdirected(f"symbol {symbol!r}: not on this shard, {self.shard} of {self.shards}: shard {owner} trades it if any does")
+    raise NotFound(f"symbol {symbol!r}: not traded; symbols: {some_of(self.specs)}" + (f" (this shard's, {self.shard} of {self.shards})" if self.shards > 1 else ""))
 
 @patch
 def add_symbol(self: Market, spec: SymbolSpec):
@@ -284,15 +284,15 @@ def _queue(self: Market, request: Request):
 
 @patch
 def submit(self: Market, account: int, order: Order | PlainOrder, reply, cancel_on_disconnect=False) -> bool:
-    "Queue a new order of `account` (or answer a repeated client order id at once), marked if its connection cancels it on disconnect; whether it is new."
-    spec = self.spec(order.symbol)
+    "Queue a new order of `account` (or answer a repeated client order id at once, whatever else the order says), marked if its connection cancels it on disconnect; whether it is new."
     known = self.cids.ids.get((account, order.cid))
     if known is not None:
         self._answer(known, reply)
         return False
+    spec = self.spec(order.symbol)
     if spec.halted: raise Conflict(HALTED.format(order.symbol))
-    self._check_price(spec, order.price, stop=order.stop_price)  # a stop-limit's limit: banded around where it triggers
     self._check_price(spec, order.stop_price, "stop_price", banded=False)  # a trigger may be far off (a stop-loss): its fill is banded
+    self._check_price(spec, order.price, stop=order.stop_price)  # a stop-limit's limit: banded around where it triggers (on the tick: checked first)
     self._check_stop(spec, order)
     self._check_qty(spec, order.qty), self._check_qty(spec, order.display_qty, "display_qty")
     order_id, _ = self.cids.assign(account, order.cid, cancel_on_disconnect)

@@ -55,7 +55,7 @@ SETTINGS = {"trading": {
     "price_band_pct": Setting("float", 10.0, "a new symbol's band: a limit price's farthest distance from the last trade, in percent (0: none); a symbol traded keeps the band it started with", lo=0, hi=100),
     "max_order_qty": Setting("int", 1_000_000, "largest qty of one order", lo=1, hi=10**12),
     "max_notional": Setting("int", 10**12, "largest price times quantity of one order", lo=1, hi=2**62),
-    "max_open_orders": Setting("int", 10_000, "open orders one account may have", lo=1, hi=10**7),
+    "max_open_orders": Setting("int", 10_000, "open orders one account may have on a shard", lo=1, hi=10**7),
     "rate": Setting("float", 2_000.0, "messages a second one WebSocket connection may send, on average", lo=1, hi=10**7),
     "burst": Setting("int", 5_000, "messages one WebSocket connection may send at once", lo=1, hi=10**7),
     "queue_limit": Setting("int", 10_000, "messages waiting for a connection that has fallen behind before it is resynced or closed", lo=10, hi=10**7),
@@ -63,8 +63,8 @@ SETTINGS = {"trading": {
                               lo=4, hi=65536),
     "heartbeat": Setting("float", 15.0, "seconds of silence after which a connection gets a heartbeat", lo=0.1, hi=3600),
     "snapshot_every": Setting("int", 100_000, "commands between snapshots of the books and the ledger", lo=100, hi=10**9),
-    "keep_fills": Setting("int", 10_000, "fills kept per account", lo=1, hi=10**7),
-    "keep_done": Setting("int", 10_000, "done orders (and their client order ids) kept per account; older ones are forgotten after each batch",
+    "keep_fills": Setting("int", 10_000, "fills kept per account on a shard", lo=1, hi=10**7),
+    "keep_done": Setting("int", 10_000, "done orders (and their client order ids) kept per account on a shard; older ones are forgotten after each batch",
                          lo=1, hi=10**7),
 }}
 

@@ -10,7 +10,7 @@ from conftest import free_port
 from trading_service import Proxy, make_users, start_trading, stop
 from aiplatform.trading import client
 from aiplatform.trading.client import AsyncTradingClient, TradingClient, order_message
-from aiplatform.core import NotFound
+from aiplatform.core import NotFound, ValidationError
 from aiplatform.trading.market import shard_of
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,16 @@ def test_a_failing_listener_costs_the_others_nothing(svc):
             await c.requests([{"op": "order", "cid": "nope", "symbol": "NOPE", "side": "buy", "qty": 1, "price": 90}], check=False)
             assert "nope" not in c.placed and len(c.placed) == 2  # refused before it was an order: nothing to cancel, nothing kept
             await c.cancel_all()
+    asyncio.run(main())
+
+def test_a_price_that_is_no_json_number_is_refused_before_anything_is_sent(svc):
+    async def main():
+        async with AsyncTradingClient(svc.url, svc.keys["tess"]) as c:
+            began = time.monotonic()
+            with pytest.raises(ValidationError, match=r"^price nan \(message 1\): expected a finite number; nothing sent$"):  # before: a 30 s TimeoutError
+                await c.requests([order_message("DEMO", "buy", 1, 90, cid="fine"), order_message("DEMO", "buy", 1, float("nan"), cid="nan")])
+            assert time.monotonic() - began < 1 and c._waiting == {} and not c.placed
+            with pytest.raises(NotFound): await c.get("orders/fine")  # the good one of the frame: not sent either
     asyncio.run(main())
 
 def test_the_notebook_client_never_waits_on_itself_and_reads_copies(svc):
@@ -110,7 +120,12 @@ def test_a_shard_that_never_answers_holds_up_no_other(svc, monkeypatch):
             await c.order("DEMO", "buy", 1, 90, cid="other-shard")
             assert time.monotonic() - began < 2 and not hung.done()
             with pytest.raises(ConnectionError, match="no answer to the handshake in 1 s"): await hung
+            began = time.monotonic()
+            with pytest.raises(TimeoutError, match=f"^{url_mute}orders: no answer in 1 s$"): await c.orders_frame()  # before: TimeoutError(''), after 30 s one shard after the other
+            with pytest.raises(TimeoutError, match=f"^{url_mute}orders/x: no answer in 1 s$"): await c.cancel("x")  # not on the shard that answered: the other cannot say
+            assert time.monotonic() - began < 3
             await c.cancel_all(symbol="DEMO")
+    monkeypatch.setattr(client, "GET_S", 1)  # 30 s by default
     try: asyncio.run(main())
     finally: mute.close()
 

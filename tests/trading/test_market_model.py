@@ -402,11 +402,11 @@ class MModel(Model):
 
     def submit(self, account, f, expect):
         symbol = f["symbol"]
-        if symbol not in self.specs: return NotFound
-        if (oid := self.cids.get((account, f["cid"]))) is not None:
+        if (oid := self.cids.get((account, f["cid"]))) is not None:  # answered whatever else it says, its symbol too
             if self.orders[oid]["status"] == "new": self.pending.append(dict(op="answer", oid=oid, o=self.orders[oid], expect=expect))
             else: expect(self.answer(oid))
             return False
+        if symbol not in self.specs: return NotFound
         spec, book = self.specs[symbol], self.books[symbol]
         if spec["halted"]: return Conflict
         price, stop, last = f.get("price"), f.get("stop_price"), book.last

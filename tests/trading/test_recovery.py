@@ -2,6 +2,8 @@
 equal the fills, a repeated client order id is never a second order, clients reconnect and resync. And a market split
 over two shards."""
 import asyncio, json, os, random, signal, time, urllib.request
+import pytest
+from aiplatform.core import NotFound
 from trading_service import make_users, start_trading, stop
 from aiplatform.trading.client import AsyncTradingClient, order_message
 from aiplatform.trading.market import shard_of
@@ -86,8 +88,31 @@ def test_two_shards_own_disjoint_symbols(tmp_path):
                 assert sorted(open_.symbol) == sorted(symbols.split())
                 wrong = next(s for s in symbols.split() if shard_of(s, 2) == 1)
                 answer = (await c.requests([order_message(wrong, "buy", 1, 100)], shard=0, check=False))[0]
-                assert (answer["status"], answer["error"]) == (421, f"symbol {wrong!r}: traded on shard 1, this is shard 0 of 2")
+                assert (answer["status"], answer["error"]) == (421, f"symbol {wrong!r}: not on this shard, 0 of 2: shard 1 trades it if any does")
                 assert sorted(await c.cancel_all()) == sorted(f"s-{s}" for s in symbols.split())
+        asyncio.run(main())
+    finally:
+        for s in shards: stop(s)
+
+def test_on_two_shards_a_client_finds_orders_it_never_saw_and_a_repeated_cid_answers_the_order_it_names(tmp_path):
+    keys = make_users(tmp_path)
+    on = {k: [s for s in "DEMO ACME GOOG EURUSD".split() if shard_of(s, 2) == k] for k in (0, 1)}
+    shards = [start_trading(tmp_path, symbols="DEMO ACME GOOG EURUSD", shards=2, shard=k, price_band_pct=0) for k in (0, 1)]
+    try:
+        async def main():
+            async with AsyncTradingClient([s.url for s in shards], keys["tess"]) as placing:
+                for k in (0, 1): await placing.order(on[k][0], "buy", 1, 100, cid=f"on{k}")
+                again = await placing.order(on[1][0], "sell", 5, 90, cid="on0")  # before: ValidationError, where one shard answers the order's state
+                assert (again["symbol"], again["side"], again["status"]) == (on[0][0], "buy", "open")
+            async with AsyncTradingClient([s.url for s in shards], keys["tess"]) as fresh:  # a new notebook: it has seen none of them
+                assert (await fresh.modify("on1", qty=3))["remaining"] == 3  # before: NotFound "its shard is unknown"
+                assert (await fresh.cancel("on0"))["status"] == "cancelled"
+                with pytest.raises(NotFound, match="^order 'nope': no such client order id in this account on any of the 2 shards$"): await fresh.cancel("nope")
+                await fresh.order(on[0][0], "buy", 1, 100, cid="left")
+                stop(shards[1])
+                with pytest.raises(ConnectionError) as raised: await fresh.cancel_all()
+                assert raised.value.cancelling == ["left"] and "the other shards are cancelling 1 order(s): left" in raised.value.__notes__  # before: the error alone
+                assert (await fresh.get("orders/left", 0))["status"] == "cancelled"
         asyncio.run(main())
     finally:
         for s in shards: stop(s)
