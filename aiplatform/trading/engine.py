@@ -137,24 +137,33 @@ def _reach(book: OrderBook, side, qty):
     n = counts[1 - side]
     return int(D[1 - side, min(int(np.searchsorted(np.cumsum(D[1 - side, :n, 1]), qty)), n - 1), 0]) if n else None
 
+def _best_bid(book: OrderBook) -> int:
+    "The book's best bid now (0 with none)."
+    D, counts = book.depth_arrays(1)
+    return int(D[BUY, 0, 0]) if counts[BUY] else 0
+
 def _may_rest(row) -> bool:
     "Whether a new order (its command fields) may stay live after its batch: a stop waits for its trigger, a limit order rests unless IOC or FOK; a market order never does (one can always close a position)."
     return row[4] in (STOP, STOP_LIMIT) or (row[4] != MARKET and row[5] == GTC)
 
 @patch
-def _risk(self: Engine, book, last, row, pending=0, queued=None):
-    "The limit the command `row` (its fields) breaks, or None; `last`: the last trade before its batch, `pending`: its user's new orders before it in the batch, `queued`: the fields of the order a modify names when that order is new in the batch."
+def _risk(self: Engine, book, last, row, pending=0, queued=None, bid=None):
+    """The limit the command `row` (its fields) breaks, or None; `last`: the last trade before its batch, `pending`: its user's new orders before it
+    in the batch, `queued`: the fields of the order a modify names when that order is new in the batch, `bid`: the highest bid a sell may meet
+    (None: the book's best now)."""
     op, order_id, user, side, kind, price, qty, stop = row[0], row[1], row[2], row[3], row[4], row[6] or None, row[7] or None, row[8] or None
     lim = self.user_limits.get(user, self.limits)
     if qty is not None and qty > lim.max_order_qty: return "risk_max_order_qty"
     if op == OP_SUBMIT:
         if kind in (MARKET, STOP): price = None  # the book takes no price from them
         at = price if kind in (LIMIT, STOP_LIMIT) else stop if kind == STOP else _reach(book, side, qty)
-        shown = row[9]
+        shown, takes = row[9], kind in (LIMIT, MARKET)
     else:  # a modify: the order as it would be
         o = book.order(order_id)
         was = (o.price or o.stop_price, o.remaining, o.display_qty) if o is not None else (queued[6] or queued[8], queued[7], queued[9]) if queued else (None, None, None)
         at, qty, shown = price or was[0], qty or was[1], was[2]
+        side, takes = (SIDES.index(o.side), o.stop_price is None) if o is not None else (queued[3], queued[4] in (LIMIT, MARKET)) if queued else (None, False)
+    if side == SELL and takes: at = max(at or 0, _best_bid(book) if bid is None else bid)  # a sell that crosses trades at the bids' prices, however far above its own
     if at and qty and at * qty > lim.max_notional: return "risk_max_notional"
     if shown and qty and qty > lim.max_iceberg_parts * shown: return "risk_iceberg_parts"
     around = stop if op == OP_SUBMIT and kind == STOP_LIMIT else last  # a stop-limit's limit: around where it triggers, as `Market` bands it
@@ -302,8 +311,9 @@ def prune(self: Engine):
 # %% ../../nbs/trading/02_engine.ipynb #a0993747
 @patch
 def process(self: Engine, symbol, rows) -> list[Event]:
-    "Risk-check, then journal and apply as one batch (split where a refused modify names an order of it), commands given as fields (`submit_fields`, `cancel_fields`, `modify_fields`)."
+    "Risk-check, then journal and apply as one batch (split where a refused modify names an order of it, and before a market order), commands given as fields (`submit_fields`, `cancel_fields`, `modify_fields`)."
     out, passed, pending, new, freed = [], [], {}, {}, set()
+    top, raised = None, 0  # the best bid before the batch (read once a sell needs it), the highest a buy of the batch may bid since
     book = self.book(symbol)
     last = book.last_price  # the batch is checked against the last trade before it
     for row in rows:
@@ -312,16 +322,27 @@ def process(self: Engine, symbol, rows) -> list[Event]:
             freed.add(order_id)  # a cancel of a resting order frees its place for the orders after it, as one at a time
             pending[user] = pending.get(user, 0) - 1
         if op != OP_CANCEL:  # a cancel is never refused by risk
-            if (reason := self._risk(book, last, row, pending.get(user, 0), new.get(order_id))):
+            if op == OP_SUBMIT and row[4] == MARKET and passed:  # checked against the book the commands before it leave: they go first
+                out, passed, new, pending, top, raised = out + self._run(symbol, passed), [], {}, {}, None, 0
+            if top is None and (row[3] == SELL or op != OP_SUBMIT): top = _best_bid(book)
+            if (reason := self._risk(book, last, row, pending.get(user, 0), new.get(order_id), None if top is None else max(top, raised))):
                 if order_id in new:  # a modify of an order new in this batch: the commands before it go first
-                    out, passed, new, pending = out + self._run(symbol, passed), [], {}, {}
+                    out, passed, new, pending, top, raised = out + self._run(symbol, passed), [], {}, {}, None, 0
                 out += _reject(order_id, user, row[6], row[7], reason)
                 continue
             if op == OP_SUBMIT:
                 if _may_rest(row): pending[user] = pending.get(user, 0) + 1  # an IOC order before it takes no place of its own
                 new[order_id] = row
+            raised = max(raised, _raised(book, row, new))
         passed.append(row)
     return out + self._run(symbol, passed) if passed else out
+
+def _raised(book, row, new) -> int:
+    "The price a buy (a new one, or a modify of one: new in the batch, `new`, or resting) may bid once the command `row` is done (0: none)."
+    if row[0] == OP_SUBMIT: return row[6] if row[3] == BUY else 0  # a stop-limit's too: it may trigger within the batch
+    named = new.get(row[1])
+    buy = named[3] == BUY if named is not None else (o := book.order(row[1])) is not None and o.side == "buy"
+    return row[6] if buy else 0
 
 @patch
 def _run(self: Engine, symbol, rows) -> list[Event]:
