@@ -461,7 +461,9 @@ async def _holding(self: AsyncTradingClient, cid) -> int:
                 self._keep_orders([state])
                 return self.shard(state["symbol"])
     finally:
-        for a in asked: a.cancel()  # found: a slow shard's answer is not waited for
+        for a in asked:  # found: a slow shard's answer is not waited for, one already in is taken (not logged as never retrieved)
+            if not a.done(): a.cancel()
+            elif not a.cancelled(): a.exception()
     if errors: raise errors[0]
     raise NotFound(f"order {cid!r}: no such client order id in this account on any of the {len(self.urls)} shards")
 
