@@ -706,6 +706,36 @@ def depth(self: OrderBook, levels=10) -> dict:
     return {"bids": list(map(tuple, D[BUY, :bids].tolist())), "asks": list(map(tuple, D[SELL, :asks].tolist()))}
 
 @patch
+def best(self: OrderBook, side) -> int | None:
+    "The best price of `side` (`BUY`: the bids, `SELL`: the asks) now, None on an empty side: its last level, never an empty one."
+    n = int(self._S[S_PN + side])
+    return int(self._L[self._PL[side, n - 1], L_PRICE]) if n else None
+
+@njit(cache=True)
+def _reach(O, L, PL, S, side, qty, user):
+    "The farthest price a market order of `qty` on `side` takes, walking the other side's visible quantity best first (`user`'s orders skipped, -1: none); -1 on an empty side."
+    opp, far, left = 1 - side, -1, qty
+    n = S[S_PN + opp]
+    while n > 0 and left > 0:
+        n -= 1
+        lv = PL[opp, n]
+        if L[lv, L_COUNT] == 0: continue
+        if user < 0:
+            far, left = L[lv, L_PRICE], left - L[lv, L_QTY]
+            continue
+        o = L[lv, L_HEAD]
+        while o != -1:
+            if O[o, O_USER] != user: far, left = L[lv, L_PRICE], left - O[o, O_VIS]
+            o = O[o, O_NEXT]
+    return far
+
+@patch
+def reach(self: OrderBook, side, qty, skip_user=None) -> int | None:
+    "The farthest price a market order of `qty` on `side` (a code) would take now by the visible quantity, not counting `skip_user`'s orders (which self-trade prevention cancels as it goes); None on an empty side."
+    far = _reach(self._O, self._L, self._PL, self._S, side, qty, -1 if skip_user is None else skip_user)
+    return None if far < 0 else int(far)
+
+@patch
 def order(self: OrderBook, order_id) -> OrderInfo | None:
     "The live order `order_id`, or `None`."
     o = _hget(self._H, _int("order_id", order_id))

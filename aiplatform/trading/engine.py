@@ -13,7 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 from ..core import NotFound, ValidationError, get_logger
 import numpy as np
-from .book import (BUY, GTC, LIMIT, MARKET, OP_CANCEL, OP_SUBMIT, SELL, SIDES, STOP, STOP_LIMIT, Event, OrderBook,
+from .book import (BUY, GTC, LIMIT, MARKET, OP_CANCEL, OP_SUBMIT, SELL, SIDES, STOP, STOP_LIMIT, STP_CANCEL_OLDEST, Event, OrderBook,
                                      cancel_fields, events_of, modify_fields, submit_fields)
 from .journal import HEADER, JournaledBook, _fsync_dir
 from fastcore.basics import patch
@@ -130,17 +130,6 @@ def book(self: Engine, symbol) -> OrderBook:
     if symbol not in self.books: raise NotFound(f"symbol {symbol!r}: not traded; symbols: {some_of(self.books)}")
     return self.books[symbol]
 
-def _reach(book: OrderBook, side, qty):
-    "The farthest price a market order of `qty` on `side` (a code) would take in `book` now, by its visible quantity; None on an empty side."
-    if side not in (BUY, SELL) or qty is None: return None
-    D, counts = book.depth_arrays(1 << 40)  # as many levels as the book has
-    n = counts[1 - side]
-    return int(D[1 - side, min(int(np.searchsorted(np.cumsum(D[1 - side, :n, 1]), qty)), n - 1), 0]) if n else None
-
-def _best_bid(book: OrderBook) -> int:
-    "The book's best bid now (0 with none)."
-    D, counts = book.depth_arrays(1)
-    return int(D[BUY, 0, 0]) if counts[BUY] else 0
 
 def _may_rest(row) -> bool:
     "Whether a new order (its command fields) may stay live after its batch: a stop waits for its trigger, a limit order rests unless IOC or FOK; a market order never does (one can always close a position)."
@@ -156,14 +145,17 @@ def _risk(self: Engine, book, last, row, pending=0, queued=None, bid=None):
     if qty is not None and qty > lim.max_order_qty: return "risk_max_order_qty"
     if op == OP_SUBMIT:
         if kind in (MARKET, STOP): price = None  # the book takes no price from them
-        at = price if kind in (LIMIT, STOP_LIMIT) else stop if kind == STOP else _reach(book, side, qty)
+        if kind in (LIMIT, STOP_LIMIT): at = price
+        elif kind == STOP: at = stop
+        else: at = book.reach(side, qty, user if row[11] == STP_CANCEL_OLDEST else None) if side in (BUY, SELL) and qty else None  # its own orders cancelled, it goes on past them
+        if side == SELL and kind in (STOP, STOP_LIMIT): at = max(at or 0, stop or 0)  # triggered, it meets the bids near its stop
         shown, takes = row[9], kind in (LIMIT, MARKET)
     else:  # a modify: the order as it would be
         o = book.order(order_id)
         was = (o.price or o.stop_price, o.remaining, o.display_qty) if o is not None else (queued[6] or queued[8], queued[7], queued[9]) if queued else (None, None, None)
         at, qty, shown = price or was[0], qty or was[1], was[2]
         side, takes = (SIDES.index(o.side), o.stop_price is None) if o is not None else (queued[3], queued[4] in (LIMIT, MARKET)) if queued else (None, False)
-    if side == SELL and takes: at = max(at or 0, _best_bid(book) if bid is None else bid)  # a sell that crosses trades at the bids' prices, however far above its own
+    if side == SELL and takes: at = max(at or 0, (book.best(BUY) or 0) if bid is None else bid)  # a sell that crosses trades at the bids' prices, however far above its own
     if at and qty and at * qty > lim.max_notional: return "risk_max_notional"
     if shown and qty and qty > lim.max_iceberg_parts * shown: return "risk_iceberg_parts"
     around = stop if op == OP_SUBMIT and kind == STOP_LIMIT else last  # a stop-limit's limit: around where it triggers, as `Market` bands it
@@ -324,8 +316,8 @@ def process(self: Engine, symbol, rows) -> list[Event]:
         if op != OP_CANCEL:  # a cancel is never refused by risk
             if op == OP_SUBMIT and row[4] == MARKET and passed:  # checked against the book the commands before it leave: they go first
                 out, passed, new, pending, top, raised = out + self._run(symbol, passed), [], {}, {}, None, 0
-            if top is None and (row[3] == SELL or op != OP_SUBMIT): top = _best_bid(book)
-            if (reason := self._risk(book, last, row, pending.get(user, 0), new.get(order_id), None if top is None else max(top, raised))):
+            if top is None and (row[3] == SELL or op != OP_SUBMIT): top = book.best(BUY) or 0
+            if (reason := self._risk(book, last, row, pending.get(user, 0), new.get(order_id), top if top is None or top >= raised else raised)):
                 if order_id in new:  # a modify of an order new in this batch: the commands before it go first
                     out, passed, new, pending, top, raised = out + self._run(symbol, passed), [], {}, {}, None, 0
                 out += _reject(order_id, user, row[6], row[7], reason)
@@ -333,13 +325,13 @@ def process(self: Engine, symbol, rows) -> list[Event]:
             if op == OP_SUBMIT:
                 if _may_rest(row): pending[user] = pending.get(user, 0) + 1  # an IOC order before it takes no place of its own
                 new[order_id] = row
-            raised = max(raised, _raised(book, row, new))
+                if row[3] == BUY and row[6] > raised: raised = row[6]  # a stop-limit's too: it may trigger within the batch
+            elif (bid := _raised(book, row, new)) > raised: raised = bid
         passed.append(row)
     return out + self._run(symbol, passed) if passed else out
 
 def _raised(book, row, new) -> int:
-    "The price a buy (a new one, or a modify of one: new in the batch, `new`, or resting) may bid once the command `row` is done (0: none)."
-    if row[0] == OP_SUBMIT: return row[6] if row[3] == BUY else 0  # a stop-limit's too: it may trigger within the batch
+    "The price a modify `row` of a buy (new in the batch, `new`, or resting) has it bid (0: none)."
     named = new.get(row[1])
     buy = named[3] == BUY if named is not None else (o := book.order(row[1])) is not None and o.side == "buy"
     return row[6] if buy else 0

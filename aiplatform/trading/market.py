@@ -512,8 +512,9 @@ def _explain(self: Market, reason: str, row=None) -> str:
     if given and row is not None and row[0] == OP_SUBMIT and (reason != "risk_max_notional" or row[4] in (LIMIT, STOP_LIMIT)):  # a market or stop order's notional is at the price it would reach
         fields = dict(zip(COMMAND_FIELDS, row))
         notional = fields["price"] * fields["qty"]
-        if reason == "risk_max_notional" and notional <= getattr(self.engine.limits, field):  # a sell checked at the bids it would cross (`Engine._risk`)
-            reason = f"{reason}: qty {fields['qty']:,} sold at the bids it would cross, above its price {fields['price']:,}"
+        if reason == "risk_max_notional" and notional <= getattr(self.engine.limits, field):  # a sell checked at the bids it would meet (`Engine._risk`)
+            near = f"near its stop price {fields['stop_price']:,}" if fields["stop_price"] else "it would cross"
+            reason = f"{reason}: qty {fields['qty']:,} sold at the bids {near}, above its price {fields['price']:,}"
         else: reason = f"{reason}: {given.format(**fields, notional=notional)}"
     return f"{reason}: expected {expected.format(getattr(self.engine.limits, field))} ({where})"
 
