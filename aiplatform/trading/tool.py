@@ -19,7 +19,7 @@ def _warm_book():
         journaled = JournaledBook.open(folder)
         feed = BookFeed("W", journaled.book)
         journaled.process(order_flow(2_000, seed=1)[1], keep_events=False)
-        feed.update(), journaled.book.depth()
+        feed.update(), journaled.book.depth(), journaled.book.reach(0, 1)  # a market order's risk check walks the book compiled
         journaled.close()
         JournaledBook.open(folder).close()
 
