@@ -142,9 +142,7 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
             _need(name, value, value % strategy.lot == 0, f"a multiple of {strategy.symbol}'s lot size {strategy.lot}")
         client.listeners.append(inbox.put_nowait)
         for channel, symbol in (("book", strategy.symbol), ("trades", strategy.symbol), ("orders", None), ("positions", None)):
-            try: await client.subscribe(channel, symbol)
-            except (ConnectionError, TimeoutError, aiohttp.ClientError):  # the account's channels on every shard: one down is followed once it is up
-                if symbol is not None or not client.connected(strategy.symbol): raise
+            await client.subscribe(channel, symbol, wait=[client.shard(strategy.symbol)])  # the account's channels on other shards: in the background (one down or hung stops no bot)
         deadline = None if seconds is None else asyncio.get_running_loop().time() + seconds
         try:
             await strategy.on_start()

@@ -63,6 +63,7 @@ class AsyncTradingClient:
         self._following = set()  # (shard, channel, symbol) being subscribed again and again by `_follow`
         self._unsure = {}  # shard -> the cids of orders sent to it whose answers a dropped connection lost: looked up once it is back
         self._behind = {}  # shard -> the service's stamp of the newest news it had sent when it dropped: the catch-up asks what changed since
+        self._unfetched = set()  # the shards whose history `fetch_history` asked for and did not get yet
         self._reqs, self.placed, self._tasks = itertools.count(1), set(), set()  # the cids of the orders this client sent; its background tasks
 
     def shard(self, symbol) -> int: return shard_of(symbol, len(self.urls))
@@ -93,6 +94,7 @@ async def _socket(self: AsyncTradingClient, shard: int):
             await ws.close()
             raise ConnectionError(f"{self.urls[shard]}ws: the client is closed")
         self._ws[shard], self._readers[shard] = ws, self._background(self._read(ws))
+        if shard in self._unfetched: self._background(self._fetch(shard))  # the history it could not give before
         return ws
 
 @patch
@@ -279,9 +281,17 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
 
 @patch
 async def fetch_history(self: AsyncTradingClient):
-    "Take in the account's newest done orders and fills (up to 10,000 of each) from every shard at once: the orders channel brings the open orders, and what happens from then on."
-    done = await asyncio.gather(*(self._catch_up(s, warn=False) for s in range(len(self.urls))))
-    if failed := [url for url, ok in zip(self.urls, done) if not ok]: raise ConnectionError(f"{', '.join(failed)}: no answer now; the account's history not fetched from it")
+    """Take in the account's newest done orders and fills (up to 10,000 of each) from every shard at once: the orders channel brings the open orders, and what happens from then on.
+    A shard that does not answer now (or before the caller gives up) is asked again once a connection to it opens."""
+    self._unfetched.update(range(len(self.urls)))
+    done = await asyncio.gather(*(self._fetch(s) for s in range(len(self.urls))))
+    if failed := [url for url, ok in zip(self.urls, done) if not ok]: raise ConnectionError(f"{', '.join(failed)}: no answer now; the account's history fetched from it once it answers")
+
+@patch
+async def _fetch(self: AsyncTradingClient, shard) -> bool:
+    "`shard`'s part of `fetch_history`; whether it is done."
+    if done := await self._catch_up(shard, warn=False): self._unfetched.discard(shard)
+    return done
 
 @patch
 def _newest_ns(self: AsyncTradingClient, shard) -> int | None:
@@ -445,6 +455,12 @@ async def cancel_placed(self: AsyncTradingClient, symbol=None, cids=None) -> lis
     if errors := [e for e in done if isinstance(e, BaseException)]: raise errors[0]  # every shard at once: one that does not answer holds up no other
     return [o["cid"] for o in mine]
 
+def _abandon(tasks):
+    "Cancel those of `tasks` not done; take the outcome of those done (not logged as never retrieved)."
+    for t in tasks:
+        if not t.done(): t.cancel()
+        elif not t.cancelled(): t.exception()
+
 @patch
 async def _holding(self: AsyncTradingClient, cid) -> int:
     """The shard holding the account's order `cid`: the only one, or its symbol's when this client knows the order, else the first
@@ -460,19 +476,20 @@ async def _holding(self: AsyncTradingClient, cid) -> int:
             else:
                 self._keep_orders([state])
                 return self.shard(state["symbol"])
-    finally:
-        for a in asked:  # found: a slow shard's answer is not waited for, one already in is taken (not logged as never retrieved)
-            if not a.done(): a.cancel()
-            elif not a.cancelled(): a.exception()
+    finally: _abandon(asked)  # found: a slow shard's answer is not waited for
     if errors: raise errors[0]
     raise NotFound(f"order {cid!r}: no such client order id in this account on any of the {len(self.urls)} shards")
 
 # %% ../../nbs/trading/15_client.ipynb #8114a281
 @patch
-async def subscribe(self: AsyncTradingClient, channel, symbol=None):
-    "Subscribe to a symbol's `book` or `trades`, or to your own `orders` or `positions` (on every shard)."
+async def subscribe(self: AsyncTradingClient, channel, symbol=None, wait=None):
+    """Subscribe to a symbol's `book` or `trades`, or to your own `orders` or `positions` (on every shard); `wait`: the shards whose
+    answers to wait for (default: each one it goes to), the others subscribed in the background, as one down is (one that hangs holds up no caller)."""
     shards = [self.shard(symbol)] if symbol else range(len(self.urls))
     self._subscribed.add((channel, symbol))  # first: a shard that drops now subscribes again when it reconnects
+    if wait is not None:
+        for s in [s for s in shards if s not in wait]: self._background(self._follow(s, channel, symbol))
+        shards = [s for s in shards if s in wait]
     fields = dict(channel=channel, **({"symbol": symbol} if symbol else {}))
     try: answers = await asyncio.gather(*(self.request("subscribe", s, **fields) for s in shards), return_exceptions=True)  # every shard at once: one down delays none
     except asyncio.CancelledError:  # interrupted: still wanted (`unsubscribe` ends it), so made once each shard answers, as when one is down
@@ -486,13 +503,17 @@ async def subscribe(self: AsyncTradingClient, channel, symbol=None):
     if errors: raise errors[0][1]
 
 @patch
-async def unsubscribe(self: AsyncTradingClient, channel, symbol=None):
-    "Stop following what `subscribe` asked for; a book or tape no longer followed is dropped."
+async def unsubscribe(self: AsyncTradingClient, channel, symbol=None, wait=True):
+    """Stop following what `subscribe` asked for; a book or tape no longer followed is dropped. Not `wait`: the shards are told in the
+    background (one that hangs holds up no caller; one that cannot be reached has nothing to stop: a new connection subscribes only to what is wanted)."""
     self._subscribed.discard((channel, symbol))
     if channel == "book": self.books.pop(symbol, None)
     elif channel == "trades": self.trades.pop(symbol, None)
+    async def tell(s):
+        with suppress(*(() if wait else _NOT_NOW)): await self.request("unsubscribe", s, channel=channel, **({"symbol": symbol} if symbol else {}))
     for s in [self.shard(symbol)] if symbol else range(len(self.urls)):
-        await self.request("unsubscribe", s, channel=channel, **({"symbol": symbol} if symbol else {}))
+        if wait: await tell(s)
+        else: self._background(tell(s))
 
 # %% ../../nbs/trading/15_client.ipynb #67ba3d7b
 GET_S = 30  # seconds an HTTP query may take
@@ -525,10 +546,13 @@ async def _everywhere(self: AsyncTradingClient, path, key, symbol=None, **params
 
 @patch
 async def me(self: AsyncTradingClient) -> dict:
-    "Whose key this client holds: the `account` (its id), `username` and `role`, from the first shard that answers."
-    for shard in range(len(self.urls)):
-        try: return await self.get("me", shard)
-        except _NOT_NOW as e: error = e  # that shard down: ask the next
+    "Whose key this client holds: the `account` (its id), `username` and `role`, from the first shard to answer (every shard asked at once: one down or hung holds up none)."
+    asked, error = [asyncio.ensure_future(self.get("me", s)) for s in range(len(self.urls))], None
+    try:
+        for answer in asyncio.as_completed(asked):
+            try: return await answer
+            except _NOT_NOW as e: error = error or e  # that shard down: another may answer
+    finally: _abandon(asked)
     raise error
 
 @patch

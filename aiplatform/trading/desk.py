@@ -164,7 +164,7 @@ def connect(self: TradingDesk):
         try:
             me = client.me()
             account, trades = me["account"], me["role"] in ("trader", "admin")
-            symbols, down = _reach(client, trades)
+            symbols, down = client._run(_reach(client.aio, trades))
         except Exception:
             client.close()
             raise
@@ -187,18 +187,20 @@ def connect(self: TradingDesk):
         threading.Thread(target=self._redraw_loop, args=(loop,), daemon=True, name="desk-redraw").start()
     self._do("connect", go)
 
-def _reach(client, trades=True) -> tuple[list, list]:
-    "The symbols of the shards that answer, and the URLs of those that do not; if the key `trades`, the account's orders and positions followed on each (on one down, once it is up), and its past fills fetched."
-    symbols, down = [], []
-    for shard, url in enumerate(client.urls):
-        try: symbols += [s["symbol"] for s in client.get("symbols", shard)["symbols"]]
-        except (ConnectionError, TimeoutError, OSError): down.append(url)
-    if not trades: return sorted(symbols), down
-    for channel in ("orders", "positions"):
-        try: client.subscribe(channel)
-        except (ConnectionError, TimeoutError, OSError): pass  # a shard down: the client subscribes once it is up
-    with suppress(ConnectionError): client.fetch_history()  # the Fills panel's past fills (a shard down: those it answers)
-    return sorted(symbols), down
+async def _reach(aio, trades=True) -> tuple[list, list]:
+    """The symbols of the shards that answer within `ANSWER_S` (every one asked at once), and the URLs of those that do not; if the key
+    `trades`, the account's orders and positions followed on each (one down or hung: once it answers), and its past fills fetched (a shard
+    that does not answer within `ANSWER_S`: once it does)."""
+    async def listed(shard):
+        async with asyncio.timeout(ANSWER_S): return [s["symbol"] for s in (await aio.get("symbols", shard))["symbols"]]
+    answers = await asyncio.gather(*(listed(s) for s in range(len(aio.urls))), return_exceptions=True)
+    if refused := [a for a in answers if isinstance(a, BaseException) and not isinstance(a, (ConnectionError, TimeoutError, OSError))]: raise refused[0]
+    symbols, down = sorted(s for a in answers if isinstance(a, list) for s in a), [u for u, a in zip(aio.urls, answers) if isinstance(a, BaseException)]
+    if trades:
+        for channel in ("orders", "positions"): await aio.subscribe(channel, wait=[])  # in the background: each shard as soon as it answers
+        with suppress(ConnectionError, TimeoutError):
+            async with asyncio.timeout(ANSWER_S): await aio.fetch_history()  # the Fills panel's past fills
+    return symbols, down
 
 @patch
 def _watch(self: TradingDesk):
@@ -206,8 +208,8 @@ def _watch(self: TradingDesk):
     if self.client and self.symbol.value and self._watched != (self.client, self.symbol.value):
         was, self._watched = self._watched, (self.client, self.symbol.value)
         if was and was[0] is self.client:  # the same client: the book it showed need not be kept up any more (its trades mark the P&L still)
-            self._do("unsubscribe", lambda: self.client.unsubscribe("book", was[1]))
-        for channel in ("book", "trades"): self._do("subscribe", lambda c=channel: self.client.subscribe(c, self.symbol.value))
+            self._do("unsubscribe", lambda: self.client.unsubscribe("book", was[1], wait=False))
+        for channel in ("book", "trades"): self._do("subscribe", lambda c=channel: self.client.subscribe(c, self.symbol.value, wait=[]))  # never waited for: a shard that hangs holds up no click (the ladder says it is disconnected)
         self._marking.add(self.symbol.value)
 
 @patch
@@ -215,7 +217,7 @@ def _mark(self: TradingDesk):
     "Follow the trades of each symbol the account holds (once for each client), shown or not: its P&L moves when others trade it (a position message comes only with the account's own fills)."
     for s in [s for s, p in self.client.positions.items() if p["qty"] and s not in self._marking]:
         self._marking.add(s)
-        self._do("subscribe", lambda s=s: self.client.subscribe("trades", s))
+        self._do("subscribe", lambda s=s: self.client.subscribe("trades", s, wait=[]))
 
 # %% ../../nbs/trading/17_desk.ipynb #0f47599f
 ANSWER_S = 5  # seconds the desk waits for an order's answer: a service gone silent holds the page no longer
@@ -270,7 +272,11 @@ def cancel(self: TradingDesk):
 @patch
 def cancel_all(self: TradingDesk):
     "Cancel every open order of the account, every symbol's (as \"My open orders\" lists them; a bot's quotes too: it quotes again)."
-    self._do("cancel all", lambda: self.status.say(f"cancelling {len(self.client.cancel_all())} orders"))
+    def go():
+        try: self.status.say(f"cancelling {len(self.client.cancel_all())} orders")
+        except (ConnectionError, TimeoutError) as e:  # a shard that did not answer: its orders stay; the others' are cancelled
+            self.status.say(f"cancelling {len(getattr(e, 'cancelling', []))} orders; not those of a shard that did not answer ({e})", error=True)
+    self._do("cancel all", go)
 
 @patch
 def start_bot(self: TradingDesk):

@@ -363,21 +363,27 @@ def test_replay_of_a_recorded_session(market):
     counts = asyncio.run(main())
     assert counts["sent"] == len(commands) and counts["acked"] > len(commands) // 2
 
-def test_a_bot_starts_and_quotes_while_another_shard_is_down(tmp_path):
+@pytest.mark.parametrize("other", ["down", "hung"])
+def test_a_bot_starts_and_quotes_while_another_shard_is_down_or_hung(tmp_path, other):
+    import socket
     from conftest import free_port
     from aiplatform.trading.market import shard_of
     keys, symbols = make_users(tmp_path), "DEMO ACME GOOG EURUSD"
     mine = next(s for s in symbols.split() if shard_of(s, 2) == 1)
-    service = start_trading(tmp_path, symbols=symbols, shards=2, shard=1, price_band_pct=0)  # shard 0 down: restarting, say
-    bot = BotThread(MarketMaker(mine, fair=1_000), [f"http://127.0.0.1:{free_port()}/", service.url], keys["tess"])
+    service = start_trading(tmp_path, symbols=symbols, shards=2, shard=1, price_band_pct=0)
+    hung = socket.socket()  # connections wait in its backlog, never answered: a shard stalled (SIGSTOP, a host gone quiet)
+    hung.bind(("127.0.0.1", 0)), hung.listen()
+    other_url = f"http://127.0.0.1:{free_port() if other == 'down' else hung.getsockname()[1]}/"
+    bot = BotThread(MarketMaker(mine, fair=1_000), [other_url, service.url], keys["tess"])
     try:
-        assert bot.wait_started(20), bot.error  # before: run() asked every shard for its symbols, and subscribed on every one
+        assert bot.wait_started(5), bot.error  # before: run() asked every shard for its symbols, and subscribed on every one (hung: 30 s)
         with TradingClient(service.url, keys["tom"]) as tom:
             depth = tom.depth(mine)
             assert (depth["bids"][0][0], depth["asks"][0][0]) == (998, 1_002)  # its quotes, at fair ± spread 2
     finally:
         bot.stop()
         stop(service)
+        hung.close()
 
 def test_bots_go_on_after_a_gateway_answered_502_while_the_service_restarted(market):
     proxy = Proxy(market.url)

@@ -252,6 +252,39 @@ def test_a_desk_connects_while_a_shard_is_down(tmp_path):
         d.client.close()
     finally: stop(up)
 
+def test_a_desk_connects_and_changes_symbols_at_once_while_a_shard_hangs_and_shows_its_fills_once_it_answers(tmp_path, monkeypatch):
+    import os, signal
+    import aiplatform.trading.desk as desk
+    from aiplatform.trading.market import shard_of
+    monkeypatch.setattr(desk, "ANSWER_S", 1)
+    keys, symbols = make_users(tmp_path), "DEMO ACME GOOG EURUSD ZETA"
+    shards = [start_trading(tmp_path, symbols=symbols, shards=2, shard=k, price_band_pct=0) for k in (0, 1)]
+    urls = [s.url for s in shards]
+    try:
+        assert shard_of("DEMO", 2) == 0
+        with TradingClient(urls, keys["tom"]) as tom, TradingClient(urls, keys["tess"]) as tess:
+            tom.order("DEMO", "sell", 3, 100), tess.order("DEMO", "buy", 3, 100, tif="IOC")
+        os.kill(shards[0].proc.pid, signal.SIGSTOP)  # hung: it takes connections and answers nothing
+        d = TradingDesk(load_settings(env={}, platform={"data_dir": tmp_path}, trading={"shard_urls": " ".join(urls), "shards": 2}))
+        d.key.value = keys["tess"]
+        began = time.monotonic()
+        d.connect()
+        assert time.monotonic() - began < 5 and f"down: {urls[0]}" in d.status.value, (time.monotonic() - began, d.status.value)  # before: minutes
+        assert list(d.symbol.options) == ["EURUSD", "ZETA"]
+        for symbol in ("ZETA", "EURUSD", "ZETA"):
+            began = time.monotonic()
+            d.symbol.value = symbol
+            assert time.monotonic() - began < 1
+        assert not any(f["symbol"] == "DEMO" for f in d.client.fills)
+        os.kill(shards[0].proc.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 20
+        while not any(f["symbol"] == "DEMO" for f in d.client.fills) and time.monotonic() < deadline: time.sleep(0.1)
+        assert any(f["symbol"] == "DEMO" for f in d.client.fills)  # before: never, once it had not answered at the connect
+        d.client.close()
+    finally:
+        os.kill(shards[0].proc.pid, signal.SIGCONT)
+        for s in shards: stop(s)
+
 def test_the_fills_panel_shows_the_fills_made_before_the_desk_connected(svc):
     with TradingClient(svc.url, svc.keys["tom"]) as tom, TradingClient(svc.url, svc.keys["ada"]) as ada:
         tom.order("ZETA", "sell", 7, 150), ada.order("ZETA", "buy", 7, 150, tif="IOC")
