@@ -253,6 +253,9 @@ def send(self: TradingDesk):
         message = order_message(*ticket[:4], cid=cid, kind=ticket[4], **({} if price is not None else {"tif": "IOC"}))
         try: state = self.client.requests([message], self.client.shard(symbol), timeout=ANSWER_S)[0]["order"]
         except (ConnectionError, TimeoutError, OSError) as e:
+            if cid not in self.client.placed:  # never handed to a connection (its shard could not be reached): nothing to look for
+                self._unanswered.pop(ticket, None)
+                raise ConnectionError(f"{e}; order {cid} not sent") from None
             self._unanswered[ticket] = cid
             raise ConnectionError(f"{e}; order {cid} may be placed: sent again, this ticket is that order, never a second") from None
         except AIPlatformError:

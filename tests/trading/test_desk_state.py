@@ -341,6 +341,13 @@ def test_an_order_sent_without_an_answer_is_sent_again_as_the_same_order(svc, mo
         assert "open, 0 of 2 filled" in d.status.value, d.status.value
         tom.cancel_all()
     with TradingClient(svc.url, svc.keys["ada"]) as ada: ada.cancel_all()
+    proxy.gateway_down, _ = True, proxy.abort()  # a new connection answered 502: the order cannot be handed to one
+    deadline = time.time() + 10
+    while time.time() < deadline and d.client.connected("DEMO"): time.sleep(0.05)
+    d.price.value = "40"
+    d.send()
+    assert "not sent)" in d.status.value and "may be placed" not in d.status.value, d.status.value  # before: "may be placed"
+    assert not d._unanswered
     d.client.close()
 
 def test_an_address_that_is_not_the_service_is_said_in_the_status_line(svc):
