@@ -130,7 +130,6 @@ def book(self: Engine, symbol) -> OrderBook:
     if symbol not in self.books: raise NotFound(f"symbol {symbol!r}: not traded; symbols: {some_of(self.books)}")
     return self.books[symbol]
 
-
 def _may_rest(row) -> bool:
     "Whether a new order (its command fields) may stay live after its batch: a stop waits for its trigger, a limit order rests unless IOC or FOK; a market order never does (one can always close a position)."
     return row[4] in (STOP, STOP_LIMIT) or (row[4] != MARKET and row[5] == GTC)
