@@ -7,7 +7,7 @@ __all__ = ['CONNECT_S', 'PING_S', 'REFUSED_S', 'CLOSE_S', 'CATCH_UP_LIMIT', 'GET
            'RateLimited', 'error_of', 'AsyncTradingClient', 'new_cid', 'order_message', 'TradingClient']
 
 # %% ../../nbs/trading/15_client.ipynb #c1517e7c
-import asyncio, copy, itertools, json, math, random, secrets, threading, warnings, weakref
+import asyncio, copy, itertools, json, math, random, re, secrets, threading, warnings, weakref
 from collections import deque
 from contextlib import suppress
 from urllib.parse import urlencode
@@ -18,6 +18,7 @@ from ..core import AIPlatformError, Conflict, Forbidden, NotFound, Unauthorized,
 from .feed import BookOutOfSync, LocalBook
 from .ledger import OrderState, is_done
 from .market import Misdirected, shard_of
+from .orders import CID, CID_RULE
 from .sessions import MAX_FRAME  # the protocol's limit: not the service itself (its store and server), for a lighter import
 
 # %% ../../nbs/trading/15_client.ipynb #07709d0c
@@ -64,6 +65,7 @@ class AsyncTradingClient:
         self._unsure = {}  # shard -> the cids of orders sent to it whose answers a dropped connection lost: looked up once it is back
         self._behind = {}  # shard -> the service's stamp of the newest news it had sent when it dropped: the catch-up asks what changed since
         self._unfetched = set()  # the shards whose history `fetch_history` asked for and did not get yet
+        self._unsubscribes = {}  # (channel, symbol): how many times unsubscribed, so that a subscription answered after one is made again (`_follow`)
         self._reqs, self.placed, self._tasks = itertools.count(1), set(), set()  # the cids of the orders this client sent; its background tasks
 
     def shard(self, symbol) -> int: return shard_of(symbol, len(self.urls))
@@ -94,7 +96,9 @@ async def _socket(self: AsyncTradingClient, shard: int):
             await ws.close()
             raise ConnectionError(f"{self.urls[shard]}ws: the client is closed")
         self._ws[shard], self._readers[shard] = ws, self._background(self._read(ws))
-        if shard in self._unfetched: self._background(self._fetch(shard))  # the history it could not give before
+        if shard in self._unfetched:  # the history it could not give before (once: a fetch already under way is not in the set)
+            self._unfetched.discard(shard)
+            self._background(self._fetch(shard))
         return ws
 
 @patch
@@ -234,8 +238,10 @@ async def _follow(self: AsyncTradingClient, shard, channel, symbol=None):
     try:
         while (channel, symbol) in self._subscribed and not self._closing:
             try:
+                unsubscribed = self._unsubscribes.get((channel, symbol), 0)
                 await self.request("subscribe", shard, **fields)
-                return
+                if self._unsubscribes.get((channel, symbol), 0) == unsubscribed: return
+                continue  # unsubscribed meanwhile (and wanted again, or the loop ends): made again
             except _NOT_NOW: pass  # soon
             except AIPlatformError as e:
                 get_logger("trading.client").warning("%sws: subscribing to %s refused: %s", self.urls[shard], fields, e)
@@ -283,14 +289,16 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
 async def fetch_history(self: AsyncTradingClient):
     """Take in the account's newest done orders and fills (up to 10,000 of each) from every shard at once: the orders channel brings the open orders, and what happens from then on.
     A shard that does not answer now (or before the caller gives up) is asked again once a connection to it opens."""
-    self._unfetched.update(range(len(self.urls)))
     done = await asyncio.gather(*(self._fetch(s) for s in range(len(self.urls))))
     if failed := [url for url, ok in zip(self.urls, done) if not ok]: raise ConnectionError(f"{', '.join(failed)}: no answer now; the account's history fetched from it once it answers")
 
 @patch
 async def _fetch(self: AsyncTradingClient, shard) -> bool:
-    "`shard`'s part of `fetch_history`; whether it is done."
-    if done := await self._catch_up(shard, warn=False): self._unfetched.discard(shard)
+    "`shard`'s part of `fetch_history`; whether it is done (if not, done once a connection to it opens: `_socket`)."
+    done = False
+    try: done = await self._catch_up(shard, warn=False)
+    finally:
+        if not done: self._unfetched.add(shard)  # failed, or given up by the caller
     return done
 
 @patch
@@ -463,20 +471,27 @@ def _abandon(tasks):
 
 @patch
 async def _holding(self: AsyncTradingClient, cid) -> int:
-    """The shard holding the account's order `cid`: the only one, or its symbol's when this client knows the order, else the first
-    to answer that it has it (every shard asked at once); `NotFound` if none has it, or the error of one that could not say."""
+    """The shard holding the account's order `cid`: the only one, or its symbol's when this client knows the order, else the first to
+    answer that it has it open (every shard asked at once), or one that has it done; `NotFound` if none has it, or the error of one that could not say."""
     if (known := self.orders.get(cid)) is not None: return self.shard(known["symbol"])
     if len(self.urls) == 1: return 0
-    asked, errors = [asyncio.ensure_future(self.get(f"orders/{cid}", s)) for s in range(len(self.urls))], []
+    if not isinstance(cid, str) or not re.fullmatch(CID, cid): raise ValidationError(f"cid {cid!r}: expected a client order id: {CID_RULE}")  # it goes into a path
+    asked, errors, done = [asyncio.ensure_future(self.get(f"orders/{cid}", s)) for s in range(len(self.urls))], [], None
     try:
         for answer in asyncio.as_completed(asked):
             try: state = await answer
             except NotFound: continue
             except Exception as e: errors.append(e)
             else:
+                if is_done(state):  # an open one of the same cid on another shard (each has its own ids) is the one meant
+                    done = done or state
+                    continue
                 self._keep_orders([state])
                 return self.shard(state["symbol"])
-    finally: _abandon(asked)  # found: a slow shard's answer is not waited for
+    finally: _abandon(asked)  # found open: a slow shard's answer is not waited for
+    if done is not None:
+        self._keep_orders([done])
+        return self.shard(done["symbol"])
     if errors: raise errors[0]
     raise NotFound(f"order {cid!r}: no such client order id in this account on any of the {len(self.urls)} shards")
 
@@ -510,6 +525,8 @@ async def unsubscribe(self: AsyncTradingClient, channel, symbol=None, wait=True)
     if channel == "book": self.books.pop(symbol, None)
     elif channel == "trades": self.trades.pop(symbol, None)
     async def tell(s):
+        if (channel, symbol) in self._subscribed: return  # wanted again before it went: the subscription stays
+        self._unsubscribes[channel, symbol] = self._unsubscribes.get((channel, symbol), 0) + 1  # a subscribe answered after this goes again (`_follow`)
         with suppress(*(() if wait else _NOT_NOW)): await self.request("unsubscribe", s, channel=channel, **({"symbol": symbol} if symbol else {}))
     for s in [self.shard(symbol)] if symbol else range(len(self.urls)):
         if wait: await tell(s)

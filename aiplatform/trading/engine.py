@@ -148,12 +148,13 @@ def _risk(self: Engine, book, last, row, pending=0, queued=None, bid=None):
         elif kind == STOP: at = stop
         else: at = book.reach(side, qty, user if row[11] == STP_CANCEL_OLDEST else None) if side in (BUY, SELL) and qty else None  # its own orders cancelled, it goes on past them
         if side == SELL and kind in (STOP, STOP_LIMIT): at = max(at or 0, stop or 0)  # triggered, it meets the bids near its stop
-        shown, takes = row[9], kind in (LIMIT, MARKET)
+        shown, takes = row[9], kind in (LIMIT, MARKET) and not row[10]  # a post-only order never takes
     else:  # a modify: the order as it would be
         o = book.order(order_id)
         was = (o.price or o.stop_price, o.remaining, o.display_qty) if o is not None else (queued[6] or queued[8], queued[7], queued[9]) if queued else (None, None, None)
         at, qty, shown = price or was[0], qty or was[1], was[2]
         side, takes = (SIDES.index(o.side), o.stop_price is None) if o is not None else (queued[3], queued[4] in (LIMIT, MARKET)) if queued else (None, False)
+        takes = takes and price is not None  # a new price may cross; a new qty alone trades only as the order rests
     if side == SELL and takes: at = max(at or 0, (book.best(BUY) or 0) if bid is None else bid)  # a sell that crosses trades at the bids' prices, however far above its own
     if at and qty and at * qty > lim.max_notional: return "risk_max_notional"
     if shown and qty and qty > lim.max_iceberg_parts * shown: return "risk_iceberg_parts"
@@ -302,7 +303,7 @@ def prune(self: Engine):
 # %% ../../nbs/trading/02_engine.ipynb #a0993747
 @patch
 def process(self: Engine, symbol, rows) -> list[Event]:
-    "Risk-check, then journal and apply as one batch (split where a refused modify names an order of it, and before a market order), commands given as fields (`submit_fields`, `cancel_fields`, `modify_fields`)."
+    "Risk-check, then journal and apply as one batch (split where a refused modify names an order of it, and before a market buy: `Market` cuts its batches there first), commands given as fields (`submit_fields`, `cancel_fields`, `modify_fields`)."
     out, passed, pending, new, freed = [], [], {}, {}, set()
     top, raised = None, 0  # the best bid before the batch (read once a sell needs it), the highest a buy of the batch may bid since
     book = self.book(symbol)
@@ -313,7 +314,7 @@ def process(self: Engine, symbol, rows) -> list[Event]:
             freed.add(order_id)  # a cancel of a resting order frees its place for the orders after it, as one at a time
             pending[user] = pending.get(user, 0) - 1
         if op != OP_CANCEL:  # a cancel is never refused by risk
-            if op == OP_SUBMIT and row[4] == MARKET and passed:  # checked against the book the commands before it leave: they go first
+            if op == OP_SUBMIT and row[4] == MARKET and row[3] == BUY and passed:  # checked at the price it reaches in the book the commands before it leave: they go first
                 out, passed, new, pending, top, raised = out + self._run(symbol, passed), [], {}, {}, None, 0
             if top is None and (row[3] == SELL or op != OP_SUBMIT): top = book.best(BUY) or 0
             if (reason := self._risk(book, last, row, pending.get(user, 0), new.get(order_id), top if top is None or top >= raised else raised)):
@@ -331,6 +332,7 @@ def process(self: Engine, symbol, rows) -> list[Event]:
 
 def _raised(book, row, new) -> int:
     "The price a modify `row` of a buy (new in the batch, `new`, or resting) has it bid (0: none)."
+    if not row[6]: return 0  # a new qty alone
     named = new.get(row[1])
     buy = named[3] == BUY if named is not None else (o := book.order(row[1])) is not None and o.side == "buy"
     return row[6] if buy else 0

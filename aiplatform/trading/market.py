@@ -16,7 +16,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from fastcore.basics import patch
 from ..core import AIPlatformError, ConfigError, Conflict, NotFound, ValidationError, get_logger, validation_error
-from .book import COMMAND_FIELDS, GTC, IOC, LIMIT, MARKET, MAX_PRICE, OP_CANCEL, OP_SUBMIT, STOP, STOP_LIMIT, cancel_fields, modify_fields
+from .book import BUY, COMMAND_FIELDS, GTC, IOC, LIMIT, MARKET, MAX_PRICE, OP_CANCEL, OP_SUBMIT, STOP, STOP_LIMIT, cancel_fields, modify_fields
 from .client_ids import ClientIds
 from .engine import Engine, RiskLimits, close_all, some_of
 from .feed import BookFeed
@@ -305,7 +305,7 @@ def submit(self: Market, account: int, order: Order | PlainOrder, reply, cancel_
 
 @patch
 def _protect(self: Market, spec, row, state) -> tuple:
-    "A market (stop) order's `row` in a banded symbol as an IOC limit at the band's edge (`_protected`): around its stop price, or the last trade, or the best price it would take; as it was while there is nothing to take (`_unbanded`: its batch protects it)."
+    "A market (stop) order's `row` in a banded symbol as an IOC limit at the band's edge (`_protected`): around its stop price, or the last trade, or the best price it would take; as it was while there is nothing to take (`_alone`: its batch protects it)."
     around = state["stop_price"] if state["kind"] == "stop" else self._reference(spec.symbol, state["side"])  # a stop's: where it triggers
     if around is None: return row
     lo, hi = self._edges(spec, around)
@@ -407,9 +407,11 @@ def _in_parts(by_symbol: dict, alone=lambda r: False):
         for i, part in enumerate(parts): yield symbol, part, i < len(parts) - 1
 
 @patch
-def _unbanded(self: Market, r: Request) -> bool:
-    "Whether `r` is a market order its band could not protect when queued (no trade yet, nothing to take): its batch does, in a part of its own."
-    return r.row is not None and r.row[0] == OP_SUBMIT and r.row[4] == MARKET and self.specs[r.symbol].price_band_pct > 0
+def _alone(self: Market, r: Request) -> bool:
+    """Whether `r` goes first in a part of its own, checked against the book the parts before it leave: a market order its band could not
+    protect when queued (no trade yet, nothing to take), protected then; a market buy of a symbol with no band, whose notional is at the
+    price it reaches (`Engine.process` would cut its batch there: one append each part, so a part the journal refuses is refused whole)."""
+    return r.row is not None and r.row[0] == OP_SUBMIT and r.row[4] == MARKET and (self.specs[r.symbol].price_band_pct > 0 or r.row[3] == BUY)
 
 @patch
 def _send_answers(self: Market, ledger_size=None):
@@ -435,11 +437,11 @@ def flush(self: Market):
         return self._send_answers(ledger_size)
     for symbol in [s for s in by_symbol if self.specs[s].halted]: by_symbol[symbol] = self._halted(symbol, by_symbol[symbol])
     failed = {}  # symbol: the error its batch failed with; its later parts are refused too
-    for symbol, requests, more in _in_parts(by_symbol, self._unbanded):
+    for symbol, requests, more in _in_parts(by_symbol, self._alone):
         if symbol in failed:
             self._refuse(symbol, requests, failed[symbol])
             continue
-        if requests and self._unbanded(first := requests[0]): first.row = self._protect(self.specs[symbol], first.row, first.state)  # the book it meets: the parts before's
+        if requests and self._alone(first := requests[0]) and self.specs[symbol].price_band_pct: first.row = self._protect(self.specs[symbol], first.row, first.state)  # the book it meets: the parts before's
         rows = [r.row for r in requests if r.row is not None]
         protected = {r.state["order_id"]: r.state for r in requests if r.row is not None and r.row[0] == OP_SUBMIT and r.state["kind"] in ("market", "stop")}
         try:
@@ -461,7 +463,7 @@ def flush(self: Market):
                 error = refused.get(state["order_id"])
                 if error == "unknown_id" and is_done(state): error = Conflict(f"order {state['cid']!r}: already {state['status']}")  # done earlier in the batch: as if it came after (`_live`)
             else: error = _refusal(state)
-            if isinstance(error, str): error = self._explain(error, r.row)
+            if isinstance(error, str): error = self._explain(error, r.row, state["kind"])
             r.reply(error is None, state, error)
         if more: changed = {oid: dict(s) for oid, s in changed.items()}  # the states as this part left them: a later part changes them again
         news.append((symbol, seq, events, changed, fills))
@@ -504,8 +506,8 @@ BOOK_REASONS = {  # the book's refusals a client can meet after the market's own
     "stop_already_reached": "a trade earlier in its batch had already reached its stop price (it would have traded at once)"}
 
 @patch
-def _explain(self: Market, reason: str, row=None) -> str:
-    "A refusal's reason code, followed by what of a new order (its command `row`) met a risk limit and the limit, or by what it means when the book refused."
+def _explain(self: Market, reason: str, row=None, kind=None) -> str:
+    "A refusal's reason code, followed by what of a new order (its command `row`; `kind` as sent: a market order's row is priced at its band's edge) met a risk limit and the limit, or by what it means when the book refused."
     if reason in BOOK_REASONS: return f"{reason}: {BOOK_REASONS[reason]}"
     if reason not in RISK_LIMITS: return reason
     field, expected, where, given = RISK_LIMITS[reason]
@@ -514,7 +516,7 @@ def _explain(self: Market, reason: str, row=None) -> str:
         notional = fields["price"] * fields["qty"]
         if reason == "risk_max_notional" and notional <= getattr(self.engine.limits, field):  # a sell checked at the bids it would meet (`Engine._risk`)
             near = f"near its stop price {fields['stop_price']:,}" if fields["stop_price"] else "it would cross"
-            reason = f"{reason}: qty {fields['qty']:,} sold at the bids {near}, above its price {fields['price']:,}"
+            reason = f"{reason}: qty {fields['qty']:,} sold at the bids {near}" + (f", above its price {fields['price']:,}" if kind in (None, "limit", "stop_limit") else "")
         else: reason = f"{reason}: {given.format(**fields, notional=notional)}"
     return f"{reason}: expected {expected.format(getattr(self.engine.limits, field))} ({where})"
 

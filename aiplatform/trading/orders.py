@@ -15,8 +15,8 @@ from ..core import ValidationError, validation_error
 from .book import CODES, KINDS, OP_SUBMIT, SIDES, STPS, TIFS, submit_fields
 
 # %% ../../nbs/trading/09_orders.ipynb #f73e1401
-CID = r"^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,35}$"
-CID_RULE = "1 to 36 letters, digits, '.', '_', ':' or '-', the first not '.' (a URL's path cannot hold '.' or '..')"
+CID = r"^(?:[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,35}|\.[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,34}|\.\.[A-Za-z0-9._:-]{1,34})$"  # not "." or "..": no URL path can name them
+CID_RULE = "1 to 36 letters, digits, '.', '_', ':' or '-', not '.' or '..' alone (no URL path can name them)"
 SYMBOL = r"^[A-Z0-9][A-Z0-9._-]{0,15}$"
 MAX_PRICE, MAX_QTY = 2**40, 10**12  # the book's largest price (`book.MAX_PRICE`); a quantity within its 2**40
 

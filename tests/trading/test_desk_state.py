@@ -275,6 +275,10 @@ def test_a_desk_connects_and_changes_symbols_at_once_while_a_shard_hangs_and_sho
             began = time.monotonic()
             d.symbol.value = symbol
             assert time.monotonic() - began < 1
+        with TradingClient(urls[1], keys["tom"]) as tom: tom.order("ZETA", "buy", 5, 99)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (d.client.books.get("ZETA") and d.client.books["ZETA"].depth()["bids"]): time.sleep(0.05)
+        assert d.client.books["ZETA"].depth()["bids"] == [(99, 5)]  # before: left, back and its book frozen (the subscribe went before the unsubscribe's answer)
         assert not any(f["symbol"] == "DEMO" for f in d.client.fills)
         os.kill(shards[0].proc.pid, signal.SIGCONT)
         deadline = time.monotonic() + 20

@@ -6,7 +6,7 @@ refusals, batches flushed anywhere, and the folder closed and opened again (snap
 every reply, order, fill, position and the book are the model's; after a reopen, all of it as before.
 
 The model states the market's batch rules as they are: a batch is cut into parts where a command names an order an earlier
-one of its part names, and each part's risk checks see the book as it was before the part (a GTC order that trades in full
+one of its part names (and before a market buy), and each part's risk checks see the book as it was before the part (a GTC order that trades in full
 still holds an open-order place for the orders after it in its part); and each account forgets its oldest done orders
 past `keep_done` in the order the market's ledger file tells of their ends, which a reopen reads back: a batch's refusals
 by a risk limit first (written before its answers), then its other ends (after)."""
@@ -87,11 +87,12 @@ class Model:
         o = self.orders[oid]
         return (o["status"] not in ("rejected", "lost"), o["reason"] if o["status"] in ("rejected", "lost") else None, told(o))
 
-    # a flush: the batch cut into parts where a command names an order an earlier one of its part names
+    # a flush: the batch cut into parts where a command names an order an earlier one of its part names, and before a market buy
     def flush(self):
         parts, named = [[]], set()
         for r in self.pending:
-            if r["op"] != "answer" and r["oid"] in named and parts[-1]: parts.append([]); named = set()
+            alone = r["op"] == "submit" and (o := self.orders[r["oid"]])["kind"] == "market" and o["side"] == "buy"  # no band: checked at the price it reaches
+            if r["op"] != "answer" and (r["oid"] in named or alone) and parts[-1]: parts.append([]); named = set()
             parts[-1].append(r); named.add(r["oid"])
         self.pending = []
         for part in parts: self.run(part)
@@ -473,8 +474,8 @@ class MModel(Model):
             by_symbol[symbol] = kept
         for symbol, requests in by_symbol.items():
             parts, named = [[]], set()
-            for r in requests:  # cut where a command names an order named before in its part, and before a market order still unprotected
-                alone = r["op"] == "submit" and r["o"]["row"]["unbanded"]
+            for r in requests:  # cut where a command names an order named before in its part, before a market order still unprotected, and before a market buy of a symbol with no band
+                alone = r["op"] == "submit" and (r["o"]["row"]["unbanded"] or r["o"]["row"]["kind"] == "market" and r["o"]["side"] == "buy")
                 if r["op"] != "answer" and (r["oid"] in named or alone) and parts[-1]: parts.append([]); named = set()
                 parts[-1].append(r); named.add(r["oid"])
             for part in parts:

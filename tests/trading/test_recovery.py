@@ -3,7 +3,7 @@ equal the fills, a repeated client order id is never a second order, clients rec
 over two shards."""
 import asyncio, json, os, random, signal, time, urllib.request
 import pytest
-from aiplatform.core import NotFound
+from aiplatform.core import NotFound, ValidationError
 from trading_service import make_users, start_trading, stop
 from aiplatform.trading.client import AsyncTradingClient, order_message
 from aiplatform.trading.market import shard_of
@@ -104,10 +104,15 @@ def test_on_two_shards_a_client_finds_orders_it_never_saw_and_a_repeated_cid_ans
                 for k in (0, 1): await placing.order(on[k][0], "buy", 1, 100, cid=f"on{k}")
                 again = await placing.order(on[1][0], "sell", 5, 90, cid="on0")  # before: ValidationError, where one shard answers the order's state
                 assert (again["symbol"], again["side"], again["status"]) == (on[0][0], "buy", "open")
+                await placing.order(on[0][0], "buy", 1, 100, cid="dup", tif="IOC")  # done at once: nothing to take
+            async with AsyncTradingClient([s.url for s in shards], keys["tess"]) as other:  # knows nothing of it: on the other shard, another order
+                assert (await other.order(on[1][0], "buy", 1, 100, cid="dup"))["status"] == "open"
             async with AsyncTradingClient([s.url for s in shards], keys["tess"]) as fresh:  # a new notebook: it has seen none of them
                 assert (await fresh.modify("on1", qty=3))["remaining"] == 3  # before: NotFound "its shard is unknown"
                 assert (await fresh.cancel("on0"))["status"] == "cancelled"
                 with pytest.raises(NotFound, match="^order 'nope': no such client order id in this account on any of the 2 shards$"): await fresh.cancel("nope")
+                assert (await fresh.cancel("dup"))["symbol"] == on[1][0]  # the open one, whichever shard answers first
+                with pytest.raises(ValidationError, match=r"^cid '\.\./me': expected a client order id"): await fresh.cancel("../me")  # before: a KeyError (GET /me)
                 await fresh.order(on[0][0], "buy", 1, 100, cid="left")
                 stop(shards[1])
                 with pytest.raises(ConnectionError) as raised: await fresh.cancel_all()

@@ -97,6 +97,27 @@ m.engine.add_symbol = lambda *args: os._exit(9)  # killed once the symbol is sav
 m.add_symbol(symbol_spec({"symbol": "ACME"}))
 """
 
+def test_a_market_buy_after_a_trade_in_its_batch_that_the_journal_refuses_leaves_the_trade_told_as_it_is(tmp_path, monkeypatch):
+    m = Market(tmp_path, [{"symbol": "DEMO", "price_band_pct": 0}])
+    order(m, 2, "ask", "sell", 100, qty=5)
+    m.flush()
+    append, calls, answers = JournalWriter.append, [0], []
+    def second_fails(self, commands):
+        calls[0] += 1
+        if calls[0] == 2: raise OSError(errno.ENOSPC, "No space left on device")
+        return append(self, commands)
+    monkeypatch.setattr(JournalWriter, "append", second_fails)
+    order(m, 1, "b1", "buy", 100, qty=2, answers=answers)
+    m.submit(3, Order(cid="m1", symbol="DEMO", side="buy", qty=1, kind="market"), lambda ok, state, error: answers.append(("m1", ok, state["status"])))
+    m.flush()  # the market buy in a part of its own: checked at the price it reaches once the buy before it traded
+    assert answers == [("b1", True, "filled"), ("m1", False, "rejected")]  # before: b1 told rejected, though it traded
+    assert (m.engine.position(1, "DEMO").qty, m.order(1, "b1")["status"]) == (2, "filled")
+    monkeypatch.setattr(JournalWriter, "append", append)
+    m.close()
+    m = Market(tmp_path)
+    assert (m.engine.position(1, "DEMO").qty, m.order(1, "b1")["status"], m.order(3, "m1")["status"]) == (2, "filled", "rejected")
+    m.close()
+
 def test_a_symbol_being_added_when_the_process_is_killed_is_traded_after_a_restart(tmp_path):
     assert subprocess.run([sys.executable, "-c", KILLED_ADDING, str(tmp_path)]).returncode == 9
     m = Market(tmp_path)  # before: its folder made first, the symbol unsaved, and adding it again refused for ever
