@@ -16,7 +16,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from fastcore.basics import patch
 from ..core import AIPlatformError, ConfigError, Conflict, NotFound, ValidationError, get_logger, validation_error
-from .book import BUY, COMMAND_FIELDS, GTC, IOC, LIMIT, MARKET, MAX_PRICE, OP_CANCEL, OP_SUBMIT, STOP, STOP_LIMIT, cancel_fields, modify_fields
+from .book import BUY, COMMAND_FIELDS, GTC, IOC, LIMIT, MARKET, MAX_PRICE, OP_CANCEL, OP_SUBMIT, STOP, STOP_LIMIT, cancel_fields, modify_fields, submit_fields
 from .client_ids import ClientIds
 from .engine import Engine, RiskLimits, close_all, some_of
 from .feed import BookFeed
@@ -324,7 +324,11 @@ def _answer(self: Market, order_id, reply):
     "Answer with an order's state: now, or after the batch it waits in."
     state = self.ledger.orders[order_id]
     if state["status"] == "new": return self._queue(Request(state["symbol"], state, None, reply))
-    reply((error := _refusal(state)) is None, state, error)
+    if isinstance(error := _refusal(state), str):  # explained as its first answer was, from the order as sent
+        row = submit_fields(order_id, state["side"], state["price"], state["qty"], state["account"], state["kind"], state["tif"], state["stop_price"],
+                            display_qty=state["display_qty"]) if error in RISK_LIMITS else None
+        error = self._explain(error, row, state["kind"])
+    reply(error is None, state, error)
 
 def _refusal(state):
     "Why the order `state` was refused, as its answers say it (None if it was not): the reason, or a `Conflict` for a halt (`_halted`)."
