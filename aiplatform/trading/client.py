@@ -418,7 +418,8 @@ async def order(self: AsyncTradingClient, symbol, side, qty, price=None, cid=Non
     """Place an order; its state once the engine has it (`OrderRejected` if the engine refused it). A `cid` that already names an
     order of the account is answered with that order's state (`symbol` and the rest unused): by the shard that holds the order
     when this client knows it, else by `symbol`'s (a shard knows only its own ids)."""
-    shard = self.shard((self.orders.get(cid) or {"symbol": symbol})["symbol"])
+    known = self.orders.get(cid)
+    shard = self.shard(known["symbol"] if known is not None else symbol)
     return (await self.requests([order_message(symbol, side, qty, price, cid, **kwargs)], shard))[0]["order"]
 
 @patch
