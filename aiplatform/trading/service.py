@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['ORDER_OPS', 'CHANNELS', 'PING_S', 'BACKLOG', 'CLOSE_S', 'BEHIND_S', 'MARKET', 'HUB', 'PATH_PATTERNS', 'ACCOUNT',
            'SYMBOL_Q', 'LIMIT', 'SINCE', 'PATH_TEXTS', 'TRADERS', 'RECHECK_S', 'COLLECT_AFTER', 'ROUTES', 'ANSWERS',
-           'ORDER_RULES', 'INFO', 'ROOM', 'ACCEPT_LOG_S', 'SYNCS', 'RECHECKS', 'Shared', 'frame', 'wire', 'market',
-           'position', 'Hub', 'Connection', 'Route', 'query', 'me', 'symbols', 'depth', 'trades', 'submit', 'cancel',
-           'modify', 'cancel_all', 'orders', 'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume', 'websocket',
-           'recheck', 'answer_schemas', 'openapi', 'make_app']
+           'NO_KEY', 'TOO_MANY', 'ORDER_RULES', 'OTHER_PATHS', 'INFO', 'ROOM', 'ACCEPT_LOG_S', 'SYNCS', 'RECHECKS',
+           'Shared', 'frame', 'wire', 'market', 'position', 'Hub', 'Connection', 'Route', 'query', 'me', 'symbols',
+           'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders', 'order', 'fills', 'positions',
+           'add_symbol', 'halt', 'resume', 'websocket', 'recheck', 'answer_schemas', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
 import asyncio, gc, itertools, json, math, os, re, reprlib, resource, socket, time
@@ -559,6 +559,7 @@ async def websocket(request):
     if cod not in ("true", "false"): raise ValidationError(f"cancel_on_disconnect {cod[:20]!r}: expected true or false")
     settings = request.app[SETTINGS]
     ws = web.WebSocketResponse(heartbeat=PING_S, max_msg_size=max(settings.limits.request_kb, MAX_FRAME) * 1024, compress=False)  # at least MAX_FRAME messages of 1 KB: a frame the client library sends is read whatever [limits] request_kb
+    if not ws.can_prepare(request).ok: raise ValidationError("GET /ws: expected a WebSocket handshake (headers Connection: Upgrade, Upgrade: websocket, Sec-WebSocket-Version: 13, Sec-WebSocket-Key)")
     try: await ws.prepare(request)
     except ConnectionError: return web.Response()  # the client left during the handshake: not a fault of ours (was a 500, logged with its traceback); not `ws`, half started: aiohttp would close it, an error
     if (sock := request.transport.get_extra_info("socket")) is not None:  # bound what the kernel holds for a slow reader
@@ -656,13 +657,14 @@ _level = {"type": "array", "prefixItems": [_int, _int], "items": False, "descrip
 
 def answer_schemas() -> dict:
     "The JSON schemas of what the routes answer, for the OpenAPI document's components."
-    state = TypeAdapter(OrderState).json_schema()  # as `public` gives it: the average fill price in place of the notional
-    del state["properties"]["notional"]
-    state["required"] = [f for f in state["required"] if f != "notional"] + ["avg_price"]
-    state["properties"]["avg_price"] = {"anyOf": [_num, _null]}
-    symbol = SymbolSpec.model_json_schema()
-    symbol["properties"] |= {"last_price": {"anyOf": [_int, _null]}, "shard": _int}
-    return {"OrderState": state, "SymbolState": symbol,
+    order = TypeAdapter(OrderState).json_schema()  # as `public` gives it: the average fill price in place of the notional
+    del order["properties"]["notional"]
+    order["required"] = [f for f in order["required"] if f != "notional"] + ["avg_price"]
+    order["properties"]["avg_price"] = {"anyOf": [_num, _null]}
+    symbol = SymbolSpec.model_json_schema()  # as an answer gives it: every field, the defaults too
+    symbol["required"] = list(symbol["properties"])
+    listed = _obj(**symbol["properties"], last_price={"anyOf": [_int, _null]}, shard=_int) | {"title": "SymbolState"}
+    return {"OrderState": order, "Symbol": symbol | {"title": "Symbol"}, "SymbolState": listed,
             "Fill": _obj(fill_id=_str, order_id=_int, cid=_str, account=_int, symbol=_str, side={"enum": ["buy", "sell"]}, price=_int, qty=_int,
                          liquidity={"enum": ["maker", "taker"]}, ns=_int),
             "Position": _obj(type={"const": "position"}, symbol=_str, qty=_int, avg_price=_num, last={"anyOf": [_int, _null]}, realized=_num,
@@ -676,16 +678,17 @@ ANSWERS = {  # each route's answer when it succeeds
     "depth": _obj(symbol=_str, seq=_int, bids=_array(_level), asks=_array(_level)), "trades": _obj(symbol=_str, trades=_array(_ref("Trade"))),
     **dict.fromkeys(("submit", "order", "cancel", "modify"), _ref("OrderState")), "orders": _obj(orders=_array(_ref("OrderState"))),
     "cancel_all": _obj(cancelling=_array(_str)), "fills": _obj(fills=_array(_ref("Fill"))), "positions": _obj(positions=_array(_ref("Position"))),
-    **dict.fromkeys(("add_symbol", "halt", "resume"), _ref("SymbolSpec"))}
+    **dict.fromkeys(("add_symbol", "halt", "resume"), _ref("Symbol"))}
 
 # %% ../../nbs/trading/14_service.ipynb #b412c209
+NO_KEY, TOO_MANY = "no valid API key", "past the caller's rate of requests ([services] rate)"
+
 def _responses(name, r: Route) -> dict:
     "What the route `r`, named `name`, may answer, by status."
     done = "201" if name == "add_symbol" else "200"
     out = {done: {"description": "done"}, "400": {"description": "a field breaks its rule; nothing changed"},
-           "401": {"description": "no valid API key"}, "403": {"description": "the role does not allow it"},
-           "429": {"description": "past the caller's rate of requests ([services] rate)"}}
-    if name not in ("me", "symbols"): out["404"] = {"description": "no such order, symbol or account"}
+           "401": {"description": NO_KEY}, "403": {"description": "the role does not allow it"}, "429": {"description": TOO_MANY}}
+    if name not in ("me", "symbols", "add_symbol"): out["404"] = {"description": "no such order, symbol or account"}
     if name in ("submit", "cancel", "modify", "add_symbol"): out["409"] = {"description": "the order is done, the symbol halted, or already traded"}
     if name in ("add_symbol", "halt", "resume"): out["503"] = {"description": "the market's files cannot be written now (a full disk, the open-files limit): a symbol not added; a halt or resume not saved"}
     if r.body: out["413"] = {"description": "the body is past [limits] request_kb"}
@@ -706,6 +709,22 @@ ORDER_RULES = [  # an Order's rules between fields, as the route checks them
     {"if": {"required": ["post_only"], "properties": {"post_only": {"const": True}}}, "then": {"properties": {"kind": {"const": "limit"}, "tif": {"const": "GTC"}}}},
     {"if": {"required": ["display_qty"], "properties": {"display_qty": {"type": "integer"}}},
      "then": {"properties": {"kind": {"enum": ["limit", "stop_limit"]}, "tif": {"const": "GTC"}}}}]
+_error = lambda description: {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+_json_answer = lambda description, schema: {"description": description, "content": {"application/json": {"schema": schema}}}
+OTHER_PATHS = {  # beside ROUTES: what every platform service answers, this document, and the WebSocket
+    "/health": {"get": {"operationId": "health", "summary": "The service is up; no key needed.", "security": [],
+                        "responses": {"200": _json_answer("up", _obj(status={"const": "ok"}, service=_str, version=_str))}}},
+    "/metrics": {"get": {"operationId": "metrics", "summary": "This process's metrics, in Prometheus's text format.", "security": [{"bearer": []}],
+                         "description": "Any user with an API key.", "responses": {
+                             "200": {"description": "the metrics", "content": {"text/plain": {"schema": _str}}}, "401": _error(NO_KEY), "429": _error(TOO_MANY)}}},
+    "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document; no key needed.", "security": [],
+                              "responses": {"200": _json_answer("the OpenAPI document", {"type": "object"})}}},
+    "/ws": {"get": {"operationId": "ws", "summary": "The WebSocket: order entry, and the book, trades, orders and positions streams.",
+                    "security": [{"bearer": []}], "description": "Any user with an API key; its messages are in the trading.service notebook.",
+                    "parameters": [{"name": "cancel_on_disconnect", "in": "query", "description": "cancel the orders placed on this connection as it closes",
+                                    "schema": {"type": "string", "enum": ["true", "false"], "default": "false"}}],
+                    "responses": {"101": {"description": "switched to the WebSocket protocol"}, "400": _error("a query parameter breaks its rule, or not a WebSocket handshake"),
+                                  "401": _error(NO_KEY), "429": _error(TOO_MANY)}}}}
 INFO = ("Numbers are JSON integers written without a fraction (100, not 100.0); an order's display_qty is at most its qty. "
         "Order entry and the book, trades, orders and positions streams: the WebSocket at /ws (see the trading.service notebook).")
 
@@ -727,7 +746,7 @@ def openapi() -> dict:
     modify["anyOf"] = [{"required": [f], "properties": {f: {"type": "integer"}}} for f in ("price", "qty")]  # given, and not null
     schemas["Order"]["allOf"] = ORDER_RULES
     schemas |= answer_schemas()
-    return {"openapi": "3.1.0", "info": {"title": "aiplatform trading service", "version": "1", "description": INFO}, "paths": paths,
+    return {"openapi": "3.1.0", "info": {"title": "aiplatform trading service", "version": "1", "description": INFO}, "paths": paths | OTHER_PATHS,
             "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
 
 async def _openapi(request): return _json(openapi())

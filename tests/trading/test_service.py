@@ -35,12 +35,13 @@ def test_openapi_describes_every_route(svc):
     assert {(p, m) for p, ops in doc["paths"].items() for m in ops} >= {("/orders", "post"), ("/orders/{cid}", "delete"),
         ("/orders/{cid}", "patch"), ("/orders/cancel-all", "post"), ("/fills", "get"), ("/positions", "get"),
         ("/depth/{symbol}", "get"), ("/trades/{symbol}", "get"), ("/symbols", "get"), ("/admin/symbols", "post"),
-        ("/admin/symbols/{symbol}/halt", "post"), ("/admin/symbols/{symbol}/resume", "post"), ("/me", "get")}
+        ("/admin/symbols/{symbol}/halt", "post"), ("/admin/symbols/{symbol}/resume", "post"), ("/me", "get"),
+        ("/ws", "get"), ("/health", "get"), ("/metrics", "get"), ("/openapi.json", "get")}  # before: the last four left out
     modify = doc["components"]["schemas"]["Modify"]  # PATCH's body, as the handler takes it: the cid is the path's
     assert "cid" not in modify["properties"] and "required" not in modify
     valid = jsonschema.Draft202012Validator(modify).is_valid  # what the document takes, the route takes: a price, a qty or both, not null
     assert [valid(b) for b in ({"price": 101}, {"qty": 2}, {"price": 101, "qty": 2}, {}, {"price": None}, {"qty": None, "price": None})] == [True] * 3 + [False] * 3
-    assert {p["name"]: p["schema"]["pattern"] for ops in doc["paths"].values() for op in ops.values() for p in op["parameters"] if p["in"] == "path"} \
+    assert {p["name"]: p["schema"]["pattern"] for ops in doc["paths"].values() for op in ops.values() for p in op.get("parameters", []) if p["in"] == "path"} \
         == {"cid": CID, "symbol": SYMBOL}
     assert {"201", "409", "421"} <= set(doc["paths"]["/admin/symbols"]["post"]["responses"]) and "200" not in doc["paths"]["/admin/symbols"]["post"]["responses"]
     assert {"404", "409", "422", "429"} <= set(doc["paths"]["/orders/{cid}"]["delete"]["responses"])
@@ -87,6 +88,9 @@ def test_every_answer_is_what_the_openapi_document_says(svc):
     answered("POST", "orders", body=dict(cid="doc-h", symbol="DOCS", side="buy", price=90, qty=1), expect=409)
     answered("POST", "admin/symbols/DOCS/resume", "/admin/symbols/{symbol}/resume", user="ada")
     answered("GET", "orders/nope", "/orders/{cid}", expect=404), answered("GET", "depth/DOCS?levels=0", "/depth/{symbol}", expect=400)
+    answered("GET", "health", user=None), answered("GET", "openapi.json", user=None), answered("GET", "metrics", user=None, expect=401)
+    assert answered("GET", "ws", expect=400)["error"].startswith("GET /ws: expected a WebSocket handshake")  # before: "Bad Request: GET /ws"
+    answered("GET", "ws?cancel_on_disconnect=yes", "/ws", expect=400), answered("GET", "ws", user=None, expect=401)
 
 def test_orders_over_http_from_submit_to_fill(svc):
     order = dict(cid="h-1", symbol="DEMO", side="sell", price=100, qty=5)
