@@ -238,26 +238,39 @@ def test_every_held_symbol_marks_the_pnl_and_cancels_act_on_what_the_trader_sees
         d.client.close()
     finally: stop(service)
 
-def test_a_desk_connects_while_a_shard_is_down(tmp_path):
+def test_a_desk_connects_while_a_shard_is_down_and_lists_its_symbols_once_it_is_up(tmp_path, monkeypatch):
+    import aiplatform.trading.desk as desk
     from conftest import free_port
     from aiplatform.trading.market import shard_of
+    monkeypatch.setattr(desk, "LIST_AGAIN_S", 0.2)
     keys, symbols = make_users(tmp_path), "DEMO ACME GOOG EURUSD"
-    up = start_trading(tmp_path, symbols=symbols, shards=2, shard=1, price_band_pct=0)
-    dead = f"http://127.0.0.1:{free_port()}/"  # shard 0: restarting, say
+    up, port = start_trading(tmp_path, symbols=symbols, shards=2, shard=1, price_band_pct=0), free_port()
+    dead, later = f"http://127.0.0.1:{port}/", None  # shard 0: restarting, say
     try:
         d = TradingDesk(load_settings(env={}, platform={"data_dir": tmp_path}, trading={"shard_urls": f"{dead} {up.url}", "shards": 2}))
         d.key.value = keys["tess"]
         d.connect()  # before: "the trading service did not answer", and no desk
-        assert d.client is not None and f"down: {dead}" in d.status.value, d.status.value
-        assert list(d.symbol.options) == sorted(s for s in symbols.split() if shard_of(s, 2) == 1)
+        assert d.client is not None and f"down: {dead} (its symbols listed once it answers)" in d.status.value, d.status.value
+        assert list(d.symbol.options) == sorted(s for s in symbols.split() if shard_of(s, 2) == 1) == ["EURUSD"]
+        later = start_trading(tmp_path, symbols=symbols, shards=2, shard=0, price_band_pct=0, port=port)
+        deadline = time.monotonic() + 20
+        while len(d.symbol.options) < 4 and time.monotonic() < deadline: time.sleep(0.05)
+        assert (list(d.symbol.options), d.symbol.value) == (sorted(symbols.split()), "EURUSD")  # before: listed only at the next connect
+        assert f">{dead} answers again: 3 symbols listed<" in d.status.value, d.status.value
+        d.symbol.value = "DEMO"  # a symbol of the shard back: its book is followed
+        with TradingClient(later.url, keys["tom"]) as tom: tom.order("DEMO", "buy", 5, 99)
+        while time.monotonic() < deadline and not (d.client.books.get("DEMO") and d.client.books["DEMO"].depth()["bids"]): time.sleep(0.05)
+        assert d.client.books["DEMO"].depth()["bids"] == [(99, 5)]
         d.client.close()
-    finally: stop(up)
+    finally:
+        stop(up)
+        if later: stop(later)
 
 def test_a_desk_connects_and_changes_symbols_at_once_while_a_shard_hangs_and_shows_its_fills_once_it_answers(tmp_path, monkeypatch):
     import os, signal
     import aiplatform.trading.desk as desk
     from aiplatform.trading.market import shard_of
-    monkeypatch.setattr(desk, "ANSWER_S", 1)
+    monkeypatch.setattr(desk, "ANSWER_S", 1), monkeypatch.setattr(desk, "LIST_AGAIN_S", 0.2)
     keys, symbols = make_users(tmp_path), "DEMO ACME GOOG EURUSD ZETA"
     shards = [start_trading(tmp_path, symbols=symbols, shards=2, shard=k, price_band_pct=0) for k in (0, 1)]
     urls = [s.url for s in shards]
@@ -285,6 +298,8 @@ def test_a_desk_connects_and_changes_symbols_at_once_while_a_shard_hangs_and_sho
         deadline = time.monotonic() + 20
         while not any(f["symbol"] == "DEMO" for f in d.client.fills) and time.monotonic() < deadline: time.sleep(0.1)
         assert any(f["symbol"] == "DEMO" for f in d.client.fills)  # before: never, once it had not answered at the connect
+        while len(d.symbol.options) < 5 and time.monotonic() < deadline: time.sleep(0.1)
+        assert (list(d.symbol.options), d.symbol.value) == (sorted(symbols.split()), "ZETA")  # before: listed only at the next connect
         d.client.close()
     finally:
         os.kill(shards[0].proc.pid, signal.SIGCONT)
