@@ -325,7 +325,7 @@ def process(self: Engine, symbol, rows) -> list[Event]:
             if op == OP_SUBMIT:
                 if _may_rest(row): pending[user] = pending.get(user, 0) + 1  # an IOC order before it takes no place of its own
                 new[order_id] = row
-                if row[3] == BUY and row[6] > raised: raised = row[6]  # a stop-limit's too: it may trigger within the batch
+                if row[3] == BUY and row[5] == GTC and row[6] > raised: raised = row[6]  # a stop-limit's too (it may trigger within the batch); an IOC or FOK buy rests for no sell after it
             elif (bid := _raised(book, row, new)) > raised: raised = bid
         passed.append(row)
     return out + self._run(symbol, passed) if passed else out

@@ -97,8 +97,9 @@ class Ledger(Rewritable):
 
 # %% ../../nbs/trading/12_ledger.ipynb #3dd2851d
 @patch
-def apply(self: Ledger, symbol, events, now=0) -> tuple[dict, list, dict]:
-    "Follow a batch's events: ({order_id: state} changed, [fill], {order_id: reason} of refused cancels and modifies)."
+def apply(self: Ledger, symbol, events, now=0, rest="no_liquidity_in_band") -> tuple[dict, list, dict]:
+    """Follow a batch's events: ({order_id: state} changed, [fill], {order_id: reason} of refused cancels and modifies). `rest` is the
+    reason a market (stop) order's untraded rest ends with when `Market` sent it as an IOC limit: at its symbol's band, or at its notional limit."""
     changed, fills, refused, seq, get = {}, [], {}, 0, self.orders.get
     for e in events:
         seq = e.seq or seq  # a risk refusal's is 0
@@ -120,8 +121,8 @@ def apply(self: Ledger, symbol, events, now=0) -> tuple[dict, list, dict]:
                 fills.append(fill)
                 self._fill(fill)
             continue
-        elif e.kind == "cancelled":  # a market (stop) order's rest that its IOC limit at the band's edge left: nothing more to take within the band
-            self.end(o, "cancelled", "no_liquidity_in_band" if e.reason == "ioc_remainder" and o["kind"] in ("market", "stop") else e.reason, now)
+        elif e.kind == "cancelled":  # a market (stop) order's rest that its IOC limit left: nothing more to take within the band, or the notional limit
+            self.end(o, "cancelled", rest if e.reason == "ioc_remainder" and o["kind"] in ("market", "stop") else e.reason, now)
             changed.pop(e.order_id, None)
         elif e.kind == "rejected":
             if o["status"] != "new":
@@ -215,8 +216,8 @@ def retire(self: Ledger, keep_done=10_000) -> list[tuple[int, str, int]]:
 
 # %% ../../nbs/trading/12_ledger.ipynb #1282210c
 @patch
-def replayed(self: Ledger, symbol, command, events, cids, now=0):
-    "Bring the ledger up to date with one command replayed from `symbol`'s journal and its events."
+def replayed(self: Ledger, symbol, command, events, cids, now=0, rest="no_liquidity_in_band"):
+    "Bring the ledger up to date with one command replayed from `symbol`'s journal and its events (`rest`: as `apply`'s)."
     if not events or events[-1].seq <= self.seqs.get(symbol, 0): return
     order_id = int(command["order_id"])
     if command["op"] == OP_SUBMIT and order_id not in self.orders:
@@ -224,4 +225,4 @@ def replayed(self: Ledger, symbol, command, events, cids, now=0):
         price = int(command["price"]) or None
         self.new(order_id, account, cid, symbol, SIDES[command["side"]], KINDS[command["kind"]], TIFS[command["tif"]], price,
                  int(command["qty"]), now, stop_price=int(command["stop_price"]) or None, display_qty=int(command["display_qty"]) or None)
-    self.record(symbol, *self.apply(symbol, events, now)[:2])
+    self.record(symbol, *self.apply(symbol, events, now, rest)[:2])

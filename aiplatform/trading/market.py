@@ -138,7 +138,7 @@ class Market:
 def _recover(self: Market, limits) -> Engine:
     "The engine, its books rebuilt from their snapshots and journals, and the ledger brought up to date with what they replay."
     owners = {oid: key for key, oid in self.cids.ids.items()}
-    replay = lambda symbol, command, events: self.ledger.replayed(symbol, command, events, owners, self.clock())
+    replay = lambda symbol, command, events: self.ledger.replayed(symbol, command, events, owners, self.clock(), _rest(self.specs[symbol]))
     return Engine({s: spec.tick_size for s, spec in self.specs.items()}, limits or RiskLimits(price_band_pct=0), folder=self.folder/"books",
                   fsync=self.fsync, snapshot_every=1 << 62, on_replay=replay, before_sync=self._sync_files)
 
@@ -300,6 +300,7 @@ def submit(self: Market, account: int, order: Order | PlainOrder, reply, cancel_
                             stop_price=order.stop_price, display_qty=order.display_qty)
     row = order.command(order_id, account)
     if spec.price_band_pct and order.kind in ("market", "stop"): row = self._protect(spec, row, state)
+    elif order.kind == "stop" and order.side == "buy": row = self._capped(spec, row)
     self._queue(Request(order.symbol, state, row, reply))
     return True
 
@@ -310,6 +311,19 @@ def _protect(self: Market, spec, row, state) -> tuple:
     if around is None: return row
     lo, hi = self._edges(spec, around)
     return _protected(row, hi if state["side"] == "buy" else lo)
+
+def _rest(spec) -> str:
+    "Why a market (stop) order sent as an IOC limit (`_protect`, `_capped`) has its untraded rest cancelled: nothing more within its band, or within its notional limit."
+    return "no_liquidity_in_band" if spec.price_band_pct else "no_liquidity_within_max_notional"
+
+@patch
+def _capped(self: Market, spec, row) -> tuple:
+    """A buy stop's `row` in a symbol with no band as a stop-limit IOC (`_protected`) at the highest price its quantity may pay within
+    its account's `max_notional`: once triggered it takes the asks up to there, however far off the others are. As it was if that is
+    below its stop (refused there), or with the engine's own band on (which would refuse a limit past it; the service's is off)."""
+    limits = self.engine.user_limits.get(row[2], self.engine.limits)
+    cap = min(limits.max_notional // row[7], MAX_PRICE) // spec.tick_size * spec.tick_size
+    return _protected(row, cap) if cap >= row[8] and not limits.price_band_pct else row
 
 @patch
 def _reference(self: Market, symbol, side) -> int | None:
@@ -456,7 +470,7 @@ def flush(self: Market):
             failed[symbol] = e
             self._refuse(symbol, requests, e)
             continue
-        changed, fills, refused = self.ledger.apply(symbol, events, now)
+        changed, fills, refused = self.ledger.apply(symbol, events, now, _rest(self.specs[symbol]))
         seq = self.ledger.seqs.get(symbol, 0)  # this part's: a later part of the symbol moves it on
         if risky := {e.order_id: s for e in events if e.seq == 0 and (s := changed.get(e.order_id)) and s["status"] == "rejected"}:  # new ones a risk limit refused
             try: self.ledger.record(symbol, risky, [], seq=0)  # in no journal: recorded before they are answered, or a crash makes them lost

@@ -125,8 +125,9 @@ class Model:
                 if o["qty"] > self.limits.max_order_qty: self.end(o, "rejected", "risk_max_order_qty", self.refused); continue
                 if rests and count[user] + more[user] >= self.limits.max_open_orders: self.end(o, "rejected", "risk_max_open_orders", self.refused); continue
                 if rests: more[user] += 1
+                kind, tif, price = capped(o, self.limits, 1) or (o["kind"], o["tif"], o["price"])
                 rows.append(dict(op=OP_SUBMIT, order_id=r["oid"], user=user, side=("buy", "sell").index(o["side"]),
-                                 kind=KINDS.index(o["kind"]), tif=("GTC", "IOC", "FOK").index(o["tif"]), price=o["price"] or 0,
+                                 kind=KINDS.index(kind), tif=("GTC", "IOC", "FOK").index(tif), price=price or 0,
                                  stop_price=o["stop_price"] or 0,
                                  qty=o["qty"], display_qty=o["display"] or 0, post_only=int(o["post"]), stp=STPS.index(o["stp"])))
         if rows:
@@ -144,6 +145,7 @@ class Model:
         (self.others if told is None else told).append(o)
 
     def position(self, account, symbol): return account  # whose position a fill moves: the account's (one symbol)
+    def rest(self, symbol): return "no_liquidity_within_max_notional"  # why a market (stop) order sent as an IOC limit ends untraded: no band here, a capped buy stop
 
     def event(self, e, refused, symbol=SYMBOL):
         seq, kind, oid, maker, user, maker_user, price, qty, reason = e
@@ -159,7 +161,7 @@ class Model:
                 if t["remaining"] == 0: t["status"] = "filled"; self.others.append(t)
             if user != maker_user:  # with itself: its position as it was
                 for t in (o, self.orders[maker]): self.fill(self.position(t["account"], symbol), qty if t["side"] == "buy" else -qty, price)
-        elif kind == CANCELLED: self.end(o, "cancelled", "no_liquidity_in_band" if why == "ioc_remainder" and o["kind"] in ("market", "stop") else why)
+        elif kind == CANCELLED: self.end(o, "cancelled", self.rest(symbol) if why == "ioc_remainder" and o["kind"] in ("market", "stop") else why)
         elif kind == REJECTED:
             if o["status"] == "new": self.end(o, "rejected", why)
             else: refused[oid] = why
@@ -177,6 +179,13 @@ class Model:
         if p[0] and (p[0] > 0) == (signed > 0): p[1] = Fraction(price * abs(p[0]))  # flipped: the rest opened at this price
 
 def told(o) -> tuple: return (o["order_id"], o["status"], o["filled"], o["remaining"])
+
+def capped(o, limits, tick):
+    """A buy stop in a symbol with no band as the book gets it, (kind, tif, price): a stop-limit IOC (FOK) at the highest price on the ticks
+    its qty may pay within `max_notional` (at most `MAX_PRICE`); None (as it was) if that is below its stop, or with the engine's band on."""
+    if o["kind"] != "stop" or o["side"] != "buy" or limits.price_band_pct: return None
+    cap = min(limits.max_notional // o["qty"], MAX_PRICE) // tick * tick
+    return ("stop_limit", "IOC" if o["tif"] == "GTC" else o["tif"], cap) if cap >= o["stop_price"] else None
 
 # -- the stream
 
@@ -345,7 +354,8 @@ def test_a_restart_forgets_the_done_orders_it_forgot_before():
 # - a market order reaches the book as an IOC limit at the band's far edge (a FOK one as FOK), around the last trade, or before
 #   the first around the best price it would take; while there is nothing to take it is protected in its batch, around what the
 #   orders before it left (a part of its own); a stop order as a stop-limit at the edge around its stop price; what such an
-#   order cannot fill is cancelled as `no_liquidity_in_band`;
+#   order cannot fill is cancelled as `no_liquidity_in_band`; with no band, a buy stop as a stop-limit IOC at the highest price
+#   its qty may pay within `max_notional` (not with the engine's own band on), its rest cancelled as `no_liquidity_within_max_notional`;
 # - the engine's own band (`RiskLimits.price_band_pct`, one for every symbol): a limit price (a modify's new one too) within it
 #   around the last trade before the batch part, a stop-limit's around its stop, else refused as `risk_price_band`;
 # - halted: new orders and modifies refused with a Conflict at once, cancels pass; those queued before the halt are refused in
@@ -394,6 +404,7 @@ class MModel(Model):
     def protect(self, o):
         "A market (stop) order as the book gets it in a banded symbol: an IOC (FOK) limit (stop-limit) at the band's far edge."
         spec = self.specs[o["symbol"]]
+        if not spec["band"] and (row := capped(o, self.limits, spec["tick"])): o["row"] = dict(zip(("kind", "tif", "price"), row), unbanded=False)
         if not spec["band"] or o["kind"] not in ("market", "stop"): return
         around = o["stop_price"] if o["kind"] == "stop" else self.reference(o["symbol"], o["side"])
         if around is None: o["row"] = dict(kind="market", tif=o["tif"], price=None, unbanded=True); return
@@ -523,6 +534,7 @@ class MModel(Model):
             else: r["expect"]((why is None, why, told(o)))
 
     def position(self, account, symbol): return account, symbol  # by symbol too
+    def rest(self, symbol): return "no_liquidity_in_band" if self.specs[symbol]["band"] else "no_liquidity_within_max_notional"
 
 
 def _m_price(r, symbol, d=None):

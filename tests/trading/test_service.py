@@ -1074,7 +1074,7 @@ def test_the_protocol_names_every_reason_an_order_can_end_with():
     from aiplatform.trading.market import RISK_LIMITS
     cells = nbformat.read(Path(__file__).parents[2]/"nbs"/"trading"/"14_service.ipynb", 4).cells
     text = "".join(c.source for c in cells if c.cell_type == "markdown")
-    assert [r for r in (*REASONS[1:], *RISK_LIMITS, "no_liquidity_in_band") if r != "invalid_op" and f"`{r}`" not in text] == []
+    assert [r for r in (*REASONS[1:], *RISK_LIMITS, "no_liquidity_in_band", "no_liquidity_within_max_notional") if r != "invalid_op" and f"`{r}`" not in text] == []
 
 def test_a_client_whose_key_is_revoked_tries_again_once_a_minute_not_five_times_a_second(tmp_path, monkeypatch, caplog):
     "Each try costs the service a key check (a scrypt once it has restarted): 50 such clients held 0.9 of a core for as long as they lived."
