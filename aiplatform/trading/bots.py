@@ -532,10 +532,14 @@ def main(argv=None):
     params = dict(p.split("=", 1) for p in args.set)
     try: bot, key = make_bot(args.bot, args.symbol, **{k: param_value(v) for k, v in params.items()}), read_key(args.key_file)
     except ValidationError as e: ap.error(str(e))
+    ignored = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored: signal.signal(signal.SIGINT, signal.default_int_handler)  # started with SIGINT ignored (a shell's `&`): a SIGINT (kill -INT) stops it as Ctrl-C does
     try: asyncio.run(_until_stopped(bot, args.url, key, args.seconds))
     except KeyboardInterrupt: pass  # Ctrl-C: the run was cancelled, and cancelled the bot's orders as it ended
     except (AIPlatformError, OSError) as e: ap.exit(1, f"{ap.prog}: {e}\n")  # the service refused it (a symbol not traded, a bad key) or is down
     except (aiohttp.ClientError, ValueError) as e: ap.exit(1, f"{ap.prog}: --url {' '.join(args.url)}: not the trading service ({type(e).__name__}: {e})\n")
+    finally:
+        if ignored: signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller's, when called in process
     print(f"{bot.name} on {bot.symbol}: position {bot.position}, P&L {bot.pnl:,.2f}")
 
 # %% ../../nbs/trading/16_bots.ipynb #e62f3b01

@@ -1,7 +1,7 @@
 """The built-in bots trading against a real service: a market maker quoting with inventory skew, a noise trader from
 the order-flow generator and an MA momentum bot make a market together; each one's P&L and position are live; a bot
 stopped leaves no open order; replay streams a generated session at N× speed; a bot runs as its own process."""
-import asyncio, json, os, re, signal, subprocess, sys, threading, time, urllib.request
+import asyncio, contextlib, json, os, re, signal, subprocess, sys, threading, time, urllib.request
 import numpy as np
 import pytest
 from aiplatform.core import ValidationError
@@ -260,6 +260,13 @@ def test_stop_ends_a_bot_whose_hook_is_busy(market):
     began = time.monotonic()
     assert bot.stop(timeout=5) and not bot.running and time.monotonic() - began < 5  # before: stop returned after 5 s, the bot still running
 
+@contextlib.contextmanager
+def _killed(proc):
+    "Kill `proc` on the way out, should the test fail before it ends: no bot outlives its test."
+    try: yield proc
+    finally:
+        if proc.poll() is None: proc.kill(), proc.wait()
+
 def _key_file(path, key, mode=0o600):
     path.write_text(key)
     os.chmod(path, mode)
@@ -299,13 +306,15 @@ def test_the_bots_command_line_answers_a_mistake_in_one_line(market, tmp_path, c
     assert code == 1 and said.startswith("python -m aiplatform.trading.bots: symbol 'NOPE': not traded; symbols: DEMO"), said  # and those the module's tests added
     assert refused("--key-file", tmp_path/"key", url="localhost:8080")[1].startswith("python -m aiplatform.trading.bots: --url localhost:8080: not the trading service (")  # no scheme
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_or_sigterm_stops_the_bots_process_with_its_summary_and_its_orders_cancelled(market, tmp_path, sig):
-    add_symbol(market, symbol=(symbol := f"STOP{int(sig)}"))
+@pytest.mark.parametrize("sig, ignored", [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False)])
+def test_ctrl_c_or_sigterm_stops_the_bots_process_with_its_summary_and_its_orders_cancelled(market, tmp_path, sig, ignored):
+    "`ignored`: started with SIGINT ignored, as a shell's `&` starts a job (before: the SIGINT was lost, the bot ran on)."
+    add_symbol(market, symbol=(symbol := f"STOP{int(sig)}{'I' * ignored}"))
     bot = subprocess.Popen([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", symbol, "--url", market.url,
                             "--key-file", _key_file(tmp_path/"key", market.keys["tom"]), "--set", "fair=700", "--set", "qty=2"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with TradingClient(market.url, market.keys["tom"]) as tom:
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else None)
+    with TradingClient(market.url, market.keys["tom"]) as tom, _killed(bot):
         deadline = time.time() + 60
         while len(tom.orders_frame(symbol=symbol)) < 2 and time.time() < deadline: time.sleep(0.1)  # quoting
         assert len(tom.orders_frame(symbol=symbol)) == 2
