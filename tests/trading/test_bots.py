@@ -570,3 +570,31 @@ def test_a_market_makers_partly_filled_quote_is_never_taken_for_others(market):
             assert live == [("buy", 998, 7), ("sell", 1002, 10)] and maker.strategy.quoted_mid == 1000, (live, maker.strategy.quoted_mid)
         finally: maker.stop()
         tom.cancel_all()
+
+def test_a_bot_stopped_while_its_service_stalls_waits_for_its_cancels_answers_up_to_stop_s(tmp_path, monkeypatch, caplog):
+    import aiplatform.trading.bots as bots
+    keys = make_users(tmp_path)
+    svc = start_trading(tmp_path, symbols="DEMO", price_band_pct=0)
+    stalled = lambda seconds: (os.kill(svc.proc.pid, signal.SIGSTOP), threading.Timer(seconds, os.kill, (svc.proc.pid, signal.SIGCONT)).start())
+    try:
+        for stall, stop_s in ((2.5, bots.STOP_S), (6, 1)):  # the service answers within STOP_S, then not
+            monkeypatch.setattr(bots, "STOP_S", stop_s)
+            bot = BotThread(MarketMaker("DEMO", fair=500, qty=2), svc.url, keys["tom"])
+            with TradingClient(svc.url, keys["tom"]) as tom:
+                assert bot.wait_started(20), bot.error
+                deadline = time.monotonic() + 20
+                while len(tom.orders_frame(symbol="DEMO")) < 2 and time.monotonic() < deadline: time.sleep(0.05)
+                placed, began = set(bot.strategy.client.placed), time.monotonic()
+                stalled(stall)
+                assert bot.stop(timeout=15) and placed
+                took, told = time.monotonic() - began, {bot.strategy.client.orders[c]["status"] for c in placed}
+                if stall < stop_s:  # before: its cancels cut off after a second, their answers never read (left to the cancel on disconnect)
+                    assert stall <= took < stall + 3 and told == {"cancelled"}, (took, told)
+                    assert "not cancelled" not in caplog.text
+                else:  # no longer than STOP_S for the cancels; cancelled on disconnect once the service goes on
+                    assert took < stall and told == {"open"} and "its orders not cancelled (no answer in 1 s); cancelled on disconnect" in caplog.text, (took, told)
+                    while time.monotonic() < deadline and len(tom.orders_frame(symbol="DEMO")): time.sleep(0.1)
+                    assert tom.orders_frame(symbol="DEMO").empty
+    finally:
+        os.kill(svc.proc.pid, signal.SIGCONT)
+        stop(svc)

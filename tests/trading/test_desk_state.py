@@ -331,6 +331,8 @@ def test_an_order_sent_without_an_answer_is_sent_again_as_the_same_order(svc, mo
     d = TradingDesk(load_settings(env={}, platform={"data_dir": svc.data}, trading={"shard_urls": proxy.url}))
     d.key.value = svc.keys["ada"]
     d.connect()
+    deadline = time.time() + 10
+    while time.time() < deadline and not d.client.connected("DEMO"): time.sleep(0.05)  # its socket open: the connect subscribes in the background
     d.side.value, d.price.value, d.qty.value = "buy", "37", "2"
     proxy.deaf = True  # the order reaches the service, its answer never comes back
     d.send()
