@@ -368,8 +368,10 @@ def _list_again(self: TradingDesk, client, loop):
     "Every `LIST_AGAIN_S` while `client` is the desk's, ask the shards down at connect for their symbols; those that answer have theirs listed (on `loop`'s thread when there is one)."
     while self.client is client and (shards := list(self._down)):
         time.sleep(LIST_AGAIN_S)
+        if self.client is not client: return
         async def ask(): return await asyncio.gather(*(_listed(client.aio, s) for s in shards), return_exceptions=True)
-        try: answers = client._run(ask())
+        try: answers = asyncio.run_coroutine_threadsafe(ask(), client._loop).result(ANSWER_S + 1)  # bounded: a client closed meanwhile stops its loop
+        except TimeoutError: continue
         except Exception: return  # the client closed
         if back := {s: a for s, a in zip(shards, answers) if isinstance(a, list)}:
             loop.call_soon_threadsafe(self._listed_back, client, back) if loop else self._listed_back(client, back)
