@@ -136,7 +136,7 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
     inbox, stop = _Inbox(), stop or asyncio.Event()
     log = get_logger("trading.bots")
     async with AsyncTradingClient(urls, key, cancel_on_disconnect=True) as client:
-        strategy.client = client
+        strategy.client, strategy.stopping = client, False
         specs = {s["symbol"]: s for s in (await client.get("symbols", client.shard(strategy.symbol)))["symbols"]}  # its shard's: another down stops no bot
         if strategy.symbol not in specs: raise ValidationError(f"symbol {strategy.symbol!r}: not traded; symbols: {some_of(specs)}")
         strategy.tick, strategy.lot = int(specs[strategy.symbol]["tick_size"]), int(specs[strategy.symbol]["lot_size"])
@@ -194,7 +194,7 @@ async def _last_position(strategy):
             listed = (await client.get("positions", shard))["positions"]
             fills = (await client.get("fills", shard, symbol=strategy.symbol, limit=10_000))["fills"]  # its own among them: the newest it had, told or not
     except (AIPlatformError, aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
-        return get_logger("trading.bots").warning("bot %s on %s: its last position not read (%s)", strategy.name, strategy.symbol, e)
+        return get_logger("trading.bots").warning("bot %s on %s: its last position not read (%s)", strategy.name, strategy.symbol, str(e) or f"no answer in {STOP_S} s")
     client.positions.update((p["symbol"], p) for p in listed)
     told = {f["fill_id"] for f in strategy.fills}  # the newest 10,000 it was told; one told before them is no newer than `forgotten_ns`
     for f in fills:
