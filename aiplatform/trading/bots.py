@@ -171,12 +171,15 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
             log.exception("bot %s on %s stopped by an error", strategy.name, strategy.symbol)
             raise
         finally:
-            strategy.stopping = True
+            stop_error = None
             try: await strategy.on_stop()  # first: a strategy's own tasks place no order after the cancel
+            except asyncio.CancelledError:  # cut off, still busy (`BotThread.stop`, a Ctrl-C): its orders are cancelled still
+                asyncio.current_task().uncancel()
+                log.warning("bot %s on %s: on_stop cut off", strategy.name, strategy.symbol)
             except Exception as e:  # said, and raised once the orders are cancelled, unless an error stopped the bot first (that one is raised)
                 log.exception("bot %s on %s: on_stop failed", strategy.name, strategy.symbol)
                 stop_error = e
-            else: stop_error = None
+            strategy.stopping = True
             try:
                 async with asyncio.timeout(STOP_S): await client.cancel_placed(strategy.symbol)  # the bot's orders, not those the account placed by hand
             except (ConnectionError, TimeoutError) as e:
@@ -237,7 +240,7 @@ class BotThread:
 
     def stop(self, timeout=10) -> bool:
         """Stop the bot (its orders cancelled) and wait up to `timeout` seconds for it; whether it ended. A hook still busy after a second
-        (waiting on a slow service, say) is cancelled; the cancels of its orders are not (they wait `STOP_S` at most)."""
+        (waiting on a slow service, say), `on_stop` too, is cancelled; the cancels of its orders are not (they wait `STOP_S` at most)."""
         cancel_hook = lambda: self.strategy.stopping or self._task.cancel()  # on the bot's loop: it is in a hook, or stopping, as this runs
         for step, wait in ((self._stop.set, min(1, timeout)), (cancel_hook, timeout)):
             if not self.running: break

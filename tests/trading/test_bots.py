@@ -598,3 +598,16 @@ def test_a_bot_stopped_while_its_service_stalls_waits_for_its_cancels_answers_up
     finally:
         os.kill(svc.proc.pid, signal.SIGCONT)
         stop(svc)
+
+def test_a_bot_whose_on_stop_hangs_is_cut_off_and_its_orders_cancelled_still(market, caplog):
+    class Stuck(MarketMaker):
+        async def on_stop(self): await asyncio.sleep(60)  # waiting on something that never comes
+    add_symbol(market, symbol="STUCK")
+    bot = BotThread(Stuck("STUCK", fair=500, qty=2), market.url, market.keys["tess"])
+    with TradingClient(market.url, market.keys["tess"]) as tess:
+        assert bot.wait_started(20), bot.error
+        deadline = time.monotonic() + 20
+        while len(tess.orders_frame(symbol="STUCK")) < 2 and time.monotonic() < deadline: time.sleep(0.05)
+        began = time.monotonic()
+        assert bot.stop(timeout=5) and time.monotonic() - began < 4  # before: never, once it was stopping (this session's first STOP_S change)
+        assert tess.orders_frame(symbol="STUCK").empty and "on_stop cut off" in caplog.text
