@@ -61,7 +61,7 @@ class AsyncTradingClient:
         self._prune_at = 2 * keep  # orders held past which the done ones that ended longest ago are forgotten
         self._session, self._ws, self._readers, self._waiting, self._resyncing = None, {}, {}, {}, set()
         self._subscribed, self._closing, self._connecting = set(), False, {}  # a lock a shard: one connection each, however many ask at once
-        self._following = set()  # (shard, channel, symbol) being subscribed again and again by `_follow`
+        self._following = {}  # (shard, channel, symbol) being subscribed again and again by `_follow`: (its end, what wakes it from its back-off)
         self._unsure = {}  # shard -> the cids of orders sent to it whose answers a dropped connection lost: looked up once it is back
         self._behind = {}  # shard -> the service's stamp of the newest news it had sent when it dropped: the catch-up asks what changed since
         self._unfetched = set()  # the shards whose history `fetch_history` asked for and did not get yet
@@ -230,11 +230,17 @@ def _waits(jitter=False):
         wait = min(5.0, wait * 1.5)
 
 @patch
-async def _follow(self: AsyncTradingClient, shard, channel, symbol=None):
-    "Subscribe `shard` to `channel` (of `symbol`) while it is wanted, trying again, ever more slowly, while the shard cannot be reached or its rate limit refuses (a lasting refusal is logged)."
+async def _follow(self: AsyncTradingClient, shard, channel, symbol=None, wait=False):
+    """Subscribe `shard` to `channel` (of `symbol`) while it is wanted, trying again, ever more slowly, while the shard cannot be reached or its rate limit refuses (a lasting refusal is logged).
+    One at a time: another call returns at once, or with `wait` (a reconnect: a new connection to try) wakes the one running from its back-off and waits for it."""
     waits, fields, key = _waits(), dict(channel=channel, **({"symbol": symbol} if symbol else {})), (shard, channel, symbol)
-    if key in self._following: return  # one at a time: another will make it
-    self._following.add(key)
+    if key in self._following:
+        if wait:
+            done, wake = self._following[key]
+            wake.set()
+            await asyncio.shield(done)
+        return
+    done, wake = self._following[key] = asyncio.get_running_loop().create_future(), asyncio.Event()
     try:
         while (channel, symbol) in self._subscribed and not self._closing:
             try:
@@ -246,8 +252,12 @@ async def _follow(self: AsyncTradingClient, shard, channel, symbol=None):
             except AIPlatformError as e:
                 get_logger("trading.client").warning("%sws: subscribing to %s refused: %s", self.urls[shard], fields, e)
                 return
-            await asyncio.sleep(next(waits))
-    finally: self._following.discard(key)
+            with suppress(TimeoutError):
+                async with asyncio.timeout(next(waits)): await wake.wait()  # or at once, woken: a new connection
+            wake.clear()
+    finally:
+        del self._following[key]
+        done.set_result(None)
 
 # %% ../../nbs/trading/15_client.ipynb #f07b7913
 @patch
@@ -276,7 +286,7 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
     wanted = [(channel, symbol) for channel, symbol in sorted(self._subscribed, key=str) if symbol is None or self.shard(symbol) == shard]
     for channel, symbol in wanted:
         if channel == "book": self.books.pop(symbol, None)
-    await asyncio.gather(*(self._follow(shard, channel, symbol) for channel, symbol in wanted))
+    await asyncio.gather(*(self._follow(shard, channel, symbol, wait=True) for channel, symbol in wanted))  # made on the new connection before the catch-up: what ends between is told
     waits, warn = _waits(), True
     while (("orders", None) in self._subscribed or self._unsure.get(shard)) and not await self._catch_up(shard, self._behind.get(shard), warn):
         if self._closing or self._ws.get(shard) is not new or new.closed: return  # dropped again: that reconnect catches up

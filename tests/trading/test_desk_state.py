@@ -363,7 +363,8 @@ def test_an_order_sent_without_an_answer_is_sent_again_as_the_same_order(svc, mo
         assert "open, 0 of 2 filled" in d.status.value, d.status.value
         tom.cancel_all()
     with TradingClient(svc.url, svc.keys["ada"]) as ada: ada.cancel_all()
-    proxy.gateway_down, _ = True, proxy.abort()  # a new connection answered 502: the order cannot be handed to one
+    proxy.gateway_down = True  # first: the abort below is scheduled at once
+    proxy.abort()  # a new connection answered 502: the order cannot be handed to one
     deadline = time.time() + 10
     while time.time() < deadline and d.client.connected("DEMO"): time.sleep(0.05)
     d.price.value = "40"
