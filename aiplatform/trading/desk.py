@@ -19,7 +19,7 @@ from ..platform.figures import FigureWidget
 from ..platform.gallery import StatusLine
 from ..platform.services import check_health
 from .bots import BOTS, BotThread, bot_defaults, make_bot, param_value
-from .client import TradingClient, new_cid, order_message
+from .client import _NOT_NOW, TradingClient, new_cid, order_message
 from .ledger import is_done
 
 # %% ../../nbs/trading/17_desk.ipynb #f349970f
@@ -202,7 +202,9 @@ async def _reach(aio, trades=True) -> tuple[list, list]:
     if refused := [a for a in answers if isinstance(a, BaseException) and not isinstance(a, (ConnectionError, TimeoutError, OSError))]: raise refused[0]
     symbols, down = sorted(s for a in answers if isinstance(a, list) for s in a), [s for s, a in enumerate(answers) if isinstance(a, BaseException)]
     if trades:
-        for channel in ("orders", "positions"): await aio.subscribe(channel, wait=[])  # in the background: each shard as soon as it answers
+        with suppress(*_NOT_NOW):  # those that answered waited for (within `ANSWER_S`): made before the past is fetched, so what ends between is told
+            async with asyncio.timeout(ANSWER_S):
+                for channel in ("orders", "positions"): await aio.subscribe(channel, wait=[s for s in range(len(aio.urls)) if s not in down])  # the others in the background
         with suppress(ConnectionError, TimeoutError):
             async with asyncio.timeout(ANSWER_S): await aio.fetch_history()  # the Fills panel's past fills
     return symbols, down
