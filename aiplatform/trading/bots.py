@@ -129,7 +129,7 @@ async def _pause(seconds, stop):
         async with asyncio.timeout(seconds): await stop.wait()
 
 # %% ../../nbs/trading/16_bots.ipynb #a8f03584
-STOP_S = 5  # seconds a stopping bot waits for its cancels' answers, then as long for its position: a service gone silent holds up no stop
+STOP_S = 5  # seconds a stopping bot gives its `on_stop`, then its cancels' answers, then its position: a service gone silent holds up no stop
 
 async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, stop: asyncio.Event | None = None):
     "Run `strategy` against the service until `stop` is set or `seconds` pass; returns the strategy."
@@ -172,9 +172,10 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
             raise
         finally:
             stop_error = None
-            try: await strategy.on_stop()  # first: a strategy's own tasks place no order after the cancel
-            except asyncio.CancelledError:  # cut off, still busy (`BotThread.stop`, a Ctrl-C): its orders are cancelled still
-                asyncio.current_task().uncancel()
+            try:
+                async with asyncio.timeout(STOP_S): await strategy.on_stop()  # first: a strategy's own tasks place no order after the cancel
+            except (asyncio.CancelledError, TimeoutError) as e:  # cut off, still busy (`BotThread.stop`, a Ctrl-C, STOP_S): its orders are cancelled still
+                if isinstance(e, asyncio.CancelledError): asyncio.current_task().uncancel()
                 log.warning("bot %s on %s: on_stop cut off", strategy.name, strategy.symbol)
             except Exception as e:  # said, and raised once the orders are cancelled, unless an error stopped the bot first (that one is raised)
                 log.exception("bot %s on %s: on_stop failed", strategy.name, strategy.symbol)

@@ -197,14 +197,15 @@ async def _listed(aio, shard) -> list:
 async def _reach(aio, trades=True) -> tuple[list, list]:
     """The symbols of the shards that answer within `ANSWER_S` (every one asked at once), and the numbers of those that do not; if the key
     `trades`, the account's orders and positions followed on each (one down or hung: once it answers), and its past fills fetched (a shard
-    that does not answer within `ANSWER_S`: once it does)."""
+    that does not answer within `ANSWER_S`: once it does). Three waits of `ANSWER_S` at most: the symbols, the subscribes, the past."""
     answers = await asyncio.gather(*(_listed(aio, s) for s in range(len(aio.urls))), return_exceptions=True)
     if refused := [a for a in answers if isinstance(a, BaseException) and not isinstance(a, (ConnectionError, TimeoutError, OSError))]: raise refused[0]
     symbols, down = sorted(s for a in answers if isinstance(a, list) for s in a), [s for s, a in enumerate(answers) if isinstance(a, BaseException)]
     if trades:
-        with suppress(*_NOT_NOW):  # those that answered waited for (within `ANSWER_S`): made before the past is fetched, so what ends between is told
-            async with asyncio.timeout(ANSWER_S):
-                for channel in ("orders", "positions"): await aio.subscribe(channel, wait=[s for s in range(len(aio.urls)) if s not in down])  # the others in the background
+        async def follow(channel):  # on the shards that answered, waited for: made before the past is fetched, so what ends between is told
+            with suppress(*_NOT_NOW): await aio.subscribe(channel, wait=[s for s in range(len(aio.urls)) if s not in down])  # not now: followed in the background
+        with suppress(TimeoutError):
+            async with asyncio.timeout(ANSWER_S): await asyncio.gather(follow("orders"), follow("positions"))  # each, whatever becomes of the other
         with suppress(ConnectionError, TimeoutError):
             async with asyncio.timeout(ANSWER_S): await aio.fetch_history()  # the Fills panel's past fills
     return symbols, down

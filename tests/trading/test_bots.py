@@ -599,15 +599,26 @@ def test_a_bot_stopped_while_its_service_stalls_waits_for_its_cancels_answers_up
         os.kill(svc.proc.pid, signal.SIGCONT)
         stop(svc)
 
-def test_a_bot_whose_on_stop_hangs_is_cut_off_and_its_orders_cancelled_still(market, caplog):
+@pytest.mark.parametrize("hook_busy", [False, True])
+def test_a_bot_whose_on_stop_hangs_is_cut_off_and_its_orders_cancelled_still(market, caplog, monkeypatch, hook_busy):
+    "`hook_busy`: a timer hook still busy when the bot is stopped, cancelled first; the `on_stop` after it hangs too (then cut off at STOP_S)."
+    import aiplatform.trading.bots as bots
+    monkeypatch.setattr(bots, "STOP_S", 1)
     class Stuck(MarketMaker):
+        busy = None
+        async def on_timer(self):
+            await super().on_timer()
+            if self.busy is not None: self.busy.set(), await asyncio.sleep(60)
         async def on_stop(self): await asyncio.sleep(60)  # waiting on something that never comes
-    add_symbol(market, symbol="STUCK")
-    bot = BotThread(Stuck("STUCK", fair=500, qty=2), market.url, market.keys["tess"])
+    add_symbol(market, symbol=(symbol := f"STUCK{int(hook_busy)}"))
+    bot = BotThread(Stuck(symbol, fair=500, qty=2), market.url, market.keys["tess"])
     with TradingClient(market.url, market.keys["tess"]) as tess:
         assert bot.wait_started(20), bot.error
         deadline = time.monotonic() + 20
-        while len(tess.orders_frame(symbol="STUCK")) < 2 and time.monotonic() < deadline: time.sleep(0.05)
+        while len(tess.orders_frame(symbol=symbol)) < 2 and time.monotonic() < deadline: time.sleep(0.05)
+        if hook_busy:
+            bot.strategy.busy = threading.Event()
+            assert bot.strategy.busy.wait(10)
         began = time.monotonic()
-        assert bot.stop(timeout=5) and time.monotonic() - began < 4  # before: never, once it was stopping (this session's first STOP_S change)
-        assert tess.orders_frame(symbol="STUCK").empty and "on_stop cut off" in caplog.text
+        assert bot.stop(timeout=5) and time.monotonic() - began < 4.5  # before: never (hook_busy: once its hook was cancelled, nothing cut on_stop)
+        assert tess.orders_frame(symbol=symbol).empty and "on_stop cut off" in caplog.text

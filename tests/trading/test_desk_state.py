@@ -429,3 +429,14 @@ def test_a_service_the_desk_starts_that_stops_at_once_is_said_with_its_error(tmp
     with pytest.raises(AIPlatformError, match=r"trading service: stopped \(exit code 2\) before answering at .*\[trading\] symbols = 'DEMO demo': symbol 'demo'"):
         service_urls(load_settings())
     assert time.monotonic() - started < 30 and (tmp_path/"trading"/"service.log").exists()
+
+def test_a_desk_follows_positions_though_its_orders_subscribe_fails_at_connect(svc, monkeypatch):
+    from aiplatform.trading.client import AsyncTradingClient
+    real = AsyncTradingClient.subscribe
+    async def subscribe(self, channel, symbol=None, wait=None):
+        if channel == "orders": raise ConnectionError("a gateway flapping: 502")  # not now
+        return await real(self, channel, symbol, wait)
+    monkeypatch.setattr(AsyncTradingClient, "subscribe", subscribe)
+    d = desk_on(svc, "tess")
+    try: assert ("positions", None) in d.client.aio._subscribed, d.status.value  # before: never subscribed once the orders' subscribe failed
+    finally: d.client.close()
