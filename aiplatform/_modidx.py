@@ -2004,6 +2004,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                          'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.AsyncTradingClient._fetch': ( 'trading/client.html#asynctradingclient._fetch',
                                                                                                     'aiplatform/trading/client.py'),
+                                           'aiplatform.trading.client.AsyncTradingClient._fetch_later': ( 'trading/client.html#asynctradingclient._fetch_later',
+                                                                                                          'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.AsyncTradingClient._follow': ( 'trading/client.html#asynctradingclient._follow',
                                                                                                      'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.AsyncTradingClient._holding': ( 'trading/client.html#asynctradingclient._holding',

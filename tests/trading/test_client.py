@@ -648,6 +648,26 @@ def test_fetch_history_brings_the_accounts_newest_done_orders_and_fills(svc):
             assert [f["cid"] for f in c.fills][-1:] == ["history-1"]
     asyncio.run(main())
 
+def test_history_not_fetched_while_connected_is_fetched_again_soon(svc, monkeypatch):
+    monkeypatch.setattr(client, "FETCH_AGAIN_S", 0.2)
+    async def main():
+        async with AsyncTradingClient(svc.url, svc.keys["tom"]) as tom, AsyncTradingClient(svc.url, svc.keys["tess"]) as early:
+            await tom.order("DEMO", "sell", 1, 100)
+            await early.order("DEMO", "buy", 1, 100, tif="IOC", cid="history-2")
+            await tom.cancel_placed()
+        async with AsyncTradingClient(svc.url, svc.keys["tess"]) as c:
+            await c.subscribe("orders")  # its connection open
+            real, failed = c._catch_up, []
+            async def once_too_slow(shard, since_ns=None, warn=True):
+                if not failed: return failed.append(shard) or False  # as a fetch given up by its caller, or a gateway's 502
+                return await real(shard, since_ns, warn)
+            c._catch_up = once_too_slow
+            with pytest.raises(ConnectionError, match="no answer now"): await c.fetch_history()
+            async with asyncio.timeout(5):
+                while "history-2" not in c.orders: await asyncio.sleep(0.05)  # before: only once a new connection opened
+            assert c.orders["history-2"]["status"] == "filled"
+    asyncio.run(main())
+
 def test_a_shard_gone_silent_is_dropped_within_a_ping_and_a_half(svc, monkeypatch):
     monkeypatch.setattr(client, "PING_S", 1)  # 10 s by default; before: 60 s, then aiohttp's wait for the pong
     proxy = Proxy(svc.url)
