@@ -311,7 +311,7 @@ async def _fetch(self: AsyncTradingClient, shard) -> bool:
     finally:
         if not done:  # failed, or given up by the caller
             self._unfetched.add(shard)
-            if shard in self._ws: self._background(self._fetch_later(shard))  # its connection open: no new one comes to fetch it
+            if shard in self._ws and not self._closing: self._background(self._fetch_later(shard))  # its connection open: no new one comes to fetch it
     return done
 
 FETCH_AGAIN_S = 5  # how soon a shard's history that could not be fetched is asked for again while a connection to it is open
