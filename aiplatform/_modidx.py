@@ -2300,6 +2300,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                     'aiplatform/trading/engine.py'),
                                            'aiplatform.trading.engine._raised': ( 'trading/engine.html#_raised',
                                                                                   'aiplatform/trading/engine.py'),
+                                           'aiplatform.trading.engine._reaches': ( 'trading/engine.html#_reaches',
+                                                                                   'aiplatform/trading/engine.py'),
                                            'aiplatform.trading.engine._reject': ( 'trading/engine.html#_reject',
                                                                                   'aiplatform/trading/engine.py'),
                                            'aiplatform.trading.engine.close_all': ( 'trading/engine.html#close_all',

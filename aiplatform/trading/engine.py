@@ -13,7 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 from ..core import NotFound, ValidationError, get_logger
 import numpy as np
-from .book import (BUY, GTC, LIMIT, MARKET, OP_CANCEL, OP_SUBMIT, SELL, SIDES, STOP, STOP_LIMIT, STP_CANCEL_OLDEST, Event, OrderBook,
+from .book import (BUY, BUY_STOPS, GTC, LIMIT, MARKET, MAX_PRICE, OP_CANCEL, OP_SUBMIT, SELL, SIDES, STOP, STOP_LIMIT, STP_CANCEL_OLDEST, Event, OrderBook,
                                      cancel_fields, events_of, modify_fields, submit_fields)
 from .journal import HEADER, JournaledBook, _fsync_dir
 from fastcore.basics import patch
@@ -303,25 +303,34 @@ def prune(self: Engine):
 # %% ../../nbs/trading/02_engine.ipynb #a0993747
 @patch
 def process(self: Engine, symbol, rows) -> list[Event]:
-    "Risk-check, then journal and apply as one batch (split where a refused modify names an order of it, and before a market buy: `Market` cuts its batches there first), commands given as fields (`submit_fields`, `cancel_fields`, `modify_fields`)."
+    """Risk-check, then journal and apply as one batch, commands given as fields (`submit_fields`, `cancel_fields`, `modify_fields`).
+    Split where a refused modify names an order of it, before a market buy (`Market` cuts its batches there first), and before a sell
+    or modify when the commands before it may trigger a buy stop waiting in the book: they go first, so that it is checked at the bid it meets."""
     out, passed, pending, new, freed = [], [], {}, {}, set()
-    top, raised = None, 0  # the best bid before the batch (read once a sell needs it), the highest a buy of the batch may bid since
     book = self.book(symbol)
     last = book.last_price  # the batch is checked against the last trade before it
+    # the best bid before the batch (read once a sell needs it), the highest a buy of the batch may bid since, the highest price it may trade at, the buy stop that triggers next
+    top, raised, high, trigger = None, 0, 0, book.best(BUY_STOPS)
     for row in rows:
         op, order_id, user = row[0], row[1], row[2]
         if op == OP_CANCEL and self.live.get((symbol, order_id), (None,))[0] == user and order_id not in freed:
             freed.add(order_id)  # a cancel of a resting order frees its place for the orders after it, as one at a time
             pending[user] = pending.get(user, 0) - 1
         if op != OP_CANCEL:  # a cancel is never refused by risk
-            if op == OP_SUBMIT and row[4] == MARKET and row[3] == BUY and passed:  # checked at the price it reaches in the book the commands before it leave: they go first
-                out, passed, new, pending, top, raised = out + self._run(symbol, passed), [], {}, {}, None, 0
-            if top is None and (row[3] == SELL or op != OP_SUBMIT): top = book.best(BUY) or 0
-            if (reason := self._risk(book, last, row, pending.get(user, 0), new.get(order_id), top if top is None or top >= raised else raised)):
+            sells = row[3] == SELL or op != OP_SUBMIT  # a modify may have a sell cross
+            if passed and (op == OP_SUBMIT and row[4] == MARKET and row[3] == BUY  # checked at the price it reaches in the book the commands before it leave
+                           or sells and trigger is not None and high >= trigger):  # a buy stop they trigger bids at its limit
+                out, passed, new, pending = out + self._run(symbol, passed), [], {}, {}
+                top, raised, high, trigger = None, 0, 0, book.best(BUY_STOPS)
+            if top is None and sells: top = book.best(BUY) or 0
+            bid = top if top is None or top >= raised else raised
+            if (reason := self._risk(book, last, row, pending.get(user, 0), new.get(order_id), bid)):
                 if order_id in new:  # a modify of an order new in this batch: the commands before it go first
-                    out, passed, new, pending, top, raised = out + self._run(symbol, passed), [], {}, {}, None, 0
+                    out, passed, new, pending = out + self._run(symbol, passed), [], {}, {}
+                    top, raised, high, trigger = None, 0, 0, book.best(BUY_STOPS)
                 out += _reject(order_id, user, row[6], row[7], reason)
                 continue
+            if trigger is not None and (at := _reaches(row, bid)) > high: high = at
             if op == OP_SUBMIT:
                 if _may_rest(row): pending[user] = pending.get(user, 0) + 1  # an IOC order before it takes no place of its own
                 new[order_id] = row
@@ -329,6 +338,11 @@ def process(self: Engine, symbol, rows) -> list[Event]:
             elif (bid := _raised(book, row, new)) > raised: raised = bid
         passed.append(row)
     return out + self._run(symbol, passed) if passed else out
+
+def _reaches(row, bid) -> int:
+    "The highest price the command `row` may trade at: a buy's limit (with none, any), or the highest bid a sell or a modify may meet."
+    if row[0] == OP_SUBMIT and row[3] == BUY: return row[6] if row[4] in (LIMIT, STOP_LIMIT) else MAX_PRICE
+    return max(row[6], bid or 0)
 
 def _raised(book, row, new) -> int:
     "The price a modify `row` of a buy (new in the batch, `new`, or resting) has it bid (0: none)."

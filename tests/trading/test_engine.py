@@ -2,8 +2,9 @@
 import os, random
 from fractions import Fraction
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from aiplatform.core import NotFound
+from aiplatform.trading.book import cancel_fields, submit_fields
 from aiplatform.trading.engine import SCALE, Engine, Position, RiskLimits
 
 LIMITS = RiskLimits(max_order_qty=50, price_band_pct=20, max_open_orders=40)
@@ -97,6 +98,35 @@ def test_risk_rejections_never_reach_the_book(call, reason):
     before = eng.books["X"].queues()
     [event] = call(eng)
     assert (event.kind, event.reason) == ("rejected", reason) and eng.books["X"].queues() == before
+
+@st.composite
+def batches(draw, notional):
+    "Batches of new orders (limit, IOC, market, stop-limit, sell stop) and cancels by three users, priced around `notional`'s reach."
+    out, oid = [], 0
+    for _ in range(draw(st.integers(1, 12))):
+        out.append([])
+        for _ in range(draw(st.integers(1, 8))):
+            oid, user, side = oid + 1, draw(st.integers(1, 3)), draw(st.sampled_from(["buy", "sell"]))
+            kind = draw(st.sampled_from(["limit", "limit", "market", "stop_limit", "stop_limit"] + (["stop"] if side == "sell" else [])))
+            if draw(st.integers(0, 9)) == 0:
+                out[-1].append(cancel_fields(draw(st.integers(1, oid)), user))
+                continue
+            price = draw(st.integers(1, 40)) if kind in ("limit", "stop_limit") else None
+            stop = draw(st.integers(1, 40)) if kind in ("stop", "stop_limit") else None
+            tif = draw(st.sampled_from(["GTC", "GTC", "IOC"])) if kind == "limit" else "GTC"
+            out[-1].append(submit_fields(oid, side, price, draw(st.integers(1, 12)), user, kind=kind, tif=tif, stop_price=stop))
+    return out
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(batches(notional=200))
+def test_no_order_trades_past_its_notional_limit(bs):
+    "Whatever a batch holds, an order trades at most `max_notional` (a buy stop, which the engine leaves to `Market` to cap, aside)."
+    eng, traded = Engine({"X": 1}, limits=RiskLimits(max_notional=200, price_band_pct=0)), {}
+    for batch in bs:
+        for e in eng.process("X", batch):
+            if e.kind == "trade":
+                for o in (e.order_id, e.maker_id): traded[o] = traded.get(o, 0) + e.price * e.qty
+    assert max(traded.values(), default=0) <= 200, traded
 
 def test_unknown_symbol():
     with pytest.raises(NotFound, match="symbol 'Z': not traded"): Engine({"X": 1}).cancel("Z", 1)
