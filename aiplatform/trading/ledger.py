@@ -108,7 +108,7 @@ def apply(self: Ledger, symbol, events, now=0, rest="no_liquidity_in_band") -> t
             continue
         if e.kind == "accepted":  # a new order's, or a modify's: its qty is what it has filled and what it now has left (FIX's OrderQty = CumQty + LeavesQty)
             o["status"], o["remaining"], o["qty"] = "open", e.qty, o["filled"] + e.qty
-            if e.price: o["price"] = e.price
+            if e.price and o["kind"] in ("limit", "stop_limit"): o["price"] = e.price  # not the IOC limit `Market` sent a market (stop) order as
         elif e.kind == "trade":
             price, qty = e.price, e.qty
             for oid, t, liquidity, tag in ((e.order_id, o, "taker", "t"), (e.maker_id, get(e.maker_id), "maker", "m")):

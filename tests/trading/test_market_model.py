@@ -153,7 +153,7 @@ class Model:
         if o is None: refused[oid] = why; return  # a cancel (modify) of an order done and forgotten while it was in flight: unknown to the book
         if kind == ACCEPTED:  # a new order's, or a modify's: its qty becomes what it filled and what it has left
             o.update(status="open", remaining=qty, qty=o["filled"] + qty)
-            if price: o["price"] = price
+            if price and o["kind"] in ("limit", "stop_limit"): o["price"] = price  # a market (stop) order keeps its own, none: not its IOC limit
         elif kind == TRADE:
             for t, tag in ((o, "t"), (self.orders[maker], "m")):
                 self.fills.setdefault(t["account"], []).append((f"{symbol}:{seq}:{tag}", t["order_id"], t["cid"], t["side"], price, qty))
@@ -291,7 +291,7 @@ class Run:
         for s, name in ((BUY, "bids"), (SELL, "asks")):
             want = [(p, [(o.id, o.visible, o.remaining) for o in qu]) for p, qu in sorted(model.book.levels[s].items(), reverse=s == BUY)]
             assert q[name] == want, f"{name}: {q[name]} != {want}"
-        open_ = {acct: {o.id: (model.orders[o.id]["cid"], ("buy", "sell")[o.side], o.price or None, o.remaining) for o in model.book.orders.values() if o.user == acct} for acct in ACCOUNTS}
+        open_ = {acct: {o.id: (model.orders[o.id]["cid"], ("buy", "sell")[o.side], model.orders[o.id]["price"], o.remaining) for o in model.book.orders.values() if o.user == acct} for acct in ACCOUNTS}
         for acct in ACCOUNTS:
             mine = {oid: (s["cid"], s["side"], s["price"], s["remaining"]) for oid, s in m.ledger.accounts.get(acct, {}).items() if s["status"] == "open"}
             assert mine == open_[acct], f"account {acct}: open {mine} != {open_[acct]}"
@@ -673,7 +673,7 @@ class MRun:
                 want = [(p, [(o.id, o.visible, o.remaining) for o in qu]) for p, qu in sorted(mb.levels[s].items(), reverse=s == BUY)]
                 assert q[name] == want, f"{sym} {name}: {q[name]} != {want}"
         for acct in ACCOUNTS:
-            open_ = {o.id: (model.orders[o.id]["cid"], ("buy", "sell")[o.side], o.price or None, o.remaining) for b in model.books.values() for o in b.orders.values() if o.user == acct}
+            open_ = {o.id: (model.orders[o.id]["cid"], ("buy", "sell")[o.side], model.orders[o.id]["price"], o.remaining) for b in model.books.values() for o in b.orders.values() if o.user == acct}
             mine = {oid: (s["cid"], s["side"], s["price"], s["remaining"]) for oid, s in m.ledger.accounts.get(acct, {}).items() if s["status"] == "open"}
             assert mine == open_, f"account {acct}: open {mine} != {open_}"
             assert m.engine.open_orders.get(acct, 0) == len(open_), (acct, m.engine.open_orders)

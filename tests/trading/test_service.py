@@ -137,6 +137,7 @@ def test_an_orders_state_shows_its_stop_price_and_shown_size(svc):
     call(svc, "POST", "orders", body=dict(cid="ice-1", symbol="ACME", side="sell", price=270, qty=100, display_qty=10))
     states = {o["cid"]: o for o in call(svc, "GET", "orders?symbol=ACME")[1]["orders"]}
     assert (states["st-1"]["stop_price"], states["st-1"]["display_qty"], states["ice-1"]["display_qty"]) == (260, None, 10)
+    assert (states["st-1"]["price"], states["ice-1"]["price"]) == (None, 270)  # not the limit it waits as (before: its band's edge)
     assert call(svc, "POST", "orders/cancel-all", body={"symbol": "ACME"})[0] == 200
 
 @pytest.mark.parametrize("body, error", [
