@@ -2296,6 +2296,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                  'aiplatform/trading/engine.py'),
                                            'aiplatform.trading.engine._holds_records': ( 'trading/engine.html#_holds_records',
                                                                                          'aiplatform/trading/engine.py'),
+                                           'aiplatform.trading.engine._left': ('trading/engine.html#_left', 'aiplatform/trading/engine.py'),
                                            'aiplatform.trading.engine._may_rest': ( 'trading/engine.html#_may_rest',
                                                                                     'aiplatform/trading/engine.py'),
                                            'aiplatform.trading.engine._raised': ( 'trading/engine.html#_raised',

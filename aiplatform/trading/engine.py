@@ -13,7 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 from ..core import NotFound, ValidationError, get_logger
 import numpy as np
-from .book import (BUY, BUY_STOPS, GTC, LIMIT, MARKET, MAX_PRICE, OP_CANCEL, OP_SUBMIT, SELL, SIDES, STOP, STOP_LIMIT, STP_CANCEL_OLDEST, Event, OrderBook,
+from .book import (BUY, BUY_STOPS, GTC, LIMIT, MARKET, MAX_PRICE, OP_CANCEL, OP_MODIFY, OP_SUBMIT, SELL, SIDES, STOP, STOP_LIMIT, STP_CANCEL_OLDEST, Event, OrderBook,
                                      cancel_fields, events_of, modify_fields, submit_fields)
 from .journal import HEADER, JournaledBook, _fsync_dir
 from fastcore.basics import patch
@@ -130,6 +130,10 @@ def book(self: Engine, symbol) -> OrderBook:
     if symbol not in self.books: raise NotFound(f"symbol {symbol!r}: not traded; symbols: {some_of(self.books)}")
     return self.books[symbol]
 
+def _left(book, order_id, queued) -> int:
+    "The qty the order `order_id` has left now: resting, or new in the batch (`queued`, its command's fields); 0 if neither."
+    return o.remaining if (o := book.order(order_id)) is not None else queued[7] if queued else 0
+
 def _may_rest(row) -> bool:
     "Whether a new order (its command fields) may stay live after its batch: a stop waits for its trigger, a limit order rests unless IOC or FOK; a market order never does (one can always close a position)."
     return row[4] in (STOP, STOP_LIMIT) or (row[4] != MARKET and row[5] == GTC)
@@ -141,6 +145,7 @@ def _risk(self: Engine, book, last, row, pending=0, queued=None, bid=None):
     (None: the book's best now)."""
     op, order_id, user, side, kind, price, qty, stop = row[0], row[1], row[2], row[3], row[4], row[6] or None, row[7] or None, row[8] or None
     lim = self.user_limits.get(user, self.limits)
+    if op == OP_MODIFY and price is None and qty <= _left(book, order_id, queued): return None  # only a lower qty: every risk lower (limits tightened since, say)
     if qty is not None and qty > lim.max_order_qty: return "risk_max_order_qty"
     if op == OP_SUBMIT:
         if kind in (MARKET, STOP): price = None  # the book takes no price from them

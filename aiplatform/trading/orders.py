@@ -114,7 +114,7 @@ class Modify(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     cid: str = _cid()
     price: int | None = _price("price")
-    qty: int | None = Field(None, ge=1, le=MAX_QTY, description="a whole quantity, from 1 to 10**12")
+    qty: int | None = Field(None, ge=1, le=MAX_QTY, description="a whole quantity, from 1 to 10**12: the new remaining one (the order's qty becomes what it filled plus this)")
 
     def __init__(self, /, **fields):
         _checked(self, fields, "modify")
