@@ -2482,6 +2482,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                               'aiplatform/trading/ledger.py'),
                                            'aiplatform.trading.ledger.Ledger._load': ( 'trading/ledger.html#ledger._load',
                                                                                        'aiplatform/trading/ledger.py'),
+                                           'aiplatform.trading.ledger.Ledger._load_line': ( 'trading/ledger.html#ledger._load_line',
+                                                                                            'aiplatform/trading/ledger.py'),
                                            'aiplatform.trading.ledger.Ledger.apply': ( 'trading/ledger.html#ledger.apply',
                                                                                        'aiplatform/trading/ledger.py'),
                                            'aiplatform.trading.ledger.Ledger.close': ( 'trading/ledger.html#ledger.close',

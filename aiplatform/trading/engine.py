@@ -15,7 +15,7 @@ from ..core import NotFound, ValidationError, get_logger
 import numpy as np
 from .book import (BUY, BUY_STOPS, GTC, LIMIT, MARKET, MAX_PRICE, OP_CANCEL, OP_MODIFY, OP_SUBMIT, SELL, SIDES, STOP, STOP_LIMIT, STP_CANCEL_OLDEST, Event, OrderBook,
                                      cancel_fields, events_of, modify_fields, submit_fields)
-from .journal import HEADER, JournaledBook, _fsync_dir
+from .journal import HEADER, JournaledBook, _fsync_dir, damaged
 from fastcore.basics import patch
 
 # %% ../../nbs/trading/02_engine.ipynb #97e8d98f
@@ -93,11 +93,13 @@ def _recover(self: Engine, symbols):
     self.folder.mkdir(parents=True, exist_ok=True)
     saved, seqs = self.folder/"accounts.json", {}
     if saved.exists():
-        state = orjson.loads(saved.read_bytes())
-        seqs = state["seqs"]
-        self.positions = {(u, s): Position(q, round(Fraction(a) * abs(q) * SCALE), round(Fraction(r) * SCALE)) for u, s, q, a, r in state["positions"]}
-        self.live = {(s, oid): [u, side, rem] for s, oid, u, side, rem in state["live"]}
-        self.open_orders = {u: n for u, n in state["open_orders"]}
+        try:
+            state = orjson.loads(saved.read_bytes())
+            seqs = state["seqs"]
+            self.positions = {(u, s): Position(q, round(Fraction(a) * abs(q) * SCALE), round(Fraction(r) * SCALE)) for u, s, q, a, r in state["positions"]}
+            self.live = {(s, oid): [u, side, rem] for s, oid, u, side, rem in state["live"]}
+            self.open_orders = {u: n for u, n in state["open_orders"]}
+        except (ValueError, KeyError, TypeError) as e: raise damaged(saved, "its JSON", f"{type(e).__name__}: {e}") from None  # not JSON, or not the accounts'
     self.journals, self.books = {}, {}
     for symbol, tick in symbols.items(): self._open(symbol, tick, seqs.get(symbol, 0))
 

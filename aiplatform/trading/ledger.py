@@ -163,19 +163,24 @@ def close(self: Ledger):
     Rewritable.close(self)
 
 @patch
+def _load_line(self: Ledger, line, upto, ended):
+    "Follow one line of the file (past `upto`, {symbol: seq}, it is skipped); the orders it is the first to tell of the end of go on `ended`."
+    batch = orjson.loads(line)
+    if batch["q"] > upto.get(batch["s"], batch["q"]): return
+    if any(type(s["notional"]) is float for s in batch["o"]): batch = json.loads(line)  # past 64 bits: orjson reads a float
+    if batch["s"]: self.seqs[batch["s"]] = max(self.seqs.get(batch["s"], 0), batch["q"])
+    for state in batch["o"]:
+        if is_done(state) and ((before := self.orders.get(state["order_id"])) is None or not is_done(before)): ended.append(state)
+        self.orders[state["order_id"]] = self.accounts.setdefault(state["account"], {})[state["order_id"]] = state
+    for f in batch["f"]: self._fill(f)
+
+@patch
 def _load(self: Ledger, upto):
     data, ended = self.path.read_bytes(), []
     whole = data[:data.rfind(b"\n") + 1]
     for number, line in enumerate(whole.splitlines(), 1):
-        try: batch = orjson.loads(line)
-        except orjson.JSONDecodeError as e: raise damaged(self.path, f"line {number}", e) from None
-        if batch["q"] > upto.get(batch["s"], batch["q"]): continue
-        if any(type(s["notional"]) is float for s in batch["o"]): batch = json.loads(line)  # past 64 bits: orjson reads a float
-        if batch["s"]: self.seqs[batch["s"]] = max(self.seqs.get(batch["s"], 0), batch["q"])
-        for state in batch["o"]:
-            if is_done(state) and ((before := self.orders.get(state["order_id"])) is None or not is_done(before)): ended.append(state)
-            self.orders[state["order_id"]] = self.accounts.setdefault(state["account"], {})[state["order_id"]] = state
-        for f in batch["f"]: self._fill(f)
+        try: self._load_line(line, upto, ended)
+        except (ValueError, KeyError, TypeError) as e: raise damaged(self.path, f"line {number}", f"{type(e).__name__}: {e}") from None  # not JSON, or not a batch's
     for state in ended: self._forgettable(self.orders[state["order_id"]])  # in the order the file told of their ends, as `retire` forgets them
     for account, orders in self.accounts.items():  # in the order they were placed, as before: a file lists them as they changed
         self.accounts[account] = dict(sorted(orders.items()))

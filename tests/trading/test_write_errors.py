@@ -358,8 +358,10 @@ def test_an_order_whose_client_id_line_was_torn_keeps_its_client_id(tmp_path):
     assert m.order(1, "retry-me")["order_id"] == placed and answers == [("retry-me", True, "open")] and len(m.ledger.orders) == 2
     m.close()
 
-@pytest.mark.parametrize("name", ["ledger.jsonl", "client_ids.tsv", "symbols.json", "split.json"])
-def test_a_damaged_file_stops_a_start_with_a_line_that_names_it(tmp_path, name):
+@pytest.mark.parametrize("name, damage", [
+    ("ledger.jsonl", b"{damaged\t"), ("client_ids.tsv", b"{damaged\t"), ("symbols.json", b"{damaged\t"), ("split.json", b"{damaged\t"),
+    ("books/accounts.json", b"{damaged\t"), ("books/accounts.json", b'{"seqs": {}}'), ("ledger.jsonl", b'{"s": "DEMO", "q": 1}\n')])  # JSON, not theirs
+def test_a_damaged_file_stops_a_start_with_a_line_that_names_it(tmp_path, name, damage):
     "Damage that is not a torn last line: one line naming the file and where (before: a traceback, at times naming no file)."
     from aiplatform.trading.journal import JournalError
     m = Market(tmp_path, [{"symbol": "DEMO"}])
@@ -367,7 +369,7 @@ def test_a_damaged_file_stops_a_start_with_a_line_that_names_it(tmp_path, name):
     m.flush()
     m.close()
     path = tmp_path/name
-    path.write_bytes(b"{damaged\t" + path.read_bytes())
+    path.write_bytes(damage if name == "books/accounts.json" else damage + path.read_bytes())  # the accounts' file: written at a snapshot
     with pytest.raises(JournalError, match=f"{name}: (line 1|its JSON) damaged .*: restore the file from a backup"): Market(tmp_path)
 
 def test_a_shard_folder_that_cannot_be_opened_stops_the_service_with_one_line(tmp_path):
