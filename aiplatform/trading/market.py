@@ -20,7 +20,7 @@ from .book import BUY, COMMAND_FIELDS, GTC, IOC, LIMIT, MARKET, MAX_PRICE, OP_CA
 from .client_ids import ClientIds
 from .engine import Engine, RiskLimits, close_all, some_of
 from .feed import BookFeed
-from .journal import _fsync_dir, damaged
+from .journal import _fsync_dir, _set_aside, damaged
 from .ledger import Ledger, OrderState, is_done
 from .orders import SYMBOL, Cancel, Modify, Order, PlainOrder
 
@@ -107,9 +107,10 @@ class Market:
             if state["cid"] and state["status"] != "rejected" and oid > self.cids.ids.get(key := (state["account"], state["cid"]), 0): self.cids.ids[key] = oid
         self.engine = self._recover(limits)
         if ahead := {s: book.seq for s, book in self.engine.books.items() if self.ledger.seqs.get(s, 0) > book.seq}:
-            get_logger("trading.market").warning("%s: the ledger's file is past the journal (a power loss with fsync = batch, or a journal cut where it was damaged); its lines "
-                                                 "past %s undone", self.folder, ahead)
             self.engine.close(), self.ledger.close()
+            kept = _set_aside(self.folder/"ledger.jsonl", 0, self.clock())  # whole, as the journal keeps what it cut
+            get_logger("trading.market").warning("%s: the ledger's file is past the journal (a power loss with fsync = batch, or a journal cut where it was damaged); its lines "
+                                                 "past %s undone; the file as it was kept in %s", self.folder, ahead, kept)
             self.ledger = Ledger(self.folder/"ledger.jsonl", keep_fills, upto=ahead)
             self.ledger.compact()  # and gone from the file
             self.engine = self._recover(limits)  # what the journal holds past them replayed into the ledger

@@ -392,4 +392,6 @@ def test_orders_a_journal_cut_where_damaged_lost_are_not_said_unacknowledged(tmp
     with open(segment, "r+b") as f: f.seek(len(HEADER) + 2 * RECORD_BYTES + 20); f.write(b"\xff\xfe")  # o2's record garbled
     m = Market(tmp_path)
     assert [(m.order(1, f"o{i}")["status"], m.order(1, f"o{i}").get("reason")) for i in (1, 3)] == [("open", ""), ("lost", LOST_CUT)]
+    [kept] = tmp_path.glob("ledger.jsonl.cut-*")  # the ledger's lines undone, kept with the rest as the file was
+    assert b'"cid":"o3","symbol":"DEMO"' in kept.read_bytes() and b'"cid":"o3","symbol":"DEMO"' not in (tmp_path/"ledger.jsonl").read_bytes()
     m.close()
