@@ -2430,6 +2430,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                             'aiplatform/trading/journal.py'),
                                             'aiplatform.trading.journal.Rewritable.sync_if_due': ( 'trading/journal.html#rewritable.sync_if_due',
                                                                                                    'aiplatform/trading/journal.py'),
+                                            'aiplatform.trading.journal.Uncut': ( 'trading/journal.html#uncut',
+                                                                                  'aiplatform/trading/journal.py'),
                                             'aiplatform.trading.journal._checksum': ( 'trading/journal.html#_checksum',
                                                                                       'aiplatform/trading/journal.py'),
                                             'aiplatform.trading.journal._first_bad': ( 'trading/journal.html#_first_bad',

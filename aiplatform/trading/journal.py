@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['RECORD_WORDS', 'RECORD_BYTES', 'MAGIC', 'HEADER', 'FSYNC_POLICIES', 'records', 'JournalError', 'damaged', 'seq_of',
-           'JournalWriter', 'write_all', 'append_whole', 'swap_in', 'Rewritable', 'read_journal', 'commands_of',
-           'JournaledBook']
+           'JournalWriter', 'write_all', 'Uncut', 'append_whole', 'swap_in', 'Rewritable', 'read_journal',
+           'commands_of', 'JournaledBook']
 
 # %% ../../nbs/trading/01_journal.ipynb #f637c227
 import os, shutil, threading, time, zipfile
@@ -96,6 +96,7 @@ class JournalWriter:
         self.group, self.interval, self.before_sync = group, interval_ms / 1000, before_sync
         self.folder.mkdir(parents=True, exist_ok=True)
         self._fd, self._unsynced, self._synced_at, self._syncing = None, 0, time.monotonic(), None
+        self.broken = None  # the error of a group refused that could not be cut from the segment again: no append after it
         self.rotate()
 
     def rotate(self):
@@ -118,17 +119,23 @@ class JournalWriter:
         if old is not None: os.close(old)
 
     def append(self, commands) -> int:
-        "Write `commands` (a `COMMAND_DTYPE` array or its `command_rows`) as one group; returns the sequence number of the first."
+        """Write `commands` (a `COMMAND_DTYPE` array or its `command_rows`) as one group; returns the sequence number of the first.
+        A group refused is cut from the segment again; where even that fails (a failing disk), every later append is refused too."""
+        if self.broken is not None: raise OSError(f"{self.folder}: no more records until a restart: a group refused could not be cut from the journal ({self.broken})")
         first = self.next_seq
-        size = append_whole(self._fd, records(commands, first).tobytes())  # no torn record before the next group
+        try: size = append_whole(self._fd, records(commands, first).tobytes())  # no torn record before the next group
+        except Uncut as e:
+            self.broken = e
+            raise
         self.next_seq += len(commands)
         self._unsynced += len(commands)
         try:
             if self.fsync == "always" or (self.fsync == "batch" and self._unsynced >= self.group): self.sync()
             elif self.fsync == "batch" and time.monotonic() - self._synced_at >= self.interval: self._sync_behind()
         except OSError:  # this sync's error, or the last one's: the group is answered as not journaled, so it must not come back at a restart
-            os.ftruncate(self._fd, size)
             self.next_seq, self._unsynced = first, max(0, self._unsynced - len(commands))
+            try: os.ftruncate(self._fd, size)
+            except OSError as e: self.broken = e
             raise
         return first
 
@@ -173,12 +180,16 @@ def write_all(fd, data):
     view = memoryview(data)
     while view: view = view[os.write(fd, view):]
 
+class Uncut(OSError):
+    "A write that failed, and whose part written could not be cut again: the file may end in a torn part."
+
 def append_whole(fd, data) -> int:
-    "Append `data` to the file `fd` whole or, on an error (a full disk, say), not at all: what was written is cut; the file's size before."
+    "Append `data` to the file `fd` whole or, on an error (a full disk, say), not at all: what was written is cut (`Uncut` if that fails too); the file's size before."
     size = os.fstat(fd).st_size
     try: write_all(fd, data)
-    except OSError:
-        os.ftruncate(fd, size)
+    except OSError as e:
+        try: os.ftruncate(fd, size)
+        except OSError as cut: raise Uncut(f"{e}; and the part written not cut: {cut}") from e
         raise
     return size
 

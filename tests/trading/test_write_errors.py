@@ -395,3 +395,23 @@ def test_orders_a_journal_cut_where_damaged_lost_are_not_said_unacknowledged(tmp
     [kept] = tmp_path.glob("ledger.jsonl.cut-*")  # the ledger's lines undone, kept with the rest as the file was
     assert b'"cid":"o3","symbol":"DEMO"' in kept.read_bytes() and b'"cid":"o3","symbol":"DEMO"' not in (tmp_path/"ledger.jsonl").read_bytes()
     m.close()
+
+@pytest.mark.parametrize("fails", ["fsync", "write"])
+def test_a_journal_that_cannot_cut_a_group_it_refused_takes_no_more_until_a_restart(tmp_path, monkeypatch, fails):
+    "A failing disk: the sync (or the write) of a group fails, and so does cutting it out again; resumed, the symbol still journals nothing."
+    m = Market(tmp_path, [{"symbol": "DEMO"}], fsync="always")
+    order(m, 1, "a", "sell", 100)
+    m.flush()
+    answers = []
+    real, writer = getattr(os, fails), m.engine.journals["DEMO"].writer
+    def the_journals(fd, *args): return failing() if fd == writer._fd else real(fd, *args)
+    with monkeypatch.context() as p:
+        p.setattr(os, fails, the_journals), p.setattr(os, "ftruncate", failing)
+        order(m, 2, "b", "buy", 100, answers=answers)
+        m.flush()
+    assert answers == [("b", False, "rejected")] and m.specs["DEMO"].halted
+    m.halt("DEMO", False)  # an admin resumes it: its journal may end in the group refused, so nothing goes after it
+    order(m, 2, "c", "buy", 100, answers=answers)
+    m.flush()
+    assert answers[1] == ("c", False, "rejected") and "until a restart" in m.order(2, "c")["reason"] and m.engine.position(2, "DEMO").qty == 0
+    m.close()
