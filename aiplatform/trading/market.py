@@ -94,7 +94,7 @@ class Market:
         self.snapshot_every, self.keep_done, self._since_snapshot = snapshot_every, keep_done, 0
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folder.chmod(0o700)  # every account's orders, fills and positions: the owner's only, whatever the data folder's mode
-        self._lock = _lock(self.folder/"lock")
+        self._lock, self.gone = _lock(self.folder/"lock"), None  # gone: why every batch is refused once the folder was deleted under it (`sync_due`)
         self._check_split()
         saved = self.folder/"symbols.json"
         specs = [SymbolSpec(**s) for s in _read_json(saved)] if saved.exists() else []
@@ -174,9 +174,18 @@ def _sync_files(self: Market):
 @patch
 def sync_due(self: Market):
     """Start the syncs due with `fsync = batch` (the service asks every 20 ms): the journals' (`Engine.sync_due`), which sync the
-    client ids and the ledger first; then those two files' own, of lines no journal's sync took along within 20 ms (a refusal's)."""
+    client ids and the ledger first; then those two files' own, of lines no journal's sync took along within 20 ms (a refusal's).
+    Once the shard's folder is found deleted or replaced under it (`gone`), every batch is refused: nothing acknowledged is lost at a restart."""
     self.engine.sync_due()
     if self.fsync == "batch": self.cids.sync_if_due(), self.ledger.sync_if_due()
+    if self.gone is None and _moved(self._lock):
+        self.gone = f"not journaled: the shard's folder {self.folder} was deleted or replaced while the service ran (restart it)"
+        get_logger("trading.market").critical("%s; every batch refused from now on", self.gone)
+
+def _moved(lock) -> bool:
+    "Whether the open file `lock` is no longer at its path: its folder deleted, moved or replaced (what is written goes where no restart looks)."
+    try: return os.stat(lock.name).st_ino != os.fstat(lock.fileno()).st_ino
+    except FileNotFoundError: return True
 
 @patch
 def _check_split(self: Market):
@@ -449,6 +458,9 @@ def flush(self: Market):
     if self.pending and self.schedule: self.schedule(self.flush)  # the rest in the next turn, after these are answered
     now, by_symbol, news = self.clock(), {}, []
     for r in pending: by_symbol.setdefault(r.symbol, []).append(r)
+    if self.gone:
+        for symbol, requests in by_symbol.items(): self._reject(symbol, requests, self.gone)
+        return self._send_answers(ledger_size)
     try: self.cids.flush()
     except OSError as e:  # the new ids not written (a full disk): nothing of this batch may reach the journal
         get_logger("trading.market").exception("a batch of %d commands: its client order ids not written", len(pending))

@@ -415,3 +415,18 @@ def test_a_journal_that_cannot_cut_a_group_it_refused_takes_no_more_until_a_rest
     m.flush()
     assert answers[1] == ("c", False, "rejected") and "until a restart" in m.order(2, "c")["reason"] and m.engine.position(2, "DEMO").qty == 0
     m.close()
+
+def test_a_shard_folder_deleted_under_the_market_refuses_every_batch_after(tmp_path):
+    "Deleted (or replaced) while it runs: what it would journal goes where no restart looks, and a second service could take the folder."
+    import shutil
+    m = Market(tmp_path/"shard-0", [{"symbol": "DEMO"}])
+    answers = []
+    order(m, 1, "a", "sell", 100, answers=answers)
+    m.flush()
+    shutil.rmtree(tmp_path/"shard-0")
+    m.sync_due()  # the service's every 20 ms
+    order(m, 1, "b", "sell", 101, answers=answers)
+    m.flush()
+    assert answers == [("a", True, "open"), ("b", False, "rejected")] and "was deleted or replaced" in m.order(1, "b")["reason"]
+    assert m.engine.book("DEMO").depth()["asks"] == [(100, 1)]
+    m.close()
