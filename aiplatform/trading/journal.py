@@ -327,7 +327,11 @@ def _intact_chunks(folder, after, repair, report, chunk=1 << 16):
             intact = _intact_count(np.asarray(R[good + 1:]), first + good + 1) if good < whole else 0
             del R, check, pending  # unmap before a possible truncation
             if good < whole or (size - len(HEADER)) % RECORD_BYTES:
-                if k != len(segments) - 1: raise JournalError(f"{path}: damaged at record {first + good}, before the last segment")
+                if k != len(segments) - 1:
+                    if first + whole - 1 > after: raise JournalError(f"{path}: damaged at record {first + good}, before the last segment")
+                    get_logger("journal").warning("journal %s: damaged at record %d, which the snapshot at %d covers: not read", path, first + good, after)
+                    expected = first + whole  # kept for an older snapshot, and needed only if the newer one cannot be read
+                    continue
                 cut = size - len(HEADER) - good * RECORD_BYTES
                 report |= dict(cut_bytes=cut, cut_records=whole - good, cut_at_seq=first + good, intact_after=intact)
                 aside = _set_aside(path, len(HEADER) + good * RECORD_BYTES, first + good) if repair and good < whole else None
