@@ -329,26 +329,35 @@ def _newest_ns(self: AsyncTradingClient, shard) -> int | None:
     return max([o["updated_ns"] for o in self.orders.values() if self.shard(o["symbol"]) == shard]
                + [f["ns"] for f in self.fills if self.shard(f["symbol"]) == shard], default=None)
 
-CATCH_UP_LIMIT = 10_000  # the newest orders changed since a catch-up lists at once; those it holds open beyond them are asked for one by one
+CATCH_UP_LIMIT = 10_000  # a catch-up's page of orders or fills; with no stamp to start from, the newest that many, and the orders it holds open beyond them asked for one by one
+
+@patch
+async def _since(self: AsyncTradingClient, what, shard, since_ns, stamp, **query) -> list:
+    "`shard`'s `what` (\"orders\" or \"fills\") changed at or after `since_ns`, every page of them (by their `stamp`); with no `since_ns`, the newest `CATCH_UP_LIMIT`."
+    rows, since = [], since_ns
+    while True:
+        answer = await self.get(what, shard, limit=CATCH_UP_LIMIT, **query, **({} if since is None else {"since_ns": since}))
+        rows += answer[what]
+        if since is None or not answer.get("more"): return rows
+        since = rows[-1][stamp] + 1
 
 @patch
 async def _catch_up(self: AsyncTradingClient, shard, since_ns=None, warn=True) -> bool:
     """Take in what `shard` did with this account's orders while the client was away (the orders channel's first message lists the open ones only), and what became of the orders whose answers the connection lost (one not found never reached it); the listeners
     hear of the fills of this client's orders that it missed, as `fill` messages. Only what changed at or after `since_ns` (the service's time) is asked for, if given. False if it could not now, and should be tried again (`warn`: say so)."""
-    since = {} if since_ns is None else {"since_ns": since_ns}
     try:
-        listed = (await self.get("orders", shard, status="all", limit=CATCH_UP_LIMIT, **since))["orders"]
+        listed = await self._since("orders", shard, since_ns, "updated_ns", status="all")
         self._keep_orders(listed)
         held_open = {c for c, o in self.orders.items() if not is_done(o) and self.shard(o["symbol"]) == shard}
         missing = set(self._unsure.get(shard, ()))  # and the orders held open that may have ended unlisted: past a full list, or ended and forgotten (`keep_done`)
-        if len(listed) == CATCH_UP_LIMIT: missing |= held_open
-        elif since: missing |= held_open - {o["cid"] for o in (await self.get("orders", shard, status="open", limit=CATCH_UP_LIMIT))["orders"]}
+        if since_ns is None and len(listed) == CATCH_UP_LIMIT: missing |= held_open
+        elif since_ns is not None: missing |= held_open - {o["cid"] for o in (await self.get("orders", shard, status="open", limit=CATCH_UP_LIMIT))["orders"]}
         for cid in missing - {o["cid"] for o in listed}:  # one by one
             try: self._keep_orders([await self.get(f"orders/{cid}", shard)])
             except NotFound:  # unsure: it never reached the service; held open: it ended, and the service forgot it since
                 if cid in held_open and (o := self.orders.get(cid)) is not None and not is_done(o): del self.orders[cid]  # not if the stream told of its end meanwhile
         self.placed -= {cid for cid in self._unsure.pop(shard, ()) if cid not in self.orders}
-        fetched, known = (await self.get("fills", shard, limit=10_000, **since))["fills"], {f["fill_id"] for f in self.fills}
+        fetched, known = await self._since("fills", shard, since_ns, "ns"), {f["fill_id"] for f in self.fills}
         fills = sorted({f["fill_id"]: f for f in [*self.fills, *fetched]}.values(), key=lambda f: f["ns"])  # once each, oldest first
         self.fills = deque(fills, maxlen=self.keep)
         for f in fills:

@@ -56,11 +56,11 @@ def symbol_spec(fields: dict) -> SymbolSpec:
 
 # %% ../../nbs/trading/13_market.ipynb #cb9024e0
 class MonotoneClock:
-    "`clock()` (ns), never below the newest time it gave or was given as a floor (`at_least`)."
+    "`clock()` (ns), always past the newest time it gave and never below one it was given as a floor (`at_least`)."
     def __init__(self, clock=time.time_ns): self.clock, self.last = clock, 0
     def at_least(self, ns): self.last = max(self.last, ns)
     def __call__(self) -> int:
-        self.last = max(self.clock(), self.last)
+        self.last = max(self.clock(), self.last + 1)  # strictly: two batches' stamps never tie, even while the wall clock stands behind
         return self.last
 
 # %% ../../nbs/trading/13_market.ipynb #3167a963

@@ -11,7 +11,7 @@ __all__ = ['ORDER_OPS', 'CHANNELS', 'PING_S', 'BACKLOG', 'CLOSE_S', 'BEHIND_S', 
            'add_symbol', 'halt', 'resume', 'websocket', 'recheck', 'answer_schemas', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
-import asyncio, gc, itertools, json, math, os, re, reprlib, resource, socket, time
+import asyncio, gc, json, math, os, re, reprlib, resource, socket, time
 import orjson
 from dataclasses import dataclass
 from pydantic import TypeAdapter
@@ -422,7 +422,8 @@ ACCOUNT = ("a username, for an admin acting on another account", {"type": "strin
 SYMBOL_Q = ("a traded symbol", {"type": "string", "pattern": r"^[A-Z0-9][A-Z0-9._-]{0,15}$"})
 LIMIT = lambda default: ("how many, newest last", {"type": "integer", "minimum": 1, "maximum": 10_000, "default": default})
 SINCE = ("only those changed (an order's `updated_ns`) or made (a fill's `ns`) at or after this time of the service's, ns since the epoch: "
-         "what a client that went away missed", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "default": 0})
+         "what a client that went away missed; then the oldest come first, `limit` of them and any more of the last one's time, and `more` says "
+         "whether the next page, from the last one's time + 1, holds any", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1})
 PATH_TEXTS = {name: Order.model_fields[name].description for name in ("cid", "symbol")}
 TRADERS = ("trader", "admin")
 
@@ -486,14 +487,23 @@ def _not_cancelled(failed: dict, cids: list) -> str:
     return f"cancel-all: {len(failed)} of {len(cids)} orders not cancelled, the first {cid!r}: {why}"
 
 # %% ../../nbs/trading/14_service.ipynb #4841539b
+def _page(rows: list, since, limit, stamp) -> tuple[list, bool]:
+    """A page of `rows` (oldest first by `stamp`) and whether rows were left out of it. `since` None: the newest `limit`; else those at or after
+    `since`, oldest first: `limit` of them and the rest of the last one's stamp, so that the next page, from that stamp + 1, misses none."""
+    if since is None: return rows[-limit:], len(rows) > limit
+    rows = [r for r in rows if r[stamp] >= since]
+    n = min(limit, len(rows))
+    while n < len(rows) and rows[n][stamp] == rows[n - 1][stamp]: n += 1  # a batch's fills share one stamp
+    return rows[:n], n < len(rows)
+
 async def orders(request):
     q, account = await _who(request, TRADERS, ROUTES["orders"])
-    status, m = q["status"], request.app[MARKET]
+    status, since, m = q["status"], q.get("since_ns"), request.app[MARKET]
     if "symbol" in q: m.spec(q["symbol"])  # another shard's, or no one's: said, not an empty list
-    kept = reversed(m.ledger.accounts.get(account, {}).values())  # newest first, up to the limit: not every order kept, at each reconnect's catch-up
-    rows = itertools.islice((public(s) for s in kept if s["updated_ns"] >= q["since_ns"] and (status == "all" or is_done(s) == (status == "done"))
-                             and q.get("symbol") in (None, s["symbol"])), q["limit"])
-    return _json({"orders": list(rows)[::-1]})
+    kept = [s for s in m.ledger.accounts.get(account, {}).values() if (status == "all" or is_done(s) == (status == "done")) and q.get("symbol") in (None, s["symbol"])]
+    if since is not None: kept.sort(key=lambda s: s["updated_ns"])  # in the order they changed, for a page from a stamp; else as placed
+    rows, more = _page(kept, since, q["limit"], "updated_ns")
+    return _json({"orders": [public(s) for s in rows], "more": more})
 
 async def order(request):
     _, account = await _who(request, TRADERS, ROUTES["order"])
@@ -503,8 +513,8 @@ async def fills(request):
     q, account = await _who(request, TRADERS, ROUTES["fills"])
     m = request.app[MARKET]
     if "symbol" in q: m.spec(q["symbol"])
-    rows = itertools.islice((f for f in reversed(m.ledger.fills.get(account, ())) if f["ns"] >= q["since_ns"] and q.get("symbol") in (None, f["symbol"])), q["limit"])
-    return _json({"fills": list(rows)[::-1]})
+    rows, more = _page([f for f in m.ledger.fills.get(account, ()) if q.get("symbol") in (None, f["symbol"])], q.get("since_ns"), q["limit"], "ns")
+    return _json({"fills": rows, "more": more})
 
 async def positions(request):
     _, account = await _who(request, TRADERS, ROUTES["positions"])
@@ -652,7 +662,7 @@ ROUTES = _routes()
 _obj = lambda **fields: {"type": "object", "properties": fields, "required": list(fields)}
 _ref = lambda name: {"$ref": f"#/components/schemas/{name}"}
 _array = lambda item: {"type": "array", "items": item}
-_int, _str, _num, _null = {"type": "integer"}, {"type": "string"}, {"type": "number"}, {"type": "null"}
+_int, _str, _num, _null, _bool = {"type": "integer"}, {"type": "string"}, {"type": "number"}, {"type": "null"}, {"type": "boolean"}
 _level = {"type": "array", "prefixItems": [_int, _int], "items": False, "description": "[price, qty]"}
 
 def answer_schemas() -> dict:
@@ -676,8 +686,8 @@ def answer_schemas() -> dict:
 ANSWERS = {  # each route's answer when it succeeds
     "me": _obj(account=_int, username=_str, role=_str), "symbols": _obj(shard=_int, shards=_int, symbols=_array(_ref("SymbolState"))),
     "depth": _obj(symbol=_str, seq=_int, bids=_array(_level), asks=_array(_level)), "trades": _obj(symbol=_str, trades=_array(_ref("Trade"))),
-    **dict.fromkeys(("submit", "order", "cancel", "modify"), _ref("OrderState")), "orders": _obj(orders=_array(_ref("OrderState"))),
-    "cancel_all": _obj(cancelling=_array(_str)), "fills": _obj(fills=_array(_ref("Fill"))), "positions": _obj(positions=_array(_ref("Position"))),
+    **dict.fromkeys(("submit", "order", "cancel", "modify"), _ref("OrderState")), "orders": _obj(orders=_array(_ref("OrderState")), more=_bool),
+    "cancel_all": _obj(cancelling=_array(_str)), "fills": _obj(fills=_array(_ref("Fill")), more=_bool), "positions": _obj(positions=_array(_ref("Position"))),
     **dict.fromkeys(("add_symbol", "halt", "resume"), _ref("Symbol"))}
 
 # %% ../../nbs/trading/14_service.ipynb #b412c209

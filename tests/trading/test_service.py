@@ -116,11 +116,30 @@ def test_orders_and_fills_since_a_stamp_are_those_changed_or_made_at_or_after_it
     call(svc, "POST", "orders", body=dict(cid="since-1", symbol="SINCE", side="sell", price=100, qty=2))
     stamp = call(svc, "POST", "orders", body=dict(cid="since-2", symbol="SINCE", side="sell", price=101, qty=2))[1]["updated_ns"]
     call(svc, "POST", "orders", user="tom", body=dict(cid="since-t", symbol="SINCE", side="buy", price=100, qty=1))  # since-1 filled in part
-    print(call(svc, "GET", f"orders?status=all&since_ns={stamp + 1}"))
     assert [o["cid"] for o in call(svc, "GET", f"orders?status=all&since_ns={stamp + 1}")[1]["orders"]] == ["since-1"]
     assert [f["cid"] for f in call(svc, "GET", f"fills?since_ns={stamp + 1}")[1]["fills"]] == ["since-1"]
-    assert [o["cid"] for o in call(svc, "GET", f"orders?symbol=SINCE&since_ns={stamp}")[1]["orders"]] == ["since-1", "since-2"]  # at or after
+    assert [o["cid"] for o in call(svc, "GET", f"orders?symbol=SINCE&since_ns={stamp}")[1]["orders"]] == ["since-2", "since-1"]  # at or after, as they changed
     assert call(svc, "GET", "fills?since_ns=-1")[1]["error"] == "since_ns '-1': expected an integer from 0 to 9223372036854775807"
+
+def test_orders_and_fills_since_a_stamp_come_page_by_page_oldest_first_missing_none(svc, monkeypatch):
+    "Before, a page held the newest `limit` at or after the stamp: paging from the last one's skipped the rest, and a batch's fills share one stamp."
+    assert call(svc, "POST", "admin/symbols", user="ada", body={"symbol": "PAGE"})[0] == 201
+    for i in range(25): call(svc, "POST", "orders", body=dict(cid=f"page-{i}", symbol="PAGE", side="sell", price=100 + i, qty=1))
+    since, pages, more = 0, [], True
+    while more:
+        answer = call(svc, "GET", f"orders?symbol=PAGE&status=all&since_ns={since}&limit=10")[1]
+        pages.append([o["cid"] for o in answer["orders"]])
+        since, more = answer["orders"][-1]["updated_ns"] + 1, answer["more"]
+    assert pages == [[f"page-{i}" for i in range(k, min(k + 10, 25))] for k in (0, 10, 20)]
+    import aiplatform.trading.client as client
+    monkeypatch.setattr(client, "CATCH_UP_LIMIT", 10)
+    async def caught_up():
+        async with AsyncTradingClient(svc.url, svc.keys["tess"]) as tess: return await tess._since("orders", 0, 0, "updated_ns", status="all", symbol="PAGE")
+    assert [o["cid"] for o in asyncio.run(caught_up())] == [f"page-{i}" for i in range(25)]  # a catch-up's pages, 10 each
+    call(svc, "POST", "orders", user="tom", body=dict(cid="page-sweep", symbol="PAGE", side="buy", price=200, qty=25))  # 25 fills, one stamp
+    answer = call(svc, "GET", f"fills?symbol=PAGE&since_ns={since}&limit=10")[1]
+    assert (len(answer["fills"]), len({f["ns"] for f in answer["fills"]}), answer["more"]) == (25, 1, False)  # the whole stamp, not 10 of it
+    assert (len(call(svc, "GET", "fills?symbol=PAGE&limit=10")[1]["fills"]), call(svc, "GET", "fills?symbol=PAGE&limit=10")[1]["more"]) == (10, True)  # the newest
 
 def test_engine_refusals_are_422_with_the_order(svc):
     call(svc, "POST", "orders", body=dict(cid="r-1", symbol="ACME", side="sell", price=200, qty=1))
