@@ -223,10 +223,15 @@ class Rewritable:
     def __init__(self, path):
         self.path, self._fd, self.copies, self._swapping = path and Path(path), None, None, threading.Lock()
         self.unsynced, self.synced_at, self._syncing = False, time.monotonic(), None
+        self.broken = None  # the error of a write whose part written could not be cut again: no line after it, until a restart
 
     def _append(self, data: bytes):
         "Write `data` at the end of the file, whole or not at all (the next line is never glued to a torn one); keep a copy while the file is rewritten elsewhere."
-        append_whole(self._fd, data)
+        if self.broken is not None: raise OSError(f"{self.path}: no more lines until a restart: a write that failed could not be cut from it ({self.broken})")
+        try: append_whole(self._fd, data)
+        except Uncut as e:
+            self.broken = e  # the torn part stays the file's last: a restart reads up to it
+            raise
         self.unsynced = True  # after the write: a sync running on another thread either saw it or leaves this for the next
         if self.copies is not None: self.copies.append(data)
 

@@ -18,7 +18,7 @@ from fastcore.basics import patch
 from ..core import AIPlatformError, ConfigError, Conflict, NotFound, ValidationError, get_logger, validation_error
 from .book import BUY, COMMAND_FIELDS, GTC, IOC, LIMIT, MARKET, MAX_PRICE, OP_CANCEL, OP_SUBMIT, STOP, STOP_LIMIT, cancel_fields, modify_fields, submit_fields
 from .client_ids import ClientIds
-from .engine import Engine, RiskLimits, close_all, some_of
+from .engine import Engine, RiskLimits, Unjournaled, close_all, some_of
 from .feed import BookFeed
 from .journal import _fsync_dir, _set_aside, damaged
 from .ledger import Ledger, OrderState, is_done
@@ -90,7 +90,7 @@ class Market:
     "One shard's symbols: an engine fed in batches, and each account's orders, fills and positions."
     def __init__(self, folder, symbols=(), fsync="batch", limits=None, snapshot_every=100_000, shard=0, shards=1,
                  keep_fills=10_000, keep_done=10_000, tape=1_000, clock=time.time_ns):
-        self.folder, self.shard, self.shards, self.clock, self.fsync = Path(folder), shard, shards, MonotoneClock(clock), fsync
+        self.folder, self.shard, self.shards, self.clock, self.fsync = Path(folder).absolute(), shard, shards, MonotoneClock(clock), fsync
         self.snapshot_every, self.keep_done, self._since_snapshot = snapshot_every, keep_done, 0
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folder.chmod(0o700)  # every account's orders, fills and positions: the owner's only, whatever the data folder's mode
@@ -178,14 +178,21 @@ def sync_due(self: Market):
     Once the shard's folder is found deleted or replaced under it (`gone`), every batch is refused: nothing acknowledged is lost at a restart."""
     self.engine.sync_due()
     if self.fsync == "batch": self.cids.sync_if_due(), self.ledger.sync_if_due()
+    self._gone()
+
+@patch
+def _gone(self: Market) -> str | None:
+    "Why nothing more may be written: the shard's folder found deleted, moved or replaced under the market (`gone`); None while it is where it was."
     if self.gone is None and _moved(self._lock):
         self.gone = f"not journaled: the shard's folder {self.folder} was deleted or replaced while the service ran (restart it)"
         get_logger("trading.market").critical("%s; every batch refused from now on", self.gone)
+    return self.gone
 
 def _moved(lock) -> bool:
     "Whether the open file `lock` is no longer at its path: its folder deleted, moved or replaced (what is written goes where no restart looks)."
-    try: return os.stat(lock.name).st_ino != os.fstat(lock.fileno()).st_ino
-    except FileNotFoundError: return True
+    try: now, held = os.stat(lock.name), os.fstat(lock.fileno())
+    except OSError: return True  # not there, or its folder no longer one
+    return (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)
 
 @patch
 def _check_split(self: Market):
@@ -213,7 +220,9 @@ def _replace(path: Path, text: str):
     _fsync_dir(path.parent)
 
 @patch
-def _save_symbols(self: Market): _replace(self.folder/"symbols.json", json.dumps([s.model_dump() for s in self.specs.values()]))
+def _save_symbols(self: Market):
+    if (why := self._gone()): raise FileNotFoundError(why)  # not into the folder of a service that took its place
+    _replace(self.folder/"symbols.json", json.dumps([s.model_dump() for s in self.specs.values()]))
 
 @patch
 def spec(self: Market, symbol) -> SymbolSpec:
@@ -438,7 +447,8 @@ def _in_parts(by_symbol: dict, alone=lambda r: False):
 def _alone(self: Market, r: Request) -> bool:
     """Whether `r` goes first in a part of its own, checked against the book the parts before it leave: a market order its band could not
     protect when queued (no trade yet, nothing to take), protected then; a market buy of a symbol with no band, whose notional is at the
-    price it reaches (`Engine.process` would cut its batch there: one append each part, so a part the journal refuses is refused whole)."""
+    price it reaches (`Engine.process` would cut its batch there: one append each part, so a part the journal refuses is refused whole; where
+    the engine cuts one itself, before a sell a buy stop it may trigger bids for, a refusal past its first append is `Unjournaled`)."""
     return r.row is not None and r.row[0] == OP_SUBMIT and r.row[4] == MARKET and (self.specs[r.symbol].price_band_pct > 0 or r.row[3] == BUY)
 
 @patch
@@ -458,7 +468,7 @@ def flush(self: Market):
     if self.pending and self.schedule: self.schedule(self.flush)  # the rest in the next turn, after these are answered
     now, by_symbol, news = self.clock(), {}, []
     for r in pending: by_symbol.setdefault(r.symbol, []).append(r)
-    if self.gone:
+    if self.gone or self.fsync == "always" and self._gone():  # with `fsync = always`, looked for at each batch: none acknowledged after it went
         for symbol, requests in by_symbol.items(): self._reject(symbol, requests, self.gone)
         return self._send_answers(ledger_size)
     try: self.cids.flush()
@@ -478,6 +488,12 @@ def flush(self: Market):
         try:
             if protected: self.ledger.record(symbol, protected, [], seq=0)  # before the journal (following no sequence number): rebuilt after a crash, they are the orders sent, not the IOC limits they became
             events = self.engine.process(symbol, rows) if rows else []
+        except Unjournaled as e:  # the engine cut the part (a sell a buy stop it may trigger bids for) and the journal refused a later piece: the pieces before stand
+            get_logger("trading.market").exception("%s: a batch of %d commands failed past %d of its events", symbol, len(rows), len(e.events))
+            failed[symbol], events = e.error, e.events
+            undone = [r for r in requests if r.row is not None and r.state["order_id"] in e.undone]
+            self._refuse(symbol, undone, e.error)
+            requests = [r for r in requests if not (r.row is not None and r.state["order_id"] in e.undone)]
         except Exception as e:  # the journal not written (a full disk, say), or a fault of ours
             get_logger("trading.market").exception("%s: a batch of %d commands failed", symbol, len(rows))
             failed[symbol] = e

@@ -416,17 +416,68 @@ def test_a_journal_that_cannot_cut_a_group_it_refused_takes_no_more_until_a_rest
     assert answers[1] == ("c", False, "rejected") and "until a restart" in m.order(2, "c")["reason"] and m.engine.position(2, "DEMO").qty == 0
     m.close()
 
-def test_a_shard_folder_deleted_under_the_market_refuses_every_batch_after(tmp_path):
-    "Deleted (or replaced) while it runs: what it would journal goes where no restart looks, and a second service could take the folder."
+@pytest.mark.parametrize("fsync", ["batch", "always"])
+def test_a_shard_folder_deleted_under_the_market_refuses_every_batch_and_change_after(tmp_path, fsync):
+    "Deleted (or replaced) while it runs: what it would write goes where no restart looks, or into the files of a service that took its place."
     import shutil
-    m = Market(tmp_path/"shard-0", [{"symbol": "DEMO"}])
+    from aiplatform.trading.market import SymbolSpec
+    m = Market(tmp_path/"shard-0", [{"symbol": "DEMO"}], fsync=fsync)
     answers = []
     order(m, 1, "a", "sell", 100, answers=answers)
     m.flush()
     shutil.rmtree(tmp_path/"shard-0")
-    m.sync_due()  # the service's every 20 ms
+    if fsync == "batch": m.sync_due()  # the service's every 20 ms; with fsync = always, each batch looks first
     order(m, 1, "b", "sell", 101, answers=answers)
     m.flush()
     assert answers == [("a", True, "open"), ("b", False, "rejected")] and "was deleted or replaced" in m.order(1, "b")["reason"]
     assert m.engine.book("DEMO").depth()["asks"] == [(100, 1)]
+    other = Market(tmp_path/"shard-0", [{"symbol": "DEMO"}, {"symbol": "OTHER"}])  # a second service, on the folder's new self
+    with pytest.raises(Unsaved, match="deleted or replaced"): m.halt("DEMO")
+    with pytest.raises(Exception, match="deleted or replaced"): m.add_symbol(SymbolSpec(symbol="NEW"))
+    assert sorted(s["symbol"] for s in json.loads((tmp_path/"shard-0"/"symbols.json").read_text())) == ["DEMO", "OTHER"]  # left as the other wrote it
+    m.close(), other.close()
+
+def test_a_batch_the_engine_cut_in_two_whose_second_piece_the_journal_refused_answers_the_first_as_done(tmp_path, monkeypatch):
+    "A sell that a buy stop, triggered earlier in its batch, may bid for goes after the rest: two appends. Before, the second's failure refused both, though the first traded."
+    from aiplatform.trading.engine import RiskLimits
+    m = Market(tmp_path, [{"symbol": "DEMO", "price_band_pct": 0}], limits=RiskLimits(price_band_pct=0))
+    order(m, 1, "ask", "sell", 110), order(m, 1, "ask2", "sell", 100), order(m, 2, "first", "buy", 100)  # the last trade: 100
+    m.submit(3, Order(cid="stop", symbol="DEMO", side="buy", kind="stop_limit", stop_price=110, price=120, qty=1), lambda *a: None)
+    m.flush()
+    appends, real = [], JournalWriter.append
+    def second_fails(self, commands):
+        appends.append(len(commands))
+        if len(appends) == 2: raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, commands)
+    monkeypatch.setattr(JournalWriter, "append", second_fails)
+    answers = []
+    order(m, 2, "lift", "buy", 110, answers=answers), order(m, 4, "sell", "sell", 100, answers=answers)
+    m.flush()
+    monkeypatch.undo()
+    assert appends == [1, 1] and sorted(answers) == [("lift", True, "filled"), ("sell", False, "rejected")] and m.specs["DEMO"].halted
+    assert (m.order(1, "ask")["status"], m.engine.position(2, "DEMO").qty) == ("filled", 2)
+    m.close()
+    m = Market(tmp_path)
+    assert [m.order(a, c)["status"] for a, c in ((2, "lift"), (1, "ask"), (4, "sell"))] == ["filled", "filled", "rejected"]
+    m.close()
+
+def test_a_ledger_line_torn_and_not_cut_is_followed_by_none_and_a_restart_rebuilds_the_ledger(tmp_path, monkeypatch):
+    "A failing disk: a ledger line half written, and cutting it fails too. Before, the next line was glued to it, and the restart refused the file as damaged."
+    m = Market(tmp_path, [{"symbol": "DEMO"}])
+    order(m, 1, "a", "sell", 100)
+    m.flush()
+    real, ledger = os.write, m.ledger
+    def torn(fd, data):
+        if fd != ledger._fd: return real(fd, data)
+        real(fd, bytes(data)[:5])
+        raise OSError(errno.EIO, "Input/output error")
+    with monkeypatch.context() as p:
+        p.setattr(os, "write", torn), p.setattr(os, "ftruncate", failing)
+        order(m, 1, "b", "sell", 101)
+        m.flush()
+    order(m, 1, "c", "sell", 102)
+    m.flush()  # its line waits: none goes after the torn part
+    m.close()
+    m = Market(tmp_path)  # the torn part read as the file's torn end; the journal replayed past it
+    assert [m.order(1, c)["status"] for c in "abc"] == ["open"] * 3
     m.close()
