@@ -713,6 +713,25 @@ def best(self: OrderBook, side) -> int | None:
     return int(self._L[self._PL[side, n - 1], L_PRICE]) if n else None
 
 @njit(cache=True)
+def _stop_bid(O, L, PL, S, upto):
+    "The highest limit of the buy stop-limits waiting at a stop of `upto` or below, and at the stops those limits reach in turn (0: none)."
+    best, n = 0, S[S_PN + 2]
+    while n > 0:
+        n -= 1
+        lv = PL[2, n]  # the lowest stop first
+        if L[lv, L_PRICE] > max(upto, best): break
+        o = L[lv, L_HEAD]
+        while o != -1:
+            if O[o, O_PRICE] > best: best = O[o, O_PRICE]
+            o = O[o, O_NEXT]
+    return best
+
+@patch
+def stop_bid(self: OrderBook, upto) -> int:
+    "The highest price buy stop-limits that trades up to `upto` may trigger would bid once triggered, each one's trades going on to trigger more (0: none)."
+    return int(_stop_bid(self._O, self._L, self._PL, self._S, upto))
+
+@njit(cache=True)
 def _reach(O, L, PL, S, side, qty, user):
     "The farthest price a market order of `qty` on `side` takes, walking the other side's visible quantity best first (`user`'s orders skipped, -1: none); -1 on an empty side."
     opp, far, left = 1 - side, -1, qty

@@ -313,7 +313,8 @@ def prune(self: Engine):
 def process(self: Engine, symbol, rows) -> list[Event]:
     """Risk-check, then journal and apply as one batch, commands given as fields (`submit_fields`, `cancel_fields`, `modify_fields`).
     Split where a refused modify names an order of it, before a market buy (`Market` cuts its batches there first), and before a sell
-    or modify when the commands before it may trigger a buy stop waiting in the book: they go first, so that it is checked at the bid it meets."""
+    or modify that a buy stop-limit waiting in the book, which the commands before it may trigger, would bid too much for: they go first,
+    so that it is checked at the bid it meets."""
     out, passed, pending, new, freed = [], [], {}, {}, set()
     book = self.book(symbol)
     last = book.last_price  # the batch is checked against the last trade before it
@@ -326,15 +327,16 @@ def process(self: Engine, symbol, rows) -> list[Event]:
             pending[user] = pending.get(user, 0) - 1
         if op != OP_CANCEL:  # a cancel is never refused by risk
             sells = row[3] == SELL or op != OP_SUBMIT  # a modify may have a sell cross
-            if passed and (op == OP_SUBMIT and row[4] == MARKET and row[3] == BUY  # checked at the price it reaches in the book the commands before it leave
-                           or sells and trigger is not None and high >= trigger):  # a buy stop they trigger bids at its limit
+            if passed and op == OP_SUBMIT and row[4] == MARKET and row[3] == BUY:  # checked at the price it reaches in the book the commands before it leave
                 out, passed, new, pending = out + self._cut(symbol, passed, out, rows[i:]), [], {}, {}
                 top, raised, high, trigger = None, 0, 0, book.best(BUY_STOPS)
             if top is None and sells: top = book.best(BUY) or 0
             bid = top if top is None or top >= raised else raised
             reason = self._risk(book, last, row, pending.get(user, 0), new.get(order_id), bid, lowers=not passed)
-            if reason and passed and _lowers(book, row, new.get(order_id)):  # a lower qty than it had left before the batch: checked against what it has left after the commands before it
-                out, passed, new, pending = out + self._cut(symbol, passed, out, rows[i:]), [], {}, {}
+            if passed and (not reason and sells and trigger is not None and high >= trigger  # a buy stop-limit they may trigger would bid too much for it
+                           and self._risk(book, last, row, pending.get(user, 0), new.get(order_id), max(bid, book.stop_bid(high))) == "risk_max_notional"
+                           or reason and _lowers(book, row, new.get(order_id))):  # a lower qty than it had left before the batch
+                out, passed, new, pending = out + self._cut(symbol, passed, out, rows[i:]), [], {}, {}  # they go first: checked against the book they leave
                 top, raised, high, trigger = book.best(BUY) or 0, 0, 0, book.best(BUY_STOPS)
                 reason = self._risk(book, last, row, 0, None, bid := top)
             if reason:

@@ -201,7 +201,7 @@ def _fsync_dir(folder):
 def swap_in(path, tmp, fd, copies=()) -> int:
     """Put `tmp`, `path` rewritten, with `copies` (what was appended to `path` meanwhile) added, durably in `path`'s
     place; close `fd`, open on the old file (on the sync thread), and return one open for appending to the new."""
-    with open(tmp, "ab") as f:
+    with open(os.open(tmp, os.O_WRONLY | os.O_APPEND), "ab") as f:  # not made if missing: an empty file never takes `path`'s place
         f.writelines(copies)
         os.fchmod(f.fileno(), 0o600)  # its owner's only, as the file it replaces
         f.flush(); os.fsync(f.fileno())

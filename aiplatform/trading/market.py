@@ -191,7 +191,8 @@ def _gone(self: Market) -> str | None:
 def _moved(lock) -> bool:
     "Whether the open file `lock` is no longer at its path: its folder deleted, moved or replaced (what is written goes where no restart looks)."
     try: now, held = os.stat(lock.name), os.fstat(lock.fileno())
-    except OSError: return True  # not there, or its folder no longer one
+    except (FileNotFoundError, NotADirectoryError): return True  # not there, or its folder no longer one
+    except OSError: return False  # a passing error (a network file system's, say): looked at again next time
     return (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)
 
 @patch
@@ -485,6 +486,7 @@ def flush(self: Market):
         if requests and self._alone(first := requests[0]) and self.specs[symbol].price_band_pct: first.row = self._protect(self.specs[symbol], first.row, first.state)  # the book it meets: the parts before's
         rows = [r.row for r in requests if r.row is not None]
         protected = {r.state["order_id"]: r.state for r in requests if r.row is not None and r.row[0] == OP_SUBMIT and r.state["kind"] in ("market", "stop")}
+        undone = []
         try:
             if protected: self.ledger.record(symbol, protected, [], seq=0)  # before the journal (following no sequence number): rebuilt after a crash, they are the orders sent, not the IOC limits they became
             events = self.engine.process(symbol, rows) if rows else []
@@ -492,7 +494,6 @@ def flush(self: Market):
             get_logger("trading.market").exception("%s: a batch of %d commands failed past %d of its events", symbol, len(rows), len(e.events))
             failed[symbol], events = e.error, e.events
             undone = [r for r in requests if r.row is not None and r.state["order_id"] in e.undone]
-            self._refuse(symbol, undone, e.error)
             requests = [r for r in requests if not (r.row is not None and r.state["order_id"] in e.undone)]
         except Exception as e:  # the journal not written (a full disk, say), or a fault of ours
             get_logger("trading.market").exception("%s: a batch of %d commands failed", symbol, len(rows))
@@ -500,6 +501,7 @@ def flush(self: Market):
             self._refuse(symbol, requests, e)
             continue
         changed, fills, refused = self.ledger.apply(symbol, events, now, _rest(self.specs[symbol]))
+        if undone: self._refuse(symbol, undone, failed[symbol])  # answered with their orders' states as the pieces that went in left them
         seq = self.ledger.seqs.get(symbol, 0)  # this part's: a later part of the symbol moves it on
         if risky := {e.order_id: s for e in events if e.seq == 0 and (s := changed.get(e.order_id)) and s["status"] == "rejected"}:  # new ones a risk limit refused
             try: self.ledger.record(symbol, risky, [], seq=0)  # in no journal: recorded before they are answered, or a crash makes them lost
@@ -670,9 +672,11 @@ def _fork(self: Market, name, write, finish):
 
 @patch
 def _reap(self: Market, wait=False):
-    "Finish each child that has ended (with `wait`, every child); stop one that has run for `CHILD_S`."
+    "Finish each child that has ended (with `wait`, every child); stop one that has run for `CHILD_S`, and each at once once the folder is `gone`."
     for name, child in list(self._children.items()):
-        pid, status = os.waitpid(child.pid, os.WNOHANG)
+        if gone := self._gone():  # what it writes, by paths that are no longer this market's, is not put in place: stopped at once
+            with suppress(ProcessLookupError): os.kill(child.pid, signal.SIGKILL)
+        pid, status = os.waitpid(child.pid, 0 if gone else os.WNOHANG)
         while wait and not pid and time.monotonic() - child.began < CHILD_S:
             time.sleep(0.001)
             pid, status = os.waitpid(child.pid, os.WNOHANG)
@@ -681,6 +685,7 @@ def _reap(self: Market, wait=False):
             os.kill(child.pid, signal.SIGKILL)
             pid, status = os.waitpid(child.pid, 0)
         del self._children[name]
+        if gone: continue
         ok = os.waitstatus_to_exitcode(status) == 0
         if not ok: get_logger("trading.market").warning("%s: the %s's child failed (%s); tried again at a later snapshot", self.folder, name, status)
         try: child.finish(pid, ok)

@@ -419,13 +419,13 @@ def test_a_journal_that_cannot_cut_a_group_it_refused_takes_no_more_until_a_rest
 @pytest.mark.parametrize("fsync", ["batch", "always"])
 def test_a_shard_folder_deleted_under_the_market_refuses_every_batch_and_change_after(tmp_path, fsync):
     "Deleted (or replaced) while it runs: what it would write goes where no restart looks, or into the files of a service that took its place."
-    import shutil
     from aiplatform.trading.market import SymbolSpec
     m = Market(tmp_path/"shard-0", [{"symbol": "DEMO"}], fsync=fsync)
     answers = []
     order(m, 1, "a", "sell", 100, answers=answers)
     m.flush()
-    shutil.rmtree(tmp_path/"shard-0")
+    m.snapshot(), m._compact()  # children writing them, not yet reaped when the folder goes
+    (tmp_path/"shard-0").rename(tmp_path/"deleted")  # as good as deleted: no restart looks there
     if fsync == "batch": m.sync_due()  # the service's every 20 ms; with fsync = always, each batch looks first
     order(m, 1, "b", "sell", 101, answers=answers)
     m.flush()
@@ -435,15 +435,21 @@ def test_a_shard_folder_deleted_under_the_market_refuses_every_batch_and_change_
     with pytest.raises(Unsaved, match="deleted or replaced"): m.halt("DEMO")
     with pytest.raises(Exception, match="deleted or replaced"): m.add_symbol(SymbolSpec(symbol="NEW"))
     assert sorted(s["symbol"] for s in json.loads((tmp_path/"shard-0"/"symbols.json").read_text())) == ["DEMO", "OTHER"]  # left as the other wrote it
-    m.close(), other.close()
+    order(other, 1, "new", "sell", 200)
+    other.flush()
+    m.close()  # its children's files not put in place: the other's folder as the other left it
+    assert not (tmp_path/"shard-0"/"books"/"accounts.json").exists() and other.order(1, "new")["status"] == "open"
+    other.close()
+    assert Market(tmp_path/"shard-0").order(1, "new")["status"] == "open"  # before: its ledger and ids replaced by an empty file
 
 def test_a_batch_the_engine_cut_in_two_whose_second_piece_the_journal_refused_answers_the_first_as_done(tmp_path, monkeypatch):
-    "A sell that a buy stop, triggered earlier in its batch, may bid for goes after the rest: two appends. Before, the second's failure refused both, though the first traded."
+    "A sell a buy stop-limit may bid too much for, once the bid before it triggers it, goes after the rest: two appends. Before, the second's failure refused both, though the first was in the journal."
     from aiplatform.trading.engine import RiskLimits
     m = Market(tmp_path, [{"symbol": "DEMO", "price_band_pct": 0}], limits=RiskLimits(price_band_pct=0))
-    order(m, 1, "ask", "sell", 110), order(m, 1, "ask2", "sell", 100), order(m, 2, "first", "buy", 100)  # the last trade: 100
+    order(m, 1, "ask", "sell", 100), order(m, 2, "first", "buy", 100)  # the last trade: 100
     m.submit(3, Order(cid="stop", symbol="DEMO", side="buy", kind="stop_limit", stop_price=110, price=120, qty=1), lambda *a: None)
     m.flush()
+    m.engine.user_limits[4] = RiskLimits(max_notional=115, price_band_pct=0)  # 1 at 110 passes, 1 at the stop's 120 would not
     appends, real = [], JournalWriter.append
     def second_fails(self, commands):
         appends.append(len(commands))
@@ -451,14 +457,14 @@ def test_a_batch_the_engine_cut_in_two_whose_second_piece_the_journal_refused_an
         return real(self, commands)
     monkeypatch.setattr(JournalWriter, "append", second_fails)
     answers = []
-    order(m, 2, "lift", "buy", 110, answers=answers), order(m, 4, "sell", "sell", 100, answers=answers)
+    order(m, 2, "bid", "buy", 110, answers=answers), order(m, 4, "sell", "sell", 100, answers=answers)
     m.flush()
     monkeypatch.undo()
-    assert appends == [1, 1] and sorted(answers) == [("lift", True, "filled"), ("sell", False, "rejected")] and m.specs["DEMO"].halted
-    assert (m.order(1, "ask")["status"], m.engine.position(2, "DEMO").qty) == ("filled", 2)
+    assert appends == [1, 1] and sorted(answers) == [("bid", True, "open"), ("sell", False, "rejected")] and m.specs["DEMO"].halted
+    assert m.engine.book("DEMO").depth()["bids"] == [(110, 1)]
     m.close()
     m = Market(tmp_path)
-    assert [m.order(a, c)["status"] for a, c in ((2, "lift"), (1, "ask"), (4, "sell"))] == ["filled", "filled", "rejected"]
+    assert [m.order(a, c)["status"] for a, c in ((2, "bid"), (4, "sell"))] == ["open", "rejected"]
     m.close()
 
 def test_a_ledger_line_torn_and_not_cut_is_followed_by_none_and_a_restart_rebuilds_the_ledger(tmp_path, monkeypatch):
