@@ -637,7 +637,7 @@ def _compact(self: Market):
 @patch
 def _compacted_by(self: Market, pid, ok):
     "Put the files that child `pid` compacted in place, with what was written to them since (`ok=False`: drop them)."
-    self.cids.swap(_tmp(self.cids.path, pid), ok), self.ledger.swap(_tmp(self.ledger.path, pid), ok)  # the client ids first
+    close_all((lambda: self.cids.swap(_tmp(self.cids.path, pid), ok), lambda: self.ledger.swap(_tmp(self.ledger.path, pid), ok)))  # the client ids first; each ends its compaction
     if ok: self._compacted = self.ledger.size
 
 # %% ../../nbs/trading/13_market.ipynb #06153d94

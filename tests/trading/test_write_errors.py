@@ -420,11 +420,10 @@ def test_a_journal_that_cannot_cut_a_group_it_refused_takes_no_more_until_a_rest
 def test_a_shard_folder_deleted_under_the_market_refuses_every_batch_and_change_after(tmp_path, fsync):
     "Deleted (or replaced) while it runs: what it would write goes where no restart looks, or into the files of a service that took its place."
     from aiplatform.trading.market import SymbolSpec
-    m = Market(tmp_path/"shard-0", [{"symbol": "DEMO"}], fsync=fsync)
+    m = Market(tmp_path/"shard-0", [{"symbol": "DEMO"}], fsync=fsync, snapshot_every=1)
     answers = []
     order(m, 1, "a", "sell", 100, answers=answers)
-    m.flush()
-    m.snapshot(), m._compact()  # children writing them, not yet reaped when the folder goes
+    m.flush()  # and a snapshot, and the files compacted: children writing them, not yet reaped when the folder goes
     (tmp_path/"shard-0").rename(tmp_path/"deleted")  # as good as deleted: no restart looks there
     if fsync == "batch": m.sync_due()  # the service's every 20 ms; with fsync = always, each batch looks first
     order(m, 1, "b", "sell", 101, answers=answers)
