@@ -16,11 +16,11 @@ def make_users(data_dir) -> dict:
         keys[name] = create_key(name, settings=settings)
     return keys
 
-def start_trading(data_dir, port=None, limits=None, **trading) -> SimpleNamespace:
-    "Start the trading service on `port` (a free one by default) with `[trading]` settings `trading` (and `[limits]` ones `limits`); its URL and process."
+def start_trading(data_dir, port=None, limits=None, env=None, **trading) -> SimpleNamespace:
+    "Start the trading service on `port` (a free one by default) with `[trading]` settings `trading` (and `[limits]` ones `limits`, and more environment `env`); its URL and process."
     port = port or free_port()
     env = clean_env(AIPLATFORM_PLATFORM__DATA_DIR=data_dir, **{f"AIPLATFORM_TRADING__{k.upper()}": v for k, v in trading.items()},
-                    **{f"AIPLATFORM_LIMITS__{k.upper()}": v for k, v in (limits or {}).items()})
+                    **{f"AIPLATFORM_LIMITS__{k.upper()}": v for k, v in (limits or {}).items()}, **(env or {}))
     log = open(os.path.join(data_dir, f"trading-{port}.log"), "w")
     proc = subprocess.Popen([str(BIN/"aiplatform"), "service", "trading", "--port", str(port)], env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)

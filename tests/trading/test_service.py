@@ -10,6 +10,8 @@ from aiplatform.trading.feed import LocalBook
 from aiplatform.core import Conflict, Unauthorized
 from aiplatform.trading.client import AsyncTradingClient, RateLimited, error_of, order_message
 from aiplatform.trading.orders import CID, SYMBOL
+from aiplatform.platform.metrics import operations
+from prometheus_client.parser import text_string_to_metric_families
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory):
@@ -144,7 +146,7 @@ def test_orders_and_fills_since_a_stamp_come_page_by_page_oldest_first_missing_n
 def test_engine_refusals_are_422_with_the_order(svc):
     call(svc, "POST", "orders", body=dict(cid="r-1", symbol="ACME", side="sell", price=200, qty=1))
     status, body = call(svc, "POST", "orders", body=dict(cid="r-2", symbol="ACME", side="buy", price=200, qty=1, post_only=True))
-    assert (status, body["error"], body["order"]["status"]) == (422, "order 'r-2': post_only_would_take", "rejected")
+    assert (status, body["error"], body["order"]["status"]) == (422, "order 'r-2': post_only_would_take: a post-only order, or its new price, would have traded at once: it was refused, not placed", "rejected")
     status, body = call(svc, "POST", "orders", body=dict(cid="r-3", symbol="ACME", side="buy", price=150, qty=2_000_000))
     assert (status, body["order"]["reason"]) == (422, "risk_max_order_qty")
     status, body = call(svc, "POST", "orders", body=dict(cid="r-4", symbol="ACME", side="sell", price=250, qty=10_001, display_qty=100))
@@ -246,6 +248,59 @@ def test_admin_adds_halts_and_resumes_symbols(svc):
     assert call(svc, "DELETE", "orders/n-1")[1]["status"] == "cancelled"  # cancels pass a halt
     assert call(svc, "POST", "admin/symbols/NEW/resume", user="ada")[1]["halted"] is False
     assert "NEW" in [s["symbol"] for s in call(svc, "GET", "symbols")[1]["symbols"]]
+
+def _metrics(text) -> dict:
+    "The samples of a Prometheus text exposition: {(name, ((label, value), ...)): value}."
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+def test_the_metrics_count_commands_trades_refusals_and_closes_and_time_each_batch_for_the_status_page(tmp_path):
+    shared = tmp_path/"metrics"  # the platform's shared folder, as the gateway gives its services
+    shared.mkdir()
+    keys = make_users(tmp_path)
+    svc = start_trading(tmp_path, symbols="DEMO", rate=100, burst=100, queue_limit=50, send_buffer_kb=8, env={"PROMETHEUS_MULTIPROC_DIR": shared})
+    svc.keys = keys
+    def metrics():
+        with urllib.request.urlopen(urllib.request.Request(svc.url + "metrics", headers={"Authorization": f"Bearer {keys['vic']}"}), timeout=30) as r:
+            return _metrics(r.read().decode())
+    def until(want: dict) -> dict:
+        deadline, got = time.monotonic() + 10, {}
+        while time.monotonic() < deadline:
+            got = metrics()
+            if all(got.get(key) == value for key, value in want.items()): return got
+            time.sleep(0.2)
+        raise AssertionError({key: got.get(key) for key in want})
+    try:
+        async def scenario():
+            session, ws = await _ws(svc, "tess")
+            await ws.send_json([{"op": "subscribe", "channel": "book", "symbol": "DEMO", "req": 0},
+                                order_message("DEMO", "sell", 5, 100, cid="m-1") | {"req": 1}, order_message("DEMO", "buy", 2, 100, cid="m-2") | {"req": 2},
+                                order_message("DEMO", "buy", 1, 100, cid="m-3", post_only=True) | {"req": 3}, {"op": "cancel", "cid": "m-1", "req": 4},
+                                {"op": "nope", "req": 5}])
+            await _until(ws, lambda m: m.get("req") == 5)
+            await ws.send_str("{oops")
+            await ws.send_json([{"op": "ping", "req": i} for i in range(150)])  # past the burst of 100
+            await _until(ws, lambda m: m.get("req") == 149)
+            def labels(**kw): return tuple(sorted(kw.items()))
+            until({("aiplatform_trading_commands_total", labels(symbol="DEMO", command="order", outcome="ok")): 2,
+                   ("aiplatform_trading_commands_total", labels(symbol="DEMO", command="order", outcome="post_only_would_take")): 1,
+                   ("aiplatform_trading_commands_total", labels(symbol="DEMO", command="cancel", outcome="ok")): 1,
+                   ("aiplatform_trading_trades_total", labels(symbol="DEMO")): 1, ("aiplatform_trading_traded_qty_total", labels(symbol="DEMO")): 2,
+                   ("aiplatform_trading_messages_refused_total", labels(status="400")): 2,  # the unknown op, the frame not JSON
+                   ("aiplatform_trading_connections", labels(shard="0")): 1, ("aiplatform_trading_subscriptions", labels(shard="0", channel="book")): 1,
+                   ("aiplatform_trading_halted", labels(symbol="DEMO")): 0})
+            assert 40 <= metrics()[("aiplatform_trading_messages_refused_total", labels(status="429"))] <= 57  # the pings past the 93 tokens left of the burst, less those its refill let by
+            assert call(svc, "POST", "admin/symbols/DEMO/halt", user="ada")[1]["halted"] is True
+            slow = RawSocket(svc.url, keys["vic"])  # a reader that falls behind
+            for i in range(20):
+                slow.send([{"op": "ping", "req": 100 * i + j} for j in range(100)])
+                time.sleep(0.02)
+            await session.close()
+            until({("aiplatform_trading_halted", labels(symbol="DEMO")): 1, ("aiplatform_trading_connections_closed_total", labels(why="slow_consumer")): 1,
+                   ("aiplatform_trading_connections", labels(shard="0")): 0})
+        asyncio.run(scenario())
+        (batch,) = [o for o in operations(shared) if (o["tool"], o["operation"]) == ("trading", "batch")]  # what the status page shows
+        assert batch["count"] >= 1 and batch["failures"] == 0 and batch["budget"] == 0.01 and 0 < batch["p50"] < 1, batch
+    finally: stop(svc)
 
 def test_websockets_opened_again_and_again_cost_one_scrypt_and_a_revoked_key_opens_none(tmp_path, monkeypatch):
     """Each handshake reads the key's state again (before: a key revoked within 10 s of a check opened a connection that traded for good),
