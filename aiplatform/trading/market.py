@@ -648,8 +648,15 @@ def _compact(self: Market):
 
 @patch
 def _compacted_by(self: Market, pid, ok):
-    "Put the files that child `pid` compacted in place, with what was written to them since (`ok=False`: drop them)."
-    close_all((lambda: self.cids.swap(_tmp(self.cids.path, pid), ok), lambda: self.ledger.swap(_tmp(self.ledger.path, pid), ok)))  # the client ids first; each ends its compaction
+    """Put the files that child `pid` compacted in place, with what was written to them since (`ok=False`: drop them): the client
+    ids' first, then the ledger's only if theirs went in, each ending its compaction. A ledger that forgot the retired orders beside
+    client ids that still name them would have the next start call those orders lost; ids that forgot them beside a ledger that
+    still holds them are named again by it, and retired again."""
+    try: self.cids.swap(_tmp(self.cids.path, pid), ok)
+    except BaseException:
+        self.ledger.swap(_tmp(self.ledger.path, pid), False)
+        raise
+    self.ledger.swap(_tmp(self.ledger.path, pid), ok)
     if ok: self._compacted = self.ledger.size
 
 # %% ../../nbs/trading/13_market.ipynb #06153d94
