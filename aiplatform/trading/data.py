@@ -103,13 +103,13 @@ def write(self: MarketStore, symbol, df, kind="bars", source=None) -> int:
         raise ValidationError(f"{source or symbol}: column 'ts' row 0: {df.index[0]} is not after the stored data, which ends at "
                               f"{pd.Timestamp(meta['last'])}; appends never rewrite history")
     meta = meta or dict(period=_period_for(df.index), first=int(df.index.asi8[0]), rows=0)
-    stamp = time.time_ns()
+    stamp = max(time.time_ns(), meta.get("stamp", 0) + 1)  # a part's name, after every earlier one's even if the clock stepped back
     for period, part in df.groupby(df.index.strftime(PERIODS[meta["period"]])):
         (folder / period).mkdir(parents=True, exist_ok=True)
         tmp = folder / period / f".part-{stamp}.parquet"
         fastparquet.write(str(tmp), part.reset_index(), compression="SNAPPY", stats=False)
         tmp.rename(folder / period / f"part-{stamp}.parquet")
-    meta.update(last=int(df.index.asi8[-1]), rows=meta["rows"] + len(df))
+    meta.update(last=int(df.index.asi8[-1]), rows=meta["rows"] + len(df), stamp=stamp)
     (folder / "meta.json.tmp").write_text(json.dumps(meta))
     (folder / "meta.json.tmp").replace(folder / "meta.json")
     return len(df)
@@ -130,6 +130,7 @@ def read(self: MarketStore, symbol, kind="bars", start=None, end=None, columns=N
     cols = ["ts"] + list(columns or COLUMNS[kind])
     if not paths: return pd.DataFrame(columns=cols).set_index("ts")
     df = pd.concat([fastparquet.ParquetFile(p).to_pandas(columns=cols) for p in paths], ignore_index=True).set_index("ts")
+    if not df.index.is_monotonic_increasing: df = df.sort_index(kind="stable")  # parts named before a clock stepped back (a store of an older version)
     if start is not None or end is not None:
         i = df.index.searchsorted(start) if start is not None else 0
         j = df.index.searchsorted(end) if end is not None else len(df)

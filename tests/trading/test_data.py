@@ -83,3 +83,13 @@ def test_gbm_and_order_flow_are_reproducible_and_valid():
     share = lambda op: (c1["op"] == op).mean()
     assert 0.15 < share(1) < 0.35  # cancels
     with pytest.raises(ValidationError, match="corr 2"): gbm_bars(corr=2)
+
+def test_appends_after_the_clock_stepped_back_read_back_in_order_and_overwrite_nothing(tmp_path, monkeypatch):
+    import types, aiplatform.trading.data as data
+    clock = iter([2_000, 1_000, 2_000])  # stepped back, then to the first append's time again
+    monkeypatch.setattr(data, "time", types.SimpleNamespace(time_ns=lambda: next(clock)))
+    bars = gbm_bars(("X",), n=30, freq="1D", seed=1)["X"]  # one yearly part folder: every append's part beside the others
+    store = MarketStore(tmp_path)
+    for a, b in ((0, 10), (10, 20), (20, 30)): store.write("X", bars.iloc[a:b])
+    pd.testing.assert_frame_equal(store.read("X"), bars, check_freq=False)  # before: the second append first, the third one in place of the first
+    assert sorted(p.name for p in (tmp_path/"bars"/"X").rglob("part-*")) == ["part-2000.parquet", "part-2001.parquet", "part-2002.parquet"]
