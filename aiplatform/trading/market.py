@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['LOST', 'LOST_CUT', 'HALTED', 'MAX_BATCH', 'RISK_LIMITS', 'BOOK_REASONS', 'COMMANDS', 'CHILD_S', 'shard_of',
-           'Misdirected', 'Unsaved', 'SymbolSpec', 'symbol_spec', 'MonotoneClock', 'Request', 'Market', 'outcome']
+           'Misdirected', 'Unsaved', 'SymbolSpec', 'symbol_spec', 'MonotoneClock', 'Request', 'Market', 'outcome',
+           'warm_up']
 
 # %% ../../nbs/trading/13_market.ipynb #555ed271
 import fcntl, json, os, re, resource, signal, time, zlib
@@ -16,7 +17,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from fastcore.basics import patch
 from ..core import AIPlatformError, ConfigError, Conflict, NotFound, ValidationError, get_logger, validation_error
-from .book import BUY, COMMAND_FIELDS, GTC, IOC, LIMIT, MARKET, MAX_PRICE, OP_CANCEL, OP_MODIFY, OP_SUBMIT, REASONS, STOP, STOP_LIMIT, cancel_fields, modify_fields, submit_fields
+from .book import BUY, COMMAND_FIELDS, GTC, IOC, LIMIT, MARKET, MAX_PRICE, OP_CANCEL, OP_MODIFY, OP_SUBMIT, REASONS, STOP, STOP_LIMIT, OrderBook, cancel_fields, modify_fields, submit_fields
 from .client_ids import ClientIds
 from .engine import Engine, RiskLimits, Unjournaled, close_all, some_of
 from .feed import BookFeed
@@ -513,7 +514,7 @@ def flush(self: Market):
                 error = refused.get(state["order_id"])
                 if error == "unknown_id" and is_done(state): error = Conflict(f"order {state['cid']!r}: already {state['status']}")  # done earlier in the batch: as if it came after (`_live`)
             else: error = _refusal(state)
-            if r.row is not None: self.answered[symbol, COMMANDS[r.row[0]], outcome(error, symbol)] += 1
+            if r.row is not None: self.answered[symbol, COMMANDS[r.row[0]], "ok" if error is None else outcome(error, symbol)] += 1
             if isinstance(error, str): error = self._explain(error, r.row, state["kind"])
             r.reply(error is None, state, error)
         if more: changed = {oid: dict(s) for oid, s in changed.items()}  # the states as this part left them: a later part changes them again
@@ -610,6 +611,16 @@ def _refuse(self: Market, symbol, requests, error):
     self._reject(symbol, requests, f"not journaled ({type(error).__name__}: {error}); {symbol} halted until an admin resumes it")
     try: self.halt(symbol)  # halted in memory first: a full disk refusing the save leaves it halted still
     except Unsaved: get_logger("trading.market").exception("%s: halted, but not saved", symbol)
+
+# %% ../../nbs/trading/13_market.ipynb #b95f0830
+def warm_up():
+    "Load from Numba's cache what a batch runs compiled, on a throwaway book: trades, a market order, a stop, a modify, a cancel, the feed's delta and snapshot, the risk checks' walks."
+    book = OrderBook()
+    feed = BookFeed("WARM", book)
+    for fields in (submit_fields(1, "sell", 101, 2), submit_fields(2, "buy", 0, 1, kind="market", tif="IOC"), submit_fields(3, "buy", 0, 1, kind="stop", stop_price=102),
+                   submit_fields(4, "sell", 103, 1), modify_fields(4, qty=1), cancel_fields(4)):
+        book.command(fields)
+    feed.update(), feed.snapshot(), book.reach(BUY, 1), book.stop_bid(101)
 
 # %% ../../nbs/trading/13_market.ipynb #0c192ecc
 @patch

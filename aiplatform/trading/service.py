@@ -26,7 +26,7 @@ from ..platform.metrics import FAILURES, OPERATIONS, REGISTRY
 from ..platform.services import SETTINGS, RateLimit, TooMany, aiohttp_service, caller, read_json
 from .engine import RiskLimits
 from .ledger import OrderState, is_done, public
-from .market import Market, SymbolSpec, symbol_spec
+from .market import Market, SymbolSpec, symbol_spec, warm_up
 from .orders import CID, SYMBOL, Cancel, CancelAll, Modify, Order, plain_order
 from .sessions import MAX_FRAME, Outbox, items_of
 
@@ -126,7 +126,7 @@ REFUSED = prom.Counter("aiplatform_trading_messages_refused", "WebSocket message
                        ["status"], registry=REGISTRY)
 CLOSED = prom.Counter("aiplatform_trading_connections_closed", "WebSocket connections the service closed, by why: slow_consumer, access (a key or user no longer good), internal",
                       ["why"], registry=REGISTRY)
-CONNECTIONS = prom.Gauge("aiplatform_trading_connections", "Open WebSocket connections, by shard", ["shard"], registry=REGISTRY, multiprocess_mode="mostrecent")
+CONNECTIONS = prom.Gauge("aiplatform_trading_connections", "Open WebSocket connections, by shard (a shard killed keeps its last value until it starts again)", ["shard"], registry=REGISTRY, multiprocess_mode="mostrecent")
 SUBSCRIPTIONS = prom.Gauge("aiplatform_trading_subscriptions", "Subscriptions, by shard and channel", ["shard", "channel"], registry=REGISTRY, multiprocess_mode="mostrecent")
 HALTS = prom.Gauge("aiplatform_trading_halted", "1 while a symbol is halted, else 0", ["symbol"], registry=REGISTRY, multiprocess_mode="mostrecent")
 METRICS_S = 1.0  # how often the commands' counts and the gauges go to Prometheus
@@ -664,23 +664,29 @@ class Metrics:
     "A shard's trading metrics: each batch timed (`batch`) and its trades counted as it ends; the commands answered and the gauges every `METRICS_S` (`run`)."
     def __init__(self, hub: Hub):
         self.hub, self.market, self.shard, self.sent = hub, hub.market, str(hub.market.shard), {}
-        self.batches = OPERATIONS.labels("trading", "batch")
+        self.batches, self.queued = OPERATIONS.labels("trading", "batch"), None  # queued: when the batch running now was
         hub.market.listeners.append(self.traded)
 
     def schedule(self, loop):
-        "A `Market.schedule` on `loop` that times each batch from the moment it is scheduled: as its first command is queued."
-        return lambda flush: loop.call_soon(self.batch, flush, time.perf_counter())
+        """A `Market.schedule` on `loop` that times each batch from the moment it is scheduled: as its first command is queued;
+        the rest of a flood past `MAX_BATCH`, scheduled by the batch before it, from when that one was (its commands waited as long)."""
+        return lambda flush: loop.call_soon(self.batch, flush, self.queued or time.perf_counter())
 
     def batch(self, flush, queued):
         "Run a batch (`flush`) and time it from `queued` (`time.perf_counter()`)."
+        self.queued = queued
         try: flush()
         except Exception as e:
             FAILURES.labels("trading", "batch", type(e).__name__).inc()
             raise
+        finally: self.queued = None
         self.batches.observe(time.perf_counter() - queued)
 
     def traded(self, symbol, changed, fills, trades, delta):
-        if trades: TRADES.labels(symbol).inc(len(trades)), TRADED.labels(symbol).inc(sum(t["qty"] for t in trades))
+        "Count a batch's trades (a listener of the market's: a failure here stops nothing of the batch)."
+        try:
+            if trades: TRADES.labels(symbol).inc(len(trades)), TRADED.labels(symbol).inc(sum(t["qty"] for t in trades))
+        except Exception: get_logger("trading.service").exception("%s: trades not counted", symbol)
 
     def export(self):
         "Hand Prometheus the commands answered since the last export, and the connections, subscriptions and halts as they are now."
@@ -890,6 +896,7 @@ def make_app(settings) -> web.Application:
     _more_files()
     m = market(settings)
     _check_files(m)
+    warm_up()
     app = aiohttp_service("trading", [web.get("/openapi.json", _openapi), web.get("/ws", websocket),
                                       *(web.route(r.method, r.path, r.handler) for r in ROUTES.values())], settings)
     app[MARKET], app[HUB] = m, Hub(m)
@@ -901,8 +908,8 @@ def make_app(settings) -> web.Application:
     async def stopping(app): await asyncio.gather(*(_goodbye(ws, c.transport) for ws, c in list(app[HUB].connections.items())))  # at once: one slow reader holds up no other
     async def stopped(app):
         app[SYNCS].cancel(), app[RECHECKS].cancel(), app[EXPORTS].cancel()
-        m.close()
-        metrics.export()  # what the last moments answered
+        try: m.close()
+        finally: metrics.export()  # what the last moments answered
     app.on_startup.append(started)
     app.on_shutdown.append(stopping)
     app.on_cleanup.append(stopped)
