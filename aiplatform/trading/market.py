@@ -243,14 +243,18 @@ def add_symbol(self: Market, spec: SymbolSpec):
     "Trade a new symbol from now on."
     if shard_of(spec.symbol, self.shards) != self.shard: self.spec(spec.symbol)  # Misdirected
     if spec.symbol in self.specs: raise Conflict(f"symbol {spec.symbol!r}: already traded")
-    self.specs[spec.symbol] = spec
+    self.specs[spec.symbol], saved, kept = spec, False, ""
     try:
         self._save_symbols()  # first: killed before its journal's folder is made, a restart makes it and trades the symbol
+        saved = True
         self.engine.add_symbol(spec.symbol, spec.tick_size)
     except Exception as e:
         del self.specs[spec.symbol]
-        with suppress(OSError): self._save_symbols()  # as it was, if the disk lets it
-        if isinstance(e, OSError): raise Unsaved(f"symbol {spec.symbol!r}: not added, nothing changed; the market's files cannot be written ({_why(e)})") from None
+        try:
+            if saved: self._save_symbols()  # as it was, if the disk lets it
+        except OSError as again: kept = f", but symbols.json still names it ({_why(again)}): a restart trades it unless the symbols are saved first (a halt, a resume or a symbol added saves them)"
+        if isinstance(e, OSError): raise Unsaved(f"symbol {spec.symbol!r}: not added{kept or ', nothing changed'}; the market's files cannot be written ({_why(e)})") from None
+        if kept: get_logger("trading.market").error("symbol %r: not added%s", spec.symbol, kept)
         raise
     self.feeds[spec.symbol], self.tape[spec.symbol] = BookFeed(spec.symbol, self.engine.book(spec.symbol)), deque(maxlen=self.tape_len)
 

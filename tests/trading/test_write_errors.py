@@ -3,6 +3,7 @@ what a client was told is what a restart finds, and the market always starts aga
 import errno, json, os, subprocess, sys, time
 import pytest
 import aiplatform.trading.journal as journal
+import aiplatform.trading.market as market_module
 from aiplatform.trading.client_ids import ClientIds
 from aiplatform.trading.journal import JournalWriter
 from aiplatform.trading.market import Market, Unsaved, symbol_spec
@@ -485,4 +486,26 @@ def test_a_ledger_line_torn_and_not_cut_is_followed_by_none_and_a_restart_rebuil
     m.close()
     m = Market(tmp_path)  # the torn part read as the file's torn end; the journal replayed past it
     assert [m.order(1, c)["status"] for c in "abc"] == ["open"] * 3
+    m.close()
+
+def test_a_symbol_not_added_whose_undoing_save_fails_too_is_said_to_be_traded_after_a_restart(tmp_path, monkeypatch):
+    "Its journal not made (out of files) and the save that undoes it refused (a full disk): before, the admin was told nothing changed."
+    from aiplatform.trading.engine import Engine
+    from aiplatform.trading.market import SymbolSpec
+    m = Market(tmp_path, [{"symbol": "DEMO"}])
+    real, saves = market_module._replace, []
+    def second_save_fails(path, text):
+        saves.append(path.name)
+        if len(saves) == 2: raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, text)
+    monkeypatch.setattr(market_module, "_replace", second_save_fails)
+    monkeypatch.setattr(Engine, "add_symbol", lambda self, symbol, tick: failing())
+    with pytest.raises(Unsaved, match=r"symbol 'NEW': not added, but symbols.json still names it \(No space left on device.*\): a restart trades it unless"):
+        m.add_symbol(SymbolSpec(symbol="NEW"))
+    monkeypatch.undo()
+    assert sorted(m.specs) == ["DEMO"]
+    m.halt("DEMO"), m.halt("DEMO", False)  # a save: the symbols as they are
+    m.close()
+    m = Market(tmp_path)
+    assert sorted(m.specs) == ["DEMO"]
     m.close()
