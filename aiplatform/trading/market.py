@@ -113,7 +113,6 @@ class Market:
             get_logger("trading.market").warning("%s: the ledger's file is past the journal (a power loss with fsync = batch, or a journal cut where it was damaged); its lines "
                                                  "past %s undone; the file as it was kept in %s", self.folder, ahead, kept)
             self.ledger = Ledger(self.folder/"ledger.jsonl", keep_fills, upto=ahead)
-            self.ledger.compact()  # and gone from the file
             self.engine = self._recover(limits)  # what the journal holds past them replayed into the ledger
         lost, why = {oid: self.ledger.new(oid, account, cid, "", now=self.clock(), status="lost") for (account, cid), oid in self.cids.ids.items()
                      if oid not in self.ledger.orders}, LOST_CUT if ahead else LOST
@@ -124,6 +123,7 @@ class Market:
         if lost: get_logger("trading.market").warning("%s: %d orders %s", self.folder, len(lost), why)
         try: self.ledger.record("", lost, [], seq=0)  # once: at the next start they are where they ended, among the done orders kept
         except OSError: get_logger("trading.market").exception("lost orders not recorded")
+        if ahead: self.ledger.compact()  # the lines past the journal gone from the file only now: killed before, the next start cuts them again and says the same of the lost
         self.cids.forget(self.ledger.retire(keep_done))  # as before the restart, whichever of the two files was compacted last
         self.feeds = {s: BookFeed(s, self.engine.book(s)) for s in self.specs}
         self.tape_len = tape

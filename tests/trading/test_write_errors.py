@@ -509,3 +509,30 @@ def test_a_symbol_not_added_whose_undoing_save_fails_too_is_said_to_be_traded_af
     m = Market(tmp_path)
     assert sorted(m.specs) == ["DEMO"]
     m.close()
+
+def test_a_start_killed_while_it_cuts_a_ledger_back_to_its_journal_says_the_same_of_the_lost_at_the_next(tmp_path):
+    "Killed once the ledger cut back was in place, before the lost orders were recorded: before, the next start no longer saw the cut and said them not acknowledged."
+    from aiplatform.trading.journal import HEADER, RECORD_BYTES
+    from aiplatform.trading.market import LOST_CUT
+    m = Market(tmp_path, [{"symbol": "DEMO"}], fsync="always")
+    for i in range(5):
+        order(m, 1, f"o{i}", "sell", 100 + i)
+        m.flush()  # each acknowledged, synced
+    m.close()
+    segment = sorted(tmp_path.rglob("journal-*.log"))[-1]
+    with open(segment, "r+b") as f: f.seek(len(HEADER) + 2 * RECORD_BYTES + 20); f.write(b"\xff\xfe")  # o2's record garbled: o2 to o4 cut
+    killed = """
+import os, sys
+from aiplatform.trading.ledger import Ledger
+from aiplatform.trading.market import Market
+compact = Ledger.compact
+def then_die(self):
+    compact(self)
+    os._exit(9)  # killed once the ledger's file is cut back and in place
+Ledger.compact = then_die
+Market(sys.argv[1])
+"""
+    assert subprocess.run([sys.executable, "-c", killed, str(tmp_path)], capture_output=True).returncode == 9
+    m = Market(tmp_path)
+    assert [(m.order(1, f"o{i}")["status"], m.order(1, f"o{i}")["reason"]) for i in (1, 2, 3, 4)] == [("open", "")] + [("lost", LOST_CUT)] * 3
+    m.close()
