@@ -381,16 +381,20 @@ def test_a_shard_folder_that_cannot_be_opened_stops_the_service_with_one_line(tm
     with pytest.raises(ConfigError, match="shard-0: the shard's files cannot be opened: File exists"):
         market(load_settings(env={}, platform={"data_dir": tmp_path}))
 
-def test_orders_a_journal_cut_where_damaged_lost_are_not_said_unacknowledged(tmp_path):
+def _five_orders_and_the_third_garbled(folder):
+    "Orders o0 to o4, each acknowledged and synced; then o2's record in the journal garbled: a start cuts the journal there, o2 to o4 with it."
     from aiplatform.trading.journal import HEADER, RECORD_BYTES
-    from aiplatform.trading.market import LOST_CUT
-    m = Market(tmp_path, [{"symbol": "DEMO"}], fsync="always")
+    m = Market(folder, [{"symbol": "DEMO"}], fsync="always")
     for i in range(5):
         order(m, 1, f"o{i}", "sell", 100 + i)
-        m.flush()  # each acknowledged, synced
+        m.flush()
     m.close()
-    segment = sorted(tmp_path.rglob("journal-*.log"))[-1]
-    with open(segment, "r+b") as f: f.seek(len(HEADER) + 2 * RECORD_BYTES + 20); f.write(b"\xff\xfe")  # o2's record garbled
+    segment = sorted(folder.rglob("journal-*.log"))[-1]
+    with open(segment, "r+b") as f: f.seek(len(HEADER) + 2 * RECORD_BYTES + 20); f.write(b"\xff\xfe")
+
+def test_orders_a_journal_cut_where_damaged_lost_are_not_said_unacknowledged(tmp_path):
+    from aiplatform.trading.market import LOST_CUT
+    _five_orders_and_the_third_garbled(tmp_path)
     m = Market(tmp_path)
     assert [(m.order(1, f"o{i}")["status"], m.order(1, f"o{i}").get("reason")) for i in (1, 3)] == [("open", ""), ("lost", LOST_CUT)]
     [kept] = tmp_path.glob("ledger.jsonl.cut-*")  # the ledger's lines undone, kept with the rest as the file was
@@ -512,15 +516,8 @@ def test_a_symbol_not_added_whose_undoing_save_fails_too_is_said_to_be_traded_af
 
 def test_a_start_killed_while_it_cuts_a_ledger_back_to_its_journal_says_the_same_of_the_lost_at_the_next(tmp_path):
     "Killed once the ledger cut back was in place, before the lost orders were recorded: before, the next start no longer saw the cut and said them not acknowledged."
-    from aiplatform.trading.journal import HEADER, RECORD_BYTES
     from aiplatform.trading.market import LOST_CUT
-    m = Market(tmp_path, [{"symbol": "DEMO"}], fsync="always")
-    for i in range(5):
-        order(m, 1, f"o{i}", "sell", 100 + i)
-        m.flush()  # each acknowledged, synced
-    m.close()
-    segment = sorted(tmp_path.rglob("journal-*.log"))[-1]
-    with open(segment, "r+b") as f: f.seek(len(HEADER) + 2 * RECORD_BYTES + 20); f.write(b"\xff\xfe")  # o2's record garbled: o2 to o4 cut
+    _five_orders_and_the_third_garbled(tmp_path)
     killed = """
 import os, sys
 from aiplatform.trading.ledger import Ledger
