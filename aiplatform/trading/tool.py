@@ -10,18 +10,17 @@ from ..core import Setting
 from ..platform.registry import App, Service, Tool
 
 def _warm_book():
-    "Run the order book, its journal (written, then recovered) and its book feed once on small inputs."
+    "Run the order book's journal (written, then recovered) once on small inputs, and what a service's batches run compiled (`warm_up`)."
     import tempfile
     from aiplatform.trading.data import order_flow
-    from aiplatform.trading.feed import BookFeed
     from aiplatform.trading.journal import JournaledBook
+    from aiplatform.trading.market import warm_up
     with tempfile.TemporaryDirectory() as folder:
         journaled = JournaledBook.open(folder)
-        feed = BookFeed("W", journaled.book)
         journaled.process(order_flow(2_000, seed=1)[1], keep_events=False)
-        feed.update(), journaled.book.depth(), journaled.book.reach(0, 1)  # a market order's risk check walks the book compiled
         journaled.close()
         JournaledBook.open(folder).close()
+    warm_up()
 
 def _warm_backtests():
     "Run the indicators, both sweeps and a combination's chart once on small inputs."
