@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aiplatform.trading.book import (ACCEPTED, BUY, CANCELLED, FOK, GTC, LIMIT, MARKET, MAX_PRICE, MAX_QTY, OP_CANCEL,
                                      OP_MODIFY, OP_SUBMIT, REJECTED, SELL, STOP, STOP_LIMIT, STP_CANCEL_BOTH,
                                      STP_CANCEL_OLDEST, STP_NONE, TRADE, TRIGGERED, R_COMBINATION,
-                                     R_DISPLAY, R_DUPLICATE, R_FOK, R_IOC, R_KIND, R_NO_LIQUIDITY, R_NONE, R_NOT_MODIFIABLE,
+                                     R_DISPLAY, R_DUPLICATE, R_FOK, R_IOC, R_KIND, R_NO_LIQUIDITY, R_NONE,
                                      R_NOT_OWNER, R_OFF_TICK, R_OP, R_POST_ONLY, R_PRICE, R_QTY, R_SELF_TRADE, R_SIDE,
                                      R_STOP_PRICE, R_STOP_REACHED, R_STP, R_TIF, R_UNKNOWN, R_USER_CANCEL)
 
@@ -222,9 +222,10 @@ class ReferenceBook:
     def modify(self, c):
         o = self.owned(c)
         if o is None: return
+        if o.stop_waiting: return self.modify_stop(o, c)
         price = c["price"] or o.price
         qty = c["qty"] or o.remaining
-        if o.stop_waiting: return self.reject(c, R_NOT_MODIFIABLE)
+        if c["stop_price"]: return self.reject(c, R_COMBINATION)
         if not 0 < qty <= MAX_QTY: return self.reject(c, R_QTY)
         if not 0 < price <= MAX_PRICE: return self.reject(c, R_PRICE)
         if price % self.tick: return self.reject(c, R_OFF_TICK)
@@ -236,6 +237,26 @@ class ReferenceBook:
         self.unrest(o)
         o.price, o.remaining = price, qty
         self.execute(o)
+
+    def modify_stop(self, o, c):
+        "A stop waiting for its trigger: a new stop price, limit (a stop-limit's) or qty; a smaller qty alone keeps its place, else to the back as if new."
+        stop, price, qty = c["stop_price"] or o.stop, c["price"] or o.price, c["qty"] or o.remaining
+        if not 0 < qty <= MAX_QTY: return self.reject(c, R_QTY)
+        if o.kind == STOP and c["price"]: return self.reject(c, R_COMBINATION)
+        if o.kind == STOP_LIMIT and not 0 < price <= MAX_PRICE: return self.reject(c, R_PRICE)
+        if not 0 < stop <= MAX_PRICE: return self.reject(c, R_STOP_PRICE)
+        if price % self.tick or stop % self.tick: return self.reject(c, R_OFF_TICK)
+        if self.last is not None and (stop <= self.last if o.side == BUY else stop >= self.last): return self.reject(c, R_STOP_REACHED)
+        self.emit(ACCEPTED, o.id, user=o.user, price=price, qty=qty)
+        if (stop, price) == (o.stop, o.price) and qty <= o.remaining:
+            o.remaining = qty
+            return
+        q = self.stops[o.side][o.stop]
+        q.remove(o)
+        if not q: del self.stops[o.side][o.stop]
+        o.stop, o.price, o.remaining, o.arrival = stop, price, qty, self.arrival
+        self.arrival += 1
+        self.stops[o.side].setdefault(stop, deque()).append(o)
 
     def process(self, commands):
         "Apply `COMMAND_DTYPE` rows; returns the list of event tuples."

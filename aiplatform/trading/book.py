@@ -48,7 +48,7 @@ REASONS = ("", "invalid_op", "invalid_side", "invalid_kind", "invalid_tif", "inv
 
 MAX_QTY = 1 << 40
 MAX_PRICE = 1 << 40
-RULES = 2  # the matching rules' version, which each journal segment notes: 1 elected stops on a command's last print alone and took a stop already reached
+RULES = 3  # the matching rules' version, which each journal segment notes: 1 elected stops on a command's last print alone and took a stop already reached; 2 modified no stop waiting for its trigger
 
 COMMAND_FIELDS = ("op", "order_id", "user", "side", "kind", "tif", "price", "qty", "stop_price", "display_qty", "post_only", "stp")
 EVENT_FIELDS = ("seq", "kind", "order_id", "maker_id", "user", "maker_user", "price", "qty", "reason")
@@ -445,14 +445,42 @@ def _cancel(O, L, P, PL, H, S, E, n, c):
     return _cancel_resting(O, L, P, PL, H, S, E, n, o, R_USER_CANCEL)
 
 @njit(cache=True, inline='always')
-def _modify(O, L, P, PL, H, S, E, n, c):
-    "Change a resting order; returns its slot when it must execute again (a new price or more quantity), or -1."
+def _modify_stop(O, L, P, PL, S, E, n, c, o):
+    "Change stop `o`, waiting for its trigger: a new stop price, limit price (a stop-limit's) or remaining quantity. A stop the last trade has reached is refused, as a new one is; a smaller quantity alone keeps its place, anything else sends it to the back as if new."
+    stop = c[C_STOP] if c[C_STOP] != 0 else O[o, O_STOP]
+    price = c[C_PRICE] if c[C_PRICE] != 0 else O[o, O_PRICE]
+    qty = c[C_QTY] if c[C_QTY] != 0 else O[o, O_REMAIN]
+    reason = R_NONE
+    if qty <= 0 or qty > MAX_QTY: reason = R_QTY
+    elif O[o, O_KIND] == STOP and c[C_PRICE] != 0: reason = R_COMBINATION  # a stop (market) order has no price
+    elif price < 0 or price > MAX_PRICE or (O[o, O_KIND] == STOP_LIMIT and price == 0): reason = R_PRICE
+    elif stop <= 0 or stop > MAX_PRICE: reason = R_STOP_PRICE
+    elif price % S[S_TICK] != 0 or stop % S[S_TICK] != 0: reason = R_OFF_TICK
+    elif S[S_HASLAST] and ((O[o, O_SIDE] == BUY and stop <= S[S_LAST]) or (O[o, O_SIDE] == SELL and stop >= S[S_LAST])): reason = R_STOP_REACHED
+    if reason != R_NONE: return _emit(E, n, S, REJECTED, c[C_ID], 0, c[C_USER], 0, c[C_PRICE], c[C_QTY], reason), n + 1
+    E = _emit(E, n, S, ACCEPTED, O[o, O_ID], 0, O[o, O_USER], 0, price, qty, R_NONE)
+    if stop == O[o, O_STOP] and price == O[o, O_PRICE] and qty <= O[o, O_REMAIN]:
+        O[o, O_REMAIN] = qty
+        return E, n + 1
+    _remove(O, L, P, PL, S, o)
+    O[o, O_STOP], O[o, O_PRICE], O[o, O_REMAIN], O[o, O_ARRIVAL] = stop, price, qty, S[S_ARRIVAL]
+    S[S_ARRIVAL] += 1
+    _append(O, L, _level_for(L, P, PL, S, O[o, O_BSIDE], stop), o)
+    return E, n + 1
+
+@njit(cache=True, inline='always')
+def _modify(O, L, P, PL, H, S, E, n, c, rules):
+    "Change a resting order (or, under `rules` 3 on, a stop waiting for its trigger: `_modify_stop`); returns its slot when it must execute again (a new price or more quantity), or -1."
     o, E, n = _owned(O, H, S, E, n, c)
     if o == -1: return E, n, -1
+    if O[o, O_BSIDE] >= 2 and rules >= 3:
+        E, n = _modify_stop(O, L, P, PL, S, E, n, c, o)
+        return E, n, -1
     price = c[C_PRICE] if c[C_PRICE] != 0 else O[o, O_PRICE]
     qty = c[C_QTY] if c[C_QTY] != 0 else O[o, O_REMAIN]
     reason = R_NONE
     if O[o, O_BSIDE] >= 2: reason = R_NOT_MODIFIABLE
+    elif c[C_STOP] != 0 and rules >= 3: reason = R_COMBINATION  # a stop price for an order with none (or triggered already)
     elif qty <= 0 or qty > MAX_QTY: reason = R_QTY
     elif price <= 0 or price > MAX_PRICE: reason = R_PRICE
     elif price % S[S_TICK] != 0: reason = R_OFF_TICK
@@ -479,7 +507,7 @@ def _run(O, L, P, PL, H, S, C, E, rules):
         op, o = c[C_OP], -1
         if op == OP_SUBMIT: E, n, o = _submit(O, L, P, PL, H, S, E, n, c, rules)
         elif op == OP_CANCEL: E, n = _cancel(O, L, P, PL, H, S, E, n, c)
-        elif op == OP_MODIFY: E, n, o = _modify(O, L, P, PL, H, S, E, n, c)
+        elif op == OP_MODIFY: E, n, o = _modify(O, L, P, PL, H, S, E, n, c, rules)
         else:
             E = _emit(E, n, S, REJECTED, c[C_ID], 0, c[C_USER], 0, c[C_PRICE], c[C_QTY], R_OP)
             n += 1
@@ -544,10 +572,10 @@ def cancel_fields(order_id, user=0) -> tuple:
     "The command fields of a cancel."
     return (OP_CANCEL, _int("order_id", order_id), _int("user", user), 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
-def modify_fields(order_id, price=None, qty=None, user=0) -> tuple:
-    "The command fields of a modify: a new price, a new remaining quantity, or both."
-    if price is None and qty is None: raise ValidationError("modify: expected a new price, a new qty or both")
-    return (OP_MODIFY, _int("order_id", order_id), _int("user", user), 0, 0, 0, _int("price", price), _int("qty", qty), 0, 0, 0, 0)
+def modify_fields(order_id, price=None, qty=None, user=0, stop_price=None) -> tuple:
+    "The command fields of a modify: a new price, a new remaining quantity, a new stop price (of a stop waiting for its trigger), or any of them together."
+    if price is None and qty is None and stop_price is None: raise ValidationError("modify: expected a new price, qty or stop_price")
+    return (OP_MODIFY, _int("order_id", order_id), _int("user", user), 0, 0, 0, _int("price", price), _int("qty", qty), _int("stop_price", stop_price), 0, 0, 0)
 
 # %% ../../nbs/trading/00_book.ipynb #6b5d6790
 _CHUNK = 1 << 16  # commands per compiled call; bounds the pool growth one call may need
@@ -675,9 +703,9 @@ def cancel(self: OrderBook, order_id, user=0) -> list[Event]:
     return self.command(cancel_fields(order_id, user))
 
 @patch
-def modify(self: OrderBook, order_id, price=None, qty=None, user=0) -> list[Event]:
-    "Change a resting order's price and/or remaining quantity: smaller at the same price keeps its place."
-    return self.command(modify_fields(order_id, price, qty, user))
+def modify(self: OrderBook, order_id, price=None, qty=None, user=0, stop_price=None) -> list[Event]:
+    "Change a resting order's price and/or remaining quantity (smaller at the same price keeps its place), or a waiting stop's stop price, limit and quantity."
+    return self.command(modify_fields(order_id, price, qty, user, stop_price))
 
 @njit(cache=True)
 def _depth(L, PL, S, levels):

@@ -458,9 +458,9 @@ async def cancel(self: AsyncTradingClient, cid: str) -> dict:
     return (await self.request("cancel", await self._holding(cid), cid=cid))["order"]
 
 @patch
-async def modify(self: AsyncTradingClient, cid: str, price=None, qty=None) -> dict:
-    "Give the open order `cid` a new price and/or a new remaining qty, its state after: 6 filled of 10, `qty=8` leaves 8 open, 14 in all."
-    fields = {k: v for k, v in dict(price=price, qty=qty).items() if v is not None}
+async def modify(self: AsyncTradingClient, cid: str, price=None, qty=None, stop_price=None) -> dict:
+    "Give the open order `cid` a new price, remaining qty or stop price (a stop waiting for its trigger), its state after: 6 filled of 10, `qty=8` leaves 8 open, 14 in all."
+    fields = {k: v for k, v in dict(price=price, qty=qty, stop_price=stop_price).items() if v is not None}
     return (await self.request("modify", await self._holding(cid), cid=cid, **fields))["order"]
 
 @patch

@@ -134,7 +134,7 @@ def book(self: Engine, symbol) -> OrderBook:
 
 def _lowers(book, row, queued) -> bool:
     "Whether the command `row` is a modify of its order's qty alone to no more than it has left in `book` (or, new in the batch, `queued`: its command's fields)."
-    if row[0] != OP_MODIFY or row[6] or not row[7]: return False
+    if row[0] != OP_MODIFY or row[6] or row[8] or not row[7]: return False
     return row[7] <= (o.remaining if (o := book.order(row[1])) is not None else queued[7] if queued else 0)
 
 def _may_rest(row) -> bool:
@@ -157,16 +157,18 @@ def _risk(self: Engine, book, last, row, pending=0, queued=None, bid=None, lower
         else: at = book.reach(side, qty, user if row[11] == STP_CANCEL_OLDEST else None) if side in (BUY, SELL) and qty else None  # its own orders cancelled, it goes on past them
         if side == SELL and kind in (STOP, STOP_LIMIT): at = max(at or 0, stop or 0)  # triggered, it meets the bids near its stop
         shown, takes = row[9], kind in (LIMIT, MARKET) and not row[10]  # a post-only order never takes
-    else:  # a modify: the order as it would be
+    else:  # a modify: the order as it would be (a stop waiting for its trigger, at its new stop price)
         o = book.order(order_id)
-        was = (o.price or o.stop_price, o.remaining, o.display_qty) if o is not None else (queued[6] or queued[8], queued[7], queued[9]) if queued else (None, None, None)
-        at, qty, shown = price or was[0], qty or was[1], was[2]
+        was = (o.price, o.stop_price, o.remaining, o.display_qty) if o is not None else (queued[6] if queued[4] in (LIMIT, STOP_LIMIT) else 0, queued[8] if queued[4] in (STOP, STOP_LIMIT) else None, queued[7], queued[9]) if queued else (None, None, None, None)
+        stop = stop or was[1]
+        at, qty, shown = price or was[0] or stop, qty or was[2], was[3]
         side, takes = (SIDES.index(o.side), o.stop_price is None) if o is not None else (queued[3], queued[4] in (LIMIT, MARKET)) if queued else (None, False)
         takes = takes and price is not None  # a new price may cross; a new qty alone trades only as the order rests
+        if side == SELL and stop: at = max(at or 0, stop)  # triggered, it meets the bids near its stop, as a new sell stop
     if side == SELL and takes: at = max(at or 0, (book.best(BUY) or 0) if bid is None else bid)  # a sell that crosses trades at the bids' prices, however far above its own
     if at and qty and at * qty > lim.max_notional: return "risk_max_notional"
     if shown and qty and qty > lim.max_iceberg_parts * shown: return "risk_iceberg_parts"
-    around = stop if op == OP_SUBMIT and kind == STOP_LIMIT else last  # a stop-limit's limit: around where it triggers, as `Market` bands it
+    around = stop if (kind == STOP_LIMIT if op == OP_SUBMIT else stop) else last  # a stop-limit's limit: around where it triggers, as `Market` bands it
     if price is not None and around is not None and lim.price_band_pct and abs(price - around) * 100_000_000 > round(lim.price_band_pct * 1_000_000) * around:  # in integers, as `Market` bands: 0.7% of 11,000 is 77, not 76.99…
         return "risk_price_band"
     if op == OP_SUBMIT and _may_rest(row) and self.open_orders.get(user, 0) + pending >= lim.max_open_orders: return "risk_max_open_orders"
@@ -207,8 +209,8 @@ def cancel(self: Engine, symbol, order_id, user=0) -> list[Event]:
     return self._send(symbol, cancel_fields(order_id, user))
 
 @patch
-def modify(self: Engine, symbol, order_id, price=None, qty=None, user=0) -> list[Event]:
-    fields, book = modify_fields(order_id, price, qty, user), self.book(symbol)
+def modify(self: Engine, symbol, order_id, price=None, qty=None, user=0, stop_price=None) -> list[Event]:
+    fields, book = modify_fields(order_id, price, qty, user, stop_price), self.book(symbol)
     if (reason := self._risk(book, book.last_price, fields)): return _reject(order_id, user, price, qty, reason)
     return self._send(symbol, fields)
 
@@ -312,7 +314,7 @@ def prune(self: Engine):
 @patch
 def process(self: Engine, symbol, rows) -> list[Event]:
     """Risk-check, then journal and apply as one batch, commands given as fields (`submit_fields`, `cancel_fields`, `modify_fields`).
-    Split where a refused modify names an order of it, before a market buy (`Market` cuts its batches there first), and before a sell
+    Split where a refused modify names an order of it, before a market buy (`Market` cuts its batches there first), after a stop's modify, and before a sell
     or modify that a buy stop-limit waiting in the book, which the commands before it may trigger, would bid too much for: they go first,
     so that it is checked at the bid it meets."""
     out, passed, pending, new, freed = [], [], {}, {}, set()
@@ -322,6 +324,9 @@ def process(self: Engine, symbol, rows) -> list[Event]:
     top, raised, high, trigger = None, 0, 0, book.best(BUY_STOPS)
     for i, row in enumerate(rows):
         op, order_id, user = row[0], row[1], row[2]
+        if passed and _modifies_stop(book, passed[-1], new):  # the commands after it are checked against the stops it leaves
+            out, passed, new, pending = out + self._cut(symbol, passed, out, rows[i:]), [], {}, {}
+            top, raised, high, trigger = None, 0, 0, book.best(BUY_STOPS)
         if op == OP_CANCEL and self.live.get((symbol, order_id), (None,))[0] == user and order_id not in freed:
             freed.add(order_id)  # a cancel of a resting order frees its place for the orders after it, as one at a time
             pending[user] = pending.get(user, 0) - 1
@@ -370,6 +375,12 @@ def _reaches(row, bid) -> int:
     "The highest price the command `row` may trade at now: a buy's limit (with none, any); a sell's, the highest bid it may meet if it crosses; a modify's new price or that bid (a new qty alone trades nothing)."
     if row[0] == OP_SUBMIT: return (row[6] if row[4] in (LIMIT, STOP_LIMIT) else MAX_PRICE) if row[3] == BUY else (bid or 0) if row[6] <= (bid or 0) else 0
     return max(row[6], bid or 0) if row[6] else 0
+
+def _modifies_stop(book, row, new) -> bool:
+    "Whether the command `row` is a modify of a stop waiting for its trigger (in `book`, or new in the batch: `new`), or gives a stop price."
+    if row[0] != OP_MODIFY: return False
+    if row[8] or row[1] in new and new[row[1]][4] in (STOP, STOP_LIMIT): return True
+    return (o := book.order(row[1])) is not None and o.stop_price is not None
 
 def _raised(book, row, new) -> int:
     "The price a modify `row` of a buy (new in the batch, `new`, or resting) has it bid (0: none)."

@@ -13,7 +13,7 @@ from contextlib import suppress
 from typing_extensions import TypedDict  # not typing's: on Python 3.11 pydantic makes a JSON schema (the service's OpenAPI document) of this one only
 from fastcore.basics import patch
 from ..core import get_logger
-from .book import KINDS, OP_SUBMIT, SIDES, TIFS
+from .book import KINDS, OP_MODIFY, OP_SUBMIT, SIDES, TIFS
 from .journal import Rewritable, damaged
 
 # %% ../../nbs/trading/12_ledger.ipynb #ca1699a7
@@ -97,9 +97,10 @@ class Ledger(Rewritable):
 
 # %% ../../nbs/trading/12_ledger.ipynb #3dd2851d
 @patch
-def apply(self: Ledger, symbol, events, now=0, rest="no_liquidity_in_band") -> tuple[dict, list, dict]:
+def apply(self: Ledger, symbol, events, now=0, rest="no_liquidity_in_band", stops=None) -> tuple[dict, list, dict]:
     """Follow a batch's events: ({order_id: state} changed, [fill], {order_id: reason} of refused cancels and modifies). `rest` is the
-    reason a market (stop) order's untraded rest ends with when `Market` sent it as an IOC limit: at its symbol's band, or at its notional limit."""
+    reason a market (stop) order's untraded rest ends with when `Market` sent it as an IOC limit: at its symbol's band, or at its notional limit;
+    `stops`, {order_id: stop price} of the batch's modifies of stops waiting for their trigger (an event does not carry it)."""
     changed, fills, refused, seq, get = {}, [], {}, 0, self.orders.get
     for e in events:
         seq = e.seq or seq  # a risk refusal's is 0
@@ -109,6 +110,7 @@ def apply(self: Ledger, symbol, events, now=0, rest="no_liquidity_in_band") -> t
         if e.kind == "accepted":  # a new order's, or a modify's: its qty is what it has filled and what it now has left (FIX's OrderQty = CumQty + LeavesQty)
             o["status"], o["remaining"], o["qty"] = "open", e.qty, o["filled"] + e.qty
             if e.price and o["kind"] in ("limit", "stop_limit"): o["price"] = e.price  # not the IOC limit `Market` sent a market (stop) order as
+            if stops and e.order_id in stops: o["stop_price"] = stops[e.order_id]
         elif e.kind == "trade":
             price, qty = e.price, e.qty
             for oid, t, liquidity, tag in ((e.order_id, o, "taker", "t"), (e.maker_id, get(e.maker_id), "maker", "m")):
@@ -230,4 +232,5 @@ def replayed(self: Ledger, symbol, command, events, cids, now=0, rest="no_liquid
         price = int(command["price"]) or None
         self.new(order_id, account, cid, symbol, SIDES[command["side"]], KINDS[command["kind"]], TIFS[command["tif"]], price,
                  int(command["qty"]), now, stop_price=int(command["stop_price"]) or None, display_qty=int(command["display_qty"]) or None)
-    self.record(symbol, *self.apply(symbol, events, now, rest)[:2])
+    stops = {order_id: int(command["stop_price"])} if command["op"] == OP_MODIFY and command["stop_price"] else None
+    self.record(symbol, *self.apply(symbol, events, now, rest, stops)[:2])

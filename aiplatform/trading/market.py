@@ -292,11 +292,11 @@ def _protected(row, price) -> tuple:
     return (*row[:4], STOP_LIMIT if row[4] == STOP else LIMIT, IOC if row[5] == GTC else row[5], price, *row[7:])
 
 @patch
-def _check_stop(self: Market, spec, order):
-    "A stop the last trade has already reached refused here, naming both (the book refuses it too, as `stop_already_reached`, if a trade of its batch reaches it first)."
-    if order.stop_price is None or (last := self.engine.book(spec.symbol).last_price) is None: return
-    if order.side == "buy" and order.stop_price <= last or order.side == "sell" and order.stop_price >= last:
-        raise ValidationError(f"stop_price {order.stop_price}: a {order.side} stop must be {'above' if order.side == 'buy' else 'below'} "
+def _check_stop(self: Market, spec, side, stop_price):
+    "A `side` stop at `stop_price` that the last trade has already reached refused here, naming both (the book refuses it too, as `stop_already_reached`, if a trade of its batch reaches it first)."
+    if stop_price is None or (last := self.engine.book(spec.symbol).last_price) is None: return
+    if side == "buy" and stop_price <= last or side == "sell" and stop_price >= last:
+        raise ValidationError(f"stop_price {stop_price}: a {side} stop must be {'above' if side == 'buy' else 'below'} "
                               f"{spec.symbol}'s last trade {last}, or it would trade at once")
 
 @patch
@@ -319,7 +319,7 @@ def submit(self: Market, account: int, order: Order | PlainOrder, reply, cancel_
     if spec.halted: raise Conflict(HALTED.format(order.symbol))
     self._check_price(spec, order.stop_price, "stop_price", banded=False)  # a trigger may be far off (a stop-loss): its fill is banded
     self._check_price(spec, order.price, stop=order.stop_price)  # a stop-limit's limit: banded around where it triggers (on the tick: checked first)
-    self._check_stop(spec, order)
+    self._check_stop(spec, order.side, order.stop_price)
     self._check_qty(spec, order.qty), self._check_qty(spec, order.display_qty, "display_qty")
     order_id, _ = self.cids.assign(account, order.cid, cancel_on_disconnect)
     state = self.ledger.new(order_id, account, order.cid, order.symbol, order.side, order.kind, order.tif, order.price, order.qty, self.clock(),
@@ -347,9 +347,14 @@ def _capped(self: Market, spec, row) -> tuple:
     """A buy stop's `row` in a symbol with no band as a stop-limit IOC (`_protected`) at the highest price its quantity may pay within
     its account's `max_notional`: once triggered it takes the asks up to there, however far off the others are. As it was if that is
     below its stop (refused there), or with the engine's own band on (which would refuse a limit past it; the service's is off)."""
-    limits = self.engine.user_limits.get(row[2], self.engine.limits)
-    cap = min(limits.max_notional // row[7], MAX_PRICE) // spec.tick_size * spec.tick_size
-    return _protected(row, cap) if cap >= row[8] and not limits.price_band_pct else row
+    cap = self._cap(spec, row[2], row[7])
+    return _protected(row, cap) if cap >= row[8] and not self.engine.user_limits.get(row[2], self.engine.limits).price_band_pct else row
+
+@patch
+def _cap(self: Market, spec, account, qty) -> int:
+    "The highest price on `spec`'s ticks at which `qty` stays within `account`'s `max_notional`."
+    limits = self.engine.user_limits.get(account, self.engine.limits)
+    return min(limits.max_notional // qty, MAX_PRICE) // spec.tick_size * spec.tick_size
 
 @patch
 def _reference(self: Market, symbol, side) -> int | None:
@@ -397,15 +402,36 @@ def cancel(self: Market, account: int, cancel: Cancel, reply):
 
 @patch
 def modify(self: Market, account: int, modify: Modify, reply):
-    "Queue a new price and/or remaining quantity for `account`'s open order."
+    "Queue a new price, remaining quantity and/or stop price (of a stop waiting for its trigger) for `account`'s open order."
     state = self._live(account, modify.cid)
     spec = self.spec(state["symbol"])
     if spec.halted: raise Conflict(HALTED.format(spec.symbol))
     if modify.price is not None and state["kind"] in ("market", "stop"):
         raise ValidationError(f"price {modify.price}: order {modify.cid!r} is a {state['kind']} order, it has no price to change (cancel it and place another)")
-    if self._waiting(state): raise Conflict(f"order {modify.cid!r}: {BOOK_REASONS['not_modifiable']}")
-    self._check_price(spec, modify.price), self._check_qty(spec, modify.qty)
-    self._queue(Request(state["symbol"], state, modify_fields(state["order_id"], modify.price, modify.qty, account), reply))
+    waiting = self._waiting(state)
+    if modify.stop_price is not None and not waiting:
+        if state["stop_price"] is None: raise ValidationError(f"stop_price {modify.stop_price}: order {modify.cid!r} is a {state['kind']} order, it has no stop price")
+        raise Conflict(f"stop_price {modify.stop_price}: order {modify.cid!r} was triggered at its stop price {state['stop_price']}, it waits no more")
+    stop = (modify.stop_price or state["stop_price"]) if waiting else None
+    self._check_price(spec, modify.stop_price, "stop_price", banded=False), self._check_stop(spec, state["side"], modify.stop_price)
+    moved = modify.stop_price is not None and modify.price is None and state["kind"] == "stop_limit"  # its limit: banded around its new stop too
+    self._check_price(spec, state["price"] if moved else modify.price, stop=stop), self._check_qty(spec, modify.qty)
+    row = modify_fields(state["order_id"], modify.price, modify.qty, account, modify.stop_price)
+    if waiting and state["kind"] == "stop": row = self._moved_limit(spec, state, row)
+    self._queue(Request(state["symbol"], state, row, reply))
+
+@patch
+def _moved_limit(self: Market, spec, state, row) -> tuple:
+    """A modify `row` of a stop (market) order waiting for its trigger with the limit it was sent with (`_protect`, `_capped`) moved
+    along: to its band's edge around its stop price, or to the highest price its quantity may pay within `max_notional` (at least its
+    stop: below it, the engine refuses the modify). As it is if it was sent with none, or its limit stays."""
+    held = self.engine.book(state["symbol"]).order(state["order_id"])
+    sent = held.price if held is not None else next((r.row[6] for r in self.pending if r.state is state and r.row is not None and r.row[0] == OP_SUBMIT), 0)  # new in the coming batch
+    if not sent: return row
+    stop = row[8] or state["stop_price"]
+    if spec.price_band_pct: price = self._edges(spec, stop)[state["side"] == "buy"]
+    else: price = max(self._cap(spec, row[2], row[7] or state["remaining"]), stop)
+    return row if price == sent else (*row[:6], price, *row[7:])
 
 @patch
 def _waiting(self: Market, state) -> bool:
@@ -434,14 +460,16 @@ def cancel_all(self: Market, account: int, symbol=None, done=lambda states, fail
 MAX_BATCH = 2_048  # commands one batch takes: under a flood, answers go out every few milliseconds, not after all of it
 
 def _parts(requests: list, alone=lambda r: False) -> list:
-    "`requests` cut where one commands an order that an earlier one of its part names (each command's answer is then its own), and before each that `alone` picks."
-    parts, named = [[]], set()
+    """`requests` cut where one commands an order that an earlier one of its part names (each command's answer is then its own), before
+    each that `alone` picks, and after a modify of a stop order (the commands after it are checked against the stops it leaves, as `Engine.process` would cut)."""
+    parts, named, moved = [[]], set(), False
     for r in requests:
-        if r.row is not None and (r.state["order_id"] in named or alone(r)) and parts[-1]:
+        if r.row is not None and (r.state["order_id"] in named or moved or alone(r)) and parts[-1]:
             parts.append([])
             named = set()
         parts[-1].append(r)
         named.add(r.state["order_id"])
+        if r.row is not None: moved = r.row[0] == OP_MODIFY and r.state["stop_price"] is not None
     return parts
 
 def _in_parts(by_symbol: dict, alone=lambda r: False):
@@ -506,7 +534,8 @@ def flush(self: Market):
             failed[symbol] = e
             self._refuse(symbol, requests, e)
             continue
-        changed, fills, refused = self.ledger.apply(symbol, events, now, _rest(self.specs[symbol]))
+        stops = {r.row[1]: r.row[8] for r in requests if r.row is not None and r.row[0] == OP_MODIFY and r.row[8]}  # the new stop prices of stops modified
+        changed, fills, refused = self.ledger.apply(symbol, events, now, _rest(self.specs[symbol]), stops)
         if undone: self._refuse(symbol, undone, failed[symbol])  # answered with their orders' states as the pieces that went in left them
         seq = self.ledger.seqs.get(symbol, 0)  # this part's: a later part of the symbol moves it on
         if risky := {e.order_id: s for e in events if e.seq == 0 and (s := changed.get(e.order_id)) and s["status"] == "rejected"}:  # new ones a risk limit refused
@@ -558,7 +587,6 @@ RISK_LIMITS = {  # a risk refusal's code: the limit it met, in words, where it i
     "risk_price_band": ("price_band_pct", "a price within {:g}% of the last trade", "the engine's band", "price {price:,}")}
 
 BOOK_REASONS = {  # the book's refusals a client can meet after the market's own checks, in words
-    "not_modifiable": "a stop order waiting for its trigger cannot be modified (cancel it and place another)",
     "post_only_would_take": "a post-only order, or its new price, would have traded at once: it was refused, not placed",
     "stop_already_reached": "a trade earlier in its batch had already reached its stop price (it would have traded at once)"}
 

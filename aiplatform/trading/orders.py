@@ -110,12 +110,13 @@ class CancelAll(BaseModel):
     def __init__(self, /, **fields): _checked(self, fields, "cancel_all")
 
 class Modify(BaseModel):
-    "Give the order `cid` a new price, a new remaining quantity, or both."
+    "Give the order `cid` a new price, a new remaining quantity, a new stop price (a stop waiting for its trigger), or several of them."
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     cid: str = _cid()
     price: int | None = _price("price")
     qty: int | None = Field(None, ge=1, le=MAX_QTY, description="a whole quantity, from 1 to 10**12: the new remaining one (the order's qty becomes what it filled plus this)")
+    stop_price: int | None = _price("stop price")
 
     def __init__(self, /, **fields):
         _checked(self, fields, "modify")
-        if self.price is None and self.qty is None: raise ValidationError("modify: expected a new price, a new qty or both")
+        if self.price is None and self.qty is None and self.stop_price is None: raise ValidationError("modify: expected a new price, qty or stop_price")

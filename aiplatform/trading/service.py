@@ -721,7 +721,7 @@ def _routes() -> dict:
         ("cancel_all", Route("POST", "/orders/cancel-all", cancel_all, "Cancel every open order (of one symbol, if given).", TRADERS, CancelAll, cid | s)),
         (None, Route("GET", "/orders/{cid}", order, "One order by its client order id.", TRADERS, None, cid)),
         (None, Route("DELETE", "/orders/{cid}", cancel, "Cancel an open order.", TRADERS, None, cid)),
-        (None, Route("PATCH", "/orders/{cid}", modify, "Change an open order's price and/or remaining quantity.", TRADERS, Modify, cid)),
+        (None, Route("PATCH", "/orders/{cid}", modify, "Change an open order's price, remaining quantity or stop price (a stop waiting for its trigger).", TRADERS, Modify, cid)),
         (None, Route("GET", "/fills", fills, "The account's fills.", TRADERS, None, cid | s | {"limit": LIMIT(1_000), "since_ns": SINCE})),
         (None, Route("GET", "/positions", positions, "The account's positions with P&L at the last price.", TRADERS, None, cid)),
         (None, Route("POST", "/admin/symbols", add_symbol, "Trade a new symbol.", ("admin",), SymbolSpec)),
@@ -824,9 +824,9 @@ def openapi() -> dict:
         if r.body: op["requestBody"] = {"required": r.body is not CancelAll, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{r.body.__name__}"}}}}
         paths.setdefault(r.path, {})[r.method.lower()] = op
     schemas = {m.__name__: m.model_json_schema() for m in (Order, Modify, CancelAll, SymbolSpec)}
-    modify = schemas["Modify"]  # PATCH /orders/{cid}'s body: the cid is the path's; a price, a qty or both
+    modify = schemas["Modify"]  # PATCH /orders/{cid}'s body: the cid is the path's; a price, a qty, a stop price, or several
     del modify["properties"]["cid"], modify["required"]
-    modify["anyOf"] = [{"required": [f], "properties": {f: {"type": "integer"}}} for f in ("price", "qty")]  # given, and not null
+    modify["anyOf"] = [{"required": [f], "properties": {f: {"type": "integer"}}} for f in ("price", "qty", "stop_price")]  # given, and not null
     schemas["Order"]["allOf"] = ORDER_RULES
     schemas |= answer_schemas()
     return {"openapi": "3.1.0", "info": {"title": "aiplatform trading service", "version": "1", "description": INFO}, "paths": paths | OTHER_PATHS,

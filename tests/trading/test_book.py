@@ -23,7 +23,7 @@ def _command(r: random.Random, near, ids):
                   display_qty=r.randint(1, qty) if iceberg else 0, stp=r.choice([0, 0, 0, 1, 2, 3]),
                   post_only=int(kind == 0 and tif == 0 and r.randint(0, 4) == 0))
     elif op == 2:
-        c |= dict(price=r.choice([0, r.randint(*near)]), qty=r.choice([0, r.randint(1, 12)]))
+        c |= dict(price=r.choice([0, r.randint(*near)]), qty=r.choice([0, r.randint(1, 12)]), stop_price=r.choice([0, 0, r.randint(*near)]))
     if r.randint(0, 19) == 0:
         field, value = r.choice(BAD)
         c[field] = value
@@ -128,7 +128,9 @@ def test_wrong_types_raise_and_change_nothing(kwargs, words):
     (lambda b: b.cancel(9), "unknown_id"), (lambda b: b.cancel(1, user=8), "not_owner"),
     (lambda b: b.modify(9, qty=1), "unknown_id"), (lambda b: b.modify(1, qty=1, user=8), "not_owner"),
     (lambda b: b.modify(1, qty=-1), "invalid_qty"), (lambda b: b.modify(1, price=3), "off_tick"),
-    (lambda b: b.modify(3, price=110), "not_modifiable"), (lambda b: b.modify(4, price=110), "post_only_would_take")])
+    (lambda b: b.modify(3, price=110), "invalid_combination"), (lambda b: b.modify(3, stop_price=121), "off_tick"),
+    (lambda b: b.modify(3, stop_price=-2), "invalid_stop_price"), (lambda b: b.modify(3, qty=-1), "invalid_qty"),
+    (lambda b: b.modify(1, stop_price=120), "invalid_combination"), (lambda b: b.modify(4, price=110), "post_only_would_take")])
 def test_bad_commands_are_rejected_and_change_nothing(call, reason):
     book = OrderBook(tick_size=2)
     book.submit(1, "buy", 100, 5)
@@ -141,4 +143,4 @@ def test_bad_commands_are_rejected_and_change_nothing(call, reason):
     assert (book.depth(), {i: book.order(i) for i in range(10)}, len(book)) == before
 
 def test_modify_needs_something_to_change():
-    with pytest.raises(ValidationError, match="expected a new price, a new qty or both"): OrderBook().modify(1)
+    with pytest.raises(ValidationError, match="expected a new price, qty or stop_price"): OrderBook().modify(1)

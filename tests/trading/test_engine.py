@@ -4,7 +4,7 @@ from fractions import Fraction
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from aiplatform.core import NotFound
-from aiplatform.trading.book import cancel_fields, submit_fields
+from aiplatform.trading.book import cancel_fields, modify_fields, submit_fields
 from aiplatform.trading.engine import SCALE, Engine, Position, RiskLimits
 
 LIMITS = RiskLimits(max_order_qty=50, price_band_pct=20, max_open_orders=40)
@@ -101,8 +101,8 @@ def test_risk_rejections_never_reach_the_book(call, reason):
 
 @st.composite
 def batches(draw, notional):
-    "Batches of new orders (limit, IOC, market; buy stop-limits) and cancels by three users, priced around `notional`'s reach."
-    out, oid = [], 0
+    "Batches of new orders (limit, IOC, market; buy stop-limits), cancels and modifies (of a stop-limit's stop price too) by three users, priced around `notional`'s reach."
+    out, oid, owners = [], 0, {}
     for _ in range(draw(st.integers(1, 12))):
         out.append([])
         for _ in range(draw(st.integers(1, 8))):
@@ -111,6 +111,12 @@ def batches(draw, notional):
             if draw(st.integers(0, 9)) == 0:
                 out[-1].append(cancel_fields(draw(st.integers(1, oid)), user))
                 continue
+            if owners and draw(st.integers(0, 4)) == 0:
+                target = draw(st.sampled_from(sorted(owners)))
+                price, qty, stop = (draw(st.none() | st.integers(1, 40)) for _ in range(3))
+                out[-1].append(modify_fields(target, price, qty if price or qty or stop else 1, owners[target], stop))
+                continue
+            owners[oid] = user
             price = draw(st.integers(1, 40)) if kind in ("limit", "stop_limit") else None
             stop = draw(st.integers(1, 40)) if kind in ("stop", "stop_limit") else None
             tif = draw(st.sampled_from(["GTC", "GTC", "IOC"])) if kind == "limit" else "GTC"
@@ -120,14 +126,25 @@ def batches(draw, notional):
 @settings(max_examples=int(os.environ.get("EXAMPLES", 300)), deadline=None, suppress_health_check=list(HealthCheck))
 @given(batches(notional=200))
 def test_no_order_trades_past_its_notional_limit(bs):
-    """Whatever a batch holds, an order trades at most `max_notional`: a sell too, though a buy stop-limit the batch triggers bids for it. Stops
-    aside, which meet the book as it is once triggered: a buy stop `Market` caps; a sell stop may meet a bid a buy stop-limit triggered with it raised."""
+    """Whatever a batch holds, an order trades at most `max_notional` from when it is placed or modified (a modify's qty is its new remaining one,
+    checked as a new order's): a sell too, though a buy stop-limit the batch triggers bids for it, or one a modify moved. Stops aside, which meet
+    the book as it is once triggered: a buy stop `Market` caps; a sell stop may meet a bid a buy stop-limit triggered with it raised."""
     eng, traded = Engine({"X": 1}, limits=RiskLimits(max_notional=200, price_band_pct=0)), {}
     for batch in bs:
         for e in eng.process("X", batch):
+            if e.kind == "accepted": traded[e.order_id] = 0  # new, or modified
             if e.kind == "trade":
                 for o in (e.order_id, e.maker_id): traded[o] = traded.get(o, 0) + e.price * e.qty
     assert max(traded.values(), default=0) <= 200, traded
+
+def test_a_sell_after_a_stop_moved_in_its_batch_is_checked_at_the_bid_the_stop_may_make():
+    "A buy stop-limit's stop lowered within reach of the batch's trades: the sell after it is checked at the stop's limit, and refused."
+    eng = Engine({"X": 1}, limits=RiskLimits(max_notional=10_000, price_band_pct=0))
+    eng.submit("X", 1, "sell", 90, 1, user=3), eng.submit("X", 2, "buy", 90, 1, user=4)  # the last trade: 90
+    eng.submit("X", 3, "buy", 1_000, 9, user=2, kind="stop_limit", stop_price=200)  # out of reach
+    eng.submit("X", 4, "sell", 100, 1, user=3)
+    batch = eng.process("X", [modify_fields(3, user=2, stop_price=100), submit_fields(5, "buy", 100, 1, 4), submit_fields(6, "sell", 100, 20, 1)])
+    assert [(e.kind, e.order_id, e.reason) for e in batch][-2:] == [("triggered", 3, ""), ("rejected", 6, "risk_max_notional")]  # before: sold 9 at 1,000
 
 def test_unknown_symbol():
     with pytest.raises(NotFound, match="symbol 'Z': not traded"): Engine({"X": 1}).cancel("Z", 1)

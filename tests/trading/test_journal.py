@@ -188,6 +188,21 @@ def test_a_journal_written_under_older_matching_rules_replays_under_them(tmp_pat
     (tmp_path/"journal-00000000000000000006.log").write_bytes(MAGIC + np.array([RULES + 1, RECORD_BYTES], np.int32).tobytes())
     with pytest.raises(JournalError, match=f"written under matching rules {RULES + 1}, this code knows 1 to {RULES}"): JournaledBook.open(tmp_path)
 
+def test_a_stop_modified_under_rules_2_stays_as_it_was_on_replay(tmp_path):
+    "Rules 2 refused to modify a stop waiting for its trigger (`not_modifiable`); its journal replays so, and the same modify passes now."
+    from aiplatform.trading.book import modify_fields, submit_fields
+    from aiplatform.trading.journal import MAGIC, records
+    then = [submit_fields(1, "sell", None, 2, user=3, kind="stop", stop_price=90), modify_fields(1, user=3, stop_price=95)]
+    rules_2 = MAGIC + np.array([2, RECORD_BYTES], np.int32).tobytes()
+    (tmp_path/"journal-00000000000000000001.log").write_bytes(rules_2 + records(np.array(then, np.int64), 1).tobytes())
+    jb = JournaledBook.open(tmp_path)
+    assert jb.book.order(1).stop_price == 90
+    assert [(e.kind, e.reason) for e in jb.command(modify_fields(1, user=3, stop_price=95))] == [("accepted", "")]
+    jb.close()
+    again = JournaledBook.open(tmp_path)
+    assert again.book.order(1).stop_price == 95 and again.recovery["replayed"] == 3
+    again.close()
+
 def test_a_segment_that_cannot_be_opened_changes_nothing_and_the_journal_goes_on(tmp_path, monkeypatch):
     "Out of files (EMFILE) as a snapshot rotates: the segment before stays open and written to, and no empty one is left to break the sequence."
     jb, orders = JournaledBook.open(tmp_path), stream(600, seed=5)

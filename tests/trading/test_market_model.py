@@ -32,7 +32,7 @@ CIDS = tuple("abcdefgh")  # few, shared by the accounts: each account's own, rep
 LIMITS = RiskLimits(max_order_qty=10, max_notional=10**12, price_band_pct=0, max_open_orders=3)  # qty 11 and a 4th open order refused
 NO_RISK = RiskLimits(price_band_pct=0)  # nothing these streams send is refused by a risk limit
 DONE = ("filled", "cancelled", "rejected", "lost")
-FIELDS = ("order_id", "account", "cid", "symbol", "side", "kind", "tif", "price", "qty", "remaining", "filled", "notional", "status", "reason")
+FIELDS = ("order_id", "account", "cid", "symbol", "side", "kind", "tif", "price", "stop_price", "qty", "remaining", "filled", "notional", "status", "reason")
 
 # -- the model
 
@@ -44,6 +44,7 @@ class Model:
         self.orders, self.cids, self.next_id, self.pending = {}, {}, 1, []
         self.pos = {}  # account -> [qty, cost, realized, closes], exact
         self.cash, self.fills = Counter(), {}  # account -> its fills, oldest first
+        self.moving = {}  # a part's modifies of stops: order id -> its new stop price, which its accepted event does not carry
 
     # calls: what the market answers at once (an exception class, or None: queued or answered by `reply`)
     def submit(self, account, f, expect):
@@ -70,12 +71,22 @@ class Model:
         if not isinstance(oid := self.live(account, cid), int): return oid
         self.pending.append(dict(op="cancel", oid=oid, expect=expect))
 
-    def modify(self, account, cid, price, qty, expect):
+    def modify(self, account, cid, price, qty, stop, expect):
         if not isinstance(oid := self.live(account, cid), int): return oid
-        if price is not None and self.orders[oid]["kind"] in ("market", "stop"): return ValidationError
-        if self.orders[oid]["stop_price"] is not None and (self.orders[oid]["status"] == "new" or self.book.orders[oid].stop_waiting):
-            return Conflict  # a stop waiting for its trigger cannot be modified
-        self.pending.append(dict(op="modify", oid=oid, price=price, qty=qty, expect=expect))
+        o = self.orders[oid]
+        if price is not None and o["kind"] in ("market", "stop"): return ValidationError
+        waiting = o["stop_price"] is not None and (o["status"] == "new" or self.book.orders[oid].stop_waiting)
+        if stop is not None and not waiting: return ValidationError if o["stop_price"] is None else Conflict  # none, or triggered
+        if reached(stop, o["side"], self.book.last): return ValidationError
+        if waiting and o["kind"] == "stop" and (sent := self.sent(o)):  # its cap moves with its qty (and is never below its stop)
+            limit = max(min(self.limits.max_notional // (qty or o["remaining"]), MAX_PRICE), stop or o["stop_price"])
+            if limit != sent: price = limit
+        self.pending.append(dict(op="modify", oid=oid, price=price, qty=qty, stop=stop, expect=expect))
+
+    def sent(self, o) -> int:
+        "The limit price the book holds (or will) for the order `o`: 0 for none."
+        if (held := self.book.orders.get(o["order_id"])) is not None: return held.price
+        return (capped(o, self.limits, 1) or (0, 0, 0))[2]
 
     def cancel_all(self, account):
         oids = [oid for oid, o in sorted(self.orders.items()) if o["account"] == account and o["status"] not in DONE]
@@ -89,11 +100,12 @@ class Model:
 
     # a flush: the batch cut into parts where a command names an order an earlier one of its part names, and before a market buy
     def flush(self):
-        parts, named = [[]], set()
+        parts, named, moved = [[]], set(), False
         for r in self.pending:
             alone = r["op"] == "submit" and (o := self.orders[r["oid"]])["kind"] == "market" and o["side"] == "buy"  # no band: checked at the price it reaches
-            if r["op"] != "answer" and (r["oid"] in named or alone) and parts[-1]: parts.append([]); named = set()
+            if r["op"] != "answer" and (r["oid"] in named or alone or moved) and parts[-1]: parts.append([]); named = set()
             parts[-1].append(r); named.add(r["oid"])
+            if r["op"] != "answer": moved = r["op"] == "modify" and self.orders[r["oid"]]["stop_price"] is not None  # after a stop's modify: a new part
         self.pending = []
         for part in parts: self.run(part)
         for o in self.refused + self.others: self.ended.setdefault(o["account"], []).append(o["order_id"])
@@ -119,7 +131,8 @@ class Model:
                 rows.append(dict(op=OP_CANCEL, order_id=r["oid"], user=user))
             elif r["op"] == "modify":
                 if r["qty"] is not None and r["qty"] > self.limits.max_order_qty: refused[r["oid"]] = "risk_max_order_qty"; continue
-                rows.append(dict(op=OP_MODIFY, order_id=r["oid"], user=user, price=r["price"] or 0, qty=r["qty"] or 0))
+                rows.append(dict(op=OP_MODIFY, order_id=r["oid"], user=user, price=r["price"] or 0, qty=r["qty"] or 0, stop_price=r["stop"] or 0))
+                if r["stop"]: self.moving[r["oid"]] = r["stop"]
             elif r["op"] == "submit":
                 rests = o["kind"] in ("stop", "stop_limit") or o["kind"] == "limit" and o["tif"] == "GTC"
                 if o["qty"] > self.limits.max_order_qty: self.end(o, "rejected", "risk_max_order_qty", self.refused); continue
@@ -154,6 +167,7 @@ class Model:
         if kind == ACCEPTED:  # a new order's, or a modify's: its qty becomes what it filled and what it has left
             o.update(status="open", remaining=qty, qty=o["filled"] + qty)
             if price and o["kind"] in ("limit", "stop_limit"): o["price"] = price  # a market (stop) order keeps its own, none: not its IOC limit
+            if oid in self.moving: o["stop_price"] = self.moving.pop(oid)
         elif kind == TRADE:
             for t, tag in ((o, "t"), (self.orders[maker], "m")):
                 self.fills.setdefault(t["account"], []).append((f"{symbol}:{seq}:{tag}", t["order_id"], t["cid"], t["side"], price, qty))
@@ -179,6 +193,8 @@ class Model:
         if p[0] and (p[0] > 0) == (signed > 0): p[1] = Fraction(price * abs(p[0]))  # flipped: the rest opened at this price
 
 def told(o) -> tuple: return (o["order_id"], o["status"], o["filled"], o["remaining"])
+
+def reached(stop, side, last) -> bool: return stop is not None and last is not None and (stop <= last if side == "buy" else stop >= last)
 
 def capped(o, limits, tick):
     """A buy stop in a symbol with no band as the book gets it, (kind, tif, price): a stop-limit IOC (FOK) at the highest price on the ticks
@@ -206,8 +222,8 @@ def _step(r: random.Random) -> tuple:
     if what == "cancel": return (what, acct, c, live)
     if what == "cancel_all": return (what, acct)
     if what == "modify":
-        px, qty = r.choice([None, r.randint(97, 103)]), r.choice([None, r.randint(1, 11)])
-        return (what, acct, c, px, qty if qty or px else 1, live)
+        px, qty, stop = r.choice([None, r.randint(97, 103)]), r.choice([None, r.randint(1, 11)]), r.choice([None, None, r.randint(95, 105)])
+        return (what, acct, c, px, qty if qty or px or stop else 1, stop, live)
     return (what,)
 
 def streams(step, min_size):
@@ -248,8 +264,8 @@ class Run:
                 expect = model.cancel(step[1], step[2], want.append)
                 m.cancel(step[1], Cancel(cid=step[2]), reply); raised = None
             elif what == "modify":
-                expect = model.modify(step[1], step[2], step[3], step[4], want.append)
-                m.modify(step[1], Modify(cid=step[2], price=step[3], qty=step[4]), reply); raised = None
+                expect = model.modify(step[1], step[2], step[3], step[4], step[5], want.append)
+                m.modify(step[1], Modify(cid=step[2], price=step[3], qty=step[4], stop_price=step[5]), reply); raised = None
         except (Conflict, NotFound, ValidationError) as e: raised = type(e)
         assert raised is (expect if isinstance(expect, type) else None), f"{step}: raised {raised}, the model {expect}"
         self.calls.append((step, got, want))
@@ -385,6 +401,7 @@ class MModel(Model):
         for s in FIRST: self.add(s)
         self.orders, self.cids, self.next_id, self.pending = {}, {}, 1, []
         self.pos, self.cash, self.fills = {}, Counter(), {}  # (account, symbol) -> [qty, cost, realized, closes]; account -> fills
+        self.moving = {}
 
     def add(self, symbol):
         if symbol in self.specs: return Conflict
@@ -444,19 +461,32 @@ class MModel(Model):
         if not isinstance(oid := self.live(account, cid), int): return oid
         self.pending.append(dict(op="cancel", oid=oid, o=self.orders[oid], expect=expect))
 
-    def modify(self, account, cid, price, qty, expect):
+    def modify(self, account, cid, price, qty, stop, expect):
         if not isinstance(oid := self.live(account, cid), int): return oid
         o = self.orders[oid]
         spec, book = self.specs[o["symbol"]], self.books[o["symbol"]]
         if spec["halted"]: return Conflict
         if price is not None and o["kind"] in ("market", "stop"): return ValidationError
-        if o["stop_price"] is not None and (o["status"] == "new" or book.orders[oid].stop_waiting): return Conflict
-        if price is not None:
-            if price % spec["tick"]: return ValidationError
-            if spec["band"] and book.last is not None and not edges(spec["band"], spec["tick"], book.last)[0] <= price <= edges(spec["band"], spec["tick"], book.last)[1]:
+        waiting = o["stop_price"] is not None and (o["status"] == "new" or book.orders[oid].stop_waiting)
+        if stop is not None and not waiting: return ValidationError if o["stop_price"] is None else Conflict  # none, or triggered
+        if stop is not None and stop % spec["tick"] or reached(stop, o["side"], book.last): return ValidationError
+        around = (stop or o["stop_price"]) if waiting else book.last  # a stop-limit's limit: banded around its stop, its old one too when it moves
+        checked = o["price"] if stop is not None and price is None and o["kind"] == "stop_limit" else price
+        if checked is not None:
+            if checked % spec["tick"]: return ValidationError
+            if spec["band"] and around is not None and not edges(spec["band"], spec["tick"], around)[0] <= checked <= edges(spec["band"], spec["tick"], around)[1]:
                 return ValidationError
         if qty is not None and qty % spec["lot"]: return ValidationError
-        self.pending.append(dict(op="modify", oid=oid, o=o, price=price, qty=qty, expect=expect))
+        if waiting and o["kind"] == "stop" and (sent := self.sent(o)):  # its limit moves along: the band's edge around its stop, or its cap
+            stop_ = stop or o["stop_price"]
+            limit = (edges(spec["band"], spec["tick"], stop_)[o["side"] == "buy"] if spec["band"] else
+                     max(min(self.limits.max_notional // (qty or o["remaining"]), MAX_PRICE) // spec["tick"] * spec["tick"], stop_))
+            if limit != sent: price = limit
+        self.pending.append(dict(op="modify", oid=oid, o=o, price=price, qty=qty, stop=stop, expect=expect))
+
+    def sent(self, o) -> int:
+        if (held := self.books[o["symbol"]].orders.get(o["order_id"])) is not None: return held.price
+        return o["row"]["price"] or 0
 
     def cancel_all(self, account, symbol=None):
         if symbol is not None and symbol not in self.specs: return NotFound
@@ -484,11 +514,12 @@ class MModel(Model):
                 r["expect"]((False, Conflict, told(o)))  # a Conflict, as when halted before it was sent; a new order's reason HALTED
             by_symbol[symbol] = kept
         for symbol, requests in by_symbol.items():
-            parts, named = [[]], set()
-            for r in requests:  # cut where a command names an order named before in its part, before a market order still unprotected, and before a market buy of a symbol with no band
+            parts, named, moved = [[]], set(), False
+            for r in requests:  # cut where a command names an order named before in its part, before a market order still unprotected, before a market buy of a symbol with no band, and after a stop's modify
                 alone = r["op"] == "submit" and (r["o"]["row"]["unbanded"] or r["o"]["row"]["kind"] == "market" and r["o"]["side"] == "buy")
-                if r["op"] != "answer" and (r["oid"] in named or alone) and parts[-1]: parts.append([]); named = set()
+                if r["op"] != "answer" and (r["oid"] in named or alone or moved) and parts[-1]: parts.append([]); named = set()
                 parts[-1].append(r); named.add(r["oid"])
+                if r["op"] != "answer": moved = r["op"] == "modify" and r["o"]["stop_price"] is not None
             for part in parts:
                 if part and part[0]["op"] == "submit" and (o := part[0]["o"])["row"]["unbanded"]: self.protect(o)
                 self.run(symbol, part)
@@ -509,8 +540,11 @@ class MModel(Model):
                 rows.append(dict(op=OP_CANCEL, order_id=r["oid"], user=user))
             elif r["op"] == "modify":
                 if r["qty"] is not None and r["qty"] > limits.max_order_qty: refused[r["oid"]] = "risk_max_order_qty"; continue
-                if outside(limits.price_band_pct, last, r["price"]): refused[r["oid"]] = "risk_price_band"; continue
-                rows.append(dict(op=OP_MODIFY, order_id=r["oid"], user=user, price=r["price"] or 0, qty=r["qty"] or 0))
+                held = book.orders.get(r["oid"])
+                stop = r["stop"] or (held.stop if held is not None and held.stop_waiting else None)  # a stop-limit's limit: banded around its stop
+                if outside(limits.price_band_pct, stop or last, r["price"]): refused[r["oid"]] = "risk_price_band"; continue
+                rows.append(dict(op=OP_MODIFY, order_id=r["oid"], user=user, price=r["price"] or 0, qty=r["qty"] or 0, stop_price=r["stop"] or 0))
+                if r["stop"]: self.moving[r["oid"]] = r["stop"]
             elif r["op"] == "submit":
                 row = o["row"]
                 rests = row["kind"] in ("stop", "stop_limit") or row["kind"] == "limit" and row["tif"] == "GTC"
@@ -562,8 +596,8 @@ def _m_step(r: random.Random) -> tuple:
     if what == "cancel": return (what, acct, c, live)
     if what == "cancel_all": return (what, acct, r.choice([None, sym]))
     if what == "modify":
-        d, k = r.choice([None, r.randint(-3, 3)]), r.choice([None, r.randint(1, 5)])
-        return (what, acct, c, d, k if k or d is not None else 1, r.random() < 0.05, live)
+        d, k, s = r.choice([None, r.randint(-3, 3)]), r.choice([None, r.randint(1, 5)]), r.choice([None, None, r.randint(-4, 4)])
+        return (what, acct, c, d, k if k or d is not None or s is not None else 1, r.random() < 0.05, s, live)
     if what in ("halt", "resume", "add"): return (what, sym)
     return (what,)
 
@@ -603,15 +637,16 @@ class MRun:
                 expect = model.cancel(step[1], step[2], expect_)
                 m.cancel(step[1], Cancel(cid=step[2]), reply); raised = None
             elif what == "modify":
-                _, acct, c, d, k, off, _ = step
+                _, acct, c, d, k, off, s, _ = step
                 oid = model.cids.get((acct, c))
                 sym = model.orders[oid]["symbol"] if oid in model.orders else "AAA"
                 tick, lot, base = SYMS[sym]
                 px = None if d is None else base + tick * d + (1 if off and tick > 1 else 0)
                 qty = None if k is None else lot * k + (1 if off and lot > 1 else 0)
-                expect = model.modify(acct, c, px, qty, expect_)
-                m.modify(acct, Modify(cid=c, price=px, qty=qty), reply); raised = None
-                step = (*step, px, qty)
+                stop = None if s is None else base + tick * s + (1 if off and tick > 1 else 0)
+                expect = model.modify(acct, c, px, qty, stop, expect_)
+                m.modify(acct, Modify(cid=c, price=px, qty=qty, stop_price=stop), reply); raised = None
+                step = (*step, px, qty, stop)
         except (Conflict, NotFound, ValidationError) as e: raised = type(e)
         assert raised is (expect if isinstance(expect, type) else None), f"{step}: raised {raised}, the model {expect}"
         self.calls.append((step, got, want))

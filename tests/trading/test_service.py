@@ -212,7 +212,7 @@ def test_a_repeated_query_parameter_and_a_malformed_path_are_refused_and_change_
     assert call(svc, "GET", "orders?symbol=NOPE")[0] == 404 and call(svc, "GET", "fills?symbol=NOPE")[0] == 404  # before: an empty list
     for symbol in ("RQA", "RQB"): call(svc, "POST", f"orders/cancel-all?symbol={symbol}")
 
-def test_a_stop_already_reached_is_refused_naming_the_last_trade_and_a_waiting_stop_is_not_modified(svc):
+def test_a_stop_already_reached_is_refused_naming_the_last_trade_and_a_waiting_stop_is_moved(svc):
     call(svc, "POST", "admin/symbols", user="ada", body={"symbol": "STOPS", "price_band_pct": 0})
     call(svc, "POST", "orders", user="tom", body=dict(cid="st-s", symbol="STOPS", side="sell", price=100, qty=1))
     call(svc, "POST", "orders", body=dict(cid="st-b", symbol="STOPS", side="buy", price=100, qty=1))  # the last trade: 100
@@ -220,8 +220,20 @@ def test_a_stop_already_reached_is_refused_naming_the_last_trade_and_a_waiting_s
     assert call(svc, "POST", "orders", body=stop) == (400, {"error": "stop_price 95: a buy stop must be above STOPS's last trade 100, or it would trade at once", "status": 400})
     status, state = call(svc, "POST", "orders", body=stop | {"stop_price": 105, "price": 106})  # the same cid, corrected: not taken by the refusal
     assert (status, state["status"]) == (200, "open")
-    status, body = call(svc, "PATCH", "orders/sar-1", body={"qty": 2})
-    assert (status, body["error"]) == (409, "order 'sar-1': a stop order waiting for its trigger cannot be modified (cancel it and place another)")  # before: 422 "not_modifiable"
+    status, state = call(svc, "PATCH", "orders/sar-1", body={"stop_price": 103, "price": 104, "qty": 2})  # before: 409, "cannot be modified"
+    assert (status, [state[k] for k in ("stop_price", "price", "qty", "status")]) == (200, [103, 104, 2, "open"])
+    assert call(svc, "PATCH", "orders/sar-1", body={"stop_price": 99}) == (400, {"error": "stop_price 99: a buy stop must be above STOPS's last trade 100, or it would trade at once", "status": 400})
+    assert call(svc, "PATCH", "orders/sar-1", body={"stop_price": 0})[1]["error"] == "stop_price 0: expected a whole stop price, from 1 to 2**40"
+    call(svc, "POST", "orders", body=dict(cid="st-lim", symbol="STOPS", side="buy", price=90, qty=1))
+    assert call(svc, "PATCH", "orders/st-lim", body={"stop_price": 95}) == (400, {"error": "stop_price 95: order 'st-lim' is a limit order, it has no stop price", "status": 400})
+
+    async def over_the_websocket():
+        async with AsyncTradingClient(svc.url, svc.keys["tess"]) as client: return await client.modify("sar-1", stop_price=102)
+    assert asyncio.run(over_the_websocket())["stop_price"] == 102
+    call(svc, "POST", "orders", user="tom", body=dict(cid="st-s3", symbol="STOPS", side="sell", price=102, qty=3))
+    call(svc, "POST", "orders", body=dict(cid="st-b3", symbol="STOPS", side="buy", price=102, qty=1))  # a trade at 102 triggers it
+    state = call(svc, "GET", "orders/sar-1")[1]
+    assert [state[k] for k in ("status", "filled", "avg_price")] == ["filled", 2, 102]  # the 2 left at 102, its limit 104
     call(svc, "POST", "orders/cancel-all?symbol=STOPS")
 
 def test_accounts_are_kept_apart_and_an_admin_sees_every_one(svc):
@@ -365,7 +377,7 @@ def test_websocket_orders_acks_rejects_and_idempotent_ids(svc):
         assert got[3]["error"] == "price: required for a limit order"
         assert got[4]["error"].startswith("op 'nope': expected one of order, cancel")
         assert got[5]["error"] == "order 'w-404': no such client order id in this account"
-        assert got[6]["error"] == "modify: expected a new price, a new qty or both"
+        assert got[6]["error"] == "modify: expected a new price, qty or stop_price"
         errors = [m["error"] for m in seen if m.get("req") is None]
         assert "message: expected a JSON object with an op, got list" in errors
         assert "req: expected an integer or text of at most 64 characters, echoed in the answer" in errors
@@ -1144,13 +1156,13 @@ def test_a_limit_of_open_files_that_leaves_little_room_is_said_at_the_start_and_
     finally: loop.close()
 
 def test_the_protocol_names_every_reason_an_order_can_end_with():
-    "The status table of the trading.service notebook: every code the book, the risk limits and the bands give (invalid_op: no client sends a raw op)."
+    "The status table of the trading.service notebook: every code the book, the risk limits and the bands give (invalid_op: no client sends a raw op; not_modifiable: a journal of matching rules 1 or 2 replays it, no client is told)."
     import nbformat
     from aiplatform.trading.book import REASONS
     from aiplatform.trading.market import RISK_LIMITS
     cells = nbformat.read(Path(__file__).parents[2]/"nbs"/"trading"/"14_service.ipynb", 4).cells
     text = "".join(c.source for c in cells if c.cell_type == "markdown")
-    assert [r for r in (*REASONS[1:], *RISK_LIMITS, "no_liquidity_in_band", "no_liquidity_within_max_notional") if r != "invalid_op" and f"`{r}`" not in text] == []
+    assert [r for r in (*REASONS[1:], *RISK_LIMITS, "no_liquidity_in_band", "no_liquidity_within_max_notional") if r not in ("invalid_op", "not_modifiable") and f"`{r}`" not in text] == []
 
 def test_a_client_whose_key_is_revoked_tries_again_once_a_minute_not_five_times_a_second(tmp_path, monkeypatch, caplog):
     "Each try costs the service a key check (a scrypt once it has restarted): 50 such clients held 0.9 of a core for as long as they lived."

@@ -154,6 +154,26 @@ def test_an_order_refused_by_a_risk_limit_is_rejected_after_a_crash(tmp_path):
     assert (m.order(1, "big")["status"], m.order(1, "big")["reason"]) == ("rejected", "risk_max_order_qty")
     m.close()
 
+KILLED_AFTER_MOVING_A_STOP = """
+import os, sys
+from aiplatform.trading.market import Market
+from aiplatform.trading.orders import Modify, Order
+m = Market(sys.argv[1], [{"symbol": "DEMO", "price_band_pct": 0}])
+m.submit(1, Order(cid="stop", symbol="DEMO", side="sell", kind="stop", stop_price=90, qty=5), lambda *a: None)
+m.flush()
+m.modify(1, Modify(cid="stop", stop_price=95, qty=3), lambda ok, state, error: print(ok, state["stop_price"], flush=True))
+m.flushed.append(lambda: os._exit(9))  # killed once the answer is sent, before the batch's ledger line
+m.flush()
+"""
+
+def test_a_stops_new_stop_price_acknowledged_is_back_after_a_crash(tmp_path):
+    child = subprocess.run([sys.executable, "-c", KILLED_AFTER_MOVING_A_STOP, str(tmp_path)], capture_output=True, text=True)
+    assert (child.returncode, child.stdout) == (9, "True 95\n")
+    m = Market(tmp_path)  # the modify replayed from the journal into the ledger: its stop price is the journal's, not the one before
+    assert {k: m.order(1, "stop")[k] for k in ("stop_price", "remaining", "status")} == {"stop_price": 95, "remaining": 3, "status": "open"}
+    assert m.engine.book("DEMO").order(m.order(1, "stop")["order_id"]).stop_price == 95
+    m.close()
+
 def test_a_lost_order_keeps_its_place_among_the_done_ones(tmp_path):
     m = Market(tmp_path, [{"symbol": "DEMO"}], keep_done=2)
     m.cids.assign(1, "gone")
