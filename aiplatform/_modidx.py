@@ -2656,6 +2656,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                    'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market._rest': ('trading/market.html#_rest', 'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market._tmp': ('trading/market.html#_tmp', 'aiplatform/trading/market.py'),
+                                           'aiplatform.trading.market._triggered': ( 'trading/market.html#_triggered',
+                                                                                     'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market._why': ('trading/market.html#_why', 'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.outcome': ( 'trading/market.html#outcome',
                                                                                   'aiplatform/trading/market.py'),

@@ -425,7 +425,8 @@ def _message(c, symbol, cid, offset) -> dict:
     "The service's message for the engine command `c`, under client order id `cid`, its prices shifted by `offset`."
     if c["op"] == OP_CANCEL: return dict(op="cancel", cid=cid)
     if c["op"] == OP_MODIFY:
-        return dict(op="modify", cid=cid, **({"price": int(c["price"]) + offset} if c["price"] else {}), **({"qty": int(c["qty"])} if c["qty"] else {}))
+        return dict(op="modify", cid=cid, **({"price": int(c["price"]) + offset} if c["price"] else {}), **({"qty": int(c["qty"])} if c["qty"] else {}),
+                    **({"stop_price": int(c["stop_price"]) + offset} if c["stop_price"] else {}))
     message = dict(op="order", cid=cid, symbol=symbol, side=SIDES[c["side"]], qty=int(c["qty"]), kind=KINDS[c["kind"]], tif=TIFS[c["tif"]])
     if c["price"]: message["price"] = int(c["price"]) + offset
     if c["stop_price"]: message["stop_price"] = int(c["stop_price"]) + offset

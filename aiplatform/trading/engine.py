@@ -165,6 +165,7 @@ def _risk(self: Engine, book, last, row, pending=0, queued=None, bid=None, lower
         side, takes = (SIDES.index(o.side), o.stop_price is None) if o is not None else (queued[3], queued[4] in (LIMIT, MARKET)) if queued else (None, False)
         takes = takes and price is not None  # a new price may cross; a new qty alone trades only as the order rests
         if side == SELL and stop: at = max(at or 0, stop)  # triggered, it meets the bids near its stop, as a new sell stop
+        if price is None and row[8]: price = was[0] or None  # a stop-limit's limit, banded around its new stop
     if side == SELL and takes: at = max(at or 0, (book.best(BUY) or 0) if bid is None else bid)  # a sell that crosses trades at the bids' prices, however far above its own
     if at and qty and at * qty > lim.max_notional: return "risk_max_notional"
     if shown and qty and qty > lim.max_iceberg_parts * shown: return "risk_iceberg_parts"

@@ -411,7 +411,9 @@ def modify(self: Market, account: int, modify: Modify, reply):
     waiting = self._waiting(state)
     if modify.stop_price is not None and not waiting:
         if state["stop_price"] is None: raise ValidationError(f"stop_price {modify.stop_price}: order {modify.cid!r} is a {state['kind']} order, it has no stop price")
-        raise Conflict(f"stop_price {modify.stop_price}: order {modify.cid!r} was triggered at its stop price {state['stop_price']}, it waits no more")
+        raise _triggered(modify.stop_price, state)
+    if waiting and any(r.state is state and r.row is not None and r.row[0] == OP_MODIFY for r in self.pending):  # checked against what it leaves, not yet known
+        raise Conflict(f"order {modify.cid!r}: a stop waiting for its trigger takes one modify a batch, and one is queued: send this one once it is answered")
     stop = (modify.stop_price or state["stop_price"]) if waiting else None
     self._check_price(spec, modify.stop_price, "stop_price", banded=False), self._check_stop(spec, state["side"], modify.stop_price)
     moved = modify.stop_price is not None and modify.price is None and state["kind"] == "stop_limit"  # its limit: banded around its new stop too
@@ -419,6 +421,9 @@ def modify(self: Market, account: int, modify: Modify, reply):
     row = modify_fields(state["order_id"], modify.price, modify.qty, account, modify.stop_price)
     if waiting and state["kind"] == "stop": row = self._moved_limit(spec, state, row)
     self._queue(Request(state["symbol"], state, row, reply))
+
+def _triggered(stop_price, state) -> Conflict:
+    return Conflict(f"stop_price {stop_price}: order {state['cid']!r} was triggered at its stop price {state['stop_price']}, it waits no more")
 
 @patch
 def _moved_limit(self: Market, spec, state, row) -> tuple:
@@ -546,6 +551,7 @@ def flush(self: Market):
             if r.row is not None and r.row[0] != OP_SUBMIT:
                 error = refused.get(state["order_id"])
                 if error == "unknown_id" and is_done(state): error = Conflict(f"order {state['cid']!r}: already {state['status']}")  # done earlier in the batch: as if it came after (`_live`)
+                elif error == "invalid_combination" and r.row[8]: error = _triggered(r.row[8], state)  # triggered earlier in the batch: as if it came after
             else: error = _refusal(state)
             if r.row is not None: self.answered[symbol, COMMANDS[r.row[0]], "ok" if error is None else outcome(error, symbol)] += 1
             if isinstance(error, str): error = self._explain(error, r.row, state["kind"])

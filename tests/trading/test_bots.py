@@ -361,6 +361,13 @@ def test_a_recorded_session_from_a_journal_that_snapshots_have_pruned(tmp_path):
     times, kept = journal_session(tmp_path, rate=1_000)
     assert 0 < len(kept) < 2_000 and (kept == commands[-len(kept):]).all() and times[1] == 1_000_000
 
+def test_a_replayed_modify_moves_a_stop_as_recorded():
+    "A journal's modify of a stop sends its new stop price (before: left out, a stop-only modify was refused, one with a limit moved the limit alone)."
+    from aiplatform.trading.bots import _message
+    from aiplatform.trading.book import COMMAND_DTYPE, modify_fields
+    c = np.array([modify_fields(7, 104, None, 1, 103)], COMMAND_DTYPE)[0]
+    assert _message(c, "DEMO", "r-7", 10) == {"op": "modify", "cid": "r-7", "price": 114, "stop_price": 113}
+
 def test_replay_of_a_recorded_session(market):
     times, commands = journal_session(market.data/"trading"/"shard-0"/"books"/"SIM", rate=2_000)  # what the tests above traded
     assert len(commands) > 300

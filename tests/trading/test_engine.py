@@ -146,6 +146,15 @@ def test_a_sell_after_a_stop_moved_in_its_batch_is_checked_at_the_bid_the_stop_m
     batch = eng.process("X", [modify_fields(3, user=2, stop_price=100), submit_fields(5, "buy", 100, 1, 4), submit_fields(6, "sell", 100, 20, 1)])
     assert [(e.kind, e.order_id, e.reason) for e in batch][-2:] == [("triggered", 3, ""), ("rejected", 6, "risk_max_notional")]  # before: sold 9 at 1,000
 
+def test_a_stop_limits_limit_is_banded_around_its_new_stop_when_the_stop_alone_moves():
+    "With the engine's band on: a stop-limit whose stop alone moves far from its limit is refused, as it would be placed new (before: accepted)."
+    eng = Engine({"X": 1}, limits=RiskLimits(price_band_pct=10))
+    eng.submit("X", 1, "sell", 90, 1, user=3), eng.submit("X", 2, "buy", 90, 1, user=4)  # the last trade: 90
+    eng.submit("X", 3, "buy", 104, 1, user=2, kind="stop_limit", stop_price=100)
+    assert eng.submit("X", 4, "buy", 104, 1, user=2, kind="stop_limit", stop_price=92)[0].reason == "risk_price_band"
+    assert eng.modify("X", 3, user=2, stop_price=92)[0].reason == "risk_price_band"
+    assert eng.modify("X", 3, user=2, stop_price=96)[0].kind == "accepted" and eng.book("X").order(3).stop_price == 96
+
 def test_unknown_symbol():
     with pytest.raises(NotFound, match="symbol 'Z': not traded"): Engine({"X": 1}).cancel("Z", 1)
 

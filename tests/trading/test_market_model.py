@@ -77,6 +77,7 @@ class Model:
         if price is not None and o["kind"] in ("market", "stop"): return ValidationError
         waiting = o["stop_price"] is not None and (o["status"] == "new" or self.book.orders[oid].stop_waiting)
         if stop is not None and not waiting: return ValidationError if o["stop_price"] is None else Conflict  # none, or triggered
+        if waiting and any(p["op"] == "modify" and p["oid"] == oid for p in self.pending): return Conflict  # one modify of a stop a batch
         if reached(stop, o["side"], self.book.last): return ValidationError
         if waiting and o["kind"] == "stop" and (sent := self.sent(o)):  # its cap moves with its qty (and is never below its stop)
             limit = max(min(self.limits.max_notional // (qty or o["remaining"]), MAX_PRICE), stop or o["stop_price"])
@@ -120,9 +121,17 @@ class Model:
                 if self.cids.get((o["account"], o["cid"])) == o["order_id"]: del self.cids[o["account"], o["cid"]]
 
     def run(self, part):
-        "One part: risk checked against the book as it was before the part; the rest to the book as one batch; then each answered."
-        live = {oid: o.user for oid, o in self.book.orders.items()}
-        count, more, freed, rows, refused = Counter(live.values()), Counter(), set(), [], {}
+        """One part: risk checked against the book as it was before the part; the rest to the book as one batch (cut where the engine
+        cuts it: `Cuts`; what went before, then checked against the book it leaves); then each answered."""
+        refused, rows = {}, []
+        def send():
+            fields = COMMAND_DTYPE.names
+            for e in self.book.process(np.array([tuple(c.get(f, 0) for f in fields) for c in rows], COMMAND_DTYPE)): self.event(e, refused)
+            rows.clear()
+            self.moving.clear()  # the stop prices of the modifies the book refused: never told
+            live = {oid: o.user for oid, o in self.book.orders.items()}
+            return live, Counter(live.values()), Counter(), set(), Cuts(self.book, self.limits)
+        live, count, more, freed, cuts = send()
         for r in part:
             o = self.orders[r["oid"]]
             user = o["account"]
@@ -131,26 +140,30 @@ class Model:
                 rows.append(dict(op=OP_CANCEL, order_id=r["oid"], user=user))
             elif r["op"] == "modify":
                 if r["qty"] is not None and r["qty"] > self.limits.max_order_qty: refused[r["oid"]] = "risk_max_order_qty"; continue
-                rows.append(dict(op=OP_MODIFY, order_id=r["oid"], user=user, price=r["price"] or 0, qty=r["qty"] or 0, stop_price=r["stop"] or 0))
+                row = dict(op=OP_MODIFY, order_id=r["oid"], user=user, price=r["price"] or 0, qty=r["qty"] or 0, stop_price=r["stop"] or 0)
+                if rows and cuts.due(row): live, count, more, freed, cuts = send()
+                cuts.passed(row)
+                rows.append(row)
                 if r["stop"]: self.moving[r["oid"]] = r["stop"]
             elif r["op"] == "submit":
-                rests = o["kind"] in ("stop", "stop_limit") or o["kind"] == "limit" and o["tif"] == "GTC"
-                if o["qty"] > self.limits.max_order_qty: self.end(o, "rejected", "risk_max_order_qty", self.refused); continue
-                if rests and count[user] + more[user] >= self.limits.max_open_orders: self.end(o, "rejected", "risk_max_open_orders", self.refused); continue
-                if rests: more[user] += 1
                 kind, tif, price = capped(o, self.limits, 1) or (o["kind"], o["tif"], o["price"])
-                rows.append(dict(op=OP_SUBMIT, order_id=r["oid"], user=user, side=("buy", "sell").index(o["side"]),
-                                 kind=KINDS.index(kind), tif=("GTC", "IOC", "FOK").index(tif), price=price or 0,
-                                 stop_price=o["stop_price"] or 0,
-                                 qty=o["qty"], display_qty=o["display"] or 0, post_only=int(o["post"]), stp=STPS.index(o["stp"])))
-        if rows:
-            fields = COMMAND_DTYPE.names
-            for e in self.book.process(np.array([tuple(c.get(f, 0) for f in fields) for c in rows], COMMAND_DTYPE)): self.event(e, refused)
+                row = dict(op=OP_SUBMIT, order_id=r["oid"], user=user, side=("buy", "sell").index(o["side"]), kind=KINDS.index(kind),
+                           tif=("GTC", "IOC", "FOK").index(tif), price=price or 0, stop_price=o["stop_price"] or 0,
+                           qty=o["qty"], display_qty=o["display"] or 0, post_only=int(o["post"]), stp=STPS.index(o["stp"]))
+                rests = o["kind"] in ("stop", "stop_limit") or o["kind"] == "limit" and o["tif"] == "GTC"
+                why = lambda: "risk_max_order_qty" if o["qty"] > self.limits.max_order_qty else "risk_max_open_orders" if rests and count[user] + more[user] >= self.limits.max_open_orders else None
+                if not why() and rows and cuts.due(row): live, count, more, freed, cuts = send()
+                if reason := why(): self.end(o, "rejected", reason, self.refused); continue
+                if rests: more[user] += 1
+                cuts.passed(row)
+                rows.append(row)
+        if rows: send()
         for r in part:
             if r["expect"] is None: continue  # a cancel of cancel_all: its outcome is in the states
             o = self.orders[r["oid"]]
             if r["op"] in ("submit", "answer"): r["expect"](self.answer(r["oid"]))
-            elif (why := refused.get(r["oid"])) == "unknown_id" and o["status"] in DONE: r["expect"]((False, Conflict, told(o)))
+            elif (why := refused.get(r["oid"])) == "unknown_id" and o["status"] in DONE or why == "invalid_combination" and r.get("stop"):
+                r["expect"]((False, Conflict, told(o)))  # done, or a stop triggered, earlier in the batch: as if it came after
             else: r["expect"]((why is None, why, told(o)))
 
     def end(self, o, status, reason, told=None):
@@ -193,6 +206,48 @@ class Model:
         if p[0] and (p[0] > 0) == (signed > 0): p[1] = Fraction(price * abs(p[0]))  # flipped: the rest opened at this price
 
 def told(o) -> tuple: return (o["order_id"], o["status"], o["filled"], o["remaining"])
+
+class Cuts:
+    """What `Engine.process` follows through a part to cut it before a sell (or modify) that a buy stop-limit, which the commands
+    before it may trigger, would bid too much for: the best bid (read once a sell needs it), the highest a buy of the part bids,
+    the highest price the part may trade at, and the buy stop that triggers next."""
+    def __init__(self, book, limits): self.book, self.limits, self.top, self.raised, self.high, self.trigger = book, limits, None, 0, 0, min(book.stops[BUY], default=None)
+
+    def bid(self):
+        if self.top is None: self.top = self.book.best(BUY) or 0
+        return max(self.top, self.raised)
+
+    def stop_bid(self, upto) -> int:
+        "The highest limit of the buy stop-limits waiting at a stop of `upto` or below, and at the stops those limits reach in turn."
+        best = 0
+        for stop in sorted(self.book.stops[BUY]):
+            if stop > max(upto, best): break
+            best = max([best] + [o.price for o in self.book.stops[BUY][stop]])
+        return best
+
+    def due(self, row) -> bool:
+        "Whether the engine cuts before `row` (which passed its own checks): a sell that takes, met by a bid past its notional limit."
+        if self.trigger is None or self.high < self.trigger: return False
+        if row["op"] == OP_SUBMIT:
+            if row["side"] != SELL or row["post_only"] or KINDS[row["kind"]] not in ("limit", "market"): return False
+            qty = row["qty"]
+        else:
+            o = self.book.orders.get(row["order_id"])
+            if o is None or o.side != SELL or o.stop_waiting or not row["price"]: self.bid(); return False
+            qty = row["qty"] or o.remaining
+        return max(row["price"], self.bid(), self.stop_bid(self.high)) * qty > self.limits.max_notional
+
+    def passed(self, row):
+        "Follow a command that goes to the book: the price it may trade at, and what a buy bids."
+        sells = row["op"] != OP_SUBMIT or row["side"] == SELL
+        bid = self.bid() if sells else None
+        if self.trigger is not None:
+            if row["op"] == OP_SUBMIT: at = (row["price"] if KINDS[row["kind"]] in ("limit", "stop_limit") else MAX_PRICE) if row["side"] == BUY else bid if row["price"] <= bid else 0
+            else: at = max(row["price"], bid) if row["price"] else 0
+            self.high = max(self.high, at)
+        if row["op"] == OP_SUBMIT:
+            if row["side"] == BUY and row["tif"] == 0 and row["price"] > self.raised: self.raised = row["price"]
+        elif row["price"] and (o := self.book.orders.get(row["order_id"])) is not None and o.side == BUY: self.raised = max(self.raised, row["price"])
 
 def reached(stop, side, last) -> bool: return stop is not None and last is not None and (stop <= last if side == "buy" else stop >= last)
 
@@ -469,6 +524,7 @@ class MModel(Model):
         if price is not None and o["kind"] in ("market", "stop"): return ValidationError
         waiting = o["stop_price"] is not None and (o["status"] == "new" or book.orders[oid].stop_waiting)
         if stop is not None and not waiting: return ValidationError if o["stop_price"] is None else Conflict  # none, or triggered
+        if waiting and any(p["op"] == "modify" and p["oid"] == oid for p in self.pending): return Conflict  # one modify of a stop a batch
         if stop is not None and stop % spec["tick"] or reached(stop, o["side"], book.last): return ValidationError
         around = (stop or o["stop_price"]) if waiting else book.last  # a stop-limit's limit: banded around its stop, its old one too when it moves
         checked = o["price"] if stop is not None and price is None and o["kind"] == "stop_limit" else price
@@ -528,10 +584,17 @@ class MModel(Model):
         Model.retire(self)
 
     def run(self, symbol, part):
-        book, limits = self.books[symbol], self.limits
+        "As `Model.run`, in `symbol`'s book: its band checked too, open orders counted over every symbol."
+        book, limits, refused, rows = self.books[symbol], self.limits, {}, []
         last = book.last
-        live = {oid: o.user for b in self.books.values() for oid, o in b.orders.items()}  # open orders: counted over all symbols
-        count, more, freed, rows, refused = Counter(live.values()), Counter(), set(), [], {}
+        def send():
+            fields = COMMAND_DTYPE.names
+            for e in book.process(np.array([tuple(c.get(f, 0) for f in fields) for c in rows], COMMAND_DTYPE)): self.event(e, refused, symbol)
+            rows.clear()
+            self.moving.clear()
+            live = {oid: o.user for b in self.books.values() for oid, o in b.orders.items()}
+            return live, Counter(live.values()), Counter(), set(), Cuts(book, limits)
+        live, count, more, freed, cuts = send()
         for r in part:
             o = r["o"]
             user = o["account"]
@@ -542,29 +605,34 @@ class MModel(Model):
                 if r["qty"] is not None and r["qty"] > limits.max_order_qty: refused[r["oid"]] = "risk_max_order_qty"; continue
                 held = book.orders.get(r["oid"])
                 stop = r["stop"] or (held.stop if held is not None and held.stop_waiting else None)  # a stop-limit's limit: banded around its stop
-                if outside(limits.price_band_pct, stop or last, r["price"]): refused[r["oid"]] = "risk_price_band"; continue
-                rows.append(dict(op=OP_MODIFY, order_id=r["oid"], user=user, price=r["price"] or 0, qty=r["qty"] or 0, stop_price=r["stop"] or 0))
+                banded = r["price"] or (held.price if r["stop"] and held is not None else None) or None  # a stop moved alone: its limit, around it
+                if outside(limits.price_band_pct, stop or last, banded): refused[r["oid"]] = "risk_price_band"; continue
+                row = dict(op=OP_MODIFY, order_id=r["oid"], user=user, price=r["price"] or 0, qty=r["qty"] or 0, stop_price=r["stop"] or 0)
+                if rows and cuts.due(row): live, count, more, freed, cuts = send()
+                cuts.passed(row)
+                rows.append(row)
                 if r["stop"]: self.moving[r["oid"]] = r["stop"]
             elif r["op"] == "submit":
-                row = o["row"]
-                rests = row["kind"] in ("stop", "stop_limit") or row["kind"] == "limit" and row["tif"] == "GTC"
-                why = ("risk_max_order_qty" if o["qty"] > limits.max_order_qty else
-                       "risk_price_band" if row["kind"] in ("limit", "stop_limit") and outside(limits.price_band_pct, o["stop_price"] if row["kind"] == "stop_limit" else last, row["price"]) else
-                       "risk_max_open_orders" if rests and count[user] + more[user] >= limits.max_open_orders else None)
-                if why: o.update(status="rejected", reason=why, remaining=0); self.refused.append(o); continue
+                spec = o["row"]
+                rests = spec["kind"] in ("stop", "stop_limit") or spec["kind"] == "limit" and spec["tif"] == "GTC"
+                why = lambda: ("risk_max_order_qty" if o["qty"] > limits.max_order_qty else
+                               "risk_price_band" if spec["kind"] in ("limit", "stop_limit") and outside(limits.price_band_pct, o["stop_price"] if spec["kind"] == "stop_limit" else last, spec["price"]) else
+                               "risk_max_open_orders" if rests and count[user] + more[user] >= limits.max_open_orders else None)
+                row = dict(op=OP_SUBMIT, order_id=r["oid"], user=user, side=("buy", "sell").index(o["side"]), kind=KINDS.index(spec["kind"]),
+                           tif=("GTC", "IOC", "FOK").index(spec["tif"]), price=spec["price"] or 0, stop_price=o["stop_price"] or 0, qty=o["qty"],
+                           display_qty=o["display"] or 0, post_only=int(o["post"]), stp=STPS.index(o["stp"]))
+                if not why() and rows and cuts.due(row): live, count, more, freed, cuts = send()
+                if reason := why(): o.update(status="rejected", reason=reason, remaining=0); self.refused.append(o); continue
                 if rests: more[user] += 1
-                rows.append(dict(op=OP_SUBMIT, order_id=r["oid"], user=user, side=("buy", "sell").index(o["side"]),
-                                 kind=KINDS.index(row["kind"]), tif=("GTC", "IOC", "FOK").index(row["tif"]), price=row["price"] or 0,
-                                 stop_price=o["stop_price"] or 0, qty=o["qty"], display_qty=o["display"] or 0, post_only=int(o["post"]),
-                                 stp=STPS.index(o["stp"])))
-        if rows:
-            fields = COMMAND_DTYPE.names
-            for e in book.process(np.array([tuple(c.get(f, 0) for f in fields) for c in rows], COMMAND_DTYPE)): self.event(e, refused, symbol)
+                cuts.passed(row)
+                rows.append(row)
+        if rows: send()
         for r in part:
             if r["expect"] is None: continue
             o = r["o"]
             if r["op"] in ("submit", "answer"): r["expect"](self.answer(r["oid"], o))
-            elif (why := refused.get(r["oid"])) == "unknown_id" and o["status"] in DONE: r["expect"]((False, Conflict, told(o)))
+            elif (why := refused.get(r["oid"])) == "unknown_id" and o["status"] in DONE or why == "invalid_combination" and r.get("stop"):
+                r["expect"]((False, Conflict, told(o)))  # done, or a stop triggered, earlier in the batch: as if it came after
             else: r["expect"]((why is None, why, told(o)))
 
     def position(self, account, symbol): return account, symbol  # by symbol too

@@ -227,6 +227,15 @@ def test_a_stop_already_reached_is_refused_naming_the_last_trade_and_a_waiting_s
     call(svc, "POST", "orders", body=dict(cid="st-lim", symbol="STOPS", side="buy", price=90, qty=1))
     assert call(svc, "PATCH", "orders/st-lim", body={"stop_price": 95}) == (400, {"error": "stop_price 95: order 'st-lim' is a limit order, it has no stop price", "status": 400})
 
+    async def two_in_one_frame():
+        session, ws = await _ws(svc, "tess")
+        await ws.send_json([{"op": "modify", "cid": "sar-1", "stop_price": 101, "req": 1}, {"op": "modify", "cid": "sar-1", "stop_price": 110, "req": 2}])
+        got = {m.get("req"): m for m in await _until(ws, lambda m: m.get("req") == 1)}
+        await session.close()
+        return got
+    got = asyncio.run(two_in_one_frame())  # the second would be checked against a stop the first replaces
+    assert (got[1]["type"], got[1]["order"]["stop_price"], got[2]["type"], got[2]["status"]) == ("ack", 101, "reject", 409)
+    assert got[2]["error"] == "order 'sar-1': a stop waiting for its trigger takes one modify a batch, and one is queued: send this one once it is answered"
     async def over_the_websocket():
         async with AsyncTradingClient(svc.url, svc.keys["tess"]) as client: return await client.modify("sar-1", stop_price=102)
     assert asyncio.run(over_the_websocket())["stop_price"] == 102
