@@ -405,8 +405,12 @@ async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, sp
         if (wait := due(i) - loop.time()) > 0:
             await _pause(wait, stop)
             continue
-        now, j = loop.time(), i
-        while j < len(times) and j - i < MAX_FRAME and due(j) <= now: j += 1  # every command due by now, in one frame: a fast session keeps its pace
+        now, j, modified = loop.time(), i, set()
+        while j < len(times) and j - i < MAX_FRAME and due(j) <= now:  # every command due by now, in one frame: a fast session keeps its pace
+            if commands[j]["op"] == OP_MODIFY:  # but a second modify of an order: a stop takes one a batch, the next frame takes it
+                if (order_id := int(commands[j]["order_id"])) in modified: break
+                modified.add(order_id)
+            j += 1
         counts["behind_s"] = max(counts["behind_s"], now - due(i))
         answers = await client.requests([_message(c, symbol, f"{prefix}{int(c['order_id'])}", offset) for c in commands[i:j]],
                                         client.shard(symbol), check=False)

@@ -429,7 +429,8 @@ def _triggered(stop_price, state) -> Conflict:
 def _moved_limit(self: Market, spec, state, row) -> tuple:
     """A modify `row` of a stop (market) order waiting for its trigger with the limit it was sent with (`_protect`, `_capped`) moved
     along: to its band's edge around its stop price, or to the highest price its quantity may pay within `max_notional` (at least its
-    stop: below it, the engine refuses the modify). As it is if it was sent with none, or its limit stays."""
+    stop: below it, the engine refuses the modify). As it is if it was sent with none, if its qty alone is lowered, or if its limit stays."""
+    if not row[8] and row[7] <= state["remaining"]: return row  # a lower qty alone: its limit still fits, and it keeps its place (`_lowers`)
     held = self.engine.book(state["symbol"]).order(state["order_id"])
     sent = held.price if held is not None else next((r.row[6] for r in self.pending if r.state is state and r.row is not None and r.row[0] == OP_SUBMIT), 0)  # new in the coming batch
     if not sent: return row
@@ -599,7 +600,7 @@ BOOK_REASONS = {  # the book's refusals a client can meet after the market's own
 COMMANDS = {OP_SUBMIT: "order", OP_CANCEL: "cancel", OP_MODIFY: "modify"}
 
 def outcome(error, symbol) -> str:
-    "A command's answer in a word, as `Market.answered` counts it: ok, its refusal's reason code (the book's or a risk limit's), halted, conflict (its order done earlier in its batch) or failed (not journaled, the folder gone)."
+    "A command's answer in a word, as `Market.answered` counts it: ok, its refusal's reason code (the book's or a risk limit's), halted, conflict (its order done, or its stop triggered, earlier in its batch) or failed (not journaled, the folder gone)."
     if error is None: return "ok"
     if isinstance(error, Conflict): return "halted" if str(error) == HALTED.format(symbol) else "conflict"
     return error if error in RISK_LIMITS or error in REASONS else "failed"

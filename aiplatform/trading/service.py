@@ -279,7 +279,7 @@ def retry_after(self: Connection, n=1) -> float:
 
 @patch
 def _reply(self: Connection, req):
-    "The answer to one order command: an ack, or a reject with the reason and status (a `Conflict`'s, 409: a cancel or modify of an order done earlier in its batch, or an order or modify of a symbol halted since it was sent), with the order's state."
+    "The answer to one order command: an ack, or a reject with the reason and status (a `Conflict`'s, 409: a cancel or modify of an order done earlier in its batch, a stop's modify after a trade earlier in it triggered the stop, or an order or modify of a symbol halted since it was sent), with the order's state."
     def reply(ok, state, error):
         answer = {"type": "ack" if ok else "reject", "req": req, "order": public(state)}
         if error: answer |= {"error": str(error), "status": getattr(error, "status", 422)}
@@ -420,7 +420,7 @@ def _json(data, status=200) -> web.Response:
     return web.Response(body=body, status=status, content_type="application/json")
 
 async def _answer(call):
-    "Queue an order command and wait for its answer: 200 with the order's state, or 422 with the reason too (409 for a cancel or modify of an order done earlier in its batch, or an order or modify of a symbol halted since it was sent)."
+    "Queue an order command and wait for its answer: 200 with the order's state, or 422 with the reason too (409 for a cancel or modify of an order done earlier in its batch, a stop's modify after a trade earlier in it triggered the stop, or an order or modify of a symbol halted since it was sent)."
     done = asyncio.get_running_loop().create_future()
     call(lambda ok, state, error: done.done() or done.set_result((ok, state, error)))
     ok, state, error = await done
@@ -772,7 +772,8 @@ def _responses(name, r: Route) -> dict:
     out = {done: {"description": "done"}, "400": {"description": "a field breaks its rule; nothing changed"},
            "401": {"description": NO_KEY}, "403": {"description": "the role does not allow it"}, "429": {"description": TOO_MANY}}
     if name not in ("me", "symbols", "add_symbol"): out["404"] = {"description": "no such order, symbol or account"}
-    if name in ("submit", "cancel", "modify", "add_symbol"): out["409"] = {"description": "the order is done, the symbol halted, or already traded"}
+    if name in ("submit", "cancel", "modify", "add_symbol"): out["409"] = {"description": "the order is done, the symbol halted, or already traded" + (
+        "; a stop price for a stop already triggered, or a second modify of a waiting stop while the first is queued" if name == "modify" else "")}
     if name in ("add_symbol", "halt", "resume"): out["503"] = {"description": "the market's files cannot be written now (a full disk, the open-files limit): a symbol not added; a halt or resume not saved"}
     if r.body: out["413"] = {"description": "the body is past [limits] request_kb"}
     if "{symbol}" in r.path or "symbol" in (r.query or {}) or r.body in (Order, SymbolSpec): out["421"] = {"description": "another shard trades the symbol"}

@@ -368,6 +368,19 @@ def test_a_replayed_modify_moves_a_stop_as_recorded():
     c = np.array([modify_fields(7, 104, None, 1, 103)], COMMAND_DTYPE)[0]
     assert _message(c, "DEMO", "r-7", 10) == {"op": "modify", "cid": "r-7", "price": 114, "stop_price": 113}
 
+def test_a_replay_sends_each_modify_of_a_stop_in_a_frame_of_its_own(market):
+    "A trailing stop recorded as three modifies due at once: a frame each, answered before the next (before: one frame, whose second and third modifies a stop refuses, 409)."
+    from aiplatform.trading.book import COMMAND_DTYPE, modify_fields, submit_fields
+    commands = np.array([submit_fields(1, "sell", None, 1, 1, kind="stop", stop_price=1)] + [modify_fields(1, None, None, 1, p) for p in (2, 3, 4)], COMMAND_DTYPE)
+    async def main():
+        async with AsyncTradingClient(market.url, market.keys["tom"]) as c:
+            counts = await replay(c, "DEMO", np.zeros(4, np.int64), commands, prefix="trail-")
+            state = await c.get("orders/trail-1")
+            await c.cancel("trail-1")
+            return counts, state
+    counts, state = asyncio.run(main())
+    assert (counts["acked"], counts["rejected"], state["stop_price"]) == (4, 0, 4)
+
 def test_replay_of_a_recorded_session(market):
     times, commands = journal_session(market.data/"trading"/"shard-0"/"books"/"SIM", rate=2_000)  # what the tests above traded
     assert len(commands) > 300

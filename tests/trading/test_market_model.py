@@ -79,7 +79,7 @@ class Model:
         if stop is not None and not waiting: return ValidationError if o["stop_price"] is None else Conflict  # none, or triggered
         if waiting and any(p["op"] == "modify" and p["oid"] == oid for p in self.pending): return Conflict  # one modify of a stop a batch
         if reached(stop, o["side"], self.book.last): return ValidationError
-        if waiting and o["kind"] == "stop" and (sent := self.sent(o)):  # its cap moves with its qty (and is never below its stop)
+        if waiting and o["kind"] == "stop" and not (stop is None and (qty or 0) <= o["remaining"]) and (sent := self.sent(o)):  # its cap moves with its qty (and is never below its stop); not with a lower qty alone
             limit = max(min(self.limits.max_notional // (qty or o["remaining"]), MAX_PRICE), stop or o["stop_price"])
             if limit != sent: price = limit
         self.pending.append(dict(op="modify", oid=oid, price=price, qty=qty, stop=stop, expect=expect))
@@ -533,7 +533,7 @@ class MModel(Model):
             if spec["band"] and around is not None and not edges(spec["band"], spec["tick"], around)[0] <= checked <= edges(spec["band"], spec["tick"], around)[1]:
                 return ValidationError
         if qty is not None and qty % spec["lot"]: return ValidationError
-        if waiting and o["kind"] == "stop" and (sent := self.sent(o)):  # its limit moves along: the band's edge around its stop, or its cap
+        if waiting and o["kind"] == "stop" and not (stop is None and (qty or 0) <= o["remaining"]) and (sent := self.sent(o)):  # its limit moves along: the band's edge around its stop, or its cap (not with a lower qty alone)
             stop_ = stop or o["stop_price"]
             limit = (edges(spec["band"], spec["tick"], stop_)[o["side"] == "buy"] if spec["band"] else
                      max(min(self.limits.max_notional // (qty or o["remaining"]), MAX_PRICE) // spec["tick"] * spec["tick"], stop_))
