@@ -423,6 +423,7 @@ def modify(self: Market, account: int, modify: Modify, reply):
     self._queue(Request(state["symbol"], state, row, reply))
 
 def _triggered(stop_price, state) -> Conflict:
+    "The answer to a new stop price for the stop `state`, triggered since it was placed."
     return Conflict(f"stop_price {stop_price}: order {state['cid']!r} was triggered at its stop price {state['stop_price']}, it waits no more")
 
 @patch
