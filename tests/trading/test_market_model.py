@@ -1,13 +1,14 @@
 """The `Market` (one symbol, then three with their ticks, lots, bands, halts; three accounts; in process) against a plain model of it, on random streams (hypothesis): orders
 matched by `ReferenceBook`; client order ids, order states, risk limits, positions and replies kept here in plain Python.
 Streams of limit (GTC, IOC, FOK; now and then post-only, an iceberg, self-trade prevention), market, stop and stop-limit
-orders, cancels and modifies (own, of cids another account uses, unknown), cancel_all, repeated client order ids, risk
+orders, cancels and modifies (own, of cids another account uses, unknown; a waiting stop's stop price too), cancel_all, repeated client order ids, risk
 refusals, batches flushed anywhere, and the folder closed and opened again (snapshots every few commands): after every batch,
 every reply, order, fill, position and the book are the model's; after a reopen, all of it as before.
 
 The model states the market's batch rules as they are: a batch is cut into parts where a command names an order an earlier
-one of its part names (and before a market buy), and each part's risk checks see the book as it was before the part (a GTC order that trades in full
-still holds an open-order place for the orders after it in its part); and each account forgets its oldest done orders
+one of its part names (and before a market buy, and after a stop's modify), and each part's risk checks see the book as it was before the part (a GTC order
+that trades in full still holds an open-order place for the orders after it in its part) but where the engine cuts the part itself (`Cuts`:
+before a sell that a buy stop-limit the part may trigger would bid too much for, the commands before it go first); and each account forgets its oldest done orders
 past `keep_done` in the order the market's ledger file tells of their ends, which a reopen reads back: a batch's refusals
 by a risk limit first (written before its answers), then its other ends (after)."""
 import os, random, tempfile
