@@ -60,7 +60,7 @@ test:  # the Debian packages (apt-get) beside the Python ones; then the dev tool
 	@$(MAKE) --no-print-directory check-sync
 	$(BIN)/ruff check .
 	time AIPLATFORM_PLATFORM__DATA_DIR=$$(mktemp -d) $(BIN)/nbdev-test  # each phase timed: a clean clone's make test stays well inside 15 minutes
-	$(BIN)/pytest -n auto --dist loadfile --durations=5  # a worker per core; a file's tests stay together and share its fixtures
+	$(BIN)/pytest -n $$(( 2 * $$(nproc) )) --dist loadfile --durations=5  # two workers a core: much of a test waits on a server, a kernel or a browser (10:19 -> 8:33 on the 2-core VM); a file's tests stay together and share its fixtures
 	@time $(MAKE) --no-print-directory bench-quick
 
 # The matching engine's peers (nautilus-trader) need pandas 2, vectorbt 1.2 needs pandas 3: the peers get their own venv.

@@ -17,18 +17,27 @@ def hub(tmp_path_factory, postgres):
         f"c.JupyterHub.services.append(dict(name='tester', api_token={admin_token!r}))\n"
         "c.JupyterHub.load_roles.append(dict(name='tester', services=['tester'], scopes=['admin:users', 'admin:groups', 'admin:servers', 'tokens']))\n")
     cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", dashboard_address=None)
-    port = free_port()
-    (root/"settings.ini").write_text(
-        f"[platform]\ndata_dir = data\n[database]\nurl = {postgres}\n[server]\napp_kernels = 0\nwarm = false\n"
-        f"[hub]\nport = {port}\nidentity_ttl = 1\nconfig = {root/'tester.py'}\n[jobs]\ndask_address = {cluster.scheduler_address}\n"
-        + "".join(f"[{tool}]\nport = {free_port()}\n" for tool in ("trading", "ml", "resume")))
     env = clean_env(AIPLATFORM_SETTINGS=root/"settings.ini", HOME=root, JUPYTER_RUNTIME_DIR=root/"runtime")
-    with open(root/"hub.log", "w") as log:
-        proc = subprocess.Popen([str(BIN/"aiplatform"), "hub"], env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
+    for attempt in range(3):  # on other ports when another program took one of the Hub's between its choice and its bind
+        port = free_port()
+        (root/"settings.ini").write_text(
+            f"[platform]\ndata_dir = data\n[database]\nurl = {postgres}\n[server]\napp_kernels = 0\nwarm = false\n"
+            f"[hub]\nport = {port}\nidentity_ttl = 1\nconfig = {root/'tester.py'}\n[jobs]\ndask_address = {cluster.scheduler_address}\n"
+            + "".join(f"[{tool}]\nport = {free_port()}\n" for tool in ("trading", "ml", "resume")))
+        with open(root/"hub.log", "w") as log:
+            proc = subprocess.Popen([str(BIN/"aiplatform"), "hub"], env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            wait_for(url + "hub/api/", proc, timeout=120)
+            break
+        except Exception as e:
+            said = (root/"hub.log").read_text()
+            try: os.killpg(proc.pid, signal.SIGTERM), proc.wait(30)  # the Hub and what it started (its proxy)
+            except ProcessLookupError: pass
+            if "already in use" not in said or attempt == 2:
+                cluster.close()
+                raise RuntimeError(said) from e
     try:
-        try: wait_for(url + "hub/api/", proc, timeout=120)
-        except Exception as e: raise RuntimeError((root/"hub.log").read_text()) from e
         keys = {}
         for name in ("alice", "bob"):
             assert cli("users", "add", name, env=env).returncode == 0

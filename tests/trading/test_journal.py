@@ -124,7 +124,9 @@ from aiplatform.trading.journal import JournaledBook
 jb = JournaledBook.open({folder!r}, fsync="always", snapshot_every=5000)
 cmds = stream(1_000_000, seed=3)
 print("ready", flush=True)
-for i in range(0, len(cmds), 100): jb.process(cmds[i:i + 100], keep_events=False)
+for i in range(0, len(cmds), 100):
+    jb.process(cmds[i:i + 100], keep_events=False)
+    if i == 0: print("writing", flush=True)
 """
 
 def test_process_killed_mid_write_recovers_a_consistent_book(tmp_path):
@@ -132,7 +134,8 @@ def test_process_killed_mid_write_recovers_a_consistent_book(tmp_path):
     code = CHILD.format(paths=[here, os.path.dirname(here)], folder=str(tmp_path))
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "ready"
-    time.sleep(1.5)
+    assert child.stdout.readline().strip() == "writing"  # its first batch journaled: however loaded the host, the kill comes mid-stream
+    time.sleep(1.0)
     child.send_signal(signal.SIGKILL)
     child.wait()
     jb = JournaledBook.open(tmp_path)
