@@ -58,6 +58,7 @@ class AsyncTradingClient:
         self.urls = [u.rstrip("/") + "/" for u in ([urls] if isinstance(urls, str) else urls)]
         self.key, self.cancel_on_disconnect = key, cancel_on_disconnect
         self.books, self.trades, self.orders, self.positions, self.fills = {}, {}, {}, {}, deque(maxlen=keep)
+        self._fill_ids = set()  # the ids of the fills held: a fill the stream brings after a catch-up fetched it is held and told once
         self.resyncs, self.reconnects, self.listeners, self.tape, self.keep = 0, 0, [], tape, keep
         self._prune_at = 2 * keep  # orders held past which the done ones that ended longest ago are forgotten
         self._session, self._ws, self._readers, self._waiting, self._resyncing = None, {}, {}, {}, set()
@@ -65,6 +66,7 @@ class AsyncTradingClient:
         self._following = {}  # (shard, channel, symbol) being subscribed again and again by `_follow`: (its end, what wakes it from its back-off)
         self._unsure = {}  # shard -> the cids of orders sent to it whose answers a dropped connection lost: looked up once it is back
         self._behind = {}  # shard -> the service's stamp of the newest news it had sent when it dropped: the catch-up asks what changed since
+        self._streamed = {}  # shard -> the service's stamp of the newest change of an order or fill its stream brought (`_stamp`)
         self._unfetched = set()  # the shards whose history `fetch_history` asked for and did not get yet
         self._unsubscribes = {}  # (channel, symbol): how many times unsubscribed, so that a subscription answered after one is made again (`_follow`)
         self._reqs, self.placed, self._tasks = itertools.count(1), set(), set()  # the cids of the orders this client sent; its background tasks
@@ -96,7 +98,7 @@ async def _socket(self: AsyncTradingClient, shard: int):
         if self._closing:  # opened as the client closed: it would outlive it
             await ws.close()
             raise ConnectionError(f"{self.urls[shard]}ws: the client is closed")
-        self._ws[shard], self._readers[shard] = ws, self._background(self._read(ws))
+        self._ws[shard], self._readers[shard] = ws, self._background(self._read(ws, shard))
         if shard in self._unfetched:  # the history it could not give before (once: a fetch already under way is not in the set)
             self._unfetched.discard(shard)
             self._background(self._fetch(shard))
@@ -124,7 +126,7 @@ async def _why(self: AsyncTradingClient, url) -> str | None:
     except (aiohttp.ClientError, ValueError, AttributeError, TimeoutError): return None  # a service that does not say: the handshake's status alone
 
 @patch
-async def _read(self: AsyncTradingClient, ws):
+async def _read(self: AsyncTradingClient, ws, shard):
     "Take in what `ws` brings until it closes; then fail the requests it carried, naming the shard and the service's reason, and reconnect."
     while (msg := await ws.receive()).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
         if msg.type != aiohttp.WSMsgType.TEXT: continue
@@ -133,12 +135,12 @@ async def _read(self: AsyncTradingClient, ws):
             get_logger("trading.client").error("a frame that is not JSON, skipped: %.200r", msg.data)
             continue
         for m in data if isinstance(data, list) else [data]:
-            try: self._on(m)
+            try: self._on(m), self._stamp(shard, m)
             except Exception: get_logger("trading.client").exception("taking in %.200r (a listener's fault?)", m)  # the reader goes on
-    url = next((self.urls[s] for s, w in self._ws.items() if w is ws), "")
-    why = f"{url}ws: connection closed (code {ws.close_code}" + (f": {msg.extra}" if msg.type == aiohttp.WSMsgType.CLOSE and msg.extra else "") + ")"  # the service's reason: a slow consumer, say
+    why = f"{self.urls[shard]}ws: connection closed (code {ws.close_code}" + (f": {msg.extra}" if msg.type == aiohttp.WSMsgType.CLOSE and msg.extra else "") + ")"  # the service's reason: a slow consumer, say
     for sent_on, future in self._waiting.values():  # the requests this connection carried; other shards' go on
         if sent_on is ws and not future.done(): future.set_exception(ConnectionError(why))
+    for symbol in [s for s in self.books if self.shard(s) == shard]: del self.books[symbol]  # now: no longer followed, never shown as if it were
     if not self._closing: self._background(self._reconnect(ws))
 
 @patch
@@ -181,7 +183,11 @@ def _on(self: AsyncTradingClient, m: dict):
     elif kind == "order": self._keep_orders([m])
     elif kind == "orders": self._keep_orders(m["orders"])
     elif kind in ("ack", "reject") and "order" in m: self._keep_orders([m["order"]])
-    elif kind == "fill": self.fills.append(m)
+    elif kind == "fill":
+        if m["fill_id"] in self._fill_ids: return  # fetched by a catch-up while the stream lagged: held and told already
+        if len(self.fills) == self.fills.maxlen: self._fill_ids.discard(self.fills[0]["fill_id"])
+        self.fills.append(m)
+        self._fill_ids.add(m["fill_id"])
     elif kind == "position": self.positions[m["symbol"]] = m
     elif kind == "positions": self.positions.update((p["symbol"], p) for p in m["positions"])
     if (waiting := self._waiting.pop(m.get("req"), None)) is not None and not waiting[1].done(): waiting[1].set_result(m)
@@ -266,8 +272,7 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
     shard = next((s for s, w in self._ws.items() if w is ws), None)
     if shard is None: return
     del self._ws[shard]
-    self._behind.setdefault(shard, self._newest_ns(shard))  # kept till a catch-up is made: a drop during one does not move it past what it missed
-    for symbol in [s for s in self.books if self.shard(s) == shard]: del self.books[symbol]  # no longer followed: not shown as if it were
+    self._behind.setdefault(shard, self._streamed.get(shard))  # kept till a catch-up is made: a drop during one does not move it past what it missed
     loop, waits, warned, refused = asyncio.get_running_loop(), _waits(jitter=True), False, False
     began = loop.time()
     while not self._closing:
@@ -324,10 +329,16 @@ async def _fetch_later(self: AsyncTradingClient, shard):
         await self._fetch(shard)
 
 @patch
-def _newest_ns(self: AsyncTradingClient, shard) -> int | None:
-    "The service's stamp of the newest change of an order or fill this client holds from `shard` (None: none)."
-    return max([o["updated_ns"] for o in self.orders.values() if self.shard(o["symbol"]) == shard]
-               + [f["ns"] for f in self.fills if self.shard(f["symbol"]) == shard], default=None)
+def _stamp(self: AsyncTradingClient, shard, m: dict):
+    """Note the service's stamp of the newest change of an order or fill that `shard`'s stream brought (`m`): a catch-up after a drop asks
+    for what changed since. Not a state looked up over HTTP (`cancel_placed`'s, `_holding`'s): newer than what the stream brought, it would
+    skip what the stream lost before it."""
+    kind, stamps = m.get("type"), ()
+    if kind == "fill": stamps = (m["ns"],)
+    elif kind == "order": stamps = (m["updated_ns"],)
+    elif kind == "orders": stamps = [o["updated_ns"] for o in m["orders"]]
+    elif kind in ("ack", "reject") and "order" in m: stamps = (m["order"]["updated_ns"],)
+    if stamps: self._streamed[shard] = max(self._streamed.get(shard, 0), *stamps)
 
 CATCH_UP_LIMIT = 10_000  # a catch-up's page of orders or fills; with no stamp to start from, the newest that many, and the orders it holds open beyond them asked for one by one
 
@@ -357,9 +368,10 @@ async def _catch_up(self: AsyncTradingClient, shard, since_ns=None, warn=True) -
             except NotFound:  # unsure: it never reached the service; held open: it ended, and the service forgot it since
                 if cid in held_open and (o := self.orders.get(cid)) is not None and not is_done(o): del self.orders[cid]  # not if the stream told of its end meanwhile
         self.placed -= {cid for cid in self._unsure.pop(shard, ()) if cid not in self.orders}
-        fetched, known = await self._since("fills", shard, since_ns, "ns"), {f["fill_id"] for f in self.fills}
+        fetched, known = await self._since("fills", shard, since_ns, "ns"), self._fill_ids
         fills = sorted({f["fill_id"]: f for f in [*self.fills, *fetched]}.values(), key=lambda f: f["ns"])  # once each, oldest first
         self.fills = deque(fills, maxlen=self.keep)
+        self._fill_ids = {f["fill_id"] for f in self.fills}
         for f in fills:
             if f["fill_id"] not in known and f["cid"] in self.placed: self._tell({"type": "fill", **f})  # a bot's `on_fill`
     except (*_NOT_NOW, OSError, ValueError) as e:  # not now (a gateway flapping, a cut): tried again
@@ -403,11 +415,11 @@ def _raise(answer: dict) -> dict:
 @patch
 async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, check=True, timeout=30.0) -> list[dict]:
     "Send `messages` to `shard` (in one frame, or one per `MAX_FRAME`); their answers, in order (errors raised unless `check=False`), within `timeout` seconds."
-    ws, loop, futures, sent = await self._socket(shard), asyncio.get_running_loop(), [], 0
+    ws, loop, futures, sent, new = await self._socket(shard), asyncio.get_running_loop(), [], 0, set()
     for m in messages:
         m["req"] = next(self._reqs)
         futures.append(self._waiting.setdefault(m["req"], (ws, loop.create_future()))[1])
-        if m.get("op") == "order": self.placed.add(m.get("cid"))
+        if m.get("op") == "order" and (cid := m.get("cid")) not in self.placed: self.placed.add(cid), new.add(cid)  # new: a retry's cid (its first answer lost) may name an order already
     try:
         if ws.closed: raise ConnectionError(f"{self.urls[shard]}ws: connection closed; reconnecting")  # its reader has ended and failed the requests it knew
         parts = [messages[i:i + MAX_FRAME] for i in range(0, len(messages), MAX_FRAME)]
@@ -427,7 +439,7 @@ async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, chec
             failed = f.exception() if f.done() and not f.cancelled() else None  # each one's, retrieved: not logged as never retrieved
             if m.get("op") != "order" or m.get("cid") in self.orders: continue  # an order the service has told of (this answer, or another's): kept
             if k >= sent or f.done() and not f.cancelled() and failed is None and "order" not in f.result():
-                self.placed.discard(m.get("cid"))  # never sent, or refused before it was an order: nothing of this client's to cancel
+                if m.get("cid") in new and not any(m.get("cid") in cids for cids in self._unsure.values()): self.placed.discard(m.get("cid"))  # never sent, or refused before it was an order: nothing of this client's to cancel
             elif not f.done() or f.cancelled() or isinstance(failed, ConnectionError): self._unsure.setdefault(shard, set()).add(m.get("cid"))  # timed out or cut: it may have become an order
     return [_raise(a) for a in answers] if check else answers
 
@@ -571,6 +583,7 @@ GET_S = 30  # seconds an HTTP query may take
 @patch
 async def get(self: AsyncTradingClient, path, shard=0, **params) -> dict:
     "GET the service's `path` (JSON); the platform error it answers otherwise, `ConnectionError` for a service that cannot be reached (as `_socket` says it), `TimeoutError` for one that does not answer within `GET_S`."
+    if self._closing: raise ConnectionError(f"{self.urls[shard]}{path}: the client is closed")
     if self._session is None: self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.key}"})
     url = self.urls[shard] + path
     try:

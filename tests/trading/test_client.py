@@ -3,7 +3,8 @@ waits on itself and reads copies of the live state, a client closed twice is clo
 unsubscribed book stays dropped, `cancel_placed` cancels this client's orders only (an order whose answer a dropped
 connection lost or that timed out among them, and those the rate limit refused sent again), a shard that never answers
 holds up no other, a catch-up after a reconnect keeps what the stream said since and tells the fills missed, a close
-names the shard and the service's reason, and the client imports without the service."""
+names the shard and the service's reason, an order sent again after a cut stays placed, a fill brought twice is held and told
+once, a dropped connection's book is gone at once, a closed client answers no query, and the client imports without the service."""
 import asyncio, base64, contextlib, gc, hashlib, json, signal, socket, subprocess, sys, threading, time
 import pytest
 from conftest import free_port
@@ -781,3 +782,68 @@ def test_a_notebook_client_collected_on_its_own_loops_thread_ends_without_waitin
     finally: gc.enable()
     assert took and took[0] < 3 and not thread.is_alive(), took  # before: 5 s, waiting on itself
     assert status_soon(svc, cid, "cancelled") == "cancelled"
+
+def test_an_order_sent_again_after_a_cut_stays_placed_though_the_retry_never_left(svc):
+    "Its first answer cut, the same cid sent again at once fails before it is sent (the old socket closed): the order the first one placed stays this client's (before: dropped from `placed`, so `cancel_placed` left it open and a bot heard none of its fills)."
+    async def main():
+        proxy = Proxy(svc.url)
+        async with AsyncTradingClient(proxy.url, svc.keys["tess"]) as c:
+            await c.request("ping")
+            proxy.cut(from_service=True)  # the order reaches the service; its answer is lost
+            with pytest.raises(ConnectionError): await c.order("DEMO", "buy", 1, 60, cid="again-1")
+            proxy.gateway_down = True  # no reconnect before the retry
+            with pytest.raises(ConnectionError, match="reconnecting"): await c.order("DEMO", "buy", 1, 60, cid="again-1")
+            assert "again-1" in c.placed
+            proxy.gateway_down = False
+            for _ in range(100):
+                if c.reconnects: break
+                await asyncio.sleep(0.1)
+            assert c.orders["again-1"]["status"] == "open" and await c.cancel_placed() == ["again-1"]
+    asyncio.run(main())
+
+def test_a_dropped_connections_book_is_gone_as_its_requests_fail(svc):
+    "Code that catches the drop's error reads no book of that connection (before: shown until the reconnect's task began)."
+    async def main():
+        proxy = Proxy(svc.url)
+        async with AsyncTradingClient(proxy.url, svc.keys["tom"]) as c:
+            await c.subscribe("book", "DEMO")
+            assert c.books.get("DEMO") is not None
+            proxy.gateway_down = True
+            proxy.cut(from_service=True)
+            with pytest.raises(ConnectionError): await c.request("ping")
+            assert "DEMO" not in c.books and not c.connected("DEMO")
+            proxy.gateway_down = False
+    asyncio.run(main())
+
+def test_a_closed_client_answers_no_query(svc):
+    "A query after `close` raises, and opens no session left unclosed (before: answered, and aiohttp warned of a session never closed)."
+    async def main():
+        c = AsyncTradingClient(svc.url, svc.keys["tom"])
+        await c.request("ping")
+        await c.close()
+        with pytest.raises(ConnectionError, match="the client is closed"): await c.orders_frame()
+        assert c._session is None
+    asyncio.run(main())
+
+def _fill(k) -> dict:
+    return {"type": "fill", "fill_id": f"DEMO:{k}:m", "order_id": k, "cid": f"c{k}", "account": 1, "symbol": "DEMO", "side": "buy",
+            "price": 100, "qty": 1, "liquidity": "maker", "ns": k}
+
+def test_a_fill_brought_twice_is_held_and_told_once():
+    "A fill a catch-up fetched while the stream lagged, then brought by the stream: held once and told once (before: twice, and a bot counted it twice); the ids held follow the fills kept."
+    c = AsyncTradingClient("http://127.0.0.1:9/", "unused", keep=2)
+    heard = []
+    c.listeners.append(lambda m: heard.append(m["fill_id"]))
+    for k in (1, 1, 2, 3): c._on(_fill(k))
+    assert heard == ["DEMO:1:m", "DEMO:2:m", "DEMO:3:m"] and [f["fill_id"] for f in c.fills] == ["DEMO:2:m", "DEMO:3:m"]
+    assert c._fill_ids == {"DEMO:2:m", "DEMO:3:m"}
+
+def test_a_catch_up_starts_from_what_the_stream_brought_not_from_a_state_looked_up():
+    "An order state looked up over HTTP (`cancel_placed`, `_holding`) newer than the stream's news does not move where a catch-up after a drop starts (before: it did, and the fills between were never fetched)."
+    c = AsyncTradingClient("http://127.0.0.1:9/", "unused")
+    c._stamp(0, _fill(100))
+    c._keep_orders([{"order_id": 7, "cid": "looked-up", "symbol": "DEMO", "status": "filled", "updated_ns": 200}])
+    c._stamp(0, {"type": "pong", "req": 1})
+    assert c._streamed == {0: 100}
+    c._stamp(0, {"type": "ack", "req": 2, "order": {"updated_ns": 150}})
+    assert c._streamed == {0: 150}
