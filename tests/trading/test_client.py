@@ -790,15 +790,15 @@ def test_an_order_sent_again_after_a_cut_stays_placed_though_the_retry_never_lef
         async with AsyncTradingClient(proxy.url, svc.keys["tess"]) as c:
             await c.request("ping")
             proxy.cut(from_service=True)  # the order reaches the service; its answer is lost
-            with pytest.raises(ConnectionError): await c.order("DEMO", "buy", 1, 60, cid="again-1")
+            with pytest.raises(ConnectionError): await c.order("DEMO", "buy", 1, 60, cid="retried-1")
             proxy.gateway_down = True  # no reconnect before the retry
-            with pytest.raises(ConnectionError, match="reconnecting"): await c.order("DEMO", "buy", 1, 60, cid="again-1")
-            assert "again-1" in c.placed
+            with pytest.raises(ConnectionError, match="reconnecting"): await c.order("DEMO", "buy", 1, 60, cid="retried-1")
+            assert "retried-1" in c.placed
             proxy.gateway_down = False
             for _ in range(100):
                 if c.reconnects: break
                 await asyncio.sleep(0.1)
-            assert c.orders["again-1"]["status"] == "open" and await c.cancel_placed() == ["again-1"]
+            assert c.orders["retried-1"]["status"] == "open" and await c.cancel_placed() == ["retried-1"]
     asyncio.run(main())
 
 def test_a_dropped_connections_book_is_gone_as_its_requests_fail(svc):
