@@ -1,5 +1,5 @@
 "Headless Debian Chromium for the browser tests: its flags, what went wrong in a page, an app opened from the gallery, uploads and downloads."
-import shutil
+import shutil, time
 from contextlib import contextmanager
 from playwright.sync_api import expect, sync_playwright
 
@@ -9,11 +9,14 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 def watch(page) -> list:
-    "What goes wrong in `page` from now on, kept to name in a failure: console errors, failed requests, error responses."
+    "What goes wrong in `page` from now on, kept to name in a failure: console errors, failed requests, error responses, closed WebSockets, a crash."
     seen = []
     page.on("console", lambda m: m.type == "error" and seen.append(f"console: {m.text[:300]}"))
     page.on("requestfailed", lambda r: seen.append(f"failed: {r.url} ({r.failure})"))
     page.on("response", lambda r: r.status >= 400 and seen.append(f"{r.status}: {r.url}"))
+    page.on("websocket", lambda ws: ws.on("close", lambda _: seen.append(f"{time.strftime('%T')} websocket closed: {ws.url}")))
+    page.on("crash", lambda _: seen.append(f"{time.strftime('%T')} the page crashed"))
+    page.aip_seen = seen  # told with a failure (conftest's `pytest_runtest_makereport`)
     return seen
 
 @contextmanager

@@ -106,6 +106,8 @@ def wait_for_apps(config, proc, timeout=90):
         time.sleep(0.3)
     raise TimeoutError("the apps' Voila server")
 
+GATEWAYS = []  # every gateway this process started: the end of its log goes with a test failing while it wrote there
+
 def start_gateway(root, server="", sections=""):
     """Start `aiplatform serve` on a free port with its data in `root`, the echo test plugin installed, `server` settings lines
     (no preheated app kernels and no background warm unless they say so) and more `sections`; on another port if another
@@ -134,8 +136,10 @@ def start_gateway(root, server="", sections=""):
             if not taken or attempt == 2: raise RuntimeError(said) from e
             if proc.poll() is None: os.killpg(proc.pid, signal.SIGTERM); proc.wait(30)
     token_file = root/"data"/"jupyter_token"
-    return SimpleNamespace(url=url, token=token_file.read_text().strip() if token_file.exists() else None, root=root,
-                           env=env, proc=proc, log=root/"server.log")
+    gw = SimpleNamespace(url=url, token=token_file.read_text().strip() if token_file.exists() else None, root=root,
+                         env=env, proc=proc, log=root/"server.log")
+    GATEWAYS.append(gw)
+    return gw
 
 def stop_gateway(gw):
     os.killpg(gw.proc.pid, signal.SIGTERM)
@@ -150,3 +154,26 @@ def gateway(tmp_path_factory):
     gw.trading = f"http://127.0.0.1:{port}/"
     yield gw
     stop_gateway(gw)
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    "A failure's report keeps the host's state then, what its pages saw go wrong (`browser.watch`) and the end of each gateway log written meanwhile."
+    report = (yield).get_result()
+    if not report.failed: return
+    available = next(int(line.split()[1]) >> 10 for line in open("/proc/meminfo") if line.startswith("MemAvailable"))
+    told = [f"memory available {available} MiB, load {os.getloadavg()[0]:.1f}, {sum(d.isdigit() for d in os.listdir('/proc'))} processes"]
+    if call.excinfo and (entry := next((e for e in reversed(call.excinfo.traceback) if e.path == item.path), None)):
+        told.insert(0, f"at line {entry.lineno + 1}: {str(entry.statement).strip()[:200]} ({call.excinfo.typename})")
+    for value in getattr(item, "funcargs", {}).values():
+        for page in value if isinstance(value, tuple) else (value,):
+            if seen := getattr(page, "aip_seen", None): told += ["its page saw:", *seen[-10:]]
+    for gw in GATEWAYS:
+        if gw.log.exists() and gw.log.stat().st_mtime >= call.start:
+            told += [f"{gw.log}, its last lines:", *(line[:240] for line in gw.log.read_text(errors="replace").splitlines()[-15:])]
+    report.user_properties.append(("at the failure", "\n".join(told)))
+
+def pytest_terminal_summary(terminalreporter):
+    "After the failures, the state each left (`pytest_runtest_makereport`): short enough to stay in the tail of a CI log."
+    for report in terminalreporter.stats.get("failed", []):
+        for name, text in report.user_properties:
+            if name == "at the failure": terminalreporter.write_sep("-", f"{report.nodeid} ({report.when})"), terminalreporter.write_line(text)

@@ -1,7 +1,7 @@
 "The gallery under Voila in headless Debian Chromium driven by Playwright: it renders, and its status card opens the status app."
 import pytest
 from playwright.sync_api import expect, sync_playwright
-from browser import CHROMIUM, FLAGS
+from browser import CHROMIUM, FLAGS, watch
 from conftest import cli, clean_env, http, start_gateway, stop_gateway
 
 pytestmark = pytest.mark.browser
@@ -12,6 +12,7 @@ def page(tmp_path_factory):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(90_000)
+        watch(page)
         yield page
         browser.close()
 
