@@ -246,9 +246,13 @@ async def caller(request, *roles, fresh=False):
     return user
 
 # %% ../../nbs/platform/02_services.ipynb #d0191fa5
-def aiohttp_service(name, routes, settings) -> aioweb.Application:
-    "A service's aiohttp app: `/health`, `/metrics` and `routes` (aiohttp route definitions), errors as JSON, each request measured."
-    async def health(request): return aioweb.json_response({"status": "ok", "service": name, "version": __version__})
+def aiohttp_service(name, routes, settings, failing=None) -> aioweb.Application:
+    """A service's aiohttp app: `/health`, `/metrics` and `routes` (aiohttp route definitions), errors as JSON, each request measured.
+    `failing(app)`: why the service can no longer do its work, or None; `/health` answers 503 with it."""
+    async def health(request):
+        if failing and (why := failing(request.app)):
+            return aioweb.json_response({"status": "failing", "service": name, "version": __version__, "error": why}, status=503)
+        return aioweb.json_response({"status": "ok", "service": name, "version": __version__})
     async def metrics(request):
         await caller(request)
         return aioweb.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -271,6 +275,9 @@ def check_health(url, headers=None, timeout=2.0) -> dict:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as r:
             body = json.loads(r.read())
             ok, detail = body.get("status") == "ok", body.get("status", "?")
-    except urllib.error.HTTPError as e: ok, detail = False, f"HTTP {e.code}"
+    except urllib.error.HTTPError as e:
+        try: why = json.loads(e.read()).get("error")
+        except (ValueError, AttributeError, OSError): why = None
+        ok, detail = False, f"HTTP {e.code}: {why}" if why else f"HTTP {e.code}"
     except (urllib.error.URLError, OSError, ValueError) as e: ok, detail = False, str(getattr(e, "reason", e))
     return dict(ok=ok, detail=detail, ms=round((time.perf_counter() - start) * 1000, 1))

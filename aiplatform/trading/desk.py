@@ -40,7 +40,8 @@ def service_urls(settings=None, start=True) -> list[str]:
     if urls: return urls
     if not t.port: raise s.error("trading", "port", 0, "the desk starts the service on a port it knows: expected 1 to 65535 (0, any, is for the gateway's proxy)")
     url = f"http://127.0.0.1:{t.port}/"
-    if start and not check_health(url + "health")["ok"]:
+    if start and not (health := check_health(url + "health"))["ok"]:
+        if health["detail"].startswith("HTTP 503"): raise AIPlatformError(f"trading service at {url}: {health['detail']}")  # up, but failing: a second one would not help
         log = s.data_dir/"trading"/"service.log"  # what the service says: why it stopped, if it does
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:

@@ -796,8 +796,10 @@ ORDER_RULES = [  # an Order's rules between fields, as the route checks them
 _error = lambda description: {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
 _json_answer = lambda description, schema: {"description": description, "content": {"application/json": {"schema": schema}}}
 OTHER_PATHS = {  # beside ROUTES: what every platform service answers, this document, and the WebSocket
-    "/health": {"get": {"operationId": "health", "summary": "The service is up; no key needed.", "security": [],
-                        "responses": {"200": _json_answer("up", _obj(status={"const": "ok"}, service=_str, version=_str))}}},
+    "/health": {"get": {"operationId": "health", "summary": "The service is up and can take orders; no key needed.", "security": [],
+                        "responses": {"200": _json_answer("up", _obj(status={"const": "ok"}, service=_str, version=_str)),
+                                      "503": _json_answer("up, but refusing every order (its folder deleted under it): why",
+                                                          _obj(status={"const": "failing"}, service=_str, version=_str, error=_str))}}},
     "/metrics": {"get": {"operationId": "metrics", "summary": "This process's metrics, in Prometheus's text format.", "security": [{"bearer": []}],
                          "description": "Any user with an API key.", "responses": {
                              "200": {"description": "the metrics", "content": {"text/plain": {"schema": _str}}}, "401": _error(NO_KEY), "429": _error(TOO_MANY)}}},
@@ -899,7 +901,8 @@ def make_app(settings) -> web.Application:
     _check_files(m)
     warm_up()
     app = aiohttp_service("trading", [web.get("/openapi.json", _openapi), web.get("/ws", websocket),
-                                      *(web.route(r.method, r.path, r.handler) for r in ROUTES.values())], settings)
+                                      *(web.route(r.method, r.path, r.handler) for r in ROUTES.values())], settings,
+                          failing=lambda app: app[MARKET]._gone())  # its folder deleted under it: every order refused
     app[MARKET], app[HUB] = m, Hub(m)
     metrics = Metrics(app[HUB])
     async def started(app):

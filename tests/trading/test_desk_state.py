@@ -430,6 +430,29 @@ def test_a_service_the_desk_starts_that_stops_at_once_is_said_with_its_error(tmp
         service_urls(load_settings())
     assert time.monotonic() - started < 30 and (tmp_path/"trading"/"service.log").exists()
 
+def test_a_service_whose_folder_was_deleted_says_why_at_health_and_the_desk_starts_no_second_one(tmp_path, monkeypatch):
+    "Up but refusing every order: its /health answered 200, and a desk took it for a service to use (now 503 with the reason, said by the desk)."
+    import json, urllib.error, urllib.request
+    from aiplatform.core import AIPlatformError
+    from aiplatform.platform.services import check_health
+    from aiplatform.trading.desk import service_urls
+    make_users(tmp_path)
+    svc = start_trading(tmp_path, symbols="DEMO")
+    try:
+        assert check_health(svc.url + "health")["ok"]
+        (tmp_path/"trading"/"shard-0").rename(tmp_path/"deleted")  # as good as deleted: no restart looks there
+        with pytest.raises(urllib.error.HTTPError) as answer: urllib.request.urlopen(svc.url + "health", timeout=30)
+        body = json.loads(answer.value.read())
+        assert answer.value.code == 503 and body["status"] == "failing" and "was deleted or replaced" in body["error"]
+        schema = json.loads(urllib.request.urlopen(svc.url + "openapi.json", timeout=30).read())["paths"]["/health"]["get"]["responses"]["503"]
+        assert set(schema["content"]["application/json"]["schema"]["required"]) == set(body)
+        for key, value in (("PLATFORM__DATA_DIR", tmp_path), ("TRADING__PORT", svc.url.rstrip("/").rsplit(":", 1)[1])):
+            monkeypatch.setenv(f"AIPLATFORM_{key}", str(value))
+        with pytest.raises(AIPlatformError, match=r"trading service at http://127\.0\.0\.1:\d+/: HTTP 503: not journaled: the shard's folder .* was deleted"):
+            service_urls(load_settings())
+        assert not (tmp_path/"trading"/"service.log").exists()  # no second service tried
+    finally: stop(svc)
+
 def test_a_desk_follows_positions_though_its_orders_subscribe_fails_at_connect(svc, monkeypatch):
     from aiplatform.trading.client import AsyncTradingClient
     real = AsyncTradingClient.subscribe
