@@ -197,8 +197,9 @@ def _platform(name):
             status, body, kind = _http_error(e, request)
         except Exception as e:
             status, body, kind = error_reply(e)
-            if status < 500: log.warning("%d %s %s: %s", status, request.method, request.path, e)
-            else: log.exception("%d %s %s", status, request.method, request.path)
+            path = request.rel_url.raw_path  # as sent, percent-encoded: a %0A in it forges no log line
+            if status < 500: log.warning("%d %s %s: %s", status, request.method, path, e)
+            else: log.exception("%d %s %s", status, request.method, path)
         if kind is not None:
             response = aioweb.json_response(body, status=status)
             if status == 401: response.headers["WWW-Authenticate"] = 'Bearer realm="aiplatform"'
