@@ -428,13 +428,17 @@ async def _answer(call):
     if isinstance(error, Conflict): raise error  # as when it was done before
     return _json({"error": f"order {state['cid']!r}: {error}", "status": 422, "order": public(state)}, status=422)
 
-async def _who(request, roles, route) -> tuple:
-    "The caller's checked query (`route`'s) and the account they act on: their own, or (an admin only) `?account=<username>`'s."
+async def _who(request, roles, route, trades=False) -> tuple:
+    """The caller's checked query (`route`'s) and the account they act on: their own, or (an admin only) `?account=<username>`'s;
+    `trades`: one that may trade (an active trader or admin), as an order or a modify needs."""
     user = await caller(request, *roles, fresh="account" in request.query)  # who first: a stranger learns nothing from the query's checks; an admin's role read at once
     q = query(request, route)
     if "account" not in q: return q, user.id
     if not user.allowed("admin"): raise Forbidden(f"account: only an admin acts on another account (user {user.username!r} is a {user.role})")
-    return q, (await asyncio.to_thread(get_user, q["account"], request.app[SETTINGS])).id
+    account = await asyncio.to_thread(get_user, q["account"], request.app[SETTINGS])
+    if trades and not account.allowed(*TRADERS):  # before: an admin's order made a viewer, or a disabled user, hold a position
+        raise Forbidden(f"account {account.username!r}: {f'a {account.role}' if account.active else 'disabled'}; orders and modifies are for an active trader's account")
+    return q, account.id
 
 def _body(model, data: dict, **extra):
     "`model` built from a request body (plus path fields `extra`); its `ValidationError` names the field."
@@ -481,7 +485,7 @@ async def trades(request):
 
 # %% ../../nbs/trading/14_service.ipynb #d8dc4170
 async def submit(request):
-    _, account = await _who(request, TRADERS, ROUTES["submit"])
+    _, account = await _who(request, TRADERS, ROUTES["submit"], trades=True)
     order = _body(Order, await read_json(request))
     return await _answer(lambda reply: request.app[MARKET].submit(account, order, reply))
 
@@ -491,7 +495,7 @@ async def cancel(request):
     return await _answer(lambda reply: request.app[MARKET].cancel(account, c, reply))
 
 async def modify(request):
-    _, account = await _who(request, TRADERS, ROUTES["modify"])
+    _, account = await _who(request, TRADERS, ROUTES["modify"], trades=True)
     change = _body(Modify, await read_json(request), cid=request.match_info["cid"])
     return await _answer(lambda reply: request.app[MARKET].modify(account, change, reply))
 

@@ -254,6 +254,21 @@ def test_accounts_are_kept_apart_and_an_admin_sees_every_one(svc):
     assert call(svc, "GET", "orders/mine?account=tess", user="ada")[1]["status"] == "open"
     assert call(svc, "DELETE", "orders/mine?account=tess", user="ada")[1]["status"] == "cancelled"
 
+def test_an_admin_places_and_modifies_orders_only_for_an_active_trader(svc):
+    "Before: an admin's order on a viewer's account filled, and the viewer held a position their role cannot see; so did a disabled user."
+    from aiplatform.core import load_settings
+    from aiplatform.platform.auth import add_user, set_active
+    settings = load_settings(env={}, platform={"data_dir": svc.data})
+    add_user("gone", "trader", settings=settings)
+    call(svc, "POST", "orders?account=gone", user="ada", body=dict(cid="left", symbol="ACME", side="buy", price=80, qty=1))
+    set_active("gone", False, settings=settings)
+    for account, why in (("vic", "a viewer"), ("gone", "disabled")):
+        status, answer = call(svc, "POST", f"orders?account={account}", user="ada", body=dict(cid="for-them", symbol="ACME", side="buy", price=80, qty=1))
+        assert (status, answer["error"]) == (403, f"account {account!r}: {why}; orders and modifies are for an active trader's account")
+    assert call(svc, "PATCH", "orders/left?account=gone", user="ada", body={"qty": 5})[0] == 403
+    assert call(svc, "GET", "orders?status=all&account=vic", user="ada")[1]["orders"] == []  # nothing placed
+    assert call(svc, "DELETE", "orders/left?account=gone", user="ada")[1]["status"] == "cancelled"  # a disabled trader's orders can still be cleared
+
 def test_admin_adds_halts_and_resumes_symbols(svc):
     assert call(svc, "POST", "admin/symbols", user="tess", body={"symbol": "NEW"})[0] == 403
     spec = dict(symbol="NEW", tick_size=5, lot_size=10, price_band_pct=5.0)
