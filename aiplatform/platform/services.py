@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['SECURITY_HEADERS', 'SETTINGS', 'CALLERS', 'RATES', 'KEY_TTL_S', 'MAX_KEYS', 'configured_port', 'serverproxy_entry',
-           'error_reply', 'PlatformHandler', 'measured', 'RateLimit', 'TooMany', 'within_rate', 'ServiceHandler',
-           'HealthHandler', 'MetricsHandler', 'NotFoundHandler', 'service_app', 'run_service', 'read_json', 'caller',
-           'aiohttp_service', 'check_health']
+           'error_reply', 'PlatformHandler', 'measured', 'RateLimit', 'TooMany', 'within_rate', 'json_object',
+           'ServiceHandler', 'HealthHandler', 'MetricsHandler', 'NotFoundHandler', 'service_app', 'run_service',
+           'read_json', 'caller', 'aiohttp_service', 'check_health']
 
 # %% ../../nbs/platform/02_services.ipynb #676f7db0
 import asyncio, hashlib, json, os, sys, time, urllib.error, urllib.request
@@ -19,7 +19,7 @@ from tornado.ioloop import IOLoop
 from tornado.log import gen_log
 from .. import __version__
 from .auth import GATEWAY_HEADERS, check_bearer, check_gateway_user, require
-from ..core import AIPlatformError, NotFound, TooLarge, ValidationError, get_logger, get_settings
+from ..core import AIPlatformError, NotFound, TooLarge, Unauthorized, ValidationError, get_logger, get_settings
 from .metrics import REGISTRY, observe_request
 from .registry import get_service
 
@@ -105,6 +105,22 @@ def within_rate(limits: dict, user, rate: float, setting: str):
     limit = limits.setdefault(user.id, RateLimit(rate, max(1, int(2 * rate))))
     if not limit.take(): raise TooMany(f"user {user.username!r}: more than {rate:g} requests a second ({setting}); wait a moment")
 
+# %% ../../nbs/platform/02_services.ipynb #9affe8e7
+def _once(pairs) -> dict:
+    "A JSON object's `pairs` as a dict; `ValidationError` for a key given twice (parsers differ on which one counts)."
+    out = {}
+    for key, value in pairs:
+        if key in out: raise ValidationError(f"request body: key {key!r} given twice")
+        out[key] = value
+    return out
+
+def json_object(raw: bytes) -> dict:
+    "A request body as a JSON object; `ValidationError` saying why it is not one."
+    try: body = json.loads(raw or b"null", object_pairs_hook=_once)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e: raise ValidationError(f"request body: not JSON ({e})") from None
+    if not isinstance(body, dict): raise ValidationError("request body: expected a JSON object")
+    return body
+
 # %% ../../nbs/platform/02_services.ipynb #2e3a9cf7
 SECURITY_HEADERS = {  # on every answer of every service: never sniffed, framed or referred, and nothing it could load but inline styles and data: images
     "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
@@ -124,10 +140,7 @@ class ServiceHandler(PlatformHandler, web.RequestHandler):
 
     def json_body(self) -> dict:
         "The request body as a JSON object; `ValidationError` otherwise."
-        try: body = json.loads(self.request.body or b"null")
-        except (ValueError, UnicodeDecodeError, RecursionError) as e: raise ValidationError(f"request body: not JSON ({e})") from None
-        if not isinstance(body, dict): raise ValidationError("request body: expected a JSON object")
-        return body
+        return json_object(self.request.body)
 
     def user(self, *roles):
         "The caller, from `Authorization: Bearer <key>`, holding one of `roles`, within `[services] rate`."
@@ -213,10 +226,9 @@ async def read_json(request) -> dict:
     limit = request.app[SETTINGS].limits.request_kb * 1024
     if (request.content_length or 0) > limit:
         raise TooLarge(f"request body: {request.content_length} bytes, at most {limit} ([limits] request_kb)")
-    try: body = json.loads(await request.read() or b"null")
-    except (ValueError, UnicodeDecodeError, RecursionError) as e: raise ValidationError(f"request body: not JSON ({e})") from None
-    if not isinstance(body, dict): raise ValidationError("request body: expected a JSON object")
-    return body
+    try: raw = await request.read()
+    except ConnectionError: raise ValidationError("request body: the connection closed before all of it came") from None  # the client's doing, not a fault here
+    return json_object(raw)
 
 CALLERS, RATES = aioweb.AppKey("callers", dict), aioweb.AppKey("rates", dict)  # keys checked lately; each user's rate
 KEY_TTL_S, MAX_KEYS = 10.0, 10_000
@@ -236,6 +248,8 @@ async def caller(request, *roles, fresh=False):
     """The caller, from `Authorization: Bearer <key>`, a Hub's `token <Hub token>` or, through the gateway's proxy, the user it vouches for, holding one of `roles`, within `[services] rate`;
     `fresh`: an API key checked in the store even if it was lately (for a connection that lives on)."""
     h, settings = request.headers, request.app[SETTINGS]
+    for name in ("Authorization", *GATEWAY_HEADERS):  # aiohttp keeps other bytes as lone surrogates, which no check could encode
+        if not h.get(name, "").isascii(): raise Unauthorized(f"{name} header: expected ASCII text")
     scheme = h.get("Authorization", "").partition(" ")[0].lower()
     if GATEWAY_HEADERS[0] in h and scheme != "bearer":  # the proxy passes the visitor's own `token` header on too
         user = await asyncio.to_thread(check_gateway_user, h[GATEWAY_HEADERS[0]], h.get(GATEWAY_HEADERS[1]), settings=settings)
