@@ -1919,6 +1919,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                  'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots.MomentumMA.__init__': ( 'trading/bots.html#momentumma.__init__',
                                                                                           'aiplatform/trading/bots.py'),
+                                         'aiplatform.trading.bots.MomentumMA.on_fill': ( 'trading/bots.html#momentumma.on_fill',
+                                                                                         'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots.MomentumMA.on_timer': ( 'trading/bots.html#momentumma.on_timer',
                                                                                           'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots.NoiseTrader': ( 'trading/bots.html#noisetrader',

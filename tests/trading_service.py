@@ -77,9 +77,10 @@ class Proxy:
     from the service) are dropped and the connection they came on cut (the network fails mid-request); with `silent`
     set, what clients send goes nowhere (a service that stops answering); with `deaf` set, what the service sends goes
     nowhere (a link half gone); `abort()` cuts every connection; with `gateway_down` set, a new connection is answered 502
-    (a gateway whose service is restarting)."""
+    (a gateway whose service is restarting); `delay` seconds hold up each chunk a client sends (a service far away)."""
     def __init__(self, url):
         self.port, self.silent, self.deaf, self.gateway_down, self._cut, self._open = int(url.rstrip("/").rsplit(":", 1)[1]), False, False, False, None, []
+        self.delay = 0.0
         self.loop, ready = asyncio.new_event_loop(), threading.Event()
         def main():
             self.server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
@@ -108,6 +109,7 @@ class Proxy:
             try:
                 while data := await source.read(1 << 16):
                     if (self.deaf if from_service else self.silent): continue
+                    if self.delay and not from_service: await asyncio.sleep(self.delay)
                     if self._cut and self._cut[0] == from_service:
                         if self._cut[1]: self._cut[1] -= 1
                         else:

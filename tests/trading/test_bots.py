@@ -84,6 +84,52 @@ def test_on_a_quiet_book_a_market_maker_quotes_again_and_momentum_samples(market
         for bot in (maker, momentum):
             if bot: bot.stop()
 
+def test_momentum_counts_the_fills_its_answer_told_before_its_position_came(market):
+    "A market order's answer comes a frame before its fills and the position: the service 120 ms away, the next sample bought again on the old position (20 past a max_position of 10)."
+    add_symbol(market, symbol="RISE")
+    proxy = Proxy(market.url)
+    proxy.delay = 0.12
+    with TradingClient(market.url, market.keys["tom"]) as tom:
+        tom.order("RISE", "sell", 50, 10_050), tom.order("RISE", "buy", 1, 9_990)
+        bot = BotThread(MomentumMA("RISE", fast=2, slow=3, qty=10, max_position=10, interval_s=0.1), proxy.url, market.keys["tess"])
+        try:
+            assert bot.wait_started(), bot.error
+            most = 0
+            for k in range(30):  # a rising mid: bids stepped up under the ask
+                tom.order("RISE", "buy", 1, 9_991 + k)
+                time.sleep(0.1)
+                most = max(most, bot.strategy.position)
+            time.sleep(1)
+            assert max(most, bot.strategy.position) == 10 and not bot.strategy.unseen  # up to its limit, and no further
+        finally:
+            bot.stop(), tom.cancel_all()
+
+def test_a_noise_trader_stopped_mid_round_leaves_nothing_open_when_its_position_is_read(market, monkeypatch):
+    "Before: its round was cancelled but not waited for, so orders it had sent unanswered were unknown to the runner's cancel and stood (and could fill) until the client closed."
+    import aiplatform.trading.bots as bots
+    add_symbol(market, symbol="NOISY")
+    seen, real = [], bots._last_position
+    async def read(strategy):  # where the runner reads the bot's last position: just after it cancelled the bot's orders
+        async with AsyncTradingClient(market.url, market.keys["tom"]) as other:
+            seen.append(len((await other.get("orders", 0, status="open", symbol="NOISY", limit=1000))["orders"]))
+        return await real(strategy)
+    monkeypatch.setattr(bots, "_last_position", read)
+    for k in range(4):
+        bot = BotThread(NoiseTrader("NOISY", rate=3000, spread=6, max_qty=8, fair=5000, seed=k, cancel=0.0, marketable=0.0), market.url, market.keys["tom"])
+        assert bot.wait_started(), bot.error
+        time.sleep(0.4 + 0.07 * k)
+        assert bot.stop()
+    assert seen == [0, 0, 0, 0]
+
+def test_a_failure_in_the_last_turn_stops_the_run_with_it(market):
+    "Before: the run ended at its deadline as if nothing had gone wrong, and a command line or a report said it succeeded."
+    class Refused(Strategy):
+        async def on_timer(self):
+            await asyncio.sleep(0.25)  # past the run's end
+            self.refused(ValidationError("qty 10: expected at most 5"), n=20)
+    with pytest.raises(ValidationError, match="20 orders in a row refused, none placed; the last: qty 10"):
+        asyncio.run(run(Refused("DEMO"), market.url, market.keys["tess"], seconds=0.2))
+
 def test_bots_keep_to_a_symbols_ticks_and_lots(market):
     add_symbol(market, symbol="GRID", tick_size=5, lot_size=10)
     odd = BotThread(MarketMaker("GRID", qty=25, fair=1_003), market.url, market.keys["tess"])
@@ -173,9 +219,13 @@ def test_times_and_rates_must_be_finite_and_a_journal_folder_must_be_there(tmp_p
     inf = float("inf")
     for make, said in ((lambda: MarketMaker("DEMO", refresh_s=inf), "refresh_s inf: expected seconds above 0"),  # before: never requoted
                        (lambda: MomentumMA("DEMO", interval_s=inf), "interval_s inf: expected seconds above 0"),  # before: never traded
-                       (lambda: NoiseTrader("DEMO", rate=inf), "rate inf: expected orders a second above 0"),  # before: every round at once
-                       (lambda: journal_session(tmp_path, rate=float("nan")), "rate nan: expected commands a second above 0"),
-                       (lambda: journal_session(tmp_path/"typo"), "not a folder")):  # before: an empty session, replaying nothing
+                       (lambda: NoiseTrader("DEMO", rate=inf), "rate inf: expected orders a second from 0.01 to 10,000"),  # before: every round at once
+                       (lambda: journal_session(tmp_path, rate=float("nan")), "rate nan: expected commands a second from 0.01 to 1,000,000"),
+                       (lambda: journal_session(tmp_path/"typo"), "not a folder"),  # before: an empty session, replaying nothing
+                       (lambda: MarketMaker("DEMO", refresh_s=10**400), "refresh_s 1000.*: expected seconds above 0, at most 86,400"),  # before: OverflowError
+                       (lambda: NoiseTrader("DEMO", rate=1e-300), "rate 1e-300: expected orders a second from 0.01"),  # before: its times overflowed
+                       (lambda: NoiseTrader("DEMO", max_qty=1 << 63), "max_qty 9223372036854775808: expected a whole number from 1 to 1,073,741,824"),  # before: a NumPy error once running
+                       (lambda: MomentumMA("DEMO", slow=10**12), "slow 1000000000000: expected whole numbers, 1 <= fast < slow <= 10,000")):  # before: its prices grew for ever
         with pytest.raises(ValidationError, match=said): make()
 
 def test_replay_streams_a_generated_session_at_n_times_speed(market):
