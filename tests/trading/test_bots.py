@@ -110,12 +110,12 @@ def test_a_noise_trader_stopped_mid_round_leaves_nothing_open_when_its_position_
     add_symbol(market, symbol="NOISY")
     seen, real = [], bots._last_position
     async def read(strategy):  # where the runner reads the bot's last position: just after it cancelled the bot's orders
-        async with AsyncTradingClient(market.url, market.keys["tom"]) as other:
+        async with AsyncTradingClient(market.url, market.keys["ada"]) as other:
             seen.append(len((await other.get("orders", 0, status="open", symbol="NOISY", limit=1000))["orders"]))
         return await real(strategy)
     monkeypatch.setattr(bots, "_last_position", read)
     for k in range(4):
-        bot = BotThread(NoiseTrader("NOISY", rate=3000, spread=6, max_qty=8, fair=5000, seed=k, cancel=0.0, marketable=0.0), market.url, market.keys["tom"])
+        bot = BotThread(NoiseTrader("NOISY", rate=3000, spread=6, max_qty=8, fair=5000, seed=k, cancel=0.0, marketable=0.0), market.url, market.keys["ada"])  # not tom: the replay test's budget of orders
         assert bot.wait_started(), bot.error
         time.sleep(0.4 + 0.07 * k)
         assert bot.stop()
@@ -266,7 +266,7 @@ def test_replay_keeps_the_pace_of_a_fast_session_and_stops_at_once(market):
     counts, took, frames, depth, stopped, waited = asyncio.run(main())
     # past the connection's burst of 5,000 the rest waits for the rate limit (2,000 a second): about half a second more (none on a host too busy to send faster)
     assert counts["sent"] == counts["acked"] + counts["rejected"] == 6_000 and counts["rate_limited"] < 6_000, counts
-    assert len(frames) < 200 and took < 5 and 0.1 < counts["behind_s"] < 5, (counts, took, len(frames))  # before: a frame an order, 1.6 s at 4x here
+    assert len(frames) < 600 and took < 5 and 0.1 < counts["behind_s"] < 5, (counts, took, len(frames))  # before: a frame an order, 1.6 s at 4x here (an idle host sends smaller frames more often: 279 seen)
     book = OrderBook()  # the session played straight into a book, by one account as the replay plays it
     rows = commands.copy()
     rows["user"] = 0
