@@ -1290,6 +1290,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                             'aiplatform/platform/services.py'),
                                               'aiplatform.platform.services._key_user': ( 'platform/services.html#_key_user',
                                                                                           'aiplatform/platform/services.py'),
+                                              'aiplatform.platform.services._not_json': ( 'platform/services.html#_not_json',
+                                                                                          'aiplatform/platform/services.py'),
                                               'aiplatform.platform.services._once': ( 'platform/services.html#_once',
                                                                                       'aiplatform/platform/services.py'),
                                               'aiplatform.platform.services._platform': ( 'platform/services.html#_platform',

@@ -114,9 +114,12 @@ def _once(pairs) -> dict:
         out[key] = value
     return out
 
+def _not_json(constant):
+    raise ValidationError(f"request body: {constant} is not a JSON number")  # Python's parser takes it; JavaScript's and most others refuse it
+
 def json_object(raw: bytes) -> dict:
     "A request body as a JSON object; `ValidationError` saying why it is not one."
-    try: body = json.loads(raw or b"null", object_pairs_hook=_once)
+    try: body = json.loads(raw or b"null", object_pairs_hook=_once, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError, RecursionError) as e: raise ValidationError(f"request body: not JSON ({e})") from None
     if not isinstance(body, dict): raise ValidationError("request body: expected a JSON object")
     return body
