@@ -2214,6 +2214,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                          'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.TradingDesk.cancel_all': ( 'trading/desk.html#tradingdesk.cancel_all',
                                                                                              'aiplatform/trading/desk.py'),
+                                         'aiplatform.trading.desk.TradingDesk.close': ( 'trading/desk.html#tradingdesk.close',
+                                                                                        'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.TradingDesk.connect': ( 'trading/desk.html#tradingdesk.connect',
                                                                                           'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.TradingDesk.redraw': ( 'trading/desk.html#tradingdesk.redraw',

@@ -80,7 +80,7 @@ def params_text(params: dict) -> str:
 def table(rows: list[dict], columns: list[str], css="aip-table") -> str:
     "An HTML table of `rows` (dicts) showing `columns`."
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    cell = lambda v: f"{v:,.2f}" if isinstance(v, float) else html.escape(str("" if v is None else v))
+    cell = lambda v: f"{v + 0.0:,.2f}" if isinstance(v, float) else html.escape(str("" if v is None else v))  # + 0.0: never -0.00
     body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
     return f"<table class='{css}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -179,8 +179,8 @@ def connect(self: TradingDesk):
                 self._unanswered = {}  # that account's order ids
             self.client.close()
         self.client, self.account, self._marking, self._down = client, account, set(), down
-        self.symbol.options = symbols
-        if symbols: self.symbol.value = symbols[0]
+        chosen, self.symbol.options = self.symbol.value, symbols
+        if symbols: self.symbol.value = chosen if chosen in symbols else symbols[0]  # Connect again keeps the symbol shown
         self._watch()  # the new client follows the symbol shown, changed or not
         self.trading.children = self.panels if trades else self.market_panels
         viewer = "" if trades else f"; {me['role']}: market data only (a trader's key trades)"
@@ -317,6 +317,14 @@ def stop_bots(self: TradingDesk) -> str:
     self.status.say(said)
     return said
 
+@patch
+def close(self: TradingDesk, _close_widget=widgets.VBox.close):  # bound now: ipywidgets closes a widget collected at exit too, its module's names gone
+    "Stop its bots (their orders cancelled), its redraw and its client, then close the desk's widget: before, the widget alone, and its bots went on trading."
+    client, self.client = self.client, None  # the redraw and the list-again threads end with it
+    if any(t.running for t in self.bots.values()): self.stop_bots()
+    if client: client.close()
+    _close_widget(self)
+
 # %% ../../nbs/trading/17_desk.ipynb #1e421c7f
 @patch
 def redraw(self: TradingDesk):
@@ -359,7 +367,7 @@ def _redraw_safely(self: TradingDesk):
 def _redraw_loop(self: TradingDesk, loop):
     "Redraw every half second while this client is the desk's, on `loop`'s thread when there is one."
     client = self.client
-    while self.client is client:
+    while self.client is client and not client._closed:  # ends with `close`, a new connection, or its client closed
         if loop is None: self._redraw_safely()
         elif loop.is_closed(): return
         else: loop.call_soon_threadsafe(self._redraw_safely)

@@ -96,6 +96,31 @@ def test_a_bot_slow_to_start_is_stopped_so_that_asking_again_makes_one_bot(svc, 
     assert [t.running for t in d.bots.values()] == [False]  # before: it went on, and a second start made two bots
     d.stop_bots(), d.client.cancel_all(), d.client.close()
 
+def test_a_closed_desk_stops_its_bots_redraw_and_client_and_is_let_go(svc):
+    "Before: `close` closed its widgets alone; its market maker went on quoting, and its redraw thread ran for ever."
+    d = desk_on(svc, "ada")
+    d.symbol.value = "ZETA"
+    d.bot.value, d.bot_params.value = "market_maker", "spread=2, qty=1, fair=500"
+    d.start_bot()
+    assert "market_maker started on ZETA" in d.status.value, d.status.value
+    with TradingClient(svc.url, svc.keys["tom"]) as tom:
+        deadline = time.time() + 10
+        while time.time() < deadline and not tom.depth("ZETA")["bids"]: time.sleep(0.05)
+        assert tom.depth("ZETA")["bids"], "the bot quotes"
+        d.close()
+        assert tom.depth("ZETA") | {"seq": 0} == {"symbol": "ZETA", "seq": 0, "bids": [], "asks": []}  # its quotes cancelled
+    left = lambda: [t.name for t in threading.enumerate() if t.name in ("desk-redraw", "bot-market_maker", "trading-client")]
+    deadline = time.time() + 5
+    while time.time() < deadline and left(): time.sleep(0.1)
+    assert not left() and d.client is None
+
+def test_connect_again_keeps_the_symbol_shown(svc):
+    d = desk_on(svc, "tess")
+    d.symbol.value = "ZETA"
+    d.connect()
+    assert d.symbol.value == "ZETA"  # before: back to DEMO, the first
+    d.client.close()
+
 def test_a_service_with_no_symbols_connects(svc, tmp_path):
     keys = make_users(tmp_path)
     empty = start_trading(tmp_path, symbols="", price_band_pct=0)
