@@ -65,6 +65,7 @@ class AsyncTradingClient:
         self._subscribed, self._closing, self._connecting = set(), False, {}  # a lock a shard: one connection each, however many ask at once
         self._following = {}  # (shard, channel, symbol) being subscribed again and again by `_follow`: (its end, what wakes it from its back-off)
         self._unsure = {}  # shard -> the cids of orders sent to it whose answers a dropped connection lost: looked up once it is back
+        self.refused = {}  # shard -> why it refuses to connect this client again (its key revoked, its user disabled), while it does
         self._behind = {}  # shard -> the service's stamp of the newest news it had sent when it dropped: the catch-up asks what changed since
         self._streamed = {}  # shard -> the service's stamp of the newest change of an order or fill its stream brought (`_stamp`)
         self._unfetched = set()  # the shards whose history `fetch_history` asked for and did not get yet
@@ -281,13 +282,14 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
             break
         except (Unauthorized, Forbidden) as e:  # the key revoked, its user disabled: each try costs the service a key check (a scrypt after its restart)
             if not refused: get_logger("trading.client").error("%sws: %s; tried again every %d s", self.urls[shard], e, REFUSED_S)
-            refused = True
+            refused, self.refused[shard] = True, str(e)  # for a desk to say, not only the log
             await asyncio.sleep(REFUSED_S * random.uniform(0.5, 1.5))
         except (aiohttp.ClientError, OSError, AIPlatformError) as e:  # not up yet, or refusing us for now
             if not warned and loop.time() - began > warn_s:
                 warned = True
                 get_logger("trading.client").warning("%sws: down for %gs (%s); still trying", self.urls[shard], warn_s, e)
             await asyncio.sleep(next(waits))
+    self.refused.pop(shard, None)
     if self._closing: return  # closed meanwhile: nothing to subscribe again
     wanted = [(channel, symbol) for channel, symbol in sorted(self._subscribed, key=str) if symbol is None or self.shard(symbol) == shard]
     for channel, symbol in wanted:
@@ -657,7 +659,7 @@ async def positions_frame(self: AsyncTradingClient) -> pd.DataFrame:
 
 # %% ../../nbs/trading/15_client.ipynb #3948ed66
 _dicts = lambda d: {k: dict(v) for k, v in d.items()}  # an order's, a position's, a fill's or a trade's fields are plain values
-LIVE = {"orders": _dicts, "positions": _dicts, "fills": lambda d: deque(map(dict, d), d.maxlen), "books": copy.deepcopy,  # the state the loop
+LIVE = {"orders": _dicts, "positions": _dicts, "refused": dict, "fills": lambda d: deque(map(dict, d), d.maxlen), "books": copy.deepcopy,  # the state the loop
         "trades": lambda t: {s: deque(map(dict, d), d.maxlen) for s, d in t.items()}, "placed": set}                   # keeps, as copies
 
 def _stop(loop, thread, made):

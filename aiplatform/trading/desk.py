@@ -332,7 +332,9 @@ def redraw(self: TradingDesk):
     c, symbol = self.client, self.symbol.value
     if c is None or not symbol: return
     book = c.books.get(symbol)
-    self.ladder.value = ladder(book.depth() if book else {}) if c.connected(symbol) else "<i>disconnected: reconnecting…</i>"
+    refused = c.refused.get(c.shard(symbol))  # its key revoked, say: said here, where the trader looks (was "reconnecting…" for ever)
+    self.ladder.value = (ladder(book.depth() if book else {}) if c.connected(symbol) else
+                         f"<i>disconnected: {html.escape(refused)}; connect with a valid key</i>" if refused else "<i>disconnected: reconnecting…</i>")
     self.tape.value = table(list(reversed(list(c.trades.get(symbol, []))[-15:])), ["price", "qty", "side"])
     open_ = [o for o in c.orders.values() if o["status"] == "open"]
     self.orders.value = table(open_[-20:], ["cid", "symbol", "side", "price", "remaining", "filled"])

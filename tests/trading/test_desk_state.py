@@ -114,6 +114,21 @@ def test_a_closed_desk_stops_its_bots_redraw_and_client_and_is_let_go(svc):
     while time.time() < deadline and left(): time.sleep(0.1)
     assert not left() and d.client is None
 
+def test_a_desk_whose_key_is_revoked_says_so_where_the_ladder_was(svc):
+    "Before: \"disconnected: reconnecting…\" for ever; the client only logged why its service refused it (the service closes a revoked key's connection within RECHECK_S, 10 s)."
+    from aiplatform.platform import auth
+    settings = load_settings(env={}, platform={"data_dir": svc.data})
+    auth.add_user("rex", "trader", settings=settings)
+    svc.keys["rex"] = auth.create_key("rex", settings=settings)
+    d = desk_on(svc, "rex")
+    auth.revoke_key(svc.keys["rex"].split("_")[1], settings=settings)
+    deadline = time.time() + 30
+    while time.time() < deadline and "revoked" not in d.ladder.value:
+        time.sleep(0.2)
+        d.redraw()
+    assert d.ladder.value == f"<i>disconnected: {svc.url}ws: API key: unknown, revoked or of a disabled user; connect with a valid key</i>"
+    d.close()
+
 def test_connect_again_keeps_the_symbol_shown(svc):
     d = desk_on(svc, "tess")
     d.symbol.value = "ZETA"
