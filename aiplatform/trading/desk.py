@@ -357,8 +357,9 @@ def redraw(self: TradingDesk):
         chosen = self.running_bots.value
         self.running_bots.options = running
         self.running_bots.value = chosen if chosen in running else None  # the one chosen stopped: none, never another a click would stop
+    refused = lambda s: s.client and s.client.refused.get(s.client.shard(s.symbol))  # a bot on a key revoked since: running, and trading nothing
     self.bots_table.value = table([dict(bot=name, running=t.running, position=t.strategy.own.qty, pnl=t.strategy.own_pnl,  # its own fills': the account's are under Positions
-                                        error=str(t.error or "")) for name, t in self.bots.items()], ["bot", "running", "position", "pnl", "error"])
+                                        error=str(t.error or refused(t.strategy) or "")) for name, t in self.bots.items()], ["bot", "running", "position", "pnl", "error"])
 
 @patch
 def _redraw_safely(self: TradingDesk):

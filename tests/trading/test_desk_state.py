@@ -121,13 +121,22 @@ def test_a_desk_whose_key_is_revoked_says_so_where_the_ladder_was(svc):
     auth.add_user("rex", "trader", settings=settings)
     svc.keys["rex"] = auth.create_key("rex", settings=settings)
     d = desk_on(svc, "rex")
+    d.bot.value, d.bot_params.value = "market_maker", "spread=2, qty=1, fair=700"
+    d.start_bot()
+    assert "market_maker started on DEMO" in d.status.value, d.status.value
     auth.revoke_key(svc.keys["rex"].split("_")[1], settings=settings)
     deadline = time.time() + 30
-    while time.time() < deadline and "revoked" not in d.ladder.value:
+    while time.time() < deadline and not ("revoked" in d.ladder.value and "revoked" in d.bots_table.value):
         time.sleep(0.2)
         d.redraw()
-    assert d.ladder.value == f"<i>disconnected: {svc.url}ws: API key: unknown, revoked or of a disabled user; connect with a valid key</i>"
+    why = f"{svc.url}ws: API key: unknown, revoked or of a disabled user"
+    assert d.ladder.value == f"<i>disconnected: {why}; connect with a valid key</i>"
+    assert why in d.bots_table.value  # the bot too: running, and trading nothing (was no error shown)
     d.close()
+    import urllib.request  # its quotes, left by a connection that did not cancel on disconnect: gone before other tests trade DEMO
+    urllib.request.urlopen(urllib.request.Request(svc.url + "orders/cancel-all?account=rex", method="POST", headers={"Authorization": f"Bearer {svc.keys['ada']}"}), timeout=30)
+    with TradingClient(svc.url, svc.keys["ada"]) as ada: depth = ada.depth("DEMO")
+    assert not {698, 702} & {price for side in ("bids", "asks") for price, _ in depth[side]}, depth
 
 def test_connect_again_keeps_the_symbol_shown(svc):
     d = desk_on(svc, "tess")
