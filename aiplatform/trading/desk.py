@@ -332,7 +332,7 @@ def redraw(self: TradingDesk):
     c, symbol = self.client, self.symbol.value
     if c is None or not symbol: return
     book = c.books.get(symbol)
-    refused = c.refused.get(c.shard(symbol))  # its key revoked, say: said here, where the trader looks (was "reconnecting…" for ever)
+    refused = c.refused.get(c.shard(symbol))  # why its shard will not take this client again (a key revoked): said where the trader looks
     self.ladder.value = (ladder(book.depth() if book else {}) if c.connected(symbol) else
                          f"<i>disconnected: {html.escape(refused)}; connect with a valid key</i>" if refused else "<i>disconnected: reconnecting…</i>")
     self.tape.value = table(list(reversed(list(c.trades.get(symbol, []))[-15:])), ["price", "qty", "side"])
@@ -357,9 +357,9 @@ def redraw(self: TradingDesk):
         chosen = self.running_bots.value
         self.running_bots.options = running
         self.running_bots.value = chosen if chosen in running else None  # the one chosen stopped: none, never another a click would stop
-    refused = lambda s: s.client and s.client.refused.get(s.client.shard(s.symbol))  # a bot on a key revoked since: running, and trading nothing
+    refusal = lambda s: s.client and s.client.refused.get(s.client.shard(s.symbol))  # a bot on a key revoked since: running, and trading nothing
     self.bots_table.value = table([dict(bot=name, running=t.running, position=t.strategy.own.qty, pnl=t.strategy.own_pnl,  # its own fills': the account's are under Positions
-                                        error=str(t.error or refused(t.strategy) or "")) for name, t in self.bots.items()], ["bot", "running", "position", "pnl", "error"])
+                                        error=str(t.error or refusal(t.strategy) or "")) for name, t in self.bots.items()], ["bot", "running", "position", "pnl", "error"])
 
 @patch
 def _redraw_safely(self: TradingDesk):
