@@ -18,6 +18,7 @@ from ..core import AIPlatformError, ValidationError, get_settings
 from ..platform.figures import FigureWidget
 from ..platform.gallery import StatusLine
 from ..platform.services import check_health
+from .book import MAX_QTY
 from .bots import BOTS, BotThread, bot_defaults, make_bot, param_value
 from .client import _NOT_NOW, TradingClient, new_cid, order_message
 from .ledger import is_done
@@ -233,12 +234,13 @@ ANSWER_S = 5  # seconds the desk waits for an order's answer: a service gone sil
 KEEP_STOPPED = 10  # stopped bots the bots table keeps (with their last figures and errors); the oldest go as new ones start
 
 def _whole(name, text: str) -> int:
-    "A ticket field's text as a whole number, its thousands grouped by commas or not; `ValidationError` naming the field when it is empty or not one (the service checks its range)."
+    "A ticket field's text as a whole number, its thousands grouped by commas or not; `ValidationError` naming the field when it is empty, not one, or past the book's largest (the service checks the rest of its range)."
     text = text.strip()
     if not text: raise ValidationError(f"{name}: required (a whole number, in the symbol's units)")
     if not re.fullmatch(r"-?([0-9]{1,20}|[0-9]{1,3}(,[0-9]{3})+)", text):  # "100,5": a decimal comma, refused, not read as 1005
         raise ValidationError(f"{name} {text[:20]!r}: expected a whole number (in the symbol's units)")
-    return int(text.replace(",", ""))
+    if (value := int(text.replace(",", ""))) > MAX_QTY: raise ValidationError(f"{name} {text[:30]}: expected at most {MAX_QTY:,}")  # said as typed: the service reads past 64 bits as 1e+20
+    return value
 
 @patch
 def _symbol(self: TradingDesk) -> str:

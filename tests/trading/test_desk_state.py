@@ -366,7 +366,8 @@ def test_the_fills_panel_shows_the_fills_made_before_the_desk_connected(svc):
 def test_an_empty_or_mistyped_ticket_field_is_named_and_nothing_is_sent(svc):
     d = desk_on(svc, "tom")
     for price, qty, said in [("", "1", "order: price: required (a whole number"), ("100", "  ", "order: qty: required"),
-                             ("100", "abc", "order: qty &#x27;abc&#x27;: expected a whole number")]:
+                             ("100", "abc", "order: qty &#x27;abc&#x27;: expected a whole number"),
+                             ("99999999999999999999", "1", "order: price 99999999999999999999: expected at most 1,099,511,627,776")]:  # was "price 1e+20", the service's float
         d.price.value, d.qty.value = price, qty
         d.send()  # before: the number boxes put their last number back in the browser, and that order went
         assert said in d.status.value, d.status.value
