@@ -252,7 +252,9 @@ def handle(self: Connection, message, rest=1):
         if bad_req: raise ValidationError("req: expected an integer or text of at most 64 characters, echoed in the answer")
         if op in ORDER_OPS: self._trade(op, message, req)
         elif op in ("subscribe", "unsubscribe"): self._subscribe(op, _fields(message), req)
-        elif op == "ping": self.push({"type": "pong", "req": req})
+        elif op == "ping":
+            if extra := sorted(_fields(message)): raise ValidationError(f"ping: unknown field {reprlib.repr(extra[0])} (expected op, req)")  # as every other op
+            self.push({"type": "pong", "req": req})
         else: raise ValidationError(f"op {'missing' if op is None else reprlib.repr(op)}: expected one of {', '.join(ORDER_OPS + ('subscribe', 'unsubscribe', 'ping'))}")  # a bounded repr: a value nested 1,000 deep is a RecursionError to repr()
     except AIPlatformError as e:
         answer = {"type": "reject" if op in ORDER_OPS else "error", "req": req, "error": str(e), "status": e.status}
