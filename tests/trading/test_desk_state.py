@@ -96,7 +96,7 @@ def test_a_bot_slow_to_start_is_stopped_so_that_asking_again_makes_one_bot(svc, 
     assert [t.running for t in d.bots.values()] == [False]  # before: it went on, and a second start made two bots
     d.stop_bots(), d.client.cancel_all(), d.client.close()
 
-def test_a_closed_desk_stops_its_bots_redraw_and_client_and_is_let_go(svc):
+def test_a_closed_desk_stops_its_bots_redraw_and_client(svc):
     "Before: `close` closed its widgets alone; its market maker went on quoting, and its redraw thread ran for ever."
     d = desk_on(svc, "ada")
     d.symbol.value = "ZETA"
