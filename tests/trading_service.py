@@ -50,8 +50,8 @@ class RawSocket:
         assert b" 101 " in head.split(b"\r\n")[0], head
 
     def send(self, message):
-        "Send `message` as one masked text frame."
-        data, mask = json.dumps(message).encode(), os.urandom(4)
+        "Send `message` (JSON, or bytes as they are) as one masked text frame."
+        data, mask = message if isinstance(message, bytes) else json.dumps(message).encode(), os.urandom(4)
         n = len(data)
         head = bytes([0x81, 0x80 | n]) if n < 126 else bytes([0x81, 0x80 | 126]) + struct.pack(">H", n) if n < 65536 else bytes([0x81, 0x80 | 127]) + struct.pack(">Q", n)
         self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))

@@ -9,8 +9,8 @@ __all__ = ['COMMANDS_ANSWERED', 'TRADES', 'TRADED', 'REFUSED', 'CLOSED', 'CONNEC
            'ANSWERS', 'NO_KEY', 'TOO_MANY', 'ORDER_RULES', 'OTHER_PATHS', 'INFO', 'ROOM', 'ACCEPT_LOG_S', 'SYNCS',
            'RECHECKS', 'EXPORTS', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub', 'close_reason', 'Connection',
            'Route', 'query', 'me', 'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders',
-           'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume', 'websocket', 'recheck', 'Metrics',
-           'answer_schemas', 'openapi', 'make_app']
+           'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume', 'key_twice', 'WebSocket', 'websocket',
+           'recheck', 'Metrics', 'answer_schemas', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
 import asyncio, gc, json, math, os, re, reprlib, resource, socket, time
@@ -18,7 +18,7 @@ import orjson
 import prometheus_client as prom
 from dataclasses import dataclass
 from pydantic import TypeAdapter
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType, WebSocketError, web
 from fastcore.basics import patch
 from ..core import AIPlatformError, ConfigError, Conflict, Forbidden, NotFound, Unauthorized, ValidationError, get_logger
 from ..platform.auth import check_bearer, get_user
@@ -570,9 +570,30 @@ async def resume(request):
     query(request, ROUTES["resume"])
     return _json(request.app[MARKET].halt(request.match_info["symbol"], False).model_dump())
 
+# %% ../../nbs/trading/14_service.ipynb #f8cb8108
+class _Twice(Exception): pass
+
+def _once(pairs) -> dict:
+    out = {}
+    for key, value in pairs:
+        if key in out: raise _Twice(repr(key))
+        out[key] = value
+    return out
+
+def key_twice(text: str, data) -> str | None:
+    "The key (its repr) that the JSON `text`, read as `data`, gives twice in one object; None if none does."
+    if "\\" not in text:  # no escape: each string's two quotes and only those, in both
+        try:
+            if text.count('"') == orjson.dumps(data).count(b'"'): return None
+        except TypeError: pass  # nested deeper than orjson writes (254): read again
+    try: json.loads(text, object_pairs_hook=_once)
+    except _Twice as e: return str(e)
+    except RecursionError: pass  # nested deeper than Python's parser goes: a value that no op takes, refused as such
+    return None
+
 # %% ../../nbs/trading/14_service.ipynb #acbb6493
 def _messages(msg, conn) -> list:
-    "The client messages in the WebSocket frame `msg`; none, with an error pushed to `conn`, for a frame that is not JSON text of 1 to `MAX_FRAME` messages (it takes a token of the rate limit: a mistake counts too)."
+    "The client messages in the WebSocket frame `msg`; none, with an error pushed to `conn`, for a frame that is not JSON text of 1 to `MAX_FRAME` messages, or gives a key twice in one object (it takes a token of the rate limit: a mistake counts too)."
     def error(text):
         answer = {"type": "error", "req": None, "error": f"frame: {text}", "status": 400}
         if not conn.rate.take(): answer.update(error=conn.too_many(), status=TooMany.status, retry_after_s=conn.retry_after())
@@ -582,6 +603,7 @@ def _messages(msg, conn) -> list:
     if msg.type != WSMsgType.TEXT: return error(f"expected text (JSON), got {msg.type.name.lower()}")
     try: data = orjson.loads(msg.data)  # text orjson reads is text it writes back (no lone surrogate); an integer past 64 bits comes as a float, refused as not whole
     except ValueError as e: return error(f"not JSON ({e})")
+    if twice := key_twice(msg.data, data): return error(f"key {twice} given twice in one object")
     messages = data if isinstance(data, list) else [data]
     if not messages: return error(f"an empty list, expected 1 to {MAX_FRAME} messages")
     return messages if len(messages) <= MAX_FRAME else error(f"{len(messages)} messages, at most {MAX_FRAME}")
@@ -593,6 +615,14 @@ def _break_cycles(request, ws):
     if hasattr(request.protocol, "_data_received_cb"): request.protocol._data_received_cb = None
     if hasattr(ws, "_exception"): ws._exception = None
 
+class WebSocket(web.WebSocketResponse):
+    "aiohttp's server WebSocket, whose close for a frame it could not read (RFC 6455's 1009: too big; 1007: not UTF-8; 1002: broken) says why, in aiohttp's words: aiohttp sends the code alone."
+    async def close(self, *, code=1000, message=b"", drain=True):
+        reader = getattr(self, "_reader", None)
+        if not message and code != 1000 and reader is not None and isinstance(e := reader.exception(), WebSocketError):
+            message = (f"frame not read: {e}" + (" bytes ([limits] request_kb)" if code == 1009 else ""))[:120].encode()  # a close frame's reason: at most 123 bytes
+        return await super().close(code=code, message=message, drain=drain)
+
 async def websocket(request):
     user, cod = await caller(request, fresh=True), request.query.get("cancel_on_disconnect", "false")  # checked now: the connection lives on past the key cache
     if unknown := sorted(set(request.query) - {"cancel_on_disconnect"}):
@@ -600,7 +630,7 @@ async def websocket(request):
     if (n := len(request.query.getall("cancel_on_disconnect", []))) > 1: raise ValidationError(f"query parameter 'cancel_on_disconnect': given {n} times, expected once")
     if cod not in ("true", "false"): raise ValidationError(f"cancel_on_disconnect {cod[:20]!r}: expected true or false")
     settings = request.app[SETTINGS]
-    ws = web.WebSocketResponse(heartbeat=PING_S, max_msg_size=max(settings.limits.request_kb, MAX_FRAME) * 1024, compress=False)  # at least MAX_FRAME messages of 1 KB: a frame the client library sends is read whatever [limits] request_kb
+    ws = WebSocket(heartbeat=PING_S, max_msg_size=max(settings.limits.request_kb, MAX_FRAME) * 1024, compress=False)  # at least MAX_FRAME messages of 1 KB: a frame the client library sends is read whatever [limits] request_kb
     if not ws.can_prepare(request).ok: raise ValidationError("GET /ws: expected a WebSocket handshake (headers Connection: Upgrade, Upgrade: websocket, Sec-WebSocket-Version: 13, Sec-WebSocket-Key)")
     try: await ws.prepare(request)
     except ConnectionError: return web.Response()  # the client left during the handshake: not a fault of ours (was a 500, logged with its traceback); not `ws`, half started: aiohttp would close it, an error

@@ -501,11 +501,14 @@ def test_a_client_that_keeps_up_gets_a_whole_batch_past_the_queue_limit(svc):
 def test_a_bad_frame_is_answered_at_once_and_the_client_splits_a_big_batch(svc):
     async def scenario():
         session, ws = await _ws(svc, "tom")
-        for send, error in ((ws.send_str, "frame: not JSON"), (ws.send_bytes, "frame: expected text (JSON), got binary")):
-            await send("{" if send == ws.send_str else b"{}")
+        twice = '[{"op": "ping"}, {"op": "order", "cid": "twice", "symbol": "ACME", "side": "buy", "price": 95, "qty": 1, "qty": 1000}]'
+        for send, data, error in ((ws.send_str, "{", "frame: not JSON"), (ws.send_bytes, b"{}", "frame: expected text (JSON), got binary"),
+                                  (ws.send_str, twice, "frame: key 'qty' given twice in one object")):  # before: the order traded 1,000
+            await send(data)
             while (first := json.loads((await ws.receive(timeout=5)).data)) == {"type": "heartbeat"}: pass
             assert first["type"] == "error" and first["error"].startswith(error), first  # alone: not held until a heartbeat
         await session.close()
+        assert call(svc, "GET", "orders/twice", user="tom")[0] == 404  # the frame refused whole
         async with AsyncTradingClient(svc.url, svc.keys["tom"]) as tom:  # past the service's 1,000 messages a frame
             answers = await tom.requests([{"op": "ping"} for _ in range(1_001)], check=False, timeout=5)
         assert len(answers) == 1_001 and {a["type"] for a in answers} <= {"pong", "error"}
@@ -522,9 +525,16 @@ def test_a_thousand_orders_go_in_one_frame_under_a_small_request_kb_and_a_frame_
         big = RawSocket(service.url, keys["tom"])
         big.sock.settimeout(10)
         big.send({"op": "ping", "pad": "x" * 1_024_000})  # past the 1,000 KB that a frame may always have
-        with pytest.raises(ConnectionError, match="closed by the service: 1009"):
+        with pytest.raises(ConnectionError, match=r"closed by the service: 1009 frame not read: Message size \d+ exceeds limit 1024000 bytes \(\[limits\] request_kb\)"):
             while True: big.messages()
     finally: stop(service)
+
+def test_a_frame_of_text_that_is_not_utf8_is_closed_with_1007_saying_why(svc):
+    bad = RawSocket(svc.url, svc.keys["tom"])
+    bad.sock.settimeout(10)
+    bad.send(b'{"op": "ping", "req": "\xff"}')
+    with pytest.raises(ConnectionError, match="closed by the service: 1007 frame not read: Invalid UTF-8 text message"):  # was the code alone
+        while True: bad.messages()
 
 def test_a_consumer_that_falls_behind_is_closed_with_the_reason(svc):
     slow = RawSocket(svc.url, svc.keys["vic"])
