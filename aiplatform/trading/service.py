@@ -9,7 +9,7 @@ __all__ = ['COMMANDS_ANSWERED', 'TRADES', 'TRADED', 'REFUSED', 'CLOSED', 'CONNEC
            'ANSWERS', 'NO_KEY', 'TOO_MANY', 'ORDER_RULES', 'OTHER_PATHS', 'INFO', 'ROOM', 'ACCEPT_LOG_S', 'SYNCS',
            'RECHECKS', 'EXPORTS', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub', 'close_reason', 'Connection',
            'Route', 'query', 'me', 'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders',
-           'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume', 'key_twice', 'WebSocket', 'websocket',
+           'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume', 'keys_fault', 'WebSocket', 'websocket',
            'recheck', 'Metrics', 'answer_schemas', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
@@ -576,24 +576,27 @@ class _Twice(Exception): pass
 def _once(pairs) -> dict:
     out = {}
     for key, value in pairs:
-        if key in out: raise _Twice(repr(key))
+        if key in out: raise _Twice(reprlib.repr(key))
         out[key] = value
     return out
 
-def key_twice(text: str, data) -> str | None:
-    "The key (its repr) that the JSON `text`, read as `data`, gives twice in one object; None if none does."
-    if "\\" not in text:  # no escape: each string's two quotes and only those, in both
-        try:
-            if text.count('"') == orjson.dumps(data).count(b'"'): return None
-        except TypeError: pass  # nested deeper than orjson writes (254): read again
+def _ends(text) -> int:
+    "How many strings the JSON `text` (str or bytes) holds, keys and values: its unescaped quotes, halved (an escape is a backslash and the character after it, from the left)."
+    q, b = ('"', "\\") if isinstance(text, str) else (b'"', b"\\")
+    return (text.count(q) - (text.replace(b + b, text[:0]).count(b + q) if b in text else 0)) // 2
+
+def keys_fault(text: str, data) -> str | None:
+    "Why the JSON `text`, read as `data`, is refused as a frame: a key given twice in one object, or nesting past 254 levels (which no op takes: too deep to look); None if neither."
+    try: written = orjson.dumps(data)
+    except TypeError: return "nested past 254 levels"
+    if _ends(text) == _ends(written): return None  # a key given twice is read once
     try: json.loads(text, object_pairs_hook=_once)
-    except _Twice as e: return str(e)
-    except RecursionError: pass  # nested deeper than Python's parser goes: a value that no op takes, refused as such
+    except _Twice as e: return f"key {e} given twice in one object"
     return None
 
 # %% ../../nbs/trading/14_service.ipynb #acbb6493
 def _messages(msg, conn) -> list:
-    "The client messages in the WebSocket frame `msg`; none, with an error pushed to `conn`, for a frame that is not JSON text of 1 to `MAX_FRAME` messages, or gives a key twice in one object (it takes a token of the rate limit: a mistake counts too)."
+    "The client messages in the WebSocket frame `msg`; none, with an error pushed to `conn`, for a frame that is not JSON text of 1 to `MAX_FRAME` messages, or gives a key twice in one object, or nests past 254 levels (it takes a token of the rate limit: a mistake counts too)."
     def error(text):
         answer = {"type": "error", "req": None, "error": f"frame: {text}", "status": 400}
         if not conn.rate.take(): answer.update(error=conn.too_many(), status=TooMany.status, retry_after_s=conn.retry_after())
@@ -603,7 +606,7 @@ def _messages(msg, conn) -> list:
     if msg.type != WSMsgType.TEXT: return error(f"expected text (JSON), got {msg.type.name.lower()}")
     try: data = orjson.loads(msg.data)  # text orjson reads is text it writes back (no lone surrogate); an integer past 64 bits comes as a float, refused as not whole
     except ValueError as e: return error(f"not JSON ({e})")
-    if twice := key_twice(msg.data, data): return error(f"key {twice} given twice in one object")
+    if fault := keys_fault(msg.data, data): return error(fault)
     messages = data if isinstance(data, list) else [data]
     if not messages: return error(f"an empty list, expected 1 to {MAX_FRAME} messages")
     return messages if len(messages) <= MAX_FRAME else error(f"{len(messages)} messages, at most {MAX_FRAME}")
@@ -620,7 +623,7 @@ class WebSocket(web.WebSocketResponse):
     async def close(self, *, code=1000, message=b"", drain=True):
         reader = getattr(self, "_reader", None)
         if not message and code != 1000 and reader is not None and isinstance(e := reader.exception(), WebSocketError):
-            message = (f"frame not read: {e}" + (" bytes ([limits] request_kb)" if code == 1009 else ""))[:120].encode()  # a close frame's reason: at most 123 bytes
+            message = (f"frame not read: {e}" + (f" bytes ([limits] request_kb, never under {MAX_FRAME:,} KB)" if code == 1009 else ""))[:120].encode()  # a close frame's reason: at most 123 bytes
         return await super().close(code=code, message=message, drain=drain)
 
 async def websocket(request):
