@@ -158,17 +158,10 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
                 if (error := strategy.failure()) is not None: raise error
                 if (now := asyncio.get_running_loop().time()) - ticked >= TIMER_S:
                     ticked = now
-                    await strategy.on_timer()
+                    while not inbox.empty() and asyncio.get_running_loop().time() - now < TIMER_S: await _tell(strategy, inbox.get_nowait())  # first what came while
+                    await strategy.on_timer()  # it last ran (its answers awaited): the fills told agree with the position read (before: one message a timer, ever further behind)
                 if (m := await _next(inbox, TIMER_S)) is None: continue
-                kind, symbol = m["type"], m.get("symbol")
-                if symbol != strategy.symbol: continue
-                if kind in ("book", "book_snapshot") and symbol in client.books: await strategy.on_book(client.books[symbol])
-                elif kind == "trade": await strategy.on_trade(m)
-                elif kind == "fill" and m["cid"] in client.placed:
-                    strategy.took(m)
-                    await strategy.on_fill(m)
-                if kind in ("trade", "position"):  # the P&L follows every trade, the bot's or not (none held: 0, the positions read)
-                    strategy.pnl_history.append((time.time(), strategy.pnl, strategy.position))
+                await _tell(strategy, m)
             if (error := strategy.failure()) is not None: raise error  # one that came in the last turn: told, not lost
         except Exception:
             log.exception("bot %s on %s stopped by an error", strategy.name, strategy.symbol)
@@ -191,6 +184,18 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
             else: await _last_position(strategy)
             if stop_error is not None and sys.exc_info()[1] is None: raise stop_error
     return strategy
+
+async def _tell(strategy, m):
+    "Call the hook of `strategy` that the client message `m` is for, if any."
+    kind, symbol, client = m["type"], m.get("symbol"), strategy.client
+    if symbol != strategy.symbol: return
+    if kind in ("book", "book_snapshot") and symbol in client.books: await strategy.on_book(client.books[symbol])
+    elif kind == "trade": await strategy.on_trade(m)
+    elif kind == "fill" and m["cid"] in client.placed:
+        strategy.took(m)
+        await strategy.on_fill(m)
+    if kind in ("trade", "position"):  # the P&L follows every trade, the bot's or not (none held: 0, the positions read)
+        strategy.pnl_history.append((time.time(), strategy.pnl, strategy.position))
 
 async def _last_position(strategy):
     """Read the bot's position where it ended, into its P&L, and the fills of its own orders it was not told of, into `own`: a fill

@@ -84,6 +84,28 @@ def test_on_a_quiet_book_a_market_maker_quotes_again_and_momentum_samples(market
         for bot in (maker, momentum):
             if bot: bot.stop()
 
+class SlowTimer(Strategy):
+    "Counts the trades it was told; its timer waits 0.3 s, as for an order's answer from far away, and notes how many trades the client held but had not told it."
+    async def on_start(self): self.told, self.untold = 0, []
+    async def on_trade(self, trade): self.told += 1
+    async def on_timer(self):
+        self.untold.append(len(self.client.trades.get(self.symbol, ())) - self.told)
+        await asyncio.sleep(0.3)
+
+def test_a_bot_whose_timer_waits_is_told_all_that_came_before_its_next_timer(market):
+    "Before: one message a timer, ever further behind (of 20 trades, 5 told, and 15 held untold at the last timer); a momentum bot read a position holding fills it was not told of, and bought past its max_position."
+    add_symbol(market, symbol="BUSY")
+    bot = BotThread(SlowTimer("BUSY"), market.url, market.keys["ada"])
+    with TradingClient(market.url, market.keys["tom"]) as tom, TradingClient(market.url, market.keys["tess"]) as tess:
+        try:
+            assert bot.wait_started(), bot.error
+            for k in range(20):
+                tom.order("BUSY", "sell", 1, 100), tess.order("BUSY", "buy", 1, 100)
+                time.sleep(0.05)
+            time.sleep(0.8)
+            assert bot.strategy.told == 20 and set(bot.strategy.untold) == {0}, bot.strategy.untold  # each timer told all before it
+        finally: bot.stop()
+
 def test_momentum_counts_the_fills_its_answer_told_before_its_position_came(market):
     "A market order's answer comes a frame before its fills and the position: the service 120 ms away, the next sample bought again on the old position (20 past a max_position of 10)."
     add_symbol(market, symbol="RISE")
