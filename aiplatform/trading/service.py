@@ -589,7 +589,9 @@ def keys_fault(text: str, data) -> str | None:
     "Why the JSON `text`, read as `data`, is refused as a frame: a key given twice in one object, or nesting past 254 levels (which no op takes: too deep to look); None if neither."
     try: written = orjson.dumps(data)
     except TypeError: return "nested past 254 levels"
-    if _ends(text) == _ends(written): return None  # a key given twice is read once
+    if "\\" in text or b"\\" in written:  # escapes: count the strings' ends (a key given twice is read once)
+        if _ends(text) == _ends(written): return None
+    elif text.count('"') == written.count(b'"'): return None  # each string's two quotes, and only those
     try: json.loads(text, object_pairs_hook=_once)
     except _Twice as e: return f"key {e} given twice in one object"
     return None
