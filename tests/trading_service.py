@@ -90,9 +90,9 @@ class Proxy:
         ready.wait()
         self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/"
 
-    def cut(self, from_service=False, skip=0):
-        "Cut the connection that carries the next bytes from the client (or the service), past `skip` writes let through first."
-        self._cut = [from_service, skip]
+    def cut(self, from_service=False, skip=0, holding=None):
+        "Cut the connection that carries the next bytes from the client (or the service) that hold the bytes `holding` (any, if None), past `skip` such writes let through first."
+        self._cut = [from_service, skip, holding]
 
     def abort(self): self.loop.call_soon_threadsafe(lambda: [w.transport.abort() for w in self._open])
 
@@ -110,7 +110,7 @@ class Proxy:
                 while data := await source.read(1 << 16):
                     if (self.deaf if from_service else self.silent): continue
                     if self.delay and not from_service: await asyncio.sleep(self.delay)
-                    if self._cut and self._cut[0] == from_service:
+                    if self._cut and self._cut[0] == from_service and (self._cut[2] is None or self._cut[2] in data):
                         if self._cut[1]: self._cut[1] -= 1
                         else:
                             self._cut = None

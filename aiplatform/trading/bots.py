@@ -148,18 +148,21 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
         client.listeners.append(inbox.put_nowait)
         for channel, symbol in (("book", strategy.symbol), ("trades", strategy.symbol), ("orders", None), ("positions", None)):
             await client.subscribe(channel, symbol, wait=[client.shard(strategy.symbol)])  # the account's channels on other shards: in the background (one down or hung stops no bot)
-        deadline = None if seconds is None else asyncio.get_running_loop().time() + seconds
+        loop = asyncio.get_running_loop()
+        deadline = None if seconds is None else loop.time() + seconds
+        ending = lambda: stop.is_set() or deadline is not None and loop.time() >= deadline or strategy.failure() is not None
         try:
             await strategy.on_start()
             strategy.started.set()
             strategy.pnl_history.append((time.time(), strategy.pnl, strategy.position))  # where it starts, from the snapshots: before any trade
-            ticked = asyncio.get_running_loop().time()
-            while not stop.is_set() and (deadline is None or asyncio.get_running_loop().time() < deadline):
+            ticked = loop.time()
+            while not stop.is_set() and (deadline is None or loop.time() < deadline):
                 if (error := strategy.failure()) is not None: raise error
-                if (now := asyncio.get_running_loop().time()) - ticked >= TIMER_S:
+                if (now := loop.time()) - ticked >= TIMER_S:
                     ticked = now
-                    while not inbox.empty() and asyncio.get_running_loop().time() - now < TIMER_S: await _tell(strategy, inbox.get_nowait())  # first what came while
-                    await strategy.on_timer()  # it last ran (its answers awaited): the fills told agree with the position read (before: one message a timer, ever further behind)
+                    while not inbox.empty() and loop.time() - now < TIMER_S and not ending(): await _tell(strategy, inbox.get_nowait())  # first, what came since it
+                    if ending(): continue  # last ran, its answers awaited (before: one message a timer, ever further behind); no timer after a stop
+                    await strategy.on_timer()
                 if (m := await _next(inbox, TIMER_S)) is None: continue
                 await _tell(strategy, m)
             if (error := strategy.failure()) is not None: raise error  # one that came in the last turn: told, not lost
@@ -389,12 +392,20 @@ class MomentumMA(Strategy):
         _need("interval_s", interval_s, _positive(interval_s), _SECONDS)
         super().__init__(symbol, fast=fast, slow=slow, qty=qty, max_position=max_position, interval_s=interval_s)
         self.prices, self.sampled_at, self.signal = [], 0.0, 0
-        self.unseen = {}  # cid: the signed lots its answer said filled, until its fills come (the position comes with them, after the answer)
+        self.unseen = {}  # cid: signed lots its answer said filled (0 till it comes) less those of its fills the client has read: not yet in the position
+
+    async def on_start(self): self.client.listeners.append(self.read)
+
+    def read(self, m):
+        "A client message as the client reads it, when it moves the position too: a fill of an order in `unseen` is in the position now."
+        if m["type"] != "fill" or (cid := m["cid"]) not in self.unseen: return
+        if left := self.unseen[cid] - (m["qty"] if m["side"] == "buy" else -m["qty"]): self.unseen[cid] = left
+        else: del self.unseen[cid]  # all that its answer said filled
 
     async def on_timer(self):
-        "Sample the mid every `interval_s`; trade towards the signal's target position."
+        "Sample the mid every `interval_s`, while the client is in sync with the service; trade towards the signal's target position."
         p, now = self.params, time.monotonic()
-        if now - self.sampled_at < p["interval_s"] or (mid := self.mid()) is None: return
+        if now - self.sampled_at < p["interval_s"] or not self.client.in_sync(self.symbol) or (mid := self.mid()) is None: return  # a drop: the position it missed comes first
         self.sampled_at = now
         self.prices = (self.prices + [mid])[-p["slow"]:]
         self.signal = ma_signal(self.prices, p["fast"], p["slow"])
@@ -402,16 +413,15 @@ class MomentumMA(Strategy):
         if (gap := target - self.position - sum(self.unseen.values())) and self.signal:  # before: a fill not yet in the position traded again, past max_position
             qty = min(abs(gap), p["qty"]) // self.lot * self.lot
             if not qty: return
-            try: o = await self.client.order(self.symbol, "buy" if gap > 0 else "sell", qty, kind="market", tif="IOC")
+            self.unseen[cid := new_cid()] = 0
+            try: o = await self.client.order(self.symbol, "buy" if gap > 0 else "sell", qty, cid=cid, kind="market", tif="IOC")
             except _REFUSED as e: self.refused(e)
             except _NOT_NOW as e: get_logger("trading.bots").info("momentum %s: %s", self.symbol, e)
             else:
                 self.placed()
-                if o["filled"]: self.unseen[o["cid"]] = o["filled"] if gap > 0 else -o["filled"]
-
-    async def on_fill(self, fill):
-        "The position now holds `fill` (it came in the fill's frame): no longer counted as unseen."
-        if (left := self.unseen.pop(fill["cid"], 0)) and (left := left - (fill["qty"] if left > 0 else -fill["qty"])): self.unseen[fill["cid"]] = left
+                if left := self.unseen.pop(cid, 0) + (o["filled"] if gap > 0 else -o["filled"]): self.unseen[cid] = left  # filled, its fills not all read yet
+                return
+            self.unseen.pop(cid, 0)  # refused, or its answer lost: what it filled is in the position once the client is in sync
 
 # %% ../../nbs/trading/16_bots.ipynb #c058cddf
 async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, speed: float = 1.0, offset: int = 0,

@@ -390,6 +390,11 @@ def connected(self: AsyncTradingClient, symbol) -> bool:
     return ws is not None and not ws.closed
 
 @patch
+def in_sync(self: AsyncTradingClient, symbol) -> bool:
+    "Whether what the client holds of `symbol`'s shard is whole: connected, and caught up after any drop (the positions sent again, the fills it missed told)."
+    return self.connected(symbol) and self.shard(symbol) not in self._behind
+
+@patch
 def last_price(self: AsyncTradingClient, symbol) -> int | None:
     "`symbol`'s last trade price on the tape (anyone's), if any."
     tape = self.trades.get(symbol)

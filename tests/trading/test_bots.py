@@ -106,6 +106,57 @@ def test_a_bot_whose_timer_waits_is_told_all_that_came_before_its_next_timer(mar
             assert bot.strategy.told == 20 and set(bot.strategy.untold) == {0}, bot.strategy.untold  # each timer told all before it
         finally: bot.stop()
 
+def test_momentum_whose_order_answer_is_lost_trades_again_only_once_in_sync(market):
+    "Its market order filled, the answer lost with the connection: before, a sample once the new connection opened (its position not yet read again) bought again, to 20 past a max_position of 10."
+    add_symbol(market, symbol="LOST")
+    proxy = Proxy(market.url)
+    proxy.delay = 0.12
+    with TradingClient(market.url, market.keys["ada"]) as ada, TradingClient(market.url, market.keys["tom"]) as tom:
+        ada.order("LOST", "sell", 1, 10_045), tom.order("LOST", "buy", 1, 10_045)  # a trade on the tape: a mid while the book is gone
+        tom.order("LOST", "sell", 50, 10_050), tom.order("LOST", "buy", 1, 9_990)
+        bot = BotThread(MomentumMA("LOST", fast=2, slow=3, qty=10, max_position=10, interval_s=0.1), proxy.url, market.keys["tess"])
+        try:
+            assert bot.wait_started(), bot.error
+            proxy.cut(from_service=True, holding=b'"kind":"market"')  # the answer to its first market order
+            most = 0
+            for k in range(30):  # a rising mid: bids stepped up under the ask
+                tom.order("LOST", "buy", 1, 9_991 + k)
+                time.sleep(0.1)
+                most = max(most, bot.strategy.position)
+            time.sleep(1.5)
+            assert proxy._cut is None and bot.strategy.client.reconnects >= 1  # the answer was lost, and the bot reconnected
+            assert max(most, bot.strategy.position) == 10 and not bot.strategy.unseen
+        finally:
+            bot.stop(), tom.cancel_all()
+
+class Stopped(Strategy):
+    "Stops its runner (`stop`) as it is told its third trade, and notes any hook run after that; each trade's hook awaits 20 ms, its timer 0.3 s."
+    async def on_start(self): self.told, self.after_stop = 0, []
+    async def on_trade(self, trade):
+        if self.stop.is_set(): self.after_stop.append("on_trade")
+        self.told += 1
+        if self.told == 3: self.stop.set()
+        await asyncio.sleep(0.02)
+    async def on_timer(self):
+        if self.stop.is_set(): self.after_stop.append("on_timer")
+        await asyncio.sleep(0.3)
+
+def test_a_stop_set_while_the_runner_tells_what_waited_ends_the_run_there(market):
+    "Before: the runner told what waited (for up to TIMER_S) and then ran on_timer, a market order for a momentum bot, after the stop."
+    add_symbol(market, symbol="HALT")
+    s = Stopped("HALT")
+    async def scenario():
+        s.stop = asyncio.Event()
+        task = asyncio.create_task(run(s, market.url, market.keys["ada"], stop=s.stop))
+        while not s.started.is_set(): await asyncio.sleep(0.01)
+        def burst():  # while its timer waits: told after it
+            with TradingClient(market.url, market.keys["tom"]) as tom, TradingClient(market.url, market.keys["tess"]) as tess:
+                for k in range(20): tom.order("HALT", "sell", 1, 100), tess.order("HALT", "buy", 1, 100)
+        await asyncio.to_thread(burst)
+        async with asyncio.timeout(5): await task
+    asyncio.run(scenario())
+    assert s.told == 3 and s.after_stop == [], (s.told, s.after_stop)
+
 def test_momentum_counts_the_fills_its_answer_told_before_its_position_came(market):
     "A market order's answer comes a frame before its fills and the position: the service 120 ms away, the next sample bought again on the old position (20 past a max_position of 10)."
     add_symbol(market, symbol="RISE")
