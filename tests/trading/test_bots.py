@@ -106,6 +106,15 @@ def test_a_bot_whose_timer_waits_is_told_all_that_came_before_its_next_timer(mar
             assert bot.strategy.told == 20 and set(bot.strategy.untold) == {0}, bot.strategy.untold  # each timer told all before it
         finally: bot.stop()
 
+def _most_held_as_the_mid_rises(bot, tom, symbol) -> int:
+    "Step `tom`'s bids up under the ask for 3 s (a rising mid); the most `bot` held meanwhile."
+    most = 0
+    for k in range(30):
+        tom.order(symbol, "buy", 1, 9_991 + k)
+        time.sleep(0.1)
+        most = max(most, bot.strategy.position)
+    return most
+
 def test_momentum_whose_order_answer_is_lost_trades_again_only_once_in_sync(market):
     "Its market order filled, the answer lost with the connection: before, a sample once the new connection opened (its position not yet read again) bought again, to 20 past a max_position of 10."
     add_symbol(market, symbol="LOST")
@@ -118,11 +127,7 @@ def test_momentum_whose_order_answer_is_lost_trades_again_only_once_in_sync(mark
         try:
             assert bot.wait_started(), bot.error
             proxy.cut(from_service=True, holding=b'"kind":"market"')  # the answer to its first market order
-            most = 0
-            for k in range(30):  # a rising mid: bids stepped up under the ask
-                tom.order("LOST", "buy", 1, 9_991 + k)
-                time.sleep(0.1)
-                most = max(most, bot.strategy.position)
+            most = _most_held_as_the_mid_rises(bot, tom, "LOST")
             time.sleep(1.5)
             assert proxy._cut is None and bot.strategy.client.reconnects >= 1  # the answer was lost, and the bot reconnected
             assert max(most, bot.strategy.position) == 10 and not bot.strategy.unseen
@@ -167,11 +172,7 @@ def test_momentum_counts_the_fills_its_answer_told_before_its_position_came(mark
         bot = BotThread(MomentumMA("RISE", fast=2, slow=3, qty=10, max_position=10, interval_s=0.1), proxy.url, market.keys["tess"])
         try:
             assert bot.wait_started(), bot.error
-            most = 0
-            for k in range(30):  # a rising mid: bids stepped up under the ask
-                tom.order("RISE", "buy", 1, 9_991 + k)
-                time.sleep(0.1)
-                most = max(most, bot.strategy.position)
+            most = _most_held_as_the_mid_rises(bot, tom, "RISE")
             time.sleep(1)
             assert max(most, bot.strategy.position) == 10 and not bot.strategy.unseen  # up to its limit, and no further
         finally:
