@@ -574,6 +574,7 @@ async def resume(request):
 class _Twice(Exception): pass
 
 def _once(pairs) -> dict:
+    "A JSON object's `pairs` as a dict (`json.loads`'s hook); `_Twice`, naming the key, for a key given twice."
     out = {}
     for key, value in pairs:
         if key in out: raise _Twice(reprlib.repr(key))
