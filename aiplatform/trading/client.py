@@ -300,6 +300,7 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
         if self._closing or self._ws.get(shard) is not new or new.closed: return  # dropped again: that reconnect catches up
         await asyncio.sleep(next(waits))  # a gateway flapping, say: tried again, or the orders that ended meanwhile would stay open here
         warn = False
+    if self._ws.get(shard) is not new or new.closed: return  # dropped during the catch-up: that reconnect's positions and catch-up still to come (before: in sync at its open)
     self._behind.pop(shard, None)
     self.reconnects += 1
 
