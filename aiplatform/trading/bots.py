@@ -18,6 +18,7 @@ from fastcore.basics import patch
 from ..core import AIPlatformError, Conflict, NotFound, ValidationError, get_logger
 from .book import KINDS, LIMIT, MAX_QTY, OP_CANCEL, OP_MODIFY, OP_SUBMIT, SIDES, STPS, TIFS
 from .client import AsyncTradingClient, OrderRejected, RateLimited, error_of, new_cid
+from .ledger import is_done
 from .sessions import MAX_FRAME
 from .data import order_flow
 from .engine import Position, some_of
@@ -393,8 +394,12 @@ class MomentumMA(Strategy):
         super().__init__(symbol, fast=fast, slow=slow, qty=qty, max_position=max_position, interval_s=interval_s)
         self.prices, self.sampled_at, self.signal = [], 0.0, 0
         self.unseen = {}  # cid: signed lots its answer said filled (0 till it comes) less those of its fills the client has read: not yet in the position
+        self.unsure = set()  # cids of orders whose answers were lost or late: how each ended is read from the client's orders
 
-    async def on_start(self): self.client.listeners.append(self.read)
+    async def on_start(self):
+        "Count fills off as the client reads them (`read`); a subclass that overrides this calls it."
+        self.unseen, self.unsure = {}, set()
+        self.client.listeners.append(self.read)
 
     def read(self, m):
         "A client message as the client reads it, when it moves the position too: a fill of an order in `unseen` is in the position now."
@@ -410,18 +415,35 @@ class MomentumMA(Strategy):
         self.prices = (self.prices + [mid])[-p["slow"]:]
         self.signal = ma_signal(self.prices, p["fast"], p["slow"])
         target = self.signal * p["max_position"]
+        if self.unsure and not self.settled(): return  # an order that may have filled: not traded past
         if (gap := target - self.position - sum(self.unseen.values())) and self.signal:  # before: a fill not yet in the position traded again, past max_position
             qty = min(abs(gap), p["qty"]) // self.lot * self.lot
             if not qty: return
             self.unseen[cid := new_cid()] = 0
             try: o = await self.client.order(self.symbol, "buy" if gap > 0 else "sell", qty, cid=cid, kind="market", tif="IOC")
             except _REFUSED as e: self.refused(e)
-            except _NOT_NOW as e: get_logger("trading.bots").info("momentum %s: %s", self.symbol, e)
+            except _NOT_NOW as e:
+                get_logger("trading.bots").info("momentum %s: %s", self.symbol, e)
+                if isinstance(e, (ConnectionError, TimeoutError)): return self.unsure.add(cid)  # its answer lost, or late: it may have filled
             else:
                 self.placed()
-                if left := self.unseen.pop(cid, 0) + (o["filled"] if gap > 0 else -o["filled"]): self.unseen[cid] = left  # filled, its fills not all read yet
+                self._settle(cid, o["filled"] if gap > 0 else -o["filled"])
                 return
-            self.unseen.pop(cid, 0)  # refused, or its answer lost: what it filled is in the position once the client is in sync
+            self.unseen.pop(cid, 0)  # refused: never an order
+
+    def _settle(self, cid, filled):
+        "Count the signed lots `filled` of order `cid` until the client has read its fills (`read` counted those it has read)."
+        if left := self.unseen.pop(cid, 0) + filled: self.unseen[cid] = left
+
+    def settled(self) -> bool:
+        "Settle the orders whose answers were lost or late as the client now knows them (ended: what they filled; unknown to the service: nothing); whether all are."
+        for cid in list(self.unsure):
+            if (o := self.client.orders.get(cid)) is not None and is_done(o): filled = o["filled"] if o["side"] == "buy" else -o["filled"]
+            elif cid not in self.client.placed: filled = 0  # the client found that it never reached the service
+            else: continue
+            self.unsure.discard(cid)
+            self._settle(cid, filled)
+        return not self.unsure
 
 # %% ../../nbs/trading/16_bots.ipynb #c058cddf
 async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, speed: float = 1.0, offset: int = 0,
