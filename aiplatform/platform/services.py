@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['SECURITY_HEADERS', 'SETTINGS', 'CALLERS', 'RATES', 'KEY_TTL_S', 'MAX_KEYS', 'configured_port', 'serverproxy_entry',
-           'error_reply', 'PlatformHandler', 'measured', 'RateLimit', 'TooMany', 'within_rate', 'json_object',
-           'ServiceHandler', 'HealthHandler', 'MetricsHandler', 'NotFoundHandler', 'service_app', 'run_service',
-           'read_json', 'caller', 'aiohttp_service', 'check_health']
+           'error_reply', 'PlatformHandler', 'measured', 'RateLimit', 'TooMany', 'within_rate', 'unique_keys',
+           'json_object', 'ServiceHandler', 'HealthHandler', 'MetricsHandler', 'NotFoundHandler', 'service_app',
+           'run_service', 'read_json', 'caller', 'aiohttp_service', 'check_health']
 
 # %% ../../nbs/platform/02_services.ipynb #676f7db0
-import asyncio, hashlib, json, os, sys, time, urllib.error, urllib.request
+import asyncio, hashlib, json, os, reprlib, sys, time, urllib.error, urllib.request
 from aiohttp import web as aioweb
 from http.client import responses
 from pathlib import Path
@@ -106,20 +106,21 @@ def within_rate(limits: dict, user, rate: float, setting: str):
     if not limit.take(): raise TooMany(f"user {user.username!r}: more than {rate:g} requests a second ({setting}); wait a moment")
 
 # %% ../../nbs/platform/02_services.ipynb #9affe8e7
-def _once(pairs) -> dict:
-    "A JSON object's `pairs` as a dict; `ValidationError` for a key given twice (parsers differ on which one counts)."
+def unique_keys(pairs) -> dict:
+    "`json.loads`'s `object_pairs_hook`: a JSON object's `pairs` as a dict; `ValidationError` for a key given twice (parsers differ on which one counts)."
     out = {}
     for key, value in pairs:
-        if key in out: raise ValidationError(f"request body: key {key!r} given twice")
+        if key in out: raise ValidationError(f"key {reprlib.repr(key)} given twice")
         out[key] = value
     return out
 
 def _not_json(constant):
-    raise ValidationError(f"request body: {constant} is not a JSON number")  # Python's parser takes it; JavaScript's and most others refuse it
+    raise ValidationError(f"{constant} is not a JSON number")  # Python's parser takes it; JavaScript's and most others refuse it
 
 def json_object(raw: bytes) -> dict:
     "A request body as a JSON object; `ValidationError` saying why it is not one."
-    try: body = json.loads(raw or b"null", object_pairs_hook=_once, parse_constant=_not_json)
+    try: body = json.loads(raw or b"null", object_pairs_hook=unique_keys, parse_constant=_not_json)
+    except ValidationError as e: raise ValidationError(f"request body: {e}") from None
     except (ValueError, UnicodeDecodeError, RecursionError) as e: raise ValidationError(f"request body: not JSON ({e})") from None
     if not isinstance(body, dict): raise ValidationError("request body: expected a JSON object")
     return body

@@ -23,7 +23,7 @@ from fastcore.basics import patch
 from ..core import AIPlatformError, ConfigError, Conflict, Forbidden, NotFound, Unauthorized, ValidationError, get_logger
 from ..platform.auth import check_bearer, get_user
 from ..platform.metrics import FAILURES, OPERATIONS, REGISTRY
-from ..platform.services import SETTINGS, RateLimit, TooMany, aiohttp_service, caller, read_json
+from ..platform.services import SETTINGS, RateLimit, TooMany, aiohttp_service, caller, read_json, unique_keys
 from .engine import RiskLimits
 from .ledger import OrderState, is_done, public
 from .market import Market, SymbolSpec, symbol_spec, warm_up
@@ -571,16 +571,6 @@ async def resume(request):
     return _json(request.app[MARKET].halt(request.match_info["symbol"], False).model_dump())
 
 # %% ../../nbs/trading/14_service.ipynb #f8cb8108
-class _Twice(Exception): pass
-
-def _once(pairs) -> dict:
-    "A JSON object's `pairs` as a dict (`json.loads`'s hook); `_Twice`, naming the key, for a key given twice."
-    out = {}
-    for key, value in pairs:
-        if key in out: raise _Twice(reprlib.repr(key))
-        out[key] = value
-    return out
-
 def _ends(text) -> int:
     "How many strings the JSON `text` (str or bytes) holds, keys and values: its unescaped quotes, halved (an escape is a backslash and the character after it, from the left)."
     q, b = ('"', "\\") if isinstance(text, str) else (b'"', b"\\")
@@ -593,8 +583,8 @@ def keys_fault(text: str, data) -> str | None:
     if "\\" in text or b"\\" in written:  # escapes: count the strings' ends (a key given twice is read once)
         if _ends(text) == _ends(written): return None
     elif text.count('"') == written.count(b'"'): return None  # each string's two quotes, and only those
-    try: json.loads(text, object_pairs_hook=_once)
-    except _Twice as e: return f"key {e} given twice in one object"
+    try: json.loads(text, object_pairs_hook=unique_keys)
+    except ValidationError as e: return f"{e} in one object"
     return None
 
 # %% ../../nbs/trading/14_service.ipynb #acbb6493
