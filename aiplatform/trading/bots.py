@@ -333,8 +333,9 @@ def wanted(self: MarketMaker, mid) -> dict:
 
 @patch
 async def requote(self: MarketMaker):
-    "Quote `wanted(reference())`: a quote standing at its price and size stays (its place in the queue kept), others are cancelled and placed anew."
-    if (mid := self.reference()) is None: return
+    """Quote `wanted(reference())`: a quote standing at its price and size stays (its place in the queue kept), others are cancelled and placed anew.
+    Nothing while the client is out of sync with the service: after a drop, the fills it missed may have moved the position its sizes follow."""
+    if not self.client.in_sync(self.symbol) or (mid := self.reference()) is None: return
     wanted = self.wanted(mid)
     for cid, key in list(self.quotes.items()):
         if key in wanted and (o := self.client.orders.get(cid)) and o["status"] == "open" and (o["price"], o["remaining"]) == wanted[key]: continue
