@@ -4,14 +4,14 @@
 
 # %% auto #0
 __all__ = ['CONNECT_S', 'PING_S', 'REFUSED_S', 'CLOSE_S', 'FETCH_AGAIN_S', 'CATCH_UP_LIMIT', 'GET_S', 'COLUMNS', 'LIVE',
-           'OrderRejected', 'RateLimited', 'error_of', 'AsyncTradingClient', 'new_cid', 'order_message',
+           'OrderRejected', 'RateLimited', 'error_of', 'base_url', 'AsyncTradingClient', 'new_cid', 'order_message',
            'TradingClient']
 
 # %% ../../nbs/trading/15_client.ipynb #c1517e7c
-import asyncio, copy, itertools, json, math, random, re, secrets, threading, warnings, weakref
+import asyncio, copy, itertools, json, math, numbers, random, re, secrets, threading, warnings, weakref
 from collections import deque
 from contextlib import suppress
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 import aiohttp
 import pandas as pd
 from fastcore.basics import patch
@@ -51,11 +51,19 @@ PING_S = 10  # a ping every so many seconds: a shard gone silent (a link stalled
 REFUSED_S = 60  # seconds between tries to reconnect with a key the service refuses (revoked, its user disabled), not 5: dead clients cost it little
 CLOSE_S = 2  # seconds a close waits for the shard's close frame (aiohttp's default: 10): a silent one is dropped then, its orders cancelled on disconnect as on a clean close
 
+def base_url(url) -> str:
+    "A shard's base URL, ending in '/'; `ValueError` for one that is not (before: a URL without its scheme failed at the first call, in aiohttp's words)."
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.path.rstrip("/").endswith("/ws"):
+        raise ValueError(f"url {url!r}: expected the service's base URL, http:// or https://, e.g. http://127.0.0.1:8010/ (not its /ws)")
+    return url.rstrip("/") + "/"
+
 class AsyncTradingClient:
     """The trading service from asyncio code; `urls`: the service's base URL, or every shard's in shard order; `tape`: trades kept
     per symbol; `keep`: fills kept, and done orders kept besides the open ones."""
     def __init__(self, urls, key: str, cancel_on_disconnect=False, tape=1_000, keep=10_000):
-        self.urls = [u.rstrip("/") + "/" for u in ([urls] if isinstance(urls, str) else urls)]
+        self.urls = [base_url(u) for u in ([urls] if isinstance(urls, str) else urls)]
+        if not self.urls: raise ValueError("urls []: expected the service's base URL, or every shard's")
         self.key, self.cancel_on_disconnect = key, cancel_on_disconnect
         self.books, self.trades, self.orders, self.positions, self.fills = {}, {}, {}, {}, deque(maxlen=keep)
         self._fill_ids = set()  # the ids of the fills held: a fill the stream brings after a catch-up fetched it is held and told once
@@ -72,7 +80,9 @@ class AsyncTradingClient:
         self._unsubscribes = {}  # (channel, symbol): how many times unsubscribed, so that a subscription answered after one is made again (`_follow`)
         self._reqs, self.placed, self._tasks = itertools.count(1), set(), set()  # the cids of the orders this client sent; its background tasks
 
-    def shard(self, symbol) -> int: return shard_of(symbol, len(self.urls))
+    def shard(self, symbol) -> int:
+        if not isinstance(symbol, str): raise ValidationError(f"symbol {symbol!r}: expected a symbol, a string of 1 to 16 capitals, digits, '.', '_' or '-'")
+        return shard_of(symbol, len(self.urls))
 
     async def __aenter__(self): return self
     async def __aexit__(self, *exc): await self.close()
@@ -316,6 +326,9 @@ async def _fetch(self: AsyncTradingClient, shard) -> bool:
     "`shard`'s part of `fetch_history`; whether it is done (if not, done once a connection to it opens: `_socket`)."
     done = False
     try: done = await self._catch_up(shard, warn=False)
+    except AIPlatformError:  # refused for good: not asked again
+        done = True
+        raise
     finally:
         if not done:  # failed, or given up by the caller
             self._unfetched.add(shard)
@@ -380,7 +393,9 @@ async def _catch_up(self: AsyncTradingClient, shard, since_ns=None, warn=True) -
     except (*_NOT_NOW, OSError, ValueError) as e:  # not now (a gateway flapping, a cut): tried again
         if warn: get_logger("trading.client").warning("%s: catching up after a reconnect: %s; trying again", self.urls[shard], e)
         return False
-    except AIPlatformError as e: get_logger("trading.client").warning("%s: catching up after a reconnect refused: %s", self.urls[shard], e)  # for good: not tried again
+    except AIPlatformError as e:  # for good: not tried again
+        if not warn: raise  # `fetch_history`'s: its caller hears why (a viewer's key has no orders to fetch; before: logged as a reconnect's)
+        get_logger("trading.client").warning("%s: catching up after a reconnect refused: %s", self.urls[shard], e)
     return True
 
 # %% ../../nbs/trading/15_client.ipynb #400d0856
@@ -420,6 +435,16 @@ def _raise(answer: dict) -> dict:
     if answer["type"] in ("reject", "error"): raise error_of(answer.get("status", 422), answer["error"], answer.get("order"), answer.get("retry_after_s"))
     return answer
 
+def _plain(v):
+    "What `json` cannot write itself: a NumPy integer (a value read from a table, say) as the int it is."
+    if isinstance(v, numbers.Integral): return int(v)
+    raise TypeError(f"{type(v).__name__} is not JSON")
+
+def _unwritable(v) -> str | None:
+    "What a message's field `v` should have been, if it cannot be sent (`None` if it can)."
+    if isinstance(v, float) and not math.isfinite(v): return "a finite number"
+    if not (v is None or isinstance(v, (str, float, numbers.Integral, list, dict))): return f"a number, a string, true or false, not a {type(v).__name__}"
+
 @patch
 async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, check=True, timeout=30.0) -> list[dict]:
     "Send `messages` to `shard` (in one frame, or one per `MAX_FRAME`); their answers, in order (errors raised unless `check=False`), within `timeout` seconds."
@@ -431,10 +456,10 @@ async def requests(self: AsyncTradingClient, messages: list[dict], shard=0, chec
     try:
         if ws.closed: raise ConnectionError(f"{self.urls[shard]}ws: connection closed; reconnecting")  # its reader has ended and failed the requests it knew
         parts = [messages[i:i + MAX_FRAME] for i in range(0, len(messages), MAX_FRAME)]
-        try: frames = [json.dumps(part if len(part) > 1 else part[0], allow_nan=False) for part in parts]  # all before any is sent
-        except ValueError:  # a NaN or an infinity: the service could read no message of its frame, nor say which one it was
-            if (bad := next(((k, f, v) for k, m in enumerate(messages) for f, v in m.items() if isinstance(v, float) and not math.isfinite(v)), None)) is None: raise
-            raise ValidationError(f"{bad[1]} {bad[2]!r} (message {bad[0]}): expected a finite number; nothing sent") from None
+        try: frames = [json.dumps(part if len(part) > 1 else part[0], allow_nan=False, default=_plain) for part in parts]  # all before any is sent
+        except (ValueError, TypeError):  # a NaN or an infinity, or what JSON has no form for: the service could read no message of its frame, nor say which one it was
+            if (bad := next(((k, f, v, why) for k, m in enumerate(messages) for f, v in m.items() if (why := _unwritable(v))), None)) is None: raise
+            raise ValidationError(f"{bad[1]} {bad[2]!r} (message {bad[0]}): expected {bad[3]}; nothing sent") from None
         async with asyncio.timeout(timeout):  # the sending too: a shard that stops reading fills the socket
             for part, text in zip(parts, frames):
                 sent += len(part)  # from here on it may reach the service
@@ -462,7 +487,7 @@ def new_cid() -> str: return secrets.token_hex(8)
 def order_message(symbol, side, qty, price=None, cid=None, **kwargs) -> dict:
     "The message of a new order (a limit order when priced, else a market one)."
     kwargs.setdefault("kind", "limit" if price is not None else "market")
-    return dict(op="order", cid=cid or new_cid(), symbol=symbol, side=side, qty=qty, **({"price": price} if price is not None else {}), **kwargs)
+    return dict(op="order", cid=new_cid() if cid is None else cid, symbol=symbol, side=side, qty=qty, **({"price": price} if price is not None else {}), **kwargs)
 
 @patch
 async def order(self: AsyncTradingClient, symbol, side, qty, price=None, cid=None, **kwargs) -> dict:
@@ -634,13 +659,16 @@ async def symbols(self: AsyncTradingClient) -> pd.DataFrame:
 async def depth(self: AsyncTradingClient, symbol, levels=10) -> dict:
     return await self.get(f"depth/{symbol}", self.shard(symbol), levels=levels)
 
-COLUMNS = {"orders": [k for k in OrderState.__annotations__ if k != "notional"] + ["avg_price"],
-           "fills": ["fill_id", "order_id", "cid", "account", "symbol", "side", "price", "qty", "liquidity", "ns"],
-           "positions": ["type", "symbol", "qty", "avg_price", "last", "realized", "unrealized", "pnl"]}
+_DTYPES = {int: "int64", int | None: "Int64", str: "str", float: "float64"}  # Int64: pandas' integers that may be missing (a market order's price)
+COLUMNS = {"orders": {k: _DTYPES[t] for k, t in OrderState.__annotations__.items() if k != "notional"} | {"avg_price": "float64"},
+           "fills": {"fill_id": "str", "order_id": "int64", "cid": "str", "account": "int64", "symbol": "str", "side": "str", "price": "int64", "qty": "int64", "liquidity": "str", "ns": "int64"},
+           "positions": {"type": "str", "symbol": "str", "qty": "int64", "avg_price": "float64", "last": "Int64", "realized": "float64", "unrealized": "float64", "pnl": "float64"}}
 
 def _frame(rows, what) -> pd.DataFrame:
-    "`rows` as a table; with the columns of `what` when there are none, so that code naming a column works on a new account too."
-    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=COLUMNS[what])
+    """`rows` as a table, each column of `what` of its type whichever rows there are (before: a price became a float once a market order
+    was among them, and a value read back was refused); with those columns when there are no rows, so that code naming a column works on a new account too."""
+    table = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(COLUMNS[what]))
+    return table.astype({k: t for k, t in COLUMNS[what].items() if k in table})
 
 def _newest(rows, key, limit, what) -> list:
     "The newest `limit` of `rows` (every shard's) by `key`, oldest first: the shards' in time order, not one shard's after another's; a warning when more may have been left out."

@@ -46,6 +46,30 @@ def test_a_price_that_is_no_json_number_is_refused_before_anything_is_sent(svc):
             with pytest.raises(NotFound): await c.get("orders/fine")  # the good one of the frame: not sent either
     asyncio.run(main())
 
+def test_values_read_from_the_tables_are_sent_back_as_they_are_and_what_json_cannot_write_is_refused_by_name(svc):
+    from decimal import Decimal
+    with TradingClient(svc.url, svc.keys["tess"]) as tc:
+        tc.order("DEMO", "buy", 4, 80, cid="table-1"), tc.order("DEMO", "buy", 1, kind="market", tif="IOC", cid="table-m")  # a market order's price: none
+        table = tc.orders_frame("all", symbol="DEMO")
+        assert str(table.price.dtype) == "Int64"  # before: float64 beside a market order, and 80.0 refused as no whole price
+        row = table[table.cid == "table-1"].iloc[0]
+        assert tc.modify("table-1", price=row.price + 1, qty=row.qty - 1)["price"] == 81  # NumPy integers (before: TypeError, naming no field)
+        with pytest.raises(ValidationError, match=r"^qty Decimal\('2'\) \(message 0\): expected a number, a string, true or false, not a Decimal; nothing sent$"):
+            tc.order("DEMO", "buy", Decimal("2"), 80, cid="table-2")
+        with pytest.raises(ValidationError, match="^symbol 5: expected a symbol"): tc.order(5, "buy", 1, 80)  # before: AttributeError
+        assert "table-2" not in tc.placed and tc.orders_frame("all", symbol="DEMO").cid.tolist() == table.cid.tolist()  # nothing sent
+        with pytest.raises(ValidationError, match="cid"): tc.order("DEMO", "buy", 1, 80, cid="")  # refused by the service (before: a new id made up)
+        tc.cancel_all()
+    with pytest.raises(ValueError, match=r"^url '127\.0\.0\.1:1': expected the service's base URL"): TradingClient("127.0.0.1:1", svc.keys["tess"])
+
+def test_fetch_history_with_a_viewers_key_says_why_it_has_none(svc):
+    from aiplatform.core import Forbidden
+    async def main():
+        async with AsyncTradingClient(svc.url, svc.keys["vic"]) as vic:
+            with pytest.raises(Forbidden, match="vic"): await vic.fetch_history()  # before: None, and a log line about a reconnect
+            assert not vic._unfetched  # refused for good: not asked again
+    asyncio.run(main())
+
 def test_the_notebook_client_never_waits_on_itself_and_reads_copies(svc):
     tc, failed = TradingClient(svc.url, svc.keys["tess"]), []
     def listener(m):  # on the client's own thread
