@@ -8,7 +8,7 @@ __all__ = ['DAY_S', 'MAX_RATE', 'TIMER_S', 'REFUSED_TO_STOP', 'STOP_S', 'BOTS', 
            'make_bot', 'param_value', 'read_key', 'main']
 
 # %% ../../nbs/trading/16_bots.ipynb #12b1686f
-import argparse, asyncio, inspect, itertools, math, numbers, os, signal, stat, sys, threading, time
+import argparse, asyncio, dataclasses, inspect, itertools, math, numbers, os, signal, stat, sys, threading, time
 import aiohttp
 from collections import deque
 from contextlib import suppress
@@ -50,6 +50,7 @@ class Strategy:
         self.stopping = False  # set once its run ends: its orders being cancelled
         self.refused_in_a_row, self.stopped_by = 0, None
         self.own = Position()  # what its own fills add up to: the account may hold more (a trader's, another bot's)
+        self._last_took = None  # (the trade, `own` before it) of the fill it was told of last: a trade with itself is told as two fills in a row
         self.forgotten_ns = 0  # the newest `ns` of a fill gone from `fills` (its newest 10,000 as told, not by time)
 
     def failure(self) -> BaseException | None:
@@ -57,9 +58,16 @@ class Strategy:
         return self.stopped_by
 
     def took(self, fill: dict):
-        "A fill of one of the bot's own orders: kept, and added to `own`."
+        """A fill of one of the bot's own orders: kept, and added to `own`; a trade of two of its orders with each other moves `own` no more
+        than the engine moves a position for one (before: its sides split `own`'s P&L between realised and average price unlike the account's)."""
         if len(self.fills) == self.fills.maxlen: self.forgotten_ns = max(self.forgotten_ns, self.fills[0]["ns"])
-        self.fills.append(fill), self.own.fill(fill["qty"] if fill["side"] == "buy" else -fill["qty"], fill["price"])
+        self.fills.append(fill)
+        trade = fill["fill_id"].rpartition(":")[0]  # the symbol and the trade's sequence number: both sides' fills name it
+        if self._last_took is not None and self._last_took[0] == trade:  # the other side of the trade just told: neither side counts
+            self.own, self._last_took = self._last_took[1], None
+            return
+        self._last_took = (trade, dataclasses.replace(self.own))
+        self.own.fill(fill["qty"] if fill["side"] == "buy" else -fill["qty"], fill["price"])
 
     def placed(self):
         "An order of the bot's was placed: its refusals are no longer in a row."
@@ -450,7 +458,10 @@ class MomentumMA(Strategy):
 async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, speed: float = 1.0, offset: int = 0,
                  prefix: str | None = None, stop: asyncio.Event | None = None) -> dict:
     "Send `commands` to `symbol` at `speed`× the pace of `times_ns`, prices shifted by `offset`, client order ids `prefix` + engine id (a new prefix by default: each replay places its orders anew); counts of what was answered, `rate_limited`: how many the connection's rate limit refused (each sent again once it allowed), `behind_s`: how far behind its schedule it fell at most, and `last_refusal`: the last refusal's error."
-    if not (isinstance(speed, numbers.Real) and math.isfinite(speed) and speed > 0): raise ValidationError(f"speed {speed!r}: expected a finite number above 0")
+    try: fine = isinstance(speed, numbers.Real) and not isinstance(speed, bool) and math.isfinite(speed) and speed > 0
+    except OverflowError: fine = False  # an int past a float's range (before: that error's traceback)
+    if not fine: raise ValidationError(f"speed {speed!r}: expected a finite number above 0")
+    if len(commands) != len(times_ns): raise ValidationError(f"commands: {len(commands):,} of them, expected one for each of the {len(times_ns):,} times")
     prefix = f"r{new_cid()}-" if prefix is None else prefix
     loop, counts, times = asyncio.get_running_loop(), {"sent": 0, "acked": 0, "rejected": 0, "rate_limited": 0, "behind_s": 0.0, "last_refusal": None}, times_ns.tolist()
     start, t0, i = loop.time(), times[0] if times else 0, 0
@@ -469,6 +480,8 @@ async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, sp
         answers = await client.requests([_message(c, symbol, f"{prefix}{int(c['order_id'])}", offset) for c in commands[i:j]],
                                         client.shard(symbol), check=False)
         passed = next((k for k, a in enumerate(answers) if a.get("status") == RateLimited.status), len(answers))  # the rest of the frame is refused with it
+        if missing := next((a for a, m in zip(answers, commands[i:j]) if a.get("status") == NotFound.status and m["op"] == OP_SUBMIT), None):
+            raise NotFound(missing["error"])  # the symbol is not traded there: every order would be refused (before: counted, and the last refusal told a cancel's)
         for answer in answers[:passed]:
             counts["acked" if answer["type"] == "ack" else "rejected"] += 1
             if answer["type"] != "ack": counts["last_refusal"] = error_of(answer.get("status", 422), answer["error"])
@@ -498,6 +511,9 @@ def journal_session(folder, rate: float = 1_000.0) -> tuple:
     _need("rate", rate, _positive(rate, 1e6) and rate >= 0.01, "commands a second from 0.01 to 1,000,000")
     if not Path(folder).is_dir(): raise ValidationError(f"folder {str(folder)!r}: not a folder (a book's journal: <data>/trading/shard-N/books/<symbol>)")
     segments = sorted(Path(folder).glob("journal-*.log"))
+    if not segments and not any(Path(folder).glob("snapshot-*.npz")):  # before: an empty session, replaying nothing, from a folder above a book's
+        books = sorted(p.name for p in Path(folder).glob("*") if any(p.glob("journal-*.log")))
+        raise ValidationError(f"folder {str(folder)!r}: no book's journal here (a book's journal: <data>/trading/shard-N/books/<symbol>)" + (f"; its books: {', '.join(books)}" if books else ""))
     commands = commands_of(read_journal(folder, after=seq_of(segments[0]) - 1 if segments else 0, repair=False)[0])
     return np.arange(len(commands), dtype=np.int64) * int(1e9 / rate), commands
 
@@ -524,6 +540,7 @@ class NoiseTrader(Strategy):
             limit = new & (cmds["kind"] == LIMIT)
             cmds["price"][limit] = np.maximum(1, cmds["price"][limit]) * self.tick
             cmds["qty"][new] = np.maximum(self.lot, cmds["qty"][new] // self.lot * self.lot)
+            cmds["stp"][new] = STPS.index("cancel_newest")  # an order that would trade with its own resting one is cancelled: no wash trades on the tape
             prefix = f"n{new_cid()}-"  # its own: a round under a prefix the service still knew would be answered with those old orders
             try:
                 counts = await replay(self.client, self.symbol, times, cmds, prefix=prefix)

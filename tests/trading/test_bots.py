@@ -1,10 +1,10 @@
 """The built-in bots trading against a real service: a market maker quoting with inventory skew, a noise trader from
 the order-flow generator and an MA momentum bot make a market together; each one's P&L and position are live; a bot
 stopped leaves no open order; replay streams a generated session at N× speed; a bot runs as its own process."""
-import asyncio, contextlib, json, os, re, signal, subprocess, sys, threading, time, urllib.request
+import asyncio, contextlib, dataclasses, json, os, re, signal, subprocess, sys, threading, time, urllib.request
 import numpy as np
 import pytest
-from aiplatform.core import ValidationError
+from aiplatform.core import NotFound, ValidationError
 from trading_service import Proxy, make_users, start_trading, stop
 from aiplatform.trading.bots import BotThread, MarketMaker, MomentumMA, NoiseTrader, Strategy, journal_session, replay, run
 from aiplatform.trading.book import OrderBook
@@ -229,6 +229,8 @@ def test_a_noise_trader_quotes_in_ticks_either_side_and_leaves_no_old_rounds_ope
         rounds = {o["cid"].split("-")[0] for o in orders if o["status"] == "open"}
     finally: noise.stop()
     assert len(rounds) <= 2, rounds  # this round's and the last one's: before, every round's leftovers stayed for ever
+    sides = [f["fill_id"].rpartition(":")[0] for f in noise.strategy.fills]
+    assert len(set(sides)) == len(sides)  # alone on its symbol, it traded with itself on both sides of each trade before (its orders' stp now cancel_newest)
     limits = {side: sorted(o["price"] for o in orders if o["kind"] == "limit" and o["side"] == side) for side in ("buy", "sell")}
     assert all(p % 100 == 0 for p in limits["buy"] + limits["sell"])
     assert limits["sell"][len(limits["sell"]) // 2] - limits["buy"][len(limits["buy"]) // 2] >= 500  # spread 10 ticks: before, 10 price units, floored to ticks
@@ -288,6 +290,34 @@ def test_replay_refuses_a_speed_that_is_not_a_finite_number_above_0():
             asyncio.run(replay(None, "DEMO", np.array([0]), [], speed=speed))
     assert asyncio.run(replay(None, "DEMO", np.array([], np.int64), [], speed=np.float64(2.0))) == {"sent": 0, "acked": 0, "rejected": 0, "rate_limited": 0, "behind_s": 0.0, "last_refusal": None}  # a NumPy number is one
     assert Strategy("DEMO").pnl_history.maxlen == 10_000  # a bot's P&L points: its newest, not one for every trade since it began
+    for speed, said in ((10**400, "speed 1000.*: expected a finite number above 0"),  # before: OverflowError
+                        (True, "speed True: expected a finite number above 0")):
+        with pytest.raises(ValidationError, match=said): asyncio.run(replay(None, "DEMO", np.array([0]), [], speed=speed))
+    with pytest.raises(ValidationError, match="^commands: 1 of them, expected one for each of the 2 times$"):  # before: IndexError
+        asyncio.run(replay(None, "DEMO", np.array([0, 1]), order_flow(1, seed=0)[1]))
+
+def test_a_journal_session_from_a_folder_above_the_books_names_them(market):
+    books = market.data/"trading"/"shard-0"/"books"
+    with pytest.raises(ValidationError, match=r"no book's journal here \(a book's journal: <data>/trading/shard-N/books/<symbol>\); its books: .*DEMO"):
+        journal_session(books)  # before: an empty session, replaying nothing
+
+def test_a_replay_into_a_symbol_not_traded_says_so(market):
+    times, commands = order_flow(20, seed=0)
+    async def main():
+        async with AsyncTradingClient(market.url, market.keys["tom"]) as c:
+            with pytest.raises(NotFound, match="^symbol 'NOSUCH': not traded"):  # before: every command refused, and the last refusal a cancel's "no such client order id"
+                await replay(c, "NOSUCH", times, commands, speed=100)
+    asyncio.run(main())
+
+def test_a_trade_of_a_bot_with_itself_moves_its_own_position_no_more_than_the_accounts():
+    bot = Strategy("DEMO")
+    bot.took({"fill_id": "DEMO:3:t", "side": "buy", "qty": 5, "price": 100, "ns": 1})
+    before = dataclasses.replace(bot.own)
+    for fill_id, side in (("DEMO:8:t", "buy"), ("DEMO:8:m", "sell")):  # its buy took its own ask: the engine moves no position for it
+        bot.took({"fill_id": fill_id, "side": side, "qty": 2, "price": 105, "ns": 2})
+    assert bot.own == before and len(bot.fills) == 3  # before: long 7 at 101.43 then 2 sold, 7.14 realised; the account's: 5 at 100, none
+    bot.took({"fill_id": "DEMO:9:m", "side": "sell", "qty": 1, "price": 110, "ns": 3})
+    assert (bot.own.qty, bot.own.realized) == (4, 10)
 
 def test_times_and_rates_must_be_finite_and_a_journal_folder_must_be_there(tmp_path):
     inf = float("inf")
