@@ -41,7 +41,8 @@ _ERRORS = {400: ValidationError, 401: Unauthorized, 403: Forbidden, 404: NotFoun
 
 def error_of(status: int, message: str, order=None, retry_after_s=None) -> AIPlatformError:
     "The platform error that the service's `status` and `message` stand for."
-    if status == 422 or (order is not None and status < 400): return OrderRejected(message, order)
+    if status == 422 or (order is not None and status < 400):  # named by its cid, as the HTTP routes name it (a WebSocket's reject says the reason alone)
+        return OrderRejected(message if order is None or message.startswith(f"order {order['cid']!r}") else f"order {order['cid']!r}: {message}", order)
     if status == RateLimited.status: return RateLimited(message, retry_after_s)
     return _ERRORS.get(status, AIPlatformError)(message)
 

@@ -59,6 +59,8 @@ def test_values_read_from_the_tables_are_sent_back_as_they_are_and_what_json_can
         with pytest.raises(ValidationError, match="^symbol 5: expected a symbol"): tc.order(5, "buy", 1, 80)  # before: AttributeError
         assert "table-2" not in tc.placed and tc.orders_frame("all", symbol="DEMO").cid.tolist() == table.cid.tolist()  # nothing sent
         with pytest.raises(ValidationError, match="cid"): tc.order("DEMO", "buy", 1, 80, cid="")  # refused by the service (before: a new id made up)
+        with pytest.raises(client.OrderRejected, match=r"^order 'table-p': post_only_would_take"):  # named, as the HTTP route names it (before: the reason alone)
+            tc.order("DEMO", "sell", 1, 81, cid="table-p", post_only=True)
         tc.cancel_all()
     with pytest.raises(ValueError, match=r"^url '127\.0\.0\.1:1': expected the service's base URL"): TradingClient("127.0.0.1:1", svc.keys["tess"])
 
