@@ -75,6 +75,7 @@ class AsyncTradingClient:
         self._following = {}  # (shard, channel, symbol) being subscribed again and again by `_follow`: (its end, what wakes it from its back-off)
         self._unsure = {}  # shard -> the cids of orders sent to it whose answers a dropped connection lost: looked up once it is back
         self.refused = {}  # shard -> why it refuses to connect this client again (its key revoked, its user disabled), while it does
+        self.halted = {}  # symbol -> whether it is halted, as the service last said to a book or trades subscription
         self._behind = {}  # shard -> the service's stamp of the newest news it had sent when it dropped: the catch-up asks what changed since
         self._streamed = {}  # shard -> the service's stamp of the newest change of an order or fill its stream brought (`_stamp`)
         self._unfetched = set()  # the shards whose history `fetch_history` asked for and did not get yet
@@ -201,6 +202,7 @@ def _on(self: AsyncTradingClient, m: dict):
         self.fills.append(m)
         self._fill_ids.add(m["fill_id"])
     elif kind == "position": self.positions[m["symbol"]] = m
+    elif kind == "status" or kind == "subscribed" and "halted" in m: self.halted[m["symbol"]] = m["halted"]
     elif kind == "positions": self.positions.update((p["symbol"], p) for p in m["positions"])
     if (waiting := self._waiting.pop(m.get("req"), None)) is not None and not waiting[1].done(): waiting[1].set_result(m)
     self._tell(m)
@@ -694,7 +696,7 @@ async def positions_frame(self: AsyncTradingClient) -> pd.DataFrame:
 
 # %% ../../nbs/trading/15_client.ipynb #3948ed66
 _dicts = lambda d: {k: dict(v) for k, v in d.items()}  # an order's, a position's, a fill's or a trade's fields are plain values
-LIVE = {"orders": _dicts, "positions": _dicts, "refused": dict, "fills": lambda d: deque(map(dict, d), d.maxlen), "books": copy.deepcopy,  # the state the loop
+LIVE = {"orders": _dicts, "positions": _dicts, "refused": dict, "halted": dict, "fills": lambda d: deque(map(dict, d), d.maxlen), "books": copy.deepcopy,  # the state the loop
         "trades": lambda t: {s: deque(map(dict, d), d.maxlen) for s, d in t.items()}, "placed": set}                   # keeps, as copies
 
 def _stop(loop, thread, made):

@@ -335,7 +335,8 @@ def redraw(self: TradingDesk):
     if c is None or not symbol: return
     book = c.books.get(symbol)
     refused = c.refused.get(c.shard(symbol))  # why its shard will not take this client again (a key revoked): said where the trader looks
-    self.ladder.value = (ladder(book.depth() if book else {}) if c.connected(symbol) else
+    halted = "<i>halted: new orders and modifies are refused until an admin resumes it; cancels pass</i>" if c.halted.get(symbol) else ""
+    self.ladder.value = (halted + ladder(book.depth() if book else {}) if c.connected(symbol) else
                          f"<i>disconnected: {html.escape(refused)}; connect with a valid key</i>" if refused else "<i>disconnected: reconnecting…</i>")
     self.tape.value = table(list(reversed(list(c.trades.get(symbol, []))[-15:])), ["price", "qty", "side"])
     open_ = [o for o in c.orders.values() if o["status"] == "open"]

@@ -129,6 +129,7 @@ class Market:
         self.tape_len = tape
         self.tape = self._kept_tape()
         self.pending, self.listeners, self.flushed, self.schedule = [], [], [], None
+        self.halt_listeners = []  # each told (symbol, halted) as a symbol is halted or resumed: by an admin, or by the market when its journal refuses a batch
         self.answered = Counter()  # (symbol, command, outcome): the commands answered after their batch (`outcome`)
         self._compacted = 0  # the ledger file's size after this run's last compaction: none yet, so its first snapshot compacts
         self._children = {}  # "snapshot", "compaction": the forked child writing it
@@ -260,8 +261,11 @@ def add_symbol(self: Market, spec: SymbolSpec):
 
 @patch
 def halt(self: Market, symbol, halted=True) -> SymbolSpec:
-    "Stop (or, with `halted=False`, resume) new orders and modifies in `symbol`; cancels still pass."
-    self.specs[symbol] = self.spec(symbol).model_copy(update={"halted": halted})
+    "Stop (or, with `halted=False`, resume) new orders and modifies in `symbol`; cancels still pass. The `halt_listeners` are told of a change."
+    was = self.spec(symbol).halted
+    self.specs[symbol] = self.specs[symbol].model_copy(update={"halted": halted})
+    if halted != was:
+        for listen in self.halt_listeners: listen(symbol, halted)
     try: self._save_symbols()
     except OSError as e:
         raise Unsaved(f"symbol {symbol!r}: {'halted' if halted else 'resumed'} now, but not saved ({_why(e)}): a restart would find it as it was") from None

@@ -86,6 +86,7 @@ class Hub:
         self.connections, self.dirty = {}, []  # every open WebSocket: its `Connection`; the connections with messages waiting
         self.closed_since = 0  # connections closed since the last full collection (`recheck`)
         market.listeners.append(self.publish)
+        market.halt_listeners.append(self.halted)
         market.flushed.append(self.drain)
 
     def drain(self):
@@ -94,6 +95,11 @@ class Hub:
         for c in dirty:
             try: c.drain()
             except Exception: c.fault()  # a drain runs inside the market's flush: it must not stop the batch's records and news, nor the others' answers
+
+    def halted(self, symbol, halted):
+        "Tell `symbol`'s book and trades subscribers that it was halted or resumed (sent at the next drain: after a batch, or the admin's request)."
+        message = Shared(type="status", symbol=symbol, halted=halted)
+        for c in self.books.get(symbol, set()) | self.trades.get(symbol, set()): c.push(message)
 
     def publish(self, symbol, changed, fills, trades, delta):
         "Hand one batch's news to whoever subscribed to it."
@@ -321,7 +327,7 @@ def _subscribe(self: Connection, op, fields, req):
         if not isinstance(symbol, str): raise ValidationError(f"symbol: required for the {channel} channel")
         self.market.spec(symbol)
         key, table = symbol, self.hub.books if channel == "book" else self.hub.trades
-    subscribed = {"type": "subscribed", "req": req, "channel": channel, "symbol": symbol}
+    subscribed = {"type": "subscribed", "req": req, "channel": channel, "symbol": symbol} | ({} if own else {"halted": self.market.specs[symbol].halted})
     if op == "subscribe" and not self._room_for(subscribed, first := self._first(channel, symbol)):  # a frame of a thousand subscriptions to a long tape: not a gigabyte in line
         raise TooMany(f"{op} {channel}: its first message counts {items_of(first):,}, and {self.outbox.size:,} already wait for this connection; "
                       f"at most {self.outbox.limit:,} ([trading] queue_limit): subscribe again once those are read")
@@ -529,7 +535,8 @@ def _page(rows: list, since, limit, stamp) -> tuple[list, bool]:
 
 async def orders(request):
     q, account = await _who(request, TRADERS, ROUTES["orders"])
-    status, since, m = q["status"], q.get("since_ns"), request.app[MARKET]
+    since, m = q.get("since_ns"), request.app[MARKET]
+    status = q.get("status", "all" if since is not None else "open")
     if "symbol" in q: m.spec(q["symbol"])  # another shard's, or no one's: said, not an empty list
     kept = [s for s in m.ledger.accounts.get(account, {}).values() if (status == "all" or is_done(s) == (status == "done")) and q.get("symbol") in (None, s["symbol"])]
     if since is not None: kept.sort(key=lambda s: s["updated_ns"])  # in the order they changed, for a page from a stamp; else as placed
@@ -560,15 +567,14 @@ async def add_symbol(request):
     request.app[MARKET].add_symbol(spec)
     return _json(spec.model_dump(), status=201)
 
-async def halt(request):
+async def _halt(request, route, halted):
     await caller(request, "admin", fresh=True)
-    query(request, ROUTES["halt"])
-    return _json(request.app[MARKET].halt(request.match_info["symbol"]).model_dump())
+    query(request, ROUTES[route])
+    try: return _json(request.app[MARKET].halt(request.match_info["symbol"], halted).model_dump())
+    finally: request.app[HUB].drain()  # the symbol's subscribers told now (a halt not saved is in force still)
 
-async def resume(request):
-    await caller(request, "admin", fresh=True)
-    query(request, ROUTES["resume"])
-    return _json(request.app[MARKET].halt(request.match_info["symbol"], False).model_dump())
+async def halt(request): return await _halt(request, "halt", True)
+async def resume(request): return await _halt(request, "resume", False)
 
 # %% ../../nbs/trading/14_service.ipynb #f8cb8108
 def _ends(text) -> int:
@@ -749,7 +755,7 @@ def _routes() -> dict:
         (None, Route("GET", "/trades/{symbol}", trades, "A symbol's recent trades.", (), None, {"limit": LIMIT(100)})),
         (None, Route("POST", "/orders", submit, "Place an order; a repeated cid answers that order's state.", TRADERS, Order, cid)),
         (None, Route("GET", "/orders", orders, "The account's orders.", TRADERS, None, cid | s | {"limit": LIMIT(1_000), "since_ns": SINCE,
-                     "status": ("which orders", {"type": "string", "enum": ["open", "done", "all"], "default": "open"})})),
+                     "status": ("which orders: by default the open ones, or all with since_ns (a client catching up misses none that ended meanwhile)", {"type": "string", "enum": ["open", "done", "all"]})})),
         ("cancel_all", Route("POST", "/orders/cancel-all", cancel_all, "Cancel every open order (of one symbol, if given).", TRADERS, CancelAll, cid | s)),
         (None, Route("GET", "/orders/{cid}", order, "One order by its client order id.", TRADERS, None, cid)),
         (None, Route("DELETE", "/orders/{cid}", cancel, "Cancel an open order.", TRADERS, None, cid)),

@@ -38,6 +38,23 @@ def test_a_reconnected_desk_still_follows_its_symbol(svc):
     assert "spread &#x27;two&#x27;: expected a whole number from 1" in d.status.value and d.bots == {}
     d.client.cancel_all(), d.client.close()
 
+def test_a_halted_symbol_is_said_above_its_ladder(svc):
+    import json, urllib.request
+    d = desk_on(svc, "tess")
+    def admin(route):
+        request = urllib.request.Request(f"{svc.url}admin/symbols/ZETA/{route}", data=b"", headers={"Authorization": f"Bearer {svc.keys['ada']}"}, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as r: return json.loads(r.read())["halted"]
+    try:
+        d.symbol.value = "ZETA"
+        for route, said in (("halt", True), ("resume", False)):
+            assert admin(route) is said
+            deadline = time.time() + 10
+            while time.time() < deadline and ("halted:" in d.ladder.value) is not said:
+                time.sleep(0.05)
+                d.redraw()
+            assert ("halted: new orders and modifies are refused" in d.ladder.value) is said  # before: a quiet ladder, as in a slow market
+    finally: d.close()
+
 def test_the_bots_form_offers_each_bots_own_parameters(svc):
     d = desk_on(svc, "tess")
     for name in ("noise_trader", "momentum_ma", "market_maker"):

@@ -55,7 +55,7 @@ def test_openapi_describes_every_route(svc):
     assert [order(base | b) for b in ({}, {"kind": "market", "price": 1}, {"kind": "stop"}, {"price": 1, "stop_price": 5},
                                       {"price": 1, "post_only": True, "tif": "IOC"}, {"kind": "market", "display_qty": 1})] == [False] * 6
     limits = {p["name"]: p["schema"].get("default") for p in doc["paths"]["/orders"]["get"]["parameters"]}
-    assert (limits["limit"], limits["status"], doc["paths"]["/trades/{symbol}"]["get"]["parameters"][-1]["schema"]["default"]) == (1_000, "open", 100)
+    assert (limits["limit"], limits["status"], doc["paths"]["/trades/{symbol}"]["get"]["parameters"][-1]["schema"]["default"]) == (1_000, None, 100)  # status: open, or all with since_ns
 
 def test_me_names_the_callers_account_whichever_of_its_keys(svc):
     from aiplatform.platform.auth import create_key
@@ -122,6 +122,33 @@ def test_orders_and_fills_since_a_stamp_are_those_changed_or_made_at_or_after_it
     assert [f["cid"] for f in call(svc, "GET", f"fills?since_ns={stamp + 1}")[1]["fills"]] == ["since-1"]
     assert [o["cid"] for o in call(svc, "GET", f"orders?symbol=SINCE&since_ns={stamp}")[1]["orders"]] == ["since-2", "since-1"]  # at or after, as they changed
     assert call(svc, "GET", "fills?since_ns=-1")[1]["error"] == "since_ns '-1': expected an integer from 0 to 9223372036854775807"
+
+def test_orders_since_a_stamp_are_every_one_changed_by_default_those_that_ended_too(svc):
+    assert call(svc, "POST", "admin/symbols", user="ada", body={"symbol": "GONE"})[0] == 201
+    stamp = call(svc, "POST", "orders", body=dict(cid="gone-1", symbol="GONE", side="sell", price=100, qty=1))[1]["updated_ns"]
+    call(svc, "POST", "orders", user="tom", body=dict(cid="gone-t", symbol="GONE", side="buy", price=100, qty=1))  # gone-1 filled while its client was away
+    assert [(o["cid"], o["status"]) for o in call(svc, "GET", f"orders?since_ns={stamp + 1}")[1]["orders"]] == [("gone-1", "filled")]  # before: the open ones only, none
+    assert call(svc, "GET", "orders?symbol=GONE")[1]["orders"] == [] and call(svc, "GET", f"orders?since_ns={stamp + 1}&status=open")[1]["orders"] == []
+
+def test_a_halt_and_a_resume_are_told_to_the_symbols_book_and_trades_subscribers(svc):
+    assert call(svc, "POST", "admin/symbols", user="ada", body={"symbol": "PAUSE"})[0] == 201
+    async def main():
+        async with AsyncTradingClient(svc.url, svc.keys["vic"]) as vic:
+            heard = []
+            vic.listeners.append(lambda m: m["type"] == "status" and heard.append(m))
+            await vic.subscribe("book", "PAUSE"), await vic.subscribe("trades", "PAUSE")
+            assert vic.halted == {"PAUSE": False}  # as subscribed
+            for halted, route in ((True, "halt"), (True, "halt"), (False, "resume")):
+                assert (await asyncio.to_thread(call, svc, "POST", f"admin/symbols/PAUSE/{route}", user="ada"))[1]["halted"] is halted
+                async with asyncio.timeout(5):
+                    while vic.halted["PAUSE"] is not halted: await asyncio.sleep(0.01)
+                if halted:
+                    async with AsyncTradingClient(svc.url, svc.keys["tom"]) as late:
+                        await late.subscribe("trades", "PAUSE")
+                        assert late.halted == {"PAUSE": True}  # said as it subscribes
+            await vic.request("ping")  # whatever the service had to say has come
+            assert heard == [{"type": "status", "symbol": "PAUSE", "halted": True}, {"type": "status", "symbol": "PAUSE", "halted": False}]  # a change, once (before: nothing)
+    asyncio.run(main())
 
 def test_orders_and_fills_since_a_stamp_come_page_by_page_oldest_first_missing_none(svc, monkeypatch):
     "Before, a page held the newest `limit` at or after the stamp: paging from the last one's skipped the rest, and a batch's fills share one stamp."
@@ -802,7 +829,7 @@ def test_a_connection_whose_message_fails_to_encode_is_closed_and_the_others_are
         def get_write_buffer_size(self): return 0
         def is_closing(self): return False
     settings = SimpleNamespace(trading=SimpleNamespace(queue_limit=100, rate=2_000.0, burst=5_000, heartbeat=15.0))
-    hub = Hub(SimpleNamespace(listeners=[], flushed=[]))
+    hub = Hub(SimpleNamespace(listeners=[], flushed=[], halt_listeners=[]))
     bad, good = (Connection(None, hub, SimpleNamespace(id=k, username=name), settings, False, Socket()) for k, name in ((1, "bad"), (2, "good")))
     bad.push({"type": "pong", "req": "\ud800"}), good.push({"type": "pong", "req": 7})  # a lone surrogate: orjson cannot write it
     hub.drain()
