@@ -389,7 +389,7 @@ def _refusal(state):
 def order(self: Market, account: int, cid: str):
     "The state of `account`'s order `cid`; `NotFound` otherwise."
     order_id = self.cids.ids.get((account, cid))
-    if order_id is None: raise NotFound(f"order {cid!r}: no such client order id in this account")
+    if order_id is None: raise NotFound(f"order {cid!r}: no such client order id in this account" + (f" on this shard ({self.shard} of {self.shards}: each keeps its own)" if self.shards > 1 else ""))
     return self.ledger.orders[order_id]
 
 @patch

@@ -456,7 +456,7 @@ def _body(model, data: dict, **extra):
 
 # %% ../../nbs/trading/14_service.ipynb #ee915519
 ACCOUNT = ("a username, for an admin acting on another account", {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,64}$"})
-SYMBOL_Q = ("a traded symbol", {"type": "string", "pattern": r"^[A-Z0-9][A-Z0-9._-]{0,15}$"})
+SYMBOL_Q = ("a traded symbol: 1 to 16 capitals, digits, '.', '_' or '-'", {"type": "string", "pattern": r"^[A-Z0-9][A-Z0-9._-]{0,15}$"})
 LIMIT = lambda default: ("how many, newest last", {"type": "integer", "minimum": 1, "maximum": 10_000, "default": default})
 SINCE = ("only those changed (an order's `updated_ns`) or made (a fill's `ns`) at or after this time of the service's, ns since the epoch: "
          "what a client that went away missed; then the oldest come first, `limit` of them and any more of the last one's time, and `more` says "
@@ -810,8 +810,10 @@ def _responses(name, r: Route) -> dict:
     out = {done: {"description": "done"}, "400": {"description": "a field breaks its rule; nothing changed"},
            "401": {"description": NO_KEY}, "403": {"description": "the role does not allow it"}, "429": {"description": TOO_MANY}}
     if name not in ("me", "symbols", "add_symbol"): out["404"] = {"description": "no such order, symbol or account"}
-    if name in ("submit", "cancel", "modify", "add_symbol"): out["409"] = {"description": "the order is done, the symbol halted, or already traded" + (
-        "; a stop price for a stop already triggered, or a second modify of a waiting stop while the first is queued" if name == "modify" else "")}
+    if name in ("submit", "cancel", "modify", "add_symbol"): out["409"] = {"description": {
+        "submit": "the symbol is halted", "cancel": "the order is done",
+        "modify": "the order is done or its symbol halted; a stop price for a stop already triggered, or a second modify of a waiting stop while the first is queued",
+        "add_symbol": "the symbol is traded already"}[name]}
     if name in ("add_symbol", "halt", "resume"): out["503"] = {"description": "the market's files cannot be written now (a full disk, the open-files limit): a symbol not added; a halt or resume not saved"}
     if r.body: out["413"] = {"description": "the body is past [limits] request_kb"}
     if "{symbol}" in r.path or "symbol" in (r.query or {}) or r.body in (Order, SymbolSpec): out["421"] = {"description": "another shard trades the symbol"}
@@ -850,6 +852,9 @@ OTHER_PATHS = {  # beside ROUTES: what every platform service answers, this docu
                     "responses": {"101": {"description": "switched to the WebSocket protocol"}, "400": _error("a query parameter breaks its rule, or not a WebSocket handshake"),
                                   "401": _error(NO_KEY), "429": _error(TOO_MANY)}}}}
 INFO = ("Numbers are JSON integers written without a fraction (100, not 100.0); an order's display_qty is at most its qty. "
+        "A client order id (cid) is taken once its order reaches the engine (answered 200 or 422): sent again, it is answered with that order, whatever the other fields; "
+        "one refused before (400, 409, 421, 429) is free. Symbols may be split over several shards, each a service of its own, by crc32(symbol) % shards "
+        "(GET /symbols says this one's number and how many): each keeps its own cids, order ids and limits, and answers 421 for another's symbol. "
         "Order entry and the book, trades, orders and positions streams: the WebSocket at /ws (see the trading.service notebook).")
 
 def openapi() -> dict:

@@ -111,6 +111,8 @@ def test_on_two_shards_a_client_finds_orders_it_never_saw_and_a_repeated_cid_ans
                 assert (await fresh.modify("on1", qty=3))["remaining"] == 3  # before: NotFound "its shard is unknown"
                 assert (await fresh.cancel("on0"))["status"] == "cancelled"
                 with pytest.raises(NotFound, match="^order 'nope': no such client order id in this account on any of the 2 shards$"): await fresh.cancel("nope")
+                with pytest.raises(NotFound, match=r"^order 'nope': no such client order id in this account on this shard \(1 of 2: each keeps its own\)$"):
+                    await fresh.get("orders/nope", 1)  # a program asking one shard: told the ids are its own
                 assert (await fresh.cancel("dup"))["symbol"] == on[1][0]  # the open one, whichever shard answers first
                 with pytest.raises(ValidationError, match=r"^cid '\.\./me': expected a client order id"): await fresh.cancel("../me")  # before: a KeyError (GET /me)
                 await fresh.order(on[0][0], "buy", 1, 100, cid="left")
