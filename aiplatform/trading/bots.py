@@ -457,7 +457,7 @@ class MomentumMA(Strategy):
 # %% ../../nbs/trading/16_bots.ipynb #c058cddf
 async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, speed: float = 1.0, offset: int = 0,
                  prefix: str | None = None, stop: asyncio.Event | None = None) -> dict:
-    "Send `commands` to `symbol` at `speed`× the pace of `times_ns`, prices shifted by `offset`, client order ids `prefix` + engine id (a new prefix by default: each replay places its orders anew); counts of what was answered, `rate_limited`: how many the connection's rate limit refused (each sent again once it allowed), `behind_s`: how far behind its schedule it fell at most, and `last_refusal`: the last refusal's error."
+    "Send `commands` to `symbol` at `speed`× the pace of `times_ns`, prices shifted by `offset`, client order ids `prefix` + engine id (a new prefix by default: each replay places its orders anew); counts of what was answered, `rate_limited`: how many the connection's rate limit refused (each sent again once it allowed), `behind_s`: how far behind its schedule it fell at most, and `last_refusal`: the last refusal's error. `NotFound` if the service does not trade `symbol`."
     try: fine = isinstance(speed, numbers.Real) and not isinstance(speed, bool) and math.isfinite(speed) and speed > 0
     except OverflowError: fine = False  # an int past a float's range (before: that error's traceback)
     if not fine: raise ValidationError(f"speed {speed!r}: expected a finite number above 0")
