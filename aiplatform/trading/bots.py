@@ -520,14 +520,15 @@ def journal_session(folder, rate: float = 1_000.0) -> tuple:
 class NoiseTrader(Strategy):
     "Random limit, market and cancel orders around the mid, from the order-flow generator."
     name = "noise_trader"
-    def __init__(self, symbol, rate=20.0, spread=10, max_qty=10, cancel=0.3, marketable=0.1, fair=10_000, seed=None):
+    def __init__(self, symbol, rate=20.0, spread=10, max_qty=10, cancel=0.3, marketable=0.1, fair=10_000, seed=None, stp=None):
         _need("rate", rate, _positive(rate, MAX_RATE) and rate >= 0.01, f"orders a second from 0.01 to {MAX_RATE:,}")
         _need("spread", spread, _whole(spread, 2) and spread <= 1_000_000, "a whole number of ticks from 2 to 1,000,000")
         for name, value in dict(max_qty=max_qty, fair=fair).items(): _need(name, value, _whole(value) and value <= 1 << 30, f"a whole number from 1 to {1 << 30:,}")
         for name, value in dict(cancel=cancel, marketable=marketable).items(): _need(name, value, type(value) in (int, float) and 0 <= value < 1, "a share from 0 to below 1")
         _need("cancel + marketable", cancel + marketable, cancel + marketable < 1, "below 1")
         _need("seed", seed, seed is None or _whole(seed, 0), "a whole number from 0, or none")
-        super().__init__(symbol, rate=rate, spread=spread, max_qty=max_qty, cancel=cancel, marketable=marketable, fair=fair, seed=seed)
+        _need("stp", stp, stp is None or stp in STPS[1:], f"one of {', '.join(STPS[1:])} (self-trade prevention, per account), or none")
+        super().__init__(symbol, rate=rate, spread=spread, max_qty=max_qty, cancel=cancel, marketable=marketable, fair=fair, seed=seed, stp=stp)
         self.rounds, self._task = itertools.count(), None
 
     async def _play(self):
@@ -540,7 +541,7 @@ class NoiseTrader(Strategy):
             limit = new & (cmds["kind"] == LIMIT)
             cmds["price"][limit] = np.maximum(1, cmds["price"][limit]) * self.tick
             cmds["qty"][new] = np.maximum(self.lot, cmds["qty"][new] // self.lot * self.lot)
-            cmds["stp"][new] = STPS.index("cancel_newest")  # an order that would trade with its own resting one is cancelled: no wash trades on the tape
+            cmds["stp"][new] = STPS.index(p["stp"] or "none")
             prefix = f"n{new_cid()}-"  # its own: a round under a prefix the service still knew would be answered with those old orders
             try:
                 counts = await replay(self.client, self.symbol, times, cmds, prefix=prefix)

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['CONNECT_S', 'PING_S', 'REFUSED_S', 'CLOSE_S', 'FETCH_AGAIN_S', 'CATCH_UP_LIMIT', 'GET_S', 'COLUMNS', 'LIVE',
-           'OrderRejected', 'RateLimited', 'error_of', 'base_url', 'AsyncTradingClient', 'new_cid', 'order_message',
-           'TradingClient']
+           'OrderRejected', 'RateLimited', 'error_of', 'url_problem', 'base_url', 'AsyncTradingClient', 'new_cid',
+           'order_message', 'TradingClient']
 
 # %% ../../nbs/trading/15_client.ipynb #c1517e7c
 import asyncio, copy, itertools, json, math, numbers, random, re, secrets, threading, warnings, weakref
@@ -13,6 +13,7 @@ from collections import deque
 from contextlib import suppress
 from urllib.parse import urlencode, urlsplit
 import aiohttp
+import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 from ..core import AIPlatformError, Conflict, Forbidden, NotFound, Unauthorized, ValidationError, get_logger
@@ -52,11 +53,18 @@ PING_S = 10  # a ping every so many seconds: a shard gone silent (a link stalled
 REFUSED_S = 60  # seconds between tries to reconnect with a key the service refuses (revoked, its user disabled), not 5: dead clients cost it little
 CLOSE_S = 2  # seconds a close waits for the shard's close frame (aiohttp's default: 10): a silent one is dropped then, its orders cancelled on disconnect as on a clean close
 
+def url_problem(url) -> str | None:
+    "What is wrong with a shard's base URL, or None."
+    if not isinstance(url, str): return "not text"
+    try: parts = urlsplit(url); parts.port  # a port past 65535 raises
+    except ValueError as e: return str(e)
+    if parts.scheme not in ("http", "https") or not parts.hostname: return "not an http(s) URL"
+    if parts.query or parts.fragment or url != url.strip(): return "a base URL has no query, fragment or spaces"
+    return "the service's base URL, not its WebSocket's" if parts.path.rstrip("/").endswith("/ws") else None
+
 def base_url(url) -> str:
-    "A shard's base URL, ending in '/'; `ValueError` for one that is not (before: a URL without its scheme failed at the first call, in aiohttp's words)."
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.path.rstrip("/").endswith("/ws"):
-        raise ValueError(f"url {url!r}: expected the service's base URL, http:// or https://, e.g. http://127.0.0.1:8010/ (not its /ws)")
+    "A shard's base URL, ending in '/'; `ValueError` naming what is wrong with one that is not (before: a URL without its scheme failed at the first call, in aiohttp's words)."
+    if problem := url_problem(url): raise ValueError(f"url {url!r}: {problem}; expected the service's base URL, e.g. http://127.0.0.1:8010/")
     return url.rstrip("/") + "/"
 
 class AsyncTradingClient:
@@ -75,7 +83,7 @@ class AsyncTradingClient:
         self._following = {}  # (shard, channel, symbol) being subscribed again and again by `_follow`: (its end, what wakes it from its back-off)
         self._unsure = {}  # shard -> the cids of orders sent to it whose answers a dropped connection lost: looked up once it is back
         self.refused = {}  # shard -> why it refuses to connect this client again (its key revoked, its user disabled), while it does
-        self.halted = {}  # symbol -> whether it is halted, as the service last said to a book or trades subscription
+        self.halted = {}  # symbol -> whether it is halted, as the service last said to a book or trades subscription (while one follows it)
         self._behind = {}  # shard -> the service's stamp of the newest news it had sent when it dropped: the catch-up asks what changed since
         self._streamed = {}  # shard -> the service's stamp of the newest change of an order or fill its stream brought (`_stamp`)
         self._unfetched = set()  # the shards whose history `fetch_history` asked for and did not get yet
@@ -328,7 +336,7 @@ async def fetch_history(self: AsyncTradingClient):
 async def _fetch(self: AsyncTradingClient, shard) -> bool:
     "`shard`'s part of `fetch_history`; whether it is done (if not, done once a connection to it opens: `_socket`)."
     done = False
-    try: done = await self._catch_up(shard, warn=False)
+    try: done = await self._catch_up(shard, warn=False, raises=True)
     except AIPlatformError:  # refused for good: not asked again
         done = True
         raise
@@ -372,9 +380,10 @@ async def _since(self: AsyncTradingClient, what, shard, since_ns, stamp, **query
         since = rows[-1][stamp] + 1
 
 @patch
-async def _catch_up(self: AsyncTradingClient, shard, since_ns=None, warn=True) -> bool:
+async def _catch_up(self: AsyncTradingClient, shard, since_ns=None, warn=True, raises=False) -> bool:
     """Take in what `shard` did with this account's orders while the client was away (the orders channel's first message lists the open ones only), and what became of the orders whose answers the connection lost (one not found never reached it); the listeners
-    hear of the fills of this client's orders that it missed, as `fill` messages. Only what changed at or after `since_ns` (the service's time) is asked for, if given. False if it could not now, and should be tried again (`warn`: say so)."""
+    hear of the fills of this client's orders that it missed, as `fill` messages. Only what changed at or after `since_ns` (the service's time) is asked for, if given. False if it could not now, and should be tried again (`warn`: say so);
+    refused for good, it is logged and done, or with `raises` (`fetch_history`'s) the refusal is raised."""
     try:
         listed = await self._since("orders", shard, since_ns, "updated_ns", status="all")
         self._keep_orders(listed)
@@ -397,7 +406,7 @@ async def _catch_up(self: AsyncTradingClient, shard, since_ns=None, warn=True) -
         if warn: get_logger("trading.client").warning("%s: catching up after a reconnect: %s; trying again", self.urls[shard], e)
         return False
     except AIPlatformError as e:  # for good: not tried again
-        if not warn: raise  # `fetch_history`'s: its caller hears why (a viewer's key has no orders to fetch; before: logged as a reconnect's)
+        if raises: raise  # `fetch_history`'s: its caller hears why (a viewer's key has no orders to fetch; before: logged as a reconnect's)
         get_logger("trading.client").warning("%s: catching up after a reconnect refused: %s", self.urls[shard], e)
     return True
 
@@ -439,12 +448,14 @@ def _raise(answer: dict) -> dict:
     return answer
 
 def _plain(v):
-    "What `json` cannot write itself: a NumPy integer (a value read from a table, say) as the int it is."
+    "What `json` cannot write itself: a NumPy number or bool (a value read from a table, say) as the Python one it is, another integer as an int."
+    if isinstance(v, np.generic): return v.item()
     if isinstance(v, numbers.Integral): return int(v)
     raise TypeError(f"{type(v).__name__} is not JSON")
 
 def _unwritable(v) -> str | None:
     "What a message's field `v` should have been, if it cannot be sent (`None` if it can)."
+    if isinstance(v, np.generic): v = v.item()
     if isinstance(v, float) and not math.isfinite(v): return "a finite number"
     if not (v is None or isinstance(v, (str, float, numbers.Integral, list, dict))): return f"a number, a string, true or false, not a {type(v).__name__}"
 
@@ -605,6 +616,7 @@ async def unsubscribe(self: AsyncTradingClient, channel, symbol=None, wait=True)
     self._subscribed.discard((channel, symbol))
     if channel == "book": self.books.pop(symbol, None)
     elif channel == "trades": self.trades.pop(symbol, None)
+    if not {("book", symbol), ("trades", symbol)} & self._subscribed: self.halted.pop(symbol, None)  # no longer told of: not kept as it was
     async def tell(s):
         if (channel, symbol) in self._subscribed: return  # wanted again before it went: the subscription stays
         self._unsubscribes[channel, symbol] = self._unsubscribes.get((channel, symbol), 0) + 1  # a subscribe answered after this goes again (`_follow`)

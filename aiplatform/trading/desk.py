@@ -11,7 +11,6 @@ import asyncio, html, itertools, re, subprocess, sys, threading, time
 from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 import ipywidgets as widgets
 from fastcore.basics import patch
 from ..core import AIPlatformError, ValidationError, get_settings
@@ -20,22 +19,16 @@ from ..platform.gallery import StatusLine
 from ..platform.services import check_health
 from .book import MAX_QTY
 from .bots import BOTS, BotThread, bot_defaults, make_bot, param_value
-from .client import _NOT_NOW, TradingClient, new_cid, order_message
+from .client import _NOT_NOW, TradingClient, new_cid, order_message, url_problem
 from .ledger import is_done
 
 # %% ../../nbs/trading/17_desk.ipynb #f349970f
-def _url_problem(url) -> str | None:
-    "What is wrong with a shard's base URL, or None."
-    try: parts = urlsplit(url); parts.port  # a port past 65535 raises
-    except ValueError as e: return str(e)
-    return None if parts.scheme in ("http", "https") and parts.hostname else "not an http(s) URL"
-
 def service_urls(settings=None, start=True) -> list[str]:
     "The trading service's base URLs (one per shard); on this machine, started first when nothing answers."
     s = settings or get_settings()
     t, urls = s.trading, s.trading.shard_urls.split()
     for url in urls:
-        if problem := _url_problem(url): raise s.error("trading", "shard_urls", t.shard_urls, f"{url!r}: {problem}; expected http://host:port/, one per shard")
+        if problem := url_problem(url): raise s.error("trading", "shard_urls", t.shard_urls, f"{url!r}: {problem}; expected http://host:port/, one per shard")
     if (urls or t.shards > 1) and len(urls) != t.shards:  # none, with one shard: this machine's service
         raise s.error("trading", "shard_urls", t.shard_urls, f"{len(urls)} URLs: expected {t.shards}, one per shard in shard order ([trading] shards)")
     if urls: return urls

@@ -221,7 +221,7 @@ def test_bots_keep_to_a_symbols_ticks_and_lots(market):
 
 def test_a_noise_trader_quotes_in_ticks_either_side_and_leaves_no_old_rounds_open(market):
     add_symbol(market, symbol="NOIS", tick_size=100)
-    noise = BotThread(NoiseTrader("NOIS", rate=400, spread=10, max_qty=5, fair=100_000, seed=5), market.url, market.keys["tom"])
+    noise = BotThread(NoiseTrader("NOIS", rate=400, spread=10, max_qty=5, fair=100_000, seed=5, stp="cancel_newest"), market.url, market.keys["tom"])
     try:
         time.sleep(3)  # some six rounds of 200 commands
         assert noise.running, noise.error
@@ -230,7 +230,7 @@ def test_a_noise_trader_quotes_in_ticks_either_side_and_leaves_no_old_rounds_ope
     finally: noise.stop()
     assert len(rounds) <= 2, rounds  # this round's and the last one's: before, every round's leftovers stayed for ever
     sides = [f["fill_id"].rpartition(":")[0] for f in noise.strategy.fills]
-    assert len(set(sides)) == len(sides)  # alone on its symbol, it traded with itself on both sides of each trade before (its orders' stp now cancel_newest)
+    assert len(set(sides)) == len(sides)  # stp cancel_newest: no trade with itself (alone on its symbol, each trade was one)
     limits = {side: sorted(o["price"] for o in orders if o["kind"] == "limit" and o["side"] == side) for side in ("buy", "sell")}
     assert all(p % 100 == 0 for p in limits["buy"] + limits["sell"])
     assert limits["sell"][len(limits["sell"]) // 2] - limits["buy"][len(limits["buy"]) // 2] >= 500  # spread 10 ticks: before, 10 price units, floored to ticks
@@ -329,7 +329,8 @@ def test_times_and_rates_must_be_finite_and_a_journal_folder_must_be_there(tmp_p
                        (lambda: MarketMaker("DEMO", refresh_s=10**400), "refresh_s 1000.*: expected seconds above 0, at most 86,400"),  # before: OverflowError
                        (lambda: NoiseTrader("DEMO", rate=1e-300), "rate 1e-300: expected orders a second from 0.01"),  # before: its times overflowed
                        (lambda: NoiseTrader("DEMO", max_qty=1 << 63), "max_qty 9223372036854775808: expected a whole number from 1 to 1,073,741,824"),  # before: a NumPy error once running
-                       (lambda: MomentumMA("DEMO", slow=10**12), "slow 1000000000000: expected whole numbers, 1 <= fast < slow <= 10,000")):  # before: its prices grew for ever
+                       (lambda: MomentumMA("DEMO", slow=10**12), "slow 1000000000000: expected whole numbers, 1 <= fast < slow <= 10,000"),  # before: its prices grew for ever
+                       (lambda: NoiseTrader("DEMO", stp="never"), "stp .never.: expected one of cancel_newest, cancel_oldest, cancel_both .self-trade prevention, per account., or none")):
         with pytest.raises(ValidationError, match=said): make()
 
 def test_replay_streams_a_generated_session_at_n_times_speed(market):

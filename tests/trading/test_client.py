@@ -62,7 +62,7 @@ def test_values_read_from_the_tables_are_sent_back_as_they_are_and_what_json_can
         with pytest.raises(client.OrderRejected, match=r"^order 'table-p': post_only_would_take"):  # named, as the HTTP route names it (before: the reason alone)
             tc.order("DEMO", "sell", 1, 81, cid="table-p", post_only=True)
         tc.cancel_all()
-    with pytest.raises(ValueError, match=r"^url '127\.0\.0\.1:1': expected the service's base URL"): TradingClient("127.0.0.1:1", svc.keys["tess"])
+    with pytest.raises(ValueError, match=r"^url '127\.0\.0\.1:1': not an http\(s\) URL; expected the service's base URL"): TradingClient("127.0.0.1:1", svc.keys["tess"])
 
 def test_fetch_history_with_a_viewers_key_says_why_it_has_none(svc):
     from aiplatform.core import Forbidden
@@ -297,6 +297,24 @@ def test_an_order_whose_answer_timed_out_is_looked_up_after_the_reconnect(svc):
             assert c.orders["slow-2"]["status"] == "open"  # before: not looked up, and left open by cancel_placed
             assert sorted(await c.cancel_placed()) == ["slow-1", "slow-2"]
     asyncio.run(main())
+
+def test_a_reconnects_catch_up_refused_after_a_retry_is_logged_and_the_client_is_in_sync(svc, caplog):
+    from aiplatform.core import AIPlatformError
+    async def main():
+        proxy = Proxy(svc.url)
+        async with AsyncTradingClient(proxy.url, svc.keys["tess"]) as c:
+            await c.subscribe("orders"), await c.subscribe("book", "DEMO")
+            real, answers = c.get, [ConnectionError("orders: 502 Bad Gateway"), AIPlatformError("orders: 500 a gateway's own page")]
+            async def flaky(path, shard=0, **params):
+                if path == "orders" and answers: raise answers.pop(0)  # a catch-up's first try not now, its retry refused for good
+                return await real(path, shard, **params)
+            c.get = flaky
+            proxy.abort()
+            async with asyncio.timeout(10):
+                while answers or not c.in_sync("DEMO"): await asyncio.sleep(0.05)  # before: the reconnect task failed, out of sync for good
+            assert c.reconnects == 1
+    asyncio.run(main())
+    assert "catching up after a reconnect refused: orders: 500" in caplog.text and "a background task failed" not in caplog.text
 
 def test_an_order_that_ends_as_a_reconnect_catches_up_is_told_though_a_subscribe_was_in_flight(svc):
     "The orders channel is subscribed on the new connection before the catch-up, though a subscribe lost with the last one waits to be tried again."
@@ -685,9 +703,9 @@ def test_history_not_fetched_while_connected_is_fetched_again_soon(svc, monkeypa
         async with AsyncTradingClient(svc.url, svc.keys["tess"]) as c:
             await c.subscribe("orders")  # its connection open
             real, failed = c._catch_up, []
-            async def once_too_slow(shard, since_ns=None, warn=True):
+            async def once_too_slow(shard, since_ns=None, warn=True, raises=False):
                 if not failed: return failed.append(shard) or False  # as a fetch given up by its caller, or a gateway's 502
-                return await real(shard, since_ns, warn)
+                return await real(shard, since_ns, warn, raises)
             c._catch_up = once_too_slow
             with pytest.raises(ConnectionError, match="no answer now"): await c.fetch_history()
             async with asyncio.timeout(5):

@@ -148,6 +148,10 @@ def test_a_halt_and_a_resume_are_told_to_the_symbols_book_and_trades_subscribers
                         assert late.halted == {"PAUSE": True}  # said as it subscribes
             await vic.request("ping")  # whatever the service had to say has come
             assert heard == [{"type": "status", "symbol": "PAUSE", "halted": True}, {"type": "status", "symbol": "PAUSE", "halted": False}]  # a change, once (before: nothing)
+            await vic.unsubscribe("book", "PAUSE")
+            assert vic.halted == {"PAUSE": False}  # its trades still followed
+            await vic.unsubscribe("trades", "PAUSE")
+            assert vic.halted == {}  # no longer told of: not kept as it last was
     asyncio.run(main())
 
 def test_orders_and_fills_since_a_stamp_come_page_by_page_oldest_first_missing_none(svc, monkeypatch):
