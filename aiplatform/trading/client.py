@@ -59,7 +59,8 @@ def url_problem(url) -> str | None:
     try: parts = urlsplit(url); parts.port  # a port past 65535 raises
     except ValueError as e: return str(e)
     if parts.scheme not in ("http", "https") or not parts.hostname: return "not an http(s) URL"
-    if parts.query or parts.fragment or url != url.strip(): return "a base URL has no query, fragment or spaces"
+    if "?" in url or "#" in url or re.search(r"\s", url): return "a base URL has no query, fragment or spaces"
+    if parts.username is not None or parts.password is not None: return "no user or password in it: the API key goes in a header"
     return "the service's base URL, not its WebSocket's" if parts.path.rstrip("/").endswith("/ws") else None
 
 def base_url(url) -> str:
@@ -210,7 +211,8 @@ def _on(self: AsyncTradingClient, m: dict):
         self.fills.append(m)
         self._fill_ids.add(m["fill_id"])
     elif kind == "position": self.positions[m["symbol"]] = m
-    elif kind == "status" or kind == "subscribed" and "halted" in m: self.halted[m["symbol"]] = m["halted"]
+    elif (kind == "status" or kind == "subscribed" and "halted" in m) and {("book", m["symbol"]), ("trades", m["symbol"])} & self._subscribed:
+        self.halted[m["symbol"]] = m["halted"]  # while followed: an answer in flight after an unsubscribe is not kept
     elif kind == "positions": self.positions.update((p["symbol"], p) for p in m["positions"])
     if (waiting := self._waiting.pop(m.get("req"), None)) is not None and not waiting[1].done(): waiting[1].set_result(m)
     self._tell(m)
@@ -329,19 +331,21 @@ async def _reconnect(self: AsyncTradingClient, ws, warn_s=30.0):
 async def fetch_history(self: AsyncTradingClient):
     """Take in the account's newest done orders and fills (up to 10,000 of each) from every shard at once: the orders channel brings the open orders, and what happens from then on.
     A shard that does not answer now (or before the caller gives up) is asked again once a connection to it opens, or `FETCH_AGAIN_S` later if one is open."""
-    done = await asyncio.gather(*(self._fetch(s) for s in range(len(self.urls))))
+    done = await asyncio.gather(*(self._fetch(s, raises=True) for s in range(len(self.urls))))
     if failed := [url for url, ok in zip(self.urls, done) if not ok]: raise ConnectionError(f"{', '.join(failed)}: no answer now; the account's history fetched from it once it answers")
 
 @patch
-async def _fetch(self: AsyncTradingClient, shard) -> bool:
-    "`shard`'s part of `fetch_history`; whether it is done (if not, done once a connection to it opens: `_socket`)."
+async def _fetch(self: AsyncTradingClient, shard, raises=False) -> bool:
+    """`shard`'s part of `fetch_history`; whether it is done (if not, done once a connection to it opens: `_socket`). Refused for good, it is
+    done: `raises`, the refusal is raised (`fetch_history`'s caller's), else logged (a fetch in the background: nobody waits for it)."""
     done = False
-    try: done = await self._catch_up(shard, warn=False, raises=True)
-    except AIPlatformError:  # refused for good: not asked again
+    try: done = await self._catch_up(shard, warn=False, raises=raises)
+    except AIPlatformError:
         done = True
         raise
     finally:
-        if not done:  # failed, or given up by the caller
+        if done: self._unfetched.discard(shard)  # a fetch given up before, now made: not made again
+        else:  # failed, or given up by the caller
             self._unfetched.add(shard)
             if shard in self._ws and not self._closing: self._background(self._fetch_later(shard))  # its connection open: no new one comes to fetch it
     return done
@@ -449,13 +453,14 @@ def _raise(answer: dict) -> dict:
 
 def _plain(v):
     "What `json` cannot write itself: a NumPy number or bool (a value read from a table, say) as the Python one it is, another integer as an int."
-    if isinstance(v, np.generic): return v.item()
+    if isinstance(v, (np.bool_, np.integer)): return v.item()
+    if isinstance(v, np.floating): return float(v)  # a long double's item() is itself
     if isinstance(v, numbers.Integral): return int(v)
     raise TypeError(f"{type(v).__name__} is not JSON")
 
 def _unwritable(v) -> str | None:
     "What a message's field `v` should have been, if it cannot be sent (`None` if it can)."
-    if isinstance(v, np.generic): v = v.item()
+    if isinstance(v, (np.bool_, np.integer, np.floating)): v = _plain(v)
     if isinstance(v, float) and not math.isfinite(v): return "a finite number"
     if not (v is None or isinstance(v, (str, float, numbers.Integral, list, dict))): return f"a number, a string, true or false, not a {type(v).__name__}"
 

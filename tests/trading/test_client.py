@@ -64,13 +64,23 @@ def test_values_read_from_the_tables_are_sent_back_as_they_are_and_what_json_can
         tc.cancel_all()
     with pytest.raises(ValueError, match=r"^url '127\.0\.0\.1:1': not an http\(s\) URL; expected the service's base URL"): TradingClient("127.0.0.1:1", svc.keys["tess"])
 
-def test_fetch_history_with_a_viewers_key_says_why_it_has_none(svc):
+def test_fetch_history_with_a_viewers_key_says_why_it_has_none(svc, caplog):
     from aiplatform.core import Forbidden
     async def main():
         async with AsyncTradingClient(svc.url, svc.keys["vic"]) as vic:
             with pytest.raises(Forbidden, match="vic"): await vic.fetch_history()  # before: None, and a log line about a reconnect
             assert not vic._unfetched  # refused for good: not asked again
+        proxy = Proxy(svc.url)
+        proxy.gateway_down = True
+        async with AsyncTradingClient(proxy.url, svc.keys["vic"]) as vic:
+            with pytest.raises(ConnectionError, match="no answer now"): await vic.fetch_history()
+            proxy.gateway_down = False
+            await vic.subscribe("book", "DEMO")  # a connection opens: the history asked for again, in the background
+            async with asyncio.timeout(5):
+                while "refused: user 'vic'" not in caplog.text: await asyncio.sleep(0.05)
+            assert not vic._unfetched
     asyncio.run(main())
+    assert "a background task failed" not in caplog.text  # a refusal nobody waits for: one warning, not a fault of ours with its traceback
 
 def test_the_notebook_client_never_waits_on_itself_and_reads_copies(svc):
     tc, failed = TradingClient(svc.url, svc.keys["tess"]), []
