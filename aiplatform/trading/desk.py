@@ -17,7 +17,7 @@ from ..core import AIPlatformError, ValidationError, get_settings
 from ..platform.figures import FigureWidget
 from ..platform.gallery import StatusLine
 from ..platform.services import check_health
-from .book import MAX_QTY
+from .orders import MAX_PRICE, MAX_QTY
 from .bots import BOTS, BotThread, bot_defaults, make_bot, param_value
 from .client import _NOT_NOW, TradingClient, new_cid, order_message, url_problem
 from .ledger import is_done
@@ -147,7 +147,7 @@ class TradingDesk(widgets.VBox):
 def _do(self: TradingDesk, what, action):
     "Run `action`; its error, if any, in the status line in the platform's words."
     try: return action()
-    except AIPlatformError as e: self.status.say(f"{what}: {e}", error=True)
+    except AIPlatformError as e: self.status.say(str(e) if str(e).startswith(f"{what} ") else f"{what}: {e}", error=True)  # an order's refusal names it already
     except (ConnectionError, TimeoutError, OSError) as e: self.status.say(f"{what}: the trading service did not answer ({e})", error=True)
     except ValueError as e: self.status.say(f"{what}: {e}", error=True)  # an address that answers, not as the trading service
 
@@ -178,7 +178,7 @@ def connect(self: TradingDesk):
         self._watch()  # the new client follows the symbol shown, changed or not
         self.trading.children = self.panels if trades else self.market_panels
         viewer = "" if trades else f"; {me['role']}: market data only (a trader's key trades)"
-        self.status.say(f"connected: {len(symbols)} symbols{viewer}{stopped}" + (f"; down: {', '.join(client.aio.urls[s] for s in down)} (its symbols listed once it answers)" if down else ""))
+        self.status.say(f"connected as {me['username']}: {len(symbols)} symbols{viewer}{stopped}" + (f"; down: {', '.join(client.aio.urls[s] for s in down)} (its symbols listed once it answers)" if down else ""))
         try: loop = asyncio.get_running_loop()  # the kernel's: widgets are updated on its thread
         except RuntimeError: loop = None
         threading.Thread(target=self._redraw_loop, args=(loop,), daemon=True, name="desk-redraw").start()
@@ -227,12 +227,13 @@ ANSWER_S = 5  # seconds the desk waits for an order's answer: a service gone sil
 KEEP_STOPPED = 10  # stopped bots the bots table keeps (with their last figures and errors); the oldest go as new ones start
 
 def _whole(name, text: str) -> int:
-    "A ticket field's text as a whole number, its thousands grouped by commas or not; `ValidationError` naming the field when it is empty, not one, or past the book's largest (the service checks the rest of its range)."
+    "A ticket field's text as a whole number, its thousands grouped by commas or not; `ValidationError` naming the field when it is empty, not one, or past an order's largest (the service checks the rest of its range and the account's limits)."
     text = text.strip()
     if not text: raise ValidationError(f"{name}: required (a whole number, in the symbol's units)")
     if not re.fullmatch(r"-?([0-9]{1,20}|[0-9]{1,3}(,[0-9]{3})+)", text):  # "100,5": a decimal comma, refused, not read as 1005
         raise ValidationError(f"{name} {text[:20]!r}: expected a whole number (in the symbol's units)")
-    if (value := int(text.replace(",", ""))) > MAX_QTY: raise ValidationError(f"{name} {text[:30]}: expected at most {MAX_QTY:,}")  # said as typed: the service reads past 64 bits as 1e+20
+    most = MAX_PRICE if name == "price" else MAX_QTY  # as the service's order says (before: the book's 2**40 for a qty, whose own limit is 10**12)
+    if (value := int(text.replace(",", ""))) > most: raise ValidationError(f"{name} {text[:30]}: expected at most {most:,}")  # said as typed: the service reads past 64 bits as 1e+20
     return value
 
 @patch
@@ -295,7 +296,8 @@ def start_bot(self: TradingDesk):
         if not thread.wait_started():
             thread.stop()  # a slow start stopped too: asked again, it is not a second bot
             raise AIPlatformError(f"{bot.name} on {self.symbol.value}: did not start ({thread.error or 'no answer in 10 s'})")
-        self.status.say(f"{bot.name} started on {self.symbol.value}")
+        halted = f"; {self.symbol.value} is halted: it places nothing until an admin resumes it" if self.client.halted.get(self.symbol.value) else ""
+        self.status.say(f"{bot.name} started on {self.symbol.value}{halted}")
     self._do("bot", go)
 
 @patch
@@ -343,7 +345,7 @@ def redraw(self: TradingDesk):
     self._mark()
     marked = [c.marked(s) for s in list(c.positions)]  # at the last trade: the P&L moves when others trade too
     self.positions.value = table([p for p in marked if p["qty"] or p["realized"]], ["symbol", "qty", "avg_price", "last", "realized", "unrealized", "pnl"])
-    total = sum(p["pnl"] for p in marked)
+    total = round(sum(p["pnl"] for p in marked), 2)  # to the cent: a float's last digits make no point of their own
     if not self.pnl_points or self.pnl_points[-1][1] != total:  # a point when it changes: a quiet desk sends the page nothing (its kernel can be culled once the page is gone)
         self.pnl_points = (self.pnl_points + [(time.time(), total)])[-500:]
         self.pnl_chart.data = []  # traces replaced, not restyled: the widget's view follows replacements reliably

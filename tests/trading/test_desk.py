@@ -32,7 +32,7 @@ def test_ticket_ack_ladder_fill_and_pnl(desk):
     expect(page.locator(".aip-status")).to_contain_text("API key: required")
     page.get_by_label("API key").fill(gw.keys["tess"])
     page.get_by_role("button", name="Connect").click()
-    expect(page.locator(".aip-status")).to_contain_text("connected: 1 symbols")
+    expect(page.locator(".aip-status")).to_contain_text("connected as tess: 1 symbols")
     page.get_by_role("button", name="sell").click()
     page.get_by_label("Price").fill("100")
     page.get_by_label("Qty").fill("5")

@@ -1,7 +1,7 @@
 """The Trading Desk's widgets against a real service, without a browser: a reconnect follows the symbol shown, a
 service with no symbols connects, a symbol left is no longer followed, a service gone shows no stale ladder, a bad bot parameter is said in the status line,
 every symbol held marks the P&L, Cancel acts only on the order chosen and Cancel all on every symbol's, and a shard down stops no desk."""
-import html, http.server, threading, time
+import html, http.server, re, threading, time
 import pytest
 from trading_service import Proxy, make_users, start_trading, stop
 from aiplatform.core import load_settings
@@ -46,6 +46,12 @@ def test_a_halted_symbol_is_said_above_its_ladder(svc):
         with urllib.request.urlopen(request, timeout=10) as r: return json.loads(r.read())["halted"]
     try:
         d.symbol.value = "ZETA"
+        d.kind.value, d.price.value, d.qty.value = "limit", "100", "1,050,000,000,000"
+        d.send()
+        assert "qty 1,050,000,000,000: expected at most 1,000,000,000,000" in d.status.value  # an order's limit (before: the book's 2**40, which the service refused again)
+        d.qty.value = "2,000,000"
+        d.send()
+        assert re.search(r">order '[0-9a-f]+': risk_max_order_qty: qty 2,000,000", html.unescape(d.status.value)), d.status.value  # before: "order: order '…'"
         for route, said in (("halt", True), ("resume", False)):
             assert admin(route) is said
             deadline = time.time() + 10
@@ -53,6 +59,11 @@ def test_a_halted_symbol_is_said_above_its_ladder(svc):
                 time.sleep(0.05)
                 d.redraw()
             assert ("halted: new orders and modifies are refused" in d.ladder.value) is said  # before: a quiet ladder, as in a slow market
+            if said:
+                d.bot.value, d.bot_params.value = "noise_trader", ""
+                d.start_bot()
+                assert "noise_trader started on ZETA; ZETA is halted: it places nothing until an admin resumes it" in d.status.value, d.status.value
+                d.stop_bots()
     finally: d.close()
 
 def test_the_bots_form_offers_each_bots_own_parameters(svc):
@@ -168,7 +179,7 @@ def test_a_service_with_no_symbols_connects(svc, tmp_path):
     try:
         empty.data, empty.keys = tmp_path, keys
         d = desk_on(empty, "tess")
-        assert "connected: 0 symbols" in d.status.value and d.symbol.options == ()
+        assert "connected as tess: 0 symbols" in d.status.value and d.symbol.options == ()
         frames = d.client.orders_frame(), d.client.fills_frame(), d.client.positions_frame()  # a new account's: no rows, every column
         assert [len(f) for f in frames] == [0, 0, 0] and {"cid", "status"} <= set(frames[0]) and "symbol" in frames[2]
         assert frames[2].set_index("symbol").empty
@@ -241,7 +252,7 @@ def test_a_bot_still_stopping_after_an_account_switch_stays_in_sight_beside_the_
     try:
         d.key.value = svc.keys["tom"]
         d.connect()
-        assert "connected: 2 symbols; the last account's 1 bots stopped, 1 still stopping" in html.unescape(d.status.value), d.status.value
+        assert "connected as tom: 2 symbols; the last account's 1 bots stopped, 1 still stopping" in html.unescape(d.status.value), d.status.value
         d.start_bot()  # tom's
         assert list(d.bots.values())[0] is slow and len(d.bots) == 2  # before: tom's bot took the slow one's name, and its place
     finally:
@@ -252,7 +263,7 @@ def test_an_account_switch_without_bots_says_nothing_of_bots(svc):
     d = desk_on(svc, "ada")
     d.key.value = svc.keys["tom"]
     d.connect()
-    assert "connected: 2 symbols<" in d.status.value, d.status.value  # before: "; the last account's 0 bots stopped"
+    assert "connected as tom: 2 symbols<" in d.status.value, d.status.value  # before: "; the last account's 0 bots stopped"
     d.client.close()
 
 def test_every_held_symbol_marks_the_pnl_and_cancels_act_on_what_the_trader_sees(tmp_path):
@@ -455,7 +466,7 @@ def test_a_viewer_gets_the_ladder_and_the_tape_without_the_ticket_or_the_bots(sv
     with TradingClient(svc.url, svc.keys["tom"]) as tom:
         tom.order("DEMO", "sell", 2, 333)
         d = desk_on(svc, "vic")  # before: "connect: user 'vic' (role viewer): market data only", and no desk
-        assert "connected: 2 symbols; viewer: market data only" in d.status.value and d.trading.children == tuple(d.market_panels), d.status.value
+        assert "connected as vic: 2 symbols; viewer: market data only" in d.status.value and d.trading.children == tuple(d.market_panels), d.status.value
         deadline = time.time() + 10
         while time.time() < deadline and "DEMO" not in d.client.books: time.sleep(0.05)
         d.redraw()
