@@ -74,7 +74,8 @@ def params_text(params: dict) -> str:
 def table(rows: list[dict], columns: list[str], css="aip-table") -> str:
     "An HTML table of `rows` (dicts) showing `columns`."
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    cell = lambda v: f"{v + 0.0:,.2f}" if isinstance(v, float) else html.escape(str("" if v is None else v))  # + 0.0: never -0.00
+    cell = lambda v: (f"{v + 0.0:,.2f}" if isinstance(v, float) else f"{v:,}" if type(v) is int  # + 0.0: never -0.00; thousands grouped, as the ticket takes them
+                      else html.escape(str("" if v is None else v)))
     body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
     return f"<table class='{css}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
