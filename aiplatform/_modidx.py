@@ -2028,6 +2028,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                           'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.AsyncTradingClient._follow': ( 'trading/client.html#asynctradingclient._follow',
                                                                                                      'aiplatform/trading/client.py'),
+                                           'aiplatform.trading.client.AsyncTradingClient._follows': ( 'trading/client.html#asynctradingclient._follows',
+                                                                                                      'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.AsyncTradingClient._holding': ( 'trading/client.html#asynctradingclient._holding',
                                                                                                       'aiplatform/trading/client.py'),
                                            'aiplatform.trading.client.AsyncTradingClient._keep_orders': ( 'trading/client.html#asynctradingclient._keep_orders',

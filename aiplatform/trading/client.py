@@ -20,7 +20,7 @@ from ..core import AIPlatformError, Conflict, Forbidden, NotFound, Unauthorized,
 from .feed import BookOutOfSync, LocalBook
 from .ledger import OrderState, is_done
 from .market import Misdirected, shard_of
-from .orders import CID, CID_RULE
+from .orders import CID, CID_RULE, SYMBOL_RULE
 from .sessions import MAX_FRAME  # the protocol's limit: not the service itself (its store and server), for a lighter import
 
 # %% ../../nbs/trading/15_client.ipynb #07709d0c
@@ -91,8 +91,10 @@ class AsyncTradingClient:
         self._unsubscribes = {}  # (channel, symbol): how many times unsubscribed, so that a subscription answered after one is made again (`_follow`)
         self._reqs, self.placed, self._tasks = itertools.count(1), set(), set()  # the cids of the orders this client sent; its background tasks
 
+    def _follows(self, symbol) -> bool: return bool({("book", symbol), ("trades", symbol)} & self._subscribed)  # a symbol's book or trades: its halts told
+
     def shard(self, symbol) -> int:
-        if not isinstance(symbol, str): raise ValidationError(f"symbol {symbol!r}: expected a symbol, a string of 1 to 16 capitals, digits, '.', '_' or '-'")
+        if not isinstance(symbol, str): raise ValidationError(f"symbol {symbol!r}: expected a symbol: {SYMBOL_RULE}")
         return shard_of(symbol, len(self.urls))
 
     async def __aenter__(self): return self
@@ -211,7 +213,7 @@ def _on(self: AsyncTradingClient, m: dict):
         self.fills.append(m)
         self._fill_ids.add(m["fill_id"])
     elif kind == "position": self.positions[m["symbol"]] = m
-    elif (kind == "status" or kind == "subscribed" and "halted" in m) and {("book", m["symbol"]), ("trades", m["symbol"])} & self._subscribed:
+    elif (kind == "status" or kind == "subscribed" and "halted" in m) and self._follows(m["symbol"]):
         self.halted[m["symbol"]] = m["halted"]  # while followed: an answer in flight after an unsubscribe is not kept
     elif kind == "positions": self.positions.update((p["symbol"], p) for p in m["positions"])
     if (waiting := self._waiting.pop(m.get("req"), None)) is not None and not waiting[1].done(): waiting[1].set_result(m)
@@ -621,7 +623,7 @@ async def unsubscribe(self: AsyncTradingClient, channel, symbol=None, wait=True)
     self._subscribed.discard((channel, symbol))
     if channel == "book": self.books.pop(symbol, None)
     elif channel == "trades": self.trades.pop(symbol, None)
-    if not {("book", symbol), ("trades", symbol)} & self._subscribed: self.halted.pop(symbol, None)  # no longer told of: not kept as it was
+    if not self._follows(symbol): self.halted.pop(symbol, None)  # no longer told of: not kept as it was
     async def tell(s):
         if (channel, symbol) in self._subscribed: return  # wanted again before it went: the subscription stays
         self._unsubscribes[channel, symbol] = self._unsubscribes.get((channel, symbol), 0) + 1  # a subscribe answered after this goes again (`_follow`)

@@ -23,7 +23,7 @@ from .engine import Engine, RiskLimits, Unjournaled, close_all, some_of
 from .feed import BookFeed
 from .journal import _fsync_dir, _set_aside, damaged
 from .ledger import Ledger, OrderState, is_done
-from .orders import SYMBOL, Cancel, Modify, Order, PlainOrder
+from .orders import SYMBOL, SYMBOL_RULE, Cancel, Modify, Order, PlainOrder
 
 # %% ../../nbs/trading/13_market.ipynb #764017e5
 def shard_of(symbol: str, shards: int) -> int:
@@ -44,7 +44,7 @@ def _why(e: OSError) -> str: return f"{e.strerror or e}" + (f": {e.filename}" if
 class SymbolSpec(BaseModel):
     "A traded symbol's rules, as an admin gives them."
     model_config = ConfigDict(extra="forbid", strict=True)
-    symbol: str = Field(pattern=SYMBOL, description="a symbol: 1 to 16 capitals, digits, '.', '_' or '-'")
+    symbol: str = Field(pattern=SYMBOL, description=f"a symbol: {SYMBOL_RULE}")
     tick_size: int = Field(1, ge=1, le=2**40, description="a tick size from 1 to 2**40")
     lot_size: int = Field(1, ge=1, le=10**9, description="a lot size from 1 to 10**9")
     price_band_pct: float = Field(10.0, ge=0, le=100, description="a price band from 0 (none) to 100 percent")

@@ -27,7 +27,7 @@ from ..platform.services import SETTINGS, RateLimit, TooMany, aiohttp_service, c
 from .engine import RiskLimits
 from .ledger import OrderState, is_done, public
 from .market import Market, SymbolSpec, symbol_spec, warm_up
-from .orders import CID, SYMBOL, Cancel, CancelAll, Modify, Order, plain_order
+from .orders import CID, SYMBOL, SYMBOL_RULE, Cancel, CancelAll, Modify, Order, plain_order
 from .sessions import MAX_FRAME, Outbox, items_of
 
 # %% ../../nbs/trading/14_service.ipynb #9923b89d
@@ -456,7 +456,7 @@ def _body(model, data: dict, **extra):
 
 # %% ../../nbs/trading/14_service.ipynb #ee915519
 ACCOUNT = ("a username, for an admin acting on another account", {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,64}$"})
-SYMBOL_Q = ("a traded symbol: 1 to 16 capitals, digits, '.', '_' or '-'", {"type": "string", "pattern": r"^[A-Z0-9][A-Z0-9._-]{0,15}$"})
+SYMBOL_Q = (f"a traded symbol: {SYMBOL_RULE}", {"type": "string", "pattern": SYMBOL})
 LIMIT = lambda default: ("how many, newest last", {"type": "integer", "minimum": 1, "maximum": 10_000, "default": default})
 SINCE = ("only those changed (an order's `updated_ns`) or made (a fill's `ns`) at or after this time of the service's, ns since the epoch: "
          "what a client that went away missed; then the oldest come first, `limit` of them and any more of the last one's time, and `more` says "
