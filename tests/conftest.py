@@ -106,6 +106,13 @@ def wait_for_apps(config, proc, timeout=90):
         time.sleep(0.3)
     raise TimeoutError("the apps' Voila server")
 
+def transitions(cluster) -> list:
+    """The (key, start, finish) of each task transition `cluster`'s scheduler logged, read in the scheduler's own loop:
+    its log is a deque that loop writes, and reading it from the test's thread may meet it mid-change."""
+    from distributed import Client
+    with Client(cluster) as client:
+        return client.run_on_scheduler(lambda dask_scheduler: [(str(t[0]), t[1], t[2]) for t in dask_scheduler.transition_log])
+
 GATEWAYS = []  # every gateway this process started: the end of its log goes with a test failing while it wrote there
 
 def start_gateway(root, server="", sections=""):

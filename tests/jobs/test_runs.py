@@ -8,7 +8,7 @@ from aiplatform.core import Conflict, NotFound, ValidationError, load_settings
 from aiplatform.jobs import reports
 from aiplatform.jobs.runs import cancel, execute, get_run, job_runs, list_runs, prune, submit, work
 from aiplatform.platform.store import get_engine
-from conftest import clean_env, cli
+from conftest import clean_env, cli, transitions
 
 def template(folder):
     "A report that sleeps `seconds`, then fails if asked, writing when it started and ended."
@@ -133,7 +133,7 @@ def test_a_dask_cluster_runs_the_attempts_with_the_same_records(tmp_path, monkey
         s = load_settings(env={}, platform={"data_dir": tmp_path/"data"}, jobs={"dask_address": cluster.scheduler_address})
         ok = execute(submit("sleeper", {"label": "dask"}, settings=s), s)
         assert ok.status == "succeeded" and (tmp_path/"data"/"jobs"/str(ok.id)/"dask.times").exists()
-        assert any(str(t[0]) == f"aiplatform-run-{ok.id}-1" for t in cluster.scheduler.transition_log)  # a task of the cluster's
+        assert any(key == f"aiplatform-run-{ok.id}-1" for key, *_ in transitions(cluster))  # a task of the cluster's
         failed = execute(submit("sleeper", {"fail": True}, settings=s), s)
         assert failed.status == "failed" and "asked to fail" in failed.error
         slow = submit("sleeper", {"seconds": 60}, settings=s)

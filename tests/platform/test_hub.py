@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pytest
 from playwright.sync_api import expect, sync_playwright
 from browser import CHROMIUM, FLAGS, told, watch
-from conftest import BIN, clean_env, cli, free_port, wait_for
+from conftest import BIN, clean_env, cli, free_port, transitions, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.browser, pytest.mark.slow]
 
@@ -182,7 +182,7 @@ def test_a_users_job_runs_on_the_dask_cluster_and_only_its_owner_sees_it(hub):
     end = time.monotonic() + 180
     while (run := get_run(id, settings=s)).status not in ("succeeded", "failed") and time.monotonic() < end: time.sleep(1)
     assert run.status == "succeeded", run.error
-    assert any(f"aiplatform-run-{id}-" in str(t[0]) for t in hub.cluster.scheduler.transition_log)  # the Hub's scheduler sent it to the cluster
+    assert any(f"aiplatform-run-{id}-" in key for key, *_ in transitions(hub.cluster))  # the Hub's scheduler sent it to the cluster
     start_server(hub, "alice"), start_server(hub, "bob")
     alice, bob = cookies_of(hub, "alice"), cookies_of(hub, "bob")
     page = f"aiplatform/api/jobs/runs/{id}/html"

@@ -4,6 +4,7 @@ import subprocess, sys
 import fastparquet, numpy as np, pandas as pd, pytest
 import vectorbt as vbt
 from hypothesis import given, settings, strategies as st
+from conftest import transitions
 from aiplatform.core import ValidationError
 from aiplatform.trading.backtest import (STATS, Options, backtest, combinations, crossed_above, custom_strategy, ma_sweep,
                                          portfolio, portfolio_stats, walk_forward, _ma_cross)
@@ -107,7 +108,7 @@ def test_a_dask_cluster_runs_the_sweep_in_pieces_with_the_same_table(tmp_path):
         seen = []
         there = {e: backtest(goog, "ma_cross", grid, chunk=16, engine=e, progress=lambda d, t: seen.append((d, t)), settings=s)
                  for e in ("fused", "vectorbt")}
-        pieces = sum(str(t[0]).startswith("sweep_part-") for t in cluster.scheduler.transition_log if t[2] == "memory")
+        pieces = sum(key.startswith("sweep_part-") for key, _, finish in transitions(cluster) if finish == "memory")
     assert pieces == 2 * 5 and seen[-1] == (80, 80) and len(seen) == 10
     for e in here: pd.testing.assert_frame_equal(here[e].table, there[e].table)
 
