@@ -24,9 +24,10 @@ from ..core import AIPlatformError, ConfigError, Conflict, Forbidden, NotFound, 
 from ..platform.auth import check_bearer, get_user
 from ..platform.metrics import FAILURES, OPERATIONS, REGISTRY
 from ..platform.services import SETTINGS, RateLimit, TooMany, aiohttp_service, caller, read_json, unique_keys
+from .book import KINDS, SIDES, TIFS
 from .engine import RiskLimits
-from .ledger import OrderState, is_done, public
-from .market import Market, SymbolSpec, symbol_spec, warm_up
+from .ledger import DONE, OrderState, is_done, public
+from .market import TAPE, Done, Market, SymbolSpec, symbol_spec, warm_up
 from .orders import CID, SYMBOL, SYMBOL_RULE, Cancel, CancelAll, Modify, Order, plain_order
 from .sessions import MAX_FRAME, Outbox, items_of
 
@@ -265,6 +266,7 @@ def handle(self: Connection, message, rest=1):
     except AIPlatformError as e:
         answer = {"type": "reject" if op in ORDER_OPS else "error", "req": req, "error": str(e), "status": e.status}
         if self.limited is not None: answer["retry_after_s"] = self.limited  # the rate limit's (not a full queue's)
+        if isinstance(e, Done): answer["order"] = public(e.order)  # as a cancel or modify of an order done earlier in its batch is answered
         self.push(answer)
         REFUSED.labels(str(e.status)).inc()
     except Exception:  # a fault of ours: logged, answered, and the connection and its other messages go on
@@ -329,8 +331,9 @@ def _subscribe(self: Connection, op, fields, req):
         key, table = symbol, self.hub.books if channel == "book" else self.hub.trades
     subscribed = {"type": "subscribed", "req": req, "channel": channel, "symbol": symbol} | ({} if own else {"halted": self.market.specs[symbol].halted})
     if op == "subscribe" and not self._room_for(subscribed, first := self._first(channel, symbol)):  # a frame of a thousand subscriptions to a long tape: not a gigabyte in line
-        raise TooMany(f"{op} {channel}: its first message counts {items_of(first):,}, and {self.outbox.size:,} already wait for this connection; "
-                      f"at most {self.outbox.limit:,} ([trading] queue_limit): subscribe again once those are read")
+        waiting = f"{self.outbox.size:,} already wait for this connection" if self.outbox.size else "its client has not read what was sent"
+        raise TooMany(f"{op} {channel}: its first message counts {items_of(first):,} and {waiting}; at most {self.outbox.limit:,} may wait "
+                      "([trading] queue_limit): subscribe again once the client has read them")
     if channel == "book": self.outbox.stale.pop(symbol, None)  # a fresh snapshot due since the client fell behind: none once unsubscribed, the subscription's own after "subscribed"
     if op == "unsubscribe":
         _leave(table, key, self)
@@ -561,17 +564,21 @@ async def positions(request):
 
 # %% ../../nbs/trading/14_service.ipynb #bfb19904
 async def add_symbol(request):
-    await caller(request, "admin", fresh=True)
+    user = await caller(request, "admin", fresh=True)
     query(request, ROUTES["add_symbol"])
     spec = symbol_spec(await read_json(request))
     request.app[MARKET].add_symbol(spec)
+    get_logger("trading.service").warning("admin %s added symbol %s: %s", user.username, spec.symbol, spec.model_dump())  # who changed the market, and when: in the log
     return _json(spec.model_dump(), status=201)
 
 async def _halt(request, route, halted):
-    await caller(request, "admin", fresh=True)
+    user = await caller(request, "admin", fresh=True)
     query(request, ROUTES[route])
-    try: return _json(request.app[MARKET].halt(request.match_info["symbol"], halted).model_dump())
+    symbol = request.match_info["symbol"]
+    try: spec = request.app[MARKET].halt(symbol, halted)
     finally: request.app[HUB].drain()  # the symbol's subscribers told now (a halt not saved is in force still)
+    get_logger("trading.service").warning("admin %s %s symbol %s", user.username, "halted" if halted else "resumed", symbol)
+    return _json(spec.model_dump())
 
 async def halt(request): return await _halt(request, "halt", True)
 async def resume(request): return await _halt(request, "resume", False)
@@ -752,7 +759,7 @@ def _routes() -> dict:
         (None, Route("GET", "/symbols", symbols, "The symbols this shard trades, their rules and last prices.")),
         (None, Route("GET", "/depth/{symbol}", depth, "A symbol's book: quantity per price, best first.", (),
                      None, {"levels": ("levels per side", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10})})),
-        (None, Route("GET", "/trades/{symbol}", trades, "A symbol's recent trades.", (), None, {"limit": LIMIT(100)})),
+        (None, Route("GET", "/trades/{symbol}", trades, f"A symbol's recent trades: the newest `limit` of its tape, which keeps {TAPE:,}.", (), None, {"limit": LIMIT(100)})),
         (None, Route("POST", "/orders", submit, "Place an order; a repeated cid answers that order's state.", TRADERS, Order, cid)),
         (None, Route("GET", "/orders", orders, "The account's orders.", TRADERS, None, cid | s | {"limit": LIMIT(1_000), "since_ns": SINCE,
                      "status": ("which orders: by default the open ones, or all with since_ns (a client catching up misses none that ended meanwhile)", {"type": "string", "enum": ["open", "done", "all"]})})),
@@ -782,6 +789,8 @@ def answer_schemas() -> dict:
     del order["properties"]["notional"]
     order["required"] = [f for f in order["required"] if f != "notional"] + ["avg_price"]
     order["properties"]["avg_price"] = {"anyOf": [_num, _null]}
+    for name, values in dict(side=SIDES, kind=KINDS, tif=TIFS).items(): order["properties"][name]["enum"] = [*values, ""]  # "": a lost order's, not known
+    order["properties"]["status"]["enum"] = ["new", "open", *DONE]
     symbol = SymbolSpec.model_json_schema()  # as an answer gives it: every field, the defaults too
     symbol["required"] = list(symbol["properties"])
     listed = _obj(**symbol["properties"], last_price={"anyOf": [_int, _null]}, shard=_int) | {"title": "SymbolState"}

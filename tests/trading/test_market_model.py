@@ -23,7 +23,7 @@ from aiplatform.trading.book import (ACCEPTED, BUY, CANCELLED, COMMAND_DTYPE, KI
                                      SELL, STPS, TRADE)
 from aiplatform.trading.engine import SCALE, RiskLimits
 from aiplatform.trading import market as market_module
-from aiplatform.trading.market import HALTED, Market, SymbolSpec
+from aiplatform.trading.market import HALTED, Done, Market, SymbolSpec
 from aiplatform.trading.orders import MAX_PRICE, Cancel, Modify, Order, plain_order
 from reference_book import ReferenceBook
 
@@ -66,7 +66,7 @@ class Model:
 
     def live(self, account, cid):
         if (oid := self.cids.get((account, cid))) is None: return NotFound
-        return Conflict if self.orders[oid]["status"] in DONE else oid
+        return Done if self.orders[oid]["status"] in DONE else oid
 
     def cancel(self, account, cid, expect):
         if not isinstance(oid := self.live(account, cid), int): return oid

@@ -315,6 +315,8 @@ def test_admin_adds_halts_and_resumes_symbols(svc):
     assert call(svc, "DELETE", "orders/n-1")[1]["status"] == "cancelled"  # cancels pass a halt
     assert call(svc, "POST", "admin/symbols/NEW/resume", user="ada")[1]["halted"] is False
     assert "NEW" in [s["symbol"] for s in call(svc, "GET", "symbols")[1]["symbols"]]
+    log = open(svc.log).read()  # who changed the market: in its log
+    assert "admin ada added symbol NEW: {'symbol': 'NEW', 'tick_size': 5" in log and "admin ada halted symbol NEW\n" in log and "admin ada resumed symbol NEW\n" in log
 
 def _metrics(text) -> dict:
     "The samples of a Prometheus text exposition: {(name, ((label, value), ...)): value}."
@@ -644,6 +646,8 @@ def test_a_cancel_of_an_order_filled_earlier_in_its_frame_is_a_conflict(svc):
     assert (got[3]["type"], got[3]["status"], got[3]["error"], got[3]["order"]["status"]) == ("reject", 409, "order 'race-1': already filled", "filled")
     assert isinstance(error_of(got[3]["status"], got[3]["error"], got[3]["order"]), Conflict)
     assert call(svc, "DELETE", "orders/race-1") == (409, {"error": "order 'race-1': already filled", "status": 409})  # the same, later
+    later = _answers(svc, json.dumps({"op": "cancel", "cid": "race-1", "req": 4}), 4)[4]  # and over the WebSocket, with the order as in its batch
+    assert {k: later[k] for k in ("type", "status", "error")} == {k: got[3][k] for k in ("type", "status", "error")} and later["order"] == got[3]["order"]
 
 def test_wrong_types_are_answered_and_the_connection_goes_on(svc):
     assert call(svc, "POST", "orders", body=dict(cid="s-1", symbol="DEMO", side="buy", price=100, qty=1, self=1))[1]["error"].startswith("self: unknown field")
@@ -803,7 +807,8 @@ def test_a_frame_of_big_answers_to_a_client_that_reads_nothing_costs_bounded_mem
     assert held < 4 << 20  # before: 100 MB, a thousand tapes at once
     subscribed, refused = [m for m in answers if m["type"] == "subscribed"], [m for m in answers if m["type"] == "error"]
     assert 1 <= len(subscribed) <= 10 and len(subscribed) + len(refused) == 1_000 and {m["status"] for m in refused} == {429}
-    assert "its first message counts 1,000" in refused[0]["error"] and "at most 10,000 ([trading] queue_limit)" in refused[0]["error"]
+    assert "its first message counts 1,000 and " in refused[0]["error"] and "at most 10,000 may wait ([trading] queue_limit)" in refused[0]["error"]
+    assert all("retry_after_s" not in m for m in refused)  # not the rate limit's: no time to say
 
 def test_a_client_that_keeps_up_gets_a_whole_sweep_of_twenty_thousand_messages():
     from types import SimpleNamespace
@@ -1235,13 +1240,13 @@ def test_a_limit_of_open_files_that_leaves_little_room_is_said_at_the_start_and_
     finally: loop.close()
 
 def test_the_protocol_names_every_reason_an_order_can_end_with():
-    "The status table of the trading.service notebook: every code the book, the risk limits and the bands give (invalid_op: no client sends a raw op; not_modifiable: a journal of matching rules 1 or 2 replays it, no client is told)."
+    "The status table of the trading.service notebook: every code the book, the risk limits and the bands give (invalid_op: no client sends a raw op; not_modifiable: a journal of matching rules 1 or 2 replays it, no client is told; risk_price_band: the service's engine has no band, its symbols' bands refuse a price before any batch, a 400)."
     import nbformat
     from aiplatform.trading.book import REASONS
     from aiplatform.trading.market import RISK_LIMITS
     cells = nbformat.read(Path(__file__).parents[2]/"nbs"/"trading"/"14_service.ipynb", 4).cells
     text = "".join(c.source for c in cells if c.cell_type == "markdown")
-    assert [r for r in (*REASONS[1:], *RISK_LIMITS, "no_liquidity_in_band", "no_liquidity_within_max_notional") if r not in ("invalid_op", "not_modifiable") and f"`{r}`" not in text] == []
+    assert [r for r in (*REASONS[1:], *RISK_LIMITS, "no_liquidity_in_band", "no_liquidity_within_max_notional") if r not in ("invalid_op", "not_modifiable", "risk_price_band") and f"`{r}`" not in text] == []
 
 def test_a_client_whose_key_is_revoked_tries_again_once_a_minute_not_five_times_a_second(tmp_path, monkeypatch, caplog):
     "Each try costs the service a key check (a scrypt once it has restarted): 50 such clients held 0.9 of a core for as long as they lived."

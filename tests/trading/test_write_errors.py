@@ -136,6 +136,48 @@ def test_the_split_is_written_once_whole(tmp_path):
     assert (split.stat().st_mtime_ns, split.stat().st_ino) == written and json.loads(split.read_text()) == {"shard": 0, "shards": 2}
     assert not list(tmp_path.glob("*.tmp"))
 
+def test_a_market_is_not_split_again_by_any_of_its_shards(tmp_path):
+    "Before: shard 1 of 2 started beside shard 0 of 1 and traded its symbols afresh, their orders and positions left in shard 0's folder."
+    from aiplatform.core import ConfigError
+    Market(tmp_path/"shard-0", [{"symbol": "DEMO"}]).close()
+    with pytest.raises(ConfigError, match="shard-0: written as shard 0 of 1; .trading. shard = 1, shards = 2 would leave its symbols' orders where no shard serves"):
+        Market(tmp_path/"shard-1", shard=1, shards=2)
+    Market(tmp_path/"shard-0").close()  # as it was: it starts
+
+@pytest.mark.parametrize("name, text, where", [
+    ("symbols.json", '[{"symbol": "DEMO", "tick_size": 0}]', "symbol 'DEMO' damaged .tick_size 0: expected a tick size"),
+    ("symbols.json", '[{"symbol": "DEMO", "colour": 1}]', "symbol 'DEMO' damaged .colour: unknown field"),
+    ("symbols.json", '{"symbol": "DEMO"}', "its JSON damaged .expected a list of objects"),
+    ("split.json", '{}', "its JSON damaged .expected ..shard.: N")])
+def test_a_market_file_edited_by_hand_into_nonsense_stops_a_start_with_a_line_that_names_it(tmp_path, name, text, where):
+    "Before: a traceback (pydantic's, a KeyError, a TypeError)."
+    from aiplatform.trading.journal import JournalError
+    Market(tmp_path, [{"symbol": "DEMO"}]).close()
+    (tmp_path/name).write_text(text)
+    with pytest.raises(JournalError, match=f"{name}: {where}"): Market(tmp_path)
+
+def test_a_symbol_whose_journal_is_damaged_mid_file_starts_halted_until_an_admin_resumes_it(tmp_path):
+    "Before: it traded on at once, and the acknowledged orders of the intact records set aside after the damage could never be replayed."
+    from aiplatform.trading.journal import RECORD_BYTES
+    m = Market(tmp_path, [{"symbol": "DEMO"}])
+    for i in range(6):
+        order(m, 1, f"s{i}", "sell", 100 + i)
+        m.flush()  # a record each
+    m.close()
+    segment = sorted((tmp_path/"books"/"DEMO").glob("journal-*.log"))[-1]
+    with open(segment, "r+b") as f: f.seek(segment.stat().st_size - 4 * RECORD_BYTES + 20); f.write(b"\xff\xfe")  # the third order's record: three intact after it
+    m = Market(tmp_path)
+    assert m.specs["DEMO"].halted and [m.order(1, f"s{i}")["status"] for i in range(6)] == ["open"] * 2 + ["lost"] * 4
+    with pytest.raises(Exception, match="symbol DEMO: halted"): order(m, 1, "new", "sell", 110)
+    m.close()
+    m = Market(tmp_path)  # the halt saved: the journal, cut, no longer says why
+    assert m.specs["DEMO"].halted
+    m.halt("DEMO", False)
+    order(m, 1, "new", "sell", 110)
+    m.flush()
+    assert m.order(1, "new")["status"] == "open"
+    m.close()
+
 KILLED_AFTER_ANSWERING = """
 import os, sys
 from aiplatform.trading.engine import RiskLimits
