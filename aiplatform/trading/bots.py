@@ -175,9 +175,9 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
                 if (m := await _next(inbox, TIMER_S)) is None: continue
                 await _tell(strategy, m)
             if (error := strategy.failure()) is not None: raise error  # one that came in the last turn: told, not lost
-        except Exception:
-            log.exception("bot %s on %s stopped by an error", strategy.name, strategy.symbol)
-            raise
+        except Exception as e:
+            if not isinstance(e, AIPlatformError): log.exception("bot %s on %s stopped by an error", strategy.name, strategy.symbol)  # a fault: where it came from
+            raise  # a refusal (its parameters do not suit the service), said once, by whoever runs it (before: a traceback in the log too)
         finally:
             stop_error = None
             try:
@@ -604,11 +604,20 @@ def read_key(path) -> str:
     return key
 
 async def _until_stopped(bot, urls, key, seconds):
-    "`run` the bot until `seconds` pass, or (on the main thread) a SIGTERM, a supervisor's stop (systemd, `docker stop`), ends it as Ctrl-C does: its orders cancelled, its summary said; the caller's own SIGTERM handler is back after."
-    stop, loop, before = asyncio.Event(), asyncio.get_running_loop(), signal.getsignal(signal.SIGTERM)
+    """`run` the bot until `seconds` pass, or (on the main thread) a SIGTERM, a supervisor's stop (systemd, `docker stop`), ends it as Ctrl-C does: its orders cancelled, its summary said;
+    one before it has started (connecting, subscribing, placing its first orders) cuts that short at once (before: it went on, traded, then stopped). The caller's own SIGTERM handler is back after."""
+    stop, loop, before, task, cut = asyncio.Event(), asyncio.get_running_loop(), signal.getsignal(signal.SIGTERM), asyncio.current_task(), []
+    def terminate():
+        if bot.started.is_set(): return stop.set()
+        cut.append(True)
+        task.cancel()
     on_main = threading.current_thread() is threading.main_thread()  # signals reach the main thread only
-    if on_main: loop.add_signal_handler(signal.SIGTERM, stop.set)
+    if on_main: loop.add_signal_handler(signal.SIGTERM, terminate)
     try: return await run(bot, urls, key, seconds, stop)
+    except asyncio.CancelledError:
+        if not cut: raise  # not a SIGTERM's (a Ctrl-C's)
+        task.uncancel()
+        return bot
     finally:
         if on_main and loop.remove_signal_handler(signal.SIGTERM) and before is not None: signal.signal(signal.SIGTERM, before)
 
@@ -627,13 +636,15 @@ def main(argv=None):
     except ValidationError as e: ap.error(str(e))
     ignored = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     if ignored: signal.signal(signal.SIGINT, signal.default_int_handler)  # started with SIGINT ignored (a shell's `&`): a SIGINT (kill -INT) stops it as Ctrl-C does
+    error = None
     try: asyncio.run(_until_stopped(bot, args.url, key, args.seconds))
     except KeyboardInterrupt: pass  # Ctrl-C: the run was cancelled, and cancelled the bot's orders as it ended
-    except (AIPlatformError, OSError) as e: ap.exit(1, f"{ap.prog}: {e}\n")  # the service refused it (a symbol not traded, a bad key) or is down
-    except (aiohttp.ClientError, ValueError) as e: ap.exit(1, f"{ap.prog}: --url {' '.join(args.url)}: not the trading service ({type(e).__name__}: {e})\n")
+    except (AIPlatformError, OSError) as e: error = str(e)  # the service refused it (a symbol not traded, a bad key) or is down
+    except (aiohttp.ClientError, ValueError) as e: error = f"--url {' '.join(args.url)}: not the trading service ({type(e).__name__}: {e})"
     finally:
         if ignored: signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller's, when called in process
-    print(f"{bot.name} on {bot.symbol}: position {bot.position}, P&L {bot.pnl:,.2f}")
+    if error is None or bot.started.is_set(): print(f"{bot.name} on {bot.symbol}: position {bot.position}, P&L {bot.pnl:,.2f}")  # an error after it traded: where it ended too
+    if error is not None: ap.exit(1, f"{ap.prog}: {error}\n")
 
 # %% ../../nbs/trading/16_bots.ipynb #e62f3b01
 if __name__ == "__main__": main()

@@ -1,7 +1,7 @@
 """The built-in bots trading against a real service: a market maker quoting with inventory skew, a noise trader from
 the order-flow generator and an MA momentum bot make a market together; each one's P&L and position are live; a bot
 stopped leaves no open order; replay streams a generated session at N× speed; a bot runs as its own process."""
-import asyncio, contextlib, dataclasses, json, os, re, signal, subprocess, sys, threading, time, urllib.request
+import asyncio, contextlib, dataclasses, json, os, re, signal, socket, subprocess, sys, threading, time, urllib.request
 import numpy as np
 import pytest
 from aiplatform.core import NotFound, ValidationError
@@ -478,6 +478,29 @@ def test_ctrl_c_or_sigterm_stops_the_bots_process_with_its_summary_and_its_order
         assert (bot.returncode, out, "Traceback" in err) == (0, f"market_maker on {symbol}: position 0, P&L 0.00\n", False), err  # before: -2, a traceback, nothing said; SIGTERM: -15, nothing said; a Ctrl-C that met a book update was lost (3.11's wait_for)
         assert tom.orders_frame(symbol=symbol).empty
 
+def test_a_bot_stopped_by_refusals_says_so_in_a_line_after_its_summary(market, tmp_path):
+    "Before: a traceback, and no summary of where it ended."
+    add_symbol(market, symbol="BIG")
+    done = subprocess.run([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "BIG", "--url", market.url,
+                           "--key-file", _key_file(tmp_path/"key", market.keys["tom"]), "--set", "fair=700", "--set", "qty=60"],  # past max_order_qty 50
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, "Traceback" in done.stderr) == (1, "market_maker on BIG: position 0, P&L 0.00\n", False), done.stderr
+    assert re.fullmatch("python -m aiplatform.trading.bots: market_maker on BIG: 20 orders in a row refused, none placed; the last: order '[0-9a-f]+': "
+                        r"risk_max_order_qty: qty 60: expected a qty of at most 50 \(\[trading\] max_order_qty\)\n", done.stderr), done.stderr  # said once
+
+def test_a_sigterm_while_the_bot_is_still_connecting_ends_it_at_once(tmp_path):
+    "Before: it waited out the connection (30 s against a service that never answers), then traded, then stopped: past a supervisor's grace (docker stop: 10 s)."
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes connections, never answers
+        bot = subprocess.Popen([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "SIM", "--url", f"http://127.0.0.1:{silent.getsockname()[1]}/",
+                                "--key-file", _key_file(tmp_path/"key", "k")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with _killed(bot):
+            time.sleep(3)  # imported, connecting
+            sent = time.monotonic()
+            bot.send_signal(signal.SIGTERM)
+            out, err = bot.communicate(timeout=30)
+            assert (bot.returncode, out, "Traceback" in err) == (0, "market_maker on SIM: position 0, P&L 0.00\n", False), err
+            assert time.monotonic() - sent < 5
+
 def test_the_bots_main_in_process_keeps_the_callers_sigterm_handler_and_runs_off_the_main_thread(market, tmp_path):
     from aiplatform.trading.bots import main
     add_symbol(market, symbol="INPROC")
@@ -506,6 +529,22 @@ def test_a_bot_runs_as_a_papermill_report(market, tmp_path):
                    out_dir=tmp_path/"bad")
     with pytest.raises(Exception, match="key_file 'key': expected an absolute path or ~/…: the report runs in its own output folder"):
         run_report("bot_session", {"bot": "noise_trader", "symbol": "SIM", "key_file": "key", "urls": [market.url]}, out_dir=tmp_path/"rel")  # before: "No such file", the folder unsaid
+
+def test_a_bot_report_stopped_by_an_error_keeps_its_figures_and_starts_no_service(market, tmp_path, monkeypatch):
+    "Before: the notebook stopped at the error, its figures never drawn; and with no urls it started a trading service of its own, which outlived it."
+    import nbformat
+    from aiplatform.jobs.reports import run_report
+    _key_file(tmp_path/"key", market.keys["tom"])
+    with pytest.raises(Exception, match="failed with ValidationError: market_maker on SIM: 20 orders in a row refused"):
+        run_report("bot_session", {"bot": "market_maker", "symbol": "SIM", "params": {"qty": 60, "fair": 700}, "seconds": 30,  # past max_order_qty 50
+                                   "key_file": str(tmp_path/"key"), "urls": [market.url]}, out_dir=tmp_path/"out")
+    text = json.dumps(nbformat.read(tmp_path/"out"/"bot_session.ipynb", 4).cells)
+    assert "Stopped by an error" in text and "0 fills; the account" in text and "plotly" in text
+    with socket.create_server(("127.0.0.1", 0)) as s: port = s.getsockname()[1]  # free now
+    monkeypatch.setenv("AIPLATFORM_TRADING__PORT", str(port))
+    with pytest.raises(Exception, match="failed with"):
+        run_report("bot_session", {"bot": "noise_trader", "symbol": "SIM", "seconds": 1, "key_file": str(tmp_path/"key")}, out_dir=tmp_path/"none")
+    with pytest.raises(ConnectionRefusedError): socket.create_connection(("127.0.0.1", port), timeout=5).close()  # no service started there
 
 def test_a_recorded_session_from_a_journal_that_snapshots_have_pruned(tmp_path):
     from aiplatform.trading.journal import JournaledBook
