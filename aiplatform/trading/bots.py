@@ -148,7 +148,10 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
     log = get_logger("trading.bots")
     async with AsyncTradingClient(urls, key, cancel_on_disconnect=True) as client:
         strategy.client, strategy.stopping = client, False
-        specs = {s["symbol"]: s for s in (await client.get("symbols", client.shard(strategy.symbol)))["symbols"]}  # its shard's: another down stops no bot
+        listed = await client.get("symbols", shard := client.shard(strategy.symbol))  # its shard's: another down stops no bot
+        if (listed["shard"], listed["shards"]) != (shard, len(client.urls)):  # before: two URLs of a one-shard service taken, half the symbols sent to the wrong one
+            raise ValidationError(f"urls: {len(client.urls)} given, and {client.urls[shard]} is shard {listed['shard']} of {listed['shards']}: expected every shard's URL, in shard order")
+        specs = {s["symbol"]: s for s in listed["symbols"]}
         if strategy.symbol not in specs: raise ValidationError(f"symbol {strategy.symbol!r}: not traded; symbols: {some_of(specs)}")
         strategy.tick, strategy.lot = int(specs[strategy.symbol]["tick_size"]), int(specs[strategy.symbol]["lot_size"])
         for name in strategy.in_lots:
@@ -632,8 +635,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if bad := [p for p in args.set if "=" not in p]: ap.error(f"--set {bad[0]!r}: expected NAME=VALUE")
     params = dict(p.split("=", 1) for p in args.set)
+    if len(params) < len(args.set):  # before: the last one taken, silently
+        names = [p.split("=", 1)[0] for p in args.set]
+        ap.error(f"--set {next(n for n in names if names.count(n) > 1)}: given twice; expected once")
     try: bot, key = make_bot(args.bot, args.symbol, **{k: param_value(v) for k, v in params.items()}), read_key(args.key_file)
-    except ValidationError as e: ap.error(str(e))
+    except ValidationError as e: ap.exit(2, f"{ap.prog}: error: {e}\n")  # one line: what was wrong with it, not the usage too
     ignored = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     if ignored: signal.signal(signal.SIGINT, signal.default_int_handler)  # started with SIGINT ignored (a shell's `&`): a SIGINT (kill -INT) stops it as Ctrl-C does
     error = None

@@ -460,6 +460,11 @@ def test_the_bots_command_line_answers_a_mistake_in_one_line(market, tmp_path, c
     code, said = refused("--key-file", tmp_path/"key", symbol="NOPE")
     assert code == 1 and said.startswith("python -m aiplatform.trading.bots: symbol 'NOPE': not traded; symbols: DEMO"), said  # and those the module's tests added
     assert refused("--key-file", tmp_path/"key", url="localhost:8080")[1].startswith("python -m aiplatform.trading.bots: --url localhost:8080: not the trading service (")  # no scheme
+    assert refused("--key-file", tmp_path/"key", "--set", "spread=3", "--set", "spread=4")[1].endswith("error: --set spread: given twice; expected once")  # before: 4, silently
+    assert refused("--key-file", tmp_path/"key", "--url", market.url) == (1, f"python -m aiplatform.trading.bots: urls: 2 given, and {market.url} is shard 0 of 1: "
+                                                                          "expected every shard's URL, in shard order")  # before: taken
+    with pytest.raises(SystemExit): main(["market_maker", "--symbol", "SIM", "--url", market.url, "--key-file", str(tmp_path/"missing")])
+    assert capsys.readouterr().err.count("\n") == 1  # the mistake alone, not the usage before it
 
 @pytest.mark.parametrize("sig, ignored", [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False)])
 def test_ctrl_c_or_sigterm_stops_the_bots_process_with_its_summary_and_its_orders_cancelled(market, tmp_path, sig, ignored):
