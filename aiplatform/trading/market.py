@@ -140,6 +140,7 @@ class Market:
         self.tape_len = tape
         self.tape = self._kept_tape()
         self.pending, self.listeners, self.flushed, self.schedule = [], [], [], None
+        self.cancelling = set()  # ids of the orders with a cancel queued: a cancel_all answers them with it, queuing no second
         self.halt_listeners = []  # each told (symbol, halted) as a symbol is halted or resumed: by an admin, or by the market when its journal refuses a batch
         self.answered = Counter()  # (symbol, command, outcome): the commands answered after their batch (`outcome`)
         self._compacted = 0  # the ledger file's size after this run's last compaction: none yet, so its first snapshot compacts
@@ -433,6 +434,7 @@ def _live(self: Market, account, cid):
 def cancel(self: Market, account: int, cancel: Cancel, reply):
     "Queue the cancel of `account`'s open order."
     state = self._live(account, cancel.cid)
+    self.cancelling.add(state["order_id"])
     self._queue(Request(state["symbol"], state, cancel_fields(state["order_id"], account), reply))
 
 @patch
@@ -491,10 +493,13 @@ def cancel_all(self: Market, account: int, symbol=None, done=lambda states, fail
     states = [s for s in self.ledger.accounts.get(account, {}).values() if not is_done(s) and symbol in (None, s["symbol"])]
     failed, left = {}, [len(states)]
     def answered(ok, state, error):
-        if not ok and not is_done(state): failed[state["cid"]] = str(error)
+        if not is_done(state): failed.setdefault(state["cid"], str(error) if error else "its cancel failed")  # one queued before: answered with it
         left[0] -= 1
         if not left[0]: done(states, failed)
-    for s in states: self._queue(Request(s["symbol"], s, cancel_fields(s["order_id"], account), answered))
+    for s in states:  # an order with a cancel queued already is answered after it, with no second (before: a frame of cancel_alls queued and journaled one each, every order)
+        row = None if s["order_id"] in self.cancelling else cancel_fields(s["order_id"], account)
+        self.cancelling.add(s["order_id"])
+        self._queue(Request(s["symbol"], s, row, answered))
     if not states: done(states, failed)
     return states
 
@@ -541,6 +546,7 @@ def flush(self: Market):
     "Send the queued commands (up to `MAX_BATCH`) to the engine, one batch per symbol; answer each, send; then record, tell the listeners, send."
     pending, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
     if not pending: return
+    self.cancelling.difference_update(r.state["order_id"] for r in pending if r.row is not None and r.row[0] == OP_CANCEL)  # in this batch, whatever becomes of it
     ledger_size = self.ledger.size if self.fsync == "always" else None
     if self.pending and self.schedule: self.schedule(self.flush)  # the rest in the next turn, after these are answered
     now, by_symbol, news = self.clock(), {}, []

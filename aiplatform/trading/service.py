@@ -16,6 +16,7 @@ __all__ = ['COMMANDS_ANSWERED', 'TRADES', 'TRADED', 'REFUSED', 'CLOSED', 'CONNEC
 import asyncio, gc, json, math, os, re, reprlib, resource, socket, time
 import orjson
 import prometheus_client as prom
+from collections import Counter
 from dataclasses import dataclass
 from pydantic import TypeAdapter
 from aiohttp import WSMsgType, WebSocketError, web
@@ -29,7 +30,7 @@ from .engine import RiskLimits
 from .ledger import DONE, OrderState, is_done, public
 from .market import TAPE, Done, Market, SymbolSpec, symbol_spec, warm_up
 from .orders import CID, SYMBOL, SYMBOL_RULE, Cancel, CancelAll, Modify, Order, plain_order
-from .sessions import MAX_FRAME, Outbox, items_of
+from .sessions import MAX_FRAME, Outbox
 
 # %% ../../nbs/trading/14_service.ipynb #9923b89d
 class Shared(dict):
@@ -86,9 +87,21 @@ class Hub:
         self.market, self.books, self.trades, self.orders, self.positions = market, {}, {}, {}, {}
         self.connections, self.dirty = {}, []  # every open WebSocket: its `Connection`; the connections with messages waiting
         self.closed_since = 0  # connections closed since the last full collection (`recheck`)
+        self.per_user = Counter()  # user id: their open connections (`admit`)
         market.listeners.append(self.publish)
         market.halt_listeners.append(self.halted)
         market.flushed.append(self.drain)
+
+    def admit(self, user, most: int):
+        "Count a connection of `user` opening; `TooMany` when they have `most` open or opening already (before: one user's could take every file the process may open, and no one else connected)."
+        if (n := self.per_user[user.id]) >= most:
+            raise TooMany(f"user {user.username!r}: {n:,} WebSocket connections open to this shard, at most {most:,} ([trading] connections): close one first")
+        self.per_user[user.id] = n + 1
+
+    def left(self, user):
+        "Count a connection of `user` closed, or one that never opened."
+        if (n := self.per_user[user.id] - 1) > 0: self.per_user[user.id] = n
+        else: self.per_user.pop(user.id, None)
 
     def drain(self):
         "Send what waits for each connection pushed to since the last drain; one whose messages fail to go (a fault of ours) is closed with the reason, and the others are still served."
@@ -330,9 +343,9 @@ def _subscribe(self: Connection, op, fields, req):
         self.market.spec(symbol)
         key, table = symbol, self.hub.books if channel == "book" else self.hub.trades
     subscribed = {"type": "subscribed", "req": req, "channel": channel, "symbol": symbol} | ({} if own else {"halted": self.market.specs[symbol].halted})
-    if op == "subscribe" and not self._room_for(subscribed, first := self._first(channel, symbol)):  # a frame of a thousand subscriptions to a long tape: not a gigabyte in line
+    if op == "subscribe" and not self._room_for(1 + (most := self._first_most(channel, symbol))):  # a frame of a thousand subscriptions to a long tape: not a gigabyte in line
         waiting = f"{self.outbox.size:,} already wait for this connection" if self.outbox.size else "its client has not read what was sent"
-        raise TooMany(f"{op} {channel}: its first message counts {items_of(first):,} and {waiting}; at most {self.outbox.limit:,} may wait "
+        raise TooMany(f"{op} {channel}: its first message counts up to {most:,} and {waiting}; at most {self.outbox.limit:,} may wait "
                       "([trading] queue_limit): subscribe again once the client has read them")
     if channel == "book": self.outbox.stale.pop(symbol, None)  # a fresh snapshot due since the client fell behind: none once unsubscribed, the subscription's own after "subscribed"
     if op == "unsubscribe":
@@ -342,12 +355,21 @@ def _subscribe(self: Connection, op, fields, req):
     table.setdefault(key, set()).add(self)
     self.channels.add((channel, key))
     self.push(subscribed)
-    self.push(first)
+    self.push(self._first(channel, symbol))
 
 @patch
-def _room_for(self: Connection, *messages) -> bool:
-    "Whether `messages` may join what waits for this connection: any may while its client keeps up and nothing waits, else within the outbox's limit."
-    return self._keeps_up() and not self.outbox.queue or self.outbox.fits(*messages)
+def _room_for(self: Connection, items: int) -> bool:
+    "Whether messages counting `items` (a list's items each) may join what waits for this connection: any may while its client keeps up and nothing waits, else within the outbox's limit."
+    return self._keeps_up() and not self.outbox.queue or self.outbox.fits(items)
+
+@patch
+def _first_most(self: Connection, channel, symbol) -> int:
+    """The most a subscription's first message (`_first`) may count, known without making it: a frame of a thousand subscriptions
+    refused at once (before: each made its copy of every open order first, a shard's loop held for seconds)."""
+    if channel == "book": return 1
+    if channel == "trades": return len(self.market.tape[symbol])
+    if channel == "orders": return len(self.market.ledger.accounts.get(self.account, ()))  # open and kept done ones
+    return len(self.market.specs)
 
 @patch
 def _first(self: Connection, channel, symbol) -> dict:
@@ -638,26 +660,31 @@ async def websocket(request):
         raise ValidationError(f"query parameter {reprlib.repr(unknown[0])}: unknown (expected cancel_on_disconnect)")
     if (n := len(request.query.getall("cancel_on_disconnect", []))) > 1: raise ValidationError(f"query parameter 'cancel_on_disconnect': given {n} times, expected once")
     if cod not in ("true", "false"): raise ValidationError(f"cancel_on_disconnect {cod[:20]!r}: expected true or false")
-    settings = request.app[SETTINGS]
+    settings, hub = request.app[SETTINGS], request.app[HUB]
     ws = WebSocket(heartbeat=PING_S, max_msg_size=max(settings.limits.request_kb, MAX_FRAME) * 1024, compress=False)  # at least MAX_FRAME messages of 1 KB: a frame the client library sends is read whatever [limits] request_kb
     if not ws.can_prepare(request).ok: raise ValidationError("GET /ws: expected a WebSocket handshake (headers Connection: Upgrade, Upgrade: websocket, Sec-WebSocket-Version: 13, Sec-WebSocket-Key)")
+    hub.admit(user, settings.trading.connections)  # counted from here: handshakes under way too
     try: await ws.prepare(request)
-    except ConnectionError: return web.Response()  # the client left during the handshake: not a fault of ours (was a 500, logged with its traceback); not `ws`, half started: aiohttp would close it, an error
+    except BaseException as e:
+        hub.left(user)
+        if isinstance(e, ConnectionError): return web.Response()  # the client left during the handshake: not a fault of ours (was a 500, logged with its traceback); not `ws`, half started: aiohttp would close it, an error
+        raise
     if (sock := request.transport.get_extra_info("socket")) is not None:  # bound what the kernel holds for a slow reader
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.trading.send_buffer_kb * 1024)
-    conn = Connection(request.app[MARKET], request.app[HUB], user, settings, cod == "true", request.transport)
+    conn = Connection(request.app[MARKET], hub, user, settings, cod == "true", request.transport)
     conn.credential = _credential(request, user)
-    request.app[HUB].connections[ws] = conn
+    hub.connections[ws] = conn
     writer = asyncio.create_task(conn.write(ws))
     try:
         async for msg in ws:
             conn.handle_frame(_messages(msg, conn))
-            request.app[HUB].drain()  # the answers that need no batch: errors, subscriptions, pongs
+            hub.drain()  # the answers that need no batch: errors, subscriptions, pongs
     except ConnectionError: pass  # the client left while aiohttp answered it (a ping's pong): not a fault of ours
     finally:
-        request.app[HUB].connections.pop(ws, None)
+        hub.connections.pop(ws, None)
+        hub.left(user)
         conn.closed()
-        request.app[HUB].closed_since += 1
+        hub.closed_since += 1
         if (t := conn.transport).get_write_buffer_size():  # a client that reads nothing: closing its socket would wait for ever to send what waits
             asyncio.get_running_loop().call_later(CLOSE_S, lambda: t.get_write_buffer_size() and t.abort())
         if conn.outbox.closed and not writer.done():  # closing a slow consumer: its writer reads on (discarding) until the client's

@@ -26,9 +26,9 @@ class Outbox:
     def __init__(self, limit: int):
         self.limit, self.queue, self.stale, self.closed, self.size = limit, deque(), {}, None, 0  # stale: {symbol: its mark}; size: the messages waiting, a list's items each
 
-    def fits(self, *messages) -> bool:
-        "Whether `messages` may join what waits within `limit` (a list's items each)."
-        return self.size + sum(map(items_of, messages)) <= self.limit
+    def fits(self, items: int) -> bool:
+        "Whether messages counting `items` (`items_of`: a list's items each) may join what waits within `limit`."
+        return self.size + items <= self.limit
 
     def put(self, message: dict):
         "Queue `message` to send (a book message of a symbol waiting for a fresh snapshot is dropped: the snapshot replaces it)."

@@ -57,6 +57,7 @@ SETTINGS = {"trading": {
     "max_open_orders": Setting("int", 10_000, "open orders one account may have on a shard", lo=1, hi=10**7),
     "rate": Setting("float", 2_000.0, "messages a second one WebSocket connection may send, on average", lo=1, hi=10**7),
     "burst": Setting("int", 5_000, "messages one WebSocket connection may send at once", lo=1, hi=10**7),
+    "connections": Setting("int", 100, "WebSocket connections one user may have open to a shard at once", lo=1, hi=10**6),
     "queue_limit": Setting("int", 10_000, "messages waiting for a connection that has fallen behind before it is resynced or closed", lo=10, hi=10**7),
     "send_buffer_kb": Setting("int", 256, "kernel send buffer of one WebSocket connection; past it, messages wait in the outbox",
                               lo=4, hi=65536),

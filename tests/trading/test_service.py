@@ -780,9 +780,11 @@ def test_a_client_that_reads_nothing_holds_up_no_others_close_nor_the_stop(tmp_p
         return app[service.MARKET].order(ack["order"]["account"], "cod")["status"]
     assert asyncio.run(main()) == "cancelled"  # the other connection was closed, and its order cancelled
 
-def test_a_frame_of_big_answers_to_a_client_that_reads_nothing_costs_bounded_memory(tmp_path):
+def test_a_frame_of_big_answers_to_a_client_that_reads_nothing_costs_bounded_memory(tmp_path, monkeypatch):
     from aiplatform.core import load_settings
     import aiplatform.trading.service as service
+    made, first = [], service.Connection._first
+    monkeypatch.setattr(service.Connection, "_first", lambda self, channel, symbol: made.append(channel) or first(self, channel, symbol))
     keys = make_users(tmp_path)
     settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO", "price_band_pct": 0})
     async def main():
@@ -807,8 +809,45 @@ def test_a_frame_of_big_answers_to_a_client_that_reads_nothing_costs_bounded_mem
     assert held < 4 << 20  # before: 100 MB, a thousand tapes at once
     subscribed, refused = [m for m in answers if m["type"] == "subscribed"], [m for m in answers if m["type"] == "error"]
     assert 1 <= len(subscribed) <= 10 and len(subscribed) + len(refused) == 1_000 and {m["status"] for m in refused} == {429}
-    assert "its first message counts 1,000 and " in refused[0]["error"] and "at most 10,000 may wait ([trading] queue_limit)" in refused[0]["error"]
+    assert "its first message counts up to 1,000 and " in refused[0]["error"] and "at most 10,000 may wait ([trading] queue_limit)" in refused[0]["error"]
+    assert len(made) == len(subscribed)  # a refused one made no copy of the tape (before: each did, then was refused; an orders channel's held the loop for seconds)
     assert all("retry_after_s" not in m for m in refused)  # not the rate limit's: no time to say
+
+def test_a_user_has_at_most_connections_websockets_open_to_a_shard(tmp_path):
+    "Before: a viewer opened connections until the process could open no file, and no one else connected."
+    from aiplatform.core import load_settings
+    keys = make_users(tmp_path)
+    settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO", "connections": 2})
+    async def main():
+        app, runner, url = await _serving(settings)
+        try:
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {keys['vic']}"}) as vic, \
+                       aiohttp.ClientSession(headers={"Authorization": f"Bearer {keys['tess']}"}) as tess:
+                open_ = [await vic.ws_connect(url + "ws") for _ in range(2)]
+                async with vic.get(url + "ws", headers={"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                                                        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as third:
+                    refused = third.status, await third.json()
+                other = await tess.ws_connect(url + "ws")  # another user's: theirs to count
+                await open_[0].close()
+                await asyncio.sleep(0.2)
+                again = await vic.ws_connect(url + "ws")  # one closed: room again
+                for ws in (open_[1], other, again): await ws.close()
+                return refused
+        finally: await runner.cleanup()
+    status, body = asyncio.run(main())
+    assert (status, body["error"]) == (429, "user 'vic': 2 WebSocket connections open to this shard, at most 2 ([trading] connections): close one first")
+
+def test_a_frame_of_cancel_alls_queues_and_journals_each_orders_cancel_once(svc):
+    "Before: each cancel_all queued a cancel of every open order, those with one queued already too, and the journal kept each: memory and disk without bound."
+    from aiplatform.trading.journal import RECORD_BYTES
+    assert call(svc, "POST", "admin/symbols", user="ada", body={"symbol": "CXL"})[0] == 201
+    placed = _answers(svc, json.dumps([order_message("CXL", "buy", 1, 100 - i % 5, cid=f"cx-{i}") | {"req": i} for i in range(50)]), 49, user="ada")  # an account no other test lists
+    assert [placed[i]["type"] for i in range(50)] == ["ack"] * 50
+    journal = lambda: sum(p.stat().st_size for p in (svc.data/"trading"/"shard-0"/"books"/"CXL").glob("journal-*.log"))
+    before = journal()
+    got = _answers(svc, json.dumps([{"op": "cancel_all", "symbol": "CXL", "req": 100 + k} for k in range(20)]), 119, user="ada")
+    assert all(got[100 + k]["type"] == "ack" and len(got[100 + k]["cancelling"]) == 50 for k in range(20))  # each answered, once every cancel is done
+    assert journal() - before == 50 * RECORD_BYTES and call(svc, "GET", "orders?symbol=CXL", user="ada")[1]["orders"] == []
 
 def test_a_client_that_keeps_up_gets_a_whole_sweep_of_twenty_thousand_messages():
     from types import SimpleNamespace
