@@ -6,11 +6,12 @@
 __all__ = ['COMMANDS_ANSWERED', 'TRADES', 'TRADED', 'REFUSED', 'CLOSED', 'CONNECTIONS', 'SUBSCRIPTIONS', 'HALTS', 'METRICS_S',
            'ORDER_OPS', 'CHANNELS', 'PING_S', 'BACKLOG', 'CLOSE_S', 'BEHIND_S', 'MARKET', 'HUB', 'PATH_PATTERNS',
            'ACCOUNT', 'SYMBOL_Q', 'LIMIT', 'SINCE', 'PATH_TEXTS', 'TRADERS', 'RECHECK_S', 'COLLECT_AFTER', 'ROUTES',
-           'ANSWERS', 'NO_KEY', 'TOO_MANY', 'ORDER_RULES', 'OTHER_PATHS', 'INFO', 'ROOM', 'ACCEPT_LOG_S', 'SYNCS',
-           'RECHECKS', 'EXPORTS', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub', 'close_reason', 'Connection',
-           'Route', 'query', 'me', 'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders',
-           'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume', 'keys_fault', 'WebSocket', 'websocket',
-           'recheck', 'Metrics', 'answer_schemas', 'openapi', 'make_app']
+           'REQ', 'CHANNEL', 'ANSWERS', 'NO_KEY', 'TOO_MANY', 'ORDER_RULES', 'OTHER_PATHS', 'INFO', 'ROOM',
+           'ACCEPT_LOG_S', 'SYNCS', 'RECHECKS', 'EXPORTS', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub',
+           'close_reason', 'Connection', 'Route', 'query', 'me', 'symbols', 'depth', 'trades', 'submit', 'cancel',
+           'modify', 'cancel_all', 'orders', 'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume',
+           'keys_fault', 'WebSocket', 'websocket', 'recheck', 'Metrics', 'answer_schemas', 'ws_schemas', 'openapi',
+           'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
 import asyncio, gc, json, math, os, re, reprlib, resource, socket, time
@@ -830,6 +831,43 @@ def answer_schemas() -> dict:
             "Error": _obj(error=_str, status=_int), "Refused": _obj(error=_str, status=_int, order=_ref("OrderState")),
             "NotCancelled": _obj(error=_str, status=_int, cancelling=_array(_str))}
 
+def _sent(op, model=None, **fields) -> dict:
+    "The schema of the client message `op`: `model`'s fields (a body's, with its cid) and `fields`, with its op and req."
+    s = model.model_json_schema() if model else {"type": "object", "properties": {}, "additionalProperties": False}
+    s["properties"] |= {"op": {"const": op}, "req": REQ} | fields
+    s["required"] = ["op", *s.get("required", [])]
+    return s
+
+def _told(kind, optional=(), **fields) -> dict:
+    "The schema of the message the service sends of `type` `kind`: `fields`, all given but the `optional`."
+    s = _obj(type={"const": kind}, **fields)
+    s["required"] = [f for f in s["required"] if f not in optional]
+    return s
+
+REQ = {"anyOf": [_int, {"type": "string", "maxLength": 64}], "description": "any message's own tag, echoed in its answer"}
+CHANNEL = {"enum": list(CHANNELS)}
+
+def ws_schemas() -> dict:
+    """The JSON schemas of the WebSocket's messages, for a client written in another language: `ClientMessage`, what a client sends
+    (a frame holds one, or a list of 1 to 1,000), one of them by its `op`; `ServerMessage`, what it is sent, one of them by its `type`."""
+    req, state, error = {"anyOf": [REQ, _null]}, _ref("OrderState"), dict(error=_str, status=_int)
+    symbol = {"anyOf": [_str, _null]}
+    client = [_sent("order", Order), _sent("cancel", Cancel), _sent("modify", Modify), _sent("cancel_all", CancelAll),
+              *(_sent(op, channel=CHANNEL, symbol=_str) | {"required": ["op", "channel"]} for op in ("subscribe", "unsubscribe")), _sent("ping")]
+    server = [{"anyOf": [_told("ack", req=req, order=state), _told("ack", req=req, cancelling=_array(_str))]},
+              _told("reject", ("order", "retry_after_s", "cancelling"), req=req, **error, order=state, retry_after_s=_num, cancelling=_array(_str)),
+              _told("error", ("retry_after_s",), req=req, **error, retry_after_s=_num),
+              _told("subscribed", ("halted",), req=req, channel=CHANNEL, symbol=symbol, halted=_bool),
+              _told("unsubscribed", req=req, channel=CHANNEL, symbol=symbol), _told("pong", req=req),
+              _told("book_snapshot", symbol=_str, seq=_int, bids=_array(_level), asks=_array(_level), checksum=_int),
+              _told("book", symbol=_str, seq=_int, changes=_array({"type": "array", "prefixItems": [{"enum": ["bids", "asks"]}, _int, _int], "items": False}),
+                    checksum=_int, ns=_int),
+              _told("trades", symbol=_str, trades=_array(_ref("Trade"))), _ref("Trade"),
+              _told("orders", orders=_array(state)), {"allOf": [state, _told("order")]},
+              {"allOf": [_ref("Fill"), _told("fill")]}, _told("positions", positions=_array(_ref("Position"))), _ref("Position"),
+              _told("status", symbol=_str, halted=_bool), _told("heartbeat")]
+    return {"ClientMessage": {"oneOf": client}, "ServerMessage": {"oneOf": server}}
+
 ANSWERS = {  # each route's answer when it succeeds
     "me": _obj(account=_int, username=_str, role=_str), "symbols": _obj(shard=_int, shards=_int, symbols=_array(_ref("SymbolState"))),
     "depth": _obj(symbol=_str, seq=_int, bids=_array(_level), asks=_array(_level)), "trades": _obj(symbol=_str, trades=_array(_ref("Trade"))),
@@ -882,7 +920,7 @@ OTHER_PATHS = {  # beside ROUTES: what every platform service answers, this docu
     "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document; no key needed.", "security": [],
                               "responses": {"200": _json_answer("the OpenAPI document", {"type": "object"})}}},
     "/ws": {"get": {"operationId": "ws", "summary": "The WebSocket: order entry, and the book, trades, orders and positions streams.",
-                    "security": [{"bearer": []}], "description": "Any user with an API key; its messages are in the trading.service notebook.",
+                    "security": [{"bearer": []}], "description": "Any user with an API key. What a client sends: #/components/schemas/ClientMessage (a frame holds one, or a list of 1 to 1,000); what it is sent: #/components/schemas/ServerMessage. How they go together: the trading.service notebook.",
                     "parameters": [{"name": "cancel_on_disconnect", "in": "query", "description": "cancel the orders placed on this connection as it closes",
                                     "schema": {"type": "string", "enum": ["true", "false"], "default": "false"}}],
                     "responses": {"101": {"description": "switched to the WebSocket protocol"}, "400": _error("a query parameter breaks its rule, or not a WebSocket handshake"),
@@ -910,7 +948,7 @@ def openapi() -> dict:
     del modify["properties"]["cid"], modify["required"]
     modify["anyOf"] = [{"required": [f], "properties": {f: {"type": "integer"}}} for f in ("price", "qty", "stop_price")]  # given, and not null
     schemas["Order"]["allOf"] = ORDER_RULES
-    schemas |= answer_schemas()
+    schemas |= answer_schemas() | ws_schemas()
     return {"openapi": "3.1.0", "info": {"title": "aiplatform trading service", "version": "1", "description": INFO}, "paths": paths | OTHER_PATHS,
             "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
 

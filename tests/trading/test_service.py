@@ -57,6 +57,37 @@ def test_openapi_describes_every_route(svc):
     limits = {p["name"]: p["schema"].get("default") for p in doc["paths"]["/orders"]["get"]["parameters"]}
     assert (limits["limit"], limits["status"], doc["paths"]["/trades/{symbol}"]["get"]["parameters"][-1]["schema"]["default"]) == (1_000, None, 100)  # status: open, or all with since_ns
 
+def test_every_websocket_message_is_what_the_openapi_document_says(svc):
+    "A client in another language has the messages' schemas: each kind the service sends, met in a session, is its ServerMessage; each sent, a ClientMessage."
+    doc = call(svc, "GET", "openapi.json", user=None)[1]
+    server, client = (jsonschema.Draft202012Validator(doc["components"]["schemas"][name] | {"components": doc["components"]}) for name in ("ServerMessage", "ClientMessage"))
+    assert call(svc, "POST", "admin/symbols", user="ada", body={"symbol": "WSDOC", "price_band_pct": 0})[0] == 201
+    frames = [[{"op": "subscribe", "channel": c, "symbol": s, "req": c} for c, s in (("book", "WSDOC"), ("trades", "WSDOC"))] + [{"op": "subscribe", "channel": c} for c in ("orders", "positions")],
+              [order_message("WSDOC", "sell", 5, 100, cid="ws-1") | {"req": 1}, order_message("WSDOC", "sell", 1, 101, cid="ws-2") | {"req": "two"},
+               order_message("WSDOC", "buy", 1, 101, cid="ws-3", post_only=True) | {"req": 3}],
+              [{"op": "modify", "cid": "ws-2", "qty": 2, "req": 4}, {"op": "ping", "req": 5}, {"op": "nope", "req": 6}],
+              [{"op": "cancel", "cid": "ws-2", "req": 7}], [{"op": "cancel", "cid": "ws-2", "req": 8}, {"op": "cancel_all", "symbol": "WSDOC", "req": 9}],
+              [{"op": "unsubscribe", "channel": "trades", "symbol": "WSDOC", "req": 10}]]
+    async def scenario():
+        session, ws = await _ws(svc, "ada")
+        seen = []
+        for k, frame in enumerate(frames):
+            await ws.send_json(frame)
+            seen += await _until(ws, lambda m: m.get("req") == frame[-1].get("req", "positions") or m.get("type") == "positions")
+            if k == 1:  # another account takes 2: a trade, a fill, a position
+                assert call(svc, "POST", "orders", user="tom", body=dict(cid="ws-t", symbol="WSDOC", side="buy", price=100, qty=2))[0] == 200
+                seen += await _until(ws, lambda m: m.get("type") == "position")
+        assert call(svc, "POST", "admin/symbols/WSDOC/halt", user="ada")[0] == 200 and call(svc, "POST", "admin/symbols/WSDOC/resume", user="ada")[0] == 200
+        seen += await _until(ws, lambda m: m.get("type") == "heartbeat")  # a status each, then quiet
+        await session.close()
+        return seen
+    seen = asyncio.run(scenario())
+    for m in seen: server.validate(m)
+    for m in (m for frame in frames for m in frame if m["op"] != "nope"): client.validate(m)
+    assert {m["type"] for m in seen} == {"ack", "reject", "error", "subscribed", "unsubscribed", "pong", "book_snapshot", "book", "trades", "trade",
+                                         "orders", "order", "fill", "positions", "position", "status", "heartbeat"}
+    assert not any(map(client.is_valid, ({"op": "nope"}, {"op": "order", "cid": "x"}, {"op": "ping", "x": 1}))) and not server.is_valid({"type": "ack", "req": 1})
+
 def test_me_names_the_callers_account_whichever_of_its_keys(svc):
     from aiplatform.platform.auth import create_key
     from aiplatform.core import load_settings
