@@ -41,7 +41,8 @@ def start_service(data, fsync, symbols="DEMO", shard=0, shards=1):
         "AIPLATFORM_PLATFORM__DATA_DIR": str(data), "AIPLATFORM_TRADING__SYMBOLS": symbols, "AIPLATFORM_TRADING__FSYNC": fsync,
         "AIPLATFORM_TRADING__SHARD": str(shard), "AIPLATFORM_TRADING__SHARDS": str(shards),
         "AIPLATFORM_TRADING__PRICE_BAND_PCT": "0", "AIPLATFORM_TRADING__RATE": "10000000", "AIPLATFORM_TRADING__BURST": "10000000",
-        "AIPLATFORM_TRADING__QUEUE_LIMIT": "1000000", "AIPLATFORM_TRADING__MAX_OPEN_ORDERS": "10000000"}
+        "AIPLATFORM_TRADING__QUEUE_LIMIT": "1000000", "AIPLATFORM_TRADING__MAX_OPEN_ORDERS": "10000000",
+        "AIPLATFORM_TRADING__CONNECTIONS": "1000000"}  # the fanout's 1,000 subscribers are ten users
     proc = subprocess.Popen([str(Path(sys.executable).parent/"aiplatform"), "service", "trading", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     wait_port(port, proc, "the trading service")

@@ -493,13 +493,18 @@ def cancel_all(self: Market, account: int, symbol=None, done=lambda states, fail
     states = [s for s in self.ledger.accounts.get(account, {}).values() if not is_done(s) and symbol in (None, s["symbol"])]
     failed, left = {}, [len(states)]
     def answered(ok, state, error):
-        if not is_done(state): failed.setdefault(state["cid"], str(error) if error else "its cancel failed")  # one queued before: answered with it
+        if not ok and not is_done(state): failed[state["cid"]] = str(error)
         left[0] -= 1
         if not left[0]: done(states, failed)
+    def cancel(state):
+        self.cancelling.add(state["order_id"])
+        self._queue(Request(state["symbol"], state, cancel_fields(state["order_id"], account), answered))
+    def after_queued(ok, state, error):  # the batch of the cancel queued before this one's came: done, or (that one failed) cancelled now
+        if is_done(state): answered(ok, state, error)
+        else: cancel(state)
     for s in states:  # an order with a cancel queued already is answered after it, with no second (before: a frame of cancel_alls queued and journaled one each, every order)
-        row = None if s["order_id"] in self.cancelling else cancel_fields(s["order_id"], account)
-        self.cancelling.add(s["order_id"])
-        self._queue(Request(s["symbol"], s, row, answered))
+        if s["order_id"] in self.cancelling: self._queue(Request(s["symbol"], s, None, after_queued))
+        else: cancel(s)
     if not states: done(states, failed)
     return states
 

@@ -92,7 +92,9 @@ class Model:
 
     def cancel_all(self, account):
         oids = [oid for oid, o in sorted(self.orders.items()) if o["account"] == account and o["status"] not in DONE]
-        for oid in oids: self.pending.append(dict(op="cancel", oid=oid, expect=None))
+        queued = {p["oid"] for p in self.pending if p["op"] == "cancel"}  # answered with that cancel: no second
+        for oid in oids:
+            if oid not in queued: self.pending.append(dict(op="cancel", oid=oid, expect=None))
         return [self.orders[oid]["cid"] for oid in oids]
 
     def answer(self, oid):
@@ -432,7 +434,8 @@ def test_a_restart_forgets_the_done_orders_it_forgot_before():
 #   around the last trade before the batch part, a stop-limit's around its stop, else refused as `risk_price_band`;
 # - halted: new orders and modifies refused with a Conflict at once, cancels pass; those queued before the halt are refused in
 #   their batch with a Conflict (a new order rejected, its reason `HALTED`), cancels and repeated ids still answered; a halt, and a symbol added, survive a restart;
-# - open orders are counted per account over all symbols; positions and fills per symbol; cancel_all with or without a symbol;
+# - open orders are counted per account over all symbols; positions and fills per symbol; cancel_all with or without a symbol, no second
+#   cancel of an order with one queued;
 # - a flush sends each symbol's commands as a batch, the symbols in the order their first command was queued.
 
 SYMS = {"AAA": (1, 1, 100), "BBB": (5, 2, 500), "CCC": (2, 1, 50)}  # symbol: tick, lot, a price near which its stream trades
@@ -548,7 +551,9 @@ class MModel(Model):
     def cancel_all(self, account, symbol=None):
         if symbol is not None and symbol not in self.specs: return NotFound
         oids = [oid for oid, o in sorted(self.orders.items()) if o["account"] == account and o["status"] not in DONE and symbol in (None, o["symbol"])]
-        for oid in oids: self.pending.append(dict(op="cancel", oid=oid, o=self.orders[oid], expect=None))
+        queued = {p["oid"] for p in self.pending if p["op"] == "cancel"}  # answered with that cancel: no second
+        for oid in oids:
+            if oid not in queued: self.pending.append(dict(op="cancel", oid=oid, o=self.orders[oid], expect=None))
         return [self.orders[oid]["cid"] for oid in oids]
 
     def answer(self, oid, o=None):

@@ -178,6 +178,24 @@ def test_a_symbol_whose_journal_is_damaged_mid_file_starts_halted_until_an_admin
     assert m.order(1, "new")["status"] == "open"
     m.close()
 
+def test_a_cancel_all_after_a_cancel_whose_batch_failed_cancels_the_order_itself(tmp_path, monkeypatch):
+    "The cancel_all's request of an order with a cancel queued lands in the next batch (MAX_BATCH), after that cancel failed: it cancels then (cancels pass the halt), as before it queued no second."
+    from aiplatform.trading.market import MAX_BATCH
+    from aiplatform.trading.orders import Cancel
+    m = Market(tmp_path, [{"symbol": "DEMO"}, {"symbol": "OTHER"}])
+    order(m, 1, "a", "buy", 100)
+    m.flush()
+    got = []
+    m.cancel(1, Cancel(cid="a"), lambda ok, state, error: got.append(("cancel", ok, state["status"])))
+    for i in range(MAX_BATCH - 1): m.submit(2, Order(cid=f"f{i}", symbol="OTHER", side="buy", price=50, qty=1), lambda *a: None)
+    m.cancel_all(1, "DEMO", lambda states, failed: got.append(("cancel_all", [s["cid"] for s in states], failed)))
+    process = m.engine.process
+    monkeypatch.setattr(m.engine, "process", lambda symbol, rows: failing() if symbol == "DEMO" and not got else process(symbol, rows))
+    m.flush()  # the cancel refused: DEMO halted
+    m.flush(), m.flush()  # the cancel_all's turn: a cancel of its own, in the batch after
+    assert got == [("cancel", False, "open"), ("cancel_all", ["a"], {})] and m.order(1, "a")["status"] == "cancelled" and m.specs["DEMO"].halted
+    m.close()
+
 KILLED_AFTER_ANSWERING = """
 import os, sys
 from aiplatform.trading.engine import RiskLimits
