@@ -852,7 +852,7 @@ def ws_schemas() -> dict:
     (a frame holds one, or a list of 1 to 1,000), one of them by its `op`; `ServerMessage`, what it is sent, one of them by its `type`."""
     req, state, error = {"anyOf": [REQ, _null]}, _ref("OrderState"), dict(error=_str, status=_int)
     symbol = {"anyOf": [_str, _null]}
-    client = [_sent("order", Order), _sent("cancel", Cancel), _sent("modify", Modify), _sent("cancel_all", CancelAll),
+    client = [_sent("order", Order) | {"allOf": ORDER_RULES}, _sent("cancel", Cancel), _sent("modify", Modify), _sent("cancel_all", CancelAll),
               *(_sent(op, channel=CHANNEL, symbol=_str) | {"required": ["op", "channel"]} for op in ("subscribe", "unsubscribe")), _sent("ping")]
     server = [{"anyOf": [_told("ack", req=req, order=state), _told("ack", req=req, cancelling=_array(_str))]},
               _told("reject", ("order", "retry_after_s", "cancelling"), req=req, **error, order=state, retry_after_s=_num, cancelling=_array(_str)),

@@ -86,7 +86,8 @@ def test_every_websocket_message_is_what_the_openapi_document_says(svc):
     for m in (m for frame in frames for m in frame if m["op"] != "nope"): client.validate(m)
     assert {m["type"] for m in seen} == {"ack", "reject", "error", "subscribed", "unsubscribed", "pong", "book_snapshot", "book", "trades", "trade",
                                          "orders", "order", "fill", "positions", "position", "status", "heartbeat"}
-    assert not any(map(client.is_valid, ({"op": "nope"}, {"op": "order", "cid": "x"}, {"op": "ping", "x": 1}))) and not server.is_valid({"type": "ack", "req": 1})
+    assert not any(map(client.is_valid, ({"op": "nope"}, {"op": "order", "cid": "x"}, {"op": "ping", "x": 1},
+                                         {"op": "order", "cid": "x", "symbol": "WSDOC", "side": "buy", "qty": 1}))) and not server.is_valid({"type": "ack", "req": 1})  # a limit order needs its price
 
 def test_me_names_the_callers_account_whichever_of_its_keys(svc):
     from aiplatform.platform.auth import create_key
