@@ -381,6 +381,9 @@ async def _since(self: AsyncTradingClient, what, shard, since_ns, stamp, **query
     rows, since = [], since_ns
     while True:
         answer = await self.get(what, shard, limit=CATCH_UP_LIMIT, **query, **({} if since is None else {"since_ns": since}))
+        if since is not None and since == since_ns and answer.get("forgotten_ns", 0) >= since:  # away longer than the service keeps them
+            get_logger("trading.client").warning("%s: %s of this account up to %d may have been forgotten by the service while the client was away "
+                                                 "([trading] keep_done, keep_fills): its %s may lack some", self.urls[shard], what, answer["forgotten_ns"], what)
         rows += answer[what]
         if since is None or not answer.get("more"): return rows
         since = rows[-1][stamp] + 1

@@ -6,7 +6,7 @@
 __all__ = ['COMMANDS_ANSWERED', 'TRADES', 'TRADED', 'REFUSED', 'CLOSED', 'CONNECTIONS', 'SUBSCRIPTIONS', 'HALTS', 'METRICS_S',
            'ORDER_OPS', 'CHANNELS', 'PING_S', 'BACKLOG', 'CLOSE_S', 'BEHIND_S', 'MARKET', 'HUB', 'PATH_PATTERNS',
            'ACCOUNT', 'SYMBOL_Q', 'LIMIT', 'SINCE', 'PATH_TEXTS', 'TRADERS', 'RECHECK_S', 'COLLECT_AFTER', 'ROUTES',
-           'REQ', 'CHANNEL', 'ANSWERS', 'NO_KEY', 'TOO_MANY', 'ORDER_RULES', 'OTHER_PATHS', 'INFO', 'ROOM',
+           'REQ', 'CHANNEL', 'FORGOTTEN', 'ANSWERS', 'NO_KEY', 'TOO_MANY', 'ORDER_RULES', 'OTHER_PATHS', 'INFO', 'ROOM',
            'ACCEPT_LOG_S', 'SYNCS', 'RECHECKS', 'EXPORTS', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub',
            'close_reason', 'Connection', 'Route', 'query', 'me', 'symbols', 'depth', 'trades', 'submit', 'cancel',
            'modify', 'cancel_all', 'orders', 'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume',
@@ -486,7 +486,8 @@ SYMBOL_Q = (f"a traded symbol: {SYMBOL_RULE}", {"type": "string", "pattern": SYM
 LIMIT = lambda default: ("how many, newest last", {"type": "integer", "minimum": 1, "maximum": 10_000, "default": default})
 SINCE = ("only those changed (an order's `updated_ns`) or made (a fill's `ns`) at or after this time of the service's, ns since the epoch: "
          "what a client that went away missed; then the oldest come first, `limit` of them and any more of the last one's time, and `more` says "
-         "whether the next page, from the last one's time + 1, holds any", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1})
+         "whether the next page, from the last one's time + 1, holds any; the shard keeps an account's newest [trading] keep_done done orders "
+         "and keep_fills fills, and `forgotten_ns` says up to when older ones may be gone", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1})
 PATH_TEXTS = {name: Order.model_fields[name].description for name in ("cid", "symbol")}
 TRADERS = ("trader", "admin")
 
@@ -567,7 +568,8 @@ async def orders(request):
     kept = [s for s in m.ledger.accounts.get(account, {}).values() if (status == "all" or is_done(s) == (status == "done")) and q.get("symbol") in (None, s["symbol"])]
     if since is not None: kept.sort(key=lambda s: s["updated_ns"])  # in the order they changed, for a page from a stamp; else as placed
     rows, more = _page(kept, since, q["limit"], "updated_ns")
-    return _json({"orders": [public(s) for s in rows], "more": more})
+    done = [s["updated_ns"] for s in m.ledger.accounts.get(account, {}).values() if is_done(s)]
+    return _json({"orders": [public(s) for s in rows], "more": more, "forgotten_ns": min(done) if len(done) >= m.keep_done else 0})
 
 async def order(request):
     _, account = await _who(request, TRADERS, ROUTES["order"])
@@ -577,8 +579,9 @@ async def fills(request):
     q, account = await _who(request, TRADERS, ROUTES["fills"])
     m = request.app[MARKET]
     if "symbol" in q: m.spec(q["symbol"])
-    rows, more = _page([f for f in m.ledger.fills.get(account, ()) if q.get("symbol") in (None, f["symbol"])], q.get("since_ns"), q["limit"], "ns")
-    return _json({"fills": rows, "more": more})
+    kept = m.ledger.fills.get(account, ())
+    rows, more = _page([f for f in kept if q.get("symbol") in (None, f["symbol"])], q.get("since_ns"), q["limit"], "ns")
+    return _json({"fills": rows, "more": more, "forgotten_ns": kept[0]["ns"] if len(kept) == m.ledger.keep_fills else 0})
 
 async def positions(request):
     _, account = await _who(request, TRADERS, ROUTES["positions"])
@@ -868,11 +871,15 @@ def ws_schemas() -> dict:
               _told("status", symbol=_str, halted=_bool), _told("heartbeat")]
     return {"ClientMessage": {"oneOf": client}, "ServerMessage": {"oneOf": server}}
 
+FORGOTTEN = _int | {"description": "0, or a time at or before which some of the account's done orders (fills) may have been forgotten on this shard, "
+                    "past its newest [trading] keep_done (keep_fills): a page from a since_ns at or before it may lack some, and a client reads what "
+                    "stands now instead (the open orders, the positions)"}
+
 ANSWERS = {  # each route's answer when it succeeds
     "me": _obj(account=_int, username=_str, role=_str), "symbols": _obj(shard=_int, shards=_int, symbols=_array(_ref("SymbolState"))),
     "depth": _obj(symbol=_str, seq=_int, bids=_array(_level), asks=_array(_level)), "trades": _obj(symbol=_str, trades=_array(_ref("Trade"))),
-    **dict.fromkeys(("submit", "order", "cancel", "modify"), _ref("OrderState")), "orders": _obj(orders=_array(_ref("OrderState")), more=_bool),
-    "cancel_all": _obj(cancelling=_array(_str)), "fills": _obj(fills=_array(_ref("Fill")), more=_bool), "positions": _obj(positions=_array(_ref("Position"))),
+    **dict.fromkeys(("submit", "order", "cancel", "modify"), _ref("OrderState")), "orders": _obj(orders=_array(_ref("OrderState")), more=_bool, forgotten_ns=FORGOTTEN),
+    "cancel_all": _obj(cancelling=_array(_str)), "fills": _obj(fills=_array(_ref("Fill")), more=_bool, forgotten_ns=FORGOTTEN), "positions": _obj(positions=_array(_ref("Position"))),
     **dict.fromkeys(("add_symbol", "halt", "resume"), _ref("Symbol"))}
 
 # %% ../../nbs/trading/14_service.ipynb #b412c209

@@ -869,6 +869,34 @@ def test_a_user_has_at_most_connections_websockets_open_to_a_shard(tmp_path):
     status, body = asyncio.run(main())
     assert (status, body["error"]) == (429, "user 'vic': 2 WebSocket connections open to this shard, at most 2 ([trading] connections): close one first")
 
+def test_a_page_says_when_older_orders_and_fills_may_have_been_forgotten(tmp_path, caplog):
+    "Before: a client away longer than keep_fills fills paged from its since_ns, got more: false, and never knew some were gone."
+    from aiplatform.core import load_settings
+    keys = make_users(tmp_path)
+    settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO", "price_band_pct": 0, "keep_done": 2, "keep_fills": 3})
+    async def main():
+        app, runner, url = await _serving(settings)
+        try:
+            async with AsyncTradingClient(url, keys["tess"]) as tess, AsyncTradingClient(url, keys["tom"]) as tom:
+                page = lambda what, since: tess.get(what, 0, since_ns=since)
+                first = [await page(w, 0) for w in ("orders", "fills")]
+                await tom.order("DEMO", "sell", 1, 100)
+                await tess.order("DEMO", "buy", 1, 100)  # a fill, an order done: nothing forgotten yet
+                second = [await page(w, 0) for w in ("orders", "fills")]
+                for _ in range(3):
+                    await tom.order("DEMO", "sell", 1, 100)
+                    await tess.order("DEMO", "buy", 1, 100)
+                kept = [await page(w, 0) for w in ("orders", "fills")]
+                with caplog.at_level("WARNING", "trading.client"): await tess._since("fills", 0, 1, "ns")
+                return first, second, kept
+        finally: await runner.cleanup()
+    first, second, kept = asyncio.run(main())
+    assert [a["forgotten_ns"] for a in first + second] == [0, 0, 0, 0]
+    orders, fills = kept
+    assert len(fills["fills"]) == 3 and fills["forgotten_ns"] == fills["fills"][0]["ns"] and not fills["more"]  # four made, the oldest gone
+    assert len(orders["orders"]) == 2 and orders["forgotten_ns"] == min(o["updated_ns"] for o in orders["orders"])
+    assert "fills of this account up to" in caplog.text and "may have been forgotten by the service" in caplog.text
+
 def test_a_frame_of_cancel_alls_queues_and_journals_each_orders_cancel_once(svc):
     "Before: each cancel_all queued a cancel of every open order, those with one queued already too, and the journal kept each: memory and disk without bound."
     from aiplatform.trading.journal import RECORD_BYTES
