@@ -467,7 +467,7 @@ async def _who(request, roles, route, trades=False) -> tuple:
     `trades`: one that may trade (an active trader or admin), as an order or a modify needs."""
     user = await caller(request, *roles, fresh="account" in request.query)  # who first: a stranger learns nothing from the query's checks; an admin's role read at once
     q = query(request, route)
-    if "account" not in q: return q, user.id
+    if q.get("account", user.username) == user.username: return q, user.id  # their own, named or not (before: named, a 403 for a trader)
     if not user.allowed("admin"): raise Forbidden(f"account: only an admin acts on another account (user {user.username!r} is a {user.role})")
     account = await asyncio.to_thread(get_user, q["account"], request.app[SETTINGS])
     if trades and not account.allowed(*TRADERS):  # before: an admin's order made a viewer, or a disabled user, hold a position
@@ -827,7 +827,8 @@ def answer_schemas() -> dict:
     listed = _obj(**symbol["properties"], last_price={"anyOf": [_int, _null]}, shard=_int) | {"title": "SymbolState"}
     return {"OrderState": order, "Symbol": symbol | {"title": "Symbol"}, "SymbolState": listed,
             "Fill": _obj(fill_id=_str, order_id=_int, cid=_str, account=_int, symbol=_str, side={"enum": ["buy", "sell"]}, price=_int, qty=_int,
-                         liquidity={"enum": ["maker", "taker"]}, ns=_int),
+                         liquidity={"enum": ["maker", "taker"]}, ns=_int) | {"description": "One side of a trade. A trade of two of an account's own orders "
+                         "(with no self-trade prevention, stp none) gives both its fills, taker and maker, and leaves the account's position as it was."},
             "Position": _obj(type={"const": "position"}, symbol=_str, qty=_int, avg_price=_num, last={"anyOf": [_int, _null]}, realized=_num,
                              unrealized=_num, pnl=_num),
             "Trade": _obj(type={"const": "trade"}, symbol=_str, seq=_int, price=_int, qty=_int, side={"enum": ["buy", "sell", ""]}, ns=_int),

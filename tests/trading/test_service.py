@@ -314,6 +314,7 @@ def test_accounts_are_kept_apart_and_an_admin_sees_every_one(svc):
     assert call(svc, "DELETE", "orders/mine", user="tom")[0] == 404
     assert "mine" not in [o["cid"] for o in call(svc, "GET", "orders?status=all", user="tom")[1]["orders"]]
     assert call(svc, "GET", "orders?account=tess", user="tom")[1]["error"].startswith("account: only an admin")
+    assert call(svc, "GET", "orders?account=tom", user="tom") == call(svc, "GET", "orders", user="tom")  # their own, named (before: a 403)
     assert call(svc, "GET", "orders/mine?account=tess", user="ada")[1]["status"] == "open"
     assert call(svc, "DELETE", "orders/mine?account=tess", user="ada")[1]["status"] == "cancelled"
 
