@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['LOST', 'LOST_CUT', 'HALTED', 'TAPE', 'MAX_BATCH', 'RISK_LIMITS', 'BOOK_REASONS', 'COMMANDS', 'CHILD_S', 'shard_of',
-           'Misdirected', 'Done', 'Unsaved', 'SymbolSpec', 'symbol_spec', 'MonotoneClock', 'Request', 'Market',
+           'Misdirected', 'Done', 'Unsaved', 'SymbolSpec', 'symbol_spec', 'MonotoneClock', 'Owned', 'Request', 'Market',
            'outcome', 'warm_up']
 
 # %% ../../nbs/trading/13_market.ipynb #555ed271
@@ -76,13 +76,21 @@ LOST_CUT = "not in the journal at a restart, whose end was lost (a power loss wi
 HALTED = "symbol {}: halted; orders and modifies are refused until an admin resumes it"
 TAPE = 1_000  # the trades a symbol's tape keeps, its newest: what `GET /trades` and the trades channel's first message tell
 
-def _lock(path):
-    "Hold `path` locked for as long as this process runs: one process owns a shard's folder."
+class Owned(ConfigError):
+    "A shard's folder that another live process serves (`pid`, its id as it wrote it)."
+    def __init__(self, folder, pid: str):
+        super().__init__(f"{folder}: already served by another process (pid {pid or '?'}); one process owns a shard")
+        self.pid = pid
+
+def _lock(path, wait=False):
+    "Hold `path` locked for as long as this process runs: one process owns a shard's folder. `Owned` if another does, or with `wait` until it stops."
     f = open(path, "a+")
-    try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try: fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         f.seek(0)
-        raise ConfigError(f"{path.parent}: already served by another process (pid {f.read().strip() or '?'}); one process owns a shard") from None
+        pid = f.read().strip()
+        f.close()
+        raise Owned(path.parent, pid) from None
     f.seek(0); f.truncate(); f.write(str(os.getpid())); f.flush()
     return f
 
@@ -97,12 +105,12 @@ class Request:
 class Market:
     "One shard's symbols: an engine fed in batches, and each account's orders, fills and positions."
     def __init__(self, folder, symbols=(), fsync="batch", limits=None, snapshot_every=100_000, shard=0, shards=1,
-                 keep_fills=10_000, keep_done=10_000, tape=TAPE, clock=time.time_ns):
+                 keep_fills=10_000, keep_done=10_000, tape=TAPE, clock=time.time_ns, wait=False):
         self.folder, self.shard, self.shards, self.clock, self.fsync = Path(folder).absolute(), shard, shards, MonotoneClock(clock), fsync
         self.snapshot_every, self.keep_done, self._since_snapshot = snapshot_every, keep_done, 0
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folder.chmod(0o700)  # every account's orders, fills and positions: the owner's only, whatever the data folder's mode
-        self._lock, self.gone = _lock(self.folder/"lock"), None  # gone: why every batch is refused once the folder was deleted under it (`sync_due`)
+        self._lock, self.gone = _lock(self.folder/"lock", wait), None  # gone: why every batch is refused once the folder was deleted under it (`sync_due`)
         try:
             self._check_split()
             specs = _saved_specs(saved) if (saved := self.folder/"symbols.json").exists() else []

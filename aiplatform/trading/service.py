@@ -25,11 +25,11 @@ from fastcore.basics import patch
 from ..core import AIPlatformError, ConfigError, Conflict, Forbidden, NotFound, Unauthorized, ValidationError, get_logger
 from ..platform.auth import check_bearer, get_user
 from ..platform.metrics import FAILURES, OPERATIONS, REGISTRY
-from ..platform.services import SETTINGS, RateLimit, TooMany, aiohttp_service, caller, read_json, unique_keys
+from ..platform.services import SETTINGS, RateLimit, TooMany, aiohttp_service, caller, check_health, read_json, unique_keys
 from .book import KINDS, SIDES, TIFS
 from .engine import RiskLimits
 from .ledger import DONE, OrderState, is_done, public
-from .market import TAPE, Done, Market, SymbolSpec, symbol_spec, warm_up
+from .market import TAPE, Done, Market, Owned, SymbolSpec, symbol_spec, warm_up
 from .orders import CID, SYMBOL, SYMBOL_RULE, Cancel, CancelAll, Modify, Order, plain_order
 from .sessions import MAX_FRAME, Outbox
 
@@ -70,7 +70,14 @@ def market(settings) -> Market:
         except ValidationError as e: raise settings.error("trading", "symbols", t.symbols, str(e)) from None
     limits = RiskLimits(t.max_order_qty, t.max_notional, 0.0, t.max_open_orders)
     folder = settings.data_dir/"trading"/f"shard-{t.shard}"
-    try: return Market(folder, symbols, t.fsync, limits, t.snapshot_every, t.shard, t.shards, t.keep_fills, t.keep_done)
+    opened = lambda wait=False: Market(folder, symbols, t.fsync, limits, t.snapshot_every, t.shard, t.shards, t.keep_fills, t.keep_done, wait=wait)
+    try:
+        try: return opened()
+        except Owned as e:  # the one answering at [trading] port, a Trading Desk's say, and the gateway's proxy starting its own: this one waits
+            if not (t.port and check_health(url := f"http://127.0.0.1:{t.port}/health")["ok"]): raise  # else a second start by hand: said
+            get_logger("trading.service").warning("%s: served by process %s, which answers at %s (a Trading Desk started it, or someone by hand); this one "
+                                                  "serves in its place once it stops", folder, e.pid, url)  # before: it exited, and the gateway started it again, a core's worth
+            return opened(wait=True)
     except OSError as e:  # a full disk, a read-only folder: one line, not a traceback
         raise ConfigError(f"{folder}: the shard's files cannot be opened: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")) from None
 

@@ -1,8 +1,9 @@
 """The trading service in its own process: every HTTP route and WebSocket message, with bad input on each field;
 accounts kept apart; a WebSocket opened only with a key valid now, and closed once it is not; idempotent client order ids; subscriptions; slow consumers;
 rate limits; cancel on disconnect."""
-import asyncio, contextlib, json, os, re, socket, time, urllib.error, urllib.request
+import asyncio, contextlib, json, os, re, signal, socket, subprocess, time, urllib.error, urllib.request
 from urllib.parse import urlsplit
+from types import SimpleNamespace
 from pathlib import Path
 import aiohttp, jsonschema, pytest
 from trading_service import RawSocket, make_users, start_trading, stop
@@ -897,6 +898,30 @@ def test_a_page_says_when_older_orders_and_fills_may_have_been_forgotten(tmp_pat
     assert len(fills["fills"]) == 3 and fills["forgotten_ns"] == fills["fills"][0]["ns"] and not fills["more"]  # four made, the oldest gone
     assert len(orders["orders"]) == 2 and orders["forgotten_ns"] == min(o["updated_ns"] for o in orders["orders"])
     assert "fills of this account up to" in caplog.text and "may have been forgotten by the service" in caplog.text
+
+def test_a_second_start_where_the_shard_is_served_at_its_port_waits_and_takes_its_place(tmp_path):
+    "As the gateway's proxy starts the service a Trading Desk started: before, the second exited at once, and the proxy started it again, for ever (a core's worth)."
+    from conftest import BIN, clean_env, free_port, wait_for
+    make_users(tmp_path)
+    port, other = free_port(), free_port()
+    first = start_trading(tmp_path, port=port, env={"AIPLATFORM_TRADING__PORT": str(port)})  # the desk's: at [trading] port
+    env = clean_env(AIPLATFORM_PLATFORM__DATA_DIR=tmp_path, AIPLATFORM_TRADING__PORT=port)
+    start = lambda log, at: subprocess.Popen([str(BIN/"aiplatform"), "service", "trading", "--port", str(at)], env=env, stdout=open(tmp_path/log, "w"),
+                                             stderr=subprocess.STDOUT, start_new_session=True)
+    by_hand = subprocess.run([str(BIN/"aiplatform"), "service", "trading", "--port", str(other)], env=env | {"AIPLATFORM_TRADING__PORT": str(other)},
+                             capture_output=True, text=True, timeout=60)  # nothing answers at its port: a second start by hand, refused
+    assert by_hand.returncode == 2 and "already served by another process" in by_hand.stderr
+    second = start("second.log", port)
+    try:
+        time.sleep(3)
+        assert second.poll() is None and "serves in its place once it stops" in (tmp_path/"second.log").read_text()
+        assert call(SimpleNamespace(url=first.url, keys={}), "GET", "health", user=None)[0] == 200
+        stop(first)
+        wait_for(first.url + "health", second, timeout=60)  # the second took its place
+        assert second.poll() is None
+    finally:
+        if second.poll() is None: os.killpg(second.pid, signal.SIGTERM), second.wait(30)
+        stop(first)
 
 def test_a_frame_of_cancel_alls_queues_and_journals_each_orders_cancel_once(svc):
     "Before: each cancel_all queued a cancel of every open order, those with one queued already too, and the journal kept each: memory and disk without bound."
