@@ -224,6 +224,10 @@ def _mark(self: TradingDesk):
         self._do("subscribe", lambda s=s: self.client.subscribe("trades", s, wait=[]))
 
 # %% ../../nbs/trading/17_desk.ipynb #0f47599f
+def _order_label(o) -> str:
+    "An open order as the cancel list names it: its side, what remains of it, its symbol and price, and its cid."
+    return f"{o['side']} {o['remaining']:,} {o['symbol']}" + (f" @ {o['price']:,}" if o["price"] is not None else "") + f" ({o['cid']})"
+
 ANSWER_S = 5  # seconds the desk waits for an order's answer: a service gone silent holds the page no longer
 KEEP_STOPPED = 10  # stopped bots the bots table keeps (with their last figures and errors); the oldest go as new ones start
 
@@ -333,14 +337,15 @@ def redraw(self: TradingDesk):
     refused = c.refused.get(c.shard(symbol))  # why its shard will not take this client again (a key revoked): said where the trader looks
     halted = "<i>halted: new orders and modifies are refused until an admin resumes it; cancels pass</i>" if c.halted.get(symbol) else ""
     self.ladder.value = (halted + ladder(book.depth() if book else {}) if c.connected(symbol) else
-                         f"<i>disconnected: {html.escape(refused)}; connect with a valid key</i>" if refused else "<i>disconnected: reconnecting…</i>")
+                         f"<i>disconnected: {html.escape(refused)}; connect with a valid key</i>" if refused else
+                         "<i>disconnected: reconnecting… (a service that stopped is started again by Connect)</i>")
     self.tape.value = table(list(reversed(list(c.trades.get(symbol, []))[-15:])), ["price", "qty", "side"])
     open_ = [o for o in c.orders.values() if o["status"] == "open"]
     self.orders.value = table(open_[-20:], ["cid", "symbol", "side", "price", "remaining", "filled"])
-    cids = [o["cid"] for o in open_]
-    if list(self.open_orders.options) != cids:
+    cids, choices = [o["cid"] for o in open_], [(_order_label(o), o["cid"]) for o in open_]  # each said as a trader knows it (before: its cid alone)
+    if list(self.open_orders.options) != choices:
         chosen = self.open_orders.value
-        self.open_orders.options = cids
+        self.open_orders.options = choices
         self.open_orders.value = chosen if chosen in cids else None  # the one chosen gone (filled): none, never another a click would cancel
     self.fills.value = table(list(reversed(c.fills))[:15], ["symbol", "side", "price", "qty", "liquidity"])
     self._mark()

@@ -925,6 +925,8 @@ ORDER_RULES = [  # an Order's rules between fields, as the route checks them
 _error = lambda description: {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
 _json_answer = lambda description, schema: {"description": description, "content": {"application/json": {"schema": schema}}}
 OTHER_PATHS = {  # beside ROUTES: what every platform service answers, this document, and the WebSocket
+    "/": {"get": {"operationId": "index", "summary": "Where this service's parts are, relative to it (the gateway's launcher opens it); no key needed.",
+                  "security": [], "responses": {"200": _json_answer("its parts", _obj(service=_str, shard=_int, shards=_int, openapi=_str, websocket=_str, health=_str))}}},
     "/health": {"get": {"operationId": "health", "summary": "The service is up and can take orders; no key needed.", "security": [],
                         "responses": {"200": _json_answer("up", _obj(status={"const": "ok"}, service=_str, version=_str)),
                                       "503": _json_answer("up, but refusing every order (its folder deleted under it): why",
@@ -968,6 +970,10 @@ def openapi() -> dict:
             "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
 
 async def _openapi(request): return _json(openapi())
+
+async def _index(request):
+    m = request.app[MARKET]
+    return _json({"service": "trading", "shard": m.shard, "shards": m.shards, "openapi": "openapi.json", "websocket": "ws", "health": "health"})
 
 # %% ../../nbs/trading/14_service.ipynb #8704522e
 def _more_files():
@@ -1032,7 +1038,7 @@ def make_app(settings) -> web.Application:
     m = market(settings)
     _check_files(m)
     warm_up()
-    app = aiohttp_service("trading", [web.get("/openapi.json", _openapi), web.get("/ws", websocket),
+    app = aiohttp_service("trading", [web.get("/", _index), web.get("/openapi.json", _openapi), web.get("/ws", websocket),
                                       *(web.route(r.method, r.path, r.handler) for r in ROUTES.values())], settings,
                           failing=lambda app: app[MARKET]._gone())  # its folder deleted under it: every order refused
     app[MARKET], app[HUB] = m, Hub(m)

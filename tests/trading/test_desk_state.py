@@ -295,7 +295,8 @@ def test_every_held_symbol_marks_the_pnl_and_cancels_act_on_what_the_trader_sees
         d.price.value = "150"
         d.send(), d.send()
         d.redraw()
-        first, second = list(d.open_orders.options)
+        (label, first), (_, second) = list(d.open_orders.options)
+        assert label == f"buy 1 DEMO @ 150 ({first})"  # said as a trader knows it (before: the cid alone)
         d.open_orders.value = first
         with TradingClient(service.url, keys["tom"]) as tom: tom.order("DEMO", "sell", 1, 150)  # fills the first
         deadline = time.time() + 10

@@ -111,6 +111,7 @@ def test_every_answer_is_what_the_openapi_document_says(svc):
         jsonschema.Draft202012Validator(schema | {"components": doc["components"]}).validate(answer)
         return answer
     answered("GET", "me"), answered("GET", "symbols")
+    assert answered("GET", "", "/", user=None)["openapi"] == "openapi.json"  # what the gateway's launcher opens (before: a 404)
     answered("POST", "admin/symbols", user="ada", body={"symbol": "DOCS", "price_band_pct": 0}, expect=201)
     answered("POST", "orders", body=dict(cid="doc-1", symbol="DOCS", side="sell", price=100, qty=5))
     answered("POST", "orders", user="tom", body=dict(cid="doc-t", symbol="DOCS", side="buy", price=100, qty=2))
