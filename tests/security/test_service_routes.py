@@ -7,7 +7,7 @@ from aiplatform.platform.auth import add_user, create_key, list_keys, revoke_key
 from aiplatform.platform.registry import registered_services
 from aiplatform.platform.services import SECURITY_HEADERS
 
-PUBLIC = {"/health", "/openapi.json"}  # what a load balancer or a client generator reads before it has a key
+PUBLIC = {"/", "/health", "/openapi.json"}  # what a load balancer or a client generator reads before it has a key (`/`: where those are)
 
 def routes(app) -> list:
     "(method, path) of every route of an aiohttp app, each path parameter filled with 1 (a name or a number)."
