@@ -376,14 +376,15 @@ def _stamp(self: AsyncTradingClient, shard, m: dict):
 CATCH_UP_LIMIT = 10_000  # a catch-up's page of orders or fills; with no stamp to start from, the newest that many, and the orders it holds open beyond them asked for one by one
 
 @patch
-async def _since(self: AsyncTradingClient, what, shard, since_ns, stamp, **query) -> list:
-    "`shard`'s `what` (\"orders\" or \"fills\") changed at or after `since_ns`, every page of them (by their `stamp`); with no `since_ns`, the newest `CATCH_UP_LIMIT`."
+async def _since(self: AsyncTradingClient, what, shard, since_ns, stamp, warn=True, **query) -> list:
+    "`shard`'s `what` (\"orders\" or \"fills\") changed at or after `since_ns`, every page of them (by their `stamp`); with no `since_ns`, the newest `CATCH_UP_LIMIT`. `warn`: say it once if some may have been forgotten."
     rows, since = [], since_ns
     while True:
         answer = await self.get(what, shard, limit=CATCH_UP_LIMIT, **query, **({} if since is None else {"since_ns": since}))
-        if since is not None and since == since_ns and answer.get("forgotten_ns", 0) >= since:  # away longer than the service keeps them
+        if since is not None and answer.get("forgotten_ns", 0) >= since and warn:  # away longer than the service keeps them, or forgotten between pages
             get_logger("trading.client").warning("%s: %s of this account up to %d may have been forgotten by the service while the client was away "
                                                  "([trading] keep_done, keep_fills): its %s may lack some", self.urls[shard], what, answer["forgotten_ns"], what)
+            warn = False  # once a catch-up
         rows += answer[what]
         if since is None or not answer.get("more"): return rows
         since = rows[-1][stamp] + 1
@@ -394,7 +395,7 @@ async def _catch_up(self: AsyncTradingClient, shard, since_ns=None, warn=True, r
     hear of the fills of this client's orders that it missed, as `fill` messages. Only what changed at or after `since_ns` (the service's time) is asked for, if given. False if it could not now, and should be tried again (`warn`: say so);
     refused for good, it is logged and done, or with `raises` (`fetch_history`'s) the refusal is raised."""
     try:
-        listed = await self._since("orders", shard, since_ns, "updated_ns", status="all")
+        listed = await self._since("orders", shard, since_ns, "updated_ns", warn, status="all")
         self._keep_orders(listed)
         held_open = {c for c, o in self.orders.items() if not is_done(o) and self.shard(o["symbol"]) == shard}
         missing = set(self._unsure.get(shard, ()))  # and the orders held open that may have ended unlisted: past a full list, or ended and forgotten (`keep_done`)
@@ -405,7 +406,7 @@ async def _catch_up(self: AsyncTradingClient, shard, since_ns=None, warn=True, r
             except NotFound:  # unsure: it never reached the service; held open: it ended, and the service forgot it since
                 if cid in held_open and (o := self.orders.get(cid)) is not None and not is_done(o): del self.orders[cid]  # not if the stream told of its end meanwhile
         self.placed -= {cid for cid in self._unsure.pop(shard, ()) if cid not in self.orders}
-        fetched, known = await self._since("fills", shard, since_ns, "ns"), self._fill_ids
+        fetched, known = await self._since("fills", shard, since_ns, "ns", warn), self._fill_ids
         fills = sorted({f["fill_id"]: f for f in [*self.fills, *fetched]}.values(), key=lambda f: f["ns"])  # once each, oldest first
         self.fills = deque(fills, maxlen=self.keep)
         self._fill_ids = {f["fill_id"] for f in self.fills}

@@ -225,8 +225,9 @@ def _mark(self: TradingDesk):
 
 # %% ../../nbs/trading/17_desk.ipynb #0f47599f
 def _order_label(o) -> str:
-    "An open order as the cancel list names it: its side, what remains of it, its symbol and price, and its cid."
-    return f"{o['side']} {o['remaining']:,} {o['symbol']}" + (f" @ {o['price']:,}" if o["price"] is not None else "") + f" ({o['cid']})"
+    "An open order as the cancel list names it: its side, qty, symbol, price and stop price, and its cid (not what remains: a fill would redraw a list the trader has open)."
+    return (f"{o['side']} {o['qty']:,} {o['symbol']}" + (f" @ {o['price']:,}" if o["price"] is not None else "")
+            + (f" stop {o['stop_price']:,}" if o["stop_price"] is not None else "") + f" ({o['cid']})")
 
 ANSWER_S = 5  # seconds the desk waits for an order's answer: a service gone silent holds the page no longer
 KEEP_STOPPED = 10  # stopped bots the bots table keeps (with their last figures and errors); the oldest go as new ones start

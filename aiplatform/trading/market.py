@@ -91,6 +91,9 @@ def _lock(path, wait=False):
         pid = f.read().strip()
         f.close()
         raise Owned(path.parent, pid) from None
+    except BaseException:  # interrupted while it waited
+        f.close()
+        raise
     f.seek(0); f.truncate(); f.write(str(os.getpid())); f.flush()
     return f
 

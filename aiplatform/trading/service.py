@@ -14,7 +14,7 @@ __all__ = ['COMMANDS_ANSWERED', 'TRADES', 'TRADED', 'REFUSED', 'CLOSED', 'CONNEC
            'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
-import asyncio, gc, json, math, os, re, reprlib, resource, socket, time
+import argparse, asyncio, gc, json, math, os, re, reprlib, resource, socket, sys, time, urllib.request
 import orjson
 import prometheus_client as prom
 from collections import Counter
@@ -25,7 +25,7 @@ from fastcore.basics import patch
 from ..core import AIPlatformError, ConfigError, Conflict, Forbidden, NotFound, Unauthorized, ValidationError, get_logger
 from ..platform.auth import check_bearer, get_user
 from ..platform.metrics import FAILURES, OPERATIONS, REGISTRY
-from ..platform.services import SETTINGS, RateLimit, TooMany, aiohttp_service, caller, check_health, read_json, unique_keys
+from ..platform.services import SETTINGS, RateLimit, TooMany, aiohttp_service, caller, read_json, unique_keys
 from .book import KINDS, SIDES, TIFS
 from .engine import RiskLimits
 from .ledger import DONE, OrderState, is_done, public
@@ -60,6 +60,20 @@ def wire(data: bytes) -> bytes:
     return head + data
 
 # %% ../../nbs/trading/14_service.ipynb #2cd30d5f
+def _asked_port() -> int | None:
+    "The port this process was started to serve at (`aiplatform service trading --port N`, as the gateway's proxy and the desk start it), if any."
+    ask = argparse.ArgumentParser(add_help=False)
+    ask.add_argument("--port", type=int)
+    try: return ask.parse_known_args(sys.argv[1:])[0].port
+    except SystemExit: return None  # no number after --port: not one
+
+def _serves(port, shard, shards) -> bool:
+    "Whether what answers at this machine's `port` is the trading service's shard `shard` of `shards`."
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r: index = json.loads(r.read())
+    except (OSError, ValueError): return False
+    return isinstance(index, dict) and (index.get("service"), index.get("shard"), index.get("shards")) == ("trading", shard, shards)
+
 def market(settings) -> Market:
     "This shard's `Market`, from `[trading]`."
     t = settings.trading
@@ -73,11 +87,12 @@ def market(settings) -> Market:
     opened = lambda wait=False: Market(folder, symbols, t.fsync, limits, t.snapshot_every, t.shard, t.shards, t.keep_fills, t.keep_done, wait=wait)
     try:
         try: return opened()
-        except Owned as e:  # the one answering at [trading] port, a Trading Desk's say, and the gateway's proxy starting its own: this one waits
-            if not (t.port and check_health(url := f"http://127.0.0.1:{t.port}/health")["ok"]): raise  # else a second start by hand: said
-            get_logger("trading.service").warning("%s: served by process %s, which answers at %s (a Trading Desk started it, or someone by hand); this one "
-                                                  "serves in its place once it stops", folder, e.pid, url)  # before: it exited, and the gateway started it again, a core's worth
-            return opened(wait=True)
+        except Owned as e:  # a Trading Desk's answering at [trading] port, and the gateway's proxy starting its own there: this one waits
+            if not (t.port and _asked_port() == t.port and _serves(t.port, t.shard, t.shards)): raise  # else a second start by hand: said
+            get_logger("trading.service").warning("%s: served by process %s at port %d (a Trading Desk started it, or someone by hand); this one serves "
+                                                  "in its place once it stops", folder, e.pid, t.port)  # before: it exited, and the gateway started it again, a core's worth
+            try: return opened(wait=True)
+            except KeyboardInterrupt: raise SystemExit(0) from None  # stopped while it waited (the Hub stops its services so): nothing to say
     except OSError as e:  # a full disk, a read-only folder: one line, not a traceback
         raise ConfigError(f"{folder}: the shard's files cannot be opened: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")) from None
 
@@ -575,8 +590,7 @@ async def orders(request):
     kept = [s for s in m.ledger.accounts.get(account, {}).values() if (status == "all" or is_done(s) == (status == "done")) and q.get("symbol") in (None, s["symbol"])]
     if since is not None: kept.sort(key=lambda s: s["updated_ns"])  # in the order they changed, for a page from a stamp; else as placed
     rows, more = _page(kept, since, q["limit"], "updated_ns")
-    done = [s["updated_ns"] for s in m.ledger.accounts.get(account, {}).values() if is_done(s)]
-    return _json({"orders": [public(s) for s in rows], "more": more, "forgotten_ns": min(done) if len(done) >= m.keep_done else 0})
+    return _json({"orders": [public(s) for s in rows], "more": more, "forgotten_ns": m.ledger.forgotten.get(account, (0, 0))[0]})
 
 async def order(request):
     _, account = await _who(request, TRADERS, ROUTES["order"])
@@ -586,9 +600,8 @@ async def fills(request):
     q, account = await _who(request, TRADERS, ROUTES["fills"])
     m = request.app[MARKET]
     if "symbol" in q: m.spec(q["symbol"])
-    kept = m.ledger.fills.get(account, ())
-    rows, more = _page([f for f in kept if q.get("symbol") in (None, f["symbol"])], q.get("since_ns"), q["limit"], "ns")
-    return _json({"fills": rows, "more": more, "forgotten_ns": kept[0]["ns"] if len(kept) == m.ledger.keep_fills else 0})
+    rows, more = _page([f for f in m.ledger.fills.get(account, ()) if q.get("symbol") in (None, f["symbol"])], q.get("since_ns"), q["limit"], "ns")
+    return _json({"fills": rows, "more": more, "forgotten_ns": m.ledger.forgotten.get(account, (0, 0))[1]})
 
 async def positions(request):
     _, account = await _who(request, TRADERS, ROUTES["positions"])

@@ -141,6 +141,19 @@ def test_without_a_child_the_files_are_written_on_the_loop(tmp_path, monkeypatch
     assert back.order(1, "rest")["status"] == "open" and len(back.ledger.orders) == 1 + 20
     back.close()
 
+def test_what_was_forgotten_is_known_after_a_compaction_and_a_restart_that_keeps_more(tmp_path, monkeypatch):
+    "Before, GET /orders and /fills guessed it from a full list: started again keeping more, they said nothing was forgotten (forgotten_ns 0)."
+    monkeypatch.setattr(os, "fork", lambda: (_ for _ in ()).throw(OSError(12, "Cannot allocate memory")))  # compacted on the loop
+    m = Market(tmp_path, [{"symbol": "DEMO"}], snapshot_every=100, keep_done=20, keep_fills=30)
+    _trade(m, 300, 0)
+    assert m._compacted and m.ledger.forgotten[1][0] > 0 and m.ledger.forgotten[1][1] > 0
+    forgotten = {a: list(s) for a, s in m.ledger.forgotten.items()}
+    m.close()
+    back = Market(tmp_path, keep_done=1_000, keep_fills=1_000)
+    assert back.ledger.forgotten == forgotten and len(back.ledger.fills[1]) == 30  # the compacted file keeps what it says was lost
+    assert forgotten[1][1] <= back.ledger.fills[1][0]["ns"] and forgotten[1][0] <= min(s["updated_ns"] for s in back.ledger.accounts[1].values() if s["status"] != "open")
+    back.close()
+
 def test_without_a_child_a_write_that_fails_is_finished_as_failed(tmp_path, monkeypatch):
     "Written on the loop, a compaction that fails (a full disk) is finished as a child that failed: what the files took meanwhile is no longer copied for ever."
     from aiplatform.trading.ledger import Ledger

@@ -896,8 +896,8 @@ def test_a_page_says_when_older_orders_and_fills_may_have_been_forgotten(tmp_pat
     first, second, kept = asyncio.run(main())
     assert [a["forgotten_ns"] for a in first + second] == [0, 0, 0, 0]
     orders, fills = kept
-    assert len(fills["fills"]) == 3 and fills["forgotten_ns"] == fills["fills"][0]["ns"] and not fills["more"]  # four made, the oldest gone
-    assert len(orders["orders"]) == 2 and orders["forgotten_ns"] == min(o["updated_ns"] for o in orders["orders"])
+    assert len(fills["fills"]) == 3 and 0 < fills["forgotten_ns"] <= fills["fills"][0]["ns"] and not fills["more"]  # four made, the oldest gone
+    assert len(orders["orders"]) == 2 and 0 < orders["forgotten_ns"] <= min(o["updated_ns"] for o in orders["orders"])
     assert "fills of this account up to" in caplog.text and "may have been forgotten by the service" in caplog.text
 
 def test_a_second_start_where_the_shard_is_served_at_its_port_waits_and_takes_its_place(tmp_path):
@@ -909,9 +909,10 @@ def test_a_second_start_where_the_shard_is_served_at_its_port_waits_and_takes_it
     env = clean_env(AIPLATFORM_PLATFORM__DATA_DIR=tmp_path, AIPLATFORM_TRADING__PORT=port)
     start = lambda log, at: subprocess.Popen([str(BIN/"aiplatform"), "service", "trading", "--port", str(at)], env=env, stdout=open(tmp_path/log, "w"),
                                              stderr=subprocess.STDOUT, start_new_session=True)
-    by_hand = subprocess.run([str(BIN/"aiplatform"), "service", "trading", "--port", str(other)], env=env | {"AIPLATFORM_TRADING__PORT": str(other)},
-                             capture_output=True, text=True, timeout=60)  # nothing answers at its port: a second start by hand, refused
-    assert by_hand.returncode == 2 and "already served by another process" in by_hand.stderr
+    for at, setting in ((other, port), (other, other)):  # a second start by hand at another port than the one serving: refused, as before
+        by_hand = subprocess.run([str(BIN/"aiplatform"), "service", "trading", "--port", str(at)], env=env | {"AIPLATFORM_TRADING__PORT": str(setting)},
+                                 capture_output=True, text=True, timeout=60)
+        assert by_hand.returncode == 2 and "already served by another process" in by_hand.stderr
     second = start("second.log", port)
     try:
         time.sleep(3)
