@@ -2527,8 +2527,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                        'aiplatform/trading/ledger.py'),
                                            'aiplatform.trading.ledger.Ledger._forgettable': ( 'trading/ledger.html#ledger._forgettable',
                                                                                               'aiplatform/trading/ledger.py'),
-                                           'aiplatform.trading.ledger.Ledger._forgot': ( 'trading/ledger.html#ledger._forgot',
-                                                                                         'aiplatform/trading/ledger.py'),
                                            'aiplatform.trading.ledger.Ledger._load': ( 'trading/ledger.html#ledger._load',
                                                                                        'aiplatform/trading/ledger.py'),
                                            'aiplatform.trading.ledger.Ledger._load_line': ( 'trading/ledger.html#ledger._load_line',

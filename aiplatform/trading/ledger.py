@@ -56,7 +56,7 @@ class Ledger(Rewritable):
     def __init__(self, path=None, keep_fills=10_000, upto=None):
         super().__init__(path)
         self.orders, self.accounts, self.fills, self.seqs, self.keep_fills = {}, {}, {}, {}, keep_fills
-        self.forgotten = {}  # account -> [the newest updated_ns of its done orders forgotten, the newest ns of its fills], kept through compactions
+        self.forgotten_orders, self.forgotten_fills = {}, {}  # account -> the newest updated_ns of its done orders forgotten (ns of its fills), kept through compactions
         self.done, self._grown = {}, set()  # account -> its done orders' ids, oldest first; accounts with new ones
         self._ending = {}  # order id -> state: done, and not yet told of by a line of the file (`record`)
         self.unwritten = []  # lines the file refused (a full disk, say): written before the next, so that none is missing between two
@@ -78,13 +78,8 @@ class Ledger(Rewritable):
     def _fill(self, fill):
         "Keep `fill` among its account's newest `keep_fills`."
         if (kept := self.fills.get(fill["account"])) is None: kept = self.fills[fill["account"]] = deque(maxlen=self.keep_fills)
-        elif len(kept) == self.keep_fills: self._forgot(fill["account"], 1, kept[0]["ns"])
+        elif len(kept) == self.keep_fills: self.forgotten_fills[fill["account"]] = kept[0]["ns"]  # the oldest goes: kept in time order, the newest gone yet
         kept.append(fill)
-
-    def _forgot(self, account, which, ns):
-        "Note that `account`'s done orders (`which` 0) or fills (1) up to `ns` may be gone."
-        stamps = self.forgotten.setdefault(account, [0, 0])
-        stamps[which] = max(stamps[which], ns)
 
     def _ended(self, state):
         """Note that `state` is done: `retire` forgets the oldest done orders first, in the order the file tells of their ends
@@ -183,7 +178,7 @@ def _load_line(self: Ledger, line, upto, ended):
         self.orders[state["order_id"]] = self.accounts.setdefault(state["account"], {})[state["order_id"]] = state
     for f in batch["f"]: self._fill(f)
     for account, stamps in batch.get("g", {}).items():  # what was forgotten before a compaction
-        for which, ns in enumerate(stamps): self._forgot(int(account), which, ns)
+        for forgotten, ns in zip((self.forgotten_orders, self.forgotten_fills), stamps): forgotten[int(account)] = max(forgotten.get(int(account), 0), ns)
 
 @patch
 def _load(self: Ledger, upto):
@@ -214,7 +209,8 @@ def write_compacted(self: Ledger, tmp):
             done = [orders[oid] for oid in self.done.get(account, ()) if oid in orders] + [s for s in self._ending.values() if s["account"] == account]
             f.write(_line({"s": "", "q": 0, "o": [s for s in orders.values() if s["status"] == "open"] + done, "f": []}))
         for fills in self.fills.values(): f.write(_line({"s": "", "q": 0, "o": [], "f": list(fills)}))
-        if self.forgotten: f.write(_line({"s": "", "q": 0, "o": [], "f": [], "g": {str(a): s for a, s in self.forgotten.items()}}))
+        if forgot := self.forgotten_orders.keys() | self.forgotten_fills.keys():
+            f.write(_line({"s": "", "q": 0, "o": [], "f": [], "g": {str(a): [self.forgotten_orders.get(a, 0), self.forgotten_fills.get(a, 0)] for a in forgot}}))
         f.flush(); os.fsync(f.fileno())
 
 # %% ../../nbs/trading/12_ledger.ipynb #85165238
@@ -227,7 +223,7 @@ def retire(self: Ledger, keep_done=10_000) -> list[tuple[int, str, int]]:
         while len(done) > keep_done:
             if (state := orders.pop(done.popleft(), None)) is not None:
                 del self.orders[state["order_id"]]
-                self._forgot(account, 0, state["updated_ns"])
+                if state["updated_ns"] > self.forgotten_orders.get(account, 0): self.forgotten_orders[account] = state["updated_ns"]
                 gone.append((account, state["cid"], state["order_id"]))
     self._grown.clear()
     return gone

@@ -590,7 +590,7 @@ async def orders(request):
     kept = [s for s in m.ledger.accounts.get(account, {}).values() if (status == "all" or is_done(s) == (status == "done")) and q.get("symbol") in (None, s["symbol"])]
     if since is not None: kept.sort(key=lambda s: s["updated_ns"])  # in the order they changed, for a page from a stamp; else as placed
     rows, more = _page(kept, since, q["limit"], "updated_ns")
-    return _json({"orders": [public(s) for s in rows], "more": more, "forgotten_ns": m.ledger.forgotten.get(account, (0, 0))[0]})
+    return _json({"orders": [public(s) for s in rows], "more": more, "forgotten_ns": m.ledger.forgotten_orders.get(account, 0)})
 
 async def order(request):
     _, account = await _who(request, TRADERS, ROUTES["order"])
@@ -601,7 +601,7 @@ async def fills(request):
     m = request.app[MARKET]
     if "symbol" in q: m.spec(q["symbol"])
     rows, more = _page([f for f in m.ledger.fills.get(account, ()) if q.get("symbol") in (None, f["symbol"])], q.get("since_ns"), q["limit"], "ns")
-    return _json({"fills": rows, "more": more, "forgotten_ns": m.ledger.forgotten.get(account, (0, 0))[1]})
+    return _json({"fills": rows, "more": more, "forgotten_ns": m.ledger.forgotten_fills.get(account, 0)})
 
 async def positions(request):
     _, account = await _who(request, TRADERS, ROUTES["positions"])

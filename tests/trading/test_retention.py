@@ -146,12 +146,12 @@ def test_what_was_forgotten_is_known_after_a_compaction_and_a_restart_that_keeps
     monkeypatch.setattr(os, "fork", lambda: (_ for _ in ()).throw(OSError(12, "Cannot allocate memory")))  # compacted on the loop
     m = Market(tmp_path, [{"symbol": "DEMO"}], snapshot_every=100, keep_done=20, keep_fills=30)
     _trade(m, 300, 0)
-    assert m._compacted and m.ledger.forgotten[1][0] > 0 and m.ledger.forgotten[1][1] > 0
-    forgotten = {a: list(s) for a, s in m.ledger.forgotten.items()}
+    forgotten = m.ledger.forgotten_orders[1], m.ledger.forgotten_fills[1]
+    assert m._compacted and all(forgotten)
     m.close()
     back = Market(tmp_path, keep_done=1_000, keep_fills=1_000)
-    assert back.ledger.forgotten == forgotten and len(back.ledger.fills[1]) == 30  # the compacted file keeps what it says was lost
-    assert forgotten[1][1] <= back.ledger.fills[1][0]["ns"] and forgotten[1][0] <= min(s["updated_ns"] for s in back.ledger.accounts[1].values() if s["status"] != "open")
+    assert (back.ledger.forgotten_orders[1], back.ledger.forgotten_fills[1]) == forgotten and len(back.ledger.fills[1]) == 30  # the compacted file keeps what it says was lost
+    assert forgotten[1] <= back.ledger.fills[1][0]["ns"] and forgotten[0] <= min(s["updated_ns"] for s in back.ledger.accounts[1].values() if s["status"] != "open")
     back.close()
 
 def test_without_a_child_a_write_that_fails_is_finished_as_failed(tmp_path, monkeypatch):
