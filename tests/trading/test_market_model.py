@@ -551,9 +551,9 @@ class MModel(Model):
     def cancel_all(self, account, symbol=None):
         if symbol is not None and symbol not in self.specs: return NotFound
         oids = [oid for oid, o in sorted(self.orders.items()) if o["account"] == account and o["status"] not in DONE and symbol in (None, o["symbol"])]
-        queued = {p["oid"] for p in self.pending if p["op"] == "cancel"}  # answered with that cancel: no second
-        for oid in oids:
-            if oid not in queued: self.pending.append(dict(op="cancel", oid=oid, o=self.orders[oid], expect=None))
+        queued = {p["oid"] for p in self.pending if p["op"] == "cancel"}  # answered after that cancel, in a batch of its own turn: no second
+        self.cancels = [dict(op="answer" if oid in queued else "cancel", oid=oid, o=self.orders[oid], expect=lambda reply: None) for oid in oids]  # what its answer waits for
+        self.pending += self.cancels
         return [self.orders[oid]["cid"] for oid in oids]
 
     def answer(self, oid, o=None):
@@ -744,7 +744,7 @@ class MRun:
             want = model.cancel_all(step[1], step[2])
             if raised or want is NotFound: assert raised is want, f"{step}: raised {raised}, the model {want}"; return
             assert [s["cid"] for s in states] == want, (step, [s["cid"] for s in states], want)
-            self.calls.append((step, done, [{}] if states else [], model.pending[len(model.pending) - len(states):]))  # its cancels, queued
+            self.calls.append((step, done, [{}] if states else [], model.cancels))  # the cancels it waits for
             if not states: assert done == [{}]; done.clear()
             return
         if what == "flush":
