@@ -92,9 +92,8 @@ class Model:
 
     def cancel_all(self, account):
         oids = [oid for oid, o in sorted(self.orders.items()) if o["account"] == account and o["status"] not in DONE]
-        queued = {p["oid"] for p in self.pending if p["op"] == "cancel"}  # answered with that cancel: no second
-        for oid in oids:
-            if oid not in queued: self.pending.append(dict(op="cancel", oid=oid, expect=None))
+        queued = {p["oid"] for p in self.pending if p["op"] == "cancel"}  # answered after that cancel, in a batch of its own turn: no second
+        self.pending += [dict(op="answer" if oid in queued else "cancel", oid=oid, expect=None) for oid in oids]  # an answer names its order in its part, as a command
         return [self.orders[oid]["cid"] for oid in oids]
 
     def answer(self, oid):
