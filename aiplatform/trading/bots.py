@@ -363,6 +363,7 @@ async def requote(self: MarketMaker):
             except _REFUSED as e: self.refused(e)
             except _NOT_NOW as e: get_logger("trading.bots").info("market maker %s: %s", self.symbol, e)
             else: self.placed()
+    if any((o := self.client.orders.get(cid)) and o["status"] == "open" for cid in self.quotes): self.placed()  # quoting still: a level always refused (past a limit) stops no maker whose other quotes stand
     self.quoted_at, self.quoted_mid, self.resume_at = time.monotonic(), mid, 0.0
 
 @patch

@@ -841,3 +841,15 @@ def test_a_bot_whose_on_stop_hangs_is_cut_off_and_its_orders_cancelled_still(mar
         began = time.monotonic()
         assert bot.stop(timeout=5) and time.monotonic() - began < 4.5  # before: never (hook_busy: once its hook was cancelled, nothing cut on_stop)
         assert tess.orders_frame(symbol=symbol).empty and "on_stop cut off" in caplog.text
+
+def test_a_market_maker_whose_outer_level_is_always_refused_quotes_on_with_the_others(market):
+    "Before: its standing inner quotes were never placed again, so the outer level's refusals came in a row, and 20 of them stopped a maker that was quoting."
+    add_symbol(market, symbol="LEVELS")
+    maker = BotThread(MarketMaker("LEVELS", qty=10, order_levels=2, level_qty=50, fair=900, refresh_s=0.02), market.url, market.keys["tess"])  # level 1: 60 lots, past max_order_qty 50
+    try:
+        assert maker.wait_started(), maker.error
+        time.sleep(1.5)  # some 70 refreshes, each refusing level 1's two quotes
+        assert maker.running and maker.strategy.refused_in_a_row < 20, maker.error
+        with TradingClient(market.url, market.keys["tess"]) as tess:
+            assert sorted(tess.orders_frame(symbol="LEVELS")["qty"]) == [10, 10]  # level 0's two quotes stand
+    finally: maker.stop()
