@@ -51,11 +51,12 @@ def public(state: OrderState) -> dict:
 
 # %% ../../nbs/trading/12_ledger.ipynb #b7b1108a
 class Ledger(Rewritable):
-    """Orders and the newest `keep_fills` fills by account, kept from the engine's events; appended to `path` after each batch when given
-    one, and read back from it but for the lines past `upto` ({symbol: journal sequence number}: what a journal lost)."""
-    def __init__(self, path=None, keep_fills=10_000, upto=None):
+    """Orders and the newest `keep_fills` fills by account, kept from the engine's events, and each symbol's newest `tape` trades (`trades_of`);
+    appended to `path` after each batch when given one, and read back from it but for the lines past `upto` ({symbol: journal sequence number}: what a journal lost)."""
+    def __init__(self, path=None, keep_fills=10_000, upto=None, tape=1_000):
         super().__init__(path)
         self.orders, self.accounts, self.fills, self.seqs, self.keep_fills = {}, {}, {}, {}, keep_fills
+        self.tape, self.tape_len = {}, tape  # symbol -> its newest trades, oldest first
         self.forgotten_orders, self.forgotten_fills = {}, {}  # account -> the newest updated_ns of its done orders forgotten (ns of its fills), kept through compactions
         self.done, self._grown = {}, set()  # account -> its done orders' ids, oldest first; accounts with new ones
         self._ending = {}  # order id -> state: done, and not yet told of by a line of the file (`record`)
@@ -137,6 +138,30 @@ def apply(self: Ledger, symbol, events, now=0, rest="no_liquidity_in_band", stop
     if seq: self.seqs[symbol] = seq
     return changed, fills, refused
 
+# %% ../../nbs/trading/12_ledger.ipynb #8feb7e2a
+def _trade(symbol, fill) -> dict:
+    "The trade a taker's `fill` in `symbol` tells of, as the trades channel sends it (`seq`: the book's event, from the fill's id)."
+    return {"type": "trade", "symbol": symbol, "seq": int(fill["fill_id"].split(":")[1]), "price": fill["price"], "qty": fill["qty"], "side": fill["side"], "ns": fill["ns"]}
+
+@patch
+def tape_of(self: Ledger, symbol) -> deque:
+    "`symbol`'s tape: its newest `tape_len` trades, oldest first."
+    if (kept := self.tape.get(symbol)) is None: kept = self.tape[symbol] = deque(maxlen=self.tape_len)
+    return kept
+
+@patch
+def _taped(self: Ledger, symbol, trades) -> list[dict]:
+    "Put `trades` on `symbol`'s tape but those it holds already (a line written again after a compaction); those put."
+    kept = self.tape_of(symbol)
+    if kept and trades and trades[0]["seq"] <= kept[-1]["seq"]: trades = [t for t in trades if t["seq"] > kept[-1]["seq"]]
+    kept.extend(trades)
+    return trades
+
+@patch
+def trades_of(self: Ledger, symbol, fills) -> list[dict]:
+    "The trades a batch's `fills` in `symbol` tell of (a taker's fill each), put on its tape."
+    return self._taped(symbol, [_trade(symbol, f) for f in fills if f["liquidity"] == "taker"])
+
 # %% ../../nbs/trading/12_ledger.ipynb #407a3b77
 def _line(batch: dict) -> bytes:
     "One line of the file: orjson's JSON (orders as objects), or the standard library's past its 64-bit integers (a notional can be)."
@@ -177,6 +202,8 @@ def _load_line(self: Ledger, line, upto, ended):
         if is_done(state) and ((before := self.orders.get(state["order_id"])) is None or not is_done(before)): ended.append(state)
         self.orders[state["order_id"]] = self.accounts.setdefault(state["account"], {})[state["order_id"]] = state
     for f in batch["f"]: self._fill(f)
+    if batch["s"]: self.trades_of(batch["s"], batch["f"])  # a batch's line: its trades (a compacted file's fills, by account, are on its tape line)
+    for symbol, trades in batch.get("t", {}).items(): self._taped(symbol, trades)
     for account, stamps in batch.get("g", {}).items():  # what was forgotten before a compaction
         for forgotten, ns in zip((self.forgotten_orders, self.forgotten_fills), stamps): forgotten[int(account)] = max(forgotten.get(int(account), 0), ns)
 
@@ -202,13 +229,15 @@ def size(self: Ledger) -> int:
 
 @patch
 def write_compacted(self: Ledger, tmp):
-    "Write the file as it would be read back (every order once, the fills kept) to `tmp`, durably; orders still `new` are left to the journal."
+    "Write the file as it would be read back (every order once, the fills and the tapes kept) to `tmp`, durably; orders still `new` are left to the journal."
     with open(tmp, "wb") as f:
         for symbol, seq in self.seqs.items(): f.write(_line({"s": symbol, "q": seq, "o": [], "f": []}))
         for account, orders in self.accounts.items():  # the open ones, then the done ones in the order they ended (those no line told of yet last)
             done = [orders[oid] for oid in self.done.get(account, ()) if oid in orders] + [s for s in self._ending.values() if s["account"] == account]
             f.write(_line({"s": "", "q": 0, "o": [s for s in orders.values() if s["status"] == "open"] + done, "f": []}))
         for fills in self.fills.values(): f.write(_line({"s": "", "q": 0, "o": [], "f": list(fills)}))
+        for symbol, trades in self.tape.items():  # a line each: a market of a thousand symbols writes no line of 100 MB
+            if trades: f.write(_line({"s": "", "q": 0, "o": [], "f": [], "t": {symbol: list(trades)}}))
         if forgot := self.forgotten_orders.keys() | self.forgotten_fills.keys():
             f.write(_line({"s": "", "q": 0, "o": [], "f": [], "g": {str(a): [self.forgotten_orders.get(a, 0), self.forgotten_fills.get(a, 0)] for a in forgot}}))
         f.flush(); os.fsync(f.fileno())
@@ -240,4 +269,6 @@ def replayed(self: Ledger, symbol, command, events, cids, now=0, rest="no_liquid
         self.new(order_id, account, cid, symbol, SIDES[command["side"]], KINDS[command["kind"]], TIFS[command["tif"]], price,
                  int(command["qty"]), now, stop_price=int(command["stop_price"]) or None, display_qty=int(command["display_qty"]) or None)
     stops = {order_id: int(command["stop_price"])} if command["op"] == OP_MODIFY and command["stop_price"] else None
-    self.record(symbol, *self.apply(symbol, events, now, rest, stops)[:2])
+    changed, fills, _ = self.apply(symbol, events, now, rest, stops)
+    self.trades_of(symbol, fills)
+    self.record(symbol, changed, fills)

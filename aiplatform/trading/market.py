@@ -9,7 +9,7 @@ __all__ = ['LOST', 'LOST_CUT', 'HALTED', 'TAPE', 'MAX_BATCH', 'RISK_LIMITS', 'BO
 
 # %% ../../nbs/trading/13_market.ipynb #555ed271
 import fcntl, json, os, re, reprlib, resource, signal, time, zlib
-from collections import Counter, deque
+from collections import Counter
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +122,7 @@ class Market:
             raise
         specs += [symbol_spec(s) for s in symbols if s["symbol"] not in {k.symbol for k in specs}]  # new in the settings: joins
         self.specs = {s.symbol: s for s in specs if shard_of(s.symbol, shards) == shard}
-        self.cids, self.ledger = ClientIds(self.folder/"client_ids.tsv", fsync), Ledger(self.folder/"ledger.jsonl", keep_fills)
+        self.cids, self.ledger = ClientIds(self.folder/"client_ids.tsv", fsync), Ledger(self.folder/"ledger.jsonl", keep_fills, tape=tape)
         self.clock.at_least(max((s["updated_ns"] for s in self.ledger.orders.values()), default=0))  # a fill's `ns` is its order's change's
         self.cids.next_id = max(self.cids.next_id, max(self.ledger.orders, default=0) + 1)  # a batch refused as its ids failed to be written is in the ledger
         for oid, state in self.ledger.orders.items():  # an order placed whose id line the client ids' file lost (a torn last line): its cid still names it
@@ -134,7 +134,7 @@ class Market:
             kept = _set_aside(self.folder/"ledger.jsonl", 0, self.clock())  # whole, as the journal keeps what it cut
             get_logger("trading.market").warning("%s: the ledger's file is past the journal (a power loss with fsync = batch, or a journal cut where it was damaged); its lines "
                                                  "past %s undone; the file as it was kept in %s", self.folder, ahead, kept)
-            self.ledger = Ledger(self.folder/"ledger.jsonl", keep_fills, upto=ahead)
+            self.ledger = Ledger(self.folder/"ledger.jsonl", keep_fills, upto=ahead, tape=tape)
             self.engine = self._recover(limits)  # what the journal holds past them replayed into the ledger
         lost, why = {oid: self.ledger.new(oid, account, cid, "", now=self.clock(), status="lost") for (account, cid), oid in self.cids.ids.items()
                      if oid not in self.ledger.orders}, LOST_CUT if ahead else LOST
@@ -148,8 +148,8 @@ class Market:
         if ahead: self.ledger.compact()  # the lines past the journal gone from the file only now: killed before, the next start cuts them again and says the same of the lost
         self.cids.forget(self.ledger.retire(keep_done))  # as before the restart, whichever of the two files was compacted last
         self.feeds = {s: BookFeed(s, self.engine.book(s)) for s in self.specs}
-        self.tape_len = tape
-        self.tape = self._kept_tape()
+        self.tape = self.ledger.tape  # each symbol's newest trades (`Ledger.trades_of`): as they were before a restart
+        for s in self.specs: self.ledger.tape_of(s)
         self.pending, self.listeners, self.flushed, self.schedule = [], [], [], None
         self.cancelling = set()  # ids of the orders with a cancel queued: a cancel_all answers them with it, queuing no second
         self.halt_listeners = []  # each told (symbol, halted) as a symbol is halted or resumed: by an admin, or by the market when its journal refuses a batch
@@ -173,17 +173,6 @@ def _recover(self: Market, limits) -> Engine:
     replay = lambda symbol, command, events: self.ledger.replayed(symbol, command, events, owners, self.clock(), _rest(self.specs[symbol]))
     return Engine({s: spec.tick_size for s, spec in self.specs.items()}, limits or RiskLimits(price_band_pct=0), folder=self.folder/"books",
                   fsync=self.fsync, snapshot_every=1 << 62, on_replay=replay, before_sync=self._sync_files)
-
-@patch
-def _kept_tape(self: Market) -> dict:
-    "Each symbol's newest `tape_len` trades, from the takers' fills the ledger keeps: after a restart, the tape as it was (but a trade whose taker's fills were forgotten)."
-    takers = {s: [] for s in self.specs}
-    for kept in self.ledger.fills.values():
-        for f in kept:
-            if f["liquidity"] == "taker" and f["symbol"] in takers:
-                takers[f["symbol"]].append(dict(type="trade", symbol=f["symbol"], seq=int(f["fill_id"].split(":")[1]), price=f["price"], qty=f["qty"],
-                                                side=f["side"], ns=f["ns"]))
-    return {s: deque(sorted(trades, key=lambda t: t["seq"])[-self.tape_len:], maxlen=self.tape_len) for s, trades in takers.items()}
 
 @patch
 def _cancel_disconnected(self: Market):
@@ -300,7 +289,8 @@ def add_symbol(self: Market, spec: SymbolSpec):
         if isinstance(e, OSError): raise Unsaved(f"symbol {spec.symbol!r}: not added{kept or ', nothing changed'}; the market's files cannot be written ({_why(e)})") from None
         if kept: get_logger("trading.market").error("symbol %r: not added%s", spec.symbol, kept)
         raise
-    self.feeds[spec.symbol], self.tape[spec.symbol] = BookFeed(spec.symbol, self.engine.book(spec.symbol)), deque(maxlen=self.tape_len)
+    self.feeds[spec.symbol] = BookFeed(spec.symbol, self.engine.book(spec.symbol))
+    self.ledger.tape_of(spec.symbol)
 
 @patch
 def halt(self: Market, symbol, halted=True) -> SymbolSpec:
@@ -626,10 +616,7 @@ def flush(self: Market):
     for (symbol, seq, events, changed, fills), tell in zip(news, reversed(told)):
         try: self.ledger.record(symbol, changed, fills, seq)
         except OSError: get_logger("trading.market").exception("%s: the ledger's line of a batch not written yet (with the next one)", symbol)
-        sides = {oid: o["side"] for oid, o in changed.items()}
-        trades = [dict(type="trade", symbol=symbol, seq=e.seq, price=e.price, qty=e.qty, side=sides.get(e.order_id, ""), ns=now)
-                  for e in events if e.kind == "trade"]
-        self.tape[symbol].extend(trades)
+        trades = self.ledger.trades_of(symbol, fills)
         if (delta := self.feeds[symbol].update()) is not None: delta["ns"] = now  # when it was published
         for listen in self.listeners: listen(symbol, tell, fills, trades, delta)
     self.cids.forget(self.ledger.retire(self.keep_done))

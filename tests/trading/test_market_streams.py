@@ -192,7 +192,7 @@ class Stream:
             assert taker["side"] == t["side"] != maker["side"], (t, taker, maker)
         for s in m.specs:
             tape = [(t["seq"], t["price"], t["qty"], t["side"]) for t in m.tape[s]]
-            assert tape == [(t["seq"], t["price"], t["qty"], t["side"]) for t in self.trades[s][-m.tape_len:]], f"{s}: the tape {tape[-3:]}"
+            assert tape == [(t["seq"], t["price"], t["qty"], t["side"]) for t in self.trades[s][-m.ledger.tape_len:]], f"{s}: the tape {tape[-3:]}"
         qty, cash = Counter(), Counter()
         for pair in by_trade.values():
             if pair["taker"]["account"] == pair["maker"]["account"]: continue  # with itself: its position as it was
