@@ -195,10 +195,12 @@ def _sync_files(self: Market):
 def sync_due(self: Market):
     """Start the syncs due with `fsync = batch` (the service asks every 20 ms): the journals' (`Engine.sync_due`), which sync the
     client ids and the ledger first; then those two files' own, of lines no journal's sync took along within 20 ms (a refusal's).
-    Once the shard's folder is found deleted or replaced under it (`gone`), every batch is refused: nothing acknowledged is lost at a restart."""
+    Once the shard's folder is found deleted or replaced under it (`gone`), every batch is refused: nothing acknowledged is lost at a restart.
+    A child's snapshot or compaction that has ended is put in place (`_reap`): a market gone quiet replays no more than it must at a restart."""
     self.engine.sync_due()
     if self.fsync == "batch": self.cids.sync_if_due(), self.ledger.sync_if_due()
     self._gone()
+    if self._children: self._reap()
 
 @patch
 def _gone(self: Market) -> str | None:

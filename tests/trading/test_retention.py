@@ -339,3 +339,15 @@ def test_a_quiet_symbols_tape_is_whole_after_a_restart_though_its_takers_fills_a
     back = Market(tmp_path, keep_done=20, keep_fills=30)
     assert {s: list(t) for s, t in back.tape.items()} == tapes and len(back.ledger.fills[1]) == 30
     back.close()
+
+def test_a_snapshot_is_put_in_place_once_its_child_ends_though_the_market_has_gone_quiet(tmp_path):
+    "Before, only the next batch reaped the child: a quiet shard kept a zombie and its snapshot's .tmp, and a restart replayed the journal from the snapshot before."
+    m = Market(tmp_path, [{"symbol": "DEMO"}], snapshot_every=100)
+    _trade(m, 50, 0)  # the 100th command: a snapshot, by a child
+    assert "snapshot" in m._children
+    deadline = time.monotonic() + 30
+    while m._children and time.monotonic() < deadline:
+        m.sync_due()  # as the service does every 20 ms, no batch coming
+        time.sleep(0.02)
+    assert not m._children and list((tmp_path/"books").rglob("*.tmp")) == [] and list((tmp_path/"books").rglob("snapshot-*.npz"))
+    m.close()
