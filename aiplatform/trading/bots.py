@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
 from ..core import AIPlatformError, Conflict, NotFound, ValidationError, get_logger
-from .book import KINDS, LIMIT, MAX_QTY, OP_CANCEL, OP_MODIFY, OP_SUBMIT, SIDES, STPS, TIFS
+from .book import COMMAND_DTYPE, KINDS, LIMIT, MAX_PRICE, MAX_QTY, OP_CANCEL, OP_MODIFY, OP_SUBMIT, SIDES, STPS, TIFS
+from .orders import CID_RULE, SYMBOL_RULE, _cid_ok, _symbol_ok
 from .client import AsyncTradingClient, OrderRejected, RateLimited, error_of, new_cid
 from .ledger import is_done
 from .sessions import MAX_FRAME
@@ -459,15 +460,34 @@ class MomentumMA(Strategy):
         return not self.unsure
 
 # %% ../../nbs/trading/16_bots.ipynb #c058cddf
+def _session(symbol, times_ns, commands, offset, prefix) -> list:
+    "`times_ns` as a list, once the session, its shift and its ids are ones the service takes; `ValidationError` naming what is not (before: each order refused, or a traceback)."
+    if not (isinstance(symbol, str) and _symbol_ok(symbol)): raise ValidationError(f"symbol {symbol!r}: expected {SYMBOL_RULE}")
+    if getattr(commands, "dtype", None) != COMMAND_DTYPE:
+        raise ValidationError(f"commands: expected an array of engine commands (`book.COMMAND_DTYPE`), as `data.order_flow` and `journal_session` give; got {type(commands).__name__}")
+    times = np.asarray(times_ns)
+    if times.ndim != 1 or times.dtype.kind not in "iu": raise ValidationError(f"times_ns: expected whole nanoseconds, one a command; got {times.dtype} of shape {times.shape}")
+    if len(commands) != len(times): raise ValidationError(f"commands: {len(commands):,} of them, expected one for each of the {len(times):,} times")
+    if (back := np.flatnonzero(np.diff(times) < 0)).size: raise ValidationError(f"times_ns: expected in order; time {back[0] + 1:,} is before the one before it")
+    if type(offset) is not int or abs(offset) > MAX_PRICE: raise ValidationError(f"offset {offset!r}: expected a whole number of price units")
+    if (prices := np.concatenate([commands[f][commands[f] > 0] for f in ("price", "stop_price")])).size and not (1 <= prices.min() + offset and prices.max() + offset <= MAX_PRICE):
+        raise ValidationError(f"offset {offset:,}: moves the session's prices, {prices.min():,} to {prices.max():,}, out of 1 to {MAX_PRICE:,}")
+    if len(commands) and not (isinstance(prefix, str) and _cid_ok(f"{prefix}{commands['order_id'].max()}")):
+        raise ValidationError(f"prefix {prefix!r}: with the session's order ids, up to {commands['order_id'].max():,}, a client order id must be {CID_RULE}")
+    return times.tolist()
+
 async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, speed: float = 1.0, offset: int = 0,
                  prefix: str | None = None, stop: asyncio.Event | None = None) -> dict:
-    "Send `commands` to `symbol` at `speed`× the pace of `times_ns`, prices shifted by `offset`, client order ids `prefix` + engine id (a new prefix by default: each replay places its orders anew); counts of what was answered, `rate_limited`: how many the connection's rate limit refused (each sent again once it allowed), `behind_s`: how far behind its schedule it fell at most, and `last_refusal`: the last refusal's error. `NotFound` if the service does not trade `symbol`."
+    """Send `commands` to `symbol` at `speed`× the pace of `times_ns`, prices shifted by `offset`, client order ids `prefix` + engine id (a new prefix by default:
+    each replay places its orders anew); counts of what was answered, `rate_limited`: how many the connection's rate limit refused (each sent again once it allowed),
+    `behind_s`: how far behind its schedule it fell at most, and the first and last refusals' errors (the first is often the cause of the others: an order refused,
+    then its cancel). `NotFound` if the service does not trade `symbol`."""
     try: fine = isinstance(speed, numbers.Real) and not isinstance(speed, bool) and math.isfinite(speed) and speed > 0
     except OverflowError: fine = False  # an int past a float's range (before: that error's traceback)
     if not fine: raise ValidationError(f"speed {speed!r}: expected a finite number above 0")
-    if len(commands) != len(times_ns): raise ValidationError(f"commands: {len(commands):,} of them, expected one for each of the {len(times_ns):,} times")
     prefix = f"r{new_cid()}-" if prefix is None else prefix
-    loop, counts, times = asyncio.get_running_loop(), {"sent": 0, "acked": 0, "rejected": 0, "rate_limited": 0, "behind_s": 0.0, "last_refusal": None}, times_ns.tolist()
+    times = _session(symbol, times_ns, commands, offset, prefix)
+    loop, counts = asyncio.get_running_loop(), {"sent": 0, "acked": 0, "rejected": 0, "rate_limited": 0, "behind_s": 0.0, "first_refusal": None, "last_refusal": None}
     start, t0, i = loop.time(), times[0] if times else 0, 0
     due = lambda k: start + (times[k] - t0) / 1e9 / speed
     while i < len(times) and not (stop is not None and stop.is_set()):
@@ -488,7 +508,9 @@ async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, sp
             raise NotFound(missing["error"])  # the symbol is not traded there: every order would be refused (before: counted, and the last refusal told a cancel's)
         for answer in answers[:passed]:
             counts["acked" if answer["type"] == "ack" else "rejected"] += 1
-            if answer["type"] != "ack": counts["last_refusal"] = error_of(answer.get("status", 422), answer["error"])
+            if answer["type"] != "ack":
+                counts["last_refusal"] = error_of(answer.get("status", 422), answer["error"])
+                counts["first_refusal"] = counts["first_refusal"] or counts["last_refusal"]
         counts["sent"] += passed
         if passed < len(answers):  # sent again, from the first refused, once the limit allows
             counts["rate_limited"] += len(answers) - passed

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from aiplatform.core import NotFound, ValidationError
 from trading_service import Proxy, make_users, start_trading, stop
-from aiplatform.trading.bots import BotThread, MarketMaker, MomentumMA, NoiseTrader, Strategy, journal_session, replay, run
-from aiplatform.trading.book import OrderBook
+from aiplatform.trading.bots import BotThread, MarketMaker, MomentumMA, NoiseTrader, Strategy, _session, journal_session, replay, run
+from aiplatform.trading.book import OP_CANCEL, OrderBook
 from aiplatform.trading.client import AsyncTradingClient, TradingClient
 from aiplatform.trading.data import order_flow
 
@@ -288,13 +288,29 @@ def test_replay_refuses_a_speed_that_is_not_a_finite_number_above_0():
     for speed in (float("nan"), float("inf"), 0, -1):
         with pytest.raises(ValidationError, match=f"speed {speed!r}: expected a finite number above 0"):
             asyncio.run(replay(None, "DEMO", np.array([0]), [], speed=speed))
-    assert asyncio.run(replay(None, "DEMO", np.array([], np.int64), [], speed=np.float64(2.0))) == {"sent": 0, "acked": 0, "rejected": 0, "rate_limited": 0, "behind_s": 0.0, "last_refusal": None}  # a NumPy number is one
+    assert asyncio.run(replay(None, "DEMO", np.array([], np.int64), order_flow(0)[1], speed=np.float64(2.0))) == {
+        "sent": 0, "acked": 0, "rejected": 0, "rate_limited": 0, "behind_s": 0.0, "first_refusal": None, "last_refusal": None}  # a NumPy number is one
     assert Strategy("DEMO").pnl_history.maxlen == 10_000  # a bot's P&L points: its newest, not one for every trade since it began
     for speed, said in ((10**400, "speed 1000.*: expected a finite number above 0"),  # before: OverflowError
                         (True, "speed True: expected a finite number above 0")):
         with pytest.raises(ValidationError, match=said): asyncio.run(replay(None, "DEMO", np.array([0]), [], speed=speed))
     with pytest.raises(ValidationError, match="^commands: 1 of them, expected one for each of the 2 times$"):  # before: IndexError
         asyncio.run(replay(None, "DEMO", np.array([0, 1]), order_flow(1, seed=0)[1]))
+
+def test_replay_refuses_a_session_whose_every_order_the_service_would_refuse_before_sending_any():
+    "Before: each order sent and refused (a lower-case symbol, a price shifted below 1, a cid too long), or a traceback (a list of times: AttributeError; a DataFrame: KeyError)."
+    times, commands = order_flow(5, mid=100, spread=6, seed=0)
+    unsorted = times.copy()
+    unsorted[2] = unsorted[1] - 1
+    for args, said in ((("demo", times, commands), "symbol 'demo': expected 1 to 16 capitals"),
+                       (("DEMO", times, list(commands)), "commands: expected an array of engine commands .* got list"),
+                       (("DEMO", times.astype(float), commands), "times_ns: expected whole nanoseconds, one a command; got float64"),
+                       (("DEMO", unsorted, commands), "times_ns: expected in order; time 2 is before the one before it"),
+                       (("DEMO", times, commands, 1.0, -1000), "offset -1,000: moves the session's prices, 9[0-9] to 10[0-9], out of 1 to "),
+                       (("DEMO", times, commands, 1.0, 1.5), "offset 1.5: expected a whole number of price units"),
+                       (("DEMO", times, commands, 1.0, 0, "x" * 40), "prefix 'x{40}': with the session's order ids, up to 5, a client order id must be 1 to 36")):
+        with pytest.raises(ValidationError, match=said): asyncio.run(replay(None, *args))
+    assert _session("DEMO", times.tolist(), commands, 0, "p-") == times.tolist()  # a list of times is one
 
 def test_a_journal_session_from_a_folder_above_the_books_names_them(market):
     books = market.data/"trading"/"shard-0"/"books"
@@ -386,6 +402,19 @@ def test_the_risk_limits_apply_to_bots(market):
     times, commands = order_flow(1, max_qty=1, seed=0)
     commands["qty"] = 60  # above [trading] max_order_qty = 50 here
     assert asyncio.run(main())["rejected"] == 1
+
+def test_a_replay_tells_its_first_refusal_the_cause_of_the_others(market):
+    "Before: only the last, the cancel's of an order refused, not why the order was."
+    times, commands = order_flow(1, max_qty=1, seed=0)
+    commands["qty"] = 60  # above [trading] max_order_qty = 50 here
+    cancel = commands.copy()
+    cancel["op"], cancel["qty"], cancel["price"] = OP_CANCEL, 0, 0
+    async def main():
+        async with AsyncTradingClient(market.url, market.keys["tom"]) as c:
+            return await replay(c, "SIM", np.array([0, 1]), np.concatenate([commands, cancel]))
+    counts = asyncio.run(main())
+    assert counts["rejected"] == 2 and type(counts["first_refusal"]).__name__ == "OrderRejected" and "max_order_qty" in str(counts["first_refusal"]), counts
+    assert str(counts["last_refusal"]).endswith("already rejected (risk_max_order_qty)"), counts  # the cancel's
 
 def test_a_market_maker_goes_on_through_a_dropped_connection(market):
     add_symbol(market, symbol="DROP")
