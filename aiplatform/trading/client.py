@@ -660,11 +660,16 @@ async def get(self: AsyncTradingClient, path, shard=0, **params) -> dict:
 
 @patch
 async def _everywhere(self: AsyncTradingClient, path, key, symbol=None, **params) -> list:
-    "The rows under `key` of `path` from every shard (asked at once), or from `symbol`'s alone (another shard answers 421 for it)."
+    "The rows under `key` of `path` from every shard, or from `symbol`'s alone (`_answers`)."
+    return [row for a in await self._answers(path, symbol, **params) for row in a[key]]
+
+@patch
+async def _answers(self: AsyncTradingClient, path, symbol=None, **params) -> list[dict]:
+    "The answers to `path` of every shard (asked at once), or of `symbol`'s alone (another shard answers 421 for it)."
     shards = [self.shard(symbol)] if symbol else range(len(self.urls))
     answers = await asyncio.gather(*(self.get(path, s, symbol=symbol, **params) for s in shards), return_exceptions=True)  # one slow or down delays no other's answer
     if errors := [a for a in answers if isinstance(a, BaseException)]: raise errors[0]
-    return [row for a in answers for row in a[key]]
+    return answers
 
 @patch
 async def me(self: AsyncTradingClient) -> dict:
@@ -688,29 +693,31 @@ async def depth(self: AsyncTradingClient, symbol, levels=10) -> dict:
 _DTYPES = {int: "int64", int | None: "Int64", str: "str", float: "float64"}  # Int64: pandas' integers that may be missing (a market order's price)
 COLUMNS = {"orders": {k: _DTYPES[t] for k, t in OrderState.__annotations__.items() if k != "notional"} | {"avg_price": "float64"},
            "fills": {"fill_id": "str", "order_id": "int64", "cid": "str", "account": "int64", "symbol": "str", "side": "str", "price": "int64", "qty": "int64", "liquidity": "str", "ns": "int64"},
-           "positions": {"type": "str", "symbol": "str", "qty": "int64", "avg_price": "float64", "last": "Int64", "realized": "float64", "unrealized": "float64", "pnl": "float64"}}
+           "positions": {"symbol": "str", "qty": "int64", "avg_price": "float64", "last": "Int64", "realized": "float64", "unrealized": "float64", "pnl": "float64"}}
 
 def _frame(rows, what) -> pd.DataFrame:
     """`rows` as a table, each column of `what` of its type whichever rows there are (before: a price became a float once a market order
     was among them, and a value read back was refused); with those columns when there are no rows, so that code naming a column works on a new account too."""
-    table = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(COLUMNS[what]))
+    table = pd.DataFrame(rows).drop(columns="type", errors="ignore") if rows else pd.DataFrame(columns=list(COLUMNS[what]))  # a position's message type: the same in each row
     return table.astype({k: t for k, t in COLUMNS[what].items() if k in table})
 
-def _newest(rows, key, limit, what) -> list:
-    "The newest `limit` of `rows` (every shard's) by `key`, oldest first: the shards' in time order, not one shard's after another's; a warning when more may have been left out."
-    if len(rows) >= limit: warnings.warn(f"{what}: the newest {limit:,} rows; older ones may be left out (limit=, up to 10,000)", stacklevel=3)
-    return sorted(rows, key=lambda r: r[key])[-limit:]
+def _newest(answers, rows, key, limit, what) -> list:
+    """The newest `limit` of the `rows` of `answers` (every shard's) by `key`, oldest first: the shards' in time order, not one shard's after another's; a warning
+    when some were left out, by a shard (its `more`) or here (before: whenever there were `limit`, though none was left out)."""
+    kept = [row for a in answers for row in a[rows]]
+    if len(kept) > limit or any(a["more"] for a in answers): warnings.warn(f"{what}: the newest {limit:,} rows; older ones left out (limit=, up to 10,000)", stacklevel=3)
+    return sorted(kept, key=lambda r: r[key])[-limit:]
 
 @patch
 async def orders_frame(self: AsyncTradingClient, status="open", symbol=None, limit=1_000) -> pd.DataFrame:
     "Your newest `limit` orders (`open`, `done` or `all`), every shard's, oldest placed first, as a table."
-    rows = _newest(await self._everywhere("orders", "orders", status=status, symbol=symbol, limit=limit), "created_ns", limit, "orders_frame")
+    rows = _newest(await self._answers("orders", symbol, status=status, limit=limit), "orders", "created_ns", limit, "orders_frame")
     return _frame(rows, "orders")
 
 @patch
 async def fills_frame(self: AsyncTradingClient, symbol=None, limit=1_000) -> pd.DataFrame:
     "Your newest `limit` fills, every shard's, oldest first, as a table."
-    return _frame(_newest(await self._everywhere("fills", "fills", symbol=symbol, limit=limit), "ns", limit, "fills_frame"), "fills")
+    return _frame(_newest(await self._answers("fills", symbol, limit=limit), "fills", "ns", limit, "fills_frame"), "fills")
 
 @patch
 async def positions_frame(self: AsyncTradingClient) -> pd.DataFrame:

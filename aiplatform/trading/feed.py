@@ -148,3 +148,20 @@ def apply(self: LocalBook, message: dict):
         self.seq = None
         raise BookOutOfSync(f"{self.symbol}: checksum {self.checksum()} after message {message['seq']}, the publisher's {message['checksum']}")
     self.seq = message["seq"]
+
+# %% ../../nbs/trading/08_feed.ipynb #5003e2ef
+@patch(as_prop=True)
+def best_bid(self: LocalBook) -> int | None: return max(self.bids, default=None)
+
+@patch(as_prop=True)
+def best_ask(self: LocalBook) -> int | None: return min(self.asks, default=None)
+
+@patch(as_prop=True)
+def mid(self: LocalBook) -> float | None:
+    "The middle of the best bid and ask."
+    return None if self.best_bid is None or self.best_ask is None else (self.best_bid + self.best_ask) / 2
+
+@patch(as_prop=True)
+def spread(self: LocalBook) -> int | None:
+    "The best ask less the best bid."
+    return None if self.best_bid is None or self.best_ask is None else self.best_ask - self.best_bid

@@ -38,6 +38,7 @@ def test_three_bots_make_a_market(market):
     with TradingClient(market.url, market.keys["tess"]) as tess:
         assert tess.orders_frame(symbol="DEMO").empty  # a stopped bot leaves no open order
         positions = tess.positions_frame().set_index("symbol")
+        assert "type" not in positions  # the message's, the same in each row
         assert positions.loc["DEMO", "qty"] == maker.strategy.position
 
 def test_a_bots_pnl_and_mid_follow_other_traders(market):

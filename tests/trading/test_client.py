@@ -5,7 +5,7 @@ connection lost or that timed out among them, and those the rate limit refused s
 holds up no other, a catch-up after a reconnect keeps what the stream said since and tells the fills missed, a close
 names the shard and the service's reason, an order sent again after a cut stays placed, a fill brought twice is held and told
 once, a dropped connection's book is gone at once, a closed client answers no query, and the client imports without the service."""
-import asyncio, base64, contextlib, gc, hashlib, json, signal, socket, subprocess, sys, threading, time
+import asyncio, base64, contextlib, gc, hashlib, json, signal, socket, subprocess, sys, threading, time, warnings
 import pytest
 from conftest import free_port
 from trading_service import Proxy, make_users, start_trading, stop
@@ -228,8 +228,11 @@ def test_a_subscription_reaches_every_shard_up_now_and_one_down_once_it_is_up(tm
             done = await c.orders_frame("done", symbol=on[1])  # asked of its shard alone: the other answers 421 for it
             assert list(done.cid) == ["on-1"] and list((await c.fills_frame(symbol=on[0])).cid) == ["on-0"]
             assert list((await c.fills_frame()).cid) == ["on-1", "on-0"]  # in time order (before: shard by shard)
-            with pytest.warns(UserWarning, match=r"fills_frame: the newest 1 rows; older ones may be left out"):  # before: said nothing
+            with pytest.warns(UserWarning, match=r"fills_frame: the newest 1 rows; older ones left out"):  # before: said nothing
                 assert list((await c.fills_frame(limit=1)).cid) == ["on-0"]  # the newest across shards (before: one a shard)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # before: "older ones may be left out" with exactly `limit` of them, none left out
+                assert list((await c.fills_frame(limit=2)).cid) == ["on-1", "on-0"] and list((await c.orders_frame("done", symbol=on[1], limit=1)).cid) == ["on-1"]
     try: asyncio.run(main())
     finally:
         for s in shards.values(): stop(s)

@@ -181,7 +181,7 @@ def test_a_service_with_no_symbols_connects(svc, tmp_path):
         d = desk_on(empty, "tess")
         assert "connected as tess: 0 symbols" in d.status.value and d.symbol.options == ()
         frames = d.client.orders_frame(), d.client.fills_frame(), d.client.positions_frame()  # a new account's: no rows, every column
-        assert [len(f) for f in frames] == [0, 0, 0] and {"cid", "status"} <= set(frames[0]) and "symbol" in frames[2]
+        assert [len(f) for f in frames] == [0, 0, 0] and {"cid", "status"} <= set(frames[0]) and "symbol" in frames[2] and "type" not in frames[2]  # before: the message's type, "position", a column
         assert frames[2].set_index("symbol").empty
         d.bot.value = "market_maker"
         d.start_bot()
