@@ -2841,6 +2841,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                          'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service._credential': ( 'trading/service.html#_credential',
                                                                                         'aiplatform/trading/service.py'),
+                                            'aiplatform.trading.service._done': ( 'trading/service.html#_done',
+                                                                                  'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service._ends': ( 'trading/service.html#_ends',
                                                                                   'aiplatform/trading/service.py'),
                                             'aiplatform.trading.service._fields': ( 'trading/service.html#_fields',

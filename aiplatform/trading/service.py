@@ -475,13 +475,19 @@ def _json(data, status=200) -> web.Response:
     except TypeError: body = json.dumps(data).encode()
     return web.Response(body=body, status=status, content_type="application/json")
 
+def _done(e: Done) -> web.Response:
+    "A cancel or modify of an order done: 409 with the reason and the order's state, as the WebSocket answers it (before: no state)."
+    return _json({"error": str(e), "status": e.status, "order": public(e.order)}, status=e.status)
+
 async def _answer(call):
-    "Queue an order command and wait for its answer: 200 with the order's state, or 422 with the reason too (409 for a cancel or modify of an order done earlier in its batch, a stop's modify after a trade earlier in it triggered the stop, or an order or modify of a symbol halted since it was sent)."
+    "Queue an order command and wait for its answer: 200 with the order's state, or 422 with the reason too (409 for a cancel or modify of an order done, before or earlier in its batch, with its state; a stop's modify after a trade earlier in it triggered the stop, or an order or modify of a symbol halted since it was sent)."
     done = asyncio.get_running_loop().create_future()
-    call(lambda ok, state, error: done.done() or done.set_result((ok, state, error)))
+    try: call(lambda ok, state, error: done.done() or done.set_result((ok, state, error)))
+    except Done as e: return _done(e)
     ok, state, error = await done
     if ok: return _json(public(state))
-    if isinstance(error, Conflict): raise error  # as when it was done before
+    if isinstance(error, Done): return _done(error)
+    if isinstance(error, Conflict): raise error  # as when it was so before
     return _json({"error": f"order {state['cid']!r}: {error}", "status": 422, "order": public(state)}, status=422)
 
 async def _who(request, roles, route, trades=False) -> tuple:
@@ -913,8 +919,8 @@ def _responses(name, r: Route) -> dict:
            "401": {"description": NO_KEY}, "403": {"description": "the role does not allow it"}, "429": {"description": TOO_MANY}}
     if name not in ("me", "symbols", "add_symbol"): out["404"] = {"description": "no such order, symbol or account"}
     if name in ("submit", "cancel", "modify", "add_symbol"): out["409"] = {"description": {
-        "submit": "the symbol is halted", "cancel": "the order is done",
-        "modify": "the order is done or its symbol halted; a stop price for a stop already triggered, or a second modify of a waiting stop while the first is queued",
+        "submit": "the symbol is halted", "cancel": "the order is done: the reason and its state",
+        "modify": "the order is done (the reason and its state) or its symbol halted; a stop price for a stop already triggered, or a second modify of a waiting stop while the first is queued",
         "add_symbol": "the symbol is traded already"}[name]}
     if name in ("add_symbol", "halt", "resume"): out["503"] = {"description": "the market's files cannot be written now (a full disk, the open-files limit): a symbol not added; a halt or resume not saved"}
     if r.body: out["413"] = {"description": "the body is past [limits] request_kb"}
@@ -923,6 +929,7 @@ def _responses(name, r: Route) -> dict:
     if name == "cancel_all": out["422"] = {"description": "some cancels could not be journaled (their symbol halted): how many, the first named"}
     for status, answer in out.items():  # the JSON body of each: what was asked for, or the error
         schema = ANSWERS[name] if status == done else _ref(("NotCancelled" if name == "cancel_all" else "Refused") if status == "422" else "Error")
+        if status == "409" and name in ("cancel", "modify"): schema = {"anyOf": [_ref("Refused"), _ref("Error")]}  # an order done: with its state
         answer["content"] = {"application/json": {"schema": schema}}
     return out
 

@@ -144,7 +144,8 @@ def test_orders_over_http_from_submit_to_fill(svc):
     assert (pos["DEMO"]["qty"], pos["DEMO"]["avg_price"]) == (-3, 100.0)
     status, cancelled = call(svc, "DELETE", "orders/h-1")
     assert (status, cancelled["status"], cancelled["reason"]) == (200, "cancelled", "user_cancel")
-    assert call(svc, "DELETE", "orders/h-1") == (409, {"error": "order 'h-1': already cancelled (user_cancel)", "status": 409})
+    status, again = call(svc, "DELETE", "orders/h-1")  # with the order, as the WebSocket answers (before: none)
+    assert (status, again["error"], again["status"], again["order"]) == (409, "order 'h-1': already cancelled (user_cancel)", 409, cancelled)
     assert [o["cid"] for o in call(svc, "GET", "orders?status=done")[1]["orders"]] == ["h-1"]
 
 def test_orders_and_fills_since_a_stamp_are_those_changed_or_made_at_or_after_it(svc):
@@ -680,7 +681,8 @@ def test_a_cancel_of_an_order_filled_earlier_in_its_frame_is_a_conflict(svc):
     assert [got[r]["order"]["status"] for r in (1, 2)] == ["filled", "filled"]
     assert (got[3]["type"], got[3]["status"], got[3]["error"], got[3]["order"]["status"]) == ("reject", 409, "order 'race-1': already filled", "filled")
     assert isinstance(error_of(got[3]["status"], got[3]["error"], got[3]["order"]), Conflict)
-    assert call(svc, "DELETE", "orders/race-1") == (409, {"error": "order 'race-1': already filled", "status": 409})  # the same, later
+    assert call(svc, "DELETE", "orders/race-1") == (409, {k: got[3][k] for k in ("error", "status", "order")})  # the same, later, over HTTP (before: no order)
+    assert call(svc, "PATCH", "orders/race-1", body={"qty": 5}) == (409, {k: got[3][k] for k in ("error", "status", "order")})
     later = _answers(svc, json.dumps({"op": "cancel", "cid": "race-1", "req": 4}), 4)[4]  # and over the WebSocket, with the order as in its batch
     assert {k: later[k] for k in ("type", "status", "error")} == {k: got[3][k] for k in ("type", "status", "error")} and later["order"] == got[3]["order"]
 
