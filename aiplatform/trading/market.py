@@ -397,11 +397,11 @@ def _cap(self: Market, spec, account, qty) -> int:
 
 @patch
 def _reference(self: Market, symbol, side) -> int | None:
-    "The price a market order's band is around: the last trade, or before the first one the best price it would take (None on an empty side)."
+    """The price a market order's band is around: the last trade, or before the first one the best price it would take; None with nothing
+    to take (sent as it is, cancelled as `no_liquidity`: before, as `no_liquidity_in_band`, though nothing lay past the band either)."""
     book = self.engine.book(symbol)
-    if book.last_price is not None: return book.last_price
-    best = book.depth(1)["asks" if side == "buy" else "bids"]
-    return best[0][0] if best else None
+    if not (best := book.depth(1)["asks" if side == "buy" else "bids"]): return None
+    return book.last_price if book.last_price is not None else best[0][0]
 
 @patch
 def _answer(self: Market, order_id, reply):

@@ -470,10 +470,10 @@ class MModel(Model):
         self.specs[symbol]["halted"] = halted
 
     def reference(self, symbol, side):
-        "A market order's band is around the last trade, or before the first the best price it would take (None: nothing to take)."
+        "A market order's band is around the last trade, or before the first the best price it would take (None: nothing to take, cancelled as `no_liquidity`)."
         book = self.books[symbol]
-        if book.last is not None: return book.last
-        return book.best(SELL if side == "buy" else BUY)
+        if (best := book.best(SELL if side == "buy" else BUY)) is None: return None
+        return book.last if book.last is not None else best
 
     def protect(self, o):
         "A market (stop) order as the book gets it in a banded symbol: an IOC (FOK) limit (stop-limit) at the band's far edge."
