@@ -641,9 +641,11 @@ RISK_LIMITS = {  # a risk refusal's code: the limit it met, in words, where it i
                            "qty {qty:,}, display_qty {display_qty:,}"),
     "risk_price_band": ("price_band_pct", "a price within {:g}% of the last trade", "the engine's band", "price {price:,}")}
 
-BOOK_REASONS = {  # the book's refusals a client can meet after the market's own checks, in words
-    "post_only_would_take": "a post-only order, or its new price, would have traded at once: it was refused, not placed",
-    "stop_already_reached": "a trade earlier in its batch had already reached its stop price (it would have traded at once)"}
+BOOK_REASONS = {  # the book's refusals a client can meet after the market's own checks, in words: a new order's, and a modify's
+    "post_only_would_take": ("a post-only order would have traded at once: it was refused, not placed",
+                             "the post-only order's new price would have traded at once: the modify was refused, the order stands as it was"),
+    "stop_already_reached": ("a trade earlier in its batch had already reached its stop price (it would have traded at once)",
+                             "a trade earlier in its batch had already reached the new stop price: the modify was refused, the order stands as it was")}
 
 COMMANDS = {OP_SUBMIT: "order", OP_CANCEL: "cancel", OP_MODIFY: "modify"}
 
@@ -656,7 +658,7 @@ def outcome(error, symbol) -> str:
 @patch
 def _explain(self: Market, reason: str, row=None, kind=None) -> str:
     "A refusal's reason code, followed by what of a new order (its command `row`; `kind` as sent: a market order's row is priced at its band's edge) met a risk limit and the limit, or by what it means when the book refused."
-    if reason in BOOK_REASONS: return f"{reason}: {BOOK_REASONS[reason]}"
+    if reason in BOOK_REASONS: return f"{reason}: {BOOK_REASONS[reason][row is not None and row[0] == OP_MODIFY]}"
     if reason not in RISK_LIMITS: return reason
     field, expected, where, given = RISK_LIMITS[reason]
     if given and row is not None and row[0] == OP_SUBMIT and (reason != "risk_max_notional" or row[4] in (LIMIT, STOP_LIMIT)):  # a market or stop order's notional is at the price it would reach

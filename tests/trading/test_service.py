@@ -212,7 +212,7 @@ def test_orders_and_fills_since_a_stamp_come_page_by_page_oldest_first_missing_n
 def test_engine_refusals_are_422_with_the_order(svc):
     call(svc, "POST", "orders", body=dict(cid="r-1", symbol="ACME", side="sell", price=200, qty=1))
     status, body = call(svc, "POST", "orders", body=dict(cid="r-2", symbol="ACME", side="buy", price=200, qty=1, post_only=True))
-    assert (status, body["error"], body["order"]["status"]) == (422, "order 'r-2': post_only_would_take: a post-only order, or its new price, would have traded at once: it was refused, not placed", "rejected")
+    assert (status, body["error"], body["order"]["status"]) == (422, "order 'r-2': post_only_would_take: a post-only order would have traded at once: it was refused, not placed", "rejected")
     status, body = call(svc, "POST", "orders", body=dict(cid="r-3", symbol="ACME", side="buy", price=150, qty=2_000_000))
     assert (status, body["order"]["reason"]) == (422, "risk_max_order_qty")
     status, body = call(svc, "POST", "orders", body=dict(cid="r-4", symbol="ACME", side="sell", price=250, qty=10_001, display_qty=100))
