@@ -86,19 +86,20 @@ class ReferenceBook:
         return [p for p in prices if self.acceptable(taker, p)]
 
     def fok_fillable(self, t):
+        "1: `t` fills whole; 0: not enough there; -1: self-trade prevention would cancel it first."
         avail = 0
         for price in self.opposite_prices(t):
             hidden = 0
             for m in self.levels[1 - t.side][price]:
                 if t.stp != STP_NONE and m.user == t.user:
-                    if t.stp != STP_CANCEL_OLDEST: return False
+                    if t.stp != STP_CANCEL_OLDEST: return -1
                     continue
                 avail += m.visible
                 hidden += m.remaining - m.visible
-                if avail >= t.remaining: return True
+                if avail >= t.remaining: return 1
             avail += hidden
-            if avail >= t.remaining: return True
-        return False
+            if avail >= t.remaining: return 1
+        return 0
 
     def match(self, t):
         "Trade taker `t`; True when self-trade prevention cancelled it."
@@ -131,8 +132,8 @@ class ReferenceBook:
         return False
 
     def execute(self, t):
-        if t.tif == FOK and not self.fok_fillable(t):
-            self.emit(CANCELLED, t.id, user=t.user, price=t.price, qty=t.remaining, reason=R_FOK)
+        if t.tif == FOK and (fillable := self.fok_fillable(t)) < 1:  # nothing traded: the resting order met stays, whatever the stp
+            self.emit(CANCELLED, t.id, user=t.user, price=t.price, qty=t.remaining, reason=R_FOK if fillable == 0 else R_SELF_TRADE)
             return self.forget(t)
         if self.match(t) or t.remaining == 0: return self.forget(t)
         if t.kind == MARKET or t.tif != GTC:

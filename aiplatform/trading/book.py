@@ -267,26 +267,26 @@ def _crosses(L, PL, S, side, price):
 
 @njit(cache=True, inline='always')
 def _fok_fillable(O, L, P, PL, S, o):
-    "Can taker `o` fill completely, walking the book as matching would (self-trade prevention included)?"
+    "Can taker `o` fill completely, walking the book as matching would? 1: yes; 0: not enough there; -1: self-trade prevention would cancel it first."
     need, side, user, stp = O[o, O_REMAIN], O[o, O_SIDE], O[o, O_USER], O[o, O_STP]
     opp, market, limit = 1 - side, O[o, O_KIND] == MARKET, O[o, O_PRICE]
     avail = 0
     for i in range(S[S_PN + opp] - 1, -1, -1):
         lv = PL[opp, i]
         price = L[lv, L_PRICE]
-        if not market and ((side == BUY and price > limit) or (side == SELL and price < limit)): return False
+        if not market and ((side == BUY and price > limit) or (side == SELL and price < limit)): return 0
         m, hidden = L[lv, L_HEAD], 0
         while m != -1:
             if stp != STP_NONE and O[m, O_USER] == user:
-                if stp != STP_CANCEL_OLDEST: return False  # the taker is cancelled here
+                if stp != STP_CANCEL_OLDEST: return -1  # the taker is cancelled here
             else:
                 avail += O[m, O_VIS]
                 hidden += O[m, O_REMAIN] - O[m, O_VIS]
-                if avail >= need: return True
+                if avail >= need: return 1
             m = O[m, O_NEXT]
         avail += hidden  # icebergs refill behind the queue and are reached before the next level
-        if avail >= need: return True
-    return False
+        if avail >= need: return 1
+    return 0
 
 @njit(cache=True, inline='always')
 def _cancel_resting(O, L, P, PL, H, S, E, n, m, reason):
@@ -332,8 +332,9 @@ def _match(O, L, P, PL, H, S, E, n, o):
 @njit(cache=True, inline='always')
 def _execute(O, L, P, PL, H, S, E, n, o):
     "Run accepted order `o` (limit or market, new, modified or triggered): match, then rest or cancel the remainder."
-    if O[o, O_TIF] == FOK and not _fok_fillable(O, L, P, PL, S, o):
-        E = _emit(E, n, S, CANCELLED, O[o, O_ID], 0, O[o, O_USER], 0, O[o, O_PRICE], O[o, O_REMAIN], R_FOK)
+    fillable = _fok_fillable(O, L, P, PL, S, o) if O[o, O_TIF] == FOK else 1
+    if fillable < 1:  # nothing traded: under `cancel_both` the resting order met stays
+        E = _emit(E, n, S, CANCELLED, O[o, O_ID], 0, O[o, O_USER], 0, O[o, O_PRICE], O[o, O_REMAIN], R_FOK if fillable == 0 else R_SELF_TRADE)
         _free(O, H, S, o)
         return E, n + 1
     E, n, stopped = _match(O, L, P, PL, H, S, E, n, o)
