@@ -6,12 +6,12 @@
 __all__ = ['COMMANDS_ANSWERED', 'TRADES', 'TRADED', 'REFUSED', 'CLOSED', 'CONNECTIONS', 'SUBSCRIPTIONS', 'HALTS', 'METRICS_S',
            'ORDER_OPS', 'CHANNELS', 'PING_S', 'BACKLOG', 'CLOSE_S', 'BEHIND_S', 'MARKET', 'HUB', 'PATH_PATTERNS',
            'ACCOUNT', 'SYMBOL_Q', 'LIMIT', 'SINCE', 'PATH_TEXTS', 'TRADERS', 'RECHECK_S', 'COLLECT_AFTER', 'ROUTES',
-           'REQ', 'CHANNEL', 'FORGOTTEN', 'ANSWERS', 'NO_KEY', 'TOO_MANY', 'ORDER_RULES', 'OTHER_PATHS', 'INFO', 'ROOM',
-           'ACCEPT_LOG_S', 'SYNCS', 'RECHECKS', 'EXPORTS', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub',
-           'close_reason', 'Connection', 'Route', 'query', 'me', 'symbols', 'depth', 'trades', 'submit', 'cancel',
-           'modify', 'cancel_all', 'orders', 'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume',
-           'keys_fault', 'WebSocket', 'websocket', 'recheck', 'Metrics', 'answer_schemas', 'ws_schemas', 'openapi',
-           'make_app']
+           'REQ', 'CHANNEL', 'FORGOTTEN', 'ANSWERS', 'NO_KEY', 'TOO_MANY', 'MODIFY_RULE', 'SYMBOL_RULES', 'ORDER_RULES',
+           'OTHER_PATHS', 'INFO', 'ROOM', 'ACCEPT_LOG_S', 'SYNCS', 'RECHECKS', 'EXPORTS', 'Shared', 'frame', 'wire',
+           'market', 'position', 'Hub', 'close_reason', 'Connection', 'Route', 'query', 'me', 'symbols', 'depth',
+           'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders', 'order', 'fills', 'positions', 'add_symbol',
+           'halt', 'resume', 'keys_fault', 'WebSocket', 'websocket', 'recheck', 'Metrics', 'answer_schemas',
+           'ws_schemas', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
 import argparse, asyncio, gc, json, math, os, re, reprlib, resource, socket, sys, time, urllib.request
@@ -864,7 +864,7 @@ def answer_schemas() -> dict:
 def _sent(op, model=None, **fields) -> dict:
     "The schema of the client message `op`: `model`'s fields (a body's, with its cid) and `fields`, with its op and req."
     s = model.model_json_schema() if model else {"type": "object", "properties": {}, "additionalProperties": False}
-    s["properties"] |= {"op": {"const": op}, "req": REQ} | fields
+    s["properties"] |= {"op": {"const": op}, "req": {"anyOf": [REQ, _null]}} | fields  # null: none
     s["required"] = ["op", *s.get("required", [])]
     return s
 
@@ -882,8 +882,10 @@ def ws_schemas() -> dict:
     (a frame holds one, or a list of 1 to 1,000), one of them by its `op`; `ServerMessage`, what it is sent, one of them by its `type`."""
     req, state, error = {"anyOf": [REQ, _null]}, _ref("OrderState"), dict(error=_str, status=_int)
     symbol = {"anyOf": [_str, _null]}
-    client = [_sent("order", Order) | {"allOf": ORDER_RULES}, _sent("cancel", Cancel), _sent("modify", Modify), _sent("cancel_all", CancelAll),
-              *(_sent(op, channel=CHANNEL, symbol=_str) | {"required": ["op", "channel"]} for op in ("subscribe", "unsubscribe")), _sent("ping")]
+    book_or_trades = {"if": {"properties": {"channel": {"enum": ["book", "trades"]}}}, "then": {"required": ["symbol"]}, "else": {"not": {"required": ["symbol"]}}}  # an account's channels: every symbol
+    client = [_sent("order", Order) | {"allOf": ORDER_RULES}, _sent("cancel", Cancel), _sent("modify", Modify) | {"anyOf": MODIFY_RULE}, _sent("cancel_all", CancelAll),
+              *(_sent(op, channel=CHANNEL, symbol={"type": "string", "pattern": SYMBOL}) | {"required": ["op", "channel"], "allOf": [book_or_trades]}
+                for op in ("subscribe", "unsubscribe")), _sent("ping")]
     server = [{"anyOf": [_told("ack", req=req, order=state), _told("ack", req=req, cancelling=_array(_str))]},
               _told("reject", ("order", "retry_after_s", "cancelling"), req=req, **error, order=state, retry_after_s=_num, cancelling=_array(_str)),
               _told("error", ("retry_after_s",), req=req, **error, retry_after_s=_num),
@@ -926,13 +928,16 @@ def _responses(name, r: Route) -> dict:
     if r.body: out["413"] = {"description": "the body is past [limits] request_kb"}
     if "{symbol}" in r.path or "symbol" in (r.query or {}) or r.body in (Order, SymbolSpec): out["421"] = {"description": "another shard trades the symbol"}
     if r.body is Order or r.method in ("DELETE", "PATCH"): out["422"] = {"description": "the engine refused it; the reason and the order's state"}
-    if name == "cancel_all": out["422"] = {"description": "some cancels could not be journaled (their symbol halted): how many, the first named"}
+    if name == "cancel_all": out["422"] = {"description": "some cancels could not be journaled (a write error, which halts their symbol): how many, the first named"}
     for status, answer in out.items():  # the JSON body of each: what was asked for, or the error
         schema = ANSWERS[name] if status == done else _ref(("NotCancelled" if name == "cancel_all" else "Refused") if status == "422" else "Error")
         if status == "409" and name in ("cancel", "modify"): schema = {"anyOf": [_ref("Refused"), _ref("Error")]}  # an order done: with its state
         answer["content"] = {"application/json": {"schema": schema}}
     return out
 
+MODIFY_RULE = [{"required": [f], "properties": {f: {"type": "integer"}}} for f in ("price", "qty", "stop_price")]  # a modify's change: one given at least, and not null
+SYMBOL_RULES = ("Beyond each field's rule, its symbol's (GET /symbols), each a 400 naming it: prices a multiple of its tick_size, quantities of its lot_size, "
+                "a limit price within its price_band_pct of the last trade (a stop-limit's of its stop price).")
 _kinds = lambda *kinds: {"properties": {"kind": {"enum": list(kinds)}}}  # true too without a kind: a limit order's
 ORDER_RULES = [  # an Order's rules between fields, as the route checks them
     {"if": _kinds("limit", "stop_limit"), "then": {"required": ["price"], "properties": {"price": {"type": "integer"}}},
@@ -983,8 +988,9 @@ def openapi() -> dict:
     schemas = {m.__name__: m.model_json_schema() for m in (Order, Modify, CancelAll, SymbolSpec)}
     modify = schemas["Modify"]  # PATCH /orders/{cid}'s body: the cid is the path's; a price, a qty, a stop price, or several
     del modify["properties"]["cid"], modify["required"]
-    modify["anyOf"] = [{"required": [f], "properties": {f: {"type": "integer"}}} for f in ("price", "qty", "stop_price")]  # given, and not null
+    modify["anyOf"] = MODIFY_RULE
     schemas["Order"]["allOf"] = ORDER_RULES
+    for name in ("Order", "Modify"): schemas[name]["description"] = f"{schemas[name].get('description', '')} {SYMBOL_RULES}".strip()
     schemas |= answer_schemas() | ws_schemas()
     return {"openapi": "3.1.0", "info": {"title": "aiplatform trading service", "version": "1", "description": INFO}, "paths": paths | OTHER_PATHS,
             "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
