@@ -364,14 +364,14 @@ def submit(self: Market, account: int, order: Order | PlainOrder, reply, cancel_
     state = self.ledger.new(order_id, account, order.cid, order.symbol, order.side, order.kind, order.tif, order.price, order.qty, self.clock(),
                             stop_price=order.stop_price, display_qty=order.display_qty)
     row = order.command(order_id, account)
-    if spec.price_band_pct and order.kind == "stop": row = self._protect(spec, row, state)  # a market order: in its batch (`_alone`), around the book it meets
+    if spec.price_band_pct and order.kind in ("market", "stop"): row = self._protect(spec, row, state)  # around the last trade now: the band's reference moves a batch at a time
     elif order.kind == "stop" and order.side == "buy": row = self._capped(spec, row)
     self._queue(Request(order.symbol, state, row, reply))
     return True
 
 @patch
 def _protect(self: Market, spec, row, state) -> tuple:
-    "A market (stop) order's `row` in a banded symbol as an IOC limit at the band's edge (`_protected`): around its stop price, or the last trade, or the best price it would take; as it was while there is nothing to take."
+    "A market (stop) order's `row` in a banded symbol as an IOC limit at the band's edge (`_protected`): around its stop price, or the last trade, or the best price it would take; as it was while there is nothing to take (`_alone`: its batch protects it)."
     around = state["stop_price"] if state["kind"] == "stop" else self._reference(spec.symbol, state["side"])  # a stop's: where it triggers
     if around is None: return row
     lo, hi = self._edges(spec, around)
@@ -535,12 +535,11 @@ def _in_parts(by_symbol: dict, alone=lambda r: False):
 
 @patch
 def _alone(self: Market, r: Request) -> bool:
-    """Whether `r` goes first in a part of its own, checked against the book the parts before it leave: a market order of a banded symbol,
-    protected then, around the last trade the orders before it in the batch left (not the one before the batch: one of a frame after a sell
-    that traded at 92 took asks at 109, a band of 10% around 100 and not 92); a market buy of a symbol with no band, whose notional is at the
+    """Whether `r` goes first in a part of its own, checked against the book the parts before it leave: a market order its band could not
+    protect when queued (nothing to take), protected then; a market buy of a symbol with no band, whose notional is at the
     price it reaches (`Engine.process` would cut its batch there: one append each part, so a part the journal refuses is refused whole; where
     the engine cuts one itself, before a sell a buy stop it may trigger bids for, a refusal past its first append is `Unjournaled`)."""
-    return r.row is not None and r.row[0] == OP_SUBMIT and r.row[4] == MARKET and (self.specs[r.symbol].price_band_pct > 0 or r.row[3] == BUY)  # a banded one still as sent
+    return r.row is not None and r.row[0] == OP_SUBMIT and r.row[4] == MARKET and (self.specs[r.symbol].price_band_pct > 0 or r.row[3] == BUY)
 
 @patch
 def _send_answers(self: Market, ledger_size=None):

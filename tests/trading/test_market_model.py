@@ -424,8 +424,9 @@ def test_a_restart_forgets_the_done_orders_it_forgot_before():
 # - a price on the symbol's ticks and a qty (and display_qty) on its lots, else ValidationError at once;
 # - with a band of p% (p > 0): a limit price within p% of the last trade (none before the first), a stop-limit's limit within
 #   p% of its stop price, else ValidationError at once; the band's edges are the farthest prices on the ticks within it;
-# - a market order reaches the book as an IOC limit at the band's far edge (a FOK one as FOK), protected in its batch (a part
-#   of its own) around what the orders before it left: the last trade, or before the first the best price it would take; a stop order as a stop-limit at the edge around its stop price; what such an
+# - a market order reaches the book as an IOC limit at the band's far edge (a FOK one as FOK), around the last trade as it is
+#   queued, or before the first the best price it would take; while there is nothing to take it is protected in its batch, around
+#   what the orders before it left (a part of its own), and with nothing then either, sent as it is; a stop order as a stop-limit at the edge around its stop price; what such an
 #   order cannot fill is cancelled as `no_liquidity_in_band`; with no band, a buy stop as a stop-limit IOC at the highest price
 #   its qty may pay within `max_notional` (not with the engine's own band on), its rest cancelled as `no_liquidity_within_max_notional`;
 # - the engine's own band (`RiskLimits.price_band_pct`, one for every symbol): a limit price (a modify's new one too) within it
@@ -509,8 +510,8 @@ class MModel(Model):
         o = self.orders[oid] = dict(order_id=oid, account=account, cid=f["cid"], symbol=symbol, side=f["side"], kind=f["kind"], tif=f["tif"],
                                     price=price, qty=f["qty"], remaining=f["qty"], filled=0, notional=0, status="new", reason="",
                                     stp=f.get("stp", "none"), post=f.get("post_only", False), display=f.get("display_qty"), stop_price=stop)
-        o["row"] = dict(kind=o["kind"], tif=o["tif"], price=price, unbanded=bool(spec["band"]) and o["kind"] == "market")  # a banded market order: protected in its batch
-        if not o["row"]["unbanded"]: self.protect(o)
+        o["row"] = dict(kind=o["kind"], tif=o["tif"], price=price, unbanded=False)
+        self.protect(o)
         self.pending.append(dict(op="submit", oid=oid, o=o, expect=expect))
         return True
 

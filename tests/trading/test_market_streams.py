@@ -98,7 +98,9 @@ class Stream:
             if what == "cancel": m.cancel(op[1], Cancel(cid=op[2]), reply)
             elif what == "modify": m.modify(op[1], Modify(cid=op[2], price=op[3], qty=op[4]), reply)
             elif m.submit(op[1], order := Order(**op[2]), reply) and order.kind in ("market", "stop"):
-                self.around[m.cids.ids[op[1], order.cid]] = order.stop_price  # its band's centre: its stop price; a market order's, what its batch left (None)
+                book = m.engine.book(order.symbol)  # its band's centre: its stop price, the last trade, or the best price it would take; None: nothing to take, protected in its batch
+                best = book.depth(1)["asks" if order.side == "buy" else "bids"]
+                self.around[m.cids.ids[op[1], order.cid]] = order.stop_price or (None if not best else book.last_price or best[0][0])
         except AIPlatformError:  # refused at once (tick, lot, band, halt, an unknown or done cid): no reply, nothing queued
             assert replies == [], f"{op} raised and replied {replies}"
             self.calls.pop()
@@ -133,11 +135,11 @@ class Stream:
         self.check_trades()
 
     def check_bands(self):
-        "No fill of a banded market or stop order beyond the band around its stop price, or the last trade before its first fill (the best price it took, before any)."
+        "No fill of a banded market or stop order beyond the band around its stop price, or the last trade or best price when queued (with nothing to take then, the last trade before its first fill)."
         for oid, around in self.around.items():
             symbol = self.m.ledger.orders[oid]["symbol"]
             if not (pct := self.m.specs[symbol].price_band_pct) or not (fs := self.fills[oid]): continue
-            if around is None:  # a market order: around what the commands before it left
+            if around is None:  # nothing to take when queued: around what the commands before it left
                 seq = int(fs[0]["fill_id"].split(":")[1])
                 around = max(((t["seq"], t["price"]) for t in self.trades[symbol] if t["seq"] < seq), default=(0, fs[0]["price"]))[1]
             out = [(f["price"], f["qty"]) for f in fs if beyond_band(f, around, pct)]
