@@ -460,21 +460,21 @@ class MomentumMA(Strategy):
         return not self.unsure
 
 # %% ../../nbs/trading/16_bots.ipynb #c058cddf
-def _session(symbol, times_ns, commands, offset, prefix) -> list:
-    "`times_ns` as a list, once the session, its shift and its ids are ones the service takes; `ValidationError` naming what is not (before: each order refused, or a traceback)."
+def _session(symbol, times_ns, commands, offset, prefix) -> tuple[list, int]:
+    "`times_ns` as a list and `offset` as an int, once the session, its shift and its ids are ones the service takes; `ValidationError` naming what is not (before: each order refused, or a traceback)."
     if not (isinstance(symbol, str) and _symbol_ok(symbol)): raise ValidationError(f"symbol {symbol!r}: expected {SYMBOL_RULE}")
     if getattr(commands, "dtype", None) != COMMAND_DTYPE:
         raise ValidationError(f"commands: expected an array of engine commands (`book.COMMAND_DTYPE`), as `data.order_flow` and `journal_session` give; got {type(commands).__name__}")
     times = np.asarray(times_ns)
     if times.ndim != 1 or times.dtype.kind not in "iu": raise ValidationError(f"times_ns: expected whole nanoseconds, one a command; got {times.dtype} of shape {times.shape}")
     if len(commands) != len(times): raise ValidationError(f"commands: {len(commands):,} of them, expected one for each of the {len(times):,} times")
-    if (back := np.flatnonzero(np.diff(times) < 0)).size: raise ValidationError(f"times_ns: expected in order; time {back[0] + 1:,} is before the one before it")
-    if type(offset) is not int or abs(offset) > MAX_PRICE: raise ValidationError(f"offset {offset!r}: expected a whole number of price units")
+    if (back := np.flatnonzero(times[1:] < times[:-1])).size: raise ValidationError(f"times_ns: expected in order; time {back[0] + 1:,} is before the one before it")
+    if not isinstance(offset, numbers.Integral) or isinstance(offset, bool) or abs(offset) > MAX_PRICE: raise ValidationError(f"offset {offset!r}: expected a whole number of price units")
     if (prices := np.concatenate([commands[f][commands[f] > 0] for f in ("price", "stop_price")])).size and not (1 <= prices.min() + offset and prices.max() + offset <= MAX_PRICE):
         raise ValidationError(f"offset {offset:,}: moves the session's prices, {prices.min():,} to {prices.max():,}, out of 1 to {MAX_PRICE:,}")
     if len(commands) and not (isinstance(prefix, str) and _cid_ok(f"{prefix}{commands['order_id'].max()}")):
         raise ValidationError(f"prefix {prefix!r}: with the session's order ids, up to {commands['order_id'].max():,}, a client order id must be {CID_RULE}")
-    return times.tolist()
+    return times.tolist(), int(offset)  # a NumPy integer's too: the messages are JSON
 
 async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, speed: float = 1.0, offset: int = 0,
                  prefix: str | None = None, stop: asyncio.Event | None = None) -> dict:
@@ -486,7 +486,7 @@ async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, sp
     except OverflowError: fine = False  # an int past a float's range (before: that error's traceback)
     if not fine: raise ValidationError(f"speed {speed!r}: expected a finite number above 0")
     prefix = f"r{new_cid()}-" if prefix is None else prefix
-    times = _session(symbol, times_ns, commands, offset, prefix)
+    times, offset = _session(symbol, times_ns, commands, offset, prefix)
     loop, counts = asyncio.get_running_loop(), {"sent": 0, "acked": 0, "rejected": 0, "rate_limited": 0, "behind_s": 0.0, "first_refusal": None, "last_refusal": None}
     start, t0, i = loop.time(), times[0] if times else 0, 0
     due = lambda k: start + (times[k] - t0) / 1e9 / speed

@@ -150,17 +150,17 @@ def tape_of(self: Ledger, symbol) -> deque:
     return kept
 
 @patch
-def _taped(self: Ledger, symbol, trades) -> list[dict]:
-    "Put `trades` on `symbol`'s tape but those it holds already (a line written again after a compaction); those put."
-    kept = self.tape_of(symbol)
-    if kept and trades and trades[0]["seq"] <= kept[-1]["seq"]: trades = [t for t in trades if t["seq"] > kept[-1]["seq"]]
-    kept.extend(trades)
+def trades_of(self: Ledger, symbol, fills) -> list[dict]:
+    "The trades a batch's `fills` in `symbol` tell of (a taker's fill each), put on its tape."
+    trades = [_trade(symbol, f) for f in fills if f["liquidity"] == "taker"]
+    self.tape_of(symbol).extend(trades)
     return trades
 
 @patch
-def trades_of(self: Ledger, symbol, fills) -> list[dict]:
-    "The trades a batch's `fills` in `symbol` tell of (a taker's fill each), put on its tape."
-    return self._taped(symbol, [_trade(symbol, f) for f in fills if f["liquidity"] == "taker"])
+def _taped(self: Ledger, symbol, trades, upto):
+    "Put the `trades` the file tells of on `symbol`'s tape, but those it holds already (a line written again after a compaction) and those past `upto` (its journal's end: cut where it was damaged)."
+    kept, end = self.tape_of(symbol), upto.get(symbol)
+    kept.extend(t for t in trades if (not kept or t["seq"] > kept[-1]["seq"]) and (end is None or t["seq"] <= end))
 
 # %% ../../nbs/trading/12_ledger.ipynb #407a3b77
 def _line(batch: dict) -> bytes:
@@ -202,8 +202,8 @@ def _load_line(self: Ledger, line, upto, ended):
         if is_done(state) and ((before := self.orders.get(state["order_id"])) is None or not is_done(before)): ended.append(state)
         self.orders[state["order_id"]] = self.accounts.setdefault(state["account"], {})[state["order_id"]] = state
     for f in batch["f"]: self._fill(f)
-    if batch["s"]: self.trades_of(batch["s"], batch["f"])  # a batch's line: its trades (a compacted file's fills, by account, are on its tape line)
-    for symbol, trades in batch.get("t", {}).items(): self._taped(symbol, trades)
+    if batch["s"]: self._taped(batch["s"], [_trade(batch["s"], f) for f in batch["f"] if f["liquidity"] == "taker"], upto)  # a batch's line: its trades (a compacted file's fills, by account, are on its tape line)
+    for symbol, trades in batch.get("t", {}).items(): self._taped(symbol, trades, upto)
     for account, stamps in batch.get("g", {}).items():  # what was forgotten before a compaction
         for forgotten, ns in zip((self.forgotten_orders, self.forgotten_fills), stamps): forgotten[int(account)] = max(forgotten.get(int(account), 0), ns)
 

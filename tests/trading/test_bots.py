@@ -311,7 +311,9 @@ def test_replay_refuses_a_session_whose_every_order_the_service_would_refuse_bef
                        (("DEMO", times, commands, 1.0, 1.5), "offset 1.5: expected a whole number of price units"),
                        (("DEMO", times, commands, 1.0, 0, "x" * 40), "prefix 'x{40}': with the session's order ids, up to 5, a client order id must be 1 to 36")):
         with pytest.raises(ValidationError, match=said): asyncio.run(replay(None, *args))
-    assert _session("DEMO", times.tolist(), commands, 0, "p-") == times.tolist()  # a list of times is one
+    assert _session("DEMO", times.tolist(), commands, 0, "p-") == (times.tolist(), 0)  # a list of times is one
+    with pytest.raises(ValidationError, match="times_ns: expected in order; time 2 is before"): _session("DEMO", unsorted.astype(np.uint64), commands, 0, "p-")  # unsigned: no wrapping diff
+    assert _session("DEMO", times, commands, np.int64(2), "p-") == (times.tolist(), 2)  # a NumPy integer is an offset too
 
 def test_a_journal_session_from_a_folder_above_the_books_names_them(market):
     books = market.data/"trading"/"shard-0"/"books"

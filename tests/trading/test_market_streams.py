@@ -64,6 +64,7 @@ class Stream:
     def __init__(self, folder, **kw):
         self.folder, self.kw, self.refs = folder, kw, {s: ReferenceBook(SPEC[s].get("tick_size", 1)) for s in SPEC}
         self.fills, self.trades, self.around, self.calls, self.differ, self.halted = defaultdict(list), defaultdict(list), {}, [], [], {}
+        self.matched = defaultdict(list)  # symbol: (seq, price, qty) of each trade the engine made
         self.told = {}  # order id: the last status the listeners were told
         self.open(SYMBOLS)
 
@@ -77,6 +78,7 @@ class Stream:
             events = run(symbol, rows)
             want = self.refs[symbol].process(np.array([tuple(map(int, r)) for r in rows], COMMAND_DTYPE))
             if (got := [event_tuple(e) for e in events]) != want: self.differ.append((symbol, rows, got, want))
+            self.matched[symbol] += [(e.seq, e.price, e.qty) for e in events if e.kind == "trade"]
             return events
         m.engine._run = through_reference
 
@@ -178,11 +180,12 @@ class Stream:
         assert self.local[s].depth() == book.depth(10) and self.local[s].checksum() == m.feeds[s].checksum, f"{s}: {self.local[s].depth()}"
 
     def check_trades(self):
-        "Each trade one taker's and one maker's fill at its price and qty; the tape the trades published; positions the fills of trades."
+        "The trades published the engine's; each one taker's and one maker's fill at its price and qty; the tape the trades published; positions the fills of trades."
         m, by_trade = self.m, defaultdict(dict)
         fills = [f for fs in self.fills.values() for f in fs]
         assert len({f["fill_id"] for f in fills}) == len(fills), "a fill published twice"
         for f in fills: by_trade[f["fill_id"].rsplit(":", 1)[0]][f["liquidity"]] = f
+        for s in self.matched: assert [(t["seq"], t["price"], t["qty"]) for t in self.trades[s]] == self.matched[s], f"{s}: the trades published are not the engine's"
         trades = {f"{s}:{t['seq']}": t for s, ts in self.trades.items() for t in ts}
         assert trades.keys() == by_trade.keys(), f"trades published {sorted(trades)}, with fills {sorted(by_trade)}"
         for k, t in trades.items():

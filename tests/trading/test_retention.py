@@ -351,3 +351,30 @@ def test_a_snapshot_is_put_in_place_once_its_child_ends_though_the_market_has_go
         time.sleep(0.02)
     assert not m._children and list((tmp_path/"books").rglob("*.tmp")) == [] and list((tmp_path/"books").rglob("snapshot-*.npz"))
     m.close()
+
+def test_after_a_journal_cut_where_it_was_damaged_the_tape_holds_only_its_trades_and_tells_new_ones(tmp_path):
+    "The tape the ledger keeps (a compacted line of it at the snapshot, the batches' lines after) holds no trade past the journal's cut, and tells the trades after it."
+    from aiplatform.trading.journal import HEADER, RECORD_BYTES
+    m = Market(tmp_path, [{"symbol": "DEMO"}], snapshot_every=4)  # a snapshot, and the files compacted, after two trades
+    for i in range(5):  # 5 trades at 100 to 104, a record an order
+        for side in ("sell", "buy"): m.submit(1 + (side == "buy"), Order(cid=f"{side}{i}", symbol="DEMO", side=side, price=100 + i, qty=1), lambda *a: None)
+        m.flush()
+    m.close()
+    assert m._compacted and '"t":' in (tmp_path/"ledger.jsonl").read_text()
+    with open(sorted((tmp_path/"books"/"DEMO").glob("journal-*.log"))[-1], "r+b") as f:  # the segment begun at the snapshot
+        f.seek(len(HEADER) + 20)
+        f.write(b"\xff\xfe")  # bit rot in its first record: the journal is cut there, the trades after the snapshot gone
+    m = Market(tmp_path)
+    end = m.engine.book("DEMO").seq
+    assert m.specs["DEMO"].halted and [t["price"] for t in m.tape["DEMO"]] == [100, 101] and all(t["seq"] <= end for t in m.tape["DEMO"])
+    assert [s["status"] for s in m.ledger.orders.values()] == ["filled"] * 4 + ["lost"] * 6
+    m.halt("DEMO", False)
+    told = []
+    m.listeners.append(lambda symbol, tell, fills, trades, delta: told.extend(t["price"] for t in trades))
+    for side in ("sell", "buy"): m.submit(1 + (side == "buy"), Order(cid=f"new-{side}", symbol="DEMO", side=side, price=105, qty=1), lambda *a: None)
+    m.flush()
+    assert told == [105] and [t["price"] for t in m.tape["DEMO"]] == [100, 101, 105]
+    m.close()
+    back = Market(tmp_path)
+    assert [t["price"] for t in back.tape["DEMO"]] == [100, 101, 105]
+    back.close()
