@@ -354,7 +354,7 @@ def test_a_snapshot_is_put_in_place_once_its_child_ends_though_the_market_has_go
 
 def test_after_a_journal_cut_where_it_was_damaged_the_tape_holds_only_its_trades_and_tells_new_ones(tmp_path):
     "The tape the ledger keeps (a compacted line of it at the snapshot, the batches' lines after) holds no trade past the journal's cut, and tells the trades after it."
-    from aiplatform.trading.journal import HEADER, RECORD_BYTES
+    from aiplatform.trading.journal import HEADER
     m = Market(tmp_path, [{"symbol": "DEMO"}], snapshot_every=4)  # a snapshot, and the files compacted, after two trades
     for i in range(5):  # 5 trades at 100 to 104, a record an order
         for side in ("sell", "buy"): m.submit(1 + (side == "buy"), Order(cid=f"{side}{i}", symbol="DEMO", side=side, price=100 + i, qty=1), lambda *a: None)
