@@ -86,19 +86,19 @@ class ReferenceBook:
         return [p for p in prices if self.acceptable(taker, p)]
 
     def fok_fillable(self, t):
-        "1: `t` fills whole; 0: not enough there; -1: self-trade prevention would cancel it first."
-        avail = 0
+        "1: `t` fills whole; 0: not enough there; -1: enough, but self-trade prevention would cancel it first."
+        avail, met = 0, False
         for price in self.opposite_prices(t):
             hidden = 0
             for m in self.levels[1 - t.side][price]:
                 if t.stp != STP_NONE and m.user == t.user:
-                    if t.stp != STP_CANCEL_OLDEST: return -1
+                    met = met or t.stp != STP_CANCEL_OLDEST
                     continue
                 avail += m.visible
                 hidden += m.remaining - m.visible
-                if avail >= t.remaining: return 1
+                if avail >= t.remaining: return -1 if met else 1
             avail += hidden
-            if avail >= t.remaining: return 1
+            if avail >= t.remaining: return -1 if met else 1
         return 0
 
     def match(self, t):

@@ -267,25 +267,24 @@ def _crosses(L, PL, S, side, price):
 
 @njit(cache=True, inline='always')
 def _fok_fillable(O, L, P, PL, S, o):
-    "Can taker `o` fill completely, walking the book as matching would? 1: yes; 0: not enough there; -1: self-trade prevention would cancel it first."
+    "Can taker `o` fill completely, walking the book as matching would? 1: yes; 0: not enough there; -1: enough, but self-trade prevention would cancel it first."
     need, side, user, stp = O[o, O_REMAIN], O[o, O_SIDE], O[o, O_USER], O[o, O_STP]
     opp, market, limit = 1 - side, O[o, O_KIND] == MARKET, O[o, O_PRICE]
-    avail = 0
+    avail, met = 0, False  # met: one of its own orders, where the newest (or both) would be cancelled
     for i in range(S[S_PN + opp] - 1, -1, -1):
         lv = PL[opp, i]
         price = L[lv, L_PRICE]
         if not market and ((side == BUY and price > limit) or (side == SELL and price < limit)): return 0
         m, hidden = L[lv, L_HEAD], 0
         while m != -1:
-            if stp != STP_NONE and O[m, O_USER] == user:
-                if stp != STP_CANCEL_OLDEST: return -1  # the taker is cancelled here
+            if stp != STP_NONE and O[m, O_USER] == user: met = met or stp != STP_CANCEL_OLDEST  # the taker would be cancelled here
             else:
                 avail += O[m, O_VIS]
                 hidden += O[m, O_REMAIN] - O[m, O_VIS]
-                if avail >= need: return 1
+                if avail >= need: return -1 if met else 1
             m = O[m, O_NEXT]
         avail += hidden  # icebergs refill behind the queue and are reached before the next level
-        if avail >= need: return 1
+        if avail >= need: return -1 if met else 1
     return 0
 
 @njit(cache=True, inline='always')

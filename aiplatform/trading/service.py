@@ -882,9 +882,10 @@ def ws_schemas() -> dict:
     (a frame holds one, or a list of 1 to 1,000), one of them by its `op`; `ServerMessage`, what it is sent, one of them by its `type`."""
     req, state, error = {"anyOf": [REQ, _null]}, _ref("OrderState"), dict(error=_str, status=_int)
     symbol = {"anyOf": [_str, _null]}
-    book_or_trades = {"if": {"properties": {"channel": {"enum": ["book", "trades"]}}}, "then": {"required": ["symbol"]}, "else": {"not": {"required": ["symbol"]}}}  # an account's channels: every symbol
+    book_or_trades = {"if": {"properties": {"channel": {"enum": ["book", "trades"]}}}, "then": {"required": ["symbol"], "properties": {"symbol": _str}},
+                      "else": {"properties": {"symbol": _null}}}  # an account's channels: every symbol (none, or null as `subscribed` tells it)
     client = [_sent("order", Order) | {"allOf": ORDER_RULES}, _sent("cancel", Cancel), _sent("modify", Modify) | {"anyOf": MODIFY_RULE}, _sent("cancel_all", CancelAll),
-              *(_sent(op, channel=CHANNEL, symbol={"type": "string", "pattern": SYMBOL}) | {"required": ["op", "channel"], "allOf": [book_or_trades]}
+              *(_sent(op, channel=CHANNEL, symbol={"anyOf": [{"type": "string", "pattern": SYMBOL}, _null]}) | {"required": ["op", "channel"], "allOf": [book_or_trades]}
                 for op in ("subscribe", "unsubscribe")), _sent("ping")]
     server = [{"anyOf": [_told("ack", req=req, order=state), _told("ack", req=req, cancelling=_array(_str))]},
               _told("reject", ("order", "retry_after_s", "cancelling"), req=req, **error, order=state, retry_after_s=_num, cancelling=_array(_str)),

@@ -92,6 +92,7 @@ def test_every_websocket_message_is_what_the_openapi_document_says(svc):
     refused = ({"op": "modify", "cid": "ws-2"}, {"op": "subscribe", "channel": "book"}, {"op": "unsubscribe", "channel": "orders", "symbol": "WSDOC"},
                {"op": "subscribe", "channel": "trades", "symbol": "wsdoc"})  # before: valid, and every one a 400 (a reviewer's, from a client generated from the document)
     assert not any(map(client.is_valid, refused)) and client.is_valid({"op": "ping", "req": None})  # a null req: none, as the service takes it
+    assert client.is_valid({"op": "subscribe", "channel": "orders", "symbol": None})  # as `subscribed` tells it back
 
 def test_me_names_the_callers_account_whichever_of_its_keys(svc):
     from aiplatform.platform.auth import create_key
