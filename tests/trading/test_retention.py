@@ -355,10 +355,13 @@ def test_a_snapshot_is_put_in_place_once_its_child_ends_though_the_market_has_go
 def test_after_a_journal_cut_where_it_was_damaged_the_tape_holds_only_its_trades_and_tells_new_ones(tmp_path):
     "The tape the ledger keeps (a compacted line of it at the snapshot, the batches' lines after) holds no trade past the journal's cut, and tells the trades after it."
     from aiplatform.trading.journal import HEADER
-    m = Market(tmp_path, [{"symbol": "DEMO"}], snapshot_every=4)  # a snapshot, and the files compacted, after two trades
+    m = Market(tmp_path, [{"symbol": "DEMO"}], snapshot_every=10**9)
     for i in range(5):  # 5 trades at 100 to 104, a record an order
         for side in ("sell", "buy"): m.submit(1 + (side == "buy"), Order(cid=f"{side}{i}", symbol="DEMO", side=side, price=100 + i, qty=1), lambda *a: None)
         m.flush()
+        if i == 1:  # a snapshot, and the files compacted, after two trades
+            m.snapshot()
+            m._reap(wait=True)
     m.close()
     assert m._compacted and '"t":' in (tmp_path/"ledger.jsonl").read_text()
     with open(sorted((tmp_path/"books"/"DEMO").glob("journal-*.log"))[-1], "r+b") as f:  # the segment begun at the snapshot
