@@ -885,3 +885,18 @@ def test_a_market_maker_whose_outer_level_is_always_refused_quotes_on_with_the_o
         with TradingClient(market.url, market.keys["tess"]) as tess:
             assert sorted(tess.orders_frame(symbol="LEVELS")["qty"]) == [10, 10]  # level 0's two quotes stand
     finally: maker.stop()
+
+def test_bots_sharing_an_account_make_no_wash_trades(market):
+    "Before: the Desk's bots, on its one account, traded with each other (276 of 282 trades with the account on both sides, a reviewer's), and moved the price."
+    add_symbol(market, symbol="SHARED")
+    bots = [BotThread(MarketMaker("SHARED", spread=2, qty=5, refresh_s=0.2, fair=1_000), market.url, market.keys["tess"]),
+            BotThread(NoiseTrader("SHARED", rate=200, spread=6, max_qty=5, fair=1_000, seed=2), market.url, market.keys["tess"])]
+    try:
+        for bot in bots: assert bot.wait_started(), bot.error
+        time.sleep(2)
+    finally:
+        for bot in bots: bot.stop()
+    with TradingClient(market.url, market.keys["tess"]) as tess:
+        fills, done = tess.fills_frame(symbol="SHARED"), tess.orders_frame("done", symbol="SHARED", limit=10_000)
+    assert fills.empty, fills.head()  # no other account trades SHARED: each fill would be a wash trade
+    assert (done.reason == "self_trade").sum() > 0  # the crossing orders were cancelled instead
