@@ -2230,6 +2230,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                  'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.TradingDesk._symbol': ( 'trading/desk.html#tradingdesk._symbol',
                                                                                           'aiplatform/trading/desk.py'),
+                                         'aiplatform.trading.desk.TradingDesk._ticket_fields': ( 'trading/desk.html#tradingdesk._ticket_fields',
+                                                                                                 'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.TradingDesk._watch': ( 'trading/desk.html#tradingdesk._watch',
                                                                                          'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.TradingDesk.cancel': ( 'trading/desk.html#tradingdesk.cancel',

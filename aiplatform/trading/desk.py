@@ -96,6 +96,7 @@ class TradingDesk(widgets.VBox):
         self.settings, self.client, self.account, self.bots, self.pnl_points, self._watched = settings or get_settings(), None, None, {}, [], None
         self._marking = set()  # the symbols whose trades this client follows: the P&L is marked at their last trade
         self._down = []  # the shards that did not answer at connect
+        self._offline = False  # the symbol's shard was not connected at the last redraw: once it is again, said (a stale error no longer stands)
         self._bot_numbers = itertools.count(1)  # each bot's number in the table, never given twice
         self.key = widgets.Password(description="API key", placeholder="aip_…", style=STYLE, layout=dict(width="420px"))
         self.connect_button = widgets.Button(description="Connect", button_style="primary", icon="plug")
@@ -105,8 +106,10 @@ class TradingDesk(widgets.VBox):
         self._follow = lambda _: self._watch()
         self.symbol.observe(self._follow, "value")
         self.side = widgets.ToggleButtons(options=["buy", "sell"], description="Side", style=STYLE)
-        self.kind = widgets.ToggleButtons(options=["limit", "market"], description="Type", style=STYLE)
+        self.kind = widgets.ToggleButtons(options=["limit", "market", "stop", "stop_limit"], description="Type", style=STYLE)
         self.price = widgets.Text(value="100", description="Price", style=STYLE)  # text: a number box emptied or mistyped puts its last number back, unsaid
+        self.stop_price = widgets.Text(value="", description="Stop", style=STYLE, disabled=True, placeholder="where a stop triggers")
+        self.kind.observe(lambda _: self._ticket_fields(), "value")
         self.qty = widgets.Text(value="1", description="Qty", style=STYLE)
         self._unanswered = {}  # ticket -> the order id of an order sent without an answer: the same ticket sends it again under that id
         self.send_button = widgets.Button(description="Send order", button_style="success", icon="paper-plane")
@@ -134,7 +137,7 @@ class TradingDesk(widgets.VBox):
         market = [widgets.VBox([widgets.HTML("<b>Ladder</b>"), self.ladder]), widgets.VBox([widgets.HTML("<b>Tape</b>"), self.tape])]
         self.market_panels = [self.symbol, widgets.HBox(market)]  # a viewer's: market data only
         self.panels = [self.symbol, widgets.HBox([
-            widgets.VBox([widgets.HTML("<b>Ticket</b>"), self.side, self.kind, self.price, self.qty, self.send_button]), *market]),
+            widgets.VBox([widgets.HTML("<b>Ticket</b>"), self.side, self.kind, self.price, self.stop_price, self.qty, self.send_button]), *market]),
             widgets.HTML("<b>My open orders</b>"), widgets.HBox([self.open_orders, self.cancel_button, self.cancel_all_button]), self.orders,
             widgets.HBox([widgets.VBox([widgets.HTML("<b>Fills</b>"), self.fills]),
                           widgets.VBox([widgets.HTML("<b>Positions</b>"), self.positions, self.pnl_chart])]),
@@ -238,7 +241,7 @@ def _whole(name, text: str) -> int:
     if not text: raise ValidationError(f"{name}: required (a whole number, in the symbol's units)")
     if not re.fullmatch(r"-?([0-9]{1,20}|[0-9]{1,3}(,[0-9]{3})+)", text):  # "100,5": a decimal comma, refused, not read as 1005
         raise ValidationError(f"{name} {text[:20]!r}: expected a whole number (in the symbol's units)")
-    most = MAX_PRICE if name == "price" else MAX_QTY  # as the service's order says (before: the book's 2**40 for a qty, whose own limit is 10**12)
+    most = MAX_QTY if name == "qty" else MAX_PRICE  # as the service's order says (before: the book's 2**40 for a qty, whose own limit is 10**12)
     if (value := int(text.replace(",", ""))) > most: raise ValidationError(f"{name} {text[:30]}: expected at most {most:,}")  # said as typed: the service reads past 64 bits as 1e+20
     return value
 
@@ -249,19 +252,27 @@ def _symbol(self: TradingDesk) -> str:
     return self.symbol.value
 
 @patch
+def _ticket_fields(self: TradingDesk):
+    "Open the ticket's price and stop boxes to the order types that take them (before: a market order's price was typed, and not used)."
+    kind = self.kind.value
+    self.price.disabled, self.stop_price.disabled = kind not in ("limit", "stop_limit"), kind not in ("stop", "stop_limit")
+
+@patch
 def send(self: TradingDesk):
     """Send the ticket's order; the answer in the status line. One sent without an answer (a connection lost with it) may be placed:
     the same ticket sent again goes under the same order id, which the service answers with that order, never a second one; once the
     client knows that order done, the next send says how it ended, and the one after is a new order."""
     def go():
-        symbol, price = self._symbol(), _whole("price", self.price.value) if self.kind.value == "limit" else None
-        ticket = (symbol, self.side.value, _whole("qty", self.qty.value), price, self.kind.value)
+        kind = self.kind.value
+        symbol, price = self._symbol(), _whole("price", self.price.value) if kind in ("limit", "stop_limit") else None
+        stop = _whole("stop price", self.stop_price.value) if kind in ("stop", "stop_limit") else None
+        ticket = (symbol, self.side.value, _whole("qty", self.qty.value), price, kind, stop)
         cid = self._unanswered.get(ticket)
         if cid is not None and (o := self.client.orders.get(cid)) is not None and is_done(o):  # told of since, and done (an IOC filled, say)
             del self._unanswered[ticket]
             return self.status.say(f"order {cid}, sent without an answer: {o['status']}, {o['filled']} of {o['qty']} filled; send again for a new order")
         cid = cid or new_cid()
-        message = order_message(*ticket[:4], cid=cid, kind=ticket[4], **({} if price is not None else {"tif": "IOC"}))
+        message = order_message(*ticket[:4], cid=cid, kind=kind, **({"tif": "IOC"} if kind == "market" else {}), **({"stop_price": stop} if stop is not None else {}))
         try: state = self.client.requests([message], self.client.shard(symbol), timeout=ANSWER_S)[0]["order"]
         except (ConnectionError, TimeoutError, OSError) as e:
             if cid not in self.client.placed:  # never handed to a connection (its shard could not be reached): nothing to look for
@@ -337,12 +348,15 @@ def redraw(self: TradingDesk):
     book = c.books.get(symbol)
     refused = c.refused.get(c.shard(symbol))  # why its shard will not take this client again (a key revoked): said where the trader looks
     halted = "<i>halted: new orders and modifies are refused until an admin resumes it; cancels pass</i>" if c.halted.get(symbol) else ""
-    self.ladder.value = (halted + ladder(book.depth() if book else {}) if c.connected(symbol) else
+    if (connected := c.connected(symbol)) and self._offline: self.status.say("reconnected to the trading service")
+    self._offline = not connected
+    self.ladder.value = (halted + ladder(book.depth() if book else {}) if connected else
                          f"<i>disconnected: {html.escape(refused)}; connect with a valid key</i>" if refused else
                          "<i>disconnected: reconnecting… (a service that stopped is started again by Connect)</i>")
     self.tape.value = table(list(reversed(list(c.trades.get(symbol, []))[-15:])), ["price", "qty", "side"])
     open_ = [o for o in c.orders.values() if o["status"] == "open"]
-    self.orders.value = table(open_[-20:], ["cid", "symbol", "side", "price", "remaining", "filled"])
+    self.orders.value = (f"<i>the newest 20 of {len(open_):,} (every one in the list above)</i>" if len(open_) > 20 else "") + table(
+        open_[-20:], ["cid", "symbol", "side", "kind", "price", "stop_price", "remaining", "filled"])  # before: the rest left out unsaid, a stop shown as a plain limit
     cids, choices = [o["cid"] for o in open_], [(_order_label(o), o["cid"]) for o in open_]  # each said as a trader knows it (before: its cid alone)
     if list(self.open_orders.options) != choices:
         chosen = self.open_orders.value
