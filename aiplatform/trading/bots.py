@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
 from ..core import AIPlatformError, Conflict, NotFound, ValidationError, get_logger
-from .book import COMMAND_DTYPE, KINDS, LIMIT, MAX_PRICE, MAX_QTY, OP_CANCEL, OP_MODIFY, OP_SUBMIT, SIDES, STPS, TIFS
-from .orders import CID_RULE, SYMBOL_RULE, _cid_ok, _symbol_ok
+from .book import COMMAND_DTYPE, KINDS, LIMIT, MAX_PRICE, OP_CANCEL, OP_MODIFY, OP_SUBMIT, SIDES, STPS, TIFS
+from .orders import CID_RULE, MAX_QTY, SYMBOL_RULE, _cid_ok, _symbol_ok
 from .client import AsyncTradingClient, OrderRejected, RateLimited, error_of, new_cid
 from .ledger import is_done
 from .sessions import MAX_FRAME
@@ -32,7 +32,7 @@ def _need(name, value, ok: bool, expected: str):
     if not ok: raise ValidationError(f"{name} {value!r}: expected {expected}")
 
 DAY_S, MAX_RATE = 86_400, 10_000  # the longest a bot's times may be (seconds); the most orders a second a noise trader sends
-def _whole(x, least=1) -> bool: return type(x) is int and least <= x <= MAX_QTY  # the book's largest size and price
+def _whole(x, least=1, most=MAX_QTY) -> bool: return type(x) is int and least <= x <= most  # an order's largest qty (10**12, as the service's and the Desk's ticket say), or price
 def _positive(x, most=DAY_S) -> bool: return type(x) in (int, float) and 0 < x <= most  # NaN, infinity and a 400-digit int fail here
 _WHOLE, _SECONDS = f"a whole number from 1 to {MAX_QTY:,}", f"seconds above 0, at most {DAY_S:,} (a day)"
 TIMER_S = 0.1  # how often the runner calls `on_timer`
@@ -293,7 +293,7 @@ class MarketMaker(Strategy):
         _need("refresh_s", refresh_s, _positive(refresh_s), _SECONDS)
         _need("filled_order_delay", filled_order_delay, filled_order_delay == 0 or _positive(filled_order_delay), f"seconds from 0, at most {DAY_S:,} (a day)")
         _need("target", target, type(target) is int and abs(target) <= MAX_QTY, f"a whole number from {-MAX_QTY:,} to {MAX_QTY:,} (a position: below 0 short)")
-        for name, value in dict(fair=fair, price_ceiling=price_ceiling, price_floor=price_floor).items(): _need(name, value, value is None or _whole(value), f"a whole price from 1 to {MAX_QTY:,}, or none")
+        for name, value in dict(fair=fair, price_ceiling=price_ceiling, price_floor=price_floor).items(): _need(name, value, value is None or _whole(value, most=MAX_PRICE), f"a whole price from 1 to {MAX_PRICE:,}, or none")
         if price_ceiling is not None and price_floor is not None and price_floor >= price_ceiling:
             raise ValidationError(f"price_floor {price_floor!r}, price_ceiling {price_ceiling!r}: expected the floor below the ceiling")
         super().__init__(symbol, spread=spread, qty=qty, refresh_s=refresh_s, max_inventory=max_inventory, target=target, fair=fair,

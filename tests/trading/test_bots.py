@@ -900,3 +900,8 @@ def test_bots_sharing_an_account_make_no_wash_trades(market):
         fills, done = tess.fills_frame(symbol="SHARED"), tess.orders_frame("done", symbol="SHARED", limit=10_000)
     assert fills.empty, fills.head()  # no other account trades SHARED: each fill would be a wash trade
     assert (done.reason == "self_trade").sum() > 0  # the crossing orders were cancelled instead
+
+def test_a_bots_sizes_are_limited_as_an_orders_qty_is():
+    "Before: 1,099,511,627,776 (the book's 2**40), where the service and the Desk's ticket say 1,000,000,000,000 (a Desk reviewer's)."
+    with pytest.raises(ValidationError, match="qty 1000000000001: expected a whole number from 1 to 1,000,000,000,000$"): MarketMaker("DEMO", qty=10**12 + 1)
+    with pytest.raises(ValidationError, match=r"fair 0: expected a whole price from 1 to 1,099,511,627,776, or none"): MarketMaker("DEMO", fair=0)
