@@ -2258,6 +2258,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                          'aiplatform.trading.desk._order_label': ( 'trading/desk.html#_order_label',
                                                                                    'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk._reach': ('trading/desk.html#_reach', 'aiplatform/trading/desk.py'),
+                                         'aiplatform.trading.desk._timed': ('trading/desk.html#_timed', 'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk._whole': ('trading/desk.html#_whole', 'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.ladder': ('trading/desk.html#ladder', 'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.params_text': ( 'trading/desk.html#params_text',

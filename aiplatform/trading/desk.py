@@ -79,6 +79,10 @@ def table(rows: list[dict], columns: list[str], css="aip-table") -> str:
     body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
     return f"<table class='{css}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
+def _timed(row: dict) -> dict:
+    "A trade or a fill with its `time` of day (the service's clock, to the second), as a tape shows it."
+    return row | {"time": datetime.fromtimestamp(row["ns"] / 1e9).strftime("%H:%M:%S")}
+
 def ladder(depth: dict, levels=10) -> str:
     "Asks above bids, best nearest the middle, as an HTML table."
     asks = [{"bid": "", "price": p, "ask": q} for p, q in reversed(depth.get("asks", [])[:levels])]
@@ -353,7 +357,7 @@ def redraw(self: TradingDesk):
     self.ladder.value = (halted + ladder(book.depth() if book else {}) if connected else
                          f"<i>disconnected: {html.escape(refused)}; connect with a valid key</i>" if refused else
                          "<i>disconnected: reconnecting… (a service that stopped is started again by Connect)</i>")
-    self.tape.value = table(list(reversed(list(c.trades.get(symbol, []))[-15:])), ["price", "qty", "side"])
+    self.tape.value = table([_timed(t) for t in reversed(list(c.trades.get(symbol, []))[-15:])], ["time", "price", "qty", "side"])
     open_ = [o for o in c.orders.values() if o["status"] == "open"]
     self.orders.value = (f"<i>the newest 20 of {len(open_):,} (every one in the list above)</i>" if len(open_) > 20 else "") + table(
         open_[-20:], ["cid", "symbol", "side", "kind", "price", "stop_price", "remaining", "filled"])  # before: the rest left out unsaid, a stop shown as a plain limit
@@ -362,10 +366,11 @@ def redraw(self: TradingDesk):
         chosen = self.open_orders.value
         self.open_orders.options = choices
         self.open_orders.value = chosen if chosen in cids else None  # the one chosen gone (filled): none, never another a click would cancel
-    self.fills.value = table(list(reversed(c.fills))[:15], ["symbol", "side", "price", "qty", "liquidity"])
+    self.fills.value = table([_timed(f) for f in list(reversed(c.fills))[:15]], ["time", "symbol", "side", "price", "qty", "liquidity"])
     self._mark()
     marked = [c.marked(s) for s in list(c.positions)]  # at the last trade: the P&L moves when others trade too
-    self.positions.value = table([p for p in marked if p["qty"] or p["realized"]], ["symbol", "qty", "avg_price", "last", "realized", "unrealized", "pnl"])
+    self.positions.value = table([p | ({} if p["qty"] else {"avg_price": None}) for p in marked if p["qty"] or p["realized"]], [  # flat: no average price (was 0.00)
+        "symbol", "qty", "avg_price", "last", "realized", "unrealized", "pnl"])
     total = round(sum(p["pnl"] for p in marked), 2)  # to the cent: a float's last digits make no point of their own
     if not self.pnl_points or self.pnl_points[-1][1] != total:  # a point when it changes: a quiet desk sends the page nothing (its kernel can be culled once the page is gone)
         self.pnl_points = (self.pnl_points + [(time.time(), total)])[-500:]

@@ -577,3 +577,22 @@ def test_the_ticket_sends_stop_orders_and_opens_only_the_boxes_an_order_type_tak
         assert "the newest 20 of 22" in d.orders.value and "<th>kind</th><th>price</th><th>stop_price</th>" in d.orders.value
         d.client.cancel_all()
     finally: d.client.close()
+
+def test_the_tape_and_fills_say_when_and_a_flat_position_no_average_price(svc):
+    "Before: no time on the tape or the fills, and a position closed showed an average price of 0.00 (a Desk reviewer's)."
+    import json, re, urllib.request
+    request = urllib.request.Request(f"{svc.url}admin/symbols", data=json.dumps({"symbol": "WHEN", "price_band_pct": 0}).encode(),
+                                     headers={"Authorization": f"Bearer {svc.keys['ada']}", "Content-Type": "application/json"}, method="POST")
+    urllib.request.urlopen(request, timeout=10).close()  # a symbol of its own: the module's other tests hold positions elsewhere
+    d = desk_on(svc, "ada")
+    try:
+        d.symbol.value = "WHEN"
+        with TradingClient(svc.url, svc.keys["tom"]) as tom:
+            tom.order("WHEN", "sell", 1, 300), d.client.order("WHEN", "buy", 1, 300)
+            tom.order("WHEN", "buy", 1, 310), d.client.order("WHEN", "sell", 1, 310)  # ada flat again, 10 made
+        deadline = time.time() + 10
+        while time.time() < deadline and (d.client.positions.get("WHEN") or {}).get("realized") != 10: time.sleep(0.05)
+        d.redraw()
+        assert re.search(r"<th>time</th><th>price</th>.*<td>\d\d:\d\d:\d\d</td><td>310</td>", d.tape.value) and "<th>time</th><th>symbol</th>" in d.fills.value
+        assert "<td>WHEN</td><td>0</td><td></td><td>310</td><td>10.00</td>" in d.positions.value, d.positions.value
+    finally: d.client.close()
