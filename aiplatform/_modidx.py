@@ -2576,6 +2576,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                            'aiplatform.trading.ledger._line': ('trading/ledger.html#_line', 'aiplatform/trading/ledger.py'),
                                            'aiplatform.trading.ledger._trade': ( 'trading/ledger.html#_trade',
                                                                                  'aiplatform/trading/ledger.py'),
+                                           'aiplatform.trading.ledger._trades': ( 'trading/ledger.html#_trades',
+                                                                                  'aiplatform/trading/ledger.py'),
                                            'aiplatform.trading.ledger.is_done': ( 'trading/ledger.html#is_done',
                                                                                   'aiplatform/trading/ledger.py'),
                                            'aiplatform.trading.ledger.public': ( 'trading/ledger.html#public',

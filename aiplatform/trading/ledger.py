@@ -139,9 +139,13 @@ def apply(self: Ledger, symbol, events, now=0, rest="no_liquidity_in_band", stop
     return changed, fills, refused
 
 # %% ../../nbs/trading/12_ledger.ipynb #8feb7e2a
-def _trade(symbol, fill) -> dict:
-    "The trade a taker's `fill` in `symbol` tells of, as the trades channel sends it (`seq`: the book's event, from the fill's id)."
-    return {"type": "trade", "symbol": symbol, "seq": int(fill["fill_id"].split(":")[1]), "price": fill["price"], "qty": fill["qty"], "side": fill["side"], "ns": fill["ns"]}
+def _trade(symbol, seq, price, qty, side, ns) -> dict:
+    "A trade of `symbol` as the trades channel sends it."
+    return {"type": "trade", "symbol": symbol, "seq": seq, "price": price, "qty": qty, "side": side, "ns": ns}
+
+def _trades(symbol, fills) -> list[dict]:
+    "The trades `fills` in `symbol` tell of: a taker's fill each (`seq`: the book's event, from the fill's id)."
+    return [_trade(symbol, int(f["fill_id"].split(":")[1]), f["price"], f["qty"], f["side"], f["ns"]) for f in fills if f["liquidity"] == "taker"]
 
 @patch
 def tape_of(self: Ledger, symbol) -> deque:
@@ -152,7 +156,7 @@ def tape_of(self: Ledger, symbol) -> deque:
 @patch
 def trades_of(self: Ledger, symbol, fills) -> list[dict]:
     "The trades a batch's `fills` in `symbol` tell of (a taker's fill each), put on its tape."
-    trades = [_trade(symbol, f) for f in fills if f["liquidity"] == "taker"]
+    trades = _trades(symbol, fills)
     self.tape_of(symbol).extend(trades)
     return trades
 
@@ -202,9 +206,9 @@ def _load_line(self: Ledger, line, upto, ended):
         if is_done(state) and ((before := self.orders.get(state["order_id"])) is None or not is_done(before)): ended.append(state)
         self.orders[state["order_id"]] = self.accounts.setdefault(state["account"], {})[state["order_id"]] = state
     for f in batch["f"]: self._fill(f)
-    if batch["s"]: self._taped(batch["s"], [_trade(batch["s"], f) for f in batch["f"] if f["liquidity"] == "taker"], upto)  # a batch's line: its trades (a compacted file's fills, by account, are on its tape line)
+    if batch["s"]: self._taped(batch["s"], _trades(batch["s"], batch["f"]), upto)  # a batch's line: its trades (a compacted file's fills, by account, are on its tape line)
     for symbol, trades in batch.get("t", {}).items():
-        self._taped(symbol, [{"type": "trade", "symbol": symbol, "seq": s, "price": p, "qty": q, "side": side, "ns": ns} for s, p, q, side, ns in trades], upto)
+        self._taped(symbol, [_trade(symbol, *row) for row in trades], upto)
     for account, stamps in batch.get("g", {}).items():  # what was forgotten before a compaction
         for forgotten, ns in zip((self.forgotten_orders, self.forgotten_fills), stamps): forgotten[int(account)] = max(forgotten.get(int(account), 0), ns)
 
