@@ -190,7 +190,7 @@ def connect(self: TradingDesk):
         try: loop = asyncio.get_running_loop()  # the kernel's: widgets are updated on its thread
         except RuntimeError: loop = None
         threading.Thread(target=self._redraw_loop, args=(loop,), daemon=True, name="desk-redraw").start()
-        if down: threading.Thread(target=self._list_again, args=(client, loop), daemon=True, name="desk-list-again").start()
+        threading.Thread(target=self._list_again, args=(client, loop), daemon=True, name="desk-list-again").start()  # a shard down now, a symbol added later
     self._do("connect", go)
 
 async def _listed(aio, shard) -> list:
@@ -378,6 +378,8 @@ def redraw(self: TradingDesk):
         self.pnl_chart.add_scatter(x=[datetime.fromtimestamp(t) for t, _ in self.pnl_points], y=[v for _, v in self.pnl_points],
                                    mode="lines+markers", line_shape="hv", name="P&L")  # on a time axis, a step at each change
     if list(self.running_bots.options) != (running := [n for n, t in self.bots.items() if t.running]):
+        if failed := [f"{n} stopped: {t.error}" for n in self.running_bots.options if n not in running and (t := self.bots.get(n)) and t.error]:
+            self.status.say("; ".join(failed), error=True)  # before: the bots table alone said so, the status line still "started"
         chosen = self.running_bots.value
         self.running_bots.options = running
         self.running_bots.value = chosen if chosen in running else None  # the one chosen stopped: none, never another a click would stop
@@ -400,29 +402,35 @@ def _redraw_loop(self: TradingDesk, loop):
         else: loop.call_soon_threadsafe(self._redraw_safely)
         time.sleep(0.5)
 
-LIST_AGAIN_S = 5  # how often the desk asks the shards down at connect for their symbols
+LIST_AGAIN_S = 5  # how often the desk asks every shard for its symbols
 
 @patch
 def _list_again(self: TradingDesk, client, loop):
-    "Every `LIST_AGAIN_S` while `client` is the desk's, ask the shards down at connect for their symbols; those that answer have theirs listed (on `loop`'s thread when there is one)."
-    while self.client is client and (shards := list(self._down)):
+    "Every `LIST_AGAIN_S` while `client` is the desk's, ask every shard for its symbols; those not listed yet are (`_listed_new`, on `loop`'s thread when there is one)."
+    shards = range(len(client.aio.urls))
+    while self.client is client:
         time.sleep(LIST_AGAIN_S)
         if self.client is not client: return
         async def ask(): return await asyncio.gather(*(_listed(client.aio, s) for s in shards), return_exceptions=True)
         try: answers = asyncio.run_coroutine_threadsafe(ask(), client._loop).result(ANSWER_S + 1)  # bounded: a client closed meanwhile stops its loop
         except TimeoutError: continue
         except Exception: return  # the client closed
-        if back := {s: a for s, a in zip(shards, answers) if isinstance(a, list)}:
-            loop.call_soon_threadsafe(self._listed_back, client, back) if loop else self._listed_back(client, back)
+        if listed := {s: a for s, a in zip(shards, answers) if isinstance(a, list)}:
+            loop.call_soon_threadsafe(self._listed_new, client, listed) if loop else self._listed_new(client, listed)
 
 @patch
-def _listed_back(self: TradingDesk, client, back: dict):
-    "List the symbols of the shards in `back` ({shard: its symbols}), which answer again; the symbol shown stays."
-    if self.client is not client or not (back := {s: listed for s, listed in back.items() if s in self._down}): return  # connected again since, or listed already
-    self._down = [s for s in self._down if s not in back]
-    chosen, symbols = self.symbol.value, sorted({*self.symbol.options, *(s for listed in back.values() for s in listed)})
+def _listed_new(self: TradingDesk, client, listed: dict):
+    """List the symbols in `listed` ({shard: its symbols}) not listed yet: a shard's that was down at connect and answers again, or one
+    an admin added since (before: listed at the next Connect only); the symbol shown stays."""
+    if self.client is not client: return  # connected again since
+    back, known = [s for s in self._down if s in listed], set(self.symbol.options)
+    added = sorted({x for s, symbols in listed.items() if s not in back for x in symbols} - known)
+    if not back and not added: return
+    self._down = [s for s in self._down if s not in listed]
+    chosen, symbols = self.symbol.value, sorted(known.union(*listed.values()))
     self.symbol.unobserve(self._follow, "value")  # new options choose their first: not followed for an instant
     try: self.symbol.options, self.symbol.value = symbols, chosen if chosen in symbols else (symbols[0] if symbols else None)
     finally: self.symbol.observe(self._follow, "value")
     self._watch()  # the first symbol listed, if none was shown
-    self.status.say(f"{', '.join(client.aio.urls[s] for s in back)} answers again: {sum(map(len, back.values()))} symbols listed")
+    said = [f"{', '.join(client.aio.urls[s] for s in back)} answers again: {sum(len(listed[s]) for s in back)} symbols listed"] if back else []
+    self.status.say("; ".join(said + ([f"new symbols listed: {', '.join(added)}"] if added else [])))

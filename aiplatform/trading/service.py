@@ -391,7 +391,9 @@ def _first_most(self: Connection, channel, symbol) -> int:
     refused at once (before: each made its copy of every open order first, a shard's loop held for seconds)."""
     if channel == "book": return 1
     if channel == "trades": return len(self.market.tape[symbol])
-    if channel == "orders": return len(self.market.ledger.accounts.get(self.account, ()))  # open and kept done ones
+    if channel == "orders":  # the open ones: the engine's (resting or waiting stops) and those still queued; not the done ones kept (before: counted too, and a subscribe refused)
+        m = self.market
+        return min(len(m.ledger.accounts.get(self.account, ())), m.engine.open_orders.get(self.account, 0) + len(m.pending))
     return len(self.market.specs)
 
 @patch

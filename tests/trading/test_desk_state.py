@@ -114,6 +114,21 @@ def test_a_bot_that_fails_to_start_is_said_so(svc, monkeypatch):
     assert "0 bots stopped" in d.status.value
     d.client.close()
 
+def test_a_bot_that_stops_itself_says_so_in_the_status_line(svc, monkeypatch):
+    "Before: the bots table alone said so; the status line still said it had started."
+    import aiplatform.trading.bots as bots
+    async def broken(self, book): raise RuntimeError("no book today")
+    monkeypatch.setattr(bots.MarketMaker, "on_book", broken)
+    d = desk_on(svc, "tess")
+    d.bot.value, d.bot_params.value = "market_maker", "spread=2, qty=1, fair=500"
+    d.start_bot()
+    assert "market_maker started on DEMO" in d.status.value, d.status.value
+    deadline = time.time() + 10
+    while time.time() < deadline and any(t.running for t in d.bots.values()): time.sleep(0.05)
+    d.redraw()
+    assert re.search(r">market_maker DEMO #\d+ stopped: no book today<", d.status.value), d.status.value
+    d.client.cancel_all(), d.client.close()
+
 def test_a_bot_slow_to_start_is_stopped_so_that_asking_again_makes_one_bot(svc, monkeypatch):
     import aiplatform.trading.bots as bots
     monkeypatch.setattr(bots.BotThread, "wait_started", lambda self, timeout=10: False)  # as when the service answers after 10 s
@@ -324,6 +339,26 @@ def test_every_held_symbol_marks_the_pnl_and_cancels_act_on_what_the_trader_sees
             assert ada.orders_frame().empty  # before: ZETA's stayed open
         d.client.close()
     finally: stop(service)
+
+def test_a_symbol_an_admin_adds_is_listed_on_a_desk_connected_before(tmp_path, monkeypatch):
+    "Before: listed at the next Connect only."
+    import json, urllib.request
+    import aiplatform.trading.desk as desk
+    monkeypatch.setattr(desk, "LIST_AGAIN_S", 0.2)
+    keys, svc = make_users(tmp_path), start_trading(tmp_path, symbols="DEMO", price_band_pct=0)
+    try:
+        d = TradingDesk(load_settings(env={}, platform={"data_dir": tmp_path}, trading={"shard_urls": svc.url}))
+        d.key.value = keys["tess"]
+        d.connect()
+        assert list(d.symbol.options) == ["DEMO"]
+        added = urllib.request.Request(svc.url + "admin/symbols", data=json.dumps({"symbol": "ACME"}).encode(), method="POST",
+                                       headers={"Authorization": f"Bearer {keys['ada']}", "Content-Type": "application/json"})
+        assert urllib.request.urlopen(added, timeout=30).status == 201
+        deadline = time.monotonic() + 20
+        while len(d.symbol.options) < 2 and time.monotonic() < deadline: time.sleep(0.05)
+        assert (list(d.symbol.options), d.symbol.value) == (["ACME", "DEMO"], "DEMO") and ">new symbols listed: ACME<" in d.status.value, d.status.value
+        d.client.close()
+    finally: stop(svc)
 
 def test_a_desk_connects_while_a_shard_is_down_and_lists_its_symbols_once_it_is_up(tmp_path, monkeypatch):
     import aiplatform.trading.desk as desk

@@ -854,6 +854,33 @@ def test_a_frame_of_big_answers_to_a_client_that_reads_nothing_costs_bounded_mem
     assert len(made) == len(subscribed)  # a refused one made no copy of the tape (before: each did, then was refused; an orders channel's held the loop for seconds)
     assert all("retry_after_s" not in m for m in refused)  # not the rate limit's: no time to say
 
+def test_a_subscription_to_orders_counts_the_open_ones_not_the_done_ones_kept(tmp_path):
+    "Before: its first message was counted as every order the account kept, done ones too, and a frame's subscribes were refused past the first."
+    from aiplatform.core import load_settings
+    keys = make_users(tmp_path)
+    settings = load_settings(env={}, platform={"data_dir": tmp_path}, trading={"symbols": "DEMO", "price_band_pct": 0, "queue_limit": 1_000})
+    async def main():
+        app, runner, url = await _serving(settings)
+        try:
+            async with AsyncTradingClient(url, keys["tom"]) as tom, AsyncTradingClient(url, keys["tess"]) as tess:
+                await tom.order("DEMO", "sell", 1_000, 100)
+                await tess.requests([order_message("DEMO", "buy", 1, 100) for _ in range(1_000)])  # 1,000 done orders, kept
+                await tess.order("DEMO", "buy", 1, 90, cid="open")
+            loop = asyncio.get_running_loop()
+            raw = await loop.run_in_executor(None, RawSocket, url, keys["tess"])
+            await loop.run_in_executor(None, raw.send, [{"op": "subscribe", "channel": "orders", "req": i} for i in range(100)])
+            answers = []
+            def read():
+                while not any(m.get("req") == 99 for m in answers): answers.extend(raw.messages())
+                while sum(m["type"] == "orders" for m in answers) < sum(m["type"] == "subscribed" for m in answers): answers.extend(raw.messages())
+            await loop.run_in_executor(None, read)
+            raw.sock.close()
+            return answers
+        finally: await runner.cleanup()
+    answers = asyncio.run(main())
+    assert sum(m["type"] == "subscribed" for m in answers) == 100 and not [m for m in answers if m["type"] == "error"]
+    assert {tuple(o["cid"] for o in m["orders"]) for m in answers if m["type"] == "orders"} == {("open",)}
+
 def test_a_user_has_at_most_connections_websockets_open_to_a_shard(tmp_path):
     "Before: a viewer opened connections until the process could open no file, and no one else connected."
     from aiplatform.core import load_settings
