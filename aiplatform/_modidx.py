@@ -1986,6 +1986,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                          'aiplatform.trading.bots._next': ('trading/bots.html#_next', 'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots._pause': ('trading/bots.html#_pause', 'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots._positive': ('trading/bots.html#_positive', 'aiplatform/trading/bots.py'),
+                                         'aiplatform.trading.bots._ready': ('trading/bots.html#_ready', 'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots._seconds': ('trading/bots.html#_seconds', 'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots._session': ('trading/bots.html#_session', 'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots._tell': ('trading/bots.html#_tell', 'aiplatform/trading/bots.py'),

@@ -144,26 +144,33 @@ async def _pause(seconds, stop):
 # %% ../../nbs/trading/16_bots.ipynb #a8f03584
 STOP_S = 5  # seconds a stopping bot gives its `on_stop`, then its cancels' answers, then its position: a service gone silent holds up no stop
 
+async def _ready(strategy: Strategy, client, inbox):
+    "Check the bot's symbol and lot-sized parameters against its shard's, then follow its book, its trades and its account's orders and positions."
+    listed = await client.get("symbols", shard := client.shard(strategy.symbol))  # its shard's: another down stops no bot
+    if (listed["shard"], listed["shards"]) != (shard, len(client.urls)):  # before: two URLs of a one-shard service taken, half the symbols sent to the wrong one
+        raise ValidationError(f"urls: {len(client.urls)} given, and {client.urls[shard]} is shard {listed['shard']} of {listed['shards']}: expected every shard's URL, in shard order")
+    specs = {s["symbol"]: s for s in listed["symbols"]}
+    if strategy.symbol not in specs: raise ValidationError(f"symbol {strategy.symbol!r}: not traded; symbols: {some_of(specs)}")
+    strategy.tick, strategy.lot = int(specs[strategy.symbol]["tick_size"]), int(specs[strategy.symbol]["lot_size"])
+    for name in strategy.in_lots:
+        value = strategy.params[name]
+        _need(name, value, value % strategy.lot == 0, f"a multiple of {strategy.symbol}'s lot size {strategy.lot}")
+    client.listeners.append(inbox.put_nowait)
+    for channel, symbol in (("book", strategy.symbol), ("trades", strategy.symbol), ("orders", None), ("positions", None)):
+        await client.subscribe(channel, symbol, wait=[client.shard(strategy.symbol)])  # the account's channels on other shards: in the background (one down or hung stops no bot)
+
 async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, stop: asyncio.Event | None = None):
     "Run `strategy` against the service until `stop` is set or `seconds` pass; returns the strategy."
     inbox, stop = _Inbox(), stop or asyncio.Event()
-    log = get_logger("trading.bots")
+    log, loop = get_logger("trading.bots"), asyncio.get_running_loop()
+    deadline = None if seconds is None else loop.time() + seconds  # from now: its connect counts (before: a service that did not answer held it past its seconds)
     async with AsyncTradingClient(urls, key, cancel_on_disconnect=True) as client:
         strategy.client, strategy.stopping = client, False
-        listed = await client.get("symbols", shard := client.shard(strategy.symbol))  # its shard's: another down stops no bot
-        if (listed["shard"], listed["shards"]) != (shard, len(client.urls)):  # before: two URLs of a one-shard service taken, half the symbols sent to the wrong one
-            raise ValidationError(f"urls: {len(client.urls)} given, and {client.urls[shard]} is shard {listed['shard']} of {listed['shards']}: expected every shard's URL, in shard order")
-        specs = {s["symbol"]: s for s in listed["symbols"]}
-        if strategy.symbol not in specs: raise ValidationError(f"symbol {strategy.symbol!r}: not traded; symbols: {some_of(specs)}")
-        strategy.tick, strategy.lot = int(specs[strategy.symbol]["tick_size"]), int(specs[strategy.symbol]["lot_size"])
-        for name in strategy.in_lots:
-            value = strategy.params[name]
-            _need(name, value, value % strategy.lot == 0, f"a multiple of {strategy.symbol}'s lot size {strategy.lot}")
-        client.listeners.append(inbox.put_nowait)
-        for channel, symbol in (("book", strategy.symbol), ("trades", strategy.symbol), ("orders", None), ("positions", None)):
-            await client.subscribe(channel, symbol, wait=[client.shard(strategy.symbol)])  # the account's channels on other shards: in the background (one down or hung stops no bot)
-        loop = asyncio.get_running_loop()
-        deadline = None if seconds is None else loop.time() + seconds
+        try:
+            async with asyncio.timeout_at(deadline): await _ready(strategy, client, inbox)
+        except TimeoutError:
+            if deadline is None or loop.time() < deadline: raise  # not its own
+            raise TimeoutError(f"bot {strategy.name} on {strategy.symbol}: not connected and subscribed within its {seconds:g} s") from None
         ending = lambda: stop.is_set() or deadline is not None and loop.time() >= deadline or strategy.failure() is not None
         try:
             await strategy.on_start()

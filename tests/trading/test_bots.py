@@ -531,12 +531,14 @@ def test_a_sigterm_while_the_bot_is_still_connecting_ends_it_at_once(tmp_path):
         bot = subprocess.Popen([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "SIM", "--url", f"http://127.0.0.1:{silent.getsockname()[1]}/",
                                 "--key-file", _key_file(tmp_path/"key", "k")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         with _killed(bot):
-            time.sleep(3)  # imported, connecting
+            silent.settimeout(60)
+            held, _ = silent.accept()  # connecting, its SIGTERM handler set (before: a 3 s sleep, and a loaded host's bot still importing was killed by the default handler)
             sent = time.monotonic()
             bot.send_signal(signal.SIGTERM)
             out, err = bot.communicate(timeout=30)
             assert (bot.returncode, out, "Traceback" in err) == (0, "market_maker on SIM: position 0, P&L 0.00\n", False), err
             assert time.monotonic() - sent < 5
+            held.close()
 
 def test_the_bots_main_in_process_keeps_the_callers_sigterm_handler_and_runs_off_the_main_thread(market, tmp_path):
     from aiplatform.trading.bots import main
@@ -905,3 +907,12 @@ def test_a_bots_sizes_are_limited_as_an_orders_qty_is():
     "Before: 1,099,511,627,776 (the book's 2**40), where the service and the Desk's ticket say 1,000,000,000,000 (a Desk reviewer's)."
     with pytest.raises(ValidationError, match="qty 1000000000001: expected a whole number from 1 to 1,000,000,000,000$"): MarketMaker("DEMO", qty=10**12 + 1)
     with pytest.raises(ValidationError, match=r"fair 0: expected a whole price from 1 to 1,099,511,627,776, or none"): MarketMaker("DEMO", fair=0)
+
+def test_a_bots_seconds_bound_its_connect_to_a_service_that_does_not_answer():
+    "Before: its seconds began once it had connected and subscribed; a service that took connections and answered nothing held it for the client's GET_S."
+    silent = socket.create_server(("127.0.0.1", 0))  # takes connections, answers nothing
+    url, began = f"http://127.0.0.1:{silent.getsockname()[1]}/", time.monotonic()
+    with pytest.raises(TimeoutError, match=r"^bot market_maker on DEMO: not connected and subscribed within its 0\.5 s$"):
+        asyncio.run(run(MarketMaker("DEMO"), url, "a-key", seconds=0.5))
+    assert time.monotonic() - began < 3
+    silent.close()

@@ -2,6 +2,7 @@
 service with no symbols connects, a symbol left is no longer followed, a service gone shows no stale ladder, a bad bot parameter is said in the status line,
 every symbol held marks the P&L, Cancel acts only on the order chosen and Cancel all on every symbol's, and a shard down stops no desk."""
 import html, http.server, re, threading, time
+from datetime import datetime
 import pytest
 from trading_service import Proxy, make_users, start_trading, stop
 from aiplatform.core import load_settings
@@ -88,6 +89,11 @@ def test_the_desks_pnl_follows_other_traders(svc):
                                               and d.client.positions.get("DEMO", {}).get("qty") == -3): time.sleep(0.05)
         d.redraw()
         assert d.client.marked("DEMO")["pnl"] == -60 and d.pnl_points[-1][1] == -60 and "<td>220</td><td>0.00</td><td>-60.00</td><td>-60.00</td>" in d.positions.value
+    low, high = d.pnl_chart.layout.xaxis.range  # its few points, a moment apart: a minute around them (before: sub-millisecond ticks)
+    assert (datetime.fromisoformat(str(high)) - datetime.fromisoformat(str(low))).total_seconds() == 60
+    d.pnl_points = [(time.time() - 120, -1.0)]
+    d.redraw()  # points two minutes apart: the axis follows them
+    assert d.pnl_chart.layout.xaxis.range is None and d.pnl_chart.layout.xaxis.autorange is True
     d.client.cancel_all(), d.client.close()
 
 @pytest.mark.parametrize("trading, said", [
