@@ -948,7 +948,8 @@ def test_a_second_start_where_the_shard_is_served_at_its_port_waits_and_takes_it
         assert by_hand.returncode == 2 and "already served by another process" in by_hand.stderr
     second = start("second.log", port)
     try:
-        time.sleep(3)
+        deadline = time.monotonic() + 60
+        while "serves in its place once it stops" not in (tmp_path/"second.log").read_text() and second.poll() is None and time.monotonic() < deadline: time.sleep(0.1)
         assert second.poll() is None and "serves in its place once it stops" in (tmp_path/"second.log").read_text()
         assert call(SimpleNamespace(url=first.url, keys={}), "GET", "health", user=None)[0] == 200
         stop(first)
