@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['COMMANDS_ANSWERED', 'TRADES', 'TRADED', 'REFUSED', 'CLOSED', 'CONNECTIONS', 'SUBSCRIPTIONS', 'HALTS', 'METRICS_S',
            'ORDER_OPS', 'CHANNELS', 'PING_S', 'BACKLOG', 'CLOSE_S', 'BEHIND_S', 'MARKET', 'HUB', 'PATH_PATTERNS',
-           'ACCOUNT', 'SYMBOL_Q', 'LIMIT', 'SINCE', 'PATH_TEXTS', 'TRADERS', 'RECHECK_S', 'COLLECT_AFTER', 'ROUTES',
-           'REQ', 'CHANNEL', 'FORGOTTEN', 'ANSWERS', 'NO_KEY', 'TOO_MANY', 'MODIFY_RULE', 'SYMBOL_RULES', 'ORDER_RULES',
-           'OTHER_PATHS', 'INFO', 'ROOM', 'ACCEPT_LOG_S', 'SYNCS', 'RECHECKS', 'EXPORTS', 'Shared', 'frame', 'wire',
-           'market', 'position', 'Hub', 'close_reason', 'Connection', 'Route', 'query', 'me', 'symbols', 'depth',
-           'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders', 'order', 'fills', 'positions', 'add_symbol',
-           'halt', 'resume', 'keys_fault', 'WebSocket', 'websocket', 'recheck', 'Metrics', 'answer_schemas',
-           'ws_schemas', 'openapi', 'make_app']
+           'ACCOUNT', 'SYMBOL_Q', 'LIMIT', 'SINCE', 'PATH_TEXTS', 'TRADERS', 'NAMED_KB', 'RECHECK_S', 'COLLECT_AFTER',
+           'ROUTES', 'REQ', 'CHANNEL', 'FORGOTTEN', 'ANSWERS', 'NO_KEY', 'TOO_MANY', 'MODIFY_RULE', 'SYMBOL_RULES',
+           'ORDER_RULES', 'OTHER_PATHS', 'INFO', 'ROOM', 'ACCEPT_LOG_S', 'SYNCS', 'RECHECKS', 'EXPORTS', 'Shared',
+           'frame', 'wire', 'market', 'position', 'Hub', 'close_reason', 'Connection', 'Route', 'query', 'me',
+           'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders', 'order', 'fills',
+           'positions', 'add_symbol', 'halt', 'resume', 'keys_fault', 'WebSocket', 'websocket', 'recheck', 'Metrics',
+           'answer_schemas', 'ws_schemas', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
 import argparse, asyncio, gc, json, math, os, re, reprlib, resource, socket, sys, time, urllib.request
@@ -643,13 +643,17 @@ def _ends(text) -> int:
     q, b = ('"', "\\") if isinstance(text, str) else (b'"', b"\\")
     return (text.count(q) - (text.replace(b + b, text[:0]).count(b + q) if b in text else 0)) // 2
 
+NAMED_KB = 64  # a frame with a key given twice is read again to name the key up to this size: that pass runs in Python, 70 ms a MB of small objects
+
 def keys_fault(text: str, data) -> str | None:
-    "Why the JSON `text`, read as `data`, is refused as a frame: a key given twice in one object, or nesting past 254 levels (which no op takes: too deep to look); None if neither."
+    """Why the JSON `text`, read as `data`, is refused as a frame: a key given twice in one object (named, in a frame up to `NAMED_KB`: before,
+    a 1 MB frame held the event loop 70 ms for one token of the rate limit), or nesting past 254 levels (which no op takes: too deep to look); None if neither."""
     try: written = orjson.dumps(data)
     except TypeError: return "nested past 254 levels"
     if "\\" in text or b"\\" in written:  # escapes: count the strings' ends (a key given twice is read once)
         if _ends(text) == _ends(written): return None
     elif text.count('"') == written.count(b'"'): return None  # each string's two quotes, and only those
+    if len(text) > NAMED_KB << 10: return f"a key given twice in one object (which one is named in a frame up to {NAMED_KB} KB)"  # fewer strings written back: a key's, read once
     try: json.loads(text, object_pairs_hook=unique_keys)
     except ValidationError as e: return f"{e} in one object"
     return None
@@ -666,10 +670,10 @@ def _messages(msg, conn) -> list:
     if msg.type != WSMsgType.TEXT: return error(f"expected text (JSON), got {msg.type.name.lower()}")
     try: data = orjson.loads(msg.data)  # text orjson reads is text it writes back (no lone surrogate); an integer past 64 bits comes as a float, refused as not whole
     except ValueError as e: return error(f"not JSON ({e})")
-    if fault := keys_fault(msg.data, data): return error(fault)
     messages = data if isinstance(data, list) else [data]
     if not messages: return error(f"an empty list, expected 1 to {MAX_FRAME} messages")
-    return messages if len(messages) <= MAX_FRAME else error(f"{len(messages)} messages, at most {MAX_FRAME}")
+    if len(messages) > MAX_FRAME: return error(f"{len(messages)} messages, at most {MAX_FRAME}")  # first: no second pass over a frame refused anyway
+    return error(fault) if (fault := keys_fault(msg.data, data)) else messages
 
 def _break_cycles(request, ws):
     """Drop what aiohttp 3.14 keeps of an ended WebSocket in cycles that only a full collection frees, which

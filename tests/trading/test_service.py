@@ -577,7 +577,10 @@ def test_a_bad_frame_is_answered_at_once_and_the_client_splits_a_big_batch(svc):
         twice = '[{"op": "ping"}, {"op": "order", "cid": "twice", "symbol": "ACME", "side": "buy", "price": 95, "qty": 1, "qty": 1000}]'
         for send, data, error in ((ws.send_str, "{", "frame: not JSON"), (ws.send_bytes, b"{}", "frame: expected text (JSON), got binary"),
                                   (ws.send_str, twice, "frame: key 'qty' given twice in one object"),  # before: the order traded 1,000
-                                  (ws.send_str, "[" + "[" * 1_000 + "]" * 1_000 + ", " + twice[1:], "frame: nested past 254 levels")):  # too deep to look
+                                  (ws.send_str, "[" + "[" * 1_000 + "]" * 1_000 + ", " + twice[1:], "frame: nested past 254 levels"),  # too deep to look
+                                  (ws.send_str, "[" + '{"op": "ping"}, ' * 1_000 + twice[1:], "frame: 1002 messages, at most 1000"),  # counted first: no second pass (before: the key named)
+                                  (ws.send_str, twice[:-1] + ', {"op": "ping", "pad": [' + ", ".join(['{"a": 0}'] * 10_000) + "]}]",  # 100 KB: before, a second pass over all of it, 70 ms a MB
+                                   "frame: a key given twice in one object (which one is named in a frame up to 64 KB)")):
             await send(data)
             while (first := json.loads((await ws.receive(timeout=5)).data)) == {"type": "heartbeat"}: pass
             assert first["type"] == "error" and first["error"].startswith(error), first  # alone: not held until a heartbeat
