@@ -81,10 +81,10 @@ def _changes(D0, c0, D1, c1):
 
 # %% ../../nbs/trading/08_feed.ipynb #349c5760
 class BookFeed:
-    "One symbol's book as a snapshot and numbered, checksummed deltas."
-    def __init__(self, symbol: str, book, depth: int = TOP):
+    "One symbol's book as a snapshot and numbered, checksummed deltas, numbered on from `seq`."
+    def __init__(self, symbol: str, book, depth: int = TOP, seq: int = 0):
         if depth < TOP: raise ValueError(f"depth {depth}: expected at least {TOP}, the levels the checksum covers")
-        self.symbol, self.book, self.depth, self.seq = symbol, book, depth, 0
+        self.symbol, self.book, self.depth, self.seq = symbol, book, depth, seq
         self._levels = book.depth_arrays(depth)  # the view published last, as arrays
         self.checksum = _checksum(*self._levels, TOP)
 

@@ -147,7 +147,7 @@ class Market:
         except OSError: get_logger("trading.market").exception("lost orders not recorded")
         if ahead: self.ledger.compact()  # the lines past the journal gone from the file only now: killed before, the next start cuts them again and says the same of the lost
         self.cids.forget(self.ledger.retire(keep_done))  # as before the restart, whichever of the two files was compacted last
-        self.feeds = {s: BookFeed(s, self.engine.book(s)) for s in self.specs}
+        self.feeds = {s: BookFeed(s, self.engine.book(s), seq=self.engine.journals[s].writer.next_seq - 1) for s in self.specs}  # past any delta before (each follows a journaled command): a restart numbers none again
         self.tape = self.ledger.tape  # each symbol's newest trades (`Ledger.trades_of`): as they were before a restart
         for s in self.specs: self.ledger.tape_of(s)
         self.pending, self.listeners, self.flushed, self.schedule = [], [], [], None

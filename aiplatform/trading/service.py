@@ -6,12 +6,12 @@
 __all__ = ['COMMANDS_ANSWERED', 'TRADES', 'TRADED', 'REFUSED', 'CLOSED', 'CONNECTIONS', 'SUBSCRIPTIONS', 'HALTS', 'METRICS_S',
            'ORDER_OPS', 'CHANNELS', 'PING_S', 'BACKLOG', 'CLOSE_S', 'BEHIND_S', 'MARKET', 'HUB', 'PATH_PATTERNS',
            'ACCOUNT', 'SYMBOL_Q', 'LIMIT', 'SINCE', 'PATH_TEXTS', 'TRADERS', 'NAMED_KB', 'RECHECK_S', 'COLLECT_AFTER',
-           'ROUTES', 'REQ', 'CHANNEL', 'FORGOTTEN', 'ANSWERS', 'NO_KEY', 'TOO_MANY', 'MODIFY_RULE', 'SYMBOL_RULES',
-           'ORDER_RULES', 'OTHER_PATHS', 'INFO', 'ROOM', 'ACCEPT_LOG_S', 'SYNCS', 'RECHECKS', 'EXPORTS', 'Shared',
-           'frame', 'wire', 'market', 'position', 'Hub', 'close_reason', 'Connection', 'Route', 'query', 'me',
-           'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders', 'order', 'fills',
-           'positions', 'add_symbol', 'halt', 'resume', 'keys_fault', 'WebSocket', 'websocket', 'recheck', 'Metrics',
-           'answer_schemas', 'ws_schemas', 'openapi', 'make_app']
+           'ROUTES', 'BOOK_SEQ', 'CHECKSUM', 'REQ', 'CHANNEL', 'FORGOTTEN', 'ANSWERS', 'NO_KEY', 'TOO_MANY',
+           'MODIFY_RULE', 'SYMBOL_RULES', 'ORDER_RULES', 'OTHER_PATHS', 'INFO', 'ROOM', 'ACCEPT_LOG_S', 'SYNCS',
+           'RECHECKS', 'EXPORTS', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub', 'close_reason', 'Connection',
+           'Route', 'query', 'me', 'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders',
+           'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume', 'keys_fault', 'WebSocket', 'websocket',
+           'recheck', 'Metrics', 'answer_schemas', 'ws_schemas', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
 import argparse, asyncio, gc, json, math, os, re, reprlib, resource, socket, sys, time, urllib.request
@@ -862,7 +862,9 @@ def answer_schemas() -> dict:
                          liquidity={"enum": ["maker", "taker"]}, ns=_int) | {"description": "One side of a trade. A trade of two of an account's own orders "
                          "(with no self-trade prevention, stp none) gives both its fills, taker and maker, and leaves the account's position as it was."},
             "Position": _obj(type={"const": "position"}, symbol=_str, qty=_int, avg_price=_num, last={"anyOf": [_int, _null]}, realized=_num,
-                             unrealized=_num, pnl=_num),
+                             unrealized=_num, pnl=_num) | {"description": "An account's position in a symbol, marked at the symbol's last trade (last). "
+                             "The positions stream sends one after each of the account's own fills: marked then, as others trade its last, unrealized "
+                             "and pnl go stale; a client marks them at the trades stream's last price (the Python client's marked())."},
             "Trade": _obj(type={"const": "trade"}, symbol=_str, seq=_int, price=_int, qty=_int, side={"enum": ["buy", "sell", ""]}, ns=_int),
             "Error": _obj(error=_str, status=_int), "Refused": _obj(error=_str, status=_int, order=_ref("OrderState")),
             "NotCancelled": _obj(error=_str, status=_int, cancelling=_array(_str))}
@@ -880,6 +882,12 @@ def _told(kind, optional=(), **fields) -> dict:
     s["required"] = [f for f in s["required"] if f not in optional]
     return s
 
+BOOK_SEQ = _int | {"description": "the symbol's book sequence number: a delta's is one above the last; a snapshot's, the one the next delta follows. "
+                   "A gap means a delta was missed: subscribe again for a snapshot. After a restart a snapshot numbers on from at least the last delta's "
+                   "(the journal's last sequence number), unless a power loss cut the journal's end."}
+CHECKSUM = _int | {"description": "CRC32 (zlib's, unsigned 32-bit) of the top 10 asks, then the top 10 bids, best first, each level written as its whole "
+                   "price then its whole qty in decimal digits, all joined: asks [[101, 7]] and bids [[99, 5]] give crc32(b\"1017995\"), as Kraken's "
+                   "(whose prices have no decimal point to drop here). A client's own book that gives another sum has diverged: subscribe again."}
 REQ = {"anyOf": [_int, {"type": "string", "maxLength": 64}], "description": "any message's own tag, echoed in its answer"}
 CHANNEL = {"enum": list(CHANNELS)}
 
@@ -898,9 +906,10 @@ def ws_schemas() -> dict:
               _told("error", ("retry_after_s",), req=req, **error, retry_after_s=_num),
               _told("subscribed", ("halted",), req=req, channel=CHANNEL, symbol=symbol, halted=_bool),
               _told("unsubscribed", req=req, channel=CHANNEL, symbol=symbol), _told("pong", req=req),
-              _told("book_snapshot", symbol=_str, seq=_int, bids=_array(_level), asks=_array(_level), checksum=_int),
-              _told("book", symbol=_str, seq=_int, changes=_array({"type": "array", "prefixItems": [{"enum": ["bids", "asks"]}, _int, _int], "items": False}),
-                    checksum=_int, ns=_int),
+              _told("book_snapshot", symbol=_str, seq=BOOK_SEQ, bids=_array(_level), asks=_array(_level), checksum=CHECKSUM),
+              _told("book", symbol=_str, seq=BOOK_SEQ, changes=_array({"type": "array", "prefixItems": [{"enum": ["bids", "asks"]}, _int, _int], "items": False,
+                                                                       "description": "[side, price, qty]: the level's qty now; 0, it left the top levels"}),
+                    checksum=CHECKSUM, ns=_int),
               _told("trades", symbol=_str, trades=_array(_ref("Trade"))), _ref("Trade"),
               _told("orders", orders=_array(state)), {"allOf": [state, _told("order")]},
               {"allOf": [_ref("Fill"), _told("fill")]}, _told("positions", positions=_array(_ref("Position"))), _ref("Position"),

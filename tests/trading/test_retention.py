@@ -381,3 +381,19 @@ def test_after_a_journal_cut_where_it_was_damaged_the_tape_holds_only_its_trades
     back = Market(tmp_path)
     assert [t["price"] for t in back.tape["DEMO"]] == [100, 101, 105]
     back.close()
+
+@pytest.mark.parametrize("snapshot_every", [1 << 20, 3])
+def test_a_restarted_markets_book_numbers_on_past_every_delta_it_sent_before(tmp_path, snapshot_every):
+    "Before: each feed began again at 0, and a client that kept the last number it saw took the deltas after a restart for old ones."
+    m = Market(tmp_path, [{"symbol": "DEMO"}], snapshot_every=snapshot_every)
+    for i in range(10):
+        m.submit(1, Order(cid=f"o{i}", symbol="DEMO", side="buy", price=90 + i % 5, qty=1), lambda *a: None)
+        m.flush()
+    published = m.feeds["DEMO"].seq
+    m.close()
+    m = Market(tmp_path)
+    assert published == 10 and m.feeds["DEMO"].snapshot()["seq"] >= published
+    m.submit(1, Order(cid="more", symbol="DEMO", side="buy", price=80, qty=1), lambda *a: None)
+    m.flush()
+    assert m.feeds["DEMO"].seq == m.feeds["DEMO"].snapshot()["seq"] > published
+    m.close()
