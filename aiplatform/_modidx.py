@@ -2702,6 +2702,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                            'aiplatform.trading.market._lock': ('trading/market.html#_lock', 'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market._moved': ( 'trading/market.html#_moved',
                                                                                  'aiplatform/trading/market.py'),
+                                           'aiplatform.trading.market._numbered': ( 'trading/market.html#_numbered',
+                                                                                    'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market._parts': ( 'trading/market.html#_parts',
                                                                                  'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market._protected': ( 'trading/market.html#_protected',

@@ -98,6 +98,7 @@ class TradingDesk(widgets.VBox):
     "The Trading Desk: ticket, ladder, tape, orders, fills, positions with P&L, bots."
     def __init__(self, settings=None):
         self.settings, self.client, self.account, self.bots, self.pnl_points, self._watched = settings or get_settings(), None, None, {}, [], None
+        self._said_stopped = set()  # the bots that stopped themselves, said in the status line once
         self._marking = set()  # the symbols whose trades this client follows: the P&L is marked at their last trade
         self._down = []  # the shards that did not answer at connect
         self._offline = False  # the symbol's shard was not connected at the last redraw: once it is again, said (a stale error no longer stands)
@@ -312,7 +313,7 @@ def start_bot(self: TradingDesk):
     "Start the chosen built-in bot on the chosen symbol with its parameters, under this desk's key."
     def go():
         bot = make_bot(self.bot.value, self._symbol(), **parse_params(self.bot_params.value))
-        for name in [n for n, t in self.bots.items() if not t.running][:-KEEP_STOPPED]: del self.bots[name]  # the oldest stopped: the table and memory stay bounded
+        for name in [n for n, t in self.bots.items() if not t.running][:-KEEP_STOPPED]: del self.bots[name]; self._said_stopped.discard(name)  # the oldest stopped: the table and memory stay bounded
         thread = self.bots[f"{bot.name} {self.symbol.value} #{next(self._bot_numbers)}"] = BotThread(bot, self.client.urls, self.client.key)  # the connected account's, whatever the field holds now
         if not thread.wait_started():
             thread.stop()  # a slow start stopped too: asked again, it is not a second bot
@@ -383,9 +384,10 @@ def redraw(self: TradingDesk):
         if last - first >= PNL_SPAN_S: self.pnl_chart.layout.xaxis.update(range=None, autorange=True)
         else: self.pnl_chart.layout.xaxis.update(range=[datetime.fromtimestamp((first + last - PNL_SPAN_S) / 2), datetime.fromtimestamp((first + last + PNL_SPAN_S) / 2)],
                                                  autorange=False)  # a point alone, or a few close together: a minute around them (before: sub-millisecond ticks)
+    if failed := [n for n, t in self.bots.items() if not t.running and t.error and t.strategy.started.is_set() and n not in self._said_stopped]:  # one that never started: said by `start_bot`
+        self._said_stopped.update(failed)
+        self.status.say("; ".join(f"{n} stopped: {self.bots[n].error}" for n in failed), error=True)  # before: the bots table alone said so, the status line still "started"
     if list(self.running_bots.options) != (running := [n for n, t in self.bots.items() if t.running]):
-        if failed := [f"{n} stopped: {t.error}" for n in self.running_bots.options if n not in running and (t := self.bots.get(n)) and t.error]:
-            self.status.say("; ".join(failed), error=True)  # before: the bots table alone said so, the status line still "started"
         chosen = self.running_bots.value
         self.running_bots.options = running
         self.running_bots.value = chosen if chosen in running else None  # the one chosen stopped: none, never another a click would stop

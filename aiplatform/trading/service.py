@@ -884,7 +884,7 @@ def _told(kind, optional=(), **fields) -> dict:
 
 BOOK_SEQ = _int | {"description": "the symbol's book sequence number: a delta's is one above the last; a snapshot's, the one the next delta follows. "
                    "A gap means a delta was missed: subscribe again for a snapshot. After a restart a snapshot numbers on from at least the last delta's "
-                   "(the journal's last sequence number), unless a power loss cut the journal's end."}
+                   "(the journal's last sequence number, or the last of the records a cut set aside), unless a power loss took the journal's unsynced end (fsync = batch)."}
 CHECKSUM = _int | {"description": "CRC32 (zlib's, unsigned 32-bit) of the top 10 asks, then the top 10 bids, best first, each level written as its whole "
                    "price then its whole qty in decimal digits, all joined: asks [[101, 7]] and bids [[99, 5]] give crc32(b\"1017995\"), as Kraken's "
                    "(whose prices have no decimal point to drop here). A client's own book that gives another sum has diverged: subscribe again."}
@@ -1008,7 +1008,9 @@ def openapi() -> dict:
     schemas["Order"]["allOf"] = ORDER_RULES
     for name in ("Order", "Modify"): schemas[name]["description"] = f"{schemas[name].get('description', '')} {SYMBOL_RULES}".strip()
     schemas |= answer_schemas() | ws_schemas()
-    return {"openapi": "3.1.0", "info": {"title": "aiplatform trading service", "version": "1", "description": INFO}, "paths": paths | OTHER_PATHS,
+    return {"openapi": "3.1.0", "info": {"title": "aiplatform trading service", "version": "1", "description": INFO},
+            "servers": [{"url": ".", "description": "where this document is served: its paths work behind the gateway's /aiplatform/trading/ too (before: none, so from the host's root)"}],
+            "paths": paths | OTHER_PATHS,
             "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
 
 async def _openapi(request): return _json(openapi())

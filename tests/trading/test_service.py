@@ -2,7 +2,7 @@
 accounts kept apart; a WebSocket opened only with a key valid now, and closed once it is not; idempotent client order ids; subscriptions; slow consumers;
 rate limits; cancel on disconnect."""
 import asyncio, contextlib, json, os, re, signal, socket, subprocess, time, urllib.error, urllib.request
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 from types import SimpleNamespace
 from pathlib import Path
 import aiohttp, jsonschema, pytest
@@ -35,6 +35,9 @@ def call(svc, method, path, user="tess", body=None, raw=None):
 def test_openapi_describes_every_route(svc):
     status, doc = call(svc, "GET", "openapi.json", user=None)
     assert status == 200 and doc["openapi"].startswith("3.")
+    server = lambda at: urljoin(at + "openapi.json", doc["servers"][0]["url"]).rstrip("/")  # a path of the document follows it
+    assert server("http://gw/aiplatform/trading/") + "/symbols" == "http://gw/aiplatform/trading/symbols"  # behind the gateway's proxy (before: from the root)
+    with urllib.request.urlopen(server(svc.url) + "/health", timeout=30) as r: assert r.status == 200
     assert {(p, m) for p, ops in doc["paths"].items() for m in ops} >= {("/orders", "post"), ("/orders/{cid}", "delete"),
         ("/orders/{cid}", "patch"), ("/orders/cancel-all", "post"), ("/fills", "get"), ("/positions", "get"),
         ("/depth/{symbol}", "get"), ("/trades/{symbol}", "get"), ("/symbols", "get"), ("/admin/symbols", "post"),
