@@ -129,7 +129,7 @@ class Market:
             if state["cid"] and state["status"] != "rejected" and oid > self.cids.ids.get(key := (state["account"], state["cid"]), 0): self.cids.ids[key] = oid
         self.engine = self._recover(limits)
         cut = {s: jb.recovery for s, jb in self.engine.journals.items() if jb.recovery.get("intact_after")}  # damaged, not torn: records after the damage set aside
-        numbered = {s: max(_numbered(jb), self.ledger.seqs.get(s, 0)) for s, jb in self.engine.journals.items()}  # known now: the journal read again below has been cut
+        numbered = {s: max(_numbered(jb), self.ledger.seqs.get(s, 0)) for s, jb in self.engine.journals.items()}  # and past the ledger's last batch; known now: a journal read again below has been cut
         if ahead := {s: book.seq for s, book in self.engine.books.items() if self.ledger.seqs.get(s, 0) > book.seq}:
             self.engine.close(), self.ledger.close()
             kept = _set_aside(self.folder/"ledger.jsonl", 0, self.clock())  # whole, as the journal keeps what it cut
@@ -168,8 +168,8 @@ class Market:
 
 # %% ../../nbs/trading/13_market.ipynb #53a2bd30
 def _numbered(journaled) -> int:
-    """Where a restarted book's feed numbers on from (and past the ledger's last batch): past every command its journal held, those a cut set aside too
-    (`JournaledBook.recovery`), as each delta follows at least one. Before: from 0, and a client that kept the last number it saw took the new deltas for old ones."""
+    """Where a restarted book's feed may number on from: past every command its journal held, those a cut set aside too (`JournaledBook.recovery`),
+    as each delta follows at least one. Before: from 0, and a client that kept the last number it saw took the new deltas for old ones."""
     r = journaled.recovery
     return max(journaled.writer.next_seq - 1, r["cut_at_seq"] + r["cut_records"] if "cut_at_seq" in r else 0)  # a torn record's seq too
 

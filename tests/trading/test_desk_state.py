@@ -128,12 +128,13 @@ def test_a_bot_that_stops_itself_says_so_in_the_status_line(svc, monkeypatch):
     d = desk_on(svc, "tess")
     d.bot.value, d.bot_params.value = "market_maker", "spread=2, qty=1, fair=500"
     d.start_bot()
-    assert "market_maker started on DEMO" in d.status.value, d.status.value
-    deadline = time.time() + 10
-    while time.time() < deadline and any(t.running for t in d.bots.values()): time.sleep(0.05)
-    d.redraw()
-    assert re.search(r">market_maker DEMO #\d+ stopped: no book today<", d.status.value), d.status.value
-    d.client.cancel_all(), d.client.close()
+    try:
+        assert "market_maker started on DEMO" in d.status.value, d.status.value
+        deadline = time.time() + 10
+        while time.time() < deadline and any(t.running for t in d.bots.values()): time.sleep(0.05)
+        d.redraw()
+        assert re.search(r">market_maker DEMO #\d+ stopped: no book today<", d.status.value), d.status.value
+    finally: d.client.cancel_all(), d.client.close()  # its redraw thread ends, whatever the test found
 
 def test_a_bot_slow_to_start_is_stopped_so_that_asking_again_makes_one_bot(svc, monkeypatch):
     import aiplatform.trading.bots as bots
