@@ -1009,7 +1009,7 @@ def openapi() -> dict:
     for name in ("Order", "Modify"): schemas[name]["description"] = f"{schemas[name].get('description', '')} {SYMBOL_RULES}".strip()
     schemas |= answer_schemas() | ws_schemas()
     return {"openapi": "3.1.0", "info": {"title": "aiplatform trading service", "version": "1", "description": INFO},
-            "servers": [{"url": ".", "description": "where this document is served: its paths work behind the gateway's /aiplatform/trading/ too (before: none, so from the host's root)"}],
+            "servers": [{"url": ".", "description": "where this document is served: its paths work behind the gateway's /aiplatform/trading/ too"}],  # before: none, so the paths were read from the host's root
             "paths": paths | OTHER_PATHS,
             "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
 
