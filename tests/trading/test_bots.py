@@ -519,7 +519,7 @@ def test_a_bot_stopped_by_refusals_says_so_in_a_line_after_its_summary(market, t
     "Before: a traceback, and no summary of where it ended."
     add_symbol(market, symbol="BIG")
     done = subprocess.run([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "BIG", "--url", market.url,
-                           "--key-file", _key_file(tmp_path/"key", market.keys["tom"]), "--set", "fair=700", "--set", "qty=60"],  # past max_order_qty 50
+                           "--key-file", _key_file(tmp_path/"key", market.keys["tom"]), "--set", "fair=700", "--set", "qty=60", "--set", "refresh_s=0.1"],  # past max_order_qty 50; quoting again at once (20 refusals: 10 rounds)
                           capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, "Traceback" in done.stderr) == (1, "market_maker on BIG: position 0, P&L 0.00\n", False), done.stderr
     assert re.fullmatch("python -m aiplatform.trading.bots: market_maker on BIG: 20 orders in a row refused, none placed; the last: order '[0-9a-f]+': "
@@ -575,7 +575,7 @@ def test_a_bot_report_stopped_by_an_error_keeps_its_figures_and_starts_no_servic
     from aiplatform.jobs.reports import run_report
     _key_file(tmp_path/"key", market.keys["tom"])
     with pytest.raises(Exception, match="failed with ValidationError: market_maker on SIM: 20 orders in a row refused"):
-        run_report("bot_session", {"bot": "market_maker", "symbol": "SIM", "params": {"qty": 60, "fair": 700}, "seconds": 30,  # past max_order_qty 50
+        run_report("bot_session", {"bot": "market_maker", "symbol": "SIM", "params": {"qty": 60, "fair": 700, "refresh_s": 0.1}, "seconds": 30,  # past max_order_qty 50; quoting again at once
                                    "key_file": str(tmp_path/"key"), "urls": [market.url]}, out_dir=tmp_path/"out")
     text = json.dumps(nbformat.read(tmp_path/"out"/"bot_session.ipynb", 4).cells)
     assert "Stopped by an error" in text and "0 fills; the account" in text and "plotly" in text
