@@ -91,7 +91,7 @@ class Strategy:
 
     @property
     def position(self) -> int:
-        "The account's lots in the symbol (negative: short)."
+        "The account's lots in the symbol (negative: short), as the client has read them: ahead of the fills not yet told to `on_fill` (`own` follows those)."
         return (self.client.positions.get(self.symbol) or {}).get("qty", 0)
 
     @property

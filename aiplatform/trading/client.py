@@ -684,7 +684,8 @@ async def me(self: AsyncTradingClient) -> dict:
 
 @patch
 async def symbols(self: AsyncTradingClient) -> pd.DataFrame:
-    return pd.DataFrame(await self._everywhere("symbols", "symbols"))
+    "Every shard's symbols, their rules and last trade prices, as a table (`COLUMNS`)."
+    return _frame(await self._everywhere("symbols", "symbols"), "symbols")
 
 @patch
 async def depth(self: AsyncTradingClient, symbol, levels=10) -> dict:
@@ -693,7 +694,8 @@ async def depth(self: AsyncTradingClient, symbol, levels=10) -> dict:
 _DTYPES = {int: "int64", int | None: "Int64", str: "str", float: "float64"}  # Int64: pandas' integers that may be missing (a market order's price)
 COLUMNS = {"orders": {k: _DTYPES[t] for k, t in OrderState.__annotations__.items() if k != "notional"} | {"avg_price": "float64"},
            "fills": {"fill_id": "str", "order_id": "int64", "cid": "str", "account": "int64", "symbol": "str", "side": "str", "price": "int64", "qty": "int64", "liquidity": "str", "ns": "int64"},
-           "positions": {"symbol": "str", "qty": "int64", "avg_price": "float64", "last": "Int64", "realized": "float64", "unrealized": "float64", "pnl": "float64"}}
+           "positions": {"symbol": "str", "qty": "int64", "avg_price": "float64", "last": "Int64", "realized": "float64", "unrealized": "float64", "pnl": "float64"},
+           "symbols": {"symbol": "str", "tick_size": "int64", "lot_size": "int64", "price_band_pct": "float64", "halted": "bool", "last_price": "Int64", "shard": "int64"}}  # before: last_price all None (object) until a trade, then floats
 
 def _frame(rows, what) -> pd.DataFrame:
     """`rows` as a table, each column of `what` of its type whichever rows there are (before: a price became a float once a market order
@@ -777,6 +779,7 @@ class TradingClient:
                 raise asyncio.CancelledError
             return await coro
         try: return asyncio.run_coroutine_threadsafe(unless_given_up(), self._loop).result()
+        except AIPlatformError as e: raise e.with_traceback(None)  # a refusal or a bad field: shown at the caller's line (before: under ten frames of the client's and concurrent.futures')
         except BaseException:  # given up (an interrupted kernel): the order is not sent afterwards
             call["given_up"] = True  # before the cancel below: begun after this, it never sends; begun before, the cancel finds its task
             self._loop.call_soon_threadsafe(lambda: call["task"] and call["task"].cancel())

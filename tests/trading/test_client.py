@@ -904,3 +904,12 @@ def test_a_catch_up_starts_from_what_the_stream_brought_not_from_a_state_looked_
     assert c._streamed == {0: 100}
     c._stamp(0, {"type": "ack", "req": 2, "order": {"updated_ns": 150}})
     assert c._streamed == {0: 150}
+
+def test_a_refusal_in_plain_code_is_shown_at_the_callers_line(svc):
+    "Before: a notebook's mistyped symbol or price showed ten frames of the client's and concurrent.futures' before its one line."
+    import traceback
+    with TradingClient(svc.url, svc.keys["tess"]) as tc:
+        with pytest.raises(NotFound, match="symbol 'NOPE': not traded") as refused: tc.order("NOPE", "buy", 1, 100)
+        frames = [f.filename for f in traceback.extract_tb(refused.value.__traceback__)]
+        assert len(frames) <= 3 and not any("concurrent" in f for f in frames), frames
+        assert str(tc.symbols().last_price.dtype) == "Int64"  # before: object (None) until the first trade, then float
