@@ -180,7 +180,7 @@ def test_a_desk_whose_key_is_revoked_says_so_where_the_ladder_was(svc):
         time.sleep(0.2)
         d.redraw()
     why = f"{svc.url}ws: API key: unknown, revoked or of a disabled user"
-    assert d.ladder.value == f"<i>disconnected: {why}; connect with a valid key</i>"
+    assert d.ladder.value == f"<i class='aip-note'>disconnected: {why}; connect with a valid key</i>"
     assert why in d.bots_table.value  # the bot too: running, and trading nothing (was no error shown)
     d.close()
     import urllib.request  # its quotes, left by a connection that did not cancel on disconnect: gone before other tests trade DEMO
@@ -221,10 +221,18 @@ def test_a_desk_whose_service_is_gone_shows_no_stale_ladder(tmp_path):
     while time.time() < deadline and not (d.client.books.get("DEMO") and d.client.books["DEMO"].depth()["asks"]): time.sleep(0.05)
     d.redraw()
     assert ">100<" in d.ladder.value
+    d.bot.value, d.bot_params.value = "market_maker", "fair=100, qty=1"
+    d.start_bot()
+    d.redraw()
+    assert "<td>running</td>" in d.bots_table.value, d.bots_table.value
     stop(svc)
-    while time.time() < deadline and d.client.connected("DEMO"): time.sleep(0.05)
+    deadline = time.time() + 10
+    while time.time() < deadline and (d.client.connected("DEMO") or d.bots[next(iter(d.bots))].strategy.client.connected("DEMO")): time.sleep(0.05)
     d.redraw()
     assert "disconnected: reconnecting" in d.ladder.value and ">100<" not in d.ladder.value
+    assert "disconnected from the trading service" in d.status.value  # before: the status line still said the bot had started
+    assert "<td>disconnected</td>" in d.bots_table.value, d.bots_table.value  # before: True, as if it traded
+    d.stop_bots()
     d.status.say("order x: not sent", error=True)  # an error of the time it was down
     svc = start_trading(tmp_path, port=int(svc.url.rsplit(":", 1)[1].strip("/")), symbols="DEMO", price_band_pct=0)
     try:
@@ -324,7 +332,9 @@ def test_every_held_symbol_marks_the_pnl_and_cancels_act_on_what_the_trader_sees
         d.send()  # before: the browser's integer field sent 150, and the status line said nothing of it
         assert "price &#x27;150.5&#x27;: expected a whole number (in the symbol" in d.status.value and not d.client.orders_frame().shape[0]
         d.price.value = "150"
-        d.send(), d.send()
+        d.send()
+        d.price.value = "149"  # another ticket: the same one at once would be taken for a double click
+        d.send()
         d.redraw()
         (label, first), (_, second) = list(d.open_orders.options)
         assert label == f"buy 1 DEMO @ 150 ({first})"  # said as a trader knows it (before: the cid alone)
@@ -614,7 +624,7 @@ def test_the_ticket_sends_stop_orders_and_opens_only_the_boxes_an_order_type_tak
         placed = d.client.orders_frame(symbol="ZETA")
         assert sorted(zip(placed.kind, placed.price.astype(object).where(placed.price.notna(), None), placed.stop_price)) == [("stop", None, 9_000), ("stop_limit", 9_100, 9_050)]
         d.kind.value, d.price.value = "limit", "1"
-        for _ in range(20): d.send()
+        for k in range(20): d.qty.value = str(k + 1); d.send()  # each another ticket: not a double click
         d.redraw()
         assert "the newest 20 of 22" in d.orders.value and "<th>kind</th><th>price</th><th>stop_price</th>" in d.orders.value
         d.client.cancel_all()
@@ -638,3 +648,16 @@ def test_the_tape_and_fills_say_when_and_a_flat_position_no_average_price(svc):
         assert re.search(r"<th>time</th><th>price</th>.*<td>\d\d:\d\d:\d\d</td><td>310</td>", d.tape.value) and "<th>time</th><th>symbol</th>" in d.fills.value
         assert "<td>WHEN</td><td>0</td><td></td><td>310</td><td>10.00</td>" in d.positions.value, d.positions.value
     finally: d.client.close()
+
+def test_a_double_click_on_send_places_one_order_and_a_later_click_another(svc):
+    "Before: a double click placed two orders."
+    from aiplatform.trading.desk import DOUBLE_CLICK_S
+    d = desk_on(svc, "tess")
+    d.symbol.value, d.kind.value, d.side.value, d.price.value, d.qty.value = "DEMO", "limit", "buy", "41", "1"
+    before = set(d.client.placed)
+    d.send(), d.send()  # a double click's two clicks, the second as soon as the first is answered
+    assert len(d.client.placed - before) == 1 and "not sent: the same ticket again within 0.5 s" in d.status.value, d.status.value
+    time.sleep(DOUBLE_CLICK_S)
+    d.send()
+    assert len(d.client.placed - before) == 2 and re.search(r"order [0-9a-f]+: open", d.status.value), d.status.value
+    d.client.cancel_all(), d.client.close()
