@@ -8,7 +8,7 @@ __all__ = ['DAY_S', 'MAX_RATE', 'TIMER_S', 'SELF_TRADE', 'REFUSED_TO_STOP', 'STO
            'bot_defaults', 'make_bot', 'param_value', 'read_key', 'main']
 
 # %% ../../nbs/trading/16_bots.ipynb #12b1686f
-import argparse, asyncio, dataclasses, inspect, itertools, math, numbers, os, signal, stat, sys, threading, time
+import argparse, asyncio, dataclasses, inspect, itertools, logging, math, numbers, os, signal, stat, sys, threading, time
 import aiohttp
 from collections import deque
 from contextlib import suppress
@@ -54,6 +54,7 @@ class Strategy:
         self.own = Position()  # what its own fills add up to: the account may hold more (a trader's, another bot's)
         self._last_took = None  # (the trade, `own` before it) of the fill it was told of last: a trade with itself is told as two fills in a row
         self.forgotten_ns = 0  # the newest `ns` of a fill gone from `fills` (its newest 10,000 as told, not by time)
+        self.unread = None  # why its position could not be read where it ended (the service gone), if so: its figures are as last known
 
     def failure(self) -> BaseException | None:
         "An error that stops the bot (the runner stops it with it): `REFUSED_TO_STOP` refusals in a row; a strategy with background work of its own adds that work's error."
@@ -204,7 +205,8 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
             try:
                 async with asyncio.timeout(STOP_S): await client.cancel_placed(strategy.symbol)  # the bot's orders, not those the account placed by hand
             except (ConnectionError, TimeoutError) as e:
-                log.warning("bot %s on %s: its orders not cancelled (%s); cancelled on disconnect", strategy.name, strategy.symbol, str(e) or f"no answer in {STOP_S} s")
+                strategy.unread = str(e) or f"no answer in {STOP_S} s"  # nor is its position read: as last known
+                log.warning("bot %s on %s: its orders not cancelled (%s); cancelled on disconnect", strategy.name, strategy.symbol, strategy.unread)
             else: await _last_position(strategy)
             if stop_error is not None and sys.exc_info()[1] is None: raise stop_error
     return strategy
@@ -230,7 +232,8 @@ async def _last_position(strategy):
             listed = (await client.get("positions", shard))["positions"]
             fills = (await client.get("fills", shard, symbol=strategy.symbol, limit=10_000))["fills"]  # its own among them: the newest it had, told or not
     except (AIPlatformError, aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
-        return get_logger("trading.bots").warning("bot %s on %s: its last position not read (%s)", strategy.name, strategy.symbol, str(e) or f"no answer in {STOP_S} s")
+        strategy.unread = str(e) or f"no answer in {STOP_S} s"
+        return get_logger("trading.bots").warning("bot %s on %s: its last position not read (%s)", strategy.name, strategy.symbol, strategy.unread)
     client.positions.update((p["symbol"], p) for p in listed)
     told = {f["fill_id"] for f in strategy.fills}  # the newest 10,000 it was told; one told before them is no newer than `forgotten_ns`
     for f in fills:
@@ -681,7 +684,10 @@ def main(argv=None):
     finally:
         if ignored: signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller's, when called in process
     if error is None or bot.started.is_set(): print(f"{bot.name} on {bot.symbol}: position {bot.position}, P&L {bot.pnl:,.2f}")  # an error after it traded: where it ended too
+    if error is None and bot.unread: error = f"{bot.name} on {bot.symbol}: its position not read where it ended ({bot.unread}): the figures above are as last known"  # before: exit 0, a batch's stale figures taken for its result
     if error is not None: ap.exit(1, f"{ap.prog}: {error}\n")
 
 # %% ../../nbs/trading/16_bots.ipynb #e62f3b01
-if __name__ == "__main__": main()
+if __name__ == "__main__":  # its own process: what it logs (each refusal, a reconnect) on stderr with the time (before: warnings alone, untimed)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    main()

@@ -522,8 +522,28 @@ def test_a_bot_stopped_by_refusals_says_so_in_a_line_after_its_summary(market, t
                            "--key-file", _key_file(tmp_path/"key", market.keys["tom"]), "--set", "fair=700", "--set", "qty=60", "--set", "refresh_s=0.1"],  # past max_order_qty 50; quoting again at once (20 refusals: 10 rounds)
                           capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, "Traceback" in done.stderr) == (1, "market_maker on BIG: position 0, P&L 0.00\n", False), done.stderr
+    *logged, said = done.stderr.splitlines()
     assert re.fullmatch("python -m aiplatform.trading.bots: market_maker on BIG: 20 orders in a row refused, none placed; the last: order '[0-9a-f]+': "
-                        r"risk_max_order_qty: qty 60: expected a qty of at most 50 \(\[trading\] max_order_qty\)\n", done.stderr), done.stderr  # said once
+                        r"risk_max_order_qty: qty 60: expected a qty of at most 50 \(\[trading\] max_order_qty\)", said), done.stderr  # said once, last
+    timed = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO aiplatform\.trading\.bots: market_maker on BIG: order '[0-9a-f]+': risk_max_order_qty: qty 60"
+    assert sum(bool(re.match(timed, line)) for line in logged) == 20, done.stderr  # each refusal logged, with its time (before: none shown)
+
+def test_a_bot_process_whose_service_is_gone_where_it_ends_says_its_figures_are_as_last_known(tmp_path):
+    "Before: exit 0 and the figures of before the service went, a batch's stale figures taken for its result."
+    keys = make_users(tmp_path)
+    svc = start_trading(tmp_path, symbols="DEMO", price_band_pct=0)
+    try:
+        bot = subprocess.Popen([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "DEMO", "--url", svc.url, "--key-file",
+                                _key_file(tmp_path/"key", keys["tom"]), "--set", "fair=700", "--seconds", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with _killed(bot), TradingClient(svc.url, keys["tess"]) as tess:
+            deadline = time.time() + 60
+            while not len(tess.depth("DEMO")["bids"]) and time.time() < deadline: time.sleep(0.1)  # quoting
+            stop(svc)
+            bot.send_signal(signal.SIGTERM)
+            out, err = bot.communicate(timeout=60)
+        assert (bot.returncode, out) == (1, "market_maker on DEMO: position 0, P&L 0.00\n"), err
+        assert re.search(r"market_maker on DEMO: its position not read where it ended \(.+\): the figures above are as last known\n$", err), err
+    finally: stop(svc)
 
 def test_a_sigterm_while_the_bot_is_still_connecting_ends_it_at_once(tmp_path):
     "Before: it waited out the connection (30 s against a service that never answers), then traded, then stopped: past a supervisor's grace (docker stop: 10 s)."
