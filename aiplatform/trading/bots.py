@@ -166,7 +166,7 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
     log, loop = get_logger("trading.bots"), asyncio.get_running_loop()
     deadline = None if seconds is None else loop.time() + seconds  # from now: its connect counts (before: a service that did not answer held it past its seconds)
     async with AsyncTradingClient(urls, key, cancel_on_disconnect=True) as client:
-        strategy.client, strategy.stopping = client, False
+        strategy.client, strategy.stopping, strategy.unread = client, False, None  # a strategy run again: nothing of its last run's end
         try:
             async with asyncio.timeout_at(deadline): await _ready(strategy, client, inbox)
         except TimeoutError:
@@ -688,6 +688,6 @@ def main(argv=None):
     if error is not None: ap.exit(1, f"{ap.prog}: {error}\n")
 
 # %% ../../nbs/trading/16_bots.ipynb #e62f3b01
-if __name__ == "__main__":  # its own process: what it logs (each refusal, a reconnect) on stderr with the time (before: warnings alone, untimed)
+if __name__ == "__main__":  # its own process: what it logs (each refusal, a shard down for long, its key refused) on stderr with the time (before: warnings alone, untimed)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     main()

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['STYLE', 'CSS', 'ANSWER_S', 'DOUBLE_CLICK_S', 'KEEP_STOPPED', 'PNL_SPAN_S', 'LIST_AGAIN_S', 'service_urls',
-           'parse_params', 'params_text', 'table', 'ladder', 'TradingDesk']
+           'parse_params', 'params_text', 'table', 'ladder', 'DeskStatus', 'TradingDesk']
 
 # %% ../../nbs/trading/17_desk.ipynb #003e4844
 import asyncio, html, itertools, re, subprocess, sys, threading, time
@@ -97,6 +97,13 @@ border-bottom:1px solid #eee;text-align:right}.aip-ladder td:first-child{color:#
 /* the status line stays in sight as the page scrolls: the boxes around it (Voilà's output area, the desk's) must not clip it */
 :is(.jp-OutputArea,.jp-OutputArea-child,.jp-OutputArea-output,.widget-box):has(.aip-desk-status){overflow:visible}.aip-note{display:block;max-width:260px;white-space:normal}</style>"""
 
+class DeskStatus(StatusLine):
+    "The desk's status line, which remembers what it shows: a connection lost is added to an error shown, never said in its place."
+    text, error = "", False
+    def say(self, text, error=False):
+        self.text, self.error = text, error
+        super().say(text, error)
+
 class TradingDesk(widgets.VBox):
     "The Trading Desk: ticket, ladder, tape, orders, fills, positions with P&L, bots."
     def __init__(self, settings=None):
@@ -104,12 +111,12 @@ class TradingDesk(widgets.VBox):
         self._said_stopped = set()  # the bots that stopped themselves, said in the status line once
         self._marking = set()  # the symbols whose trades this client follows: the P&L is marked at their last trade
         self._down = []  # the shards that did not answer at connect
-        self._offline = None  # whether the symbol's shard was not connected at the last redraw (None: not yet connected): its loss and its return are said once
+        self._offline = {}  # shard -> whether it was not connected at the last redraw that showed one of its symbols (absent: not yet connected): its loss and its return are said once
         self._bot_numbers = itertools.count(1)  # each bot's number in the table, never given twice
         self.key = widgets.Password(description="API key", placeholder="aip_…", style=STYLE, layout=dict(width="420px"))
         self.connect_button = widgets.Button(description="Connect", button_style="primary", icon="plug")
         self.connect_button.on_click(lambda _: self.connect())
-        self.status = StatusLine()
+        self.status = DeskStatus()
         self.status.add_class("aip-desk-status")  # in sight at the top of the window, however far down the click was (before: off screen on a laptop, a click in the Bots panel said nothing)
         self.symbol = widgets.Dropdown(description="Symbol", style=STYLE, options=[])
         self._follow = lambda _: self._watch()
@@ -162,8 +169,13 @@ def _do(self: TradingDesk, what, action):
     "Run `action`; its error, if any, in the status line in the platform's words."
     try: return action()
     except AIPlatformError as e: self.status.say(str(e) if str(e).startswith(f"{what} ") else f"{what}: {e}", error=True)  # an order's refusal names it already
-    except (ConnectionError, TimeoutError, OSError) as e: self.status.say(f"{what}: the trading service did not answer; Connect starts it again if it stopped ({e})", error=True)
+    except (ConnectionError, TimeoutError, OSError) as e: self.status.say(f"{what}: the trading service did not answer{'' if what == 'connect' else self._restarts()} ({e})", error=True)
     except ValueError as e: self.status.say(f"{what}: {e}", error=True)  # an address that answers, not as the trading service
+
+@patch
+def _restarts(self: TradingDesk) -> str:
+    "What to do about a service that does not answer, where Connect starts it (this machine's, no `[trading] shard_urls`): said; else nothing."
+    return "" if self.settings.trading.shard_urls.split() else "; Connect starts it again if it stopped"
 
 @patch
 def connect(self: TradingDesk):
@@ -186,7 +198,7 @@ def connect(self: TradingDesk):
                 self.bots, self.pnl_points = {n: t for n, t in self.bots.items() if t.running}, []  # one still stopping stays in sight
                 self._unanswered = {}  # that account's order ids
             self.client.close()
-        self.client, self.account, self._marking, self._down, self._offline = client, account, set(), down, None
+        self.client, self.account, self._marking, self._down, self._offline = client, account, set(), down, {}
         chosen, self.symbol.options = self.symbol.value, symbols
         if symbols: self.symbol.value = chosen if chosen in symbols else symbols[0]  # Connect again keeps the symbol shown
         self._watch()  # the new client follows the symbol shown, changed or not
@@ -284,6 +296,7 @@ def send(self: TradingDesk):
         cid = self._unanswered.get(ticket)
         if cid is not None and (o := self.client.orders.get(cid)) is not None and is_done(o):  # told of since, and done (an IOC filled, say)
             del self._unanswered[ticket]
+            self._sent = (ticket, time.monotonic())  # said, not sent: its double click's second click is not a new order either
             return self.status.say(f"order {cid}, sent without an answer: {o['status']}, {o['filled']} of {o['qty']} filled; send again for a new order")
         cid = cid or new_cid()
         message = order_message(*ticket[:4], cid=cid, kind=kind, **({"tif": "IOC"} if kind == "market" else {}), **({"stop_price": stop} if stop is not None else {}))
@@ -365,13 +378,15 @@ def redraw(self: TradingDesk):
     book = c.books.get(symbol)
     refused = c.refused.get(c.shard(symbol))  # why its shard will not take this client again (a key revoked): said where the trader looks
     halted = "<i class='aip-note'>halted: new orders and modifies are refused until an admin resumes it; cancels pass</i>" if c.halted.get(symbol) else ""
-    if (connected := c.connected(symbol)) and self._offline: self.status.say("reconnected to the trading service")
-    elif not connected and self._offline is False:  # lost since it was up (before: the ladder alone said so, the status line still "started")
-        self.status.say("disconnected from the trading service: reconnecting… (Connect starts a service that stopped)", error=True)
-    self._offline = None if not connected and self._offline is None else not connected
+    connected, shard = c.connected(symbol), c.shard(symbol)
+    if connected and self._offline.get(shard): self.status.say("reconnected to the trading service")
+    elif not connected and self._offline.get(shard) is False:  # lost since it was up (before: the ladder alone said so, the status line still "started")
+        lost = f"disconnected from the trading service: reconnecting…{self._restarts()}"
+        self.status.say(f"{self.status.text}; then {lost}" if self.status.error else lost, error=True)  # an error shown (an order that may be placed) stays
+    if connected or shard in self._offline: self._offline[shard] = not connected
     self.ladder.value = (halted + ladder(book.depth() if book else {}) if connected else
                          f"<i class='aip-note'>disconnected: {html.escape(refused)}; connect with a valid key</i>" if refused else
-                         "<i class='aip-note'>disconnected: reconnecting… (a service that stopped is started again by Connect)</i>")  # wrapped: before, the long line widened the ladder and pushed the tape off a laptop's screen
+                         f"<i class='aip-note'>disconnected: reconnecting…{self._restarts()}</i>")  # wrapped: before, the long line widened the ladder and pushed the tape off a laptop's screen
     self.tape.value = table([_timed(t) for t in reversed(list(c.trades.get(symbol, []))[-15:])], ["time", "price", "qty", "side"])
     open_ = [o for o in c.orders.values() if o["status"] == "open"]
     self.orders.value = (f"<i>the newest 20 of {len(open_):,} (every one in the list above)</i>" if len(open_) > 20 else "") + table(

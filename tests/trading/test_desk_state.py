@@ -216,32 +216,33 @@ def test_a_desk_whose_service_is_gone_shows_no_stale_ladder(tmp_path):
     svc = start_trading(tmp_path, symbols="DEMO", price_band_pct=0)
     svc.data, svc.keys = tmp_path, keys
     d = desk_on(svc, "tess")
-    with TradingClient(svc.url, keys["tom"]) as tom: tom.order("DEMO", "sell", 5, 100)
-    deadline = time.time() + 10
-    while time.time() < deadline and not (d.client.books.get("DEMO") and d.client.books["DEMO"].depth()["asks"]): time.sleep(0.05)
-    d.redraw()
-    assert ">100<" in d.ladder.value
-    d.bot.value, d.bot_params.value = "market_maker", "fair=100, qty=1"
-    d.start_bot()
-    d.redraw()
-    assert "<td>running</td>" in d.bots_table.value, d.bots_table.value
-    stop(svc)
-    deadline = time.time() + 10
-    while time.time() < deadline and (d.client.connected("DEMO") or d.bots[next(iter(d.bots))].strategy.client.connected("DEMO")): time.sleep(0.05)
-    d.redraw()
-    assert "disconnected: reconnecting" in d.ladder.value and ">100<" not in d.ladder.value
-    assert "disconnected from the trading service" in d.status.value  # before: the status line still said the bot had started
-    assert "<td>disconnected</td>" in d.bots_table.value, d.bots_table.value  # before: True, as if it traded
-    d.stop_bots()
-    d.status.say("order x: not sent", error=True)  # an error of the time it was down
-    svc = start_trading(tmp_path, port=int(svc.url.rsplit(":", 1)[1].strip("/")), symbols="DEMO", price_band_pct=0)
     try:
+        with TradingClient(svc.url, keys["tom"]) as tom: tom.order("DEMO", "sell", 5, 100)
+        deadline = time.time() + 10
+        while time.time() < deadline and not (d.client.books.get("DEMO") and d.client.books["DEMO"].depth()["asks"]): time.sleep(0.05)
+        d.redraw()
+        assert ">100<" in d.ladder.value
+        d.bot.value, d.bot_params.value = "market_maker", "fair=100, qty=1"
+        d.start_bot()
+        d.redraw()
+        assert "<td>running</td>" in d.bots_table.value, d.bots_table.value
+        d.status.say("order x: may be placed", error=True)  # an error shown as the service goes: it stays
+        stop(svc)
+        deadline = time.time() + 10
+        while time.time() < deadline and (d.client.connected("DEMO") or d.bots[next(iter(d.bots))].strategy.client.connected("DEMO")): time.sleep(0.05)
+        d.redraw()
+        assert "disconnected: reconnecting" in d.ladder.value and ">100<" not in d.ladder.value
+        assert "order x: may be placed; then disconnected from the trading service" in d.status.value, d.status.value  # before: the status line still said the bot had started
+        assert "<td>disconnected</td>" in d.bots_table.value, d.bots_table.value  # before: True, as if it traded
+        d.stop_bots()
+        d.status.say("order x: not sent", error=True)  # an error of the time it was down
+        svc = start_trading(tmp_path, port=int(svc.url.rsplit(":", 1)[1].strip("/")), symbols="DEMO", price_band_pct=0)
         deadline = time.time() + 30
         while time.time() < deadline and not d.client.connected("DEMO"): time.sleep(0.05)
         d.redraw()
         assert "reconnected to the trading service" in d.status.value and ">100<" in d.ladder.value  # before: the error of the time it was down stood
     finally:
-        d.client.close()
+        d.close()  # its bots and client too
         stop(svc)
 
 def test_a_symbol_left_is_no_longer_followed(svc):
@@ -499,6 +500,9 @@ def test_an_order_sent_without_an_answer_is_sent_again_as_the_same_order(svc, mo
         while time.time() < deadline and not any(o["price"] == 39 and o["status"] == "filled" for o in d.client.orders.values()): time.sleep(0.05)
         d.send()  # the same ticket, the first done: how it ended, and nothing sent (an IOC's second send was a second order)
         assert "sent without an answer: filled, 2 of 2 filled; send again for a new order" in d.status.value, d.status.value
+        d.send()  # at once, as a double click's second click: nothing sent either
+        assert "not sent: the same ticket again within 0.5 s" in d.status.value, d.status.value
+        time.sleep(desk.DOUBLE_CLICK_S)
         d.send()  # then a new order (before: its id again, answered "filled", and no order placed)
         assert "open, 0 of 2 filled" in d.status.value, d.status.value
         tom.cancel_all()
