@@ -364,8 +364,8 @@ def test_a_symbol_an_admin_adds_is_listed_on_a_desk_connected_before(tmp_path, m
     import aiplatform.trading.desk as desk
     monkeypatch.setattr(desk, "LIST_AGAIN_S", 0.2)
     keys, svc = make_users(tmp_path), start_trading(tmp_path, symbols="DEMO", price_band_pct=0)
+    d = TradingDesk(load_settings(env={}, platform={"data_dir": tmp_path}, trading={"shard_urls": svc.url}))
     try:
-        d = TradingDesk(load_settings(env={}, platform={"data_dir": tmp_path}, trading={"shard_urls": svc.url}))
         d.key.value = keys["tess"]
         d.connect()
         assert list(d.symbol.options) == ["DEMO"]
@@ -375,8 +375,7 @@ def test_a_symbol_an_admin_adds_is_listed_on_a_desk_connected_before(tmp_path, m
         deadline = time.monotonic() + 20
         while "new symbols listed" not in d.status.value and time.monotonic() < deadline: time.sleep(0.05)  # said last, once the symbol shown is back
         assert (list(d.symbol.options), d.symbol.value) == (["ACME", "DEMO"], "DEMO") and ">new symbols listed: ACME<" in d.status.value, d.status.value
-        d.client.close()
-    finally: stop(svc)
+    finally: d.close(), stop(svc)  # its client and threads too, whatever the test found
 
 def test_a_desk_connects_while_a_shard_is_down_and_lists_its_symbols_once_it_is_up(tmp_path, monkeypatch):
     import aiplatform.trading.desk as desk
@@ -657,11 +656,12 @@ def test_a_double_click_on_send_places_one_order_and_a_later_click_another(svc):
     "Before: a double click placed two orders."
     from aiplatform.trading.desk import DOUBLE_CLICK_S
     d = desk_on(svc, "tess")
-    d.symbol.value, d.kind.value, d.side.value, d.price.value, d.qty.value = "DEMO", "limit", "buy", "41", "1"
-    before = set(d.client.placed)
-    d.send(), d.send()  # a double click's two clicks, the second as soon as the first is answered
-    assert len(d.client.placed - before) == 1 and "not sent: the same ticket again within 0.5 s" in d.status.value, d.status.value
-    time.sleep(DOUBLE_CLICK_S)
-    d.send()
-    assert len(d.client.placed - before) == 2 and re.search(r"order [0-9a-f]+: open", d.status.value), d.status.value
-    d.client.cancel_all(), d.client.close()
+    try:
+        d.symbol.value, d.kind.value, d.side.value, d.price.value, d.qty.value = "DEMO", "limit", "buy", "41", "1"
+        before = set(d.client.placed)
+        d.send(), d.send()  # a double click's two clicks, the second as soon as the first is answered
+        assert len(d.client.placed - before) == 1 and "not sent: the same ticket again within 0.5 s" in d.status.value, d.status.value
+        time.sleep(DOUBLE_CLICK_S)
+        d.send()
+        assert len(d.client.placed - before) == 2 and re.search(r"order [0-9a-f]+: open", d.status.value), d.status.value
+    finally: d.client.cancel_all(), d.close()  # the module's other tests meet none of its orders, whatever it found
