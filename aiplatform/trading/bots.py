@@ -56,6 +56,10 @@ class Strategy:
         self.forgotten_ns = 0  # the newest `ns` of a fill gone from `fills` (its newest 10,000 as told, not by time)
         self.unread = None  # why its position could not be read where it ended (the service gone), if so: its figures are as last known
 
+    def largest_order(self) -> tuple[int, str] | None:
+        "The largest qty its orders have while its position is at its target, and the parameters it comes from: checked at its start against the account's `max_order_qty`; None (a strategy of your own, unless it says): not checked."
+        return None
+
     def failure(self) -> BaseException | None:
         "An error that stops the bot (the runner stops it with it): `REFUSED_TO_STOP` refusals in a row; a strategy with background work of its own adds that work's error."
         return self.stopped_by
@@ -146,7 +150,7 @@ async def _pause(seconds, stop):
 STOP_S = 5  # seconds a stopping bot gives its `on_stop`, then its cancels' answers, then its position: a service gone silent holds up no stop
 
 async def _ready(strategy: Strategy, client, inbox):
-    "Check the bot's symbol and lot-sized parameters against its shard's, then follow its book, its trades and its account's orders and positions."
+    "Check the bot's symbol and lot-sized parameters against its shard's, and its largest order against the account's limit, then follow its book, its trades and its account's orders and positions."
     listed = await client.get("symbols", shard := client.shard(strategy.symbol))  # its shard's: another down stops no bot
     if (listed["shard"], listed["shards"]) != (shard, len(client.urls)):  # before: two URLs of a one-shard service taken, half the symbols sent to the wrong one
         raise ValidationError(f"urls: {len(client.urls)} given, and {client.urls[shard]} is shard {listed['shard']} of {listed['shards']}: expected every shard's URL, in shard order")
@@ -156,6 +160,8 @@ async def _ready(strategy: Strategy, client, inbox):
     for name in strategy.in_lots:
         value = strategy.params[name]
         _need(name, value, value % strategy.lot == 0, f"a multiple of {strategy.symbol}'s lot size {strategy.lot}")
+    if (largest := strategy.largest_order()) is not None and largest[0] > (most := (await client.get("me", shard))["limits"]["max_order_qty"]):  # before: started, then stopped by 20 refusals
+        raise ValidationError(f"{largest[1]} {largest[0]:,}: expected at most {most:,}, the account's largest order ([trading] max_order_qty): every such order would be refused")
     client.listeners.append(inbox.put_nowait)
     for channel, symbol in (("book", strategy.symbol), ("trades", strategy.symbol), ("orders", None), ("positions", None)):
         await client.subscribe(channel, symbol, wait=[client.shard(strategy.symbol)])  # the account's channels on other shards: in the background (one down or hung stops no bot)
@@ -312,6 +318,14 @@ class MarketMaker(Strategy):
                          price_ceiling=price_ceiling, price_floor=price_floor)
         self.quotes, self.quoted_at, self.quoted_mid, self.resume_at = {}, 0.0, None, 0.0  # quotes: cid -> (side, level)
 
+# %% ../../nbs/trading/16_bots.ipynb #8c1bba06
+@patch
+def largest_order(self: MarketMaker) -> tuple[int, str]:
+    "Its deepest level's quote with no inventory to skew it: `qty` and `level_qty` lots more a level out."
+    p = self.params
+    deepest = p["order_levels"] - 1
+    return p["qty"] + deepest * p["level_qty"], "qty" if not deepest or not p["level_qty"] else f"qty + {deepest} × level_qty"
+
 # %% ../../nbs/trading/16_bots.ipynb #69756bb2
 @patch
 def others_best(self: MarketMaker, side) -> int | None:
@@ -420,6 +434,8 @@ class MomentumMA(Strategy):
         self.prices, self.sampled_at, self.signal = [], 0.0, 0
         self.unseen = {}  # cid: signed lots its answer said filled (0 till it comes) less those of its fills the client has read: not yet in the position
         self.unsure = set()  # cids of orders whose answers were lost or late: how each ended is read from the client's orders
+
+    def largest_order(self): return self.params["qty"], "qty"  # a step towards its target: `qty` at most
 
     async def on_start(self):
         "Count fills off as the client reads them (`read`); a subclass that overrides this calls it."
@@ -567,6 +583,8 @@ class NoiseTrader(Strategy):
         _need("stp", stp, stp is None or stp in STPS[1:], f"one of {', '.join(STPS[1:])} (self-trade prevention, per account), or none")
         super().__init__(symbol, rate=rate, spread=spread, max_qty=max_qty, cancel=cancel, marketable=marketable, fair=fair, seed=seed, stp=stp)
         self.rounds, self._task = itertools.count(), None
+
+    def largest_order(self): return self.params["max_qty"], "max_qty"
 
     async def _play(self):
         "Rounds of 200 generated commands around the mid, made in ticks and lots; after each, what the rounds before it left open is cancelled (a noise order lives two rounds at most)."

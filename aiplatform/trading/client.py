@@ -673,7 +673,7 @@ async def _answers(self: AsyncTradingClient, path, symbol=None, **params) -> lis
 
 @patch
 async def me(self: AsyncTradingClient) -> dict:
-    "Whose key this client holds: the `account` (its id), `username` and `role`, from the first shard to answer (every shard asked at once: one down or hung holds up none)."
+    "Whose key this client holds: the `account` (its id), `username`, `role` and the `limits` its orders and connections meet (`GET /me`), from the first shard to answer (every shard asked at once: one down or hung holds up none)."
     asked, error = [asyncio.ensure_future(self.get("me", s)) for s in range(len(self.urls))], None
     try:
         for answer in asyncio.as_completed(asked):

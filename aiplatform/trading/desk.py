@@ -108,6 +108,7 @@ class TradingDesk(widgets.VBox):
     "The Trading Desk: ticket, ladder, tape, orders, fills, positions with P&L, bots."
     def __init__(self, settings=None):
         self.settings, self.client, self.account, self.bots, self.pnl_points, self._watched = settings or get_settings(), None, None, {}, [], None
+        self.limits = {}  # those the account meets (`GET /me`), once connected
         self._said_stopped = set()  # the bots that stopped themselves, said in the status line once
         self._marking = set()  # the symbols whose trades this client follows: the P&L is marked at their last trade
         self._down = []  # the shards that did not answer at connect
@@ -198,7 +199,7 @@ def connect(self: TradingDesk):
                 self.bots, self.pnl_points = {n: t for n, t in self.bots.items() if t.running}, []  # one still stopping stays in sight
                 self._unanswered = {}  # that account's order ids
             self.client.close()
-        self.client, self.account, self._marking, self._down, self._offline = client, account, set(), down, {}
+        self.client, self.account, self.limits, self._marking, self._down, self._offline = client, account, me["limits"], set(), down, {}
         chosen, self.symbol.options = self.symbol.value, symbols
         if symbols: self.symbol.value = chosen if chosen in symbols else symbols[0]  # Connect again keeps the symbol shown
         self._watch()  # the new client follows the symbol shown, changed or not
@@ -258,14 +259,13 @@ ANSWER_S = 5  # seconds the desk waits for an order's answer: a service gone sil
 DOUBLE_CLICK_S = 0.5  # the same ticket sent again this soon after the last one's answer is a double click: not sent (before: two orders)
 KEEP_STOPPED = 10  # stopped bots the bots table keeps (with their last figures and errors); the oldest go as new ones start
 
-def _whole(name, text: str) -> int:
-    "A ticket field's text as a whole number, its thousands grouped by commas or not; `ValidationError` naming the field when it is empty, not one, or past an order's largest (the service checks the rest of its range and the account's limits)."
+def _whole(name, text: str, most=MAX_PRICE, why="") -> int:
+    "A ticket field's text as a whole number, its thousands grouped by commas or not; `ValidationError` naming the field when it is empty, not one, or past `most` (`why`: where that is set; the service checks the rest of its range and the account's other limits)."
     text = text.strip()
     if not text: raise ValidationError(f"{name}: required (a whole number, in the symbol's units)")
     if not re.fullmatch(r"-?([0-9]{1,20}|[0-9]{1,3}(,[0-9]{3})+)", text):  # "100,5": a decimal comma, refused, not read as 1005
         raise ValidationError(f"{name} {text[:20]!r}: expected a whole number (in the symbol's units)")
-    most = MAX_QTY if name == "qty" else MAX_PRICE  # as the service's order says (before: the book's 2**40 for a qty, whose own limit is 10**12)
-    if (value := int(text.replace(",", ""))) > most: raise ValidationError(f"{name} {text[:30]}: expected at most {most:,}")  # said as typed: the service reads past 64 bits as 1e+20
+    if (value := int(text.replace(",", ""))) > most: raise ValidationError(f"{name} {text[:30]}: expected at most {most:,}{why}")  # said as typed: the service reads past 64 bits as 1e+20
     return value
 
 @patch
@@ -290,7 +290,8 @@ def send(self: TradingDesk):
         kind = self.kind.value
         symbol, price = self._symbol(), _whole("price", self.price.value) if kind in ("limit", "stop_limit") else None
         stop = _whole("stop price", self.stop_price.value) if kind in ("stop", "stop_limit") else None
-        ticket = (symbol, self.side.value, _whole("qty", self.qty.value), price, kind, stop)
+        most = min(MAX_QTY, self.limits["max_order_qty"])  # an order's own limit (the service's), or the account's tighter one (before: sent, and refused)
+        ticket = (symbol, self.side.value, _whole("qty", self.qty.value, most, ", this account's largest order ([trading] max_order_qty)" if most < MAX_QTY else ""), price, kind, stop)
         if self._sent[0] == ticket and time.monotonic() - self._sent[1] < DOUBLE_CLICK_S:
             return self.status.say(f"order: not sent: the same ticket again within {DOUBLE_CLICK_S:g} s of the last one's answer (a double click?); send again to place another")
         cid = self._unanswered.get(ticket)

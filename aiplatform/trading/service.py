@@ -6,12 +6,12 @@
 __all__ = ['COMMANDS_ANSWERED', 'TRADES', 'TRADED', 'REFUSED', 'CLOSED', 'CONNECTIONS', 'SUBSCRIPTIONS', 'HALTS', 'METRICS_S',
            'ORDER_OPS', 'CHANNELS', 'PING_S', 'BACKLOG', 'CLOSE_S', 'BEHIND_S', 'MARKET', 'HUB', 'PATH_PATTERNS',
            'ACCOUNT', 'SYMBOL_Q', 'LIMIT', 'SINCE', 'PATH_TEXTS', 'TRADERS', 'NAMED_KB', 'RECHECK_S', 'COLLECT_AFTER',
-           'ROUTES', 'BOOK_SEQ', 'CHECKSUM', 'REQ', 'CHANNEL', 'FORGOTTEN', 'ANSWERS', 'NO_KEY', 'TOO_MANY',
+           'ROUTES', 'BOOK_SEQ', 'CHECKSUM', 'REQ', 'CHANNEL', 'FORGOTTEN', 'LIMITS', 'ANSWERS', 'NO_KEY', 'TOO_MANY',
            'MODIFY_RULE', 'SYMBOL_RULES', 'ORDER_RULES', 'OTHER_PATHS', 'INFO', 'ROOM', 'ACCEPT_LOG_S', 'SYNCS',
            'RECHECKS', 'EXPORTS', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub', 'close_reason', 'Connection',
-           'Route', 'query', 'me', 'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all', 'orders',
-           'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume', 'keys_fault', 'WebSocket', 'websocket',
-           'recheck', 'Metrics', 'answer_schemas', 'ws_schemas', 'openapi', 'make_app']
+           'Route', 'query', 'limits', 'me', 'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all',
+           'orders', 'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume', 'keys_fault', 'WebSocket',
+           'websocket', 'recheck', 'Metrics', 'answer_schemas', 'ws_schemas', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
 import argparse, asyncio, gc, json, math, os, re, reprlib, resource, socket, sys, time, urllib.request
@@ -521,11 +521,18 @@ SINCE = ("only those changed (an order's `updated_ns`) or made (a fill's `ns`) a
 PATH_TEXTS = {name: Order.model_fields[name].description for name in ("cid", "symbol")}
 TRADERS = ("trader", "admin")
 
+def limits(m: Market, t, account) -> dict:
+    "The limits `account` meets on this shard: its orders' risk limits (the engine's) and its WebSocket connections' (`t`: `[trading]`), as `GET /me` tells them."
+    lim = m.engine.user_limits.get(account, m.engine.limits)
+    return dict(max_order_qty=lim.max_order_qty, max_notional=lim.max_notional, max_open_orders=lim.max_open_orders, max_iceberg_parts=lim.max_iceberg_parts,
+                rate=t.rate, burst=t.burst, connections=t.connections, queue_limit=t.queue_limit)
+
 async def me(request):
-    "The caller: their account's id, username and role (two keys of one account answer the same account)."
+    "The caller: their account's id, username and role, and the limits they meet here (two keys of one account answer the same account)."
     user = await caller(request)
     query(request, ROUTES["me"])
-    return _json({"account": user.id, "username": user.username, "role": user.role})
+    return _json({"account": user.id, "username": user.username, "role": user.role,
+                  "limits": limits(request.app[MARKET], request.app[SETTINGS].trading, user.id)})
 
 async def symbols(request):
     await caller(request)
@@ -818,7 +825,7 @@ class Metrics:
 def _routes() -> dict:
     s, cid = {"symbol": SYMBOL_Q}, {"account": ACCOUNT}
     return {r.handler.__name__ if name is None else name: r for name, r in [
-        (None, Route("GET", "/me", me, "Who the caller is: account id, username and role.")),
+        (None, Route("GET", "/me", me, "Who the caller is (account id, username and role) and the limits their orders and connections meet on this shard.")),
         (None, Route("GET", "/symbols", symbols, "The symbols this shard trades, their rules and last prices.")),
         (None, Route("GET", "/depth/{symbol}", depth, "A symbol's book: quantity per price, best first.", (),
                      None, {"levels": ("levels per side", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10})})),
@@ -920,8 +927,16 @@ FORGOTTEN = _int | {"description": "0, or a time at or before which some of the 
                     "past its newest [trading] keep_done (keep_fills): a page from a since_ns at or before it may lack some, and a client reads what "
                     "stands now instead (the open orders, the positions)"}
 
+_said = lambda text, schema=_int: schema | {"description": text}
+LIMITS = _obj(max_order_qty=_said("an order's largest qty ([trading] max_order_qty)"), max_notional=_said("an order's largest price times qty ([trading] max_notional)"),
+              max_open_orders=_said("the most orders the account may have open (resting, or stops waiting) on this shard ([trading] max_open_orders)"),
+              max_iceberg_parts=_said("an iceberg's largest qty over its display_qty"), rate=_said("messages a second one WebSocket connection may send, on average ([trading] rate)", _num),
+              burst=_said("messages one WebSocket connection may send at once ([trading] burst)"),
+              connections=_said("WebSocket connections the user may have open to this shard at once ([trading] connections)"),
+              queue_limit=_said("messages that may wait for a connection fallen behind before it is resynced or closed ([trading] queue_limit)"))
+
 ANSWERS = {  # each route's answer when it succeeds
-    "me": _obj(account=_int, username=_str, role=_str), "symbols": _obj(shard=_int, shards=_int, symbols=_array(_ref("SymbolState"))),
+    "me": _obj(account=_int, username=_str, role=_str, limits=LIMITS), "symbols": _obj(shard=_int, shards=_int, symbols=_array(_ref("SymbolState"))),
     "depth": _obj(symbol=_str, seq=_int, bids=_array(_level), asks=_array(_level)), "trades": _obj(symbol=_str, trades=_array(_ref("Trade"))),
     **dict.fromkeys(("submit", "order", "cancel", "modify"), _ref("OrderState")), "orders": _obj(orders=_array(_ref("OrderState")), more=_bool, forgotten_ns=FORGOTTEN),
     "cancel_all": _obj(cancelling=_array(_str)), "fills": _obj(fills=_array(_ref("Fill")), more=_bool, forgotten_ns=FORGOTTEN), "positions": _obj(positions=_array(_ref("Position"))),

@@ -11,14 +11,22 @@ from aiplatform.trading.book import OP_CANCEL, OrderBook
 from aiplatform.trading.client import AsyncTradingClient, TradingClient
 from aiplatform.trading.data import order_flow
 
-@pytest.fixture(scope="module")
-def market(tmp_path_factory):
-    data = tmp_path_factory.mktemp("bots")
+def _service(tmp_path_factory, name, **trading):
+    "A trading service with `[trading]` settings `trading`, its users' keys, and its data folder; stopped after the module."
+    data = tmp_path_factory.mktemp(name)
     keys = make_users(data)
-    svc = start_trading(data, symbols="DEMO SIM", price_band_pct=0, max_order_qty=50)
+    svc = start_trading(data, **trading)
     svc.keys, svc.data = keys, data
     yield svc
     stop(svc)
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory): yield from _service(tmp_path_factory, "bots", symbols="DEMO SIM", price_band_pct=0, max_order_qty=50)
+
+@pytest.fixture(scope="module")
+def tight(tmp_path_factory):
+    "A service whose notional limit refuses every order the bots here place: each bot starts (its sizes within max_order_qty), then is refused."
+    yield from _service(tmp_path_factory, "tight", symbols="SIM BIG", price_band_pct=0, max_notional=1_000)
 
 def test_three_bots_make_a_market(market):
     maker = BotThread(MarketMaker("DEMO", spread=2, qty=5, refresh_s=0.5, max_inventory=20, fair=10_000), market.url, market.keys["tess"])
@@ -515,17 +523,16 @@ def test_ctrl_c_or_sigterm_stops_the_bots_process_with_its_summary_and_its_order
         assert (bot.returncode, out, "Traceback" in err) == (0, f"market_maker on {symbol}: position 0, P&L 0.00\n", False), err  # before: -2, a traceback, nothing said; SIGTERM: -15, nothing said; a Ctrl-C that met a book update was lost (3.11's wait_for)
         assert tom.orders_frame(symbol=symbol).empty
 
-def test_a_bot_stopped_by_refusals_says_so_in_a_line_after_its_summary(market, tmp_path):
+def test_a_bot_stopped_by_refusals_says_so_in_a_line_after_its_summary(tight, tmp_path):
     "Before: a traceback, and no summary of where it ended."
-    add_symbol(market, symbol="BIG")
-    done = subprocess.run([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "BIG", "--url", market.url,
-                           "--key-file", _key_file(tmp_path/"key", market.keys["tom"]), "--set", "fair=700", "--set", "qty=60", "--set", "refresh_s=0.1"],  # past max_order_qty 50; quoting again at once (20 refusals: 10 rounds)
+    done = subprocess.run([sys.executable, "-m", "aiplatform.trading.bots", "market_maker", "--symbol", "BIG", "--url", tight.url,
+                           "--key-file", _key_file(tmp_path/"key", tight.keys["tom"]), "--set", "fair=700", "--set", "qty=5", "--set", "refresh_s=0.1"],  # 3,500 past max_notional 1,000; quoting again at once (20 refusals: 10 rounds)
                           capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, "Traceback" in done.stderr) == (1, "market_maker on BIG: position 0, P&L 0.00\n", False), done.stderr
     *logged, said = done.stderr.splitlines()
     assert re.fullmatch("python -m aiplatform.trading.bots: market_maker on BIG: 20 orders in a row refused, none placed; the last: order '[0-9a-f]+': "
-                        r"risk_max_order_qty: qty 60: expected a qty of at most 50 \(\[trading\] max_order_qty\)", said), done.stderr  # said once, last
-    timed = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO aiplatform\.trading\.bots: market_maker on BIG: order '[0-9a-f]+': risk_max_order_qty: qty 60"
+                        r"risk_max_notional: .+: expected a price times qty of at most 1,000 \(\[trading\] max_notional\)", said), done.stderr  # said once, last
+    timed = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO aiplatform\.trading\.bots: market_maker on BIG: order '[0-9a-f]+': risk_max_notional: "
     assert sum(bool(re.match(timed, line)) for line in logged) >= 20, done.stderr  # each refusal logged, with its time (before: none shown)
 
 def test_a_bot_process_whose_service_is_gone_where_it_ends_says_its_figures_are_as_last_known(tmp_path):
@@ -589,14 +596,14 @@ def test_a_bot_runs_as_a_papermill_report(market, tmp_path):
     with pytest.raises(Exception, match="key_file 'key': expected an absolute path or ~/…: the report runs in its own output folder"):
         run_report("bot_session", {"bot": "noise_trader", "symbol": "SIM", "key_file": "key", "urls": [market.url]}, out_dir=tmp_path/"rel")  # before: "No such file", the folder unsaid
 
-def test_a_bot_report_stopped_by_an_error_keeps_its_figures_and_starts_no_service(market, tmp_path, monkeypatch):
+def test_a_bot_report_stopped_by_an_error_keeps_its_figures_and_starts_no_service(tight, tmp_path, monkeypatch):
     "Before: the notebook stopped at the error, its figures never drawn; and with no urls it started a trading service of its own, which outlived it."
     import nbformat
     from aiplatform.jobs.reports import run_report
-    _key_file(tmp_path/"key", market.keys["tom"])
+    _key_file(tmp_path/"key", tight.keys["tom"])
     with pytest.raises(Exception, match="failed with ValidationError: market_maker on SIM: 20 orders in a row refused"):
-        run_report("bot_session", {"bot": "market_maker", "symbol": "SIM", "params": {"qty": 60, "fair": 700, "refresh_s": 0.1}, "seconds": 30,  # past max_order_qty 50; quoting again at once
-                                   "key_file": str(tmp_path/"key"), "urls": [market.url]}, out_dir=tmp_path/"out")
+        run_report("bot_session", {"bot": "market_maker", "symbol": "SIM", "params": {"qty": 5, "fair": 700, "refresh_s": 0.1}, "seconds": 30,  # past max_notional 1,000; quoting again at once
+                                   "key_file": str(tmp_path/"key"), "urls": [tight.url]}, out_dir=tmp_path/"out")
     text = json.dumps(nbformat.read(tmp_path/"out"/"bot_session.ipynb", 4).cells)
     assert "Stopped by an error" in text and "0 fills; the account" in text and "plotly" in text
     with socket.create_server(("127.0.0.1", 0)) as s: port = s.getsockname()[1]  # free now
@@ -684,14 +691,24 @@ def test_bots_go_on_after_a_gateway_answered_502_while_the_service_restarted(mar
     finally:
         for bot in (noise, momentum): bot.stop()
 
-@pytest.mark.parametrize("bot", [lambda: MarketMaker("SIM", spread=2, qty=60, refresh_s=0.05, max_inventory=100, fair=500),
-                                 lambda: NoiseTrader("SIM", rate=4_000, spread=6, max_qty=5_000, fair=500, seed=3)])
-def test_a_bot_whose_orders_are_all_refused_stops_and_says_why(market, bot):
-    thread = BotThread(bot(), market.url, market.keys["tess"])  # orders above the service's max_order_qty of 50
+@pytest.mark.parametrize("bot", [lambda: MarketMaker("SIM", spread=2, qty=5, refresh_s=0.05, max_inventory=100, fair=5_000),
+                                 lambda: NoiseTrader("SIM", rate=4_000, spread=6, max_qty=5, marketable=0, fair=5_000, seed=3)])
+def test_a_bot_whose_orders_are_all_refused_stops_and_says_why(tight, bot):
+    thread = BotThread(bot(), tight.url, tight.keys["tess"])  # orders above the service's max_notional of 1,000
     deadline = time.time() + 15
     while thread.running and time.time() < deadline: time.sleep(0.05)
     assert not thread.running, "still running"  # before: running, quiet, trading nothing
-    assert "orders in a row refused, none placed; the last: " in str(thread.error) and "max_order_qty" in str(thread.error), thread.error
+    assert "orders in a row refused, none placed; the last: " in str(thread.error) and "max_notional" in str(thread.error), thread.error
+
+@pytest.mark.parametrize("bot, said", [
+    (lambda: MarketMaker("SIM", qty=30, order_levels=3, level_qty=15, fair=500), "qty + 2 × level_qty 60"),
+    (lambda: MomentumMA("SIM", qty=60, max_position=120), "qty 60"), (lambda: NoiseTrader("SIM", max_qty=51, fair=500), "max_qty 51")], ids=["maker", "momentum", "noise"])
+def test_a_bot_whose_orders_are_past_the_accounts_largest_is_refused_at_its_start(market, bot, said):
+    "Before: it started, placed nothing, and 20 refusals later (ten seconds of a market maker's) it stopped."
+    thread = BotThread(bot(), market.url, market.keys["tess"])
+    assert not thread.wait_started() and str(thread.error) == (
+        f"{said}: expected at most 50, the account's largest order ([trading] max_order_qty): every such order would be refused"), thread.error
+    assert not thread.strategy.client.placed  # no order sent
 
 def test_a_bots_own_position_is_its_own_fills_not_the_accounts(market):
     add_symbol(market, symbol="OWN")
@@ -896,15 +913,15 @@ def test_a_bot_whose_on_stop_hangs_is_cut_off_and_its_orders_cancelled_still(mar
         assert bot.stop(timeout=5) and time.monotonic() - began < 4.5  # before: never (hook_busy: once its hook was cancelled, nothing cut on_stop)
         assert tess.orders_frame(symbol=symbol).empty and "on_stop cut off" in caplog.text
 
-def test_a_market_maker_whose_outer_level_is_always_refused_quotes_on_with_the_others(market):
+def test_a_market_maker_whose_outer_level_is_always_refused_quotes_on_with_the_others(tight):
     "Before: its standing inner quotes were never placed again, so the outer level's refusals came in a row, and 20 of them stopped a maker that was quoting."
-    add_symbol(market, symbol="LEVELS")
-    maker = BotThread(MarketMaker("LEVELS", qty=10, order_levels=2, level_qty=50, fair=900, refresh_s=0.02), market.url, market.keys["tess"])  # level 1: 60 lots, past max_order_qty 50
+    add_symbol(tight, symbol="LEVELS")
+    maker = BotThread(MarketMaker("LEVELS", qty=10, order_levels=2, level_qty=5, fair=90, refresh_s=0.02), tight.url, tight.keys["tess"])  # level 1: 15 lots at 87 or 93, past max_notional 1,000
     try:
         assert maker.wait_started(), maker.error
         time.sleep(1.5)  # some 70 refreshes, each refusing level 1's two quotes
         assert maker.running and maker.strategy.refused_in_a_row < 20, maker.error
-        with TradingClient(market.url, market.keys["tess"]) as tess:
+        with TradingClient(tight.url, tight.keys["tess"]) as tess:
             assert sorted(tess.orders_frame(symbol="LEVELS")["qty"]) == [10, 10]  # level 0's two quotes stand
     finally: maker.stop()
 

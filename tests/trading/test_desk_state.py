@@ -47,12 +47,15 @@ def test_a_halted_symbol_is_said_above_its_ladder(svc):
         with urllib.request.urlopen(request, timeout=10) as r: return json.loads(r.read())["halted"]
     try:
         d.symbol.value = "ZETA"
-        d.kind.value, d.price.value, d.qty.value = "limit", "100", "1,050,000,000,000"
+        d.kind.value, d.price.value, placed = "limit", "100", set(d.client.placed)
+        for qty in ("1,050,000,000,000", "1,000,001"):  # past an order's limit (before: the book's 2**40, which the service refused again), past the account's
+            d.qty.value = qty
+            d.send()
+            assert f"order: qty {qty}: expected at most 1,000,000, this account's largest order ([trading] max_order_qty)" in html.unescape(d.status.value), d.status.value
+        assert d.client.placed == placed  # not sent (before: sent, and refused by the service: a rejected order in the account's list)
+        d.qty.value, d.price.value = "100", "20,000,000,000"  # a limit the desk leaves to the service: price times qty
         d.send()
-        assert "qty 1,050,000,000,000: expected at most 1,000,000,000,000" in d.status.value  # an order's limit (before: the book's 2**40, which the service refused again)
-        d.qty.value = "2,000,000"
-        d.send()
-        assert re.search(r">order '[0-9a-f]+': risk_max_order_qty: qty 2,000,000", html.unescape(d.status.value)), d.status.value  # before: "order: order '…'"
+        assert re.search(r">order '[0-9a-f]+': risk_max_notional: price times qty 2,000,000,000,000", html.unescape(d.status.value)), d.status.value  # before: "order: order '…'"
         for route, said in (("halt", True), ("resume", False)):
             assert admin(route) is said
             deadline = time.time() + 10

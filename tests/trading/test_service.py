@@ -103,6 +103,8 @@ def test_me_names_the_callers_account_whichever_of_its_keys(svc):
     second = create_key("tess", settings=load_settings(env={}, platform={"data_dir": svc.data}))
     status, tess = call(svc, "GET", "me")
     assert status == 200 and (tess["username"], tess["role"]) == ("tess", "trader") and isinstance(tess["account"], int)
+    assert tess["limits"] == {"max_order_qty": 1_000_000, "max_notional": 10**12, "max_open_orders": 10_000, "max_iceberg_parts": 100,  # as the service's settings say
+                              "rate": 200.0, "burst": 300, "connections": 100, "queue_limit": 50}  # before: none told (a bot learned its qty was past the limit from 20 refusals)
     assert call(svc, "GET", "me", user="vic")[1]["role"] == "viewer" and call(svc, "GET", "me", user="vic")[1]["account"] != tess["account"]
     svc.keys["tess2"] = second
     try: assert call(svc, "GET", "me", user="tess2") == (200, tess)
