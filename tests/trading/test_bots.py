@@ -8,7 +8,7 @@ from aiplatform.core import NotFound, ValidationError
 from trading_service import Proxy, make_users, start_trading, stop
 from aiplatform.trading.bots import BotThread, MarketMaker, MomentumMA, NoiseTrader, Strategy, _session, journal_session, replay, run
 from aiplatform.trading.book import OP_CANCEL, OrderBook
-from aiplatform.trading.client import AsyncTradingClient, TradingClient
+from aiplatform.trading.client import AsyncTradingClient, OrderRejected, TradingClient
 from aiplatform.trading.data import order_flow
 
 def _service(tmp_path_factory, name, **trading):
@@ -953,3 +953,70 @@ def test_a_bots_seconds_bound_its_connect_to_a_service_that_does_not_answer():
         asyncio.run(run(MarketMaker("DEMO"), url, "a-key", seconds=0.5))
     assert time.monotonic() - began < 3
     silent.close()
+
+class Stubborn(Strategy):
+    "Each timer, an order past the service's max_order_qty of 50, not caught: the runner counts it."
+    async def on_timer(self): await self.client.order(self.symbol, "buy", 60, 100)
+
+class Mixed(Strategy):
+    "Each timer, an order placed (an IOC buy at 1: nothing to take, cancelled) and three refused, caught and counted by the strategy itself."
+    async def on_timer(self):
+        await self.client.order(self.symbol, "buy", 1, 1, tif="IOC")
+        for _ in range(3):
+            try: await self.client.order(self.symbol, "buy", 60, 100)
+            except OrderRejected as e: self.refused(e)
+
+class Mover(Strategy):
+    "Places a sell, has it filled, then modifies it: an order done meanwhile (a Conflict), not a reason to stop."
+    async def on_start(self): await self.client.order(self.symbol, "sell", 1, 100, cid="mover-1")
+    async def on_fill(self, fill): await self.client.modify("mover-1", price=101)
+
+def test_a_strategy_of_ones_own_meets_the_services_refusals_as_the_built_ins_do(market, caplog):
+    "Before: the first refusal raised in a hook stopped it (and under BotThread, silently); the runner now counts each for any strategy, and an order told placed ends a row."
+    add_symbol(market, symbol="SELF")
+    stubborn, mixed, mover = (BotThread(cls("SELF"), market.url, market.keys[user]) for cls, user in ((Stubborn, "tess"), (Mixed, "tom"), (Mover, "ada")))
+    try:
+        for bot in (stubborn, mixed, mover): assert bot.wait_started(), bot.error
+        with TradingClient(market.url, market.keys["tom"]) as tom:
+            deadline = time.time() + 10
+            while not mover.strategy.fills and time.time() < deadline:
+                with contextlib.suppress(Exception): tom.order("SELF", "buy", 1, 100, tif="IOC")
+                time.sleep(0.2)
+        deadline = time.time() + 10
+        while stubborn.running and time.time() < deadline: time.sleep(0.05)
+        assert str(stubborn.error).startswith("strategy on SELF: 20 orders in a row refused, none placed; the last: order "), stubborn.error  # 20 of them, not 1
+        assert "bot strategy on SELF stopped: strategy on SELF: 20 orders in a row refused" in caplog.text  # said by BotThread
+        assert mixed.running and mover.running, (mixed.error, mover.error)  # 60 refusals and 20 placed, in two seconds; a modify of a filled order
+        assert mover.strategy.fills and mixed.strategy.refused_in_a_row < 20
+    finally:
+        for bot in (stubborn, mixed, mover): bot.stop()
+
+def test_a_strategy_whose_hook_is_not_async_or_whose_largest_order_is_no_pair_is_refused_at_its_start(market):
+    class Plain(Strategy):
+        def on_timer(self): pass
+    class Odd(Strategy):
+        def largest_order(self): return 60
+    for cls, said in ((Plain, "strategy: on_timer is a plain function: expected async def on_timer(self, …) (each hook is awaited)"),  # before: a TypeError once running
+                      (Odd, "strategy: largest_order() gave 60: expected (qty, the parameters it comes from) or None")):  # before: "'int' object is not subscriptable"
+        bot = BotThread(cls("SIM"), market.url, market.keys["tess"])
+        assert not bot.wait_started() and str(bot.error) == said, bot.error
+
+def test_a_strategy_of_ones_own_runs_as_its_own_process(market, tmp_path):
+    "Before: the command line took the built-ins alone."
+    (tmp_path/"mybot.py").write_text('''from aiplatform.trading.bots import Strategy
+class Quoter(Strategy):
+    name = "quoter"
+    def __init__(self, symbol, price=90, qty=1): super().__init__(symbol, price=price, qty=qty)
+    async def on_start(self): await self.client.order(self.symbol, "buy", self.params["qty"], self.params["price"])
+''')
+    add_symbol(market, symbol="MINE")  # one the account has not traded
+    key = _key_file(tmp_path/"key", market.keys["tom"])
+    bots = lambda name, *more: subprocess.run([sys.executable, "-m", "aiplatform.trading.bots", name, "--symbol", "MINE", "--url", market.url, "--key-file", key, *more],
+                                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    done = bots("mybot:Quoter", "--set", "price=95", "--seconds", "1")
+    assert (done.returncode, done.stdout) == (0, "quoter on MINE: position 0, P&L 0.00\n"), done.stderr
+    for name, more, said in (("mybot:Nope", (), "bot 'mybot:Nope': module 'mybot' has no attribute 'Nope'"),
+                             ("mybot:Quoter", ("--set", "width=3"), "bot 'mybot:Quoter': got an unexpected keyword argument 'width'"),
+                             ("nobot:Quoter", (), "bot 'nobot:Quoter': No module named 'nobot'"), ("marketmaker", (), "bot 'marketmaker': expected one of")):
+        bad = bots(name, *more)
+        assert bad.returncode == 2 and said in bad.stderr.splitlines()[-1], bad.stderr
