@@ -8,7 +8,7 @@ __all__ = ['DAY_S', 'MAX_RATE', 'TIMER_S', 'SELF_TRADE', 'REFUSED_TO_STOP', 'STO
            'bot_defaults', 'make_bot', 'param_value', 'read_key', 'own_bot', 'main']
 
 # %% ../../nbs/trading/16_bots.ipynb #12b1686f
-import argparse, asyncio, dataclasses, importlib, inspect, itertools, logging, math, numbers, os, signal, stat, sys, threading, time
+import argparse, asyncio, dataclasses, importlib, inspect, itertools, logging, math, numbers, os, re, signal, stat, sys, threading, time
 import aiohttp
 from collections import deque
 from contextlib import suppress
@@ -163,7 +163,7 @@ async def _ready(strategy: Strategy, client, inbox):
     if (largest := strategy.largest_order()) is not None and not (type(largest) is tuple and len(largest) == 2 and type(largest[0]) is int and isinstance(largest[1], str)):
         raise ValidationError(f"{strategy.name}: largest_order() gave {largest!r}: expected (qty, the parameters it comes from) or None")
     if largest is not None and largest[0] > (most := (await client.get("me", shard))["limits"]["max_order_qty"]):  # before: started, then stopped by 20 refusals
-        raise ValidationError(f"{largest[1]} {largest[0]:,}: expected at most {most:,}, the account's largest order ([trading] max_order_qty): every such order would be refused")
+        raise ValidationError(f"{strategy.name}'s largest order, {largest[0]:,} ({largest[1]}): expected at most {most:,}, the account's max_order_qty ([trading] max_order_qty): each such order would be refused")
     client.listeners.append(inbox.put_nowait)
     for channel, symbol in (("book", strategy.symbol), ("trades", strategy.symbol), ("orders", None), ("positions", None)):
         await client.subscribe(channel, symbol, wait=[client.shard(strategy.symbol)])  # the account's channels on other shards: in the background (one down or hung stops no bot)
@@ -171,12 +171,15 @@ async def _ready(strategy: Strategy, client, inbox):
 HOOKS = ("on_start", "on_book", "on_trade", "on_fill", "on_timer", "on_stop")
 
 async def _hook(strategy: Strategy, hook, *args):
-    """Call one of `strategy`'s hooks. An order it places that the service refuses for what it is counts towards `REFUSED_TO_STOP`
-    (`Strategy.refused`); one refused for the moment (a halt, the rate limit, an order done meanwhile) or whose answer was lost is
-    logged; the bot goes on, as the built-ins do (before: the first stopped a strategy of one's own)."""
+    """Call one of `strategy`'s hooks after `on_start`, taking the service's refusals of what it sends (an error with the status it
+    `answered`) as the built-ins do: one for what the order is (400, 422: a tick, a risk limit, the band) counts towards `REFUSED_TO_STOP`,
+    one for the moment (409, 429: a halt, an order done meanwhile, the rate limit) is logged, and the bot goes on (before: the first
+    stopped a strategy of one's own). Any other error stops it, its own code's too."""
     try: await hook(*args)
-    except _REFUSED as e: strategy.refused(e)
-    except _NOT_NOW as e: get_logger("trading.bots").info("%s on %s: %s", strategy.name, strategy.symbol, e)
+    except AIPlatformError as e:
+        if getattr(e, "answered", None) in (400, 422): strategy.refused(e)
+        elif getattr(e, "answered", None) in (409, 429): get_logger("trading.bots").info("%s on %s: %s", strategy.name, strategy.symbol, e)
+        else: raise
 
 async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, stop: asyncio.Event | None = None):
     "Run `strategy` against the service until `stop` is set or `seconds` pass; returns the strategy."
@@ -194,7 +197,7 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
             raise TimeoutError(f"bot {strategy.name} on {strategy.symbol}: not connected and subscribed within its {seconds:g} s") from None
         ending = lambda: stop.is_set() or deadline is not None and loop.time() >= deadline or strategy.failure() is not None
         try:
-            await _hook(strategy, strategy.on_start)
+            await strategy.on_start()  # a start that fails stops the bot, a refusal too
             strategy.started.set()
             strategy.pnl_history.append((time.time(), strategy.pnl, strategy.position))  # where it starts, from the snapshots: before any trade
             ticked = loop.time()
@@ -335,14 +338,6 @@ class MarketMaker(Strategy):
                          price_ceiling=price_ceiling, price_floor=price_floor)
         self.quotes, self.quoted_at, self.quoted_mid, self.resume_at = {}, 0.0, None, 0.0  # quotes: cid -> (side, level)
 
-# %% ../../nbs/trading/16_bots.ipynb #8c1bba06
-@patch
-def largest_order(self: MarketMaker) -> tuple[int, str]:
-    "Its deepest level's quote with no inventory to skew it: `qty` and `level_qty` lots more a level out."
-    p = self.params
-    deepest = p["order_levels"] - 1
-    return p["qty"] + deepest * p["level_qty"], "qty" if not deepest or not p["level_qty"] else f"qty + {deepest} × level_qty"
-
 # %% ../../nbs/trading/16_bots.ipynb #69756bb2
 @patch
 def others_best(self: MarketMaker, side) -> int | None:
@@ -366,20 +361,26 @@ def reference(self: MarketMaker) -> float | None:
     return self.params["fair"] or self.quoted_mid or self.client.last_price(self.symbol) or bid or ask
 
 @patch
+def sizes(self: MarketMaker, held: int) -> list[dict]:
+    "Each level's quote sizes, {side: qty}, with the position `held` from its target: skewed, in lots (the nearest, half up: a skewed size keeps its skew), a side's together within `max_inventory`."
+    p, out = self.params, []
+    room = {"buy": p["max_inventory"] - held, "sell": p["max_inventory"] + held}  # what the side's quotes may take, all filled
+    for level in range(p["order_levels"]):
+        sizes = dict(zip(("buy", "sell"), skewed(p["qty"] + level * p["level_qty"], held, p["max_inventory"])))
+        for side in sizes:
+            sizes[side] = min((2 * sizes[side] + self.lot) // (2 * self.lot) * self.lot, max(0, room[side]) // self.lot * self.lot)
+            room[side] -= sizes[side]
+        out.append(sizes)
+    return out
+
+@patch
 def wanted(self: MarketMaker, mid) -> dict:
     """{(side, level): (price, qty)} of the quotes for `mid`: `order_levels` a side, each `level_spread` ticks further out and
     `level_qty` lots bigger than the one before, each skewed by the inventory, a side's together taking the position no further
     than `max_inventory` from `target` (before: three levels of 10 took it to 30 past a `max_inventory` of 20); no bids while `mid`
     is above `price_ceiling`, no asks while it is below `price_floor`."""
     p, out = self.params, {}
-    held = self.position - p["target"]
-    lots = lambda q: (2 * q + self.lot) // (2 * self.lot) * self.lot  # the nearest, half up: a skewed size keeps its skew
-    room = {"buy": p["max_inventory"] - held, "sell": p["max_inventory"] + held}  # what the side's quotes may take, all filled
-    for level in range(p["order_levels"]):
-        sizes = dict(zip(("buy", "sell"), skewed(p["qty"] + level * p["level_qty"], held, p["max_inventory"])))
-        for side in sizes:
-            sizes[side] = min(lots(sizes[side]), max(0, room[side]) // self.lot * self.lot)
-            room[side] -= sizes[side]
+    for level, sizes in enumerate(self.sizes(self.position - p["target"])):
         bid_gap, ask_gap = ((p[s] + level * p["level_spread"]) * self.tick for s in ("bid_spread", "ask_spread"))
         if p["price_ceiling"] is None or mid <= p["price_ceiling"]: out["buy", level] = ((int(mid) - bid_gap) // self.tick * self.tick, sizes["buy"])
         if p["price_floor"] is None or mid >= p["price_floor"]: out["sell", level] = (-(-(int(mid + 0.5) + ask_gap) // self.tick) * self.tick, sizes["sell"])  # on ticks, outwards
@@ -430,6 +431,15 @@ async def on_fill(self: MarketMaker, fill):
     "Quote anew at once, or after `filled_order_delay` seconds (Hummingbot's: the quotes left stand meanwhile)."
     if self.params["filled_order_delay"]: self.resume_at = time.monotonic() + self.params["filled_order_delay"]
     else: await self.requote()
+
+# %% ../../nbs/trading/16_bots.ipynb #8c1bba06
+@patch
+def largest_order(self: MarketMaker) -> tuple[int, str]:
+    "Its largest quote with its position at its target (`sizes`): `qty` and `level_qty` lots more a level out, unless `max_inventory` leaves less."
+    p = self.params
+    size, level = max((s["buy"], k) for k, s in enumerate(self.sizes(0)))
+    if size < (p["qty"] + level * p["level_qty"]) // self.lot * self.lot: return size, "max_inventory"  # what the side's quotes may take
+    return size, "qty" if not level or not p["level_qty"] else f"qty + {level} × level_qty"
 
 # %% ../../nbs/trading/16_bots.ipynb #276856e0
 def ma_signal(prices, fast: int, slow: int) -> int:
@@ -601,7 +611,9 @@ class NoiseTrader(Strategy):
         super().__init__(symbol, rate=rate, spread=spread, max_qty=max_qty, cancel=cancel, marketable=marketable, fair=fair, seed=seed, stp=stp)
         self.rounds, self._task = itertools.count(), None
 
-    def largest_order(self): return self.params["max_qty"], "max_qty"
+    def largest_order(self):  # its sizes in lots, as `_play` makes them
+        qty, most = self.params["max_qty"], max(self.lot, self.params["max_qty"] // self.lot * self.lot)
+        return most, "max_qty" if most == qty else f"max_qty {qty:,} in {self.symbol}'s lots of {self.lot:,}"
 
     async def _play(self):
         "Rounds of 200 generated commands around the mid, made in ticks and lots; after each, what the rounds before it left open is cancelled (a noise order lives two rounds at most)."
@@ -695,6 +707,7 @@ async def _until_stopped(bot, urls, key, seconds):
 
 def own_bot(spec: str, symbol: str, **params) -> Strategy:
     "The strategy of one's own `spec` (`module:Class`, a `Strategy` importable from here) on `symbol` with `params`; `ValidationError` naming what does not make one."
+    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", spec): raise ValidationError(f"bot {spec!r}: expected a built-in's name or module:Class")  # before: ':Q' a traceback
     module, _, name = spec.partition(":")
     try: cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e: raise ValidationError(f"bot {spec!r}: {e}") from None

@@ -41,11 +41,13 @@ class RateLimited(AIPlatformError):
 _ERRORS = {400: ValidationError, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 421: Misdirected, 429: RateLimited}
 
 def error_of(status: int, message: str, order=None, retry_after_s=None) -> AIPlatformError:
-    "The platform error that the service's `status` and `message` stand for."
+    "The platform error that the service's `status` and `message` stand for, its `answered` the status (an error the caller's own code raises has none: a bot's runner tells them apart)."
     if status == 422 or (order is not None and status < 400):  # named by its cid, as the HTTP routes name it (a WebSocket's reject says the reason alone)
-        return OrderRejected(message if order is None or message.startswith(f"order {order['cid']!r}") else f"order {order['cid']!r}: {message}", order)
-    if status == RateLimited.status: return RateLimited(message, retry_after_s)
-    return _ERRORS.get(status, AIPlatformError)(message)
+        error = OrderRejected(message if order is None or message.startswith(f"order {order['cid']!r}") else f"order {order['cid']!r}: {message}", order)
+    elif status == RateLimited.status: error = RateLimited(message, retry_after_s)
+    else: error = _ERRORS.get(status, AIPlatformError)(message)
+    error.answered = status
+    return error
 
 # %% ../../nbs/trading/15_client.ipynb #46ca8a72
 CONNECT_S = 10  # seconds a WebSocket handshake may take: a shard that accepts but never answers is an error, not a hang

@@ -108,7 +108,7 @@ class TradingDesk(widgets.VBox):
     "The Trading Desk: ticket, ladder, tape, orders, fills, positions with P&L, bots."
     def __init__(self, settings=None):
         self.settings, self.client, self.account, self.bots, self.pnl_points, self._watched = settings or get_settings(), None, None, {}, [], None
-        self.limits = {}  # those the account meets (`GET /me`), once connected
+        self.limits = {}  # shard -> the limits the account meets there (`GET /me`), once connected
         self._said_stopped = set()  # the bots that stopped themselves, said in the status line once
         self._marking = set()  # the symbols whose trades this client follows: the P&L is marked at their last trade
         self._down = []  # the shards that did not answer at connect
@@ -188,7 +188,7 @@ def connect(self: TradingDesk):
         try:
             me = client.me()
             account, trades = me["account"], me["role"] in ("trader", "admin")
-            symbols, down = client._run(_reach(client.aio, trades))
+            symbols, down, limits = client._run(_reach(client.aio, trades))
         except Exception:
             client.close()
             raise
@@ -199,7 +199,7 @@ def connect(self: TradingDesk):
                 self.bots, self.pnl_points = {n: t for n, t in self.bots.items() if t.running}, []  # one still stopping stays in sight
                 self._unanswered = {}  # that account's order ids
             self.client.close()
-        self.client, self.account, self.limits, self._marking, self._down, self._offline = client, account, me["limits"], set(), down, {}
+        self.client, self.account, self.limits, self._marking, self._down, self._offline = client, account, limits, set(), down, {}
         chosen, self.symbol.options = self.symbol.value, symbols
         if symbols: self.symbol.value = chosen if chosen in symbols else symbols[0]  # Connect again keeps the symbol shown
         self._watch()  # the new client follows the symbol shown, changed or not
@@ -216,11 +216,18 @@ async def _listed(aio, shard) -> list:
     "The symbols `shard` trades; TimeoutError if it does not answer within `ANSWER_S`."
     async with asyncio.timeout(ANSWER_S): return [s["symbol"] for s in (await aio.get("symbols", shard))["symbols"]]
 
-async def _reach(aio, trades=True) -> tuple[list, list]:
-    """The symbols of the shards that answer within `ANSWER_S` (every one asked at once), and the numbers of those that do not; if the key
+async def _limits(aio, shard) -> dict:
+    "The limits the account meets on `shard` (`GET /me`); TimeoutError if it does not answer within `ANSWER_S`."
+    async with asyncio.timeout(ANSWER_S): return (await aio.get("me", shard))["limits"]
+
+async def _reach(aio, trades=True) -> tuple[list, list, dict]:
+    """The symbols of the shards that answer within `ANSWER_S` (every one asked at once), the numbers of those that do not, and the limits the
+    account meets on each that told them ({shard: limits}: a shard's own, since each has its settings); if the key
     `trades`, the account's orders and positions followed on each (one down or hung: once it answers), and its past fills fetched (a shard
     that does not answer within `ANSWER_S`: once it does). Three waits of `ANSWER_S` at most: the symbols, the subscribes, the past."""
-    answers = await asyncio.gather(*(_listed(aio, s) for s in range(len(aio.urls))), return_exceptions=True)
+    n = len(aio.urls)
+    answers = await asyncio.gather(*(_listed(aio, s) for s in range(n)), *(_limits(aio, s) for s in range(n)), return_exceptions=True)
+    answers, limits = answers[:n], {s: a for s, a in enumerate(answers[n:]) if isinstance(a, dict)}
     if refused := [a for a in answers if isinstance(a, BaseException) and not isinstance(a, (ConnectionError, TimeoutError, OSError))]: raise refused[0]
     symbols, down = sorted(s for a in answers if isinstance(a, list) for s in a), [s for s, a in enumerate(answers) if isinstance(a, BaseException)]
     if trades:
@@ -230,7 +237,7 @@ async def _reach(aio, trades=True) -> tuple[list, list]:
             async with asyncio.timeout(ANSWER_S): await asyncio.gather(follow("orders"), follow("positions"))  # each, whatever becomes of the other
         with suppress(ConnectionError, TimeoutError):
             async with asyncio.timeout(ANSWER_S): await aio.fetch_history()  # the Fills panel's past fills
-    return symbols, down
+    return symbols, down, limits
 
 @patch
 def _watch(self: TradingDesk):
@@ -290,7 +297,7 @@ def send(self: TradingDesk):
         kind = self.kind.value
         symbol, price = self._symbol(), _whole("price", self.price.value) if kind in ("limit", "stop_limit") else None
         stop = _whole("stop price", self.stop_price.value) if kind in ("stop", "stop_limit") else None
-        most = min(MAX_QTY, self.limits["max_order_qty"])  # an order's own limit (the service's), or the account's tighter one (before: sent, and refused)
+        most = min(MAX_QTY, self.limits.get(self.client.aio.shard(symbol), {}).get("max_order_qty", MAX_QTY))  # an order's own limit, or the account's tighter one on the symbol's shard, if told (before: sent, and refused)
         ticket = (symbol, self.side.value, _whole("qty", self.qty.value, most, ", this account's largest order ([trading] max_order_qty)" if most < MAX_QTY else ""), price, kind, stop)
         if self._sent[0] == ticket and time.monotonic() - self._sent[1] < DOUBLE_CLICK_S:
             return self.status.say(f"order: not sent: the same ticket again within {DOUBLE_CLICK_S:g} s of the last one's answer (a double click?); send again to place another")

@@ -217,6 +217,10 @@ def test_bots_keep_to_a_symbols_ticks_and_lots(market):
     add_symbol(market, symbol="GRID", tick_size=5, lot_size=10)
     odd = BotThread(MarketMaker("GRID", qty=25, fair=1_003), market.url, market.keys["tess"])
     assert not odd.wait_started() and str(odd.error) == "qty 25: expected a multiple of GRID's lot size 10"  # before: 20 a side, silently
+    add_symbol(market, symbol="BLOCK", lot_size=100)
+    big = BotThread(NoiseTrader("BLOCK", max_qty=10, fair=1_000), market.url, market.keys["tom"])  # each order a lot: 100, past max_order_qty 50
+    assert not big.wait_started() and str(big.error) == ("noise_trader's largest order, 100 (max_qty 10 in BLOCK's lots of 100): expected at most 50, "
+                                                         "the account's max_order_qty ([trading] max_order_qty): each such order would be refused"), big.error
     maker = BotThread(MarketMaker("GRID", spread=3, qty=20, fair=1_003), market.url, market.keys["tess"])
     noise = BotThread(NoiseTrader("GRID", rate=40, spread=6, max_qty=30, fair=1_003, seed=0), market.url, market.keys["tom"])
     try:
@@ -701,13 +705,14 @@ def test_a_bot_whose_orders_are_all_refused_stops_and_says_why(tight, bot):
     assert "orders in a row refused, none placed; the last: " in str(thread.error) and "max_notional" in str(thread.error), thread.error
 
 @pytest.mark.parametrize("bot, said", [
-    (lambda: MarketMaker("SIM", qty=30, order_levels=3, level_qty=15, fair=500), "qty + 2 × level_qty 60"),
-    (lambda: MomentumMA("SIM", qty=60, max_position=120), "qty 60"), (lambda: NoiseTrader("SIM", max_qty=51, fair=500), "max_qty 51")], ids=["maker", "momentum", "noise"])
+    (lambda: MarketMaker("SIM", qty=30, order_levels=2, level_qty=25, fair=500), "market_maker's largest order, 55 (qty + 1 × level_qty)"),  # its second level's
+    (lambda: MomentumMA("SIM", qty=60, max_position=120), "momentum_ma's largest order, 60 (qty)"),
+    (lambda: NoiseTrader("SIM", max_qty=51, fair=500), "noise_trader's largest order, 51 (max_qty)")], ids=["maker", "momentum", "noise"])
 def test_a_bot_whose_orders_are_past_the_accounts_largest_is_refused_at_its_start(market, bot, said):
     "Before: it started, placed nothing, and 20 refusals later (ten seconds of a market maker's) it stopped."
     thread = BotThread(bot(), market.url, market.keys["tess"])
     assert not thread.wait_started() and str(thread.error) == (
-        f"{said}: expected at most 50, the account's largest order ([trading] max_order_qty): every such order would be refused"), thread.error
+        f"{said}: expected at most 50, the account's max_order_qty ([trading] max_order_qty): each such order would be refused"), thread.error
     assert not thread.strategy.client.placed  # no order sent
 
 def test_a_bots_own_position_is_its_own_fills_not_the_accounts(market):
@@ -1013,10 +1018,11 @@ class Quoter(Strategy):
     key = _key_file(tmp_path/"key", market.keys["tom"])
     bots = lambda name, *more: subprocess.run([sys.executable, "-m", "aiplatform.trading.bots", name, "--symbol", "MINE", "--url", market.url, "--key-file", key, *more],
                                               capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    done = bots("mybot:Quoter", "--set", "price=95", "--seconds", "1")
+    done = bots("mybot:Quoter", "--set", "price=95", "--seconds", "3")  # its connect counts: room for a loaded machine's
     assert (done.returncode, done.stdout) == (0, "quoter on MINE: position 0, P&L 0.00\n"), done.stderr
     for name, more, said in (("mybot:Nope", (), "bot 'mybot:Nope': module 'mybot' has no attribute 'Nope'"),
                              ("mybot:Quoter", ("--set", "width=3"), "bot 'mybot:Quoter': got an unexpected keyword argument 'width'"),
-                             ("nobot:Quoter", (), "bot 'nobot:Quoter': No module named 'nobot'"), ("marketmaker", (), "bot 'marketmaker': expected one of")):
+                             ("nobot:Quoter", (), "bot 'nobot:Quoter': No module named 'nobot'"), ("marketmaker", (), "bot 'marketmaker': expected one of"),
+                             (":Quoter", (), "bot ':Quoter': expected a built-in's name or module:Class")):  # before: a traceback
         bad = bots(name, *more)
         assert bad.returncode == 2 and said in bad.stderr.splitlines()[-1], bad.stderr

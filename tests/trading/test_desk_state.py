@@ -386,7 +386,7 @@ def test_a_desk_connects_while_a_shard_is_down_and_lists_its_symbols_once_it_is_
     from aiplatform.trading.market import shard_of
     monkeypatch.setattr(desk, "LIST_AGAIN_S", 0.2)
     keys, symbols = make_users(tmp_path), "DEMO ACME GOOG EURUSD"
-    up, port = start_trading(tmp_path, symbols=symbols, shards=2, shard=1, price_band_pct=0), free_port()
+    up, port = start_trading(tmp_path, symbols=symbols, shards=2, shard=1, price_band_pct=0, max_order_qty=50), free_port()  # each shard its own limits
     dead, later = f"http://127.0.0.1:{port}/", None  # shard 0: restarting, say
     try:
         d = TradingDesk(load_settings(env={}, platform={"data_dir": tmp_path}, trading={"shard_urls": f"{dead} {up.url}", "shards": 2}))
@@ -394,6 +394,9 @@ def test_a_desk_connects_while_a_shard_is_down_and_lists_its_symbols_once_it_is_
         d.connect()  # before: "the trading service did not answer", and no desk
         assert d.client is not None and f"down: {dead} (its symbols listed once it answers)" in d.status.value, d.status.value
         assert list(d.symbol.options) == sorted(s for s in symbols.split() if shard_of(s, 2) == 1) == ["EURUSD"]
+        d.kind.value, d.price.value, d.qty.value = "limit", "90", "60"
+        d.send()
+        assert "order: qty 60: expected at most 50, this account's largest order ([trading] max_order_qty)" in html.unescape(d.status.value), d.status.value  # EURUSD's shard's
         later = start_trading(tmp_path, symbols=symbols, shards=2, shard=0, price_band_pct=0, port=port)
         deadline = time.monotonic() + 20
         while len(d.symbol.options) < 4 and time.monotonic() < deadline: time.sleep(0.05)
@@ -403,6 +406,8 @@ def test_a_desk_connects_while_a_shard_is_down_and_lists_its_symbols_once_it_is_
         with TradingClient(later.url, keys["tom"]) as tom: tom.order("DEMO", "buy", 5, 99)
         while time.monotonic() < deadline and not (d.client.books.get("DEMO") and d.client.books["DEMO"].depth()["bids"]): time.sleep(0.05)
         assert d.client.books["DEMO"].depth()["bids"] == [(99, 5)]
+        d.send()  # qty 60 at 90 on DEMO's shard, whose limit is 1,000,000 (before: the first shard to answer's 50 taken for every symbol)
+        assert re.search(r"order [0-9a-f]+: open, 0 of 60 filled", html.unescape(d.status.value)), d.status.value
         d.client.close()
     finally:
         stop(up)
