@@ -55,6 +55,7 @@ class Strategy:
         self._last_took = None  # (the trade, `own` before it) of the fill it was told of last: a trade with itself is told as two fills in a row
         self.forgotten_ns = 0  # the newest `ns` of a fill gone from `fills` (its newest 10,000 as told, not by time)
         self.unread = None  # why its position could not be read where it ended (the service gone), if so: its figures are as last known
+        self.max_order_qty = None  # the account's largest order on its symbol's shard (`GET /me`), once running
 
     def largest_order(self) -> tuple[int, str] | None:
         "The largest qty its orders have while its position is at its target, and the parameters it comes from: checked at its start against the account's `max_order_qty`; None (a strategy of your own, unless it says): not checked."
@@ -162,7 +163,8 @@ async def _ready(strategy: Strategy, client, inbox):
         _need(name, value, value % strategy.lot == 0, f"a multiple of {strategy.symbol}'s lot size {strategy.lot}")
     if (largest := strategy.largest_order()) is not None and not (type(largest) is tuple and len(largest) == 2 and type(largest[0]) is int and isinstance(largest[1], str)):
         raise ValidationError(f"{strategy.name}: largest_order() gave {largest!r}: expected (qty, the parameters it comes from) or None")
-    if largest is not None and largest[0] > (most := (await client.get("me", shard))["limits"]["max_order_qty"]):  # before: started, then stopped by 20 refusals
+    strategy.max_order_qty = most = (await client.get("me", shard))["limits"]["max_order_qty"]
+    if largest is not None and largest[0] > most:  # before: started, then stopped by 20 refusals
         raise ValidationError(f"{strategy.name}'s largest order, {largest[0]:,} ({largest[1]}): expected at most {most:,}, the account's max_order_qty ([trading] max_order_qty): each such order would be refused")
     client.listeners.append(inbox.put_nowait)
     for channel, symbol in (("book", strategy.symbol), ("trades", strategy.symbol), ("orders", None), ("positions", None)):
@@ -171,14 +173,14 @@ async def _ready(strategy: Strategy, client, inbox):
 HOOKS = ("on_start", "on_book", "on_trade", "on_fill", "on_timer", "on_stop")
 
 async def _hook(strategy: Strategy, hook, *args):
-    """Call one of `strategy`'s hooks after `on_start`, taking the service's refusals of what it sends (an error with the status it
-    `answered`) as the built-ins do: one for what the order is (400, 422: a tick, a risk limit, the band) counts towards `REFUSED_TO_STOP`,
+    """Call one of `strategy`'s hooks after `on_start`, taking the service's refusals of its order commands (an error's `order_refused`
+    status) as the built-ins do: one for what the order is (400, 422: a tick, a risk limit, the band) counts towards `REFUSED_TO_STOP`,
     one for the moment (409, 429: a halt, an order done meanwhile, the rate limit) is logged, and the bot goes on (before: the first
-    stopped a strategy of one's own). Any other error stops it, its own code's too."""
+    stopped a strategy of one's own). Any other error stops it: its own code's, a bad query's, a lost answer's."""
     try: await hook(*args)
     except AIPlatformError as e:
-        if getattr(e, "answered", None) in (400, 422): strategy.refused(e)
-        elif getattr(e, "answered", None) in (409, 429): get_logger("trading.bots").info("%s on %s: %s", strategy.name, strategy.symbol, e)
+        if getattr(e, "order_refused", None) in (400, 422): strategy.refused(e)
+        elif getattr(e, "order_refused", None) in (409, 429): get_logger("trading.bots").info("%s on %s: %s", strategy.name, strategy.symbol, e)
         else: raise
 
 async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, stop: asyncio.Event | None = None):
@@ -361,14 +363,14 @@ def reference(self: MarketMaker) -> float | None:
     return self.params["fair"] or self.quoted_mid or self.client.last_price(self.symbol) or bid or ask
 
 @patch
-def sizes(self: MarketMaker, held: int) -> list[dict]:
-    "Each level's quote sizes, {side: qty}, with the position `held` from its target: skewed, in lots (the nearest, half up: a skewed size keeps its skew), a side's together within `max_inventory`."
+def sizes(self: MarketMaker, held: int, most: int | None = None) -> list[dict]:
+    "Each level's quote sizes, {side: qty}, with the position `held` from its target: skewed, in lots (the nearest, half up: a skewed size keeps its skew), a side's together within `max_inventory`, each at most `most` (the account's largest order)."
     p, out = self.params, []
     room = {"buy": p["max_inventory"] - held, "sell": p["max_inventory"] + held}  # what the side's quotes may take, all filled
     for level in range(p["order_levels"]):
         sizes = dict(zip(("buy", "sell"), skewed(p["qty"] + level * p["level_qty"], held, p["max_inventory"])))
         for side in sizes:
-            sizes[side] = min((2 * sizes[side] + self.lot) // (2 * self.lot) * self.lot, max(0, room[side]) // self.lot * self.lot)
+            sizes[side] = min((2 * sizes[side] + self.lot) // (2 * self.lot) * self.lot, max(0, room[side]) // self.lot * self.lot, (most or MAX_QTY) // self.lot * self.lot)
             room[side] -= sizes[side]
         out.append(sizes)
     return out
@@ -380,7 +382,7 @@ def wanted(self: MarketMaker, mid) -> dict:
     than `max_inventory` from `target` (before: three levels of 10 took it to 30 past a `max_inventory` of 20); no bids while `mid`
     is above `price_ceiling`, no asks while it is below `price_floor`."""
     p, out = self.params, {}
-    for level, sizes in enumerate(self.sizes(self.position - p["target"])):
+    for level, sizes in enumerate(self.sizes(self.position - p["target"], self.max_order_qty)):  # skewed past the account's largest order: cut to it (before: refused at each refresh)
         bid_gap, ask_gap = ((p[s] + level * p["level_spread"]) * self.tick for s in ("bid_spread", "ask_spread"))
         if p["price_ceiling"] is None or mid <= p["price_ceiling"]: out["buy", level] = ((int(mid) - bid_gap) // self.tick * self.tick, sizes["buy"])
         if p["price_floor"] is None or mid >= p["price_floor"]: out["sell", level] = (-(-(int(mid + 0.5) + ask_gap) // self.tick) * self.tick, sizes["sell"])  # on ticks, outwards
@@ -437,7 +439,7 @@ async def on_fill(self: MarketMaker, fill):
 def largest_order(self: MarketMaker) -> tuple[int, str]:
     "Its largest quote with its position at its target (`sizes`): `qty` and `level_qty` lots more a level out, unless `max_inventory` leaves less."
     p = self.params
-    size, level = max((s["buy"], k) for k, s in enumerate(self.sizes(0)))
+    size, level = max(((s["buy"], k) for k, s in enumerate(self.sizes(0))), key=lambda x: (x[0], -x[1]))  # the nearest level of the largest
     if size < (p["qty"] + level * p["level_qty"]) // self.lot * self.lot: return size, "max_inventory"  # what the side's quotes may take
     return size, "qty" if not level or not p["level_qty"] else f"qty + {level} × level_qty"
 

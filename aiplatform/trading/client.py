@@ -41,13 +41,11 @@ class RateLimited(AIPlatformError):
 _ERRORS = {400: ValidationError, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 421: Misdirected, 429: RateLimited}
 
 def error_of(status: int, message: str, order=None, retry_after_s=None) -> AIPlatformError:
-    "The platform error that the service's `status` and `message` stand for, its `answered` the status (an error the caller's own code raises has none: a bot's runner tells them apart)."
+    "The platform error that the service's `status` and `message` stand for."
     if status == 422 or (order is not None and status < 400):  # named by its cid, as the HTTP routes name it (a WebSocket's reject says the reason alone)
-        error = OrderRejected(message if order is None or message.startswith(f"order {order['cid']!r}") else f"order {order['cid']!r}: {message}", order)
-    elif status == RateLimited.status: error = RateLimited(message, retry_after_s)
-    else: error = _ERRORS.get(status, AIPlatformError)(message)
-    error.answered = status
-    return error
+        return OrderRejected(message if order is None or message.startswith(f"order {order['cid']!r}") else f"order {order['cid']!r}: {message}", order)
+    if status == RateLimited.status: return RateLimited(message, retry_after_s)
+    return _ERRORS.get(status, AIPlatformError)(message)
 
 # %% ../../nbs/trading/15_client.ipynb #46ca8a72
 CONNECT_S = 10  # seconds a WebSocket handshake may take: a shard that accepts but never answers is an error, not a hang
@@ -455,8 +453,11 @@ async def _all(futures) -> list:
     return [await f for f in futures]
 
 def _raise(answer: dict) -> dict:
-    "`answer`, or the error it reports."
-    if answer["type"] in ("reject", "error"): raise error_of(answer.get("status", 422), answer["error"], answer.get("order"), answer.get("retry_after_s"))
+    "`answer`, or the error it reports; one that refuses an order command (a `reject`: order, cancel, modify, cancel_all) holds its status in `order_refused` (a bot's runner takes those, not the strategy's own errors)."
+    if answer["type"] in ("reject", "error"):
+        error = error_of(answer.get("status", 422), answer["error"], answer.get("order"), answer.get("retry_after_s"))
+        if answer["type"] == "reject": error.order_refused = answer.get("status", 422)
+        raise error
     return answer
 
 def _plain(v):
@@ -579,8 +580,8 @@ async def _holding(self: AsyncTradingClient, cid) -> int:
     """The shard holding the account's order `cid`: the only one, or its symbol's when this client knows the order, else the first to
     answer that it has it open (every shard asked at once), or one that has it done; `NotFound` if none has it, or the error of one that could not say."""
     if (known := self.orders.get(cid)) is not None: return self.shard(known["symbol"])
+    if not isinstance(cid, str) or not re.fullmatch(CID, cid): raise ValidationError(f"cid {cid!r}: expected a client order id: {CID_RULE}")  # it goes into a path; the same mistake on one shard as on several
     if len(self.urls) == 1: return 0
-    if not isinstance(cid, str) or not re.fullmatch(CID, cid): raise ValidationError(f"cid {cid!r}: expected a client order id: {CID_RULE}")  # it goes into a path
     asked, errors, done = [asyncio.ensure_future(self.get(f"orders/{cid}", s)) for s in range(len(self.urls))], [], None
     try:
         for answer in asyncio.as_completed(asked):

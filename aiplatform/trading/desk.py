@@ -450,16 +450,19 @@ LIST_AGAIN_S = 5  # how often the desk asks every shard for its symbols
 
 @patch
 def _list_again(self: TradingDesk, client, loop):
-    "Every `LIST_AGAIN_S` while `client` is the desk's, ask every shard for its symbols; those not listed yet are (`_listed_new`, on `loop`'s thread when there is one)."
+    "Every `LIST_AGAIN_S` while `client` is the desk's, ask every shard for its symbols, and those whose limits are not known for them; the symbols not listed yet are listed (`_listed_new`, on `loop`'s thread when there is one)."
     shards = range(len(client.aio.urls))
     while self.client is client:
         time.sleep(LIST_AGAIN_S)
         if self.client is not client: return
-        async def ask(): return await asyncio.gather(*(_listed(client.aio, s) for s in shards), return_exceptions=True)
+        missing = [s for s in shards if s not in self.limits]  # a shard down at connect: its limits too, once it answers
+        async def ask(): return await asyncio.gather(*(_listed(client.aio, s) for s in shards), *(_limits(client.aio, s) for s in missing), return_exceptions=True)
         asked = ask()
         try: answers = asyncio.run_coroutine_threadsafe(asked, client._loop).result(ANSWER_S + 1)  # bounded: a client closed meanwhile stops its loop
         except TimeoutError: continue
         except Exception: return asked.close()  # the client closed: its loop never ran it (before: a warning, a coroutine never awaited)
+        answers, told = answers[:len(shards)], {s: a for s, a in zip(missing, answers[len(shards):]) if isinstance(a, dict)}
+        if told and self.client is client: self.limits = self.limits | told
         if listed := {s: a for s, a in zip(shards, answers) if isinstance(a, list)}:
             loop.call_soon_threadsafe(self._listed_new, client, listed) if loop else self._listed_new(client, listed)
 

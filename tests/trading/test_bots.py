@@ -1029,3 +1029,32 @@ class Quoter(Strategy):
         with pytest.raises(SystemExit) as e: main([name, "--symbol", "MINE", "--url", market.url, "--key-file", str(key), *more])
         err = capsys.readouterr().err
         assert e.value.code == 2 and said in err.splitlines()[-1], err
+
+class OwnMistake(Strategy):
+    async def on_timer(self): raise ValidationError("window 0: expected at least 1")  # its own code's
+
+class BadQuery(Strategy):
+    async def on_timer(self): await self.client.get("fills", 0, limit=0)  # the service answers 400, to a query: no order refused
+
+def test_a_strategys_own_error_or_a_bad_query_in_a_hook_stops_it_at_once(market):
+    "Only the service's refusals of order commands are counted; the first form of the runner counted these as refusals, or let a bot run on."
+    for cls, said in ((OwnMistake, "window 0: expected at least 1"), (BadQuery, "limit '0': expected an integer from 1 to 10000")):
+        bot = BotThread(cls("SIM"), market.url, market.keys["tess"])
+        deadline = time.monotonic() + 10
+        while bot.running and time.monotonic() < deadline: time.sleep(0.05)
+        assert not bot.running and said in str(bot.error) and bot.strategy.refused_in_a_row == 0, bot.error
+
+def test_a_market_makers_quote_skewed_past_the_accounts_largest_order_is_cut_to_it(market):
+    "Short 40 with qty 40: its bid skews to 56, past max_order_qty 50 (before: refused at each refresh, for ever, and the short never bought back)."
+    add_symbol(market, symbol="SKEW")
+    with TradingClient(market.url, market.keys["tess"]) as tess, TradingClient(market.url, market.keys["tom"]) as tom:
+        tess.order("SKEW", "sell", 40, 1_000), tom.order("SKEW", "buy", 40, 1_000, tif="IOC")
+        maker = BotThread(MarketMaker("SKEW", qty=40, max_inventory=100, fair=1_000, refresh_s=0.2), market.url, market.keys["tess"])
+        try:
+            assert maker.wait_started(), maker.error
+            deadline = time.monotonic() + 10
+            while len(tess.orders_frame(symbol="SKEW")) < 2 and time.monotonic() < deadline: time.sleep(0.05)
+            time.sleep(0.5)  # a few refreshes
+            quotes = tess.orders_frame(symbol="SKEW").set_index("side")["qty"].to_dict()
+            assert quotes == {"buy": 50, "sell": 24} and maker.strategy.refused_in_a_row == 0, (quotes, maker.strategy.refused_in_a_row)
+        finally: maker.stop()

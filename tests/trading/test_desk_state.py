@@ -397,7 +397,7 @@ def test_a_desk_connects_while_a_shard_is_down_and_lists_its_symbols_once_it_is_
         d.kind.value, d.price.value, d.qty.value = "limit", "90", "60"
         d.send()
         assert "order: qty 60: expected at most 50, this account's largest order ([trading] max_order_qty)" in html.unescape(d.status.value), d.status.value  # EURUSD's shard's
-        later = start_trading(tmp_path, symbols=symbols, shards=2, shard=0, price_band_pct=0, port=port)
+        later = start_trading(tmp_path, symbols=symbols, shards=2, shard=0, price_band_pct=0, port=port, max_order_qty=80)
         deadline = time.monotonic() + 20
         while len(d.symbol.options) < 4 and time.monotonic() < deadline: time.sleep(0.05)
         assert (list(d.symbol.options), d.symbol.value) == (sorted(symbols.split()), "EURUSD")  # before: listed only at the next connect
@@ -406,8 +406,11 @@ def test_a_desk_connects_while_a_shard_is_down_and_lists_its_symbols_once_it_is_
         with TradingClient(later.url, keys["tom"]) as tom: tom.order("DEMO", "buy", 5, 99)
         while time.monotonic() < deadline and not (d.client.books.get("DEMO") and d.client.books["DEMO"].depth()["bids"]): time.sleep(0.05)
         assert d.client.books["DEMO"].depth()["bids"] == [(99, 5)]
-        d.send()  # qty 60 at 90 on DEMO's shard, whose limit is 1,000,000 (before: the first shard to answer's 50 taken for every symbol)
+        d.send()  # qty 60 at 90 on DEMO's shard, whose limit is 80 (before: the first shard to answer's 50 taken for every symbol)
         assert re.search(r"order [0-9a-f]+: open, 0 of 60 filled", html.unescape(d.status.value)), d.status.value
+        d.qty.value = "90"
+        d.send()  # read once the shard answered (before: unknown till the next Connect, the ticket sent and refused)
+        assert "order: qty 90: expected at most 80, this account's largest order ([trading] max_order_qty)" in html.unescape(d.status.value), d.status.value
         d.client.close()
     finally:
         stop(up)
