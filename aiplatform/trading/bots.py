@@ -164,6 +164,8 @@ async def _ready(strategy: Strategy, client, inbox):
     if (largest := strategy.largest_order()) is not None and not (type(largest) is tuple and len(largest) == 2 and type(largest[0]) is int and isinstance(largest[1], str)):
         raise ValidationError(f"{strategy.name}: largest_order() gave {largest!r}: expected (qty, the parameters it comes from) or None")
     strategy.max_order_qty = most = (await client.get("me", shard))["limits"]["max_order_qty"]
+    if largest is not None and largest[0] < strategy.lot:  # before: it ran, quoting nothing (a market maker's max_inventory under a lot)
+        raise ValidationError(f"{strategy.name}'s largest order, {largest[0]:,} ({largest[1]}): expected at least {strategy.symbol}'s lot size {strategy.lot:,}: it would place nothing")
     if largest is not None and largest[0] > most:  # before: started, then stopped by 20 refusals
         raise ValidationError(f"{strategy.name}'s largest order, {largest[0]:,} ({largest[1]}): expected at most {most:,}, the account's max_order_qty ([trading] max_order_qty): each such order would be refused")
     client.listeners.append(inbox.put_nowait)
@@ -175,12 +177,12 @@ HOOKS = ("on_start", "on_book", "on_trade", "on_fill", "on_timer", "on_stop")
 async def _hook(strategy: Strategy, hook, *args):
     """Call one of `strategy`'s hooks after `on_start`, taking the service's refusals of its order commands (an error's `order_refused`
     status) as the built-ins do: one for what the order is (400, 422: a tick, a risk limit, the band) counts towards `REFUSED_TO_STOP`,
-    one for the moment (409, 429: a halt, an order done meanwhile, the rate limit) is logged, and the bot goes on (before: the first
+    one for the moment (409: a halt, an order done meanwhile), and any request's rate limit, are logged, and the bot goes on (before: the first
     stopped a strategy of one's own). Any other error stops it: its own code's, a bad query's, a lost answer's."""
     try: await hook(*args)
     except AIPlatformError as e:
         if getattr(e, "order_refused", None) in (400, 422): strategy.refused(e)
-        elif getattr(e, "order_refused", None) in (409, 429): get_logger("trading.bots").info("%s on %s: %s", strategy.name, strategy.symbol, e)
+        elif getattr(e, "order_refused", None) == 409 or isinstance(e, RateLimited): get_logger("trading.bots").info("%s on %s: %s", strategy.name, strategy.symbol, e)  # a rate limit, any request's
         else: raise
 
 async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, stop: asyncio.Event | None = None):
@@ -229,7 +231,7 @@ async def run(strategy: Strategy, urls, key: str, seconds: float | None = None, 
             strategy.stopping = True
             try:
                 async with asyncio.timeout(STOP_S): await client.cancel_placed(strategy.symbol)  # the bot's orders, not those the account placed by hand
-            except (ConnectionError, TimeoutError) as e:
+            except (ConnectionError, TimeoutError, RateLimited) as e:  # a reconnect refused at the connections' limit too
                 strategy.unread = str(e) or f"no answer in {STOP_S} s"  # nor is its position read: as last known
                 log.warning("bot %s on %s: its orders not cancelled (%s); cancelled on disconnect", strategy.name, strategy.symbol, strategy.unread)
             else: await _last_position(strategy)

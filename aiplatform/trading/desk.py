@@ -462,15 +462,15 @@ def _list_again(self: TradingDesk, client, loop):
         except TimeoutError: continue
         except Exception: return asked.close()  # the client closed: its loop never ran it (before: a warning, a coroutine never awaited)
         answers, told = answers[:len(shards)], {s: a for s, a in zip(missing, answers[len(shards):]) if isinstance(a, dict)}
-        if told and self.client is client: self.limits = self.limits | told
-        if listed := {s: a for s, a in zip(shards, answers) if isinstance(a, list)}:
-            loop.call_soon_threadsafe(self._listed_new, client, listed) if loop else self._listed_new(client, listed)
+        if (listed := {s: a for s, a in zip(shards, answers) if isinstance(a, list)}) or told:
+            loop.call_soon_threadsafe(self._listed_new, client, listed, told) if loop else self._listed_new(client, listed, told)
 
 @patch
-def _listed_new(self: TradingDesk, client, listed: dict):
+def _listed_new(self: TradingDesk, client, listed: dict, told=None):
     """List the symbols in `listed` ({shard: its symbols}) not listed yet: a shard's that was down at connect and answers again, or one
-    an admin added since (before: listed at the next Connect only); the symbol shown stays."""
+    an admin added since (before: listed at the next Connect only); the symbol shown stays. Keep the limits `told` ({shard: limits}) too."""
     if self.client is not client: return  # connected again since
+    if told: self.limits = self.limits | told  # on the kernel's thread, as Connect sets them: never another client's
     back, known = [s for s in self._down if s in listed], set(self.symbol.options)
     added = sorted({x for s, symbols in listed.items() if s not in back for x in symbols} - known)
     if not back and not added: return

@@ -217,6 +217,8 @@ def test_bots_keep_to_a_symbols_ticks_and_lots(market):
     add_symbol(market, symbol="GRID", tick_size=5, lot_size=10)
     odd = BotThread(MarketMaker("GRID", qty=25, fair=1_003), market.url, market.keys["tess"])
     assert not odd.wait_started() and str(odd.error) == "qty 25: expected a multiple of GRID's lot size 10"  # before: 20 a side, silently
+    none = BotThread(MarketMaker("GRID", qty=10, max_inventory=5, fair=1_003), market.url, market.keys["tess"])  # room for no lot: before, it ran quoting nothing
+    assert not none.wait_started() and str(none.error) == "market_maker's largest order, 0 (max_inventory): expected at least GRID's lot size 10: it would place nothing", none.error
     add_symbol(market, symbol="BLOCK", lot_size=100)
     big = BotThread(NoiseTrader("BLOCK", max_qty=10, fair=1_000), market.url, market.keys["tom"])  # each order a lot: 100, past max_order_qty 50
     assert not big.wait_started() and str(big.error) == ("noise_trader's largest order, 100 (max_qty 10 in BLOCK's lots of 100): expected at most 50, "
