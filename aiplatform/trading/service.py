@@ -705,8 +705,10 @@ async def websocket(request):
     if cod not in ("true", "false"): raise ValidationError(f"cancel_on_disconnect {cod[:20]!r}: expected true or false")
     settings, hub = request.app[SETTINGS], request.app[HUB]
     ws = WebSocket(heartbeat=PING_S, max_msg_size=max(settings.limits.request_kb, MAX_FRAME) * 1024, compress=False)  # at least MAX_FRAME messages of 1 KB: a frame the client library sends is read whatever [limits] request_kb
-    if not ws.can_prepare(request).ok: raise ValidationError("GET /ws: expected a WebSocket handshake (headers Connection: Upgrade, Upgrade: websocket, Sec-WebSocket-Version: 13, Sec-WebSocket-Key)")
-    hub.admit(user, settings.trading.connections)  # counted from here: handshakes under way too
+    hub.admit(user, settings.trading.connections)  # counted from here: handshakes under way too; before the headers' check, so that a handshake refused, asked again as a plain GET (`AsyncTradingClient._why`), is told the limit (before: "expected a WebSocket handshake")
+    if not ws.can_prepare(request).ok:
+        hub.left(user)
+        raise ValidationError("GET /ws: expected a WebSocket handshake (headers Connection: Upgrade, Upgrade: websocket, Sec-WebSocket-Version: 13, Sec-WebSocket-Key)")
     try: await ws.prepare(request)
     except BaseException as e:
         hub.left(user)

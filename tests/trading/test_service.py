@@ -903,6 +903,9 @@ def test_a_user_has_at_most_connections_websockets_open_to_a_shard(tmp_path):
                 async with vic.get(url + "ws", headers={"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
                                                         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as third:
                     refused = third.status, await third.json()
+                async with AsyncTradingClient(url, keys["vic"]) as client:  # the client says why (before: "GET /ws: expected a WebSocket handshake", the words for its plain GET)
+                    with pytest.raises(RateLimited, match=re.escape("ws: user 'vic': 2 WebSocket connections open to this shard, at most 2 ([trading] connections)")):
+                        await client.requests([{"op": "ping"}])
                 other = await tess.ws_connect(url + "ws")  # another user's: theirs to count
                 await open_[0].close()
                 await asyncio.sleep(0.2)
