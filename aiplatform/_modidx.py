@@ -2275,6 +2275,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                  'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk._limits': ('trading/desk.html#_limits', 'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk._listed': ('trading/desk.html#_listed', 'aiplatform/trading/desk.py'),
+                                         'aiplatform.trading.desk._listed_and_limits': ( 'trading/desk.html#_listed_and_limits',
+                                                                                         'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk._order_label': ( 'trading/desk.html#_order_label',
                                                                                    'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk._reach': ('trading/desk.html#_reach', 'aiplatform/trading/desk.py'),

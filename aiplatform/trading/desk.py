@@ -220,14 +220,17 @@ async def _limits(aio, shard) -> dict:
     "The limits the account meets on `shard` (`GET /me`); TimeoutError if it does not answer within `ANSWER_S`."
     async with asyncio.timeout(ANSWER_S): return (await aio.get("me", shard))["limits"]
 
+async def _listed_and_limits(aio, shards, unknown) -> tuple[list, dict]:
+    "`_listed` of each of `shards` (its symbols, or its error), all asked at once with the limits of those of `unknown`: {shard: limits} of those that told them."
+    answers = await asyncio.gather(*(_listed(aio, s) for s in shards), *(_limits(aio, s) for s in unknown), return_exceptions=True)
+    return answers[:len(shards)], {s: a for s, a in zip(unknown, answers[len(shards):]) if isinstance(a, dict)}
+
 async def _reach(aio, trades=True) -> tuple[list, list, dict]:
     """The symbols of the shards that answer within `ANSWER_S` (every one asked at once), the numbers of those that do not, and the limits the
     account meets on each that told them ({shard: limits}: a shard's own, since each has its settings); if the key
     `trades`, the account's orders and positions followed on each (one down or hung: once it answers), and its past fills fetched (a shard
     that does not answer within `ANSWER_S`: once it does). Three waits of `ANSWER_S` at most: the symbols, the subscribes, the past."""
-    n = len(aio.urls)
-    answers = await asyncio.gather(*(_listed(aio, s) for s in range(n)), *(_limits(aio, s) for s in range(n)), return_exceptions=True)
-    answers, limits = answers[:n], {s: a for s, a in enumerate(answers[n:]) if isinstance(a, dict)}
+    answers, limits = await _listed_and_limits(aio, range(len(aio.urls)), range(len(aio.urls)))
     if refused := [a for a in answers if isinstance(a, BaseException) and not isinstance(a, (ConnectionError, TimeoutError, OSError))]: raise refused[0]
     symbols, down = sorted(s for a in answers if isinstance(a, list) for s in a), [s for s, a in enumerate(answers) if isinstance(a, BaseException)]
     if trades:
@@ -456,12 +459,10 @@ def _list_again(self: TradingDesk, client, loop):
         time.sleep(LIST_AGAIN_S)
         if self.client is not client: return
         missing = [s for s in shards if s not in self.limits]  # a shard down at connect: its limits too, once it answers
-        async def ask(): return await asyncio.gather(*(_listed(client.aio, s) for s in shards), *(_limits(client.aio, s) for s in missing), return_exceptions=True)
-        asked = ask()
-        try: answers = asyncio.run_coroutine_threadsafe(asked, client._loop).result(ANSWER_S + 1)  # bounded: a client closed meanwhile stops its loop
+        asked = _listed_and_limits(client.aio, shards, missing)
+        try: answers, told = asyncio.run_coroutine_threadsafe(asked, client._loop).result(ANSWER_S + 1)  # bounded: a client closed meanwhile stops its loop
         except TimeoutError: continue
         except Exception: return asked.close()  # the client closed: its loop never ran it (before: a warning, a coroutine never awaited)
-        answers, told = answers[:len(shards)], {s: a for s, a in zip(missing, answers[len(shards):]) if isinstance(a, dict)}
         if (listed := {s: a for s, a in zip(shards, answers) if isinstance(a, list)}) or told:
             loop.call_soon_threadsafe(self._listed_new, client, listed, told) if loop else self._listed_new(client, listed, told)
 

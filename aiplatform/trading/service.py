@@ -32,6 +32,7 @@ from .ledger import DONE, OrderState, is_done, public
 from .market import TAPE, Done, Market, Owned, SymbolSpec, symbol_spec, warm_up
 from .orders import CID, SYMBOL, SYMBOL_RULE, Cancel, CancelAll, Modify, Order, plain_order
 from .sessions import MAX_FRAME, Outbox
+from .tool import SETTINGS as TOOL_SETTINGS
 
 # %% ../../nbs/trading/14_service.ipynb #9923b89d
 class Shared(dict):
@@ -929,13 +930,10 @@ FORGOTTEN = _int | {"description": "0, or a time at or before which some of the 
                     "past its newest [trading] keep_done (keep_fills): a page from a since_ns at or before it may lack some, and a client reads what "
                     "stands now instead (the open orders, the positions)"}
 
-_said = lambda text, schema=_int: schema | {"description": text}
-LIMITS = _obj(max_order_qty=_said("an order's largest qty ([trading] max_order_qty)"), max_notional=_said("an order's largest price times qty ([trading] max_notional)"),
-              max_open_orders=_said("the most orders the account may have open (resting, or stops waiting) on this shard ([trading] max_open_orders)"),
-              max_iceberg_parts=_said("an iceberg's largest qty over its display_qty"), rate=_said("messages a second one WebSocket connection may send, on average ([trading] rate)", _num),
-              burst=_said("messages one WebSocket connection may send at once ([trading] burst)"),
-              connections=_said("WebSocket connections the user may have open to this shard at once ([trading] connections)"),
-              queue_limit=_said("messages that may wait for a connection fallen behind before it is resynced or closed ([trading] queue_limit)"))
+_setting = lambda name, schema=_int: schema | {"description": f"{TOOL_SETTINGS['trading'][name].help} ([trading] {name})"}  # in the setting's own words
+LIMITS = _obj(max_order_qty=_setting("max_order_qty"), max_notional=_setting("max_notional"), max_open_orders=_setting("max_open_orders"),
+              max_iceberg_parts=_int | {"description": "an iceberg's largest qty over its display_qty"}, rate=_setting("rate", _num),
+              burst=_setting("burst"), connections=_setting("connections"), queue_limit=_setting("queue_limit"))
 
 ANSWERS = {  # each route's answer when it succeeds
     "me": _obj(account=_int, username=_str, role=_str, limits=LIMITS), "symbols": _obj(shard=_int, shards=_int, symbols=_array(_ref("SymbolState"))),
