@@ -1,7 +1,7 @@
 "A real JupyterHub in front of the platform (`aiplatform hub`): two users log in through Chromium, each to their own server and gallery; roles follow Hub groups; the shared services run once and know each user; PostgreSQL and a Dask cluster behind it all."
-import json, os, secrets, signal, subprocess, time
+import json, os, secrets, signal, subprocess, sys, time
 from types import SimpleNamespace
-import pytest
+import psutil, pytest
 from playwright.sync_api import expect, sync_playwright
 from browser import CHROMIUM, FLAGS, told, watch
 from conftest import BIN, clean_env, cli, free_port, transitions, wait_for
@@ -18,7 +18,7 @@ def hub(tmp_path_factory, postgres):
         "c.JupyterHub.load_roles.append(dict(name='tester', services=['tester'], scopes=['admin:users', 'admin:groups', 'admin:servers', 'tokens']))\n")
     cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", dashboard_address=None)
     env = clean_env(AIPLATFORM_SETTINGS=root/"settings.ini", HOME=root, JUPYTER_RUNTIME_DIR=root/"runtime")
-    for attempt in range(3):  # on other ports when another program took one of the Hub's between its choice and its bind
+    for attempt in range(3):  # a Hub that fails to start on a loaded host (a port another program took meanwhile, a slow proxy) starts again on other ports
         port = free_port()
         (root/"settings.ini").write_text(
             f"[platform]\ndata_dir = data\n[database]\nurl = {postgres}\n[server]\napp_kernels = 0\nwarm = false\n"
@@ -31,12 +31,14 @@ def hub(tmp_path_factory, postgres):
             wait_for(url + "hub/api/", proc, timeout=120)
             break
         except Exception as e:
+            alive = proc.poll() is None
+            stop_hub(proc, root)
             said = (root/"hub.log").read_text()
-            try: os.killpg(proc.pid, signal.SIGTERM), proc.wait(30)  # the Hub and what it started (its proxy)
-            except ProcessLookupError: pass
-            if "already in use" not in said or attempt == 2:
+            print(f"attempt {attempt + 1}: {e!r}\n{said}", file=sys.stderr)
+            if attempt == 2:
                 cluster.close()
-                raise RuntimeError(said) from e
+                raise RuntimeError(f"the Hub did not answer {url}hub/api/ ({'still running' if alive else 'it exited'}); "
+                                   "its warnings and errors:\n" + hub_trouble(said)) from e
     try:
         keys = {}
         for name in ("alice", "bob"):
@@ -47,9 +49,29 @@ def hub(tmp_path_factory, postgres):
         assert api(h, "POST", "groups/trader/users", {"users": ["alice"]})[0] == 200
         yield h
     finally:  # the Hub stops its services and the users' servers
-        os.killpg(proc.pid, signal.SIGTERM)
-        try: proc.wait(180)
+        try: stop_hub(proc, root)
         finally: cluster.close()
+
+def stop_hub(proc, root):
+    """Stop the Hub, then whatever it started that outlived it: its proxy, services and users' servers each run in a session of
+    their own, and a Hub that fails to start leaves them running."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(180)
+    except ProcessLookupError: pass
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get("AIPLATFORM_SETTINGS") == str(root/"settings.ini"): p.kill()
+        except psutil.Error: pass
+
+def hub_trouble(said: str) -> str:
+    "The Hub's warning and error lines in its log `said`, each with what follows it up to the next line of the Hub's."
+    lines, keep = [], False
+    for line in said.splitlines():
+        if line.startswith("[") and line[1:3] in ("D ", "I ", "W ", "E ", "C "): keep = line[1] in "WEC"
+        elif "[ConfigProxy]" in line: keep = False
+        if keep: lines.append(line)
+    return "\n".join(lines)
 
 def api(h, method, path, body=None):
     "The Hub's REST API as the test's admin service."
