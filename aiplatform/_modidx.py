@@ -2671,6 +2671,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                               'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._sync_files': ( 'trading/market.html#market._sync_files',
                                                                                              'aiplatform/trading/market.py'),
+                                           'aiplatform.trading.market.Market._tradable': ( 'trading/market.html#market._tradable',
+                                                                                           'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._waiting': ( 'trading/market.html#market._waiting',
                                                                                           'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market.add_symbol': ( 'trading/market.html#market.add_symbol',

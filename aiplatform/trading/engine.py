@@ -149,7 +149,6 @@ def _risk(self: Engine, book, last, row, pending=0, queued=None, bid=None, lower
     op, order_id, user, side, kind, price, qty, stop = row[0], row[1], row[2], row[3], row[4], row[6] or None, row[7] or None, row[8] or None
     lim = self.user_limits.get(user, self.limits)
     if lowers and _lowers(book, row, queued): return None  # only a lower qty: every risk lower (limits tightened since, say)
-    if qty is not None and qty > lim.max_order_qty: return "risk_max_order_qty"
     if op == OP_SUBMIT:
         if kind in (MARKET, STOP): price = None  # the book takes no price from them
         if kind in (LIMIT, STOP_LIMIT): at = price
@@ -166,6 +165,7 @@ def _risk(self: Engine, book, last, row, pending=0, queued=None, bid=None, lower
         takes = takes and price is not None  # a new price may cross; a new qty alone trades only as the order rests
         if side == SELL and stop: at = max(at or 0, stop)  # triggered, it meets the bids near its stop, as a new sell stop
         if price is None and row[8]: price = was[0] or None  # a stop-limit's limit, banded around its new stop
+    if qty is not None and qty > lim.max_order_qty: return "risk_max_order_qty"  # a modify's: the qty it leaves, a new price's alone too
     if side == SELL and takes: at = max(at or 0, (book.best(BUY) or 0) if bid is None else bid)  # a sell that crosses trades at the bids' prices, however far above its own
     if at and qty and at * qty > lim.max_notional: return "risk_max_notional"
     if shown and qty and qty > lim.max_iceberg_parts * shown: return "risk_iceberg_parts"

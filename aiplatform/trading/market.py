@@ -285,6 +285,7 @@ def add_symbol(self: Market, spec: SymbolSpec):
     "Trade a new symbol from now on."
     if shard_of(spec.symbol, self.shards) != self.shard: self.spec(spec.symbol)  # Misdirected
     if spec.symbol in self.specs: raise Conflict(f"symbol {spec.symbol!r}: already traded")
+    self._tradable(spec)
     self.specs[spec.symbol], saved, kept = spec, False, ""
     try:
         self._save_symbols()  # first: killed before its journal's folder is made, a restart makes it and trades the symbol
@@ -312,6 +313,17 @@ def halt(self: Market, symbol, halted=True) -> SymbolSpec:
     except OSError as e:
         raise Unsaved(f"symbol {symbol!r}: {'halted' if halted else 'resumed'} now, but not saved ({_why(e)}): a restart would find it as it was") from None
     return self.specs[symbol]
+
+# %% ../../nbs/trading/13_market.ipynb #b26e5d08
+@patch
+def _tradable(self: Market, spec: SymbolSpec):
+    "`ValidationError` unless an order in `spec`'s symbol could pass the risk limits (the shard's, or an account's own): a lot within `max_order_qty`, a tick times a lot within `max_notional`."
+    limits = [self.engine.limits, *self.engine.user_limits.values()]
+    if spec.lot_size > (most := max(lim.max_order_qty for lim in limits)):
+        raise ValidationError(f"lot_size {spec.lot_size:,}: expected at most {most:,}, the largest order ([trading] max_order_qty): no order in {spec.symbol} could trade")
+    if spec.tick_size * spec.lot_size > (most := max(lim.max_notional for lim in limits)):
+        raise ValidationError(f"tick_size {spec.tick_size:,} times lot_size {spec.lot_size:,}: expected at most {most:,}, the largest notional "
+                              f"([trading] max_notional): no order in {spec.symbol} could trade")
 
 # %% ../../nbs/trading/13_market.ipynb #281f5f87
 @patch

@@ -628,7 +628,7 @@ async def positions(request):
 async def add_symbol(request):
     user = await caller(request, "admin", fresh=True)
     query(request, ROUTES["add_symbol"])
-    spec = symbol_spec(await read_json(request))
+    spec = symbol_spec({"price_band_pct": request.app[SETTINGS].trading.price_band_pct} | await read_json(request))  # the shard's band unless given
     request.app[MARKET].add_symbol(spec)
     get_logger("trading.service").warning("admin %s added symbol %s: %s", user.username, spec.symbol, spec.model_dump())  # who changed the market, and when: in the log
     return _json(spec.model_dump(), status=201)
@@ -636,10 +636,13 @@ async def add_symbol(request):
 async def _halt(request, route, halted):
     user = await caller(request, "admin", fresh=True)
     query(request, ROUTES[route])
-    symbol = request.match_info["symbol"]
-    try: spec = request.app[MARKET].halt(symbol, halted)
+    if request.can_read_body and (fields := await read_json(request)):  # not taken in silence: a reason sent would seem kept
+        raise ValidationError(f"request body field {next(iter(fields))!r}: unknown (none expected: a halt or a resume takes no fields)")
+    symbol, m = request.match_info["symbol"], request.app[MARKET]
+    was = m.spec(symbol).halted
+    try: spec = m.halt(symbol, halted)
     finally: request.app[HUB].drain()  # the symbol's subscribers told now (a halt not saved is in force still)
-    get_logger("trading.service").warning("admin %s %s symbol %s", user.username, "halted" if halted else "resumed", symbol)
+    get_logger("trading.service").warning("admin %s %s symbol %s%s", user.username, "halted" if halted else "resumed", symbol, "" if was != halted else f" (it already was{' halted' if halted else ' trading'}: nothing changed)")
     return _json(spec.model_dump())
 
 async def halt(request): return await _halt(request, "halt", True)
@@ -842,7 +845,7 @@ def _routes() -> dict:
         (None, Route("PATCH", "/orders/{cid}", modify, "Change an open order's price, remaining quantity or stop price (a stop waiting for its trigger).", TRADERS, Modify, cid)),
         (None, Route("GET", "/fills", fills, "The account's fills.", TRADERS, None, cid | s | {"limit": LIMIT(1_000), "since_ns": SINCE})),
         (None, Route("GET", "/positions", positions, "The account's positions with P&L at the last price.", TRADERS, None, cid)),
-        (None, Route("POST", "/admin/symbols", add_symbol, "Trade a new symbol.", ("admin",), SymbolSpec)),
+        (None, Route("POST", "/admin/symbols", add_symbol, "Trade a new symbol (with the shard's `[trading] price_band_pct` unless its band is given).", ("admin",), SymbolSpec)),
         (None, Route("POST", "/admin/symbols/{symbol}/halt", halt, "Halt a symbol: orders and modifies refused.", ("admin",))),
         (None, Route("POST", "/admin/symbols/{symbol}/resume", resume, "Resume a halted symbol.", ("admin",))),
     ]}

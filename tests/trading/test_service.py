@@ -780,6 +780,30 @@ def test_admin_routes_check_their_query(svc):
     assert (status, answer["error"]) == (400, "query parameter 'halted': unknown (none expected)")
     assert call(svc, "GET", "symbols")[1]["symbols"][2]["halted"] is False
 
+def test_a_halt_takes_no_body_and_a_repeated_one_is_logged_as_changing_nothing(svc):
+    status, answer = call(svc, "POST", "admin/symbols/LOTS/halt", user="ada", body={"reason": "fat finger"})
+    assert (status, answer["error"]) == (400, "request body field 'reason': unknown (none expected: a halt or a resume takes no fields)")  # before: 200, the reason dropped
+    assert call(svc, "POST", "admin/symbols/LOTS/halt", user="ada", raw=b"stop")[0] == 400
+    assert call(svc, "GET", "symbols")[1]["symbols"][2]["halted"] is False  # nothing changed
+    for _ in range(2): assert call(svc, "POST", "admin/symbols/LOTS/halt", user="ada", body={})[1]["halted"] is True
+    assert call(svc, "POST", "admin/symbols/LOTS/resume", user="ada")[1]["halted"] is False
+    log = Path(svc.log).read_text()
+    assert "admin ada halted symbol LOTS\n" in log and "admin ada halted symbol LOTS (it already was halted: nothing changed)\n" in log
+
+def test_a_symbol_an_admin_adds_takes_the_shards_band_and_must_be_tradable(tmp_path):
+    keys, service = make_users(tmp_path), start_trading(tmp_path, symbols="DEMO", price_band_pct=2, max_order_qty=1_000)
+    admin = SimpleNamespace(url=service.url, keys=keys)
+    try:
+        assert call(admin, "POST", "admin/symbols", user="ada", body={"symbol": "NEWB"})[1]["price_band_pct"] == 2.0  # before: 10, whatever the setting
+        assert call(admin, "POST", "admin/symbols", user="ada", body={"symbol": "WIDE", "price_band_pct": 5})[1]["price_band_pct"] == 5.0
+        status, answer = call(admin, "POST", "admin/symbols", user="ada", body={"symbol": "BIGLOT", "lot_size": 5_000})
+        assert (status, answer["error"]) == (400, "lot_size 5,000: expected at most 1,000, the largest order ([trading] max_order_qty): no order in BIGLOT could trade")
+        status, answer = call(admin, "POST", "admin/symbols", user="ada", body={"symbol": "FAR", "tick_size": 2**40})
+        assert (status, answer["error"]) == (400, "tick_size 1,099,511,627,776 times lot_size 1: expected at most 1,000,000,000,000, the largest notional "
+                                                  "([trading] max_notional): no order in FAR could trade")
+        assert sorted(s["symbol"] for s in call(admin, "GET", "symbols")[1]["symbols"]) == ["DEMO", "NEWB", "WIDE"]
+    finally: stop(service)
+
 def test_the_client_survives_a_failing_listener_and_opens_one_socket(svc, monkeypatch):
     opened, connect = [], aiohttp.ClientSession.ws_connect
     monkeypatch.setattr(aiohttp.ClientSession, "ws_connect", lambda self, *a, **k: (opened.append(1), connect(self, *a, **k))[1])
