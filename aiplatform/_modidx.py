@@ -2649,6 +2649,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                        'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._moved_limit': ( 'trading/market.html#market._moved_limit',
                                                                                               'aiplatform/trading/market.py'),
+                                           'aiplatform.trading.market.Market._past_limits': ( 'trading/market.html#market._past_limits',
+                                                                                              'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._protect': ( 'trading/market.html#market._protect',
                                                                                           'aiplatform/trading/market.py'),
                                            'aiplatform.trading.market.Market._queue': ( 'trading/market.html#market._queue',

@@ -149,6 +149,8 @@ class Market:
         if ahead: self.ledger.compact()  # the lines past the journal gone from the file only now: killed before, the next start cuts them again and says the same of the lost
         self.cids.forget(self.ledger.retire(keep_done))  # as before the restart, whichever of the two files was compacted last
         self.feeds = {s: BookFeed(s, self.engine.book(s), seq=numbered[s]) for s in self.specs}
+        if past := self._past_limits(): get_logger("trading.market").warning("%s: open orders past the risk limits now ([trading] max_order_qty, max_notional), by symbol: %s; "
+                                                                               "they rest as they are, and a modify must bring each within them", self.folder, past)
         self.tape = self.ledger.tape  # each symbol's newest trades (`Ledger.trades_of`): as they were before a restart
         for s in self.specs: self.ledger.tape_of(s)
         self.pending, self.listeners, self.flushed, self.schedule = [], [], [], None
@@ -165,6 +167,16 @@ class Market:
                                                "a backup", symbol, r["cut_at_seq"], r["intact_after"])
         self._save_symbols()
         self._cancel_disconnected()
+
+# %% ../../nbs/trading/13_market.ipynb #d659e2df
+@patch
+def _past_limits(self: Market) -> dict:
+    "{symbol: how many of its open orders are past their account's `max_order_qty` or `max_notional` now} (limits tightened since they were placed)."
+    past = {}
+    for (symbol, order_id), (user, _, left) in self.engine.live.items():
+        lim, o = self.engine.user_limits.get(user, self.engine.limits), self.engine.books[symbol].order(order_id)
+        if left > lim.max_order_qty or (o is not None and (o.price or o.stop_price or 0) * left > lim.max_notional): past[symbol] = past.get(symbol, 0) + 1
+    return past
 
 # %% ../../nbs/trading/13_market.ipynb #53a2bd30
 def _numbered(journaled) -> int:
