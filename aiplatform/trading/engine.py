@@ -341,7 +341,8 @@ def process(self: Engine, symbol, rows) -> list[Event]:
             reason = self._risk(book, last, row, pending.get(user, 0), new.get(order_id), bid, lowers=not passed)
             if passed and (not reason and sells and trigger is not None and high >= trigger  # a buy stop-limit they may trigger would bid too much for it
                            and self._risk(book, last, row, pending.get(user, 0), new.get(order_id), max(bid, book.stop_bid(high))) == "risk_max_notional"
-                           or reason and _lowers(book, row, new.get(order_id))):  # a lower qty than it had left before the batch
+                           or reason and _lowers(book, row, new.get(order_id))  # a lower qty than it had left before the batch
+                           or reason == "risk_max_order_qty" and op == OP_MODIFY and not row[7]):  # a new price alone: they may have traded it within the limit
                 out, passed, new, pending = out + self._cut(symbol, passed, out, rows[i:]), [], {}, {}  # they go first: checked against the book they leave
                 top, raised, high, trigger = book.best(BUY) or 0, 0, 0, book.best(BUY_STOPS)
                 reason = self._risk(book, last, row, 0, None, bid := top)

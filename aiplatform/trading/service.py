@@ -959,7 +959,7 @@ def _responses(name, r: Route) -> dict:
         "modify": "the order is done (the reason and its state) or its symbol halted; a stop price for a stop already triggered, or a second modify of a waiting stop while the first is queued",
         "add_symbol": "the symbol is traded already"}[name]}
     if name in ("add_symbol", "halt", "resume"): out["503"] = {"description": "the market's files cannot be written now (a full disk, the open-files limit): a symbol not added; a halt or resume not saved"}
-    if r.body: out["413"] = {"description": "the body is past [limits] request_kb"}
+    if r.body or name in ("halt", "resume"): out["413"] = {"description": "the body is past [limits] request_kb"}
     if "{symbol}" in r.path or "symbol" in (r.query or {}) or r.body in (Order, SymbolSpec): out["421"] = {"description": "another shard trades the symbol"}
     if r.body is Order or r.method in ("DELETE", "PATCH"): out["422"] = {"description": "the engine refused it; the reason and the order's state"}
     if name == "cancel_all": out["422"] = {"description": "some cancels could not be journaled (a write error, which halts their symbol): how many, the first named"}
@@ -1018,12 +1018,16 @@ def openapi() -> dict:
                           + [{"name": n, "in": "query", "description": d, "schema": sc} for n, (d, sc) in (r.query or {}).items()],
               "responses": _responses(name, r)}
         if r.body: op["requestBody"] = {"required": r.body is not CancelAll, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{r.body.__name__}"}}}}
+        if name in ("halt", "resume"): op["requestBody"] = {"required": False, "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}}}  # none, or {}
         paths.setdefault(r.path, {})[r.method.lower()] = op
     schemas = {m.__name__: m.model_json_schema() for m in (Order, Modify, CancelAll, SymbolSpec)}
     modify = schemas["Modify"]  # PATCH /orders/{cid}'s body: the cid is the path's; a price, a qty, a stop price, or several
     del modify["properties"]["cid"], modify["required"]
     modify["anyOf"] = MODIFY_RULE
     schemas["Order"]["allOf"] = ORDER_RULES
+    band = schemas["SymbolSpec"]["properties"]["price_band_pct"]  # an admin's new symbol: the shard's band unless given
+    del band["default"]
+    band["description"] += "; when not given, the shard's [trading] price_band_pct"
     for name in ("Order", "Modify"): schemas[name]["description"] = f"{schemas[name].get('description', '')} {SYMBOL_RULES}".strip()
     schemas |= answer_schemas() | ws_schemas()
     return {"openapi": "3.1.0", "info": {"title": "aiplatform trading service", "version": "1", "description": INFO},

@@ -6,7 +6,7 @@ from playwright.sync_api import expect, sync_playwright
 from browser import CHROMIUM, FLAGS, told, watch
 from conftest import BIN, clean_env, cli, free_port, transitions, wait_for
 
-pytestmark = [pytest.mark.postgres, pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]  # a Hub may start three times (120 s each) in the first test's setup
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, postgres):
@@ -18,28 +18,29 @@ def hub(tmp_path_factory, postgres):
         "c.JupyterHub.load_roles.append(dict(name='tester', services=['tester'], scopes=['admin:users', 'admin:groups', 'admin:servers', 'tokens']))\n")
     cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", dashboard_address=None)
     env = clean_env(AIPLATFORM_SETTINGS=root/"settings.ini", HOME=root, JUPYTER_RUNTIME_DIR=root/"runtime")
-    for attempt in range(3):  # a Hub that fails to start on a loaded host (a port another program took meanwhile, a slow proxy) starts again on other ports
-        port = free_port()
-        (root/"settings.ini").write_text(
-            f"[platform]\ndata_dir = data\n[database]\nurl = {postgres}\n[server]\napp_kernels = 0\nwarm = false\n"
-            f"[hub]\nport = {port}\nidentity_ttl = 1\nconfig = {root/'tester.py'}\n[jobs]\ndask_address = {cluster.scheduler_address}\n"
-            + "".join(f"[{tool}]\nport = {free_port()}\n" for tool in ("trading", "ml", "resume")))
-        with open(root/"hub.log", "w") as log:
-            proc = subprocess.Popen([str(BIN/"aiplatform"), "hub"], env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"http://127.0.0.1:{port}/"
-        try:
-            wait_for(url + "hub/api/", proc, timeout=120)
-            break
-        except Exception as e:
-            alive = proc.poll() is None
-            stop_hub(proc, root)
-            said = (root/"hub.log").read_text()
-            print(f"attempt {attempt + 1}: {e!r}\n{said}", file=sys.stderr)
-            if attempt == 2:
-                cluster.close()
-                raise RuntimeError(f"the Hub did not answer {url}hub/api/ ({'still running' if alive else 'it exited'}); "
-                                   "its warnings and errors:\n" + hub_trouble(said)) from e
+    proc = None
     try:
+        for attempt in range(3):  # a Hub that fails to start on a loaded host (a port another program took meanwhile, a slow proxy) starts again on other ports
+            port = free_port()
+            (root/"settings.ini").write_text(
+                f"[platform]\ndata_dir = data\n[database]\nurl = {postgres}\n[server]\napp_kernels = 0\nwarm = false\n"
+                f"[hub]\nport = {port}\nidentity_ttl = 1\nconfig = {root/'tester.py'}\n[jobs]\ndask_address = {cluster.scheduler_address}\n"
+                + "".join(f"[{tool}]\nport = {free_port()}\n" for tool in ("trading", "ml", "resume")))
+            with open(root/"hub.log", "w") as log:
+                proc = subprocess.Popen([str(BIN/"aiplatform"), "hub"], env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            url = f"http://127.0.0.1:{port}/"
+            try:
+                wait_for(url + "hub/api/", proc, timeout=120)
+                break
+            except BaseException as e:  # the test's own timeout too: nothing of this attempt left running
+                alive = proc.poll() is None
+                stop_hub(proc, root)
+                said = (root/"hub.log").read_text()
+                print(f"attempt {attempt + 1}: {e!r}\n{said}", file=sys.stderr)
+                if not isinstance(e, Exception): raise
+                if attempt == 2:
+                    raise RuntimeError(f"the Hub did not answer {url}hub/api/ ({'still running' if alive else 'it exited'}); "
+                                       "its warnings and errors:\n" + hub_trouble(said)) from e
         keys = {}
         for name in ("alice", "bob"):
             assert cli("users", "add", name, env=env).returncode == 0
@@ -49,29 +50,33 @@ def hub(tmp_path_factory, postgres):
         assert api(h, "POST", "groups/trader/users", {"users": ["alice"]})[0] == 200
         yield h
     finally:  # the Hub stops its services and the users' servers
-        try: stop_hub(proc, root)
+        try:
+            if proc is not None: stop_hub(proc, root)
         finally: cluster.close()
 
 def stop_hub(proc, root):
     """Stop the Hub, then whatever it started that outlived it: its proxy, services and users' servers each run in a session of
-    their own, and a Hub that fails to start leaves them running."""
+    their own (found by the settings file in their environment, or their folder), and a Hub that fails to start leaves them running."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(180)
     except ProcessLookupError: pass
-    for p in psutil.process_iter():
-        try:
-            if p.environ().get("AIPLATFORM_SETTINGS") == str(root/"settings.ini"): p.kill()
-        except psutil.Error: pass
+    except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        for p in psutil.process_iter():
+            try:
+                if p.environ().get("AIPLATFORM_SETTINGS") == str(root/"settings.ini") or p.cwd().startswith(str(root) + os.sep): p.kill()
+            except psutil.Error: pass
+        (root/"data"/"hub"/"proxy.pid").unlink(missing_ok=True)  # the next Hub would stop whatever process has that number now
 
 def hub_trouble(said: str) -> str:
-    "The Hub's warning and error lines in its log `said`, each with what follows it up to the next line of the Hub's."
+    "The Hub's warning and error lines in its log `said`, each with what follows it up to the next line of the Hub's, and the proxy's errors; else its last 40 lines."
     lines, keep = [], False
     for line in said.splitlines():
         if line.startswith("[") and line[1:3] in ("D ", "I ", "W ", "E ", "C "): keep = line[1] in "WEC"
-        elif "[ConfigProxy]" in line: keep = False
+        elif "[ConfigProxy]" in line: keep = "error" in line and "404 GET" not in line and "custom error page" not in line
         if keep: lines.append(line)
-    return "\n".join(lines)
+    return "\n".join(lines or said.splitlines()[-40:])
 
 def api(h, method, path, body=None):
     "The Hub's REST API as the test's admin service."
