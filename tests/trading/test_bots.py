@@ -219,9 +219,9 @@ def test_bots_keep_to_a_symbols_ticks_and_lots(market):
     assert not odd.wait_started() and str(odd.error) == "qty 25: expected a multiple of GRID's lot size 10"  # before: 20 a side, silently
     none = BotThread(MarketMaker("GRID", qty=10, max_inventory=5, fair=1_003), market.url, market.keys["tess"])  # room for no lot: before, it ran quoting nothing
     assert not none.wait_started() and str(none.error) == "market_maker's largest order, 0 (max_inventory): expected at least GRID's lot size 10: it would place nothing", none.error
-    add_symbol(market, symbol="BLOCK", lot_size=100)
-    big = BotThread(NoiseTrader("BLOCK", max_qty=10, fair=1_000), market.url, market.keys["tom"])  # each order a lot: 100, past max_order_qty 50
-    assert not big.wait_started() and str(big.error) == ("noise_trader's largest order, 100 (max_qty 10 in BLOCK's lots of 100): expected at most 50, "
+    add_symbol(market, symbol="BLOCK", lot_size=40)
+    big = BotThread(NoiseTrader("BLOCK", max_qty=130, fair=1_000), market.url, market.keys["tom"])  # up to 3 lots: 120, past max_order_qty 50
+    assert not big.wait_started() and str(big.error) == ("noise_trader's largest order, 120 (max_qty 130 in BLOCK's lots of 40): expected at most 50, "
                                                          "the account's max_order_qty ([trading] max_order_qty): each such order would be refused"), big.error
     maker = BotThread(MarketMaker("GRID", spread=3, qty=20, fair=1_003), market.url, market.keys["tess"])
     noise = BotThread(NoiseTrader("GRID", rate=40, spread=6, max_qty=30, fair=1_003, seed=0), market.url, market.keys["tom"])
