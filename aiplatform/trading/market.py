@@ -9,7 +9,7 @@ __all__ = ['LOST', 'LOST_CUT', 'HALTED', 'TAPE', 'MAX_BATCH', 'RISK_LIMITS', 'BO
 
 # %% ../../nbs/trading/13_market.ipynb #555ed271
 import fcntl, json, os, re, reprlib, resource, signal, time, zlib
-from collections import Counter
+from collections import Counter, deque
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,8 +153,9 @@ class Market:
                                                                                "they rest as they are, and a modify must bring each within them", self.folder, past)
         self.tape = self.ledger.tape  # each symbol's newest trades (`Ledger.trades_of`): as they were before a restart
         for s in self.specs: self.ledger.tape_of(s)
-        self.pending, self.listeners, self.flushed, self.schedule = [], [], [], None
+        self.pending, self.listeners, self.flushed, self.schedule = deque(), [], [], None  # taken from the left a batch at a time: a long queue is not copied at each
         self.cancelling = set()  # ids of the orders with a cancel queued: a cancel_all answers them with it, queuing no second
+        self.cancelling_all, self.batches = {}, 0  # {(account, symbol): a cancel_all waiting for its batch}; batches flushed
         self.halt_listeners = []  # each told (symbol, halted) as a symbol is halted or resumed: by an admin, or by the market when its journal refuses a batch
         self.answered = Counter()  # (symbol, command, outcome): the commands answered after their batch (`outcome`)
         self._compacted = 0  # the ledger file's size after this run's last compaction: none yet, so its first snapshot compacts
@@ -522,24 +523,37 @@ def _waiting(self: Market, state) -> bool:
 def cancel_all(self: Market, account: int, symbol=None, done=lambda states, failed: None) -> list:
     """Queue the cancel of each of `account`'s open orders, those still queued too (in `symbol` only, if given); their states.
     `done(states, failed)` once every cancel is answered, after its batch reached the journal: `failed`, {cid: reason} of the
-    orders still open (an order that ended meanwhile, filled say, is not among them)."""
+    orders still open (an order that ended meanwhile, filled say, is not among them). One while another of the same account and
+    symbol waits, with no order placed nor batch sent since, is answered with it: a frame of them costs one scan and one cancel an order."""
     if symbol is not None: self.spec(symbol)
+    key, now = (account, symbol), (self.cids.next_id, self.batches)
+    if (same := self.cancelling_all.get(key)) and same["at"] == now:
+        same["dones"].append(done)
+        return same["states"]
     states = [s for s in self.ledger.accounts.get(account, {}).values() if not is_done(s) and symbol in (None, s["symbol"])]
-    failed, left = {}, [len(states)]
+    if not states:
+        done(states, {})
+        return states
+    failed, left, waiting = {}, [len(states)], {}
+    this = self.cancelling_all[key] = {"states": states, "dones": [done], "at": now}
     def answered(ok, state, error):
         if not ok and not is_done(state): failed[state["cid"]] = str(error)
         left[0] -= 1
-        if not left[0]: done(states, failed)
+        if left[0]: return
+        if self.cancelling_all.get(key) is this: del self.cancelling_all[key]
+        for d in this["dones"]: d(states, failed)
     def cancel(state):
         self.cancelling.add(state["order_id"])
         self._queue(Request(state["symbol"], state, cancel_fields(state["order_id"], account), answered))
-    def after_queued(ok, state, error):  # the batch of the cancel queued before this one's came: done, or (that one failed) cancelled now
-        if is_done(state): answered(ok, state, error)
-        else: cancel(state)
+    def after_queued(group):  # the batch of the cancels queued before these came: each done, or (its cancel failed) cancelled now
+        for s in group:
+            if is_done(s): answered(True, s, None)
+            else: cancel(s)
     for s in states:  # an order with a cancel queued already is answered after it, with no second (before: a frame of cancel_alls queued and journaled one each, every order)
-        if s["order_id"] in self.cancelling: self._queue(Request(s["symbol"], s, None, after_queued))
+        if s["order_id"] in self.cancelling: waiting.setdefault(s["symbol"], []).append(s)
         else: cancel(s)
-    if not states: done(states, failed)
+    for sym, group in waiting.items():  # one request a symbol waits for them (before: one an order)
+        self._queue(Request(sym, group[0], None, lambda ok, state, error, group=group: after_queued(group)))
     return states
 
 # %% ../../nbs/trading/13_market.ipynb #b84f0938
@@ -583,8 +597,9 @@ def _send_answers(self: Market, ledger_size=None):
 @patch
 def flush(self: Market):
     "Send the queued commands (up to `MAX_BATCH`) to the engine, one batch per symbol; answer each, send; then record, tell the listeners, send."
-    pending, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+    pending = [self.pending.popleft() for _ in range(min(MAX_BATCH, len(self.pending)))]
     if not pending: return
+    self.batches += 1
     self.cancelling.difference_update(r.state["order_id"] for r in pending if r.row is not None and r.row[0] == OP_CANCEL)  # in this batch, whatever becomes of it
     ledger_size = self.ledger.size if self.fsync == "always" else None
     if self.pending and self.schedule: self.schedule(self.flush)  # the rest in the next turn, after these are answered
