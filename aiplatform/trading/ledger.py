@@ -60,6 +60,7 @@ class Ledger(Rewritable):
         self.forgotten_orders, self.forgotten_fills = {}, {}  # account -> the newest updated_ns of its done orders forgotten (ns of its fills), kept through compactions
         self.done, self._grown = {}, set()  # account -> its done orders' ids, oldest first; accounts with new ones
         self._ending = {}  # order id -> state: done, and not yet told of by a line of the file (`record`)
+        self.open_orders = {}  # account -> {order id: state} of its orders not done (new or open), as placed: what a cancel-all or an orders subscription reads, not every order kept
         self.unwritten = []  # lines the file refused (a full disk, say): written before the next, so that none is missing between two
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +75,7 @@ class Ledger(Rewritable):
                              "filled": 0, "notional": 0, "status": status, "reason": "", "created_ns": now, "updated_ns": now}  # a literal: half the cost of calling `OrderState`, once per order
         self.orders[order_id] = self.accounts.setdefault(account, {})[order_id] = state
         if status in DONE: self._ended(state)
+        else: self.open_orders.setdefault(account, {})[order_id] = state
         return state
 
     def _fill(self, fill):
@@ -85,6 +87,7 @@ class Ledger(Rewritable):
     def _ended(self, state):
         """Note that `state` is done: `retire` forgets the oldest done orders first, in the order the file tells of their ends
         (`record`), which is the order a restart reads them back in, so that it forgets the same ones; at once without a file."""
+        if (mine := self.open_orders.get(state["account"])) is not None and mine.pop(state["order_id"], None) is not None and not mine: del self.open_orders[state["account"]]
         if self.path: self._ending[state["order_id"]] = state
         else: self._forgettable(state)
 
@@ -222,6 +225,7 @@ def _load(self: Ledger, upto):
     for state in ended: self._forgettable(self.orders[state["order_id"]])  # in the order the file told of their ends, as `retire` forgets them
     for account, orders in self.accounts.items():  # in the order they were placed, as before: a file lists them as they changed
         self.accounts[account] = dict(sorted(orders.items()))
+        if mine := {oid: s for oid, s in self.accounts[account].items() if not is_done(s)}: self.open_orders[account] = mine
     if len(whole) < len(data):
         get_logger("trading.ledger").warning("%s: cut a torn last line of %d bytes", self.path, len(data) - len(whole))
         os.truncate(self.path, len(whole))

@@ -524,17 +524,15 @@ def cancel_all(self: Market, account: int, symbol=None, done=lambda states, fail
     """Queue the cancel of each of `account`'s open orders, those still queued too (in `symbol` only, if given); their states.
     `done(states, failed)` once every cancel is answered, after its batch reached the journal: `failed`, {cid: reason} of the
     orders still open (an order that ended meanwhile, filled say, is not among them). One while another of the same account and
-    symbol waits, or after one that found none open, with no order placed nor batch sent since, is answered with it: a frame of them
-    costs one scan of the account's kept orders and one cancel an order."""
+    symbol waits, with no order placed nor batch sent since, is answered with it: a frame of them costs one look at the account's
+    open orders and one cancel an order."""
     if symbol is not None: self.spec(symbol)
     key, now = (account, symbol), (self.cids.next_id, self.batches)
     if (same := self.cancelling_all.get(key)) and same["at"] == now:
-        if same["dones"] is None: done(same["states"], {})  # none open a moment ago, and none since
-        else: same["dones"].append(done)
+        same["dones"].append(done)
         return same["states"]
-    states = [s for s in self.ledger.accounts.get(account, {}).values() if not is_done(s) and symbol in (None, s["symbol"])]
+    states = [s for s in self.ledger.open_orders.get(account, {}).values() if symbol in (None, s["symbol"])]  # not every order kept
     if not states:
-        self.cancelling_all[key] = {"states": states, "dones": None, "at": now}  # the next, nothing placed nor flushed since, scans no kept order again
         done(states, {})
         return states
     failed, left, waiting = {}, [len(states)], {}

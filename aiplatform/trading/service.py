@@ -393,8 +393,7 @@ def _first_most(self: Connection, channel, symbol) -> int:
     if channel == "book": return 1
     if channel == "trades": return len(self.market.tape[symbol])
     if channel == "orders":  # the open ones: the engine's (resting or waiting stops) and those still queued; not the done ones kept (before: counted too, and a subscribe refused)
-        m = self.market
-        return min(len(m.ledger.accounts.get(self.account, ())), m.engine.open_orders.get(self.account, 0) + len(m.pending))
+        return len(self.market.ledger.open_orders.get(self.account, ()))
     return len(self.market.specs)
 
 @patch
@@ -402,7 +401,7 @@ def _first(self: Connection, channel, symbol) -> dict:
     "A subscription's first message: the book's snapshot, the recent trades, the open orders or the positions."
     if channel == "book": return self.market.feeds[symbol].snapshot()
     if channel == "trades": return {"type": "trades", "symbol": symbol, "trades": list(self.market.tape[symbol])}
-    if channel == "orders": return {"type": "orders", "orders": [public(s) for s in self.market.ledger.accounts.get(self.account, {}).values() if not is_done(s)]}
+    if channel == "orders": return {"type": "orders", "orders": [public(s) for s in self.market.ledger.open_orders.get(self.account, {}).values()]}
     m = self.market  # the positions held, as `GET /positions` lists them: not one a symbol of a thousand
     return {"type": "positions", "positions": [position(m, self.account, s) for s in m.specs if (self.account, s) in m.engine.positions]}
 
@@ -603,7 +602,8 @@ async def orders(request):
     since, m = q.get("since_ns"), request.app[MARKET]
     status = q.get("status", "all" if since is not None else "open")
     if "symbol" in q: m.spec(q["symbol"])  # another shard's, or no one's: said, not an empty list
-    kept = [s for s in m.ledger.accounts.get(account, {}).values() if (status == "all" or is_done(s) == (status == "done")) and q.get("symbol") in (None, s["symbol"])]
+    orders = m.ledger.open_orders if status == "open" else m.ledger.accounts  # the open ones alone: not a look through every order kept
+    kept = [s for s in orders.get(account, {}).values() if (status != "done" or is_done(s)) and q.get("symbol") in (None, s["symbol"])]
     if since is not None: kept.sort(key=lambda s: s["updated_ns"])  # in the order they changed, for a page from a stamp; else as placed
     rows, more = _page(kept, since, q["limit"], "updated_ns")
     return _json({"orders": [public(s) for s in rows], "more": more, "forgotten_ns": m.ledger.forgotten_orders.get(account, 0)})

@@ -23,12 +23,19 @@ from aiplatform.trading.book import (ACCEPTED, BUY, CANCELLED, COMMAND_DTYPE, KI
                                      SELL, STPS, TRADE)
 from aiplatform.trading.engine import SCALE, RiskLimits
 from aiplatform.trading import market as market_module
+from aiplatform.trading.ledger import is_done
 from aiplatform.trading.market import HALTED, Done, Market, SymbolSpec
 from aiplatform.trading.orders import MAX_PRICE, Cancel, Modify, Order, plain_order
 from reference_book import ReferenceBook
 
 SYMBOL = "DEMO"
 ACCOUNTS = (1, 2, 3)
+
+def check_open_orders(ledger):
+    "The ledger's index of each account's orders not done (`Ledger.open_orders`) holds every such order, the very state it keeps, in the order placed, and no other."
+    want = {a: [oid for oid, s in orders.items() if not is_done(s)] for a, orders in ledger.accounts.items()}
+    assert {a: list(o) for a, o in ledger.open_orders.items()} == {a: ids for a, ids in want.items() if ids}, (ledger.open_orders, want)
+    assert all(s is ledger.accounts[a][oid] for a, o in ledger.open_orders.items() for oid, s in o.items())
 CIDS = tuple("abcdefgh")  # few, shared by the accounts: each account's own, repeated often, and another's name of an order
 LIMITS = RiskLimits(max_order_qty=10, max_notional=10**12, price_band_pct=0, max_open_orders=3)  # qty 11 and a 4th open order refused
 NO_RISK = RiskLimits(price_band_pct=0)  # nothing these streams send is refused by a risk limit
@@ -357,6 +364,7 @@ class Run:
         theirs = {oid: {k: o[k] for k in FIELDS} for oid, o in m.ledger.orders.items()}
         for oid in ours.keys() | theirs.keys(): assert theirs.get(oid) == ours.get(oid), f"order {oid}: {theirs.get(oid)} != the model's {ours.get(oid)}"
         assert dict(m.cids.ids) == model.cids and m.cids.next_id == model.next_id
+        check_open_orders(m.ledger)
         for (acct, c), oid in model.cids.items(): assert m.order(acct, c)["order_id"] == oid
         book = m.engine.book(SYMBOL)
         assert book.depth(1000) == model.book.depth(1000) and book.last_price == model.book.last, (book.depth(1000), model.book.depth(1000))
@@ -773,6 +781,7 @@ class MRun:
         theirs = {oid: {k: o[k] for k in FIELDS} for oid, o in m.ledger.orders.items()}
         for oid in ours.keys() | theirs.keys(): assert theirs.get(oid) == ours.get(oid), f"order {oid}: {theirs.get(oid)} != the model's {ours.get(oid)}"
         assert dict(m.cids.ids) == model.cids and m.cids.next_id == model.next_id
+        check_open_orders(m.ledger)
         for sym, mb in model.books.items():
             book = m.engine.book(sym)
             assert book.depth(1000) == mb.depth(1000) and book.last_price == mb.last, (sym, book.depth(1000), mb.depth(1000), book.last_price, mb.last)
