@@ -542,7 +542,11 @@ def cancel_all(self: Market, account: int, symbol=None, done=lambda states, fail
         left[0] -= 1
         if left[0]: return
         if self.cancelling_all.get(key) is this: del self.cancelling_all[key]
-        for d in this["dones"]: d(states, failed)
+        first, *others = this["dones"]
+        first(states, failed)
+        if others and failed: self.cancel_all(account, symbol, lambda s, f: [d(s, f) for d in others])  # those answered with it try again, as each would have alone
+        else:
+            for d in others: d(states, failed)
     def cancel(state):
         self.cancelling.add(state["order_id"])
         self._queue(Request(state["symbol"], state, cancel_fields(state["order_id"], account), answered))

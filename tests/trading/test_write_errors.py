@@ -615,3 +615,18 @@ Market(sys.argv[1])
     m = Market(tmp_path)
     assert [(m.order(1, f"o{i}")["status"], m.order(1, f"o{i}")["reason"]) for i in (1, 2, 3, 4)] == [("open", "")] + [("lost", LOST_CUT)] * 3
     m.close()
+
+def test_cancel_alls_answered_together_try_again_after_a_failed_batch(tmp_path):
+    m = Market(tmp_path/"m", [{"symbol": "DEMO"}])
+    m.submit(1, Order(cid="x", symbol="DEMO", side="sell", price=100, qty=1), lambda *a: None)
+    m.flush()
+    process, failures = m.engine.process, [OSError(errno.ENOSPC, "No space left on device")]
+    def fails_once(symbol, rows):  # the next batch: a full disk, once
+        if failures: raise failures.pop()
+        return process(symbol, rows)
+    m.engine.process = fails_once
+    told = []
+    for who in "AB": m.cancel_all(1, done=lambda states, failed, who=who: told.append((who, [s["cid"] for s in states], sorted(failed))))  # a second click
+    while m.pending: m.flush()
+    assert told == [("A", ["x"], ["x"]), ("B", ["x"], [])], told  # before: B told of A's failure, and x left open
+    assert m.order(1, "x")["status"] == "cancelled" and m.specs["DEMO"].halted  # cancels pass the halt the failure made
