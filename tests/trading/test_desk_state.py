@@ -241,7 +241,7 @@ def test_a_desk_whose_service_is_gone_shows_no_stale_ladder(tmp_path):
         d.status.say("order x: not sent", error=True)  # an error of the time it was down
         svc = start_trading(tmp_path, port=int(svc.url.rsplit(":", 1)[1].strip("/")), symbols="DEMO", price_band_pct=0)
         deadline = time.time() + 30
-        while time.time() < deadline and not d.client.connected("DEMO"): time.sleep(0.05)
+        while time.time() < deadline and not (d.client.connected("DEMO") and d.client.books.get("DEMO") and d.client.books["DEMO"].depth()["asks"]): time.sleep(0.05)  # its book comes after its socket opens
         d.redraw()
         assert "reconnected to the trading service" in d.status.value and ">100<" in d.ladder.value  # before: the error of the time it was down stood
     finally:
