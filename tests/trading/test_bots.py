@@ -33,7 +33,9 @@ def test_three_bots_make_a_market(market):
     noise = BotThread(NoiseTrader("DEMO", rate=40, spread=6, max_qty=8, fair=10_000, seed=1), market.url, market.keys["tom"])
     momentum = BotThread(MomentumMA("DEMO", fast=2, slow=5, qty=3, max_position=9, interval_s=0.1), market.url, market.keys["ada"])
     try:
-        time.sleep(4)
+        assert all(bot.wait_started() for bot in (maker, noise, momentum)), (maker.error, noise.error, momentum.error)
+        deadline = time.time() + 20
+        while time.time() < deadline and not (maker.strategy.client.fills and len(maker.strategy.pnl_history) > 1 and momentum.strategy.prices): time.sleep(0.1)
         assert maker.running and noise.running and momentum.running, (maker.error, noise.error, momentum.error)
         assert len(maker.strategy.client.fills) > 0 and len(maker.strategy.pnl_history) > 1  # it traded, its P&L followed
         assert maker.strategy.fills and {f["cid"] for f in maker.strategy.fills} <= maker.strategy.client.placed  # its own fills
@@ -226,7 +228,9 @@ def test_bots_keep_to_a_symbols_ticks_and_lots(market):
     maker = BotThread(MarketMaker("GRID", spread=3, qty=20, fair=1_003), market.url, market.keys["tess"])
     noise = BotThread(NoiseTrader("GRID", rate=40, spread=6, max_qty=30, fair=1_003, seed=0), market.url, market.keys["tom"])
     try:
-        time.sleep(2)
+        assert maker.wait_started() and noise.wait_started(), (maker.error, noise.error)
+        deadline = time.time() + 20
+        while time.time() < deadline and not (maker.strategy.quotes and noise.strategy.client.orders): time.sleep(0.1)
         assert maker.running and noise.running, (maker.error, noise.error)
         quotes = [maker.strategy.client.orders[cid] for cid in maker.strategy.quotes]
         assert quotes and all(o["price"] % 5 == 0 and o["qty"] % 10 == 0 for o in quotes), quotes
@@ -238,6 +242,7 @@ def test_a_noise_trader_quotes_in_ticks_either_side_and_leaves_no_old_rounds_ope
     add_symbol(market, symbol="NOIS", tick_size=100)
     noise = BotThread(NoiseTrader("NOIS", rate=400, spread=10, max_qty=5, fair=100_000, seed=5, stp="cancel_newest"), market.url, market.keys["tom"])
     try:
+        assert noise.wait_started(), noise.error
         time.sleep(3)  # some six rounds of 200 commands
         assert noise.running, noise.error
         orders = list(noise.strategy.client.orders.values())

@@ -31,7 +31,7 @@ def test_a_reconnected_desk_still_follows_its_symbol(svc):
     d.key.value = svc.keys["tom"]
     d.connect()  # the same symbol shown: nothing changes in the dropdown
     deadline = time.time() + 10
-    while time.time() < deadline and "DEMO" not in d.client.books: time.sleep(0.05)
+    while time.time() < deadline and not ("DEMO" in d.client.books and d.client.trades.get("DEMO")): time.sleep(0.05)  # the book and the tape: two subscriptions
     d.redraw()
     assert ">100<" in d.ladder.value and d.tape.value.count("<tr>") > 1
     d.bot.value, d.bot_params.value = "market_maker", "spread=two"
@@ -399,7 +399,7 @@ def test_a_desk_connects_while_a_shard_is_down_and_lists_its_symbols_once_it_is_
         assert "order: qty 60: expected at most 50, this account's largest order ([trading] max_order_qty)" in html.unescape(d.status.value), d.status.value  # EURUSD's shard's
         later = start_trading(tmp_path, symbols=symbols, shards=2, shard=0, price_band_pct=0, port=port, max_order_qty=80)
         deadline = time.monotonic() + 20
-        while len(d.symbol.options) < 4 and time.monotonic() < deadline: time.sleep(0.05)
+        while not (len(d.symbol.options) == 4 and "answers again" in d.status.value) and time.monotonic() < deadline: time.sleep(0.05)  # the status said last
         assert (list(d.symbol.options), d.symbol.value) == (sorted(symbols.split()), "EURUSD")  # before: listed only at the next connect
         assert f">{dead} answers again: 3 symbols listed<" in d.status.value, d.status.value
         d.symbol.value = "DEMO"  # a symbol of the shard back: its book is followed
@@ -448,7 +448,7 @@ def test_a_desk_connects_and_changes_symbols_at_once_while_a_shard_hangs_and_sho
         deadline = time.monotonic() + 20
         while not any(f["symbol"] == "DEMO" for f in d.client.fills) and time.monotonic() < deadline: time.sleep(0.1)
         assert any(f["symbol"] == "DEMO" for f in d.client.fills)  # before: never, once it had not answered at the connect
-        while len(d.symbol.options) < 5 and time.monotonic() < deadline: time.sleep(0.1)
+        while not (len(d.symbol.options) == 5 and d.symbol.value == "ZETA") and time.monotonic() < deadline: time.sleep(0.1)  # new options choose their first, then the symbol shown is put back
         assert (list(d.symbol.options), d.symbol.value) == (sorted(symbols.split()), "ZETA")  # before: listed only at the next connect
         d.client.close()
     finally:

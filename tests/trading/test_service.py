@@ -512,7 +512,8 @@ def test_book_trades_orders_positions_and_heartbeats_stream(svc):
             tess.listeners.append(lambda m: m["type"] == "heartbeat" and beats.append(m))
             for i in range(20): await tom.order("LOTS", "sell", 2, 100 + i % 5)
             await tess.order("LOTS", "buy", 7, 102, cid="sweep")
-            await asyncio.sleep(0.8)  # a heartbeat comes after 0.5 s of quiet
+            async with asyncio.timeout(10):
+                while not beats: await asyncio.sleep(0.05)  # a heartbeat comes after 0.5 s of quiet
             depth = await tess.depth("LOTS")
             assert tess.books["LOTS"].depth() == {"bids": [tuple(x) for x in depth["bids"]], "asks": [tuple(x) for x in depth["asks"]]}
             assert (tess.orders["sweep"]["status"], sum(f["qty"] for f in tess.fills if f["cid"] == "sweep")) == ("filled", 7)
