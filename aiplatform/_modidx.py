@@ -2001,6 +2001,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                          'aiplatform.trading.bots._seconds': ('trading/bots.html#_seconds', 'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots._session': ('trading/bots.html#_session', 'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots._tell': ('trading/bots.html#_tell', 'aiplatform/trading/bots.py'),
+                                         'aiplatform.trading.bots._through': ('trading/bots.html#_through', 'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots._until_stopped': ( 'trading/bots.html#_until_stopped',
                                                                                      'aiplatform/trading/bots.py'),
                                          'aiplatform.trading.bots._whole': ('trading/bots.html#_whole', 'aiplatform/trading/bots.py'),

@@ -534,10 +534,25 @@ def _session(symbol, times_ns, commands, offset, prefix) -> tuple[list, int]:
         raise ValidationError(f"prefix {prefix!r}: with the session's order ids, up to {commands['order_id'].max():,}, a client order id must be {CID_RULE}")
     return times.tolist(), int(offset)  # a NumPy integer's too: the messages are JSON
 
+def _through(client, accounts, commands) -> list:
+    """The client each command goes through: its recorded account's in `accounts`, else `client`. `ValidationError` where one client would
+    send the orders of several accounts with self-trade prevention: kept from trading with each other, which the recording's were not."""
+    if not (accounts is None or isinstance(accounts, dict) and all(isinstance(c, AsyncTradingClient) for c in accounts.values())):
+        raise ValidationError(f"accounts: expected {{recorded account: AsyncTradingClient}}; got {type(accounts).__name__}")
+    users = commands["user"].tolist()
+    through, shared = [(accounts or {}).get(user, client) for user in users], {}  # shared: each client's recorded accounts
+    for user, c in zip(users, through): shared.setdefault(id(c), set()).add(user)
+    stp = (commands["op"] == OP_SUBMIT) & (commands["stp"] != 0)
+    if kept := [k for k in np.flatnonzero(stp) if len(shared[id(through[k])]) > 1]:
+        raise ValidationError(f"commands: {len(kept):,} orders with self-trade prevention (stp), of accounts {', '.join(map(str, sorted({users[k] for k in kept})))}, would go through "
+                              f"one client's account with another recorded account's orders, and not trade with them as they did: give `accounts`, "
+                              f"a client of its own for each recorded account ({{account: client}})")
+    return through
+
 async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, speed: float = 1.0, offset: int = 0,
-                 prefix: str | None = None, stop: asyncio.Event | None = None) -> dict:
+                 prefix: str | None = None, stop: asyncio.Event | None = None, accounts: dict | None = None) -> dict:
     """Send `commands` to `symbol` at `speed`× the pace of `times_ns`, prices shifted by `offset`, client order ids `prefix` + engine id (a new prefix by default:
-    each replay places its orders anew); counts of what was answered, `rate_limited`: how many the connection's rate limit refused (each sent again once it allowed),
+    each replay places its orders anew), each through `client` or, for a recorded account in `accounts`, through its own; counts of what was answered, `rate_limited`: how many the connection's rate limit refused (each sent again once it allowed),
     `behind_s`: how far behind its schedule it fell at most, and the first and last refusals' errors (the first is often the cause of the others: an order refused,
     then its cancel). `NotFound` if the service does not trade `symbol`."""
     try: fine = isinstance(speed, numbers.Real) and not isinstance(speed, bool) and math.isfinite(speed) and speed > 0
@@ -545,6 +560,7 @@ async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, sp
     if not fine: raise ValidationError(f"speed {speed!r}: expected a finite number above 0")
     prefix = f"r{new_cid()}-" if prefix is None else prefix
     times, offset = _session(symbol, times_ns, commands, offset, prefix)
+    through = _through(client, accounts, commands)
     loop, counts = asyncio.get_running_loop(), {"sent": 0, "acked": 0, "rejected": 0, "rate_limited": 0, "behind_s": 0.0, "first_refusal": None, "last_refusal": None}
     start, t0, i = loop.time(), times[0] if times else 0, 0
     due = lambda k: start + (times[k] - t0) / 1e9 / speed
@@ -553,14 +569,14 @@ async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, sp
             await _pause(wait, stop)
             continue
         now, j, modified = loop.time(), i, set()
-        while j < len(times) and j - i < MAX_FRAME and due(j) <= now:  # every command due by now, in one frame: a fast session keeps its pace
+        while j < len(times) and j - i < MAX_FRAME and due(j) <= now and through[j] is through[i]:  # every command due by now, in one frame: a fast session keeps its pace
             if commands[j]["op"] == OP_MODIFY:  # but a second modify of an order: a stop takes one a batch, the next frame takes it
                 if (order_id := int(commands[j]["order_id"])) in modified: break
                 modified.add(order_id)
             j += 1
         counts["behind_s"] = max(counts["behind_s"], now - due(i))
-        answers = await client.requests([_message(c, symbol, f"{prefix}{int(c['order_id'])}", offset) for c in commands[i:j]],
-                                        client.shard(symbol), check=False)
+        answers = await through[i].requests([_message(c, symbol, f"{prefix}{int(c['order_id'])}", offset) for c in commands[i:j]],
+                                            through[i].shard(symbol), check=False)  # answered before the next frame: several accounts' keep their order
         passed = next((k for k, a in enumerate(answers) if a.get("status") == RateLimited.status), len(answers))  # the rest of the frame is refused with it
         if missing := next((a for a, m in zip(answers, commands[i:j]) if a.get("status") == NotFound.status and m["op"] == OP_SUBMIT), None):
             raise NotFound(missing["error"])  # the symbol is not traded there: every order would be refused (before: counted, and the last refusal told a cancel's)
@@ -629,7 +645,7 @@ class NoiseTrader(Strategy):
             limit = new & (cmds["kind"] == LIMIT)
             cmds["price"][limit] = np.maximum(1, cmds["price"][limit]) * self.tick
             cmds["qty"][new] = np.maximum(self.lot, cmds["qty"][new] // self.lot * self.lot)
-            cmds["stp"][new] = STPS.index(p["stp"] or "none")
+            cmds["stp"][new], cmds["user"] = STPS.index(p["stp"] or "none"), 0  # the generator's traders as one: its own orders kept from trading with each other
             prefix = f"n{new_cid()}-"  # its own: a round under a prefix the service still knew would be answered with those old orders
             try:
                 counts = await replay(self.client, self.symbol, times, cmds, prefix=prefix)

@@ -656,12 +656,35 @@ def test_replay_of_a_recorded_session(market):
     times, commands = journal_session(market.data/"trading"/"shard-0"/"books"/"SIM", rate=2_000)  # what the tests above traded
     assert len(commands) > 300
     async def main():
-        async with AsyncTradingClient(market.url, market.keys["ada"]) as c:
-            counts = await replay(c, "DEMO", times, commands, speed=1, prefix="rec")
-            await c.cancel_all("DEMO")
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(AsyncTradingClient(market.url, market.keys[name])) for name in ("tess", "tom", "ada")]
+            accounts = {(await c.get("me"))["account"]: c for c in clients}  # each recorded account's orders through its own: its stp as recorded
+            counts = await replay(clients[-1], "DEMO", times, commands, speed=1, prefix="rec", accounts=accounts)
+            for c in clients: await c.cancel_all("DEMO")
             return counts
     counts = asyncio.run(main())
     assert counts["sent"] == len(commands) and counts["acked"] > len(commands) // 2
+
+def test_a_recorded_session_of_two_accounts_replays_each_under_its_own(market):
+    "Two accounts kept off self-trades (stp): through one client their orders would be kept from trading with each other (before: sent, a tape of none, each cross cancelled as self_trade and counted as acked); each through its own, the tape as recorded."
+    add_symbol(market, symbol="REC2"), add_symbol(market, symbol="REP2")
+    tape = lambda c, symbol: c.get(f"trades/{symbol}")
+    async def main():
+        async with AsyncTradingClient(market.url, market.keys["tess"]) as tess, AsyncTradingClient(market.url, market.keys["tom"]) as tom:
+            for c, side, qty, price in [(tess, "sell", 5, 101), (tom, "buy", 2, 101), (tom, "sell", 3, 103), (tom, "buy", 4, 103)]:  # the last takes 3 of tess's, then meets tom's own sell
+                await c.order("REC2", side, qty, price, stp="cancel_newest")
+            times, commands = journal_session(market.data/"trading"/"shard-0"/"books"/"REC2")
+            accounts = {(await c.get("me"))["account"]: c for c in (tess, tom)}
+            assert sorted(set(commands["user"].tolist())) == sorted(accounts)
+            with pytest.raises(ValidationError, match=r"commands: 4 orders with self-trade prevention \(stp\), of accounts \d+, \d+, would go through one client's account"):
+                await replay(tess, "REP2", times, commands)
+            counts = await replay(tess, "REP2", times, commands, accounts=accounts)
+            recorded, replayed = await tape(tess, "REC2"), await tape(tess, "REP2")
+            for c in (tess, tom): await c.cancel_all("REC2"), await c.cancel_all("REP2")
+            return counts, recorded["trades"], replayed["trades"]
+    counts, recorded, replayed = asyncio.run(main())
+    assert (counts["acked"], counts["rejected"]) == (4, 0)
+    assert [(t["price"], t["qty"], t["side"]) for t in replayed] == [(t["price"], t["qty"], t["side"]) for t in recorded] == [(101, 2, "buy"), (101, 3, "buy")]
 
 @pytest.mark.parametrize("other", ["down", "hung"])
 def test_a_bot_starts_and_quotes_while_another_shard_is_down_or_hung(tmp_path, other):
