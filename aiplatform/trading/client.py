@@ -440,7 +440,9 @@ def last_price(self: AsyncTradingClient, symbol) -> int | None:
 
 @patch
 def marked(self: AsyncTradingClient, symbol) -> dict | None:
-    "Your position in `symbol` (as the positions channel last sent it) valued at the last trade on the tape, anyone's; None without one."
+    """Your position in `symbol` (as the positions channel last sent it) valued at the last trade on the tape, anyone's, while the client
+    follows `symbol`'s trades (`subscribe("trades", symbol)`, as bots and the Desk do); else at the last trade as of that message, which
+    others' trades since leave stale (`positions_frame` asks the service). None without a position."""
     p = self.positions.get(symbol)
     if p is None: return None
     last = self.last_price(symbol) or p["last"]  # a position message comes only with your own fills
