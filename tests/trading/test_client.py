@@ -6,6 +6,7 @@ holds up no other, a catch-up after a reconnect keeps what the stream said since
 names the shard and the service's reason, an order sent again after a cut stays placed, a fill brought twice is held and told
 once, a dropped connection's book is gone at once, a closed client answers no query, and the client imports without the service."""
 import asyncio, base64, contextlib, gc, hashlib, json, signal, socket, subprocess, sys, threading, time, warnings
+import pandas as pd
 import pytest
 from conftest import free_port
 from trading_service import Proxy, make_users, start_trading, stop
@@ -52,6 +53,7 @@ def test_values_read_from_the_tables_are_sent_back_as_they_are_and_what_json_can
         tc.order("DEMO", "buy", 4, 80, cid="table-1"), tc.order("DEMO", "buy", 1, kind="market", tif="IOC", cid="table-m")  # a market order's price: none
         table = tc.orders_frame("all", symbol="DEMO")
         assert str(table.price.dtype) == "Int64"  # before: float64 beside a market order, and 80.0 refused as no whole price
+        assert (table.created == pd.to_datetime(table.created_ns, utc=True)).all() and abs(table.created.iloc[-1] - pd.Timestamp.now(tz="UTC")) < pd.Timedelta(minutes=1)  # the service's times as UTC times
         row = table[table.cid == "table-1"].iloc[0]
         assert tc.modify("table-1", price=row.price + 1, qty=row.qty - 1)["price"] == 81  # NumPy integers (before: TypeError, naming no field)
         with pytest.raises(ValidationError, match=r"^qty Decimal\('2'\) \(message 0\): expected a number, a string, true or false, not a Decimal; nothing sent$"):
