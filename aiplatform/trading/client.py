@@ -732,8 +732,9 @@ async def fills_frame(self: AsyncTradingClient, symbol=None, limit=1_000) -> pd.
 
 @patch
 async def positions_frame(self: AsyncTradingClient) -> pd.DataFrame:
-    "Your positions with their P&L at the last price."
-    return _frame(await self._everywhere("positions", "positions"), "positions")
+    "Your positions with their P&L at the last price; a flat one's `avg_price` NaN, as the Desk shows none (was 0.0)."
+    table = _frame(await self._everywhere("positions", "positions"), "positions")
+    return table.assign(avg_price=table.avg_price.where(table.qty != 0))
 
 # %% ../../nbs/trading/15_client.ipynb #3948ed66
 _dicts = lambda d: {k: dict(v) for k, v in d.items()}  # an order's, a position's, a fill's or a trade's fields are plain values

@@ -47,6 +47,17 @@ def test_a_price_that_is_no_json_number_is_refused_before_anything_is_sent(svc):
             with pytest.raises(NotFound): await c.get("orders/fine")  # the good one of the frame: not sent either
     asyncio.run(main())
 
+def test_a_flat_position_has_no_average_price(svc):
+    import json, urllib.request
+    urllib.request.urlopen(urllib.request.Request(svc.url + "admin/symbols", data=json.dumps({"symbol": "FLAT", "price_band_pct": 0}).encode(), method="POST",
+                           headers={"Authorization": f"Bearer {svc.keys['ada']}", "Content-Type": "application/json"}), timeout=30)
+    with TradingClient(svc.url, svc.keys["tess"]) as tess, TradingClient(svc.url, svc.keys["tom"]) as tom:
+        tom.order("FLAT", "sell", 3, 50), tess.order("FLAT", "buy", 3, 50)
+        tom.order("FLAT", "buy", 3, 52), tess.order("FLAT", "sell", 3, 52)
+        table = tess.positions_frame()
+    p = table.set_index("symbol").loc["FLAT"]
+    assert (p.qty, p.realized, str(table.avg_price.dtype)) == (0, 6.0, "float64") and pd.isna(p.avg_price)  # before: 0.0, an average price of nothing
+
 def test_values_read_from_the_tables_are_sent_back_as_they_are_and_what_json_cannot_write_is_refused_by_name(svc):
     from decimal import Decimal
     with TradingClient(svc.url, svc.keys["tess"]) as tc:
