@@ -2272,6 +2272,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                            'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.TradingDesk.stop_bots': ( 'trading/desk.html#tradingdesk.stop_bots',
                                                                                             'aiplatform/trading/desk.py'),
+                                         'aiplatform.trading.desk._answered': ('trading/desk.html#_answered', 'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk._last_line': ( 'trading/desk.html#_last_line',
                                                                                  'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk._limits': ('trading/desk.html#_limits', 'aiplatform/trading/desk.py'),

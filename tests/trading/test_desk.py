@@ -66,7 +66,7 @@ def test_a_bot_from_the_panel(desk):
         assert box and 0 <= box["y"] < 720, box  # in sight where the click was (before: scrolled off the top, the click seemed to do nothing)
     finally: page.set_viewport_size({"width": 1400, "height": 1100})
     page.get_by_role("button", name="Stop all bots").click()
-    expect(page.locator(".aip-status")).to_contain_text("1 bots stopped")
+    expect(page.locator(".aip-status")).to_contain_text("1 bot stopped")
     expect(bots).to_contain_text("stopped")
 
 def test_the_gateway_vouches_for_its_user_and_drops_a_forged_claim(desk):
