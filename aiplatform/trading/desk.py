@@ -59,12 +59,13 @@ def _last_line(path) -> str:
 
 # %% ../../nbs/trading/17_desk.ipynb #89e1eb3b
 def parse_params(text: str) -> dict:
-    "`name=value` pairs separated by commas, each value read by `bots.param_value`; `ValidationError` naming a bad pair."
+    "`name=value` pairs separated by commas, each value read by `bots.param_value` (its thousands grouped by commas or not, as the ticket takes them); `ValidationError` naming a bad pair."
     out = {}
-    for pair in filter(None, (p.strip() for p in text.split(","))):
+    for pair in filter(None, (p.strip() for p in re.split(r",(?=\s*[A-Za-z_]\w*\s*=)|,\s*$", text))):  # a comma before the next name= (before: qty=1,000 read as qty=1 and a pair '000')
         name, eq, value = pair.partition("=")
         if not eq or not name.strip().isidentifier(): raise ValidationError(f"parameter {pair!r}: expected name=value")
-        out[name.strip()] = param_value(value.strip())
+        value = value.strip()
+        out[name.strip()] = param_value(value.replace(",", "") if re.fullmatch(r"-?[0-9]{1,3}(,[0-9]{3})+", value) else value)
     return out
 
 def params_text(params: dict) -> str:
@@ -114,6 +115,7 @@ class TradingDesk(widgets.VBox):
         self._marking = set()  # the symbols whose trades this client follows: the P&L is marked at their last trade
         self._down = []  # the shards that did not answer at connect
         self._offline = {}  # shard -> False while connected, else what the status line said of its loss (absent: not yet connected): its loss and its return are said once
+        self._halts = {}  # symbol -> whether it was halted at the last redraw that showed it connected: a halt and a resume are said once, a symbol shown halted too
         self._bot_numbers = itertools.count(1)  # each bot's number in the table, never given twice
         self.key = widgets.Password(description="API key", placeholder="aip_…", style=STYLE, layout=dict(width="420px"))
         self.connect_button = widgets.Button(description="Connect", button_style="primary", icon="plug")
@@ -200,7 +202,7 @@ def connect(self: TradingDesk):
                 self.bots, self.pnl_points = {n: t for n, t in self.bots.items() if t.running}, []  # one still stopping stays in sight
                 self._unanswered = {}  # that account's order ids
             self.client.close()
-        self.client, self.account, self.limits, self._marking, self._down, self._offline = client, account, limits, set(), down, {}
+        self.client, self.account, self.limits, self._marking, self._down, self._offline, self._halts = client, account, limits, set(), down, {}, {}
         chosen, self.symbol.options = self.symbol.value, symbols
         if symbols: self.symbol.value = chosen if chosen in symbols else symbols[0]  # Connect again keeps the symbol shown
         self._watch()  # the new client follows the symbol shown, changed or not
@@ -346,15 +348,16 @@ def send(self: TradingDesk):
 def cancel(self: TradingDesk):
     "Cancel the order chosen in the list."
     if not (cid := self.open_orders.value): return self.status.say("cancel: choose an order under My open orders first", error=True)
-    self._do("cancel", lambda: (self.client.cancel(cid), self.status.say(f"order {cid}: cancelled")))
+    self._do("cancel", lambda: self.status.say(f"order {cid}: {_answered(self.client.cancel(cid))}"))  # what it filled too (before: "cancelled" alone)
 
 @patch
 def cancel_all(self: TradingDesk):
     "Cancel every open order of the account, every symbol's (as \"My open orders\" lists them; a bot's quotes too: it quotes again)."
     def go():
-        try: self.status.say(f"cancelling {len(self.client.cancel_all())} orders")
+        orders = lambda cids: f"{len(cids):,} order{'' if len(cids) == 1 else 's'}"
+        try: self.status.say(f"cancelling {orders(self.client.cancel_all())}")
         except (ConnectionError, TimeoutError) as e:  # a shard that did not answer: its orders stay; the others' are cancelled
-            self.status.say(f"cancelling {len(getattr(e, 'cancelling', []))} orders; not those of a shard that did not answer ({e})", error=True)
+            self.status.say(f"cancelling {orders(getattr(e, 'cancelling', []))}; not those of a shard that did not answer ({e})", error=True)
     self._do("cancel all", go)
 
 @patch
@@ -403,7 +406,8 @@ def redraw(self: TradingDesk):
     if c is None or not symbol: return
     book = c.books.get(symbol)
     refused = c.refused.get(c.shard(symbol))  # why its shard will not take this client again (a key revoked): said where the trader looks
-    halted = "<i class='aip-note'>halted: new orders and modifies are refused until an admin resumes it; cancels pass</i>" if c.halted.get(symbol) else ""
+    is_halted = bool(c.halted.get(symbol))
+    halted = "<i class='aip-note'>halted: new orders and modifies are refused until an admin resumes it; cancels pass</i>" if is_halted else ""
     connected, shard = c.connected(symbol), c.shard(symbol)
     said = self._offline.get(shard)
     if connected:
@@ -414,6 +418,9 @@ def redraw(self: TradingDesk):
         if said is False: self.status.say(f"{self.status.text}; then {lost}" if self.status.error else lost, error=True)  # lost since it was up (before: the ladder alone said so, the status line still "started"); an error shown (an order that may be placed) stays
         elif said != lost and said in self.status.text: self.status.say(self.status.text.replace(said, lost), error=True)  # refused since: the key is what to mend (before: "reconnecting…" for ever)
         self._offline[shard] = lost
+    if connected and self._halts.get(symbol, False) != is_halted:  # halted or resumed, or shown halted (before: the ladder's note alone, and a halt's refusal stayed red once resumed)
+        self.status.say(f"{symbol}: halted by an admin: new orders and modifies are refused until it is resumed; cancels pass" if is_halted else f"{symbol}: resumed: orders are taken again")
+    if connected: self._halts[symbol] = is_halted
     self.ladder.value = (halted + ladder(book.depth() if book else {}) if connected else
                          f"<i class='aip-note'>disconnected: {html.escape(refused)}; connect with a valid key</i>" if refused else
                          f"<i class='aip-note'>disconnected: reconnecting…{self._restarts()}</i>")  # wrapped: before, the long line widened the ladder and pushed the tape off a laptop's screen

@@ -63,6 +63,7 @@ def test_a_halted_symbol_is_said_above_its_ladder(svc):
                 time.sleep(0.05)
                 d.redraw()
             assert ("halted: new orders and modifies are refused" in d.ladder.value) is said  # before: a quiet ladder, as in a slow market
+            assert ("ZETA: halted by an admin" if said else "ZETA: resumed: orders are taken again") in d.status.value, d.status.value  # before: said only by an order refused, which stayed red once resumed
             if said:
                 d.bot.value, d.bot_params.value = "noise_trader", ""
                 d.start_bot()
