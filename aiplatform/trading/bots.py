@@ -534,19 +534,25 @@ def _session(symbol, times_ns, commands, offset, prefix) -> tuple[list, int]:
         raise ValidationError(f"prefix {prefix!r}: with the session's order ids, up to {commands['order_id'].max():,}, a client order id must be {CID_RULE}")
     return times.tolist(), int(offset)  # a NumPy integer's too: the messages are JSON
 
-def _through(client, accounts, commands) -> list:
-    """The client each command goes through: its recorded account's in `accounts`, else `client`. `ValidationError` where one client would
-    send the orders of several accounts with self-trade prevention: kept from trading with each other, which the recording's were not."""
-    if not (accounts is None or isinstance(accounts, dict) and all(isinstance(c, AsyncTradingClient) for c in accounts.values())):
-        raise ValidationError(f"accounts: expected {{recorded account: AsyncTradingClient}}; got {type(accounts).__name__}")
-    users = commands["user"].tolist()
-    through, shared = [(accounts or {}).get(user, client) for user in users], {}  # shared: each client's recorded accounts
-    for user, c in zip(users, through): shared.setdefault(id(c), set()).add(user)
+async def _through(client, accounts, commands) -> list:
+    """The client each command goes through: its recorded account's in `accounts`, else `client`. `ValidationError` where the orders of
+    several recorded accounts with self-trade prevention would be one account's in the service (one client, or clients of one user):
+    kept from trading with each other, which the recording's were not."""
+    accounts, users = accounts or {}, commands["user"].tolist()
+    if not isinstance(accounts, dict) or (bad := next((c for c in accounts.values() if not isinstance(c, AsyncTradingClient)), None)) is not None:
+        raise ValidationError(f"accounts: expected {{recorded account: AsyncTradingClient}}; got {type(accounts if not isinstance(accounts, dict) else bad).__name__}")
+    if (bad := next((a for a in accounts if not isinstance(a, numbers.Integral) or isinstance(a, bool)), None)) is not None:  # before: never met, and silently unused
+        raise ValidationError(f"accounts: {bad!r}: expected a recorded account's id, a whole number (the session's: {', '.join(map(str, sorted(set(users))))})")
+    through = [accounts.get(user, client) for user in users]
     stp = (commands["op"] == OP_SUBMIT) & (commands["stp"] != 0)
-    if kept := [k for k in np.flatnonzero(stp) if len(shared[id(through[k])]) > 1]:
-        raise ValidationError(f"commands: {len(kept):,} orders with self-trade prevention (stp), of accounts {', '.join(map(str, sorted({users[k] for k in kept})))}, would go through "
-                              f"one client's account with another recorded account's orders, and not trade with them as they did: give `accounts`, "
-                              f"a client of its own for each recorded account ({{account: client}})")
+    if stp.any() and len(set(users)) > 1:  # one recorded account (a noise trader's rounds): nothing to ask
+        owner = {id(c): (await c.get("me"))["account"] for c in {id(c): c for c in through}.values()}  # the service's account each client trades as
+        shared = {}  # each service account's recorded accounts
+        for user, c in zip(users, through): shared.setdefault(owner[id(c)], set()).add(user)
+        if kept := [k for k in np.flatnonzero(stp) if len(shared[owner[id(through[k])]]) > 1]:
+            raise ValidationError(f"commands: {len(kept):,} order{'' if len(kept) == 1 else 's'} with self-trade prevention (stp) of recorded accounts "
+                                  f"{', '.join(map(str, sorted({users[k] for k in kept})))} would be one service account's with another recorded account's "
+                                  f"orders, and not trade with them as they did: give `accounts`, a client of an account of its own for each recorded account ({{account: client}})")
     return through
 
 async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, speed: float = 1.0, offset: int = 0,
@@ -560,7 +566,7 @@ async def replay(client: AsyncTradingClient, symbol: str, times_ns, commands, sp
     if not fine: raise ValidationError(f"speed {speed!r}: expected a finite number above 0")
     prefix = f"r{new_cid()}-" if prefix is None else prefix
     times, offset = _session(symbol, times_ns, commands, offset, prefix)
-    through = _through(client, accounts, commands)
+    through = await _through(client, accounts, commands)
     loop, counts = asyncio.get_running_loop(), {"sent": 0, "acked": 0, "rejected": 0, "rate_limited": 0, "behind_s": 0.0, "first_refusal": None, "last_refusal": None}
     start, t0, i = loop.time(), times[0] if times else 0, 0
     due = lambda k: start + (times[k] - t0) / 1e9 / speed

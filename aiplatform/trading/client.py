@@ -709,7 +709,7 @@ def _frame(rows, what) -> pd.DataFrame:
     was among them, and a value read back was refused); with those columns when there are no rows, so that code naming a column works on a new account too."""
     table = pd.DataFrame(rows).drop(columns="type", errors="ignore") if rows else pd.DataFrame(columns=list(COLUMNS[what]))  # a position's message type: the same in each row
     for ns, name in TIMES.get(what, {}).items():
-        if rows: table[name] = pd.to_datetime(table[ns], unit="ns", utc=True)
+        if rows and ns in table: table[name] = pd.to_datetime(table[ns], unit="ns", utc=True)
     return table.astype({k: t for k, t in COLUMNS[what].items() if k in table})
 
 def _newest(answers, rows, key, limit, what) -> list:

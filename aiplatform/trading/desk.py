@@ -41,13 +41,13 @@ def service_urls(settings=None, start=True) -> list[str]:
         with open(log, "ab") as out:
             service = subprocess.Popen([str(Path(sys.executable).parent/"aiplatform"), "service", "trading", "--port", str(t.port)],
                                        stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+        threading.Thread(target=service.wait, name="desk-service-reaper", daemon=True).start()  # its exit status read once it stops (before: a <defunct> process while the desk lived)
         deadline = time.monotonic() + 60
         while not check_health(url + "health")["ok"]:
             if service.poll() is not None and not check_health(url + "health")["ok"]:  # another desk's may have won the port meanwhile
                 raise AIPlatformError(f"trading service: stopped (exit code {service.returncode}) before answering at {url}: {_last_line(log)} (its log: {log})")
             if time.monotonic() > deadline: raise AIPlatformError(f"trading service: nothing answers at {url} after 60 s (its log: {log})")
             time.sleep(0.2)
-        threading.Thread(target=service.wait, name="desk-service-reaper", daemon=True).start()  # its exit status read once it stops (before: a <defunct> process while the desk lived)
     return [url]
 
 def _last_line(path) -> str:
@@ -61,11 +61,11 @@ def _last_line(path) -> str:
 def parse_params(text: str) -> dict:
     "`name=value` pairs separated by commas, each value read by `bots.param_value` (its thousands grouped by commas or not, as the ticket takes them); `ValidationError` naming a bad pair."
     out = {}
-    for pair in filter(None, (p.strip() for p in re.split(r",(?=\s*[A-Za-z_]\w*\s*=)|,\s*$", text))):  # a comma before the next name= (before: qty=1,000 read as qty=1 and a pair '000')
+    for pair in filter(None, (p.strip() for p in re.split(r",(?=\s*[^\W\d]\w*\s*=)|,(?=\s*(?:,|$))", text))):  # a comma before the next name= (before: qty=1,000 read as qty=1 and a pair '000')
         name, eq, value = pair.partition("=")
         if not eq or not name.strip().isidentifier(): raise ValidationError(f"parameter {pair!r}: expected name=value")
         value = value.strip()
-        out[name.strip()] = param_value(value.replace(",", "") if re.fullmatch(r"-?[0-9]{1,3}(,[0-9]{3})+", value) else value)
+        out[name.strip()] = param_value(value.replace(",", "") if re.fullmatch(r"-?[1-9][0-9]{0,2}(,[0-9]{3})+", value) else value)
     return out
 
 def params_text(params: dict) -> str:
@@ -278,14 +278,14 @@ ENDED = {"ioc_remainder": "the rest cancelled: immediate or cancel", "fok_unfill
 
 def _answered(o) -> str:
     "How an order stands, in words: `open, 0 of 1,000 filled`, `cancelled, 1 of 3 filled (the rest cancelled: nothing more to trade with)`."
-    return f"{o['status']}, {o['filled']:,} of {o['qty']:,} filled" + (f" ({ENDED.get(o['reason'], o['reason'])})" if o["reason"] else "")
+    return f"{o['status']}, {o['filled']:,} of {o['qty']:,} filled" + (f" ({ENDED.get(o['reason']) or o['reason'].replace('_', ' ')})" if o["reason"] else "")
 
 def _whole(name, text: str, most=MAX_PRICE, why="") -> int:
     "A ticket field's text as a whole number, its thousands grouped by commas or not; `ValidationError` naming the field when it is empty, not one, below 1 or past `most` (`why`: where that is set; the service checks the rest of its range and the account's other limits)."
     text = text.strip()
     shown = text if len(text) <= 30 else text[:29] + "…"
     if not text: raise ValidationError(f"{name}: required (a whole number, in the symbol's units)")
-    if not re.fullmatch(r"-?([0-9]+|[0-9]{1,3}(,[0-9]{3})+)", text):  # "100,5": a decimal comma, refused, not read as 1005
+    if not re.fullmatch(r"-?([0-9]+|[1-9][0-9]{0,2}(,[0-9]{3})+)", text):  # "100,5", "0,001": a decimal comma, refused, not read as 1005 or 1
         raise ValidationError(f"{name} {shown!r}: expected a whole number (in the symbol's units)")
     digits = text.replace(",", "")
     value = int(digits) if len(digits) <= 40 else -1 if text[0] == "-" else most + 1  # past every limit: not read (Python reads 4,300 digits at most)
@@ -419,7 +419,9 @@ def redraw(self: TradingDesk):
         elif said != lost and said in self.status.text: self.status.say(self.status.text.replace(said, lost), error=True)  # refused since: the key is what to mend (before: "reconnecting…" for ever)
         self._offline[shard] = lost
     if connected and self._halts.get(symbol, False) != is_halted:  # halted or resumed, or shown halted (before: the ladder's note alone, and a halt's refusal stayed red once resumed)
-        self.status.say(f"{symbol}: halted by an admin: new orders and modifies are refused until it is resumed; cancels pass" if is_halted else f"{symbol}: resumed: orders are taken again")
+        news = f"{symbol}: halted by an admin: new orders and modifies are refused until it is resumed; cancels pass" if is_halted else f"{symbol}: resumed: orders are taken again"
+        keep = self.status.error and "halted" not in self.status.text  # an error of its own shown (an order that may be placed) stays; a halt's refusal is what this ends
+        self.status.say(f"{self.status.text}; then {news}" if keep else news, error=keep)
     if connected: self._halts[symbol] = is_halted
     self.ladder.value = (halted + ladder(book.depth() if book else {}) if connected else
                          f"<i class='aip-note'>disconnected: {html.escape(refused)}; connect with a valid key</i>" if refused else

@@ -714,12 +714,11 @@ def _explain(self: Market, reason: str, row=None, kind=None) -> str:
     if given and row is not None and row[0] == OP_SUBMIT and (reason != "risk_max_notional" or row[4] in (LIMIT, STOP_LIMIT)):  # a market or stop order's notional is at the price it would reach
         fields = dict(zip(COMMAND_FIELDS, row))
         notional = fields["price"] * fields["qty"]
-        if reason == "risk_max_notional" and notional <= getattr(self.engine.limits, field):  # a sell checked at the bids it would meet (`Engine._risk`)
+        if reason == "risk_max_notional" and fields["side"] != BUY and (notional <= getattr(self.engine.limits, field) or kind in ("market", "stop")):  # a sell checked at the bids it would meet (`Engine._risk`)
             near = f"near its stop price {fields['stop_price']:,}" if fields["stop_price"] else "it would cross"
             reason = f"{reason}: qty {fields['qty']:,} sold at the bids {near}" + (f", above its price {fields['price']:,}" if kind in (None, "limit", "stop_limit") else "")
-        elif kind in ("market", "stop") and reason == "risk_max_notional":  # sent as an IOC limit at its band's edge (`_protect`): checked there, the most it may pay
-            buy = fields["side"] == BUY
-            reason = f"{reason}: a {kind} {'buy' if buy else 'sell'} of qty {fields['qty']:,} {'up' if buy else 'down'} to its band's edge {fields['price']:,}: {notional:,}"
+        elif kind in ("market", "stop") and reason == "risk_max_notional":  # a buy sent as an IOC limit at its band's edge (`_protect`): checked there, the most it may pay
+            reason = f"{reason}: a {kind} buy of qty {fields['qty']:,} up to its band's edge {fields['price']:,}: {notional:,}"
         else: reason = f"{reason}: {given.format(**fields, notional=notional)}"
     return f"{reason}: expected {expected.format(getattr(self.engine.limits, field))} ({where})"
 

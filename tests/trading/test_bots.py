@@ -676,8 +676,12 @@ def test_a_recorded_session_of_two_accounts_replays_each_under_its_own(market):
             times, commands = journal_session(market.data/"trading"/"shard-0"/"books"/"REC2")
             accounts = {(await c.get("me"))["account"]: c for c in (tess, tom)}
             assert sorted(set(commands["user"].tolist())) == sorted(accounts)
-            with pytest.raises(ValidationError, match=r"commands: 4 orders with self-trade prevention \(stp\), of accounts \d+, \d+, would go through one client's account"):
-                await replay(tess, "REP2", times, commands)
+            refused = r"commands: 4 orders with self-trade prevention \(stp\) of recorded accounts \d+, \d+ would be one service account's"
+            with pytest.raises(ValidationError, match=refused): await replay(tess, "REP2", times, commands)
+            async with AsyncTradingClient(market.url, market.keys["tess"]) as tess2:  # another client of tess's account: one account in the service still
+                with pytest.raises(ValidationError, match=refused): await replay(tess, "REP2", times, commands, accounts=dict(zip(accounts, (tess, tess2))))
+            with pytest.raises(ValidationError, match=r"accounts: '2': expected a recorded account's id, a whole number \(the session's: \d+, \d+\)"):
+                await replay(tess, "REP2", times, commands, accounts={"2": tom})
             counts = await replay(tess, "REP2", times, commands, accounts=accounts)
             recorded, replayed = await tape(tess, "REC2"), await tape(tess, "REP2")
             for c in (tess, tom): await c.cancel_all("REC2"), await c.cancel_all("REP2")

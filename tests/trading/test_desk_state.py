@@ -57,13 +57,14 @@ def test_a_halted_symbol_is_said_above_its_ladder(svc):
         d.send()
         assert re.search(r">order '[0-9a-f]+': risk_max_notional: price times qty 2,000,000,000,000", html.unescape(d.status.value)), d.status.value  # before: "order: order '…'"
         for route, said in (("halt", True), ("resume", False)):
+            if said: d.status.say("order x: may be placed", error=True)  # an error shown as the halt comes: it stays
             assert admin(route) is said
             deadline = time.time() + 10
             while time.time() < deadline and ("halted:" in d.ladder.value) is not said:
                 time.sleep(0.05)
                 d.redraw()
             assert ("halted: new orders and modifies are refused" in d.ladder.value) is said  # before: a quiet ladder, as in a slow market
-            assert ("ZETA: halted by an admin" if said else "ZETA: resumed: orders are taken again") in d.status.value, d.status.value  # before: said only by an order refused, which stayed red once resumed
+            assert ("order x: may be placed; then ZETA: halted by an admin" if said else "ZETA: resumed: orders are taken again") in d.status.value, d.status.value  # before: said only by an order refused, which stayed red once resumed
             if said:
                 d.bot.value, d.bot_params.value = "noise_trader", ""
                 d.start_bot()
