@@ -194,6 +194,26 @@ def test_a_desk_whose_key_is_revoked_says_so_where_the_ladder_was(svc):
     with TradingClient(svc.url, svc.keys["ada"]) as ada: depth = ada.depth("DEMO")
     assert not {698, 702} & {price for side in ("bids", "asks") for price, _ in depth[side]}, depth
 
+def test_a_desk_whose_page_went_silent_stops_its_bots(svc, monkeypatch):
+    "A page gone without closing (a browser crashed, a laptop asleep): once it has not beaten for PAGE_GONE_S, its bots are stopped, their orders cancelled (before: they traded on, unseen); a desk no page shows keeps them."
+    import aiplatform.trading.desk as desk
+    monkeypatch.setattr(desk, "PAGE_GONE_S", 0.5)
+    d = desk_on(svc, "tess")
+    try:
+        assert d.page.playing  # set beating at Connect
+        d.bot.value, d.bot_params.value = "market_maker", "spread=2, qty=1, fair=800"
+        d.start_bot()
+        time.sleep(1.5)  # redrawn thrice: no beat yet, nothing stopped
+        def quotes():
+            with TradingClient(svc.url, svc.keys["tess"]) as tess: return {798, 802} & set(tess.orders_frame(symbol="DEMO").price.dropna())
+        assert [t.running for t in d.bots.values()] == [True] and quotes() == {798, 802}
+        d.page.value += 1  # a beat, then silence
+        deadline = time.time() + 15
+        while time.time() < deadline and any(t.running for t in d.bots.values()): time.sleep(0.1)
+        assert "the page sent nothing for 0.5 s (closed, asleep or offline): 1 bot stopped, their orders cancelled" in d.status.value, d.status.value
+        assert not quotes()
+    finally: d.close()
+
 def test_connect_again_keeps_the_symbol_shown(svc):
     d = desk_on(svc, "tess")
     d.symbol.value = "ZETA"
