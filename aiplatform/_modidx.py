@@ -2242,6 +2242,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                               'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.TradingDesk._mark': ( 'trading/desk.html#tradingdesk._mark',
                                                                                         'aiplatform/trading/desk.py'),
+                                         'aiplatform.trading.desk.TradingDesk._no_answer': ( 'trading/desk.html#tradingdesk._no_answer',
+                                                                                             'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.TradingDesk._page_gone': ( 'trading/desk.html#tradingdesk._page_gone',
                                                                                              'aiplatform/trading/desk.py'),
                                          'aiplatform.trading.desk.TradingDesk._redraw_loop': ( 'trading/desk.html#tradingdesk._redraw_loop',
