@@ -4,14 +4,14 @@
 
 # %% auto #0
 __all__ = ['LOST', 'LOST_CUT', 'HALTED', 'TAPE', 'MAX_BATCH', 'RISK_LIMITS', 'BOOK_REASONS', 'COMMANDS', 'CHILD_S', 'shard_of',
-           'Misdirected', 'Done', 'Unsaved', 'SymbolSpec', 'symbol_spec', 'MonotoneClock', 'Owned', 'Request', 'Market',
-           'outcome', 'warm_up']
+           'Misdirected', 'Done', 'Unsaved', 'SymbolSpec', 'symbol_spec', 'AccountLimits', 'account_limits',
+           'MonotoneClock', 'Owned', 'Request', 'Market', 'outcome', 'warm_up']
 
 # %% ../../nbs/trading/13_market.ipynb #555ed271
 import fcntl, json, os, re, reprlib, resource, signal, time, zlib
 from collections import Counter, deque
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace as replaced
 from pathlib import Path
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +24,7 @@ from .feed import BookFeed
 from .journal import _fsync_dir, _set_aside, damaged
 from .ledger import Ledger, OrderState, is_done
 from .orders import SYMBOL, SYMBOL_RULE, Cancel, Modify, Order, PlainOrder
+from .tool import SETTINGS as TOOL_SETTINGS
 
 # %% ../../nbs/trading/13_market.ipynb #764017e5
 def shard_of(symbol: str, shards: int) -> int:
@@ -60,6 +61,39 @@ def symbol_spec(fields: dict) -> SymbolSpec:
     "A `SymbolSpec` from a request; `ValidationError` naming the field otherwise."
     try: return SymbolSpec.model_validate(fields)
     except pydantic.ValidationError as e: raise validation_error(e, SymbolSpec, "symbol") from None
+
+# %% ../../nbs/trading/13_market.ipynb #ae006ed4
+def _limit(name):
+    "An account's own limit `name`: within the bounds of its shard-wide `[trading]` setting; None (the default) follows that setting."
+    s = TOOL_SETTINGS["trading"][name]
+    return Field(None, ge=s.lo, le=s.hi, description=f"the {s.help}, from {s.lo:,} to {s.hi:,} (null: the shard's [trading] {name})")
+
+class AccountLimits(BaseModel):
+    "An account's own risk limits on a shard, as an admin sets them: each field given takes the place of the shard's `[trading]` setting."
+    model_config = ConfigDict(extra="forbid", strict=True)
+    max_order_qty: int | None = _limit("max_order_qty")
+    max_notional: int | None = _limit("max_notional")
+    max_open_orders: int | None = _limit("max_open_orders")
+
+def account_limits(fields) -> AccountLimits:
+    "`AccountLimits` from a request's body; `ValidationError` naming the field otherwise."
+    try: return AccountLimits.model_validate(fields)
+    except pydantic.ValidationError as e: raise validation_error(e, AccountLimits, "limits") from None
+
+def _user_limits(limits: RiskLimits, own: dict) -> dict:
+    "{account: its `RiskLimits`}: the shard's `limits` with the fields each account of `own` ({account: `AccountLimits`}) was given."
+    return {account: replaced(limits, **given.model_dump(exclude_none=True)) for account, given in own.items()}
+
+def _saved_limits(path: Path) -> dict:
+    "The accounts' own limits kept in `path` (`limits.json`), {account: `AccountLimits`}; `JournalError` naming the file and the account where they are not (a hand edit gone wrong)."
+    saved = _read_json(path)
+    if not isinstance(saved, dict): raise damaged(path, "its JSON", "expected an object: each account's id, and its limits")
+    own = {}
+    for account, fields in saved.items():
+        if not (account.isascii() and account.isdigit()): raise damaged(path, f"account {reprlib.repr(account)}", "expected an account's id, a whole number")
+        try: own[int(account)] = account_limits(fields)
+        except ValidationError as e: raise damaged(path, f"account {account}", e) from None
+    return own
 
 # %% ../../nbs/trading/13_market.ipynb #cb9024e0
 class MonotoneClock:
@@ -117,6 +151,7 @@ class Market:
         try:
             self._check_split()
             specs = _saved_specs(saved) if (saved := self.folder/"symbols.json").exists() else []
+            self.own = _saved_limits(kept) if (kept := self.folder/"limits.json").exists() else {}  # accounts' own limits, an admin's (`set_limits`)
         except Exception:
             self._lock.close()  # another start may follow in this process (a test's), with the folder as it is
             raise
@@ -149,7 +184,7 @@ class Market:
         if ahead: self.ledger.compact()  # the lines past the journal gone from the file only now: killed before, the next start cuts them again and says the same of the lost
         self.cids.forget(self.ledger.retire(keep_done))  # as before the restart, whichever of the two files was compacted last
         self.feeds = {s: BookFeed(s, self.engine.book(s), seq=numbered[s]) for s in self.specs}
-        if past := self._past_limits(): get_logger("trading.market").warning("%s: open orders past the risk limits now ([trading] max_order_qty, max_notional), by symbol: %s; "
+        if past := self._past_limits(): get_logger("trading.market").warning("%s: open orders past their account's risk limits now (max_order_qty, max_notional: [trading]'s or an account's own), by symbol: %s; "
                                                                                "they rest as they are, and a modify must bring each within them", self.folder, past)
         self.tape = self.ledger.tape  # each symbol's newest trades (`Ledger.trades_of`): as they were before a restart
         for s in self.specs: self.ledger.tape_of(s)
@@ -171,10 +206,11 @@ class Market:
 
 # %% ../../nbs/trading/13_market.ipynb #d659e2df
 @patch
-def _past_limits(self: Market) -> dict:
-    "{symbol: how many of its open orders are past their account's `max_order_qty` or `max_notional` now} (limits tightened since they were placed)."
+def _past_limits(self: Market, account=None) -> dict:
+    "{symbol: how many of its open orders (`account`'s alone, if given) are past their account's `max_order_qty` or `max_notional` now} (limits tightened since they were placed)."
     past = {}
     for (symbol, order_id), (user, _, left) in self.engine.live.items():
+        if account is not None and user != account: continue
         lim, o = self.engine.user_limits.get(user, self.engine.limits), self.engine.books[symbol].order(order_id)
         if left > lim.max_order_qty or (o is not None and (o.price or o.stop_price or 0) * left > lim.max_notional): past[symbol] = past.get(symbol, 0) + 1
     return past
@@ -191,7 +227,8 @@ def _recover(self: Market, limits) -> Engine:
     "The engine, its books rebuilt from their snapshots and journals, and the ledger brought up to date with what they replay."
     owners = {oid: key for key, oid in self.cids.ids.items()}
     replay = lambda symbol, command, events: self.ledger.replayed(symbol, command, events, owners, self.clock(), _rest(self.specs[symbol]))
-    return Engine({s: spec.tick_size for s, spec in self.specs.items()}, limits or RiskLimits(price_band_pct=0), folder=self.folder/"books",
+    limits = limits or RiskLimits(price_band_pct=0)
+    return Engine({s: spec.tick_size for s, spec in self.specs.items()}, limits, _user_limits(limits, self.own), folder=self.folder/"books",
                   fsync=self.fsync, snapshot_every=1 << 62, on_replay=replay, before_sync=self._sync_files)
 
 @patch
@@ -443,7 +480,7 @@ def _answer(self: Market, order_id, reply):
     if isinstance(error := _refusal(state), str):  # explained as its first answer was, from the order as sent
         row = submit_fields(order_id, state["side"], state["price"], state["qty"], state["account"], state["kind"], state["tif"], state["stop_price"],
                             display_qty=state["display_qty"]) if error in RISK_LIMITS else None
-        error = self._explain(error, row, state["kind"])
+        error = self._explain(error, state["account"], row, state["kind"])
     reply(error is None, state, error)
 
 def _refusal(state):
@@ -656,7 +693,7 @@ def flush(self: Market):
                 elif error == "invalid_combination" and r.row[8]: error = _triggered(r.row[8], state)  # triggered earlier in the batch: as if it came after
             else: error = _refusal(state)
             if r.row is not None: self.answered[symbol, COMMANDS[r.row[0]], "ok" if error is None else outcome(error, symbol)] += 1
-            if isinstance(error, str): error = self._explain(error, r.row, state["kind"])
+            if isinstance(error, str): error = self._explain(error, state["account"], r.row, state["kind"])
             r.reply(error is None, state, error)
         if more: changed = {oid: dict(s) for oid, s in changed.items()}  # the states as this part left them: a later part changes them again
         news.append((symbol, seq, events, changed, fills))
@@ -706,21 +743,24 @@ def outcome(error, symbol) -> str:
     return error if error in RISK_LIMITS or error in REASONS else "failed"
 
 @patch
-def _explain(self: Market, reason: str, row=None, kind=None) -> str:
-    "A refusal's reason code, followed by what of a new order (its command `row`; `kind` as sent: a market order's row is priced at its band's edge) met a risk limit and the limit, or by what it means when the book refused."
+def _explain(self: Market, reason: str, account: int, row=None, kind=None) -> str:
+    """A refusal's reason code, followed by what of `account`'s new order (its command `row`; `kind` as sent: a market order's row is priced at its band's edge)
+    met a risk limit and the limit (the account's own where an admin set it), or by what it means when the book refused."""
     if reason in BOOK_REASONS: return f"{reason}: {BOOK_REASONS[reason][row is not None and row[0] == OP_MODIFY]}"
     if reason not in RISK_LIMITS: return reason
     field, expected, where, given = RISK_LIMITS[reason]
+    limits = self.engine.user_limits.get(account, self.engine.limits)
+    if getattr(self.own.get(account), field, None) is not None: where = f"the account's own {field}, set by an admin"
     if given and row is not None and row[0] == OP_SUBMIT and (reason != "risk_max_notional" or row[4] in (LIMIT, STOP_LIMIT)):  # a market or stop order's notional is at the price it would reach
         fields = dict(zip(COMMAND_FIELDS, row))
         notional = fields["price"] * fields["qty"]
-        if reason == "risk_max_notional" and fields["side"] != BUY and (notional <= getattr(self.engine.limits, field) or kind in ("market", "stop")):  # a sell checked at the bids it would meet (`Engine._risk`)
+        if reason == "risk_max_notional" and fields["side"] != BUY and (notional <= getattr(limits, field) or kind in ("market", "stop")):  # a sell checked at the bids it would meet (`Engine._risk`)
             near = f"near its stop price {fields['stop_price']:,}" if fields["stop_price"] else "it would cross"
             reason = f"{reason}: qty {fields['qty']:,} sold at the bids {near}" + (f", above its price {fields['price']:,}" if kind in (None, "limit", "stop_limit") else "")
         elif kind in ("market", "stop") and reason == "risk_max_notional":  # a buy sent as an IOC limit at its band's edge (`_protect`): checked there, the most it may pay
             reason = f"{reason}: a {kind} buy of qty {fields['qty']:,} up to its band's edge {fields['price']:,}: {notional:,}"
         else: reason = f"{reason}: {given.format(**fields, notional=notional)}"
-    return f"{reason}: expected {expected.format(getattr(self.engine.limits, field))} ({where})"
+    return f"{reason}: expected {expected.format(getattr(limits, field))} ({where})"
 
 @patch
 def _reject(self: Market, symbol, requests, reason):
@@ -872,3 +912,16 @@ def close(self: Market):
     def send_all():
         while self.pending: self.flush()
     close_all((send_all, lambda: self._reap(wait=True), self.engine.close, self.cids.close, self.ledger.close, self._lock.close))
+
+# %% ../../nbs/trading/13_market.ipynb #846096f0
+@patch
+def set_limits(self: Market, account: int, limits: AccountLimits) -> dict:
+    """Give `account` `limits` of its own on this shard (none set: the shard's again), written to `limits.json` first, in force from the next batch;
+    {symbol: how many of its open orders rest past them}: they stay as they are. `Unsaved` (and nothing changed) when the file cannot be written."""
+    own = {a: given for a, given in self.own.items() if a != account} | ({account: limits} if limits.model_dump(exclude_none=True) else {})
+    try:
+        if (why := self._gone()): raise FileNotFoundError(why)  # not into the folder of a service that took its place
+        _replace(self.folder/"limits.json", json.dumps({str(a): given.model_dump(exclude_none=True) for a, given in sorted(own.items())}))
+    except OSError as e: raise Unsaved(f"account {account}: limits not set, its orders meet those they did; the market's files cannot be written ({_why(e)})") from None
+    self.own, self.engine.user_limits = own, _user_limits(self.engine.limits, own)
+    return self._past_limits(account)

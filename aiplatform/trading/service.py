@@ -4,14 +4,15 @@
 
 # %% auto #0
 __all__ = ['COMMANDS_ANSWERED', 'TRADES', 'TRADED', 'REFUSED', 'CLOSED', 'CONNECTIONS', 'SUBSCRIPTIONS', 'HALTS', 'METRICS_S',
-           'ORDER_OPS', 'CHANNELS', 'PING_S', 'BACKLOG', 'CLOSE_S', 'BEHIND_S', 'MARKET', 'HUB', 'PATH_PATTERNS',
-           'ACCOUNT', 'SYMBOL_Q', 'LIMIT', 'SINCE', 'PATH_TEXTS', 'TRADERS', 'NAMED_KB', 'RECHECK_S', 'COLLECT_AFTER',
-           'ROUTES', 'BOOK_SEQ', 'CHECKSUM', 'REQ', 'CHANNEL', 'FORGOTTEN', 'LIMITS', 'ANSWERS', 'NO_KEY', 'TOO_MANY',
-           'MODIFY_RULE', 'SYMBOL_RULES', 'ORDER_RULES', 'OTHER_PATHS', 'INFO', 'ROOM', 'ACCEPT_LOG_S', 'SYNCS',
-           'RECHECKS', 'EXPORTS', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub', 'close_reason', 'Connection',
-           'Route', 'query', 'limits', 'me', 'symbols', 'depth', 'trades', 'submit', 'cancel', 'modify', 'cancel_all',
-           'orders', 'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume', 'keys_fault', 'WebSocket',
-           'websocket', 'recheck', 'Metrics', 'answer_schemas', 'ws_schemas', 'openapi', 'make_app']
+           'ORDER_OPS', 'CHANNELS', 'PING_S', 'BACKLOG', 'CLOSE_S', 'BEHIND_S', 'MARKET', 'HUB', 'USERNAME',
+           'PATH_PATTERNS', 'ACCOUNT', 'SYMBOL_Q', 'LIMIT', 'SINCE', 'PATH_TEXTS', 'TRADERS', 'NAMED_KB', 'RECHECK_S',
+           'COLLECT_AFTER', 'ROUTES', 'BOOK_SEQ', 'CHECKSUM', 'REQ', 'CHANNEL', 'FORGOTTEN', 'LIMITS', 'ANSWERS',
+           'NO_KEY', 'TOO_MANY', 'MODIFY_RULE', 'SYMBOL_RULES', 'ORDER_RULES', 'OTHER_PATHS', 'INFO', 'ROOM',
+           'ACCEPT_LOG_S', 'SYNCS', 'RECHECKS', 'EXPORTS', 'Shared', 'frame', 'wire', 'market', 'position', 'Hub',
+           'close_reason', 'Connection', 'Route', 'query', 'limits', 'me', 'symbols', 'depth', 'trades', 'submit',
+           'cancel', 'modify', 'cancel_all', 'orders', 'order', 'fills', 'positions', 'add_symbol', 'halt', 'resume',
+           'account_limits_of', 'set_account_limits', 'keys_fault', 'WebSocket', 'websocket', 'recheck', 'Metrics',
+           'answer_schemas', 'ws_schemas', 'openapi', 'make_app']
 
 # %% ../../nbs/trading/14_service.ipynb #aa5031b2
 import argparse, asyncio, gc, json, math, os, re, reprlib, resource, socket, sys, time, urllib.request
@@ -29,7 +30,7 @@ from ..platform.services import SETTINGS, RateLimit, TooMany, aiohttp_service, c
 from .book import KINDS, SIDES, TIFS
 from .engine import RiskLimits
 from .ledger import DONE, OrderState, is_done, public
-from .market import TAPE, Done, Market, Owned, SymbolSpec, symbol_spec, warm_up
+from .market import TAPE, AccountLimits, Done, Market, Owned, SymbolSpec, account_limits, symbol_spec, warm_up
 from .orders import CID, SYMBOL, SYMBOL_RULE, Cancel, CancelAll, Modify, Order, plain_order
 from .sessions import MAX_FRAME, Outbox
 from .tool import SETTINGS as TOOL_SETTINGS
@@ -446,7 +447,8 @@ class Route:
     body: type = None  # the pydantic model of the JSON body
     query: dict = None  # name: (description, JSON schema)
 
-PATH_PATTERNS = {"cid": CID, "symbol": SYMBOL}  # what a path's {cid} or {symbol} must match
+USERNAME = r"^[A-Za-z0-9._-]{1,64}$"
+PATH_PATTERNS = {"cid": CID, "symbol": SYMBOL, "account": USERNAME}  # what a path's {cid}, {symbol} or {account} must match
 
 def query(request, route: Route) -> dict:
     "The request's path and query parameters checked against `route`'s; its query parameters, with their defaults; `ValidationError` naming the first bad one."
@@ -511,14 +513,14 @@ def _body(model, data: dict, **extra):
     return model(**data, **extra)
 
 # %% ../../nbs/trading/14_service.ipynb #ee915519
-ACCOUNT = ("a username, for an admin acting on another account", {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,64}$"})
+ACCOUNT = ("a username, for an admin acting on another account", {"type": "string", "pattern": USERNAME})
 SYMBOL_Q = (f"a traded symbol: {SYMBOL_RULE}", {"type": "string", "pattern": SYMBOL})
 LIMIT = lambda default: ("how many, newest last", {"type": "integer", "minimum": 1, "maximum": 10_000, "default": default})
 SINCE = ("only those changed (an order's `updated_ns`) or made (a fill's `ns`) at or after this time of the service's, ns since the epoch: "
          "what a client that went away missed; then the oldest come first, `limit` of them and any more of the last one's time, and `more` says "
          "whether the next page, from the last one's time + 1, holds any; the shard keeps an account's newest [trading] keep_done done orders "
          "and keep_fills fills, and `forgotten_ns` says up to when older ones may be gone", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1})
-PATH_TEXTS = {name: Order.model_fields[name].description for name in ("cid", "symbol")}
+PATH_TEXTS = {name: Order.model_fields[name].description for name in ("cid", "symbol")} | {"account": "a username: 1 to 64 letters, digits, '.', '_' or '-'"}
 TRADERS = ("trader", "admin")
 
 def limits(m: Market, t, account) -> dict:
@@ -647,6 +649,31 @@ async def _halt(request, route, halted):
 
 async def halt(request): return await _halt(request, "halt", True)
 async def resume(request): return await _halt(request, "resume", False)
+
+# %% ../../nbs/trading/14_service.ipynb #db6fc25e
+async def _account(request, route):
+    "The admin making `request` and the user its path names (`NotFound` for none)."
+    user = await caller(request, "admin", fresh=True)
+    query(request, ROUTES[route])
+    return user, await asyncio.to_thread(get_user, request.match_info["account"], request.app[SETTINGS])
+
+def _account_limits(request, account, past) -> dict:
+    "What `account`'s limits routes answer: the limits it meets on this shard, those of them an admin set for it alone, and its open orders past them by symbol."
+    m = request.app[MARKET]
+    return {"account": account.username, "limits": limits(m, request.app[SETTINGS].trading, account.id),
+            "own": m.own.get(account.id, AccountLimits()).model_dump(exclude_none=True), "past": past}
+
+async def account_limits_of(request):
+    _, account = await _account(request, "account_limits_of")
+    return _json(_account_limits(request, account, request.app[MARKET]._past_limits(account.id)))
+
+async def set_account_limits(request):
+    user, account = await _account(request, "set_account_limits")
+    limits = account_limits(await read_json(request))
+    past = request.app[MARKET].set_limits(account.id, limits)
+    get_logger("trading.service").warning("admin %s set account %s's own limits on this shard: %s%s", user.username, account.username,  # who changed them, and when: in the log
+                                          limits.model_dump(exclude_none=True) or "none (the shard's)", f"; its open orders past them, by symbol: {past}" if past else "")
+    return _json(_account_limits(request, account, past))
 
 # %% ../../nbs/trading/14_service.ipynb #f8cb8108
 def _ends(text) -> int:
@@ -848,6 +875,9 @@ def _routes() -> dict:
         (None, Route("POST", "/admin/symbols", add_symbol, "Trade a new symbol (with the shard's `[trading] price_band_pct` unless its band is given).", ("admin",), SymbolSpec)),
         (None, Route("POST", "/admin/symbols/{symbol}/halt", halt, "Halt a symbol: orders and modifies refused.", ("admin",))),
         (None, Route("POST", "/admin/symbols/{symbol}/resume", resume, "Resume a halted symbol.", ("admin",))),
+        (None, Route("GET", "/admin/accounts/{account}/limits", account_limits_of, "An account's risk limits on this shard: those it meets, those set for it alone, and its open orders past them.", ("admin",))),
+        (None, Route("PUT", "/admin/accounts/{account}/limits", set_account_limits, "Give an account risk limits of its own on this shard, in place of the shard's "
+                     "[trading] settings from its next order on (a field left out or null: the shard's; none: all of them); its open orders past them stay, counted by symbol.", ("admin",), AccountLimits)),
     ]}
 
 ROUTES = _routes()
@@ -943,7 +973,9 @@ ANSWERS = {  # each route's answer when it succeeds
     "depth": _obj(symbol=_str, seq=_int, bids=_array(_level), asks=_array(_level)), "trades": _obj(symbol=_str, trades=_array(_ref("Trade"))),
     **dict.fromkeys(("submit", "order", "cancel", "modify"), _ref("OrderState")), "orders": _obj(orders=_array(_ref("OrderState")), more=_bool, forgotten_ns=FORGOTTEN),
     "cancel_all": _obj(cancelling=_array(_str)), "fills": _obj(fills=_array(_ref("Fill")), more=_bool, forgotten_ns=FORGOTTEN), "positions": _obj(positions=_array(_ref("Position"))),
-    **dict.fromkeys(("add_symbol", "halt", "resume"), _ref("Symbol"))}
+    **dict.fromkeys(("add_symbol", "halt", "resume"), _ref("Symbol")),
+    **dict.fromkeys(("account_limits_of", "set_account_limits"), _obj(account=_str, limits=LIMITS, own=_ref("AccountLimits") | {"description": "the limits set for this account alone"},
+                                                                    past={"type": "object", "additionalProperties": _int, "description": "by symbol: how many of the account's open orders rest past its limits"}))}
 
 # %% ../../nbs/trading/14_service.ipynb #b412c209
 NO_KEY, TOO_MANY = "no valid API key", "past the caller's rate of requests ([services] rate)"
@@ -958,7 +990,7 @@ def _responses(name, r: Route) -> dict:
         "submit": "the symbol is halted", "cancel": "the order is done: the reason and its state",
         "modify": "the order is done (the reason and its state) or its symbol halted; a stop price for a stop already triggered, or a second modify of a waiting stop while the first is queued",
         "add_symbol": "the symbol is traded already"}[name]}
-    if name in ("add_symbol", "halt", "resume"): out["503"] = {"description": "the market's files cannot be written now (a full disk, the open-files limit): a symbol not added; a halt or resume not saved"}
+    if name in ("add_symbol", "halt", "resume", "set_account_limits"): out["503"] = {"description": "the market's files cannot be written now (a full disk, the open-files limit): a symbol not added, limits not set; a halt or resume not saved"}
     if r.body or name in ("halt", "resume"): out["413"] = {"description": "the body is past [limits] request_kb"}
     if "{symbol}" in r.path or "symbol" in (r.query or {}) or r.body in (Order, SymbolSpec): out["421"] = {"description": "another shard trades the symbol"}
     if r.body is Order or r.method in ("DELETE", "PATCH"): out["422"] = {"description": "the engine refused it; the reason and the order's state"}
@@ -1020,7 +1052,7 @@ def openapi() -> dict:
         if r.body: op["requestBody"] = {"required": r.body is not CancelAll, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{r.body.__name__}"}}}}
         if name in ("halt", "resume"): op["requestBody"] = {"required": False, "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}}}  # none, or {}
         paths.setdefault(r.path, {})[r.method.lower()] = op
-    schemas = {m.__name__: m.model_json_schema() for m in (Order, Modify, CancelAll, SymbolSpec)}
+    schemas = {m.__name__: m.model_json_schema() for m in (Order, Modify, CancelAll, SymbolSpec, AccountLimits)}
     modify = schemas["Modify"]  # PATCH /orders/{cid}'s body: the cid is the path's; a price, a qty, a stop price, or several
     del modify["properties"]["cid"], modify["required"]
     modify["anyOf"] = MODIFY_RULE

@@ -42,13 +42,13 @@ def test_openapi_describes_every_route(svc):
         ("/orders/{cid}", "patch"), ("/orders/cancel-all", "post"), ("/fills", "get"), ("/positions", "get"),
         ("/depth/{symbol}", "get"), ("/trades/{symbol}", "get"), ("/symbols", "get"), ("/admin/symbols", "post"),
         ("/admin/symbols/{symbol}/halt", "post"), ("/admin/symbols/{symbol}/resume", "post"), ("/me", "get"),
-        ("/ws", "get"), ("/health", "get"), ("/metrics", "get"), ("/openapi.json", "get")}  # before: the last four left out
+        ("/ws", "get"), ("/health", "get"), ("/metrics", "get"), ("/openapi.json", "get"), ("/admin/accounts/{account}/limits", "put")}  # before: /ws to /openapi.json left out
     modify = doc["components"]["schemas"]["Modify"]  # PATCH's body, as the handler takes it: the cid is the path's
     assert "cid" not in modify["properties"] and "required" not in modify
     valid = jsonschema.Draft202012Validator(modify).is_valid  # what the document takes, the route takes: a price, a qty or both, not null
     assert [valid(b) for b in ({"price": 101}, {"qty": 2}, {"price": 101, "qty": 2}, {}, {"price": None}, {"qty": None, "price": None})] == [True] * 3 + [False] * 3
     assert {p["name"]: p["schema"]["pattern"] for ops in doc["paths"].values() for op in ops.values() for p in op.get("parameters", []) if p["in"] == "path"} \
-        == {"cid": CID, "symbol": SYMBOL}
+        == {"cid": CID, "symbol": SYMBOL, "account": "^[A-Za-z0-9._-]{1,64}$"}
     assert {"201", "409", "421"} <= set(doc["paths"]["/admin/symbols"]["post"]["responses"]) and "200" not in doc["paths"]["/admin/symbols"]["post"]["responses"]
     assert {"404", "409", "422", "429"} <= set(doc["paths"]["/orders/{cid}"]["delete"]["responses"])
     assert all("421" in doc["paths"][path]["get"]["responses"] for path in ("/orders", "/fills"))  # ?symbol= of another shard's
@@ -132,6 +132,8 @@ def test_every_answer_is_what_the_openapi_document_says(svc):
     answered("POST", "admin/symbols/DOCS/halt", "/admin/symbols/{symbol}/halt", user="ada")
     answered("POST", "orders", body=dict(cid="doc-h", symbol="DOCS", side="buy", price=90, qty=1), expect=409)
     answered("POST", "admin/symbols/DOCS/resume", "/admin/symbols/{symbol}/resume", user="ada")
+    answered("GET", "admin/accounts/tom/limits", "/admin/accounts/{account}/limits"), answered("PUT", "admin/accounts/tom/limits", "/admin/accounts/{account}/limits", body={})
+    answered("PUT", "admin/accounts/nobody/limits", "/admin/accounts/{account}/limits", body={}, expect=404)
     answered("GET", "orders/nope", "/orders/{cid}", expect=404), answered("GET", "depth/DOCS?levels=0", "/depth/{symbol}", expect=400)
     answered("GET", "health", user=None), answered("GET", "openapi.json", user=None), answered("GET", "metrics", user=None, expect=401)
     assert answered("GET", "ws", expect=400)["error"].startswith("GET /ws: expected a WebSocket handshake")  # before: "Bad Request: GET /ws"
@@ -1489,3 +1491,39 @@ def test_a_handshake_cut_as_its_answer_is_written_is_no_error(tmp_path, caplog, 
         await runner.cleanup()
     with caplog.at_level(logging.WARNING): asyncio.run(scenario())
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+def test_an_admin_gives_an_account_limits_of_its_own_kept_across_a_restart(tmp_path):
+    keys, service = make_users(tmp_path), start_trading(tmp_path, symbols="DEMO", price_band_pct=0)
+    admin = SimpleNamespace(url=service.url, keys=keys)
+    put = lambda body, user="ada", who="tom": call(admin, "PUT", f"admin/accounts/{who}/limits", user=user, body=body)
+    try:
+        assert call(admin, "POST", "orders", user="tom", body=dict(cid="own-1", symbol="DEMO", side="sell", price=100, qty=50))[0] == 200
+        status, answer = put({"max_order_qty": 10, "max_open_orders": None})
+        assert (status, answer["account"], answer["own"], answer["past"]) == (200, "tom", {"max_order_qty": 10}, {"DEMO": 1})  # its resting 50 stays
+        assert answer["limits"] == call(admin, "GET", "me", user="tom")[1]["limits"] and answer["limits"]["max_order_qty"] == 10
+        assert call(admin, "GET", "me", user="tess")[1]["limits"]["max_order_qty"] == 1_000_000  # another account: the shard's
+        status, refused = call(admin, "POST", "orders", user="tom", body=dict(cid="own-2", symbol="DEMO", side="sell", price=100, qty=11))
+        assert (status, refused["error"]) == (422, "order 'own-2': risk_max_order_qty: qty 11: expected a qty of at most 10 (the account's own max_order_qty, set by an admin)")
+        async def over_websocket():
+            async with AsyncTradingClient(service.url, keys["tom"]) as tom:
+                with pytest.raises(Exception, match="expected a qty of at most 10 .the account's own"): await tom.order("DEMO", "sell", 11, 100)
+                return await tom.order("DEMO", "sell", 10, 100)
+        assert asyncio.run(over_websocket())["status"] == "open"
+        for body, error in (({"max_order_qty": 0}, "max_order_qty 0: expected the largest qty of one order, from 1 to 1,000,000,000,000 (null: the shard's [trading] max_order_qty)"),
+                            ({"max_notional": "5"}, "max_notional '5': "), ({"max_open_orders": 10**8}, "max_open_orders 100000000: expected the open orders one account"),
+                            ({"max_orders": 1}, "max_orders: unknown field (expected max_order_qty, max_notional, max_open_orders)"), ([10], "request body")):
+            status, answer = put(body)
+            assert status == 400 and answer["error"].startswith(error), (body, answer)
+        assert call(admin, "GET", "admin/accounts/tom/limits", user="ada")[1]["own"] == {"max_order_qty": 10}  # nothing changed by them
+        assert put({"max_order_qty": 10**6}, user="tom")[0] == 403 and call(admin, "GET", "admin/accounts/tom/limits", user="tess")[0] == 403
+        assert call(admin, "GET", "admin/accounts/nobody/limits", user="ada") == (404, {"error": "user 'nobody': no such user", "status": 404})
+        assert call(admin, "GET", "admin/accounts/a%20b/limits", user="ada")[1]["error"] == "account 'a b': expected a username: 1 to 64 letters, digits, '.', '_' or '-'"
+        assert "admin ada set account tom's own limits on this shard: {'max_order_qty': 10}; its open orders past them, by symbol: {'DEMO': 1}" in Path(service.log).read_text()
+        stop(service)
+        service = start_trading(tmp_path, symbols="DEMO", price_band_pct=0)  # restarted: kept
+        admin.url = service.url
+        assert call(admin, "GET", "admin/accounts/tom/limits", user="ada")[1] | {"limits": None} == {"account": "tom", "limits": None, "own": {"max_order_qty": 10}, "past": {"DEMO": 1}}
+        status, answer = put({})  # none: the shard's again
+        assert (status, answer["own"], answer["past"], answer["limits"]["max_order_qty"]) == (200, {}, {}, 1_000_000)
+        assert call(admin, "POST", "orders", user="tom", body=dict(cid="own-3", symbol="DEMO", side="sell", price=100, qty=11))[1]["status"] == "open"
+    finally: stop(service)
