@@ -44,6 +44,22 @@ FIELDS = ("order_id", "account", "cid", "symbol", "side", "kind", "tif", "price"
 
 # -- the model
 
+def cancel_all_requests(model, account, symbol, oids) -> tuple:
+    """A cancel_all's cids and the requests it queues in `model`, as `Market.cancel_all`: none while one of the same account and symbol waits,
+    nothing placed nor flushed since (answered with it); else a cancel an open order, and for the orders whose cancel is queued already
+    one answer a symbol, after them, naming the first of them."""
+    key, now = (account, symbol), (model.next_id, model.batches)
+    if (same := model.cancelling_all.get(key)) and same[0] == now: return same[1], same[2]
+    queued = {p["oid"] for p in model.pending if p["op"] == "cancel"}
+    requests, waiting = [dict(op="cancel", oid=oid, o=model.orders[oid], expect=None) for oid in oids if oid not in queued], {}
+    for oid in oids:
+        if oid in queued: waiting.setdefault(model.orders[oid].get("symbol"), oid)
+    requests += [dict(op="answer", oid=oid, o=model.orders[oid], expect=None) for oid in waiting.values()]  # an answer names its order in its part, as a command
+    model.pending += requests
+    cids = [model.orders[oid]["cid"] for oid in oids]
+    if oids: model.cancelling_all[key] = (now, cids, requests)
+    return cids, requests
+
 class Model:
     "What the market should do: the book's matching is `ReferenceBook`'s, the rest is stated here."
     def __init__(self, keep_done=10_000, limits=LIMITS):
@@ -53,6 +69,7 @@ class Model:
         self.pos = {}  # account -> [qty, cost, realized, closes], exact
         self.cash, self.fills = Counter(), {}  # account -> its fills, oldest first
         self.moving = {}  # a part's modifies of stops: order id -> its new stop price, which its accepted event does not carry
+        self.batches, self.cancelling_all = 0, {}  # batches flushed; (account, symbol) -> (next_id, batches, cids, requests) of the last cancel_all
 
     # calls: what the market answers at once (an exception class, or None: queued or answered by `reply`)
     def submit(self, account, f, expect):
@@ -98,10 +115,8 @@ class Model:
         return (capped(o, self.limits, 1) or (0, 0, 0))[2]
 
     def cancel_all(self, account):
-        oids = [oid for oid, o in sorted(self.orders.items()) if o["account"] == account and o["status"] not in DONE]
-        queued = {p["oid"] for p in self.pending if p["op"] == "cancel"}  # answered after that cancel, in a batch of its own turn: no second
-        self.pending += [dict(op="answer" if oid in queued else "cancel", oid=oid, expect=None) for oid in oids]  # an answer names its order in its part, as a command
-        return [self.orders[oid]["cid"] for oid in oids]
+        cids, self.cancels = cancel_all_requests(self, account, None, [oid for oid, o in sorted(self.orders.items()) if o["account"] == account and o["status"] not in DONE])
+        return cids
 
     def answer(self, oid):
         "A reply: (ok, reason class, the order's state as told)."
@@ -110,6 +125,7 @@ class Model:
 
     # a flush: the batch cut into parts where a command names an order an earlier one of its part names, and before a market buy
     def flush(self):
+        self.batches += bool(self.pending)
         parts, named, moved = [[]], set(), False
         for r in self.pending:
             alone = r["op"] == "submit" and (o := self.orders[r["oid"]])["kind"] == "market" and o["side"] == "buy"  # no band: checked at the price it reaches
@@ -468,6 +484,7 @@ class MModel(Model):
         self.orders, self.cids, self.next_id, self.pending = {}, {}, 1, []
         self.pos, self.cash, self.fills = {}, Counter(), {}  # (account, symbol) -> [qty, cost, realized, closes]; account -> fills
         self.moving = {}
+        self.batches, self.cancelling_all = 0, {}  # as `Model`'s
 
     def add(self, symbol):
         if symbol in self.specs: return Conflict
@@ -558,10 +575,8 @@ class MModel(Model):
     def cancel_all(self, account, symbol=None):
         if symbol is not None and symbol not in self.specs: return NotFound
         oids = [oid for oid, o in sorted(self.orders.items()) if o["account"] == account and o["status"] not in DONE and symbol in (None, o["symbol"])]
-        queued = {p["oid"] for p in self.pending if p["op"] == "cancel"}  # answered after that cancel, in a batch of its own turn: no second
-        self.cancels = [dict(op="answer" if oid in queued else "cancel", oid=oid, o=self.orders[oid], expect=lambda reply: None) for oid in oids]  # what its answer waits for
-        self.pending += self.cancels
-        return [self.orders[oid]["cid"] for oid in oids]
+        cids, self.cancels = cancel_all_requests(self, account, symbol, oids)  # what its answer waits for
+        return cids
 
     def answer(self, oid, o=None):
         "A reply, as `Model.answer`'s, of the order `oid` (or `o`, forgotten since); an order refused by a halt is answered as it was first: a Conflict."
@@ -572,6 +587,7 @@ class MModel(Model):
     def flush(self, most=None):
         "One batch: the first `most` commands queued (all by default), the rest left for the next."
         by_symbol, batch, self.pending = {}, self.pending[:most], self.pending[most:] if most else []
+        self.batches += bool(batch)
         for r in batch: by_symbol.setdefault(r["o"]["symbol"], []).append(r)
         for symbol, part in by_symbol.items():  # halted since queued: its new orders and modifies refused, the rest sent
             if not self.specs[symbol]["halted"]: continue
