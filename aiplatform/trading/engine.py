@@ -27,6 +27,7 @@ class RiskLimits:
     price_band_pct: float = 10.0
     max_open_orders: int = 1_000
     max_iceberg_parts: int = 100  # an iceberg's qty over its shown size: each refill a trade, one order must not make a million
+    max_position: int = 10**12  # the most a user may hold long or short in a symbol, were all its live orders on that side to fill
 
 # %% ../../nbs/trading/02_engine.ipynb #a38e106c
 SCALE = 10**6  # a position's cost and realised P&L are kept in millionths of a price unit
@@ -80,6 +81,7 @@ class Engine:
         self.live = {}  # (symbol, order_id) -> [user, side, remaining]
         self.open_orders = {}  # user -> number of live orders
         self.positions = {}  # (user, symbol) -> Position
+        self.exposure = {}  # (user, symbol) -> [qty its live orders could still buy, could still sell] (indexed by `side == "sell"`)
         self.folder, self.snapshot_every, self._since_snapshot = folder and Path(folder), snapshot_every, 0
         self.fsync, self.on_replay, self.before_sync = fsync, on_replay, before_sync
         symbols = dict(symbols)
@@ -99,6 +101,7 @@ def _recover(self: Engine, symbols):
             self.positions = {(u, s): Position(q, round(Fraction(a) * abs(q) * SCALE), round(Fraction(r) * SCALE)) for u, s, q, a, r in state["positions"]}
             self.live = {(s, oid): [u, side, rem] for s, oid, u, side, rem in state["live"]}
             self.open_orders = {u: n for u, n in state["open_orders"]}
+            for (s, _), (u, side, left) in self.live.items(): self.exposure.setdefault((u, s), [0, 0])[side == "sell"] += left
         except (ValueError, KeyError, TypeError) as e: raise damaged(saved, "its JSON", f"{type(e).__name__}: {e}") from None  # not JSON, or not the accounts'
     self.journals, self.books = {}, {}
     for symbol, tick in symbols.items(): self._open(symbol, tick, seqs.get(symbol, 0))
@@ -142,10 +145,11 @@ def _may_rest(row) -> bool:
     return row[4] in (STOP, STOP_LIMIT) or (row[4] != MARKET and row[5] == GTC)
 
 @patch
-def _risk(self: Engine, book, last, row, pending=0, queued=None, bid=None, lowers=True):
+def _risk(self: Engine, book, last, row, pending=0, queued=None, bid=None, lowers=True, held=(0, 0)):
     """The limit the command `row` (its fields) breaks, or None; `last`: the last trade before its batch, `pending`: its user's new orders before it
     in the batch, `queued`: the fields of the order a modify names when that order is new in the batch, `bid`: the highest bid a sell may meet
-    (None: the book's best now); `lowers`: whether a modify to a lower qty than the order has left (`_lowers`) passes at once, as it does when nothing of its batch came before it."""
+    (None: the book's best now); `lowers`: whether a modify to a lower qty than the order has left (`_lowers`) passes at once, as it does when nothing of its batch came before it;
+    `held`: what its user could hold long and short before it, its position and its live orders and those before it in the batch filled (`_held`)."""
     op, order_id, user, side, kind, price, qty, stop = row[0], row[1], row[2], row[3], row[4], row[6] or None, row[7] or None, row[8] or None
     lim = self.user_limits.get(user, self.limits)
     if lowers and _lowers(book, row, queued): return None  # only a lower qty: every risk lower (limits tightened since, say)
@@ -173,6 +177,8 @@ def _risk(self: Engine, book, last, row, pending=0, queued=None, bid=None, lower
     if price is not None and around is not None and lim.price_band_pct and abs(price - around) * 100_000_000 > round(lim.price_band_pct * 1_000_000) * around:  # in integers, as `Market` bands: 0.7% of 11,000 is 77, not 76.99…
         return "risk_price_band"
     if op == OP_SUBMIT and _may_rest(row) and self.open_orders.get(user, 0) + pending >= lim.max_open_orders: return "risk_max_open_orders"
+    side, more = _adds(book, row, queued)
+    if more > 0 and side in (BUY, SELL) and held[side] + more > lim.max_position: return "risk_max_position"  # a market or IOC order too: it may fill
     return None
 
 # %% ../../nbs/trading/02_engine.ipynb #4be25085
@@ -202,7 +208,7 @@ def _counted(self: Engine, n):
 def submit(self: Engine, symbol, order_id, side, price, qty, user=0, **kwargs) -> list[Event]:
     "Risk-check, then submit an order to `symbol`'s book (arguments as `OrderBook.submit`)."
     fields, book = submit_fields(order_id, side, price, qty, user, **kwargs), self.book(symbol)
-    if (reason := self._risk(book, book.last_price, fields)): return _reject(order_id, user, price, qty, reason)
+    if (reason := self._risk(book, book.last_price, fields, held=self._held(symbol, user, {}))): return _reject(order_id, user, price, qty, reason)
     return self._send(symbol, fields, side)
 
 @patch
@@ -212,7 +218,7 @@ def cancel(self: Engine, symbol, order_id, user=0) -> list[Event]:
 @patch
 def modify(self: Engine, symbol, order_id, price=None, qty=None, user=0, stop_price=None) -> list[Event]:
     fields, book = modify_fields(order_id, price, qty, user, stop_price), self.book(symbol)
-    if (reason := self._risk(book, book.last_price, fields)): return _reject(order_id, user, price, qty, reason)
+    if (reason := self._risk(book, book.last_price, fields, held=self._held(symbol, user, {}))): return _reject(order_id, user, price, qty, reason)
     return self._send(symbol, fields)
 
 @patch
@@ -220,9 +226,11 @@ def _account(self: Engine, symbol, events, sides):
     "Follow live orders and positions through events; `sides`: {order_id: side} of the orders submitted."
     for e in events:
         key = (symbol, e.order_id)
-        if e.kind == "accepted":
-            if key not in self.live: self.open_orders[e.user] = self.open_orders.get(e.user, 0) + 1
-            self.live[key] = [e.user, sides.get(e.order_id) if key not in self.live else self.live[key][1], e.qty]
+        if e.kind == "accepted":  # new, triggered or modified: its remaining qty now
+            if (was := self.live.get(key)) is None: self.open_orders[e.user] = self.open_orders.get(e.user, 0) + 1
+            self.live[key] = [e.user, side := sides.get(e.order_id) if was is None else was[1], e.qty]
+            if (held := self.exposure.get((e.user, symbol))) is None: held = self.exposure[e.user, symbol] = [0, 0]
+            held[side == "sell"] += e.qty - (0 if was is None else was[2])
         elif e.kind == "trade":
             wash = e.user == e.maker_user  # an account trading with itself: its position, cost and P&L stay as they were
             for oid, user in ((e.order_id, e.user), (e.maker_id, e.maker_user)):
@@ -231,6 +239,7 @@ def _account(self: Engine, symbol, events, sides):
                     if (p := self.positions.get((user, symbol))) is None: p = self.positions[user, symbol] = Position()
                     p.fill((1 if order[1] == "buy" else -1) * e.qty, e.price)
                 order[2] -= e.qty
+                self.exposure[user, symbol][order[1] == "sell"] -= e.qty
                 if order[2] == 0: self._done(symbol, oid)
         elif e.kind == "cancelled" and key in self.live: self._done(symbol, e.order_id)
     return events
@@ -238,8 +247,25 @@ def _account(self: Engine, symbol, events, sides):
 # %% ../../nbs/trading/02_engine.ipynb #e955a844
 @patch
 def _done(self: Engine, symbol, order_id):
-    user = self.live.pop((symbol, order_id))[0]
+    user, side, left = self.live.pop((symbol, order_id))
     self.open_orders[user] -= 1
+    self.exposure[user, symbol][side == "sell"] -= left
+
+@patch
+def _held(self: Engine, symbol, user, pending) -> tuple:
+    """The most `user` could hold in `symbol`, long and short, were all its live orders and those its batch adds so far (`pending`'s
+    `(user, side)`, `process`'s) to fill: (its position + what it could buy, what it could sell - its position)."""
+    buys, sells = self.exposure.get((user, symbol), (0, 0))
+    q = p.qty if (p := self.positions.get((user, symbol))) is not None else 0
+    return q + buys + pending.get((user, BUY), 0), sells - q + pending.get((user, SELL), 0)
+
+def _adds(book, row, queued) -> tuple:
+    """(side, qty) the command `row` adds to what its account's orders could buy or sell: a new order's qty, a modify's new qty past what its
+    order has left (in `book`, or new in the batch: `queued`, its command's fields); (None, 0) for nothing."""
+    if row[0] == OP_SUBMIT: return row[3], row[7]
+    if row[0] != OP_MODIFY or not row[7]: return None, 0
+    if (o := book.order(row[1])) is not None: return SIDES.index(o.side), row[7] - o.remaining
+    return (queued[3], row[7] - queued[7]) if queued else (None, 0)
 
 def close_all(closes):
     "Call each of `closes`, every one even when one before it fails or is interrupted; then raise the first error (the others logged)."
@@ -318,7 +344,7 @@ def process(self: Engine, symbol, rows) -> list[Event]:
     Split where a refused modify names an order of it, before a market buy (`Market` cuts its batches there first), after a stop's modify, and before a sell
     or modify that a buy stop-limit waiting in the book, which the commands before it may trigger, would bid too much for: they go first,
     so that it is checked at the bid it meets."""
-    out, passed, pending, new, freed = [], [], {}, {}, set()
+    out, passed, pending, new, freed = [], [], {}, {}, set()  # pending: {user: new orders that may rest, (user, side): qty they could buy or sell} of the batch so far
     book = self.book(symbol)
     last = book.last_price  # the batch is checked against the last trade before it
     # the best bid before the batch (read once a sell needs it), the highest a buy of the batch may bid since, the highest price it may trade at, the buy stop that triggers next
@@ -338,14 +364,15 @@ def process(self: Engine, symbol, rows) -> list[Event]:
                 top, raised, high, trigger = None, 0, 0, book.best(BUY_STOPS)
             if top is None and sells: top = book.best(BUY) or 0
             bid = top if top is None or top >= raised else raised
-            reason = self._risk(book, last, row, pending.get(user, 0), new.get(order_id), bid, lowers=not passed)
+            reason = self._risk(book, last, row, pending.get(user, 0), new.get(order_id), bid, lowers=not passed, held=self._held(symbol, user, pending))
             if passed and (not reason and sells and trigger is not None and high >= trigger  # a buy stop-limit they may trigger would bid too much for it
-                           and self._risk(book, last, row, pending.get(user, 0), new.get(order_id), max(bid, book.stop_bid(high))) == "risk_max_notional"
+                           and self._risk(book, last, row, pending.get(user, 0), new.get(order_id), max(bid, book.stop_bid(high)), held=self._held(symbol, user, pending)) == "risk_max_notional"
                            or reason and _lowers(book, row, new.get(order_id))  # a lower qty than it had left before the batch
-                           or reason == "risk_max_order_qty" and op == OP_MODIFY and not row[7]):  # a new price alone: they may have traded it within the limit
+                           or reason == "risk_max_order_qty" and op == OP_MODIFY and not row[7]  # a new price alone: they may have traded it within the limit
+                           or reason == "risk_max_position"):  # they may have cancelled orders of its user (what those could trade is only known once they have)
                 out, passed, new, pending = out + self._cut(symbol, passed, out, rows[i:]), [], {}, {}  # they go first: checked against the book they leave
                 top, raised, high, trigger = book.best(BUY) or 0, 0, 0, book.best(BUY_STOPS)
-                reason = self._risk(book, last, row, 0, None, bid := top)
+                reason = self._risk(book, last, row, 0, None, bid := top, held=self._held(symbol, user, {}))
             if reason:
                 if order_id in new:  # a modify of an order new in this batch: the commands before it go first
                     out, passed, new, pending = out + self._cut(symbol, passed, out, rows[i:]), [], {}, {}
@@ -353,6 +380,8 @@ def process(self: Engine, symbol, rows) -> list[Event]:
                 out += _reject(order_id, user, row[6], row[7], reason)
                 continue
             if trigger is not None and (at := _reaches(row, bid)) > high: high = at
+            side, more = _adds(book, row, new.get(order_id))
+            if more > 0 and side in (BUY, SELL): pending[user, side] = pending.get((user, side), 0) + more  # what it could buy or sell, for the checks after it
             if op == OP_SUBMIT:
                 if _may_rest(row): pending[user] = pending.get(user, 0) + 1  # an IOC order before it takes no place of its own
                 new[order_id] = row

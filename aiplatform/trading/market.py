@@ -74,6 +74,7 @@ class AccountLimits(BaseModel):
     max_order_qty: int | None = _limit("max_order_qty")
     max_notional: int | None = _limit("max_notional")
     max_open_orders: int | None = _limit("max_open_orders")
+    max_position: int | None = _limit("max_position")
 
 def account_limits(fields) -> AccountLimits:
     "`AccountLimits` from a request's body; `ValidationError` naming the field otherwise."
@@ -724,6 +725,8 @@ RISK_LIMITS = {  # a risk refusal's code: the limit it met, in words, where it i
     "risk_max_order_qty": ("max_order_qty", "a qty of at most {:,}", "[trading] max_order_qty", "qty {qty:,}"),
     "risk_max_notional": ("max_notional", "a price times qty of at most {:,}", "[trading] max_notional", "price times qty {notional:,}"),
     "risk_max_open_orders": ("max_open_orders", "at most {:,} open orders", "[trading] max_open_orders", ""),
+    "risk_max_position": ("max_position", "a position of at most {:,} long or short, were every open order of the account in the symbol to fill",
+                          "[trading] max_position", "a {side} of qty {qty:,}"),
     "risk_iceberg_parts": ("max_iceberg_parts", "a qty of at most {} times the display_qty", "an iceberg refills at most that many times",
                            "qty {qty:,}, display_qty {display_qty:,}"),
     "risk_price_band": ("price_band_pct", "a price within {:g}% of the last trade", "the engine's band", "price {price:,}")}
@@ -759,7 +762,7 @@ def _explain(self: Market, reason: str, account: int, row=None, kind=None) -> st
             reason = f"{reason}: qty {fields['qty']:,} sold at the bids {near}" + (f", above its price {fields['price']:,}" if kind in (None, "limit", "stop_limit") else "")
         elif kind in ("market", "stop") and reason == "risk_max_notional":  # a buy sent as an IOC limit at its band's edge (`_protect`): checked there, the most it may pay
             reason = f"{reason}: a {kind} buy of qty {fields['qty']:,} up to its band's edge {fields['price']:,}: {notional:,}"
-        else: reason = f"{reason}: {given.format(**fields, notional=notional)}"
+        else: reason = f"{reason}: {given.format(**fields | {'side': 'buy' if fields['side'] == BUY else 'sell'}, notional=notional)}"
     return f"{reason}: expected {expected.format(getattr(limits, field))} ({where})"
 
 @patch

@@ -84,7 +84,7 @@ def market(settings) -> Market:
     for s in symbols:
         try: symbol_spec(s)
         except ValidationError as e: raise settings.error("trading", "symbols", t.symbols, str(e)) from None
-    limits = RiskLimits(t.max_order_qty, t.max_notional, 0.0, t.max_open_orders)
+    limits = RiskLimits(t.max_order_qty, t.max_notional, 0.0, t.max_open_orders, max_position=t.max_position)
     folder = settings.data_dir/"trading"/f"shard-{t.shard}"
     opened = lambda wait=False: Market(folder, symbols, t.fsync, limits, t.snapshot_every, t.shard, t.shards, t.keep_fills, t.keep_done, wait=wait)
     try:
@@ -526,7 +526,7 @@ TRADERS = ("trader", "admin")
 def limits(m: Market, t, account) -> dict:
     "The limits `account` meets on this shard: its orders' risk limits (the engine's) and its WebSocket connections' (`t`: `[trading]`), as `GET /me` tells them."
     lim = m.engine.user_limits.get(account, m.engine.limits)
-    return dict(max_order_qty=lim.max_order_qty, max_notional=lim.max_notional, max_open_orders=lim.max_open_orders, max_iceberg_parts=lim.max_iceberg_parts,
+    return dict(max_order_qty=lim.max_order_qty, max_notional=lim.max_notional, max_open_orders=lim.max_open_orders, max_position=lim.max_position, max_iceberg_parts=lim.max_iceberg_parts,
                 rate=t.rate, burst=t.burst, connections=t.connections, queue_limit=t.queue_limit)
 
 async def me(request):
@@ -964,7 +964,7 @@ FORGOTTEN = _int | {"description": "0, or a time at or before which some of the 
                     "stands now instead (the open orders, the positions)"}
 
 _setting = lambda name, schema=_int: schema | {"description": f"{TOOL_SETTINGS['trading'][name].help} ([trading] {name})"}  # in the setting's own words
-LIMITS = _obj(max_order_qty=_setting("max_order_qty"), max_notional=_setting("max_notional"), max_open_orders=_setting("max_open_orders"),
+LIMITS = _obj(max_order_qty=_setting("max_order_qty"), max_notional=_setting("max_notional"), max_open_orders=_setting("max_open_orders"), max_position=_setting("max_position"),
               max_iceberg_parts=_int | {"description": "an iceberg's largest qty over its display_qty"}, rate=_setting("rate", _num),
               burst=_setting("burst"), connections=_setting("connections"), queue_limit=_setting("queue_limit"))
 

@@ -55,6 +55,7 @@ SETTINGS = {"trading": {
     "max_order_qty": Setting("int", 1_000_000, "largest qty of one order", lo=1, hi=10**12),
     "max_notional": Setting("int", 10**12, "largest price times quantity of one order", lo=1, hi=2**62),
     "max_open_orders": Setting("int", 10_000, "open orders one account may have on a shard", lo=1, hi=10**7),
+    "max_position": Setting("int", 10**12, "most one account may hold long or short in a symbol, its open orders there counted as filled", lo=1, hi=2**62),
     "rate": Setting("float", 2_000.0, "messages a second one WebSocket connection may send, on average", lo=1, hi=10**7),
     "burst": Setting("int", 5_000, "messages one WebSocket connection may send at once", lo=1, hi=10**7),
     "connections": Setting("int", 100, "WebSocket connections one user may have open to a shard at once", lo=1, hi=10**6),

@@ -199,3 +199,38 @@ def test_a_snapshot_writes_only_the_books_that_moved_and_the_engine_opens_from_t
     for e in (again, plain): trade(e, "S1", 10)
     assert accounts(again) == accounts(plain)
     again.close()
+
+def _worst(eng, symbol, users) -> dict:
+    "What each of `users` could hold in `symbol`, long and short, were all its live orders to fill, from the books themselves: (long, short)."
+    out = {}
+    for u in users:
+        live = [eng.books[symbol].order(oid) for (s, oid), (owner, _, _) in eng.live.items() if s == symbol and owner == u]
+        q = eng.position(u, symbol).qty
+        out[u] = (q + sum(o.remaining for o in live if o.side == "buy"), sum(o.remaining for o in live if o.side == "sell") - q)
+    return out
+
+@settings(max_examples=int(os.environ.get("EXAMPLES", 300)), deadline=None, suppress_health_check=list(HealthCheck))
+@given(batches(notional=200))
+def test_no_account_could_hold_past_its_position_limit_whatever_its_batches(bs):
+    """Whatever a batch holds (new orders, IOC and market orders, stop-limits, cancels, modifies), no account could ever hold more than
+    `max_position` long or short, its position and its live orders all filled; what the engine keeps of them is what the books hold."""
+    eng = Engine({"X": 1}, limits=RiskLimits(max_position=15, price_band_pct=0, max_notional=10**9))
+    refused = 0
+    for batch in bs:
+        refused += sum(e.reason == "risk_max_position" for e in eng.process("X", batch))
+        worst = _worst(eng, "X", (1, 2, 3))
+        assert {u: (eng.position(u, "X").qty + eng.exposure.get((u, "X"), [0, 0])[0], eng.exposure.get((u, "X"), [0, 0])[1] - eng.position(u, "X").qty)
+                for u in (1, 2, 3)} == worst
+        assert all(max(w) <= 15 for w in worst.values()), worst
+
+def test_a_position_limit_counts_live_orders_and_a_cancel_in_the_same_batch_frees_its_room():
+    "A cancel frees what its order could trade only once it is done: an order of its batch that needs that room is checked after it: a trade earlier in the batch may fill the order first."
+    eng = Engine({"X": 1}, limits=RiskLimits(max_position=10, price_band_pct=0))
+    eng.submit("X", 1, "sell", 100, 6, user=2), eng.submit("X", 2, "buy", 100, 6, user=1)  # 1 holds 6
+    assert eng.submit("X", 3, "buy", 99, 5, user=1)[0].reason == "risk_max_position"  # 6 + 5 > 10
+    assert eng.submit("X", 4, "buy", 99, 4, user=1)[0].kind == "accepted"  # 6 + 4
+    assert eng.submit("X", 5, "sell", 101, 16, user=1)[0].kind == "accepted"  # short at most 16 - 6
+    batch = eng.process("X", [cancel_fields(4, user=1), submit_fields(6, "buy", 98, 4, user=1), submit_fields(7, "buy", 98, 1, user=1)])  # a quote replaced
+    assert [(e.kind, e.order_id, e.reason) for e in batch] == [("cancelled", 4, "user_cancel"), ("accepted", 6, ""), ("rejected", 7, "risk_max_position")]  # each checked after those before it
+    assert eng.modify("X", 6, qty=5, user=1)[0].reason == "risk_max_position" and eng.modify("X", 6, qty=3, user=1)[0].kind == "accepted"
+    assert eng.submit("X", 8, "sell", 100, 20, user=1, tif="IOC")[0].reason == "risk_max_position"  # an IOC may fill whole

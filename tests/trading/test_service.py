@@ -103,7 +103,7 @@ def test_me_names_the_callers_account_whichever_of_its_keys(svc):
     second = create_key("tess", settings=load_settings(env={}, platform={"data_dir": svc.data}))
     status, tess = call(svc, "GET", "me")
     assert status == 200 and (tess["username"], tess["role"]) == ("tess", "trader") and isinstance(tess["account"], int)
-    assert tess["limits"] == {"max_order_qty": 1_000_000, "max_notional": 10**12, "max_open_orders": 10_000, "max_iceberg_parts": 100,  # as the service's settings say
+    assert tess["limits"] == {"max_order_qty": 1_000_000, "max_notional": 10**12, "max_open_orders": 10_000, "max_position": 10**12, "max_iceberg_parts": 100,  # as the service's settings say
                               "rate": 200.0, "burst": 300, "connections": 100, "queue_limit": 50}  # before: none told (a bot learned its qty was past the limit from 20 refusals)
     assert call(svc, "GET", "me", user="vic")[1]["role"] == "viewer" and call(svc, "GET", "me", user="vic")[1]["account"] != tess["account"]
     svc.keys["tess2"] = second
@@ -1511,7 +1511,7 @@ def test_an_admin_gives_an_account_limits_of_its_own_kept_across_a_restart(tmp_p
         assert asyncio.run(over_websocket())["status"] == "open"
         for body, error in (({"max_order_qty": 0}, "max_order_qty 0: expected the largest qty of one order, from 1 to 1,000,000,000,000 (null: the shard's [trading] max_order_qty)"),
                             ({"max_notional": "5"}, "max_notional '5': "), ({"max_open_orders": 10**8}, "max_open_orders 100000000: expected the open orders one account"),
-                            ({"max_orders": 1}, "max_orders: unknown field (expected max_order_qty, max_notional, max_open_orders)"), ([10], "request body")):
+                            ({"max_orders": 1}, "max_orders: unknown field (expected max_order_qty, max_notional, max_open_orders, max_position)"), ([10], "request body")):
             status, answer = put(body)
             assert status == 400 and answer["error"].startswith(error), (body, answer)
         assert call(admin, "GET", "admin/accounts/tom/limits", user="ada")[1]["own"] == {"max_order_qty": 10}  # nothing changed by them
