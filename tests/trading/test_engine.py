@@ -7,7 +7,7 @@ from aiplatform.core import NotFound
 from aiplatform.trading.book import cancel_fields, modify_fields, submit_fields
 from aiplatform.trading.engine import SCALE, Engine, Position, RiskLimits
 
-LIMITS = RiskLimits(max_order_qty=50, price_band_pct=20, max_open_orders=40)
+LIMITS = RiskLimits(max_order_qty=50, price_band_pct=20, max_open_orders=40, max_position=60)
 
 def session(eng, rng, ids):
     "Random commands on two symbols; returns the trade events."
@@ -39,6 +39,10 @@ def test_accounts_follow_a_random_session():
         live[user] = live.get(user, 0) + 1
     assert {u: n for u, n in eng.open_orders.items() if n} == live
     assert all(n <= 40 for n in eng.open_orders.values())
+    for sym in "AB":
+        worst = _worst(eng, sym, range(1, 5))
+        assert all(max(w) <= 60 for w in worst.values()) and any(max(w) > 50 for w in worst.values()), worst  # near the limit, never past it
+        assert {u: (eng.position(u, sym).qty + eng.exposure.get((u, sym), [0, 0])[0], eng.exposure.get((u, sym), [0, 0])[1] - eng.position(u, sym).qty) for u in range(1, 5)} == worst
 
 def test_position_average_and_realised_pnl_are_exact():
     p = Position()
@@ -159,7 +163,7 @@ def test_unknown_symbol():
     with pytest.raises(NotFound, match="symbol 'Z': not traded"): Engine({"X": 1}).cancel("Z", 1)
 
 def accounts(eng):
-    return eng.positions, eng.live, {u: n for u, n in eng.open_orders.items() if n}, {s: b.queues() for s, b in eng.books.items()}
+    return eng.positions, eng.live, {u: n for u, n in eng.open_orders.items() if n}, {s: b.queues() for s, b in eng.books.items()}, {k: v for k, v in eng.exposure.items() if any(v)}
 
 @pytest.mark.parametrize("close", [True, False])
 def test_journaled_engine_recovers_books_and_accounts(tmp_path, close):
