@@ -582,6 +582,7 @@ def test_a_client_that_keeps_up_gets_a_whole_batch_past_the_queue_limit(svc):
 
 def test_a_bad_frame_is_answered_at_once_and_the_client_splits_a_big_batch(svc):
     async def scenario():
+        await asyncio.sleep(300 / 200)  # tom's rate limit full again (burst 300, 200 a second; one for all his connections), whatever the tests before sent
         session, ws = await _ws(svc, "tom")
         twice = '[{"op": "ping"}, {"op": "order", "cid": "twice", "symbol": "ACME", "side": "buy", "price": 95, "qty": 1, "qty": 1000}]'
         for send, data, error in ((ws.send_str, "{", "frame: not JSON"), (ws.send_bytes, b"{}", "frame: expected text (JSON), got binary"),
@@ -643,26 +644,28 @@ def test_a_consumer_that_falls_behind_and_goes_on_sending_still_gets_the_reason(
             slow.messages()
             slow.send({"op": "ping", "req": i})
 
-def test_a_slow_book_reader_gets_a_fresh_snapshot_and_stays_in_sync(svc):
-    slow = RawSocket(svc.url, svc.keys["vic"])
-    slow.send({"op": "subscribe", "channel": "book", "symbol": "DEMO"})
+def test_a_slow_book_reader_gets_a_fresh_snapshot_and_stays_in_sync(tmp_path):
+    keys = make_users(tmp_path)
+    svc = start_trading(tmp_path, symbols="DEMO", queue_limit=50, send_buffer_kb=8)  # the default rate: the deltas come quickly
     async def scenario():
-        async with AsyncTradingClient(svc.url, svc.keys["tom"]) as tom:
-            for _ in range(20):  # 5,000 book deltas while `slow` reads nothing; each client within its burst
-                async with AsyncTradingClient(svc.url, svc.keys["tom"]) as writer:
-                    for j in range(250): await writer.requests([order_message("DEMO", "buy", 1, 91 + j % 9)])
+        async with AsyncTradingClient(svc.url, keys["tom"]) as tom:
+            for j in range(5_000): await tom.requests([order_message("DEMO", "buy", 1, 91 + j % 9)])  # 5,000 book deltas while `slow` reads nothing
             await tom.cancel_all()
             await asyncio.sleep(0.2)
             return await tom.depth("DEMO", 10)
-    depth = asyncio.run(scenario())
-    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-    book, snapshots = LocalBook("DEMO"), 0
-    while book.seq != depth["seq"]:
-        for m in slow.messages():
-            if m["type"] in ("book", "book_snapshot"):
-                snapshots += m["type"] == "book_snapshot"
-                book.apply(m)  # raises on a gap or a wrong checksum
-                if book.seq == depth["seq"]: break
+    try:
+        slow = RawSocket(svc.url, keys["vic"])
+        slow.send({"op": "subscribe", "channel": "book", "symbol": "DEMO"})
+        depth = asyncio.run(scenario())
+        slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        book, snapshots = LocalBook("DEMO"), 0
+        while book.seq != depth["seq"]:
+            for m in slow.messages():
+                if m["type"] in ("book", "book_snapshot"):
+                    snapshots += m["type"] == "book_snapshot"
+                    book.apply(m)  # raises on a gap or a wrong checksum
+                    if book.seq == depth["seq"]: break
+    finally: stop(svc)
     assert snapshots >= 2  # the first, and at least one that replaced dropped deltas
     assert book.depth()["bids"] == [tuple(x) for x in depth["bids"]]
 
@@ -1012,14 +1015,14 @@ def test_a_frame_of_cancel_alls_queues_and_journals_each_orders_cancel_once(svc)
 
 def test_a_client_that_keeps_up_gets_a_whole_sweep_of_twenty_thousand_messages():
     from types import SimpleNamespace
-    from aiplatform.trading.service import Connection, Shared
+    from aiplatform.trading.service import Connection, Hub, Shared
     class Socket:  # the kernel takes 512 kB at once; the rest waits in the transport, as with asyncio
         written = 0
         def write(self, data): self.written += len(data)
         def get_write_buffer_size(self): return max(0, self.written - 512 * 1024)
         def is_closing(self): return False
     settings = SimpleNamespace(trading=SimpleNamespace(queue_limit=10_000, rate=2_000.0, burst=5_000, heartbeat=15.0))
-    conn = Connection(None, SimpleNamespace(dirty=[]), SimpleNamespace(id=1, username="tess"), settings, False, Socket())
+    conn = Connection(None, Hub(SimpleNamespace(listeners=[], flushed=[], halt_listeners=[])), SimpleNamespace(id=1, username="tess"), settings, False, Socket())
     for i in range(10_000):  # a sweep of 10,000 resting orders, seen by a client subscribed to the tape and to its orders
         conn.push(Shared(type="trade", symbol="DEMO", seq=i, price=100, qty=1, side="buy", ns=i))
         conn.push(Shared(type="fill", fill_id=f"DEMO:{i}:t", order_id=1, cid="sweep", account=1, symbol="DEMO", side="buy", price=100, qty=1,
@@ -1063,9 +1066,9 @@ class _WS:
 
 def _connection(transport):
     from types import SimpleNamespace
-    from aiplatform.trading.service import Connection
+    from aiplatform.trading.service import Connection, Hub
     settings = SimpleNamespace(trading=SimpleNamespace(queue_limit=100, rate=2_000.0, burst=5_000, heartbeat=15.0))
-    return Connection(None, SimpleNamespace(dirty=[]), SimpleNamespace(id=1, username="bad"), settings, transport=transport)
+    return Connection(None, Hub(SimpleNamespace(listeners=[], flushed=[], halt_listeners=[])), SimpleNamespace(id=1, username="bad"), settings, transport=transport)
 
 def test_a_connection_behind_whose_message_fails_to_encode_is_closed_with_the_reason():
     "The writer task's path (a client behind); before, the task died and the connection stayed open with nothing ever sent."
@@ -1527,3 +1530,25 @@ def test_an_admin_gives_an_account_limits_of_its_own_kept_across_a_restart(tmp_p
         assert (status, answer["own"], answer["past"], answer["limits"]["max_order_qty"]) == (200, {}, {}, 1_000_000)
         assert call(admin, "POST", "orders", user="tom", body=dict(cid="own-3", symbol="DEMO", side="sell", price=100, qty=11))[1]["status"] == "open"
     finally: stop(service)
+
+def test_a_users_connections_share_one_rate_limit(svc):
+    """The rate limit is the user's, over all their connections to the shard: with 100 connections a user sent 100 times `[trading] rate`,
+    and a viewer's frames of refused orders held the loop 0.8 s a turn. Another user's stays whole."""
+    async def scenario():
+        await asyncio.sleep(300 / 200)  # vic's and tom's buckets full again (burst 300, 200 a second), whatever the tests before sent
+        (s1, a), (s2, b), (s3, c) = await _ws(svc, "vic"), await _ws(svc, "vic"), await _ws(svc, "tom")
+        pings = lambda n: [{"op": "ping", "req": i} for i in range(n)]
+        await a.send_json(pings(250))
+        first = [m for m in await _until(a, lambda m: m.get("req") == 249) if m.get("req") is not None]
+        began = time.monotonic()
+        await b.send_json(pings(250))
+        second = [m for m in await _until(b, lambda m: m.get("req") == 249) if m.get("req") is not None]
+        await c.send_json(pings(250))
+        other = [m for m in await _until(c, lambda m: m.get("req") == 249) if m.get("req") is not None]
+        refill = (time.monotonic() - began) * 200
+        for s in (s1, s2, s3): await s.close()
+        return first, second, other, refill
+    first, second, other, refill = asyncio.run(scenario())
+    assert [m["type"] for m in first] == ["pong"] * 250 and [m["type"] for m in other] == ["pong"] * 250
+    passed = sum(m["type"] == "pong" for m in second)
+    assert 50 <= passed <= 50 + refill + 1 and second[-1]["status"] == 429, (passed, refill)  # what the first left, and what came back since
