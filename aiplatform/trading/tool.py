@@ -58,6 +58,8 @@ SETTINGS = {"trading": {
     "max_position": Setting("int", 10**12, "most one account may hold long or short in a symbol, its open orders there counted as filled", lo=1, hi=2**62),
     "rate": Setting("float", 2_000.0, "messages a second one user's WebSocket connections to a shard may send together, on average", lo=1, hi=10**7),
     "burst": Setting("int", 5_000, "messages one user's WebSocket connections to a shard may send at once", lo=1, hi=10**7),
+    "read_rows": Setting("int", 20_000, "orders, fills and trades a second one account's reads may look through on a shard (HTTP pages, an orders or trades "
+                         "subscription's first message), in bursts of twice as many", lo=100, hi=10**9),
     "connections": Setting("int", 100, "WebSocket connections one user may have open to a shard at once", lo=1, hi=10**6),
     "queue_limit": Setting("int", 10_000, "messages waiting for a connection that has fallen behind before it is resynced or closed", lo=10, hi=10**7),
     "send_buffer_kb": Setting("int", 256, "kernel send buffer of one WebSocket connection; past it, messages wait in the outbox",

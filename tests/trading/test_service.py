@@ -104,7 +104,7 @@ def test_me_names_the_callers_account_whichever_of_its_keys(svc):
     status, tess = call(svc, "GET", "me")
     assert status == 200 and (tess["username"], tess["role"]) == ("tess", "trader") and isinstance(tess["account"], int)
     assert tess["limits"] == {"max_order_qty": 1_000_000, "max_notional": 10**12, "max_open_orders": 10_000, "max_position": 10**12, "max_iceberg_parts": 100,  # as the service's settings say
-                              "rate": 200.0, "burst": 300, "connections": 100, "queue_limit": 50}  # before: none told (a bot learned its qty was past the limit from 20 refusals)
+                              "rate": 200.0, "burst": 300, "read_rows": 20_000, "connections": 100, "queue_limit": 50}  # before: none told (a bot learned its qty was past the limit from 20 refusals)
     assert call(svc, "GET", "me", user="vic")[1]["role"] == "viewer" and call(svc, "GET", "me", user="vic")[1]["account"] != tess["account"]
     svc.keys["tess2"] = second
     try: assert call(svc, "GET", "me", user="tess2") == (200, tess)
@@ -1021,7 +1021,7 @@ def test_a_client_that_keeps_up_gets_a_whole_sweep_of_twenty_thousand_messages()
         def write(self, data): self.written += len(data)
         def get_write_buffer_size(self): return max(0, self.written - 512 * 1024)
         def is_closing(self): return False
-    settings = SimpleNamespace(trading=SimpleNamespace(queue_limit=10_000, rate=2_000.0, burst=5_000, heartbeat=15.0))
+    settings = SimpleNamespace(trading=SimpleNamespace(queue_limit=10_000, rate=2_000.0, burst=5_000, heartbeat=15.0, read_rows=20_000))
     conn = Connection(None, Hub(SimpleNamespace(listeners=[], flushed=[], halt_listeners=[])), SimpleNamespace(id=1, username="tess"), settings, False, Socket())
     for i in range(10_000):  # a sweep of 10,000 resting orders, seen by a client subscribed to the tape and to its orders
         conn.push(Shared(type="trade", symbol="DEMO", seq=i, price=100, qty=1, side="buy", ns=i))
@@ -1040,7 +1040,7 @@ def test_a_connection_whose_message_fails_to_encode_is_closed_and_the_others_are
         def write(self, data): self.data += data
         def get_write_buffer_size(self): return 0
         def is_closing(self): return False
-    settings = SimpleNamespace(trading=SimpleNamespace(queue_limit=100, rate=2_000.0, burst=5_000, heartbeat=15.0))
+    settings = SimpleNamespace(trading=SimpleNamespace(queue_limit=100, rate=2_000.0, burst=5_000, heartbeat=15.0, read_rows=20_000))
     hub = Hub(SimpleNamespace(listeners=[], flushed=[], halt_listeners=[]))
     bad, good = (Connection(None, hub, SimpleNamespace(id=k, username=name), settings, False, Socket()) for k, name in ((1, "bad"), (2, "good")))
     bad.push({"type": "pong", "req": "\ud800"}), good.push({"type": "pong", "req": 7})  # a lone surrogate: orjson cannot write it
@@ -1067,7 +1067,7 @@ class _WS:
 def _connection(transport):
     from types import SimpleNamespace
     from aiplatform.trading.service import Connection, Hub
-    settings = SimpleNamespace(trading=SimpleNamespace(queue_limit=100, rate=2_000.0, burst=5_000, heartbeat=15.0))
+    settings = SimpleNamespace(trading=SimpleNamespace(queue_limit=100, rate=2_000.0, burst=5_000, heartbeat=15.0, read_rows=20_000))
     return Connection(None, Hub(SimpleNamespace(listeners=[], flushed=[], halt_listeners=[])), SimpleNamespace(id=1, username="bad"), settings, transport=transport)
 
 def test_a_connection_behind_whose_message_fails_to_encode_is_closed_with_the_reason():
@@ -1552,3 +1552,30 @@ def test_a_users_connections_share_one_rate_limit(svc):
     assert [m["type"] for m in first] == ["pong"] * 250 and [m["type"] for m in other] == ["pong"] * 250
     passed = sum(m["type"] == "pong" for m in second)
     assert 50 <= passed <= 50 + refill + 1 and second[-1]["status"] == 429, (passed, refill)  # what the first left, and what came back since
+
+def test_an_accounts_reads_wait_once_they_have_looked_through_read_rows(tmp_path):
+    """Pages of orders and fills and an orders subscription's first message cost the rows they look through ([trading] read_rows a second,
+    bursts of twice as many): past them, the account's next read waits (429, saying how long), another account's does not. Before, each
+    was one request of 1,000 a second, and one trader's pages of 10,000 done orders held the loop whole."""
+    keys, service = make_users(tmp_path), start_trading(tmp_path, symbols="DEMO", read_rows=100, price_band_pct=0)
+    svc = SimpleNamespace(url=service.url, keys=keys)
+    try:
+        async def cross():
+            async with AsyncTradingClient(svc.url, keys["tess"]) as tess, AsyncTradingClient(svc.url, keys["tom"]) as tom:
+                for i in range(60): await tess.order("DEMO", "sell", 1, 100), await tom.order("DEMO", "buy", 1, 100)
+        asyncio.run(cross())
+        status, page = call(svc, "GET", "fills?limit=100")
+        assert status == 200 and len(page["fills"]) == 60  # looked through 60, returned 60: 120 of a burst of 200
+        assert call(svc, "GET", "orders?status=done&limit=1")[0] == 200  # begun with 80 left; from the newest end: 2 looked at, 1 returned
+        assert call(svc, "GET", "fills?limit=100")[0] == 200  # begun with 77 left: 43 past them now
+        status, refused = call(svc, "GET", "orders?status=done&limit=1")
+        assert status == 429 and refused["error"].startswith("reads past [trading] read_rows: 100 orders, fills or trades a second"), refused
+        assert 0.3 < float(refused["error"].rpartition("wait ")[2].split()[0]) <= 0.44  # (1 + 43) rows at 100 a second, less what came back meanwhile
+        assert call(svc, "GET", "fills?limit=100", user="tom")[0] == 200  # another account's reads
+        async def subscribe():
+            async with AsyncTradingClient(svc.url, keys["tess"]) as tess:
+                with pytest.raises(RateLimited, match="reads past"): await tess.request("subscribe", channel="orders")
+        asyncio.run(subscribe())
+        time.sleep(0.5)
+        assert call(svc, "GET", "orders?status=done&limit=1")[0] == 200  # made up
+    finally: stop(service)
