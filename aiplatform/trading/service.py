@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['COMMANDS_ANSWERED', 'TRADES', 'TRADED', 'REFUSED', 'CLOSED', 'CONNECTIONS', 'SUBSCRIPTIONS', 'HALTS', 'METRICS_S',
-           'ORDER_OPS', 'CHANNELS', 'PING_S', 'BACKLOG', 'CLOSE_S', 'BEHIND_S', 'MARKET', 'HUB', 'USERNAME',
-           'PATH_PATTERNS', 'ACCOUNT', 'SYMBOL_Q', 'LIMIT', 'SINCE', 'PATH_TEXTS', 'TRADERS', 'NAMED_KB', 'RECHECK_S',
-           'COLLECT_AFTER', 'ROUTES', 'BOOK_SEQ', 'CHECKSUM', 'REQ', 'CHANNEL', 'FORGOTTEN', 'LIMITS', 'ANSWERS',
-           'NO_KEY', 'TOO_MANY', 'MODIFY_RULE', 'SYMBOL_RULES', 'ORDER_RULES', 'OTHER_PATHS', 'INFO', 'ROOM',
+           'ORDER_OPS', 'CHANNELS', 'PAST_RATE', 'PING_S', 'BACKLOG', 'CLOSE_S', 'BEHIND_S', 'MARKET', 'HUB',
+           'USERNAME', 'PATH_PATTERNS', 'ACCOUNT', 'SYMBOL_Q', 'LIMIT', 'SINCE', 'PATH_TEXTS', 'TRADERS', 'NAMED_KB',
+           'RECHECK_S', 'COLLECT_AFTER', 'ROUTES', 'BOOK_SEQ', 'CHECKSUM', 'REQ', 'CHANNEL', 'FORGOTTEN', 'LIMITS',
+           'ANSWERS', 'NO_KEY', 'TOO_MANY', 'MODIFY_RULE', 'SYMBOL_RULES', 'ORDER_RULES', 'OTHER_PATHS', 'INFO', 'ROOM',
            'ACCEPT_LOG_S', 'SYNCS', 'RECHECKS', 'EXPORTS', 'Shared', 'frame', 'wire', 'market', 'position', 'Reads',
            'Hub', 'close_reason', 'Connection', 'Route', 'query', 'limits', 'me', 'symbols', 'depth', 'trades',
            'submit', 'cancel', 'modify', 'cancel_all', 'orders', 'order', 'fills', 'positions', 'add_symbol', 'halt',
@@ -200,7 +200,7 @@ TRADES = prom.Counter("aiplatform_trading_trades", "Trades, by symbol", ["symbol
 TRADED = prom.Counter("aiplatform_trading_traded_qty", "Quantity traded, by symbol", ["symbol"], registry=REGISTRY)
 REFUSED = prom.Counter("aiplatform_trading_messages_refused", "WebSocket messages answered with an error before any batch, by the answer's status (400 a bad frame, 403, 404, 409, 422, 429 the rate limit, 500)",
                        ["status"], registry=REGISTRY)
-CLOSED = prom.Counter("aiplatform_trading_connections_closed", "WebSocket connections the service closed, by why: slow_consumer, access (a key or user no longer good), internal",
+CLOSED = prom.Counter("aiplatform_trading_connections_closed", "WebSocket connections the service closed, by why: slow_consumer, access (a key or user no longer good), rate_limit (sending on past it), internal",
                       ["why"], registry=REGISTRY)
 CONNECTIONS = prom.Gauge("aiplatform_trading_connections", "Open WebSocket connections, by shard (a shard killed keeps its last value until it starts again)", ["shard"], registry=REGISTRY, multiprocess_mode="mostrecent")
 SUBSCRIPTIONS = prom.Gauge("aiplatform_trading_subscriptions", "Subscriptions, by shard and channel", ["shard", "channel"], registry=REGISTRY, multiprocess_mode="mostrecent")
@@ -209,11 +209,12 @@ METRICS_S = 1.0  # how often the commands' counts and the gauges go to Prometheu
 
 def close_reason(why: str) -> str:
     "What kind of reason a connection was closed for, as `CLOSED` counts it."
-    return "slow_consumer" if why.startswith("slow consumer") else "internal" if why.startswith("internal error") else "access"
+    return "slow_consumer" if why.startswith("slow consumer") else "internal" if why.startswith("internal error") else "rate_limit" if why.startswith("rate limit") else "access"
 
 # %% ../../nbs/trading/14_service.ipynb #7fd3b86e
 ORDER_OPS = ("order", "cancel", "modify", "cancel_all")
 CHANNELS = ("book", "trades", "orders", "positions")
+PAST_RATE = 1  # bursts' worth (frames', if more) of messages the rate limit refused, no frame served whole between, past which a connection is closed: its client does not wait as told
 PING_S = 30  # a WebSocket ping this often; a client that does not answer one within half of it is gone
 
 class Connection:
@@ -224,6 +225,7 @@ class Connection:
         self.outbox, self.rate, self.reads, self.heartbeat = Outbox(t.queue_limit), hub.rate_of(user, t), hub.reads_of(user.id, t), t.heartbeat
         self.cancel_on_disconnect, self.placed, self.channels, self._prune_at = cancel_on_disconnect, {}, set(), 1_000  # placed: {cid: order id}
         self.wake, self.dirty, self.limited = asyncio.Event(), False, None  # limited: the retry_after_s of the frame being read once it met the rate limit
+        self.refused = 0  # messages the rate limit refused since the last frame it let pass whole
         self.sent_at = time.monotonic()  # when a frame was last written: a heartbeat goes once `heartbeat` seconds pass without one
 
     def too_many(self) -> str:
@@ -323,6 +325,7 @@ def handle(self: Connection, message, rest=1):
     try:
         if self.limited is not None or not self.rate.take():  # a mistake counts too; once one is refused, so is the rest of its frame
             if self.limited is None: self.limited = self.retry_after(rest)
+            self.refused += 1
             raise TooMany(self.too_many())
         if not isinstance(message, dict): raise ValidationError(f"message: expected a JSON object with an op, got {type(message).__name__}")
         if bad_req: raise ValidationError("req: expected an integer or text of at most 64 characters, echoed in the answer")
@@ -349,7 +352,12 @@ def handle(self: Connection, message, rest=1):
 def handle_frame(self: Connection, messages):
     "Act on a frame's messages in order; once one meets the rate limit the rest of the frame is refused too, each refusal saying when that rest could pass (`retry_after_s`): a client sends it again then, in its order. Nothing, once the connection is being closed."
     if self.outbox.closed: return  # a slow consumer, a fault, a key no longer good: it trades no more while its close goes out
+    refused = self.refused
     for k, message in enumerate(messages): self.handle(message, len(messages) - k)
+    if self.refused == refused: self.refused = 0  # a frame served whole: its client waits as it is told
+    elif self.refused >= PAST_RATE * max(self.rate.burst, MAX_FRAME):  # each refusal answered costs the loop: a client that sends on regardless is not served on
+        self.outbox.closed = f"rate limit: {self.refused:,} messages refused since a frame was last served whole, each refusal saying when to send again ([trading] rate, burst)"
+        self.wake.set()
 
 @patch
 def retry_after(self: Connection, n=1) -> float:

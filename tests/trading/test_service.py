@@ -1579,3 +1579,24 @@ def test_an_accounts_reads_wait_once_they_have_looked_through_read_rows(tmp_path
         time.sleep(0.5)
         assert call(svc, "GET", "orders?status=done&limit=1")[0] == 200  # made up
     finally: stop(service)
+
+def test_a_connection_that_sends_on_past_the_rate_limit_is_closed_with_the_reason(tmp_path):
+    """Each refusal says when to send again (`retry_after_s`); a client that sends on regardless, a burst's worth of messages refused (a frame's, if more) with no frame served whole between,
+    is closed (each refusal answered costs the loop: a viewer's 100 connections of refused frames held it 0.6 s a turn). One that waits is served."""
+    keys, service = make_users(tmp_path), start_trading(tmp_path, symbols="DEMO", rate=200, burst=300)
+    svc = SimpleNamespace(url=service.url, keys=keys)
+    async def scenario():
+        session, ws = await _ws(svc, "vic")
+        pings = [{"op": "ping", "req": i} for i in range(1_000)]
+        await ws.send_json(pings)  # 300 pass, 700 refused
+        first = await _until(ws, lambda m: m.get("req") == 999)
+        await asyncio.sleep(first[-1]["retry_after_s"])
+        await ws.send_json(pings[:10])  # waited as told: served
+        assert [m["type"] for m in await _until(ws, lambda m: m.get("req") == 9)][-1] == "pong"
+        for _ in range(3): await ws.send_json(pings)  # regardless: some pass as the bucket fills, 1,000 are refused
+        while (msg := await ws.receive(timeout=10)).type == aiohttp.WSMsgType.TEXT: pass
+        await session.close()
+        return msg
+    try: msg = asyncio.run(scenario())
+    finally: stop(service)
+    assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1008 and msg.extra.startswith("rate limit: 1,") and "refused since a frame was last served whole" in msg.extra, msg
