@@ -2373,6 +2373,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                            'aiplatform.trading.engine._adds': ('trading/engine.html#_adds', 'aiplatform/trading/engine.py'),
                                            'aiplatform.trading.engine._exact': ( 'trading/engine.html#_exact',
                                                                                  'aiplatform/trading/engine.py'),
+                                           'aiplatform.trading.engine._grows_past': ( 'trading/engine.html#_grows_past',
+                                                                                      'aiplatform/trading/engine.py'),
                                            'aiplatform.trading.engine._holds_records': ( 'trading/engine.html#_holds_records',
                                                                                          'aiplatform/trading/engine.py'),
                                            'aiplatform.trading.engine._lowers': ( 'trading/engine.html#_lowers',

@@ -259,6 +259,12 @@ def _held(self: Engine, symbol, user, pending) -> tuple:
     q = p.qty if (p := self.positions.get((user, symbol))) is not None else 0
     return q + buys + pending.get((user, BUY), 0), sells - q + pending.get((user, SELL), 0)
 
+def _grows_past(book, row, queued, held, lim) -> bool:
+    """Whether the modify `row`, were the commands before it in its batch to trade its order down to 1 first, would let its user hold more than
+    `lim.max_position` (`held`: as `_risk` takes it): its qty is the order's new remaining one, which then adds all but that 1."""
+    side, more = _adds(book, row, queued)
+    return row[0] == OP_MODIFY and more > 0 and side in (BUY, SELL) and held[side] + row[7] - 1 > lim.max_position
+
 def _adds(book, row, queued) -> tuple:
     """(side, qty) the command `row` adds to what its account's orders could buy or sell: a new order's qty, a modify's new qty past what its
     order has left (in `book`, or new in the batch: `queued`, its command's fields); (None, 0) for nothing."""
@@ -364,12 +370,13 @@ def process(self: Engine, symbol, rows) -> list[Event]:
                 top, raised, high, trigger = None, 0, 0, book.best(BUY_STOPS)
             if top is None and sells: top = book.best(BUY) or 0
             bid = top if top is None or top >= raised else raised
-            reason = self._risk(book, last, row, pending.get(user, 0), new.get(order_id), bid, lowers=not passed, held=self._held(symbol, user, pending))
+            reason = self._risk(book, last, row, pending.get(user, 0), new.get(order_id), bid, lowers=not passed, held=(held := self._held(symbol, user, pending)))
             if passed and (not reason and sells and trigger is not None and high >= trigger  # a buy stop-limit they may trigger would bid too much for it
                            and self._risk(book, last, row, pending.get(user, 0), new.get(order_id), max(bid, book.stop_bid(high)), held=self._held(symbol, user, pending)) == "risk_max_notional"
                            or reason and _lowers(book, row, new.get(order_id))  # a lower qty than it had left before the batch
                            or reason == "risk_max_order_qty" and op == OP_MODIFY and not row[7]  # a new price alone: they may have traded it within the limit
-                           or reason == "risk_max_position"):  # they may have cancelled orders of its user (what those could trade is only known once they have)
+                           or reason == "risk_max_position"  # they may have cancelled orders of its user (what those could trade is only known once they have)
+                           or not reason and _grows_past(book, row, new.get(order_id), held, self.user_limits.get(user, self.limits))):
                 out, passed, new, pending = out + self._cut(symbol, passed, out, rows[i:]), [], {}, {}  # they go first: checked against the book they leave
                 top, raised, high, trigger = book.best(BUY) or 0, 0, 0, book.best(BUY_STOPS)
                 reason = self._risk(book, last, row, 0, None, bid := top, held=self._held(symbol, user, {}))

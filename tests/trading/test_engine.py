@@ -238,3 +238,12 @@ def test_a_position_limit_counts_live_orders_and_a_cancel_in_the_same_batch_free
     assert [(e.kind, e.order_id, e.reason) for e in batch] == [("cancelled", 4, "user_cancel"), ("accepted", 6, ""), ("rejected", 7, "risk_max_position")]  # each checked after those before it
     assert eng.modify("X", 6, qty=5, user=1)[0].reason == "risk_max_position" and eng.modify("X", 6, qty=3, user=1)[0].kind == "accepted"
     assert eng.submit("X", 8, "sell", 100, 20, user=1, tif="IOC")[0].reason == "risk_max_position"  # an IOC may fill whole
+
+def test_a_modify_after_a_trade_of_its_order_in_its_batch_is_checked_as_the_trade_leaves_the_order():
+    "A modify's qty is the order's new remaining one: a trade earlier in its batch leaves the order less, so the modify adds more (found by hypothesis)."
+    eng = Engine({"X": 1}, limits=RiskLimits(max_position=15, price_band_pct=0))
+    eng.submit("X", 1, "buy", 10, 6, user=3), eng.submit("X", 2, "sell", 10, 6, user=2)  # 3 holds 6
+    eng.submit("X", 3, "sell", 5, 9, user=3)  # and could sell 9: short 3 at most
+    batch = eng.process("X", [submit_fields(4, "buy", 29, 3, user=1), modify_fields(3, 6, 21, 3)])  # 3 of it sold first: 21 left would let it be short 18
+    assert [(e.kind, e.order_id, e.reason) for e in batch][-1] == ("rejected", 3, "risk_max_position")
+    assert eng.modify("X", 3, qty=18, user=3)[0].kind == "accepted"  # 18 left, holding 3: short 15 at most
