@@ -152,7 +152,7 @@ class Market:
         try:
             self._check_split()
             specs = _saved_specs(saved) if (saved := self.folder/"symbols.json").exists() else []
-            self.own = _saved_limits(kept) if (kept := self.folder/"limits.json").exists() else {}  # accounts' own limits, an admin's (`set_limits`)
+            self.own = _saved_limits(own) if (own := self.folder/"limits.json").exists() else {}  # accounts' own limits, an admin's (`set_limits`)
         except Exception:
             self._lock.close()  # another start may follow in this process (a test's), with the folder as it is
             raise
@@ -920,7 +920,7 @@ def close(self: Market):
 @patch
 def set_limits(self: Market, account: int, limits: AccountLimits) -> dict:
     """Give `account` `limits` of its own on this shard (none set: the shard's again), written to `limits.json` first, in force from the next batch;
-    {symbol: how many of its open orders rest past them}: they stay as they are. `Unsaved` (and nothing changed) when the file cannot be written."""
+    {symbol: how many of its open orders rest past its `max_order_qty` or `max_notional` now}: they stay as they are. `Unsaved` (and nothing changed) when the file cannot be written."""
     own = {a: given for a, given in self.own.items() if a != account} | ({account: limits} if limits.model_dump(exclude_none=True) else {})
     try:
         if (why := self._gone()): raise FileNotFoundError(why)  # not into the folder of a service that took its place

@@ -149,7 +149,7 @@ class Hub:
         if (rate := self.rates.get(user.id)) is None: rate = self.rates[user.id] = RateLimit(t.rate, t.burst)
         return rate
 
-    def reads_of(self, account, t) -> "Reads":
+    def reads_of(self, account, t) -> Reads:
         "The `Reads` of `account` on this shard, its HTTP pages' and its subscriptions' first messages (`t`: `[trading]`)."
         if (reads := self.reads.get(account)) is None: reads = self.reads[account] = Reads(t.read_rows)
         return reads
@@ -716,7 +716,7 @@ async def _account(request, route):
     return user, await asyncio.to_thread(get_user, request.match_info["account"], request.app[SETTINGS])
 
 def _account_limits(request, account, past) -> dict:
-    "What `account`'s limits routes answer: the limits it meets on this shard, those of them an admin set for it alone, and its open orders past them by symbol."
+    "What `account`'s limits routes answer: the limits it meets on this shard, those of them an admin set for it alone, and `past`: its open orders past them (`Market._past_limits`)."
     m = request.app[MARKET]
     return {"account": account.username, "limits": limits(m, request.app[SETTINGS].trading, account.id),
             "own": m.own.get(account.id, AccountLimits()).model_dump(exclude_none=True), "past": past}
@@ -933,9 +933,9 @@ def _routes() -> dict:
         (None, Route("POST", "/admin/symbols", add_symbol, "Trade a new symbol (with the shard's `[trading] price_band_pct` unless its band is given).", ("admin",), SymbolSpec)),
         (None, Route("POST", "/admin/symbols/{symbol}/halt", halt, "Halt a symbol: orders and modifies refused.", ("admin",))),
         (None, Route("POST", "/admin/symbols/{symbol}/resume", resume, "Resume a halted symbol.", ("admin",))),
-        (None, Route("GET", "/admin/accounts/{account}/limits", account_limits_of, "An account's risk limits on this shard: those it meets, those set for it alone, and its open orders past them.", ("admin",))),
+        (None, Route("GET", "/admin/accounts/{account}/limits", account_limits_of, "An account's risk limits on this shard: those it meets, those set for it alone, and its open orders past its max_order_qty or max_notional.", ("admin",))),
         (None, Route("PUT", "/admin/accounts/{account}/limits", set_account_limits, "Give an account risk limits of its own on this shard, in place of the shard's "
-                     "[trading] settings from its next order on (a field left out or null: the shard's; none: all of them); its open orders past them stay, counted by symbol.", ("admin",), AccountLimits)),
+                     "[trading] settings from its next order on (a field left out or null: the shard's; none: all of them); its open orders past its max_order_qty or max_notional stay, counted by symbol.", ("admin",), AccountLimits)),
     ]}
 
 ROUTES = _routes()
@@ -1033,7 +1033,7 @@ ANSWERS = {  # each route's answer when it succeeds
     "cancel_all": _obj(cancelling=_array(_str)), "fills": _obj(fills=_array(_ref("Fill")), more=_bool, forgotten_ns=FORGOTTEN), "positions": _obj(positions=_array(_ref("Position"))),
     **dict.fromkeys(("add_symbol", "halt", "resume"), _ref("Symbol")),
     **dict.fromkeys(("account_limits_of", "set_account_limits"), _obj(account=_str, limits=LIMITS, own=_ref("AccountLimits") | {"description": "the limits set for this account alone"},
-                                                                    past={"type": "object", "additionalProperties": _int, "description": "by symbol: how many of the account's open orders rest past its limits"}))}
+                                                                    past={"type": "object", "additionalProperties": _int, "description": "by symbol: how many of the account's open orders rest past its max_order_qty or max_notional"}))}
 
 # %% ../../nbs/trading/14_service.ipynb #b412c209
 NO_KEY, TOO_MANY = "no valid API key", "past the caller's rate of requests ([services] rate)"

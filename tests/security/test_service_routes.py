@@ -81,6 +81,7 @@ OWNED = {"resume": {"/resumes/{name}", "/resumes/{name}/versions", "/resumes/{na
          "ml": {"/search/{collection}", "/search/{collection}/add"}, "trading": {"/orders/{cid}"}}
 SHARED = {"/depth/{symbol}": "a market's book", "/trades/{symbol}": "a market's trades",
           "/admin/symbols/{symbol}/halt": "admins only", "/admin/symbols/{symbol}/resume": "admins only",
+          "/admin/accounts/{account}/limits": "admins only: any account's risk limits",
           "/images/models/{name}": "the service's named vision models"}
 
 @pytest.mark.parametrize("name", sorted(registered_services()))

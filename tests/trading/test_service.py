@@ -9,7 +9,7 @@ import aiohttp, jsonschema, pytest
 from trading_service import RawSocket, make_users, start_trading, stop
 from aiplatform.trading.feed import LocalBook
 from aiplatform.core import Conflict, Unauthorized
-from aiplatform.trading.client import AsyncTradingClient, RateLimited, error_of, order_message
+from aiplatform.trading.client import AsyncTradingClient, OrderRejected, RateLimited, error_of, order_message
 from aiplatform.trading.orders import CID, SYMBOL
 from aiplatform.platform.metrics import operations
 from prometheus_client.parser import text_string_to_metric_families
@@ -1509,7 +1509,7 @@ def test_an_admin_gives_an_account_limits_of_its_own_kept_across_a_restart(tmp_p
         assert (status, refused["error"]) == (422, "order 'own-2': risk_max_order_qty: qty 11: expected a qty of at most 10 (the account's own max_order_qty, set by an admin)")
         async def over_websocket():
             async with AsyncTradingClient(service.url, keys["tom"]) as tom:
-                with pytest.raises(Exception, match="expected a qty of at most 10 .the account's own"): await tom.order("DEMO", "sell", 11, 100)
+                with pytest.raises(OrderRejected, match="expected a qty of at most 10 .the account.s own"): await tom.order("DEMO", "sell", 11, 100)
                 return await tom.order("DEMO", "sell", 10, 100)
         assert asyncio.run(over_websocket())["status"] == "open"
         for body, error in (({"max_order_qty": 0}, "max_order_qty 0: expected the largest qty of one order, from 1 to 1,000,000,000,000 (null: the shard's [trading] max_order_qty)"),
